@@ -1,0 +1,112 @@
+import { Command } from 'commander';
+import { createLogger } from '../../core/logger.js';
+import { formatTimestamp } from '../../core/record.js';
+import type { Queue } from '../../queue/types.js';
+import { createQueue } from '../backends.js';
+import { addSettings, configFrom } from '../settings.js';
+
+async function withQueue(cmd: Command, fn: (queue: Queue) => Promise<void>): Promise<void> {
+  const config = configFrom(cmd);
+  const logger = createLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel });
+  const queue = createQueue(config, logger);
+  try {
+    await fn(queue);
+  } finally {
+    await queue.close();
+  }
+}
+
+function print(json: boolean, value: unknown, text: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+}
+
+export function queueCommand(): Command {
+  const queue = new Command('queue').description('Inspect the message queue');
+  const stats = new Command('stats')
+    .description('Queue depth, in-flight, delayed and dead messages')
+    .option('--json', 'print JSON');
+  addSettings(stats, ['common', 'queue']);
+  stats.action(async (o: { json?: boolean }) => {
+    await withQueue(stats, async (q) => {
+      const s = await q.stats();
+      const age =
+        s.oldestCreatedAt === undefined
+          ? '-'
+          : `${Math.round((Date.now() - s.oldestCreatedAt) / 1000)}s`;
+      print(
+        o.json === true,
+        { cluster: q.clusterId, backend: q.backend, ...s },
+        `cluster ${q.clusterId} (${q.backend}): ${s.ready} ready, ${s.inFlight} in flight, ${s.delayed} waiting to retry, ${s.dead} dead, ${s.expired} expired; head message age ${age}`,
+      );
+    });
+  });
+  queue.addCommand(stats);
+  return queue;
+}
+
+export function dlqCommand(): Command {
+  const dlq = new Command('dlq').description('List, replay and purge dead-lettered messages');
+  const list = new Command('list')
+    .description('List dead letters with their reasons')
+    .option('--limit <n>', 'at most this many', '100')
+    .option('--after <id>', 'page after this id')
+    .option('--json', 'print JSON');
+  addSettings(list, ['common', 'queue']);
+  list.action(async (o: { limit: string; after?: string; json?: boolean }) => {
+    await withQueue(list, async (q) => {
+      const page = await q.listDeadLetters({
+        limit: Number(o.limit),
+        ...(o.after === undefined ? {} : { after: o.after }),
+      });
+      const rows = page.items.map((d) => ({
+        id: d.id,
+        reason: d.reason,
+        attempts: d.attempts,
+        deadAt: formatTimestamp(d.deadAt),
+        records: d.records,
+      }));
+      const text =
+        rows.length === 0
+          ? 'no dead letters'
+          : rows
+              .map(
+                (r) =>
+                  `${r.id}  ${r.deadAt}  attempts=${r.attempts}  records=${r.records}  ${r.reason}`,
+              )
+              .join('\n') + (page.next === undefined ? '' : `\n... more: --after ${page.next}`);
+      print(o.json === true, { items: rows, next: page.next }, text);
+    });
+  });
+  const replay = new Command('replay')
+    .description('Put dead letters back into the queue (attempts reset)')
+    .argument('[ids...]', 'dead letter ids')
+    .option('--all', 'every dead letter');
+  addSettings(replay, ['common', 'queue']);
+  replay.action(async (ids: string[], o: { all?: boolean }) => {
+    if (o.all !== true && ids.length === 0) {
+      replay.error('give dead letter ids or --all');
+    }
+    await withQueue(replay, async (q) => {
+      const n = await q.replayDeadLetters(o.all === true ? 'all' : ids);
+      process.stdout.write(`replayed ${n} message(s)\n`);
+    });
+  });
+  const purge = new Command('purge')
+    .description('Delete dead letters for good')
+    .argument('[ids...]', 'dead letter ids')
+    .option('--all', 'every dead letter');
+  addSettings(purge, ['common', 'queue']);
+  purge.action(async (ids: string[], o: { all?: boolean }) => {
+    if (o.all !== true && ids.length === 0) {
+      purge.error('give dead letter ids or --all');
+    }
+    await withQueue(purge, async (q) => {
+      const n = await q.purgeDeadLetters(o.all === true ? 'all' : ids);
+      process.stdout.write(`purged ${n} dead letter(s)\n`);
+    });
+  });
+  dlq.addCommand(list);
+  dlq.addCommand(replay);
+  dlq.addCommand(purge);
+  return dlq;
+}

@@ -1,0 +1,115 @@
+import { Command } from 'commander';
+import { hostname } from 'node:os';
+import { basename, join } from 'node:path';
+import { createLogger } from '../../core/logger.js';
+import { describeError } from '../../core/errors.js';
+import { shortHash } from '../../streamer/fingerprint.js';
+import {
+  BarProgress,
+  LogProgress,
+  noProgress,
+  type ProgressReporter,
+} from '../../streamer/progress.js';
+import { Streamer, type StreamSummary } from '../../streamer/streamer.js';
+import type { Config } from '../../core/config.js';
+import type { Logger } from '../../core/logger.js';
+import type { Queue } from '../../queue/types.js';
+import { createQueue } from '../backends.js';
+import { dataDir, resolveInput } from '../paths.js';
+import { addSettings, configFrom } from '../settings.js';
+import { onShutdown } from '../signals.js';
+
+export function streamerOptionsFrom(
+  config: Config,
+  queue: Queue,
+  logger: Logger,
+  extra: { restart: boolean; maxLoops?: number },
+) {
+  const csvFile = resolveInput(config.csvFile);
+  const file = basename(csvFile);
+  const streamId =
+    config.streamId !== ''
+      ? config.streamId
+      : `${file.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${shortHash(`${config.clusterId}:${csvFile}`)}`;
+  const progress: ProgressReporter =
+    config.progress === 'off'
+      ? noProgress
+      : config.progress === 'bar' || (config.progress === 'auto' && process.stderr.isTTY)
+        ? new BarProgress(process.stderr)
+        : new LogProgress(logger);
+  return {
+    queue,
+    csvFile,
+    clusterId: config.clusterId,
+    batchSize: config.batchSize,
+    intervalMs: config.streamInterval,
+    loop: config.loopMode,
+    timestampMode:
+      config.timestampMode === 'auto'
+        ? config.loopMode
+          ? 'live'
+          : 'original'
+        : config.timestampMode,
+    maxQueueDepth: config.maxQueueDepth,
+    concurrency: config.publishConcurrency,
+    streamId,
+    producerId: `streamer-${hostname()}-${process.pid}`,
+    rejectsFile:
+      config.rejectsFile !== ''
+        ? config.rejectsFile
+        : join(dataDir(config.dataDir), 'rejects', `${file}.rejects.csv`),
+    restart: extra.restart,
+    logger,
+    progress,
+    ...(extra.maxLoops === undefined ? {} : { maxLoops: extra.maxLoops }),
+  } as const;
+}
+
+export function summaryLine(s: StreamSummary): string {
+  const rate = s.elapsedMs > 0 ? Math.round((s.records / s.elapsedMs) * 1000) : 0;
+  const reasons = Object.entries(s.rejectsByReason)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(', ');
+  return (
+    `summary: ${s.records} records published in ${s.batches} batches (${rate}/s), ` +
+    `${s.rejects} malformed rows set aside${reasons === '' ? '' : ` (${reasons})`}` +
+    `${s.rejectsFile === undefined ? '' : ` -> ${s.rejectsFile}`}, ` +
+    `${s.sentinels} not-supported readings skipped` +
+    (s.skipped > 0 ? `, ${s.skipped} already published before restart` : '') +
+    (s.stopped ? ', stopped early (resumable)' : '')
+  );
+}
+
+export function streamerCommand(): Command {
+  const cmd = new Command('streamer')
+    .description('Stream a DCGM CSV export into the queue (resumable, exactly once)')
+    .option('--csv <file>', 'alias of --csv-file')
+    .option('--restart', 'ignore the checkpoint of an interrupted run and start from the top')
+    .option('--max-loops <n>', 'in loop mode, stop after this many passes');
+  addSettings(cmd, ['common', 'queue', 'streamer']);
+  cmd.action(async (opts: { csv?: string; restart?: boolean; maxLoops?: string }) => {
+    const config = configFrom(cmd, opts.csv === undefined ? {} : { csvFile: opts.csv });
+    const logger = createLogger({
+      level: config.logLevel,
+      base: { component: 'streamer', cluster_id: config.clusterId },
+    });
+    const queue = createQueue(config, logger);
+    const streamer = new Streamer(
+      streamerOptionsFrom(config, queue, logger, {
+        restart: opts.restart === true,
+        ...(opts.maxLoops === undefined ? {} : { maxLoops: Number(opts.maxLoops) }),
+      }),
+    );
+    onShutdown(logger, () => streamer.stop());
+    try {
+      const summary = await streamer.run();
+      logger.info({ summary }, summaryLine(summary));
+    } catch (err) {
+      logger.error({ err }, `streamer failed: ${describeError(err)}`);
+      process.exitCode = 1;
+    } finally {
+      await queue.close();
+    }
+  });
+  return cmd;
+}

@@ -1,0 +1,20 @@
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository (package) root: two levels above src/cli or dist/cli. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** A relative path is looked up from the working directory, then from the package root. */
+export function resolveInput(path: string): string {
+  if (isAbsolute(path)) return path;
+  const fromCwd = resolve(path);
+  if (existsSync(fromCwd)) return fromCwd;
+  const fromRoot = join(PACKAGE_ROOT, path);
+  return existsSync(fromRoot) ? fromRoot : fromCwd;
+}
+
+/** The data directory: relative to the package root unless absolute. */
+export function dataDir(path: string): string {
+  return isAbsolute(path) ? path : join(PACKAGE_ROOT, path);
+}

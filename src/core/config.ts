@@ -1,0 +1,382 @@
+import { NexusError } from './errors.js';
+import { parseDuration } from './duration.js';
+
+/**
+ * Every setting of every component, in one table: its environment variable, its command-line
+ * flag, its type, default and help. The CLI builds its flags, the configuration reference and the
+ * frozen Config objects from this table, so none of them can drift from the others.
+ */
+type Kind = 'string' | 'int' | 'bool' | 'duration' | 'list' | 'enum';
+
+export interface SettingSpec {
+  readonly env: string;
+  readonly flag: string;
+  readonly kind: Kind;
+  readonly default?: string;
+  readonly help: string;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+  /** Never printed or logged. */
+  readonly secret?: boolean;
+  readonly group:
+    'common' | 'queue' | 'streamer' | 'collector' | 'database' | 'gateway' | 'embedded';
+}
+
+export const SETTINGS = {
+  clusterId: {
+    env: 'CLUSTER_ID',
+    flag: 'cluster-id',
+    kind: 'string',
+    default: 'local-cluster',
+    help: 'Telemetry cluster identifier',
+    group: 'common',
+  },
+  etcdEndpoints: {
+    env: 'ETCD_ENDPOINTS',
+    flag: 'etcd-endpoints',
+    kind: 'list',
+    default: 'localhost:2379',
+    help: 'etcd endpoints, comma-separated (http:// is assumed; use https:// for TLS)',
+    group: 'common',
+  },
+  etcdUsername: {
+    env: 'ETCD_USERNAME',
+    flag: 'etcd-username',
+    kind: 'string',
+    default: '',
+    help: 'etcd RBAC user (optional)',
+    group: 'common',
+  },
+  etcdPassword: {
+    env: 'ETCD_PASSWORD',
+    flag: 'etcd-password',
+    kind: 'string',
+    default: '',
+    help: 'etcd RBAC password (optional)',
+    secret: true,
+    group: 'common',
+  },
+  etcdCaFile: {
+    env: 'ETCD_CA_FILE',
+    flag: 'etcd-ca-file',
+    kind: 'string',
+    default: '',
+    help: 'CA bundle for etcd TLS (optional)',
+    group: 'common',
+  },
+  etcdCertFile: {
+    env: 'ETCD_CERT_FILE',
+    flag: 'etcd-cert-file',
+    kind: 'string',
+    default: '',
+    help: 'Client certificate for etcd mutual TLS (optional)',
+    group: 'common',
+  },
+  etcdKeyFile: {
+    env: 'ETCD_KEY_FILE',
+    flag: 'etcd-key-file',
+    kind: 'string',
+    default: '',
+    help: 'Client key for etcd mutual TLS (optional)',
+    secret: true,
+    group: 'common',
+  },
+  etcdTimeout: {
+    env: 'ETCD_TIMEOUT',
+    flag: 'etcd-timeout',
+    kind: 'duration',
+    default: '5s',
+    help: 'Deadline of each etcd request',
+    group: 'common',
+  },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    flag: 'log-level',
+    kind: 'enum',
+    default: 'info',
+    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+    help: 'Logging level',
+    group: 'common',
+  },
+  metricsPort: {
+    env: 'METRICS_PORT',
+    flag: 'metrics-port',
+    kind: 'int',
+    default: '0',
+    min: 0,
+    max: 65535,
+    help: 'Port of the /metrics, /healthz and /readyz endpoints of the streamer and collector (0: off)',
+    group: 'common',
+  },
+  dataDir: {
+    env: 'NEXUS_DATA_DIR',
+    flag: 'data-dir',
+    kind: 'string',
+    default: '.data',
+    help: 'Directory for local state (rejects files, embedded database)',
+    group: 'common',
+  },
+  queueBackend: {
+    env: 'QUEUE_BACKEND',
+    flag: 'queue-backend',
+    kind: 'enum',
+    default: 'etcd',
+    choices: ['etcd', 'memory'],
+    help: 'Message queue backend',
+    group: 'queue',
+  },
+  queuePrefix: {
+    env: 'MESSAGE_QUEUE_PREFIX',
+    flag: 'queue-prefix',
+    kind: 'string',
+    default: '/telemetry/queue',
+    help: 'etcd key prefix of the message queue',
+    group: 'queue',
+  },
+  maxAttempts: {
+    env: 'MAX_ATTEMPTS',
+    flag: 'max-attempts',
+    kind: 'int',
+    default: '5',
+    min: 1,
+    max: 1000,
+    help: 'Deliveries of a failing message before it is dead-lettered',
+    group: 'queue',
+  },
+  retryBase: {
+    env: 'RETRY_BASE',
+    flag: 'retry-base',
+    kind: 'duration',
+    default: '1s',
+    help: 'Delay before the first retry of a failed message (doubles each attempt, with jitter)',
+    group: 'queue',
+  },
+  retryCap: {
+    env: 'RETRY_CAP',
+    flag: 'retry-cap',
+    kind: 'duration',
+    default: '5m',
+    help: 'Longest delay between retries',
+    group: 'queue',
+  },
+  messageTtl: {
+    env: 'MESSAGE_TTL',
+    flag: 'message-ttl',
+    kind: 'duration',
+    default: '7d',
+    help: 'Time a message may wait in the queue; expiring messages are moved to the dead-letter prefix',
+    group: 'queue',
+  },
+  leaseTtl: {
+    env: 'LEASE_TTL',
+    flag: 'lease-ttl',
+    kind: 'duration',
+    default: '10s',
+    help: "Session lease of a consumer: a dead consumer's messages return to the queue after it",
+    group: 'queue',
+  },
+  pollTimeout: {
+    env: 'POLL_TIMEOUT',
+    flag: 'poll-timeout',
+    kind: 'duration',
+    default: '5s',
+    help: 'Polling interval when no watch event arrives (watch is the normal wake-up)',
+    group: 'queue',
+  },
+  enableWatchApi: {
+    env: 'ENABLE_WATCH_API',
+    flag: 'enable-watch-api',
+    kind: 'bool',
+    default: 'true',
+    help: 'Wake consumers with etcd watch (otherwise poll every POLL_TIMEOUT)',
+    group: 'queue',
+  },
+  csvFile: {
+    env: 'CSV_FILE',
+    flag: 'csv-file',
+    kind: 'string',
+    default: 'samples/dcgm_metrics_20250718_134233.csv',
+    help: 'DCGM CSV export to stream',
+    group: 'streamer',
+  },
+  batchSize: {
+    env: 'BATCH_SIZE',
+    flag: 'batch-size',
+    kind: 'int',
+    default: '100',
+    min: 1,
+    max: 10000,
+    help: 'Records per queue message',
+    group: 'streamer',
+  },
+  streamInterval: {
+    env: 'STREAM_INTERVAL',
+    flag: 'stream-interval',
+    kind: 'duration',
+    default: '3s',
+    help: 'Delay between batches (0 streams as fast as the queue takes them)',
+    group: 'streamer',
+  },
+  loopMode: {
+    env: 'LOOP_MODE',
+    flag: 'loop-mode',
+    kind: 'bool',
+    default: 'true',
+    help: 'Stream the file again and again',
+    group: 'streamer',
+  },
+  timestampMode: {
+    env: 'TIMESTAMP_MODE',
+    flag: 'timestamp-mode',
+    kind: 'enum',
+    default: 'auto',
+    choices: ['auto', 'original', 'live'],
+    help: 'original: keep the file timestamps; live: shift each batch to the present; auto: live in loop mode, original otherwise',
+    group: 'streamer',
+  },
+  maxQueueDepth: {
+    env: 'MAX_QUEUE_DEPTH',
+    flag: 'max-queue-depth',
+    kind: 'int',
+    default: '10000',
+    min: 1,
+    help: 'The streamer waits while the queue holds this many messages or more',
+    group: 'streamer',
+  },
+  publishConcurrency: {
+    env: 'PUBLISH_CONCURRENCY',
+    flag: 'publish-concurrency',
+    kind: 'int',
+    default: '8',
+    min: 1,
+    max: 64,
+    help: 'Queue publishes in flight at once',
+    group: 'streamer',
+  },
+  streamId: {
+    env: 'STREAM_ID',
+    flag: 'stream-id',
+    kind: 'string',
+    default: '',
+    help: 'Name of this stream for its checkpoint (default: derived from cluster and file path)',
+    group: 'streamer',
+  },
+  rejectsFile: {
+    env: 'REJECTS_FILE',
+    flag: 'rejects-file',
+    kind: 'string',
+    default: '',
+    help: 'Where malformed rows are written (default: <data-dir>/rejects/<file>.rejects.csv)',
+    group: 'streamer',
+  },
+  progress: {
+    env: 'PROGRESS',
+    flag: 'progress',
+    kind: 'enum',
+    default: 'auto',
+    choices: ['auto', 'bar', 'log', 'off'],
+    help: 'Progress display: a bar on a terminal, log lines otherwise',
+    group: 'streamer',
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+export type SettingKey = keyof typeof SETTINGS;
+
+type ValueOf<S extends SettingSpec> = S['kind'] extends 'int' | 'duration'
+  ? number
+  : S['kind'] extends 'bool'
+    ? boolean
+    : S['kind'] extends 'list'
+      ? readonly string[]
+      : S['choices'] extends readonly (infer C)[]
+        ? C
+        : string;
+
+export type Config = { readonly [K in SettingKey]: ValueOf<(typeof SETTINGS)[K]> };
+
+function parseBool(text: string, name: string): boolean {
+  const s = text.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+  throw new NexusError('CONFIG_INVALID', `${name}: "${text}" is not a boolean (true/false)`);
+}
+
+export function parseSetting(
+  spec: SettingSpec,
+  text: string,
+): number | boolean | string | string[] {
+  const name = spec.env;
+  switch (spec.kind) {
+    case 'string':
+      return text.trim();
+    case 'list':
+      return text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
+    case 'bool':
+      return parseBool(text, name);
+    case 'duration':
+      return parseDuration(text, name);
+    case 'int': {
+      const s = text.trim();
+      if (!/^-?\d+$/.test(s)) {
+        throw new NexusError('CONFIG_INVALID', `${name}: "${text}" is not an integer`);
+      }
+      const v = Number(s);
+      if (spec.min !== undefined && v < spec.min) {
+        throw new NexusError('CONFIG_INVALID', `${name}: ${v} is below the minimum ${spec.min}`);
+      }
+      if (spec.max !== undefined && v > spec.max) {
+        throw new NexusError('CONFIG_INVALID', `${name}: ${v} is above the maximum ${spec.max}`);
+      }
+      return v;
+    }
+    case 'enum': {
+      const s = text.trim();
+      if (spec.choices?.includes(s) !== true) {
+        throw new NexusError(
+          'CONFIG_INVALID',
+          `${name}: "${text}" is not one of ${(spec.choices ?? []).join(', ')}`,
+        );
+      }
+      return s;
+    }
+  }
+}
+
+/**
+ * Builds the frozen configuration: command-line values win over the environment, which wins over
+ * the defaults. `flags` is keyed by setting key; `env` is the process environment (or a test's).
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  flags: Readonly<Partial<Record<SettingKey, string>>> = {},
+): Config {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, spec] of Object.entries(SETTINGS) as [SettingKey, SettingSpec][]) {
+    const fromEnv = env[spec.env];
+    const text = flags[key] ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default ?? '';
+    try {
+      out[key] = parseSetting(spec, text);
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : String(err));
+    }
+  }
+  if (problems.length > 0) {
+    throw new NexusError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
+  }
+  return Object.freeze(out) as Config;
+}
+
+/** The configuration with secrets masked, for `nexus config` and start-up logs. */
+export function redactConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(SETTINGS) as [SettingKey, SettingSpec][]) {
+    const v = config[key];
+    out[spec.env] = spec.secret === true && v !== '' ? '***' : v;
+  }
+  return out;
+}

@@ -1,0 +1,77 @@
+/**
+ * Prometheus label sets as DCGM writes them in `labels_raw`: `key="value",key2="value2"`, with
+ * `\\`, `\"` and `\n` escapes inside values. (The CSV layer has already undone the CSV quoting.)
+ */
+export type LabelParseResult =
+  | { readonly ok: true; readonly labels: Record<string, string> }
+  | { readonly ok: false; readonly error: string };
+
+const NAME_START = /[A-Za-z_]/;
+const NAME_CHAR = /[A-Za-z0-9_.:-]/;
+
+export function parseLabels(raw: string): LabelParseResult {
+  // A null prototype, so that a label named __proto__ is just a label.
+  const labels = Object.create(null) as Record<string, string>;
+  const n = raw.length;
+  let i = 0;
+  // Tolerate surrounding braces, as in `{a="b"}`.
+  let end = n;
+  if (raw.startsWith('{') && raw.endsWith('}')) {
+    i = 1;
+    end = n - 1;
+  }
+  while (i < end) {
+    while (i < end && (raw[i] === ' ' || raw[i] === ',')) i++;
+    if (i >= end) break;
+    const nameStart = i;
+    if (!NAME_START.test(raw[i] ?? '')) {
+      return { ok: false, error: `labels_raw: label name expected at character ${i + 1}` };
+    }
+    i++;
+    while (i < end && NAME_CHAR.test(raw[i] ?? '')) i++;
+    const name = raw.slice(nameStart, i);
+    if (raw[i] !== '=') return { ok: false, error: `labels_raw: "=" expected after ${name}` };
+    i++;
+    if (raw[i] !== '"')
+      return { ok: false, error: `labels_raw: quoted value expected for ${name}` };
+    i++;
+    let value = '';
+    let closed = false;
+    while (i < end) {
+      const q = raw.indexOf('"', i);
+      const b = raw.indexOf('\\', i);
+      if (q === -1 || q >= end) break;
+      if (b !== -1 && b < q) {
+        value += raw.slice(i, b);
+        const esc = raw[b + 1];
+        value += esc === 'n' ? '\n' : (esc ?? '');
+        i = b + 2;
+        continue;
+      }
+      value += raw.slice(i, q);
+      i = q + 1;
+      closed = true;
+      break;
+    }
+    if (!closed) return { ok: false, error: `labels_raw: value of ${name} is not closed` };
+    if (Object.hasOwn(labels, name)) {
+      return { ok: false, error: `labels_raw: label ${name} appears twice` };
+    }
+    labels[name] = value;
+    if (i < end && raw[i] !== ',' && raw[i] !== ' ') {
+      return { ok: false, error: `labels_raw: "," expected after the value of ${name}` };
+    }
+  }
+  return { ok: true, labels };
+}
+
+/** Renders labels back to the `labels_raw` form, keys sorted, values escaped. */
+export function formatLabels(labels: Readonly<Record<string, string>>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => {
+      const v = (labels[k] ?? '').replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+      return `${k}="${v}"`;
+    })
+    .join(',');
+}

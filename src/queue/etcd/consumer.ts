@@ -1,0 +1,366 @@
+import type { IKeyValue, ITxnResponse } from 'etcd3';
+import { backoffDelay } from '../../core/backoff.js';
+import { NexusError, describeError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { decodeEnvelope, encodeEnvelope, type Envelope } from '../envelope.js';
+import type { QueueOptions } from '../options.js';
+import type {
+  AckResult,
+  ClaimOptions,
+  Consumer,
+  Delivery,
+  NackOptions,
+  NackOutcome,
+} from '../types.js';
+import type { Waker } from '../waker.js';
+import { isLeaseNotFound } from './client.js';
+import { deadLetterValue } from './dead-letter.js';
+import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from './kv.js';
+import type { QueueLayout } from './layout.js';
+import type { Session } from './session.js';
+
+/** What the queue gives a consumer to work with. */
+export interface ConsumerContext {
+  readonly kv: Kv;
+  readonly layout: QueueLayout;
+  readonly options: QueueOptions;
+  readonly waker: Waker;
+  readonly logger: Logger;
+  /** Promotes due retries and sweeps expiring leases, at most every few hundred ms. */
+  maintain(): Promise<void>;
+  /** Due time of the earliest delayed retry, if known. */
+  nextDue(): number | undefined;
+  onClose(consumer: EtcdConsumer): void;
+}
+
+interface Held {
+  readonly messageKey: string;
+  readonly claimKey: string;
+  readonly claimRevision: string;
+  readonly messageLease: string;
+  readonly envelope: Envelope;
+}
+
+/** Claims per Txn: two compares and two operations per message, under etcd's 128 ops. */
+const CLAIM_CHUNK = 32;
+/** Acks per Txn. */
+const ACK_CHUNK = 64;
+
+/**
+ * A consumer of the etcd queue (docs/queue.md, "Claims"). A claim is a key on the consumer's
+ * session lease, created only if absent and only if the message is unchanged; ack and nack are
+ * fenced by the claim's revision, so only the holder can complete a message, and a dead
+ * consumer's claims vanish with its lease.
+ */
+export class EtcdConsumer implements Consumer {
+  private readonly held = new Map<string, Held>();
+  private closed = false;
+
+  constructor(
+    readonly id: string,
+    private readonly session: Session,
+    private readonly ctx: ConsumerContext,
+  ) {}
+
+  get healthy(): boolean {
+    return this.session.alive && !this.closed;
+  }
+
+  async claim(max: number, options: ClaimOptions): Promise<Delivery[]> {
+    const deadline = Date.now() + options.waitMs;
+    for (;;) {
+      if (this.closed) throw new NexusError('QUEUE_CLOSED', `consumer ${this.id} is closed`);
+      await this.ctx.maintain();
+      let got: Delivery[];
+      try {
+        got = await this.tryClaim(max);
+      } catch (err) {
+        if (!isLeaseNotFound(err)) throw err;
+        // Our session lease expired under us: its claims are gone. Start a new session.
+        this.session.invalidate();
+        this.held.clear();
+        continue;
+      }
+      if (got.length > 0) return got;
+      const now = Date.now();
+      if (now >= deadline || options.signal?.aborted === true) return [];
+      let wait = Math.min(deadline - now, this.ctx.options.pollTimeoutMs);
+      const due = this.ctx.nextDue();
+      if (due !== undefined) wait = Math.min(wait, Math.max(20, due - now));
+      await this.ctx.waker.wait(wait, options.signal);
+    }
+  }
+
+  private async tryClaim(max: number): Promise<Delivery[]> {
+    const leaseId = await this.session.id();
+    const candidates = await this.listUnclaimed(Math.max(4 * max, 32));
+    if (candidates.length === 0) return [];
+    // Start at a random point of the window so that consumers spread over it instead of racing
+    // for the same head messages.
+    const chosen: IKeyValue[] = [];
+    const offset = candidates.length > max ? Math.floor(Math.random() * candidates.length) : 0;
+    for (let i = 0; i < Math.min(max, candidates.length); i++) {
+      const c = candidates[(offset + i) % candidates.length];
+      if (c !== undefined) chosen.push(c);
+    }
+    const claimValue = JSON.stringify({ consumer: this.id, at: Date.now() });
+    const results: { kv: IKeyValue; revision: string; message: IKeyValue | undefined }[] = [];
+    for (let i = 0; i < chosen.length; i += CLAIM_CHUNK) {
+      const chunk = chosen.slice(i, i + CLAIM_CHUNK);
+      const res = await this.claimTxn(chunk, leaseId, claimValue);
+      if (res.succeeded) {
+        chunk.forEach((kv, j) => {
+          results.push({
+            kv,
+            revision: res.header.revision,
+            message: res.responses[2 * j + 1]?.response_range.kvs[0],
+          });
+        });
+        continue;
+      }
+      // Someone took one of them: claim the rest one by one.
+      const singles = await Promise.all(
+        chunk.map(async (kv) => ({ kv, res: await this.claimTxn([kv], leaseId, claimValue) })),
+      );
+      for (const { kv, res: one } of singles) {
+        if (one.succeeded) {
+          results.push({
+            kv,
+            revision: one.header.revision,
+            message: one.responses[1]?.response_range.kvs[0],
+          });
+        }
+      }
+    }
+    const deliveries: Delivery[] = [];
+    const now = Date.now();
+    for (const { kv, revision, message } of results) {
+      const messageKey = kv.key.toString();
+      const name = messageKey.slice(this.ctx.layout.messages.length);
+      const claimKey = this.ctx.layout.claim(name);
+      if (message === undefined) {
+        await this.ctx.kv.txn([modIs(claimKey, revision)], [deleteOp(claimKey)], [], 'drop claim');
+        continue;
+      }
+      let envelope: Envelope;
+      try {
+        envelope = decodeEnvelope(message.value);
+      } catch (err) {
+        await this.bury(
+          name,
+          messageKey,
+          claimKey,
+          revision,
+          describeError(err),
+          0,
+          undefined,
+          message.value,
+        );
+        continue;
+      }
+      this.held.set(name, {
+        messageKey,
+        claimKey,
+        claimRevision: revision,
+        messageLease: message.lease,
+        envelope,
+      });
+      deliveries.push({ id: name, envelope, attempt: envelope.attempt + 1, claimedAt: now });
+    }
+    return deliveries;
+  }
+
+  private claimTxn(
+    chunk: readonly IKeyValue[],
+    leaseId: string,
+    value: string,
+  ): Promise<ITxnResponse> {
+    const compare = chunk.flatMap((kv) => {
+      const name = kv.key.toString().slice(this.ctx.layout.messages.length);
+      return [absent(this.ctx.layout.claim(name)), modIs(kv.key.toString(), kv.mod_revision)];
+    });
+    const success = chunk.flatMap((kv) => {
+      const name = kv.key.toString().slice(this.ctx.layout.messages.length);
+      return [putOp(this.ctx.layout.claim(name), value, leaseId), getOp(kv.key.toString())];
+    });
+    return this.ctx.kv.txn(compare, success, [], 'claim');
+  }
+
+  /** Lists up to `want` messages that nobody has claimed, in key (time) order. */
+  private async listUnclaimed(want: number): Promise<IKeyValue[]> {
+    const { layout, kv } = this.ctx;
+    const out: IKeyValue[] = [];
+    let start = key(layout.messages);
+    const end = prefixEnd(layout.messages);
+    for (let page = 0; page < 8 && out.length < want; page++) {
+      const res = await kv.range(
+        { key: start, range_end: end, limit: want, keys_only: true },
+        'list',
+      );
+      const first = res.kvs[0];
+      const last = res.kvs[res.kvs.length - 1];
+      if (first === undefined || last === undefined) break;
+      const firstName = first.key.toString().slice(layout.messages.length);
+      const lastName = last.key.toString().slice(layout.messages.length);
+      const claims = await kv.range(
+        {
+          key: key(layout.claim(firstName)),
+          range_end: Buffer.concat([key(layout.claim(lastName)), Buffer.from([0])]),
+          keys_only: true,
+        },
+        'list claims',
+      );
+      const claimed = new Set(claims.kvs.map((c) => c.key.toString().slice(layout.claims.length)));
+      for (const m of res.kvs) {
+        if (!claimed.has(m.key.toString().slice(layout.messages.length))) out.push(m);
+      }
+      if (!res.more) break;
+      start = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+    return out;
+  }
+
+  async ack(deliveries: readonly Delivery[]): Promise<AckResult> {
+    const acked: string[] = [];
+    const lost: string[] = [];
+    const items: [string, Held][] = [];
+    for (const d of deliveries) {
+      const h = this.held.get(d.id);
+      if (h === undefined) lost.push(d.id);
+      else items.push([d.id, h]);
+    }
+    for (let i = 0; i < items.length; i += ACK_CHUNK) {
+      const chunk = items.slice(i, i + ACK_CHUNK);
+      const res = await this.ctx.kv.txn(
+        chunk.map(([, h]) => modIs(h.claimKey, h.claimRevision)),
+        chunk.flatMap(([, h]) => [deleteOp(h.messageKey), deleteOp(h.claimKey)]),
+        [],
+        'ack',
+      );
+      if (res.succeeded) {
+        for (const [id] of chunk) {
+          acked.push(id);
+          this.held.delete(id);
+        }
+        continue;
+      }
+      const singles = await Promise.all(
+        chunk.map(async ([id, h]) => {
+          const one = await this.ctx.kv.txn(
+            [modIs(h.claimKey, h.claimRevision)],
+            [deleteOp(h.messageKey), deleteOp(h.claimKey)],
+            [],
+            'ack',
+          );
+          return { id, ok: one.succeeded };
+        }),
+      );
+      for (const { id, ok } of singles) {
+        (ok ? acked : lost).push(id);
+        this.held.delete(id);
+      }
+    }
+    if (lost.length > 0) {
+      this.ctx.logger.warn(
+        { consumer: this.id, lost: lost.length },
+        'ack found claims that had lapsed',
+      );
+    }
+    return { acked, lost };
+  }
+
+  async nack(delivery: Delivery, reason: string, options: NackOptions = {}): Promise<NackOutcome> {
+    const h = this.held.get(delivery.id);
+    if (h === undefined) return 'lost';
+    const attempt = h.envelope.attempt + 1;
+    const { maxAttempts, retry } = this.ctx.options;
+    const name = delivery.id;
+    if (options.retryable === false || attempt >= maxAttempts) {
+      const why = options.retryable === false ? reason : `${reason} (after ${attempt} attempts)`;
+      const ok = await this.bury(
+        name,
+        h.messageKey,
+        h.claimKey,
+        h.claimRevision,
+        why,
+        attempt,
+        h.envelope,
+        undefined,
+      );
+      this.held.delete(name);
+      return ok ? 'dead' : 'lost';
+    }
+    const due = Date.now() + backoffDelay(retry, attempt);
+    const body = encodeEnvelope({ ...h.envelope, attempt, lastError: reason.slice(0, 2000) });
+    const move = (lease: string | undefined): Promise<ITxnResponse> =>
+      this.ctx.kv.txn(
+        [modIs(h.claimKey, h.claimRevision)],
+        [
+          deleteOp(h.messageKey),
+          deleteOp(h.claimKey),
+          putOp(this.ctx.layout.delayedKey(due, name), body, lease),
+        ],
+        [],
+        'nack',
+      );
+    let res: ITxnResponse;
+    try {
+      res = await move(h.messageLease);
+    } catch (err) {
+      if (h.messageLease === '0' || !isLeaseNotFound(err)) throw err;
+      res = await move(undefined);
+    }
+    this.held.delete(name);
+    return res.succeeded ? 'retry' : 'lost';
+  }
+
+  /** Moves a held message to the dead-letter prefix, fenced by its claim. */
+  private async bury(
+    name: string,
+    messageKey: string,
+    claimKey: string,
+    claimRevision: string,
+    reason: string,
+    attempts: number,
+    envelope: Envelope | undefined,
+    raw: Buffer | undefined,
+  ): Promise<boolean> {
+    const value = deadLetterValue({
+      reason,
+      attempts,
+      deadAt: Date.now(),
+      consumer: this.id,
+      envelope,
+      raw,
+    });
+    const res = await this.ctx.kv.txn(
+      [modIs(claimKey, claimRevision)],
+      [deleteOp(messageKey), deleteOp(claimKey), putOp(this.ctx.layout.deadLetter(name), value)],
+      [],
+      'dead-letter',
+    );
+    if (res.succeeded) {
+      this.ctx.logger.warn(
+        { consumer: this.id, message: name, reason, attempts },
+        'message dead-lettered',
+      );
+    }
+    return res.succeeded;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.held.clear();
+    this.ctx.onClose(this);
+    await this.session.close(true);
+  }
+
+  /** Stops without releasing anything, as a crashed process would. For tests. */
+  abandon(): void {
+    this.closed = true;
+    this.held.clear();
+    this.ctx.onClose(this);
+    this.session.abandon();
+  }
+}

@@ -1,0 +1,412 @@
+import type { Etcd3, Watcher } from 'etcd3';
+import { NexusError, describeError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
+import { messageNameOf } from '../names.js';
+import { randomSuffix, type QueueOptions } from '../options.js';
+import type {
+  Consumer,
+  ConsumerOptions,
+  DeadLetter,
+  DeadLetterPage,
+  PublishReceipt,
+  Queue,
+  QueueStats,
+  StreamHandle,
+} from '../types.js';
+import { Waker } from '../waker.js';
+import { createEtcdClient, isLeaseNotFound, type EtcdConnectionOptions } from './client.js';
+import { EtcdConsumer, type ConsumerContext } from './consumer.js';
+import type { DeadLetterRecord } from './dead-letter.js';
+import { Kv, absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, rangeOf } from './kv.js';
+import { QueueLayout } from './layout.js';
+import { Maintenance } from './maintenance.js';
+import { MessageLeases } from './message-lease.js';
+import { Session } from './session.js';
+import { EtcdStream } from './stream.js';
+
+export interface EtcdQueueOptions extends QueueOptions {
+  /** MESSAGE_QUEUE_PREFIX. */
+  readonly prefix: string;
+  /** Either a connection to open (and close) or a client shared with others (left open). */
+  readonly connection?: EtcdConnectionOptions;
+  readonly client?: Etcd3;
+  /** Wake consumers with watch (else poll only). */
+  readonly enableWatch: boolean;
+  /** Names this process in leases and claims. */
+  readonly instance?: string;
+  /** How often the lease ledger is swept (ms). Default 30 s. */
+  readonly leaseSweepMs?: number;
+  /** Largest message accepted (etcd's default request limit is 1.5 MiB). */
+  readonly maxMessageBytes?: number;
+}
+
+/**
+ * The production queue on etcd. docs/queue.md specifies its keys, envelope and protocol.
+ */
+export class EtcdQueue implements Queue {
+  readonly backend = 'etcd' as const;
+  readonly clusterId: string;
+  readonly layout: QueueLayout;
+  private readonly client: Etcd3;
+  private readonly ownsClient: boolean;
+  private readonly kv: Kv;
+  private readonly logger: Logger;
+  private readonly waker = new Waker();
+  private readonly leases: MessageLeases;
+  private readonly maintenance: Maintenance;
+  private readonly consumers = new Set<EtcdConsumer>();
+  private readonly instance: string;
+  private readonly maxMessageBytes: number;
+  private producerSession: Session | undefined;
+  private watcher: Watcher | undefined;
+  private watchStarting: Promise<void> | undefined;
+  private watchRetry: NodeJS.Timeout | undefined;
+  private lastMaintenance = 0;
+  private maintaining: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: EtcdQueueOptions) {
+    this.clusterId = options.clusterId;
+    this.layout = new QueueLayout(options.prefix, options.clusterId);
+    if (options.client !== undefined) {
+      this.client = options.client;
+      this.ownsClient = false;
+    } else if (options.connection !== undefined) {
+      this.client = createEtcdClient(options.connection);
+      this.ownsClient = true;
+    } else {
+      throw new NexusError('CONFIG_INVALID', 'EtcdQueue needs a connection or a client');
+    }
+    this.kv = new Kv(this.client);
+    this.logger = options.logger.child({ queue: 'etcd', cluster_id: options.clusterId });
+    this.instance = options.instance ?? `nexus-${process.pid}-${randomSuffix()}`;
+    this.maxMessageBytes = options.maxMessageBytes ?? 1_400_000;
+    this.leases = new MessageLeases(
+      this.client,
+      this.kv,
+      this.layout,
+      options.messageTtlMs,
+      this.instance,
+      this.logger,
+    );
+    this.maintenance = new Maintenance(
+      this.client,
+      this.kv,
+      this.layout,
+      this.logger,
+      options.leaseSweepMs ?? 30_000,
+    );
+  }
+
+  private ensureOpen(): void {
+    if (this.closing !== undefined) throw new NexusError('QUEUE_CLOSED', 'queue is closed');
+  }
+
+  async publish(envelope: Parameters<Queue['publish']>[0]): Promise<PublishReceipt> {
+    this.ensureOpen();
+    const name = messageNameOf(envelope);
+    const body = encodeEnvelope(envelope);
+    if (body.length > this.maxMessageBytes) {
+      throw new NexusError(
+        'QUEUE_MESSAGE_TOO_LARGE',
+        `message of ${body.length} bytes exceeds the ${this.maxMessageBytes}-byte limit: lower BATCH_SIZE`,
+      );
+    }
+    const k = this.layout.message(name);
+    let leaseId = await this.leases.id();
+    let res;
+    try {
+      res = await this.kv.txn([absent(k)], [putOp(k, body, leaseId)], [], 'publish');
+    } catch (err) {
+      if (!isLeaseNotFound(err)) throw err;
+      this.leases.invalidate(leaseId);
+      leaseId = await this.leases.id();
+      res = await this.kv.txn([absent(k)], [putOp(k, body, leaseId)], [], 'publish');
+    }
+    if (!res.succeeded) {
+      throw new NexusError('QUEUE_CONFLICT', `message ${name} already exists`, {
+        details: { reason: 'exists' },
+      });
+    }
+    return { id: name };
+  }
+
+  private session(): Session {
+    this.producerSession ??= new Session(
+      this.client,
+      Math.max(1, Math.round(this.options.leaseTtlMs / 1000)),
+      this.logger,
+    );
+    return this.producerSession;
+  }
+
+  async openStream(streamId: string, owner: string): Promise<StreamHandle> {
+    this.ensureOpen();
+    return EtcdStream.acquire({
+      streamId,
+      owner,
+      kv: this.kv,
+      layout: this.layout,
+      leases: this.leases,
+      session: this.session(),
+      logger: this.logger,
+      waitMs: this.options.leaseTtlMs + 5000,
+      maxMessageBytes: this.maxMessageBytes,
+    });
+  }
+
+  async consumer(options: ConsumerOptions = {}): Promise<Consumer> {
+    this.ensureOpen();
+    const id = `${options.name ?? 'consumer'}-${randomSuffix()}`;
+    const session = new Session(
+      this.client,
+      Math.max(1, Math.round(this.options.leaseTtlMs / 1000)),
+      this.logger.child({ consumer: id }),
+    );
+    await session.id();
+    const ctx: ConsumerContext = {
+      kv: this.kv,
+      layout: this.layout,
+      options: this.options,
+      waker: this.waker,
+      logger: this.logger,
+      maintain: () => this.maintain(),
+      nextDue: () => this.maintenance.nextDue,
+      onClose: (c) => this.consumers.delete(c),
+    };
+    const consumer = new EtcdConsumer(id, session, ctx);
+    this.consumers.add(consumer);
+    this.startWatch();
+    return consumer;
+  }
+
+  /** Housekeeping, run from the claim loop at most every 250 ms, one run at a time. */
+  private maintain(): Promise<void> {
+    const now = Date.now();
+    if (this.maintaining !== undefined) return this.maintaining;
+    if (now - this.lastMaintenance < 250) return Promise.resolve();
+    this.lastMaintenance = now;
+    this.maintaining = (async () => {
+      try {
+        const moved = await this.maintenance.promoteDue(now);
+        if (moved > 0) this.waker.notify();
+        await this.maintenance.sweepLeasesIfDue(now);
+      } catch (err) {
+        this.logger.debug({ err: describeError(err) }, 'queue maintenance failed; will retry');
+      } finally {
+        this.maintaining = undefined;
+      }
+    })();
+    return this.maintaining;
+  }
+
+  /** Runs the lease sweep now (also done every leaseSweepMs by consumers). */
+  sweepLeases(): ReturnType<Maintenance['sweepLeases']> {
+    return this.maintenance.sweepLeases();
+  }
+
+  private startWatch(): void {
+    if (!this.options.enableWatch || this.watcher !== undefined || this.watchStarting !== undefined)
+      return;
+    if (this.closing !== undefined) return;
+    this.watchStarting = (async () => {
+      try {
+        const watcher = await this.client.watch().prefix(this.layout.messages).create();
+        if (this.closing !== undefined) {
+          await watcher.cancel();
+          return;
+        }
+        this.watcher = watcher;
+        watcher.on('put', () => this.waker.notify());
+        watcher.on('connected', () => this.waker.notify());
+        watcher.on('error', (err) => {
+          // A compacted or broken watch: consumers re-list (the watch manager reconnects).
+          this.logger.warn({ err: describeError(err) }, 'queue watch error; consumers re-list');
+          this.waker.notify();
+        });
+      } catch (err) {
+        this.logger.warn(
+          { err: describeError(err) },
+          'could not start queue watch; polling until it can',
+        );
+        this.watchRetry = setTimeout(() => {
+          this.watchRetry = undefined;
+          this.startWatch();
+        }, 2000);
+        this.watchRetry.unref();
+      } finally {
+        this.watchStarting = undefined;
+      }
+    })();
+  }
+
+  async depth(): Promise<number> {
+    return this.kv.count(this.layout.messages);
+  }
+
+  async stats(): Promise<QueueStats> {
+    const res = await this.kv.txn(
+      [],
+      [
+        rangeOf(this.layout.messages, { count_only: true }),
+        rangeOf(this.layout.claims, { count_only: true }),
+        rangeOf(this.layout.delayed, { count_only: true }),
+        rangeOf(this.layout.dead, { count_only: true }),
+        getOp(this.layout.counter('expired')),
+        rangeOf(this.layout.messages, { limit: 1 }),
+      ],
+      [],
+      'stats',
+    );
+    const count = (i: number): number => Number(res.responses[i]?.response_range.count ?? 0);
+    const messages = count(0);
+    const inFlight = Math.min(messages, count(1));
+    const head = res.responses[5]?.response_range.kvs[0];
+    let oldestCreatedAt: number | undefined;
+    if (head !== undefined) {
+      try {
+        oldestCreatedAt = decodeEnvelope(head.value).createdAt;
+      } catch {
+        oldestCreatedAt = undefined;
+      }
+    }
+    return {
+      ready: messages - inFlight,
+      inFlight,
+      delayed: count(2),
+      dead: count(3),
+      expired: Number(res.responses[4]?.response_range.kvs[0]?.value.toString() ?? 0),
+      oldestCreatedAt,
+    };
+  }
+
+  async listDeadLetters(options: { limit?: number; after?: string } = {}): Promise<DeadLetterPage> {
+    const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
+    const start =
+      options.after === undefined
+        ? key(this.layout.dead)
+        : Buffer.concat([key(this.layout.deadLetter(options.after)), Buffer.from([0])]);
+    const res = await this.kv.range(
+      { key: start, range_end: prefixEnd(this.layout.dead), limit },
+      'list dead letters',
+    );
+    const items = res.kvs.map((kv) =>
+      toDeadLetter(kv.key.toString().slice(this.layout.dead.length), kv.value),
+    );
+    const last = items[items.length - 1];
+    return { items, next: res.more && last !== undefined ? last.id : undefined };
+  }
+
+  async replayDeadLetters(ids: readonly string[] | 'all'): Promise<number> {
+    let replayed = 0;
+    const one = async (deadKey: string, value: Buffer, revision: string): Promise<void> => {
+      const name = deadKey.slice(this.layout.dead.length);
+      const dl = toDeadLetter(name, value);
+      if (dl.envelope === undefined) {
+        this.logger.warn(
+          { message: name },
+          'dead letter holds no decodable message; cannot replay',
+        );
+        return;
+      }
+      const { lastError: _dropped, ...rest } = dl.envelope;
+      const body = encodeEnvelope({ ...rest, attempt: 0 });
+      const leaseId = await this.leases.id();
+      const res = await this.kv.txn(
+        [modIs(deadKey, revision), absent(this.layout.message(name))],
+        [deleteOp(deadKey), putOp(this.layout.message(name), body, leaseId)],
+        [],
+        'replay dead letter',
+      );
+      if (res.succeeded) replayed++;
+    };
+    if (ids === 'all') {
+      for await (const page of this.kv.scan(this.layout.dead, { pageSize: 100 })) {
+        for (const kv of page) await one(kv.key.toString(), kv.value, kv.mod_revision);
+      }
+    } else {
+      for (const id of ids) {
+        const res = await this.kv.range(
+          { key: key(this.layout.deadLetter(id)) },
+          'read dead letter',
+        );
+        const kv = res.kvs[0];
+        if (kv !== undefined) await one(kv.key.toString(), kv.value, kv.mod_revision);
+      }
+    }
+    if (replayed > 0) this.waker.notify();
+    return replayed;
+  }
+
+  async purgeDeadLetters(ids: readonly string[] | 'all'): Promise<number> {
+    if (ids === 'all') {
+      const res = await this.kv.txn([], [rangeDelete(this.layout.dead)], [], 'purge dead letters');
+      return Number(res.responses[0]?.response_delete_range.deleted ?? 0);
+    }
+    let n = 0;
+    for (const id of ids) {
+      const res = await this.kv.txn(
+        [],
+        [deleteOp(this.layout.deadLetter(id))],
+        [],
+        'purge dead letter',
+      );
+      n += Number(res.responses[0]?.response_delete_range.deleted ?? 0);
+    }
+    return n;
+  }
+
+  /** The underlying client, for components that share this connection (registry). */
+  get etcd(): Etcd3 {
+    return this.client;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.watchRetry !== undefined) clearTimeout(this.watchRetry);
+      await this.watchStarting;
+      await this.watcher?.cancel().catch(() => undefined);
+      await Promise.all([...this.consumers].map((c) => c.close().catch(() => undefined)));
+      await this.producerSession?.close(true).catch(() => undefined);
+      this.waker.notify();
+      if (this.ownsClient) this.client.close();
+    })();
+    return this.closing;
+  }
+}
+
+function rangeDelete(prefix: string) {
+  return { request_delete_range: { key: key(prefix), range_end: prefixEnd(prefix) } };
+}
+
+function toDeadLetter(id: string, value: Buffer): DeadLetter {
+  let record: DeadLetterRecord;
+  try {
+    record = JSON.parse(value.toString()) as DeadLetterRecord;
+  } catch {
+    return {
+      id,
+      reason: 'unreadable dead letter',
+      attempts: 0,
+      deadAt: 0,
+      records: 0,
+      envelope: undefined,
+    };
+  }
+  let envelope;
+  try {
+    envelope =
+      record.envelope === undefined ? undefined : decodeEnvelope(JSON.stringify(record.envelope));
+  } catch {
+    envelope = undefined;
+  }
+  return {
+    id,
+    reason: record.reason,
+    attempts: record.attempts,
+    deadAt: record.deadAt,
+    records: envelope?.records.length ?? 0,
+    envelope,
+  };
+}

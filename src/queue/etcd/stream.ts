@@ -1,0 +1,217 @@
+import { NexusError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { encodeEnvelope, type Envelope } from '../envelope.js';
+import { messageNameOf } from '../names.js';
+import type { LaneCheckpoint, LaneState, StreamHandle } from '../types.js';
+import { isLeaseNotFound } from './client.js';
+import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from './kv.js';
+import type { QueueLayout } from './layout.js';
+import type { MessageLeases } from './message-lease.js';
+import type { Session } from './session.js';
+
+/**
+ * A producer's exclusive handle on a stream checkpoint (docs/queue.md, "Exactly-once publish").
+ * Ownership is a key on the producer's session lease; every write is fenced by it, and every
+ * fenced publish also compares the lane key's revision, so a batch is published at most once.
+ */
+export class EtcdStream implements StreamHandle {
+  private constructor(
+    readonly streamId: string,
+    private readonly ownerRevision: string,
+    private readonly kv: Kv,
+    private readonly layout: QueueLayout,
+    private readonly leases: MessageLeases,
+    private readonly logger: Logger,
+    private readonly maxMessageBytes: number,
+  ) {}
+
+  static async acquire(input: {
+    streamId: string;
+    owner: string;
+    kv: Kv;
+    layout: QueueLayout;
+    leases: MessageLeases;
+    session: Session;
+    logger: Logger;
+    waitMs: number;
+    maxMessageBytes: number;
+  }): Promise<EtcdStream> {
+    const { streamId, owner, kv, layout, session } = input;
+    if (!/^[A-Za-z0-9._:-]{1,128}$/.test(streamId)) {
+      throw new NexusError(
+        'CONFIG_INVALID',
+        `STREAM_ID "${streamId}" must be 1-128 of [A-Za-z0-9._:-]`,
+      );
+    }
+    const ownerKey = layout.streamOwner(streamId);
+    const deadline = Date.now() + input.waitMs;
+    let announced = false;
+    for (;;) {
+      const leaseId = await session.id();
+      const value = JSON.stringify({ owner, at: Date.now() });
+      const res = await kv.txn(
+        [absent(ownerKey)],
+        [putOp(ownerKey, value, leaseId)],
+        [getOp(ownerKey)],
+        'acquire stream',
+      );
+      if (res.succeeded) {
+        return new EtcdStream(
+          streamId,
+          res.header.revision,
+          kv,
+          layout,
+          input.leases,
+          input.logger,
+          input.maxMessageBytes,
+        );
+      }
+      const holder = res.responses[0]?.response_range.kvs[0]?.value.toString() ?? 'unknown';
+      if (Date.now() >= deadline) {
+        throw new NexusError(
+          'STREAM_OWNED',
+          `stream ${streamId} is held by another streamer (${holder}); set STREAM_ID to run a second one`,
+          { details: { holder } },
+        );
+      }
+      if (!announced) {
+        input.logger.info(
+          { stream: streamId, holder },
+          'stream is held by another streamer; waiting for its lease to lapse',
+        );
+        announced = true;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  private ownerFence() {
+    return modIs(this.layout.streamOwner(this.streamId), this.ownerRevision);
+  }
+
+  private lost(): NexusError {
+    return new NexusError(
+      'STREAM_OWNED',
+      `lost ownership of stream ${this.streamId} (the session lease lapsed or another streamer took it)`,
+      { retryable: true },
+    );
+  }
+
+  async readMeta(): Promise<LaneState | undefined> {
+    const res = await this.kv.range(
+      { key: key(this.layout.streamMeta(this.streamId)) },
+      'read stream meta',
+    );
+    const kv = res.kvs[0];
+    return kv === undefined ? undefined : (JSON.parse(kv.value.toString()) as LaneState);
+  }
+
+  async writeMeta(meta: LaneState): Promise<void> {
+    const res = await this.kv.txn(
+      [this.ownerFence()],
+      [putOp(this.layout.streamMeta(this.streamId), JSON.stringify(meta))],
+      [],
+      'write stream meta',
+    );
+    if (!res.succeeded) throw this.lost();
+  }
+
+  async readLanes(): Promise<LaneCheckpoint[]> {
+    const prefix = this.layout.streamLanes(this.streamId);
+    const res = await this.kv.range(
+      { key: key(prefix), range_end: prefixEnd(prefix) },
+      'read lanes',
+    );
+    return res.kvs.map((kv) => ({
+      lane: Number(kv.key.toString().slice(prefix.length)),
+      state: JSON.parse(kv.value.toString()) as LaneState,
+      token: kv.mod_revision,
+    }));
+  }
+
+  async publish(
+    envelope: Envelope,
+    lane: number,
+    expectToken: string | null,
+    state: LaneState,
+  ): Promise<string> {
+    const body = encodeEnvelope(envelope);
+    if (body.length > this.maxMessageBytes) {
+      throw new NexusError(
+        'QUEUE_MESSAGE_TOO_LARGE',
+        `message of ${body.length} bytes exceeds the ${this.maxMessageBytes}-byte limit: lower BATCH_SIZE`,
+      );
+    }
+    const messageKey = this.layout.message(messageNameOf(envelope));
+    const laneKey = this.layout.streamLane(this.streamId, lane);
+    const attempt = async (leaseId: string) =>
+      this.kv.txn(
+        [this.ownerFence(), modIs(laneKey, expectToken ?? 0), absent(messageKey)],
+        [putOp(messageKey, body, leaseId), putOp(laneKey, JSON.stringify(state))],
+        [
+          getOp(this.layout.streamOwner(this.streamId)),
+          getOp(laneKey),
+          { request_range: { key: key(messageKey), keys_only: true } },
+        ],
+        'publish',
+      );
+    let leaseId = await this.leases.id();
+    let res;
+    try {
+      res = await attempt(leaseId);
+    } catch (err) {
+      if (!isLeaseNotFound(err)) throw err;
+      this.leases.invalidate(leaseId);
+      leaseId = await this.leases.id();
+      res = await attempt(leaseId);
+    }
+    if (res.succeeded) return res.header.revision;
+    const owner = res.responses[0]?.response_range.kvs[0];
+    if (owner?.mod_revision !== this.ownerRevision) throw this.lost();
+    const laneNow = res.responses[1]?.response_range.kvs[0];
+    if ((laneNow?.mod_revision ?? '0') !== (expectToken ?? '0')) {
+      throw new NexusError('QUEUE_CONFLICT', `lane ${lane} of stream ${this.streamId} moved`, {
+        details: {
+          reason: 'lane-moved',
+          state:
+            laneNow === undefined ? undefined : (JSON.parse(laneNow.value.toString()) as unknown),
+          token: laneNow?.mod_revision,
+        },
+      });
+    }
+    throw new NexusError('QUEUE_CONFLICT', `message ${messageKey} already exists`, {
+      details: { reason: 'exists' },
+    });
+  }
+
+  async reset(): Promise<void> {
+    const res = await this.kv.txn(
+      [this.ownerFence()],
+      [
+        deleteOp(this.layout.streamMeta(this.streamId)),
+        {
+          request_delete_range: {
+            key: key(this.layout.streamLanes(this.streamId)),
+            range_end: prefixEnd(this.layout.streamLanes(this.streamId)),
+          },
+        },
+      ],
+      [],
+      'reset stream',
+    );
+    if (!res.succeeded) throw this.lost();
+  }
+
+  async release(): Promise<void> {
+    await this.kv
+      .txn(
+        [this.ownerFence()],
+        [deleteOp(this.layout.streamOwner(this.streamId))],
+        [],
+        'release stream',
+      )
+      .catch((err: unknown) => {
+        this.logger.warn({ err, stream: this.streamId }, 'could not release stream ownership');
+      });
+  }
+}

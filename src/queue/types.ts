@@ -1,0 +1,135 @@
+import type { Envelope } from './envelope.js';
+
+/** One claimed message, held by one consumer until it acks or nacks it. */
+export interface Delivery {
+  /** The message name: `{timestamp}_{hostname}_{gpu}_{sequence}`, unique within a cluster queue. */
+  readonly id: string;
+  readonly envelope: Envelope;
+  /** Which delivery this is: 1 the first time, then one more after every nack. */
+  readonly attempt: number;
+  /** When the consumer claimed it (epoch ms). */
+  readonly claimedAt: number;
+}
+
+export interface AckResult {
+  readonly acked: readonly string[];
+  /** Deliveries whose claim had lapsed (another consumer may hold them now): not acked. */
+  readonly lost: readonly string[];
+}
+
+export type NackOutcome = 'retry' | 'dead' | 'lost';
+
+export interface NackOptions {
+  /** False sends the message straight to the dead-letter prefix (a poison message). */
+  readonly retryable?: boolean;
+}
+
+export interface ClaimOptions {
+  /** How long to wait for messages when none is ready (ms). 0 returns at once. */
+  readonly waitMs: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface Consumer {
+  readonly id: string;
+  /** Claims up to `max` ready messages; never two consumers the same one. */
+  claim(max: number, options: ClaimOptions): Promise<Delivery[]>;
+  /** Deletes the messages, atomically per call, fenced by this consumer's claims. */
+  ack(deliveries: readonly Delivery[]): Promise<AckResult>;
+  /** Gives a message back for a retry after a capped exponential delay, or dead-letters it. */
+  nack(delivery: Delivery, reason: string, options?: NackOptions): Promise<NackOutcome>;
+  /** True while the consumer's session is alive (claims are valid). */
+  readonly healthy: boolean;
+  /** Releases held claims (the messages return to the queue at once) and ends the session. */
+  close(): Promise<void>;
+}
+
+export interface ConsumerOptions {
+  /** Stable name for logs and claims; a random suffix is added. */
+  readonly name?: string;
+}
+
+export interface QueueStats {
+  /** Messages waiting to be claimed. */
+  readonly ready: number;
+  /** Messages claimed by a consumer, not yet acked. */
+  readonly inFlight: number;
+  /** Messages waiting for their retry time. */
+  readonly delayed: number;
+  readonly dead: number;
+  /** Messages the message TTL took out of the queue (moved to the dead letters or lost). */
+  readonly expired: number;
+  /** Creation time (epoch ms) of the oldest message in the queue, if any. */
+  readonly oldestCreatedAt: number | undefined;
+}
+
+export interface DeadLetter {
+  readonly id: string;
+  readonly reason: string;
+  readonly attempts: number;
+  readonly deadAt: number;
+  readonly records: number;
+  /** The message as it was, when it could be decoded. */
+  readonly envelope: Envelope | undefined;
+}
+
+export interface DeadLetterPage {
+  readonly items: readonly DeadLetter[];
+  /** Pass as `after` to get the next page. */
+  readonly next: string | undefined;
+}
+
+/** A streamer's durable position on one publish lane (see docs/queue.md, "Exactly-once publish"). */
+export type LaneState = Readonly<Record<string, unknown>>;
+
+export interface LaneCheckpoint {
+  readonly lane: number;
+  readonly state: LaneState;
+  /** Opaque: the version the next fenced publish on this lane must find. */
+  readonly token: string;
+}
+
+/** A producer's exclusive, durable handle on one named stream. */
+export interface StreamHandle {
+  readonly streamId: string;
+  readMeta(): Promise<LaneState | undefined>;
+  writeMeta(meta: LaneState): Promise<void>;
+  readLanes(): Promise<LaneCheckpoint[]>;
+  /**
+   * Publishes one message and moves the lane checkpoint in one atomic step, only if the lane is
+   * still at `expectToken` (null: the lane was never written). Returns the new token. Throws
+   * QUEUE_CONFLICT when the lane moved, so a message is never published twice.
+   */
+  publish(
+    envelope: Envelope,
+    lane: number,
+    expectToken: string | null,
+    state: LaneState,
+  ): Promise<string>;
+  /** Forgets the checkpoint (meta and lanes). */
+  reset(): Promise<void>;
+  release(): Promise<void>;
+}
+
+export interface PublishReceipt {
+  readonly id: string;
+}
+
+export interface Queue {
+  readonly backend: 'etcd' | 'memory';
+  readonly clusterId: string;
+  /** Publishes one message (atomic). Several calls may be in flight at once. */
+  publish(envelope: Envelope): Promise<PublishReceipt>;
+  /** Takes exclusive ownership of a stream's checkpoint; throws STREAM_OWNED if another holds it. */
+  openStream(streamId: string, owner: string): Promise<StreamHandle>;
+  consumer(options?: ConsumerOptions): Promise<Consumer>;
+  /** Messages in the queue (ready + in flight): cheap, for backpressure. */
+  depth(): Promise<number>;
+  stats(): Promise<QueueStats>;
+  listDeadLetters(options?: { limit?: number; after?: string }): Promise<DeadLetterPage>;
+  /** Moves dead letters back into the queue with a fresh attempt count; returns how many. */
+  replayDeadLetters(ids: readonly string[] | 'all'): Promise<number>;
+  purgeDeadLetters(ids: readonly string[] | 'all'): Promise<number>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,116 @@
+import { NexusError } from '../../core/errors.js';
+import { parseLabels } from '../../core/labels.js';
+import {
+  isDcgmSentinel,
+  parseTimestamp,
+  parseValue,
+  type TelemetryRecord,
+} from '../../core/record.js';
+
+/** The columns of a DCGM export, by their record field. */
+const COLUMNS = {
+  timestamp: 'timestamp',
+  metric: 'metric_name',
+  gpu: 'gpu_id',
+  device: 'device',
+  uuid: 'uuid',
+  model: 'modelname',
+  hostname: 'hostname',
+  container: 'container',
+  pod: 'pod',
+  namespace: 'namespace',
+  value: 'value',
+  labels: 'labels_raw',
+} as const;
+
+type Field = keyof typeof COLUMNS;
+const REQUIRED: readonly Field[] = ['timestamp', 'metric', 'gpu', 'hostname', 'value'];
+
+/** Where each field sits in a row, from the header. Header names match case-insensitively. */
+export interface DcgmHeader {
+  readonly width: number;
+  readonly index: Readonly<Record<Field, number>>;
+  readonly names: readonly string[];
+}
+
+export function parseHeader(fields: readonly string[]): DcgmHeader {
+  const lower = fields.map((f) => f.trim().toLowerCase());
+  const index = {} as Record<Field, number>;
+  for (const [field, column] of Object.entries(COLUMNS) as [Field, string][]) {
+    index[field] = lower.indexOf(column);
+  }
+  const missing = REQUIRED.filter((f) => index[f] === -1).map((f) => COLUMNS[f]);
+  if (missing.length > 0) {
+    throw new NexusError(
+      'CSV_HEADER_INVALID',
+      `CSV header lacks required column(s) ${missing.join(', ')}; got: ${fields.join(',')}`,
+    );
+  }
+  return { width: fields.length, index, names: fields };
+}
+
+export type RowResult =
+  | { readonly kind: 'record'; readonly record: TelemetryRecord }
+  | { readonly kind: 'sentinel' }
+  | { readonly kind: 'reject'; readonly reason: string };
+
+function field(fields: readonly string[], i: number): string {
+  return i < 0 ? '' : (fields[i] ?? '');
+}
+
+function clip(s: string): string {
+  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
+}
+
+/** Turns the fields of one data row into a record, or says exactly why it cannot. */
+export function rowToRecord(header: DcgmHeader, fields: readonly string[]): RowResult {
+  if (fields.length !== header.width) {
+    return {
+      kind: 'reject',
+      reason: `wrong column count: expected ${header.width} fields, got ${fields.length}`,
+    };
+  }
+  const ix = header.index;
+  const tsText = field(fields, ix.timestamp);
+  if (tsText.trim() === '') return { kind: 'reject', reason: 'missing timestamp' };
+  const timestamp = parseTimestamp(tsText);
+  if (timestamp === undefined) return { kind: 'reject', reason: `bad timestamp "${clip(tsText)}"` };
+  const metric = field(fields, ix.metric).trim();
+  if (metric === '') return { kind: 'reject', reason: 'missing metric_name' };
+  const gpuText = field(fields, ix.gpu).trim();
+  if (gpuText === '') return { kind: 'reject', reason: 'missing gpu_id' };
+  if (!/^\d{1,5}$/.test(gpuText))
+    return { kind: 'reject', reason: `bad gpu_id "${clip(gpuText)}"` };
+  const hostname = field(fields, ix.hostname).trim();
+  if (hostname === '') return { kind: 'reject', reason: 'missing Hostname' };
+  const valueText = field(fields, ix.value);
+  if (valueText.trim() === '') return { kind: 'reject', reason: 'missing value' };
+  const value = parseValue(valueText);
+  if (value === undefined) {
+    return { kind: 'reject', reason: `non-numeric value "${clip(valueText)}"` };
+  }
+  if (isDcgmSentinel(value)) return { kind: 'sentinel' };
+  const rawLabels = field(fields, ix.labels);
+  let labels: Record<string, string> = {};
+  if (rawLabels.trim() !== '') {
+    const parsed = parseLabels(rawLabels);
+    if (!parsed.ok) return { kind: 'reject', reason: parsed.error };
+    labels = parsed.labels;
+  }
+  const record: {
+    -readonly [K in keyof TelemetryRecord]: TelemetryRecord[K];
+  } = { timestamp, metric, gpu: Number(gpuText), hostname, value, labels };
+  const device = field(fields, ix.device);
+  if (device !== '') record.device = device;
+  const uuid = field(fields, ix.uuid);
+  if (uuid !== '') record.uuid = uuid;
+  const model = field(fields, ix.model);
+  if (model !== '') record.model = model;
+  const container = field(fields, ix.container);
+  if (container !== '') record.container = container;
+  const pod = field(fields, ix.pod);
+  if (pod !== '') record.pod = pod;
+  const namespace = field(fields, ix.namespace);
+  if (namespace !== '') record.namespace = namespace;
+  return { kind: 'record', record };
+}

@@ -1,0 +1,513 @@
+import { basename } from 'node:path';
+import { NexusError, describeError, isNexusError } from '../core/errors.js';
+import { sleep } from '../core/lifecycle.js';
+import type { Logger } from '../core/logger.js';
+import type { TelemetryRecord } from '../core/record.js';
+import { ENVELOPE_VERSION, type Envelope } from '../queue/envelope.js';
+import type { Queue, StreamHandle } from '../queue/types.js';
+import { asLane, asMeta, resumePoint, type StreamMeta, type Watermark } from './checkpoint.js';
+import { readDcgmCsv, readHeader } from './csv/reader.js';
+import { fingerprint, sameFile, shortHash } from './fingerprint.js';
+import { noProgress, type ProgressReporter } from './progress.js';
+import { RejectsSink } from './rejects.js';
+
+export interface StreamerOptions {
+  readonly queue: Queue;
+  readonly csvFile: string;
+  readonly clusterId: string;
+  readonly batchSize: number;
+  readonly intervalMs: number;
+  readonly loop: boolean;
+  readonly timestampMode: 'original' | 'live';
+  readonly maxQueueDepth: number;
+  readonly concurrency: number;
+  readonly streamId: string;
+  readonly producerId: string;
+  readonly rejectsFile: string;
+  /** Ignore a checkpoint left by an interrupted run and start from the top. */
+  readonly restart: boolean;
+  readonly logger: Logger;
+  readonly progress?: ProgressReporter;
+  /** Stop after this many passes over the file (loop mode); for tests and benchmarks. */
+  readonly maxLoops?: number;
+  /** Called with every published envelope (metrics, tracing). */
+  readonly onPublished?: (envelope: Envelope, lane: number) => void;
+  /** Wraps each publish, e.g. in a trace span; returns the trace context to put in the envelope. */
+  readonly traceContext?: () => Envelope['trace'];
+}
+
+export interface StreamSummary {
+  /** Records published by this run. */
+  records: number;
+  /** Records found already published by an earlier, interrupted run. */
+  skipped: number;
+  batches: number;
+  rejects: number;
+  rejectsByReason: Record<string, number>;
+  sentinels: number;
+  loops: number;
+  elapsedMs: number;
+  resumed: boolean;
+  completed: boolean;
+  stopped: boolean;
+  rejectsFile: string | undefined;
+  waitedForQueueMs: number;
+}
+
+interface Batch {
+  readonly index: number;
+  readonly loop: number;
+  readonly records: TelemetryRecord[];
+  readonly firstLine: number;
+  readonly lastLine: number;
+  readonly end: number;
+}
+
+interface LaneSlot {
+  token: string | null;
+  /** Last batch published on this lane, and where it ended. */
+  last: number;
+  lastEnd: number;
+  busy: Promise<void> | undefined;
+}
+
+/**
+ * Streams a DCGM CSV into the queue (docs/queue.md, "Exactly-once publish"): batches of
+ * BATCH_SIZE records, published on PUBLISH_CONCURRENCY lanes at once, each publish moving its
+ * lane's checkpoint in the same atomic step, so a restarted streamer resumes without gaps or
+ * duplicates. It waits while the queue holds MAX_QUEUE_DEPTH messages.
+ */
+export class Streamer {
+  private readonly o: StreamerOptions;
+  private readonly logger: Logger;
+  private readonly progress: ProgressReporter;
+  private readonly abort = new AbortController();
+  private readonly summary: StreamSummary;
+  private readonly rejects: RejectsSink;
+  private stopping = false;
+  private failure: Error | undefined;
+  private lanes: LaneSlot[] = [];
+  private handle: StreamHandle | undefined;
+  private meta: StreamMeta | undefined;
+  /** Batches done (published or found published) above the contiguous watermark. */
+  private readonly doneAbove = new Map<number, Watermark>();
+  private contiguous: Watermark | null = null;
+  private depthEstimate = 0;
+  private lastDepthCheck = 0;
+  private nextSendAt = 0;
+  private paused: string | undefined;
+  private bytes = 0;
+  private totalBytes = 0;
+  private loopNo = 0;
+  private running: Promise<StreamSummary> | undefined;
+  /** Next batch index to form. */
+  private nextIndex = 0;
+  /** Lines each lane had read when the previous run stopped (rejects there are already reported). */
+  private readonly laneLinesRead: number[] = [];
+
+  constructor(options: StreamerOptions) {
+    this.o = options;
+    this.logger = options.logger.child({ component: 'streamer', stream: options.streamId });
+    this.progress = options.progress ?? noProgress;
+    this.rejects = new RejectsSink(options.rejectsFile, this.logger);
+    this.summary = {
+      records: 0,
+      skipped: 0,
+      batches: 0,
+      rejects: 0,
+      rejectsByReason: {},
+      sentinels: 0,
+      loops: 0,
+      elapsedMs: 0,
+      resumed: false,
+      completed: false,
+      stopped: false,
+      rejectsFile: undefined,
+      waitedForQueueMs: 0,
+    };
+  }
+
+  /** Runs to the end of the file (or forever in loop mode) or until stop(). */
+  run(): Promise<StreamSummary> {
+    this.running ??= this.execute();
+    return this.running;
+  }
+
+  /** Stops reading, publishes what was read, saves the checkpoint. Resolves when done. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.abort.abort();
+    await this.running?.catch(() => undefined);
+  }
+
+  private async execute(): Promise<StreamSummary> {
+    const t0 = Date.now();
+    const o = this.o;
+    const { header, end: dataStart, line: headerLine } = await readHeader(o.csvFile);
+    const fp = await fingerprint(o.csvFile);
+    this.totalBytes = fp.size;
+    const handle = await o.queue.openStream(o.streamId, o.producerId);
+    this.handle = handle;
+    try {
+      const { meta, start } = await this.prepare(handle, fp, dataStart, headerLine);
+      this.meta = meta;
+      const readThroughLine = Math.max(0, ...this.laneLinesRead);
+      for (let loop = start.loop; ; loop++) {
+        this.loopNo = loop;
+        const first = loop === start.loop;
+        await this.readPass(header, {
+          loop,
+          offset: first ? start.offset : dataStart,
+          line: first ? start.line : headerLine,
+          firstIndex: first ? start.nextIndex : -1,
+          writeRejectsAfter: loop === 0 ? (first ? readThroughLine : 0) : Number.POSITIVE_INFINITY,
+        });
+        this.summary.loops = loop - start.loop + 1;
+        if (this.failure !== undefined) throw this.failure;
+        if (this.stopping || !o.loop) break;
+        if (o.maxLoops !== undefined && loop + 1 >= o.maxLoops) break;
+      }
+      await this.drain();
+      this.summary.completed = !this.stopping && !o.loop;
+      this.summary.stopped = this.stopping;
+      await handle.writeMeta({
+        ...meta,
+        completed: this.summary.completed,
+        wm: this.contiguous,
+      });
+    } finally {
+      await Promise.allSettled(this.inFlight());
+      await handle.release();
+      await this.rejects.close();
+      this.progress.finish();
+    }
+    this.summary.rejects = this.rejects.total;
+    this.summary.rejectsByReason = this.rejects.reasons();
+    this.summary.rejectsFile = this.rejects.total > 0 ? this.rejects.path : undefined;
+    this.summary.elapsedMs = Date.now() - t0;
+    return this.summary;
+  }
+
+  /** Reads the checkpoint and decides where to start. */
+  private async prepare(
+    handle: StreamHandle,
+    fp: Awaited<ReturnType<typeof fingerprint>>,
+    dataStart: number,
+    headerLine: number,
+  ): Promise<{
+    meta: StreamMeta;
+    start: { loop: number; offset: number; line: number; nextIndex: number };
+  }> {
+    const o = this.o;
+    const old = asMeta(await handle.readMeta());
+    let why: string | undefined;
+    if (old === undefined) why = undefined;
+    else if (o.restart) why = 'restart requested';
+    else if (old.completed) why = 'the previous run completed';
+    else if (!sameFile(old.fingerprint, fp)) why = 'the file changed since the checkpoint';
+    else if (old.batchSize !== o.batchSize)
+      why = `BATCH_SIZE changed (${old.batchSize} -> ${o.batchSize})`;
+    if (old !== undefined && why === undefined) {
+      const lanes = await handle.readLanes();
+      this.lanes = Array.from({ length: old.lanes }, () => ({
+        token: null,
+        last: -1,
+        lastEnd: -1,
+        busy: undefined,
+      }));
+      for (const l of lanes) {
+        const rec = asLane(l.state);
+        const slot = this.lanes[l.lane];
+        if (slot === undefined) continue;
+        slot.token = l.token;
+        slot.last = rec.batch;
+        slot.lastEnd = rec.end;
+        this.laneLinesRead.push(rec.line);
+      }
+      const wm = resumePoint(old, lanes);
+      this.contiguous = wm;
+      this.summary.resumed = true;
+      this.logger.info(
+        {
+          from_batch: wm === null ? 0 : wm.batch + 1,
+          from_line: wm?.line ?? headerLine,
+          loop: wm?.loop ?? 0,
+        },
+        'resuming an interrupted stream from its checkpoint',
+      );
+      return {
+        meta: old,
+        start: {
+          loop: wm?.loop ?? 0,
+          offset: wm?.offset ?? dataStart,
+          line: wm?.line ?? headerLine,
+          nextIndex: wm === null ? 0 : wm.batch + 1,
+        },
+      };
+    }
+    if (old !== undefined) {
+      this.logger.info({ reason: why }, 'starting the stream from the top');
+      await handle.reset();
+    }
+    const meta: StreamMeta = {
+      v: 1,
+      file: o.csvFile,
+      fingerprint: fp,
+      batchSize: o.batchSize,
+      lanes: o.concurrency,
+      runTag: shortHash(`${o.streamId}:${Date.now()}:${Math.random()}`),
+      startedAt: Date.now(),
+      completed: false,
+      wm: null,
+    };
+    await handle.writeMeta(meta as unknown as Record<string, unknown>);
+    this.lanes = Array.from({ length: meta.lanes }, () => ({
+      token: null,
+      last: -1,
+      lastEnd: -1,
+      busy: undefined,
+    }));
+    return { meta, start: { loop: 0, offset: dataStart, line: headerLine, nextIndex: 0 } };
+  }
+
+  private async readPass(
+    header: Awaited<ReturnType<typeof readHeader>>['header'],
+    pass: {
+      loop: number;
+      offset: number;
+      line: number;
+      firstIndex: number;
+      writeRejectsAfter: number;
+    },
+  ): Promise<void> {
+    if (pass.firstIndex >= 0) this.nextIndex = pass.firstIndex;
+    let records: TelemetryRecord[] = [];
+    let firstLine = 0;
+    let lastLine = 0;
+    let lastRecordEnd = 0;
+    const emit = async (end: number): Promise<void> => {
+      const batch: Batch = {
+        index: this.nextIndex++,
+        loop: pass.loop,
+        records,
+        firstLine,
+        lastLine,
+        end,
+      };
+      records = [];
+      await this.dispatch(batch);
+    };
+    for await (const chunk of readDcgmCsv(header, {
+      path: this.o.csvFile,
+      startOffset: pass.offset,
+      startLine: pass.line,
+      signal: this.abort.signal,
+    })) {
+      for (const r of chunk.rejects) this.rejects.add(r, r.line > pass.writeRejectsAfter);
+      this.summary.sentinels += chunk.sentinels;
+      for (const pr of chunk.records) {
+        if (records.length === 0) firstLine = pr.line;
+        records.push(pr.record);
+        lastLine = pr.line;
+        lastRecordEnd = pr.end;
+        // A batch published by the interrupted run may have been cut short by a clean stop:
+        // end this batch where that one ended.
+        const slot = this.lanes[this.nextIndex % this.lanes.length];
+        const cut = slot !== undefined && slot.last === this.nextIndex && slot.lastEnd === pr.end;
+        if (records.length === this.o.batchSize || cut) await emit(pr.end);
+        if (this.failed()) return;
+      }
+      this.bytes = chunk.end;
+      this.report();
+      if (this.stopping || this.failed()) break;
+    }
+    if (records.length > 0 && !this.failed()) {
+      // End of file, or stopping: publish what was read, after everything before it.
+      if (this.stopping) await this.drain();
+      await emit(lastRecordEnd);
+    }
+  }
+
+  private report(): void {
+    this.progress.update({
+      bytes: this.bytes,
+      totalBytes: this.totalBytes,
+      records: this.summary.records + this.summary.skipped,
+      rejects: this.rejects.total,
+      loop: this.loopNo,
+      paused: this.paused,
+    });
+  }
+
+  private async dispatch(batch: Batch): Promise<void> {
+    const slot = this.lanes[batch.index % this.lanes.length];
+    if (slot === undefined) throw new NexusError('INTERNAL', 'no lane');
+    if (batch.index <= slot.last) {
+      // Published before the restart.
+      this.summary.skipped += batch.records.length;
+      this.markDone(batch);
+      return;
+    }
+    await slot.busy;
+    if (this.failed()) return;
+    await this.pace();
+    await this.backpressure();
+    if (this.failed()) return;
+    this.depthEstimate++;
+    slot.busy = this.publish(batch, slot).catch((err: unknown) => {
+      this.failure ??= err instanceof Error ? err : new Error(describeError(err));
+      this.abort.abort();
+    });
+  }
+
+  private markDone(batch: Batch): void {
+    this.doneAbove.set(batch.index, {
+      batch: batch.index,
+      loop: batch.loop,
+      offset: batch.end,
+      line: batch.lastLine,
+    });
+    let next = (this.contiguous?.batch ?? -1) + 1;
+    for (;;) {
+      const wm = this.doneAbove.get(next);
+      if (wm === undefined) break;
+      this.doneAbove.delete(next);
+      this.contiguous = wm;
+      next++;
+    }
+  }
+
+  private envelope(batch: Batch): Envelope {
+    const meta = this.meta;
+    let records = batch.records;
+    if (this.o.timestampMode === 'live') {
+      let min = Number.POSITIVE_INFINITY;
+      for (const r of records) if (r.timestamp < min) min = r.timestamp;
+      const shift = Date.now() - min;
+      records = records.map((r) => ({ ...r, timestamp: r.timestamp + shift }));
+    }
+    const trace = this.o.traceContext?.();
+    return {
+      v: ENVELOPE_VERSION,
+      id: `${batch.index}-${meta?.runTag ?? 'x'}`,
+      producer: this.o.producerId,
+      cluster: this.o.clusterId,
+      createdAt: Date.now(),
+      attempt: 0,
+      ...(trace === undefined ? {} : { trace }),
+      source: {
+        file: basename(this.o.csvFile),
+        firstLine: batch.firstLine,
+        lastLine: batch.lastLine,
+      },
+      records,
+    };
+  }
+
+  private async publish(batch: Batch, slot: LaneSlot): Promise<void> {
+    const handle = this.handle;
+    if (handle === undefined) throw new NexusError('INTERNAL', 'stream not open');
+    const lane = batch.index % this.lanes.length;
+    const envelope = this.envelope(batch);
+    const state = {
+      batch: batch.index,
+      loop: batch.loop,
+      end: batch.end,
+      line: batch.lastLine,
+      records: batch.records.length,
+      wm: this.contiguous,
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        slot.token = await handle.publish(envelope, lane, slot.token, state);
+        break;
+      } catch (err) {
+        if (isNexusError(err, 'QUEUE_CONFLICT') && err.details?.reason === 'lane-moved') {
+          // An earlier attempt that timed out may have committed: look.
+          const lanes = await handle.readLanes();
+          const now = lanes.find((l) => l.lane === lane);
+          if (now !== undefined && asLane(now.state).batch === batch.index) {
+            slot.token = now.token;
+            break;
+          }
+          throw new NexusError(
+            'INTERNAL',
+            `lane ${lane} moved under this streamer: is another streamer writing stream ${this.o.streamId}?`,
+            { cause: err },
+          );
+        }
+        if (!isNexusError(err) || !err.retryable || (this.stopping && attempt > 20)) throw err;
+        const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
+        if (attempt === 1 || attempt % 10 === 0) {
+          this.logger.warn(
+            { err: describeError(err), batch: batch.index, attempt, retry_in_ms: delay },
+            'publish failed; retrying',
+          );
+        }
+        await sleep(delay);
+      }
+    }
+    slot.last = batch.index;
+    slot.lastEnd = batch.end;
+    this.summary.records += batch.records.length;
+    this.summary.batches++;
+    this.markDone(batch);
+    this.o.onPublished?.(envelope, lane);
+  }
+
+  private async pace(): Promise<void> {
+    if (this.o.intervalMs <= 0) return;
+    const now = Date.now();
+    if (this.nextSendAt > now) await sleep(this.nextSendAt - now, this.abort.signal);
+    this.nextSendAt = Math.max(now, this.nextSendAt) + this.o.intervalMs;
+  }
+
+  /** Waits while the queue is at MAX_QUEUE_DEPTH. */
+  private async backpressure(): Promise<void> {
+    const max = this.o.maxQueueDepth;
+    const now = Date.now();
+    if (this.depthEstimate < max && now - this.lastDepthCheck < 1000) return;
+    this.depthEstimate = await this.o.queue.depth();
+    this.lastDepthCheck = now;
+    if (this.depthEstimate < max) return;
+    const t0 = Date.now();
+    this.paused = `queue full (${this.depthEstimate} >= MAX_QUEUE_DEPTH ${max})`;
+    this.logger.info(
+      { depth: this.depthEstimate, max_queue_depth: max },
+      'queue is full; waiting for consumers',
+    );
+    this.report();
+    const resumeAt = Math.max(0, Math.floor(max * 0.9));
+    while (!this.stopping) {
+      await sleep(250, this.abort.signal);
+      try {
+        this.depthEstimate = await this.o.queue.depth();
+      } catch (err) {
+        this.logger.warn({ err: describeError(err) }, 'cannot read queue depth; still waiting');
+        continue;
+      }
+      this.lastDepthCheck = Date.now();
+      if (this.depthEstimate <= resumeAt) break;
+      this.report();
+    }
+    this.summary.waitedForQueueMs += Date.now() - t0;
+    this.paused = undefined;
+    this.logger.info(
+      { depth: this.depthEstimate, waited_ms: Date.now() - t0 },
+      'queue drained; resuming',
+    );
+  }
+
+  private inFlight(): Promise<void>[] {
+    return this.lanes.map((l) => l.busy).filter((p): p is Promise<void> => p !== undefined);
+  }
+
+  private failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  private async drain(): Promise<void> {
+    await Promise.all(this.inFlight());
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
