@@ -46,7 +46,7 @@ export function isDcgmSentinel(value: number): boolean {
 }
 
 const TIMESTAMP =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
 
@@ -62,7 +62,11 @@ function daysIn(year: number, month: number): number {
  */
 export function parseTimestamp(text: string): number | undefined {
   const s = text.trim();
-  if (/^\d{9,11}(\.\d+)?$/.test(s)) return Math.floor(Number(s) * 1000);
+  const epoch = /^(\d{9,11})(?:\.(\d+))?$/.exec(s);
+  if (epoch !== null) {
+    // Integer arithmetic: Number(s) * 1000 can land just under the true value and truncate 1 ms low.
+    return Number(epoch[1]) * 1000 + Number((epoch[2] ?? '').slice(0, 3).padEnd(3, '0'));
+  }
   if (/^\d{12,14}$/.test(s)) return Number(s);
   const m = TIMESTAMP.exec(s);
   if (m === null) return undefined;

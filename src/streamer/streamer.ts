@@ -92,7 +92,10 @@ export class Streamer {
   /** Batches done (published or found published) above the contiguous watermark. */
   private readonly doneAbove = new Map<number, Watermark>();
   private contiguous: Watermark | null = null;
+  /** Queue depth as last read, plus what was published since (in flight included). */
   private depthEstimate = 0;
+  /** Publishes sent and not yet answered: a depth read may not include them yet. */
+  private publishing = 0;
   private lastDepthCheck = 0;
   private nextSendAt = 0;
   private paused: string | undefined;
@@ -354,10 +357,15 @@ export class Streamer {
     await this.backpressure();
     if (this.failed()) return;
     this.depthEstimate++;
-    slot.busy = this.publish(batch, slot).catch((err: unknown) => {
-      this.failure ??= err instanceof Error ? err : new Error(describeError(err));
-      this.abort.abort();
-    });
+    this.publishing++;
+    slot.busy = this.publish(batch, slot)
+      .catch((err: unknown) => {
+        this.failure ??= err instanceof Error ? err : new Error(describeError(err));
+        this.abort.abort();
+      })
+      .finally(() => {
+        this.publishing--;
+      });
   }
 
   private markDone(batch: Batch): void {
@@ -467,7 +475,7 @@ export class Streamer {
     const max = this.o.maxQueueDepth;
     const now = Date.now();
     if (this.depthEstimate < max && now - this.lastDepthCheck < 1000) return;
-    this.depthEstimate = await this.o.queue.depth();
+    this.depthEstimate = await this.readDepth();
     this.lastDepthCheck = now;
     if (this.depthEstimate < max) return;
     const t0 = Date.now();
@@ -481,7 +489,7 @@ export class Streamer {
     while (!this.stopping) {
       await sleep(250, this.abort.signal);
       try {
-        this.depthEstimate = await this.o.queue.depth();
+        this.depthEstimate = await this.readDepth();
       } catch (err) {
         this.logger.warn({ err: describeError(err) }, 'cannot read queue depth; still waiting');
         continue;
@@ -504,6 +512,13 @@ export class Streamer {
 
   private failed(): boolean {
     return this.failure !== undefined;
+  }
+
+  /** The queue depth counting publishes still in flight. */
+  private async readDepth(): Promise<number> {
+    const inFlight = this.publishing;
+    const depth = await this.o.queue.depth();
+    return depth + Math.min(inFlight, this.publishing);
   }
 
   private async drain(): Promise<void> {

@@ -207,6 +207,12 @@ export async function* readDcgmCsv(
         const end = base + nl + 1;
         if (discarding) {
           tooLong(out, end);
+        } else if (pendingLength + (nl - pos) > maxLine) {
+          // Over-long but already in this buffer: rejected all the same, whatever the chunking.
+          discardLine = line + 1;
+          pending = [];
+          pendingLength = 0;
+          tooLong(out, end);
         } else if (pendingLength > 0) {
           const joined = Buffer.concat([...pending, data.subarray(pos, nl)]);
           pending = [];

@@ -1,0 +1,78 @@
+# Nexus. `make run` runs the pipeline; `make test` installs what the tests need and runs them all.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+NEXUS      := node bin/nexus.js
+DATA_DIR   ?= .data
+ETCD_PORT  ?= 2379
+ETCD_PEER  ?= 2380
+SAMPLE     := samples/dcgm_metrics_20250718_134233.csv
+
+.PHONY: help setup-dev setup-etcd stop-etcd build-nexus build-nexus-streamer build-nexus-collector \
+        build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
+        run-nexus-gateway test test-unit test-integration lint typecheck format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+
+setup-dev: ## Install Debian packages (etcd) and npm packages
+	@scripts/setup.sh
+
+setup-etcd: setup-dev ## Start a local etcd on 127.0.0.1:2379, data in .data/etcd
+	@scripts/local-etcd.sh start $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
+
+stop-etcd: ## Stop the local etcd started by setup-etcd
+	@scripts/local-etcd.sh stop $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
+
+build-nexus: setup-dev ## Build the nexus command (all components) into dist/
+	@npx tsc -p tsconfig.build.json && echo "built dist/ (run: node bin/nexus.js --help)"
+
+build-nexus-streamer: build-nexus ## Build the streamer (part of the nexus command)
+
+build-nexus-collector: ## Build the collector (not built yet)
+	@echo "nexus collector is not built yet (issue 3)"; exit 1
+
+build-nexus-gateway: ## Build the gateway (not built yet)
+	@echo "nexus gateway is not built yet (issue 4)"; exit 1
+
+run: build-nexus setup-etcd ## Stream the bundled sample into the local etcd queue, then show the queue
+	@ETCD_ENDPOINTS=127.0.0.1:$(ETCD_PORT) LOOP_MODE=false STREAM_INTERVAL=0 CSV_FILE=$(SAMPLE) $(NEXUS) streamer
+	@ETCD_ENDPOINTS=127.0.0.1:$(ETCD_PORT) $(NEXUS) queue stats
+
+run-nexus-streamer: build-nexus ## Run the streamer (CSV_FILE, BATCH_SIZE, STREAM_INTERVAL, LOOP_MODE, ...)
+	$(NEXUS) streamer
+
+run-nexus-collector: ## Run the collector (not built yet)
+	@echo "nexus collector is not built yet (issue 3)"; exit 1
+
+run-nexus-gateway: ## Run the gateway (not built yet)
+	@echo "nexus gateway is not built yet (issue 4)"; exit 1
+
+run-nexus-pipeline: ## Run etcd, PostgreSQL, collector, gateway and streamer (not built yet)
+	@echo "the distributed pipeline needs the collector and gateway, not built yet (issues 3, 4)"; exit 1
+
+lint: setup-dev ## ESLint, Prettier and dependency-cruiser
+	npx eslint .
+	npx prettier --check .
+	npx depcruise src --config .dependency-cruiser.cjs
+
+typecheck: setup-dev ## TypeScript, strict
+	npx tsc -p tsconfig.json --noEmit
+
+test: setup-dev lint typecheck ## Everything: lint, type check, unit and integration tests (starts its own etcd)
+	npx tsx scripts/test.ts all
+
+test-unit: setup-dev ## Unit tests only
+	npx tsx scripts/test.ts unit
+
+test-integration: setup-dev ## Integration tests against real etcd (started on free ports)
+	npx tsx scripts/test.ts integration
+
+format: ## Rewrite files with Prettier
+	npx prettier --write .
+
+bench: setup-dev ## Benchmarks (printed, and written to docs/benchmarks.md)
+	npx tsx bench/run.ts
+
+clean: ## Remove build output, coverage and local data
+	rm -rf dist coverage test-results $(DATA_DIR)

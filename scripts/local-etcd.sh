@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Starts or stops a local development etcd: client on 127.0.0.1:$port, data in $data/etcd.
+set -euo pipefail
+cmd=$1 data=$2 port=$3 peer=$4
+dir="$data/etcd"
+pidfile="$dir/etcd.pid"
+mkdir -p "$dir"
+healthy() { ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --dial-timeout 1s endpoint health >/dev/null 2>&1; }
+case "$cmd" in
+  start)
+    if healthy; then echo "etcd already serving on 127.0.0.1:$port"; exit 0; fi
+    nohup etcd --name nexus-dev --data-dir "$dir/data" \
+      --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "nexus-dev=http://127.0.0.1:$peer" \
+      --auto-compaction-mode revision --auto-compaction-retention 10000 \
+      --quota-backend-bytes $((4 * 1024 * 1024 * 1024)) \
+      >"$dir/etcd.log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 1 100); do
+      if healthy; then echo "etcd running on 127.0.0.1:$port (pid $(cat "$pidfile"), data $dir, log $dir/etcd.log)"; exit 0; fi
+      if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "etcd failed to start:"; tail -20 "$dir/etcd.log"; exit 1; fi
+      sleep 0.1
+    done
+    echo "etcd did not become healthy; see $dir/etcd.log"; exit 1 ;;
+  stop)
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      kill "$(cat "$pidfile")"; rm -f "$pidfile"; echo "etcd stopped"
+    else echo "no local etcd running"; fi ;;
+  *) echo "usage: $0 start|stop data port peer"; exit 2 ;;
+esac

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Nexus needs on a Debian machine: system packages (only those missing) and the npm
+# packages from package-lock.json. Safe to run again. Used by `make setup-dev`, `make test`, `make run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=()
+command -v etcd >/dev/null 2>&1 || want+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || want+=(etcd-client)
+
+if [ ${#want[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${want[*]}"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "setup: need root (or sudo) to install ${want[*]}" >&2
+      exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep the packages' own services from starting (no systemd here; and tests start their own).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+
+# npm packages: exactly the lockfile, and again only when it changed.
+stamp=node_modules/.package-lock.stamp
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi

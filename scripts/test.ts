@@ -1,0 +1,91 @@
+/**
+ * The test harness behind `make test`: starts the services the tests need (etcd, and PostgreSQL
+ * once the store exists) on free loopback ports in throwaway directories, runs the test files with
+ * node:test (through tsx, under c8 for coverage), stops the services, and exits with the tests'
+ * status.
+ *
+ *   tsx scripts/test.ts [unit|integration|all] [--no-coverage] [files...]
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const args = process.argv.slice(2);
+const suite = ['unit', 'integration', 'all'].includes(args[0] ?? '')
+  ? (args.shift() ?? 'all')
+  : 'all';
+const coverage = !args.includes('--no-coverage');
+const explicit = args.filter((a) => !a.startsWith('--'));
+
+function testFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name.endsWith('.test.ts')) out.push(relative(ROOT, p));
+    }
+  };
+  walk(join(ROOT, dir));
+  return out;
+}
+
+const files =
+  explicit.length > 0
+    ? explicit
+    : [
+        ...(suite === 'integration' ? [] : testFiles('test/unit')),
+        ...(suite === 'unit' ? [] : testFiles('test/integration')),
+      ];
+const needServices = files.some((f) => f.includes('integration') || f.includes('e2e'));
+
+let etcd: EtcdServer | undefined;
+const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'test' };
+if (needServices) {
+  etcd = await startEtcd();
+  env.NEXUS_TEST_ETCD = etcd.endpoint;
+  process.stdout.write(`test harness: etcd on ${etcd.endpoint} (data in ${etcd.dataDir})\n`);
+}
+
+const nodeArgs = [
+  '--import',
+  'tsx',
+  '--test',
+  '--test-timeout=600000',
+  '--test-force-exit',
+  '--test-reporter=spec',
+  ...files,
+];
+const command = coverage
+  ? [
+      join(ROOT, 'node_modules/.bin/c8'),
+      '--reporter=text-summary',
+      '--reporter=lcov',
+      '--include=src/**',
+      process.execPath,
+      ...nodeArgs,
+    ]
+  : [process.execPath, ...nodeArgs];
+
+const started = Date.now();
+const code = await new Promise<number>((resolve) => {
+  const child = spawn(command[0] ?? process.execPath, command.slice(1), {
+    cwd: ROOT,
+    env,
+    stdio: 'inherit',
+  });
+  const forward = (signal: NodeJS.Signals): void => {
+    child.kill(signal);
+  };
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  child.on('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
+});
+
+await etcd?.destroy();
+process.stdout.write(
+  `test harness: ${files.length} files, exit ${code}, ${Math.round((Date.now() - started) / 1000)} s\n`,
+);
+process.exit(code);

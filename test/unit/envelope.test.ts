@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { NexusError } from '../../src/core/errors.js';
+import { parseLabels } from '../../src/core/labels.js';
+import {
+  ENVELOPE_VERSION,
+  decodeEnvelope,
+  encodeEnvelope,
+  envelopeProblem,
+  type Envelope,
+} from '../../src/queue/envelope.js';
+
+function envelope(): Envelope {
+  return {
+    v: 1,
+    id: 'stream-1.batch-000042',
+    producer: 'streamer-a',
+    cluster: 'local-cluster',
+    createdAt: 1_752_871_354_500,
+    attempt: 0,
+    records: [
+      {
+        timestamp: 1_752_871_354_000,
+        metric: 'DCGM_FI_DEV_GPU_UTIL',
+        gpu: 0,
+        hostname: 'mtv5-dgx1-hgpu-031',
+        value: 100,
+        device: 'nvidia0',
+        uuid: 'GPU-5fd4f087-86f3-7a43-b711-4771313afc50',
+        model: 'NVIDIA H100 80GB HBM3',
+        labels: { DCGM_FI_DRIVER_VERSION: '535.129.03', gpu: '0' },
+      },
+      {
+        timestamp: 1_752_871_354_000,
+        metric: 'DCGM_FI_DEV_POWER_USAGE',
+        gpu: 7,
+        hostname: 'nœud_日本/😀',
+        value: -0.125,
+        container: 'main',
+        pod: 'train-1',
+        namespace: 'research',
+        labels: {},
+      },
+    ],
+  };
+}
+
+/** Decodes `body` and asserts the ENVELOPE_INVALID error it must raise. */
+function assertInvalid(body: unknown, message: RegExp): void {
+  const bytes = typeof body === 'string' ? body : JSON.stringify(body);
+  assert.throws(
+    () => decodeEnvelope(bytes),
+    (err: unknown) => {
+      assert.ok(err instanceof NexusError, String(err));
+      assert.equal(err.code, 'ENVELOPE_INVALID');
+      assert.equal(err.retryable, false);
+      assert.match(err.message, message);
+      return true;
+    },
+  );
+}
+
+describe('encodeEnvelope / decodeEnvelope', () => {
+  it('round-trips an envelope, from a Buffer or a string', () => {
+    const e = envelope();
+    const bytes = encodeEnvelope(e);
+    assert.ok(Buffer.isBuffer(bytes));
+    assert.deepEqual(decodeEnvelope(bytes), e);
+    assert.deepEqual(decodeEnvelope(bytes.toString('utf8')), e);
+  });
+
+  it('round-trips the optional trace, source and lastError', () => {
+    const e: Envelope = {
+      ...envelope(),
+      attempt: 3,
+      trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      source: { file: 'samples/x.csv', firstLine: 2, lastLine: 101 },
+      lastError: 'store unavailable: connection refused',
+    };
+    assert.deepEqual(decodeEnvelope(encodeEnvelope(e)), e);
+  });
+
+  it('carries a label named __proto__ as a plain label', () => {
+    const parsed = parseLabels('__proto__="x",a="b"');
+    assert.ok(parsed.ok);
+    const e = envelope();
+    const first = e.records[0];
+    assert.ok(first !== undefined);
+    const withLabels: Envelope = { ...e, records: [{ ...first, labels: parsed.labels }] };
+    const labels = decodeEnvelope(encodeEnvelope(withLabels)).records[0]?.labels;
+    assert.ok(labels !== undefined);
+    assert.ok(Object.hasOwn(labels, '__proto__'));
+    assert.equal(labels.__proto__, 'x');
+    assert.equal(labels.a, 'b');
+  });
+
+  it('is at version 1', () => {
+    assert.equal(ENVELOPE_VERSION, 1);
+    assert.equal(envelopeProblem(envelope()), undefined);
+  });
+});
+
+describe('decodeEnvelope rejects', () => {
+  const e = envelope();
+  const first = e.records[0];
+  assert.ok(first !== undefined);
+  const { hostname: _dropped, ...noHostname } = first;
+
+  it('non-JSON', () => {
+    assertInvalid('{"v":1,', /^message is not JSON: /);
+    assertInvalid('', /^message is not JSON/);
+    assertInvalid('\u0000\u0001', /^message is not JSON/);
+  });
+
+  it('JSON that is not an object', () => {
+    for (const body of ['null', '[]', '5', '"x"'])
+      assertInvalid(body, /not a valid envelope at \/: /);
+  });
+
+  it('another version, saying which', () => {
+    assertInvalid({ ...e, v: 2 }, /\(v=2\) at \/v/);
+    assertInvalid({ ...e, v: '1' }, /\(v=1\) at \/v/);
+  });
+
+  it('missing records', () => {
+    const { records: _records, ...rest } = e;
+    assertInvalid(rest, /at \/records: Expected required property/);
+  });
+
+  it('an empty records array', () => {
+    assertInvalid({ ...e, records: [] }, /at \/records: .*length/);
+  });
+
+  it('a record missing its hostname, with its index', () => {
+    assertInvalid({ ...e, records: [first, noHostname] }, /at \/records\/1\/hostname: /);
+    assertInvalid({ ...e, records: [{ ...first, hostname: '' }] }, /at \/records\/0\/hostname/);
+  });
+
+  it('bad record fields', () => {
+    assertInvalid({ ...e, records: [{ ...first, gpu: -1 }] }, /at \/records\/0\/gpu/);
+    assertInvalid({ ...e, records: [{ ...first, gpu: 1.5 }] }, /at \/records\/0\/gpu/);
+    assertInvalid(
+      { ...e, records: [{ ...first, timestamp: 'now' }] },
+      /at \/records\/0\/timestamp/,
+    );
+    assertInvalid({ ...e, records: [{ ...first, value: '1' }] }, /at \/records\/0\/value/);
+    assertInvalid({ ...e, records: [{ ...first, metric: '' }] }, /at \/records\/0\/metric/);
+    assertInvalid(
+      { ...e, records: [{ ...first, labels: { a: 1 } }] },
+      /at \/records\/0\/labels\/a/,
+    );
+    assertInvalid(
+      `{"v":1,"id":"a","producer":"p","cluster":"c","createdAt":0,"attempt":0,"records":[{"timestamp":0,"metric":"m","gpu":0,"hostname":"h","value":1e999,"labels":{}}]}`,
+      /at \/records\/0\/value/,
+    );
+  });
+
+  it('ids with characters a message name cannot hold', () => {
+    for (const id of ['a_b', 'a/b', 'a b', '', 'x'.repeat(65), 'ü']) {
+      assertInvalid({ ...e, id }, /at \/id: /);
+    }
+  });
+
+  it('missing or empty producer and cluster, and a negative attempt', () => {
+    assertInvalid({ ...e, producer: '' }, /at \/producer/);
+    const { cluster: _cluster, ...noCluster } = e;
+    assertInvalid(noCluster, /at \/cluster/);
+    assertInvalid({ ...e, attempt: -1 }, /at \/attempt/);
+  });
+});
