@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -13,6 +13,8 @@ import { run, spawnTs, killHard } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { drain, etcdQueue, naturalKey, recordsOf, TEST_PREFIX } from '../helpers/queues.js';
 import { SAMPLE, sampleRows } from '../helpers/sample.js';
+import { writeMalformedCsv } from '../fixtures/malformed.js';
+import { parse } from 'csv-parse/sync';
 
 const etcd = await sharedEtcd();
 const dir = mkdtempSync(join(tmpdir(), 'nexus-streamer-'));
@@ -279,6 +281,36 @@ describe('streamer into etcd', () => {
     assert.equal(second.records, 2470);
     assert.equal(second.resumed, false);
     assert.equal(recordsOf(await drain(queue)).length, 4940);
+    await queue.close();
+  });
+
+  it('sets malformed rows aside with line and reason, publishes every valid row, exits 0 with a summary', async () => {
+    const file = join(dir, 'malformed.csv');
+    const fixture = writeMalformedCsv(file);
+    const kinds = new Set(fixture.bad.map((b) => b.reason.source));
+    assert.ok(kinds.size >= 10, `only ${kinds.size} kinds of malformed rows`);
+    const cluster = uniqueCluster('malformed');
+    const rejects = join(dir, 'malformed.rejects.csv');
+    const res = await run(
+      spawnTs('src/cli/main.ts', ['streamer', '--csv', file, '--rejects-file', rejects, '--batch-size', '4'], cliEnv(cluster)),
+    );
+    assert.equal(res.code, 0, res.stderr);
+    const summary = res.stdout.split('\n').find((l) => l.includes('"msg":"summary:'));
+    assert.ok(summary, `no summary line in: ${res.stdout}`);
+    assert.match(summary, new RegExp(`summary: ${fixture.valid} records published .* ${fixture.bad.length} malformed rows set aside`));
+    // Every bad row: in the rejects file with its line and reason, and in the logs.
+    const rows = parse<{ line: string; reason: string; row: string }>(readFileSync(rejects), { columns: true });
+    assert.equal(rows.length, fixture.bad.length);
+    for (const bad of fixture.bad) {
+      const row = rows.find((r) => r.line === String(bad.line));
+      assert.ok(row, `line ${bad.line} missing from the rejects file`);
+      assert.match(row.reason, bad.reason);
+      assert.ok(row.row.length > 0 || /longer than/.test(row.reason), `line ${bad.line}: row text missing`);
+      assert.ok(res.stdout.includes(`"line":${bad.line},`), `line ${bad.line} not logged`);
+    }
+    const queue = etcdQueue(etcd.endpoint, cluster);
+    const got = recordsOf(await drain(queue));
+    assert.equal(got.length, fixture.valid);
     await queue.close();
   });
 

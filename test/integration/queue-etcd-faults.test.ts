@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { silentLogger } from '../../src/core/logger.js';
+import { Streamer } from '../../src/streamer/streamer.js';
+import { envelope } from '../conformance/queue-suite.js';
+import { startEtcd, uniqueCluster, type EtcdServer } from '../helpers/etcd.js';
+import { drain, etcdQueue, naturalKey, recordsOf } from '../helpers/queues.js';
+import { SAMPLE } from '../helpers/sample.js';
+
+/** These tests stop and restart etcd, so they have one of their own. */
+let etcd: EtcdServer;
+const dir = mkdtempSync(join(tmpdir(), 'nexus-faults-'));
+before(async () => {
+  etcd = await startEtcd();
+});
+after(async () => {
+  await etcd.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('etcd queue under faults', () => {
+  it('a waiting consumer is woken after etcd restarts and its watch history was compacted', async () => {
+    const cluster = uniqueCluster('watch');
+    // Polling is effectively off: only the (recovered) watch or a re-list can wake the consumer.
+    const queue = etcdQueue(etcd.endpoint, cluster, { pollTimeoutMs: 120_000 });
+    const consumer = await queue.consumer();
+    const waiting = consumer.claim(1, { waitMs: 100_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    await etcd.stop();
+    await etcd.start();
+    // Move etcd's revision on and compact everything the watch has not seen.
+    const other = etcdQueue(etcd.endpoint, uniqueCluster('noise'));
+    for (let i = 0; i < 20; i++) await other.publish(envelope(other.clusterId));
+    const status = JSON.parse(
+      execFileSync('etcdctl', ['--endpoints', etcd.endpoint, 'endpoint', 'status', '-w', 'json'], {
+        env: { ...process.env, ETCDCTL_API: '3' },
+      }).toString(),
+    ) as { Status: { header: { revision: number } } }[];
+    const revision = status[0]?.Status.header.revision ?? 0;
+    execFileSync('etcdctl', ['--endpoints', etcd.endpoint, 'compact', String(revision)], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+    const t0 = Date.now();
+    await queue.publish(envelope(cluster));
+    const got = await waiting;
+    assert.equal(got.length, 1);
+    assert.ok(Date.now() - t0 < 60_000, 'the consumer was not woken');
+    await consumer.ack(got);
+    await consumer.close();
+    await other.close();
+    await queue.close();
+  });
+
+  it('while etcd is down, publish fails with a retryable error, and works once it is back', async () => {
+    const cluster = uniqueCluster('down');
+    const queue = etcdQueue(etcd.endpoint, cluster, { connection: { endpoints: [etcd.endpoint], timeoutMs: 1500 } });
+    await queue.publish(envelope(cluster));
+    await etcd.stop();
+    await assert.rejects(queue.publish(envelope(cluster)), (err: { code?: string; retryable?: boolean }) => {
+      assert.equal(err.code, 'QUEUE_UNAVAILABLE');
+      assert.equal(err.retryable, true);
+      return true;
+    });
+    await etcd.start();
+    let ok = false;
+    for (let i = 0; i < 40 && !ok; i++) {
+      try {
+        await queue.publish(envelope(cluster));
+        ok = true;
+      } catch {
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    assert.ok(ok, 'publish did not recover');
+    assert.equal((await drain(queue)).length, 2);
+    await queue.close();
+  });
+
+  it('a streamer rides out an etcd outage and still publishes every record exactly once', async () => {
+    const cluster = uniqueCluster('outage');
+    const queue = etcdQueue(etcd.endpoint, cluster, { connection: { endpoints: [etcd.endpoint], timeoutMs: 1000 } });
+    const streamer = new Streamer({
+      queue,
+      csvFile: SAMPLE,
+      clusterId: cluster,
+      batchSize: 20,
+      intervalMs: 25,
+      loop: false,
+      timestampMode: 'original',
+      maxQueueDepth: 100_000,
+      concurrency: 4,
+      streamId: `outage-${cluster}`,
+      producerId: 'outage-test',
+      rejectsFile: join(dir, 'outage.rejects.csv'),
+      restart: false,
+      logger: silentLogger(),
+    });
+    const running = streamer.run();
+    while ((await queue.depth()) < 20) await new Promise((r) => setTimeout(r, 50));
+    await etcd.kill();
+    await new Promise((r) => setTimeout(r, 3000));
+    await etcd.start();
+    const summary = await running;
+    assert.equal(summary.records, 2470);
+    const got = recordsOf(await drain(queue));
+    assert.equal(got.length, 2470);
+    assert.equal(new Set(got.map(naturalKey)).size, 2470);
+    await queue.close();
+  });
+});
