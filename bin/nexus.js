@@ -14,7 +14,9 @@ if (existsSync(built)) {
     const { register } = await import('tsx/esm/api');
     register();
   } catch {
-    process.stderr.write('nexus: not built yet; run `make build-nexus` (or `npm ci` for a development checkout)\n');
+    process.stderr.write(
+      'nexus: not built yet; run `make build-nexus` (or `npm ci` for a development checkout)\n',
+    );
     process.exit(1);
   }
   await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);

@@ -6,8 +6,14 @@ export type LabelParseResult =
   | { readonly ok: true; readonly labels: Record<string, string> }
   | { readonly ok: false; readonly error: string };
 
-const NAME_START = /[A-Za-z_]/;
-const NAME_CHAR = /[A-Za-z0-9_.:-]/;
+function isNameStart(c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95; // A-Z a-z _
+}
+
+function isNameChar(c: number): boolean {
+  // A-Z a-z 0-9 _ . : -
+  return isNameStart(c) || (c >= 48 && c <= 58) || c === 46 || c === 45;
+}
 
 export function parseLabels(raw: string): LabelParseResult {
   // A null prototype, so that a label named __proto__ is just a label.
@@ -24,11 +30,11 @@ export function parseLabels(raw: string): LabelParseResult {
     while (i < end && (raw[i] === ' ' || raw[i] === ',')) i++;
     if (i >= end) break;
     const nameStart = i;
-    if (!NAME_START.test(raw[i] ?? '')) {
+    if (!isNameStart(raw.charCodeAt(i))) {
       return { ok: false, error: `labels_raw: label name expected at character ${i + 1}` };
     }
     i++;
-    while (i < end && NAME_CHAR.test(raw[i] ?? '')) i++;
+    while (i < end && isNameChar(raw.charCodeAt(i))) i++;
     const name = raw.slice(nameStart, i);
     if (raw[i] !== '=') return { ok: false, error: `labels_raw: "=" expected after ${name}` };
     i++;

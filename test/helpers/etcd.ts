@@ -43,10 +43,12 @@ async function healthy(endpoint: string, timeoutMs: number): Promise<void> {
  * (in /dev/shm when there is one). The binary comes from Debian's etcd-server (installed by
  * `make setup-dev`).
  */
-export async function startEtcd(options: { quotaBytes?: number } = {}): Promise<EtcdServer> {
+export async function startEtcd(
+  options: { quotaBytes?: number; baseDir?: string } = {},
+): Promise<EtcdServer> {
   const clientPort = await freePort();
   const peerPort = await freePort();
-  const dataDir = mkdtempSync(join(base(), 'nexus-etcd-'));
+  const dataDir = mkdtempSync(join(options.baseDir ?? base(), 'nexus-etcd-'));
   const endpoint = `127.0.0.1:${clientPort}`;
   let proc: ChildProcess | undefined;
   const args = [

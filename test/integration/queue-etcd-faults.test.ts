@@ -57,14 +57,19 @@ describe('etcd queue under faults', () => {
 
   it('while etcd is down, publish fails with a retryable error, and works once it is back', async () => {
     const cluster = uniqueCluster('down');
-    const queue = etcdQueue(etcd.endpoint, cluster, { connection: { endpoints: [etcd.endpoint], timeoutMs: 1500 } });
+    const queue = etcdQueue(etcd.endpoint, cluster, {
+      connection: { endpoints: [etcd.endpoint], timeoutMs: 1500 },
+    });
     await queue.publish(envelope(cluster));
     await etcd.stop();
-    await assert.rejects(queue.publish(envelope(cluster)), (err: { code?: string; retryable?: boolean }) => {
-      assert.equal(err.code, 'QUEUE_UNAVAILABLE');
-      assert.equal(err.retryable, true);
-      return true;
-    });
+    await assert.rejects(
+      queue.publish(envelope(cluster)),
+      (err: { code?: string; retryable?: boolean }) => {
+        assert.equal(err.code, 'QUEUE_UNAVAILABLE');
+        assert.equal(err.retryable, true);
+        return true;
+      },
+    );
     await etcd.start();
     let ok = false;
     for (let i = 0; i < 40 && !ok; i++) {
@@ -82,7 +87,9 @@ describe('etcd queue under faults', () => {
 
   it('a streamer rides out an etcd outage and still publishes every record exactly once', async () => {
     const cluster = uniqueCluster('outage');
-    const queue = etcdQueue(etcd.endpoint, cluster, { connection: { endpoints: [etcd.endpoint], timeoutMs: 1000 } });
+    const queue = etcdQueue(etcd.endpoint, cluster, {
+      connection: { endpoints: [etcd.endpoint], timeoutMs: 1000 },
+    });
     const streamer = new Streamer({
       queue,
       csvFile: SAMPLE,

@@ -292,20 +292,34 @@ describe('streamer into etcd', () => {
     const cluster = uniqueCluster('malformed');
     const rejects = join(dir, 'malformed.rejects.csv');
     const res = await run(
-      spawnTs('src/cli/main.ts', ['streamer', '--csv', file, '--rejects-file', rejects, '--batch-size', '4'], cliEnv(cluster)),
+      spawnTs(
+        'src/cli/main.ts',
+        ['streamer', '--csv', file, '--rejects-file', rejects, '--batch-size', '4'],
+        cliEnv(cluster),
+      ),
     );
     assert.equal(res.code, 0, res.stderr);
     const summary = res.stdout.split('\n').find((l) => l.includes('"msg":"summary:'));
     assert.ok(summary, `no summary line in: ${res.stdout}`);
-    assert.match(summary, new RegExp(`summary: ${fixture.valid} records published .* ${fixture.bad.length} malformed rows set aside`));
+    assert.match(
+      summary,
+      new RegExp(
+        `summary: ${fixture.valid} records published .* ${fixture.bad.length} malformed rows set aside`,
+      ),
+    );
     // Every bad row: in the rejects file with its line and reason, and in the logs.
-    const rows = parse<{ line: string; reason: string; row: string }>(readFileSync(rejects), { columns: true });
+    const rows = parse<{ line: string; reason: string; row: string }>(readFileSync(rejects), {
+      columns: true,
+    });
     assert.equal(rows.length, fixture.bad.length);
     for (const bad of fixture.bad) {
       const row = rows.find((r) => r.line === String(bad.line));
       assert.ok(row, `line ${bad.line} missing from the rejects file`);
       assert.match(row.reason, bad.reason);
-      assert.ok(row.row.length > 0 || /longer than/.test(row.reason), `line ${bad.line}: row text missing`);
+      assert.ok(
+        row.row.length > 0 || /longer than/.test(row.reason),
+        `line ${bad.line}: row text missing`,
+      );
       assert.ok(res.stdout.includes(`"line":${bad.line},`), `line ${bad.line} not logged`);
     }
     const queue = etcdQueue(etcd.endpoint, cluster);

@@ -82,7 +82,7 @@ export function generateCommand(): Command {
       if (o.records !== undefined)
         timestamps = Math.max(1, Math.ceil(int('records', o.records, 1) / perStep));
       if (o.size !== undefined)
-        timestamps = Math.max(1, Math.ceil(size(o.size) / (bytesPerRow(base) * perStep)));
+        timestamps = Math.max(1, Math.ceil(size(o.size) / ((await bytesPerRow(base)) * perStep)));
       const t0 = Date.now();
       const rows = await generateToFile({ ...base, timestamps }, o.out ?? 'generated.csv');
       if (o.out !== '-') {

@@ -103,7 +103,8 @@ export function streamerCommand(): Command {
     onShutdown(logger, () => streamer.stop());
     try {
       const summary = await streamer.run();
-      logger.info({ summary }, summaryLine(summary));
+      const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+      logger.info({ summary: { ...summary, peakRssMb } }, summaryLine(summary));
     } catch (err) {
       logger.error({ err }, `streamer failed: ${describeError(err)}`);
       process.exitCode = 1;

@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { SAMPLE_METRICS, DCGM_FIELDS } from '../../core/dcgm-fields.js';
 
 export interface GenerateOptions {
@@ -208,7 +208,15 @@ export async function generateToFile(options: GenerateOptions, path: string): Pr
   return rows;
 }
 
-/** Approximate bytes per row, to size a file in rows. */
-export function bytesPerRow(options: GenerateOptions): number {
-  return 470 + options.hostPrefix.length * 3 + options.model.length * 2 + options.podFraction * 110;
+/** Bytes per row of these options, measured by generating one timestamp in memory. */
+export async function bytesPerRow(options: GenerateOptions): Promise<number> {
+  let bytes = 0;
+  const sink = new Writable({
+    write(chunk: Buffer | string, _enc, done) {
+      bytes += Buffer.byteLength(chunk);
+      done();
+    },
+  });
+  const rows = await generateCsv({ ...options, timestamps: 1 }, sink);
+  return (bytes - HEADER.length) / rows;
 }
