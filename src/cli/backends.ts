@@ -1,7 +1,7 @@
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { EtcdQueue } from '../queue/etcd/etcd-queue.js';
-import type { EtcdConnectionOptions } from '../queue/etcd/client.js';
+import type { EtcdConnectionOptions } from '../etcd/client.js';
 import { MemoryQueue } from '../queue/memory/memory-queue.js';
 import type { QueueOptions } from '../queue/options.js';
 import type { Queue } from '../queue/types.js';

@@ -1,5 +1,5 @@
 import { EtcdQueue } from '../../src/queue/etcd/etcd-queue.js';
-import { Kv, putOp } from '../../src/queue/etcd/kv.js';
+import { Kv, putOp } from '../../src/etcd/kv.js';
 import { queueConformance } from '../conformance/queue-suite.js';
 import { sharedEtcd } from '../helpers/etcd.js';
 import { firstLine, killHard, spawnTs } from '../helpers/child.js';

@@ -13,9 +13,9 @@ import type {
   NackOutcome,
 } from '../types.js';
 import type { Waker } from '../waker.js';
-import { isLeaseNotFound } from './client.js';
+import { isLeaseNotFound } from '../../etcd/client.js';
 import { deadLetterValue } from './dead-letter.js';
-import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from './kv.js';
+import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
 import type { Session } from './session.js';
 

@@ -15,10 +15,24 @@ import type {
   StreamHandle,
 } from '../types.js';
 import { Waker } from '../waker.js';
-import { createEtcdClient, isLeaseNotFound, type EtcdConnectionOptions } from './client.js';
+import {
+  createEtcdClient,
+  isLeaseNotFound,
+  type EtcdConnectionOptions,
+} from '../../etcd/client.js';
 import { EtcdConsumer, type ConsumerContext } from './consumer.js';
 import type { DeadLetterRecord } from './dead-letter.js';
-import { Kv, absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, rangeOf } from './kv.js';
+import {
+  Kv,
+  absent,
+  deleteOp,
+  getOp,
+  key,
+  modIs,
+  prefixEnd,
+  putOp,
+  rangeOf,
+} from '../../etcd/kv.js';
 import { QueueLayout } from './layout.js';
 import { Maintenance } from './maintenance.js';
 import { MessageLeases } from './message-lease.js';

@@ -1,7 +1,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from '../../core/logger.js';
-import { toQueueError } from './client.js';
-import { putOp, type Kv } from './kv.js';
+import { toQueueError } from '../../etcd/client.js';
+import { putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
 
 export interface LedgerEntry {

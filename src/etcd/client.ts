@@ -8,7 +8,7 @@ import {
   GRPCResourceExhastedError,
   type IOptions,
 } from 'etcd3';
-import { NexusError, describeError } from '../../core/errors.js';
+import { NexusError, describeError } from '../core/errors.js';
 
 export interface EtcdConnectionOptions {
   readonly endpoints: readonly string[];
