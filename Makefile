@@ -25,7 +25,7 @@ stop-etcd: ## Stop the local etcd started by setup-etcd
 	@scripts/local-etcd.sh stop $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
 
 build-nexus: setup-dev ## Build the nexus command (all components) into dist/
-	@npx tsc -p tsconfig.build.json && echo "built dist/ (run: node bin/nexus.js --help)"
+	@npm run -s build && echo "built dist/ (run: node bin/nexus.js --help)"
 
 build-nexus-streamer: build-nexus ## Build the streamer (part of the nexus command)
 

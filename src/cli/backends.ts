@@ -1,10 +1,18 @@
+import { readFileSync } from 'node:fs';
 import type { Config } from '../core/config.js';
+import { NexusError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { EtcdQueue } from '../queue/etcd/etcd-queue.js';
 import type { EtcdConnectionOptions } from '../etcd/client.js';
 import { MemoryQueue } from '../queue/memory/memory-queue.js';
 import type { QueueOptions } from '../queue/options.js';
 import type { Queue } from '../queue/types.js';
+import { EtcdRegistry } from '../registry/etcd/etcd-registry.js';
+import { MemoryRegistry } from '../registry/memory/memory-registry.js';
+import type { FleetRegistry } from '../registry/types.js';
+import { PostgresDatabase, type PostgresConnection } from '../store/postgres/database.js';
+import { SqlStore } from '../store/sql-store.js';
+import type { TelemetryStore } from '../store/types.js';
 
 export function etcdConnection(config: Config): EtcdConnectionOptions {
   return {
@@ -40,5 +48,68 @@ export function createQueue(config: Config, logger: Logger, instance?: string): 
     connection: etcdConnection(config),
     enableWatch: config.enableWatchApi,
     ...(instance === undefined ? {} : { instance }),
+  });
+}
+
+/** The PostgreSQL connection the configuration describes (DATABASE_URL wins over DB_*). */
+export function postgresConnection(config: Config, applicationName: string): PostgresConnection {
+  let password = config.dbPassword;
+  if (config.dbPasswordFile !== '') {
+    try {
+      password = readFileSync(config.dbPasswordFile, 'utf8').trim();
+    } catch (err) {
+      throw new NexusError(
+        'CONFIG_INVALID',
+        `DB_PASSWORD_FILE: cannot read ${config.dbPasswordFile}: ${describeError(err)}`,
+      );
+    }
+  }
+  return {
+    ...(config.databaseUrl === '' ? {} : { url: config.databaseUrl }),
+    host: config.dbHost,
+    port: config.dbPort,
+    database: config.dbName,
+    user: config.dbUser,
+    password,
+    sslMode: config.dbSslMode,
+    ...(config.dbSslRootCert === '' ? {} : { sslRootCertFile: config.dbSslRootCert }),
+    poolSize: config.dbPoolSize > 0 ? config.dbPoolSize : config.workers + 2,
+    statementTimeoutMs: config.dbStatementTimeout,
+    connectTimeoutMs: config.dbConnectTimeout,
+    applicationName,
+  };
+}
+
+export function createStore(
+  config: Config,
+  logger: Logger,
+  applicationName: string,
+): TelemetryStore {
+  const db = new PostgresDatabase(postgresConnection(config, applicationName), logger);
+  return new SqlStore({
+    db,
+    logger,
+    writeMethod: config.writeMethod,
+    retentionDays: config.retentionDays,
+    rollupRetentionDays: config.rollupRetentionDays,
+    partitionAheadDays: config.partitionAheadDays,
+  });
+}
+
+/** The fleet registry: in etcd next to the queue, or in memory with the memory queue. */
+export function createRegistry(config: Config, queue: Queue, logger: Logger): FleetRegistry {
+  if (queue instanceof EtcdQueue) {
+    return new EtcdRegistry({
+      client: queue.etcd,
+      prefix: config.registryPrefix,
+      flushIntervalMs: config.liveInterval,
+      maxLivePerFlush: config.liveMaxPerFlush,
+      leaseTtlMs: config.leaseTtl,
+      logger,
+    });
+  }
+  return new MemoryRegistry({
+    flushIntervalMs: config.liveInterval,
+    maxLivePerFlush: config.liveMaxPerFlush,
   });
 }

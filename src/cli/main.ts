@@ -2,16 +2,19 @@
 import { Command, CommanderError } from 'commander';
 import { SETTINGS, loadConfig, redactConfig, type SettingSpec } from '../core/config.js';
 import { isNexusError, describeError } from '../core/errors.js';
+import { collectorCommand } from './commands/collector.js';
 import { generateCommand } from './commands/generate.js';
+import { migrateCommand } from './commands/migrate.js';
 import { dlqCommand, queueCommand } from './commands/queue.js';
 import { streamerCommand } from './commands/streamer.js';
 import { addSettings, flagValues } from './settings.js';
+import { VERSION } from './version.js';
 
 function configCommand(): Command {
   const cmd = new Command('config')
     .description('Print the effective configuration (secrets masked), or every setting with --list')
     .option('--list', 'list every setting: variable, flag, default, help');
-  addSettings(cmd, ['common', 'queue', 'streamer']);
+  addSettings(cmd, ['common', 'queue', 'streamer', 'database', 'collector']);
   cmd.action((o: { list?: boolean }) => {
     if (o.list === true) {
       for (const spec of Object.values(SETTINGS) as SettingSpec[]) {
@@ -32,10 +35,12 @@ export function buildProgram(): Command {
     .description(
       'Nexus: GPU telemetry from DCGM exports through an etcd queue into PostgreSQL, served over REST, GraphQL and WebSocket',
     )
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
   program.addCommand(streamerCommand());
+  program.addCommand(collectorCommand());
+  program.addCommand(migrateCommand());
   program.addCommand(generateCommand());
   program.addCommand(queueCommand());
   program.addCommand(dlqCommand());

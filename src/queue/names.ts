@@ -1,4 +1,5 @@
 import { NexusError } from '../core/errors.js';
+import { decodeKeySegment, encodeKeySegment } from '../core/key-segment.js';
 import type { Envelope } from './envelope.js';
 
 /**
@@ -18,18 +19,8 @@ export interface MessageName {
   readonly sequence: string;
 }
 
-export function encodeHostname(hostname: string): string {
-  return hostname.replace(
-    /[%_/]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`,
-  );
-}
-
-export function decodeHostname(encoded: string): string {
-  return encoded.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) =>
-    String.fromCharCode(parseInt(hex, 16)),
-  );
-}
+export const encodeHostname = encodeKeySegment;
+export const decodeHostname = decodeKeySegment;
 
 export function padTimestamp(ms: number): string {
   return String(Math.max(0, Math.trunc(ms))).padStart(13, '0');

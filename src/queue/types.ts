@@ -19,6 +19,12 @@ export interface AckResult {
 
 export type NackOutcome = 'retry' | 'dead' | 'lost';
 
+export interface RejectedRecord {
+  /** Index of the record in the envelope. */
+  readonly index: number;
+  readonly reason: string;
+}
+
 export interface NackOptions {
   /** False sends the message straight to the dead-letter prefix (a poison message). */
   readonly retryable?: boolean;
@@ -36,6 +42,12 @@ export interface Consumer {
   claim(max: number, options: ClaimOptions): Promise<Delivery[]>;
   /** Deletes the messages, atomically per call, fenced by this consumer's claims. */
   ack(deliveries: readonly Delivery[]): Promise<AckResult>;
+  /**
+   * Completes a message some of whose records could not be stored: deletes it and puts the
+   * rejected records in the dead-letter prefix (one dead letter per reason), in one atomic step,
+   * fenced like ack. `rejected` holds record indexes with the reason each was refused.
+   */
+  settle(delivery: Delivery, rejected: readonly RejectedRecord[]): Promise<'acked' | 'lost'>;
   /** Gives a message back for a retry after a capped exponential delay, or dead-letters it. */
   nack(delivery: Delivery, reason: string, options?: NackOptions): Promise<NackOutcome>;
   /** True while the consumer's session is alive (claims are valid). */

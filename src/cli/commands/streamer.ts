@@ -91,7 +91,7 @@ export function streamerCommand(): Command {
     const config = configFrom(cmd, opts.csv === undefined ? {} : { csvFile: opts.csv });
     const logger = createLogger({
       level: config.logLevel,
-      base: { component: 'streamer', cluster_id: config.clusterId },
+      base: { cluster_id: config.clusterId },
     });
     const queue = createQueue(config, logger);
     const streamer = new Streamer(

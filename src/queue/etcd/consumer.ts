@@ -11,13 +11,15 @@ import type {
   Delivery,
   NackOptions,
   NackOutcome,
+  RejectedRecord,
 } from '../types.js';
+import { groupRejected } from '../rejected.js';
 import type { Waker } from '../waker.js';
 import { isLeaseNotFound } from '../../etcd/client.js';
 import { deadLetterValue } from './dead-letter.js';
 import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
-import type { Session } from './session.js';
+import type { Session } from '../../etcd/session.js';
 
 /** What the queue gives a consumer to work with. */
 export interface ConsumerContext {
@@ -267,6 +269,48 @@ export class EtcdConsumer implements Consumer {
       );
     }
     return { acked, lost };
+  }
+
+  async settle(delivery: Delivery, rejected: readonly RejectedRecord[]): Promise<'acked' | 'lost'> {
+    if (rejected.length === 0) {
+      const res = await this.ack([delivery]);
+      return res.acked.length === 1 ? 'acked' : 'lost';
+    }
+    const h = this.held.get(delivery.id);
+    if (h === undefined) return 'lost';
+    const now = Date.now();
+    const dead = groupRejected(h.envelope, rejected).map((g) =>
+      putOp(
+        this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`),
+        deadLetterValue({
+          reason: g.reason,
+          attempts: h.envelope.attempt + 1,
+          deadAt: now,
+          consumer: this.id,
+          envelope: g.envelope,
+          raw: undefined,
+        }),
+      ),
+    );
+    const res = await this.ctx.kv.txn(
+      [modIs(h.claimKey, h.claimRevision)],
+      [deleteOp(h.messageKey), deleteOp(h.claimKey), ...dead],
+      [],
+      'settle',
+    );
+    this.held.delete(delivery.id);
+    if (res.succeeded) {
+      this.ctx.logger.warn(
+        {
+          consumer: this.id,
+          message: delivery.id,
+          rejected: rejected.length,
+          reasons: [...new Set(rejected.map((r) => r.reason))],
+        },
+        'records the database refused were dead-lettered; the rest of the message was stored',
+      );
+    }
+    return res.succeeded ? 'acked' : 'lost';
   }
 
   async nack(delivery: Delivery, reason: string, options: NackOptions = {}): Promise<NackOutcome> {

@@ -36,7 +36,7 @@ import {
 import { QueueLayout } from './layout.js';
 import { Maintenance } from './maintenance.js';
 import { MessageLeases } from './message-lease.js';
-import { Session } from './session.js';
+import { Session } from '../../etcd/session.js';
 import { EtcdStream } from './stream.js';
 
 export interface EtcdQueueOptions extends QueueOptions {
@@ -93,7 +93,7 @@ export class EtcdQueue implements Queue {
       throw new NexusError('CONFIG_INVALID', 'EtcdQueue needs a connection or a client');
     }
     this.kv = new Kv(this.client);
-    this.logger = options.logger.child({ queue: 'etcd', cluster_id: options.clusterId });
+    this.logger = options.logger.child({ queue: 'etcd' });
     this.instance = options.instance ?? `nexus-${process.pid}-${randomSuffix()}`;
     this.maxMessageBytes = options.maxMessageBytes ?? 1_400_000;
     this.leases = new MessageLeases(

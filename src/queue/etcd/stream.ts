@@ -7,7 +7,7 @@ import { isLeaseNotFound } from '../../etcd/client.js';
 import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
 import type { MessageLeases } from './message-lease.js';
-import type { Session } from './session.js';
+import type { Session } from '../../etcd/session.js';
 
 /**
  * A producer's exclusive handle on a stream checkpoint (docs/queue.md, "Exactly-once publish").

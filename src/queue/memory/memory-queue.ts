@@ -2,6 +2,7 @@ import { backoffDelay } from '../../core/backoff.js';
 import { NexusError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { envelopeProblem, type Envelope } from '../envelope.js';
+import { groupRejected } from '../rejected.js';
 import { messageNameOf } from '../names.js';
 import { randomSuffix, type QueueOptions } from '../options.js';
 import type {
@@ -16,6 +17,7 @@ import type {
   LaneState,
   NackOptions,
   NackOutcome,
+  RejectedRecord,
   PublishReceipt,
   Queue,
   QueueStats,
@@ -71,7 +73,7 @@ export class MemoryQueue implements Queue {
 
   constructor(readonly options: QueueOptions) {
     this.clusterId = options.clusterId;
-    this.logger = options.logger.child({ queue: 'memory', cluster_id: options.clusterId });
+    this.logger = options.logger.child({ queue: 'memory' });
     this.ticker = setInterval(() => this.tick(), 100);
     this.ticker.unref();
   }
@@ -487,6 +489,17 @@ export class MemoryConsumer implements Consumer {
       this.held.delete(d.id);
     }
     return Promise.resolve({ acked, lost });
+  }
+
+  async settle(delivery: Delivery, rejected: readonly RejectedRecord[]): Promise<'acked' | 'lost'> {
+    const m = this.queue.holds(this, delivery.id);
+    this.held.delete(delivery.id);
+    if (m === undefined) return 'lost';
+    this.queue.remove(delivery.id);
+    for (const g of groupRejected(m.envelope, rejected)) {
+      this.queue.bury(`${delivery.id}${g.suffix}`, g.envelope, g.reason, m.envelope.attempt + 1);
+    }
+    return 'acked';
   }
 
   nack(delivery: Delivery, reason: string, options: NackOptions = {}): Promise<NackOutcome> {

@@ -1,7 +1,7 @@
 import type { Etcd3, Lease } from 'etcd3';
-import { NexusError, describeError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
-import { toQueueError } from '../../etcd/client.js';
+import { NexusError, describeError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { toQueueError } from './client.js';
 
 /**
  * A session lease kept alive in the background. Claims and stream ownership live on it, so they

@@ -1,0 +1,66 @@
+import { Command } from 'commander';
+import { hostname } from 'node:os';
+import { describeError } from '../../core/errors.js';
+import { createLogger } from '../../core/logger.js';
+import { Collector } from '../../collector/collector.js';
+import { createQueue, createRegistry, createStore } from '../backends.js';
+import { startOpsServer } from '../ops-server.js';
+import { addSettings, configFrom } from '../settings.js';
+import { onShutdown } from '../signals.js';
+import { VERSION } from '../version.js';
+
+export function collectorCommand(): Command {
+  const cmd = new Command('collector').description(
+    'Consume the queue and store telemetry in PostgreSQL (ack after commit; nothing lost, nothing twice)',
+  );
+  addSettings(cmd, ['common', 'queue', 'database', 'collector']);
+  cmd.action(async () => {
+    const config = configFrom(cmd);
+    const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
+    const instance = `collector-${hostname()}-${process.pid}`;
+    const queue = createQueue(config, logger, instance);
+    const store = createStore(config, logger, instance);
+    const registry = config.enableNexus ? createRegistry(config, queue, logger) : undefined;
+    const collector = new Collector({
+      queue,
+      store,
+      ...(registry === undefined ? {} : { registry }),
+      clusterId: config.clusterId,
+      workers: config.workers,
+      batchMessages: config.collectBatch,
+      pollTimeoutMs: config.pollTimeout,
+      outageBackoff: { baseMs: 200, capMs: 10_000, jitter: 0.5 },
+      maintenanceIntervalMs: 600_000,
+      logger,
+    });
+    const ops =
+      config.metricsPort > 0
+        ? await startOpsServer(config.metricsPort, { health: () => collector.health }, logger)
+        : undefined;
+    onShutdown(logger, async () => {
+      await collector.stop();
+    });
+    await collector.start();
+    if (registry !== undefined) {
+      void registry
+        .register({
+          id: instance,
+          role: 'collector',
+          hostname: hostname(),
+          pid: process.pid,
+          cluster_id: config.clusterId,
+          started_at: Date.now(),
+          version: VERSION,
+        })
+        .catch((err: unknown) =>
+          logger.warn({ err: describeError(err) }, 'could not register in etcd yet'),
+        );
+    }
+    await collector.done;
+    await registry?.close();
+    await store.close();
+    await queue.close();
+    ops?.close();
+  });
+  return cmd;
+}

@@ -1,0 +1,341 @@
+import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
+import { describeError, isNexusError } from '../core/errors.js';
+import { sleep } from '../core/lifecycle.js';
+import type { Logger } from '../core/logger.js';
+import type { TelemetryRecord } from '../core/record.js';
+import type { Consumer, Delivery, Queue, RejectedRecord } from '../queue/types.js';
+import type { FleetRegistry } from '../registry/types.js';
+import type { TelemetryStore } from '../store/types.js';
+import { writeIsolating } from './isolate.js';
+
+export interface CollectorOptions {
+  readonly queue: Queue;
+  readonly store: TelemetryStore;
+  /** Fleet registry and live values (ENABLE_NEXUS); optional. */
+  readonly registry?: FleetRegistry;
+  readonly clusterId: string;
+  /** Batches in flight at once (WORKERS). */
+  readonly workers: number;
+  /** Messages claimed, written in one transaction and acked together. */
+  readonly batchMessages: number;
+  /** How long a claim waits for messages before looking around again (POLL_TIMEOUT). */
+  readonly pollTimeoutMs: number;
+  /** Backoff while PostgreSQL or etcd is unreachable. */
+  readonly outageBackoff: BackoffPolicy;
+  /** Partition creation and retention, this often (0: never). */
+  readonly maintenanceIntervalMs: number;
+  readonly logger: Logger;
+  /** Called after every committed and acknowledged batch (metrics, live feed). */
+  readonly onCommitted?: (info: CommittedBatch) => void;
+}
+
+export interface CommittedBatch {
+  readonly deliveries: readonly Delivery[];
+  readonly records: readonly TelemetryRecord[];
+  readonly inserted: number;
+  readonly duplicates: number;
+  readonly rejected: number;
+  readonly commitMs: number;
+  readonly transactions: number;
+}
+
+export interface CollectorStats {
+  messages: number;
+  records: number;
+  inserted: number;
+  duplicates: number;
+  rejected: number;
+  lostAcks: number;
+  storeErrors: number;
+  queueErrors: number;
+}
+
+/**
+ * Consumes batches from the queue and stores them (docs/storage.md, "What the collector
+ * guarantees"): claim up to `batchMessages` messages, write all their records in one transaction
+ * (idempotent on the natural key), ack after the commit and only then. A record the database
+ * refuses is isolated by splitting the batch and dead-lettered with the database's reason; its
+ * neighbours are stored. While PostgreSQL or etcd is unreachable, each worker holds its batch and
+ * retries with exponential backoff, never dead-lettering for an outage; the collector reports not
+ * ready meanwhile and carries on when they return.
+ */
+export class Collector {
+  readonly stats: CollectorStats = {
+    messages: 0,
+    records: 0,
+    inserted: 0,
+    duplicates: 0,
+    rejected: 0,
+    lostAcks: 0,
+    storeErrors: 0,
+    queueErrors: 0,
+  };
+  private consumer: Consumer | undefined;
+  private readonly abort = new AbortController();
+  private workers: Promise<void>[] = [];
+  private stopping = false;
+  private migrated = false;
+  private storeDown: string | undefined;
+  private queueDown: string | undefined;
+  private maintenanceTimer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly logger: Logger;
+
+  constructor(private readonly o: CollectorOptions) {
+    this.logger = o.logger.child({ component: 'collector' });
+  }
+
+  /** Read through a method: the flag changes while async code awaits. */
+  private isStopping(): boolean {
+    return this.stopping;
+  }
+
+  /** Ready: the schema is current, PostgreSQL and etcd answer, and it is not shutting down. */
+  get ready(): boolean {
+    return (
+      this.migrated &&
+      !this.stopping &&
+      this.storeDown === undefined &&
+      this.queueDown === undefined &&
+      this.consumer?.healthy === true
+    );
+  }
+
+  /** Why it is not ready, for /readyz. */
+  get health(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (!this.migrated) reasons.push('schema not migrated yet');
+    if (this.stopping) reasons.push('shutting down');
+    if (this.storeDown !== undefined) reasons.push(`PostgreSQL: ${this.storeDown}`);
+    if (this.queueDown !== undefined) reasons.push(`etcd: ${this.queueDown}`);
+    if (this.consumer !== undefined && !this.consumer.healthy) reasons.push('queue session lost');
+    return { ready: reasons.length === 0 && this.consumer !== undefined, reasons };
+  }
+
+  /** Starts in the background: migrations (retried until the database answers), then the workers. */
+  start(): Promise<void> {
+    this.running ??= this.run();
+    return Promise.resolve();
+  }
+
+  /** Resolves when the collector has stopped (after stop()). */
+  get done(): Promise<void> {
+    return this.running ?? Promise.resolve();
+  }
+
+  private async run(): Promise<void> {
+    await this.untilUp('migrate', async () => {
+      await this.o.store.migrate();
+    });
+    if (this.stopping) return;
+    this.migrated = true;
+    await this.untilUp('connect to the queue', async () => {
+      this.consumer = await this.o.queue.consumer({ name: 'collector' });
+    });
+    const consumer = this.consumer;
+    if (this.isStopping() || consumer === undefined) return;
+    this.logger.info(
+      { consumer: consumer.id, workers: this.o.workers, batch_messages: this.o.batchMessages },
+      'collector started',
+    );
+    if (this.o.maintenanceIntervalMs > 0) {
+      void this.maintain();
+      this.maintenanceTimer = setInterval(() => void this.maintain(), this.o.maintenanceIntervalMs);
+      this.maintenanceTimer.unref();
+    }
+    this.workers = Array.from({ length: this.o.workers }, (_, i) => this.work(consumer, i));
+    await Promise.all(this.workers);
+    await consumer
+      .close()
+      .catch((err: unknown) =>
+        this.logger.warn({ err: describeError(err) }, 'closing the consumer failed'),
+      );
+  }
+
+  /** Runs `fn` until it succeeds, backing off while a dependency is down; gives up only on stop. */
+  private async untilUp(what: string, fn: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      try {
+        await fn();
+        if (this.storeDown !== undefined || this.queueDown !== undefined)
+          this.logger.info({ what }, 'dependency back');
+        this.storeDown = undefined;
+        this.queueDown = undefined;
+        return;
+      } catch (err) {
+        this.noteDown(err, what, attempt);
+        await sleep(backoffDelay(this.o.outageBackoff, attempt), this.abort.signal);
+      }
+    }
+  }
+
+  private noteDown(err: unknown, what: string, attempt: number): void {
+    const message = describeError(err);
+    if (isNexusError(err) && err.code.startsWith('STORE')) {
+      this.stats.storeErrors++;
+      this.storeDown = message;
+    } else {
+      this.stats.queueErrors++;
+      this.queueDown = message;
+    }
+    if (attempt === 1 || attempt % 10 === 0) {
+      this.logger.warn({ err: message, attempt, what }, `${what} failed; backing off and retrying`);
+    }
+  }
+
+  private async work(consumer: Consumer, worker: number): Promise<void> {
+    let idleErrors = 0;
+    while (!this.stopping) {
+      let deliveries: Delivery[];
+      try {
+        deliveries = await consumer.claim(this.o.batchMessages, {
+          waitMs: this.o.pollTimeoutMs,
+          signal: this.abort.signal,
+        });
+        if (this.queueDown !== undefined) this.logger.info('etcd back');
+        this.queueDown = undefined;
+        idleErrors = 0;
+      } catch (err) {
+        if (this.isStopping()) break;
+        idleErrors++;
+        this.noteDown(err, 'claim', idleErrors);
+        await sleep(backoffDelay(this.o.outageBackoff, idleErrors), this.abort.signal);
+        continue;
+      }
+      if (deliveries.length === 0) continue;
+      await this.process(consumer, deliveries, worker);
+    }
+  }
+
+  /** Stores a claimed batch and acks it; returns only when both are done (or on a forced stop). */
+  private async process(
+    consumer: Consumer,
+    deliveries: readonly Delivery[],
+    worker: number,
+  ): Promise<void> {
+    const records: TelemetryRecord[] = [];
+    const owner: { delivery: Delivery; index: number }[] = [];
+    for (const d of deliveries) {
+      d.envelope.records.forEach((r, index) => {
+        records.push(r);
+        owner.push({ delivery: d, index });
+      });
+    }
+    const t0 = performance.now();
+    let result;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        result = await writeIsolating(
+          (part) => this.o.store.write(this.o.clusterId, part),
+          records,
+        );
+        if (this.storeDown !== undefined) this.logger.info('PostgreSQL back: resuming');
+        this.storeDown = undefined;
+        break;
+      } catch (err) {
+        this.noteDown(err, 'store', attempt);
+        // Held claims stay ours while we wait (the session lease is kept alive); if we are
+        // stopping, give them back instead so another collector can take them.
+        if (this.stopping && attempt > 1) return;
+        await sleep(backoffDelay(this.o.outageBackoff, attempt), this.abort.signal);
+      }
+    }
+    const commitMs = performance.now() - t0;
+    // Group refused records by message.
+    const rejectedBy = new Map<Delivery, RejectedRecord[]>();
+    for (const r of result.rejected) {
+      const o = owner[r.index];
+      if (o === undefined) continue;
+      const list = rejectedBy.get(o.delivery) ?? [];
+      list.push({ index: o.index, reason: r.reason });
+      rejectedBy.set(o.delivery, list);
+    }
+    const clean = deliveries.filter((d) => !rejectedBy.has(d));
+    await this.untilAcked(async () => {
+      if (clean.length > 0) {
+        const res = await consumer.ack(clean);
+        this.stats.lostAcks += res.lost.length;
+      }
+      for (const [d, rejected] of rejectedBy) {
+        if ((await consumer.settle(d, rejected)) === 'lost') this.stats.lostAcks++;
+      }
+    });
+    this.stats.messages += deliveries.length;
+    this.stats.records += records.length;
+    this.stats.inserted += result.inserted;
+    this.stats.duplicates += result.duplicates;
+    this.stats.rejected += result.rejected.length;
+    this.o.registry?.observe(this.o.clusterId, records);
+    this.o.onCommitted?.({
+      deliveries,
+      records,
+      inserted: result.inserted,
+      duplicates: result.duplicates,
+      rejected: result.rejected.length,
+      commitMs,
+      transactions: result.transactions,
+    });
+    this.logger.debug(
+      {
+        worker,
+        messages: deliveries.length,
+        records: records.length,
+        inserted: result.inserted,
+        duplicates: result.duplicates,
+        rejected: result.rejected.length,
+        commit_ms: Math.round(commitMs),
+        first: deliveries[0]?.id,
+      },
+      'batch stored',
+    );
+  }
+
+  /** Acks after the commit, retrying while etcd is unreachable; a lapsed claim ends the attempt. */
+  private async untilAcked(fn: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await fn();
+        this.queueDown = undefined;
+        return;
+      } catch (err) {
+        if (isNexusError(err, 'QUEUE_CLOSED')) return;
+        this.noteDown(err, 'ack', attempt);
+        if (this.stopping && attempt > 20) {
+          this.logger.error(
+            { err: describeError(err) },
+            'giving up acking on shutdown: the batch is stored and will be redelivered, then skipped as duplicates',
+          );
+          return;
+        }
+        await sleep(backoffDelay(this.o.outageBackoff, attempt));
+      }
+    }
+  }
+
+  private async maintain(): Promise<void> {
+    try {
+      const res = await this.o.store.maintain();
+      if (res.created > 0 || res.dropped.length > 0) this.logger.info(res, 'partitions maintained');
+    } catch (err) {
+      this.logger.warn({ err: describeError(err) }, 'partition maintenance failed; will retry');
+    }
+  }
+
+  /**
+   * Graceful stop: no new claims; batches in flight are written and acked; claims still held are
+   * released for other collectors.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return this.done;
+    this.stopping = true;
+    this.abort.abort();
+    if (this.maintenanceTimer !== undefined) clearInterval(this.maintenanceTimer);
+    await this.done;
+    await this.o.registry
+      ?.flush()
+      .catch((err: unknown) =>
+        this.logger.warn({ err: describeError(err) }, 'last registry flush failed'),
+      );
+    this.logger.info({ stats: this.stats }, 'collector stopped');
+  }
+}

@@ -1,0 +1,50 @@
+import { isNexusError } from '../core/errors.js';
+import type { TelemetryRecord } from '../core/record.js';
+import type { WriteResult } from '../store/types.js';
+
+export interface Rejection {
+  /** Position in the records given to writeIsolating. */
+  readonly index: number;
+  readonly reason: string;
+}
+
+export interface IsolatedWrite extends WriteResult {
+  readonly rejected: readonly Rejection[];
+  /** Transactions it took (1 when nothing was refused). */
+  readonly transactions: number;
+}
+
+/**
+ * Writes records; when the database refuses the batch because of the data (STORE_REJECTED), splits
+ * it in halves, and the halves again, until every refused record stands alone: its neighbours are
+ * stored, it is returned with the database's reason. Any other error (the database is down)
+ * propagates, with nothing half-done: each write is its own idempotent transaction.
+ */
+export async function writeIsolating(
+  write: (records: readonly TelemetryRecord[]) => Promise<WriteResult>,
+  records: readonly TelemetryRecord[],
+): Promise<IsolatedWrite> {
+  let inserted = 0;
+  let duplicates = 0;
+  let transactions = 0;
+  const rejected: Rejection[] = [];
+  const attempt = async (from: number, to: number): Promise<void> => {
+    transactions++;
+    try {
+      const res = await write(records.slice(from, to));
+      inserted += res.inserted;
+      duplicates += res.duplicates;
+    } catch (err) {
+      if (!isNexusError(err, 'STORE_REJECTED')) throw err;
+      if (to - from === 1) {
+        rejected.push({ index: from, reason: err.message });
+        return;
+      }
+      const mid = from + Math.ceil((to - from) / 2);
+      await attempt(from, mid);
+      await attempt(mid, to);
+    }
+  };
+  await attempt(0, records.length);
+  return { inserted, duplicates, rejected, transactions };
+}

@@ -1,0 +1,49 @@
+import type { Envelope } from './envelope.js';
+import type { RejectedRecord } from './types.js';
+
+/** At most this many dead letters per settled message (the rest share the last one). */
+const MAX_GROUPS = 100;
+
+export interface RejectedGroup {
+  /** Suffix of the dead letter's id and name: `.r0`, `.r1`, ... */
+  readonly suffix: string;
+  readonly reason: string;
+  readonly envelope: Envelope;
+}
+
+/**
+ * Groups a message's rejected records by reason, each group an envelope of its own holding only
+ * those records (id `{id}.r{k}`), ready to be dead-lettered and, once the cause is fixed, replayed.
+ */
+export function groupRejected(
+  envelope: Envelope,
+  rejected: readonly RejectedRecord[],
+): RejectedGroup[] {
+  const byReason = new Map<string, number[]>();
+  for (const r of rejected) {
+    const list = byReason.get(r.reason);
+    if (list === undefined) byReason.set(r.reason, [r.index]);
+    else list.push(r.index);
+  }
+  const entries = [...byReason.entries()];
+  if (entries.length > MAX_GROUPS) {
+    const rest = entries.splice(MAX_GROUPS - 1);
+    entries.push([
+      `${rest.length} different reasons, first: ${rest[0]?.[0] ?? ''}`,
+      rest.flatMap(([, idx]) => idx),
+    ]);
+  }
+  return entries.map(([reason, indexes], k) => {
+    const suffix = `.r${k}`;
+    const records = indexes
+      .sort((a, b) => a - b)
+      .map((i) => envelope.records[i])
+      .filter((r): r is Envelope['records'][number] => r !== undefined);
+    const { lastError: _drop, ...rest } = envelope;
+    return {
+      suffix,
+      reason,
+      envelope: { ...rest, id: `${envelope.id}${suffix}`.slice(0, 64), records },
+    };
+  });
+}

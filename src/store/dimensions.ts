@@ -1,0 +1,345 @@
+import { dcgmField } from '../core/dcgm-fields.js';
+import type { TelemetryRecord } from '../core/record.js';
+import type { SqlClient } from './types.js';
+
+/** last_seen columns move at most this often per row (they are data time, not wall time). */
+const TOUCH_MS = 60_000;
+
+interface Span {
+  first: number;
+  last: number;
+}
+
+interface GpuSpan extends Span {
+  readonly host: string;
+  readonly index: number;
+  record: TelemetryRecord;
+}
+
+interface WorkloadSpan extends Span {
+  readonly host: string;
+  readonly index: number;
+  readonly ns: string;
+  readonly pod: string;
+  readonly container: string;
+}
+
+/** What a batch says about the fleet. */
+interface BatchFleet {
+  readonly min: number;
+  readonly max: number;
+  readonly hosts: Map<string, Span>;
+  readonly gpus: Map<string, GpuSpan>;
+  readonly metrics: Set<string>;
+  readonly workloads: Map<string, WorkloadSpan>;
+}
+
+export interface ResolvedIds {
+  readonly gpu: Int32Array;
+  readonly metric: Int16Array;
+}
+
+export interface Transactor {
+  transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>;
+}
+
+function gpuAttrs(r: TelemetryRecord): { attrs: string; labels: string } {
+  const labels: Record<string, string> = {};
+  for (const k of Object.keys(r.labels).sort()) if (k !== '__name__') labels[k] = r.labels[k] ?? '';
+  const json = JSON.stringify(labels);
+  return {
+    attrs: `${r.uuid ?? ''}\u0000${r.model ?? ''}\u0000${r.device ?? ''}\u0000${json}`,
+    labels: json,
+  };
+}
+
+/** Sorted by key: upserts lock rows in one order in every session, so they cannot deadlock. */
+function sortedValues<T>(m: Map<string, T>): T[] {
+  return [...m.entries()]
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([, v]) => v);
+}
+
+function survey(records: readonly TelemetryRecord[]): BatchFleet {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  const hosts = new Map<string, Span>();
+  const gpus = new Map<string, GpuSpan>();
+  const metrics = new Set<string>();
+  const workloads = new Map<string, WorkloadSpan>();
+  for (const r of records) {
+    const t = r.timestamp;
+    if (t < min) min = t;
+    if (t > max) max = t;
+    const h = hosts.get(r.hostname);
+    if (h === undefined) hosts.set(r.hostname, { first: t, last: t });
+    else {
+      if (t < h.first) h.first = t;
+      if (t > h.last) h.last = t;
+    }
+    const gk = `${r.hostname}\u0000${r.gpu}`;
+    const g = gpus.get(gk);
+    if (g === undefined)
+      gpus.set(gk, { host: r.hostname, index: r.gpu, record: r, first: t, last: t });
+    else {
+      if (t < g.first) g.first = t;
+      if (t >= g.last) {
+        g.last = t;
+        g.record = r;
+      }
+    }
+    metrics.add(r.metric);
+    if (r.pod !== undefined) {
+      const ns = r.namespace ?? '';
+      const container = r.container ?? '';
+      const wk = `${gk}\u0000${ns}\u0000${r.pod}\u0000${container}`;
+      const w = workloads.get(wk);
+      if (w === undefined)
+        workloads.set(wk, {
+          host: r.hostname,
+          index: r.gpu,
+          ns,
+          pod: r.pod,
+          container,
+          first: t,
+          last: t,
+        });
+      else {
+        if (t < w.first) w.first = t;
+        if (t > w.last) w.last = t;
+      }
+    }
+  }
+  return { min, max, hosts, gpus, metrics, workloads };
+}
+
+/**
+ * Surrogate ids of clusters, hosts, GPUs and metrics, cached in memory. A batch that brings
+ * something new or changed (a GPU's uuid, model, device or labels; a new workload; a last_seen more
+ * than a minute behind) upserts it first, in a transaction of its own, in key order; a batch with
+ * nothing new costs no query at all.
+ */
+export class Dimensions {
+  private readonly clusters = new Map<string, { id: number; lastSeen: number }>();
+  private readonly hosts = new Map<string, { id: number; lastSeen: number }>();
+  private readonly gpus = new Map<string, { id: number; attrs: string; lastSeen: number }>();
+  private readonly metrics = new Map<string, number>();
+  private readonly workloads = new Map<string, number>();
+
+  /** Forgets everything (after a failed transaction the cache may hold ids that do not exist). */
+  clear(): void {
+    this.clusters.clear();
+    this.hosts.clear();
+    this.gpus.clear();
+    this.metrics.clear();
+    this.workloads.clear();
+  }
+
+  async resolve(
+    db: Transactor,
+    clusterName: string,
+    records: readonly TelemetryRecord[],
+  ): Promise<ResolvedIds> {
+    const fleet = survey(records);
+    if (!this.upToDate(clusterName, fleet)) {
+      try {
+        await db.transaction((tx) => this.upsert(tx, clusterName, fleet));
+      } catch (err) {
+        this.clear();
+        throw err;
+      }
+    }
+    return this.ids(clusterName, records);
+  }
+
+  private hostKey(clusterId: number, hostname: string): string {
+    return `${clusterId}\u0000${hostname}`;
+  }
+
+  private gpuKey(hostId: number, index: number): string {
+    return `${hostId}\u0000${index}`;
+  }
+
+  private upToDate(clusterName: string, fleet: BatchFleet): boolean {
+    const cluster = this.clusters.get(clusterName);
+    if (cluster === undefined || fleet.max > cluster.lastSeen + TOUCH_MS) return false;
+    for (const [h, span] of fleet.hosts) {
+      const host = this.hosts.get(this.hostKey(cluster.id, h));
+      if (host === undefined || span.last > host.lastSeen + TOUCH_MS) return false;
+    }
+    for (const g of fleet.gpus.values()) {
+      const hostId = this.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
+      const gpu = this.gpus.get(this.gpuKey(hostId, g.index));
+      if (
+        gpu === undefined ||
+        g.last > gpu.lastSeen + TOUCH_MS ||
+        gpu.attrs !== gpuAttrs(g.record).attrs
+      )
+        return false;
+    }
+    for (const m of fleet.metrics) if (!this.metrics.has(m)) return false;
+    for (const w of fleet.workloads.values()) {
+      const hostId = this.hosts.get(this.hostKey(cluster.id, w.host))?.id ?? -1;
+      const gpuId = this.gpus.get(this.gpuKey(hostId, w.index))?.id ?? -1;
+      const seen = this.workloads.get(`${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`);
+      if (seen === undefined || w.last > seen + TOUCH_MS) return false;
+    }
+    return true;
+  }
+
+  private async upsert(tx: SqlClient, clusterName: string, fleet: BatchFleet): Promise<void> {
+    const c = await tx.query<{ id: number; last_seen: string }>(
+      `INSERT INTO clusters (name, first_seen, last_seen) VALUES ($1, nexus_ts($2), nexus_ts($3))
+       ON CONFLICT (name) DO UPDATE SET first_seen = least(clusters.first_seen, excluded.first_seen),
+         last_seen = greatest(clusters.last_seen, excluded.last_seen)
+       RETURNING id, nexus_ms(last_seen) AS last_seen`,
+      [clusterName, fleet.min, fleet.max],
+    );
+    const cluster = c.rows[0];
+    if (cluster === undefined) throw new Error('cluster upsert returned no row');
+    this.clusters.set(clusterName, { id: cluster.id, lastSeen: Number(cluster.last_seen) });
+
+    const hosts = sortedValues(new Map([...fleet.hosts].map(([h, s]) => [h, { h, ...s }])));
+    const hr = await tx.query<{ id: number; hostname: string; last_seen: string }>(
+      `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen)
+       SELECT $1, h, nexus_ts(f), nexus_ts(l) FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
+       ON CONFLICT (cluster_id, hostname) DO UPDATE SET first_seen = least(hosts.first_seen, excluded.first_seen),
+         last_seen = greatest(hosts.last_seen, excluded.last_seen)
+       RETURNING id, hostname, nexus_ms(last_seen) AS last_seen`,
+      [cluster.id, hosts.map((x) => x.h), hosts.map((x) => x.first), hosts.map((x) => x.last)],
+    );
+    const hostIds = new Map<string, number>();
+    for (const row of hr.rows) {
+      hostIds.set(row.hostname, row.id);
+      this.hosts.set(this.hostKey(cluster.id, row.hostname), {
+        id: row.id,
+        lastSeen: Number(row.last_seen),
+      });
+    }
+
+    const gpus = sortedValues(
+      new Map(
+        [...fleet.gpus.values()].map((g) => {
+          const hostId = hostIds.get(g.host) ?? -1;
+          return [
+            this.gpuKey(hostId, g.index).padStart(24, '0'),
+            { hostId, g, ...gpuAttrs(g.record) },
+          ];
+        }),
+      ),
+    );
+    const gr = await tx.query<{
+      id: number;
+      host_id: number;
+      gpu_index: number;
+      last_seen: string;
+    }>(
+      `INSERT INTO gpus (host_id, gpu_index, uuid, model, device, labels, first_seen, last_seen)
+       SELECT h, i, nullif(u, ''), nullif(m, ''), nullif(d, ''), l::jsonb, nexus_ts(f), nexus_ts(t)
+       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+         AS x(h, i, u, m, d, l, f, t)
+       ON CONFLICT (host_id, gpu_index) DO UPDATE SET
+         uuid = CASE WHEN excluded.last_seen >= gpus.last_seen THEN coalesce(excluded.uuid, gpus.uuid) ELSE gpus.uuid END,
+         model = CASE WHEN excluded.last_seen >= gpus.last_seen THEN coalesce(excluded.model, gpus.model) ELSE gpus.model END,
+         device = CASE WHEN excluded.last_seen >= gpus.last_seen THEN coalesce(excluded.device, gpus.device) ELSE gpus.device END,
+         labels = CASE WHEN excluded.last_seen >= gpus.last_seen THEN excluded.labels ELSE gpus.labels END,
+         first_seen = least(gpus.first_seen, excluded.first_seen),
+         last_seen = greatest(gpus.last_seen, excluded.last_seen)
+       RETURNING id, host_id, gpu_index, nexus_ms(last_seen) AS last_seen`,
+      [
+        gpus.map((x) => x.hostId),
+        gpus.map((x) => x.g.index),
+        gpus.map((x) => x.g.record.uuid ?? ''),
+        gpus.map((x) => x.g.record.model ?? ''),
+        gpus.map((x) => x.g.record.device ?? ''),
+        gpus.map((x) => x.labels),
+        gpus.map((x) => x.g.first),
+        gpus.map((x) => x.g.last),
+      ],
+    );
+    const attrsOf = new Map(gpus.map((x) => [this.gpuKey(x.hostId, x.g.index), x.attrs]));
+    const gpuIds = new Map<string, number>();
+    for (const row of gr.rows) {
+      const k = this.gpuKey(row.host_id, row.gpu_index);
+      gpuIds.set(k, row.id);
+      this.gpus.set(k, {
+        id: row.id,
+        attrs: attrsOf.get(k) ?? '',
+        lastSeen: Number(row.last_seen),
+      });
+    }
+
+    const missing = [...fleet.metrics].filter((m) => !this.metrics.has(m)).sort();
+    if (missing.length > 0) {
+      const fields = missing.map((m) => dcgmField(m));
+      const mr = await tx.query<{ id: number; name: string }>(
+        `INSERT INTO metrics (name, unit, type, help)
+         SELECT n, u, t, h FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(n, u, t, h)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name
+         RETURNING id, name`,
+        [
+          missing,
+          fields.map((f) => f?.unit ?? ''),
+          fields.map((f) => f?.type ?? 'gauge'),
+          fields.map((f) => f?.help ?? ''),
+        ],
+      );
+      for (const row of mr.rows) this.metrics.set(row.name, row.id);
+    }
+
+    if (fleet.workloads.size > 0) {
+      const ws = sortedValues(
+        new Map(
+          [...fleet.workloads.values()].map((w) => {
+            const gpuId = gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index)) ?? -1;
+            return [
+              `${String(gpuId).padStart(12, '0')}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`,
+              { gpuId, w },
+            ];
+          }),
+        ),
+      );
+      await tx.query(
+        `INSERT INTO gpu_workloads (gpu_id, namespace, pod, container, first_seen, last_seen)
+         SELECT g, n, p, c, nexus_ts(f), nexus_ts(l)
+         FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS x(g, n, p, c, f, l)
+         ON CONFLICT (gpu_id, namespace, pod, container) DO UPDATE SET
+           first_seen = least(gpu_workloads.first_seen, excluded.first_seen),
+           last_seen = greatest(gpu_workloads.last_seen, excluded.last_seen)`,
+        [
+          ws.map((x) => x.gpuId),
+          ws.map((x) => x.w.ns),
+          ws.map((x) => x.w.pod),
+          ws.map((x) => x.w.container),
+          ws.map((x) => x.w.first),
+          ws.map((x) => x.w.last),
+        ],
+      );
+      for (const { gpuId, w } of ws)
+        this.workloads.set(`${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`, w.last);
+    }
+  }
+
+  private ids(clusterName: string, records: readonly TelemetryRecord[]): ResolvedIds {
+    const clusterId = this.clusters.get(clusterName)?.id ?? -1;
+    const gpu = new Int32Array(records.length);
+    const metric = new Int16Array(records.length);
+    let lastHost: string | undefined;
+    let hostId = -1;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      if (r === undefined) continue;
+      if (r.hostname !== lastHost) {
+        lastHost = r.hostname;
+        hostId = this.hosts.get(this.hostKey(clusterId, r.hostname))?.id ?? -1;
+      }
+      const g = this.gpus.get(this.gpuKey(hostId, r.gpu))?.id;
+      const m = this.metrics.get(r.metric);
+      if (g === undefined || m === undefined)
+        throw new Error(`no id for ${r.hostname} GPU ${r.gpu} ${r.metric}`);
+      gpu[i] = g;
+      metric[i] = m;
+    }
+    return { gpu, metric };
+  }
+}

@@ -1,0 +1,194 @@
+import type { Logger } from '../core/logger.js';
+import type { TelemetryRecord } from '../core/record.js';
+import { Dimensions, type ResolvedIds } from './dimensions.js';
+import { assertCurrent, migrate } from './migrate.js';
+import type {
+  Database,
+  MigrationResult,
+  SqlClient,
+  TelemetryStore,
+  WriteMethod,
+  WriteResult,
+} from './types.js';
+
+export interface SqlStoreOptions {
+  readonly db: Database;
+  readonly logger: Logger;
+  /** COPY into a staging table, or INSERT ... SELECT FROM unnest(arrays). */
+  readonly writeMethod: WriteMethod;
+  /** Raw readings older than this many days are dropped (by partition); 0 keeps them. */
+  readonly retentionDays: number;
+  /** The 1-minute rollup is kept this long; 0 keeps it. */
+  readonly rollupRetentionDays: number;
+  /** Daily partitions are created this many days ahead. */
+  readonly partitionAheadDays: number;
+}
+
+const DAY = 86_400_000;
+
+/**
+ * Inserts new readings, skips ones already stored, and keeps `samples_latest` and `samples_1m` in
+ * step with exactly the rows inserted, in one statement. The rows are sorted by the primary key
+ * so that concurrent writers take row locks in the same order.
+ */
+const UPSERT_FROM = (source: string): string => `
+WITH input AS (
+  ${source}
+), ins AS (
+  INSERT INTO samples (time, gpu_id, metric_id, value)
+  SELECT time, gpu_id, metric_id, value FROM input ORDER BY gpu_id, metric_id, time
+  ON CONFLICT DO NOTHING
+  RETURNING time, gpu_id, metric_id, value
+), rollup AS (
+  INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count)
+  SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*)
+  FROM ins GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
+  ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
+    min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum, count = r.count + excluded.count
+  RETURNING 1
+), latest AS (
+  INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
+  SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM ins
+  ORDER BY gpu_id, metric_id, time DESC
+  ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
+    WHERE l.time <= excluded.time
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM rollup)::int AS buckets,
+       (SELECT count(*) FROM latest)::int AS latest`;
+
+const FROM_ARRAYS = UPSERT_FROM(
+  `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value
+   FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) AS u(t, g, m, v)`,
+);
+const FROM_STAGE = UPSERT_FROM(
+  `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value FROM nexus_stage`,
+);
+
+/**
+ * The telemetry store on SQL: one implementation for PostgreSQL and PGlite (same migrations, same
+ * statements); only the bulk-load path differs (COPY where the database has it).
+ */
+export class SqlStore implements TelemetryStore {
+  readonly backend: 'postgres' | 'pglite';
+  private readonly dims = new Dimensions();
+  private readonly partitions = new Set<number>();
+  private readonly writeMethod: WriteMethod;
+
+  constructor(private readonly o: SqlStoreOptions) {
+    this.backend = o.db.backend;
+    this.writeMethod = o.writeMethod === 'copy' && o.db.copyInto !== undefined ? 'copy' : 'unnest';
+  }
+
+  migrate(): Promise<MigrationResult> {
+    return migrate(this.o.db, this.o.logger);
+  }
+
+  async ping(): Promise<void> {
+    await this.o.db.query('SELECT 1');
+    await assertCurrent(this.o.db);
+  }
+
+  async write(clusterId: string, records: readonly TelemetryRecord[]): Promise<WriteResult> {
+    if (records.length === 0) return { inserted: 0, duplicates: 0 };
+    const ids = await this.dims.resolve(this.o.db, clusterId, records);
+    await this.ensurePartitions(records);
+    const inserted = await this.o.db.transaction((tx) =>
+      this.writeMethod === 'copy' ? this.copy(tx, records, ids) : this.unnest(tx, records, ids),
+    );
+    return { inserted, duplicates: records.length - inserted };
+  }
+
+  private async unnest(
+    tx: SqlClient,
+    records: readonly TelemetryRecord[],
+    ids: ResolvedIds,
+  ): Promise<number> {
+    const n = records.length;
+    const t = new Array<number>(n);
+    const v = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      const r = records[i];
+      t[i] = r?.timestamp ?? 0;
+      v[i] = r?.value ?? 0;
+    }
+    const res = await tx.query<{ inserted: number }>(FROM_ARRAYS, [
+      t,
+      Array.from(ids.gpu),
+      Array.from(ids.metric),
+      v,
+    ]);
+    return res.rows[0]?.inserted ?? 0;
+  }
+
+  private async copy(
+    tx: SqlClient,
+    records: readonly TelemetryRecord[],
+    ids: ResolvedIds,
+  ): Promise<number> {
+    if (this.o.db.copyInto === undefined) return this.unnest(tx, records, ids);
+    await tx.query(
+      'CREATE TEMP TABLE IF NOT EXISTS nexus_stage (t bigint, g integer, m smallint, v float8) ON COMMIT DELETE ROWS',
+    );
+    const lines = new Array<string>(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      lines[i] =
+        `${r?.timestamp ?? 0}\t${ids.gpu[i] ?? 0}\t${ids.metric[i] ?? 0}\t${r?.value ?? 0}\n`;
+    }
+    await this.o.db.copyInto(tx, 'nexus_stage', ['t', 'g', 'm', 'v'], lines);
+    const res = await tx.query<{ inserted: number }>(FROM_STAGE);
+    return res.rows[0]?.inserted ?? 0;
+  }
+
+  /** Makes sure the partitions for these readings exist (cached: one query per new day). */
+  private async ensurePartitions(records: readonly TelemetryRecord[]): Promise<void> {
+    const missing = new Set<number>();
+    for (const r of records) {
+      const day = Math.floor(r.timestamp / DAY) * DAY;
+      if (!this.partitions.has(day)) missing.add(day);
+    }
+    if (missing.size === 0) return;
+    const days = [...missing].sort((a, b) => a - b);
+    await this.o.db.transaction((tx) =>
+      tx.query('SELECT nexus_ensure_partitions($1::bigint[])', [days]),
+    );
+    for (const d of days) this.partitions.add(d);
+  }
+
+  async maintain(now = Date.now()): Promise<{ created: number; dropped: readonly string[] }> {
+    const today = Math.floor(now / DAY) * DAY;
+    const ahead = Array.from({ length: this.o.partitionAheadDays + 1 }, (_, i) => today + i * DAY);
+    const created = await this.o.db.transaction(async (tx) => {
+      const res = await tx.query<{ n: number }>(
+        'SELECT nexus_ensure_partitions($1::bigint[]) AS n',
+        [ahead],
+      );
+      return res.rows[0]?.n ?? 0;
+    });
+    for (const d of ahead) this.partitions.add(d);
+    let dropped: string[] = [];
+    if (this.o.retentionDays > 0 || this.o.rollupRetentionDays > 0) {
+      const rawBefore = this.o.retentionDays > 0 ? now - this.o.retentionDays * DAY : null;
+      const rollupBefore =
+        this.o.rollupRetentionDays > 0 ? now - this.o.rollupRetentionDays * DAY : null;
+      dropped = await this.o.db.transaction(async (tx) => {
+        const res = await tx.query<{ name: string }>(
+          'SELECT nexus_drop_partitions(CASE WHEN $1::bigint IS NULL THEN NULL ELSE nexus_ts($1::bigint) END, CASE WHEN $2::bigint IS NULL THEN NULL ELSE nexus_ts($2::bigint) END) AS name',
+          [rawBefore, rollupBefore],
+        );
+        return res.rows.map((r) => r.name);
+      });
+      if (dropped.length > 0) {
+        this.partitions.clear();
+        this.o.logger.info({ dropped }, 'retention dropped partitions');
+      }
+    }
+    return { created, dropped };
+  }
+
+  close(): Promise<void> {
+    return this.o.db.close();
+  }
+}

@@ -1,0 +1,69 @@
+import type { TelemetryRecord } from '../core/record.js';
+
+/** Result rows of a query. */
+export interface QueryResult<R> {
+  readonly rows: R[];
+  readonly rowCount: number;
+}
+
+/** One connection, or one transaction, that runs SQL. */
+export interface SqlClient {
+  query<R = Record<string, unknown>>(
+    text: string,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<R>>;
+}
+
+/**
+ * What the shared SQL store needs from a database: PostgreSQL through node-postgres, or PGlite.
+ * Errors leave as NexusError: STORE_UNAVAILABLE (retryable) or STORE_REJECTED (the data).
+ */
+export interface Database extends SqlClient {
+  readonly backend: 'postgres' | 'pglite';
+  transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>;
+  /**
+   * Bulk-loads rows into a (temporary) table within a transaction, if the database can COPY.
+   * `lines` are tab-separated text-format rows, each ending in a newline.
+   */
+  copyInto?(
+    tx: SqlClient,
+    table: string,
+    columns: readonly string[],
+    lines: readonly string[],
+  ): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface WriteResult {
+  /** Rows inserted (new readings). */
+  readonly inserted: number;
+  /** Rows already stored (a redelivered batch). */
+  readonly duplicates: number;
+}
+
+export type WriteMethod = 'copy' | 'unnest';
+
+export interface MigrationResult {
+  readonly applied: readonly string[];
+  readonly current: number;
+}
+
+/**
+ * Where telemetry is stored: PostgreSQL (distributed) or PGlite (embedded). Both run the same
+ * migrations and SQL and pass the same conformance suite.
+ */
+export interface TelemetryStore {
+  readonly backend: 'postgres' | 'pglite';
+  /** Applies pending migrations under an advisory lock (many processes may call it at once). */
+  migrate(): Promise<MigrationResult>;
+  /**
+   * Stores readings of one cluster in one transaction, idempotently: a reading already stored
+   * (same GPU, metric and instant) is skipped. Keeps the latest values and the 1-minute rollup.
+   */
+  write(clusterId: string, records: readonly TelemetryRecord[]): Promise<WriteResult>;
+  /** Creates partitions ahead and applies retention. */
+  maintain(now?: number): Promise<{ created: number; dropped: readonly string[] }>;
+  /** Throws unless the database answers and the schema is current. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
