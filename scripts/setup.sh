@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 want=()
 command -v etcd >/dev/null 2>&1 || want+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || want+=(etcd-client)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql-15)
+command -v runuser >/dev/null 2>&1 || want+=(util-linux)
 
 if [ ${#want[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${want[*]}"
@@ -26,6 +28,11 @@ if [ ${#want[@]} -gt 0 ]; then
   fi
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+
+# PostgreSQL refuses to run as root: the test harness runs it as the postgres user.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
 
 # npm packages: exactly the lockfile, and again only when it changed.

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
+import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const args = process.argv.slice(2);
@@ -42,11 +43,13 @@ const files =
 const needServices = files.some((f) => f.includes('integration') || f.includes('e2e'));
 
 let etcd: EtcdServer | undefined;
+let pg: PgServer | undefined;
 const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'test' };
 if (needServices) {
-  etcd = await startEtcd();
+  [etcd, pg] = await Promise.all([startEtcd(), startPostgres()]);
   env.NEXUS_TEST_ETCD = etcd.endpoint;
-  process.stdout.write(`test harness: etcd on ${etcd.endpoint} (data in ${etcd.dataDir})\n`);
+  env.NEXUS_TEST_PG = pg.url;
+  process.stdout.write(`test harness: etcd on ${etcd.endpoint} (data in ${etcd.dataDir}), PostgreSQL on ${pg.port} (data in ${pg.dir})\n`);
 }
 
 const nodeArgs = [
@@ -84,7 +87,7 @@ const code = await new Promise<number>((resolve) => {
   child.on('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
 });
 
-await etcd?.destroy();
+await Promise.all([etcd?.destroy(), pg?.destroy()]);
 process.stdout.write(
   `test harness: ${files.length} files, exit ${code}, ${Math.round((Date.now() - started) / 1000)} s\n`,
 );

@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { NexusError } from '../../src/core/errors.js';
+import { silentLogger } from '../../src/core/logger.js';
+import type { TelemetryRecord } from '../../src/core/record.js';
+import { PostgresDatabase, type PostgresConnection } from '../../src/store/postgres/database.js';
+import { SqlStore } from '../../src/store/sql-store.js';
+import type { WriteMethod } from '../../src/store/types.js';
+import { storeConformance } from '../conformance/store-suite.js';
+import { run, spawnTs } from '../helpers/child.js';
+import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
+
+const pg = await sharedPostgres();
+after(() => pg.release());
+const logger = silentLogger();
+
+/** A connection from a URL, the other fields placeholders (the URL wins). */
+function connection(url: string): PostgresConnection {
+  return {
+    url,
+    host: 'unused',
+    port: 5432,
+    database: 'unused',
+    user: 'unused',
+    password: 'unused',
+    sslMode: 'disable',
+    poolSize: 6,
+    statementTimeoutMs: 60_000,
+    connectTimeoutMs: 5000,
+    applicationName: 'test',
+  };
+}
+
+/** A store as the CLI builds it (src/cli/backends.ts createStore). */
+function storeAt(
+  url: string,
+  o: {
+    retentionDays?: number;
+    rollupRetentionDays?: number;
+    partitionAheadDays?: number;
+    writeMethod?: WriteMethod;
+  } = {},
+): { store: SqlStore; db: PostgresDatabase } {
+  const db = new PostgresDatabase(connection(url), logger);
+  const store = new SqlStore({
+    db,
+    logger,
+    writeMethod: o.writeMethod ?? 'unnest',
+    retentionDays: o.retentionDays ?? 0,
+    rollupRetentionDays: o.rollupRetentionDays ?? 0,
+    partitionAheadDays: o.partitionAheadDays ?? 1,
+  });
+  return { store, db };
+}
+
+const opened: PostgresDatabase[] = [];
+
+storeConformance({
+  name: 'postgres',
+  create: async (options) => {
+    const url = await pg.server.createDatabase(uniqueDatabase('store'));
+    const { store, db } = storeAt(url, options);
+    opened.push(db);
+    return { store, sql: db };
+  },
+  teardown: async () => {
+    await Promise.all(opened.map((db) => db.close()));
+  },
+});
+
+const reading = (timestamp: number, value: number): TelemetryRecord => ({
+  timestamp,
+  value,
+  metric: 'DCGM_FI_DEV_GPU_TEMP',
+  gpu: 0,
+  hostname: 'node-a',
+  uuid: 'GPU-0',
+  labels: {},
+});
+
+describe('store: PostgreSQL only', () => {
+  it('with the server stopped, write() fails as STORE_UNAVAILABLE (retryable), and works again once it is back', async (t) => {
+    const server = await startPostgres();
+    t.after(() => server.destroy());
+    const { store, db } = storeAt(server.url, { writeMethod: 'copy' });
+    t.after(() => store.close());
+    await store.migrate();
+    const T0 = Date.UTC(2025, 6, 18, 13, 42, 10, 123);
+    assert.deepEqual(await store.write('cluster-1', [reading(T0, 40.5)]), {
+      inserted: 1,
+      duplicates: 0,
+    });
+
+    await server.stop();
+    const batch = [reading(T0 + 1000, 41.5), reading(T0 + 2000, 42.5)];
+    await assert.rejects(store.write('cluster-1', batch), (err: unknown) => {
+      assert.ok(err instanceof NexusError, `not a NexusError: ${String(err)}`);
+      assert.equal(err.code, 'STORE_UNAVAILABLE');
+      assert.equal(err.retryable, true);
+      return true;
+    });
+
+    await server.start();
+    assert.deepEqual(await store.write('cluster-1', batch), { inserted: 2, duplicates: 0 });
+    const res = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM samples');
+    assert.equal(res.rows[0]?.n, 3);
+  });
+
+  it('5 processes running `nexus migrate` at once all succeed, and version 1 is applied once', async (t) => {
+    const url = await pg.server.createDatabase(uniqueDatabase('migrate'));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        run(spawnTs('src/cli/main.ts', ['migrate'], { DATABASE_URL: url, LOG_LEVEL: 'info' })),
+      ),
+    );
+    for (const r of results) assert.equal(r.code, 0, `nexus migrate failed: ${r.stderr}`);
+    const logs = results.flatMap((r) =>
+      r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg?: string; migration?: string }),
+    );
+    assert.deepEqual(
+      logs.filter((l) => l.msg === 'applied migration').map((l) => l.migration),
+      ['001_schema'],
+    );
+
+    const { db } = storeAt(url);
+    t.after(() => db.close());
+    const rows = await db.query<{ version: number; name: string }>(
+      'SELECT version, name FROM nexus_schema_migrations',
+    );
+    assert.deepEqual(rows.rows, [{ version: 1, name: '001_schema' }]);
+  });
+});
