@@ -5,6 +5,8 @@ import { join } from 'node:path';
 export const ROOT = join(import.meta.dirname, '..');
 
 export interface Section {
+  /** Stable name: a later run of only some benchmarks keeps the other sections. */
+  readonly id: string;
   readonly title: string;
   /** Markdown: paragraphs and tables. */
   readonly body: string;

@@ -6,10 +6,11 @@
  *   tsx bench/run.ts [--quick]
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, log, machine, type Section } from './lib.js';
-import { benchStreamer } from './streamer.js';
+import { benchCollector } from './collector.js';
+import { benchStreamer, generatedFile } from './streamer.js';
 
 const quick = process.argv.includes('--quick');
 const started = Date.now();
@@ -17,19 +18,48 @@ log('building');
 execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
 
 const sections: Section[] = [];
-sections.push(await benchStreamer({ fileBytes: quick ? 100 * 2 ** 20 : 2 ** 30 }));
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+if (only === undefined || only === 'streamer') {
+  sections.push(await benchStreamer({ fileBytes: quick ? 100 * 2 ** 20 : 2 ** 30 }));
+}
+if (only === undefined || only === 'collector') {
+  const file = await generatedFile(quick ? 50 * 2 ** 20 : 200 * 2 ** 20);
+  sections.push(await benchCollector({ records: quick ? 100_000 : 400_000, file }));
+}
 
+const path = join(ROOT, 'docs', 'benchmarks.md');
+const previous = existsSync(path) ? readFileSync(path, 'utf8') : '';
+const kept = new Map<string, string>();
+for (const m of previous.matchAll(/<!-- bench:([a-z-]+) -->\n([\s\S]*?)<!-- \/bench:\1 -->/g)) {
+  kept.set(m[1] ?? '', m[2] ?? '');
+}
+for (const s of sections)
+  kept.set(
+    s.id,
+    [
+      `## ${s.title}`,
+      '',
+      `_Measured ${new Date().toISOString().slice(0, 10)}._`,
+      '',
+      s.body,
+      '',
+    ].join('\n'),
+  );
+const order = ['streamer', 'collector', 'gateway', 'embedded', 'end-to-end'];
+const ids = [...kept.keys()].sort(
+  (a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99),
+);
 const doc = [
   '# Benchmarks',
   '',
-  `Written by \`make bench\`${quick ? ' --quick' : ''} on ${new Date().toISOString().slice(0, 10)} in ${Math.round((Date.now() - started) / 1000)} s. Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like.`,
+  'Written by `make bench` (`npx tsx bench/run.ts [--quick] [--only=streamer|collector|...]`). Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like. Nothing here is asserted by a test.',
   '',
   '## Machine',
   '',
   machine(),
   '',
-  ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
+  ...ids.map((id) => `<!-- bench:${id} -->\n${kept.get(id) ?? ''}<!-- /bench:${id} -->\n`),
 ].join('\n');
-writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), doc);
+writeFileSync(path, doc);
 process.stdout.write(`${doc}\n`);
 log(`wrote docs/benchmarks.md in ${Math.round((Date.now() - started) / 1000)} s`);

@@ -11,7 +11,7 @@ const SAMPLE = join(ROOT, 'samples', 'dcgm_metrics_20250718_134233.csv');
 const BENCH_DIR = join(ROOT, '.data', 'bench');
 
 /** A generated file of about `bytes`, made once and kept under .data/bench. */
-async function generatedFile(bytes: number): Promise<string> {
+export async function generatedFile(bytes: number): Promise<string> {
   mkdirSync(BENCH_DIR, { recursive: true });
   const file = join(BENCH_DIR, `generated-${Math.round(bytes / 2 ** 20)}MiB.csv`);
   if (existsSync(file) && statSync(file).size > bytes * 0.9) return file;
@@ -162,6 +162,7 @@ export async function benchStreamer(options: { fileBytes: number }): Promise<Sec
   const ceiling100 = ceilings[0]?.[1] ?? Number.NaN;
   const ceiling1000 = ceilings[1]?.[1] ?? Number.NaN;
   return {
+    id: 'streamer',
     title: 'Streamer: CSV -> etcd',
     body: [
       "Each run uses a fresh single-member etcd 3.4 with its data on disk (fsync on), `STREAM_INTERVAL=0`, `PUBLISH_CONCURRENCY=8`, no consumer, and the compiled CLI (`node dist/cli/main.js streamer`). Peak RSS is the streamer process's own (`getrusage` max RSS).",

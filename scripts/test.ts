@@ -49,7 +49,9 @@ if (needServices) {
   [etcd, pg] = await Promise.all([startEtcd(), startPostgres()]);
   env.NEXUS_TEST_ETCD = etcd.endpoint;
   env.NEXUS_TEST_PG = pg.url;
-  process.stdout.write(`test harness: etcd on ${etcd.endpoint} (data in ${etcd.dataDir}), PostgreSQL on ${pg.port} (data in ${pg.dir})\n`);
+  process.stdout.write(
+    `test harness: etcd on ${etcd.endpoint} (data in ${etcd.dataDir}), PostgreSQL on ${pg.port} (data in ${pg.dir})\n`,
+  );
 }
 
 const nodeArgs = [

@@ -2,7 +2,10 @@ import { dcgmField } from '../core/dcgm-fields.js';
 import type { TelemetryRecord } from '../core/record.js';
 import type { SqlClient } from './types.js';
 
-/** last_seen columns move at most this often per row (they are data time, not wall time). */
+/**
+ * last_seen columns move at most this often per row (they are data time, not wall time); first_seen
+ * moves back whenever an older reading arrives (rare: late or redelivered batches).
+ */
 const TOUCH_MS = 60_000;
 
 interface Span {
@@ -120,11 +123,17 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
  * nothing new costs no query at all.
  */
 export class Dimensions {
-  private readonly clusters = new Map<string, { id: number; lastSeen: number }>();
-  private readonly hosts = new Map<string, { id: number; lastSeen: number }>();
-  private readonly gpus = new Map<string, { id: number; attrs: string; lastSeen: number }>();
+  private readonly clusters = new Map<
+    string,
+    { id: number; firstSeen: number; lastSeen: number }
+  >();
+  private readonly hosts = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
+  private readonly gpus = new Map<
+    string,
+    { id: number; attrs: string; firstSeen: number; lastSeen: number }
+  >();
   private readonly metrics = new Map<string, number>();
-  private readonly workloads = new Map<string, number>();
+  private readonly workloads = new Map<string, Span>();
 
   /** Forgets everything (after a failed transaction the cache may hold ids that do not exist). */
   clear(): void {
@@ -162,16 +171,23 @@ export class Dimensions {
 
   private upToDate(clusterName: string, fleet: BatchFleet): boolean {
     const cluster = this.clusters.get(clusterName);
-    if (cluster === undefined || fleet.max > cluster.lastSeen + TOUCH_MS) return false;
+    if (
+      cluster === undefined ||
+      fleet.min < cluster.firstSeen ||
+      fleet.max > cluster.lastSeen + TOUCH_MS
+    )
+      return false;
     for (const [h, span] of fleet.hosts) {
       const host = this.hosts.get(this.hostKey(cluster.id, h));
-      if (host === undefined || span.last > host.lastSeen + TOUCH_MS) return false;
+      if (host === undefined || span.first < host.firstSeen || span.last > host.lastSeen + TOUCH_MS)
+        return false;
     }
     for (const g of fleet.gpus.values()) {
       const hostId = this.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
       const gpu = this.gpus.get(this.gpuKey(hostId, g.index));
       if (
         gpu === undefined ||
+        g.first < gpu.firstSeen ||
         g.last > gpu.lastSeen + TOUCH_MS ||
         gpu.attrs !== gpuAttrs(g.record).attrs
       )
@@ -182,30 +198,39 @@ export class Dimensions {
       const hostId = this.hosts.get(this.hostKey(cluster.id, w.host))?.id ?? -1;
       const gpuId = this.gpus.get(this.gpuKey(hostId, w.index))?.id ?? -1;
       const seen = this.workloads.get(`${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`);
-      if (seen === undefined || w.last > seen + TOUCH_MS) return false;
+      if (seen === undefined || w.first < seen.first || w.last > seen.last + TOUCH_MS) return false;
     }
     return true;
   }
 
   private async upsert(tx: SqlClient, clusterName: string, fleet: BatchFleet): Promise<void> {
-    const c = await tx.query<{ id: number; last_seen: string }>(
+    const c = await tx.query<{ id: number; first_seen: string; last_seen: string }>(
       `INSERT INTO clusters (name, first_seen, last_seen) VALUES ($1, nexus_ts($2), nexus_ts($3))
        ON CONFLICT (name) DO UPDATE SET first_seen = least(clusters.first_seen, excluded.first_seen),
          last_seen = greatest(clusters.last_seen, excluded.last_seen)
-       RETURNING id, nexus_ms(last_seen) AS last_seen`,
+       RETURNING id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
       [clusterName, fleet.min, fleet.max],
     );
     const cluster = c.rows[0];
     if (cluster === undefined) throw new Error('cluster upsert returned no row');
-    this.clusters.set(clusterName, { id: cluster.id, lastSeen: Number(cluster.last_seen) });
+    this.clusters.set(clusterName, {
+      id: cluster.id,
+      firstSeen: Number(cluster.first_seen),
+      lastSeen: Number(cluster.last_seen),
+    });
 
     const hosts = sortedValues(new Map([...fleet.hosts].map(([h, s]) => [h, { h, ...s }])));
-    const hr = await tx.query<{ id: number; hostname: string; last_seen: string }>(
+    const hr = await tx.query<{
+      id: number;
+      hostname: string;
+      first_seen: string;
+      last_seen: string;
+    }>(
       `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen)
        SELECT $1, h, nexus_ts(f), nexus_ts(l) FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
        ON CONFLICT (cluster_id, hostname) DO UPDATE SET first_seen = least(hosts.first_seen, excluded.first_seen),
          last_seen = greatest(hosts.last_seen, excluded.last_seen)
-       RETURNING id, hostname, nexus_ms(last_seen) AS last_seen`,
+       RETURNING id, hostname, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
       [cluster.id, hosts.map((x) => x.h), hosts.map((x) => x.first), hosts.map((x) => x.last)],
     );
     const hostIds = new Map<string, number>();
@@ -213,6 +238,7 @@ export class Dimensions {
       hostIds.set(row.hostname, row.id);
       this.hosts.set(this.hostKey(cluster.id, row.hostname), {
         id: row.id,
+        firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
       });
     }
@@ -232,6 +258,7 @@ export class Dimensions {
       id: number;
       host_id: number;
       gpu_index: number;
+      first_seen: string;
       last_seen: string;
     }>(
       `INSERT INTO gpus (host_id, gpu_index, uuid, model, device, labels, first_seen, last_seen)
@@ -245,7 +272,7 @@ export class Dimensions {
          labels = CASE WHEN excluded.last_seen >= gpus.last_seen THEN excluded.labels ELSE gpus.labels END,
          first_seen = least(gpus.first_seen, excluded.first_seen),
          last_seen = greatest(gpus.last_seen, excluded.last_seen)
-       RETURNING id, host_id, gpu_index, nexus_ms(last_seen) AS last_seen`,
+       RETURNING id, host_id, gpu_index, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
       [
         gpus.map((x) => x.hostId),
         gpus.map((x) => x.g.index),
@@ -265,6 +292,7 @@ export class Dimensions {
       this.gpus.set(k, {
         id: row.id,
         attrs: attrsOf.get(k) ?? '',
+        firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
       });
     }
@@ -316,7 +344,10 @@ export class Dimensions {
         ],
       );
       for (const { gpuId, w } of ws)
-        this.workloads.set(`${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`, w.last);
+        this.workloads.set(`${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`, {
+          first: w.first,
+          last: w.last,
+        });
     }
   }
 

@@ -1,8 +1,39 @@
 import assert from 'node:assert/strict';
 import { after, describe, it, type TestContext } from 'node:test';
 import { NexusError } from '../../src/core/errors.js';
-import type { TelemetryRecord } from '../../src/core/record.js';
 import type { SqlClient, TelemetryStore, WriteMethod } from '../../src/store/types.js';
+import {
+  SECOND,
+  MINUTE,
+  DAY,
+  utc,
+  T0,
+  TEMP,
+  POWER,
+  ENERGY,
+  CUSTOM,
+  rec,
+  grid,
+  times,
+  compareSamples,
+  expectedSamples,
+  storedSamples,
+  counts,
+  type Bucket,
+  expectedBuckets,
+  storedBuckets,
+  expectedLatest,
+  storedLatest,
+  storedGpus,
+  type Workload,
+  storedWorkloads,
+  partitionsOf,
+  tableExists,
+  rowsIn,
+  dayPartition,
+  monthPartition,
+  assertRejected,
+} from './store-fixtures.js';
 
 /** Store settings a test may override; the harness fills in the rest. */
 export interface StoreOptions {
@@ -22,326 +53,6 @@ export interface StoreHarness {
   create(options: StoreOptions): Promise<{ store: TelemetryStore; sql: SqlClient }>;
   /** Closes everything `create` made. */
   teardown(): Promise<void>;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Records
-// ---------------------------------------------------------------------------------------------
-
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-const DAY = 86_400_000;
-const utc = (y: number, mo: number, d: number, h = 0, mi = 0, s = 0, ms = 0): number =>
-  Date.UTC(y, mo - 1, d, h, mi, s, ms);
-
-/** 2025-07-18T13:42:10.123Z: odd milliseconds on purpose. */
-const T0 = utc(2025, 7, 18, 13, 42, 10, 123);
-const TEMP = 'DCGM_FI_DEV_GPU_TEMP';
-const POWER = 'DCGM_FI_DEV_POWER_USAGE';
-const ENERGY = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION';
-const CUSTOM = 'ACME_CUSTOM_FIELD';
-
-type RecordFields = Partial<Omit<TelemetryRecord, 'timestamp' | 'value'>>;
-
-/** One reading, with the attributes dcgm-exporter gives it (uuid, model, device, labels). */
-function rec(timestamp: number, value: number, over: RecordFields = {}): TelemetryRecord {
-  const hostname = over.hostname ?? 'node-a';
-  const gpu = over.gpu ?? 0;
-  const metric = over.metric ?? TEMP;
-  const uuid = over.uuid ?? `GPU-${hostname}-${gpu}`;
-  const model = over.model ?? 'NVIDIA H100 80GB HBM3';
-  const device = over.device ?? `nvidia${gpu}`;
-  return {
-    timestamp,
-    value,
-    ...over,
-    hostname,
-    gpu,
-    metric,
-    uuid,
-    model,
-    device,
-    labels: {
-      __name__: metric,
-      gpu: String(gpu),
-      UUID: uuid,
-      device,
-      modelName: model,
-      Hostname: hostname,
-      ...over.labels,
-    },
-  };
-}
-
-/**
- * Every combination of host, GPU, metric and instant; values are multiples of 1/8, so sums are
- * exact in any order.
- */
-function grid(o: {
-  hosts: readonly string[];
-  gpus: number;
-  metrics: readonly string[];
-  times: readonly number[];
-}): TelemetryRecord[] {
-  const out: TelemetryRecord[] = [];
-  o.hosts.forEach((hostname, h) => {
-    for (let gpu = 0; gpu < o.gpus; gpu++) {
-      o.metrics.forEach((metric, m) => {
-        o.times.forEach((t, i) => {
-          out.push(rec(t, h * 100 + gpu * 10 + m + i / 8 + 0.375, { hostname, gpu, metric }));
-        });
-      });
-    }
-  });
-  return out;
-}
-
-const times = (start: number, count: number, stepMs: number): number[] =>
-  Array.from({ length: count }, (_, i) => start + i * stepMs);
-
-// ---------------------------------------------------------------------------------------------
-// Reading the tables back
-// ---------------------------------------------------------------------------------------------
-
-interface Sample {
-  readonly host: string;
-  readonly gpu: number;
-  readonly metric: string;
-  readonly ms: number;
-  readonly value: number;
-}
-
-const compareSamples = (a: Sample, b: Sample): number =>
-  a.host < b.host
-    ? -1
-    : a.host > b.host
-      ? 1
-      : a.gpu - b.gpu ||
-        (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0) ||
-        a.ms - b.ms ||
-        a.value - b.value;
-
-/** The readings `records` should leave in `samples`: one per GPU, metric and instant. */
-function expectedSamples(records: readonly TelemetryRecord[]): Sample[] {
-  const seen = new Map<string, Sample>();
-  for (const r of records) {
-    const k = `${r.hostname}\u0000${r.gpu}\u0000${r.metric}\u0000${r.timestamp}`;
-    if (!seen.has(k))
-      seen.set(k, {
-        host: r.hostname,
-        gpu: r.gpu,
-        metric: r.metric,
-        ms: r.timestamp,
-        value: r.value,
-      });
-  }
-  return [...seen.values()].sort(compareSamples);
-}
-
-/** Every stored reading with its host, GPU index and metric name; time as epoch ms. */
-async function storedSamples(sql: SqlClient, table = 'samples'): Promise<Sample[]> {
-  const res = await sql.query<{
-    host: string;
-    gpu: number;
-    metric: string;
-    ms: string;
-    value: number;
-  }>(
-    `SELECT h.hostname AS host, g.gpu_index AS gpu, m.name AS metric,
-            nexus_ms(s.time)::text AS ms, s.value
-     FROM ${table} s JOIN gpus g ON g.id = s.gpu_id JOIN hosts h ON h.id = g.host_id
-     JOIN metrics m ON m.id = s.metric_id`,
-  );
-  return res.rows
-    .map((r) => ({ host: r.host, gpu: r.gpu, metric: r.metric, ms: Number(r.ms), value: r.value }))
-    .sort(compareSamples);
-}
-
-interface Counts {
-  readonly clusters: number;
-  readonly hosts: number;
-  readonly gpus: number;
-  readonly metrics: number;
-  readonly workloads: number;
-  readonly samples: number;
-  readonly latest: number;
-  readonly buckets: number;
-}
-
-async function counts(sql: SqlClient): Promise<Counts> {
-  const res = await sql.query<Counts>(
-    `SELECT (SELECT count(*) FROM clusters)::int AS clusters, (SELECT count(*) FROM hosts)::int AS hosts,
-            (SELECT count(*) FROM gpus)::int AS gpus, (SELECT count(*) FROM metrics)::int AS metrics,
-            (SELECT count(*) FROM gpu_workloads)::int AS workloads,
-            (SELECT count(*) FROM samples)::int AS samples,
-            (SELECT count(*) FROM samples_latest)::int AS latest,
-            (SELECT count(*) FROM samples_1m)::int AS buckets`,
-  );
-  const row = res.rows[0];
-  assert.ok(row);
-  return row;
-}
-
-interface Bucket {
-  readonly host: string;
-  readonly gpu: number;
-  readonly metric: string;
-  readonly bucket: number;
-  readonly min: number;
-  readonly max: number;
-  readonly sum: number;
-  readonly count: number;
-}
-
-const bucketKey = (b: Omit<Bucket, 'min' | 'max' | 'sum' | 'count'>): string =>
-  `${b.host}\u0000${b.gpu}\u0000${b.metric}\u0000${b.bucket}`;
-
-/** The 1-minute rollup rows `records` should produce (each reading counted once). */
-function expectedBuckets(records: readonly TelemetryRecord[]): Bucket[] {
-  const out = new Map<string, Bucket>();
-  for (const s of expectedSamples(records)) {
-    const b = {
-      host: s.host,
-      gpu: s.gpu,
-      metric: s.metric,
-      bucket: Math.floor(s.ms / MINUTE) * MINUTE,
-    };
-    const k = bucketKey(b);
-    const prev = out.get(k);
-    out.set(
-      k,
-      prev === undefined
-        ? { ...b, min: s.value, max: s.value, sum: s.value, count: 1 }
-        : {
-            ...b,
-            min: Math.min(prev.min, s.value),
-            max: Math.max(prev.max, s.value),
-            sum: prev.sum + s.value,
-            count: prev.count + 1,
-          },
-    );
-  }
-  return [...out.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, v]) => v);
-}
-
-async function storedBuckets(sql: SqlClient): Promise<Bucket[]> {
-  const res = await sql.query<Omit<Bucket, 'bucket'> & { bucket: string }>(
-    `SELECT h.hostname AS host, g.gpu_index AS gpu, m.name AS metric, nexus_ms(r.bucket)::text AS bucket,
-            r.min, r.max, r.sum, r.count
-     FROM samples_1m r JOIN gpus g ON g.id = r.gpu_id JOIN hosts h ON h.id = g.host_id
-     JOIN metrics m ON m.id = r.metric_id`,
-  );
-  return res.rows
-    .map((r) => ({ ...r, bucket: Number(r.bucket) }))
-    .sort((a, b) => (bucketKey(a) < bucketKey(b) ? -1 : 1));
-}
-
-interface Latest {
-  readonly host: string;
-  readonly gpu: number;
-  readonly metric: string;
-  readonly ms: number;
-  readonly value: number;
-}
-
-/** The newest reading of each GPU and metric. */
-function expectedLatest(records: readonly TelemetryRecord[]): Latest[] {
-  const out = new Map<string, Latest>();
-  for (const s of expectedSamples(records)) {
-    const k = `${s.host}\u0000${s.gpu}\u0000${s.metric}`;
-    const prev = out.get(k);
-    if (prev === undefined || s.ms > prev.ms) out.set(k, s);
-  }
-  return [...out.values()].sort(compareSamples);
-}
-
-async function storedLatest(sql: SqlClient): Promise<Latest[]> {
-  const res = await sql.query<Omit<Latest, 'ms'> & { ms: string }>(
-    `SELECT h.hostname AS host, g.gpu_index AS gpu, m.name AS metric, nexus_ms(l.time)::text AS ms, l.value
-     FROM samples_latest l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
-     JOIN metrics m ON m.id = l.metric_id`,
-  );
-  return res.rows.map((r) => ({ ...r, ms: Number(r.ms) })).sort(compareSamples);
-}
-
-interface Gpu {
-  readonly host: string;
-  readonly index: number;
-  readonly uuid: string | null;
-  readonly model: string | null;
-  readonly device: string | null;
-  readonly labels: Record<string, string>;
-}
-
-async function storedGpus(sql: SqlClient): Promise<Gpu[]> {
-  const res = await sql.query<Omit<Gpu, 'labels'> & { labels: string }>(
-    `SELECT h.hostname AS host, g.gpu_index AS index, g.uuid, g.model, g.device, g.labels::text AS labels
-     FROM gpus g JOIN hosts h ON h.id = g.host_id`,
-  );
-  return res.rows
-    .map((r) => ({ ...r, labels: JSON.parse(r.labels) as Record<string, string> }))
-    .sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : a.index - b.index));
-}
-
-interface Workload {
-  readonly host: string;
-  readonly gpu: number;
-  readonly namespace: string;
-  readonly pod: string;
-  readonly container: string;
-  readonly first: number;
-  readonly last: number;
-}
-
-async function storedWorkloads(sql: SqlClient): Promise<Workload[]> {
-  const res = await sql.query<Omit<Workload, 'first' | 'last'> & { first: string; last: string }>(
-    `SELECT h.hostname AS host, g.gpu_index AS gpu, w.namespace, w.pod, w.container,
-            nexus_ms(w.first_seen)::text AS first, nexus_ms(w.last_seen)::text AS last
-     FROM gpu_workloads w JOIN gpus g ON g.id = w.gpu_id JOIN hosts h ON h.id = g.host_id`,
-  );
-  return res.rows
-    .map((r) => ({ ...r, first: Number(r.first), last: Number(r.last) }))
-    .sort((a, b) => a.gpu - b.gpu || a.first - b.first);
-}
-
-/** Names of the partitions of `parent`, sorted. */
-async function partitionsOf(sql: SqlClient, parent: 'samples' | 'samples_1m'): Promise<string[]> {
-  const res = await sql.query<{ name: string }>(
-    `SELECT c.relname::text AS name FROM pg_inherits i
-     JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-     WHERE p.relname = $1`,
-    [parent],
-  );
-  return res.rows.map((r) => r.name).sort();
-}
-
-async function tableExists(sql: SqlClient, name: string): Promise<boolean> {
-  const res = await sql.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [name]);
-  return res.rows[0]?.t !== null && res.rows[0]?.t !== undefined;
-}
-
-async function rowsIn(sql: SqlClient, table: string): Promise<number> {
-  const res = await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
-  return res.rows[0]?.n ?? -1;
-}
-
-const ymd = (ms: number): string => new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
-/** The daily raw partition holding `ms`. */
-const dayPartition = (ms: number): string => `samples_${ymd(ms)}`;
-/** The monthly rollup partition holding `ms`. */
-const monthPartition = (ms: number): string => `samples_1m_${ymd(ms).slice(0, 6)}`;
-
-/** Asserts `p` rejects with STORE_REJECTED carrying the database's own message. */
-async function assertRejected(p: Promise<unknown>, reason: RegExp): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof NexusError, `not a NexusError: ${String(err)}`);
-    assert.equal(err.code, 'STORE_REJECTED');
-    assert.equal(err.retryable, false);
-    assert.match(err.message, reason);
-    assert.ok(err.cause instanceof Error, 'the database error is kept as the cause');
-    assert.equal(err.message, err.cause.message, "the message is the database's reason");
-    return true;
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,7 +152,8 @@ function writeTests(open: Open): void {
       rec(T0 + 7, 0.1 + 0.2, { metric: CUSTOM }),
       rec(T0 + 8, -3.000_000_000_000_1, { metric: CUSTOM }),
       rec(T0 + 9, 1e-7, { metric: CUSTOM }),
-      rec(T0 + 10, 123_456_789.987_654_32, { metric: CUSTOM }),
+      rec(T0 + 10, 12_345.678_901_234, { metric: CUSTOM }),
+      rec(T0 + 11, 1 / 3, { metric: CUSTOM }),
     ];
     assert.deepEqual(await store.write('cluster-1', []), { inserted: 0, duplicates: 0 });
     assert.deepEqual(await store.write('cluster-1', records), {
@@ -455,7 +167,7 @@ function writeTests(open: Open): void {
       gpus: 4,
       metrics: 3,
       workloads: 0,
-      samples: 36,
+      samples: 37,
       latest: 9,
       buckets: 9,
     });
@@ -464,7 +176,7 @@ function writeTests(open: Open): void {
     const other = grid({ hosts: ['node-a'], gpus: 1, metrics: [TEMP], times: [T0] });
     assert.deepEqual(await store.write('cluster-2', other), { inserted: 1, duplicates: 0 });
     const c = await counts(sql);
-    assert.deepEqual([c.clusters, c.hosts, c.gpus, c.metrics, c.samples], [2, 3, 5, 3, 37]);
+    assert.deepEqual([c.clusters, c.hosts, c.gpus, c.metrics, c.samples], [2, 3, 5, 3, 38]);
   });
 
   it('stores the GPU uuid, model, device and labels (without __name__), and DCGM units', async (t) => {
@@ -697,6 +409,22 @@ function writeTests(open: Open): void {
       w('train-1', T0 - 10 * MINUTE, T0 + 90 * SECOND),
       w('train-2', T0 + 5 * MINUTE, T0 + 20 * MINUTE),
     ]);
+    // So do the GPU's, its host's and its cluster's.
+    const spans = await sql.query<{ kind: string; first: string; last: string }>(
+      `SELECT 'gpu' AS kind, nexus_ms(first_seen)::text AS first, nexus_ms(last_seen)::text AS last
+       FROM gpus WHERE gpu_index = 0
+       UNION ALL SELECT 'host', nexus_ms(first_seen)::text, nexus_ms(last_seen)::text FROM hosts
+       UNION ALL SELECT 'cluster', nexus_ms(first_seen)::text, nexus_ms(last_seen)::text FROM clusters`,
+    );
+    const span = { first: String(T0 - 10 * MINUTE), last: String(T0 + 20 * MINUTE) };
+    assert.deepEqual(
+      spans.rows.sort((x, y) => (x.kind < y.kind ? -1 : 1)),
+      [
+        { kind: 'cluster', ...span },
+        { kind: 'gpu', ...span },
+        { kind: 'host', ...span },
+      ],
+    );
   });
 
   it('a GPU whose uuid changes takes the newer uuid; an older reading does not revert it', async (t) => {
@@ -823,6 +551,34 @@ function maintenanceTests(open: Open): void {
     assert.equal(await tableExists(sql, 'samples_20250802'), true);
     assert.equal(await tableExists(sql, 'samples_20250803'), false);
     assert.equal(await tableExists(sql, 'samples_1m_202508'), true);
+  });
+
+  it('concurrent maintain() calls all succeed, create each partition once and drop each once', async (t) => {
+    const { store, sql } = await open(t, {
+      partitionAheadDays: 30,
+      retentionDays: 5,
+      rollupRetentionDays: 40,
+    });
+    // One reading a day from 2025-05-20 to 2025-06-08: all past raw retention; May past rollup's.
+    const old = times(utc(2025, 5, 20, 6), 20, DAY).map((ms) => rec(ms, 1.5));
+    await store.write('cluster-1', old);
+
+    const results = await Promise.all([0, 1, 2, 3].map(() => store.maintain(now)));
+    // 2025-07-18 .. 2025-08-17: 31 days and 2 months, each created by exactly one call.
+    assert.equal(
+      results.reduce((n, r) => n + r.created, 0),
+      33,
+    );
+    assert.deepEqual(
+      results.flatMap((r) => r.dropped).sort(),
+      [...old.map((r) => dayPartition(r.timestamp)), 'samples_1m_202505'].sort(),
+    );
+    assert.deepEqual(await partitionsOf(sql, 'samples'), times(now, 31, DAY).map(dayPartition));
+    assert.deepEqual(await partitionsOf(sql, 'samples_1m'), [
+      'samples_1m_202506',
+      'samples_1m_202507',
+      'samples_1m_202508',
+    ]);
   });
 
   it('retentionDays drops older sample partitions and their rows, and keeps newer ones', async (t) => {

@@ -104,6 +104,12 @@ export class PostgresDatabase implements Database {
       throw toStoreError(err, 'connect');
     }
     let broken: Error | undefined;
+    // The pool listens for errors only on idle clients: a connection lost while checked out (a
+    // server restart, a network cut) emits 'error' on the client, which must not go unhandled.
+    const onError = (err: Error): void => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await fn(new TxClient(client));
@@ -117,7 +123,8 @@ export class PostgresDatabase implements Database {
       }
       throw toStoreError(err, 'transaction');
     } finally {
-      // A connection that failed to roll back is discarded, not reused.
+      // A connection that failed (or failed to roll back) is discarded, not reused.
+      client.removeListener('error', onError);
       client.release(broken);
     }
   }

@@ -13,7 +13,7 @@ const RETRYABLE_NODE_CODES = new Set([
 
 function sqlState(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null || !('code' in err)) return undefined;
-  const code = (err).code;
+  const code = err.code;
   return typeof code === 'string' ? code : undefined;
 }
 

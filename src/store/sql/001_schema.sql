@@ -105,7 +105,10 @@ BEGIN
     name := 'samples_' || to_char(day AT TIME ZONE 'UTC', 'YYYYMMDD');
     IF to_regclass(name) IS NULL THEN
       PERFORM pg_advisory_xact_lock(hashtext(name));
-      IF to_regclass(name) IS NULL THEN
+      -- Re-check in pg_class (this statement's fresh snapshot), not with to_regclass: after waiting
+      -- for the lock, to_regclass can still answer from this session's catalog cache, which has not
+      -- seen the other session's commit yet, and CREATE TABLE would fail with "already exists".
+      IF NOT EXISTS (SELECT FROM pg_class WHERE relname = name AND relnamespace = current_schema()::regnamespace) THEN
         EXECUTE format('CREATE TABLE %I PARTITION OF samples FOR VALUES FROM (%L) TO (%L)', name, day, day + interval '24 hours');
         created := created + 1;
       END IF;
@@ -114,7 +117,7 @@ BEGIN
     name := 'samples_1m_' || to_char(month AT TIME ZONE 'UTC', 'YYYYMM');
     IF to_regclass(name) IS NULL THEN
       PERFORM pg_advisory_xact_lock(hashtext(name));
-      IF to_regclass(name) IS NULL THEN
+      IF NOT EXISTS (SELECT FROM pg_class WHERE relname = name AND relnamespace = current_schema()::regnamespace) THEN
         EXECUTE format('CREATE TABLE %I PARTITION OF samples_1m FOR VALUES FROM (%L) TO (%L)', name, month,
           ((month AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC');
         created := created + 1;

@@ -1,0 +1,216 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { silentLogger } from '../src/core/logger.js';
+import type { TelemetryRecord } from '../src/core/record.js';
+import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
+import { SqlStore } from '../src/store/sql-store.js';
+import { startEtcd } from '../test/helpers/etcd.js';
+import { postgresDatabase } from '../test/helpers/pipeline.js';
+import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
+import { etcdQueue } from '../test/helpers/queues.js';
+import { ROOT, log, logLine, nexus, table, type Section } from './lib.js';
+
+const BENCH_DIR = join(ROOT, '.data', 'bench');
+
+async function loadRecords(file: string, max: number): Promise<TelemetryRecord[]> {
+  const { header, end, line } = await readHeader(file);
+  const out: TelemetryRecord[] = [];
+  for await (const c of readDcgmCsv(header, { path: file, startOffset: end, startLine: line })) {
+    for (const r of c.records) {
+      if (out.length >= max) return out;
+      out.push(r.record);
+    }
+  }
+  return out;
+}
+
+async function freshDb(server: PgServer): Promise<string> {
+  return server.createDatabase(`b${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`);
+}
+
+/** Raw COPY of (time, gpu, metric, value) rows, one connection, as fast as PostgreSQL takes it. */
+async function rawCopy(
+  url: string,
+  records: readonly TelemetryRecord[],
+  withKey: boolean,
+): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(
+    `CREATE TABLE raw (time timestamptz NOT NULL, gpu_id int NOT NULL, metric_id smallint NOT NULL, value float8 NOT NULL${withKey ? ', PRIMARY KEY (gpu_id, metric_id, time)' : ''})`,
+  );
+  const gpuIds = new Map<string, number>();
+  const metricIds = new Map<string, number>();
+  const lines = records.map((r) => {
+    const gk = `${r.hostname}/${r.gpu}`;
+    let g = gpuIds.get(gk);
+    if (g === undefined) gpuIds.set(gk, (g = gpuIds.size + 1));
+    let m = metricIds.get(r.metric);
+    if (m === undefined) metricIds.set(r.metric, (m = metricIds.size + 1));
+    return `${new Date(r.timestamp).toISOString()}\t${g}\t${m}\t${r.value}\n`;
+  });
+  const t0 = performance.now();
+  for (let i = 0; i < lines.length; i += 10_000) {
+    const sink = client.query(copyFrom('COPY raw (time, gpu_id, metric_id, value) FROM STDIN'));
+    await pipeline(Readable.from([lines.slice(i, i + 10_000).join('')]), sink);
+  }
+  const rate = records.length / ((performance.now() - t0) / 1000);
+  await client.end();
+  return rate;
+}
+
+/** SqlStore.write in this process, `writers` at once, batches of 10,000. */
+async function storeWrite(
+  url: string,
+  records: readonly TelemetryRecord[],
+  method: 'copy' | 'unnest',
+  writers: number,
+): Promise<number> {
+  const store = new SqlStore({
+    db: postgresDatabase(url, writers + 1),
+    logger: silentLogger(),
+    writeMethod: method,
+    retentionDays: 0,
+    rollupRetentionDays: 0,
+    partitionAheadDays: 0,
+  });
+  await store.migrate();
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      while (next < records.length) {
+        const from = next;
+        next += 10_000;
+        await store.write('bench', records.slice(from, from + 10_000));
+      }
+    }),
+  );
+  const rate = records.length / ((performance.now() - t0) / 1000);
+  await store.close();
+  return rate;
+}
+
+/** Preloads the queue, then times `collectors` collector processes draining it into PostgreSQL. */
+async function collectorRun(
+  server: PgServer,
+  file: string,
+  collectors: number,
+): Promise<{ rate: number; seconds: number; records: number }> {
+  let records = 0;
+  const etcd = await startEtcd({ baseDir: BENCH_DIR, quotaBytes: 8 * 2 ** 30 });
+  try {
+    const url = await freshDb(server);
+    const cluster = `bench-${collectors}`;
+    const env = {
+      ETCD_ENDPOINTS: etcd.endpoint,
+      CLUSTER_ID: cluster,
+      DATABASE_URL: url,
+      LOG_LEVEL: 'warn',
+    };
+    const migrated = await nexus(['migrate'], env);
+    if (migrated.code !== 0) throw new Error(migrated.stderr);
+    const streamed = await nexus(['streamer', '--csv', file], {
+      ...env,
+      LOG_LEVEL: 'info',
+      LOOP_MODE: 'false',
+      STREAM_INTERVAL: '0',
+      BATCH_SIZE: '500',
+      MAX_QUEUE_DEPTH: '100000000',
+    });
+    if (streamed.code !== 0) throw new Error(streamed.stderr);
+    const { summary } = logLine(streamed.stdout, 'summary:') as { summary: { records: number } };
+    records = summary.records;
+    const queue = etcdQueue(etcd.endpoint, cluster);
+    const t0 = Date.now();
+    const procs = Array.from({ length: collectors }, () =>
+      spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'collector'], {
+        cwd: ROOT,
+        env: { ...process.env, ...env, WORKERS: '4', COLLECT_BATCH: '20' },
+        stdio: 'ignore',
+      }),
+    );
+    // Messages are acked only after their rows are committed: an empty queue means all stored.
+    // (Polling the queue depth costs etcd a count; counting rows would scan the table.)
+    while ((await queue.depth()) > 0) await new Promise((r) => setTimeout(r, 100));
+    const seconds = (Date.now() - t0) / 1000;
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const res = await client.query<{ n: string }>('SELECT count(*) AS n FROM samples');
+    await client.end();
+    if (Number(res.rows[0]?.n) !== records)
+      throw new Error(`stored ${res.rows[0]?.n ?? 0} of ${records} rows`);
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => new Promise((r) => p.once('exit', r))));
+    await queue.close();
+    log(`${collectors} collector(s): ${Math.round(records / seconds)} records/s`);
+    return { rate: records / seconds, seconds, records };
+  } finally {
+    await etcd.destroy();
+  }
+}
+
+export async function benchCollector(options: { records: number; file: string }): Promise<Section> {
+  mkdirSync(BENCH_DIR, { recursive: true });
+  const server = await startPostgres({ durable: true, baseDir: BENCH_DIR });
+  try {
+    const records = await loadRecords(options.file, options.records);
+    log(`collector bench on ${records.length} records`);
+    const copyNoKey = await rawCopy(await freshDb(server), records, false);
+    const copyKey = await rawCopy(await freshDb(server), records, true);
+    log(
+      `raw COPY: ${Math.round(copyNoKey)} rows/s without key, ${Math.round(copyKey)} with the natural key`,
+    );
+    const methods: [string, number][] = [];
+    for (const m of ['unnest', 'copy'] as const) {
+      for (const w of [1, 4]) {
+        const rate = await storeWrite(await freshDb(server), records, m, w);
+        methods.push([`SqlStore.write, WRITE_METHOD=${m}, ${w} writer(s)`, rate]);
+        log(`${m} x${w}: ${Math.round(rate)} rows/s`);
+      }
+    }
+    const one = await collectorRun(server, options.file, 1);
+    const two = await collectorRun(server, options.file, 2);
+    return {
+      id: 'collector',
+      title: 'Collector: etcd queue -> PostgreSQL',
+      body: [
+        `${records.length.toLocaleString('en-US')} generated records (${one.records.toLocaleString('en-US')} for the collector runs). PostgreSQL 15 with its data on disk and default durability (fsync and synchronous commit on); etcd likewise. Each row of the first table is measured on a fresh database; the collector runs start with the whole file already in the queue (500 records per message), then time collector processes (\`WORKERS=4\`, \`COLLECT_BATCH=20\`: 10,000 records per transaction) until every row is committed and the queue is empty. A stored reading also updates \`samples_latest\` and the 1-minute rollup in the same statement.`,
+        '',
+        table(
+          ['what', 'rows/s', 'ratio to raw COPY with key'],
+          [
+            [
+              'raw COPY, no index (ceiling)',
+              copyNoKey,
+              `${((copyNoKey / copyKey) * 100).toFixed(0)} %`,
+            ],
+            ['raw COPY, natural primary key (ceiling)', copyKey, '100 %'],
+            ...methods.map(([k, v]): [string, number, string] => [
+              k,
+              v,
+              `${((v / copyKey) * 100).toFixed(0)} %`,
+            ]),
+            [
+              'collector end to end, 1 process',
+              one.rate,
+              `${((one.rate / copyKey) * 100).toFixed(0)} %`,
+            ],
+            [
+              'collector end to end, 2 processes',
+              two.rate,
+              `${((two.rate / copyKey) * 100).toFixed(0)} %`,
+            ],
+          ],
+        ),
+      ].join('\n'),
+    };
+  } finally {
+    await server.destroy();
+  }
+}
