@@ -56,13 +56,6 @@ function gpuAttrs(r: TelemetryRecord): { attrs: string; labels: string } {
   };
 }
 
-/** Sorted by key: upserts lock rows in one order in every session, so they cannot deadlock. */
-function sortedValues<T>(m: Map<string, T>): T[] {
-  return [...m.entries()]
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    .map(([, v]) => v);
-}
-
 function survey(records: readonly TelemetryRecord[]): BatchFleet {
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
@@ -134,6 +127,8 @@ export class Dimensions {
   >();
   private readonly metrics = new Map<string, number>();
   private readonly workloads = new Map<string, Span>();
+  /** Newest reading time seen per GPU by this process (written or not). */
+  private readonly newest = new Map<string, number>();
 
   /** Forgets everything (after a failed transaction the cache may hold ids that do not exist). */
   clear(): void {
@@ -142,6 +137,7 @@ export class Dimensions {
     this.gpus.clear();
     this.metrics.clear();
     this.workloads.clear();
+    this.newest.clear();
   }
 
   async resolve(
@@ -158,7 +154,13 @@ export class Dimensions {
         throw err;
       }
     }
-    return this.ids(clusterName, records);
+    const ids = this.ids(clusterName, records);
+    const clusterId = this.clusters.get(clusterName)?.id ?? -1;
+    for (const g of fleet.gpus.values()) {
+      const k = this.gpuKey(this.hosts.get(this.hostKey(clusterId, g.host))?.id ?? -1, g.index);
+      if (g.last > (this.newest.get(k) ?? Number.NEGATIVE_INFINITY)) this.newest.set(k, g.last);
+    }
+    return ids;
   }
 
   private hostKey(clusterId: number, hostname: string): string {
@@ -189,7 +191,8 @@ export class Dimensions {
         gpu === undefined ||
         g.first < gpu.firstSeen ||
         g.last > gpu.lastSeen + TOUCH_MS ||
-        gpu.attrs !== gpuAttrs(g.record).attrs
+        (gpu.attrs !== gpuAttrs(g.record).attrs &&
+          g.last >= (this.newest.get(this.gpuKey(hostId, g.index)) ?? Number.NEGATIVE_INFINITY))
       )
         return false;
     }
@@ -203,11 +206,21 @@ export class Dimensions {
     return true;
   }
 
+  /**
+   * Writes what the batch brings, in three steps per table, so that identity values are only drawn
+   * for rows that are really new (an INSERT ... ON CONFLICT draws one for every row it tries):
+   * insert the rows that do not exist, update the ones whose span or attributes moved, read the ids.
+   */
   private async upsert(tx: SqlClient, clusterName: string, fleet: BatchFleet): Promise<void> {
+    await tx.query(
+      `INSERT INTO clusters (name, first_seen, last_seen)
+       SELECT $1, nexus_ts($2), nexus_ts($3) WHERE NOT EXISTS (SELECT FROM clusters WHERE name = $1)
+       ON CONFLICT (name) DO NOTHING`,
+      [clusterName, fleet.min, fleet.max],
+    );
     const c = await tx.query<{ id: number; first_seen: string; last_seen: string }>(
-      `INSERT INTO clusters (name, first_seen, last_seen) VALUES ($1, nexus_ts($2), nexus_ts($3))
-       ON CONFLICT (name) DO UPDATE SET first_seen = least(clusters.first_seen, excluded.first_seen),
-         last_seen = greatest(clusters.last_seen, excluded.last_seen)
+      `UPDATE clusters SET first_seen = least(first_seen, nexus_ts($2)), last_seen = greatest(last_seen, nexus_ts($3))
+       WHERE name = $1
        RETURNING id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
       [clusterName, fleet.min, fleet.max],
     );
@@ -219,19 +232,34 @@ export class Dimensions {
       lastSeen: Number(cluster.last_seen),
     });
 
-    const hosts = sortedValues(new Map([...fleet.hosts].map(([h, s]) => [h, { h, ...s }])));
+    // Hosts, in hostname order.
+    const hosts = [...fleet.hosts.entries()].sort((x, y) =>
+      x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0,
+    );
+    const hostArgs = [
+      cluster.id,
+      hosts.map(([h]) => h),
+      hosts.map(([, s]) => s.first),
+      hosts.map(([, s]) => s.last),
+    ];
+    await tx.query(
+      `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen)
+       SELECT $1, u.h, nexus_ts(u.f), nexus_ts(u.l) FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
+       WHERE NOT EXISTS (SELECT FROM hosts x WHERE x.cluster_id = $1 AND x.hostname = u.h)
+       ON CONFLICT (cluster_id, hostname) DO NOTHING`,
+      hostArgs,
+    );
     const hr = await tx.query<{
       id: number;
       hostname: string;
       first_seen: string;
       last_seen: string;
     }>(
-      `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen)
-       SELECT $1, h, nexus_ts(f), nexus_ts(l) FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
-       ON CONFLICT (cluster_id, hostname) DO UPDATE SET first_seen = least(hosts.first_seen, excluded.first_seen),
-         last_seen = greatest(hosts.last_seen, excluded.last_seen)
-       RETURNING id, hostname, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
-      [cluster.id, hosts.map((x) => x.h), hosts.map((x) => x.first), hosts.map((x) => x.last)],
+      `UPDATE hosts x SET first_seen = least(x.first_seen, nexus_ts(u.f)), last_seen = greatest(x.last_seen, nexus_ts(u.l))
+       FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
+       WHERE x.cluster_id = $1 AND x.hostname = u.h
+       RETURNING x.id, x.hostname, nexus_ms(x.first_seen) AS first_seen, nexus_ms(x.last_seen) AS last_seen`,
+      hostArgs,
     );
     const hostIds = new Map<string, number>();
     for (const row of hr.rows) {
@@ -243,16 +271,34 @@ export class Dimensions {
       });
     }
 
-    const gpus = sortedValues(
-      new Map(
-        [...fleet.gpus.values()].map((g) => {
-          const hostId = hostIds.get(g.host) ?? -1;
-          return [
-            this.gpuKey(hostId, g.index).padStart(24, '0'),
-            { hostId, g, ...gpuAttrs(g.record) },
-          ];
-        }),
-      ),
+    // GPUs, in (host id, index) order. A GPU whose reading here is older than the newest this
+    // process has seen keeps its attributes (an older reading never reverts a uuid).
+    const gpus = [...fleet.gpus.values()]
+      .map((g) => {
+        const hostId = hostIds.get(g.host) ?? -1;
+        const stale =
+          g.last < (this.newest.get(this.gpuKey(hostId, g.index)) ?? Number.NEGATIVE_INFINITY);
+        return { hostId, g, stale, ...gpuAttrs(g.record) };
+      })
+      .sort((x, y) => x.hostId - y.hostId || x.g.index - y.g.index);
+    const gpuArgs = [
+      gpus.map((x) => x.hostId),
+      gpus.map((x) => x.g.index),
+      gpus.map((x) => (x.stale ? '' : (x.g.record.uuid ?? ''))),
+      gpus.map((x) => (x.stale ? '' : (x.g.record.model ?? ''))),
+      gpus.map((x) => (x.stale ? '' : (x.g.record.device ?? ''))),
+      gpus.map((x) => (x.stale ? '' : x.labels)),
+      gpus.map((x) => x.g.first),
+      gpus.map((x) => x.g.last),
+    ];
+    await tx.query(
+      `INSERT INTO gpus (host_id, gpu_index, uuid, model, device, labels, first_seen, last_seen)
+       SELECT u.h, u.i, nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(nullif(u.l, ''), '{}')::jsonb, nexus_ts(u.f), nexus_ts(u.t)
+       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+         AS u(h, i, uu, m, d, l, f, t)
+       WHERE NOT EXISTS (SELECT FROM gpus x WHERE x.host_id = u.h AND x.gpu_index = u.i)
+       ON CONFLICT (host_id, gpu_index) DO NOTHING`,
+      gpuArgs,
     );
     const gr = await tx.query<{
       id: number;
@@ -261,50 +307,43 @@ export class Dimensions {
       first_seen: string;
       last_seen: string;
     }>(
-      `INSERT INTO gpus (host_id, gpu_index, uuid, model, device, labels, first_seen, last_seen)
-       SELECT h, i, nullif(u, ''), nullif(m, ''), nullif(d, ''), l::jsonb, nexus_ts(f), nexus_ts(t)
+      `UPDATE gpus x SET
+         uuid = CASE WHEN nexus_ts(u.t) >= x.last_seen THEN coalesce(nullif(u.uu, ''), x.uuid) ELSE x.uuid END,
+         model = CASE WHEN nexus_ts(u.t) >= x.last_seen THEN coalesce(nullif(u.m, ''), x.model) ELSE x.model END,
+         device = CASE WHEN nexus_ts(u.t) >= x.last_seen THEN coalesce(nullif(u.d, ''), x.device) ELSE x.device END,
+         labels = CASE WHEN nexus_ts(u.t) >= x.last_seen AND u.l <> '' THEN u.l::jsonb ELSE x.labels END,
+         first_seen = least(x.first_seen, nexus_ts(u.f)),
+         last_seen = greatest(x.last_seen, nexus_ts(u.t))
        FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
-         AS x(h, i, u, m, d, l, f, t)
-       ON CONFLICT (host_id, gpu_index) DO UPDATE SET
-         uuid = CASE WHEN excluded.last_seen >= gpus.last_seen THEN coalesce(excluded.uuid, gpus.uuid) ELSE gpus.uuid END,
-         model = CASE WHEN excluded.last_seen >= gpus.last_seen THEN coalesce(excluded.model, gpus.model) ELSE gpus.model END,
-         device = CASE WHEN excluded.last_seen >= gpus.last_seen THEN coalesce(excluded.device, gpus.device) ELSE gpus.device END,
-         labels = CASE WHEN excluded.last_seen >= gpus.last_seen THEN excluded.labels ELSE gpus.labels END,
-         first_seen = least(gpus.first_seen, excluded.first_seen),
-         last_seen = greatest(gpus.last_seen, excluded.last_seen)
-       RETURNING id, host_id, gpu_index, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
-      [
-        gpus.map((x) => x.hostId),
-        gpus.map((x) => x.g.index),
-        gpus.map((x) => x.g.record.uuid ?? ''),
-        gpus.map((x) => x.g.record.model ?? ''),
-        gpus.map((x) => x.g.record.device ?? ''),
-        gpus.map((x) => x.labels),
-        gpus.map((x) => x.g.first),
-        gpus.map((x) => x.g.last),
-      ],
+         AS u(h, i, uu, m, d, l, f, t)
+       WHERE x.host_id = u.h AND x.gpu_index = u.i
+       RETURNING x.id, x.host_id, x.gpu_index, nexus_ms(x.first_seen) AS first_seen, nexus_ms(x.last_seen) AS last_seen`,
+      gpuArgs,
     );
-    const attrsOf = new Map(gpus.map((x) => [this.gpuKey(x.hostId, x.g.index), x.attrs]));
+    const attrsOf = new Map(gpus.map((x) => [this.gpuKey(x.hostId, x.g.index), x]));
     const gpuIds = new Map<string, number>();
     for (const row of gr.rows) {
       const k = this.gpuKey(row.host_id, row.gpu_index);
       gpuIds.set(k, row.id);
+      const mine = attrsOf.get(k);
+      const known = this.gpus.get(k);
       this.gpus.set(k, {
         id: row.id,
-        attrs: attrsOf.get(k) ?? '',
+        attrs: mine === undefined || mine.stale ? (known?.attrs ?? '') : mine.attrs,
         firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
       });
     }
 
+    // Metrics: the catalogue's unit, type and help for the ones not yet known.
     const missing = [...fleet.metrics].filter((m) => !this.metrics.has(m)).sort();
     if (missing.length > 0) {
       const fields = missing.map((m) => dcgmField(m));
-      const mr = await tx.query<{ id: number; name: string }>(
+      await tx.query(
         `INSERT INTO metrics (name, unit, type, help)
-         SELECT n, u, t, h FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(n, u, t, h)
-         ON CONFLICT (name) DO UPDATE SET name = excluded.name
-         RETURNING id, name`,
+         SELECT u.n, u.u, u.t, u.h FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(n, u, t, h)
+         WHERE NOT EXISTS (SELECT FROM metrics x WHERE x.name = u.n)
+         ON CONFLICT (name) DO NOTHING`,
         [
           missing,
           fields.map((f) => f?.unit ?? ''),
@@ -312,21 +351,25 @@ export class Dimensions {
           fields.map((f) => f?.help ?? ''),
         ],
       );
+      const mr = await tx.query<{ id: number; name: string }>(
+        'SELECT id, name FROM metrics WHERE name = ANY($1::text[])',
+        [missing],
+      );
       for (const row of mr.rows) this.metrics.set(row.name, row.id);
     }
 
+    // Workloads (a composite key, no identity to spare).
     if (fleet.workloads.size > 0) {
-      const ws = sortedValues(
-        new Map(
-          [...fleet.workloads.values()].map((w) => {
-            const gpuId = gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index)) ?? -1;
-            return [
-              `${String(gpuId).padStart(12, '0')}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`,
-              { gpuId, w },
-            ];
-          }),
-        ),
-      );
+      const ws = [...fleet.workloads.values()]
+        .map((w) => ({
+          gpuId: gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index)) ?? -1,
+          w,
+        }))
+        .sort(
+          (x, y) =>
+            x.gpuId - y.gpuId ||
+            (x.w.ns + x.w.pod + x.w.container < y.w.ns + y.w.pod + y.w.container ? -1 : 1),
+        );
       await tx.query(
         `INSERT INTO gpu_workloads (gpu_id, namespace, pod, container, first_seen, last_seen)
          SELECT g, n, p, c, nexus_ts(f), nexus_ts(l)
@@ -343,11 +386,14 @@ export class Dimensions {
           ws.map((x) => x.w.last),
         ],
       );
-      for (const { gpuId, w } of ws)
-        this.workloads.set(`${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`, {
-          first: w.first,
-          last: w.last,
+      for (const { gpuId, w } of ws) {
+        const k = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
+        const seen = this.workloads.get(k);
+        this.workloads.set(k, {
+          first: Math.min(w.first, seen?.first ?? w.first),
+          last: Math.max(w.last, seen?.last ?? w.last),
         });
+      }
     }
   }
 

@@ -1,3 +1,4 @@
+import { isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { TelemetryRecord } from '../core/record.js';
 import { Dimensions, type ResolvedIds } from './dimensions.js';
@@ -93,11 +94,28 @@ export class SqlStore implements TelemetryStore {
   async write(clusterId: string, records: readonly TelemetryRecord[]): Promise<WriteResult> {
     if (records.length === 0) return { inserted: 0, duplicates: 0 };
     const ids = await this.dims.resolve(this.o.db, clusterId, records);
-    await this.ensurePartitions(records);
-    const inserted = await this.o.db.transaction((tx) =>
-      this.writeMethod === 'copy' ? this.copy(tx, records, ids) : this.unnest(tx, records, ids),
-    );
-    return { inserted, duplicates: records.length - inserted };
+    for (let attempt = 1; ; attempt++) {
+      await this.ensurePartitions(records);
+      try {
+        const inserted = await this.o.db.transaction((tx) =>
+          this.writeMethod === 'copy' ? this.copy(tx, records, ids) : this.unnest(tx, records, ids),
+        );
+        return { inserted, duplicates: records.length - inserted };
+      } catch (err) {
+        // "no partition of relation found for row": another process's retention dropped a
+        // partition this one had cached (or it is brand new elsewhere). Look again, once.
+        if (
+          attempt === 1 &&
+          isNexusError(err) &&
+          err.details?.sqlstate === '23514' &&
+          /partition/i.test(err.message)
+        ) {
+          this.partitions.clear();
+          continue;
+        }
+        throw err;
+      }
+    }
   }
 
   private async unnest(

@@ -13,6 +13,7 @@ import type { SqlClient } from '../../src/store/types.js';
 
 export const SECOND = 1000;
 export const MINUTE = 60 * SECOND;
+export const HOUR = 60 * MINUTE;
 export const DAY = 86_400_000;
 export const utc = (y: number, mo: number, d: number, h = 0, mi = 0, s = 0, ms = 0): number =>
   Date.UTC(y, mo - 1, d, h, mi, s, ms);

@@ -5,6 +5,7 @@ import type { SqlClient, TelemetryStore, WriteMethod } from '../../src/store/typ
 import {
   SECOND,
   MINUTE,
+  HOUR,
   DAY,
   utc,
   T0,
@@ -453,6 +454,43 @@ function writeTests(open: Open): void {
     await store.write('cluster-1', [rec(T0 + 2 * MINUTE, 42, old)]);
     assert.deepEqual(await storedGpus(sql), expected(replaced));
     assert.equal((await counts(sql)).samples, 3);
+  });
+
+  it('an older reading inside the last-seen lag does not revert a uuid either', async (t) => {
+    const { store, sql } = await open(t);
+    const a = { uuid: 'GPU-aaaa' };
+    const b = { uuid: 'GPU-bbbb' };
+    await store.write('cluster-1', [rec(T0, 40, a)]);
+    await store.write('cluster-1', [rec(T0 + 30 * SECOND, 41, a)]);
+    await store.write('cluster-1', [rec(T0 + 20 * SECOND, 42, b)]);
+    assert.deepEqual(
+      (await storedGpus(sql)).map((g) => g.uuid),
+      ['GPU-aaaa'],
+    );
+  });
+
+  it('re-resolving known dimensions (after a refused batch empties the cache) uses up no ids', async (t) => {
+    const { store, sql } = await open(t);
+    const metrics = Array.from({ length: 20 }, (_, i) => `DCGM_FI_TEST_${i}`);
+    const batch = grid({ hosts: ['node-a', 'node-b'], gpus: 4, metrics, times: [T0] });
+    await store.write('cluster-1', batch);
+    for (let i = 1; i <= 10; i++) {
+      await assertRejected(
+        store.write('cluster-1', [rec(T0 + i * MINUTE, 1, { hostname: 'bad\u0000host' })]),
+        /0x00/,
+      );
+      await store.write(
+        'cluster-1',
+        grid({ hosts: ['node-a', 'node-b'], gpus: 4, metrics, times: [T0 + i * MINUTE] }),
+      );
+    }
+    await store.write('cluster-1', [
+      rec(T0 + HOUR, 1, { metric: 'DCGM_FI_TEST_NEW', hostname: 'node-c', gpu: 0 }),
+    ]);
+    const ids = await sql.query<{ metric: number; gpu: number; host: number }>(
+      `SELECT (SELECT max(id) FROM metrics)::int AS metric, (SELECT max(id) FROM gpus)::int AS gpu, (SELECT max(id) FROM hosts)::int AS host`,
+    );
+    assert.deepEqual(ids.rows[0], { metric: 21, gpu: 9, host: 3 });
   });
 
   it("a hostname the database cannot hold (NUL) is STORE_REJECTED with the database's reason; nothing of the batch is stored", async (t) => {
