@@ -6,9 +6,10 @@ NEXUS      := node bin/nexus.js
 DATA_DIR   ?= .data
 ETCD_PORT  ?= 2379
 ETCD_PEER  ?= 2380
+PG_PORT    ?= 5433
 SAMPLE     := samples/dcgm_metrics_20250718_134233.csv
 
-.PHONY: help setup-dev setup-etcd stop-etcd build-nexus build-nexus-streamer build-nexus-collector \
+.PHONY: help setup-dev setup-etcd stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
         build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
         run-nexus-gateway test test-unit test-integration lint typecheck format bench clean
 
@@ -24,13 +25,18 @@ setup-etcd: setup-dev ## Start a local etcd on 127.0.0.1:2379, data in .data/etc
 stop-etcd: ## Stop the local etcd started by setup-etcd
 	@scripts/local-etcd.sh stop $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
 
+setup-postgres: setup-dev ## Start a local PostgreSQL on 127.0.0.1:5433 (db/user telemetry), data in .data/postgres
+	@scripts/local-postgres.sh start $(DATA_DIR) $(PG_PORT)
+
+stop-postgres: ## Stop the local PostgreSQL started by setup-postgres
+	@scripts/local-postgres.sh stop $(DATA_DIR) $(PG_PORT)
+
 build-nexus: setup-dev ## Build the nexus command (all components) into dist/
 	@npm run -s build && echo "built dist/ (run: node bin/nexus.js --help)"
 
 build-nexus-streamer: build-nexus ## Build the streamer (part of the nexus command)
 
-build-nexus-collector: ## Build the collector (not built yet)
-	@echo "nexus collector is not built yet (issue 3)"; exit 1
+build-nexus-collector: build-nexus ## Build the collector (part of the nexus command)
 
 build-nexus-gateway: ## Build the gateway (not built yet)
 	@echo "nexus gateway is not built yet (issue 4)"; exit 1
@@ -42,8 +48,11 @@ run: build-nexus setup-etcd ## Stream the bundled sample into the local etcd que
 run-nexus-streamer: build-nexus ## Run the streamer (CSV_FILE, BATCH_SIZE, STREAM_INTERVAL, LOOP_MODE, ...)
 	$(NEXUS) streamer
 
-run-nexus-collector: ## Run the collector (not built yet)
-	@echo "nexus collector is not built yet (issue 3)"; exit 1
+run-nexus-collector: build-nexus ## Run the collector (DB_*/DATABASE_URL, WORKERS, ENABLE_NEXUS, ...)
+	$(NEXUS) collector
+
+migrate: build-nexus ## Apply the database migrations (DB_*/DATABASE_URL)
+	$(NEXUS) migrate
 
 run-nexus-gateway: ## Run the gateway (not built yet)
 	@echo "nexus gateway is not built yet (issue 4)"; exit 1

@@ -43,8 +43,11 @@ interface Held {
   readonly envelope: Envelope;
 }
 
-/** Claims per Txn: two compares and two operations per message, under etcd's 128 ops. */
-const CLAIM_CHUNK = 32;
+/**
+ * Messages per claim transaction (two compares and two operations each, far under etcd's 128):
+ * small, so that losing a race to another consumer costs little.
+ */
+const CLAIM_CHUNK = 4;
 /** Acks per Txn. */
 const ACK_CHUNK = 64;
 
@@ -107,33 +110,24 @@ export class EtcdConsumer implements Consumer {
     }
     const claimValue = JSON.stringify({ consumer: this.id, at: Date.now() });
     const results: { kv: IKeyValue; revision: string; message: IKeyValue | undefined }[] = [];
-    for (let i = 0; i < chosen.length; i += CLAIM_CHUNK) {
-      const chunk = chosen.slice(i, i + CLAIM_CHUNK);
-      const res = await this.claimTxn(chunk, leaseId, claimValue);
-      if (res.succeeded) {
-        chunk.forEach((kv, j) => {
-          results.push({
-            kv,
-            revision: res.header.revision,
-            message: res.responses[2 * j + 1]?.response_range.kvs[0],
-          });
+    // Small transactions in parallel: a message another consumer won costs only its own chunk,
+    // which is skipped (the next claim looks again), never retried one by one.
+    const chunks: IKeyValue[][] = [];
+    for (let i = 0; i < chosen.length; i += CLAIM_CHUNK)
+      chunks.push(chosen.slice(i, i + CLAIM_CHUNK));
+    const answers = await Promise.all(
+      chunks.map((chunk) => this.claimTxn(chunk, leaseId, claimValue)),
+    );
+    answers.forEach((res, c) => {
+      if (!res.succeeded) return;
+      (chunks[c] ?? []).forEach((kv, j) => {
+        results.push({
+          kv,
+          revision: res.header.revision,
+          message: res.responses[2 * j + 1]?.response_range.kvs[0],
         });
-        continue;
-      }
-      // Someone took one of them: claim the rest one by one.
-      const singles = await Promise.all(
-        chunk.map(async (kv) => ({ kv, res: await this.claimTxn([kv], leaseId, claimValue) })),
-      );
-      for (const { kv, res: one } of singles) {
-        if (one.succeeded) {
-          results.push({
-            kv,
-            revision: one.header.revision,
-            message: one.responses[1]?.response_range.kvs[0],
-          });
-        }
-      }
-    }
+      });
+    });
     const deliveries: Delivery[] = [];
     const now = Date.now();
     for (const { kv, revision, message } of results) {
@@ -188,15 +182,24 @@ export class EtcdConsumer implements Consumer {
     return this.ctx.kv.txn(compare, success, [], 'claim');
   }
 
+  /** Claimed messages met at the head of the queue last time: list that many more next time. */
+  private headClaimed = 0;
+
   /** Lists up to `want` messages that nobody has claimed, in key (time) order. */
   private async listUnclaimed(want: number): Promise<IKeyValue[]> {
     const { layout, kv } = this.ctx;
     const out: IKeyValue[] = [];
     let start = key(layout.messages);
     const end = prefixEnd(layout.messages);
+    let claimedSeen = 0;
     for (let page = 0; page < 8 && out.length < want; page++) {
       const res = await kv.range(
-        { key: start, range_end: end, limit: want, keys_only: true },
+        {
+          key: start,
+          range_end: end,
+          limit: want - out.length + this.headClaimed,
+          keys_only: true,
+        },
         'list',
       );
       const first = res.kvs[0];
@@ -213,12 +216,14 @@ export class EtcdConsumer implements Consumer {
         'list claims',
       );
       const claimed = new Set(claims.kvs.map((c) => c.key.toString().slice(layout.claims.length)));
+      claimedSeen += claimed.size;
       for (const m of res.kvs) {
         if (!claimed.has(m.key.toString().slice(layout.messages.length))) out.push(m);
       }
       if (!res.more) break;
       start = Buffer.concat([last.key, Buffer.from([0])]);
     }
+    this.headClaimed = Math.min(10_000, claimedSeen);
     return out;
   }
 
