@@ -38,8 +38,7 @@ build-nexus-streamer: build-nexus ## Build the streamer (part of the nexus comma
 
 build-nexus-collector: build-nexus ## Build the collector (part of the nexus command)
 
-build-nexus-gateway: ## Build the gateway (not built yet)
-	@echo "nexus gateway is not built yet (issue 4)"; exit 1
+build-nexus-gateway: build-nexus ## Build the gateway (part of the nexus command)
 
 run: build-nexus setup-etcd ## Stream the bundled sample into the local etcd queue, then show the queue
 	@ETCD_ENDPOINTS=127.0.0.1:$(ETCD_PORT) LOOP_MODE=false STREAM_INTERVAL=0 CSV_FILE=$(SAMPLE) $(NEXUS) streamer
@@ -54,11 +53,11 @@ run-nexus-collector: build-nexus ## Run the collector (DB_*/DATABASE_URL, WORKER
 migrate: build-nexus ## Apply the database migrations (DB_*/DATABASE_URL)
 	$(NEXUS) migrate
 
-run-nexus-gateway: ## Run the gateway (not built yet)
-	@echo "nexus gateway is not built yet (issue 4)"; exit 1
+run-nexus-gateway: build-nexus ## Run the gateway (PORT, ENABLE_GRAPHQL, ENABLE_WEBSOCKET, ENABLE_CORS, DB_*, ETCD_*)
+	$(NEXUS) gateway
 
-run-nexus-pipeline: ## Run etcd, PostgreSQL, collector, gateway and streamer (not built yet)
-	@echo "the distributed pipeline needs the collector and gateway, not built yet (issues 3, 4)"; exit 1
+run-nexus-pipeline: build-nexus ## Run etcd, PostgreSQL, collector, gateway and streamer locally; Ctrl-C stops all
+	@npx tsx scripts/pipeline.ts
 
 lint: setup-dev ## ESLint, Prettier and dependency-cruiser
 	npx eslint .

@@ -7,7 +7,10 @@ import type { EtcdConnectionOptions } from '../etcd/client.js';
 import { MemoryQueue } from '../queue/memory/memory-queue.js';
 import type { QueueOptions } from '../queue/options.js';
 import type { Queue } from '../queue/types.js';
+import { EtcdFeed } from '../registry/etcd/etcd-feed.js';
 import { EtcdRegistry } from '../registry/etcd/etcd-registry.js';
+import type { LiveFeed } from '../registry/feed.js';
+import { MemoryFeed } from '../registry/memory/memory-feed.js';
 import { MemoryRegistry } from '../registry/memory/memory-registry.js';
 import type { FleetRegistry } from '../registry/types.js';
 import { PostgresDatabase, type PostgresConnection } from '../store/postgres/database.js';
@@ -98,18 +101,51 @@ export function createStore(
 
 /** The fleet registry: in etcd next to the queue, or in memory with the memory queue. */
 export function createRegistry(config: Config, queue: Queue, logger: Logger): FleetRegistry {
-  if (queue instanceof EtcdQueue) {
-    return new EtcdRegistry({
-      client: queue.etcd,
-      prefix: config.registryPrefix,
-      flushIntervalMs: config.liveInterval,
-      maxLivePerFlush: config.liveMaxPerFlush,
-      leaseTtlMs: config.leaseTtl,
-      logger,
-    });
-  }
+  if (queue instanceof EtcdQueue) return etcdRegistry(config, queue.etcd, logger);
   return new MemoryRegistry({
     flushIntervalMs: config.liveInterval,
     maxLivePerFlush: config.liveMaxPerFlush,
+  });
+}
+
+/** The commit feed: on etcd next to the queue, or in process with the memory queue. */
+export function createFeed(
+  config: Config,
+  queue: Queue,
+  logger: Logger,
+  instance: string,
+): LiveFeed {
+  if (queue instanceof EtcdQueue) return etcdFeed(config, queue.etcd, logger, instance);
+  return new MemoryFeed();
+}
+
+export function etcdFeed(
+  config: Config,
+  client: EtcdQueue['etcd'],
+  logger: Logger,
+  instance: string,
+): LiveFeed {
+  return new EtcdFeed({
+    client,
+    prefix: config.registryPrefix,
+    instance,
+    ttlMs: 60_000,
+    leaseTtlMs: config.leaseTtl,
+    logger,
+  });
+}
+
+export function etcdRegistry(
+  config: Config,
+  client: EtcdQueue['etcd'],
+  logger: Logger,
+): FleetRegistry {
+  return new EtcdRegistry({
+    client,
+    prefix: config.registryPrefix,
+    flushIntervalMs: config.liveInterval,
+    maxLivePerFlush: config.liveMaxPerFlush,
+    leaseTtlMs: config.leaseTtl,
+    logger,
   });
 }

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { SETTINGS, loadConfig, redactConfig, type SettingSpec } from '../core/config.js';
 import { isNexusError, describeError } from '../core/errors.js';
 import { collectorCommand } from './commands/collector.js';
+import { gatewayCommand } from './commands/gateway.js';
 import { generateCommand } from './commands/generate.js';
 import { migrateCommand } from './commands/migrate.js';
 import { dlqCommand, queueCommand } from './commands/queue.js';
@@ -14,7 +15,7 @@ function configCommand(): Command {
   const cmd = new Command('config')
     .description('Print the effective configuration (secrets masked), or every setting with --list')
     .option('--list', 'list every setting: variable, flag, default, help');
-  addSettings(cmd, ['common', 'queue', 'streamer', 'database', 'collector']);
+  addSettings(cmd, ['common', 'queue', 'streamer', 'database', 'collector', 'gateway']);
   cmd.action((o: { list?: boolean }) => {
     if (o.list === true) {
       for (const spec of Object.values(SETTINGS) as SettingSpec[]) {
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
     .exitOverride();
   program.addCommand(streamerCommand());
   program.addCommand(collectorCommand());
+  program.addCommand(gatewayCommand());
   program.addCommand(migrateCommand());
   program.addCommand(generateCommand());
   program.addCommand(queueCommand());

@@ -4,6 +4,7 @@ import { sleep } from '../core/lifecycle.js';
 import type { Logger } from '../core/logger.js';
 import type { TelemetryRecord } from '../core/record.js';
 import type { Consumer, Delivery, Queue, RejectedRecord } from '../queue/types.js';
+import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry } from '../registry/types.js';
 import type { TelemetryStore } from '../store/types.js';
 import { writeIsolating } from './isolate.js';
@@ -13,6 +14,8 @@ export interface CollectorOptions {
   readonly store: TelemetryStore;
   /** Fleet registry and live values (ENABLE_NEXUS); optional. */
   readonly registry?: FleetRegistry;
+  /** The commit feed to the gateways' live subscribers; optional. */
+  readonly feed?: LiveFeed;
   readonly clusterId: string;
   /** Batches in flight at once (WORKERS). */
   readonly workers: number;
@@ -32,6 +35,8 @@ export interface CollectorOptions {
 export interface CommittedBatch {
   readonly deliveries: readonly Delivery[];
   readonly records: readonly TelemetryRecord[];
+  /** The records stored for the first time by this batch. */
+  readonly fresh: readonly TelemetryRecord[];
   readonly inserted: number;
   readonly duplicates: number;
   readonly rejected: number;
@@ -251,6 +256,16 @@ export class Collector {
       rejectedBy.set(o.delivery, list);
     }
     const clean = deliveries.filter((d) => !rejectedBy.has(d));
+    // Announce what was stored for the first time, right after the commit (the live feed is
+    // best effort: a failure is logged, the data is safe in PostgreSQL).
+    if (this.o.feed !== undefined && result.fresh.length > 0) {
+      this.o.feed.publish(this.o.clusterId, result.fresh).catch((err: unknown) => {
+        this.logger.warn(
+          { err: describeError(err), records: result.fresh.length },
+          'live feed publish failed',
+        );
+      });
+    }
     await this.untilAcked(async () => {
       if (clean.length > 0) {
         const res = await consumer.ack(clean);
@@ -269,6 +284,7 @@ export class Collector {
     this.o.onCommitted?.({
       deliveries,
       records,
+      fresh: result.fresh,
       inserted: result.inserted,
       duplicates: result.duplicates,
       rejected: result.rejected.length,

@@ -1,6 +1,6 @@
 import { isNexusError } from '../core/errors.js';
 import type { TelemetryRecord } from '../core/record.js';
-import type { WriteResult } from '../store/types.js';
+import { freshRecords, type WriteResult } from '../store/types.js';
 
 export interface Rejection {
   /** Position in the records given to writeIsolating. */
@@ -8,7 +8,11 @@ export interface Rejection {
   readonly reason: string;
 }
 
-export interface IsolatedWrite extends WriteResult {
+export interface IsolatedWrite {
+  readonly inserted: number;
+  readonly duplicates: number;
+  /** The records stored for the first time (not the duplicates), for the live feed. */
+  readonly fresh: readonly TelemetryRecord[];
   readonly rejected: readonly Rejection[];
   /** Transactions it took (1 when nothing was refused). */
   readonly transactions: number;
@@ -28,12 +32,15 @@ export async function writeIsolating(
   let duplicates = 0;
   let transactions = 0;
   const rejected: Rejection[] = [];
+  const fresh: TelemetryRecord[] = [];
   const attempt = async (from: number, to: number): Promise<void> => {
     transactions++;
     try {
-      const res = await write(records.slice(from, to));
+      const part = records.slice(from, to);
+      const res = await write(part);
       inserted += res.inserted;
       duplicates += res.duplicates;
+      for (const r of freshRecords(part, res)) fresh.push(r);
     } catch (err) {
       if (!isNexusError(err, 'STORE_REJECTED')) throw err;
       if (to - from === 1) {
@@ -46,5 +53,5 @@ export async function writeIsolating(
     }
   };
   await attempt(0, records.length);
-  return { inserted, duplicates, rejected, transactions };
+  return { inserted, duplicates, fresh, rejected, transactions };
 }

@@ -2,6 +2,8 @@ import { isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { TelemetryRecord } from '../core/record.js';
 import { Dimensions, type ResolvedIds } from './dimensions.js';
+import type { TelemetryReader } from './reader.js';
+import { SqlReader } from './sql-reader.js';
 import { assertCurrent, migrate } from './migrate.js';
 import type {
   Database,
@@ -41,12 +43,15 @@ WITH input AS (
   ON CONFLICT DO NOTHING
   RETURNING time, gpu_id, metric_id, value
 ), rollup AS (
-  INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count)
-  SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*)
+  INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
+  SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
+         max(time), (array_agg(value ORDER BY time DESC))[1]
   FROM ins GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
   ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
     min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
-    sum = r.sum + excluded.sum, count = r.count + excluded.count
+    sum = r.sum + excluded.sum, count = r.count + excluded.count,
+    last_value = CASE WHEN excluded.last_time >= r.last_time THEN excluded.last_value ELSE r.last_value END,
+    last_time = greatest(r.last_time, excluded.last_time)
   RETURNING 1
 ), latest AS (
   INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
@@ -56,8 +61,31 @@ WITH input AS (
     WHERE l.time <= excluded.time
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM rollup)::int AS buckets,
-       (SELECT count(*) FROM latest)::int AS latest`;
+SELECT c.inserted, (SELECT count(*) FROM rollup)::int AS buckets, (SELECT count(*) FROM latest)::int AS latest,
+       -- Which readings were new, only when some were and some were not (a partly redelivered batch).
+       CASE WHEN c.inserted > 0 AND c.inserted < c.given
+            THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh
+FROM (SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given) c`;
+
+interface Written {
+  readonly inserted: number;
+  readonly fresh: string[] | null;
+}
+
+/** Indexes of the records whose `time:gpu:metric` key is in `keys`. */
+function freshIndexes(
+  keys: readonly string[],
+  records: readonly TelemetryRecord[],
+  ids: ResolvedIds,
+): number[] {
+  const set = new Set(keys);
+  const out: number[] = [];
+  for (let i = 0; i < records.length; i++) {
+    if (set.has(`${records[i]?.timestamp ?? 0}:${ids.gpu[i] ?? 0}:${ids.metric[i] ?? 0}`))
+      out.push(i);
+  }
+  return out;
+}
 
 const FROM_ARRAYS = UPSERT_FROM(
   `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value
@@ -73,12 +101,14 @@ const FROM_STAGE = UPSERT_FROM(
  */
 export class SqlStore implements TelemetryStore {
   readonly backend: 'postgres' | 'pglite';
+  readonly reader: TelemetryReader;
   private readonly dims = new Dimensions();
   private readonly partitions = new Set<number>();
   private readonly writeMethod: WriteMethod;
 
   constructor(private readonly o: SqlStoreOptions) {
     this.backend = o.db.backend;
+    this.reader = new SqlReader(o.db);
     this.writeMethod = o.writeMethod === 'copy' && o.db.copyInto !== undefined ? 'copy' : 'unnest';
   }
 
@@ -97,10 +127,14 @@ export class SqlStore implements TelemetryStore {
     for (let attempt = 1; ; attempt++) {
       await this.ensurePartitions(records);
       try {
-        const inserted = await this.o.db.transaction((tx) =>
+        const res = await this.o.db.transaction((tx) =>
           this.writeMethod === 'copy' ? this.copy(tx, records, ids) : this.unnest(tx, records, ids),
         );
-        return { inserted, duplicates: records.length - inserted };
+        return {
+          inserted: res.inserted,
+          duplicates: records.length - res.inserted,
+          ...(res.fresh === null ? {} : { fresh: freshIndexes(res.fresh, records, ids) }),
+        };
       } catch (err) {
         // "no partition of relation found for row": another process's retention dropped a
         // partition this one had cached (or it is brand new elsewhere). Look again, once.
@@ -122,7 +156,7 @@ export class SqlStore implements TelemetryStore {
     tx: SqlClient,
     records: readonly TelemetryRecord[],
     ids: ResolvedIds,
-  ): Promise<number> {
+  ): Promise<Written> {
     const n = records.length;
     const t = new Array<number>(n);
     const v = new Array<number>(n);
@@ -131,20 +165,20 @@ export class SqlStore implements TelemetryStore {
       t[i] = r?.timestamp ?? 0;
       v[i] = r?.value ?? 0;
     }
-    const res = await tx.query<{ inserted: number }>(FROM_ARRAYS, [
+    const res = await tx.query<Written>(FROM_ARRAYS, [
       t,
       Array.from(ids.gpu),
       Array.from(ids.metric),
       v,
     ]);
-    return res.rows[0]?.inserted ?? 0;
+    return res.rows[0] ?? { inserted: 0, fresh: null };
   }
 
   private async copy(
     tx: SqlClient,
     records: readonly TelemetryRecord[],
     ids: ResolvedIds,
-  ): Promise<number> {
+  ): Promise<Written> {
     if (this.o.db.copyInto === undefined) return this.unnest(tx, records, ids);
     await tx.query(
       'CREATE TEMP TABLE IF NOT EXISTS nexus_stage (t bigint, g integer, m smallint, v float8) ON COMMIT DELETE ROWS',
@@ -156,8 +190,8 @@ export class SqlStore implements TelemetryStore {
         `${r?.timestamp ?? 0}\t${ids.gpu[i] ?? 0}\t${ids.metric[i] ?? 0}\t${r?.value ?? 0}\n`;
     }
     await this.o.db.copyInto(tx, 'nexus_stage', ['t', 'g', 'm', 'v'], lines);
-    const res = await tx.query<{ inserted: number }>(FROM_STAGE);
-    return res.rows[0]?.inserted ?? 0;
+    const res = await tx.query<Written>(FROM_STAGE);
+    return res.rows[0] ?? { inserted: 0, fresh: null };
   }
 
   /** Makes sure the partitions for these readings exist (cached: one query per new day). */

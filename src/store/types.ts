@@ -1,4 +1,5 @@
 import type { TelemetryRecord } from '../core/record.js';
+import type { TelemetryReader } from './reader.js';
 
 /** Result rows of a query. */
 export interface QueryResult<R> {
@@ -39,6 +40,18 @@ export interface WriteResult {
   readonly inserted: number;
   /** Rows already stored (a redelivered batch). */
   readonly duplicates: number;
+  /**
+   * When only some records were new: the indexes of those. Absent when all or none were (then
+   * `inserted` says which).
+   */
+  readonly fresh?: readonly number[];
+}
+
+/** The records a write stored for the first time. */
+export function freshRecords<T>(records: readonly T[], result: WriteResult): readonly T[] {
+  if (result.inserted === 0) return [];
+  if (result.fresh === undefined) return records;
+  return result.fresh.map((i) => records[i]).filter((r): r is T => r !== undefined);
 }
 
 export type WriteMethod = 'copy' | 'unnest';
@@ -54,6 +67,8 @@ export interface MigrationResult {
  */
 export interface TelemetryStore {
   readonly backend: 'postgres' | 'pglite';
+  /** The read side, for the gateway. */
+  readonly reader: TelemetryReader;
   /** Applies pending migrations under an advisory lock (many processes may call it at once). */
   migrate(): Promise<MigrationResult>;
   /**

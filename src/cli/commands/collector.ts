@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { describeError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { Collector } from '../../collector/collector.js';
-import { createQueue, createRegistry, createStore } from '../backends.js';
+import { createFeed, createQueue, createRegistry, createStore } from '../backends.js';
 import { startOpsServer } from '../ops-server.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
@@ -21,10 +21,12 @@ export function collectorCommand(): Command {
     const queue = createQueue(config, logger, instance);
     const store = createStore(config, logger, instance);
     const registry = config.enableNexus ? createRegistry(config, queue, logger) : undefined;
+    const feed = config.enableNexus ? createFeed(config, queue, logger, instance) : undefined;
     const collector = new Collector({
       queue,
       store,
       ...(registry === undefined ? {} : { registry }),
+      ...(feed === undefined ? {} : { feed }),
       clusterId: config.clusterId,
       workers: config.workers,
       batchMessages: config.collectBatch,
@@ -57,6 +59,7 @@ export function collectorCommand(): Command {
         );
     }
     await collector.done;
+    await feed?.close();
     await registry?.close();
     await store.close();
     await queue.close();

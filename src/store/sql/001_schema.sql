@@ -74,15 +74,18 @@ CREATE TABLE samples_latest (
   PRIMARY KEY (gpu_id, metric_id)
 );
 
--- 1-minute rollup: min, max, sum and count per GPU, metric and minute (avg = sum / count).
+-- 1-minute rollup: min, max, sum, count and last reading per GPU, metric and minute
+-- (avg = sum / count).
 CREATE TABLE samples_1m (
-  bucket     timestamptz NOT NULL,
-  gpu_id     integer NOT NULL,
-  metric_id  smallint NOT NULL,
-  min        double precision NOT NULL,
-  max        double precision NOT NULL,
-  sum        double precision NOT NULL,
-  count      integer NOT NULL,
+  bucket      timestamptz NOT NULL,
+  gpu_id      integer NOT NULL,
+  metric_id   smallint NOT NULL,
+  min         double precision NOT NULL,
+  max         double precision NOT NULL,
+  sum         double precision NOT NULL,
+  count       integer NOT NULL,
+  last_time   timestamptz NOT NULL,
+  last_value  double precision NOT NULL,
   PRIMARY KEY (gpu_id, metric_id, bucket)
 ) PARTITION BY RANGE (bucket);
 -- Fleet-wide rollup queries ("every GPU's 1-minute average of a metric over a day").

@@ -1,0 +1,93 @@
+import { Command } from 'commander';
+import { hostname } from 'node:os';
+import { describeError } from '../../core/errors.js';
+import { createLogger } from '../../core/logger.js';
+import { createEtcdClient } from '../../etcd/client.js';
+import { buildGateway } from '../../gateway/app.js';
+import type { HealthCheck } from '../../gateway/routes/health.js';
+import { createStore, etcdConnection, etcdFeed, etcdRegistry } from '../backends.js';
+import { addSettings, configFrom } from '../settings.js';
+import { onShutdown } from '../signals.js';
+import { VERSION } from '../version.js';
+
+export function gatewayCommand(): Command {
+  const cmd = new Command('gateway').description(
+    'Serve the REST, GraphQL and WebSocket APIs (PostgreSQL for history, etcd for live data)',
+  );
+  addSettings(cmd, ['common', 'queue', 'database', 'collector', 'gateway']);
+  cmd.action(async () => {
+    const config = configFrom(cmd);
+    const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
+    const instance = `gateway-${hostname()}-${process.pid}`;
+    const store = createStore(config, logger, instance);
+    const etcd = config.enableNexus ? createEtcdClient(etcdConnection(config)) : undefined;
+    const feed = etcd === undefined ? undefined : etcdFeed(config, etcd, logger, instance);
+    const registry = etcd === undefined ? undefined : etcdRegistry(config, etcd, logger);
+    const checks: HealthCheck[] = [{ name: 'postgres', check: () => store.ping() }];
+    if (etcd !== undefined) {
+      checks.push({
+        name: 'etcd',
+        check: async () => {
+          await etcd.get('health-probe').string();
+        },
+      });
+    }
+    const gateway = await buildGateway({
+      reader: store.reader,
+      ...(registry === undefined ? {} : { registry }),
+      ...(feed === undefined ? {} : { feed }),
+      checks,
+      logger,
+      version: VERSION,
+      graphql: config.enableGraphql,
+      websocket: config.enableWebsocket,
+      cors: { enabled: config.enableCors, origins: config.corsOrigins },
+      maxPoints: config.maxPoints,
+      socket: {
+        maxBufferedBytes: config.wsMaxBuffer,
+        heartbeatMs: config.wsHeartbeat,
+        maxSubscriptions: 32,
+        slowClientMs: config.wsSlowClient,
+      },
+      bodyLimit: 1024 * 1024,
+    });
+    onShutdown(logger, async () => {
+      // Not ready first, so that load balancers stop sending; then close connections.
+      gateway.drain();
+      await new Promise((r) => setTimeout(r, Math.min(2000, config.pollTimeout)));
+      await gateway.app.close();
+      await feed?.close();
+      await registry?.close();
+      etcd?.close();
+      await store.close();
+    });
+    const address = await gateway.app.listen({ port: config.port, host: config.host });
+    logger.info(
+      { address },
+      `gateway listening on ${address} (REST /api/v1, OpenAPI /openapi.json, Swagger UI /swagger/index.html, GraphQL /graphql, WebSocket /ws)`,
+    );
+    if (feed !== undefined && (config.enableWebsocket || config.enableGraphql)) {
+      await feed
+        .announceListener(instance)
+        .catch((err: unknown) =>
+          logger.warn({ err: describeError(err) }, 'could not announce the live listener yet'),
+        );
+    }
+    if (registry !== undefined) {
+      await registry
+        .register({
+          id: instance,
+          role: 'gateway',
+          hostname: hostname(),
+          pid: process.pid,
+          cluster_id: config.clusterId,
+          started_at: Date.now(),
+          version: VERSION,
+        })
+        .catch((err: unknown) =>
+          logger.warn({ err: describeError(err) }, 'could not register in etcd yet'),
+        );
+    }
+  });
+  return cmd;
+}

@@ -1,0 +1,71 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { isNexusError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+
+const STATUS: Record<string, number> = {
+  BAD_REQUEST: 400,
+  NOT_FOUND: 404,
+  CONFIG_INVALID: 400,
+  STORE_UNAVAILABLE: 503,
+  QUEUE_UNAVAILABLE: 503,
+  QUEUE_CLOSED: 503,
+  SHUTTING_DOWN: 503,
+};
+
+/**
+ * Every error leaves as JSON `{ error, code, statusCode }`: a bad parameter is a 400 that says
+ * which and why, an unknown id a 404, a dependency down a 503. A 500 means a bug, and is logged.
+ */
+export function installErrorHandling(app: FastifyInstance, logger: Logger): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err.validation !== undefined) {
+      const where = err.validationContext ?? 'request';
+      const first = err.validation[0];
+      const path = first?.instancePath.replace(/^\//, '').replace(/\//g, '.') ?? '';
+      const param =
+        path !== ''
+          ? path
+          : ((
+              first?.params as { missingProperty?: string; additionalProperty?: string } | undefined
+            )?.missingProperty ??
+            (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty ??
+            '');
+      const message =
+        first?.keyword === 'additionalProperties'
+          ? `unknown ${where} parameter "${param}"`
+          : `${where}${param === '' ? '' : ` parameter "${param}"`} ${first?.message ?? 'is invalid'}`;
+      return reply.status(400).send({ error: message, code: 'BAD_REQUEST', statusCode: 400 });
+    }
+    if (isNexusError(err)) {
+      const status = STATUS[err.code] ?? 500;
+      if (status >= 500)
+        req.log.warn(
+          { err: err.message, code: err.code },
+          'request failed: dependency unavailable',
+        );
+      return reply.status(status).send({
+        error: status === 500 ? 'internal error' : err.message,
+        code: err.code,
+        statusCode: status,
+      });
+    }
+    const status =
+      typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500
+        ? err.statusCode
+        : 500;
+    if (status === 500) {
+      logger.error({ err, url: req.url, reqId: req.id }, 'internal error');
+      return reply.status(500).send({ error: 'internal error', code: 'INTERNAL', statusCode: 500 });
+    }
+    return reply
+      .status(status)
+      .send({ error: err.message, code: err.code || 'BAD_REQUEST', statusCode: status });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({
+      error: `no route ${req.method} ${req.url.split('?')[0] ?? ''}`,
+      code: 'NOT_FOUND',
+      statusCode: 404,
+    }),
+  );
+}

@@ -1,0 +1,310 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { IResolvers } from 'mercurius';
+import { NexusError } from '../../core/errors.js';
+import type {
+  Aggregate,
+  ClusterStats,
+  GpuDetail,
+  LatestValue,
+  TelemetryReader,
+} from '../../store/reader.js';
+import type { LiveHub } from '../live/hub.js';
+import { encodeCursor, iso } from '../params.js';
+import { clusterOut, gpuOut, hostOut } from '../routes/fleet.js';
+import { readingOut, seriesOut } from '../routes/shapes.js';
+import {
+  ALL_TIME,
+  cursorOf,
+  defaultStepMs,
+  limitOf,
+  rangeOf,
+  selectionOf,
+  stepOf,
+  type FilterArgs,
+  type PageArgs,
+  type SeriesArgs,
+} from './args.js';
+import {
+  batchStream,
+  readingStream,
+  type ConnectionSlots,
+  type ReadingNode,
+  type UnitBook,
+} from './live.js';
+import { scopeOf, type RequestScope } from './scope.js';
+
+export interface ResolverDeps {
+  readonly reader: TelemetryReader;
+  readonly hub: LiveHub | undefined;
+  /** Largest number of points a series may return (as the REST API). */
+  readonly maxPoints: number;
+  readonly units: UnitBook;
+  readonly log: FastifyBaseLogger;
+}
+
+type ClusterNode = ReturnType<typeof clusterOut>;
+type HostNode = ReturnType<typeof hostOut>;
+/** A GPU; `detail` when it was looked up alone (labels, workloads and latest come with it). */
+type GpuNode = ReturnType<typeof gpuOut> & { readonly detail?: GpuDetail };
+
+const notFound = (message: string): NexusError => new NexusError('NOT_FOUND', message);
+const bad = (message: string): NexusError => new NexusError('BAD_REQUEST', message);
+
+function gpuIndexOf(n: number): number {
+  if (n < 0 || n > 32767) throw bad(`gpu_id: ${n} is not a GPU index (0, 1, ...)`);
+  return n;
+}
+
+function statsOut(s: ClusterStats) {
+  return {
+    ...s,
+    first_timestamp: iso(s.first_timestamp),
+    last_timestamp: iso(s.last_timestamp),
+    samples_per_metric: [...s.samples_per_metric],
+  };
+}
+
+const gpuNode = (d: GpuDetail): GpuNode => ({ ...gpuOut(d), detail: d });
+
+/** The connection's subscription counter, set by the plugin's subscription context. */
+function slotsOf(ctx: object): ConnectionSlots | undefined {
+  const v: unknown = Reflect.get(ctx, 'nexusLive');
+  return typeof v === 'object' && v !== null && 'active' in v && typeof v.active === 'number'
+    ? (v as ConnectionSlots)
+    : undefined;
+}
+
+/** Checks metric names against the catalogue, with the reader's message. */
+async function checkMetrics(scope: RequestScope, names: readonly string[]): Promise<void> {
+  const known = new Set((await scope.metrics()).map((m) => m.name));
+  for (const n of names) {
+    if (!known.has(n) && !known.has(`DCGM_FI_DEV_${n}`)) {
+      throw bad(
+        `unknown metric "${n}"; known metrics: ${[...known].sort().join(', ') || 'none yet'}`,
+      );
+    }
+  }
+}
+
+export function createResolvers(deps: ResolverDeps): IResolvers {
+  const { reader, maxPoints } = deps;
+  const scope = (ctx: object): RequestScope => scopeOf(ctx, reader);
+  const live = { hub: deps.hub, units: deps.units, log: deps.log };
+
+  const gpuDetail = async (g: GpuNode, ctx: object): Promise<GpuDetail | undefined> =>
+    g.detail ?? (await scope(ctx).gpu(g.cluster_id, g.host_id, g.gpu_id));
+
+  return {
+    Query: {
+      clusters: async (_p: unknown, _a: unknown, ctx: object) => {
+        const now = Date.now();
+        return (await scope(ctx).clusters()).map((c) => clusterOut(c, now));
+      },
+      cluster: async (_p: unknown, a: { cluster_id: string }, ctx: object) => {
+        const c = await scope(ctx).cluster(a.cluster_id);
+        return c === undefined ? null : clusterOut(c);
+      },
+      hosts: async (_p: unknown, a: { cluster_id: string }, ctx: object) => {
+        if ((await scope(ctx).cluster(a.cluster_id)) === undefined)
+          throw notFound(`cluster "${a.cluster_id}" not found`);
+        return (await scope(ctx).hosts(a.cluster_id)).map(hostOut);
+      },
+      host: async (_p: unknown, a: { cluster_id: string; host_id: string }, ctx: object) => {
+        const h = await scope(ctx).host(a.cluster_id, a.host_id);
+        return h === undefined ? null : hostOut(h);
+      },
+      gpus: async (
+        _p: unknown,
+        a: { cluster_id: string; host_id?: string | null },
+        ctx: object,
+      ) => {
+        const s = scope(ctx);
+        if (a.host_id === undefined || a.host_id === null) {
+          if ((await s.cluster(a.cluster_id)) === undefined)
+            throw notFound(`cluster "${a.cluster_id}" not found`);
+          return (await s.gpus(a.cluster_id)).map(gpuOut);
+        }
+        if ((await s.host(a.cluster_id, a.host_id)) === undefined) {
+          throw notFound(`host "${a.host_id}" not found in cluster "${a.cluster_id}"`);
+        }
+        return (await s.gpusOf(a.cluster_id, a.host_id)).map(gpuOut);
+      },
+      gpu: async (
+        _p: unknown,
+        a: { cluster_id: string; host_id: string; gpu_id: number },
+        ctx: object,
+      ) => {
+        const d = await scope(ctx).gpu(a.cluster_id, a.host_id, gpuIndexOf(a.gpu_id));
+        return d === undefined ? null : gpuNode(d);
+      },
+      metrics: (_p: unknown, _a: unknown, ctx: object) => scope(ctx).metrics(),
+      clusterStats: async (_p: unknown, a: { cluster_id: string }) => {
+        const s = await reader.clusterStats(a.cluster_id);
+        if (s === undefined) throw notFound(`cluster "${a.cluster_id}" not found`);
+        return statsOut(s);
+      },
+      telemetry: async (_p: unknown, a: PageArgs) => {
+        const after = cursorOf(a.cursor);
+        const page = await reader.telemetry({
+          ...selectionOf(a),
+          ...rangeOf(a, ALL_TIME, Date.now()),
+          limit: limitOf(a.limit, 100),
+          ...(after === undefined ? {} : { after }),
+        });
+        return page.readings.map(readingOut);
+      },
+      telemetryPage: async (_p: unknown, a: PageArgs) => {
+        const after = cursorOf(a.cursor);
+        const page = await reader.telemetry({
+          ...selectionOf(a),
+          ...rangeOf(a, ALL_TIME, Date.now()),
+          limit: limitOf(a.limit, 1000),
+          ...(after === undefined ? {} : { after }),
+        });
+        return {
+          readings: page.readings.map(readingOut),
+          count: page.readings.length,
+          next_cursor: page.next === undefined ? null : encodeCursor(page.next),
+        };
+      },
+      series: async (_p: unknown, a: SeriesArgs & { from: string; step: string }) => {
+        const now = Date.now();
+        const sel = selectionOf(a);
+        const { from, to } = rangeOf(a, { from: () => now, to: now }, now);
+        const stepMs = stepOf(a.step);
+        const agg: Aggregate = a.agg ?? 'avg';
+        const res = await reader.series({ ...sel, from, to, stepMs, agg, maxPoints });
+        return {
+          series: res.series.map(seriesOut),
+          step: a.step,
+          agg,
+          from: iso(from),
+          to: iso(to),
+          source: res.source,
+        };
+      },
+      latest: async (_p: unknown, a: FilterArgs) =>
+        (await reader.latest(selectionOf(a))).map(readingOut),
+    },
+
+    Cluster: {
+      host_count: (c: ClusterNode) => c.hosts,
+      gpu_count: (c: ClusterNode) => c.gpus,
+      hosts: async (c: ClusterNode, _a: unknown, ctx: object) =>
+        (await scope(ctx).hosts(c.cluster_id)).map(hostOut),
+      host: async (c: ClusterNode, a: { host_id: string }, ctx: object) => {
+        const h = await scope(ctx).host(c.cluster_id, a.host_id);
+        return h === undefined ? null : hostOut(h);
+      },
+      stats: async (c: ClusterNode) => {
+        const s = await reader.clusterStats(c.cluster_id);
+        if (s === undefined) throw notFound(`cluster "${c.cluster_id}" not found`);
+        return statsOut(s);
+      },
+    },
+
+    Host: {
+      gpu_count: (h: HostNode) => h.gpus,
+      cluster: async (h: HostNode, _a: unknown, ctx: object) => {
+        const c = await scope(ctx).cluster(h.cluster_id);
+        if (c === undefined) throw notFound(`cluster "${h.cluster_id}" not found`);
+        return clusterOut(c);
+      },
+      gpus: async (h: HostNode, _a: unknown, ctx: object) =>
+        (await scope(ctx).gpusOf(h.cluster_id, h.host_id)).map(gpuOut),
+      gpu: async (h: HostNode, a: { gpu_id: number }, ctx: object) => {
+        const d = await scope(ctx).gpu(h.cluster_id, h.host_id, gpuIndexOf(a.gpu_id));
+        return d === undefined ? null : gpuNode(d);
+      },
+    },
+
+    Gpu: {
+      host: async (g: GpuNode, _a: unknown, ctx: object) => {
+        const h = await scope(ctx).host(g.cluster_id, g.host_id);
+        if (h === undefined)
+          throw notFound(`host "${g.host_id}" not found in cluster "${g.cluster_id}"`);
+        return hostOut(h);
+      },
+      labels: async (g: GpuNode, _a: unknown, ctx: object) => ({
+        ...(await gpuDetail(g, ctx))?.labels,
+      }),
+      workloads: async (g: GpuNode, _a: unknown, ctx: object) =>
+        ((await gpuDetail(g, ctx))?.workloads ?? []).map((w) => ({
+          ...w,
+          first_seen: iso(w.first_seen),
+          last_seen: iso(w.last_seen),
+        })),
+      latest: async (g: GpuNode, a: { metric?: readonly string[] | null }, ctx: object) => {
+        const names = a.metric ?? undefined;
+        if (names !== undefined) await checkMetrics(scope(ctx), names);
+        const values: readonly LatestValue[] =
+          g.detail?.latest ?? (await scope(ctx).latest(g.cluster_id, g.host_id, g.gpu_id));
+        return values
+          .filter(
+            (l) =>
+              names === undefined ||
+              names.includes(l.metric) ||
+              names.includes(l.metric.replace(/^DCGM_FI_DEV_/, '')),
+          )
+          .map(readingOut);
+      },
+      series: async (
+        g: GpuNode,
+        a: {
+          metric: string;
+          from?: string | null;
+          to?: string | null;
+          step?: string | null;
+          agg?: Aggregate | null;
+        },
+        ctx: object,
+      ) => {
+        const now = Date.now();
+        const { from, to } = rangeOf(a, { from: (end) => end - 3_600_000, to: now }, now);
+        const stepMs =
+          a.step === undefined || a.step === null ? defaultStepMs(from, to) : stepOf(a.step);
+        const res = await reader.series({
+          cluster: g.cluster_id,
+          hosts: [g.host_id],
+          gpus: [g.gpu_id],
+          metrics: [a.metric],
+          from,
+          to,
+          stepMs,
+          agg: a.agg ?? 'avg',
+          maxPoints,
+        });
+        const first = res.series[0];
+        if (first !== undefined) return seriesOut(first);
+        const m = (await scope(ctx).metrics()).find(
+          (x) => x.name === a.metric || x.name === `DCGM_FI_DEV_${a.metric}`,
+        );
+        return {
+          cluster_id: g.cluster_id,
+          host_id: g.host_id,
+          gpu_id: g.gpu_id,
+          uuid: g.uuid,
+          metric: m?.name ?? a.metric,
+          unit: m?.unit ?? '',
+          points: [],
+        };
+      },
+    },
+
+    Telemetry: {
+      data: (r: ReadingNode): ReadingNode => ({ ...r }),
+    },
+
+    Subscription: {
+      telemetry: {
+        subscribe: (_p: unknown, a: FilterArgs, ctx: object) =>
+          readingStream(live, a, slotsOf(ctx)),
+        resolve: (payload: unknown) => payload,
+      },
+      telemetryBatch: {
+        subscribe: (_p: unknown, a: FilterArgs, ctx: object) => batchStream(live, a, slotsOf(ctx)),
+        resolve: (payload: unknown) => payload,
+      },
+    },
+  };
+}

@@ -1,0 +1,307 @@
+import { buildSchema, type GraphQLSchema } from 'graphql';
+import { attachScalars } from './scalars.js';
+
+/**
+ * The GraphQL API in SDL: the source of truth for the gateway's schema and for
+ * docs/schema.graphql (scripts/export-graphql-schema.ts writes it; a unit test keeps the two equal).
+ * The resolvers are in resolvers.ts.
+ */
+
+const FILTERS = `
+    "Cluster (default: every cluster). An unknown cluster is an error (NOT_FOUND, HTTP 404)."
+    cluster_id: String
+    "Hostnames (default: every host)."
+    host_id: [String!]
+    "GPU indexes on their hosts (default: every GPU)."
+    gpu_id: [Int!]
+    "GPU uuids, GPU-... (default: every GPU)."
+    uuid: [String!]
+    "Metric names, DCGM_FI_DEV_GPU_TEMP or GPU_TEMP (default: every metric). An unknown metric is an error (HTTP 400)."
+    metric: [String!]`;
+
+const LIVE_FILTERS = `
+    "Cluster (default: every cluster)."
+    cluster_id: String
+    "Hostnames (default: every host)."
+    host_id: [String!]
+    "GPU indexes on their hosts (default: every GPU)."
+    gpu_id: [Int!]
+    "GPU uuids (default: every GPU)."
+    uuid: [String!]
+    "Metric names, DCGM_FI_DEV_GPU_TEMP or GPU_TEMP (default: every metric); checked for form only, as a metric may appear live before it is stored."
+    metric: [String!]`;
+
+const RANGE = `
+    "Start, inclusive: RFC 3339 (2025-07-18T20:42:34Z), epoch milliseconds, now, or relative to now (-15m, now-1h, -7d)."
+    from: String
+    "End, exclusive: same forms."
+    to: String`;
+
+export const SDL = `
+"""
+An instant: an RFC 3339 string, sent in UTC with milliseconds (2025-07-18T20:42:34.000Z).
+"""
+scalar DateTime @specifiedBy(url: "https://www.rfc-editor.org/rfc/rfc3339")
+
+"Any JSON value."
+scalar JSON
+
+"active: a reading in the last 5 minutes; idle: older data only; empty: no data."
+enum ClusterStatus {
+  active
+  idle
+  empty
+}
+
+"How the readings of a step become one point."
+enum Aggregate {
+  avg
+  min
+  max
+  last
+}
+
+"rollup_1m when the step is a whole number of minutes (buckets then align to minutes), raw otherwise."
+enum SeriesSource {
+  rollup_1m
+  raw
+}
+
+"""
+Nexus GPU telemetry: the fleet (clusters, hosts, GPUs), stored readings, downsampled series,
+latest values. Field names are those of the REST API (/api/v1). Live data: the subscriptions, over
+WebSocket at /graphql (graphql-ws protocol).
+
+Errors come back as GraphQL errors with extensions.code and an HTTP status: a bad argument (a time
+that is not a time, an unknown metric, a malformed cursor, a limit out of range), a malformed,
+too deep (over 8 levels), too costly (estimated cost over 50,000) or too long (over 20,000
+characters) query is a 400; a list under an unknown cluster or host (hosts, gpus, clusterStats,
+telemetry with cluster_id) a 404; the store unavailable a 503. A lookup of one object (cluster,
+host, gpu, Cluster.host, Host.gpu) answers null, with 200, when nothing has that id.
+"""
+type Query {
+  "Every cluster, by name."
+  clusters: [Cluster!]!
+  "One cluster; null when no cluster has this id."
+  cluster(cluster_id: String!): Cluster
+  "The hosts of a cluster, by hostname. An unknown cluster is an error (404)."
+  hosts(cluster_id: String!): [Host!]!
+  "One host; null when the cluster has no such host."
+  host(cluster_id: String!, host_id: String!): Host
+  "The GPUs of a cluster, or of one of its hosts, by host and index. An unknown cluster or host is an error (404)."
+  gpus(cluster_id: String!, host_id: String): [Gpu!]!
+  "One GPU; null when the host has no GPU with this index."
+  gpu(cluster_id: String!, host_id: String!, gpu_id: Int!): Gpu
+  "The metric catalogue."
+  metrics: [Metric!]!
+  "Statistics of a cluster. An unknown cluster is an error (404)."
+  clusterStats(cluster_id: String!): ClusterStats!
+  """
+  Stored readings ordered by GPU, metric and time: the first \`limit\` (1 to 10,000) after \`cursor\`.
+  For page after page use telemetryPage, which gives next_cursor.
+  """
+  telemetry(${FILTERS}${RANGE}
+    limit: Int = 100
+    "next_cursor of a telemetryPage."
+    cursor: String
+  ): [Telemetry!]!
+  "Stored readings page by page, as GET /api/v1/telemetry: pass next_cursor as cursor for the next page."
+  telemetryPage(${FILTERS}${RANGE}
+    limit: Int = 1000
+    "next_cursor of the previous page."
+    cursor: String
+  ): TelemetryPage!
+  "Downsampled series, one per GPU and metric, as GET /api/v1/telemetry with step."
+  series(${FILTERS}
+    "Start, inclusive: RFC 3339, epoch milliseconds, now, or relative (-15m)."
+    from: String!
+    "End, exclusive (default now)."
+    to: String
+    "Step, e.g. 10s, 1m, 5m, 1h (at least 1s)."
+    step: String!
+    agg: Aggregate = avg
+  ): SeriesResult!
+  "The latest reading of each GPU and metric."
+  latest(${FILTERS}
+  ): [Telemetry!]!
+}
+
+type Subscription {
+  "Each reading matching the filter, as collectors commit it: one event per reading."
+  telemetry(${LIVE_FILTERS}
+  ): Telemetry!
+  "Each committed batch's readings matching the filter: one event per batch."
+  telemetryBatch(${LIVE_FILTERS}
+  ): TelemetryBatch!
+}
+
+"A cluster. host_count and gpu_count are the REST API's hosts and gpus (here hosts is the list)."
+type Cluster {
+  cluster_id: String!
+  cluster_name: String!
+  status: ClusterStatus!
+  host_count: Int!
+  gpu_count: Int!
+  first_seen: DateTime!
+  "Newest reading stored."
+  last_seen: DateTime
+  "Its hosts, by hostname."
+  hosts: [Host!]!
+  "One of its hosts; null when there is none with this name."
+  host(host_id: String!): Host
+  stats: ClusterStats!
+}
+
+"A host. gpu_count is the REST API's gpus (here gpus is the list)."
+type Host {
+  cluster_id: String!
+  "The hostname."
+  host_id: String!
+  hostname: String!
+  gpu_count: Int!
+  first_seen: DateTime!
+  last_seen: DateTime
+  "The cluster it belongs to."
+  cluster: Cluster!
+  "Its GPUs, by index."
+  gpus: [Gpu!]!
+  "One of its GPUs; null when there is none with this index."
+  gpu(gpu_id: Int!): Gpu
+}
+
+type Gpu {
+  cluster_id: String!
+  host_id: String!
+  "Index of the GPU on its host."
+  gpu_id: Int!
+  uuid: String
+  model: String
+  device: String
+  first_seen: DateTime!
+  last_seen: DateTime
+  "The host it sits in."
+  host: Host!
+  "Prometheus labels of its latest reading, name -> value."
+  labels: JSON!
+  "Kubernetes workloads this GPU served, most recent first."
+  workloads: [Workload!]!
+  "The latest reading of each of its metrics (of the named ones only, when metric is given)."
+  latest(metric: [String!]): [Telemetry!]!
+  "One metric downsampled, as GET .../gpus/{gpu_id}/metrics: points is empty when there is no reading in the range."
+  series(
+    "Metric name, DCGM_FI_DEV_GPU_TEMP or GPU_TEMP."
+    metric: String!
+    "Start, inclusive (default: an hour before to)."
+    from: String
+    "End, exclusive (default now)."
+    to: String
+    "Step (default: about 600 points over the range, at least 1s)."
+    step: String
+    agg: Aggregate = avg
+  ): Series!
+}
+
+type Workload {
+  namespace: String!
+  pod: String!
+  container: String!
+  first_seen: DateTime!
+  last_seen: DateTime!
+}
+
+type Metric {
+  name: String!
+  unit: String!
+  "gauge or counter."
+  type: String!
+  help: String!
+}
+
+"One reading: one metric of one GPU at one instant."
+type Telemetry {
+  cluster_id: String!
+  host_id: String!
+  gpu_id: Int!
+  uuid: String
+  metric: String!
+  unit: String!
+  timestamp: DateTime!
+  value: Float!
+  "The whole reading as one JSON object (the REST API's reading): cluster_id, host_id, gpu_id, uuid, metric, unit, timestamp, value."
+  data: JSON!
+}
+
+type TelemetryPage {
+  readings: [Telemetry!]!
+  count: Int!
+  "Pass as cursor to get the next page; null on the last page."
+  next_cursor: String
+}
+
+type SeriesPoint {
+  "Start of the step."
+  timestamp: DateTime!
+  value: Float!
+  "Readings in the step."
+  count: Int!
+}
+
+type Series {
+  cluster_id: String!
+  host_id: String!
+  gpu_id: Int!
+  uuid: String
+  metric: String!
+  unit: String!
+  points: [SeriesPoint!]!
+}
+
+type SeriesResult {
+  series: [Series!]!
+  step: String!
+  agg: Aggregate!
+  from: DateTime!
+  to: DateTime!
+  source: SeriesSource!
+}
+
+type MetricStats {
+  metric: String!
+  unit: String!
+  "Readings stored (a Float: GraphQL's Int has 32 bits)."
+  samples: Float!
+}
+
+type ClusterStats {
+  cluster_id: String!
+  "Readings stored (a Float: GraphQL's Int has 32 bits)."
+  samples: Float!
+  hosts: Int!
+  gpus: Int!
+  metrics: Int!
+  first_timestamp: DateTime
+  last_timestamp: DateTime
+  samples_per_metric: [MetricStats!]!
+}
+
+"The readings of one committed batch that match a subscription."
+type TelemetryBatch {
+  cluster_id: String!
+  "When the collector committed them."
+  committed_at: DateTime!
+  readings: [Telemetry!]!
+  count: Int!
+  """
+  Readings this subscription lost since its previous event because it read too slowly (it holds
+  at most 10,000 unsent readings; the oldest go first).
+  """
+  dropped: Int!
+}
+`;
+
+/** The schema with its scalars working; the plugin adds the resolvers. A new object each call. */
+export function buildGraphqlSchema(): GraphQLSchema {
+  const schema = buildSchema(SDL);
+  attachScalars(schema);
+  return schema;
+}

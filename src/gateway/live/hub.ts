@@ -1,0 +1,150 @@
+import type { Logger } from '../../core/logger.js';
+import type { FeedBatch, FeedRecord, LiveFeed } from '../../registry/feed.js';
+
+/** What a live subscriber wants. Absent fields match everything. */
+export interface LiveFilter {
+  readonly cluster_id?: string;
+  readonly host_id?: readonly string[];
+  readonly gpu_id?: readonly number[];
+  readonly uuid?: readonly string[];
+  readonly metric?: readonly string[];
+}
+
+export interface LiveDelivery {
+  readonly cluster_id: string;
+  readonly committed_at: number;
+  readonly records: readonly FeedRecord[];
+}
+
+export interface LiveSubscriber {
+  readonly filter: LiveFilter;
+  /**
+   * Called with the matching records of each committed batch (never with none). `readingsJson`
+   * gives them as the JSON array of API readings, encoded once for all subscribers of the filter.
+   */
+  deliver(batch: LiveDelivery, readingsJson: () => string): void;
+}
+
+/** A feed record as the API shows a reading (docs/api.md). */
+export function apiReading(clusterId: string, r: FeedRecord) {
+  return {
+    cluster_id: clusterId,
+    host_id: r.hostname,
+    gpu_id: r.gpu,
+    uuid: r.uuid ?? null,
+    metric: r.metric,
+    timestamp: new Date(r.timestamp).toISOString(),
+    value: r.value,
+  };
+}
+
+interface Group {
+  readonly filter: LiveFilter;
+  readonly match: (clusterId: string, r: FeedRecord) => boolean;
+  readonly members: Set<LiveSubscriber>;
+}
+
+/** A canonical key: subscribers with equal filters share the matching work and the encoding. */
+export function filterKey(f: LiveFilter): string {
+  const sorted = <T>(xs: readonly T[] | undefined): T[] | null =>
+    xs === undefined ? null : [...xs].sort();
+  return JSON.stringify([
+    f.cluster_id ?? null,
+    sorted(f.host_id),
+    sorted(f.gpu_id),
+    sorted(f.uuid),
+    sorted(f.metric),
+  ]);
+}
+
+function matcher(f: LiveFilter): (clusterId: string, r: FeedRecord) => boolean {
+  const hosts = f.host_id === undefined ? undefined : new Set(f.host_id);
+  const gpus = f.gpu_id === undefined ? undefined : new Set(f.gpu_id);
+  const uuids = f.uuid === undefined ? undefined : new Set(f.uuid);
+  const metrics =
+    f.metric === undefined ? undefined : new Set(f.metric.flatMap((m) => [m, `DCGM_FI_DEV_${m}`]));
+  return (clusterId, r) =>
+    (f.cluster_id === undefined || f.cluster_id === clusterId) &&
+    (hosts === undefined || hosts.has(r.hostname)) &&
+    (gpus === undefined || gpus.has(r.gpu)) &&
+    (uuids === undefined || (r.uuid !== undefined && uuids.has(r.uuid))) &&
+    (metrics === undefined || metrics.has(r.metric));
+}
+
+/**
+ * Fans the commit feed out to live subscribers (WebSocket and GraphQL). One feed subscription per
+ * gateway; subscribers with the same filter form a group, matched and encoded once per batch.
+ */
+export class LiveHub {
+  private readonly groups = new Map<string, Group>();
+  private unsubscribe: (() => Promise<void>) | undefined;
+  private starting: Promise<void> | undefined;
+  batches = 0;
+  records = 0;
+
+  constructor(
+    private readonly feed: LiveFeed,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Subscribes to the feed (idempotent). */
+  start(): Promise<void> {
+    this.starting ??= this.feed
+      .subscribe('*', (b) => this.dispatch(b))
+      .then((stop) => {
+        this.unsubscribe = stop;
+      });
+    return this.starting;
+  }
+
+  get subscribers(): number {
+    let n = 0;
+    for (const g of this.groups.values()) n += g.members.size;
+    return n;
+  }
+
+  add(sub: LiveSubscriber): () => void {
+    const key = filterKey(sub.filter);
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      g = { filter: sub.filter, match: matcher(sub.filter), members: new Set() };
+      this.groups.set(key, g);
+    }
+    g.members.add(sub);
+    const group = g;
+    return () => {
+      group.members.delete(sub);
+      if (group.members.size === 0) this.groups.delete(key);
+    };
+  }
+
+  private dispatch(batch: FeedBatch): void {
+    this.batches++;
+    this.records += batch.records.length;
+    for (const g of this.groups.values()) {
+      const records = batch.records.filter((r) => g.match(batch.cluster_id, r));
+      if (records.length === 0) continue;
+      const delivery: LiveDelivery = {
+        cluster_id: batch.cluster_id,
+        committed_at: batch.committed_at,
+        records,
+      };
+      let encoded: string | undefined;
+      const encode = (): string =>
+        (encoded ??= JSON.stringify(records.map((r) => apiReading(batch.cluster_id, r))));
+      for (const m of g.members) {
+        try {
+          m.deliver(delivery, encode);
+        } catch (err) {
+          this.logger.warn({ err }, 'live subscriber failed');
+        }
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.starting?.catch(() => undefined);
+    await this.unsubscribe?.();
+    this.groups.clear();
+  }
+}

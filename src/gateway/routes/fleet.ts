@@ -1,0 +1,297 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { NexusError } from '../../core/errors.js';
+import type {
+  ClusterSummary,
+  GpuSummary,
+  HostSummary,
+  Series,
+  TelemetryReader,
+} from '../../store/reader.js';
+import { gpuIndex, iso, list, parseInstant } from '../params.js';
+import {
+  ClusterList,
+  ClusterParams,
+  ClusterRef,
+  ClusterStats,
+  ErrorRef,
+  GpuDetail,
+  GpuList,
+  GpuMetrics,
+  GpuMetricsQuery,
+  GpuParams,
+  HostDetail,
+  HostList,
+  HostParams,
+  MetricCatalogue,
+} from '../schemas.js';
+import { parseStep, readingOut, seriesOut } from './shapes.js';
+
+const ACTIVE_MS = 5 * 60_000;
+
+export function clusterOut(c: ClusterSummary, now = Date.now()) {
+  return {
+    cluster_id: c.cluster_id,
+    cluster_name: c.cluster_id,
+    status:
+      c.last_seen === undefined
+        ? ('empty' as const)
+        : now - c.last_seen < ACTIVE_MS
+          ? ('active' as const)
+          : ('idle' as const),
+    hosts: c.hosts,
+    gpus: c.gpus,
+    first_seen: iso(c.first_seen) ?? '',
+    last_seen: iso(c.last_seen),
+  };
+}
+
+export function hostOut(h: HostSummary) {
+  return {
+    cluster_id: h.cluster_id,
+    host_id: h.hostname,
+    hostname: h.hostname,
+    gpus: h.gpus,
+    first_seen: iso(h.first_seen) ?? '',
+    last_seen: iso(h.last_seen),
+  };
+}
+
+export function gpuOut(g: GpuSummary) {
+  return {
+    cluster_id: g.cluster_id,
+    host_id: g.hostname,
+    gpu_id: g.gpu_id,
+    uuid: g.uuid ?? null,
+    model: g.model ?? null,
+    device: g.device ?? null,
+    first_seen: iso(g.first_seen) ?? '',
+    last_seen: iso(g.last_seen),
+  };
+}
+
+const notFound = (what: string): NexusError => new NexusError('NOT_FOUND', what);
+const errors = { 400: ErrorRef, 404: ErrorRef, 503: ErrorRef };
+
+/** The cluster -> host -> GPU hierarchy. */
+export const fleetRoutes: FastifyPluginAsyncTypebox<{
+  reader: TelemetryReader;
+  maxPoints: number;
+}> = async (app, { reader, maxPoints }) => {
+  app.get(
+    '/api/v1/clusters',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'List all clusters',
+        response: { 200: ClusterList, 503: ErrorRef },
+      },
+    },
+    async () => {
+      const clusters = (await reader.clusters()).map((c) => clusterOut(c));
+      return { clusters, count: clusters.length };
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'Get cluster details',
+        params: ClusterParams,
+        response: { 200: ClusterRef, ...errors },
+      },
+    },
+    async (req) => {
+      const c = await reader.cluster(req.params.cluster_id);
+      if (c === undefined) throw notFound(`cluster "${req.params.cluster_id}" not found`);
+      return clusterOut(c);
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/stats',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'Get cluster statistics',
+        params: ClusterParams,
+        response: { 200: ClusterStats, ...errors },
+      },
+    },
+    async (req) => {
+      const s = await reader.clusterStats(req.params.cluster_id);
+      if (s === undefined) throw notFound(`cluster "${req.params.cluster_id}" not found`);
+      return {
+        ...s,
+        first_timestamp: iso(s.first_timestamp),
+        last_timestamp: iso(s.last_timestamp),
+        samples_per_metric: [...s.samples_per_metric],
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/hosts',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'List hosts in a cluster',
+        params: ClusterParams,
+        response: { 200: HostList, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id } = req.params;
+      if ((await reader.cluster(cluster_id)) === undefined)
+        throw notFound(`cluster "${cluster_id}" not found`);
+      const hosts = (await reader.hosts(cluster_id)).map(hostOut);
+      return { cluster_id, hosts, count: hosts.length };
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/hosts/:host_id',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'Get host details, with its GPUs',
+        params: HostParams,
+        response: { 200: HostDetail, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id, host_id } = req.params;
+      const h = await reader.host(cluster_id, host_id);
+      if (h === undefined) throw notFound(`host "${host_id}" not found in cluster "${cluster_id}"`);
+      const gpus = (await reader.gpus(cluster_id, host_id)).map(gpuOut);
+      return {
+        cluster_id,
+        host_id,
+        hostname: h.hostname,
+        first_seen: iso(h.first_seen) ?? '',
+        last_seen: iso(h.last_seen),
+        gpus,
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/hosts/:host_id/gpus',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'List GPUs on a host',
+        params: HostParams,
+        response: { 200: GpuList, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id, host_id } = req.params;
+      if ((await reader.host(cluster_id, host_id)) === undefined)
+        throw notFound(`host "${host_id}" not found in cluster "${cluster_id}"`);
+      const gpus = (await reader.gpus(cluster_id, host_id)).map(gpuOut);
+      return { cluster_id, host_id, gpus, count: gpus.length };
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/hosts/:host_id/gpus/:gpu_id',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'Get GPU details: identity, labels, workloads, latest values',
+        params: GpuParams,
+        response: { 200: GpuDetail, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id, host_id } = req.params;
+      const gpuId = gpuIndex(req.params.gpu_id);
+      const g = await reader.gpu(cluster_id, host_id, gpuId);
+      if (g === undefined)
+        throw notFound(`GPU ${gpuId} not found on host "${host_id}" in cluster "${cluster_id}"`);
+      return {
+        ...gpuOut(g),
+        labels: { ...g.labels },
+        workloads: g.workloads.map((w) => ({
+          ...w,
+          first_seen: iso(w.first_seen) ?? '',
+          last_seen: iso(w.last_seen) ?? '',
+        })),
+        latest: g.latest.map(readingOut),
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/hosts/:host_id/gpus/:gpu_id/metrics',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary:
+          "Get a GPU's metrics: the latest value of each, and series when from/to/step are given",
+        params: GpuParams,
+        querystring: GpuMetricsQuery,
+        response: { 200: GpuMetrics, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id, host_id } = req.params;
+      const gpuId = gpuIndex(req.params.gpu_id);
+      const g = await reader.gpu(cluster_id, host_id, gpuId);
+      if (g === undefined)
+        throw notFound(`GPU ${gpuId} not found on host "${host_id}" in cluster "${cluster_id}"`);
+      const metrics = list(req.query.metric);
+      const latest = g.latest.filter(
+        (l) =>
+          metrics === undefined ||
+          metrics.includes(l.metric) ||
+          metrics.includes(l.metric.replace(/^DCGM_FI_DEV_/, '')),
+      );
+      const q = req.query;
+      let series: Series[] | undefined;
+      if (q.from !== undefined || q.to !== undefined || q.step !== undefined) {
+        const now = Date.now();
+        const to = q.to === undefined ? now : parseInstant('to', q.to, now);
+        const from = q.from === undefined ? to - 3_600_000 : parseInstant('from', q.from, now);
+        if (from >= to) throw new NexusError('BAD_REQUEST', 'from must be before to');
+        const stepMs =
+          q.step === undefined
+            ? Math.max(1000, Math.ceil((to - from) / 600 / 1000) * 1000)
+            : parseStep(q.step);
+        const res = await reader.series({
+          cluster: cluster_id,
+          hosts: [host_id],
+          gpus: [gpuId],
+          ...(metrics === undefined ? {} : { metrics }),
+          from,
+          to,
+          stepMs,
+          agg: q.agg ?? 'avg',
+          maxPoints,
+        });
+        series = [...res.series];
+      }
+      return {
+        cluster_id,
+        host_id,
+        gpu_id: gpuId,
+        metrics: latest.map(readingOut),
+        ...(series === undefined ? {} : { series: series.map(seriesOut) }),
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/metrics',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary: 'The metric catalogue: name, unit, type, help',
+        response: { 200: MetricCatalogue, 503: ErrorRef },
+      },
+    },
+    async () => ({ metrics: await reader.metricCatalogue() }),
+  );
+};

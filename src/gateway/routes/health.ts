@@ -1,0 +1,105 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { Health } from '../schemas.js';
+
+export interface HealthCheck {
+  readonly name: string;
+  check(): Promise<void>;
+}
+
+export interface HealthOptions {
+  readonly checks: readonly HealthCheck[];
+  readonly version: string;
+  /** True while shutting down: /readyz turns false before connections close. */
+  readonly draining: () => boolean;
+  readonly checkTimeoutMs: number;
+}
+
+async function run(
+  checks: readonly HealthCheck[],
+  timeoutMs: number,
+): Promise<Record<string, { ok: boolean; detail?: string }>> {
+  const out: Record<string, { ok: boolean; detail?: string }> = {};
+  await Promise.all(
+    checks.map(async (c) => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          c.check(),
+          new Promise((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`no answer within ${timeoutMs} ms`)),
+              timeoutMs,
+            );
+          }),
+        ]);
+        out[c.name] = { ok: true };
+      } catch (err) {
+        out[c.name] = { ok: false, detail: err instanceof Error ? err.message : String(err) };
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return out;
+}
+
+/** /health (details), /healthz (alive), /readyz (ready to serve). */
+export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app, o) => {
+  const started = Date.now();
+  app.get(
+    '/health',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Health: dependencies checked, with details',
+        response: { 200: Health, 503: Health },
+      },
+    },
+    async (_req, reply) => {
+      const checks = await run(o.checks, o.checkTimeoutMs);
+      const ready = !o.draining() && Object.values(checks).every((c) => c.ok);
+      return reply.status(ready ? 200 : 503).send({
+        status: ready ? 'ok' : 'degraded',
+        ready,
+        checks,
+        version: o.version,
+        uptime_s: Math.round((Date.now() - started) / 1000),
+      });
+    },
+  );
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Liveness: the process answers',
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Readiness: dependencies reachable and not draining',
+        response: {
+          200: Type.Object({ ready: Type.Boolean(), reasons: Type.Array(Type.String()) }),
+          503: Type.Object({ ready: Type.Boolean(), reasons: Type.Array(Type.String()) }),
+        },
+      },
+    },
+    async (_req, reply) => {
+      const reasons: string[] = [];
+      if (o.draining()) reasons.push('shutting down');
+      const checks = await run(o.checks, o.checkTimeoutMs);
+      for (const [name, c] of Object.entries(checks))
+        if (!c.ok) reasons.push(`${name}: ${c.detail ?? 'failed'}`);
+      return reply
+        .status(reasons.length === 0 ? 200 : 503)
+        .send({ ready: reasons.length === 0, reasons });
+    },
+  );
+};

@@ -1,0 +1,305 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { WebSocket } from 'ws';
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { TelemetryReader } from '../../store/reader.js';
+import type { LiveFilter, LiveHub } from '../live/hub.js';
+
+export interface SocketLimits {
+  /** A client whose unsent data exceeds this many bytes gets no more telemetry until it drains. */
+  readonly maxBufferedBytes: number;
+  /** Ping and heartbeat period; a client that misses a pong for a period is disconnected. */
+  readonly heartbeatMs: number;
+  readonly maxSubscriptions: number;
+  /** A client that stays too slow this long is disconnected (close code 4008). */
+  readonly slowClientMs: number;
+}
+
+const OneOrMany = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(
+  t: T,
+) => Type.Union([t, Type.Array(t, { minItems: 1, maxItems: 1000 })]);
+
+const FilterSchema = Type.Object(
+  {
+    cluster_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    host_id: Type.Optional(OneOrMany(Type.String({ minLength: 1, maxLength: 253 }))),
+    gpu_id: Type.Optional(OneOrMany(Type.Integer({ minimum: 0, maximum: 32767 }))),
+    uuid: Type.Optional(OneOrMany(Type.String({ minLength: 1, maxLength: 128 }))),
+    metric: Type.Optional(OneOrMany(Type.String({ pattern: '^[A-Za-z0-9_:.]{1,128}$' }))),
+  },
+  { additionalProperties: false },
+);
+
+const SubscribeMessage = Type.Object(
+  {
+    type: Type.Literal('subscribe'),
+    id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    filter: Type.Optional(FilterSchema),
+  },
+  { additionalProperties: false },
+);
+const UnsubscribeMessage = Type.Object(
+  { type: Type.Literal('unsubscribe'), id: Type.String({ minLength: 1, maxLength: 64 }) },
+  { additionalProperties: false },
+);
+const PingMessage = Type.Object({ type: Type.Literal('ping') }, { additionalProperties: false });
+type ClientMessage =
+  Static<typeof SubscribeMessage> | Static<typeof UnsubscribeMessage> | Static<typeof PingMessage>;
+
+const checks = {
+  subscribe: TypeCompiler.Compile(SubscribeMessage),
+  unsubscribe: TypeCompiler.Compile(UnsubscribeMessage),
+  ping: TypeCompiler.Compile(PingMessage),
+};
+const filterCheck = TypeCompiler.Compile(FilterSchema);
+
+/** What a filter field must hold, said plainly (a union's own message says little). */
+const EXPECTED: Record<string, string> = {
+  cluster_id: 'a cluster id (1-128 characters)',
+  host_id: 'a hostname or an array of hostnames',
+  gpu_id: 'a GPU index (an integer 0-32767) or an array of them',
+  uuid: 'a GPU uuid or an array of them',
+  metric: 'a metric name (letters, digits, _ : .) or an array of them',
+};
+
+const arr = <T>(v: T | T[] | undefined): T[] | undefined =>
+  v === undefined ? undefined : Array.isArray(v) ? v : [v];
+
+function toFilter(f: Static<typeof FilterSchema>): LiveFilter {
+  const hosts = arr(f.host_id);
+  const gpus = arr(f.gpu_id);
+  const uuids = arr(f.uuid);
+  const metrics = arr(f.metric);
+  return {
+    ...(f.cluster_id === undefined ? {} : { cluster_id: f.cluster_id }),
+    ...(hosts === undefined ? {} : { host_id: hosts }),
+    ...(gpus === undefined ? {} : { gpu_id: gpus }),
+    ...(uuids === undefined ? {} : { uuid: uuids }),
+    ...(metrics === undefined ? {} : { metric: metrics }),
+  };
+}
+
+/** Explains the first problem of an invalid client message or filter, in words. */
+function problem(
+  check: { Errors(value: unknown): { First(): { path: string; message: string } | undefined } },
+  value: unknown,
+): string {
+  const first = check.Errors(value).First();
+  if (first === undefined) return 'invalid';
+  const parts = first.path.replace(/^\//, '').split('/').filter(Boolean);
+  const field = parts.find((p) => p in EXPECTED);
+  if (field !== undefined) return `filter.${field} must be ${EXPECTED[field] ?? 'valid'}`;
+  if (first.message === 'Unexpected property') {
+    return `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric)`;
+  }
+  return `${parts.length === 0 ? 'message' : parts.join('.')}: ${first.message}`;
+}
+
+/** The filter of the connection's default subscription, from the URL's query string. */
+function queryFilter(q: Record<string, string | undefined>): {
+  filter?: Static<typeof FilterSchema>;
+  error?: string;
+} {
+  const split = (v: string | undefined): string[] | undefined =>
+    v === undefined
+      ? undefined
+      : v
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
+  const raw: Record<string, unknown> = {};
+  if (q.cluster_id !== undefined) raw.cluster_id = q.cluster_id;
+  if (q.host_id !== undefined) raw.host_id = split(q.host_id);
+  if (q.gpu_id !== undefined)
+    raw.gpu_id = split(q.gpu_id)?.map((x) => (/^\d+$/.test(x) ? Number(x) : x));
+  if (q.uuid !== undefined) raw.uuid = split(q.uuid);
+  if (q.metric !== undefined) raw.metric = split(q.metric);
+  for (const k of Object.keys(q)) {
+    if (!['cluster_id', 'host_id', 'gpu_id', 'uuid', 'metric', 'subscribe'].includes(k))
+      return { error: `unknown query parameter "${k}"` };
+  }
+  if (!filterCheck.Check(raw)) return { error: problem(filterCheck, raw) };
+  return { filter: raw };
+}
+
+interface Subscription {
+  readonly remove: () => void;
+  dropped: number;
+}
+
+/**
+ * The live WebSocket (docs/api.md, "WebSocket /ws"). A connection subscribes with filters and
+ * receives each committed batch's matching readings as one message. Memory per client is bounded:
+ * when the client reads slower than telemetry arrives and its unsent data passes
+ * `maxBufferedBytes`, further telemetry for it is dropped and counted (it is told with a `dropped`
+ * message once it catches up); a client that stays too slow for `slowClientMs` is disconnected.
+ */
+export const liveSocketRoutes: FastifyPluginAsync<{
+  hub: LiveHub | undefined;
+  limits: SocketLimits;
+  reader: TelemetryReader;
+}> = async (app, { hub, limits }) => {
+  let clients = 0;
+  let dropped = 0;
+  app.decorate('liveSocketStats', () => ({ clients, dropped }));
+
+  app.get('/ws', { websocket: true, schema: { hide: true } }, (socket: WebSocket, req) => {
+    clients++;
+    const subs = new Map<string, Subscription>();
+    let alive = true;
+    let slowSince: number | undefined;
+    let closed = false;
+    const send = (obj: unknown): void => {
+      if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(obj));
+    };
+    const error = (message: string, id?: string): void =>
+      send({
+        type: 'error',
+        ...(id === undefined ? {} : { id }),
+        error: message,
+        code: 'BAD_REQUEST',
+      });
+
+    /** Reports drops once the client has caught up; disconnects one that never does. */
+    const checkSlow = (now: number): boolean => {
+      if (socket.bufferedAmount > limits.maxBufferedBytes) {
+        slowSince ??= now;
+        if (now - slowSince > limits.slowClientMs) {
+          socket.close(
+            4008,
+            `too slow: more than ${limits.maxBufferedBytes} bytes unread for ${limits.slowClientMs} ms`,
+          );
+        }
+        return true;
+      }
+      if (slowSince !== undefined) {
+        slowSince = undefined;
+        for (const [id, s] of subs) {
+          if (s.dropped > 0) {
+            send({
+              type: 'dropped',
+              id,
+              count: s.dropped,
+              reason: 'slow client: readings were dropped while its buffer was full',
+            });
+            s.dropped = 0;
+          }
+        }
+      }
+      return false;
+    };
+
+    const subscribe = (id: string, filter: Static<typeof FilterSchema>): void => {
+      if (hub === undefined)
+        return error(
+          'live data is not available: this gateway has no commit feed (ENABLE_NEXUS)',
+          id,
+        );
+      if (subs.has(id))
+        return error(
+          `subscription "${id}" already exists; unsubscribe first or use another id`,
+          id,
+        );
+      if (subs.size >= limits.maxSubscriptions)
+        return error(`at most ${limits.maxSubscriptions} subscriptions per connection`, id);
+      const live = toFilter(filter);
+      const sub: Subscription = { dropped: 0, remove: () => undefined };
+      const remove = hub.add({
+        filter: live,
+        deliver: (batch, readingsJson) => {
+          if (closed) return;
+          const n = batch.records.length;
+          if (checkSlow(Date.now())) {
+            sub.dropped += n;
+            dropped += n;
+            return;
+          }
+          socket.send(
+            `{"type":"telemetry","id":${JSON.stringify(id)},"cluster_id":${JSON.stringify(batch.cluster_id)},"committed_at":"${new Date(batch.committed_at).toISOString()}","count":${n},"readings":${readingsJson()}}`,
+          );
+        },
+      });
+      subs.set(id, {
+        ...sub,
+        remove,
+        get dropped() {
+          return sub.dropped;
+        },
+        set dropped(v: number) {
+          sub.dropped = v;
+        },
+      });
+      send({ type: 'subscribed', id, filter: live });
+    };
+
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) return error('binary messages are not supported; send JSON text');
+      let msg: unknown;
+      try {
+        msg = JSON.parse(data.toString('utf8'));
+      } catch {
+        return error('message is not JSON');
+      }
+      const type: unknown =
+        typeof msg === 'object' && msg !== null && 'type' in msg ? msg.type : undefined;
+      if (type === undefined)
+        return error('message needs a "type": subscribe, unsubscribe or ping');
+      if (type !== 'subscribe' && type !== 'unsubscribe' && type !== 'ping') {
+        return error(`unknown message type ${JSON.stringify(type)} (subscribe, unsubscribe, ping)`);
+      }
+      const check = checks[type];
+      if (!check.Check(msg)) return error(problem(check, msg));
+      const m: ClientMessage = msg;
+      switch (m.type) {
+        case 'subscribe':
+          return subscribe(m.id ?? `s${subs.size + 1}`, m.filter ?? {});
+        case 'unsubscribe': {
+          const s = subs.get(m.id);
+          if (s === undefined) return error(`no subscription "${m.id}"`, m.id);
+          s.remove();
+          subs.delete(m.id);
+          return send({ type: 'unsubscribed', id: m.id });
+        }
+        case 'ping':
+          return send({ type: 'pong', ts: new Date().toISOString() });
+      }
+    });
+
+    const heartbeat = setInterval(() => {
+      if (!alive) {
+        socket.terminate();
+        return;
+      }
+      alive = false;
+      socket.ping();
+      checkSlow(Date.now());
+      if (socket.bufferedAmount < limits.maxBufferedBytes)
+        send({ type: 'heartbeat', ts: new Date().toISOString() });
+    }, limits.heartbeatMs);
+    heartbeat.unref();
+    socket.on('pong', () => {
+      alive = true;
+    });
+    socket.on('close', () => {
+      closed = true;
+      clients--;
+      clearInterval(heartbeat);
+      for (const s of subs.values()) s.remove();
+      subs.clear();
+    });
+
+    send({
+      type: 'welcome',
+      protocol: 'nexus-live/1',
+      heartbeat_ms: limits.heartbeatMs,
+      max_buffered_bytes: limits.maxBufferedBytes,
+      max_subscriptions: limits.maxSubscriptions,
+    });
+    const q = req.query as Record<string, string | undefined>;
+    if (q.subscribe !== 'none') {
+      const parsed = queryFilter(q);
+      if (parsed.error !== undefined) error(parsed.error, 'default');
+      else subscribe('default', parsed.filter ?? {});
+    }
+  });
+};

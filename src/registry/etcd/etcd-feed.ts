@@ -1,0 +1,164 @@
+import type { Etcd3, Watcher } from 'etcd3';
+import { describeError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { TelemetryRecord } from '../../core/record.js';
+import { toQueueError } from '../../etcd/client.js';
+import { Kv, putOp } from '../../etcd/kv.js';
+import { Session } from '../../etcd/session.js';
+import {
+  decodeFeed,
+  encodeFeed,
+  type FeedBatch,
+  type LiveFeed,
+  type WireFeedBatch,
+} from '../feed.js';
+
+export interface EtcdFeedOptions {
+  readonly client: Etcd3;
+  /** REGISTRY_PREFIX. */
+  readonly prefix: string;
+  /** Names this process's feed keys. */
+  readonly instance: string;
+  /** How long a feed event stays in etcd (watchers that fall behind can catch up within it). */
+  readonly ttlMs: number;
+  readonly leaseTtlMs: number;
+  readonly logger: Logger;
+}
+
+/** Largest feed value; a bigger batch is split (etcd's request limit is 1.5 MiB). */
+const MAX_RECORDS_PER_EVENT = 8000;
+
+/**
+ * The commit feed on etcd:
+ *
+ *   {prefix}/feed/{cluster}/{instance}.{seq}     a committed batch (compact JSON), on a short lease
+ *   {prefix}/listeners/{id}                      a gateway that pushes live data, on its session
+ *
+ * Collectors publish only while at least one listener is registered, so a fleet without gateways
+ * does not pay for the feed. Gateways watch the feed prefix: etcd delivers events in commit order,
+ * once each.
+ */
+export class EtcdFeed implements LiveFeed {
+  private readonly kv: Kv;
+  private readonly p: string;
+  private seq = 0;
+  private listeners = 0;
+  private listenerWatch: Watcher | undefined;
+  private watching: Promise<void> | undefined;
+  private lease: { id: string; grantedAt: number } | undefined;
+  private session: Session | undefined;
+  private readonly watchers = new Set<Watcher>();
+
+  constructor(private readonly o: EtcdFeedOptions) {
+    this.kv = new Kv(o.client);
+    this.p = o.prefix.replace(/\/+$/, '');
+  }
+
+  /** Keeps an up-to-date count of listeners (range, then watch). */
+  private trackListeners(): Promise<void> {
+    this.watching ??= (async () => {
+      const prefix = `${this.p}/listeners/`;
+      const watcher = await this.o.client.watch().prefix(prefix).create();
+      this.listenerWatch = watcher;
+      const recount = async (): Promise<void> => {
+        this.listeners = await this.kv.count(prefix);
+      };
+      watcher.on('put', () => void recount().catch(() => undefined));
+      watcher.on('delete', () => void recount().catch(() => undefined));
+      watcher.on('connected', () => void recount().catch(() => undefined));
+      await recount();
+    })().catch((err: unknown) => {
+      this.watching = undefined;
+      throw err;
+    });
+    return this.watching;
+  }
+
+  private async leaseId(): Promise<string> {
+    const now = Date.now();
+    if (this.lease !== undefined && now - this.lease.grantedAt < this.o.ttlMs / 2)
+      return this.lease.id;
+    try {
+      const res = await this.o.client.leaseClient.leaseGrant({
+        TTL: Math.max(2, Math.ceil(this.o.ttlMs / 1000)),
+        ID: 0,
+      });
+      this.lease = { id: res.ID, grantedAt: now };
+      return res.ID;
+    } catch (err) {
+      throw toQueueError(err, 'feed lease');
+    }
+  }
+
+  async publish(clusterId: string, records: readonly TelemetryRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.trackListeners();
+    if (this.listeners === 0) return;
+    const lease = await this.leaseId();
+    const at = Date.now();
+    for (let i = 0; i < records.length; i += MAX_RECORDS_PER_EVENT) {
+      const wire = encodeFeed(clusterId, records.slice(i, i + MAX_RECORDS_PER_EVENT), at);
+      this.seq++;
+      await this.kv.txn(
+        [],
+        [
+          putOp(
+            `${this.p}/feed/${clusterId}/${this.o.instance}.${this.seq}`,
+            JSON.stringify(wire),
+            lease,
+          ),
+        ],
+        [],
+        'feed',
+      );
+    }
+  }
+
+  async subscribe(
+    clusterId: string,
+    onBatch: (batch: FeedBatch) => void,
+  ): Promise<() => Promise<void>> {
+    const prefix = clusterId === '*' ? `${this.p}/feed/` : `${this.p}/feed/${clusterId}/`;
+    const watcher = await this.o.client.watch().prefix(prefix).create();
+    this.watchers.add(watcher);
+    watcher.on('put', (kv) => {
+      try {
+        onBatch(decodeFeed(JSON.parse(kv.value.toString()) as WireFeedBatch));
+      } catch (err) {
+        this.o.logger.warn({ err: describeError(err) }, 'undecodable feed event skipped');
+      }
+    });
+    watcher.on('error', (err) =>
+      this.o.logger.warn({ err: describeError(err) }, 'feed watch error'),
+    );
+    return async () => {
+      this.watchers.delete(watcher);
+      await watcher.cancel();
+    };
+  }
+
+  async announceListener(id: string): Promise<void> {
+    this.session ??= new Session(
+      this.o.client,
+      Math.max(1, Math.round(this.o.leaseTtlMs / 1000)),
+      this.o.logger,
+      () => {
+        void this.announceListener(id).catch(() => undefined);
+      },
+    );
+    const lease = await this.session.id();
+    await this.kv.txn(
+      [],
+      [putOp(`${this.p}/listeners/${id}`, JSON.stringify({ id, at: Date.now() }), lease)],
+      [],
+      'announce listener',
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.watchers].map((w) => w.cancel().catch(() => undefined)));
+    this.watchers.clear();
+    await this.listenerWatch?.cancel().catch(() => undefined);
+    await this.session?.close(true);
+  }
+}

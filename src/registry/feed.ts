@@ -1,0 +1,102 @@
+import type { TelemetryRecord } from '../core/record.js';
+
+/** A reading as the live feed carries it. */
+export interface FeedRecord {
+  readonly hostname: string;
+  readonly gpu: number;
+  readonly uuid?: string;
+  readonly metric: string;
+  readonly timestamp: number;
+  readonly value: number;
+}
+
+/** Readings of one cluster that one collector has just committed. */
+export interface FeedBatch {
+  readonly cluster_id: string;
+  /** When the collector committed them (epoch ms). */
+  readonly committed_at: number;
+  readonly records: readonly FeedRecord[];
+}
+
+/**
+ * The commit feed (docs/api.md, "Live data"): collectors announce every reading they store for the
+ * first time, right after the commit; gateways listen and push to their WebSocket and GraphQL
+ * subscribers. A reading is announced once: a redelivered batch announces only what it stored.
+ */
+export interface LiveFeed {
+  publish(clusterId: string, records: readonly TelemetryRecord[]): Promise<void>;
+  /** Calls back with every batch of the cluster (or of all clusters, '*') from now on. */
+  subscribe(clusterId: string, onBatch: (batch: FeedBatch) => void): Promise<() => Promise<void>>;
+  /** Says that this process listens (so collectors publish); until close(). */
+  announceListener(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Compact wire form of a feed batch: hosts, uuids and metrics once each, then one small array per
+ * reading: [host, gpu, uuid, metric, timestamp - t0, value] (uuid -1 when absent).
+ */
+export interface WireFeedBatch {
+  readonly v: 1;
+  readonly c: string;
+  readonly at: number;
+  readonly t0: number;
+  readonly h: string[];
+  readonly u: string[];
+  readonly m: string[];
+  readonly r: [number, number, number, number, number, number][];
+}
+
+export function encodeFeed(
+  clusterId: string,
+  records: readonly TelemetryRecord[],
+  at: number,
+): WireFeedBatch {
+  const hosts = new Map<string, number>();
+  const uuids = new Map<string, number>();
+  const metrics = new Map<string, number>();
+  const index = (m: Map<string, number>, k: string): number => {
+    let i = m.get(k);
+    if (i === undefined) m.set(k, (i = m.size));
+    return i;
+  };
+  let t0 = Number.POSITIVE_INFINITY;
+  for (const r of records) if (r.timestamp < t0) t0 = r.timestamp;
+  if (!Number.isFinite(t0)) t0 = 0;
+  const rows = records.map((r): [number, number, number, number, number, number] => [
+    index(hosts, r.hostname),
+    r.gpu,
+    r.uuid === undefined ? -1 : index(uuids, r.uuid),
+    index(metrics, r.metric),
+    r.timestamp - t0,
+    r.value,
+  ]);
+  return {
+    v: 1,
+    c: clusterId,
+    at,
+    t0,
+    h: [...hosts.keys()],
+    u: [...uuids.keys()],
+    m: [...metrics.keys()],
+    r: rows,
+  };
+}
+
+export function decodeFeed(w: WireFeedBatch): FeedBatch {
+  return {
+    cluster_id: w.c,
+    committed_at: w.at,
+    records: w.r.map(([h, gpu, u, m, dt, value]) => {
+      const uuid = u >= 0 ? w.u[u] : undefined;
+      return {
+        hostname: w.h[h] ?? '',
+        gpu,
+        ...(uuid === undefined ? {} : { uuid }),
+        metric: w.m[m] ?? '',
+        timestamp: w.t0 + dt,
+        value,
+      };
+    }),
+  };
+}

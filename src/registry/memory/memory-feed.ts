@@ -1,0 +1,38 @@
+import { EventEmitter } from 'node:events';
+import type { TelemetryRecord } from '../../core/record.js';
+import { decodeFeed, encodeFeed, type FeedBatch, type LiveFeed } from '../feed.js';
+
+/** The commit feed of the embedded mode, in process. */
+export class MemoryFeed implements LiveFeed {
+  private readonly events = new EventEmitter();
+
+  constructor() {
+    this.events.setMaxListeners(0);
+  }
+
+  async publish(clusterId: string, records: readonly TelemetryRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const batch = decodeFeed(encodeFeed(clusterId, records, Date.now()));
+    this.events.emit(`feed:${clusterId}`, batch);
+    this.events.emit('feed:*', batch);
+  }
+
+  async subscribe(
+    clusterId: string,
+    onBatch: (batch: FeedBatch) => void,
+  ): Promise<() => Promise<void>> {
+    const name = `feed:${clusterId}`;
+    this.events.on(name, onBatch);
+    return async () => {
+      this.events.off(name, onBatch);
+    };
+  }
+
+  async announceListener(): Promise<void> {
+    // In one process every publish is delivered; nothing to announce.
+  }
+
+  async close(): Promise<void> {
+    this.events.removeAllListeners();
+  }
+}

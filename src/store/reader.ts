@@ -1,0 +1,146 @@
+/** The read side of the store, as the gateway needs it. Times are epoch milliseconds. */
+
+export interface ClusterSummary {
+  readonly cluster_id: string;
+  readonly hosts: number;
+  readonly gpus: number;
+  readonly first_seen: number;
+  /** Newest reading stored (exact). */
+  readonly last_seen: number | undefined;
+}
+
+export interface MetricStats {
+  readonly metric: string;
+  readonly unit: string;
+  readonly samples: number;
+}
+
+export interface ClusterStats {
+  readonly cluster_id: string;
+  readonly samples: number;
+  readonly hosts: number;
+  readonly gpus: number;
+  readonly metrics: number;
+  readonly first_timestamp: number | undefined;
+  readonly last_timestamp: number | undefined;
+  readonly samples_per_metric: readonly MetricStats[];
+}
+
+export interface HostSummary {
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpus: number;
+  readonly first_seen: number;
+  readonly last_seen: number | undefined;
+}
+
+export interface GpuSummary {
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly uuid: string | undefined;
+  readonly model: string | undefined;
+  readonly device: string | undefined;
+  readonly first_seen: number;
+  readonly last_seen: number | undefined;
+}
+
+export interface Workload {
+  readonly namespace: string;
+  readonly pod: string;
+  readonly container: string;
+  readonly first_seen: number;
+  readonly last_seen: number;
+}
+
+export interface LatestValue {
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly uuid: string | undefined;
+  readonly metric: string;
+  readonly unit: string;
+  readonly timestamp: number;
+  readonly value: number;
+}
+
+export interface GpuDetail extends GpuSummary {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly workloads: readonly Workload[];
+  readonly latest: readonly LatestValue[];
+}
+
+export interface MetricInfo {
+  readonly name: string;
+  readonly unit: string;
+  readonly type: string;
+  readonly help: string;
+}
+
+/** Which GPUs and metrics a query is about. Absent means all. */
+export interface Selection {
+  readonly cluster?: string;
+  readonly hosts?: readonly string[];
+  /** GPU indexes on their hosts. */
+  readonly gpus?: readonly number[];
+  readonly uuids?: readonly string[];
+  readonly metrics?: readonly string[];
+}
+
+export type Reading = LatestValue;
+
+export interface TelemetryQuery extends Selection {
+  readonly from: number;
+  readonly to: number;
+  readonly limit: number;
+  /** Continue after this position (from a previous page's `next`). */
+  readonly after?: { readonly gpu: number; readonly metric: number; readonly time: number };
+}
+
+export interface TelemetryPage {
+  readonly readings: readonly Reading[];
+  /** Where the next page starts; absent on the last page. */
+  readonly next?: { readonly gpu: number; readonly metric: number; readonly time: number };
+}
+
+export type Aggregate = 'avg' | 'min' | 'max' | 'last';
+
+export interface SeriesQuery extends Selection {
+  readonly from: number;
+  readonly to: number;
+  readonly stepMs: number;
+  readonly agg: Aggregate;
+  /** Refuse before running when more points than this would come back. */
+  readonly maxPoints: number;
+}
+
+export interface Series {
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly uuid: string | undefined;
+  readonly metric: string;
+  readonly unit: string;
+  /** [bucket start (epoch ms), value, readings in the bucket] */
+  readonly points: readonly (readonly [number, number, number])[];
+}
+
+export interface SeriesResult {
+  readonly series: readonly Series[];
+  /** Where the points came from: the 1-minute rollup (step a multiple of a minute) or raw rows. */
+  readonly source: 'rollup_1m' | 'raw';
+}
+
+export interface TelemetryReader {
+  clusters(): Promise<ClusterSummary[]>;
+  cluster(clusterId: string): Promise<ClusterSummary | undefined>;
+  clusterStats(clusterId: string): Promise<ClusterStats | undefined>;
+  hosts(clusterId: string): Promise<HostSummary[]>;
+  host(clusterId: string, hostname: string): Promise<HostSummary | undefined>;
+  gpus(clusterId: string, hostname?: string): Promise<GpuSummary[]>;
+  gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined>;
+  metricCatalogue(): Promise<MetricInfo[]>;
+  telemetry(q: TelemetryQuery): Promise<TelemetryPage>;
+  series(q: SeriesQuery): Promise<SeriesResult>;
+  latest(q: Selection): Promise<LatestValue[]>;
+}

@@ -1,0 +1,459 @@
+import { NexusError } from '../core/errors.js';
+import type {
+  ClusterStats,
+  ClusterSummary,
+  GpuDetail,
+  GpuSummary,
+  HostSummary,
+  LatestValue,
+  MetricInfo,
+  Selection,
+  Series,
+  SeriesQuery,
+  SeriesResult,
+  TelemetryPage,
+  TelemetryQuery,
+  TelemetryReader,
+  Workload,
+} from './reader.js';
+import type { SqlClient } from './types.js';
+
+interface GpuRef {
+  readonly id: number;
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly uuid: string | null;
+}
+
+interface MetricRef {
+  readonly id: number;
+  readonly name: string;
+  readonly unit: string;
+}
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const opt = (v: unknown): number | undefined =>
+  v === null || v === undefined ? undefined : num(v);
+const str = (v: string | null): string | undefined => v ?? undefined;
+
+/** The longest instant PostgreSQL and JavaScript both hold (year 275760). */
+export const END_OF_TIME = 8_640_000_000_000_000;
+/** The earliest instant PostgreSQL holds (4713 BC); -END_OF_TIME is out of its range. */
+const BEGINNING_OF_TIME = -210_866_803_200_000;
+
+/**
+ * The gateway's queries, in SQL shared by PostgreSQL and PGlite. Every query first resolves the
+ * selection (cluster, hosts, GPU indexes or uuids, metrics) to surrogate ids, then reads
+ * `samples`, `samples_1m` or `samples_latest` by their primary keys.
+ */
+export class SqlReader implements TelemetryReader {
+  private metricCache: { at: number; rows: MetricRef[] } | undefined;
+
+  constructor(private readonly db: SqlClient) {}
+
+  async clusters(): Promise<ClusterSummary[]> {
+    const res = await this.db.query<{
+      cluster_id: string;
+      hosts: number;
+      gpus: number;
+      first_seen: string;
+      last_seen: string | null;
+    }>(
+      `SELECT c.name AS cluster_id,
+              (SELECT count(*) FROM hosts h WHERE h.cluster_id = c.id)::int AS hosts,
+              (SELECT count(*) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id)::int AS gpus,
+              nexus_ms(c.first_seen) AS first_seen,
+              (SELECT nexus_ms(max(l.time)) FROM samples_latest l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
+                WHERE h.cluster_id = c.id) AS last_seen
+       FROM clusters c ORDER BY c.name`,
+    );
+    return res.rows.map((r) => ({
+      cluster_id: r.cluster_id,
+      hosts: r.hosts,
+      gpus: r.gpus,
+      first_seen: num(r.first_seen),
+      last_seen: opt(r.last_seen),
+    }));
+  }
+
+  async cluster(clusterId: string): Promise<ClusterSummary | undefined> {
+    return (await this.clusters()).find((c) => c.cluster_id === clusterId);
+  }
+
+  async clusterStats(clusterId: string): Promise<ClusterStats | undefined> {
+    const summary = await this.cluster(clusterId);
+    if (summary === undefined) return undefined;
+    const per = await this.db.query<{
+      metric: string;
+      unit: string;
+      samples: string;
+      first_bucket: string | null;
+    }>(
+      `SELECT m.name AS metric, m.unit, sum(r.count)::bigint AS samples, nexus_ms(min(r.bucket)) AS first_bucket
+       FROM samples_1m r JOIN metrics m ON m.id = r.metric_id
+       WHERE r.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)
+       GROUP BY m.name, m.unit ORDER BY m.name`,
+      [clusterId],
+    );
+    let firstBucket: number | undefined;
+    for (const r of per.rows) {
+      const b = opt(r.first_bucket);
+      if (b !== undefined && (firstBucket === undefined || b < firstBucket)) firstBucket = b;
+    }
+    let first: number | undefined;
+    if (firstBucket !== undefined) {
+      const res = await this.db.query<{ t: string | null }>(
+        `SELECT nexus_ms(min(s.time)) AS t FROM samples s
+         WHERE s.time >= nexus_ts($2) AND s.time < nexus_ts($2) + interval '1 minute'
+           AND s.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)`,
+        [clusterId, firstBucket],
+      );
+      first = opt(res.rows[0]?.t);
+    }
+    const samples = per.rows.reduce((n, r) => n + num(r.samples), 0);
+    return {
+      cluster_id: clusterId,
+      samples,
+      hosts: summary.hosts,
+      gpus: summary.gpus,
+      metrics: per.rows.length,
+      first_timestamp: first,
+      last_timestamp: summary.last_seen,
+      samples_per_metric: per.rows.map((r) => ({
+        metric: r.metric,
+        unit: r.unit,
+        samples: num(r.samples),
+      })),
+    };
+  }
+
+  async hosts(clusterId: string): Promise<HostSummary[]> {
+    const res = await this.db.query<{
+      hostname: string;
+      gpus: number;
+      first_seen: string;
+      last_seen: string | null;
+    }>(
+      `SELECT h.hostname, count(g.id)::int AS gpus, nexus_ms(h.first_seen) AS first_seen,
+              (SELECT nexus_ms(max(l.time)) FROM samples_latest l JOIN gpus g2 ON g2.id = l.gpu_id WHERE g2.host_id = h.id) AS last_seen
+       FROM hosts h JOIN clusters c ON c.id = h.cluster_id LEFT JOIN gpus g ON g.host_id = h.id
+       WHERE c.name = $1 GROUP BY h.id ORDER BY h.hostname`,
+      [clusterId],
+    );
+    return res.rows.map((r) => ({
+      cluster_id: clusterId,
+      hostname: r.hostname,
+      gpus: r.gpus,
+      first_seen: num(r.first_seen),
+      last_seen: opt(r.last_seen),
+    }));
+  }
+
+  async host(clusterId: string, hostname: string): Promise<HostSummary | undefined> {
+    return (await this.hosts(clusterId)).find((h) => h.hostname === hostname);
+  }
+
+  async gpus(clusterId: string, hostname?: string): Promise<GpuSummary[]> {
+    const res = await this.db.query<{
+      hostname: string;
+      gpu_id: number;
+      uuid: string | null;
+      model: string | null;
+      device: string | null;
+      first_seen: string;
+      last_seen: string | null;
+    }>(
+      `SELECT h.hostname, g.gpu_index AS gpu_id, g.uuid, g.model, g.device, nexus_ms(g.first_seen) AS first_seen,
+              (SELECT nexus_ms(max(l.time)) FROM samples_latest l WHERE l.gpu_id = g.id) AS last_seen
+       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2)
+       ORDER BY h.hostname, g.gpu_index`,
+      [clusterId, hostname ?? null],
+    );
+    return res.rows.map((r) => ({
+      cluster_id: clusterId,
+      hostname: r.hostname,
+      gpu_id: r.gpu_id,
+      uuid: str(r.uuid),
+      model: str(r.model),
+      device: str(r.device),
+      first_seen: num(r.first_seen),
+      last_seen: opt(r.last_seen),
+    }));
+  }
+
+  async gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined> {
+    const res = await this.db.query<{
+      id: number;
+      uuid: string | null;
+      model: string | null;
+      device: string | null;
+      labels: Record<string, string>;
+      first_seen: string;
+    }>(
+      `SELECT g.id, g.uuid, g.model, g.device, g.labels, nexus_ms(g.first_seen) AS first_seen
+       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       WHERE c.name = $1 AND h.hostname = $2 AND g.gpu_index = $3`,
+      [clusterId, hostname, gpuId],
+    );
+    const g = res.rows[0];
+    if (g === undefined) return undefined;
+    const [workloads, latest] = await Promise.all([
+      this.db.query<{
+        namespace: string;
+        pod: string;
+        container: string;
+        first_seen: string;
+        last_seen: string;
+      }>(
+        `SELECT namespace, pod, container, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen
+         FROM gpu_workloads WHERE gpu_id = $1 ORDER BY last_seen DESC`,
+        [g.id],
+      ),
+      this.latest({ cluster: clusterId, hosts: [hostname], gpus: [gpuId] }),
+    ]);
+    const last = latest.reduce<number | undefined>(
+      (m, l) => (m === undefined || l.timestamp > m ? l.timestamp : m),
+      undefined,
+    );
+    return {
+      cluster_id: clusterId,
+      hostname,
+      gpu_id: gpuId,
+      uuid: str(g.uuid),
+      model: str(g.model),
+      device: str(g.device),
+      first_seen: num(g.first_seen),
+      last_seen: last,
+      labels: g.labels,
+      workloads: workloads.rows.map((w): Workload => ({
+        ...w,
+        first_seen: num(w.first_seen),
+        last_seen: num(w.last_seen),
+      })),
+      latest,
+    };
+  }
+
+  async metricCatalogue(): Promise<MetricInfo[]> {
+    const res = await this.db.query<MetricInfo>(
+      'SELECT name, unit, type, help FROM metrics ORDER BY name',
+    );
+    return res.rows;
+  }
+
+  /** Metric name -> id, cached for a few seconds (new metrics appear rarely). */
+  private async metricRefs(): Promise<MetricRef[]> {
+    const now = Date.now();
+    if (this.metricCache !== undefined && now - this.metricCache.at < 5000)
+      return this.metricCache.rows;
+    const res = await this.db.query<MetricRef>('SELECT id, name, unit FROM metrics');
+    this.metricCache = { at: now, rows: res.rows };
+    return res.rows;
+  }
+
+  /** Metric ids of a selection; NOT_FOUND-free: an unknown name is a bad request naming the known ones. */
+  private async metricIds(
+    names: readonly string[] | undefined,
+  ): Promise<{ ids: number[] | null; byId: Map<number, MetricRef> }> {
+    let refs = await this.metricRefs();
+    const byName = new Map(refs.map((m) => [m.name, m]));
+    if (
+      names !== undefined &&
+      names.some((n) => !byName.has(n) && !byName.has(`DCGM_FI_DEV_${n}`))
+    ) {
+      this.metricCache = undefined;
+      refs = await this.metricRefs();
+      refs.forEach((m) => byName.set(m.name, m));
+    }
+    const byId = new Map(refs.map((m) => [m.id, m]));
+    if (names === undefined) return { ids: null, byId };
+    const ids: number[] = [];
+    for (const n of names) {
+      const m = byName.get(n) ?? byName.get(`DCGM_FI_DEV_${n}`);
+      if (m === undefined) {
+        throw new NexusError(
+          'BAD_REQUEST',
+          `unknown metric "${n}"; known metrics: ${[...byName.keys()].sort().join(', ') || 'none yet'}`,
+        );
+      }
+      ids.push(m.id);
+    }
+    return { ids, byId };
+  }
+
+  /** The GPUs a selection names. An unknown cluster is NOT_FOUND; filters matching nothing give []. */
+  private async gpuRefs(sel: Selection): Promise<GpuRef[]> {
+    if (sel.cluster !== undefined) {
+      const c = await this.db.query('SELECT 1 FROM clusters WHERE name = $1', [sel.cluster]);
+      if (c.rowCount === 0) throw new NexusError('NOT_FOUND', `cluster "${sel.cluster}" not found`);
+    }
+    const res = await this.db.query<GpuRef>(
+      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid
+       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       WHERE ($1::text IS NULL OR c.name = $1) AND ($2::text[] IS NULL OR h.hostname = ANY($2))
+         AND ($3::int[] IS NULL OR g.gpu_index = ANY($3)) AND ($4::text[] IS NULL OR g.uuid = ANY($4))
+       ORDER BY g.id`,
+      [sel.cluster ?? null, sel.hosts ?? null, sel.gpus ?? null, sel.uuids ?? null],
+    );
+    return res.rows;
+  }
+
+  async latest(q: Selection): Promise<LatestValue[]> {
+    const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
+    if (gpus.length === 0) return [];
+    const byGpu = new Map(gpus.map((g) => [g.id, g]));
+    const res = await this.db.query<{
+      gpu_id: number;
+      metric_id: number;
+      t: string;
+      value: number;
+    }>(
+      `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest
+       WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
+       ORDER BY gpu_id, metric_id`,
+      [gpus.map((g) => g.id), metrics.ids],
+    );
+    return res.rows.flatMap((r) => {
+      const g = byGpu.get(r.gpu_id);
+      const m = metrics.byId.get(r.metric_id);
+      if (g === undefined || m === undefined) return [];
+      return [
+        {
+          cluster_id: g.cluster_id,
+          hostname: g.hostname,
+          gpu_id: g.gpu_id,
+          uuid: str(g.uuid),
+          metric: m.name,
+          unit: m.unit,
+          timestamp: num(r.t),
+          value: r.value,
+        },
+      ];
+    });
+  }
+
+  async telemetry(q: TelemetryQuery): Promise<TelemetryPage> {
+    const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
+    if (gpus.length === 0) return { readings: [] };
+    const byGpu = new Map(gpus.map((g) => [g.id, g]));
+    const after = q.after ?? { gpu: -1, metric: -1, time: BEGINNING_OF_TIME };
+    const res = await this.db.query<{
+      gpu_id: number;
+      metric_id: number;
+      t: string;
+      value: number;
+    }>(
+      `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples
+       WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
+         AND time >= nexus_ts($3) AND time < nexus_ts($4)
+         AND (gpu_id, metric_id, time) > ($5::int, $6::smallint, nexus_ts($7))
+       ORDER BY gpu_id, metric_id, time
+       LIMIT $8`,
+      [
+        gpus.map((g) => g.id),
+        metrics.ids,
+        Math.max(q.from, BEGINNING_OF_TIME),
+        q.to,
+        after.gpu,
+        after.metric,
+        after.time,
+        q.limit + 1,
+      ],
+    );
+    const rows = res.rows.slice(0, q.limit);
+    const readings = rows.flatMap((r) => {
+      const g = byGpu.get(r.gpu_id);
+      const m = metrics.byId.get(r.metric_id);
+      if (g === undefined || m === undefined) return [];
+      return [
+        {
+          cluster_id: g.cluster_id,
+          hostname: g.hostname,
+          gpu_id: g.gpu_id,
+          uuid: str(g.uuid),
+          metric: m.name,
+          unit: m.unit,
+          timestamp: num(r.t),
+          value: r.value,
+        },
+      ];
+    });
+    const last = rows[rows.length - 1];
+    return res.rows.length > q.limit && last !== undefined
+      ? { readings, next: { gpu: last.gpu_id, metric: last.metric_id, time: num(last.t) } }
+      : { readings };
+  }
+
+  async series(q: SeriesQuery): Promise<SeriesResult> {
+    const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
+    const metricCount = metrics.ids?.length ?? metrics.byId.size;
+    const buckets = Math.ceil((q.to - q.from) / q.stepMs);
+    if (gpus.length * metricCount * buckets > q.maxPoints) {
+      throw new NexusError(
+        'BAD_REQUEST',
+        `too many points: ${gpus.length} GPUs x ${metricCount} metrics x ${buckets} steps exceeds ${q.maxPoints}; raise step, narrow the range or filter`,
+      );
+    }
+    if (gpus.length === 0) return { series: [], source: 'raw' };
+    const rollup = q.stepMs % 60_000 === 0;
+    const value = rollup
+      ? {
+          avg: 'sum(sum) / sum(count)',
+          min: 'min(min)',
+          max: 'max(max)',
+          last: '(array_agg(last_value ORDER BY last_time DESC))[1]',
+        }[q.agg]
+      : {
+          avg: 'avg(value)',
+          min: 'min(value)',
+          max: 'max(value)',
+          last: '(array_agg(value ORDER BY time DESC))[1]',
+        }[q.agg];
+    const sql = rollup
+      ? `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS t, ${value} AS v, sum(count)::bigint AS n
+         FROM samples_1m
+         WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
+           AND bucket >= date_bin(interval '1 minute', nexus_ts($3), timestamptz 'epoch') AND bucket < nexus_ts($4)
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
+      : `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', time, timestamptz 'epoch')) AS t, ${value} AS v, count(*)::bigint AS n
+         FROM samples
+         WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
+           AND time >= nexus_ts($3) AND time < nexus_ts($4)
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
+    const res = await this.db.query<{
+      gpu_id: number;
+      metric_id: number;
+      t: string;
+      v: number;
+      n: string;
+    }>(sql, [gpus.map((g) => g.id), metrics.ids, q.from, q.to, q.stepMs]);
+    const byGpu = new Map(gpus.map((g) => [g.id, g]));
+    const out: Series[] = [];
+    let current: { key: string; s: Series & { points: [number, number, number][] } } | undefined;
+    for (const r of res.rows) {
+      const key = `${r.gpu_id}:${r.metric_id}`;
+      if (current?.key !== key) {
+        const g = byGpu.get(r.gpu_id);
+        const m = metrics.byId.get(r.metric_id);
+        if (g === undefined || m === undefined) continue;
+        current = {
+          key,
+          s: {
+            cluster_id: g.cluster_id,
+            hostname: g.hostname,
+            gpu_id: g.gpu_id,
+            uuid: str(g.uuid),
+            metric: m.name,
+            unit: m.unit,
+            points: [],
+          },
+        };
+        out.push(current.s);
+      }
+      current.s.points.push([num(r.t), r.v, num(r.n)]);
+    }
+    return { series: out, source: rollup ? 'rollup_1m' : 'raw' };
+  }
+}

@@ -1,0 +1,71 @@
+import { silentLogger } from '../../src/core/logger.js';
+import type { TelemetryRecord } from '../../src/core/record.js';
+import { buildGateway, type Gateway, type GatewayOptions } from '../../src/gateway/app.js';
+import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
+import type { SqlStore } from '../../src/store/sql-store.js';
+import { sqlStore } from './pipeline.js';
+import { sharedPostgres, uniqueDatabase } from './postgres.js';
+import { sampleRows } from './sample.js';
+
+/** The bundled sample as records, parsed independently of the streamer. */
+export function sampleRecords(): TelemetryRecord[] {
+  return sampleRows().map((r) => ({
+    timestamp: r.timestamp,
+    metric: r.metric,
+    gpu: r.gpu,
+    hostname: r.hostname,
+    value: r.value,
+    device: r.device,
+    uuid: r.uuid,
+    model: r.model,
+    labels: r.labels,
+  }));
+}
+
+export interface TestGateway {
+  readonly gateway: Gateway;
+  readonly store: SqlStore;
+  readonly feed: MemoryFeed;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** A gateway on a fresh database holding the real sample (cluster local-cluster), live feed in memory. */
+export async function sampleGateway(over: Partial<GatewayOptions> = {}): Promise<TestGateway> {
+  const pg = await sharedPostgres();
+  const url = await pg.server.createDatabase(uniqueDatabase('gw'));
+  const store = sqlStore(url);
+  await store.migrate();
+  await store.write('local-cluster', sampleRecords());
+  const feed = new MemoryFeed();
+  const gateway = await buildGateway({
+    reader: store.reader,
+    feed,
+    checks: [{ name: 'postgres', check: () => store.ping() }],
+    logger: silentLogger(),
+    version: '0.0.0-test',
+    graphql: true,
+    websocket: true,
+    cors: { enabled: true, origins: ['*'] },
+    maxPoints: 100_000,
+    socket: {
+      maxBufferedBytes: 1024 * 1024,
+      heartbeatMs: 15_000,
+      maxSubscriptions: 32,
+      slowClientMs: 30_000,
+    },
+    bodyLimit: 1024 * 1024,
+    ...over,
+  });
+  return {
+    gateway,
+    store,
+    feed,
+    url,
+    close: async () => {
+      await gateway.app.close();
+      await feed.close();
+      await store.close();
+    },
+  };
+}
