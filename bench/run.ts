@@ -10,6 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, log, machine, type Section } from './lib.js';
 import { benchCollector } from './collector.js';
+import { benchGateway } from './gateway.js';
 import { benchStreamer, generatedFile } from './streamer.js';
 
 const quick = process.argv.includes('--quick');
@@ -25,6 +26,9 @@ if (only === undefined || only === 'streamer') {
 if (only === undefined || only === 'collector') {
   const file = await generatedFile(quick ? 50 * 2 ** 20 : 200 * 2 ** 20);
   sections.push(await benchCollector({ records: quick ? 100_000 : 400_000, file }));
+}
+if (only === undefined || only === 'gateway') {
+  sections.push(await benchGateway({ clients: quick ? 50 : 100, seconds: quick ? 5 : 10 }));
 }
 
 const path = join(ROOT, 'docs', 'benchmarks.md');

@@ -49,6 +49,8 @@ const BEGINNING_OF_TIME = -210_866_803_200_000;
  */
 export class SqlReader implements TelemetryReader {
   private metricCache: { at: number; rows: MetricRef[] } | undefined;
+  private fleetCache: { at: number; gpus: GpuRef[]; clusters: Set<string> } | undefined;
+  private fleetLoading: Promise<GpuRef[]> | undefined;
 
   constructor(private readonly db: SqlClient) {}
 
@@ -284,20 +286,61 @@ export class SqlReader implements TelemetryReader {
   }
 
   /** The GPUs a selection names. An unknown cluster is NOT_FOUND; filters matching nothing give []. */
+  /**
+   * The fleet's GPUs, kept in memory for a few seconds: resolving a selection costs no query, and a
+   * name not found triggers one refresh (a GPU or cluster that just appeared).
+   */
+  private async fleet(force = false): Promise<GpuRef[]> {
+    const now = Date.now();
+    const age = this.fleetCache === undefined ? Number.POSITIVE_INFINITY : now - this.fleetCache.at;
+    // A forced refresh (a name not found) still waits a second since the last one.
+    if (this.fleetCache !== undefined && age < (force ? 1000 : 5000)) return this.fleetCache.gpus;
+    this.fleetLoading ??= this.db
+      .query<GpuRef>(
+        `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid
+         FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+         ORDER BY g.id`,
+      )
+      .then(async (res) => {
+        const clusters = await this.db.query<{ name: string }>('SELECT name FROM clusters');
+        this.fleetCache = {
+          at: Date.now(),
+          gpus: res.rows,
+          clusters: new Set(clusters.rows.map((r) => r.name)),
+        };
+        return res.rows;
+      })
+      .finally(() => {
+        this.fleetLoading = undefined;
+      });
+    return this.fleetLoading;
+  }
+
+  /** The GPUs a selection names. An unknown cluster is NOT_FOUND; filters matching nothing give []. */
   private async gpuRefs(sel: Selection): Promise<GpuRef[]> {
-    if (sel.cluster !== undefined) {
-      const c = await this.db.query('SELECT 1 FROM clusters WHERE name = $1', [sel.cluster]);
-      if (c.rowCount === 0) throw new NexusError('NOT_FOUND', `cluster "${sel.cluster}" not found`);
+    const pick = (gpus: readonly GpuRef[]): GpuRef[] => {
+      const hosts = sel.hosts === undefined ? undefined : new Set(sel.hosts);
+      const indexes = sel.gpus === undefined ? undefined : new Set(sel.gpus);
+      const uuids = sel.uuids === undefined ? undefined : new Set(sel.uuids);
+      return gpus.filter(
+        (g) =>
+          (sel.cluster === undefined || g.cluster_id === sel.cluster) &&
+          (hosts === undefined || hosts.has(g.hostname)) &&
+          (indexes === undefined || indexes.has(g.gpu_id)) &&
+          (uuids === undefined || (g.uuid !== null && uuids.has(g.uuid))),
+      );
+    };
+    let gpus = await this.fleet();
+    let found = pick(gpus);
+    const clusterKnown = (): boolean =>
+      sel.cluster === undefined || this.fleetCache?.clusters.has(sel.cluster) === true;
+    if (found.length === 0 || !clusterKnown()) {
+      gpus = await this.fleet(true);
+      found = pick(gpus);
     }
-    const res = await this.db.query<GpuRef>(
-      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid
-       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-       WHERE ($1::text IS NULL OR c.name = $1) AND ($2::text[] IS NULL OR h.hostname = ANY($2))
-         AND ($3::int[] IS NULL OR g.gpu_index = ANY($3)) AND ($4::text[] IS NULL OR g.uuid = ANY($4))
-       ORDER BY g.id`,
-      [sel.cluster ?? null, sel.hosts ?? null, sel.gpus ?? null, sel.uuids ?? null],
-    );
-    return res.rows;
+    if (!clusterKnown())
+      throw new NexusError('NOT_FOUND', `cluster "${sel.cluster ?? ''}" not found`);
+    return found;
   }
 
   async latest(q: Selection): Promise<LatestValue[]> {
@@ -310,9 +353,10 @@ export class SqlReader implements TelemetryReader {
       t: string;
       value: number;
     }>(
-      `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest
-       WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
-       ORDER BY gpu_id, metric_id`,
+      `SELECT l.gpu_id, l.metric_id, nexus_ms(l.time) AS t, l.value
+       FROM unnest($1::int[]) AS s(id) JOIN samples_latest l ON l.gpu_id = s.id
+       WHERE ($2::smallint[] IS NULL OR l.metric_id = ANY($2))
+       ORDER BY l.gpu_id, l.metric_id`,
       [gpus.map((g) => g.id), metrics.ids],
     );
     return res.rows.flatMap((r) => {
@@ -413,13 +457,13 @@ export class SqlReader implements TelemetryReader {
         }[q.agg];
     const sql = rollup
       ? `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS t, ${value} AS v, sum(count)::bigint AS n
-         FROM samples_1m
-         WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
+         FROM unnest($1::int[]) AS s(id) JOIN samples_1m ON gpu_id = s.id
+         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2))
            AND bucket >= date_bin(interval '1 minute', nexus_ts($3), timestamptz 'epoch') AND bucket < nexus_ts($4)
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
       : `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', time, timestamptz 'epoch')) AS t, ${value} AS v, count(*)::bigint AS n
-         FROM samples
-         WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
+         FROM unnest($1::int[]) AS s(id) JOIN samples ON gpu_id = s.id
+         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2))
            AND time >= nexus_ts($3) AND time < nexus_ts($4)
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
     const res = await this.db.query<{

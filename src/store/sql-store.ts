@@ -72,17 +72,20 @@ interface Written {
   readonly fresh: string[] | null;
 }
 
-/** Indexes of the records whose `time:gpu:metric` key is in `keys`. */
+/**
+ * Indexes of the records whose `time:gpu:metric` key is in `keys`: the first record of each key
+ * only (a batch may hold the same reading twice; it was stored, and is announced, once).
+ */
 function freshIndexes(
   keys: readonly string[],
   records: readonly TelemetryRecord[],
   ids: ResolvedIds,
 ): number[] {
-  const set = new Set(keys);
+  const pending = new Set(keys);
   const out: number[] = [];
-  for (let i = 0; i < records.length; i++) {
-    if (set.has(`${records[i]?.timestamp ?? 0}:${ids.gpu[i] ?? 0}:${ids.metric[i] ?? 0}`))
-      out.push(i);
+  for (let i = 0; i < records.length && pending.size > 0; i++) {
+    const k = `${records[i]?.timestamp ?? 0}:${ids.gpu[i] ?? 0}:${ids.metric[i] ?? 0}`;
+    if (pending.delete(k)) out.push(i);
   }
   return out;
 }

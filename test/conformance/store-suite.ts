@@ -261,9 +261,11 @@ function writeTests(open: Open): void {
     const { store, sql } = await open(t);
     const a = rec(T0, 41.5);
     const b = rec(T0 + 1, 42.5);
+    // Which records were new: the first of each reading (the live feed announces those).
     assert.deepEqual(await store.write('cluster-1', [a, b, a, a]), {
       inserted: 2,
       duplicates: 2,
+      fresh: [0, 1],
     });
     assert.deepEqual(await storedSamples(sql), expectedSamples([a, b]));
     assert.deepEqual(await storedBuckets(sql), expectedBuckets([a, b]));
@@ -340,7 +342,11 @@ function writeTests(open: Open): void {
     // The same batch again, and a batch mixing old and new readings: only new readings count.
     await store.write('cluster-1', first);
     const second = [rec(minute + 30 * SECOND, 43.25), rec(minute + 59 * SECOND, 39.5)];
-    assert.deepEqual(await store.write('cluster-1', second), { inserted: 1, duplicates: 1 });
+    assert.deepEqual(await store.write('cluster-1', second), {
+      inserted: 1,
+      duplicates: 1,
+      fresh: [1],
+    });
     assert.deepEqual(await storedBuckets(sql), [
       bucket(minute, 39.5, 43.25, 165, 4),
       bucket(minute + MINUTE, 60.125, 60.125, 60.125, 1),

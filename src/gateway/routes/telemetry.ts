@@ -1,5 +1,4 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import { NexusError } from '../../core/errors.js';
 import type { Selection, TelemetryReader } from '../../store/reader.js';
 import { END_OF_TIME } from '../../store/sql-reader.js';
@@ -8,8 +7,7 @@ import {
   ErrorRef,
   LatestQuery,
   LatestResult,
-  ReadingPage,
-  SeriesResult,
+  TelemetryResult,
   TelemetryQuery,
   ref,
 } from '../schemas.js';
@@ -51,7 +49,7 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
           'Without step: readings ordered by GPU, metric and time, `limit` per page, `next_cursor` to continue. With step: one series per GPU and metric, each point the aggregate (agg) of a step; served from the 1-minute rollup when the step is a whole number of minutes.',
         querystring: TelemetryQuery,
         response: {
-          200: Type.Union([ref(ReadingPage), ref(SeriesResult)]),
+          200: ref(TelemetryResult),
           400: ErrorRef,
           404: ErrorRef,
           503: ErrorRef,
