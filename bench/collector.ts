@@ -135,19 +135,24 @@ async function collectorRun(
         stdio: 'ignore',
       }),
     );
-    // Messages are acked only after their rows are committed: an empty queue means all stored.
-    // (Polling the queue depth costs etcd a count; counting rows would scan the table.)
-    while ((await queue.depth()) > 0) await new Promise((r) => setTimeout(r, 100));
-    const seconds = (Date.now() - t0) / 1000;
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    const res = await client.query<{ n: string }>('SELECT count(*) AS n FROM samples');
-    await client.end();
-    if (Number(res.rows[0]?.n) !== records)
-      throw new Error(`stored ${res.rows[0]?.n ?? 0} of ${records} rows`);
-    for (const p of procs) p.kill('SIGTERM');
-    await Promise.all(procs.map((p) => new Promise((r) => p.once('exit', r))));
-    await queue.close();
+    let seconds: number;
+    try {
+      // Messages are acked only after their rows are committed: an empty queue means all stored.
+      // (Polling the queue depth costs etcd a count; counting rows would scan the table.)
+      while ((await queue.depth()) > 0) await new Promise((r) => setTimeout(r, 100));
+      seconds = (Date.now() - t0) / 1000;
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      const res = await client.query<{ n: string }>('SELECT count(*) AS n FROM samples');
+      await client.end();
+      if (Number(res.rows[0]?.n) !== records) {
+        throw new Error(`stored ${res.rows[0]?.n ?? 0} of ${records} rows`);
+      }
+    } finally {
+      for (const p of procs) p.kill('SIGTERM');
+      await Promise.all(procs.map((p) => new Promise((r) => p.once('exit', r))));
+      await queue.close();
+    }
     log(`${collectors} collector(s): ${Math.round(records / seconds)} records/s`);
     return { rate: records / seconds, seconds, records };
   } finally {
