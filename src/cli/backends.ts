@@ -149,3 +149,13 @@ export function etcdRegistry(
     logger,
   });
 }
+
+/** A queue on an existing etcd client (read side: stats for the overview). */
+export function etcdQueueOn(config: Config, client: EtcdQueue['etcd'], logger: Logger): EtcdQueue {
+  return new EtcdQueue({
+    ...queueOptions(config, logger),
+    prefix: config.queuePrefix,
+    client,
+    enableWatch: false,
+  });
+}

@@ -8,6 +8,7 @@ import { generateCommand } from './commands/generate.js';
 import { migrateCommand } from './commands/migrate.js';
 import { dlqCommand, queueCommand } from './commands/queue.js';
 import { streamerCommand } from './commands/streamer.js';
+import { upCommand } from './commands/up.js';
 import { addSettings, flagValues } from './settings.js';
 import { VERSION } from './version.js';
 
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
+  program.addCommand(upCommand());
   program.addCommand(streamerCommand());
   program.addCommand(collectorCommand());
   program.addCommand(gatewayCommand());

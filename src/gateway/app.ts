@@ -13,6 +13,7 @@ import { registerGraphql } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
 import { fleetRoutes } from './routes/fleet.js';
 import { healthRoutes, type HealthCheck } from './routes/health.js';
+import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { SHARED_SCHEMAS } from './schemas.js';
 import { liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
@@ -33,6 +34,8 @@ export interface GatewayOptions {
   readonly socket: SocketLimits;
   /** Largest request body accepted (bytes). */
   readonly bodyLimit: number;
+  /** Queue depth for the overview (the embedded queue, or the etcd queue read-only). */
+  readonly queueStats?: () => Promise<QueueGauge>;
   /** Extra plugins (the dashboard) registered last. */
   readonly extensions?: readonly ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -124,9 +127,15 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
   await app.register(telemetryRoutes, { reader: o.reader, maxPoints: o.maxPoints });
 
-  const hub =
-    o.feed !== undefined && (o.websocket || o.graphql) ? new LiveHub(o.feed, o.logger) : undefined;
+  // The hub also measures the ingest rate for the overview, so it runs whenever there is a feed.
+  const hub = o.feed !== undefined ? new LiveHub(o.feed, o.logger) : undefined;
   if (hub !== undefined) await hub.start();
+  await app.register(overviewRoutes, {
+    reader: o.reader,
+    registry: o.registry,
+    hub,
+    queueStats: o.queueStats,
+  });
   if (o.websocket || o.graphql)
     await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   if (o.websocket)

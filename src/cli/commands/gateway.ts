@@ -5,7 +5,8 @@ import { createLogger } from '../../core/logger.js';
 import { createEtcdClient } from '../../etcd/client.js';
 import { buildGateway } from '../../gateway/app.js';
 import type { HealthCheck } from '../../gateway/routes/health.js';
-import { createStore, etcdConnection, etcdFeed, etcdRegistry } from '../backends.js';
+import { createStore, etcdConnection, etcdFeed, etcdQueueOn, etcdRegistry } from '../backends.js';
+import { dashboardPlugin } from '../dashboard.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
 import { VERSION } from '../version.js';
@@ -50,6 +51,15 @@ export function gatewayCommand(): Command {
         slowClientMs: config.wsSlowClient,
       },
       bodyLimit: 1024 * 1024,
+      ...(etcd === undefined
+        ? {}
+        : {
+            queueStats: (() => {
+              const q = etcdQueueOn(config, etcd, logger);
+              return () => q.stats();
+            })(),
+          }),
+      extensions: [dashboardPlugin(logger)],
     });
     onShutdown(logger, async () => {
       // Not ready first, so that load balancers stop sending; then close connections.

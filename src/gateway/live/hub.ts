@@ -81,6 +81,9 @@ export class LiveHub {
   private starting: Promise<void> | undefined;
   batches = 0;
   records = 0;
+  /** Readings per second over the last minute, in 5-second slots. */
+  private readonly slots = new Array<number>(12).fill(0);
+  private slotAt = 0;
 
   constructor(
     private readonly feed: LiveFeed,
@@ -118,9 +121,27 @@ export class LiveHub {
     };
   }
 
+  private advance(now: number): void {
+    const slot = Math.floor(now / 5000);
+    if (this.slotAt === 0) this.slotAt = slot;
+    for (let s = this.slotAt + 1; s <= Math.min(slot, this.slotAt + 12); s++)
+      this.slots[s % 12] = 0;
+    this.slotAt = Math.max(this.slotAt, slot);
+  }
+
+  /** Readings committed per second, averaged over the last minute. */
+  rate(now = Date.now()): number {
+    this.advance(now);
+    return this.slots.reduce((a, b) => a + b, 0) / 60;
+  }
+
   private dispatch(batch: FeedBatch): void {
     this.batches++;
     this.records += batch.records.length;
+    const now = Date.now();
+    this.advance(now);
+    const i = Math.floor(now / 5000) % 12;
+    this.slots[i] = (this.slots[i] ?? 0) + batch.records.length;
     for (const g of this.groups.values()) {
       const records = batch.records.filter((r) => g.match(batch.cluster_id, r));
       if (records.length === 0) continue;

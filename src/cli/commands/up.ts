@@ -1,0 +1,187 @@
+import { Command } from 'commander';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { Collector } from '../../collector/collector.js';
+import type { Config } from '../../core/config.js';
+import { describeError } from '../../core/errors.js';
+import { createLogger, type Logger } from '../../core/logger.js';
+import { buildGateway } from '../../gateway/app.js';
+import type { HealthCheck } from '../../gateway/routes/health.js';
+import { MemoryQueue } from '../../queue/memory/memory-queue.js';
+import type { Queue } from '../../queue/types.js';
+import { PGliteDatabase } from '../../store/pglite/database.js';
+import { SqlStore } from '../../store/sql-store.js';
+import type { TelemetryStore } from '../../store/types.js';
+import { noProgress } from '../../streamer/progress.js';
+import { Streamer } from '../../streamer/streamer.js';
+import { createFeed, createQueue, createRegistry, createStore } from '../backends.js';
+import { dashboardPlugin } from '../dashboard.js';
+import { dataDir } from '../paths.js';
+import { addSettings, configFrom } from '../settings.js';
+import { onShutdown } from '../signals.js';
+import { VERSION } from '../version.js';
+import { streamerOptionsFrom, summaryLine } from './streamer.js';
+
+/** The store `nexus up` uses: PostgreSQL when DB_HOST or DATABASE_URL is set, PGlite otherwise. */
+async function embeddedStore(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+): Promise<TelemetryStore> {
+  if ((env.DATABASE_URL ?? '') !== '' || (env.DB_HOST ?? '') !== '')
+    return createStore(config, logger, 'nexus-up');
+  const dir = join(dataDir(config.dataDir), 'pglite');
+  const db = new PGliteDatabase(dir);
+  const t0 = Date.now();
+  await db.ready();
+  logger.info({ dir, ms: Date.now() - t0 }, 'embedded PostgreSQL (PGlite) ready');
+  return new SqlStore({
+    db,
+    logger,
+    writeMethod: 'unnest',
+    retentionDays: config.retentionDays,
+    rollupRetentionDays: config.rollupRetentionDays,
+    partitionAheadDays: config.partitionAheadDays,
+  });
+}
+
+/** The queue `nexus up` uses: etcd when ETCD_ENDPOINTS is set, in process otherwise. */
+function embeddedQueue(config: Config, env: NodeJS.ProcessEnv, logger: Logger): Queue {
+  if ((env.ETCD_ENDPOINTS ?? '') !== '')
+    return createQueue(config, logger, `nexus-up-${process.pid}`);
+  return new MemoryQueue({
+    clusterId: config.clusterId,
+    maxAttempts: config.maxAttempts,
+    retry: { baseMs: config.retryBase, capMs: config.retryCap, jitter: 0.5 },
+    messageTtlMs: config.messageTtl,
+    leaseTtlMs: config.leaseTtl,
+    pollTimeoutMs: config.pollTimeout,
+    logger,
+  });
+}
+
+export function upCommand(): Command {
+  const cmd = new Command('up')
+    .description(
+      'Run the whole pipeline in one process: streamer, collector and gateway with the dashboard (embedded queue and PGlite unless ETCD_ENDPOINTS / DB_HOST / DATABASE_URL say otherwise)',
+    )
+    .option(
+      '--csv <file>',
+      'CSV to stream (default: the bundled real sample, looped with live timestamps)',
+    );
+  addSettings(cmd, ['common', 'queue', 'streamer', 'database', 'collector', 'gateway']);
+  cmd.action(async (opts: { csv?: string }) => {
+    const env = process.env;
+    // Defaults of the embedded mode, unless set: a lively loop and a local-only address.
+    const config = configFrom(cmd, {
+      ...(opts.csv === undefined ? {} : { csvFile: opts.csv }),
+      ...(env.STREAM_INTERVAL === undefined && cmd.getOptionValue('streamInterval') === undefined
+        ? { streamInterval: '1s' }
+        : {}),
+      ...(env.BATCH_SIZE === undefined && cmd.getOptionValue('batchSize') === undefined
+        ? { batchSize: '250' }
+        : {}),
+      ...(env.HOST === undefined && cmd.getOptionValue('host') === undefined
+        ? { host: '127.0.0.1' }
+        : {}),
+      ...(env.WORKERS === undefined && cmd.getOptionValue('workers') === undefined
+        ? { workers: '2' }
+        : {}),
+    });
+    const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
+    const t0 = Date.now();
+    const queue = embeddedQueue(config, env, logger);
+    const store = await embeddedStore(config, env, logger);
+    const registry = createRegistry(config, queue, logger);
+    const feed = createFeed(config, queue, logger, `up-${process.pid}`);
+    const collector = new Collector({
+      queue,
+      store,
+      registry,
+      feed,
+      clusterId: config.clusterId,
+      workers: config.workers,
+      batchMessages: config.collectBatch,
+      pollTimeoutMs: config.pollTimeout,
+      outageBackoff: { baseMs: 200, capMs: 10_000, jitter: 0.5 },
+      maintenanceIntervalMs: 600_000,
+      logger,
+    });
+    await collector.start();
+    const checks: HealthCheck[] = [
+      { name: 'store', check: () => store.ping() },
+      {
+        name: 'collector',
+        check: async () => {
+          if (!collector.health.ready) throw new Error(collector.health.reasons.join('; '));
+        },
+      },
+    ];
+    const gateway = await buildGateway({
+      reader: store.reader,
+      registry,
+      feed,
+      checks,
+      logger,
+      version: VERSION,
+      graphql: config.enableGraphql,
+      websocket: config.enableWebsocket,
+      cors: { enabled: config.enableCors, origins: config.corsOrigins },
+      maxPoints: config.maxPoints,
+      socket: {
+        maxBufferedBytes: config.wsMaxBuffer,
+        heartbeatMs: config.wsHeartbeat,
+        maxSubscriptions: 32,
+        slowClientMs: config.wsSlowClient,
+      },
+      bodyLimit: 1024 * 1024,
+      queueStats: () => queue.stats(),
+      extensions: [dashboardPlugin(logger)],
+    });
+    await feed.announceListener(`up-${process.pid}`).catch(() => undefined);
+    await registry.register({
+      id: `up-${hostname()}-${process.pid}`,
+      role: 'embedded',
+      hostname: hostname(),
+      pid: process.pid,
+      cluster_id: config.clusterId,
+      started_at: Date.now(),
+      version: VERSION,
+    });
+    const streamer = new Streamer({
+      ...streamerOptionsFrom(config, queue, logger, { restart: false }),
+      // Progress stays quiet: the dashboard shows the ingest rate.
+      progress: noProgress,
+    });
+    const address = await gateway.app.listen({ port: config.port, host: config.host });
+    const shown = address.replace('://127.0.0.1', '://localhost');
+    const streaming = streamer.run().then(
+      (s) => logger.info({ summary: s }, summaryLine(s)),
+      (err: unknown) => logger.error({ err: describeError(err) }, 'streamer failed'),
+    );
+    const state = { stopping: false };
+    onShutdown(logger, async () => {
+      state.stopping = true;
+      gateway.drain();
+      await streamer.stop();
+      await streaming;
+      await collector.stop();
+      await gateway.app.close();
+      await feed.close();
+      await registry.close();
+      await queue.close();
+      await store.close();
+    });
+    // "Up" once the first readings are stored and servable.
+    for (;;) {
+      if (state.stopping) return;
+      const clusters = await store.reader.clusters().catch(() => []);
+      if (clusters.some((c) => c.last_seen !== undefined)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const ready = `Nexus is up in ${((Date.now() - t0) / 1000).toFixed(1)} s: dashboard ${shown}/  (REST ${shown}/api/v1, GraphQL ${shown}/graphql, Swagger ${shown}/swagger/index.html)`;
+    logger.info({ url: `${shown}/`, startup_ms: Date.now() - t0 }, ready);
+    if (process.stderr.isTTY) process.stderr.write(`\n  ${ready}\n  Ctrl-C to stop.\n\n`);
+  });
+  return cmd;
+}

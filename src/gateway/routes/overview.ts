@@ -1,0 +1,194 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { FleetRegistry } from '../../registry/types.js';
+import type { LatestValue, TelemetryReader } from '../../store/reader.js';
+import type { LiveHub } from '../live/hub.js';
+import { iso } from '../params.js';
+import { ErrorRef } from '../schemas.js';
+
+export interface QueueGauge {
+  readonly ready: number;
+  readonly inFlight: number;
+  readonly delayed: number;
+  readonly dead: number;
+  readonly oldestCreatedAt: number | undefined;
+}
+
+export interface OverviewOptions {
+  readonly reader: TelemetryReader;
+  readonly registry: FleetRegistry | undefined;
+  readonly hub: LiveHub | undefined;
+  readonly queueStats: (() => Promise<QueueGauge>) | undefined;
+}
+
+/** GPU conditions the overview flags (the operator's kit has the matching Prometheus alerts). */
+export const ALERT_RULES = {
+  tempWarnC: 80,
+  tempCriticalC: 85,
+  memoryFullFraction: 0.95,
+} as const;
+
+const Alert = Type.Object({
+  severity: Type.String({ enum: ['warning', 'critical'] }),
+  cluster_id: Type.String(),
+  host_id: Type.String(),
+  gpu_id: Type.Integer(),
+  metric: Type.String(),
+  value: Type.Number(),
+  message: Type.String(),
+  since: Type.String({ format: 'date-time', description: 'Time of the reading' }),
+});
+
+const Overview = Type.Object({
+  clusters: Type.Integer(),
+  hosts: Type.Integer(),
+  gpus: Type.Integer(),
+  ingest: Type.Union(
+    [Type.Object({ records_per_s: Type.Number(), window_s: Type.Integer() }), Type.Null()],
+    {
+      description:
+        'Readings committed per second, as the live feed saw them; null without a live feed',
+    },
+  ),
+  queue: Type.Union([
+    Type.Object({
+      ready: Type.Integer(),
+      in_flight: Type.Integer(),
+      delayed: Type.Integer(),
+      dead: Type.Integer(),
+      oldest_age_s: Type.Union([Type.Number(), Type.Null()]),
+    }),
+    Type.Null(),
+  ]),
+  collectors: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      hostname: Type.String(),
+      pid: Type.Integer(),
+      started_at: Type.String(),
+      version: Type.String(),
+    }),
+  ),
+  alerts: Type.Array(Alert),
+});
+
+/** Alerts from the latest values: hot GPUs, full memory. */
+export function alertsFrom(latest: readonly LatestValue[]) {
+  const out: {
+    severity: 'warning' | 'critical';
+    cluster_id: string;
+    host_id: string;
+    gpu_id: number;
+    metric: string;
+    value: number;
+    message: string;
+    since: string;
+  }[] = [];
+  const fb = new Map<string, { used?: number; free?: number; t: number; l: LatestValue }>();
+  for (const l of latest) {
+    if (l.metric === 'DCGM_FI_DEV_GPU_TEMP' && l.value > ALERT_RULES.tempWarnC) {
+      const critical = l.value > ALERT_RULES.tempCriticalC;
+      out.push({
+        severity: critical ? 'critical' : 'warning',
+        cluster_id: l.cluster_id,
+        host_id: l.hostname,
+        gpu_id: l.gpu_id,
+        metric: l.metric,
+        value: l.value,
+        message: `GPU at ${l.value} C (above ${critical ? ALERT_RULES.tempCriticalC : ALERT_RULES.tempWarnC} C)`,
+        since: iso(l.timestamp) ?? '',
+      });
+    }
+    if (l.metric === 'DCGM_FI_DEV_FB_USED' || l.metric === 'DCGM_FI_DEV_FB_FREE') {
+      const k = `${l.cluster_id}\u0000${l.hostname}\u0000${l.gpu_id}`;
+      const e = fb.get(k) ?? { t: l.timestamp, l };
+      if (l.metric === 'DCGM_FI_DEV_FB_USED') e.used = l.value;
+      else e.free = l.value;
+      fb.set(k, e);
+    }
+  }
+  for (const e of fb.values()) {
+    if (e.used === undefined || e.free === undefined || e.used + e.free === 0) continue;
+    const frac = e.used / (e.used + e.free);
+    if (frac > ALERT_RULES.memoryFullFraction) {
+      out.push({
+        severity: 'warning',
+        cluster_id: e.l.cluster_id,
+        host_id: e.l.hostname,
+        gpu_id: e.l.gpu_id,
+        metric: 'DCGM_FI_DEV_FB_USED',
+        value: e.used,
+        message: `GPU memory ${(frac * 100).toFixed(1)} % full`,
+        since: iso(e.t) ?? '',
+      });
+    }
+  }
+  return out.sort((a, b) =>
+    a.severity === b.severity ? b.value - a.value : a.severity === 'critical' ? -1 : 1,
+  );
+}
+
+/** The fleet at a glance, for the dashboard: counts, ingest rate, queue, collectors, alerts. */
+export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async (app, o) => {
+  app.get(
+    '/api/v1/overview',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary:
+          'The fleet at a glance: counts, ingest rate, queue depth, collectors alive, alerts',
+        querystring: Type.Object(
+          { cluster_id: Type.Optional(Type.String()) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Overview, 404: ErrorRef, 503: ErrorRef },
+      },
+    },
+    async (req) => {
+      const all = await o.reader.clusters();
+      const clusters =
+        req.query.cluster_id === undefined
+          ? all
+          : all.filter((c) => c.cluster_id === req.query.cluster_id);
+      const selection = req.query.cluster_id === undefined ? {} : { cluster: req.query.cluster_id };
+      // One query per metric: a metric the fleet does not report (yet) just gives no alert.
+      const [queue, members, ...latest] = await Promise.all([
+        o.queueStats?.().catch(() => undefined),
+        o.registry?.members().catch(() => []),
+        ...['DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_FB_USED', 'DCGM_FI_DEV_FB_FREE'].map((m) =>
+          o.reader.latest({ ...selection, metrics: [m] }).catch(() => []),
+        ),
+      ]);
+      const relevant = latest.flat();
+      return {
+        clusters: clusters.length,
+        hosts: clusters.reduce((n, c) => n + c.hosts, 0),
+        gpus: clusters.reduce((n, c) => n + c.gpus, 0),
+        ingest: o.hub === undefined ? null : { records_per_s: o.hub.rate(), window_s: 60 },
+        queue:
+          queue === undefined
+            ? null
+            : {
+                ready: queue.ready,
+                in_flight: queue.inFlight,
+                delayed: queue.delayed,
+                dead: queue.dead,
+                oldest_age_s:
+                  queue.oldestCreatedAt === undefined
+                    ? null
+                    : Math.max(0, (Date.now() - queue.oldestCreatedAt) / 1000),
+              },
+        collectors: (members ?? [])
+          .filter((m) => m.role === 'collector' || m.role === 'embedded')
+          .map((m) => ({
+            id: m.id,
+            hostname: m.hostname,
+            pid: m.pid,
+            started_at: iso(m.started_at) ?? '',
+            version: m.version,
+          })),
+        alerts: alertsFrom(relevant),
+      };
+    },
+  );
+};
