@@ -9,14 +9,17 @@ ETCD_PEER  ?= 2380
 PG_PORT    ?= 5433
 SAMPLE     := samples/dcgm_metrics_20250718_134233.csv
 
-.PHONY: help setup-dev setup-etcd stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
+.PHONY: help setup-dev setup-run setup-etcd stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
         build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
         run-nexus-gateway test test-unit test-integration lint typecheck format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
-setup-dev: ## Install Debian packages (etcd) and npm packages
+setup-dev: ## Install Debian packages (etcd, PostgreSQL 15, Chromium) and npm packages
+	@scripts/setup.sh --all
+
+setup-run: ## Install the npm packages (all `make run` needs)
 	@scripts/setup.sh
 
 setup-etcd: setup-dev ## Start a local etcd on 127.0.0.1:2379, data in .data/etcd
@@ -31,7 +34,7 @@ setup-postgres: setup-dev ## Start a local PostgreSQL on 127.0.0.1:5433 (db/user
 stop-postgres: ## Stop the local PostgreSQL started by setup-postgres
 	@scripts/local-postgres.sh stop $(DATA_DIR) $(PG_PORT)
 
-build-nexus: setup-dev ## Build the nexus command (all components) into dist/
+build-nexus: setup-run ## Build the nexus command (all components, and the dashboard) into dist/
 	@npm run -s build && echo "built dist/ (run: node bin/nexus.js --help)"
 
 build-nexus-streamer: build-nexus ## Build the streamer (part of the nexus command)
@@ -40,9 +43,8 @@ build-nexus-collector: build-nexus ## Build the collector (part of the nexus com
 
 build-nexus-gateway: build-nexus ## Build the gateway (part of the nexus command)
 
-run: build-nexus setup-etcd ## Stream the bundled sample into the local etcd queue, then show the queue
-	@ETCD_ENDPOINTS=127.0.0.1:$(ETCD_PORT) LOOP_MODE=false STREAM_INTERVAL=0 CSV_FILE=$(SAMPLE) $(NEXUS) streamer
-	@ETCD_ENDPOINTS=127.0.0.1:$(ETCD_PORT) $(NEXUS) queue stats
+run: build-nexus ## The whole pipeline in one process (nexus up): a live fleet at http://localhost:8080/
+	@$(NEXUS) up
 
 run-nexus-streamer: build-nexus ## Run the streamer (CSV_FILE, BATCH_SIZE, STREAM_INTERVAL, LOOP_MODE, ...)
 	$(NEXUS) streamer
@@ -56,21 +58,21 @@ migrate: build-nexus ## Apply the database migrations (DB_*/DATABASE_URL)
 run-nexus-gateway: build-nexus ## Run the gateway (PORT, ENABLE_GRAPHQL, ENABLE_WEBSOCKET, ENABLE_CORS, DB_*, ETCD_*)
 	$(NEXUS) gateway
 
-run-nexus-pipeline: build-nexus ## Run etcd, PostgreSQL, collector, gateway and streamer locally; Ctrl-C stops all
+run-nexus-pipeline: build-nexus setup-dev ## Run etcd, PostgreSQL, collector, gateway and streamer locally; Ctrl-C stops all
 	@npx tsx scripts/pipeline.ts
 
-lint: setup-dev ## ESLint, Prettier and dependency-cruiser
+lint: setup-run ## ESLint, Prettier and dependency-cruiser
 	npx eslint .
 	npx prettier --check .
 	npx depcruise src --config .dependency-cruiser.cjs
 
-typecheck: setup-dev ## TypeScript, strict
+typecheck: setup-run ## TypeScript, strict
 	npx tsc -p tsconfig.json --noEmit
 
 test: setup-dev lint typecheck ## Everything: lint, type check, unit and integration tests (starts its own etcd)
 	npx tsx scripts/test.ts all
 
-test-unit: setup-dev ## Unit tests only
+test-unit: setup-run ## Unit tests only
 	npx tsx scripts/test.ts unit
 
 test-integration: setup-dev ## Integration tests against real etcd (started on free ports)

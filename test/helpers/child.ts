@@ -64,3 +64,44 @@ export function run(
     child.once('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
 }
+
+/** Resolves with the first line of stdout that matches (the child keeps running). */
+export function firstLineMatching(
+  child: ChildProcess,
+  pattern: RegExp,
+  timeoutMs = 30_000,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let err = '';
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `no line matching ${String(pattern)} in ${timeoutMs} ms; stderr: ${err}; stdout tail: ${buf.slice(-2000)}`,
+          ),
+        ),
+      timeoutMs,
+    );
+    child.stderr?.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-2000);
+    });
+    const onData = (d: Buffer): void => {
+      buf += d.toString();
+      for (const line of buf.split('\n')) {
+        if (pattern.test(line)) {
+          clearTimeout(timer);
+          child.stdout?.off('data', onData);
+          resolve(line);
+          return;
+        }
+      }
+      buf = buf.slice(-20_000);
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`child exited (${code}) before a line matching ${String(pattern)}: ${err}`));
+    });
+  });
+}

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { firstLineMatching, run, spawnTs } from '../helpers/child.js';
+import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
+import { freePort } from '../helpers/ports.js';
+import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
+import { scalar, until } from '../helpers/pipeline.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'nexus-up-'));
+const etcd = await sharedEtcd();
+const pg = await sharedPostgres();
+after(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await etcd.release();
+  await pg.release();
+});
+
+async function stats(port: number, cluster: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/api/v1/clusters/${cluster}/stats`);
+  if (res.status !== 200) return 0;
+  return ((await res.json()) as { samples: number }).samples;
+}
+
+describe('nexus up', () => {
+  it('runs the whole pipeline in one process on the embedded backends, and a restart keeps the history', async () => {
+    const port = await freePort();
+    const env = {
+      NEXUS_DATA_DIR: join(dir, 'embedded'),
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      STREAM_INTERVAL: '200ms',
+    };
+    const first = spawnTs('src/cli/main.ts', ['up'], env);
+    const firstDone = run(first);
+    const up = await firstLineMatching(first, /Nexus is up/, 90_000);
+    assert.match(up, /dashboard http:\/\/localhost:\d+\//);
+    assert.ok(
+      await until(async () => (await stats(port, 'local-cluster')) >= 2470, 60_000),
+      'the sample was not stored',
+    );
+    const overview = (await (await fetch(`http://127.0.0.1:${port}/api/v1/overview`)).json()) as {
+      gpus: number;
+      hosts: number;
+      collectors: unknown[];
+      queue: unknown;
+    };
+    assert.equal(overview.gpus, 247);
+    assert.equal(overview.hosts, 31);
+    assert.equal(overview.collectors.length, 1);
+    assert.notEqual(overview.queue, null);
+    const before = await stats(port, 'local-cluster');
+    first.kill('SIGINT');
+    const exit = await firstDone;
+    assert.equal(exit.code, 0, exit.stderr);
+
+    const second = spawnTs('src/cli/main.ts', ['up'], env);
+    const secondDone = run(second);
+    await firstLineMatching(second, /Nexus is up/, 90_000);
+    assert.ok(
+      (await stats(port, 'local-cluster')) >= before,
+      'the history was lost across a restart',
+    );
+    second.kill('SIGINT');
+    assert.equal((await secondDone).code, 0);
+  });
+
+  it('uses etcd and PostgreSQL instead when ETCD_ENDPOINTS and DATABASE_URL are set', async () => {
+    const port = await freePort();
+    const cluster = uniqueCluster('up');
+    const url = await pg.server.createDatabase(uniqueDatabase('up'));
+    const child = spawnTs('src/cli/main.ts', ['up'], {
+      NEXUS_DATA_DIR: join(dir, 'real'),
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      ETCD_ENDPOINTS: etcd.endpoint,
+      DATABASE_URL: url,
+      CLUSTER_ID: cluster,
+      REGISTRY_PREFIX: `/up-test/${cluster}`,
+      MESSAGE_QUEUE_PREFIX: '/up-test/queue',
+    });
+    const done = run(child);
+    try {
+      await firstLineMatching(child, /Nexus is up/, 90_000);
+      assert.ok(
+        await until(async () => (await scalar(url, 'SELECT count(*) FROM samples')) > 0, 30_000),
+        'nothing in PostgreSQL',
+      );
+      // The registry in etcd fills within a flush interval (LIVE_INTERVAL, 1 s).
+      const registered = (): boolean =>
+        execFileSync(
+          'etcdctl',
+          [
+            '--endpoints',
+            etcd.endpoint,
+            'get',
+            '--prefix',
+            `/up-test/${cluster}/clusters/`,
+            '--keys-only',
+          ],
+          {
+            env: { ...process.env, ETCDCTL_API: '3' },
+          },
+        )
+          .toString()
+          .includes(`/up-test/${cluster}/clusters/${cluster}`);
+      assert.ok(
+        await until(() => Promise.resolve(registered()), 10_000),
+        'the fleet is not in the etcd registry',
+      );
+    } finally {
+      child.kill('SIGINT');
+      assert.equal((await done).code, 0);
+    }
+  });
+});
