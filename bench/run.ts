@@ -10,13 +10,14 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, log, machine, type Section } from './lib.js';
 import { benchCollector } from './collector.js';
+import { benchEmbedded } from './embedded.js';
 import { benchGateway } from './gateway.js';
 import { benchStreamer, generatedFile } from './streamer.js';
 
 const quick = process.argv.includes('--quick');
 const started = Date.now();
 log('building');
-execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
 
 const sections: Section[] = [];
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
@@ -29,6 +30,9 @@ if (only === undefined || only === 'collector') {
 }
 if (only === undefined || only === 'gateway') {
   sections.push(await benchGateway({ clients: quick ? 50 : 100, seconds: quick ? 5 : 10 }));
+}
+if (only === undefined || only === 'embedded') {
+  sections.push(await benchEmbedded({ records: quick ? 200_000 : 2_000_000 }));
 }
 
 const path = join(ROOT, 'docs', 'benchmarks.md');

@@ -24,6 +24,20 @@ export async function generatedFile(bytes: number): Promise<string> {
   return file;
 }
 
+/** A generated file of about `records` records (kept under .data/bench). */
+export async function generatedRecords(records: number): Promise<string> {
+  mkdirSync(BENCH_DIR, { recursive: true });
+  const file = join(BENCH_DIR, `generated-${records}.csv`);
+  if (existsSync(file) && statSync(file).size > records * 300) return file;
+  log(`generating ${file}`);
+  const res = await nexus(
+    ['generate', '--out', file, '--records', String(records), '--hosts', '64'],
+    {},
+  );
+  if (res.code !== 0) throw new Error(`generate failed: ${res.stderr}`);
+  return file;
+}
+
 /** Raw etcd puts of the same messages the streamer sends, with the same concurrency. */
 async function etcdCeiling(
   endpoint: string,
