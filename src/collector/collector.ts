@@ -2,6 +2,9 @@ import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
 import { describeError, isNexusError } from '../core/errors.js';
 import { sleep } from '../core/lifecycle.js';
 import type { Logger } from '../core/logger.js';
+import type { NexusMetrics } from '../core/metrics.js';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { context, contextFrom, trace, tracer } from '../core/tracing.js';
 import type { TelemetryRecord } from '../core/record.js';
 import type { Consumer, Delivery, Queue, RejectedRecord } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
@@ -28,6 +31,8 @@ export interface CollectorOptions {
   /** Partition creation and retention, this often (0: never). */
   readonly maintenanceIntervalMs: number;
   readonly logger: Logger;
+  /** Prometheus metrics of this process, if any. */
+  readonly metrics?: NexusMetrics;
   /** Called after every committed and acknowledged batch (metrics, live feed). */
   readonly onCommitted?: (info: CommittedBatch) => void;
 }
@@ -178,9 +183,13 @@ export class Collector {
     const message = describeError(err);
     if (isNexusError(err) && err.code.startsWith('STORE')) {
       this.stats.storeErrors++;
+      this.o.metrics?.storeErrors.inc({
+        kind: err.code === 'STORE_REJECTED' ? 'refused' : 'unavailable',
+      });
       this.storeDown = message;
     } else {
       this.stats.queueErrors++;
+      this.o.metrics?.etcdErrors.inc({ component: 'collector' });
       this.queueDown = message;
     }
     if (attempt === 1 || attempt % 10 === 0) {
@@ -226,24 +235,72 @@ export class Collector {
         owner.push({ delivery: d, index });
       });
     }
+    const m = this.o.metrics;
+    m?.recordsConsumed.inc(records.length);
+    const redelivered = deliveries.filter((d) => d.attempt > 1).length;
+    if (redelivered > 0) m?.messagesRetried.inc(redelivered);
+    // One consume span per message, continuing the trace its streamer started; the store span
+    // (the transaction) is a child of the first and links the others.
+    const consumeSpans = deliveries.map((d) =>
+      tracer().startSpan(
+        'nexus.consume',
+        {
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            'messaging.system': 'etcd',
+            'messaging.message.id': d.envelope.id,
+            'nexus.delivery.attempt': d.attempt,
+            'nexus.batch.records': d.envelope.records.length,
+          },
+        },
+        contextFrom(d.envelope.trace),
+      ),
+    );
+    const first = consumeSpans[0];
+    const storeSpan = tracer().startSpan(
+      'nexus.store',
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'db.system': 'postgresql',
+          'nexus.records': records.length,
+          'nexus.messages': deliveries.length,
+        },
+        links: consumeSpans.slice(1).map((sp) => ({ context: sp.spanContext() })),
+      },
+      first === undefined ? undefined : trace.setSpan(context.active(), first),
+    );
     const t0 = performance.now();
     let result;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        result = await writeIsolating(
-          (part) => this.o.store.write(this.o.clusterId, part),
-          records,
-        );
-        if (this.storeDown !== undefined) this.logger.info('PostgreSQL back: resuming');
-        this.storeDown = undefined;
-        break;
-      } catch (err) {
-        this.noteDown(err, 'store', attempt);
-        // Held claims stay ours while we wait (the session lease is kept alive); if we are
-        // stopping, give them back instead so another collector can take them.
-        if (this.stopping && attempt > 1) return;
-        await sleep(backoffDelay(this.o.outageBackoff, attempt), this.abort.signal);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          result = await writeIsolating(
+            (part) => this.o.store.write(this.o.clusterId, part),
+            records,
+          );
+          if (this.storeDown !== undefined) this.logger.info('PostgreSQL back: resuming');
+          this.storeDown = undefined;
+          break;
+        } catch (err) {
+          this.noteDown(err, 'store', attempt);
+          // Held claims stay ours while we wait (the session lease is kept alive); if we are
+          // stopping, give them back instead so another collector can take them.
+          if (this.stopping && attempt > 1) {
+            storeSpan.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+            return;
+          }
+          await sleep(backoffDelay(this.o.outageBackoff, attempt), this.abort.signal);
+        }
       }
+      storeSpan.setAttributes({
+        'nexus.inserted': result.inserted,
+        'nexus.duplicates': result.duplicates,
+        'nexus.refused': result.rejected.length,
+      });
+    } finally {
+      storeSpan.end();
+      if (result === undefined) for (const sp of consumeSpans) sp.end();
     }
     const commitMs = performance.now() - t0;
     // Group refused records by message.
@@ -260,26 +317,39 @@ export class Collector {
     // best effort: a failure is logged, the data is safe in PostgreSQL).
     if (this.o.feed !== undefined && result.fresh.length > 0) {
       this.o.feed.publish(this.o.clusterId, result.fresh).catch((err: unknown) => {
+        m?.etcdErrors.inc({ component: 'feed' });
         this.logger.warn(
           { err: describeError(err), records: result.fresh.length },
           'live feed publish failed',
         );
       });
     }
+    let lost = 0;
     await this.untilAcked(async () => {
       if (clean.length > 0) {
         const res = await consumer.ack(clean);
-        this.stats.lostAcks += res.lost.length;
+        lost += res.lost.length;
       }
       for (const [d, rejected] of rejectedBy) {
-        if ((await consumer.settle(d, rejected)) === 'lost') this.stats.lostAcks++;
+        if ((await consumer.settle(d, rejected)) === 'lost') lost++;
       }
     });
+    for (const sp of consumeSpans) sp.end();
+    this.stats.lostAcks += lost;
     this.stats.messages += deliveries.length;
     this.stats.records += records.length;
     this.stats.inserted += result.inserted;
     this.stats.duplicates += result.duplicates;
     this.stats.rejected += result.rejected.length;
+    if (m !== undefined) {
+      m.recordsStored.inc(result.inserted);
+      m.recordsDuplicate.inc(result.duplicates);
+      m.recordsRefused.inc(result.rejected.length);
+      if (rejectedBy.size > 0) m.messagesDeadLettered.inc(rejectedBy.size);
+      m.lostAcks.inc(lost);
+      m.batchRecords.observe(records.length);
+      m.commitDuration.observe(commitMs / 1000);
+    }
     this.o.registry?.observe(this.o.clusterId, records);
     this.o.onCommitted?.({
       deliveries,
@@ -291,16 +361,23 @@ export class Collector {
       commitMs,
       transactions: result.transactions,
     });
+    // The batch ids are the correlation ids the streamer logged when it published them.
     this.logger.debug(
       {
         worker,
-        messages: deliveries.length,
+        batches: deliveries.map((d) => d.envelope.id),
+        lines: deliveries.map((d) =>
+          d.envelope.source === undefined
+            ? null
+            : [d.envelope.source.firstLine, d.envelope.source.lastLine],
+        ),
         records: records.length,
         inserted: result.inserted,
         duplicates: result.duplicates,
-        rejected: result.rejected.length,
+        refused: result.rejected.length,
+        transactions: result.transactions,
         commit_ms: Math.round(commitMs),
-        first: deliveries[0]?.id,
+        trace_id: storeSpan.spanContext().traceId,
       },
       'batch stored',
     );

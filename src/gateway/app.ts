@@ -9,10 +9,12 @@ import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry } from '../registry/types.js';
 import type { TelemetryReader } from '../store/reader.js';
 import { installErrorHandling } from './errors.js';
+import { exportFleetGauges, instrumentHttp } from './instrumentation.js';
+import type { NexusMetrics } from '../core/metrics.js';
 import { registerGraphql } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
 import { fleetRoutes } from './routes/fleet.js';
-import { healthRoutes, type HealthCheck } from './routes/health.js';
+import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
 import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { SHARED_SCHEMAS } from './schemas.js';
@@ -36,6 +38,10 @@ export interface GatewayOptions {
   readonly bodyLimit: number;
   /** Queue depth for the overview (the embedded queue, or the etcd queue read-only). */
   readonly queueStats?: () => Promise<QueueGauge>;
+  /** Prometheus metrics of this process; /metrics serves them. */
+  readonly metrics?: NexusMetrics;
+  /** Export each GPU's latest readings as gauges (for the fleet alerts). */
+  readonly fleetMetrics?: boolean;
   /** Extra plugins (the dashboard) registered last. */
   readonly extensions?: readonly ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -79,6 +85,8 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     );
   });
   installErrorHandling(app, o.logger);
+  instrumentHttp(app, o.metrics);
+  if (o.metrics !== undefined && o.fleetMetrics !== false) exportFleetGauges(o.metrics, o.reader);
   for (const s of SHARED_SCHEMAS) app.addSchema(s);
   if (o.cors.enabled) {
     await app.register(cors, {
@@ -118,17 +126,17 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     return reply.type('text/html; charset=utf-8').send(res.body);
   });
 
-  await app.register(healthRoutes, {
-    checks: o.checks,
-    version: o.version,
-    draining: () => draining,
-    checkTimeoutMs: 2000,
+  const health = { checks: o.checks, draining: () => draining, checkTimeoutMs: 2000 };
+  await app.register(healthRoutes, { ...health, version: o.version });
+  const metrics = o.metrics;
+  metrics?.onScrape(async () => {
+    metrics.ready.set({ component: 'gateway' }, (await readinessOf(health)).ready ? 1 : 0);
   });
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
   await app.register(telemetryRoutes, { reader: o.reader, maxPoints: o.maxPoints });
 
   // The hub also measures the ingest rate for the overview, so it runs whenever there is a feed.
-  const hub = o.feed !== undefined ? new LiveHub(o.feed, o.logger) : undefined;
+  const hub = o.feed !== undefined ? new LiveHub(o.feed, o.logger, o.metrics) : undefined;
   if (hub !== undefined) await hub.start();
   await app.register(overviewRoutes, {
     reader: o.reader,
@@ -146,6 +154,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       hub,
       version: o.version,
       maxPoints: o.maxPoints,
+      ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
     });
   for (const ext of o.extensions ?? []) await ext(app);
   app.addHook('onClose', async () => {

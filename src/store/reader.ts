@@ -131,7 +131,19 @@ export interface SeriesResult {
   readonly source: 'rollup_1m' | 'raw';
 }
 
+/** A Kubernetes workload on a GPU now (seen with its latest readings). */
+export interface CurrentWorkload {
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly namespace: string;
+  readonly pod: string;
+  readonly container: string;
+}
+
 export interface TelemetryReader {
+  /** Workloads seen within five minutes of their GPU's newest reading. */
+  currentWorkloads(): Promise<CurrentWorkload[]>;
   clusters(): Promise<ClusterSummary[]>;
   cluster(clusterId: string): Promise<ClusterSummary | undefined>;
   clusterStats(clusterId: string): Promise<ClusterStats | undefined>;

@@ -1,6 +1,7 @@
 import { NexusError } from '../core/errors.js';
 import type {
   ClusterStats,
+  CurrentWorkload,
   ClusterSummary,
   GpuDetail,
   GpuSummary,
@@ -236,6 +237,17 @@ export class SqlReader implements TelemetryReader {
       })),
       latest,
     };
+  }
+
+  async currentWorkloads(): Promise<CurrentWorkload[]> {
+    const res = await this.db.query<CurrentWorkload>(
+      `SELECT c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, w.namespace, w.pod, w.container
+       FROM gpu_workloads w
+       JOIN gpus g ON g.id = w.gpu_id JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       JOIN (SELECT gpu_id, max(time) AS t FROM samples_latest GROUP BY gpu_id) lt ON lt.gpu_id = g.id
+       WHERE w.last_seen >= lt.t - interval '5 minutes'`,
+    );
+    return res.rows;
   }
 
   async metricCatalogue(): Promise<MetricInfo[]> {

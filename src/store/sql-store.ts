@@ -119,6 +119,10 @@ export class SqlStore implements TelemetryStore {
     return migrate(this.o.db, this.o.logger);
   }
 
+  poolStats(): { total: number; idle: number; waiting: number } | undefined {
+    return this.o.db.poolStats?.();
+  }
+
   async ping(): Promise<void> {
     await this.o.db.query('SELECT 1');
     await assertCurrent(this.o.db);

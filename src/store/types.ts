@@ -32,6 +32,8 @@ export interface Database extends SqlClient {
     columns: readonly string[],
     lines: readonly string[],
   ): Promise<void>;
+  /** Connection pool use, where there is a pool. */
+  poolStats?(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
 }
 
@@ -80,5 +82,7 @@ export interface TelemetryStore {
   maintain(now?: number): Promise<{ created: number; dropped: readonly string[] }>;
   /** Throws unless the database answers and the schema is current. */
   ping(): Promise<void>;
+  /** Connection pool use (PostgreSQL), for the metrics. */
+  poolStats(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
 }

@@ -2,6 +2,9 @@ import { basename } from 'node:path';
 import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import { sleep } from '../core/lifecycle.js';
 import type { Logger } from '../core/logger.js';
+import type { NexusMetrics } from '../core/metrics.js';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { traceContextOf, tracer, type Span } from '../core/tracing.js';
 import type { TelemetryRecord } from '../core/record.js';
 import { ENVELOPE_VERSION, type Envelope } from '../queue/envelope.js';
 import type { Queue, StreamHandle } from '../queue/types.js';
@@ -30,10 +33,8 @@ export interface StreamerOptions {
   readonly progress?: ProgressReporter;
   /** Stop after this many passes over the file (loop mode); for tests and benchmarks. */
   readonly maxLoops?: number;
-  /** Called with every published envelope (metrics, tracing). */
-  readonly onPublished?: (envelope: Envelope, lane: number) => void;
-  /** Wraps each publish, e.g. in a trace span; returns the trace context to put in the envelope. */
-  readonly traceContext?: () => Envelope['trace'];
+  /** Prometheus metrics of this process, if any. */
+  readonly metrics?: NexusMetrics;
 }
 
 export interface StreamSummary {
@@ -306,8 +307,16 @@ export class Streamer {
       startLine: pass.line,
       signal: this.abort.signal,
     })) {
-      for (const r of chunk.rejects) this.rejects.add(r, r.line > pass.writeRejectsAfter);
+      for (const r of chunk.rejects) {
+        this.rejects.add(r, r.line > pass.writeRejectsAfter);
+        this.o.metrics?.recordsRejected.inc({ reason: RejectsSink.kind(r.reason) });
+      }
       this.summary.sentinels += chunk.sentinels;
+      if (this.o.metrics !== undefined) {
+        this.o.metrics.recordsRead.inc(chunk.records.length);
+        this.o.metrics.sentinels.inc(chunk.sentinels);
+        this.o.metrics.filePosition.set(this.totalBytes > 0 ? chunk.end / this.totalBytes : 0);
+      }
       for (const pr of chunk.records) {
         if (records.length === 0) firstLine = pr.line;
         records.push(pr.record);
@@ -385,7 +394,7 @@ export class Streamer {
     }
   }
 
-  private envelope(batch: Batch): Envelope {
+  private envelope(batch: Batch, trace: Envelope['trace']): Envelope {
     const meta = this.meta;
     let records = batch.records;
     if (this.o.timestampMode === 'live') {
@@ -394,7 +403,6 @@ export class Streamer {
       const shift = Date.now() - min;
       records = records.map((r) => ({ ...r, timestamp: r.timestamp + shift }));
     }
-    const trace = this.o.traceContext?.();
     return {
       v: ENVELOPE_VERSION,
       id: `${batch.index}-${meta?.runTag ?? 'x'}`,
@@ -416,51 +424,96 @@ export class Streamer {
     const handle = this.handle;
     if (handle === undefined) throw new NexusError('INTERNAL', 'stream not open');
     const lane = batch.index % this.lanes.length;
-    const envelope = this.envelope(batch);
-    const state = {
-      batch: batch.index,
-      loop: batch.loop,
-      end: batch.end,
-      line: batch.lastLine,
-      records: batch.records.length,
-      wm: this.contiguous,
-    };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        slot.token = await handle.publish(envelope, lane, slot.token, state);
-        break;
-      } catch (err) {
-        if (isNexusError(err, 'QUEUE_CONFLICT') && err.details?.reason === 'lane-moved') {
-          // An earlier attempt that timed out may have committed: look.
-          const lanes = await handle.readLanes();
-          const now = lanes.find((l) => l.lane === lane);
-          if (now !== undefined && asLane(now.state).batch === batch.index) {
-            slot.token = now.token;
-            break;
+    // The publish span's context travels in the envelope, so the collector's spans join the trace.
+    await tracer().startActiveSpan(
+      'nexus.publish',
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          'messaging.system': 'etcd',
+          'nexus.batch.index': batch.index,
+          'nexus.batch.records': batch.records.length,
+          'nexus.lane': lane,
+        },
+      },
+      async (span: Span) => {
+        const envelope = this.envelope(batch, traceContextOf(span));
+        span.setAttribute('messaging.message.id', envelope.id);
+        const state = {
+          batch: batch.index,
+          loop: batch.loop,
+          end: batch.end,
+          line: batch.lastLine,
+          records: batch.records.length,
+          wm: this.contiguous,
+        };
+        const t0 = performance.now();
+        try {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              slot.token = await handle.publish(envelope, lane, slot.token, state);
+              break;
+            } catch (err) {
+              this.o.metrics?.publishErrors.inc();
+              if (isNexusError(err, 'QUEUE_CONFLICT') && err.details?.reason === 'lane-moved') {
+                // An earlier attempt that timed out may have committed: look.
+                const lanes = await handle.readLanes();
+                const now = lanes.find((l) => l.lane === lane);
+                if (now !== undefined && asLane(now.state).batch === batch.index) {
+                  slot.token = now.token;
+                  break;
+                }
+                throw new NexusError(
+                  'INTERNAL',
+                  `lane ${lane} moved under this streamer: is another streamer writing stream ${this.o.streamId}?`,
+                  { cause: err },
+                );
+              }
+              if (!isNexusError(err) || !err.retryable || (this.stopping && attempt > 20))
+                throw err;
+              const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
+              if (attempt === 1 || attempt % 10 === 0) {
+                this.logger.warn(
+                  { err: describeError(err), batch: envelope.id, attempt, retry_in_ms: delay },
+                  'publish failed; retrying',
+                );
+              }
+              await sleep(delay);
+            }
           }
-          throw new NexusError(
-            'INTERNAL',
-            `lane ${lane} moved under this streamer: is another streamer writing stream ${this.o.streamId}?`,
-            { cause: err },
-          );
+        } catch (err) {
+          span.recordException(err instanceof Error ? err : new Error(describeError(err)));
+          span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+          throw err;
+        } finally {
+          span.end();
         }
-        if (!isNexusError(err) || !err.retryable || (this.stopping && attempt > 20)) throw err;
-        const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
-        if (attempt === 1 || attempt % 10 === 0) {
-          this.logger.warn(
-            { err: describeError(err), batch: batch.index, attempt, retry_in_ms: delay },
-            'publish failed; retrying',
-          );
+        const seconds = (performance.now() - t0) / 1000;
+        slot.last = batch.index;
+        slot.lastEnd = batch.end;
+        this.summary.records += batch.records.length;
+        this.summary.batches++;
+        this.markDone(batch);
+        const m = this.o.metrics;
+        if (m !== undefined) {
+          m.recordsPublished.inc(batch.records.length);
+          m.batchesPublished.inc();
+          m.publishDuration.observe(seconds);
         }
-        await sleep(delay);
-      }
-    }
-    slot.last = batch.index;
-    slot.lastEnd = batch.end;
-    this.summary.records += batch.records.length;
-    this.summary.batches++;
-    this.markDone(batch);
-    this.o.onPublished?.(envelope, lane);
+        // The batch id is the correlation id: the collector logs the same id when it stores it.
+        this.logger.debug(
+          {
+            batch: envelope.id,
+            lines: [batch.firstLine, batch.lastLine],
+            records: batch.records.length,
+            lane,
+            ms: Math.round(seconds * 1000),
+            trace_id: span.spanContext().traceId,
+          },
+          'batch published',
+        );
+      },
+    );
   }
 
   private async pace(): Promise<void> {
@@ -480,6 +533,7 @@ export class Streamer {
     if (this.depthEstimate < max) return;
     const t0 = Date.now();
     this.paused = `queue full (${this.depthEstimate} >= MAX_QUEUE_DEPTH ${max})`;
+    this.o.metrics?.backpressure.set(1);
     this.logger.info(
       { depth: this.depthEstimate, max_queue_depth: max },
       'queue is full; waiting for consumers',
@@ -500,6 +554,7 @@ export class Streamer {
     }
     this.summary.waitedForQueueMs += Date.now() - t0;
     this.paused = undefined;
+    this.o.metrics?.backpressure.set(0);
     this.logger.info(
       { depth: this.depthEstimate, waited_ms: Date.now() - t0 },
       'queue drained; resuming',

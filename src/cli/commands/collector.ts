@@ -5,6 +5,9 @@ import { createLogger } from '../../core/logger.js';
 import { Collector } from '../../collector/collector.js';
 import { createFeed, createQueue, createRegistry, createStore } from '../backends.js';
 import { startOpsServer } from '../ops-server.js';
+import { NexusMetrics } from '../../core/metrics.js';
+import { exportPoolGauges, exportQueueGauges, readiness } from '../observability.js';
+import { setupTracing } from '../tracing.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
 import { VERSION } from '../version.js';
@@ -22,7 +25,14 @@ export function collectorCommand(): Command {
     const store = createStore(config, logger, instance);
     const registry = config.enableNexus ? createRegistry(config, queue, logger) : undefined;
     const feed = config.enableNexus ? createFeed(config, queue, logger, instance) : undefined;
+    const metrics = new NexusMetrics({
+      component: 'collector',
+      cluster: config.clusterId,
+      version: VERSION,
+    });
+    const stopTracing = setupTracing('collector', logger);
     const collector = new Collector({
+      metrics,
       queue,
       store,
       ...(registry === undefined ? {} : { registry }),
@@ -35,9 +45,29 @@ export function collectorCommand(): Command {
       maintenanceIntervalMs: 600_000,
       logger,
     });
+    exportQueueGauges(metrics, queue);
+    exportPoolGauges(metrics, store);
+    const health = readiness(
+      [
+        { name: 'PostgreSQL', check: () => store.ping() },
+        {
+          name: 'etcd',
+          check: async () => {
+            await queue.depth();
+          },
+        },
+      ],
+      () => collector.health,
+      metrics,
+      'collector',
+    );
     const ops =
       config.metricsPort > 0
-        ? await startOpsServer(config.metricsPort, { health: () => collector.health }, logger)
+        ? await startOpsServer(
+            config.metricsPort,
+            { health, metrics: () => metrics.exposition() },
+            logger,
+          )
         : undefined;
     onShutdown(logger, async () => {
       await collector.stop();
@@ -63,6 +93,7 @@ export function collectorCommand(): Command {
     await registry?.close();
     await store.close();
     await queue.close();
+    await stopTracing();
     ops?.close();
   });
   return cmd;

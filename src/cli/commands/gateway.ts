@@ -9,6 +9,9 @@ import { createStore, etcdConnection, etcdFeed, etcdQueueOn, etcdRegistry } from
 import { dashboardPlugin } from '../dashboard.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
+import { NexusMetrics } from '../../core/metrics.js';
+import { exportPoolGauges } from '../observability.js';
+import { setupTracing } from '../tracing.js';
 import { VERSION } from '../version.js';
 
 export function gatewayCommand(): Command {
@@ -33,7 +36,11 @@ export function gatewayCommand(): Command {
         },
       });
     }
+    const metrics = new NexusMetrics({ component: 'gateway', version: VERSION });
+    const stopTracing = setupTracing('gateway', logger);
+    exportPoolGauges(metrics, store);
     const gateway = await buildGateway({
+      metrics,
       reader: store.reader,
       ...(registry === undefined ? {} : { registry }),
       ...(feed === undefined ? {} : { feed }),
@@ -70,6 +77,7 @@ export function gatewayCommand(): Command {
       await registry?.close();
       etcd?.close();
       await store.close();
+      await stopTracing();
     });
     const address = await gateway.app.listen({ port: config.port, host: config.host });
     logger.info(

@@ -18,6 +18,11 @@ import { createQueue } from '../backends.js';
 import { dataDir, resolveInput } from '../paths.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
+import { VERSION } from '../version.js';
+import { NexusMetrics } from '../../core/metrics.js';
+import { startOpsServer } from '../ops-server.js';
+import { readiness } from '../observability.js';
+import { setupTracing } from '../tracing.js';
 
 export function streamerOptionsFrom(
   config: Config,
@@ -94,13 +99,50 @@ export function streamerCommand(): Command {
       base: { cluster_id: config.clusterId },
     });
     const queue = createQueue(config, logger);
-    const streamer = new Streamer(
-      streamerOptionsFrom(config, queue, logger, {
+    const metrics = new NexusMetrics({
+      component: 'streamer',
+      cluster: config.clusterId,
+      version: VERSION,
+    });
+    const stopTracing = setupTracing('streamer', logger);
+    const streamer = new Streamer({
+      ...streamerOptionsFrom(config, queue, logger, {
         restart: opts.restart === true,
         ...(opts.maxLoops === undefined ? {} : { maxLoops: Number(opts.maxLoops) }),
       }),
-    );
-    onShutdown(logger, () => streamer.stop());
+      metrics,
+    });
+    let stopping = false;
+    const ops =
+      config.metricsPort > 0
+        ? await startOpsServer(
+            config.metricsPort,
+            {
+              health: readiness(
+                [
+                  {
+                    name: 'etcd',
+                    check: async () => {
+                      await queue.depth();
+                    },
+                  },
+                ],
+                () =>
+                  stopping
+                    ? { ready: false, reasons: ['shutting down'] }
+                    : { ready: true, reasons: [] },
+                metrics,
+                'streamer',
+              ),
+              metrics: () => metrics.exposition(),
+            },
+            logger,
+          )
+        : undefined;
+    onShutdown(logger, async () => {
+      stopping = true;
+      await streamer.stop();
+    });
     try {
       const summary = await streamer.run();
       const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
@@ -110,6 +152,8 @@ export function streamerCommand(): Command {
       process.exitCode = 1;
     } finally {
       await queue.close();
+      await stopTracing();
+      ops?.close();
     }
   });
   return cmd;

@@ -19,6 +19,9 @@ import { dashboardPlugin } from '../dashboard.js';
 import { dataDir } from '../paths.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
+import { NexusMetrics } from '../../core/metrics.js';
+import { exportPoolGauges, exportQueueGauges } from '../observability.js';
+import { setupTracing } from '../tracing.js';
 import { VERSION } from '../version.js';
 import { streamerOptionsFrom, summaryLine } from './streamer.js';
 
@@ -94,7 +97,12 @@ export function upCommand(): Command {
     const store = await embeddedStore(config, env, logger);
     const registry = createRegistry(config, queue, logger);
     const feed = createFeed(config, queue, logger, `up-${process.pid}`);
+    const metrics = new NexusMetrics({ component: 'embedded', version: VERSION });
+    const stopTracing = setupTracing('embedded', logger);
+    exportQueueGauges(metrics, queue);
+    exportPoolGauges(metrics, store);
     const collector = new Collector({
+      metrics,
       queue,
       store,
       registry,
@@ -118,6 +126,7 @@ export function upCommand(): Command {
       },
     ];
     const gateway = await buildGateway({
+      metrics,
       reader: store.reader,
       registry,
       feed,
@@ -150,6 +159,7 @@ export function upCommand(): Command {
     });
     const streamer = new Streamer({
       ...streamerOptionsFrom(config, queue, logger, { restart: false }),
+      metrics,
       // Progress stays quiet: the dashboard shows the ingest rate.
       progress: noProgress,
     });
@@ -171,6 +181,7 @@ export function upCommand(): Command {
       await registry.close();
       await queue.close();
       await store.close();
+      await stopTracing();
     });
     // "Up" once the first readings are stored and servable.
     for (;;) {

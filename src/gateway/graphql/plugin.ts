@@ -1,5 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { parse } from 'graphql';
+import { Kind, parse } from 'graphql';
+import { SpanStatusCode, type Span } from '@opentelemetry/api';
+import type { NexusMetrics } from '../../core/metrics.js';
+import { context, trace, tracer } from '../../core/tracing.js';
+import { requestSpan } from '../instrumentation.js';
 import mercurius from 'mercurius';
 import type { TelemetryReader } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
@@ -17,6 +21,13 @@ export interface GraphqlDeps {
   readonly version: string;
   /** Largest number of points a series may return (default 100,000). */
   readonly maxPoints?: number;
+  readonly metrics?: NexusMetrics;
+}
+
+interface Timed {
+  nexusStart?: number;
+  nexusSpan?: Span;
+  nexusOperation?: string;
 }
 
 const DEFAULT_MAX_POINTS = 100_000;
@@ -57,6 +68,35 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
   app.graphql.addHook('preSubscriptionParsing', (s, source) => {
     checkLength(source);
     checkSubscription(s, parse(source));
+  });
+  // Duration by operation type, and a span per operation (child of the HTTP request's span).
+  app.graphql.addHook('preExecution', (_schema, document, ctx) => {
+    const op = document.definitions.find((d) => d.kind === Kind.OPERATION_DEFINITION);
+    const type = op?.kind === Kind.OPERATION_DEFINITION ? op.operation : 'query';
+    const name = op?.kind === Kind.OPERATION_DEFINITION ? (op.name?.value ?? '') : '';
+    const t = ctx as unknown as Timed;
+    t.nexusStart = performance.now();
+    t.nexusOperation = type;
+    const parentSpan = requestSpan(ctx.reply.request);
+    t.nexusSpan = tracer().startSpan(
+      `graphql.${type}${name === '' ? '' : ` ${name}`}`,
+      { attributes: { 'graphql.operation.type': type, 'graphql.operation.name': name } },
+      parentSpan === undefined ? undefined : trace.setSpan(context.active(), parentSpan),
+    );
+  });
+  app.graphql.addHook('onResolution', (execution, ctx) => {
+    const t = ctx as unknown as Timed;
+    if (t.nexusStart !== undefined) {
+      deps.metrics?.graphqlDuration.observe(
+        { operation: t.nexusOperation ?? 'query' },
+        (performance.now() - t.nexusStart) / 1000,
+      );
+    }
+    if (t.nexusSpan !== undefined) {
+      if ((execution.errors?.length ?? 0) > 0)
+        t.nexusSpan.setStatus({ code: SpanStatusCode.ERROR });
+      t.nexusSpan.end();
+    }
   });
   graphiqlAssets(app);
   app.log.debug({ version: deps.version, live }, 'GraphQL at /graphql');

@@ -1,4 +1,5 @@
 import type { Logger } from '../../core/logger.js';
+import type { NexusMetrics } from '../../core/metrics.js';
 import type { FeedBatch, FeedRecord, LiveFeed } from '../../registry/feed.js';
 
 /** What a live subscriber wants. Absent fields match everything. */
@@ -88,6 +89,7 @@ export class LiveHub {
   constructor(
     private readonly feed: LiveFeed,
     private readonly logger: Logger,
+    private readonly metrics?: NexusMetrics,
   ) {}
 
   /** Subscribes to the feed (idempotent). */
@@ -138,6 +140,7 @@ export class LiveHub {
   private dispatch(batch: FeedBatch): void {
     this.batches++;
     this.records += batch.records.length;
+    this.metrics?.liveReadings.inc(batch.records.length);
     const now = Date.now();
     this.advance(now);
     const i = Math.floor(now / 5000) % 12;

@@ -44,6 +44,18 @@ async function run(
   return out;
 }
 
+/** Ready when not draining and every check passes; otherwise why not. */
+export async function readinessOf(
+  o: Pick<HealthOptions, 'checks' | 'draining' | 'checkTimeoutMs'>,
+): Promise<{ ready: boolean; reasons: string[] }> {
+  const reasons: string[] = [];
+  if (o.draining()) reasons.push('shutting down');
+  const checks = await run(o.checks, o.checkTimeoutMs);
+  for (const [name, c] of Object.entries(checks))
+    if (!c.ok) reasons.push(`${name}: ${c.detail ?? 'failed'}`);
+  return { ready: reasons.length === 0, reasons };
+}
+
 /** /health (details), /healthz (alive), /readyz (ready to serve). */
 export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app, o) => {
   const started = Date.now();
@@ -92,14 +104,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
       },
     },
     async (_req, reply) => {
-      const reasons: string[] = [];
-      if (o.draining()) reasons.push('shutting down');
-      const checks = await run(o.checks, o.checkTimeoutMs);
-      for (const [name, c] of Object.entries(checks))
-        if (!c.ok) reasons.push(`${name}: ${c.detail ?? 'failed'}`);
-      return reply
-        .status(reasons.length === 0 ? 200 : 503)
-        .send({ ready: reasons.length === 0, reasons });
+      const r = await readinessOf(o);
+      return reply.status(r.ready ? 200 : 503).send(r);
     },
   );
 };

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { WebSocket } from 'ws';
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { NexusMetrics } from '../../core/metrics.js';
 import type { TelemetryReader } from '../../store/reader.js';
 import type { LiveFilter, LiveHub } from '../live/hub.js';
 
@@ -135,16 +136,18 @@ interface Subscription {
  * message once it catches up); a client that stays too slow for `slowClientMs` is disconnected.
  */
 export const liveSocketRoutes: FastifyPluginAsync<{
+  metrics?: NexusMetrics;
   hub: LiveHub | undefined;
   limits: SocketLimits;
   reader: TelemetryReader;
-}> = async (app, { hub, limits }) => {
+}> = async (app, { hub, limits, metrics }) => {
   let clients = 0;
   let dropped = 0;
   app.decorate('liveSocketStats', () => ({ clients, dropped }));
 
   app.get('/ws', { websocket: true, schema: { hide: true } }, (socket: WebSocket, req) => {
     clients++;
+    metrics?.wsClients.inc();
     const subs = new Map<string, Subscription>();
     let alive = true;
     let slowSince: number | undefined;
@@ -212,6 +215,7 @@ export const liveSocketRoutes: FastifyPluginAsync<{
           if (checkSlow(Date.now())) {
             sub.dropped += n;
             dropped += n;
+            metrics?.wsDropped.inc(n);
             return;
           }
           socket.send(
@@ -283,6 +287,7 @@ export const liveSocketRoutes: FastifyPluginAsync<{
     socket.on('close', () => {
       closed = true;
       clients--;
+      metrics?.wsClients.dec();
       clearInterval(heartbeat);
       for (const s of subs.values()) s.remove();
       subs.clear();

@@ -144,6 +144,14 @@ export class PostgresDatabase implements Database {
     }
   }
 
+  poolStats(): { total: number; idle: number; waiting: number } {
+    return {
+      total: this.pool.totalCount,
+      idle: this.pool.idleCount,
+      waiting: this.pool.waitingCount,
+    };
+  }
+
   close(): Promise<void> {
     this.closing ??= this.pool.end();
     return this.closing;

@@ -1,0 +1,95 @@
+import type { NexusMetrics } from '../core/metrics.js';
+import { describeError } from '../core/errors.js';
+import type { Queue } from '../queue/types.js';
+import type { TelemetryStore } from '../store/types.js';
+
+/** Queue depth by state, the head message's age and the TTL count, refreshed on scrape. */
+export function exportQueueGauges(metrics: NexusMetrics, queue: Queue): void {
+  metrics.onScrape(async () => {
+    const s = await queue.stats();
+    metrics.queueMessages.set({ state: 'ready' }, s.ready);
+    metrics.queueMessages.set({ state: 'in_flight' }, s.inFlight);
+    metrics.queueMessages.set({ state: 'delayed' }, s.delayed);
+    metrics.queueMessages.set({ state: 'dead' }, s.dead);
+    metrics.queueExpired.set(s.expired);
+    metrics.queueOldestAge.set(
+      s.oldestCreatedAt === undefined ? 0 : Math.max(0, (Date.now() - s.oldestCreatedAt) / 1000),
+    );
+  });
+}
+
+/** PostgreSQL pool use, refreshed on scrape. */
+export function exportPoolGauges(metrics: NexusMetrics, store: TelemetryStore): void {
+  metrics.onScrape(async () => {
+    const p = store.poolStats();
+    if (p === undefined) return;
+    metrics.poolConnections.set({ state: 'total' }, p.total);
+    metrics.poolConnections.set({ state: 'idle' }, p.idle);
+    metrics.poolConnections.set({ state: 'waiting' }, p.waiting);
+  });
+}
+
+export interface Probe {
+  readonly name: string;
+  check(): Promise<void>;
+}
+
+/**
+ * Readiness from live probes (each with a deadline, answers cached for a second) plus the
+ * component's own view: so /readyz turns false within seconds of a dependency going away, even
+ * while the component is idle.
+ */
+export function readiness(
+  probes: readonly Probe[],
+  own: () => { ready: boolean; reasons: string[] },
+  metrics: NexusMetrics | undefined,
+  component: string,
+  timeoutMs = 2000,
+): () => Promise<{ ready: boolean; reasons: string[] }> {
+  let cached: { at: number; value: { ready: boolean; reasons: string[] } } | undefined;
+  let running: Promise<{ ready: boolean; reasons: string[] }> | undefined;
+  const evaluate = async (): Promise<{ ready: boolean; reasons: string[] }> => {
+    const reasons = [...own().reasons];
+    await Promise.all(
+      probes.map(async (p) => {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          await Promise.race([
+            p.check(),
+            new Promise((_, reject) => {
+              timer = setTimeout(
+                () => reject(new Error(`no answer within ${timeoutMs} ms`)),
+                timeoutMs,
+              );
+            }),
+          ]);
+        } catch (err) {
+          reasons.push(`${p.name}: ${describeError(err)}`);
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    const value = { ready: reasons.length === 0 && own().ready, reasons: [...new Set(reasons)] };
+    metrics?.ready.set({ component }, value.ready ? 1 : 0);
+    return value;
+  };
+  const get = (): Promise<{ ready: boolean; reasons: string[] }> => {
+    const now = Date.now();
+    if (cached !== undefined && now - cached.at < 1000) return Promise.resolve(cached.value);
+    running ??= evaluate()
+      .then((value) => {
+        cached = { at: Date.now(), value };
+        return value;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+  // nexus_ready is current on every scrape, whether or not anything polls /readyz.
+  metrics?.onScrape(async () => {
+    await get();
+  });
+  return get;
+}

@@ -1,0 +1,294 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every Prometheus metric Nexus exposes, in one place (docs/operations.md explains each). A process
+ * creates one NexusMetrics; components take it as an option and update what concerns them; a
+ * process without it (tests, libraries) pays nothing. Gauges that reflect state elsewhere (queue
+ * depth, pool use, fleet readings) are computed on scrape through `onScrape` callbacks.
+ */
+export class NexusMetrics {
+  readonly registry = new Registry();
+
+  // Streamer.
+  readonly recordsRead = new Counter({
+    name: 'nexus_streamer_records_read_total',
+    help: 'Valid records read from CSV files',
+    registers: [this.registry],
+  });
+  readonly recordsPublished = new Counter({
+    name: 'nexus_streamer_records_published_total',
+    help: 'Records published to the queue',
+    registers: [this.registry],
+  });
+  readonly recordsRejected = new Counter({
+    name: 'nexus_streamer_records_rejected_total',
+    help: 'Malformed CSV rows set aside, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly sentinels = new Counter({
+    name: 'nexus_streamer_sentinels_total',
+    help: 'DCGM "not supported" readings skipped',
+    registers: [this.registry],
+  });
+  readonly batchesPublished = new Counter({
+    name: 'nexus_streamer_batches_published_total',
+    help: 'Queue messages published',
+    registers: [this.registry],
+  });
+  readonly publishErrors = new Counter({
+    name: 'nexus_streamer_publish_errors_total',
+    help: 'Failed publish attempts (retried)',
+    registers: [this.registry],
+  });
+  readonly publishDuration = new Histogram({
+    name: 'nexus_streamer_publish_duration_seconds',
+    help: 'Time to publish one message and move its checkpoint',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly backpressure = new Gauge({
+    name: 'nexus_streamer_backpressure',
+    help: '1 while the streamer waits for the queue to drain below MAX_QUEUE_DEPTH',
+    registers: [this.registry],
+  });
+  readonly filePosition = new Gauge({
+    name: 'nexus_streamer_file_position_ratio',
+    help: 'How far through its file the streamer is (0 to 1)',
+    registers: [this.registry],
+  });
+
+  // Queue (consumer side counters; depth gauges are collected on scrape).
+  readonly queueMessages = new Gauge({
+    name: 'nexus_queue_messages',
+    help: 'Messages in the queue by state: ready, in_flight, delayed (waiting to retry), dead',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+  readonly queueOldestAge = new Gauge({
+    name: 'nexus_queue_oldest_message_age_seconds',
+    help: 'Age of the message at the head of the queue (0 when empty)',
+    registers: [this.registry],
+  });
+  readonly queueExpired = new Gauge({
+    name: 'nexus_queue_expired_messages',
+    help: 'Messages the message TTL moved to the dead letters, since the queue began',
+    registers: [this.registry],
+  });
+  readonly messagesRetried = new Counter({
+    name: 'nexus_queue_messages_retried_total',
+    help: 'Messages delivered again: given back after a failure, or reclaimed from a collector that died',
+    registers: [this.registry],
+  });
+  readonly messagesDeadLettered = new Counter({
+    name: 'nexus_queue_messages_dead_lettered_total',
+    help: 'Messages or records moved to the dead letters',
+    registers: [this.registry],
+  });
+  readonly etcdErrors = new Counter({
+    name: 'nexus_etcd_errors_total',
+    help: 'etcd requests that failed, by component',
+    labelNames: ['component'] as const,
+    registers: [this.registry],
+  });
+
+  // Collector.
+  readonly recordsConsumed = new Counter({
+    name: 'nexus_collector_records_consumed_total',
+    help: 'Records claimed from the queue',
+    registers: [this.registry],
+  });
+  readonly recordsStored = new Counter({
+    name: 'nexus_collector_records_stored_total',
+    help: 'Records stored in PostgreSQL for the first time (rows inserted)',
+    registers: [this.registry],
+  });
+  readonly recordsDuplicate = new Counter({
+    name: 'nexus_collector_records_duplicate_total',
+    help: 'Records already stored (redelivered), skipped',
+    registers: [this.registry],
+  });
+  readonly recordsRefused = new Counter({
+    name: 'nexus_collector_records_refused_total',
+    help: 'Records PostgreSQL refused, dead-lettered with its reason',
+    registers: [this.registry],
+  });
+  readonly batchRecords = new Histogram({
+    name: 'nexus_collector_batch_records',
+    help: 'Records per database transaction',
+    buckets: [10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000],
+    registers: [this.registry],
+  });
+  readonly commitDuration = new Histogram({
+    name: 'nexus_collector_commit_duration_seconds',
+    help: 'Time to store one batch (all its transactions)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly lostAcks = new Counter({
+    name: 'nexus_collector_lost_acks_total',
+    help: 'Acks whose claim had lapsed (the batch is stored again, idempotently, by another collector)',
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: 'nexus_store_errors_total',
+    help: 'PostgreSQL failures, by kind: unavailable (retried) or refused (the data)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly poolConnections = new Gauge({
+    name: 'nexus_pg_pool_connections',
+    help: 'PostgreSQL pool connections by state: total, idle, waiting (requests queued for one)',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+  readonly ready = new Gauge({
+    name: 'nexus_ready',
+    help: '1 when the component is ready (dependencies reachable, not draining)',
+    labelNames: ['component'] as const,
+    registers: [this.registry],
+  });
+
+  // Gateway.
+  readonly httpDuration = new Histogram({
+    name: 'nexus_http_request_duration_seconds',
+    help: 'HTTP request duration by route',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly graphqlDuration = new Histogram({
+    name: 'nexus_graphql_request_duration_seconds',
+    help: 'GraphQL operation duration by type',
+    labelNames: ['operation'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly wsClients = new Gauge({
+    name: 'nexus_websocket_clients',
+    help: 'Connected WebSocket clients (/ws)',
+    registers: [this.registry],
+  });
+  readonly wsDropped = new Counter({
+    name: 'nexus_websocket_dropped_readings_total',
+    help: 'Readings not sent to slow WebSocket clients (their buffer was full)',
+    registers: [this.registry],
+  });
+  readonly liveReadings = new Counter({
+    name: 'nexus_live_feed_readings_total',
+    help: 'Readings received from the commit feed',
+    registers: [this.registry],
+  });
+
+  // The fleet (gateway), from the latest stored values.
+  readonly gpuTemperature = new Gauge({
+    name: 'nexus_gpu_temperature_celsius',
+    help: 'Latest GPU temperature (DCGM_FI_DEV_GPU_TEMP)',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuUtilization = new Gauge({
+    name: 'nexus_gpu_utilization_percent',
+    help: 'Latest GPU utilisation (DCGM_FI_DEV_GPU_UTIL)',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuPower = new Gauge({
+    name: 'nexus_gpu_power_watts',
+    help: 'Latest power draw (DCGM_FI_DEV_POWER_USAGE)',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuMemoryUsed = new Gauge({
+    name: 'nexus_gpu_memory_used_bytes',
+    help: 'Latest framebuffer memory used (DCGM_FI_DEV_FB_USED, which DCGM gives in MiB)',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuMemoryFree = new Gauge({
+    name: 'nexus_gpu_memory_free_bytes',
+    help: 'Latest framebuffer memory free (DCGM_FI_DEV_FB_FREE, which DCGM gives in MiB)',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuPowerViolation = new Gauge({
+    name: 'nexus_gpu_power_violation_seconds',
+    help: 'Time throttled by power limits (DCGM_FI_DEV_POWER_VIOLATION, which DCGM gives in µs)',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuLastSeen = new Gauge({
+    name: 'nexus_gpu_last_reading_timestamp_seconds',
+    help: 'Time of the newest reading of the GPU',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuWorkload = new Gauge({
+    name: 'nexus_gpu_workload_info',
+    help: 'The Kubernetes workload currently on the GPU (value 1)',
+    labelNames: ['cluster', 'host', 'gpu', 'namespace', 'pod', 'container'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly scrapers: (() => Promise<void>)[] = [];
+
+  /**
+   * `cluster` labels every series of a component that serves one cluster (streamer, collector),
+   * so that queues of different clusters stay apart in one Prometheus; the gateway, which serves
+   * them all, labels its fleet gauges one by one instead.
+   */
+  constructor(options: {
+    component: string;
+    cluster?: string;
+    version?: string;
+    processMetrics?: boolean;
+  }) {
+    this.registry.setDefaultLabels({
+      component: options.component,
+      ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
+    });
+    if (options.processMetrics !== false) this.collectProcessMetrics();
+    new Gauge({
+      name: 'nexus_build_info',
+      help: 'The running version of Nexus (value 1)',
+      labelNames: ['version', 'node_version'] as const,
+      registers: [this.registry],
+    }).set({ version: options.version ?? 'unknown', node_version: process.version }, 1);
+  }
+
+  /**
+   * prom-client's process and Node.js metrics, except its three "active" gauges, whose names end
+   * in _total as only counters may (promtool refuses them): one gauge by resource type instead.
+   */
+  private collectProcessMetrics(): void {
+    collectDefaultMetrics({ register: this.registry, prefix: 'nexus_' });
+    for (const name of ['handles', 'requests', 'resources'])
+      this.registry.removeSingleMetric(`nexus_nodejs_active_${name}_total`);
+    for (const name of ['handles', 'requests', 'resources'])
+      this.registry.removeSingleMetric(`nexus_nodejs_active_${name}`);
+    new Gauge({
+      name: 'nexus_nodejs_active_resources',
+      help: 'Resources keeping the event loop alive, by type (sockets, timers, file handles...)',
+      labelNames: ['type'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const type of process.getActiveResourcesInfo())
+          counts.set(type, (counts.get(type) ?? 0) + 1);
+        for (const [type, n] of counts) this.set({ type }, n);
+      },
+    });
+  }
+
+  /** Runs before every scrape, to refresh gauges that mirror state elsewhere. */
+  onScrape(fn: () => Promise<void>): void {
+    this.scrapers.push(fn);
+  }
+
+  /** The Prometheus text exposition. Scrape callbacks that fail leave their gauges as they were. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    await Promise.all(this.scrapers.map((fn) => fn().catch(() => undefined)));
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

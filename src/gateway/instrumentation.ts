@@ -1,0 +1,123 @@
+import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { NexusMetrics } from '../core/metrics.js';
+import { context, contextFrom, tracer } from '../core/tracing.js';
+import type { TelemetryReader } from '../store/reader.js';
+
+const spans = new WeakMap<FastifyRequest, Span>();
+
+/** The span of a request, for work done on its behalf (GraphQL). */
+export function requestSpan(req: FastifyRequest): Span | undefined {
+  return spans.get(req);
+}
+
+/**
+ * Per request: a server span (continuing a `traceparent` header when there is one) and the
+ * duration histogram by route template, method and status. /metrics serves the exposition.
+ */
+export function instrumentHttp(app: FastifyInstance, metrics: NexusMetrics | undefined): void {
+  app.addHook('onRequest', async (req) => {
+    const header = req.headers.traceparent;
+    const parent =
+      typeof header === 'string' ? contextFrom({ traceparent: header }) : context.active();
+    const route = req.routeOptions.url ?? 'unmatched';
+    spans.set(
+      req,
+      tracer().startSpan(
+        `HTTP ${req.method} ${route}`,
+        {
+          kind: SpanKind.SERVER,
+          attributes: {
+            'http.request.method': req.method,
+            'http.route': route,
+            'nexus.request_id': req.id,
+          },
+        },
+        parent,
+      ),
+    );
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics?.httpDuration.observe(
+      { method: req.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    const span = spans.get(req);
+    if (span !== undefined) {
+      span.setAttribute('http.response.status_code', reply.statusCode);
+      if (reply.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+      spans.delete(req);
+    }
+  });
+  if (metrics !== undefined) {
+    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+      const m = await metrics.exposition();
+      return reply.type(m.contentType).send(m.body);
+    });
+  }
+}
+
+const MIB = 1024 * 1024;
+
+/** DCGM field, gauge, and the factor from DCGM's unit to the Prometheus base unit. */
+const FLEET_GAUGES = [
+  ['DCGM_FI_DEV_GPU_TEMP', 'gpuTemperature', 1],
+  ['DCGM_FI_DEV_GPU_UTIL', 'gpuUtilization', 1],
+  ['DCGM_FI_DEV_POWER_USAGE', 'gpuPower', 1],
+  ['DCGM_FI_DEV_FB_USED', 'gpuMemoryUsed', MIB],
+  ['DCGM_FI_DEV_FB_FREE', 'gpuMemoryFree', MIB],
+  ['DCGM_FI_DEV_POWER_VIOLATION', 'gpuPowerViolation', 1e-6],
+] as const;
+
+/**
+ * The fleet as Prometheus gauges, from the latest stored readings, refreshed on each scrape (GPUs
+ * that disappeared drop out): what the GPU alerts of deploy/observability/alerts.yml watch.
+ */
+export function exportFleetGauges(metrics: NexusMetrics, reader: TelemetryReader): void {
+  metrics.onScrape(async () => {
+    const latest = await Promise.all(
+      FLEET_GAUGES.map(([metric]) => reader.latest({ metrics: [metric] }).catch(() => [])),
+    );
+    const lastSeen = new Map<
+      string,
+      { labels: { cluster: string; host: string; gpu: string; uuid: string }; t: number }
+    >();
+    FLEET_GAUGES.forEach(([, field, factor], i) => {
+      const gauge = metrics[field];
+      gauge.reset();
+      for (const l of latest[i] ?? []) {
+        const labels = {
+          cluster: l.cluster_id,
+          host: l.hostname,
+          gpu: String(l.gpu_id),
+          uuid: l.uuid ?? '',
+        };
+        gauge.set(labels, l.value * factor);
+        const k = `${labels.cluster}\u0000${labels.host}\u0000${labels.gpu}`;
+        const seen = lastSeen.get(k);
+        if (seen === undefined || l.timestamp > seen.t) lastSeen.set(k, { labels, t: l.timestamp });
+      }
+    });
+    metrics.gpuLastSeen.reset();
+    for (const { labels, t } of lastSeen.values()) metrics.gpuLastSeen.set(labels, t / 1000);
+    const workloads = await reader.currentWorkloads().catch(() => undefined);
+    if (workloads !== undefined) {
+      metrics.gpuWorkload.reset();
+      for (const w of workloads) {
+        metrics.gpuWorkload.set(
+          {
+            cluster: w.cluster_id,
+            host: w.hostname,
+            gpu: String(w.gpu_id),
+            namespace: w.namespace,
+            pod: w.pod,
+            container: w.container,
+          },
+          1,
+        );
+      }
+    }
+  });
+}
