@@ -19,7 +19,7 @@ function up(
   });
   const lines: string[] = [];
   let buf = '';
-  proc.stdout?.on('data', (d: Buffer) => {
+  proc.stdout.on('data', (d: Buffer) => {
     buf += d.toString();
     const parts = buf.split('\n');
     buf = parts.pop() ?? '';
@@ -56,7 +56,7 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
     const first = up({ NEXUS_DATA_DIR: join(dataDir, 'first'), PORT: String(port1) });
     const line = await waitLine(first.lines, /Nexus is up/, 120_000);
     const upMs = Date.now() - first.started;
-    const startupMs = Number((JSON.parse(line) as { startup_ms?: number }).startup_ms ?? upMs);
+    const startupMs = (JSON.parse(line) as { startup_ms?: number }).startup_ms ?? upMs;
     await stop(first.proc);
     const port2 = await freePort();
     const again = up({ NEXUS_DATA_DIR: join(dataDir, 'first'), PORT: String(port2) });
