@@ -11,7 +11,7 @@ SAMPLE     := samples/dcgm_metrics_20250718_134233.csv
 
 .PHONY: help setup-dev setup-run setup-etcd stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
         build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
-        run-nexus-gateway test test-unit test-integration lint typecheck format bench clean
+        run-nexus-gateway test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -66,10 +66,11 @@ lint: setup-run ## ESLint, Prettier and dependency-cruiser
 	npx prettier --check .
 	npx depcruise src --config .dependency-cruiser.cjs
 
-typecheck: setup-run ## TypeScript, strict
+typecheck: setup-run ## TypeScript, strict (the Node.js code, then the dashboard with lib DOM)
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p dashboard/tsconfig.json --noEmit
 
-test: setup-dev lint typecheck ## Everything: lint, type check, unit and integration tests (starts its own etcd)
+test: setup-dev lint typecheck ## Everything: lint, type check, unit, integration and browser tests (starts its own etcd)
 	npx tsx scripts/test.ts all
 
 test-unit: setup-run ## Unit tests only
@@ -77,6 +78,15 @@ test-unit: setup-run ## Unit tests only
 
 test-integration: setup-dev ## Integration tests against real etcd (started on free ports)
 	npx tsx scripts/test.ts integration
+
+test-e2e: setup-dev ## Browser tests of the dashboard (Chromium against nexus up; screenshots in test-results/)
+	npx tsx scripts/test.ts e2e
+
+build-dashboard: setup-run ## Build the web dashboard into dist/dashboard/
+	@npm run -s build:dashboard
+
+screenshots: setup-dev ## Refresh docs/img/overview.png and docs/img/gpu.png (Chromium against nexus up)
+	npx tsx scripts/screenshots.ts
 
 format: ## Rewrite files with Prettier
 	npx prettier --write .

@@ -80,6 +80,26 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard runs in the browser. The project service finds its own tsconfig
+    // (dashboard/tsconfig.json: lib DOM, no Node types) as the nearest one to each file.
+    files: ['dashboard/**/*.ts'],
+    languageOptions: {
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        navigator: 'readonly',
+        location: 'readonly',
+        history: 'readonly',
+        localStorage: 'readonly',
+        requestAnimationFrame: 'readonly',
+        cancelAnimationFrame: 'readonly',
+        WebSocket: 'readonly',
+        ResizeObserver: 'readonly',
+        fetch: 'readonly',
+      },
+    },
+  },
+  {
     // Only the CLI may touch process-wide state.
     files: ['src/**/*.ts'],
     ignores: ['src/cli/**'],

@@ -4,7 +4,10 @@
  * node:test (through tsx, under c8 for coverage), stops the services, and exits with the tests'
  * status.
  *
- *   tsx scripts/test.ts [unit|integration|all] [--no-coverage] [files...]
+ *   tsx scripts/test.ts [unit|integration|e2e|all] [--no-coverage] [files...]
+ *
+ * e2e (test/e2e): the dashboard in Debian's Chromium against `nexus up`, which each test starts
+ * itself (embedded queue and PGlite): they need no etcd or PostgreSQL.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -14,7 +17,7 @@ import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const args = process.argv.slice(2);
-const suite = ['unit', 'integration', 'all'].includes(args[0] ?? '')
+const suite = ['unit', 'integration', 'e2e', 'all'].includes(args[0] ?? '')
   ? (args.shift() ?? 'all')
   : 'all';
 const coverage = !args.includes('--no-coverage');
@@ -37,10 +40,11 @@ const files =
   explicit.length > 0
     ? explicit
     : [
-        ...(suite === 'integration' ? [] : testFiles('test/unit')),
-        ...(suite === 'unit' ? [] : testFiles('test/integration')),
+        ...(suite === 'unit' || suite === 'all' ? testFiles('test/unit') : []),
+        ...(suite === 'integration' || suite === 'all' ? testFiles('test/integration') : []),
+        ...(suite === 'e2e' || suite === 'all' ? testFiles('test/e2e') : []),
       ];
-const needServices = files.some((f) => f.includes('integration') || f.includes('e2e'));
+const needServices = files.some((f) => f.includes('integration'));
 
 let etcd: EtcdServer | undefined;
 let pg: PgServer | undefined;

@@ -1,0 +1,176 @@
+/**
+ * The REST client of the dashboard. The response types come from the gateway's own TypeBox schemas
+ * (type-only imports: nothing of the server ends up in the bundle), so a change of the API's shape
+ * fails the dashboard's type check instead of the page.
+ */
+import type { Static } from '@sinclair/typebox';
+import type {
+  ClusterList as ClusterListSchema,
+  GpuDetail as GpuDetailSchema,
+  HostDetail as HostDetailSchema,
+  LatestResult as LatestResultSchema,
+  Reading as ReadingSchema,
+  Series as SeriesSchema,
+  SeriesResult as SeriesResultSchema,
+} from '../../src/gateway/schemas.js';
+
+export type ClusterList = Static<typeof ClusterListSchema>;
+export type GpuDetail = Static<typeof GpuDetailSchema>;
+export type HostDetail = Static<typeof HostDetailSchema>;
+export type LatestResult = Static<typeof LatestResultSchema>;
+export type Reading = Static<typeof ReadingSchema>;
+export type Series = Static<typeof SeriesSchema>;
+export type SeriesResult = Static<typeof SeriesResultSchema>;
+
+/**
+ * GET /api/v1/overview. The gateway keeps this schema private to its route
+ * (src/gateway/routes/overview.ts), so its fields are declared here, as docs/api.md lists them.
+ */
+export interface Overview {
+  readonly clusters: number;
+  readonly hosts: number;
+  readonly gpus: number;
+  readonly ingest: { readonly records_per_s: number; readonly window_s: number } | null;
+  readonly queue: {
+    readonly ready: number;
+    readonly in_flight: number;
+    readonly delayed: number;
+    readonly dead: number;
+    readonly oldest_age_s: number | null;
+  } | null;
+  readonly collectors: readonly {
+    readonly id: string;
+    readonly hostname: string;
+    readonly pid: number;
+    readonly started_at: string;
+    readonly version: string;
+  }[];
+  readonly alerts: readonly Alert[];
+}
+
+export interface Alert {
+  readonly severity: 'warning' | 'critical';
+  readonly cluster_id: string;
+  readonly host_id: string;
+  readonly gpu_id: number;
+  readonly metric: string;
+  readonly value: number;
+  readonly message: string;
+  readonly since: string;
+}
+
+/** An answer of the API that is not a success, or no answer at all. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    /** HTTP status; 0 when the gateway could not be reached. */
+    readonly status: number,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const TIMEOUT_MS = 20_000;
+
+type Params = Readonly<Record<string, string | number | undefined>>;
+
+function url(path: string, params: Params): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
+  const s = q.toString();
+  return s === '' ? path : `${path}?${s}`;
+}
+
+function errorFrom(status: number, statusText: string, body: unknown): ApiError {
+  if (typeof body === 'object' && body !== null && 'error' in body) {
+    const b = body as { error: unknown; code?: unknown };
+    if (typeof b.error === 'string') {
+      return new ApiError(b.error, status, typeof b.code === 'string' ? b.code : `HTTP_${status}`);
+    }
+  }
+  return new ApiError(`HTTP ${status} ${statusText}`.trim(), status, `HTTP_${status}`);
+}
+
+/** GETs JSON from the gateway; rejects with an ApiError that says what went wrong, in words. */
+export async function getJson<T>(
+  path: string,
+  params: Params = {},
+  signal?: AbortSignal,
+): Promise<T> {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => {
+    ctl.abort(new ApiError(`no answer from the gateway in ${TIMEOUT_MS / 1000} s`, 0, 'TIMEOUT'));
+  }, TIMEOUT_MS);
+  const onAbort = (): void => {
+    ctl.abort(signal?.reason);
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    let res: Response;
+    try {
+      res = await fetch(url(path, params), {
+        signal: ctl.signal,
+        headers: { accept: 'application/json' },
+      });
+    } catch (err) {
+      if (ctl.signal.aborted && ctl.signal.reason instanceof ApiError) throw ctl.signal.reason;
+      if (signal?.aborted === true) throw err;
+      throw new ApiError('cannot reach the gateway (network error)', 0, 'NETWORK');
+    }
+    let body: unknown;
+    try {
+      body = await res.json();
+    } catch {
+      body = undefined;
+    }
+    if (!res.ok) throw errorFrom(res.status, res.statusText, body);
+    if (body === undefined)
+      throw new ApiError(`${path}: the answer is not JSON`, res.status, 'BAD_BODY');
+    return body as T;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** True for the rejection of a request this page aborted itself (navigation, newer request). */
+export function isAbort(err: unknown, signal: AbortSignal): boolean {
+  return signal.aborted && !(err instanceof ApiError && err.code === 'TIMEOUT');
+}
+
+export function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  overview: (signal?: AbortSignal) => getJson<Overview>('/api/v1/overview', {}, signal),
+  clusters: (signal?: AbortSignal) => getJson<ClusterList>('/api/v1/clusters', {}, signal),
+  latest: (
+    params: { cluster_id: string; metric?: string; host_id?: string; gpu_id?: string },
+    signal?: AbortSignal,
+  ) => getJson<LatestResult>('/api/v1/telemetry/latest', params, signal),
+  series: (
+    params: {
+      cluster_id: string;
+      host_id: string;
+      gpu_id?: string;
+      metric?: string;
+      from: string;
+      step: string;
+      agg: 'avg' | 'min' | 'max' | 'last';
+    },
+    signal?: AbortSignal,
+  ) => getJson<SeriesResult>('/api/v1/telemetry', params, signal),
+  host: (cluster: string, host: string, signal?: AbortSignal) =>
+    getJson<HostDetail>(`/api/v1/clusters/${enc(cluster)}/hosts/${enc(host)}`, {}, signal),
+  gpu: (cluster: string, host: string, gpu: number, signal?: AbortSignal) =>
+    getJson<GpuDetail>(
+      `/api/v1/clusters/${enc(cluster)}/hosts/${enc(host)}/gpus/${gpu}`,
+      {},
+      signal,
+    ),
+};

@@ -1,0 +1,229 @@
+/**
+ * The live feed: one WebSocket to the gateway's `/ws` (protocol nexus-live/1, docs/api.md) shared
+ * by every view. Views subscribe with a filter and get each committed batch's matching readings.
+ * The socket reconnects with capped exponential backoff and jitter, subscribes again, and tells
+ * each subscriber to re-sync from REST (readings committed while it was away were not sent).
+ */
+
+export interface LiveFilter {
+  readonly cluster_id?: string;
+  readonly host_id?: readonly string[];
+  readonly gpu_id?: readonly number[];
+  readonly metric?: readonly string[];
+}
+
+/** A reading as the socket sends it (no unit: that comes from REST). */
+export interface LiveReading {
+  readonly cluster_id: string;
+  readonly host_id: string;
+  readonly gpu_id: number;
+  readonly uuid: string | null;
+  readonly metric: string;
+  readonly timestamp: string;
+  readonly value: number;
+}
+
+export interface LiveHandlers {
+  readonly onReadings: (readings: readonly LiveReading[], committedAt: string) => void;
+  /** Readings may have been missed (reconnect, or the server dropped some): reload from REST. */
+  readonly onResync?: () => void;
+}
+
+export type LiveState =
+  | { readonly kind: 'connecting' }
+  | { readonly kind: 'live' }
+  | { readonly kind: 'waiting'; readonly retryAt: number; readonly reason: string }
+  | { readonly kind: 'error'; readonly reason: string };
+
+type ServerMessage =
+  | {
+      type: 'welcome';
+      protocol: string;
+      heartbeat_ms: number;
+    }
+  | { type: 'subscribed'; id: string }
+  | { type: 'unsubscribed'; id: string }
+  | {
+      type: 'telemetry';
+      id: string;
+      committed_at: string;
+      readings: LiveReading[];
+    }
+  | { type: 'heartbeat' | 'pong'; ts: string }
+  | { type: 'dropped'; id: string; count: number }
+  | { type: 'error'; id?: string; error: string };
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 30_000;
+/** A connection that stayed up this long resets the backoff. */
+const STABLE_MS = 10_000;
+
+export class LiveClient {
+  private ws: WebSocket | undefined;
+  private readonly subs = new Map<string, { filter: LiveFilter; h: LiveHandlers }>();
+  private seq = 0;
+  private attempt = 0;
+  private retryTimer: number | undefined;
+  private watchdog: number | undefined;
+  private heartbeatMs = 15_000;
+  private openedAt = 0;
+  private everConnected = false;
+  private stateValue: LiveState = { kind: 'connecting' };
+  private readonly stateListeners = new Set<(s: LiveState) => void>();
+
+  constructor(private readonly url: string) {}
+
+  get state(): LiveState {
+    return this.stateValue;
+  }
+
+  onState(fn: (s: LiveState) => void): () => void {
+    this.stateListeners.add(fn);
+    fn(this.stateValue);
+    return () => this.stateListeners.delete(fn);
+  }
+
+  /** Subscribes; returns the function that unsubscribes. */
+  subscribe(filter: LiveFilter, h: LiveHandlers): () => void {
+    const id = `s${++this.seq}`;
+    this.subs.set(id, { filter, h });
+    if (this.ws === undefined && this.retryTimer === undefined) this.connect();
+    else this.sendSubscribe(id);
+    return () => {
+      if (!this.subs.delete(id)) return;
+      this.send({ type: 'unsubscribe', id });
+    };
+  }
+
+  /** Reconnects at once (the user asked, or the page came back to the foreground). */
+  retryNow(): void {
+    if (this.ws !== undefined) return;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.connect();
+  }
+
+  private setState(s: LiveState): void {
+    this.stateValue = s;
+    for (const fn of this.stateListeners) fn(s);
+  }
+
+  private send(msg: unknown): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  private sendSubscribe(id: string): void {
+    const s = this.subs.get(id);
+    if (s === undefined) return;
+    const f = s.filter;
+    this.send({
+      type: 'subscribe',
+      id,
+      filter: {
+        ...(f.cluster_id === undefined ? {} : { cluster_id: f.cluster_id }),
+        ...(f.host_id === undefined ? {} : { host_id: [...f.host_id] }),
+        ...(f.gpu_id === undefined ? {} : { gpu_id: [...f.gpu_id] }),
+        ...(f.metric === undefined ? {} : { metric: [...f.metric] }),
+      },
+    });
+  }
+
+  private connect(): void {
+    this.retryTimer = undefined;
+    this.setState({ kind: 'connecting' });
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this.scheduleRetry(err instanceof Error ? err.message : 'cannot open the live socket');
+      return;
+    }
+    this.ws = ws;
+    ws.addEventListener('open', () => {
+      this.openedAt = Date.now();
+      this.armWatchdog();
+    });
+    ws.addEventListener('message', (ev: MessageEvent) => {
+      this.armWatchdog();
+      if (typeof ev.data !== 'string') return;
+      let msg: ServerMessage;
+      try {
+        msg = JSON.parse(ev.data) as ServerMessage;
+      } catch {
+        return;
+      }
+      this.handle(msg);
+    });
+    ws.addEventListener('close', (ev: CloseEvent) => {
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      if (this.watchdog !== undefined) clearTimeout(this.watchdog);
+      if (Date.now() - this.openedAt > STABLE_MS && this.openedAt > 0) this.attempt = 0;
+      this.openedAt = 0;
+      const reason =
+        ev.code === 4008
+          ? 'the gateway found this page too slow'
+          : ev.reason !== ''
+            ? ev.reason
+            : `connection closed (${ev.code})`;
+      this.scheduleRetry(reason);
+    });
+  }
+
+  private handle(msg: ServerMessage): void {
+    switch (msg.type) {
+      case 'welcome': {
+        this.heartbeatMs = msg.heartbeat_ms > 0 ? msg.heartbeat_ms : this.heartbeatMs;
+        const resync = this.everConnected;
+        this.everConnected = true;
+        this.setState({ kind: 'live' });
+        for (const id of this.subs.keys()) this.sendSubscribe(id);
+        if (resync) for (const s of this.subs.values()) s.h.onResync?.();
+        this.armWatchdog();
+        return;
+      }
+      case 'telemetry':
+        this.subs.get(msg.id)?.h.onReadings(msg.readings, msg.committed_at);
+        return;
+      case 'dropped':
+        this.subs.get(msg.id)?.h.onResync?.();
+        return;
+      case 'error':
+        // A subscription the server refused: nothing to retry; say so.
+        this.setState({ kind: 'error', reason: msg.error });
+        return;
+      case 'subscribed':
+      case 'unsubscribed':
+      case 'heartbeat':
+      case 'pong':
+        return;
+    }
+  }
+
+  /** A connection that says nothing for longer than heartbeats allow is dead: reconnect. */
+  private armWatchdog(): void {
+    if (this.watchdog !== undefined) clearTimeout(this.watchdog);
+    this.watchdog = window.setTimeout(
+      () => {
+        this.ws?.close(4000, 'no heartbeat');
+      },
+      this.heartbeatMs * 2 + 5000,
+    );
+  }
+
+  private scheduleRetry(reason: string): void {
+    const base = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    const delay = Math.round(base / 2 + Math.random() * (base / 2));
+    this.attempt = Math.min(this.attempt + 1, 16);
+    this.setState({ kind: 'waiting', retryAt: Date.now() + delay, reason });
+    this.retryTimer = window.setTimeout(() => {
+      this.connect();
+    }, delay);
+  }
+}
+
+/** The socket URL of this page's gateway, subscribed to nothing until views ask. */
+export function liveUrl(): string {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${proto}//${location.host}/ws?subscribe=none`;
+}

@@ -1,0 +1,52 @@
+/**
+ * Refreshes the dashboard screenshots of the docs: builds the dashboard if needed, starts
+ * `nexus up` on a free port with a throwaway data directory, opens the overview and a GPU page in
+ * Debian's Chromium at 1280x800, and writes docs/img/overview.png and docs/img/gpu.png.
+ *
+ *   npx tsx scripts/screenshots.ts [--theme light|dark]
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../test/helpers/child.js';
+import { ensureDashboardBuilt, launchChromium, startNexusUp } from '../test/helpers/nexus-up.js';
+
+const args = process.argv.slice(2);
+const theme = args[args.indexOf('--theme') + 1] === 'dark' ? 'dark' : 'light';
+const OUT = join(ROOT, 'docs', 'img');
+/** A GPU of the sample that is busy, so that its charts have something to show. */
+const GPU = { host: 'mtv5-dgx1-hgpu-017', gpu: 4 };
+/** Let the looped sample run a while, so that the charts hold a few loops. */
+const WARM_UP_MS = 45_000;
+
+mkdirSync(OUT, { recursive: true });
+ensureDashboardBuilt();
+const nexus = await startNexusUp();
+const browser = await launchChromium().catch(async (err: unknown) => {
+  await nexus.stop();
+  throw err;
+});
+try {
+  process.stdout.write(
+    `screenshots: nexus up at ${nexus.url}, warming up ${WARM_UP_MS / 1000} s\n`,
+  );
+  await new Promise((r) => setTimeout(r, WARM_UP_MS));
+  const page = await browser.newPage({
+    viewport: { width: 1280, height: 800 },
+    colorScheme: theme,
+  });
+  page.on('pageerror', (e) => process.stderr.write(`page error: ${e.message}\n`));
+  await page.goto(`${nexus.url}/`);
+  await page.waitForSelector('canvas.heatmap-canvas[data-gpus="247"]', { timeout: 60_000 });
+  await page.waitForSelector('[data-testid="stat-gpus"]:text-is("247")');
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: join(OUT, 'overview.png') });
+  await page.goto(`${nexus.url}/#/gpu/local-cluster/${GPU.host}/${GPU.gpu}?range=15m`);
+  await page.waitForSelector('[data-testid="chart"][data-points]:not([data-points="0"]) .uplot');
+  await page.waitForSelector('.facts dd');
+  await page.waitForTimeout(1000);
+  await page.screenshot({ path: join(OUT, 'gpu.png') });
+  process.stdout.write('screenshots: wrote docs/img/overview.png and docs/img/gpu.png\n');
+} finally {
+  await browser.close();
+  await nexus.stop();
+}
