@@ -14,7 +14,7 @@ SAMPLE     := samples/dcgm_metrics_20250718_134233.csv
         run-nexus-gateway test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
 setup-dev: ## Install Debian packages (etcd, PostgreSQL 15, Chromium) and npm packages
 	@scripts/setup.sh --all

@@ -3,7 +3,11 @@
  * steps for charts. The browser test (test/e2e/dashboard.test.ts) covers the rest.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Fastify from 'fastify';
 import {
   cellRect,
   computeLayout,
@@ -13,6 +17,8 @@ import {
 import { HeatmapModel } from '../../dashboard/src/heatmap-model.js';
 import { formatRoute, parentOf, parseHash, type Route } from '../../dashboard/src/route.js';
 import { RANGE_MS, stepFor } from '../../dashboard/src/series.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { dashboardPlugin } from '../../src/gateway/dashboard/plugin.js';
 
 describe('dashboard routes', () => {
   it('reads and writes every page of the URL', () => {
@@ -134,5 +140,46 @@ describe('chart steps', () => {
     assert.equal(stepFor(RANGE_MS['15m']).text, '2s');
     assert.equal(stepFor(RANGE_MS['24h']).text, '5m');
     assert.equal(stepFor(RANGE_MS['30d']).text, '2h');
+  });
+});
+
+describe('dashboard serving', () => {
+  const logger = silentLogger();
+
+  it('serves the page uncached and the hashed bundles cached for good', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-dash-'));
+    mkdirSync(join(dir, 'assets'));
+    writeFileSync(
+      join(dir, 'index.html'),
+      '<!doctype html><script src="/assets/app-X1.js"></script>',
+    );
+    writeFileSync(join(dir, 'assets', 'app-X1.js'), 'console.log(1)');
+    const app = Fastify();
+    try {
+      await app.register(dashboardPlugin(dir, logger));
+      const page = await app.inject({ url: '/' });
+      assert.equal(page.statusCode, 200);
+      assert.match(page.body, /app-X1\.js/);
+      assert.equal(page.headers['cache-control'], 'no-cache');
+      const js = await app.inject({ url: '/assets/app-X1.js' });
+      assert.equal(js.statusCode, 200);
+      assert.equal(js.headers['cache-control'], 'public, max-age=31536000, immutable');
+      assert.equal((await app.inject({ url: '/assets/nope.js' })).statusCode, 404);
+    } finally {
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says how to build it when there is no build', async () => {
+    const app = Fastify();
+    try {
+      await app.register(dashboardPlugin(join(tmpdir(), 'nexus-no-such-dashboard'), logger));
+      const page = await app.inject({ url: '/' });
+      assert.equal(page.statusCode, 200);
+      assert.match(page.body, /make build-nexus/);
+    } finally {
+      await app.close();
+    }
   });
 });

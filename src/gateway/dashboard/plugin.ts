@@ -34,6 +34,9 @@ export function dashboardPlugin(
       setHeaders: (res, path) => {
         // The HTML names the hashed bundles: never cache it, so a new build shows at once.
         if (path.endsWith('.html')) res.header('cache-control', 'no-cache');
+        // The bundles are named by their content hash: a browser may keep them for good.
+        else if (/[\\/]assets[\\/]/.test(path))
+          res.header('cache-control', 'public, max-age=31536000, immutable');
       },
     });
   };
