@@ -56,7 +56,54 @@ const check = TypeCompiler.Compile(EnvelopeSchema);
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 export const WIRE_RECORD_MATCHES_MODEL: Same<Envelope['records'][number], TelemetryRecord> = true;
 
+/**
+ * The JSON of each frozen label set, written once however many records share it. The CSV reader
+ * shares one frozen object between the rows of a series, so a batch's labels cost a lookup each.
+ */
+const labelsJson = new WeakMap<object, string>();
+
+function labelsToJson(labels: Readonly<Record<string, string>>): string {
+  if (!Object.isFrozen(labels)) return JSON.stringify(labels);
+  let json = labelsJson.get(labels);
+  if (json === undefined) {
+    json = JSON.stringify(labels);
+    labelsJson.set(labels, json);
+  }
+  return json;
+}
+
+/** A number as JSON.stringify writes it (non-finite values are null). */
+function num(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
+}
+
+function recordJson(r: TelemetryRecord): string {
+  let s = `{"timestamp":${num(r.timestamp)},"metric":${JSON.stringify(r.metric)},"gpu":${num(r.gpu)},"hostname":${JSON.stringify(r.hostname)},"value":${num(r.value)}`;
+  if (r.device !== undefined) s += `,"device":${JSON.stringify(r.device)}`;
+  if (r.uuid !== undefined) s += `,"uuid":${JSON.stringify(r.uuid)}`;
+  if (r.model !== undefined) s += `,"model":${JSON.stringify(r.model)}`;
+  if (r.container !== undefined) s += `,"container":${JSON.stringify(r.container)}`;
+  if (r.pod !== undefined) s += `,"pod":${JSON.stringify(r.pod)}`;
+  if (r.namespace !== undefined) s += `,"namespace":${JSON.stringify(r.namespace)}`;
+  return `${s},"labels":${labelsToJson(r.labels)}}`;
+}
+
+/**
+ * The message body of an envelope of records made by this process (the streamer's): the same JSON
+ * as JSON.stringify gives, written field by field, with each shared label set serialised once.
+ * Fields of a record outside the record model are not written: use encodeEnvelopeVerbatim for an
+ * envelope read from the queue, which may come from another producer.
+ */
 export function encodeEnvelope(envelope: Envelope): Buffer {
+  const { records, ...head } = envelope;
+  const h = JSON.stringify(head);
+  const parts: string[] = new Array<string>(records.length);
+  for (let i = 0; i < records.length; i++) parts[i] = recordJson(records[i] as TelemetryRecord);
+  return Buffer.from(`${h.slice(0, -1)}${h.length > 2 ? ',' : ''}"records":[${parts.join(',')}]}`);
+}
+
+/** The message body of an envelope exactly as it is, unknown fields included. */
+export function encodeEnvelopeVerbatim(envelope: Envelope): Buffer {
   return Buffer.from(JSON.stringify(envelope));
 }
 

@@ -6,6 +6,7 @@ import {
   ENVELOPE_VERSION,
   decodeEnvelope,
   encodeEnvelope,
+  encodeEnvelopeVerbatim,
   envelopeProblem,
   type Envelope,
 } from '../../src/queue/envelope.js';
@@ -78,6 +79,28 @@ describe('encodeEnvelope / decodeEnvelope', () => {
       lastError: 'store unavailable: connection refused',
     };
     assert.deepEqual(decodeEnvelope(encodeEnvelope(e)), e);
+  });
+
+  it('writes the same JSON as JSON.stringify, with awkward strings, numbers and shared labels', () => {
+    const shared = Object.freeze({ Hostname: 'h"1', job: 'dcgm\\x', note: 'line\nbreak \u2028 é' });
+    const base = envelope().records[0];
+    assert.ok(base !== undefined);
+    const records: Envelope['records'] = [
+      { ...base, labels: shared, hostname: 'host "quoted" \\ back', value: -0 },
+      { ...base, labels: shared, value: 1e21, pod: 'p', namespace: 'ns', container: 'c' },
+      { ...base, labels: { a: 'unfrozen' }, value: 5e-324 },
+      { ...base, labels: Object.freeze({}), value: 123.456, model: 'NVIDIA H100 80GB HBM3' },
+    ];
+    const e: Envelope = {
+      ...envelope(),
+      trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      records,
+    };
+    const fast = encodeEnvelope(e).toString('utf8');
+    assert.deepEqual(JSON.parse(fast), JSON.parse(JSON.stringify(e)));
+    assert.deepEqual(decodeEnvelope(fast), decodeEnvelope(encodeEnvelopeVerbatim(e)));
+    // Twice, now that the shared labels' JSON is cached.
+    assert.equal(encodeEnvelope(e).toString('utf8'), fast);
   });
 
   it('carries a label named __proto__ as a plain label', () => {

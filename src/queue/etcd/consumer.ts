@@ -2,7 +2,7 @@ import type { IKeyValue, ITxnResponse } from 'etcd3';
 import { backoffDelay } from '../../core/backoff.js';
 import { NexusError, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { decodeEnvelope, encodeEnvelope, type Envelope } from '../envelope.js';
+import { decodeEnvelope, encodeEnvelopeVerbatim, type Envelope } from '../envelope.js';
 import type { QueueOptions } from '../options.js';
 import type {
   AckResult,
@@ -340,7 +340,11 @@ export class EtcdConsumer implements Consumer {
       return ok ? 'dead' : 'lost';
     }
     const due = Date.now() + backoffDelay(retry, attempt);
-    const body = encodeEnvelope({ ...h.envelope, attempt, lastError: reason.slice(0, 2000) });
+    const body = encodeEnvelopeVerbatim({
+      ...h.envelope,
+      attempt,
+      lastError: reason.slice(0, 2000),
+    });
     const move = (lease: string | undefined): Promise<ITxnResponse> =>
       this.ctx.kv.txn(
         [modIs(h.claimKey, h.claimRevision)],

@@ -1,7 +1,7 @@
 import type { Etcd3, Watcher } from 'etcd3';
 import { NexusError, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { decodeEnvelope, encodeEnvelope } from '../envelope.js';
+import { decodeEnvelope, encodeEnvelope, encodeEnvelopeVerbatim } from '../envelope.js';
 import { messageNameOf } from '../names.js';
 import { randomSuffix, type QueueOptions } from '../options.js';
 import type {
@@ -325,7 +325,7 @@ export class EtcdQueue implements Queue {
         return;
       }
       const { lastError: _dropped, ...rest } = dl.envelope;
-      const body = encodeEnvelope({ ...rest, attempt: 0 });
+      const body = encodeEnvelopeVerbatim({ ...rest, attempt: 0 });
       const leaseId = await this.leases.id();
       const res = await this.kv.txn(
         [modIs(deadKey, revision), absent(this.layout.message(name))],

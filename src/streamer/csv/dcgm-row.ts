@@ -62,6 +62,15 @@ function clip(s: string): string {
   return s.length > 40 ? `${s.slice(0, 40)}...` : s;
 }
 
+/**
+ * Parsed label sets by their `labels_raw` text. An export repeats each series' labels on every
+ * row, so the rows of a series share one frozen object: no parse, no garbage, and the envelope
+ * encoder writes its JSON once. Bounded: cleared when full (a fleet has far fewer series).
+ */
+const LABEL_CACHE_SIZE = 100_000;
+const labelCache = new Map<string, Readonly<Record<string, string>>>();
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** Turns the fields of one data row into a record, or says exactly why it cannot. */
 export function rowToRecord(header: DcgmHeader, fields: readonly string[]): RowResult {
   if (fields.length !== header.width) {
@@ -91,11 +100,17 @@ export function rowToRecord(header: DcgmHeader, fields: readonly string[]): RowR
   }
   if (isDcgmSentinel(value)) return { kind: 'sentinel' };
   const rawLabels = field(fields, ix.labels);
-  let labels: Record<string, string> = {};
+  let labels: Readonly<Record<string, string>> = NO_LABELS;
   if (rawLabels.trim() !== '') {
-    const parsed = parseLabels(rawLabels);
-    if (!parsed.ok) return { kind: 'reject', reason: parsed.error };
-    labels = parsed.labels;
+    const cached = labelCache.get(rawLabels);
+    if (cached !== undefined) labels = cached;
+    else {
+      const parsed = parseLabels(rawLabels);
+      if (!parsed.ok) return { kind: 'reject', reason: parsed.error };
+      labels = Object.freeze(parsed.labels);
+      if (labelCache.size >= LABEL_CACHE_SIZE) labelCache.clear();
+      labelCache.set(rawLabels, labels);
+    }
   }
   const record: {
     -readonly [K in keyof TelemetryRecord]: TelemetryRecord[K];
