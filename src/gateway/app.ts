@@ -42,6 +42,11 @@ export interface GatewayOptions {
   readonly metrics?: NexusMetrics;
   /** Export each GPU's latest readings as gauges (for the fleet alerts). */
   readonly fleetMetrics?: boolean;
+  /**
+   * With a feed, serve latest values from memory kept current by the feed, reloaded from the store
+   * every this many ms (default 10 s; 0: always read the store).
+   */
+  readonly latestReloadMs?: number;
   /** Extra plugins (the dashboard) registered last. */
   readonly extensions?: readonly ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -70,10 +75,12 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 300 },
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
   });
-  app.addHook('onSend', async (req, reply) => {
+  // Callback hooks, not async ones: no promise per request.
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
+    done(null, payload);
   });
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     req.log.debug(
       {
         method: req.method,
@@ -83,6 +90,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       },
       'request',
     );
+    done();
   });
   installErrorHandling(app, o.logger);
   instrumentHttp(app, o.metrics);
@@ -135,6 +143,16 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
   await app.register(telemetryRoutes, { reader: o.reader, maxPoints: o.maxPoints });
 
+  // Latest values in memory: subscribed to the feed first, then loaded, so nothing falls between.
+  const reloadMs = o.latestReloadMs ?? 10_000;
+  const tracker =
+    o.feed !== undefined && reloadMs > 0 ? o.reader.trackLatest?.({ reloadMs }) : undefined;
+  let stopTracking: (() => Promise<void>) | undefined;
+  if (o.feed !== undefined && tracker !== undefined) {
+    stopTracking = await o.feed.subscribe('*', (b) => tracker.committed(b.cluster_id, b.records));
+    tracker.start();
+  }
+
   // The hub also measures the ingest rate for the overview, so it runs whenever there is a feed.
   const hub = o.feed !== undefined ? new LiveHub(o.feed, o.logger, o.metrics) : undefined;
   if (hub !== undefined) await hub.start();
@@ -158,6 +176,8 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     });
   for (const ext of o.extensions ?? []) await ext(app);
   app.addHook('onClose', async () => {
+    tracker?.stop();
+    await stopTracking?.();
     await hub?.stop();
   });
   return {

@@ -141,6 +141,29 @@ export interface CurrentWorkload {
   readonly container: string;
 }
 
+/** A reading a collector has just committed, as the commit feed announces it. */
+export interface CommittedReading {
+  readonly hostname: string;
+  readonly gpu: number;
+  readonly metric: string;
+  readonly timestamp: number;
+  readonly value: number;
+}
+
+/**
+ * Latest values kept in memory (the gateway's): seeded from the store, kept current by the commit
+ * feed, reloaded from the store periodically (a feed event lost costs at most one period) and
+ * whenever the feed names a GPU or metric not yet known; until loaded, or for a GPU it does not
+ * hold, latest() reads the store.
+ */
+export interface LatestTracker {
+  /** Readings a collector has just committed (the commit feed). */
+  committed(clusterId: string, readings: readonly CommittedReading[]): void;
+  /** Loads from the store (in the background) and starts the periodic reload. */
+  start(): void;
+  stop(): void;
+}
+
 export interface TelemetryReader {
   /** Workloads seen within five minutes of their GPU's newest reading. */
   currentWorkloads(): Promise<CurrentWorkload[]>;
@@ -155,4 +178,9 @@ export interface TelemetryReader {
   telemetry(q: TelemetryQuery): Promise<TelemetryPage>;
   series(q: SeriesQuery): Promise<SeriesResult>;
   latest(q: Selection): Promise<LatestValue[]>;
+  /**
+   * Serve latest() from memory, fed with every committed batch. Values returned from memory are
+   * shared, immutable objects: equal until the reading changes.
+   */
+  trackLatest?(options: { readonly reloadMs: number }): LatestTracker;
 }

@@ -1,6 +1,7 @@
 import { NexusError } from '../core/errors.js';
 import type {
   ClusterStats,
+  CommittedReading,
   CurrentWorkload,
   ClusterSummary,
   GpuDetail,
@@ -15,6 +16,7 @@ import type {
   TelemetryPage,
   TelemetryQuery,
   TelemetryReader,
+  LatestTracker,
   Workload,
 } from './reader.js';
 import type { SqlClient } from './types.js';
@@ -38,6 +40,78 @@ const opt = (v: unknown): number | undefined =>
   v === null || v === undefined ? undefined : num(v);
 const str = (v: string | null): string | undefined => v ?? undefined;
 
+interface FleetIndex {
+  readonly byCluster: Map<string, GpuRef[]>;
+  readonly byHost: Map<string, GpuRef[]>;
+}
+
+const hostKey = (cluster: string, hostname: string): string => `${cluster}\u0000${hostname}`;
+
+/** GPUs by cluster and by host, for each fleet snapshot (built once per snapshot). */
+const fleetIndexes = new WeakMap<readonly GpuRef[], FleetIndex>();
+function fleetIndex(gpus: readonly GpuRef[]): FleetIndex {
+  let index = fleetIndexes.get(gpus);
+  if (index === undefined) {
+    index = { byCluster: new Map(), byHost: new Map() };
+    for (const g of gpus) {
+      const c = index.byCluster.get(g.cluster_id);
+      if (c === undefined) index.byCluster.set(g.cluster_id, [g]);
+      else c.push(g);
+      const k = hostKey(g.cluster_id, g.hostname);
+      const h = index.byHost.get(k);
+      if (h === undefined) index.byHost.set(k, [g]);
+      else h.push(g);
+    }
+    fleetIndexes.set(gpus, index);
+  }
+  return index;
+}
+
+/** One (GPU, metric) of the in-memory latest values; `out` is built on first read. */
+interface LatestSlot {
+  readonly metric: number;
+  time: number;
+  value: number;
+  out: LatestValue | undefined;
+}
+
+/** The in-memory latest values: GPU id -> its slots, in metric id order. */
+interface LatestMemory {
+  readonly byGpu: Map<number, LatestSlot[]>;
+  /** Loaded at least once. */
+  ready: boolean;
+  /** The feed named a GPU or metric not known yet: read the store until the next reload. */
+  dirty: number;
+  loading: Promise<void> | undefined;
+  lastLoad: number;
+  /** A reload is due (set while one waits for its turn). */
+  scheduled: boolean;
+  timer: NodeJS.Timeout | undefined;
+  stopped: boolean;
+  /** (cluster, hostname, GPU index) -> GPU id, built from the fleet cache it was built from. */
+  index: { gpus: GpuRef[]; ids: Map<string, number> } | undefined;
+  metricIndex: { rows: MetricRef[]; ids: Map<string, number> } | undefined;
+}
+
+const gpuKey = (cluster: string, hostname: string, gpu: number): string =>
+  `${cluster}\u0000${hostname}\u0000${gpu}`;
+
+/** Puts a reading into a GPU's slots unless an equal or newer one is there (as samples_latest). */
+function upsertSlot(slots: LatestSlot[], metric: number, time: number, value: number): void {
+  let i = slots.length;
+  while (i > 0 && (slots[i - 1]?.metric ?? -1) > metric) i--;
+  const prev = slots[i - 1];
+  if (prev !== undefined && prev.metric === metric) {
+    if (time > prev.time) {
+      prev.time = time;
+      prev.value = value;
+      prev.out = undefined;
+    }
+    return;
+  }
+  slots.splice(i, 0, { metric, time, value, out: undefined });
+}
+
 /** The longest instant PostgreSQL and JavaScript both hold (year 275760). */
 export const END_OF_TIME = 8_640_000_000_000_000;
 /** The earliest instant PostgreSQL holds (4713 BC); -END_OF_TIME is out of its range. */
@@ -50,8 +124,10 @@ const BEGINNING_OF_TIME = -210_866_803_200_000;
  */
 export class SqlReader implements TelemetryReader {
   private metricCache: { at: number; rows: MetricRef[] } | undefined;
+  private metricLoading: Promise<MetricRef[]> | undefined;
   private fleetCache: { at: number; gpus: GpuRef[]; clusters: Set<string> } | undefined;
   private fleetLoading: Promise<GpuRef[]> | undefined;
+  private memory: LatestMemory | undefined;
 
   constructor(private readonly db: SqlClient) {}
 
@@ -257,14 +333,36 @@ export class SqlReader implements TelemetryReader {
     return res.rows;
   }
 
-  /** Metric name -> id, cached for a few seconds (new metrics appear rarely). */
-  private async metricRefs(): Promise<MetricRef[]> {
-    const now = Date.now();
-    if (this.metricCache !== undefined && now - this.metricCache.at < 5000)
-      return this.metricCache.rows;
-    const res = await this.db.query<MetricRef>('SELECT id, name, unit FROM metrics');
-    this.metricCache = { at: now, rows: res.rows };
-    return res.rows;
+  /**
+   * Metric name -> id, cached for a few seconds (new metrics appear rarely). An expired cache is
+   * still answered while one query refreshes it; `force` (a name not found) waits for a fresh one.
+   */
+  private async metricRefs(force = false): Promise<MetricRef[]> {
+    const cache = this.metricCache;
+    if (!force && cache !== undefined && Date.now() - cache.at < 5000) return cache.rows;
+    const loading =
+      force || this.metricLoading === undefined ? this.loadMetrics() : this.metricLoading;
+    if (!force && cache !== undefined) {
+      loading.catch(() => undefined);
+      return cache.rows;
+    }
+    return loading;
+  }
+
+  private loadMetrics(): Promise<MetricRef[]> {
+    const at = Date.now();
+    const loading = this.db
+      .query<MetricRef>('SELECT id, name, unit FROM metrics')
+      .then((res) => {
+        if (this.metricCache === undefined || this.metricCache.at <= at)
+          this.metricCache = { at, rows: res.rows };
+        return res.rows;
+      })
+      .finally(() => {
+        if (this.metricLoading === loading) this.metricLoading = undefined;
+      });
+    this.metricLoading = loading;
+    return loading;
   }
 
   /** Metric ids of a selection; NOT_FOUND-free: an unknown name is a bad request naming the known ones. */
@@ -277,8 +375,7 @@ export class SqlReader implements TelemetryReader {
       names !== undefined &&
       names.some((n) => !byName.has(n) && !byName.has(`DCGM_FI_DEV_${n}`))
     ) {
-      this.metricCache = undefined;
-      refs = await this.metricRefs();
+      refs = await this.metricRefs(true);
       refs.forEach((m) => byName.set(m.name, m));
     }
     const byId = new Map(refs.map((m) => [m.id, m]));
@@ -303,11 +400,21 @@ export class SqlReader implements TelemetryReader {
    * name not found triggers one refresh (a GPU or cluster that just appeared).
    */
   private async fleet(force = false): Promise<GpuRef[]> {
-    const now = Date.now();
-    const age = this.fleetCache === undefined ? Number.POSITIVE_INFINITY : now - this.fleetCache.at;
+    const cache = this.fleetCache;
+    const age = cache === undefined ? Number.POSITIVE_INFINITY : Date.now() - cache.at;
     // A forced refresh (a name not found) still waits a second since the last one.
-    if (this.fleetCache !== undefined && age < (force ? 1000 : 5000)) return this.fleetCache.gpus;
-    this.fleetLoading ??= this.db
+    if (cache !== undefined && age < (force ? 1000 : 5000)) return cache.gpus;
+    const loading = (this.fleetLoading ??= this.loadFleet());
+    // Expired: answered from the cache while one query refreshes it (nobody waits for it).
+    if (!force && cache !== undefined) {
+      loading.catch(() => undefined);
+      return cache.gpus;
+    }
+    return loading;
+  }
+
+  private loadFleet(): Promise<GpuRef[]> {
+    return this.db
       .query<GpuRef>(
         `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid
          FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
@@ -325,12 +432,23 @@ export class SqlReader implements TelemetryReader {
       .finally(() => {
         this.fleetLoading = undefined;
       });
-    return this.fleetLoading;
   }
 
   /** The GPUs a selection names. An unknown cluster is NOT_FOUND; filters matching nothing give []. */
   private async gpuRefs(sel: Selection): Promise<GpuRef[]> {
     const pick = (gpus: readonly GpuRef[]): GpuRef[] => {
+      // Narrowed through the index first (the fleet is in id order; so is each index entry).
+      const index = fleetIndex(gpus);
+      if (sel.cluster !== undefined) {
+        const cluster = sel.cluster;
+        if (sel.hosts === undefined) gpus = index.byCluster.get(cluster) ?? [];
+        else {
+          const hostnames = [...new Set(sel.hosts)];
+          const onHosts = hostnames.flatMap((h) => index.byHost.get(hostKey(cluster, h)) ?? []);
+          if (hostnames.length > 1) onHosts.sort((a, b) => a.id - b.id);
+          gpus = onHosts;
+        }
+      }
       const hosts = sel.hosts === undefined ? undefined : new Set(sel.hosts);
       const indexes = sel.gpus === undefined ? undefined : new Set(sel.gpus);
       const uuids = sel.uuids === undefined ? undefined : new Set(sel.uuids);
@@ -355,9 +473,172 @@ export class SqlReader implements TelemetryReader {
     return found;
   }
 
+  trackLatest(options: { readonly reloadMs: number }): LatestTracker {
+    const mem: LatestMemory = {
+      byGpu: new Map(),
+      ready: false,
+      dirty: 0,
+      loading: undefined,
+      lastLoad: 0,
+      scheduled: false,
+      timer: undefined,
+      stopped: false,
+      index: undefined,
+      metricIndex: undefined,
+    };
+    this.memory = mem;
+    return {
+      committed: (clusterId, readings) => this.committed(mem, clusterId, readings),
+      start: () => {
+        if (mem.timer !== undefined || mem.stopped) return;
+        mem.timer = setInterval(() => void this.loadLatest(mem), options.reloadMs);
+        mem.timer.unref();
+        void this.loadLatest(mem);
+      },
+      stop: () => {
+        mem.stopped = true;
+        clearInterval(mem.timer);
+        if (this.memory === mem) this.memory = undefined;
+      },
+    };
+  }
+
+  /** (Re)loads the latest values from samples_latest, merging by time with what the feed brought. */
+  private loadLatest(mem: LatestMemory): Promise<void> {
+    mem.loading ??= (async () => {
+      const dirty = mem.dirty;
+      const gpus = await this.fleet(true);
+      await this.metricRefs(true);
+      const res = await this.db.query<{
+        gpu_id: number;
+        metric_id: number;
+        t: string;
+        value: number;
+      }>('SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest');
+      if (mem.stopped) return;
+      for (const r of res.rows) {
+        let slots = mem.byGpu.get(r.gpu_id);
+        if (slots === undefined) mem.byGpu.set(r.gpu_id, (slots = []));
+        upsertSlot(slots, r.metric_id, num(r.t), r.value);
+      }
+      // GPUs known before the snapshot without a reading in it have none yet.
+      for (const g of gpus) if (!mem.byGpu.has(g.id)) mem.byGpu.set(g.id, []);
+      mem.ready = true;
+      if (mem.dirty === dirty) mem.dirty = 0;
+    })()
+      .catch(() => {
+        // The store is unreachable: latest() reads it (and reports the error) until a reload works.
+      })
+      .finally(() => {
+        mem.loading = undefined;
+        mem.lastLoad = Date.now();
+      });
+    return mem.loading;
+  }
+
+  private committed(
+    mem: LatestMemory,
+    clusterId: string,
+    readings: readonly CommittedReading[],
+  ): void {
+    if (mem.stopped) return;
+    const fleet = this.fleetCache?.gpus;
+    if (fleet !== undefined && mem.index?.gpus !== fleet) {
+      mem.index = {
+        gpus: fleet,
+        ids: new Map(fleet.map((g) => [gpuKey(g.cluster_id, g.hostname, g.gpu_id), g.id])),
+      };
+    }
+    const metrics = this.metricCache?.rows;
+    if (metrics !== undefined && mem.metricIndex?.rows !== metrics) {
+      mem.metricIndex = { rows: metrics, ids: new Map(metrics.map((m) => [m.name, m.id])) };
+    }
+    let unknown = false;
+    for (const r of readings) {
+      const gpu = mem.index?.ids.get(gpuKey(clusterId, r.hostname, r.gpu));
+      const metric = mem.metricIndex?.ids.get(r.metric);
+      // Not finite: the feed's JSON cannot carry it; the store answers for it.
+      if (gpu === undefined || metric === undefined || !Number.isFinite(r.value)) {
+        unknown = true;
+        continue;
+      }
+      let slots = mem.byGpu.get(gpu);
+      if (slots === undefined) mem.byGpu.set(gpu, (slots = []));
+      upsertSlot(slots, metric, r.timestamp, r.value);
+    }
+    if (unknown) {
+      mem.dirty++;
+      this.scheduleReload(mem);
+    }
+  }
+
+  /** One reload soon, at most one a second while new GPUs or metrics keep appearing. */
+  private scheduleReload(mem: LatestMemory): void {
+    if (mem.scheduled || mem.stopped) return;
+    mem.scheduled = true;
+    const wait = Math.max(0, mem.lastLoad + 1000 - Date.now());
+    setTimeout(() => {
+      mem.scheduled = false;
+      void this.loadLatest(mem);
+    }, wait).unref();
+  }
+
+  /** The latest values from memory; undefined when memory cannot answer (then the store does). */
+  private latestFromMemory(
+    gpus: readonly GpuRef[],
+    metrics: { ids: number[] | null; byId: Map<number, MetricRef> },
+  ): LatestValue[] | undefined {
+    const mem = this.memory;
+    if (mem === undefined || !mem.ready) return undefined;
+    if (mem.dirty > 0) {
+      this.scheduleReload(mem);
+      return undefined;
+    }
+    const out: LatestValue[] = [];
+    for (const g of gpus) {
+      const slots = mem.byGpu.get(g.id);
+      if (slots === undefined) {
+        // A GPU newer than the last load: read the store, and reload.
+        mem.dirty++;
+        this.scheduleReload(mem);
+        return undefined;
+      }
+      for (const s of slots) {
+        if (metrics.ids !== null && !metrics.ids.includes(s.metric)) continue;
+        const m = metrics.byId.get(s.metric);
+        if (m === undefined) continue;
+        let v = s.out;
+        const uuid = str(g.uuid);
+        if (
+          v === undefined ||
+          v.uuid !== uuid ||
+          v.hostname !== g.hostname ||
+          v.cluster_id !== g.cluster_id ||
+          v.metric !== m.name ||
+          v.unit !== m.unit
+        ) {
+          v = s.out = {
+            cluster_id: g.cluster_id,
+            hostname: g.hostname,
+            gpu_id: g.gpu_id,
+            uuid,
+            metric: m.name,
+            unit: m.unit,
+            timestamp: s.time,
+            value: s.value,
+          };
+        }
+        out.push(v);
+      }
+    }
+    return out;
+  }
+
   async latest(q: Selection): Promise<LatestValue[]> {
     const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
     if (gpus.length === 0) return [];
+    const fromMemory = this.latestFromMemory(gpus, metrics);
+    if (fromMemory !== undefined) return fromMemory;
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
     const res = await this.db.query<{
       gpu_id: number;
@@ -394,7 +675,16 @@ export class SqlReader implements TelemetryReader {
     const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
     if (gpus.length === 0) return { readings: [] };
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
-    const after = q.after ?? { gpu: -1, metric: -1, time: BEGINNING_OF_TIME };
+    const after = q.after;
+    // Without a cursor, no position condition at all (one index condition less to check per row).
+    const params: unknown[] = [
+      gpus.map((g) => g.id),
+      metrics.ids,
+      Math.max(q.from, BEGINNING_OF_TIME),
+      q.to,
+      q.limit + 1,
+    ];
+    if (after !== undefined) params.push(after.gpu, after.metric, after.time);
     const res = await this.db.query<{
       gpu_id: number;
       metric_id: number;
@@ -404,19 +694,10 @@ export class SqlReader implements TelemetryReader {
       `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples
        WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
          AND time >= nexus_ts($3) AND time < nexus_ts($4)
-         AND (gpu_id, metric_id, time) > ($5::int, $6::smallint, nexus_ts($7))
+         ${after === undefined ? '' : 'AND (gpu_id, metric_id, time) > ($6::int, $7::smallint, nexus_ts($8))'}
        ORDER BY gpu_id, metric_id, time
-       LIMIT $8`,
-      [
-        gpus.map((g) => g.id),
-        metrics.ids,
-        Math.max(q.from, BEGINNING_OF_TIME),
-        q.to,
-        after.gpu,
-        after.metric,
-        after.time,
-        q.limit + 1,
-      ],
+       LIMIT $5`,
+      params,
     );
     const rows = res.rows.slice(0, q.limit);
     const readings = rows.flatMap((r) => {

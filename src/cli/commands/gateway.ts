@@ -84,7 +84,8 @@ export function gatewayCommand(): Command {
       { address },
       `gateway listening on ${address} (REST /api/v1, OpenAPI /openapi.json, Swagger UI /swagger/index.html, GraphQL /graphql, WebSocket /ws)`,
     );
-    if (feed !== undefined && (config.enableWebsocket || config.enableGraphql)) {
+    // Listening also keeps the in-memory latest values current (collectors publish only to listeners).
+    if (feed !== undefined) {
       await feed
         .announceListener(instance)
         .catch((err: unknown) =>

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import { NexusError } from '../../core/errors.js';
-import type { Selection, TelemetryReader } from '../../store/reader.js';
+import type { LatestValue, Selection, TelemetryReader } from '../../store/reader.js';
 import { END_OF_TIME } from '../../store/sql-reader.js';
 import { decodeCursor, encodeCursor, gpuIds, iso, list, parseInstant } from '../params.js';
 import {
@@ -12,6 +13,71 @@ import {
   ref,
 } from '../schemas.js';
 import { parseStep, readingOut, seriesOut } from './shapes.js';
+
+/**
+ * Each latest value's JSON, encoded once: the reader's in-memory latest values are shared objects,
+ * equal until the reading changes, so a value is encoded once however often it is served.
+ */
+const encoded = new WeakMap<LatestValue, string>();
+
+/**
+ * The /latest answer as JSON, exactly as the response schema would encode it, from the encoded
+ * values; undefined if a value is not a finite number (the schema's serializer decides then).
+ */
+function latestJson(values: readonly LatestValue[]): string | undefined {
+  const parts = new Array<string>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as LatestValue;
+    let json = encoded.get(v);
+    if (json === undefined) {
+      if (!Number.isFinite(v.value)) return undefined;
+      json = JSON.stringify(readingOut(v));
+      encoded.set(v, json);
+    }
+    parts[i] = json;
+  }
+  return `{"readings":[${parts.join(',')}],"count":${values.length}}`;
+}
+
+/**
+ * The latest answers of the last few selections, encoded: the same values again (the same
+ * objects, in the same order) give the same bytes without encoding anything.
+ */
+class LatestBodies {
+  private readonly bodies = new Map<string, { values: readonly LatestValue[]; body: Buffer }>();
+
+  constructor(
+    private readonly maxEntries = 32,
+    private readonly minValues = 64,
+  ) {}
+
+  body(key: string, values: readonly LatestValue[]): Buffer | string | undefined {
+    if (values.length < this.minValues) return latestJson(values);
+    const hit = this.bodies.get(key);
+    if (hit !== undefined && sameValues(hit.values, values)) return hit.body;
+    const json = latestJson(values);
+    if (json === undefined) return undefined;
+    const body = Buffer.from(json);
+    this.bodies.delete(key);
+    if (this.bodies.size >= this.maxEntries) {
+      const oldest = this.bodies.keys().next();
+      if (oldest.done !== true) this.bodies.delete(oldest.value);
+    }
+    this.bodies.set(key, { values, body });
+    return body;
+  }
+}
+
+function sameValues(a: readonly LatestValue[], b: readonly LatestValue[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Sends JSON already encoded (the response schema's serializer is for objects). */
+function sendJson(reply: FastifyReply, json: Buffer | string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(json);
+}
 
 /** The selection of /api/v1/telemetry and /latest from their query parameters. */
 export function selection(q: {
@@ -39,6 +105,7 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
   reader: TelemetryReader;
   maxPoints: number;
 }> = async (app, { reader, maxPoints }) => {
+  const latestBodies = new LatestBodies();
   app.get(
     '/api/v1/telemetry',
     {
@@ -113,8 +180,12 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
         response: { 200: LatestResult, 400: ErrorRef, 404: ErrorRef, 503: ErrorRef },
       },
     },
-    async (req) => {
-      const readings = (await reader.latest(selection(req.query))).map(readingOut);
+    async (req, reply) => {
+      const sel = selection(req.query);
+      const values = await reader.latest(sel);
+      const json = latestBodies.body(JSON.stringify(sel), values);
+      if (json !== undefined) return sendJson(reply, json);
+      const readings = values.map(readingOut);
       return { readings, count: readings.length };
     },
   );
