@@ -25,20 +25,26 @@ import { setupTracing } from '../tracing.js';
 import { VERSION } from '../version.js';
 import { streamerOptionsFrom, summaryLine } from './streamer.js';
 
-/** The store `nexus up` uses: PostgreSQL when DB_HOST or DATABASE_URL is set, PGlite otherwise. */
+/**
+ * The store `nexus up` uses: PostgreSQL when DB_HOST or DATABASE_URL is set, PGlite otherwise.
+ * PGlite starts in a worker thread and is not waited for here: `ready` settles when it has started
+ * (initdb on a fresh directory takes seconds), while the streamer already fills the queue.
+ */
 async function embeddedStore(
   config: Config,
   env: NodeJS.ProcessEnv,
   logger: Logger,
-): Promise<TelemetryStore> {
+): Promise<{ store: TelemetryStore; ready: Promise<void> }> {
   if ((env.DATABASE_URL ?? '') !== '' || (env.DB_HOST ?? '') !== '')
-    return createStore(config, logger, 'nexus-up');
+    return { store: createStore(config, logger, 'nexus-up'), ready: Promise.resolve() };
   const dir = join(dataDir(config.dataDir), 'pglite');
-  const db = new PGliteDatabase(dir);
+  // In a worker thread, PGlite's statements do not block the streamer, collector and gateway.
+  const db = new PGliteDatabase(dir, undefined, { worker: true });
   const t0 = Date.now();
-  await db.ready();
-  logger.info({ dir, ms: Date.now() - t0 }, 'embedded PostgreSQL (PGlite) ready');
-  return new SqlStore({
+  const ready = db.ready().then(() => {
+    logger.info({ dir, ms: Date.now() - t0 }, 'embedded PostgreSQL (PGlite) ready');
+  });
+  const store = new SqlStore({
     db,
     logger,
     writeMethod: 'unnest',
@@ -46,6 +52,7 @@ async function embeddedStore(
     rollupRetentionDays: config.rollupRetentionDays,
     partitionAheadDays: config.partitionAheadDays,
   });
+  return { store, ready };
 }
 
 /** The queue `nexus up` uses: etcd when ETCD_ENDPOINTS is set, in process otherwise. */
@@ -90,14 +97,43 @@ export function upCommand(): Command {
       ...(env.WORKERS === undefined && cmd.getOptionValue('workers') === undefined
         ? { workers: '2' }
         : {}),
+      // PGlite runs one statement at a time, and each write statement has a fixed part (the
+      // latest values and the rollup are upserted once per GPU and metric in it): fewer, larger
+      // transactions. The collector takes what is ready, so a trickle still commits at once.
+      ...((env.DATABASE_URL ?? '') === '' &&
+      (env.DB_HOST ?? '') === '' &&
+      env.COLLECT_BATCH === undefined &&
+      cmd.getOptionValue('collectBatch') === undefined
+        ? { collectBatch: '100' }
+        : {}),
     });
     const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
     const t0 = Date.now();
     const queue = embeddedQueue(config, env, logger);
-    const store = await embeddedStore(config, env, logger);
+    const metrics = new NexusMetrics({ component: 'embedded', version: VERSION });
+    // Streaming starts at once: the queue holds what is read while the store starts.
+    const streamer = new Streamer({
+      ...streamerOptionsFrom(config, queue, logger, { restart: false }),
+      metrics,
+      // Progress stays quiet: the dashboard shows the ingest rate.
+      progress: noProgress,
+    });
+    const streaming = streamer.run().then(
+      (s) => logger.info({ summary: s }, summaryLine(s)),
+      (err: unknown) => logger.error({ err: describeError(err) }, 'streamer failed'),
+    );
+    const { store, ready: storeReady } = await embeddedStore(config, env, logger);
+    try {
+      await storeReady;
+    } catch (err) {
+      await streamer.stop();
+      await streaming;
+      await queue.close();
+      await store.close().catch(() => undefined);
+      throw err;
+    }
     const registry = createRegistry(config, queue, logger);
     const feed = createFeed(config, queue, logger, `up-${process.pid}`);
-    const metrics = new NexusMetrics({ component: 'embedded', version: VERSION });
     const stopTracing = setupTracing('embedded', logger);
     exportQueueGauges(metrics, queue);
     exportPoolGauges(metrics, store);
@@ -157,18 +193,8 @@ export function upCommand(): Command {
       started_at: Date.now(),
       version: VERSION,
     });
-    const streamer = new Streamer({
-      ...streamerOptionsFrom(config, queue, logger, { restart: false }),
-      metrics,
-      // Progress stays quiet: the dashboard shows the ingest rate.
-      progress: noProgress,
-    });
     const address = await gateway.app.listen({ port: config.port, host: config.host });
     const shown = address.replace('://127.0.0.1', '://localhost');
-    const streaming = streamer.run().then(
-      (s) => logger.info({ summary: s }, summaryLine(s)),
-      (err: unknown) => logger.error({ err: describeError(err) }, 'streamer failed'),
-    );
     const state = { stopping: false };
     onShutdown(logger, async () => {
       state.stopping = true;
