@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
 import { silentLogger } from '../src/core/logger.js';
 import type { TelemetryRecord } from '../src/core/record.js';
 import { SqlStore } from '../src/store/sql-store.js';
@@ -8,9 +9,20 @@ import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
 import { postgresDatabase } from '../test/helpers/pipeline.js';
 import { freePort } from '../test/helpers/ports.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
-import { ROOT, log, table, type Section } from './lib.js';
+import {
+  ROOT,
+  exited,
+  log,
+  peakRssMb,
+  percentile,
+  spawnNexus,
+  stopChild,
+  table,
+  type Section,
+} from './lib.js';
 
 const BENCH_DIR = join(ROOT, '.data', 'bench');
+const SAMPLE = join(ROOT, 'samples', 'dcgm_metrics_20250718_134233.csv');
 const HOSTS = 64;
 const GPUS = 8;
 const METRICS = [
@@ -146,15 +158,164 @@ export async function startGateway(
   return { url: `http://127.0.0.1:${port}`, proc };
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+/**
+ * The WebSocket clients, in their own process (`node --import tsx bench/gateway.ts ws-clients
+ * <ws url> <n> [host,host,...]`) so that the gateway is what is measured: opens `n` sockets (with
+ * hosts, client i subscribes to host i mod hosts only), prints "ready", then on stdin "reset"
+ * forgets what it measured so far and "report" prints the latencies' p50, p99 and count as JSON
+ * and exits. Latency: Date.now() at receipt minus the message's `committed_at` (read from the
+ * head of the message, the readings are not parsed).
+ */
+async function wsClientsMain(url: string, n: number, hosts: readonly string[]): Promise<void> {
+  const latencies: number[] = [];
+  let dropped = 0;
+  let closed = 0;
+  let flowing = false;
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < n; i++) {
+    const host = hosts.length === 0 ? undefined : hosts[i % hosts.length];
+    const ws = new WebSocket(
+      host === undefined ? url : `${url}&host_id=${encodeURIComponent(host)}`,
+    );
+    ws.on('message', (data: Buffer) => {
+      const head = data.subarray(0, 300).toString('latin1');
+      if (head.startsWith('{"type":"dropped"')) {
+        dropped += Number(/"count":(\d+)/.exec(head)?.[1] ?? 0);
+      }
+      if (!head.startsWith('{"type":"telemetry"')) return;
+      const at = /"committed_at":"([^"]+)"/.exec(head)?.[1];
+      if (at === undefined) return;
+      latencies.push(Date.now() - Date.parse(at));
+      if (!flowing) {
+        flowing = true;
+        process.stdout.write('flowing\n');
+      }
+    });
+    ws.on('close', () => closed++);
+    ws.on('error', () => undefined);
+    sockets.push(ws);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+  }
+  process.stdout.write('ready\n');
+  let input = '';
+  process.stdin.on('data', (d: Buffer) => {
+    input += d.toString();
+    if (input.includes('reset')) {
+      input = input.replace('reset', '');
+      latencies.length = 0;
+      dropped = 0;
+    }
+    if (input.includes('report')) {
+      const sorted = [...latencies].sort((x, y) => x - y);
+      const report = {
+        p50: percentile(sorted, 50),
+        p99: percentile(sorted, 99),
+        messages: sorted.length,
+        dropped,
+        closed,
+      };
+      for (const ws of sockets) ws.terminate();
+      process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(0));
+    }
+  });
+}
+
+if (process.argv[2] === 'ws-clients' && process.argv[1] === import.meta.filename) {
+  const hosts = process.argv[5];
+  await wsClientsMain(
+    process.argv[3] ?? '',
+    Number(process.argv[4]),
+    hosts === undefined || hosts === '' ? [] : hosts.split(','),
+  );
+}
+
+export interface LiveResult {
+  readonly p50: number;
+  readonly p99: number;
+  readonly messages: number;
+  /** Readings the gateway dropped for slow clients (its `dropped` notices). */
+  readonly dropped: number;
+  /** Sockets the gateway closed (too slow) during the run. */
+  readonly closed: number;
+}
+
+/** Starts the client process; resolves once every client is connected. */
+async function startWsClients(
+  url: string,
+  n: number,
+  hosts: readonly string[],
+): Promise<{
+  proc: ChildProcess;
+  /** Resolves once the first live message has reached a client. */
+  flowing: () => Promise<void>;
+  reset: () => void;
+  report: () => Promise<LiveResult>;
+}> {
+  const proc = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'bench', 'gateway.ts'),
+      'ws-clients',
+      url,
+      String(n),
+      hosts.join(','),
+    ],
+    { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 120_000;
+  while (!out.includes('ready\n')) {
+    if (proc.exitCode !== null) throw new Error('the WebSocket clients exited');
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error('the WebSocket clients did not connect');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    proc,
+    flowing: async () => {
+      for (const until = Date.now() + 120_000; !out.includes('flowing\n');) {
+        if (proc.exitCode !== null) throw new Error('the WebSocket clients exited');
+        if (Date.now() > until) throw new Error('no live message reached the clients');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    reset: () => proc.stdin.write('reset\n'),
+    report: async () => {
+      out = '';
+      proc.stdin.write('report\n');
+      const timeout = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+      await exited(proc);
+      clearTimeout(timeout);
+      const line = out.trim();
+      if (line === '') throw new Error('the WebSocket clients did not report');
+      return JSON.parse(line) as LiveResult;
+    },
+  };
+}
+
+/** The hostnames of the real sample. */
+async function sampleHosts(): Promise<string[]> {
+  const { header, end, line } = await readHeader(SAMPLE);
+  const hosts = new Set<string>();
+  for await (const c of readDcgmCsv(header, { path: SAMPLE, startOffset: end, startLine: line })) {
+    for (const r of c.records) hosts.add(r.record.hostname);
+  }
+  return [...hosts];
 }
 
 /**
- * Live push latency, commit -> client: `clients` WebSocket clients on the gateway while a collector
- * stores a steady stream; each message's `committed_at` (the collector's clock, same machine) is
- * compared with its arrival.
+ * Live push latency, commit -> client: `clients` WebSocket clients (in their own process, each
+ * subscribed to the whole cluster, or with `hosts` to one host each) connect to the gateway, then a
+ * collector stores a steady stream (the real sample, looped with live timestamps); each message's
+ * `committed_at` (the collector's clock, same machine) is compared with its arrival.
  */
 export async function wsLatency(input: {
   gateway: string;
@@ -162,72 +323,56 @@ export async function wsLatency(input: {
   db: string;
   cluster: string;
   clients: number;
+  hosts: readonly string[];
   seconds: number;
   recordsPerSecond: number;
-}): Promise<{ p50: number; p99: number; messages: number }> {
+}): Promise<LiveResult & { collectorRssMb: number; streamerRssMb: number }> {
   const env = {
-    ...process.env,
     LOG_LEVEL: 'warn',
     ETCD_ENDPOINTS: input.etcd,
     DATABASE_URL: input.db,
     CLUSTER_ID: input.cluster,
   };
-  const collector = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'collector'], {
-    cwd: ROOT,
-    env,
-    stdio: 'ignore',
-  });
-  const latencies: number[] = [];
-  const sockets: WebSocket[] = [];
-  for (let i = 0; i < input.clients; i++) {
-    const ws = new WebSocket(
+  const procs: ChildProcess[] = [];
+  try {
+    const clients = await startWsClients(
       `${input.gateway.replace(/^http/, 'ws')}/ws?cluster_id=${input.cluster}`,
+      input.clients,
+      input.hosts,
     );
-    ws.on('message', (data: Buffer) => {
-      const s = data.toString();
-      if (!s.startsWith('{"type":"telemetry"')) return;
-      const at = /"committed_at":"([^"]+)"/.exec(s)?.[1];
-      if (at !== undefined) latencies.push(Date.now() - Date.parse(at));
+    procs.push(clients.proc);
+    const collector = spawnNexus(['collector'], env);
+    procs.push(collector);
+    const batch = 100;
+    const streamer = spawnNexus(['streamer', '--csv', SAMPLE], {
+      ...env,
+      LOOP_MODE: 'true',
+      TIMESTAMP_MODE: 'live',
+      BATCH_SIZE: String(batch),
+      STREAM_INTERVAL: `${Math.round((1000 * batch) / input.recordsPerSecond)}ms`,
     });
-    sockets.push(ws);
-    await new Promise((r) => ws.once('open', r));
+    procs.push(streamer);
+    await clients.flowing();
+    await new Promise((r) => setTimeout(r, 3000));
+    clients.reset(); // warm-up done
+    await new Promise((r) => setTimeout(r, input.seconds * 1000));
+    const streamerRssMb = peakRssMb(streamer.pid);
+    const collectorRssMb = peakRssMb(collector.pid);
+    const r = await clients.report();
+    log(
+      `WebSocket, ${input.clients} clients${input.hosts.length > 0 ? ' on one host each' : ' on the cluster'}: p50 ${r.p50} ms, p99 ${r.p99} ms over ${r.messages} messages, ${r.dropped} readings dropped, ${r.closed} disconnected`,
+    );
+    return { ...r, collectorRssMb, streamerRssMb };
+  } finally {
+    for (const p of procs) await stopChild(p, p === procs[0] ? 'SIGKILL' : 'SIGTERM');
   }
-  await new Promise((r) => setTimeout(r, 2000));
-  const batch = 100;
-  const streamer = spawn(
-    process.execPath,
-    [
-      join(ROOT, 'dist', 'cli', 'main.js'),
-      'streamer',
-      '--csv',
-      join(ROOT, 'samples', 'dcgm_metrics_20250718_134233.csv'),
-    ],
-    {
-      cwd: ROOT,
-      env: {
-        ...env,
-        LOOP_MODE: 'true',
-        TIMESTAMP_MODE: 'live',
-        BATCH_SIZE: String(batch),
-        STREAM_INTERVAL: `${Math.round((1000 * batch) / input.recordsPerSecond)}ms`,
-        PROGRESS: 'off',
-      },
-      stdio: 'ignore',
-    },
-  );
-  await new Promise((r) => setTimeout(r, 3000));
-  latencies.length = 0; // warm-up done
-  await new Promise((r) => setTimeout(r, input.seconds * 1000));
-  const sample = [...latencies].sort((a, b) => a - b);
-  streamer.kill('SIGTERM');
-  collector.kill('SIGTERM');
-  for (const s of sockets) s.terminate();
-  await Promise.all([streamer, collector].map((p) => new Promise((r) => p.once('exit', r))));
-  return { p50: percentile(sample, 50), p99: percentile(sample, 99), messages: sample.length };
 }
 
 export async function benchGateway(options: {
+  /** WebSocket clients subscribed to one host each (the goal row: 1,000). */
   clients: number;
+  /** WebSocket clients subscribed to the whole cluster (each receives every reading). */
+  clusterClients: number;
   seconds: number;
 }): Promise<Section> {
   let pg: PgServer | undefined;
@@ -287,18 +432,37 @@ export async function benchGateway(options: {
     ]);
     for (const [k, r] of runs) log(`${k}: ${Math.round(r.rps)} req/s, p99 ${r.p99} ms`);
     const ceiling = runs[0]?.[1].rps ?? Number.NaN;
+    const hosts = await sampleHosts();
     const live = await wsLatency({
       gateway: gw.url,
       etcd: etcd.endpoint,
       db,
-      cluster: 'live-bench',
+      cluster: 'live-hosts',
       clients: options.clients,
+      hosts,
       seconds: options.seconds,
       recordsPerSecond: 5000,
     });
-    log(
-      `WebSocket commit -> client: p50 ${live.p50} ms, p99 ${live.p99} ms over ${live.messages} messages`,
-    );
+    const firehose = await wsLatency({
+      gateway: gw.url,
+      etcd: etcd.endpoint,
+      db,
+      cluster: 'live-cluster',
+      clients: options.clusterClients,
+      hosts: [],
+      seconds: options.seconds,
+      recordsPerSecond: 5000,
+    });
+    const gatewayRssMb = peakRssMb(gateway.pid);
+    log(`gateway peak RSS ${gatewayRssMb} MB`);
+    const liveRow = (what: string, r: LiveResult): (string | number)[] => [
+      what,
+      r.messages,
+      r.p50,
+      r.p99,
+      String(r.dropped),
+      String(r.closed),
+    ];
     return {
       id: 'gateway',
       title: 'Gateway: REST and live push',
@@ -317,17 +481,47 @@ export async function benchGateway(options: {
           ]),
         ),
         '',
-        `Live push: ${options.clients} WebSocket clients subscribed to a cluster while a collector process stores a steady 5,000 readings/s (the real sample, looped with live timestamps); latency from the collector's commit to the client's receipt, through the commit feed in etcd:`,
+        `Live push: for each row, the WebSocket clients connect first (all in one client process of their own), then a collector process stores a steady 5,000 readings/s (the real sample, ${hosts.length} hosts, looped with live timestamps, 100 readings per message; the collector commits a few messages per transaction). Latency is from the collector's commit (\`committed_at\`) to the client's receipt, through the commit feed in etcd, over ${options.seconds} s after a warm-up (3 s from the first message received). The goal row has each client subscribed to one host (client i to host i mod ${hosts.length}, as a dashboard would); in the other every client is subscribed to the whole cluster and so receives every committed reading. Readings the gateway dropped for clients that read too slowly are counted from its \`dropped\` notices; clients it disconnected as too slow are counted too.`,
         '',
         table(
-          ['clients', 'messages measured', 'p50 ms', 'p99 ms'],
-          [[options.clients, live.messages, live.p50, live.p99]],
+          [
+            'clients',
+            'messages measured',
+            'p50 ms',
+            'p99 ms',
+            'readings dropped',
+            'clients disconnected',
+          ],
+          [
+            liveRow(`${options.clients.toLocaleString('en-US')}, each on one host`, live),
+            liveRow(
+              `${options.clusterClients.toLocaleString('en-US')}, each on the whole cluster`,
+              firehose,
+            ),
+          ],
+        ),
+        '',
+        'Peak RSS (`VmHWM`) of the processes of this section:',
+        '',
+        table(
+          ['process', 'peak RSS MB'],
+          [
+            ['gateway (REST load, then the WebSocket clients)', gatewayRssMb],
+            [
+              'collector (live push, 5,000 readings/s; the larger of the two rows)',
+              Math.max(live.collectorRssMb, firehose.collectorRssMb),
+            ],
+            [
+              'streamer (live push, 5,000 readings/s; the larger of the two rows)',
+              Math.max(live.streamerRssMb, firehose.streamerRssMb),
+            ],
+          ],
         ),
       ].join('\n'),
     };
   } finally {
     bare?.stop();
-    gateway?.kill('SIGTERM');
+    if (gateway !== undefined) await stopChild(gateway);
     await etcd?.destroy();
     await pg?.destroy();
   }

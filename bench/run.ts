@@ -3,7 +3,7 @@
  * Figures are measured, never asserted; each section reports the ceilings it measured in the same
  * run and the ratios to them.
  *
- *   tsx bench/run.ts [--quick]
+ *   tsx bench/run.ts [--quick] [--only=streamer,collector,gateway,history,embedded,end-to-end]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,8 +11,10 @@ import { join } from 'node:path';
 import { ROOT, log, machine, type Section } from './lib.js';
 import { benchCollector } from './collector.js';
 import { benchEmbedded } from './embedded.js';
+import { benchEndToEnd } from './end-to-end.js';
 import { benchGateway } from './gateway.js';
-import { benchStreamer, generatedFile } from './streamer.js';
+import { benchHistory } from './history.js';
+import { benchStreamer, generatedFile, generatedRecords } from './streamer.js';
 
 const quick = process.argv.includes('--quick');
 const started = Date.now();
@@ -20,19 +22,70 @@ log('building');
 execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
 
 const sections: Section[] = [];
+/** Runs one section and logs its wall time. */
+async function timed(id: string, fn: () => Promise<Section>): Promise<Section> {
+  const t0 = Date.now();
+  try {
+    return await fn();
+  } finally {
+    log(`section ${id}: ${Math.round((Date.now() - t0) / 1000)} s`);
+  }
+}
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-if (only === undefined || only === 'streamer') {
-  sections.push(await benchStreamer({ fileBytes: quick ? 100 * 2 ** 20 : 2 ** 30 }));
+const wanted = (id: string): boolean => only === undefined || only.split(',').includes(id);
+// Sized so that the full run stays under 15 minutes on a 2-core machine (see the wall time of each
+// section in the log): generated files are made once and kept under .data/bench.
+if (wanted('streamer')) {
+  sections.push(
+    await timed('streamer', () => benchStreamer({ fileBytes: quick ? 100 * 2 ** 20 : 2 ** 29 })),
+  );
 }
-if (only === undefined || only === 'collector') {
-  const file = await generatedFile(quick ? 50 * 2 ** 20 : 200 * 2 ** 20);
-  sections.push(await benchCollector({ records: quick ? 100_000 : 400_000, file }));
+if (wanted('collector')) {
+  const file = await generatedFile(quick ? 50 * 2 ** 20 : 100 * 2 ** 20);
+  sections.push(
+    await timed('collector', () => benchCollector({ records: quick ? 100_000 : 200_000, file })),
+  );
 }
-if (only === undefined || only === 'gateway') {
-  sections.push(await benchGateway({ clients: quick ? 50 : 100, seconds: quick ? 5 : 10 }));
+if (wanted('gateway')) {
+  sections.push(
+    await timed('gateway', () =>
+      benchGateway({
+        clients: quick ? 50 : 1000,
+        clusterClients: quick ? 50 : 100,
+        seconds: quick ? 5 : 10,
+      }),
+    ),
+  );
 }
-if (only === undefined || only === 'embedded') {
-  sections.push(await benchEmbedded({ records: quick ? 200_000 : 2_000_000 }));
+if (wanted('history')) {
+  sections.push(
+    await timed('history', () =>
+      benchHistory({
+        hosts: quick ? 2 : 16,
+        requests: quick ? 20 : 100,
+        budgetSeconds: 10,
+      }),
+    ),
+  );
+}
+if (wanted('embedded')) {
+  sections.push(
+    await timed('embedded', () => benchEmbedded({ records: quick ? 200_000 : 1_000_000 })),
+  );
+}
+if (wanted('end-to-end')) {
+  const file = await generatedRecords(quick ? 200_000 : 2_000_000);
+  sections.push(
+    await timed('end-to-end', () =>
+      benchEndToEnd({
+        file,
+        collectors: [1, 2, 4],
+        steadyRate: 50_000,
+        steadySeconds: quick ? 5 : 15,
+        ceilingSeconds: quick ? 5 : 10,
+      }),
+    ),
+  );
 }
 
 const path = join(ROOT, 'docs', 'benchmarks.md');
@@ -53,14 +106,14 @@ for (const s of sections)
       '',
     ].join('\n'),
   );
-const order = ['streamer', 'collector', 'gateway', 'embedded', 'end-to-end'];
+const order = ['streamer', 'collector', 'gateway', 'history', 'embedded', 'end-to-end'];
 const ids = [...kept.keys()].sort(
   (a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99),
 );
 const doc = [
   '# Benchmarks',
   '',
-  'Written by `make bench` (`npx tsx bench/run.ts [--quick] [--only=streamer|collector|...]`). Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like. Nothing here is asserted by a test.',
+  'Written by `make bench` (`npx tsx bench/run.ts [--quick] [--only=streamer,collector,gateway,history,embedded,end-to-end]`). Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like. Nothing here is asserted by a test.',
   '',
   '## Machine',
   '',
