@@ -70,7 +70,7 @@ if (wanted('history')) {
 }
 if (wanted('embedded')) {
   sections.push(
-    await timed('embedded', () => benchEmbedded({ records: quick ? 200_000 : 1_000_000 })),
+    await timed('embedded', () => benchEmbedded({ records: quick ? 200_000 : 2_000_000 })),
   );
 }
 if (wanted('end-to-end')) {
