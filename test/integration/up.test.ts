@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -114,6 +115,25 @@ describe('nexus up', () => {
     } finally {
       child.kill('SIGINT');
       assert.equal((await done).code, 0);
+    }
+  });
+
+  it('exits non-zero, saying so, when its port is taken, instead of running without a gateway', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      const child = spawnTs('src/cli/main.ts', ['up'], {
+        NEXUS_DATA_DIR: join(dir, 'port-taken'),
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+      });
+      const exit = await run(child);
+      assert.notEqual(exit.code, 0);
+      assert.match(exit.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use`));
+    } finally {
+      blocker.close();
     }
   });
 });

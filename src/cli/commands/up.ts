@@ -193,10 +193,8 @@ export function upCommand(): Command {
       started_at: Date.now(),
       version: VERSION,
     });
-    const address = await gateway.app.listen({ port: config.port, host: config.host });
-    const shown = address.replace('://127.0.0.1', '://localhost');
     const state = { stopping: false };
-    onShutdown(logger, async () => {
+    const stopAll = async (): Promise<void> => {
       state.stopping = true;
       gateway.drain();
       await streamer.stop();
@@ -208,7 +206,22 @@ export function upCommand(): Command {
       await queue.close();
       await store.close();
       await stopTracing();
-    });
+    };
+    let address: string;
+    try {
+      address = await gateway.app.listen({ port: config.port, host: config.host });
+    } catch (err) {
+      // Without its gateway the pipeline is of no use: stop it all (what was acked is stored).
+      await stopAll().catch(() => undefined);
+      const inUse = (err as { code?: unknown }).code === 'EADDRINUSE';
+      throw inUse
+        ? new Error(
+            `port ${config.port} on ${config.host} is in use (another nexus up?): stop it, or choose another with PORT or --port`,
+          )
+        : err;
+    }
+    const shown = address.replace('://127.0.0.1', '://localhost');
+    onShutdown(logger, stopAll);
     // "Up" once the first readings are stored and servable.
     for (;;) {
       if (state.stopping) return;
