@@ -122,6 +122,39 @@ const BEGINNING_OF_TIME = -210_866_803_200_000;
  * selection (cluster, hosts, GPU indexes or uuids, metrics) to surrogate ids, then reads
  * `samples`, `samples_1m` or `samples_latest` by their primary keys.
  */
+/** A reading as the queries return it: ids, epoch ms (as text) and the value. */
+interface ReadingRow {
+  gpu_id: number;
+  metric_id: number;
+  t: string;
+  value: number;
+}
+
+/** Rows of readings named by their GPU and metric (rows of an id not in the maps are left out). */
+function readingsOf(
+  rows: readonly ReadingRow[],
+  byGpu: ReadonlyMap<number, GpuRef>,
+  byMetric: ReadonlyMap<number, MetricRef>,
+): LatestValue[] {
+  return rows.flatMap((r) => {
+    const g = byGpu.get(r.gpu_id);
+    const m = byMetric.get(r.metric_id);
+    if (g === undefined || m === undefined) return [];
+    return [
+      {
+        cluster_id: g.cluster_id,
+        hostname: g.hostname,
+        gpu_id: g.gpu_id,
+        uuid: str(g.uuid),
+        metric: m.name,
+        unit: m.unit,
+        timestamp: num(r.t),
+        value: r.value,
+      },
+    ];
+  });
+}
+
 export class SqlReader implements TelemetryReader {
   private metricCache: { at: number; rows: MetricRef[] } | undefined;
   private metricLoading: Promise<MetricRef[]> | undefined;
@@ -640,35 +673,14 @@ export class SqlReader implements TelemetryReader {
     const fromMemory = this.latestFromMemory(gpus, metrics);
     if (fromMemory !== undefined) return fromMemory;
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
-    const res = await this.db.query<{
-      gpu_id: number;
-      metric_id: number;
-      t: string;
-      value: number;
-    }>(
+    const res = await this.db.query<ReadingRow>(
       `SELECT l.gpu_id, l.metric_id, nexus_ms(l.time) AS t, l.value
        FROM unnest($1::int[]) AS s(id) JOIN samples_latest l ON l.gpu_id = s.id
        WHERE ($2::smallint[] IS NULL OR l.metric_id = ANY($2))
        ORDER BY l.gpu_id, l.metric_id`,
       [gpus.map((g) => g.id), metrics.ids],
     );
-    return res.rows.flatMap((r) => {
-      const g = byGpu.get(r.gpu_id);
-      const m = metrics.byId.get(r.metric_id);
-      if (g === undefined || m === undefined) return [];
-      return [
-        {
-          cluster_id: g.cluster_id,
-          hostname: g.hostname,
-          gpu_id: g.gpu_id,
-          uuid: str(g.uuid),
-          metric: m.name,
-          unit: m.unit,
-          timestamp: num(r.t),
-          value: r.value,
-        },
-      ];
-    });
+    return readingsOf(res.rows, byGpu, metrics.byId);
   }
 
   async telemetry(q: TelemetryQuery): Promise<TelemetryPage> {
@@ -685,12 +697,7 @@ export class SqlReader implements TelemetryReader {
       q.limit + 1,
     ];
     if (after !== undefined) params.push(after.gpu, after.metric, after.time);
-    const res = await this.db.query<{
-      gpu_id: number;
-      metric_id: number;
-      t: string;
-      value: number;
-    }>(
+    const res = await this.db.query<ReadingRow>(
       `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples
        WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
          AND time >= nexus_ts($3) AND time < nexus_ts($4)
@@ -700,23 +707,7 @@ export class SqlReader implements TelemetryReader {
       params,
     );
     const rows = res.rows.slice(0, q.limit);
-    const readings = rows.flatMap((r) => {
-      const g = byGpu.get(r.gpu_id);
-      const m = metrics.byId.get(r.metric_id);
-      if (g === undefined || m === undefined) return [];
-      return [
-        {
-          cluster_id: g.cluster_id,
-          hostname: g.hostname,
-          gpu_id: g.gpu_id,
-          uuid: str(g.uuid),
-          metric: m.name,
-          unit: m.unit,
-          timestamp: num(r.t),
-          value: r.value,
-        },
-      ];
-    });
+    const readings = readingsOf(rows, byGpu, metrics.byId);
     const last = rows[rows.length - 1];
     return res.rows.length > q.limit && last !== undefined
       ? { readings, next: { gpu: last.gpu_id, metric: last.metric_id, time: num(last.t) } }

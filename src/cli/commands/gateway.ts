@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
+import type { Config } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { createEtcdClient } from '../../etcd/client.js';
@@ -46,18 +47,7 @@ export function gatewayCommand(): Command {
       ...(feed === undefined ? {} : { feed }),
       checks,
       logger,
-      version: VERSION,
-      graphql: config.enableGraphql,
-      websocket: config.enableWebsocket,
-      cors: { enabled: config.enableCors, origins: config.corsOrigins },
-      maxPoints: config.maxPoints,
-      socket: {
-        maxBufferedBytes: config.wsMaxBuffer,
-        heartbeatMs: config.wsHeartbeat,
-        maxSubscriptions: 32,
-        slowClientMs: config.wsSlowClient,
-      },
-      bodyLimit: 1024 * 1024,
+      ...gatewaySettings(config),
       ...(etcd === undefined
         ? {}
         : {
@@ -109,4 +99,22 @@ export function gatewayCommand(): Command {
     }
   });
   return cmd;
+}
+
+/** The gateway's options that come from the configuration (the same for `gateway` and `up`). */
+export function gatewaySettings(config: Config) {
+  return {
+    version: VERSION,
+    graphql: config.enableGraphql,
+    websocket: config.enableWebsocket,
+    cors: { enabled: config.enableCors, origins: config.corsOrigins },
+    maxPoints: config.maxPoints,
+    socket: {
+      maxBufferedBytes: config.wsMaxBuffer,
+      heartbeatMs: config.wsHeartbeat,
+      maxSubscriptions: 32,
+      slowClientMs: config.wsSlowClient,
+    },
+    bodyLimit: 1024 * 1024,
+  } as const;
 }

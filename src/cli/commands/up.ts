@@ -23,6 +23,7 @@ import { NexusMetrics } from '../../core/metrics.js';
 import { exportPoolGauges, exportQueueGauges } from '../observability.js';
 import { setupTracing } from '../tracing.js';
 import { VERSION } from '../version.js';
+import { gatewaySettings } from './gateway.js';
 import { streamerOptionsFrom, summaryLine } from './streamer.js';
 
 /**
@@ -168,18 +169,7 @@ export function upCommand(): Command {
       feed,
       checks,
       logger,
-      version: VERSION,
-      graphql: config.enableGraphql,
-      websocket: config.enableWebsocket,
-      cors: { enabled: config.enableCors, origins: config.corsOrigins },
-      maxPoints: config.maxPoints,
-      socket: {
-        maxBufferedBytes: config.wsMaxBuffer,
-        heartbeatMs: config.wsHeartbeat,
-        maxSubscriptions: 32,
-        slowClientMs: config.wsSlowClient,
-      },
-      bodyLimit: 1024 * 1024,
+      ...gatewaySettings(config),
       queueStats: () => queue.stats(),
       extensions: [dashboardPlugin(logger)],
     });
