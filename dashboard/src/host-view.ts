@@ -15,7 +15,14 @@ import {
 import { frameScheduler, h, notice, setText } from './dom.js';
 import { formatAgo, formatTime, parseTime, plural } from './format.js';
 import type { LiveReading } from './live.js';
-import { HEAT_METRICS, HEAT_SCALES, metricLabel, metricShort, type HeatMetric } from './metrics.js';
+import {
+  HEAT_METRICS,
+  HEAT_SCALES,
+  heatMetricOfKey,
+  metricLabel,
+  metricShort,
+  type HeatMetric,
+} from './metrics.js';
 import { DEFAULT_RANGE, type Route } from './route.js';
 import { Router } from './router.js';
 import { stepFor } from './series.js';
@@ -124,10 +131,9 @@ export class HostView implements View {
   }
 
   key(e: KeyboardEvent): boolean {
-    const n = Number(e.key);
-    if (Number.isInteger(n) && n >= 1 && n <= HEAT_METRICS.length) {
-      const m = HEAT_METRICS[n - 1];
-      if (m !== undefined) this.setMetric(m);
+    const m = heatMetricOfKey(e.key);
+    if (m !== undefined) {
+      this.setMetric(m);
       return true;
     }
     if (

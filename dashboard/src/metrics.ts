@@ -87,3 +87,9 @@ export function niceCeil(v: number): number {
   for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
+
+/** The heatmap metric a number key picks (1 to 4), if any. */
+export function heatMetricOfKey(key: string): HeatMetric | undefined {
+  const n = Number(key);
+  return Number.isInteger(n) && n >= 1 ? HEAT_METRICS[n - 1] : undefined;
+}

@@ -10,7 +10,13 @@ import { formatAgo, formatTime, plural } from './format.js';
 import { Heatmap } from './heatmap.js';
 import { Legend } from './legend.js';
 import { HeatmapFeed } from './heatmap-feed.js';
-import { defaultUnit, HEAT_METRICS, metricShort, type HeatMetric } from './metrics.js';
+import {
+  defaultUnit,
+  HEAT_METRICS,
+  heatMetricOfKey,
+  metricShort,
+  type HeatMetric,
+} from './metrics.js';
 import { poll, type Poller } from './poll.js';
 import { DEFAULT_RANGE, type Route } from './route.js';
 import type { Context, Crumb, View } from './view.js';
@@ -187,10 +193,9 @@ export class OverviewView implements View {
   }
 
   key(e: KeyboardEvent): boolean {
-    const n = Number(e.key);
-    if (Number.isInteger(n) && n >= 1 && n <= HEAT_METRICS.length) {
-      const m = HEAT_METRICS[n - 1];
-      if (m !== undefined) this.setMetric(m);
+    const m = heatMetricOfKey(e.key);
+    if (m !== undefined) {
+      this.setMetric(m);
       return true;
     }
     if (
