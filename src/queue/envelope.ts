@@ -2,8 +2,19 @@ import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { NexusError } from '../core/errors.js';
 import type { TelemetryRecord } from '../core/record.js';
+import {
+  COMPACT_VERSION,
+  compactProblem,
+  compactRecordsJson,
+  expandRecords,
+  type CompactEnvelope,
+} from './compact.js';
 
-/** The wire schema of a queue message. docs/queue.md describes it for other implementations. */
+/**
+ * A queue message (docs/queue.md describes it for other implementations). In memory, and on the
+ * wire in its expanded form, it is version 1; producers write the compact form, version 2
+ * (compact.ts), and consumers read both.
+ */
 export const ENVELOPE_VERSION = 1;
 
 const RecordSchema = Type.Object({
@@ -57,53 +68,46 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 export const WIRE_RECORD_MATCHES_MODEL: Same<Envelope['records'][number], TelemetryRecord> = true;
 
 /**
- * The JSON of each frozen label set, written once however many records share it. The CSV reader
- * shares one frozen object between the rows of a series, so a batch's labels cost a lookup each.
+ * The message body of an envelope of records made by this process (the streamer's), in the compact
+ * wire form (version 2, src/queue/compact.ts). Fields of a record outside the record model are not
+ * written: use encodeEnvelopeVerbatim for an envelope read from the queue, which may come from
+ * another producer.
  */
-const labelsJson = new WeakMap<object, string>();
-
-function labelsToJson(labels: Readonly<Record<string, string>>): string {
-  if (!Object.isFrozen(labels)) return JSON.stringify(labels);
-  let json = labelsJson.get(labels);
-  if (json === undefined) {
-    json = JSON.stringify(labels);
-    labelsJson.set(labels, json);
-  }
-  return json;
+export function encodeEnvelope(envelope: Envelope): Buffer {
+  const { records, v: _v, ...head } = envelope;
+  const h = JSON.stringify({ v: COMPACT_VERSION, ...head });
+  return Buffer.from(`${h.slice(0, -1)},${compactRecordsJson(records)}}`);
 }
 
-/** A number as JSON.stringify writes it (non-finite values are null). */
-function num(n: number): string {
-  return Number.isFinite(n) ? String(n) : 'null';
-}
+const MODEL_FIELDS = new Set<string>([
+  'timestamp',
+  'metric',
+  'gpu',
+  'hostname',
+  'value',
+  'device',
+  'uuid',
+  'model',
+  'container',
+  'pod',
+  'namespace',
+  'labels',
+]);
 
-function recordJson(r: TelemetryRecord): string {
-  let s = `{"timestamp":${num(r.timestamp)},"metric":${JSON.stringify(r.metric)},"gpu":${num(r.gpu)},"hostname":${JSON.stringify(r.hostname)},"value":${num(r.value)}`;
-  if (r.device !== undefined) s += `,"device":${JSON.stringify(r.device)}`;
-  if (r.uuid !== undefined) s += `,"uuid":${JSON.stringify(r.uuid)}`;
-  if (r.model !== undefined) s += `,"model":${JSON.stringify(r.model)}`;
-  if (r.container !== undefined) s += `,"container":${JSON.stringify(r.container)}`;
-  if (r.pod !== undefined) s += `,"pod":${JSON.stringify(r.pod)}`;
-  if (r.namespace !== undefined) s += `,"namespace":${JSON.stringify(r.namespace)}`;
-  return `${s},"labels":${labelsToJson(r.labels)}}`;
+/** Whether every record holds only fields of the record model (the compact form keeps them all). */
+function inModel(records: readonly TelemetryRecord[]): boolean {
+  for (const r of records) for (const k in r) if (!MODEL_FIELDS.has(k)) return false;
+  return true;
 }
 
 /**
- * The message body of an envelope of records made by this process (the streamer's): the same JSON
- * as JSON.stringify gives, written field by field, with each shared label set serialised once.
- * Fields of a record outside the record model are not written: use encodeEnvelopeVerbatim for an
- * envelope read from the queue, which may come from another producer.
+ * The message body of an envelope exactly as it is, unknown fields included: for an envelope read
+ * from the queue and published again (retry, dead letter, replay). It is the compact form unless a
+ * record carries fields outside the record model (another producer's), which only the expanded
+ * form (version 1) keeps.
  */
-export function encodeEnvelope(envelope: Envelope): Buffer {
-  const { records, ...head } = envelope;
-  const h = JSON.stringify(head);
-  const parts: string[] = new Array<string>(records.length);
-  for (let i = 0; i < records.length; i++) parts[i] = recordJson(records[i] as TelemetryRecord);
-  return Buffer.from(`${h.slice(0, -1)}${h.length > 2 ? ',' : ''}"records":[${parts.join(',')}]}`);
-}
-
-/** The message body of an envelope exactly as it is, unknown fields included. */
 export function encodeEnvelopeVerbatim(envelope: Envelope): Buffer {
+  if (inModel(envelope.records)) return encodeEnvelope(envelope);
   return Buffer.from(JSON.stringify(envelope));
 }
 
@@ -115,9 +119,20 @@ export function decodeEnvelope(bytes: Buffer | string): Envelope {
   } catch (err) {
     throw new NexusError('ENVELOPE_INVALID', `message is not JSON: ${(err as Error).message}`);
   }
+  if (isCompact(parsed)) {
+    const problem = compactProblem(parsed);
+    if (problem !== undefined)
+      throw new NexusError('ENVELOPE_INVALID', `message is not a valid envelope (v=2)${problem}`);
+    const { metrics: _m, labelSets: _l, series: _s, records: _r, v: _v, ...head } = parsed;
+    return { v: ENVELOPE_VERSION, ...head, records: expandRecords(parsed) };
+  }
   const problem = envelopeProblem(parsed);
   if (problem !== undefined) throw new NexusError('ENVELOPE_INVALID', problem);
   return parsed as Envelope;
+}
+
+function isCompact(value: unknown): value is CompactEnvelope {
+  return typeof value === 'object' && value !== null && 'v' in value && value.v === COMPACT_VERSION;
 }
 
 /** Why a value is not a valid envelope, or undefined when it is one. */

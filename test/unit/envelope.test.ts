@@ -2,6 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NexusError } from '../../src/core/errors.js';
 import { parseLabels } from '../../src/core/labels.js';
+import type { TelemetryRecord } from '../../src/core/record.js';
+import { COMPACT_VERSION } from '../../src/queue/compact.js';
+import { readDcgmCsv, readHeader } from '../../src/streamer/csv/reader.js';
+import { SAMPLE } from '../helpers/sample.js';
 import {
   ENVELOPE_VERSION,
   decodeEnvelope,
@@ -81,7 +85,7 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     assert.deepEqual(decodeEnvelope(encodeEnvelope(e)), e);
   });
 
-  it('writes the same JSON as JSON.stringify, with awkward strings, numbers and shared labels', () => {
+  it('writes the compact form (v2), which reads back as the expanded form (v1) does, with awkward strings, numbers and shared labels', () => {
     const shared = Object.freeze({ Hostname: 'h"1', job: 'dcgm\\x', note: 'line\nbreak \u2028 é' });
     const base = envelope().records[0];
     assert.ok(base !== undefined);
@@ -96,11 +100,74 @@ describe('encodeEnvelope / decodeEnvelope', () => {
       trace: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
       records,
     };
-    const fast = encodeEnvelope(e).toString('utf8');
-    assert.deepEqual(JSON.parse(fast), JSON.parse(JSON.stringify(e)));
-    assert.deepEqual(decodeEnvelope(fast), decodeEnvelope(encodeEnvelopeVerbatim(e)));
-    // Twice, now that the shared labels' JSON is cached.
-    assert.equal(encodeEnvelope(e).toString('utf8'), fast);
+    const compact = encodeEnvelope(e).toString('utf8');
+    assert.equal((JSON.parse(compact) as { v: number }).v, COMPACT_VERSION);
+    assert.deepEqual(decodeEnvelope(compact), decodeEnvelope(encodeEnvelopeVerbatim(e)));
+    // Twice, now that the shared label sets' shapes are remembered.
+    assert.equal(encodeEnvelope(e).toString('utf8'), compact);
+  });
+
+  it('carries the real sample exactly (labels in order) in a fraction of the bytes', async () => {
+    const { header, end, line } = await readHeader(SAMPLE);
+    const records: TelemetryRecord[] = [];
+    for await (const chunk of readDcgmCsv(header, {
+      path: SAMPLE,
+      startOffset: end,
+      startLine: line,
+    }))
+      for (const r of chunk.records) records.push(r.record);
+    assert.equal(records.length, 2470);
+    const e: Envelope = { ...envelope(), records };
+    const compact = encodeEnvelope(e);
+    const decoded = decodeEnvelope(compact);
+    // The reader's label maps have no prototype; JSON's do: compare with the expanded form's.
+    assert.deepEqual(decoded, decodeEnvelope(encodeEnvelopeVerbatim(e)));
+    for (let i = 0; i < records.length; i++) {
+      assert.deepEqual(
+        Object.keys(decoded.records[i]?.labels ?? {}),
+        Object.keys(records[i]?.labels ?? {}),
+      );
+    }
+    const expanded = Buffer.byteLength(JSON.stringify(e));
+    assert.ok(
+      compact.length * 4 < expanded,
+      `${compact.length} bytes compact, ${expanded} expanded`,
+    );
+  });
+
+  it('keeps a label that differs from its field, and one whose field is absent, as a value', () => {
+    const base = envelope().records[0];
+    assert.ok(base !== undefined);
+    const odd: Envelope['records'] = [
+      {
+        ...base,
+        labels: { Hostname: 'other-host', gpu: '00', pod: 'no-pod-field', UUID: base.uuid ?? '' },
+      },
+      { ...base, metric: 'DCGM_FI_DEV_FB_USED', labels: { __name__: 'DCGM_FI_DEV_GPU_UTIL' } },
+      { ...base, metric: 'DCGM_FI_DEV_FB_USED', labels: { __name__: 'DCGM_FI_DEV_FB_USED' } },
+    ];
+    const e: Envelope = { ...envelope(), records: odd };
+    assert.deepEqual(decodeEnvelope(encodeEnvelope(e)), e);
+  });
+
+  it('publishes again in the compact form, or the expanded one when a record has a field the model lacks', () => {
+    const e = envelope();
+    const again = JSON.parse(encodeEnvelopeVerbatim(e).toString('utf8')) as { v: number };
+    assert.equal(again.v, COMPACT_VERSION);
+    const first = e.records[0];
+    assert.ok(first !== undefined);
+    const record: TelemetryRecord & { firmware: string } = { ...first, firmware: '96.00.5E.00.01' };
+    const foreign: Envelope & { note: string } = {
+      ...e,
+      note: 'header fields survive either way',
+      records: [record],
+    };
+    const body = encodeEnvelopeVerbatim(foreign).toString('utf8');
+    assert.equal((JSON.parse(body) as { v: number }).v, 1);
+    assert.deepEqual(decodeEnvelope(body), foreign);
+    const noted: Envelope & { note: string } = { ...e, note: 'kept' };
+    const compact: Envelope & { note?: unknown } = decodeEnvelope(encodeEnvelopeVerbatim(noted));
+    assert.equal(compact.note, 'kept');
   });
 
   it('carries a label named __proto__ as a plain label', () => {
@@ -117,8 +184,9 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     assert.equal(labels.a, 'b');
   });
 
-  it('is at version 1', () => {
+  it('is at version 1 in memory and in its expanded form, version 2 in its compact form', () => {
     assert.equal(ENVELOPE_VERSION, 1);
+    assert.equal(COMPACT_VERSION, 2);
     assert.equal(envelopeProblem(envelope()), undefined);
   });
 });
@@ -141,7 +209,7 @@ describe('decodeEnvelope rejects', () => {
   });
 
   it('another version, saying which', () => {
-    assertInvalid({ ...e, v: 2 }, /\(v=2\) at \/v/);
+    assertInvalid({ ...e, v: 3 }, /\(v=3\) at \/v/);
     assertInvalid({ ...e, v: '1' }, /\(v=1\) at \/v/);
   });
 
@@ -175,6 +243,45 @@ describe('decodeEnvelope rejects', () => {
     assertInvalid(
       `{"v":1,"id":"a","producer":"p","cluster":"c","createdAt":0,"attempt":0,"records":[{"timestamp":0,"metric":"m","gpu":0,"hostname":"h","value":1e999,"labels":{}}]}`,
       /at \/records\/0\/value/,
+    );
+  });
+
+  it('a compact envelope with an index out of range or a label nothing implies', () => {
+    const c = JSON.parse(encodeEnvelope(e).toString('utf8')) as {
+      records: number[][];
+      series: { labelSet: number }[];
+      labelSets: { keys: string[]; values: Record<string, string> }[];
+    };
+    const tweak = (f: (x: typeof c) => void): typeof c => {
+      const x = structuredClone(c);
+      f(x);
+      return x;
+    };
+    assertInvalid(
+      tweak((x) => (x.records[1] = [9, 0, 0, 1])),
+      /\(v=2\) at \/records\/1\/0: series 9 out of range \(2 series\)/,
+    );
+    assertInvalid(
+      tweak((x) => (x.records[0] = [0, 5, 0, 1])),
+      /\(v=2\) at \/records\/0\/1: metric 5 out of range/,
+    );
+    assertInvalid(
+      tweak((x) => x.labelSets[1]?.keys.push('device')),
+      /\(v=2\) at \/series\/1: label "device" of label set 1 has no value and no field implies it/,
+    );
+    assertInvalid(
+      tweak((x) => x.labelSets[0]?.keys.push('job')),
+      /label "job" of label set 0 has no value/,
+    );
+    assertInvalid(
+      tweak((x) => {
+        if (x.series[0] !== undefined) x.series[0].labelSet = 7;
+      }),
+      /\(v=2\) at \/series\/0\/labelSet: label set 7 out of range \(2 label sets\)/,
+    );
+    assertInvalid(
+      tweak((x) => (x.records[0] = [0, 0, 0])),
+      /\(v=2\) at \/records\/0/,
     );
   });
 

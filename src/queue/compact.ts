@@ -1,0 +1,328 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { TelemetryRecord } from '../core/record.js';
+
+/**
+ * The compact wire form of an envelope (version 2, docs/queue.md "The envelope"). A DCGM row's
+ * Prometheus labels mostly repeat the row's own fields (Hostname, UUID, device, gpu, modelName,
+ * __name__, ...), and the rows of one GPU repeat its identity for every metric. Version 2 writes
+ * each GPU's identity and labels once per message ("series"), names each label that only repeats a
+ * field instead of its value, and each reading as a 4-tuple [series, metric, timestamp, value]:
+ * about a sixth of the bytes of version 1 for DCGM exports, for etcd, producers and consumers alike.
+ */
+export const COMPACT_VERSION = 2;
+
+/** Labels whose value, when equal to the record's field, is implied by that field. */
+const IMPLIED = {
+  Hostname: 'hostname',
+  UUID: 'uuid',
+  __name__: 'metric',
+  device: 'device',
+  gpu: 'gpu',
+  modelName: 'model',
+  container: 'container',
+  pod: 'pod',
+  namespace: 'namespace',
+} as const satisfies Record<string, keyof TelemetryRecord>;
+type ImpliedKey = keyof typeof IMPLIED;
+type ImpliedField = (typeof IMPLIED)[ImpliedKey];
+
+function impliedField(key: string): ImpliedField | undefined {
+  return Object.hasOwn(IMPLIED, key) ? IMPLIED[key as ImpliedKey] : undefined;
+}
+
+/** A record's field as its label would say it. */
+function fieldText(r: TelemetryRecord, field: keyof TelemetryRecord): string | undefined {
+  const v = r[field];
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number') return String(v);
+  return undefined;
+}
+
+const SeriesSchema = Type.Object({
+  hostname: Type.String({ minLength: 1 }),
+  gpu: Type.Integer({ minimum: 0 }),
+  device: Type.Optional(Type.String()),
+  uuid: Type.Optional(Type.String()),
+  model: Type.Optional(Type.String()),
+  container: Type.Optional(Type.String()),
+  pod: Type.Optional(Type.String()),
+  namespace: Type.Optional(Type.String()),
+  /** Index of the series' label set in `labelSets`. */
+  labelSet: Type.Integer({ minimum: 0 }),
+});
+
+const LabelSetSchema = Type.Object({
+  /** Every label name of the readings, in order. */
+  keys: Type.Array(Type.String()),
+  /** Values of the labels that are not implied by a field of the series or the reading. */
+  values: Type.Record(Type.String(), Type.String()),
+});
+
+export const CompactEnvelopeSchema = Type.Object({
+  v: Type.Literal(COMPACT_VERSION),
+  id: Type.String({ pattern: '^[A-Za-z0-9.-]{1,64}$' }),
+  producer: Type.String({ minLength: 1 }),
+  cluster: Type.String({ minLength: 1 }),
+  createdAt: Type.Integer(),
+  attempt: Type.Integer({ minimum: 0 }),
+  trace: Type.Optional(
+    Type.Object({ traceparent: Type.String(), tracestate: Type.Optional(Type.String()) }),
+  ),
+  source: Type.Optional(
+    Type.Object({ file: Type.String(), firstLine: Type.Integer(), lastLine: Type.Integer() }),
+  ),
+  lastError: Type.Optional(Type.String()),
+  metrics: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+  labelSets: Type.Array(LabelSetSchema, { minItems: 1 }),
+  series: Type.Array(SeriesSchema, { minItems: 1 }),
+  /** [series index, metric index, timestamp (epoch ms), value] */
+  records: Type.Array(
+    Type.Tuple([
+      Type.Integer({ minimum: 0 }),
+      Type.Integer({ minimum: 0 }),
+      Type.Integer(),
+      Type.Number(),
+    ]),
+    { minItems: 1 },
+  ),
+});
+export type CompactEnvelope = Static<typeof CompactEnvelopeSchema>;
+type Series = Static<typeof SeriesSchema>;
+type LabelSet = Static<typeof LabelSetSchema>;
+
+const check = TypeCompiler.Compile(CompactEnvelopeSchema);
+
+const SERIES_FIELDS = ['device', 'uuid', 'model', 'container', 'pod', 'namespace'] as const;
+
+/** How a label set splits into names and the values no field implies, for one record. */
+interface LabelShape {
+  /** JSON of the label set entry: the names in order, and the values that are not implied. */
+  readonly setJson: string;
+  /** Which names are implied (bit i: the i-th name of `keys`). */
+  readonly impliedMask: number;
+  /** The series identity JSON last written with this shape, and the record it was written for. */
+  last?: { readonly record: TelemetryRecord; readonly json: string };
+}
+
+function shapeOf(labels: Readonly<Record<string, string>>, r: TelemetryRecord): LabelShape {
+  const keys = Object.keys(labels);
+  const values: Record<string, string> = {};
+  let mask = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    const v = labels[k] as string;
+    const field = i < 31 ? impliedField(k) : undefined;
+    if (field !== undefined && fieldText(r, field) === v) mask |= 1 << i;
+    else Object.defineProperty(values, k, { value: v, enumerable: true, writable: true });
+  }
+  return {
+    setJson: `{"keys":${JSON.stringify(keys)},"values":${JSON.stringify(values)}}`,
+    impliedMask: mask,
+  };
+}
+
+/** Which of a label set's names a record implies, as shapeOf counts them. */
+function impliedMaskOf(labels: Readonly<Record<string, string>>, r: TelemetryRecord): number {
+  let mask = 0;
+  let i = 0;
+  for (const k in labels) {
+    if (!Object.hasOwn(labels, k)) continue;
+    const field = i < 31 ? impliedField(k) : undefined;
+    if (field !== undefined && fieldText(r, field) === labels[k]) mask |= 1 << i;
+    i++;
+  }
+  return mask;
+}
+
+/**
+ * Shapes of frozen label sets (the CSV reader shares one per series), worked out once. A shape is
+ * used for a record only when the record implies the same names, which holds for every row of a
+ * DCGM series; anything else gets its own shape.
+ */
+const shapes = new WeakMap<object, LabelShape>();
+
+function labelShape(r: TelemetryRecord): LabelShape {
+  const labels = r.labels;
+  if (!Object.isFrozen(labels)) return shapeOf(labels, r);
+  let shape = shapes.get(labels);
+  if (shape === undefined) {
+    shape = shapeOf(labels, r);
+    shapes.set(labels, shape);
+    return shape;
+  }
+  return impliedMaskOf(labels, r) === shape.impliedMask ? shape : shapeOf(labels, r);
+}
+
+function sameSeries(a: TelemetryRecord, b: TelemetryRecord): boolean {
+  return (
+    a.hostname === b.hostname &&
+    a.gpu === b.gpu &&
+    a.device === b.device &&
+    a.uuid === b.uuid &&
+    a.model === b.model &&
+    a.container === b.container &&
+    a.pod === b.pod &&
+    a.namespace === b.namespace
+  );
+}
+
+/**
+ * The JSON of a record's series identity, without its label set and closing brace (remembered on
+ * its label shape: the rows of a series share it).
+ */
+function identityJson(r: TelemetryRecord, shape: LabelShape): string {
+  const last = shape.last;
+  if (last !== undefined && sameSeries(last.record, r)) return last.json;
+  let json = `{"hostname":${JSON.stringify(r.hostname)},"gpu":${r.gpu}`;
+  for (const f of SERIES_FIELDS) {
+    const v = r[f];
+    if (v !== undefined) json += `,"${f}":${JSON.stringify(v)}`;
+  }
+  shape.last = { record: r, json };
+  return json;
+}
+
+function num(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
+}
+
+/** The index of `key` in a dictionary being built, adding it when new. */
+function indexOf(dict: Map<string, number>, key: string): number {
+  let i = dict.get(key);
+  if (i === undefined) {
+    i = dict.size;
+    dict.set(key, i);
+  }
+  return i;
+}
+
+/**
+ * The compact body of an envelope's records:
+ * `"metrics":[...],"labelSets":[...],"series":[...],"records":[...]`, to be placed in the envelope
+ * object after its header fields.
+ */
+export function compactRecordsJson(records: readonly TelemetryRecord[]): string {
+  const metrics = new Map<string, number>();
+  const labelSets = new Map<string, number>();
+  /** Series index by identity JSON, then by label set index. */
+  const series = new Map<string, Map<number, number>>();
+  const seriesParts: string[] = [];
+  const recordParts = new Array<string>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as TelemetryRecord;
+    const m = indexOf(metrics, r.metric);
+    const shape = labelShape(r);
+    const l = indexOf(labelSets, shape.setJson);
+    const identity = identityJson(r, shape);
+    let byLabelSet = series.get(identity);
+    if (byLabelSet === undefined) {
+      byLabelSet = new Map();
+      series.set(identity, byLabelSet);
+    }
+    let s = byLabelSet.get(l);
+    if (s === undefined) {
+      s = seriesParts.length;
+      byLabelSet.set(l, s);
+      seriesParts.push(`${identity},"labelSet":${l}}`);
+    }
+    recordParts[i] = `[${s},${m},${num(r.timestamp)},${num(r.value)}]`;
+  }
+  return `"metrics":${JSON.stringify([...metrics.keys()])},"labelSets":[${[...labelSets.keys()].join(',')}],"series":[${seriesParts.join(',')}],"records":[${recordParts.join(',')}]`;
+}
+
+/** Why a parsed value is not a valid compact envelope, or undefined when it is one. */
+export function compactProblem(value: unknown): string | undefined {
+  if (!check.Check(value)) {
+    const first = check.Errors(value).First();
+    return first === undefined ? '' : ` at ${first.path || '/'}: ${first.message}`;
+  }
+  const e = value;
+  for (let i = 0; i < e.series.length; i++) {
+    const s = e.series[i] as Series;
+    const set = e.labelSets[s.labelSet];
+    if (set === undefined)
+      return ` at /series/${i}/labelSet: label set ${s.labelSet} out of range (${e.labelSets.length} label sets)`;
+    for (let k = 0; k < set.keys.length; k++) {
+      const key = set.keys[k] as string;
+      if (Object.hasOwn(set.values, key)) continue;
+      const field = impliedField(key);
+      if (field === undefined || (field !== 'metric' && seriesText(s, field, '') === undefined))
+        return ` at /series/${i}: label "${key}" of label set ${s.labelSet} has no value and no field implies it`;
+    }
+  }
+  for (let i = 0; i < e.records.length; i++) {
+    const [s, m] = e.records[i] as [number, number, number, number];
+    if (s >= e.series.length)
+      return ` at /records/${i}/0: series ${s} out of range (${e.series.length} series)`;
+    if (m >= e.metrics.length)
+      return ` at /records/${i}/1: metric ${m} out of range (${e.metrics.length} metrics)`;
+  }
+  return undefined;
+}
+
+/** A series' field as its label would say it (the metric is the reading's). */
+function seriesText(s: Series, field: ImpliedField, metric: string): string | undefined {
+  if (field === 'metric') return metric;
+  if (field === 'gpu') return String(s.gpu);
+  return s[field];
+}
+
+function setLabel(labels: Record<string, string>, key: string, value: string): void {
+  if (key === '__proto__') {
+    Object.defineProperty(labels, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else {
+    labels[key] = value;
+  }
+}
+
+/** The records of a valid compact envelope (compactProblem said nothing), in the record model. */
+export function expandRecords(e: CompactEnvelope): TelemetryRecord[] {
+  const labelSets = new Map<number, Record<string, string>>();
+  const out = new Array<TelemetryRecord>(e.records.length);
+  for (let i = 0; i < e.records.length; i++) {
+    const [si, mi, timestamp, value] = e.records[i] as [number, number, number, number];
+    const s = e.series[si] as Series;
+    const metric = e.metrics[mi] as string;
+    const cacheKey = si * e.metrics.length + mi;
+    let labels = labelSets.get(cacheKey);
+    if (labels === undefined) {
+      labels = {};
+      const set = e.labelSets[s.labelSet] as LabelSet;
+      for (const key of set.keys) {
+        let v: string | undefined;
+        if (Object.hasOwn(set.values, key)) v = set.values[key];
+        else {
+          const field = impliedField(key);
+          v =
+            field === 'metric'
+              ? metric
+              : field === 'gpu'
+                ? String(s.gpu)
+                : (s[field as keyof Series] as string);
+        }
+        setLabel(labels, key, v as string);
+      }
+      labelSets.set(cacheKey, labels);
+    }
+    const r: { -readonly [K in keyof TelemetryRecord]: TelemetryRecord[K] } = {
+      timestamp,
+      metric,
+      gpu: s.gpu,
+      hostname: s.hostname,
+      value,
+      labels,
+    };
+    for (const f of SERIES_FIELDS) {
+      const v = s[f];
+      if (v !== undefined) r[f] = v;
+    }
+    out[i] = r;
+  }
+  return out;
+}
