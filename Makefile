@@ -47,7 +47,7 @@ run: build-nexus ## The whole pipeline in one process (nexus up): a live fleet a
 	@$(NEXUS) up
 
 run-nexus-streamer: build-nexus ## Run the streamer (CSV_FILE, BATCH_SIZE, STREAM_INTERVAL, LOOP_MODE, ...)
-	$(NEXUS) streamer
+	NODE_OPTIONS="--max-semi-space-size=8 $$NODE_OPTIONS" $(NEXUS) streamer
 
 run-nexus-collector: build-nexus ## Run the collector (DB_*/DATABASE_URL, WORKERS, ENABLE_NEXUS, ...)
 	$(NEXUS) collector

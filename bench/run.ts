@@ -44,7 +44,7 @@ if (wanted('streamer')) {
 if (wanted('collector')) {
   const file = await generatedFile(quick ? 50 * 2 ** 20 : 100 * 2 ** 20);
   sections.push(
-    await timed('collector', () => benchCollector({ records: quick ? 100_000 : 200_000, file })),
+    await timed('collector', () => benchCollector({ records: quick ? 100_000 : 120_000, file })),
   );
 }
 if (wanted('gateway')) {
@@ -53,7 +53,7 @@ if (wanted('gateway')) {
       benchGateway({
         clients: quick ? 50 : 1000,
         clusterClients: quick ? 50 : 100,
-        seconds: quick ? 5 : 10,
+        seconds: quick ? 5 : 7,
       }),
     ),
   );
@@ -62,7 +62,7 @@ if (wanted('history')) {
   sections.push(
     await timed('history', () =>
       benchHistory({
-        hosts: quick ? 2 : 16,
+        hosts: quick ? 2 : 15,
         requests: quick ? 20 : 100,
         budgetSeconds: 10,
       }),
