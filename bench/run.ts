@@ -44,7 +44,7 @@ if (wanted('streamer')) {
 if (wanted('collector')) {
   const file = await generatedFile(quick ? 50 * 2 ** 20 : 100 * 2 ** 20);
   sections.push(
-    await timed('collector', () => benchCollector({ records: quick ? 100_000 : 120_000, file })),
+    await timed('collector', () => benchCollector({ records: quick ? 50_000 : 80_000, file })),
   );
 }
 if (wanted('gateway')) {
@@ -53,7 +53,7 @@ if (wanted('gateway')) {
       benchGateway({
         clients: quick ? 50 : 1000,
         clusterClients: quick ? 50 : 100,
-        seconds: quick ? 5 : 7,
+        seconds: 5,
       }),
     ),
   );
@@ -80,8 +80,8 @@ if (wanted('end-to-end')) {
         file,
         collectors: [1, 2, 4],
         steadyRate: 50_000,
-        steadySeconds: quick ? 5 : 15,
-        ceilingSeconds: quick ? 5 : 10,
+        steadySeconds: quick ? 5 : 10,
+        ceilingSeconds: 5,
       }),
     ),
   );

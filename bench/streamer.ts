@@ -144,7 +144,7 @@ export async function benchStreamer(options: { file: string }): Promise<Section>
   ] as const) {
     ceilings.push([
       `raw etcd put, ${batch}-record messages, ${lanes} in flight`,
-      await fresh((e) => etcdCeiling(e, batch, lanes, 10)),
+      await fresh((e) => etcdCeiling(e, batch, lanes, 5)),
     ]);
   }
   runs.push(
@@ -174,17 +174,6 @@ export async function benchStreamer(options: { file: string }): Promise<Section>
   runs.push(
     await fresh((e) =>
       streamRun(`generated ${size} file, BATCH_SIZE=1000`, e, big, { BATCH_SIZE: '1000' }),
-    ),
-  );
-  // V8's young generation (three 16 MB semi-spaces by default) can only be sized at start.
-  runs.push(
-    await fresh((e) =>
-      streamRun(
-        `generated ${size} file, BATCH_SIZE=1000, NODE_OPTIONS=--max-semi-space-size=8`,
-        e,
-        big,
-        { BATCH_SIZE: '1000', NODE_OPTIONS: '--max-semi-space-size=8' },
-      ),
     ),
   );
   const ceiling100 = ceilings[0]?.[1] ?? Number.NaN;
