@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { TelemetryRecord } from '../core/record.js';
+import { OPTIONAL_RECORD_FIELDS, type TelemetryRecord } from '../core/record.js';
+import { ENVELOPE_HEADER, GPU_IDENTITY } from './envelope-fields.js';
 
 /**
  * The compact wire form of an envelope (version 2, docs/queue.md "The envelope"). A DCGM row's
@@ -40,14 +41,7 @@ function fieldText(r: TelemetryRecord, field: keyof TelemetryRecord): string | u
 }
 
 const SeriesSchema = Type.Object({
-  hostname: Type.String({ minLength: 1 }),
-  gpu: Type.Integer({ minimum: 0 }),
-  device: Type.Optional(Type.String()),
-  uuid: Type.Optional(Type.String()),
-  model: Type.Optional(Type.String()),
-  container: Type.Optional(Type.String()),
-  pod: Type.Optional(Type.String()),
-  namespace: Type.Optional(Type.String()),
+  ...GPU_IDENTITY,
   /** Index of the series' label set in `labelSets`. */
   labelSet: Type.Integer({ minimum: 0 }),
 });
@@ -61,18 +55,7 @@ const LabelSetSchema = Type.Object({
 
 export const CompactEnvelopeSchema = Type.Object({
   v: Type.Literal(COMPACT_VERSION),
-  id: Type.String({ pattern: '^[A-Za-z0-9.-]{1,64}$' }),
-  producer: Type.String({ minLength: 1 }),
-  cluster: Type.String({ minLength: 1 }),
-  createdAt: Type.Integer(),
-  attempt: Type.Integer({ minimum: 0 }),
-  trace: Type.Optional(
-    Type.Object({ traceparent: Type.String(), tracestate: Type.Optional(Type.String()) }),
-  ),
-  source: Type.Optional(
-    Type.Object({ file: Type.String(), firstLine: Type.Integer(), lastLine: Type.Integer() }),
-  ),
-  lastError: Type.Optional(Type.String()),
+  ...ENVELOPE_HEADER,
   metrics: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
   labelSets: Type.Array(LabelSetSchema, { minItems: 1 }),
   series: Type.Array(SeriesSchema, { minItems: 1 }),
@@ -93,7 +76,8 @@ type LabelSet = Static<typeof LabelSetSchema>;
 
 const check = TypeCompiler.Compile(CompactEnvelopeSchema);
 
-const SERIES_FIELDS = ['device', 'uuid', 'model', 'container', 'pod', 'namespace'] as const;
+/** The optional identity fields a series carries: the record's optional fields. */
+const SERIES_FIELDS = OPTIONAL_RECORD_FIELDS;
 
 /** How a label set splits into names and the values no field implies, for one record. */
 interface LabelShape {

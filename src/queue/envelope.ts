@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { NexusError } from '../core/errors.js';
-import type { TelemetryRecord } from '../core/record.js';
+import { OPTIONAL_RECORD_FIELDS, type TelemetryRecord } from '../core/record.js';
 import {
   COMPACT_VERSION,
   compactProblem,
@@ -9,6 +9,7 @@ import {
   expandRecords,
   type CompactEnvelope,
 } from './compact.js';
+import { ENVELOPE_HEADER, GPU_IDENTITY } from './envelope-fields.js';
 
 /**
  * A queue message (docs/queue.md describes it for other implementations). In memory, and on the
@@ -20,42 +21,14 @@ export const ENVELOPE_VERSION = 1;
 const RecordSchema = Type.Object({
   timestamp: Type.Integer(),
   metric: Type.String({ minLength: 1 }),
-  gpu: Type.Integer({ minimum: 0 }),
-  hostname: Type.String({ minLength: 1 }),
   value: Type.Number(),
-  device: Type.Optional(Type.String()),
-  uuid: Type.Optional(Type.String()),
-  model: Type.Optional(Type.String()),
-  container: Type.Optional(Type.String()),
-  pod: Type.Optional(Type.String()),
-  namespace: Type.Optional(Type.String()),
+  ...GPU_IDENTITY,
   labels: Type.Record(Type.String(), Type.String()),
 });
 
 export const EnvelopeSchema = Type.Object({
   v: Type.Literal(ENVELOPE_VERSION),
-  /** Batch id, unique per producer; also the sequence part of the message key. */
-  id: Type.String({ pattern: '^[A-Za-z0-9.-]{1,64}$' }),
-  producer: Type.String({ minLength: 1 }),
-  cluster: Type.String({ minLength: 1 }),
-  /** Epoch ms of the first publish. */
-  createdAt: Type.Integer(),
-  /** Failed deliveries so far. */
-  attempt: Type.Integer({ minimum: 0 }),
-  /** W3C trace context of the publish span. */
-  trace: Type.Optional(
-    Type.Object({ traceparent: Type.String(), tracestate: Type.Optional(Type.String()) }),
-  ),
-  /** Where the records came from: file and line range, for correlation. */
-  source: Type.Optional(
-    Type.Object({
-      file: Type.String(),
-      firstLine: Type.Integer(),
-      lastLine: Type.Integer(),
-    }),
-  ),
-  /** Why the last delivery failed. */
-  lastError: Type.Optional(Type.String()),
+  ...ENVELOPE_HEADER,
   records: Type.Array(RecordSchema, { minItems: 1 }),
 });
 
@@ -85,13 +58,8 @@ const MODEL_FIELDS = new Set<string>([
   'gpu',
   'hostname',
   'value',
-  'device',
-  'uuid',
-  'model',
-  'container',
-  'pod',
-  'namespace',
   'labels',
+  ...OPTIONAL_RECORD_FIELDS,
 ]);
 
 /** Whether every record holds only fields of the record model (the compact form keeps them all). */
