@@ -243,6 +243,10 @@ export class SqlStore implements TelemetryStore {
       const rollupBefore =
         this.o.rollupRetentionDays > 0 ? now - this.o.rollupRetentionDays * DAY : null;
       dropped = await this.o.db.transaction(async (tx) => {
+        // One dropper at a time: another transaction's listing would still see a partition this
+        // one drops, and fail to drop it once this one commits. Each statement after the lock
+        // sees what the previous holder dropped.
+        await tx.query("SELECT pg_advisory_xact_lock(hashtext('nexus_drop_partitions'))");
         const res = await tx.query<{ name: string }>(
           'SELECT nexus_drop_partitions(CASE WHEN $1::bigint IS NULL THEN NULL ELSE nexus_ts($1::bigint) END, CASE WHEN $2::bigint IS NULL THEN NULL ELSE nexus_ts($2::bigint) END) AS name',
           [rawBefore, rollupBefore],
