@@ -5,33 +5,23 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { silentLogger } from '../src/core/logger.js';
 import type { TelemetryRecord } from '../src/core/record.js';
-import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
-import { SqlStore } from '../src/store/sql-store.js';
 import { startEtcd } from '../test/helpers/etcd.js';
 import { postgresDatabase } from '../test/helpers/pipeline.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 import { etcdQueue } from '../test/helpers/queues.js';
-import { ROOT, log, logLine, nexus, table, type Section } from './lib.js';
-
-const BENCH_DIR = join(ROOT, '.data', 'bench');
-
-async function loadRecords(file: string, max: number): Promise<TelemetryRecord[]> {
-  const { header, end, line } = await readHeader(file);
-  const out: TelemetryRecord[] = [];
-  for await (const c of readDcgmCsv(header, { path: file, startOffset: end, startLine: line })) {
-    for (const r of c.records) {
-      if (out.length >= max) return out;
-      out.push(r.record);
-    }
-  }
-  return out;
-}
-
-async function freshDb(server: PgServer): Promise<string> {
-  return server.createDatabase(`b${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`);
-}
+import {
+  loadRecords,
+  freshDatabase,
+  benchStore,
+  BENCH_DIR,
+  ROOT,
+  log,
+  logLine,
+  nexus,
+  table,
+  type Section,
+} from './lib.js';
 
 /** Raw COPY of (time, gpu, metric, value) rows, one connection, as fast as PostgreSQL takes it. */
 async function rawCopy(
@@ -71,14 +61,7 @@ async function storeWrite(
   method: 'copy' | 'unnest',
   writers: number,
 ): Promise<number> {
-  const store = new SqlStore({
-    db: postgresDatabase(url, writers + 1),
-    logger: silentLogger(),
-    writeMethod: method,
-    retentionDays: 0,
-    rollupRetentionDays: 0,
-    partitionAheadDays: 0,
-  });
+  const store = benchStore(postgresDatabase(url, writers + 1), { writeMethod: method });
   await store.migrate();
   let next = 0;
   const t0 = performance.now();
@@ -105,7 +88,7 @@ async function collectorRun(
   let records = 0;
   const etcd = await startEtcd({ baseDir: BENCH_DIR, quotaBytes: 8 * 2 ** 30 });
   try {
-    const url = await freshDb(server);
+    const url = await freshDatabase(server);
     const cluster = `bench-${collectors}`;
     const env = {
       ETCD_ENDPOINTS: etcd.endpoint,
@@ -166,15 +149,15 @@ export async function benchCollector(options: { records: number; file: string })
   try {
     const records = await loadRecords(options.file, options.records);
     log(`collector bench on ${records.length} records`);
-    const copyNoKey = await rawCopy(await freshDb(server), records, false);
-    const copyKey = await rawCopy(await freshDb(server), records, true);
+    const copyNoKey = await rawCopy(await freshDatabase(server), records, false);
+    const copyKey = await rawCopy(await freshDatabase(server), records, true);
     log(
       `raw COPY: ${Math.round(copyNoKey)} rows/s without key, ${Math.round(copyKey)} with the natural key`,
     );
     const methods: [string, number][] = [];
     for (const m of ['unnest', 'copy'] as const) {
       for (const w of [1, 4]) {
-        const rate = await storeWrite(await freshDb(server), records, m, w);
+        const rate = await storeWrite(await freshDatabase(server), records, m, w);
         methods.push([`SqlStore.write, WRITE_METHOD=${m}, ${w} writer(s)`, rate]);
         log(`${m} x${w}: ${Math.round(rate)} rows/s`);
       }

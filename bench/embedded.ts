@@ -2,17 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { silentLogger } from '../src/core/logger.js';
 import type { TelemetryRecord } from '../src/core/record.js';
 import { PGliteDatabase } from '../src/store/pglite/database.js';
-import { SqlStore } from '../src/store/sql-store.js';
-import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
 import { CHROMIUM } from '../test/helpers/nexus-up.js';
 import { freePort } from '../test/helpers/ports.js';
-import { ROOT, log, table, type Section } from './lib.js';
+import { loadRecords, benchStore, BENCH_DIR, ROOT, log, table, type Section } from './lib.js';
 import { generatedRecords } from './streamer.js';
-
-const BENCH_DIR = join(ROOT, '.data', 'bench');
 
 function up(
   env: Record<string, string>,
@@ -101,27 +96,10 @@ async function storeCeilings(
   batch: number,
   limit: number,
 ): Promise<{ write: number; raw: number }> {
-  const { header, end, line } = await readHeader(file);
-  const records: TelemetryRecord[] = [];
-  for await (const chunk of readDcgmCsv(header, {
-    path: file,
-    startOffset: end,
-    startLine: line,
-  })) {
-    for (const p of chunk.records) records.push(p.record);
-    if (records.length >= limit) break;
-  }
-  records.length = Math.min(records.length, limit);
+  const records = await loadRecords(file, limit);
   const db = new PGliteDatabase(pgliteDir);
   await db.ready();
-  const store = new SqlStore({
-    db,
-    logger: silentLogger(),
-    writeMethod: 'unnest',
-    retentionDays: 0,
-    rollupRetentionDays: 0,
-    partitionAheadDays: 0,
-  });
+  const store = benchStore(db);
   try {
     let t = performance.now();
     for (let i = 0; i < records.length; i += batch)

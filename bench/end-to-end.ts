@@ -1,6 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import pg from 'pg';
 import type { TelemetryRecord } from '../src/core/record.js';
@@ -9,7 +8,8 @@ import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 import {
-  ROOT,
+  freshDatabase,
+  BENCH_DIR,
   exited,
   log,
   nexus,
@@ -22,7 +22,6 @@ import {
   type Section,
 } from './lib.js';
 
-const BENCH_DIR = join(ROOT, '.data', 'bench');
 /** Records per queue message and publishes in flight: the streamer's, and the ceiling's. */
 const BATCH = 500;
 const IN_FLIGHT = 8;
@@ -128,9 +127,7 @@ async function e2eRun(
   try {
     etcd = await startEtcd({ baseDir: BENCH_DIR, quotaBytes: 8 * 2 ** 30 });
     const etcdPid = pidOf(etcd.dataDir);
-    const url = await server.createDatabase(
-      `e2e${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`,
-    );
+    const url = await freshDatabase(server, 'e2e');
     const cluster = `e2e-${collectors}`;
     const env = {
       ETCD_ENDPOINTS: etcd.endpoint,

@@ -2,14 +2,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
-import { silentLogger } from '../src/core/logger.js';
 import type { TelemetryRecord } from '../src/core/record.js';
-import { SqlStore } from '../src/store/sql-store.js';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
 import { postgresDatabase } from '../test/helpers/pipeline.js';
 import { freePort } from '../test/helpers/ports.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 import {
+  benchStore,
+  BENCH_DIR,
   ROOT,
   exited,
   log,
@@ -21,7 +21,6 @@ import {
   type Section,
 } from './lib.js';
 
-const BENCH_DIR = join(ROOT, '.data', 'bench');
 const SAMPLE = join(ROOT, 'samples', 'dcgm_metrics_20250718_134233.csv');
 const HOSTS = 64;
 const GPUS = 8;
@@ -102,14 +101,7 @@ export async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
 
 /** One hour of 10-second readings for HOSTS x GPUS GPUs, ending now. */
 export async function loadHour(url: string, cluster: string): Promise<number> {
-  const store = new SqlStore({
-    db: postgresDatabase(url, 6),
-    logger: silentLogger(),
-    writeMethod: 'unnest',
-    retentionDays: 0,
-    rollupRetentionDays: 0,
-    partitionAheadDays: 1,
-  });
+  const store = benchStore(postgresDatabase(url, 6), { partitionAheadDays: 1 });
   await store.migrate();
   const end = Math.floor(Date.now() / 10_000) * 10_000;
   let n = 0;

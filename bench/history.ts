@@ -1,16 +1,14 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import pg from 'pg';
-import { silentLogger } from '../src/core/logger.js';
 import type { TelemetryRecord } from '../src/core/record.js';
-import { SqlStore } from '../src/store/sql-store.js';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
 import { postgresDatabase } from '../test/helpers/pipeline.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 import { startGateway } from './gateway.js';
 import {
-  ROOT,
+  benchStore,
+  BENCH_DIR,
   log,
   peakRssMb,
   percentile,
@@ -20,7 +18,6 @@ import {
   type Section,
 } from './lib.js';
 
-const BENCH_DIR = join(ROOT, '.data', 'bench');
 const GPUS = 8;
 const STEP_MS = 10_000;
 const DAY_MS = 86_400_000;
@@ -51,14 +48,7 @@ const hostName = (h: number): string => `node-${String(h).padStart(3, '0')}`;
  */
 async function loadDay(url: string, hosts: number, end: number): Promise<number> {
   const start = end - DAY_MS;
-  const store = new SqlStore({
-    db: postgresDatabase(url, 2),
-    logger: silentLogger(),
-    writeMethod: 'unnest',
-    retentionDays: 0,
-    rollupRetentionDays: 0,
-    partitionAheadDays: 0,
-  });
+  const store = benchStore(postgresDatabase(url, 2));
   try {
     await store.migrate();
     const first: TelemetryRecord[] = [];

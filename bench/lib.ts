@@ -2,8 +2,51 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { silentLogger } from '../src/core/logger.js';
+import type { TelemetryRecord } from '../src/core/record.js';
+import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
+import { SqlStore } from '../src/store/sql-store.js';
+import type { Database, WriteMethod } from '../src/store/types.js';
+import type { PgServer } from '../test/helpers/postgres.js';
 
 export const ROOT = join(import.meta.dirname, '..');
+/** Generated files, etcd and PostgreSQL data of the benchmarks (ignored by git). */
+export const BENCH_DIR = join(ROOT, '.data', 'bench');
+
+/** The first `max` records of a DCGM CSV, as the streamer reads them. */
+export async function loadRecords(file: string, max: number): Promise<TelemetryRecord[]> {
+  const { header, end, line } = await readHeader(file);
+  const out: TelemetryRecord[] = [];
+  for await (const c of readDcgmCsv(header, { path: file, startOffset: end, startLine: line })) {
+    for (const r of c.records) {
+      if (out.length >= max) return out;
+      out.push(r.record);
+    }
+  }
+  return out;
+}
+
+/** A SqlStore on `db` with the benchmarks' settings: no retention, partitions made on demand. */
+export function benchStore(
+  db: Database,
+  options: { writeMethod?: WriteMethod; partitionAheadDays?: number } = {},
+): SqlStore {
+  return new SqlStore({
+    db,
+    logger: silentLogger(),
+    writeMethod: options.writeMethod ?? 'unnest',
+    retentionDays: 0,
+    rollupRetentionDays: 0,
+    partitionAheadDays: options.partitionAheadDays ?? 0,
+  });
+}
+
+/** A new, empty database on `server`. */
+export function freshDatabase(server: PgServer, prefix = 'b'): Promise<string> {
+  return server.createDatabase(
+    `${prefix}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`,
+  );
+}
 
 export interface Section {
   /** Stable name: a later run of only some benchmarks keeps the other sections. */

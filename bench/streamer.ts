@@ -3,12 +3,10 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import type { TelemetryRecord } from '../src/core/record.js';
 import { encodeEnvelope } from '../src/queue/envelope.js';
-import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
 import { startEtcd } from '../test/helpers/etcd.js';
-import { ROOT, log, logLine, nexus, table, type Section } from './lib.js';
+import { loadRecords, BENCH_DIR, ROOT, log, logLine, nexus, table, type Section } from './lib.js';
 
 const SAMPLE = join(ROOT, 'samples', 'dcgm_metrics_20250718_134233.csv');
-const BENCH_DIR = join(ROOT, '.data', 'bench');
 
 /** A generated file of about `bytes`, made once and kept under .data/bench. */
 export async function generatedFile(bytes: number): Promise<string> {
@@ -49,16 +47,7 @@ async function etcdCeiling(
   inFlight: number,
   seconds: number,
 ): Promise<number> {
-  const { header, end, line } = await readHeader(file);
-  const records: TelemetryRecord[] = [];
-  for await (const chunk of readDcgmCsv(header, {
-    path: file,
-    startOffset: end,
-    startLine: line,
-  })) {
-    for (const r of chunk.records) records.push(r.record);
-    if (records.length >= batchSize) break;
-  }
+  const records = await loadRecords(file, batchSize);
   const envelope = {
     v: 1 as const,
     id: '1-ceiling',

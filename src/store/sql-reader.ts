@@ -130,6 +130,18 @@ interface ReadingRow {
   value: number;
 }
 
+/** What names a reading or a series: its GPU and metric. */
+function identityOf(g: GpuRef, m: MetricRef) {
+  return {
+    cluster_id: g.cluster_id,
+    hostname: g.hostname,
+    gpu_id: g.gpu_id,
+    uuid: str(g.uuid),
+    metric: m.name,
+    unit: m.unit,
+  };
+}
+
 /** Rows of readings named by their GPU and metric (rows of an id not in the maps are left out). */
 function readingsOf(
   rows: readonly ReadingRow[],
@@ -140,18 +152,7 @@ function readingsOf(
     const g = byGpu.get(r.gpu_id);
     const m = byMetric.get(r.metric_id);
     if (g === undefined || m === undefined) return [];
-    return [
-      {
-        cluster_id: g.cluster_id,
-        hostname: g.hostname,
-        gpu_id: g.gpu_id,
-        uuid: str(g.uuid),
-        metric: m.name,
-        unit: m.unit,
-        timestamp: num(r.t),
-        value: r.value,
-      },
-    ];
+    return [{ ...identityOf(g, m), timestamp: num(r.t), value: r.value }];
   });
 }
 
@@ -768,15 +769,7 @@ export class SqlReader implements TelemetryReader {
         if (g === undefined || m === undefined) continue;
         current = {
           key,
-          s: {
-            cluster_id: g.cluster_id,
-            hostname: g.hostname,
-            gpu_id: g.gpu_id,
-            uuid: str(g.uuid),
-            metric: m.name,
-            unit: m.unit,
-            points: [],
-          },
+          s: { ...identityOf(g, m), points: [] },
         };
         out.push(current.s);
       }
