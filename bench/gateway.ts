@@ -129,6 +129,8 @@ export async function loadHour(url: string, cluster: string): Promise<number> {
     if (writes.length >= 4) await writes.shift();
   }
   await Promise.all(writes);
+  // As the collectors' rollup job would within a second.
+  await store.rollUp();
   await store.close();
   // The steady state autovacuum would reach: no dead versions of the latest and rollup rows.
   const db = postgresDatabase(url, 1);

@@ -68,6 +68,7 @@ async function loadDay(url: string, hosts: number, end: number): Promise<number>
       }
     }
     await store.write(CLUSTER, first);
+    await store.rollUp();
   } finally {
     await store.close();
   }

@@ -30,6 +30,12 @@ export interface CollectorOptions {
   readonly outageBackoff: BackoffPolicy;
   /** Partition creation and retention, this often (0: never). */
   readonly maintenanceIntervalMs: number;
+  /**
+   * The rollup job (pending readings into the 1-minute rollup and the latest values), this often
+   * (ROLLUP_INTERVAL; 0: only when the collector stops). Every collector runs it; one at a time
+   * does the work.
+   */
+  readonly rollupIntervalMs: number;
   readonly logger: Logger;
   /** Prometheus metrics of this process, if any. */
   readonly metrics?: NexusMetrics;
@@ -88,6 +94,8 @@ export class Collector {
   private storeDown: string | undefined;
   private queueDown: string | undefined;
   private maintenanceTimer: NodeJS.Timeout | undefined;
+  private rollupLoop: Promise<void> | undefined;
+  private rollupFailures = 0;
   private running: Promise<void> | undefined;
   private readonly logger: Logger;
 
@@ -153,6 +161,7 @@ export class Collector {
       this.maintenanceTimer = setInterval(() => void this.maintain(), this.o.maintenanceIntervalMs);
       this.maintenanceTimer.unref();
     }
+    if (this.o.rollupIntervalMs > 0) this.rollupLoop = this.rollUpEvery(this.o.rollupIntervalMs);
     this.workers = Array.from({ length: this.o.workers }, (_, i) => this.work(consumer, i));
     await Promise.all(this.workers);
     await consumer
@@ -201,6 +210,7 @@ export class Collector {
     let idleErrors = 0;
     while (!this.stopping) {
       let deliveries: Delivery[];
+      const claimStart = performance.now();
       try {
         deliveries = await consumer.claim(this.o.batchMessages, {
           waitMs: this.o.pollTimeoutMs,
@@ -217,7 +227,7 @@ export class Collector {
         continue;
       }
       if (deliveries.length === 0) continue;
-      await this.process(consumer, deliveries, worker);
+      await this.process(consumer, deliveries, worker, performance.now() - claimStart);
     }
   }
 
@@ -226,6 +236,7 @@ export class Collector {
     consumer: Consumer,
     deliveries: readonly Delivery[],
     worker: number,
+    claimMs: number,
   ): Promise<void> {
     const records: TelemetryRecord[] = [];
     const owner: { delivery: Delivery; index: number }[] = [];
@@ -325,6 +336,7 @@ export class Collector {
       });
     }
     let lost = 0;
+    const ackStart = performance.now();
     await this.untilAcked(async () => {
       if (clean.length > 0) {
         const res = await consumer.ack(clean);
@@ -334,6 +346,7 @@ export class Collector {
         if ((await consumer.settle(d, rejected)) === 'lost') lost++;
       }
     });
+    const ackMs = performance.now() - ackStart;
     for (const sp of consumeSpans) sp.end();
     this.stats.lostAcks += lost;
     this.stats.messages += deliveries.length;
@@ -376,7 +389,9 @@ export class Collector {
         duplicates: result.duplicates,
         refused: result.rejected.length,
         transactions: result.transactions,
+        claim_ms: Math.round(claimMs),
         commit_ms: Math.round(commitMs),
+        ack_ms: Math.round(ackMs),
         trace_id: storeSpan.spanContext().traceId,
       },
       'batch stored',
@@ -414,6 +429,38 @@ export class Collector {
     }
   }
 
+  private async rollUpEvery(ms: number): Promise<void> {
+    while (!this.stopping) {
+      await sleep(ms, this.abort.signal);
+      if (!this.isStopping()) await this.rollUp();
+    }
+  }
+
+  /** One run of the rollup job; a failure is logged and counted, and the next run retries. */
+  private async rollUp(): Promise<void> {
+    try {
+      const res = await this.o.store.rollUp();
+      if (this.rollupFailures > 0) this.logger.info('rollup job back');
+      this.rollupFailures = 0;
+      if (res.busy) return;
+      this.o.metrics?.rollupRuns.inc();
+      this.o.metrics?.rollupDuration.observe(res.ms / 1000);
+      if (res.moved > 0) {
+        this.o.metrics?.rollupReadings.inc(res.moved);
+        this.logger.debug(res, 'rollup job');
+      }
+    } catch (err) {
+      this.rollupFailures++;
+      this.o.metrics?.rollupErrors.inc();
+      if (this.rollupFailures === 1 || this.rollupFailures % 60 === 0) {
+        this.logger.warn(
+          { err: describeError(err), failures: this.rollupFailures },
+          'rollup job failed; the readings stay pending (reads still see them) and the next run retries',
+        );
+      }
+    }
+  }
+
   /**
    * Graceful stop: no new claims; batches in flight are written and acked; claims still held are
    * released for other collectors.
@@ -424,6 +471,9 @@ export class Collector {
     this.abort.abort();
     if (this.maintenanceTimer !== undefined) clearInterval(this.maintenanceTimer);
     await this.done;
+    await this.rollupLoop;
+    // Fold in what this collector stored last (once the schema is there).
+    if (this.migrated) await this.rollUp();
     await this.o.registry
       ?.flush()
       .catch((err: unknown) =>

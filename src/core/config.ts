@@ -439,6 +439,14 @@ export const SETTINGS = {
     help: 'Queue messages per database transaction',
     group: 'collector',
   },
+  rollupInterval: {
+    env: 'ROLLUP_INTERVAL',
+    flag: 'rollup-interval',
+    kind: 'duration',
+    default: '1s',
+    help: 'How often stored readings are folded into the 1-minute rollup and latest values (reads see them at once either way)',
+    group: 'collector',
+  },
   enableNexus: {
     env: 'ENABLE_NEXUS',
     flag: 'enable-nexus',

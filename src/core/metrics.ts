@@ -130,6 +130,27 @@ export class NexusMetrics {
     help: 'Acks whose claim had lapsed (the batch is stored again, idempotently, by another collector)',
     registers: [this.registry],
   });
+  readonly rollupReadings = new Counter({
+    name: 'nexus_rollup_readings_total',
+    help: 'Stored readings folded into the 1-minute rollup and latest values by this process',
+    registers: [this.registry],
+  });
+  readonly rollupRuns = new Counter({
+    name: 'nexus_rollup_runs_total',
+    help: 'Runs of the rollup job by this process (runs skipped because another process held the job are not counted)',
+    registers: [this.registry],
+  });
+  readonly rollupDuration = new Histogram({
+    name: 'nexus_rollup_duration_seconds',
+    help: 'Time of one run of the rollup job',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly rollupErrors = new Counter({
+    name: 'nexus_rollup_errors_total',
+    help: 'Failed runs of the rollup job (retried at the next interval; reads still see the pending readings)',
+    registers: [this.registry],
+  });
   readonly storeErrors = new Counter({
     name: 'nexus_store_errors_total',
     help: 'PostgreSQL failures, by kind: unavailable (retried) or refused (the data)',

@@ -112,6 +112,13 @@ function upsertSlot(slots: LatestSlot[], metric: number, time: number, value: nu
   slots.splice(i, 0, { metric, time, value, out: undefined });
 }
 
+/**
+ * Each GPU's newest reading not yet folded into `samples_latest` (migration 002): one pass over
+ * the small pending table, where a per-GPU subquery would scan it once per GPU.
+ */
+const PENDING_SEEN =
+  'WITH pending_seen AS (SELECT gpu_id, max(time) AS t FROM samples_pending GROUP BY gpu_id)';
+
 /** The longest instant PostgreSQL and JavaScript both hold (year 275760). */
 export const END_OF_TIME = 8_640_000_000_000_000;
 /** The earliest instant PostgreSQL holds (4713 BC); -END_OF_TIME is out of its range. */
@@ -177,7 +184,7 @@ export class SqlReader implements TelemetryReader {
               (SELECT count(*) FROM hosts h WHERE h.cluster_id = c.id)::int AS hosts,
               (SELECT count(*) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id)::int AS gpus,
               nexus_ms(c.first_seen) AS first_seen,
-              (SELECT nexus_ms(max(l.time)) FROM samples_latest l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
+              (SELECT nexus_ms(max(l.time)) FROM samples_latest_all l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
                 WHERE h.cluster_id = c.id) AS last_seen
        FROM clusters c ORDER BY c.name`,
     );
@@ -204,7 +211,7 @@ export class SqlReader implements TelemetryReader {
       first_bucket: string | null;
     }>(
       `SELECT m.name AS metric, m.unit, sum(r.count)::bigint AS samples, nexus_ms(min(r.bucket)) AS first_bucket
-       FROM samples_1m r JOIN metrics m ON m.id = r.metric_id
+       FROM samples_1m_all r JOIN metrics m ON m.id = r.metric_id
        WHERE r.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)
        GROUP BY m.name, m.unit ORDER BY m.name`,
       [clusterId],
@@ -248,9 +255,13 @@ export class SqlReader implements TelemetryReader {
       first_seen: string;
       last_seen: string | null;
     }>(
-      `SELECT h.hostname, count(g.id)::int AS gpus, nexus_ms(h.first_seen) AS first_seen,
-              (SELECT nexus_ms(max(l.time)) FROM samples_latest l JOIN gpus g2 ON g2.id = l.gpu_id WHERE g2.host_id = h.id) AS last_seen
+      `${PENDING_SEEN}
+       SELECT h.hostname, count(g.id)::int AS gpus, nexus_ms(h.first_seen) AS first_seen,
+              nexus_ms(greatest(
+                (SELECT max(l.time) FROM samples_latest l JOIN gpus g2 ON g2.id = l.gpu_id WHERE g2.host_id = h.id),
+                max(p.t))) AS last_seen
        FROM hosts h JOIN clusters c ON c.id = h.cluster_id LEFT JOIN gpus g ON g.host_id = h.id
+         LEFT JOIN pending_seen p ON p.gpu_id = g.id
        WHERE c.name = $1 GROUP BY h.id ORDER BY h.hostname`,
       [clusterId],
     );
@@ -277,9 +288,11 @@ export class SqlReader implements TelemetryReader {
       first_seen: string;
       last_seen: string | null;
     }>(
-      `SELECT h.hostname, g.gpu_index AS gpu_id, g.uuid, g.model, g.device, nexus_ms(g.first_seen) AS first_seen,
-              (SELECT nexus_ms(max(l.time)) FROM samples_latest l WHERE l.gpu_id = g.id) AS last_seen
+      `${PENDING_SEEN}
+       SELECT h.hostname, g.gpu_index AS gpu_id, g.uuid, g.model, g.device, nexus_ms(g.first_seen) AS first_seen,
+              nexus_ms(greatest((SELECT max(l.time) FROM samples_latest l WHERE l.gpu_id = g.id), p.t)) AS last_seen
        FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+         LEFT JOIN pending_seen p ON p.gpu_id = g.id
        WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2)
        ORDER BY h.hostname, g.gpu_index`,
       [clusterId, hostname ?? null],
@@ -354,7 +367,7 @@ export class SqlReader implements TelemetryReader {
       `SELECT c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, w.namespace, w.pod, w.container
        FROM gpu_workloads w
        JOIN gpus g ON g.id = w.gpu_id JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-       JOIN (SELECT gpu_id, max(time) AS t FROM samples_latest GROUP BY gpu_id) lt ON lt.gpu_id = g.id
+       JOIN (SELECT gpu_id, max(time) AS t FROM samples_latest_all GROUP BY gpu_id) lt ON lt.gpu_id = g.id
        WHERE w.last_seen >= lt.t - interval '5 minutes'`,
     );
     return res.rows;
@@ -537,7 +550,10 @@ export class SqlReader implements TelemetryReader {
     };
   }
 
-  /** (Re)loads the latest values from samples_latest, merging by time with what the feed brought. */
+  /**
+   * (Re)loads the latest values (folded and pending: several candidates per slot, the newest
+   * wins), merging by time with what the feed brought.
+   */
   private loadLatest(mem: LatestMemory): Promise<void> {
     mem.loading ??= (async () => {
       const dirty = mem.dirty;
@@ -548,7 +564,7 @@ export class SqlReader implements TelemetryReader {
         metric_id: number;
         t: string;
         value: number;
-      }>('SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest');
+      }>('SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest_all');
       if (mem.stopped) return;
       for (const r of res.rows) {
         let slots = mem.byGpu.get(r.gpu_id);
@@ -675,10 +691,10 @@ export class SqlReader implements TelemetryReader {
     if (fromMemory !== undefined) return fromMemory;
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
     const res = await this.db.query<ReadingRow>(
-      `SELECT l.gpu_id, l.metric_id, nexus_ms(l.time) AS t, l.value
-       FROM unnest($1::int[]) AS s(id) JOIN samples_latest l ON l.gpu_id = s.id
+      `SELECT DISTINCT ON (l.gpu_id, l.metric_id) l.gpu_id, l.metric_id, nexus_ms(l.time) AS t, l.value
+       FROM unnest($1::int[]) AS s(id) JOIN samples_latest_all l ON l.gpu_id = s.id
        WHERE ($2::smallint[] IS NULL OR l.metric_id = ANY($2))
-       ORDER BY l.gpu_id, l.metric_id`,
+       ORDER BY l.gpu_id, l.metric_id, l.time DESC`,
       [gpus.map((g) => g.id), metrics.ids],
     );
     return readingsOf(res.rows, byGpu, metrics.byId);
@@ -742,7 +758,7 @@ export class SqlReader implements TelemetryReader {
         }[q.agg];
     const sql = rollup
       ? `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS t, ${value} AS v, sum(count)::bigint AS n
-         FROM unnest($1::int[]) AS s(id) JOIN samples_1m ON gpu_id = s.id
+         FROM unnest($1::int[]) AS s(id) JOIN samples_1m_all ON gpu_id = s.id
          WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2))
            AND bucket >= date_bin(interval '1 minute', nexus_ts($3), timestamptz 'epoch') AND bucket < nexus_ts($4)
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`

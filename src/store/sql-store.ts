@@ -8,6 +8,7 @@ import { assertCurrent, migrate } from './migrate.js';
 import type {
   Database,
   MigrationResult,
+  RollupResult,
   SqlClient,
   TelemetryStore,
   WriteMethod,
@@ -28,11 +29,20 @@ export interface SqlStoreOptions {
 }
 
 const DAY = 86_400_000;
+/** The rollup job vacuums `samples_pending` after moving this many rows. */
+const VACUUM_AFTER_ROWS = 500_000;
+
+/** "no partition of relation found for row". */
+function isPartitionMissing(err: unknown): boolean {
+  return isNexusError(err) && err.details?.sqlstate === '23514' && /partition/i.test(err.message);
+}
 
 /**
- * Inserts new readings, skips ones already stored, and keeps `samples_latest` and `samples_1m` in
- * step with exactly the rows inserted, in one statement. The rows are sorted by the primary key
- * so that concurrent writers take row locks in the same order.
+ * Inserts new readings and skips ones already stored; appends exactly the rows inserted to
+ * `samples_pending`, from which the rollup job (`rollUp`) folds them into `samples_1m` and
+ * `samples_latest` (migration 002). The write path holds no lock another writer needs: the
+ * pending table has no index and no key. The rows are sorted by the primary key so that
+ * concurrent writers take the index's locks in the same order.
  */
 const UPSERT_FROM = (source: string): string => `
 WITH input AS (
@@ -42,11 +52,32 @@ WITH input AS (
   SELECT time, gpu_id, metric_id, value FROM input ORDER BY gpu_id, metric_id, time
   ON CONFLICT DO NOTHING
   RETURNING time, gpu_id, metric_id, value
+), pending AS (
+  INSERT INTO samples_pending (time, gpu_id, metric_id, value)
+  SELECT time, gpu_id, metric_id, value FROM ins
+)
+SELECT c.inserted,
+       -- Which readings were new, only when some were and some were not (a partly redelivered batch).
+       CASE WHEN c.inserted > 0 AND c.inserted < c.given
+            THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh
+FROM (SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given) c`;
+
+/**
+ * Moves up to $1 pending rows into the rollup and the latest values, in one statement: what is
+ * deleted is exactly what is folded in. The upserts are sorted by key, as the writers' inserts
+ * are.
+ */
+const ROLL_UP = `
+WITH moved AS (
+  DELETE FROM samples_pending
+  WHERE ctid = ANY(ARRAY(SELECT ctid FROM samples_pending LIMIT $1))
+  RETURNING time, gpu_id, metric_id, value
 ), rollup AS (
   INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
   SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
          max(time), (array_agg(value ORDER BY time DESC))[1]
-  FROM ins GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
+  FROM moved
+  GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
   ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
     min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
     sum = r.sum + excluded.sum, count = r.count + excluded.count,
@@ -55,17 +86,17 @@ WITH input AS (
   RETURNING 1
 ), latest AS (
   INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
-  SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM ins
+  SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM moved
   ORDER BY gpu_id, metric_id, time DESC
   ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
     WHERE l.time <= excluded.time
   RETURNING 1
 )
-SELECT c.inserted, (SELECT count(*) FROM rollup)::int AS buckets, (SELECT count(*) FROM latest)::int AS latest,
-       -- Which readings were new, only when some were and some were not (a partly redelivered batch).
-       CASE WHEN c.inserted > 0 AND c.inserted < c.given
-            THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh
-FROM (SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given) c`;
+SELECT (SELECT count(*) FROM moved)::int AS moved, (SELECT count(*) FROM rollup)::int AS buckets,
+       (SELECT count(*) FROM latest)::int AS latest`;
+
+/** Key of the advisory lock that makes the rollup job one session at a time. */
+const ROLLUP_LOCK = "hashtext('nexus_rollup')";
 
 interface Written {
   readonly inserted: number;
@@ -116,6 +147,7 @@ export class SqlStore implements TelemetryStore {
   private readonly dims = new Dimensions();
   private readonly partitions = new Set<number>();
   private readonly writeMethod: WriteMethod;
+  private movedSinceVacuum = 0;
 
   constructor(private readonly o: SqlStoreOptions) {
     this.backend = o.db.backend;
@@ -153,12 +185,7 @@ export class SqlStore implements TelemetryStore {
       } catch (err) {
         // "no partition of relation found for row": another process's retention dropped a
         // partition this one had cached (or it is brand new elsewhere). Look again, once.
-        if (
-          attempt === 1 &&
-          isNexusError(err) &&
-          err.details?.sqlstate === '23514' &&
-          /partition/i.test(err.message)
-        ) {
+        if (attempt === 1 && isPartitionMissing(err)) {
           this.partitions.clear();
           continue;
         }
@@ -226,6 +253,61 @@ export class SqlStore implements TelemetryStore {
     for (const d of days) this.partitions.add(d);
   }
 
+  /**
+   * Folds pending readings into `samples_1m` and `samples_latest` (the rollup job): in
+   * transactions of up to `chunk` rows until none is left, under an advisory lock so that one
+   * session at a time does it; another session's call returns at once with `busy`. Safe to call
+   * from every collector, as often as wanted, and after a crash: nothing is folded twice.
+   */
+  async rollUp(chunk = 100_000): Promise<RollupResult> {
+    const started = Date.now();
+    const total = { moved: 0, buckets: 0, latest: 0 };
+    for (let repaired = false; ;) {
+      let res: { moved: number; buckets: number; latest: number } | undefined;
+      try {
+        res = await this.o.db.transaction(async (tx) => {
+          const lock = await tx.query<{ got: boolean }>(
+            `SELECT pg_try_advisory_xact_lock(${ROLLUP_LOCK}) AS got`,
+          );
+          if (lock.rows[0]?.got !== true) return undefined;
+          const r = await tx.query<{ moved: number; buckets: number; latest: number }>(ROLL_UP, [
+            chunk,
+          ]);
+          return r.rows[0] ?? { moved: 0, buckets: 0, latest: 0 };
+        });
+      } catch (err) {
+        // A pending reading whose monthly rollup partition is gone (retention dropped it while
+        // the job was held elsewhere, or an operator did): create it again, then try once more.
+        // The reading is folded in, and the next maintain() applies retention to it as to the
+        // rest.
+        if (!repaired && isPartitionMissing(err)) {
+          repaired = true;
+          await this.o.db.transaction((tx) =>
+            tx.query(
+              `SELECT nexus_ensure_partitions(array_agg(DISTINCT nexus_ms(date_bin('1 day', time, timestamptz 'epoch'))))
+               FROM samples_pending`,
+            ),
+          );
+          continue;
+        }
+        throw err;
+      }
+      if (res === undefined) return { ...total, busy: true, ms: Date.now() - started };
+      total.moved += res.moved;
+      total.buckets += res.buckets;
+      total.latest += res.latest;
+      if (res.moved < chunk) break;
+    }
+    this.movedSinceVacuum += total.moved;
+    if (this.movedSinceVacuum >= VACUUM_AFTER_ROWS) {
+      // The pending table is emptied over and over: reclaim its dead rows now rather than when
+      // autovacuum comes round (PGlite has no autovacuum at all).
+      this.movedSinceVacuum = 0;
+      await this.o.db.query('VACUUM (SKIP_LOCKED) samples_pending');
+    }
+    return { ...total, busy: false, ms: Date.now() - started };
+  }
+
   async maintain(now = Date.now()): Promise<{ created: number; dropped: readonly string[] }> {
     const today = Math.floor(now / DAY) * DAY;
     const ahead = Array.from({ length: this.o.partitionAheadDays + 1 }, (_, i) => today + i * DAY);
@@ -239,6 +321,9 @@ export class SqlStore implements TelemetryStore {
     for (const d of ahead) this.partitions.add(d);
     let dropped: string[] = [];
     if (this.o.retentionDays > 0 || this.o.rollupRetentionDays > 0) {
+      // Fold in what is pending first, so that no pending reading refers to a rollup partition
+      // about to go (it would come back, empty but for that reading, at the next job).
+      await this.rollUp();
       const rawBefore = this.o.retentionDays > 0 ? now - this.o.retentionDays * DAY : null;
       const rollupBefore =
         this.o.rollupRetentionDays > 0 ? now - this.o.rollupRetentionDays * DAY : null;

@@ -49,6 +49,19 @@ export interface WriteResult {
   readonly fresh?: readonly number[];
 }
 
+/** What one run of the rollup job did. */
+export interface RollupResult {
+  /** Pending readings folded in. */
+  readonly moved: number;
+  /** Rollup rows (GPU, metric, minute) inserted or updated. */
+  readonly buckets: number;
+  /** Latest values inserted or advanced. */
+  readonly latest: number;
+  /** Another session was running the job; this call did nothing. */
+  readonly busy: boolean;
+  readonly ms: number;
+}
+
 /** The records a write stored for the first time. */
 export function freshRecords<T>(records: readonly T[], result: WriteResult): readonly T[] {
   if (result.inserted === 0) return [];
@@ -75,9 +88,16 @@ export interface TelemetryStore {
   migrate(): Promise<MigrationResult>;
   /**
    * Stores readings of one cluster in one transaction, idempotently: a reading already stored
-   * (same GPU, metric and instant) is skipped. Keeps the latest values and the 1-minute rollup.
+   * (same GPU, metric and instant) is skipped. The new readings are pending for `rollUp`; reads
+   * see them at once either way.
    */
   write(clusterId: string, records: readonly TelemetryRecord[]): Promise<WriteResult>;
+  /**
+   * Folds readings stored since the last call into the 1-minute rollup and the latest values
+   * (one session at a time across processes; a concurrent call returns `busy`), in transactions
+   * of up to `chunk` readings until none is pending.
+   */
+  rollUp(chunk?: number): Promise<RollupResult>;
   /** Creates partitions ahead and applies retention. */
   maintain(now?: number): Promise<{ created: number; dropped: readonly string[] }>;
   /** Throws unless the database answers and the schema is current. */

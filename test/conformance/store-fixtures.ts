@@ -158,8 +158,8 @@ export async function counts(sql: SqlClient): Promise<Counts> {
             (SELECT count(*) FROM gpus)::int AS gpus, (SELECT count(*) FROM metrics)::int AS metrics,
             (SELECT count(*) FROM gpu_workloads)::int AS workloads,
             (SELECT count(*) FROM samples)::int AS samples,
-            (SELECT count(*) FROM samples_latest)::int AS latest,
-            (SELECT count(*) FROM samples_1m)::int AS buckets`,
+            (SELECT count(DISTINCT (gpu_id, metric_id)) FROM samples_latest_all)::int AS latest,
+            (SELECT count(DISTINCT (gpu_id, metric_id, bucket)) FROM samples_1m_all)::int AS buckets`,
   );
   const row = res.rows[0];
   assert.ok(row);
@@ -208,16 +208,30 @@ export function expectedBuckets(records: readonly TelemetryRecord[]): Bucket[] {
   return [...out.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, v]) => v);
 }
 
-export async function storedBuckets(sql: SqlClient): Promise<Bucket[]> {
+/**
+ * The rollup as readers see it (`samples_1m_all`: folded and pending readings combined), or only
+ * what the rollup job has folded into `samples_1m`.
+ */
+export async function storedBuckets(
+  sql: SqlClient,
+  from: 'samples_1m_all' | 'samples_1m' = 'samples_1m_all',
+): Promise<Bucket[]> {
   const res = await sql.query<Omit<Bucket, 'bucket'> & { bucket: string }>(
     `SELECT h.hostname AS host, g.gpu_index AS gpu, m.name AS metric, nexus_ms(r.bucket)::text AS bucket,
-            r.min, r.max, r.sum, r.count
-     FROM samples_1m r JOIN gpus g ON g.id = r.gpu_id JOIN hosts h ON h.id = g.host_id
-     JOIN metrics m ON m.id = r.metric_id`,
+            min(r.min) AS min, max(r.max) AS max, sum(r.sum) AS sum, sum(r.count)::int AS count
+     FROM ${from} r JOIN gpus g ON g.id = r.gpu_id JOIN hosts h ON h.id = g.host_id
+     JOIN metrics m ON m.id = r.metric_id
+     GROUP BY h.hostname, g.gpu_index, m.name, r.bucket`,
   );
   return res.rows
     .map((r) => ({ ...r, bucket: Number(r.bucket) }))
     .sort((a, b) => (bucketKey(a) < bucketKey(b) ? -1 : 1));
+}
+
+/** Readings stored but not yet folded in by the rollup job. */
+export async function pendingCount(sql: SqlClient): Promise<number> {
+  const res = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM samples_pending');
+  return res.rows[0]?.n ?? 0;
 }
 
 export interface Latest {
@@ -239,11 +253,17 @@ export function expectedLatest(records: readonly TelemetryRecord[]): Latest[] {
   return [...out.values()].sort(compareSamples);
 }
 
-export async function storedLatest(sql: SqlClient): Promise<Latest[]> {
+/** The latest values as readers see them (folded and pending), or only the folded ones. */
+export async function storedLatest(
+  sql: SqlClient,
+  from: 'samples_latest_all' | 'samples_latest' = 'samples_latest_all',
+): Promise<Latest[]> {
   const res = await sql.query<Omit<Latest, 'ms'> & { ms: string }>(
-    `SELECT h.hostname AS host, g.gpu_index AS gpu, m.name AS metric, nexus_ms(l.time)::text AS ms, l.value
-     FROM samples_latest l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
-     JOIN metrics m ON m.id = l.metric_id`,
+    `SELECT DISTINCT ON (l.gpu_id, l.metric_id)
+            h.hostname AS host, g.gpu_index AS gpu, m.name AS metric, nexus_ms(l.time)::text AS ms, l.value
+     FROM ${from} l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
+     JOIN metrics m ON m.id = l.metric_id
+     ORDER BY l.gpu_id, l.metric_id, l.time DESC`,
   );
   return res.rows.map((r) => ({ ...r, ms: Number(r.ms) })).sort(compareSamples);
 }

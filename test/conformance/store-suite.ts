@@ -31,6 +31,7 @@ import {
   partitionsOf,
   tableExists,
   rowsIn,
+  pendingCount,
   dayPartition,
   monthPartition,
   assertRejected,
@@ -86,25 +87,31 @@ export function storeConformance(h: StoreHarness): void {
     };
 
     describe('migrations', () => {
-      it('migrate() applies schema version 1 once; a second migrate() applies nothing', async (t) => {
+      it('migrate() applies each schema version once; a second migrate() applies nothing', async (t) => {
         const { store, sql } = await open(t);
-        assert.deepEqual(await store.migrate(), { applied: ['001_schema'], current: 1 });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 1 });
+        assert.deepEqual(await store.migrate(), {
+          applied: ['001_schema', '002_rollup_pending'],
+          current: 2,
+        });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 2 });
         const rows = await sql.query<{ version: number; name: string }>(
-          'SELECT version, name FROM nexus_schema_migrations',
+          'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
-        assert.deepEqual(rows.rows, [{ version: 1, name: '001_schema' }]);
+        assert.deepEqual(rows.rows, [
+          { version: 1, name: '001_schema' },
+          { version: 2, name: '002_rollup_pending' },
+        ]);
       });
 
-      it('concurrent migrate() calls apply version 1 exactly once', async (t) => {
+      it('concurrent migrate() calls apply each version exactly once', async (t) => {
         const { store, sql } = await open(t);
         const results = await Promise.all([store.migrate(), store.migrate(), store.migrate()]);
-        assert.deepEqual(
-          results.flatMap((r) => r.applied),
-          ['001_schema'],
-        );
-        assert.ok(results.every((r) => r.current === 1));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 1);
+        assert.deepEqual(results.flatMap((r) => r.applied).sort(), [
+          '001_schema',
+          '002_rollup_pending',
+        ]);
+        assert.ok(results.every((r) => r.current === 2));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 2);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {
@@ -354,6 +361,76 @@ function writeTests(open: Open): void {
     assert.deepEqual(await storedBuckets(sql), expectedBuckets([...first, ...second]));
   });
 
+  it('the rollup job folds each stored reading into samples_1m and samples_latest exactly once', async (t) => {
+    const { store, sql } = await open(t);
+    const minute = utc(2025, 7, 18, 13, 42);
+    const first = [
+      rec(minute + 5_500, 41.5),
+      rec(minute + 30 * SECOND, 43.25),
+      rec(minute + MINUTE + 1, 60.125),
+      rec(minute + 10 * SECOND, 300.5, { metric: POWER }),
+    ];
+    await store.write('cluster-1', first);
+    // Written, not folded yet: readers see it all the same.
+    assert.equal(await pendingCount(sql), 4);
+    assert.deepEqual(await storedBuckets(sql, 'samples_1m'), []);
+    assert.deepEqual(await storedLatest(sql, 'samples_latest'), []);
+    assert.deepEqual(await storedBuckets(sql), expectedBuckets(first));
+    assert.deepEqual(await storedLatest(sql), expectedLatest(first));
+
+    const folded = await store.rollUp();
+    assert.equal(folded.moved, 4);
+    assert.equal(folded.buckets, 3);
+    assert.equal(folded.latest, 2);
+    assert.equal(folded.busy, false);
+    assert.equal(await pendingCount(sql), 0);
+    assert.deepEqual(await storedBuckets(sql, 'samples_1m'), expectedBuckets(first));
+    assert.deepEqual(await storedLatest(sql, 'samples_latest'), expectedLatest(first));
+    assert.equal((await store.rollUp()).moved, 0, 'nothing pending: nothing folded again');
+
+    // A redelivered batch with one new reading, older than the latest: only that one is
+    // pending, the bucket grows by one, the latest value stays.
+    const second = [...first, rec(minute + 20 * SECOND, 39.5)];
+    assert.equal((await store.write('cluster-1', second)).inserted, 1);
+    assert.equal(await pendingCount(sql), 1);
+    assert.deepEqual(await storedBuckets(sql), expectedBuckets(second));
+    assert.equal((await store.rollUp()).moved, 1);
+    assert.deepEqual(await storedBuckets(sql, 'samples_1m'), expectedBuckets(second));
+    assert.deepEqual(await storedLatest(sql, 'samples_latest'), expectedLatest(second));
+    assert.deepEqual(await storedLatest(sql), expectedLatest(second));
+  });
+
+  it('the rollup job moves a large backlog in chunks, and concurrent runs fold nothing twice', async (t) => {
+    const { store, sql } = await open(t);
+    const t0 = utc(2025, 7, 18, 13);
+    const batches = Array.from({ length: 4 }, (_, b) =>
+      Array.from({ length: 250 }, (_, i) => rec(t0 + (b * 250 + i) * SECOND, (b * 250 + i) / 4)),
+    );
+    for (const batch of batches) await store.write('cluster-1', batch);
+    const all = batches.flat();
+    assert.equal(await pendingCount(sql), 1000);
+    const chunked = await store.rollUp(300);
+    assert.equal(chunked.moved, 1000);
+    assert.equal(await pendingCount(sql), 0);
+
+    // Writes and rollups at once: every reading counted once.
+    const more = Array.from({ length: 6 }, (_, b) =>
+      Array.from({ length: 100 }, (_, i) => rec(t0 + (1000 + b * 100 + i) * SECOND, i)),
+    );
+    const results = await Promise.all([
+      ...more.map((batch) => store.write('cluster-1', batch)),
+      store.rollUp(),
+      store.rollUp(),
+      store.rollUp(),
+    ]);
+    assert.ok(results.length > 0);
+    await store.rollUp();
+    assert.equal(await pendingCount(sql), 0);
+    const everything = [...all, ...more.flat()];
+    assert.deepEqual(await storedBuckets(sql, 'samples_1m'), expectedBuckets(everything));
+    assert.deepEqual(await storedLatest(sql, 'samples_latest'), expectedLatest(everything));
+  });
+
   it('readings on different UTC days land in different daily partitions; rollup partitions are monthly', async (t) => {
     const { store, sql } = await open(t);
     const lastOfJuly = utc(2025, 7, 31, 23, 59, 59, 999);
@@ -376,6 +453,9 @@ function writeTests(open: Open): void {
     assert.equal(await rowsIn(sql, 'samples_20250730'), 1);
     assert.equal(await rowsIn(sql, 'samples_20250731'), 1);
     assert.equal(await rowsIn(sql, 'samples_20250801'), 2);
+    // The rollup rows land in their month's partition once the rollup job has folded them in.
+    assert.equal(await rowsIn(sql, 'samples_1m_202507'), 0);
+    assert.equal((await store.rollUp()).moved, 4);
     assert.equal(await rowsIn(sql, 'samples_1m_202507'), 2);
     assert.equal(await rowsIn(sql, 'samples_1m_202508'), 2);
     assert.deepEqual(await storedSamples(sql), expectedSamples(records));

@@ -70,6 +70,7 @@ export async function startCollector(
     pollTimeoutMs: 500,
     outageBackoff: { baseMs: 100, capMs: 1000 },
     maintenanceIntervalMs: 0,
+    rollupIntervalMs: 200,
     logger: silentLogger(),
     ...over,
   });

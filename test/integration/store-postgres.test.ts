@@ -106,7 +106,7 @@ describe('store: PostgreSQL only', () => {
     assert.equal(res.rows[0]?.n, 3);
   });
 
-  it('5 processes running `nexus migrate` at once all succeed, and version 1 is applied once', async (t) => {
+  it('5 processes running `nexus migrate` at once all succeed, and each version is applied once', async (t) => {
     const url = await pg.server.createDatabase(uniqueDatabase('migrate'));
     const results = await Promise.all(
       Array.from({ length: 5 }, () =>
@@ -121,15 +121,21 @@ describe('store: PostgreSQL only', () => {
         .map((l) => JSON.parse(l) as { msg?: string; migration?: string }),
     );
     assert.deepEqual(
-      logs.filter((l) => l.msg === 'applied migration').map((l) => l.migration),
-      ['001_schema'],
+      logs
+        .filter((l) => l.msg === 'applied migration')
+        .map((l) => l.migration)
+        .sort(),
+      ['001_schema', '002_rollup_pending'],
     );
 
     const { db } = storeAt(url);
     t.after(() => db.close());
     const rows = await db.query<{ version: number; name: string }>(
-      'SELECT version, name FROM nexus_schema_migrations',
+      'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
     );
-    assert.deepEqual(rows.rows, [{ version: 1, name: '001_schema' }]);
+    assert.deepEqual(rows.rows, [
+      { version: 1, name: '001_schema' },
+      { version: 2, name: '002_rollup_pending' },
+    ]);
   });
 });

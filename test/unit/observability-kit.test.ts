@@ -368,6 +368,9 @@ describe('observability kit: Grafana dashboard', () => {
                 labels: {},
               });
       await store.write('c1', records);
+      // The panels read the folded rollup and latest values, as the collectors' rollup job
+      // leaves them within ROLLUP_INTERVAL.
+      await store.rollUp();
     });
 
     after(async () => {

@@ -43,6 +43,7 @@ export function collectorCommand(): Command {
       pollTimeoutMs: config.pollTimeout,
       outageBackoff: { baseMs: 200, capMs: 10_000, jitter: 0.5 },
       maintenanceIntervalMs: 600_000,
+      rollupIntervalMs: config.rollupInterval,
       logger,
     });
     exportQueueGauges(metrics, queue);

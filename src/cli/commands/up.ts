@@ -150,6 +150,7 @@ export function upCommand(): Command {
       pollTimeoutMs: config.pollTimeout,
       outageBackoff: { baseMs: 200, capMs: 10_000, jitter: 0.5 },
       maintenanceIntervalMs: 600_000,
+      rollupIntervalMs: config.rollupInterval,
       logger,
     });
     await collector.start();
