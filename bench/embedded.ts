@@ -227,7 +227,7 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
       `PGlite alone, same data directory: SqlStore.write ${ceilings.write} records/s, raw insert ${ceilings.raw} rows/s`,
     );
     rows.push([
-      `ceiling: \`SqlStore.write\` alone, then the rollup job over what it left pending (in process, same data directory, the first ${sample.toLocaleString('en-US')} records as a new cluster, 100,000 per transaction)`,
+      `ceiling: \`SqlStore.write\` alone, which on PGlite folds the rollup and latest values in itself (in process, same data directory, the first ${sample.toLocaleString('en-US')} records as a new cluster, 100,000 per transaction)`,
       ceilings.write,
       sample / ceilings.write,
     ]);

@@ -26,6 +26,12 @@ export interface SqlStoreOptions {
   readonly rollupRetentionDays: number;
   /** Daily partitions are created this many days ahead. */
   readonly partitionAheadDays: number;
+  /**
+   * Fold each write into the rollup and latest values in its own statement instead of leaving
+   * it to the rollup job. Default: on PGlite (one connection: no writer waits for another, and
+   * the pending table would only add work), off on PostgreSQL.
+   */
+  readonly foldOnWrite?: boolean;
 }
 
 const DAY = 86_400_000;
@@ -38,45 +44,15 @@ function isPartitionMissing(err: unknown): boolean {
 }
 
 /**
- * Inserts new readings and skips ones already stored; appends exactly the rows inserted to
- * `samples_pending`, from which the rollup job (`rollUp`) folds them into `samples_1m` and
- * `samples_latest` (migration 002). The write path holds no lock another writer needs: the
- * pending table has no index and no key. The rows are sorted by the primary key so that
- * concurrent writers take the index's locks in the same order.
+ * Folds rows (`rows`: time, gpu_id, metric_id, value) into the 1-minute rollup and the latest
+ * values, as CTEs `rollup` and `latest`. The upserts are sorted by key, so that concurrent
+ * statements take row locks in the same order.
  */
-const UPSERT_FROM = (source: string): string => `
-WITH input AS (
-  ${source}
-), ins AS (
-  INSERT INTO samples (time, gpu_id, metric_id, value)
-  SELECT time, gpu_id, metric_id, value FROM input ORDER BY gpu_id, metric_id, time
-  ON CONFLICT DO NOTHING
-  RETURNING time, gpu_id, metric_id, value
-), pending AS (
-  INSERT INTO samples_pending (time, gpu_id, metric_id, value)
-  SELECT time, gpu_id, metric_id, value FROM ins
-)
-SELECT c.inserted,
-       -- Which readings were new, only when some were and some were not (a partly redelivered batch).
-       CASE WHEN c.inserted > 0 AND c.inserted < c.given
-            THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh
-FROM (SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given) c`;
-
-/**
- * Moves up to $1 pending rows into the rollup and the latest values, in one statement: what is
- * deleted is exactly what is folded in. The upserts are sorted by key, as the writers' inserts
- * are.
- */
-const ROLL_UP = `
-WITH moved AS (
-  DELETE FROM samples_pending
-  WHERE ctid = ANY(ARRAY(SELECT ctid FROM samples_pending LIMIT $1))
-  RETURNING time, gpu_id, metric_id, value
-), rollup AS (
+const FOLD = (rows: string): string => `rollup AS (
   INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
   SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
          max(time), (array_agg(value ORDER BY time DESC))[1]
-  FROM moved
+  FROM ${rows}
   GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
   ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
     min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
@@ -86,12 +62,53 @@ WITH moved AS (
   RETURNING 1
 ), latest AS (
   INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
-  SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM moved
+  SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM ${rows}
   ORDER BY gpu_id, metric_id, time DESC
   ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
     WHERE l.time <= excluded.time
   RETURNING 1
-)
+)`;
+
+/**
+ * Inserts new readings and skips ones already stored. Then either appends exactly the rows
+ * inserted to `samples_pending`, from which the rollup job (`rollUp`) folds them into
+ * `samples_1m` and `samples_latest` (migration 002): the write holds no lock another writer
+ * needs, as the pending table has no index and no key. Or (`fold`) folds them in itself, in the
+ * same statement. The rows are sorted by the primary key so that concurrent writers take the
+ * index's locks in the same order.
+ */
+const UPSERT_FROM = (source: string, fold: boolean): string => `
+WITH input AS (
+  ${source}
+), ins AS (
+  INSERT INTO samples (time, gpu_id, metric_id, value)
+  SELECT time, gpu_id, metric_id, value FROM input ORDER BY gpu_id, metric_id, time
+  ON CONFLICT DO NOTHING
+  RETURNING time, gpu_id, metric_id, value
+), ${
+  fold
+    ? FOLD('ins')
+    : `pending AS (
+  INSERT INTO samples_pending (time, gpu_id, metric_id, value)
+  SELECT time, gpu_id, metric_id, value FROM ins
+)`
+}
+SELECT c.inserted,
+       -- Which readings were new, only when some were and some were not (a partly redelivered batch).
+       CASE WHEN c.inserted > 0 AND c.inserted < c.given
+            THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh
+FROM (SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given) c`;
+
+/**
+ * Moves up to $1 pending rows into the rollup and the latest values, in one statement: what is
+ * deleted is exactly what is folded in.
+ */
+const ROLL_UP = `
+WITH moved AS (
+  DELETE FROM samples_pending
+  WHERE ctid = ANY(ARRAY(SELECT ctid FROM samples_pending LIMIT $1))
+  RETURNING time, gpu_id, metric_id, value
+), ${FOLD('moved')}
 SELECT (SELECT count(*) FROM moved)::int AS moved, (SELECT count(*) FROM rollup)::int AS buckets,
        (SELECT count(*) FROM latest)::int AS latest`;
 
@@ -129,13 +146,9 @@ function arrayLiteral(values: ArrayLike<number>): string {
   return `{${Array.prototype.join.call(values, ',')}}`;
 }
 
-const FROM_ARRAYS = UPSERT_FROM(
-  `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value
-   FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) AS u(t, g, m, v)`,
-);
-const FROM_STAGE = UPSERT_FROM(
-  `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value FROM nexus_stage`,
-);
+const FROM_ARRAYS = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value
+   FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) AS u(t, g, m, v)`;
+const FROM_STAGE = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value FROM nexus_stage`;
 
 /**
  * The telemetry store on SQL: one implementation for PostgreSQL and PGlite (same migrations, same
@@ -147,12 +160,17 @@ export class SqlStore implements TelemetryStore {
   private readonly dims = new Dimensions();
   private readonly partitions = new Set<number>();
   private readonly writeMethod: WriteMethod;
+  private readonly fromArrays: string;
+  private readonly fromStage: string;
   private movedSinceVacuum = 0;
 
   constructor(private readonly o: SqlStoreOptions) {
     this.backend = o.db.backend;
     this.reader = new SqlReader(o.db);
     this.writeMethod = o.writeMethod === 'copy' && o.db.copyInto !== undefined ? 'copy' : 'unnest';
+    const fold = o.foldOnWrite ?? o.db.backend === 'pglite';
+    this.fromArrays = UPSERT_FROM(FROM_ARRAYS, fold);
+    this.fromStage = UPSERT_FROM(FROM_STAGE, fold);
   }
 
   migrate(): Promise<MigrationResult> {
@@ -209,7 +227,7 @@ export class SqlStore implements TelemetryStore {
     }
     // Array literals built here, in one join each: numbers need no quoting, and the drivers'
     // element-by-element array serialisers cost more than the rest of the statement's preparation.
-    const res = await tx.query<Written>(FROM_ARRAYS, [
+    const res = await tx.query<Written>(this.fromArrays, [
       arrayLiteral(t),
       arrayLiteral(ids.gpu),
       arrayLiteral(ids.metric),
@@ -234,7 +252,7 @@ export class SqlStore implements TelemetryStore {
         `${r?.timestamp ?? 0}\t${ids.gpu[i] ?? 0}\t${ids.metric[i] ?? 0}\t${r?.value ?? 0}\n`;
     }
     await this.o.db.copyInto(tx, 'nexus_stage', ['t', 'g', 'm', 'v'], lines);
-    const res = await tx.query<Written>(FROM_STAGE);
+    const res = await tx.query<Written>(this.fromStage);
     return res.rows[0] ?? { inserted: 0, fresh: null };
   }
 

@@ -5,8 +5,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { PostgresDatabase, type PostgresConnection } from '../../src/store/postgres/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
-import type { WriteMethod } from '../../src/store/types.js';
-import { storeConformance } from '../conformance/store-suite.js';
+import { storeConformance, storeSettings, type StoreOptions } from '../conformance/store-suite.js';
 import { run, spawnTs } from '../helpers/child.js';
 import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
@@ -32,23 +31,12 @@ function connection(url: string): PostgresConnection {
 }
 
 /** A store as the CLI builds it (src/cli/backends.ts createStore). */
-function storeAt(
-  url: string,
-  o: {
-    retentionDays?: number;
-    rollupRetentionDays?: number;
-    partitionAheadDays?: number;
-    writeMethod?: WriteMethod;
-  } = {},
-): { store: SqlStore; db: PostgresDatabase } {
+function storeAt(url: string, o: StoreOptions = {}): { store: SqlStore; db: PostgresDatabase } {
   const db = new PostgresDatabase(connection(url), logger);
   const store = new SqlStore({
     db,
     logger,
-    writeMethod: o.writeMethod ?? 'unnest',
-    retentionDays: o.retentionDays ?? 0,
-    rollupRetentionDays: o.rollupRetentionDays ?? 0,
-    partitionAheadDays: o.partitionAheadDays ?? 1,
+    ...storeSettings(o),
   });
   return { store, db };
 }

@@ -1,7 +1,7 @@
 import { silentLogger } from '../../src/core/logger.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
-import { storeConformance } from '../conformance/store-suite.js';
+import { storeConformance, storeSettings } from '../conformance/store-suite.js';
 
 /** PGlite in a worker thread (what `nexus up` runs) passes the same suite as in process. */
 const logger = silentLogger();
@@ -26,10 +26,7 @@ storeConformance({
     const store = new SqlStore({
       db,
       logger,
-      writeMethod: options.writeMethod ?? 'unnest',
-      retentionDays: options.retentionDays ?? 0,
-      rollupRetentionDays: options.rollupRetentionDays ?? 0,
-      partitionAheadDays: options.partitionAheadDays ?? 1,
+      ...storeSettings(options),
     });
     return { store, sql: db };
   },

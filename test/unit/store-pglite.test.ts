@@ -1,7 +1,7 @@
 import { silentLogger } from '../../src/core/logger.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
-import { storeConformance } from '../conformance/store-suite.js';
+import { storeConformance, storeSettings } from '../conformance/store-suite.js';
 
 /** The embedded store passes the same suite as PostgreSQL (each test on a fresh in-memory database). */
 const logger = silentLogger();
@@ -27,10 +27,7 @@ storeConformance({
     const store = new SqlStore({
       db,
       logger,
-      writeMethod: options.writeMethod ?? 'unnest',
-      retentionDays: options.retentionDays ?? 0,
-      rollupRetentionDays: options.rollupRetentionDays ?? 0,
-      partitionAheadDays: options.partitionAheadDays ?? 1,
+      ...storeSettings(options),
     });
     // The store closes its database; the raw SQL client is the same database.
     return { store, sql: db };

@@ -98,9 +98,9 @@ export function upCommand(): Command {
       ...(env.WORKERS === undefined && cmd.getOptionValue('workers') === undefined
         ? { workers: '2' }
         : {}),
-      // PGlite runs one statement at a time, and each write statement has a fixed part (the
-      // latest values and the rollup are upserted once per GPU and metric in it): fewer, larger
-      // transactions. The collector takes what is ready, so a trickle still commits at once.
+      // PGlite runs one statement at a time, and each transaction has a fixed cost (the
+      // dimensions, the statement, the commit): fewer, larger transactions. The collector takes
+      // what is ready, so a trickle still commits at once.
       ...((env.DATABASE_URL ?? '') === '' &&
       (env.DB_HOST ?? '') === '' &&
       env.COLLECT_BATCH === undefined &&
