@@ -53,7 +53,7 @@ if (wanted('gateway')) {
       benchGateway({
         clients: quick ? 50 : 1000,
         clusterClients: quick ? 50 : 100,
-        seconds: 5,
+        seconds: 4,
       }),
     ),
   );
@@ -64,7 +64,7 @@ if (wanted('history')) {
       benchHistory({
         hosts: quick ? 2 : 15,
         requests: quick ? 20 : 100,
-        budgetSeconds: 10,
+        budgetSeconds: 6,
       }),
     ),
   );
