@@ -33,7 +33,7 @@ export interface CollectorOptions {
   /**
    * The rollup job (pending readings into the 1-minute rollup and the latest values), this often
    * (ROLLUP_INTERVAL; 0: only when the collector stops). Every collector runs it; one at a time
-   * does the work.
+   * does the work. Not at all when the store folds on write (nothing is ever pending).
    */
   readonly rollupIntervalMs: number;
   readonly logger: Logger;
@@ -161,7 +161,8 @@ export class Collector {
       this.maintenanceTimer = setInterval(() => void this.maintain(), this.o.maintenanceIntervalMs);
       this.maintenanceTimer.unref();
     }
-    if (this.o.rollupIntervalMs > 0) this.rollupLoop = this.rollUpEvery(this.o.rollupIntervalMs);
+    if (this.o.rollupIntervalMs > 0 && !this.o.store.foldsOnWrite)
+      this.rollupLoop = this.rollUpEvery(this.o.rollupIntervalMs);
     this.workers = Array.from({ length: this.o.workers }, (_, i) => this.work(consumer, i));
     await Promise.all(this.workers);
     await consumer
@@ -473,7 +474,7 @@ export class Collector {
     await this.done;
     await this.rollupLoop;
     // Fold in what this collector stored last (once the schema is there).
-    if (this.migrated) await this.rollUp();
+    if (this.migrated && !this.o.store.foldsOnWrite) await this.rollUp();
     await this.o.registry
       ?.flush()
       .catch((err: unknown) =>

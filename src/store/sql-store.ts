@@ -157,6 +157,7 @@ const FROM_STAGE = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v A
 export class SqlStore implements TelemetryStore {
   readonly backend: 'postgres' | 'pglite';
   readonly reader: TelemetryReader;
+  readonly foldsOnWrite: boolean;
   private readonly dims = new Dimensions();
   private readonly partitions = new Set<number>();
   private readonly writeMethod: WriteMethod;
@@ -168,9 +169,9 @@ export class SqlStore implements TelemetryStore {
     this.backend = o.db.backend;
     this.reader = new SqlReader(o.db);
     this.writeMethod = o.writeMethod === 'copy' && o.db.copyInto !== undefined ? 'copy' : 'unnest';
-    const fold = o.foldOnWrite ?? o.db.backend === 'pglite';
-    this.fromArrays = UPSERT_FROM(FROM_ARRAYS, fold);
-    this.fromStage = UPSERT_FROM(FROM_STAGE, fold);
+    this.foldsOnWrite = o.foldOnWrite ?? o.db.backend === 'pglite';
+    this.fromArrays = UPSERT_FROM(FROM_ARRAYS, this.foldsOnWrite);
+    this.fromStage = UPSERT_FROM(FROM_STAGE, this.foldsOnWrite);
   }
 
   migrate(): Promise<MigrationResult> {

@@ -93,6 +93,11 @@ export interface TelemetryStore {
    */
   write(clusterId: string, records: readonly TelemetryRecord[]): Promise<WriteResult>;
   /**
+   * Whether `write` folds its readings into the rollup and latest values itself; then nothing
+   * is ever pending and the rollup job need not run.
+   */
+  readonly foldsOnWrite: boolean;
+  /**
    * Folds readings stored since the last call into the 1-minute rollup and the latest values
    * (one session at a time across processes; a concurrent call returns `busy`), in transactions
    * of up to `chunk` readings until none is pending.
