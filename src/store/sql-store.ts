@@ -92,12 +92,15 @@ WITH input AS (
   INSERT INTO samples_pending (time, gpu_id, metric_id, value)
   SELECT time, gpu_id, metric_id, value FROM ins
 )`
-}
+}, c AS MATERIALIZED (
+  -- Counted once (inlined, each reference to a count would scan the CTE again).
+  SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given
+)
 SELECT c.inserted,
        -- Which readings were new, only when some were and some were not (a partly redelivered batch).
        CASE WHEN c.inserted > 0 AND c.inserted < c.given
             THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh
-FROM (SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given) c`;
+FROM c`;
 
 /**
  * Moves up to $1 pending rows into the rollup and the latest values, in one statement: what is
@@ -193,9 +196,10 @@ export class SqlStore implements TelemetryStore {
     for (let attempt = 1; ; attempt++) {
       await this.ensurePartitions(records);
       try {
-        const res = await this.o.db.transaction((tx) =>
-          this.writeMethod === 'copy' ? this.copy(tx, records, ids) : this.unnest(tx, records, ids),
-        );
+        const res =
+          this.writeMethod === 'copy'
+            ? await this.o.db.transaction((tx) => this.copy(tx, records, ids))
+            : await this.unnest(this.o.db, records, ids);
         return {
           inserted: res.inserted,
           duplicates: records.length - res.inserted,
@@ -213,8 +217,13 @@ export class SqlStore implements TelemetryStore {
     }
   }
 
+  /**
+   * One statement, so no transaction around it: it is atomic on its own, and it reaches the
+   * database in one round trip with its parameters already built (on PGlite in a worker, a
+   * transaction would hold the only connection across several hops through a busy event loop).
+   */
   private async unnest(
-    tx: SqlClient,
+    db: SqlClient,
     records: readonly TelemetryRecord[],
     ids: ResolvedIds,
   ): Promise<Written> {
@@ -228,7 +237,7 @@ export class SqlStore implements TelemetryStore {
     }
     // Array literals built here, in one join each: numbers need no quoting, and the drivers'
     // element-by-element array serialisers cost more than the rest of the statement's preparation.
-    const res = await tx.query<Written>(this.fromArrays, [
+    const res = await db.query<Written>(this.fromArrays, [
       arrayLiteral(t),
       arrayLiteral(ids.gpu),
       arrayLiteral(ids.metric),
