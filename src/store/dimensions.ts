@@ -37,14 +37,54 @@ interface BatchFleet {
   readonly workloads: Map<string, WorkloadSpan>;
 }
 
+/** A batch that only moves the spans of what is known (see `touchOnly`). */
+interface Touch {
+  readonly clusterName: string;
+  readonly clusterId: number;
+  readonly min: number;
+  readonly max: number;
+  readonly hosts: readonly { key: string; id: number; span: Span }[];
+  readonly gpus: readonly { key: string; id: number; span: Span }[];
+  readonly workloads: readonly { key: string; gpuId: number; w: WorkloadSpan }[];
+}
+
 export interface ResolvedIds {
   readonly gpu: Int32Array;
   readonly metric: Int16Array;
 }
 
-export interface Transactor {
+export interface Transactor extends SqlClient {
   transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>;
 }
+
+/**
+ * Moves the first/last seen of known clusters, hosts, GPUs and workloads, in one statement (one
+ * round trip, atomic without a transaction): what a batch needs when it brings nothing new.
+ * Returns the new spans of the cluster, hosts and GPUs (kind c, h or g).
+ */
+const TOUCH = `
+WITH c AS (
+  UPDATE clusters SET first_seen = least(first_seen, nexus_ts($2)), last_seen = greatest(last_seen, nexus_ts($3))
+  WHERE id = $1
+  RETURNING id, first_seen, last_seen
+), h AS (
+  UPDATE hosts x SET first_seen = least(x.first_seen, nexus_ts(u.f)), last_seen = greatest(x.last_seen, nexus_ts(u.l))
+  FROM unnest($4::int[], $5::bigint[], $6::bigint[]) AS u(id, f, l)
+  WHERE x.id = u.id
+  RETURNING x.id, x.first_seen, x.last_seen
+), g AS (
+  UPDATE gpus x SET first_seen = least(x.first_seen, nexus_ts(u.f)), last_seen = greatest(x.last_seen, nexus_ts(u.l))
+  FROM unnest($7::int[], $8::bigint[], $9::bigint[]) AS u(id, f, l)
+  WHERE x.id = u.id
+  RETURNING x.id, x.first_seen, x.last_seen
+), w AS (
+  UPDATE gpu_workloads x SET first_seen = least(x.first_seen, nexus_ts(u.f)), last_seen = greatest(x.last_seen, nexus_ts(u.l))
+  FROM unnest($10::int[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[]) AS u(g, n, p, c, f, l)
+  WHERE x.gpu_id = u.g AND x.namespace = u.n AND x.pod = u.p AND x.container = u.c
+)
+SELECT 'c' AS kind, id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen FROM c
+UNION ALL SELECT 'h', id, nexus_ms(first_seen), nexus_ms(last_seen) FROM h
+UNION ALL SELECT 'g', id, nexus_ms(first_seen), nexus_ms(last_seen) FROM g`;
 
 function gpuAttrs(r: TelemetryRecord): { attrs: string; labels: string } {
   const labels: Record<string, string> = {};
@@ -148,7 +188,9 @@ export class Dimensions {
     const fleet = survey(records);
     if (!this.upToDate(clusterName, fleet)) {
       try {
-        await db.transaction((tx) => this.upsert(tx, clusterName, fleet));
+        const touch = this.touchOnly(clusterName, fleet);
+        if (touch === undefined) await db.transaction((tx) => this.upsert(tx, clusterName, fleet));
+        else await this.touch(db, touch);
       } catch (err) {
         this.clear();
         throw err;
@@ -204,6 +246,107 @@ export class Dimensions {
       if (seen === undefined || w.first < seen.first || w.last > seen.last + TOUCH_MS) return false;
     }
     return true;
+  }
+
+  /**
+   * The spans to move when the batch brings nothing but newer (or older) readings: every host,
+   * GPU, metric and workload known here, and no GPU's attributes changed. Undefined otherwise.
+   */
+  private touchOnly(clusterName: string, fleet: BatchFleet): Touch | undefined {
+    const cluster = this.clusters.get(clusterName);
+    if (cluster === undefined) return undefined;
+    for (const m of fleet.metrics) if (!this.metrics.has(m)) return undefined;
+    const hosts: { key: string; id: number; span: Span }[] = [];
+    for (const [h, span] of fleet.hosts) {
+      const key = this.hostKey(cluster.id, h);
+      const host = this.hosts.get(key);
+      if (host === undefined) return undefined;
+      hosts.push({ key, id: host.id, span });
+    }
+    const gpus: { key: string; id: number; span: Span }[] = [];
+    const gpuIds = new Map<string, number>();
+    for (const [gk, g] of fleet.gpus) {
+      const hostId = this.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
+      const key = this.gpuKey(hostId, g.index);
+      const gpu = this.gpus.get(key);
+      if (gpu === undefined) return undefined;
+      const stale = g.last < (this.newest.get(key) ?? Number.NEGATIVE_INFINITY);
+      if (!stale && gpu.attrs !== gpuAttrs(g.record).attrs) return undefined;
+      gpus.push({ key, id: gpu.id, span: g });
+      gpuIds.set(gk, gpu.id);
+    }
+    const workloads: { key: string; gpuId: number; w: WorkloadSpan }[] = [];
+    for (const w of fleet.workloads.values()) {
+      const gpuId = gpuIds.get(`${w.host}\u0000${w.index}`) ?? -1;
+      const key = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
+      if (!this.workloads.has(key)) return undefined;
+      workloads.push({ key, gpuId, w });
+    }
+    // Key order, as the full upsert takes its row locks.
+    const byId = (x: { id: number }, y: { id: number }): number => x.id - y.id;
+    return {
+      clusterName,
+      clusterId: cluster.id,
+      min: fleet.min,
+      max: fleet.max,
+      hosts: hosts.sort(byId),
+      gpus: gpus.sort(byId),
+      workloads: workloads.sort(
+        (x, y) =>
+          x.gpuId - y.gpuId ||
+          (x.w.ns + x.w.pod + x.w.container < y.w.ns + y.w.pod + y.w.container ? -1 : 1),
+      ),
+    };
+  }
+
+  private async touch(db: SqlClient, t: Touch): Promise<void> {
+    const res = await db.query<{
+      kind: 'c' | 'h' | 'g';
+      id: number;
+      first_seen: string;
+      last_seen: string;
+    }>(TOUCH, [
+      t.clusterId,
+      t.min,
+      t.max,
+      t.hosts.map((x) => x.id),
+      t.hosts.map((x) => x.span.first),
+      t.hosts.map((x) => x.span.last),
+      t.gpus.map((x) => x.id),
+      t.gpus.map((x) => x.span.first),
+      t.gpus.map((x) => x.span.last),
+      t.workloads.map((x) => x.gpuId),
+      t.workloads.map((x) => x.w.ns),
+      t.workloads.map((x) => x.w.pod),
+      t.workloads.map((x) => x.w.container),
+      t.workloads.map((x) => x.w.first),
+      t.workloads.map((x) => x.w.last),
+    ]);
+    const spans = new Map<string, { firstSeen: number; lastSeen: number }>();
+    for (const row of res.rows)
+      spans.set(`${row.kind}${row.id}`, {
+        firstSeen: Number(row.first_seen),
+        lastSeen: Number(row.last_seen),
+      });
+    const moved = (kind: string, id: number): { firstSeen: number; lastSeen: number } => {
+      const span = spans.get(`${kind}${id}`);
+      // A row deleted under us (by hand): forget everything, the next batch upserts it again.
+      if (span === undefined) throw new Error(`touch found no ${kind} ${id}`);
+      return span;
+    };
+    this.clusters.set(t.clusterName, { id: t.clusterId, ...moved('c', t.clusterId) });
+    for (const h of t.hosts) this.hosts.set(h.key, { id: h.id, ...moved('h', h.id) });
+    for (const g of t.gpus) {
+      const known = this.gpus.get(g.key);
+      this.gpus.set(g.key, { id: g.id, attrs: known?.attrs ?? '', ...moved('g', g.id) });
+    }
+    for (const { key, w } of t.workloads) {
+      const seen = this.workloads.get(key);
+      this.workloads.set(key, {
+        first: Math.min(w.first, seen?.first ?? w.first),
+        last: Math.max(w.last, seen?.last ?? w.last),
+      });
+    }
   }
 
   /**

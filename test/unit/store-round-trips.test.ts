@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { silentLogger } from '../../src/core/logger.js';
+import { PGliteDatabase } from '../../src/store/pglite/database.js';
+import { SqlStore } from '../../src/store/sql-store.js';
+import type { Database, QueryResult, SqlClient } from '../../src/store/types.js';
+import { storeSettings } from '../conformance/store-suite.js';
+import { MINUTE, POWER, SECOND, T0, TEMP, rec } from '../conformance/store-fixtures.js';
+
+/**
+ * What a write costs in round trips, the thing that bounds an embedded store in a worker (each
+ * statement crosses threads and waits for the event loop) and a remote one (each crosses the
+ * network). A database that counts what it is asked.
+ */
+class Counting implements Database {
+  readonly backend: 'pglite' | 'postgres';
+  statements: string[] = [];
+  transactions = 0;
+  constructor(private readonly db: Database) {
+    this.backend = db.backend;
+  }
+  /** A method, not the field: assertions on the field narrow its type. */
+  transactionCount(): number {
+    return this.transactions;
+  }
+  reset(): void {
+    this.statements = [];
+    this.transactions = 0;
+  }
+  query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    this.statements.push(text.trim().split(/\s+/).slice(0, 3).join(' '));
+    return this.db.query<R>(text, params);
+  }
+  transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    this.transactions++;
+    return this.db.transaction((tx) =>
+      fn({
+        query: <R>(text: string, params?: readonly unknown[]) => {
+          this.statements.push(text.trim().split(/\s+/).slice(0, 3).join(' '));
+          return tx.query<R>(text, params);
+        },
+      }),
+    );
+  }
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}
+
+describe('store round trips', () => {
+  it('a batch of known GPUs costs one statement, or two when it moves their last seen; no transaction', async (t) => {
+    const db = new Counting(new PGliteDatabase('memory://'));
+    const store = new SqlStore({ db, logger: silentLogger(), ...storeSettings({}) });
+    t.after(() => store.close());
+    await store.migrate();
+    const batch = (at: number, hostname = 'node-a') =>
+      [0, 1].flatMap((gpu) => [
+        rec(at, 40 + gpu, { hostname, gpu, pod: `job-${gpu}`, namespace: 'ml', container: 'c' }),
+        rec(at, 300 + gpu, { hostname, gpu, metric: POWER }),
+      ]);
+
+    // New GPUs, metrics and workloads: the full upsert, in its own transaction.
+    await store.write('c1', batch(T0));
+    assert.ok(db.transactions >= 1);
+
+    // Nothing new, nothing moved beyond the last-seen lag: the write alone.
+    db.reset();
+    await store.write('c1', batch(T0 + 10 * SECOND));
+    assert.equal(db.transactions, 0);
+    assert.equal(db.statements.length, 1, db.statements.join('; '));
+
+    // Nothing new, but last seen moves: one statement moves every span, then the write.
+    db.reset();
+    await store.write('c1', batch(T0 + 5 * MINUTE));
+    await store.write('c1', batch(T0 - 5 * MINUTE));
+    assert.equal(db.transactions, 0);
+    assert.equal(db.statements.length, 4, db.statements.join('; '));
+    const spans = await db.query<{ kind: string; first: string; last: string }>(
+      `SELECT 'cluster' AS kind, nexus_ms(first_seen)::text AS first, nexus_ms(last_seen)::text AS last FROM clusters
+       UNION ALL SELECT 'host', nexus_ms(first_seen)::text, nexus_ms(last_seen)::text FROM hosts
+       UNION ALL SELECT 'gpu', nexus_ms(first_seen)::text, nexus_ms(last_seen)::text FROM gpus
+       UNION ALL SELECT 'workload', nexus_ms(first_seen)::text, nexus_ms(last_seen)::text FROM gpu_workloads`,
+    );
+    const span = { first: String(T0 - 5 * MINUTE), last: String(T0 + 5 * MINUTE) };
+    assert.deepEqual(
+      spans.rows.map((r) => ({ first: r.first, last: r.last })),
+      spans.rows.map(() => span),
+    );
+    assert.equal(spans.rows.length, 1 + 1 + 2 + 2);
+
+    // A new host is a new dimension: the full upsert again.
+    db.reset();
+    await store.write('c1', batch(T0 + 6 * MINUTE, 'node-b'));
+    assert.ok(db.transactionCount() >= 1);
+    const temps = await db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM samples s JOIN metrics m ON m.id = s.metric_id WHERE m.name = $1',
+      [TEMP],
+    );
+    assert.equal(temps.rows[0]?.n, 10);
+  });
+});
