@@ -10,6 +10,7 @@ import type { HealthCheck } from '../../gateway/routes/health.js';
 import { MemoryQueue } from '../../queue/memory/memory-queue.js';
 import type { Queue } from '../../queue/types.js';
 import { PGliteDatabase } from '../../store/pglite/database.js';
+import { pristineTemplate } from '../../store/pglite/template.js';
 import { SqlStore } from '../../store/sql-store.js';
 import type { TelemetryStore } from '../../store/types.js';
 import { noProgress } from '../../streamer/progress.js';
@@ -29,7 +30,8 @@ import { streamerOptionsFrom, summaryLine } from './streamer.js';
 /**
  * The store `nexus up` uses: PostgreSQL when DB_HOST or DATABASE_URL is set, PGlite otherwise.
  * PGlite starts in a worker thread and is not waited for here: `ready` settles when it has started
- * (initdb on a fresh directory takes seconds), while the streamer already fills the queue.
+ * (seconds: a fresh directory is unpacked from the build's template, or made by initdb when there
+ * is none), while the streamer already fills the queue.
  */
 async function embeddedStore(
   config: Config,
@@ -39,11 +41,16 @@ async function embeddedStore(
   if ((env.DATABASE_URL ?? '') !== '' || (env.DB_HOST ?? '') !== '')
     return { store: createStore(config, logger, 'nexus-up'), ready: Promise.resolve() };
   const dir = join(dataDir(config.dataDir), 'pglite');
-  // In a worker thread, PGlite's statements do not block the streamer, collector and gateway.
-  const db = new PGliteDatabase(dir, undefined, { worker: true });
   const t0 = Date.now();
+  // A fresh directory starts from the build's pristine data directory instead of running initdb.
+  const template = await pristineTemplate(dir);
+  // In a worker thread, PGlite's statements do not block the streamer, collector and gateway.
+  const db = new PGliteDatabase(dir, template, { worker: true });
   const ready = db.ready().then(() => {
-    logger.info({ dir, ms: Date.now() - t0 }, 'embedded PostgreSQL (PGlite) ready');
+    logger.info(
+      { dir, ms: Date.now() - t0, from_template: template !== undefined },
+      'embedded PostgreSQL (PGlite) ready',
+    );
   });
   const store = new SqlStore({
     db,
