@@ -105,6 +105,14 @@ export function upCommand(): Command {
       ...(env.WORKERS === undefined && cmd.getOptionValue('workers') === undefined
         ? { workers: '2' }
         : {}),
+      // The in-process queue holds records in this process's memory (~0.8 KB each): a short
+      // queue, as the store is the bottleneck anyway (measured: 10,000 messages held a whole
+      // 500,000-record file, 230 MB more at peak than 200, at the same speed).
+      ...((env.ETCD_ENDPOINTS ?? '') === '' &&
+      env.MAX_QUEUE_DEPTH === undefined &&
+      cmd.getOptionValue('maxQueueDepth') === undefined
+        ? { maxQueueDepth: '200' }
+        : {}),
       // PGlite runs one statement at a time, and each transaction has a fixed cost (the
       // dimensions, the statement, the commit): fewer, larger transactions. The collector takes
       // what is ready, so a trickle still commits at once.
