@@ -86,6 +86,28 @@ async function timeToScreen(dataDir: string): Promise<number | undefined> {
 }
 
 /**
+ * What `nexus up`'s PGlite worker has done so far (its `/metrics` counters), and the readings
+ * stored, at one instant.
+ */
+async function engineWork(
+  port: number,
+): Promise<{ at: number; busySeconds: number; statements: number; samples: number }> {
+  const at = Date.now();
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const counter = (name: string): number =>
+    Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? 0);
+  const stats = (await (
+    await fetch(`http://127.0.0.1:${port}/api/v1/clusters/bench/stats`)
+  ).json()) as { samples?: number };
+  return {
+    at,
+    busySeconds: counter('nexus_pglite_busy_seconds_total'),
+    statements: counter('nexus_pglite_statements_total'),
+    samples: stats.samples ?? 0,
+  };
+}
+
+/**
  * The store path without the pipeline, in the same run on the same data directory (after `nexus
  * up` has stopped): the collector's write (`SqlStore.write`, the same records as a new cluster, in
  * the collector's batch) and a raw insert of the same rows into `samples` alone.
@@ -188,6 +210,7 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
     const storeReadyAt = run.started + ((JSON.parse(readyLine) as { ms?: number }).ms ?? 0);
     await waitLine(run.lines, /Nexus is up/, 120_000);
     const t0 = run.started;
+    const engineAtUp = await engineWork(port3);
     const summary = JSON.parse(await waitLine(run.lines, /"msg":"summary:/, 1_800_000)) as {
       summary: { records: number };
     };
@@ -201,6 +224,7 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
       await new Promise((r) => setTimeout(r, 200));
     }
     const doneAt = Date.now();
+    const engineAtEnd = await engineWork(port3);
     const seconds = (doneAt - t0) / 1000;
     const afterReady = (doneAt - storeReadyAt) / 1000;
     const stats = (await (
@@ -223,6 +247,12 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
     ]);
     // The first 500,000 records are enough for a rate, and keep the section short.
     const sample = Math.min(total, 500_000);
+    const wall = (engineAtEnd.at - engineAtUp.at) / 1000;
+    const busy = engineAtEnd.busySeconds - engineAtUp.busySeconds;
+    const storedMeanwhile = engineAtEnd.samples - engineAtUp.samples;
+    log(
+      `nexus up: PGlite worker busy ${busy.toFixed(1)} s of ${wall.toFixed(1)} s, ${((busy / storedMeanwhile) * 1e6).toFixed(1)} us per record`,
+    );
     const ceilings = await storeCeilings(file, join(dataDir, 'big', 'pglite'), 100_000, sample);
     log(
       `PGlite alone, same data directory: SqlStore.write ${ceilings.write} records/s, raw insert ${ceilings.raw} rows/s`,
@@ -258,6 +288,22 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
               screenMs ?? `skipped (${CHROMIUM} missing)`,
             ],
             ['`nexus up` to first data, restart on existing data', restartMs],
+          ],
+        ),
+        '',
+        table(
+          [
+            'the PGlite worker in the big run, from `Nexus is up` to last row stored (`nexus_pglite_*` on `/metrics`)',
+            'value',
+          ],
+          [
+            [
+              'busy executing statements, % of the wall time',
+              `${Math.round((busy / wall) * 100)} %`,
+            ],
+            ['busy time per record stored, µs', ((busy / storedMeanwhile) * 1e6).toFixed(1)],
+            ['statements', engineAtEnd.statements - engineAtUp.statements],
+            ['records stored meanwhile', storedMeanwhile],
           ],
         ),
       ].join('\n'),

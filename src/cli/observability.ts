@@ -20,7 +20,16 @@ export function exportQueueGauges(metrics: NexusMetrics, queue: Queue): void {
 
 /** PostgreSQL pool use, refreshed on scrape. */
 export function exportPoolGauges(metrics: NexusMetrics, store: TelemetryStore): void {
+  // Counters only go up: each scrape adds what the engine did since the last one.
+  const counted = { statements: 0, busySeconds: 0 };
   metrics.onScrape(async () => {
+    const e = store.engineStats();
+    if (e !== undefined) {
+      metrics.engineStatements.inc(e.statements - counted.statements);
+      metrics.engineBusy.inc(e.busySeconds - counted.busySeconds);
+      counted.statements = e.statements;
+      counted.busySeconds = e.busySeconds;
+    }
     const p = store.poolStats();
     if (p === undefined) return;
     metrics.poolConnections.set({ state: 'total' }, p.total);

@@ -163,6 +163,16 @@ export class NexusMetrics {
     labelNames: ['state'] as const,
     registers: [this.registry],
   });
+  readonly engineBusy = new Counter({
+    name: 'nexus_pglite_busy_seconds_total',
+    help: 'Seconds the embedded PGlite engine spent executing statements (one thread: a rate near 1 means the embedded store is saturated)',
+    registers: [this.registry],
+  });
+  readonly engineStatements = new Counter({
+    name: 'nexus_pglite_statements_total',
+    help: 'Statements the embedded PGlite engine executed',
+    registers: [this.registry],
+  });
   readonly ready = new Gauge({
     name: 'nexus_ready',
     help: '1 when the component is ready (dependencies reachable, not draining)',

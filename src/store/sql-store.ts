@@ -7,6 +7,7 @@ import { SqlReader } from './sql-reader.js';
 import { assertCurrent, migrate } from './migrate.js';
 import type {
   Database,
+  EngineStats,
   MigrationResult,
   RollupResult,
   SqlClient,
@@ -183,6 +184,10 @@ export class SqlStore implements TelemetryStore {
 
   poolStats(): { total: number; idle: number; waiting: number } | undefined {
     return this.o.db.poolStats?.();
+  }
+
+  engineStats(): EngineStats | undefined {
+    return this.o.db.engineStats?.();
   }
 
   async ping(): Promise<void> {

@@ -34,7 +34,19 @@ export interface Database extends SqlClient {
   ): Promise<void>;
   /** Connection pool use, where there is a pool. */
   poolStats?(): { total: number; idle: number; waiting: number };
+  /** Work of an engine running in this process (PGlite): see `EngineStats`. */
+  engineStats?(): EngineStats;
   close(): Promise<void>;
+}
+
+/**
+ * What an in-process engine (PGlite, one thread) has done since it started: statements executed
+ * and the time spent executing them. Busy time growing as fast as the clock means the engine's
+ * thread is saturated.
+ */
+export interface EngineStats {
+  readonly statements: number;
+  readonly busySeconds: number;
 }
 
 export interface WriteResult {
@@ -109,5 +121,7 @@ export interface TelemetryStore {
   ping(): Promise<void>;
   /** Connection pool use (PostgreSQL), for the metrics. */
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
+  /** The embedded engine's work (PGlite); undefined on PostgreSQL. */
+  engineStats(): EngineStats | undefined;
   close(): Promise<void>;
 }

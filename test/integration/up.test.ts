@@ -53,6 +53,12 @@ describe('nexus up', () => {
     assert.equal(overview.hosts, 31);
     assert.equal(overview.collectors.length, 1);
     assert.notEqual(overview.queue, null);
+    // How busy the embedded engine is, for operators: PGlite's statements and their time.
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const counter = (name: string): number =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    assert.ok(counter('nexus_pglite_statements_total') > 0, metrics);
+    assert.ok(counter('nexus_pglite_busy_seconds_total') > 0, metrics);
     const before = await stats(port, 'local-cluster');
     first.kill('SIGINT');
     const exit = await firstDone;

@@ -37,6 +37,12 @@ describe('PGlite pristine template', () => {
     const store = await open(template);
     await store.migrate();
     await store.write('c1', [rec(T0, 41), rec(T0 + 1000, 42)]);
+    // The worker reports the time each statement took (nexus_pglite_busy_seconds_total).
+    const busy = store.engineStats();
+    assert.ok(
+      busy !== undefined && busy.statements > 0 && busy.busySeconds > 0,
+      JSON.stringify(busy),
+    );
     await store.close();
 
     // The directory now holds a database: no template, and the data is there.

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { PGlite } from '@electric-sql/pglite';
 import { toStoreError } from '../postgres/errors.js';
-import type { Database, QueryResult, SqlClient } from '../types.js';
+import type { Database, EngineStats, QueryResult, SqlClient } from '../types.js';
 import { openPGlite, runOn, type Queryable } from './engine.js';
 import type {
   WorkerCall,
@@ -23,16 +23,30 @@ export interface PGliteDatabaseOptions {
   readonly worker?: boolean;
 }
 
+/** Statements executed and the time they took (see `EngineStats`). */
+class Busy {
+  statements = 0;
+  ms = 0;
+  add(ms: number): void {
+    this.statements++;
+    this.ms += ms;
+  }
+}
+
 async function run<R>(
   db: Queryable,
   text: string,
-  params?: readonly unknown[],
+  params: readonly unknown[] | undefined,
+  busy: Busy,
 ): Promise<QueryResult<R>> {
+  const started = performance.now();
   try {
     const res = await runOn(db, text, params);
     return { rows: res.rows as R[], rowCount: res.rowCount };
   } catch (err) {
     throw toStoreError(err, 'query');
+  } finally {
+    busy.add(performance.now() - started);
   }
 }
 
@@ -66,6 +80,7 @@ class WorkerClient {
   private nextId = 0;
   private failed: Error | undefined;
   readonly ready: Promise<void>;
+  readonly busy = new Busy();
 
   constructor(dataDir: string, template?: Blob) {
     const init: WorkerInit = template === undefined ? { dataDir } : { dataDir, template };
@@ -120,6 +135,7 @@ class WorkerClient {
     }
     if (!res.ok) throw toStoreError(fromWorker(res.error), 'query');
     if (!('rows' in res)) throw toStoreError(new Error('unexpected worker response'), 'query');
+    this.busy.add(res.ms);
     return { rows: res.rows as R[], rowCount: res.rowCount };
   }
 
@@ -152,6 +168,8 @@ export class PGliteDatabase implements Database {
   private readonly remote: WorkerClient | undefined;
   /** Worker mode: the connection's turn (a statement, or a whole transaction). */
   private turn: Promise<unknown> = Promise.resolve();
+  /** In-process mode: what PGlite has executed. */
+  private readonly busy = new Busy();
   private closing: Promise<void> | undefined;
 
   /** `template`: start from a data directory dumped by `dump()` (skips initdb: ~1 s instead of ~4). */
@@ -191,7 +209,16 @@ export class PGliteDatabase implements Database {
       const remote = this.remote;
       return this.inTurn(() => remote.query<R>(text, params));
     }
-    return run<R>(this.db as PGlite, text, params);
+    return run<R>(this.db as PGlite, text, params, this.busy);
+  }
+
+  /**
+   * Statements executed and the time PGlite spent executing them (in its worker, or here). Only
+   * successful statements are counted in worker mode.
+   */
+  engineStats(): EngineStats {
+    const busy = this.remote?.busy ?? this.busy;
+    return { statements: busy.statements, busySeconds: busy.ms / 1000 };
   }
 
   async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
@@ -214,7 +241,10 @@ export class PGliteDatabase implements Database {
     }
     try {
       return await (this.db as PGlite).transaction(async (tx) =>
-        fn({ query: <R>(text: string, params?: readonly unknown[]) => run<R>(tx, text, params) }),
+        fn({
+          query: <R>(text: string, params?: readonly unknown[]) =>
+            run<R>(tx, text, params, this.busy),
+        }),
       );
     } catch (err) {
       throw toStoreError(err, 'transaction');

@@ -19,7 +19,14 @@ export interface WorkerError {
 }
 
 export type WorkerResponse =
-  | { readonly id: number; readonly ok: true; readonly rows: unknown[]; readonly rowCount: number }
+  | {
+      readonly id: number;
+      readonly ok: true;
+      readonly rows: unknown[];
+      readonly rowCount: number;
+      /** Time the statement took to execute in the worker. */
+      readonly ms: number;
+    }
   | { readonly id: number; readonly ok: true; readonly dump: ArrayBuffer }
   | { readonly id: number; readonly ok: false; readonly error: WorkerError };
 

@@ -39,8 +39,10 @@ async function handle(req: WorkerRequest): Promise<WorkerResponse> {
   try {
     switch (req.op) {
       case 'query': {
+        const started = performance.now();
         const res: RawResult = await runOn(db, req.text, req.params);
-        return { id: req.id, ok: true, rows: res.rows, rowCount: res.rowCount };
+        const ms = performance.now() - started;
+        return { id: req.id, ok: true, rows: res.rows, rowCount: res.rowCount, ms };
       }
       case 'dump': {
         const blob = await db.dumpDataDir('none');
@@ -48,7 +50,7 @@ async function handle(req: WorkerRequest): Promise<WorkerResponse> {
       }
       case 'close':
         await db.close();
-        return { id: req.id, ok: true, rows: [], rowCount: 0 };
+        return { id: req.id, ok: true, rows: [], rowCount: 0, ms: 0 };
     }
   } catch (err) {
     return { id: req.id, ok: false, error: errorOf(err) };
