@@ -83,6 +83,14 @@ export function encodeFeed(
   };
 }
 
+/** A stored reading as the feed carries it (the same fields, in the same order, as decodeFeed's). */
+export function feedRecord(r: TelemetryRecord): FeedRecord {
+  const { hostname, gpu, uuid, metric, timestamp, value } = r;
+  return uuid === undefined
+    ? { hostname, gpu, metric, timestamp, value }
+    : { hostname, gpu, uuid, metric, timestamp, value };
+}
+
 export function decodeFeed(w: WireFeedBatch): FeedBatch {
   return {
     cluster_id: w.c,

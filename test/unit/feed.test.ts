@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { TelemetryRecord } from '../../src/core/record.js';
+import { decodeFeed, encodeFeed, type FeedBatch } from '../../src/registry/feed.js';
+import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
+import { T0, rec } from '../conformance/store-fixtures.js';
+
+describe('live feed', () => {
+  const records: TelemetryRecord[] = [
+    rec(T0, 41.5, { hostname: 'node-a', gpu: 0 }),
+    {
+      ...rec(T0 + 1000, 7, { hostname: 'node-b', gpu: 3, metric: 'DCGM_FI_DEV_POWER_USAGE' }),
+      uuid: undefined,
+    },
+  ];
+
+  it('the in-process feed delivers exactly what the etcd feed delivers after its wire round trip', async () => {
+    const feed = new MemoryFeed();
+    const got: FeedBatch[] = [];
+    await feed.subscribe('c1', (b) => got.push(b));
+    await feed.publish('c1', records);
+    await feed.publish('c2', records);
+    assert.equal(got.length, 1);
+    const batch = got[0];
+    assert.ok(batch !== undefined);
+    const wire = decodeFeed(encodeFeed('c1', records, batch.committed_at));
+    assert.deepEqual(batch, wire);
+    // Only the feed's fields: no labels, model or other attributes of the stored records.
+    assert.deepEqual(Object.keys(batch.records[0] ?? {}), [
+      'hostname',
+      'gpu',
+      'uuid',
+      'metric',
+      'timestamp',
+      'value',
+    ]);
+    assert.equal('uuid' in (batch.records[1] ?? {}), false);
+    await feed.close();
+  });
+});
