@@ -6,7 +6,16 @@ import type { TelemetryRecord } from '../src/core/record.js';
 import { PGliteDatabase } from '../src/store/pglite/database.js';
 import { CHROMIUM } from '../test/helpers/nexus-up.js';
 import { freePort } from '../test/helpers/ports.js';
-import { loadRecords, benchStore, BENCH_DIR, ROOT, log, table, type Section } from './lib.js';
+import {
+  loadRecords,
+  benchStore,
+  peakRssMb,
+  BENCH_DIR,
+  ROOT,
+  log,
+  table,
+  type Section,
+} from './lib.js';
 import { generatedRecords } from './streamer.js';
 
 function up(
@@ -225,6 +234,7 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
     }
     const doneAt = Date.now();
     const engineAtEnd = await engineWork(port3);
+    const peakMb = peakRssMb(run.proc.pid);
     const seconds = (doneAt - t0) / 1000;
     const afterReady = (doneAt - storeReadyAt) / 1000;
     const stats = (await (
@@ -251,7 +261,7 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
     const busy = engineAtEnd.busySeconds - engineAtUp.busySeconds;
     const storedMeanwhile = engineAtEnd.samples - engineAtUp.samples;
     log(
-      `nexus up: PGlite worker busy ${busy.toFixed(1)} s of ${wall.toFixed(1)} s, ${((busy / storedMeanwhile) * 1e6).toFixed(1)} us per record`,
+      `nexus up: PGlite worker busy ${busy.toFixed(1)} s of ${wall.toFixed(1)} s, ${((busy / storedMeanwhile) * 1e6).toFixed(1)} us per record; peak RSS ${peakMb} MB`,
     );
     const ceilings = await storeCeilings(file, join(dataDir, 'big', 'pglite'), 100_000, sample);
     log(
@@ -304,6 +314,7 @@ export async function benchEmbedded(options: { records: number }): Promise<Secti
             ['busy time per record stored, µs', ((busy / storedMeanwhile) * 1e6).toFixed(1)],
             ['statements', engineAtEnd.statements - engineAtUp.statements],
             ['records stored meanwhile', storedMeanwhile],
+            ['peak RSS of the `nexus up` process (`VmHWM`, whole run), MB', peakMb],
           ],
         ),
       ].join('\n'),
