@@ -37,7 +37,7 @@ interface BatchFleet {
   readonly workloads: Map<string, WorkloadSpan>;
 }
 
-/** A batch that only moves the spans of what is known (see `touchOnly`). */
+/** A batch that only moves the spans of what is known (see `plan`). */
 interface Touch {
   readonly clusterName: string;
   readonly clusterId: number;
@@ -85,6 +85,17 @@ WITH c AS (
 SELECT 'c' AS kind, id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen FROM c
 UNION ALL SELECT 'h', id, nexus_ms(first_seen), nexus_ms(last_seen) FROM h
 UNION ALL SELECT 'g', id, nexus_ms(first_seen), nexus_ms(last_seen) FROM g`;
+
+/** Workload rows in key order (GPU, then namespace, pod and container): the order of their row locks. */
+function byWorkloadKey(
+  x: { gpuId: number; w: WorkloadSpan },
+  y: { gpuId: number; w: WorkloadSpan },
+): number {
+  return (
+    x.gpuId - y.gpuId ||
+    (x.w.ns + x.w.pod + x.w.container < y.w.ns + y.w.pod + y.w.container ? -1 : 1)
+  );
+}
 
 function gpuAttrs(r: TelemetryRecord): { attrs: string; labels: string } {
   const labels: Record<string, string> = {};
@@ -186,11 +197,11 @@ export class Dimensions {
     records: readonly TelemetryRecord[],
   ): Promise<ResolvedIds> {
     const fleet = survey(records);
-    if (!this.upToDate(clusterName, fleet)) {
+    const plan = this.plan(clusterName, fleet);
+    if (plan !== 'current') {
       try {
-        const touch = this.touchOnly(clusterName, fleet);
-        if (touch === undefined) await db.transaction((tx) => this.upsert(tx, clusterName, fleet));
-        else await this.touch(db, touch);
+        if (plan === 'upsert') await db.transaction((tx) => this.upsert(tx, clusterName, fleet));
+        else await this.touch(db, plan);
       } catch (err) {
         this.clear();
         throw err;
@@ -213,54 +224,26 @@ export class Dimensions {
     return `${hostId}\u0000${index}`;
   }
 
-  private upToDate(clusterName: string, fleet: BatchFleet): boolean {
-    const cluster = this.clusters.get(clusterName);
-    if (
-      cluster === undefined ||
-      fleet.min < cluster.firstSeen ||
-      fleet.max > cluster.lastSeen + TOUCH_MS
-    )
-      return false;
-    for (const [h, span] of fleet.hosts) {
-      const host = this.hosts.get(this.hostKey(cluster.id, h));
-      if (host === undefined || span.first < host.firstSeen || span.last > host.lastSeen + TOUCH_MS)
-        return false;
-    }
-    for (const g of fleet.gpus.values()) {
-      const hostId = this.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
-      const gpu = this.gpus.get(this.gpuKey(hostId, g.index));
-      if (
-        gpu === undefined ||
-        g.first < gpu.firstSeen ||
-        g.last > gpu.lastSeen + TOUCH_MS ||
-        (gpu.attrs !== gpuAttrs(g.record).attrs &&
-          g.last >= (this.newest.get(this.gpuKey(hostId, g.index)) ?? Number.NEGATIVE_INFINITY))
-      )
-        return false;
-    }
-    for (const m of fleet.metrics) if (!this.metrics.has(m)) return false;
-    for (const w of fleet.workloads.values()) {
-      const hostId = this.hosts.get(this.hostKey(cluster.id, w.host))?.id ?? -1;
-      const gpuId = this.gpus.get(this.gpuKey(hostId, w.index))?.id ?? -1;
-      const seen = this.workloads.get(`${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`);
-      if (seen === undefined || w.first < seen.first || w.last > seen.last + TOUCH_MS) return false;
-    }
-    return true;
-  }
-
   /**
-   * The spans to move when the batch brings nothing but newer (or older) readings: every host,
-   * GPU, metric and workload known here, and no GPU's attributes changed. Undefined otherwise.
+   * What the batch needs, from what this process knows: nothing (`current`); only the spans of
+   * known rows moved (a `Touch`); or the full upsert, when it brings a cluster, host, GPU, metric or
+   * workload not known here, or a GPU's changed attributes (unless its reading is older than the
+   * newest seen here). A span moves when a reading is older than first seen, or newer than last
+   * seen by more than the last-seen lag.
    */
-  private touchOnly(clusterName: string, fleet: BatchFleet): Touch | undefined {
+  private plan(clusterName: string, fleet: BatchFleet): Touch | 'current' | 'upsert' {
     const cluster = this.clusters.get(clusterName);
-    if (cluster === undefined) return undefined;
-    for (const m of fleet.metrics) if (!this.metrics.has(m)) return undefined;
+    if (cluster === undefined) return 'upsert';
+    for (const m of fleet.metrics) if (!this.metrics.has(m)) return 'upsert';
+    const outside = (span: Span, first: number, last: number): boolean =>
+      span.first < first || span.last > last + TOUCH_MS;
+    let moved = outside({ first: fleet.min, last: fleet.max }, cluster.firstSeen, cluster.lastSeen);
     const hosts: { key: string; id: number; span: Span }[] = [];
     for (const [h, span] of fleet.hosts) {
       const key = this.hostKey(cluster.id, h);
       const host = this.hosts.get(key);
-      if (host === undefined) return undefined;
+      if (host === undefined) return 'upsert';
+      moved ||= outside(span, host.firstSeen, host.lastSeen);
       hosts.push({ key, id: host.id, span });
     }
     const gpus: { key: string; id: number; span: Span }[] = [];
@@ -269,9 +252,10 @@ export class Dimensions {
       const hostId = this.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
       const key = this.gpuKey(hostId, g.index);
       const gpu = this.gpus.get(key);
-      if (gpu === undefined) return undefined;
+      if (gpu === undefined) return 'upsert';
       const stale = g.last < (this.newest.get(key) ?? Number.NEGATIVE_INFINITY);
-      if (!stale && gpu.attrs !== gpuAttrs(g.record).attrs) return undefined;
+      if (!stale && gpu.attrs !== gpuAttrs(g.record).attrs) return 'upsert';
+      moved ||= outside(g, gpu.firstSeen, gpu.lastSeen);
       gpus.push({ key, id: gpu.id, span: g });
       gpuIds.set(gk, gpu.id);
     }
@@ -279,9 +263,12 @@ export class Dimensions {
     for (const w of fleet.workloads.values()) {
       const gpuId = gpuIds.get(`${w.host}\u0000${w.index}`) ?? -1;
       const key = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
-      if (!this.workloads.has(key)) return undefined;
+      const seen = this.workloads.get(key);
+      if (seen === undefined) return 'upsert';
+      moved ||= outside(w, seen.first, seen.last);
       workloads.push({ key, gpuId, w });
     }
+    if (!moved) return 'current';
     // Key order, as the full upsert takes its row locks.
     const byId = (x: { id: number }, y: { id: number }): number => x.id - y.id;
     return {
@@ -291,11 +278,7 @@ export class Dimensions {
       max: fleet.max,
       hosts: hosts.sort(byId),
       gpus: gpus.sort(byId),
-      workloads: workloads.sort(
-        (x, y) =>
-          x.gpuId - y.gpuId ||
-          (x.w.ns + x.w.pod + x.w.container < y.w.ns + y.w.pod + y.w.container ? -1 : 1),
-      ),
+      workloads: workloads.sort(byWorkloadKey),
     };
   }
 
@@ -508,11 +491,7 @@ export class Dimensions {
           gpuId: gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index)) ?? -1,
           w,
         }))
-        .sort(
-          (x, y) =>
-            x.gpuId - y.gpuId ||
-            (x.w.ns + x.w.pod + x.w.container < y.w.ns + y.w.pod + y.w.container ? -1 : 1),
-        );
+        .sort(byWorkloadKey);
       await tx.query(
         `INSERT INTO gpu_workloads (gpu_id, namespace, pod, container, first_seen, last_seen)
          SELECT g, n, p, c, nexus_ts(f), nexus_ts(l)
