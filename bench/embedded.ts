@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import type { TelemetryRecord } from '../src/core/record.js';
 import { PGliteDatabase } from '../src/store/pglite/database.js';
+import { metricSum } from '../test/helpers/metrics.js';
 import { CHROMIUM } from '../test/helpers/nexus-up.js';
 import { freePort } from '../test/helpers/ports.js';
 import {
@@ -103,15 +104,13 @@ async function engineWork(
 ): Promise<{ at: number; busySeconds: number; statements: number; samples: number }> {
   const at = Date.now();
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const counter = (name: string): number =>
-    Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1] ?? 0);
   const stats = (await (
     await fetch(`http://127.0.0.1:${port}/api/v1/clusters/bench/stats`)
   ).json()) as { samples?: number };
   return {
     at,
-    busySeconds: counter('nexus_pglite_busy_seconds_total'),
-    statements: counter('nexus_pglite_statements_total'),
+    busySeconds: metricSum(metrics, 'nexus_pglite_busy_seconds_total') ?? 0,
+    statements: metricSum(metrics, 'nexus_pglite_statements_total') ?? 0,
     samples: stats.samples ?? 0,
   };
 }

@@ -18,8 +18,11 @@ export function exportQueueGauges(metrics: NexusMetrics, queue: Queue): void {
   });
 }
 
-/** PostgreSQL pool use, refreshed on scrape. */
-export function exportPoolGauges(metrics: NexusMetrics, store: TelemetryStore): void {
+/**
+ * The store's own figures, refreshed on scrape: PostgreSQL pool use, and the embedded engine's
+ * statements and busy time (PGlite).
+ */
+export function exportStoreMetrics(metrics: NexusMetrics, store: TelemetryStore): void {
   // Counters only go up: each scrape adds what the engine did since the last one.
   const counted = { statements: 0, busySeconds: 0 };
   metrics.onScrape(async () => {

@@ -9,6 +9,7 @@ import { Streamer } from '../../src/streamer/streamer.js';
 import { setupTracing } from '../../src/cli/tracing.js';
 import { run, spawnTs } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
+import { metricSum } from '../helpers/metrics.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { scalar, sqlStore, startCollector, until } from '../helpers/pipeline.js';
@@ -45,17 +46,10 @@ async function scrape(url: string): Promise<string> {
   return res.text();
 }
 
-/** The sum of a metric's samples (over all label sets) in an exposition. */
+/** The sum of a metric's samples (over all label sets) in an exposition; it must be there. */
 function sampleSum(exposition: string, name: string): number {
-  let sum = 0;
-  let seen = false;
-  for (const line of exposition.split('\n')) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
-      seen = true;
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  assert.ok(seen, `${name} not in the exposition`);
+  const sum = metricSum(exposition, name);
+  assert.ok(sum !== undefined, `${name} not in the exposition`);
   return sum;
 }
 

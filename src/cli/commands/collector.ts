@@ -6,7 +6,7 @@ import { Collector } from '../../collector/collector.js';
 import { createFeed, createQueue, createRegistry, createStore } from '../backends.js';
 import { startOpsServer } from '../ops-server.js';
 import { NexusMetrics } from '../../core/metrics.js';
-import { exportPoolGauges, exportQueueGauges, readiness } from '../observability.js';
+import { exportStoreMetrics, exportQueueGauges, readiness } from '../observability.js';
 import { setupTracing } from '../tracing.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
@@ -47,7 +47,7 @@ export function collectorCommand(): Command {
       logger,
     });
     exportQueueGauges(metrics, queue);
-    exportPoolGauges(metrics, store);
+    exportStoreMetrics(metrics, store);
     const health = readiness(
       [
         { name: 'PostgreSQL', check: () => store.ping() },

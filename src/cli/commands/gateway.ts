@@ -11,7 +11,7 @@ import { dashboardPlugin } from '../dashboard.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
 import { NexusMetrics } from '../../core/metrics.js';
-import { exportPoolGauges } from '../observability.js';
+import { exportStoreMetrics } from '../observability.js';
 import { setupTracing } from '../tracing.js';
 import { VERSION } from '../version.js';
 
@@ -39,7 +39,7 @@ export function gatewayCommand(): Command {
     }
     const metrics = new NexusMetrics({ component: 'gateway', version: VERSION });
     const stopTracing = setupTracing('gateway', logger);
-    exportPoolGauges(metrics, store);
+    exportStoreMetrics(metrics, store);
     const gateway = await buildGateway({
       metrics,
       reader: store.reader,

@@ -21,7 +21,7 @@ import { dataDir } from '../paths.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
 import { NexusMetrics } from '../../core/metrics.js';
-import { exportPoolGauges, exportQueueGauges } from '../observability.js';
+import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
 import { setupTracing } from '../tracing.js';
 import { VERSION } from '../version.js';
 import { gatewaySettings } from './gateway.js';
@@ -152,7 +152,7 @@ export function upCommand(): Command {
     const feed = createFeed(config, queue, logger, `up-${process.pid}`);
     const stopTracing = setupTracing('embedded', logger);
     exportQueueGauges(metrics, queue);
-    exportPoolGauges(metrics, store);
+    exportStoreMetrics(metrics, store);
     const collector = new Collector({
       metrics,
       queue,
