@@ -15,7 +15,7 @@ const UNITS: Readonly<Record<string, number>> = {
  */
 export function parseDuration(text: string, name = 'duration'): number {
   const s = text.trim();
-  if (/^\d+$/.test(s)) return Number(s);
+  if (/^\d+$/.test(s) && Number(s) <= Number.MAX_SAFE_INTEGER) return Number(s);
   let rest = s;
   let total = 0;
   while (rest.length > 0) {
@@ -24,7 +24,8 @@ export function parseDuration(text: string, name = 'duration'): number {
     total += Number(m[1]) * (UNITS[m[2] ?? ''] ?? Number.NaN);
     rest = rest.slice(m[0].length);
   }
-  if (s.length === 0 || rest.length > 0 || !Number.isFinite(total)) {
+  // Past 2^53 ms (285,000 years) milliseconds stop being exact integers: no setting or query needs it.
+  if (s.length === 0 || rest.length > 0 || !(total <= Number.MAX_SAFE_INTEGER)) {
     throw new NexusError(
       'CONFIG_INVALID',
       `${name}: "${text}" is not a duration (use e.g. 250ms, 3s, 5m, 1h30m, 7d)`,

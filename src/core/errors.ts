@@ -18,6 +18,9 @@ export type ErrorCode =
   | 'STORE_REJECTED'
   | 'NOT_FOUND'
   | 'BAD_REQUEST'
+  | 'LIMIT_EXCEEDED'
+  | 'RATE_LIMITED'
+  | 'OVERLOADED'
   | 'SHUTTING_DOWN'
   | 'INTERNAL';
 

@@ -197,7 +197,35 @@ export class NexusMetrics {
   });
   readonly wsClients = new Gauge({
     name: 'nexus_websocket_clients',
-    help: 'Connected WebSocket clients (/ws)',
+    help: 'Open WebSocket connections (/ws and GraphQL subscriptions)',
+    registers: [this.registry],
+  });
+  readonly wsRefused = new Counter({
+    name: 'nexus_websocket_refused_total',
+    help: 'WebSocket connections closed at once for a limit, by close code (1013: gateway full, 4029: too many from one address)',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly wsBacklog = new Gauge({
+    name: 'nexus_websocket_backlog_bytes',
+    help: 'Unsent live telemetry held for WebSocket clients (a message shared by many counts once)',
+    registers: [this.registry],
+  });
+  readonly httpRefused = new Counter({
+    name: 'nexus_http_refused_total',
+    help: 'API requests refused before they ran: too many from one address (429), queue full or wait too long (503), gateway under pressure (503)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly httpQueued = new Gauge({
+    name: 'nexus_http_queued_requests',
+    help: 'API requests waiting for a turn (API_MAX_CONCURRENT are served at once)',
+    registers: [this.registry],
+  });
+  readonly graphqlRefused = new Counter({
+    name: 'nexus_graphql_refused_total',
+    help: 'GraphQL operations refused or stopped for a limit: cost (estimated or counted), depth, answer size, time',
+    labelNames: ['limit'] as const,
     registers: [this.registry],
   });
   readonly wsDropped = new Counter({

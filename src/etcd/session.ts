@@ -1,7 +1,9 @@
 import type { Etcd3, Lease } from 'etcd3';
+import { backoffDelay } from '../core/backoff.js';
 import { NexusError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { toQueueError } from './client.js';
+import { Kv, key as keyBytes, putOp } from './kv.js';
 
 /**
  * A session lease kept alive in the background. Claims and stream ownership live on it, so they
@@ -17,6 +19,12 @@ export class Session {
   private closed = false;
   /** Bumped each time a new lease replaces a lost one. */
   generation = 0;
+  /** Keys this session keeps in place (`keep`), with their values. */
+  private readonly keptKeys = new Map<string, () => string>();
+  private keptInPlace = false;
+  private keptProblem = 'not written yet';
+  private restoring: Promise<void> | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly client: Etcd3,
@@ -24,6 +32,84 @@ export class Session {
     private readonly logger: Logger,
     private readonly onLost?: () => void,
   ) {}
+
+  /**
+   * Keeps a key on this session's lease for as long as the session lives: written now, written
+   * again on a new lease whenever the lease is lost (etcd unreachable past the TTL, an event loop
+   * blocked past it, a revoke), retried with backoff until it is, and checked every half TTL so
+   * that a key deleted by any other means comes back too. `inPlace` says whether all are there.
+   */
+  keep(k: string, value: () => string): Promise<void> {
+    this.keptKeys.set(k, value);
+    this.checkTimer ??= setInterval(
+      () => void this.verify(),
+      Math.max(500, (this.ttlSeconds * 1000) / 2),
+    );
+    this.checkTimer.unref();
+    return this.restore();
+  }
+
+  /** Undefined when every kept key is in place on the current lease; otherwise why not. */
+  get keptStatus(): string | undefined {
+    return this.keptInPlace ? undefined : this.keptProblem;
+  }
+
+  /** Writes every kept key on the current lease (a new one if it was lost), until it succeeds. */
+  private restore(): Promise<void> {
+    this.keptInPlace = false;
+    this.restoring ??= (async () => {
+      for (let attempt = 1; !this.closed; attempt++) {
+        try {
+          const lease = await this.id();
+          await new Kv(this.client).txn(
+            [],
+            [...this.keptKeys].map(([k, v]) => putOp(k, v(), lease)),
+            [],
+            'session keys',
+          );
+          if (attempt > 1)
+            this.logger.info({ keys: [...this.keptKeys.keys()] }, 'etcd session keys restored');
+          this.keptInPlace = true;
+          return;
+        } catch (err) {
+          this.keptProblem = `session keys not in etcd: ${describeError(err)}`;
+          if (attempt === 1)
+            this.logger.warn(
+              { err: describeError(err) },
+              'etcd session keys not written; retrying',
+            );
+          await new Promise((r) =>
+            setTimeout(r, backoffDelay({ baseMs: 250, capMs: 5000 }, attempt)).unref(),
+          );
+        }
+      }
+    })().finally(() => {
+      this.restoring = undefined;
+    });
+    return this.restoring;
+  }
+
+  /** Checks that every kept key is still there on our lease; restores them if not. */
+  private async verify(): Promise<void> {
+    if (this.closed || this.restoring !== undefined || this.keptKeys.size === 0) return;
+    try {
+      const lease = this.leaseId;
+      for (const k of this.keptKeys.keys()) {
+        const res = await new Kv(this.client).range({ key: keyBytes(k) }, 'session key check');
+        const kv = res.kvs[0];
+        if (kv === undefined || lease === undefined || kv.lease !== lease || !this.alive) {
+          this.keptProblem = `session key ${k} was gone`;
+          this.logger.warn({ key: k }, 'etcd session key gone; writing it again');
+          if (this.alive && kv !== undefined && kv.lease !== lease) this.invalidate();
+          await this.restore();
+          return;
+        }
+      }
+    } catch (err) {
+      this.keptInPlace = false;
+      this.keptProblem = `session keys unverified: ${describeError(err)}`;
+    }
+  }
 
   get alive(): boolean {
     return this.leaseId !== undefined && this.lostAt === undefined && !this.closed;
@@ -45,6 +131,7 @@ export class Session {
       if (this.lease !== lease || this.closed) return;
       this.lostAt = Date.now();
       this.logger.warn({ err: describeError(err), lease: this.leaseId }, 'etcd session lease lost');
+      if (this.keptKeys.size > 0) void this.restore();
       this.onLost?.();
     });
     try {
@@ -69,6 +156,7 @@ export class Session {
     if (this.leaseId === undefined || this.lostAt !== undefined) return;
     this.lostAt = Date.now();
     this.lease?.release();
+    if (this.keptKeys.size > 0) void this.restore();
     this.onLost?.();
   }
 
@@ -76,6 +164,7 @@ export class Session {
   async close(revoke = true): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     const lease = this.lease;
     this.lease = undefined;
     this.leaseId = undefined;
@@ -90,6 +179,7 @@ export class Session {
   /** Stops keeping the lease alive without revoking it, as a crash would. For tests. */
   abandon(): void {
     this.closed = true;
+    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     this.lease?.release();
   }
 }

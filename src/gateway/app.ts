@@ -1,6 +1,7 @@
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import underPressure from '@fastify/under-pressure';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
@@ -8,17 +9,82 @@ import type { Logger } from '../core/logger.js';
 import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry } from '../registry/types.js';
 import type { TelemetryReader } from '../store/reader.js';
+import { NexusError } from '../core/errors.js';
+import { Admission, installAdmission, type AdmissionLimits } from './admission.js';
+import { ClientMistakes, isPeerError } from './client-log.js';
 import { installErrorHandling } from './errors.js';
 import { exportFleetGauges, instrumentHttp } from './instrumentation.js';
 import type { NexusMetrics } from '../core/metrics.js';
-import { registerGraphql } from './graphql/plugin.js';
+import { registerGraphql, type GraphqlLimits } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
 import { fleetRoutes } from './routes/fleet.js';
 import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
 import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { SHARED_SCHEMAS } from './schemas.js';
-import { liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
+import { ConnectionLimiter } from './ws/connections.js';
+import { SharedBacklog, liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
+
+/** Swagger UI's start script for /swagger/index.html (see buildGateway). */
+const SWAGGER_START = `window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: new URL('json', window.location.href).href,
+    dom_id: '#swagger-ui',
+    deepLinking: true,
+    docExpansion: 'list',
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: 'StandaloneLayout',
+  });
+};
+`;
+
+/** Fastify's trustProxy from TRUST_PROXY. */
+function trustProxyOption(
+  v: string,
+): boolean | string[] | ((addr: string, hop: number) => boolean) {
+  const s = v.trim();
+  if (s === '' || s === 'false') return false;
+  if (s === 'true') return true;
+  if (/^\d+$/.test(s)) {
+    const hops = Number(s);
+    return (_addr, hop) => hop < hops;
+  }
+  return s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
+/**
+ * Load shedding (@fastify/under-pressure): past the event-loop delay or heap bounds, requests are
+ * answered 503 with Retry-After, except health and metrics, which must answer under load.
+ */
+async function registerPressure(
+  app: FastifyInstance,
+  p: GatewayOptions['pressure'],
+  metrics: NexusMetrics | undefined,
+): Promise<void> {
+  if (p.maxEventLoopDelayMs <= 0 && p.maxHeapUsedBytes <= 0) return;
+  await app.register(underPressure, {
+    ...(p.maxEventLoopDelayMs > 0 ? { maxEventLoopDelay: p.maxEventLoopDelayMs } : {}),
+    ...(p.maxHeapUsedBytes > 0 ? { maxHeapUsedBytes: p.maxHeapUsedBytes } : {}),
+    pressureHandler: (req, _reply, type, value) => {
+      if (EXEMPT.has(req.routeOptions.url ?? '')) return undefined;
+      metrics?.httpRefused.inc({ reason: 'pressure' });
+      throw new NexusError(
+        'OVERLOADED',
+        `the gateway is overloaded (${type} ${Math.round(value ?? 0)}); retry shortly`,
+      );
+    },
+  });
+}
+
+/** Routes that answer whatever the load. */
+const EXEMPT = new Set(['/healthz', '/readyz', '/health', '/metrics']);
+
+/** What a client's x-request-id must look like to be used (and echoed) as the request's id. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface GatewayOptions {
   readonly reader: TelemetryReader;
@@ -36,6 +102,13 @@ export interface GatewayOptions {
   readonly socket: SocketLimits;
   /** Largest request body accepted (bytes). */
   readonly bodyLimit: number;
+  /** Admission control of the API (/api/v1, /graphql). */
+  readonly api: AdmissionLimits;
+  readonly graphqlLimits: Pick<GraphqlLimits, 'maxCost' | 'timeoutMs' | 'maxAnswerBytes'>;
+  /** Load shedding: 503 with Retry-After past these (0: off); health and metrics always answer. */
+  readonly pressure: { readonly maxEventLoopDelayMs: number; readonly maxHeapUsedBytes: number };
+  /** TRUST_PROXY: '' (the peer's address), 'true', a hop count, or addresses/CIDRs. */
+  readonly trustProxy: string;
   /** Queue depth for the overview (the embedded queue, or the etcd queue read-only). */
   readonly queueStats?: () => Promise<QueueGauge>;
   /** Prometheus metrics of this process; /metrics serves them. */
@@ -54,6 +127,8 @@ export interface GatewayOptions {
 export interface Gateway {
   readonly app: FastifyInstance;
   readonly hub: LiveHub | undefined;
+  /** Unsent live telemetry held for WebSocket clients, in bytes (each message counted once). */
+  liveBacklogBytes(): number;
   /** Readiness false from now on (shutdown begins). */
   drain(): void;
 }
@@ -70,10 +145,26 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: o.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // A client's x-request-id becomes the request's id (logs, traces, the answer's header) only
+    // when it looks like an id: at most 128 characters of [A-Za-z0-9._:-]. Otherwise a new one.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 300 },
-    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
+    trustProxy: trustProxyOption(o.trustProxy),
+    ajv: {
+      customOptions: {
+        coerceTypes: 'array',
+        removeAdditional: false,
+        allErrors: false,
+        // With strictNumbers (Ajv's default), a query string's "Infinity" or "1e400" is coerced
+        // to Infinity and then skips minimum/maximum (checked only for finite numbers), so it
+        // passed `limit <= 10000`. Without it, the range keywords refuse it.
+        strictNumbers: false,
+      },
+    },
   });
   // Callback hooks, not async ones: no promise per request.
   app.addHook('onSend', (req, reply, payload, done) => {
@@ -94,6 +185,9 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
   installErrorHandling(app, o.logger);
   instrumentHttp(app, o.metrics);
+  const mistakes = new ClientMistakes(log);
+  await registerPressure(app, o.pressure, o.metrics);
+  installAdmission(app, new Admission(o.api, o.metrics));
   if (o.metrics !== undefined && o.fleetMetrics !== false) exportFleetGauges(o.metrics, o.reader);
   for (const s of SHARED_SCHEMAS) app.addSchema(s);
   if (o.cors.enabled) {
@@ -128,13 +222,38 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     uiConfig: { docExpansion: 'list', deepLinking: true },
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  // The product description's address of the UI.
+  // The product description's address of the UI. @fastify/swagger-ui's page finds its document
+  // at `<page>/json` (it treats the page's address as a folder), which from /swagger/index.html is
+  // /swagger/index.html/json: a 404 and "Failed to load API definition". The same page here loads
+  // a start script that resolves the document relative to the page: /swagger/json.
+  let swaggerPage: string | undefined;
   app.get('/swagger/index.html', { schema: { hide: true } }, async (_req, reply) => {
-    const res = await app.inject({ method: 'GET', url: '/swagger/' });
-    return reply.type('text/html; charset=utf-8').send(res.body);
+    swaggerPage ??= (await app.inject({ method: 'GET', url: '/swagger/' })).body.replace(
+      './static/swagger-initializer.js',
+      './nexus-swagger.js',
+    );
+    return reply.type('text/html; charset=utf-8').send(swaggerPage);
   });
+  app.get('/swagger/nexus-swagger.js', { schema: { hide: true } }, async (_req, reply) =>
+    reply.type('application/javascript; charset=utf-8').send(SWAGGER_START),
+  );
 
-  const health = { checks: o.checks, draining: () => draining, checkTimeoutMs: 2000 };
+  // With a feed, readiness also says whether live push works (listening, the feed watched).
+  const feed = o.feed;
+  const checks: readonly HealthCheck[] =
+    feed === undefined
+      ? o.checks
+      : [
+          ...o.checks,
+          {
+            name: 'live',
+            check: async () => {
+              const problem = feed.status();
+              if (problem !== undefined) throw new Error(problem);
+            },
+          },
+        ];
+  const health = { checks, draining: () => draining, checkTimeoutMs: 2000 };
   await app.register(healthRoutes, { ...health, version: o.version });
   const metrics = o.metrics;
   metrics?.onScrape(async () => {
@@ -162,16 +281,54 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     hub,
     queueStats: o.queueStats,
   });
-  if (o.websocket || o.graphql)
-    await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  if (o.websocket || o.graphql) {
+    await app.register(websocket, {
+      options: { maxPayload: 64 * 1024 },
+      // A peer's protocol errors (a bad frame, a reset) are its mistakes: ws closes the socket
+      // with the right code (1007, 1009, ...); log them sampled. Anything else is ours.
+      errorHandler: (err, socket, req) => {
+        if (isPeerError(err)) {
+          mistakes.note({ address: req.ip, err: err.message }, 'WebSocket peer error');
+        } else {
+          req.log.error({ err }, 'WebSocket handler failed');
+          socket.terminate();
+        }
+      },
+    });
+    new ConnectionLimiter(
+      {
+        maxConnections: o.socket.maxConnections,
+        maxPerAddress: o.socket.maxConnectionsPerAddress,
+      },
+      mistakes,
+      o.metrics,
+    ).install(app);
+  }
+  const backlog = new SharedBacklog(o.socket.maxTotalBufferedBytes);
+  metrics?.onScrape(async () => {
+    metrics.wsBacklog.set(backlog.bytes);
+  });
   if (o.websocket)
-    await app.register(liveSocketRoutes, { hub, limits: o.socket, reader: o.reader });
+    await app.register(liveSocketRoutes, {
+      hub,
+      limits: o.socket,
+      reader: o.reader,
+      mistakes,
+      backlog,
+      ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
+    });
   if (o.graphql)
     await registerGraphql(app, {
       reader: o.reader,
       hub,
       version: o.version,
       maxPoints: o.maxPoints,
+      limits: {
+        ...o.graphqlLimits,
+        maxSubscriptions: o.socket.maxSubscriptions,
+        maxBufferedBytes: o.socket.maxBufferedBytes,
+        slowClientMs: o.socket.slowClientMs,
+      },
       ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
     });
   for (const ext of o.extensions ?? []) await ext(app);
@@ -183,6 +340,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   return {
     app,
     hub,
+    liveBacklogBytes: () => backlog.bytes,
     drain: () => {
       draining = true;
     },

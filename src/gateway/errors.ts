@@ -1,16 +1,27 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { isNexusError } from '../core/errors.js';
+import { isNexusError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
-const STATUS: Record<string, number> = {
+/** The HTTP status of each of our error codes, for REST and GraphQL alike; others are 500. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
+  LIMIT_EXCEEDED: 400,
   NOT_FOUND: 404,
   CONFIG_INVALID: 400,
+  RATE_LIMITED: 429,
+  OVERLOADED: 503,
   STORE_UNAVAILABLE: 503,
   QUEUE_UNAVAILABLE: 503,
   QUEUE_CLOSED: 503,
   SHUTTING_DOWN: 503,
 };
+
+export function statusOf(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+/** Seconds a client refused for load (429, 503) should wait before trying again. */
+export const RETRY_AFTER_S = 1;
 
 /**
  * Every error leaves as JSON `{ error, code, statusCode }`: a bad parameter is a 400 that says
@@ -37,12 +48,18 @@ export function installErrorHandling(app: FastifyInstance, logger: Logger): void
       return reply.status(400).send({ error: message, code: 'BAD_REQUEST', statusCode: 400 });
     }
     if (isNexusError(err)) {
-      const status = STATUS[err.code] ?? 500;
-      if (status >= 500)
+      const status = statusOf(err.code);
+      if (status === 500) {
+        // An error of ours without a client status is a bug (e.g. the store refusing a query
+        // that validation should have refused first): logged with its stack, hidden from the client.
+        logger.error({ err, url: req.url, reqId: req.id }, 'internal error');
+      } else if (status >= 500) {
         req.log.warn(
           { err: err.message, code: err.code },
           'request failed: dependency unavailable',
         );
+      }
+      if (status === 429 || status === 503) reply.header('retry-after', String(RETRY_AFTER_S));
       return reply.status(status).send({
         error: status === 500 ? 'internal error' : err.message,
         code: err.code,

@@ -4,28 +4,42 @@ import { parseTimestamp } from '../core/record.js';
 
 const bad = (message: string): NexusError => new NexusError('BAD_REQUEST', message);
 
+/** The earliest instant a query may name: 0001-01-01T00:00:00Z. */
+export const FIRST_INSTANT = -62_135_596_800_000;
+/** The last instant a query may name: 9999-12-31T23:59:59.999Z (RFC 3339 has four-digit years). */
+export const LAST_INSTANT = 253_402_300_799_999;
+
 /**
  * An instant from a query parameter: RFC 3339 (`2025-07-18T20:42:34Z`), epoch milliseconds,
- * `now`, or relative to now (`-15m`, `now-1h`, `-7d`).
+ * `now`, or relative to now (`-15m`, `now-1h`, `-7d`). Absolute instants outside years 1 to 9999
+ * are refused; a relative one reaching past them stops at the edge.
  */
 export function parseInstant(name: string, text: string, now = Date.now()): number {
   const s = text.trim();
   if (s === 'now') return now;
   const rel = /^(?:now)?-(.+)$/.exec(s);
   if (rel !== null) {
+    let ms: number;
     try {
-      return now - parseDuration(rel[1] ?? '', name);
+      ms = parseDuration(rel[1] ?? '', name);
     } catch {
-      throw bad(`${name}: "${text}" is not a relative time (use e.g. -15m, -1h, -7d)`);
+      throw bad(`${name}: "${clip(text)}" is not a relative time (use e.g. -15m, -1h, -7d)`);
     }
+    return Math.max(FIRST_INSTANT, now - ms);
   }
-  if (/^\d{12,16}$/.test(s)) return Number(s);
-  const t = parseTimestamp(s);
+  const t = /^\d{12,16}$/.test(s) ? Number(s) : parseTimestamp(s);
   if (t === undefined)
     throw bad(
-      `${name}: "${text}" is not a time (RFC 3339 like 2025-07-18T20:42:34Z, epoch ms, now, or -15m)`,
+      `${name}: "${clip(text)}" is not a time (RFC 3339 like 2025-07-18T20:42:34Z, epoch ms, now, or -15m)`,
     );
+  if (t < FIRST_INSTANT || t > LAST_INSTANT)
+    throw bad(`${name}: "${clip(text)}" is out of range (years 1 to 9999)`);
   return t;
+}
+
+/** A value quoted back in an error message, cut short (a client's input may be long). */
+export function clip(text: string, max = 64): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
 }
 
 /** A comma-separated list (also accepting repeated parameters). */
@@ -44,16 +58,16 @@ export function gpuIds(values: string[] | undefined): { indexes?: number[]; uuid
   const indexes: number[] = [];
   const uuids: string[] = [];
   for (const v of values) {
-    if (/^\d{1,5}$/.test(v)) indexes.push(Number(v));
+    if (/^\d{1,5}$/.test(v) && Number(v) <= 32767) indexes.push(Number(v));
     else if (/^GPU-[0-9A-Za-z-]+$/i.test(v)) uuids.push(v);
-    else throw bad(`gpu_id: "${v}" is neither a GPU index (0, 1, ...) nor a uuid (GPU-...)`);
+    else throw bad(`gpu_id: "${clip(v)}" is neither a GPU index (0, 1, ...) nor a uuid (GPU-...)`);
   }
   return { ...(indexes.length > 0 ? { indexes } : {}), ...(uuids.length > 0 ? { uuids } : {}) };
 }
 
 export function gpuIndex(text: string): number {
   if (!/^\d{1,5}$/.test(text) || Number(text) > 32767)
-    throw bad(`gpu_id: "${text}" is not a GPU index (0, 1, ...)`);
+    throw bad(`gpu_id: "${clip(text)}" is not a GPU index (0, 1, ...)`);
   return Number(text);
 }
 
@@ -67,22 +81,31 @@ export function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([1, c.gpu, c.metric, c.time])).toString('base64url');
 }
 
+/** Surrogate ids are PostgreSQL integers (GPUs) and smallints (metrics). */
+const MAX_GPU_ID = 2_147_483_647;
+const MAX_METRIC_ID = 32_767;
+const NOT_A_CURSOR = 'cursor: not a cursor this API returned (pass next_cursor as it came)';
+
 export function decodeCursor(text: string): Cursor {
+  // A cursor this API returns is under 60 characters; anything much longer is not one.
+  if (text.length > 200) throw bad(NOT_A_CURSOR);
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
   } catch {
-    throw bad('cursor: not a cursor this API returned (pass next_cursor as it came)');
+    throw bad(NOT_A_CURSOR);
   }
+  if (!Array.isArray(parsed) || parsed.length !== 4 || parsed[0] !== 1) throw bad(NOT_A_CURSOR);
+  const [, gpu, metric, time] = parsed as unknown[];
+  const within = (v: unknown, lo: number, hi: number): v is number =>
+    typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi;
   if (
-    !Array.isArray(parsed) ||
-    parsed.length !== 4 ||
-    parsed[0] !== 1 ||
-    !parsed.slice(1).every((n) => typeof n === 'number' && Number.isInteger(n))
+    !within(gpu, 0, MAX_GPU_ID) ||
+    !within(metric, 0, MAX_METRIC_ID) ||
+    !within(time, FIRST_INSTANT, LAST_INSTANT)
   ) {
-    throw bad('cursor: not a cursor this API returned (pass next_cursor as it came)');
+    throw bad(NOT_A_CURSOR);
   }
-  const [, gpu, metric, time] = parsed as [number, number, number, number];
   return { gpu, metric, time };
 }
 

@@ -27,8 +27,10 @@ export interface LiveFeed {
   publish(clusterId: string, records: readonly TelemetryRecord[]): Promise<void>;
   /** Calls back with every batch of the cluster (or of all clusters, '*') from now on. */
   subscribe(clusterId: string, onBatch: (batch: FeedBatch) => void): Promise<() => Promise<void>>;
-  /** Says that this process listens (so collectors publish); until close(). */
+  /** Says that this process listens (so collectors publish); until close(), whatever happens. */
   announceListener(id: string): Promise<void>;
+  /** Undefined while live push works (listening, and the feed received); otherwise why not. */
+  status(): string | undefined;
   close(): Promise<void>;
 }
 

@@ -216,4 +216,29 @@ describe('dashboard (browser, nexus up)', { timeout: 240_000 }, () => {
       'no errors in the page',
     );
   });
+
+  it('serves Swagger UI at /swagger/index.html listing every operation of the OpenAPI document', async () => {
+    assert.ok(nexus !== undefined && browser !== undefined);
+    const doc = (await (await fetch(`${nexus.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const operations = Object.values(doc.paths).reduce((n, p) => n + Object.keys(p).length, 0);
+    assert.ok(operations >= 15, `the document lists the API (${operations} operations)`);
+    const swagger = await browser.newPage();
+    const failed: string[] = [];
+    swagger.on('response', (r) => {
+      if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`);
+    });
+    try {
+      for (const path of ['/swagger/index.html', '/swagger/']) {
+        await swagger.goto(`${nexus.url}${path}`);
+        await swagger.locator('.opblock').first().waitFor({ timeout: 30_000 });
+        assert.equal(await swagger.locator('.opblock').count(), operations, path);
+        assert.equal(await swagger.getByText('Failed to load API definition').count(), 0, path);
+      }
+      assert.deepEqual(failed, [], 'every file of the page loads');
+    } finally {
+      await swagger.close();
+    }
+  });
 });

@@ -1,3 +1,5 @@
+import { gatewaySettings } from '../../src/cli/commands/gateway.js';
+import { loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/gateway/app.js';
@@ -22,6 +24,9 @@ export function sampleRecords(): TelemetryRecord[] {
   }));
 }
 
+/** The gateway's options from the default configuration (what `nexus gateway` runs with). */
+export const DEFAULT_GATEWAY = gatewaySettings(loadConfig({}));
+
 export interface TestGateway {
   readonly gateway: Gateway;
   readonly store: SqlStore;
@@ -43,18 +48,12 @@ export async function sampleGateway(over: Partial<GatewayOptions> = {}): Promise
     feed,
     checks: [{ name: 'postgres', check: () => store.ping() }],
     logger: silentLogger(),
+    ...DEFAULT_GATEWAY,
     version: '0.0.0-test',
     graphql: true,
     websocket: true,
     cors: { enabled: true, origins: ['*'] },
     maxPoints: 100_000,
-    socket: {
-      maxBufferedBytes: 1024 * 1024,
-      heartbeatMs: 15_000,
-      maxSubscriptions: 32,
-      slowClientMs: 30_000,
-    },
-    bodyLimit: 1024 * 1024,
     ...over,
   });
   return {

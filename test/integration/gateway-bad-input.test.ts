@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { sampleGateway, type TestGateway } from '../helpers/gateway.js';
+import { DEFAULT_GATEWAY, sampleGateway, type TestGateway } from '../helpers/gateway.js';
 import { openSocket } from '../helpers/ws-client.js';
 
 /**
@@ -11,6 +11,7 @@ let wsBase: string;
 before(async () => {
   t = await sampleGateway({
     socket: {
+      ...DEFAULT_GATEWAY.socket,
       maxBufferedBytes: 1 << 20,
       heartbeatMs: 15_000,
       maxSubscriptions: 3,

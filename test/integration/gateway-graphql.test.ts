@@ -9,6 +9,7 @@ import type { TelemetryRecord } from '../../src/core/record.js';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/gateway/app.js';
 import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
 import type { SqlStore } from '../../src/store/sql-store.js';
+import { DEFAULT_GATEWAY } from '../helpers/gateway.js';
 import { sqlStore } from '../helpers/pipeline.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { sampleRows, type SampleRow } from '../helpers/sample.js';
@@ -49,12 +50,11 @@ function options(over: Partial<GatewayOptions> = {}): GatewayOptions {
     websocket: false,
     cors: { enabled: false, origins: [] },
     maxPoints: 100_000,
-    socket: {
-      maxBufferedBytes: 1_048_576,
-      heartbeatMs: 15_000,
-      maxSubscriptions: 32,
-      slowClientMs: 30_000,
-    },
+    socket: DEFAULT_GATEWAY.socket,
+    api: DEFAULT_GATEWAY.api,
+    graphqlLimits: DEFAULT_GATEWAY.graphqlLimits,
+    pressure: DEFAULT_GATEWAY.pressure,
+    trustProxy: '',
     bodyLimit: 1_048_576,
     ...over,
   };
@@ -377,7 +377,7 @@ describe('GraphQL: values', () => {
     assert.equal(small.telemetry.length, 10);
     const big = await gql(q, { n: 10_000 });
     assert.equal(big.status, 400);
-    assert.match(big.errors?.[0]?.message ?? '', /query cost 90001 exceeds the maximum of 50000/);
+    assert.match(big.errors?.[0]?.message ?? '', /query cost 170101 exceeds the maximum of 50000/);
   });
 
   it('introspection (what GraphiQL asks first) is neither too deep nor too costly', async () => {

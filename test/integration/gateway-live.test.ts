@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TelemetryRecord } from '../../src/core/record.js';
-import { sampleGateway, type TestGateway } from '../helpers/gateway.js';
+import { DEFAULT_GATEWAY, sampleGateway, type TestGateway } from '../helpers/gateway.js';
 import { openSocket } from '../helpers/ws-client.js';
 
 let t: TestGateway;
@@ -9,6 +9,7 @@ let base: string;
 before(async () => {
   t = await sampleGateway({
     socket: {
+      ...DEFAULT_GATEWAY.socket,
       maxBufferedBytes: 64 * 1024,
       heartbeatMs: 15_000,
       maxSubscriptions: 4,

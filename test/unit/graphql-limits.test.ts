@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parse, specifiedRules, validate } from 'graphql';
+import { getIntrospectionQuery, parse, specifiedRules, validate } from 'graphql';
 import { BoundedQueue } from '../../src/gateway/graphql/live.js';
 import { costRule, depthRule, queryCosts } from '../../src/gateway/graphql/limits.js';
 import { buildGraphqlSchema } from '../../src/gateway/graphql/schema.js';
@@ -10,17 +10,42 @@ const cost = (q: string, variables: Record<string, unknown> = {}): number =>
   queryCosts(schema, parse(q), variables)[0]?.cost ?? NaN;
 
 describe('GraphQL cost estimate', () => {
-  it('counts each field once and multiplies what is under a list', () => {
+  it('counts each field once and multiplies what is under a list; a store query weighs 100', () => {
     assert.equal(cost('{ clusters { cluster_id cluster_name status } }'), 1 + 10 * 3);
-    assert.equal(cost('{ telemetry { cluster_id timestamp data } }'), 1 + 100 * 3);
-    assert.equal(cost('{ telemetry(limit: 7) { value } }'), 1 + 7);
-    assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: 40 }), 1 + 40);
+    // data is a JSON object of 8 values: 1 + 8
+    assert.equal(cost('{ telemetry { cluster_id timestamp data } }'), 101 + 100 * (1 + 1 + 9));
+    assert.equal(cost('{ telemetry(limit: 7) { value } }'), 101 + 7);
+    assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: 40 }), 101 + 40);
     // a page's readings are counted by the page's limit, not again by the list
     assert.equal(
       cost('{ telemetryPage(limit: 50) { count readings { value } } }'),
-      1 + 50 * (1 + 1 + 1),
+      101 + 50 * (1 + 1 + 1),
     );
-    assert.equal(cost('{ hosts(cluster_id: "c") { gpus { gpu_id } } }'), 1 + 100 * (1 + 8 * 1));
+    assert.equal(cost('{ hosts(cluster_id: "c") { gpus { gpu_id } } }'), 11 + 100 * (1 + 8 * 1));
+  });
+
+  it("costs a variable's default as the limit it runs with", () => {
+    // The default is what execution uses when the variable is not given (it was costed as 100).
+    assert.equal(cost('query($n: Int = 10000) { telemetry(limit: $n) { value } }'), 101 + 10_000);
+    assert.equal(
+      cost('query($n: Int = 10000) { telemetry(limit: $n) { value } }', { n: 3 }),
+      101 + 3,
+    );
+    // null takes the argument's default, as execution does.
+    assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: null }), 101 + 100);
+  });
+
+  it('costs aliases each, so many aliases of a cheap field add up', () => {
+    const aliases = Array.from({ length: 490 }, (_, i) => `a${i}: latest { value }`).join(' ');
+    assert.equal(cost(`{ ${aliases} }`), 490 * (21 + 100));
+    assert.ok(cost(`{ ${aliases} }`) > 50_000);
+  });
+
+  it('costs introspection on the schema: the standard query passes, nesting does not', () => {
+    assert.ok(cost(getIntrospectionQuery()) < 50_000, String(cost(getIntrospectionQuery())));
+    const nested =
+      '{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }';
+    assert.ok(cost(nested) > 50_000, String(cost(nested)));
   });
 
   it('follows fragments', () => {
@@ -35,7 +60,7 @@ describe('GraphQL cost estimate', () => {
       costRule({}, 1000),
     ]);
     assert.equal(errors.length, 1);
-    assert.match(errors[0]?.message ?? '', /query cost 1201 exceeds the maximum of 1000/);
+    assert.match(errors[0]?.message ?? '', /query cost 1301 exceeds the maximum of 1000/);
   });
 
   it('depth counts field levels, not introspection', () => {

@@ -111,10 +111,30 @@ export function gatewaySettings(config: Config) {
     maxPoints: config.maxPoints,
     socket: {
       maxBufferedBytes: config.wsMaxBuffer,
+      maxTotalBufferedBytes: config.wsMaxTotalBuffer,
       heartbeatMs: config.wsHeartbeat,
-      maxSubscriptions: 32,
+      maxSubscriptions: config.wsMaxSubscriptions,
+      maxFilterValues: config.wsMaxFilterValues,
       slowClientMs: config.wsSlowClient,
+      maxConnections: config.wsMaxConnections,
+      maxConnectionsPerAddress: config.wsMaxConnectionsPerAddress,
     },
-    bodyLimit: 1024 * 1024,
+    bodyLimit: config.maxBody,
+    api: {
+      maxConcurrent: config.apiMaxConcurrent,
+      maxQueued: config.apiMaxQueued,
+      queueTimeoutMs: config.apiQueueTimeout,
+      maxPerAddress: config.apiMaxPerAddress,
+    },
+    graphqlLimits: {
+      maxCost: config.graphqlMaxCost,
+      timeoutMs: config.graphqlTimeout,
+      maxAnswerBytes: config.graphqlMaxAnswer,
+    },
+    pressure: {
+      maxEventLoopDelayMs: config.maxEventLoopDelay,
+      maxHeapUsedBytes: config.maxHeapUsed,
+    },
+    trustProxy: config.trustProxy,
   } as const;
 }

@@ -6,17 +6,7 @@ import {
 } from 'graphql';
 import type { MercuriusContext } from 'mercurius';
 import { isNexusError } from '../../core/errors.js';
-
-/** HTTP status of our error codes, as the REST API answers them (src/gateway/errors.ts). */
-const NEXUS_STATUS: Readonly<Record<string, number>> = {
-  BAD_REQUEST: 400,
-  NOT_FOUND: 404,
-  CONFIG_INVALID: 400,
-  STORE_UNAVAILABLE: 503,
-  QUEUE_UNAVAILABLE: 503,
-  QUEUE_CLOSED: 503,
-  SHUTTING_DOWN: 503,
-};
+import { RETRY_AFTER_S, statusOf } from '../errors.js';
 
 interface Classified {
   readonly error: GraphQLError;
@@ -60,8 +50,7 @@ function classify(e: GraphQLError): Classified[] {
       },
     ];
   }
-  if (isNexusError(orig))
-    return [{ error: e, status: NEXUS_STATUS[orig.code] ?? 500, code: orig.code }];
+  if (isNexusError(orig)) return [{ error: e, status: statusOf(orig.code), code: orig.code }];
   const status = clientStatus(orig);
   if (status !== undefined) {
     const code = record(orig) && typeof orig.code === 'string' ? orig.code : 'BAD_REQUEST';
@@ -104,5 +93,7 @@ export function formatErrors(
     };
   });
   const statusCode = classified.length === 0 ? 200 : overall(classified.map((c) => c.status));
+  if (statusCode === 429 || statusCode === 503)
+    context.reply.header('retry-after', String(RETRY_AFTER_S));
   return { statusCode, response: { data: execution.data ?? null, errors } };
 }

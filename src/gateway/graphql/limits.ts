@@ -2,8 +2,11 @@ import {
   GraphQLError,
   Kind,
   OperationTypeNode,
+  SchemaMetaFieldDef,
+  TypeMetaFieldDef,
   getNamedType,
   getNullableType,
+  getVariableValues,
   isInterfaceType,
   isListType,
   isObjectType,
@@ -12,8 +15,10 @@ import {
   type ASTVisitor,
   type DocumentNode,
   type FragmentDefinitionNode,
+  type GraphQLField,
   type GraphQLNamedType,
   type GraphQLSchema,
+  type OperationDefinitionNode,
   type SelectionSetNode,
   type ValidationContext,
   type ValidationRule,
@@ -25,7 +30,7 @@ import { NexusError } from '../../core/errors.js';
 export const MAX_QUERY_LENGTH = 20_000;
 /** Deepest field nesting accepted (`{ a { b } }` is 2), introspection aside. */
 export const MAX_DEPTH = 8;
-/** Largest estimated cost accepted. */
+/** Largest cost accepted (GRAPHQL_MAX_COST's default), estimated before and counted during execution. */
 export const MAX_COST = 50_000;
 /** How many items a list field without a `limit` is assumed to hold. */
 export const DEFAULT_FAN_OUT = 100;
@@ -42,6 +47,28 @@ export const FAN_OUT: Readonly<Record<string, number>> = {
   'TelemetryPage.readings': 1,
 };
 
+/**
+ * What a field costs beyond 1, once per time it runs: a query of the store (a page, a series, the
+ * statistics) outweighs a field read from an object already loaded; a JSON field holds several
+ * values. Counted in the estimate and charged again when the field runs (budget.ts).
+ */
+export const FIELD_WEIGHT: Readonly<Record<string, number>> = {
+  'Query.telemetry': 100,
+  'Query.telemetryPage': 100,
+  'Query.series': 100,
+  'Query.clusterStats': 100,
+  'Query.latest': 20,
+  'Query.hosts': 10,
+  'Query.gpus': 10,
+  'Query.gpu': 10,
+  'Query.host': 10,
+  'Query.cluster': 10,
+  'Cluster.stats': 100,
+  'Gpu.series': 100,
+  'Gpu.labels': 10,
+  'Telemetry.data': 8,
+};
+
 export function checkLength(source: string): void {
   if (source.length > MAX_QUERY_LENGTH) {
     throw new NexusError(
@@ -50,6 +77,9 @@ export function checkLength(source: string): void {
     );
   }
 }
+
+/** Told which limit refused an operation (for the metrics). */
+export type Refused = (limit: 'cost' | 'depth' | 'answer' | 'time') => void;
 
 const isIntrospection = (name: string): boolean => name === '__schema' || name === '__type';
 
@@ -92,11 +122,12 @@ function depthOf(
 }
 
 /** Rejects operations nested deeper than `max` fields. */
-export function depthRule(max = MAX_DEPTH): ValidationRule {
+export function depthRule(max = MAX_DEPTH, onRefused?: Refused): ValidationRule {
   return (context: ValidationContext): ASTVisitor => ({
     OperationDefinition(op) {
       const depth = depthOf(op.selectionSet, 0, fragmentsOf(context.getDocument()), new Set());
       if (depth > max) {
+        onRefused?.('depth');
         context.reportError(
           new GraphQLError(`query depth ${depth} exceeds the limit of ${max}; nest fewer fields`, {
             nodes: op,
@@ -110,10 +141,58 @@ export function depthRule(max = MAX_DEPTH): ValidationRule {
 interface CostInput {
   readonly schema: GraphQLSchema;
   readonly fragments: Fragments;
+  /** The operation's variables as execution will see them: coerced, defaults applied. */
   readonly variables: Readonly<Record<string, unknown>>;
+  readonly introspection: Readonly<Record<string, number>>;
 }
 
-/** The `limit` a field asks for: a literal, a variable's value, or the argument's default. */
+/**
+ * How many items each introspection list holds in this schema, on average over the types or
+ * fields that hold it: introspection is costed on the schema's real sizes, so GraphiQL's standard
+ * introspection passes, while nesting `fields { type { fields ... } }` multiplies like any list
+ * and is refused like any other too-costly query.
+ */
+function introspectionSizes(schema: GraphQLSchema): Record<string, number> {
+  const types = Object.values(schema.getTypeMap());
+  const directives = schema.getDirectives();
+  let withFields = 0;
+  let fields = 0;
+  let args = 0;
+  let enums = 0;
+  let enumValues = 0;
+  let interfaces = 0;
+  for (const t of types) {
+    if (isObjectType(t) || isInterfaceType(t)) {
+      const fs = Object.values(t.getFields());
+      withFields++;
+      fields += fs.length;
+      for (const f of fs) args += f.args.length;
+      interfaces += t.getInterfaces().length;
+    } else if ('getValues' in t) {
+      enums++;
+      enumValues += t.getValues().length;
+    } else if ('getFields' in t) {
+      withFields++;
+      fields += Object.keys(t.getFields()).length;
+    }
+  }
+  const directiveArgs = directives.reduce((n, d) => n + d.args.length, 0);
+  const avg = (n: number, of: number): number => Math.max(1, Math.ceil(n / Math.max(1, of)));
+  return {
+    '__Schema.types': types.length,
+    '__Schema.directives': directives.length,
+    '__Type.fields': avg(fields, withFields),
+    '__Type.inputFields': avg(fields, withFields),
+    '__Type.args': avg(args, fields),
+    '__Field.args': avg(args, fields),
+    '__Directive.args': avg(directiveArgs, directives.length),
+    '__Type.enumValues': avg(enumValues, enums),
+    '__Type.interfaces': avg(interfaces, withFields),
+    '__Type.possibleTypes': 1,
+  };
+}
+
+/** The `limit` a field will run with: a literal or a variable's coerced value; else its default. */
 function limitArg(
   node: {
     readonly arguments?: readonly {
@@ -128,13 +207,29 @@ function limitArg(
   let v: unknown = fallback;
   if (arg !== undefined) {
     if (arg.value.kind === Kind.INT) v = Number(arg.value.value);
-    else if (arg.value.kind === Kind.VARIABLE) v = c.variables[arg.value.name.value] ?? fallback;
+    else if (arg.value.kind === Kind.VARIABLE)
+      v = arg.value.name.value in c.variables ? c.variables[arg.value.name.value] : fallback;
     else if (arg.value.kind === Kind.NULL) v = fallback;
     else v = null;
   }
+  if (v === null || v === undefined) v = fallback;
   if (typeof v === 'number' && Number.isInteger(v) && v >= 1) return v;
   // Absent without a default: an estimate. Invalid: the resolver or the coercion refuses it, saying why.
   return v === undefined ? DEFAULT_FAN_OUT : 1;
+}
+
+/** The field definition of a selection, meta-fields (__schema, __type) included. */
+function fieldDef(
+  schema: GraphQLSchema,
+  parent: GraphQLNamedType,
+  name: string,
+): GraphQLField<unknown, unknown> | undefined {
+  if (parent === schema.getQueryType()) {
+    if (name === '__schema') return SchemaMetaFieldDef;
+    if (name === '__type') return TypeMetaFieldDef;
+  }
+  if (!isObjectType(parent) && !isInterfaceType(parent)) return undefined;
+  return parent.getFields()[name];
 }
 
 function costOf(
@@ -147,10 +242,10 @@ function costOf(
   for (const s of set.selections) {
     if (s.kind === Kind.FIELD) {
       const name = s.name.value;
-      total += 1;
-      if (isIntrospection(name) || name === '__typename') continue;
-      if (!isObjectType(parent) && !isInterfaceType(parent)) continue;
-      const def = parent.getFields()[name];
+      const key = `${parent.name}.${name}`;
+      total += 1 + (FIELD_WEIGHT[key] ?? 0);
+      if (name === '__typename') continue;
+      const def = fieldDef(c.schema, parent, name);
       if (def === undefined) continue; // reported by the spec rules
       if (s.selectionSet === undefined) continue;
       const children = costOf(s.selectionSet, getNamedType(def.type), c, visiting);
@@ -159,7 +254,7 @@ function costOf(
         limit !== undefined
           ? limitArg(s, limit.defaultValue, c)
           : isListType(getNullableType(def.type))
-            ? (FAN_OUT[`${parent.name}.${name}`] ?? DEFAULT_FAN_OUT)
+            ? (c.introspection[key] ?? FAN_OUT[key] ?? DEFAULT_FAN_OUT)
             : 1;
       total += times * children;
     } else if (s.kind === Kind.INLINE_FRAGMENT) {
@@ -179,18 +274,44 @@ function costOf(
   return total;
 }
 
-/** The estimated cost of each operation of a document. */
+const sizesBySchema = new WeakMap<GraphQLSchema, Record<string, number>>();
+
+/** The variables an operation will run with: coerced and with their defaults (as execution does). */
+function operationVariables(
+  schema: GraphQLSchema,
+  op: OperationDefinitionNode,
+  inputs: Readonly<Record<string, unknown>>,
+): Readonly<Record<string, unknown>> {
+  const values = getVariableValues(schema, op.variableDefinitions ?? [], inputs, {
+    maxErrors: 1,
+  });
+  // Variables that do not coerce fail the execution with their own message; cost the literal ones.
+  return values.coerced ?? inputs;
+}
+
+/** The estimated cost of each operation of a document, on the variables it will run with. */
 export function queryCosts(
   schema: GraphQLSchema,
   doc: DocumentNode,
   variables: Readonly<Record<string, unknown>> = {},
 ): { name: string; cost: number }[] {
-  const c: CostInput = { schema, fragments: fragmentsOf(doc), variables };
+  let introspection = sizesBySchema.get(schema);
+  if (introspection === undefined) {
+    introspection = introspectionSizes(schema);
+    sizesBySchema.set(schema, introspection);
+  }
+  const fragments = fragmentsOf(doc);
   const out: { name: string; cost: number }[] = [];
   for (const d of doc.definitions) {
     if (d.kind !== Kind.OPERATION_DEFINITION) continue;
     const root = schema.getRootType(d.operation);
     if (root === undefined || root === null) continue;
+    const c: CostInput = {
+      schema,
+      fragments,
+      variables: operationVariables(schema, d, variables),
+      introspection,
+    };
     out.push({
       name: d.name?.value ?? 'anonymous',
       cost: costOf(d.selectionSet, root, c, new Set()),
@@ -207,12 +328,14 @@ export function queryCosts(
 export function costRule(
   variables: Readonly<Record<string, unknown>> = {},
   max = MAX_COST,
+  onRefused?: Refused,
 ): ValidationRule {
   return (context: ValidationContext): ASTVisitor => ({
     Document: {
       leave(doc) {
         for (const { name, cost } of queryCosts(context.getSchema(), doc, variables)) {
           if (cost > max) {
+            onRefused?.('cost');
             context.reportError(
               new GraphQLError(
                 `query cost ${cost} exceeds the maximum of ${max} (operation ${name}): each field costs 1 and the fields under a list count once per item (its limit, or an estimate of ${DEFAULT_FAN_OUT} for unbounded lists); lower limit, select fewer fields or narrow the query (e.g. one cluster)`,
@@ -246,16 +369,31 @@ export function httpSubscriptionRule(live: boolean): ValidationRule {
 export function httpRules(
   live: boolean,
   variables: Readonly<Record<string, unknown>>,
+  maxCost = MAX_COST,
+  onRefused?: Refused,
 ): ValidationRule[] {
-  return [depthRule(), costRule(variables), httpSubscriptionRule(live)];
+  return [
+    depthRule(MAX_DEPTH, onRefused),
+    costRule(variables, maxCost, onRefused),
+    httpSubscriptionRule(live),
+  ];
 }
 
 /**
  * A subscription's document checked as a query would be (mercurius does not validate what comes
  * over the WebSocket): the specification's rules, depth and cost. Throws the first problem.
  */
-export function checkSubscription(schema: GraphQLSchema, doc: DocumentNode): void {
-  const errors = validate(schema, doc, [...specifiedRules, depthRule(), costRule()]);
+export function checkSubscription(
+  schema: GraphQLSchema,
+  doc: DocumentNode,
+  maxCost = MAX_COST,
+  onRefused?: Refused,
+): void {
+  const errors = validate(schema, doc, [
+    ...specifiedRules,
+    depthRule(MAX_DEPTH, onRefused),
+    costRule({}, maxCost, onRefused),
+  ]);
   const first = errors[0];
   if (first !== undefined) throw first;
 }

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket } from 'ws';
 import { NexusError } from '../../core/errors.js';
 import { dcgmField } from '../../core/dcgm-fields.js';
 import type { FeedRecord } from '../../registry/feed.js';
@@ -9,8 +10,6 @@ import { liveFilterOf, type FilterArgs } from './args.js';
 
 /** Readings one subscription may hold unsent; beyond, the oldest are dropped and counted. */
 export const LIVE_BUFFER_READINGS = 10_000;
-/** Subscriptions one WebSocket connection may hold at once. */
-export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 32;
 
 /** A reading as GraphQL returns it: the REST reading, field for field. */
 export interface ReadingNode {
@@ -166,10 +165,47 @@ export interface ConnectionSlots {
   active: number;
 }
 
+export interface LiveLimits {
+  readonly maxSubscriptions: number;
+  readonly maxBufferedBytes: number;
+  readonly slowClientMs: number;
+}
+
 export interface LiveDeps {
   readonly hub: LiveHub | undefined;
   readonly units: UnitBook;
   readonly log: FastifyBaseLogger;
+  readonly limits: LiveLimits;
+}
+
+/**
+ * Watches a subscriber connection for slowness: mercurius sends an event only once the previous
+ * one is written, so a slow subscriber's events wait in its bounded queues (the oldest dropped and
+ * counted) rather than in the socket; a connection that stays `maxBufferedBytes` behind for
+ * `slowClientMs` is closed with 4008, as on /ws.
+ */
+export function closeWhenSlow(socket: WebSocket, limits: LiveLimits): void {
+  let slowSince: number | undefined;
+  const timer = setInterval(
+    () => {
+      if (socket.bufferedAmount <= limits.maxBufferedBytes) {
+        slowSince = undefined;
+        return;
+      }
+      const now = Date.now();
+      slowSince ??= now;
+      if (now - slowSince > limits.slowClientMs) {
+        clearInterval(timer);
+        socket.close(
+          4008,
+          `too slow: more than ${limits.maxBufferedBytes} bytes unread for ${limits.slowClientMs} ms`,
+        );
+      }
+    },
+    Math.max(50, Math.min(1000, limits.slowClientMs / 4)),
+  );
+  timer.unref();
+  socket.once('close', () => clearInterval(timer));
 }
 
 interface Opened<T> {
@@ -194,10 +230,10 @@ async function open<T, Out>(
     );
   }
   const filter = liveFilterOf(args);
-  if (slots !== undefined && slots.active >= MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+  if (slots !== undefined && slots.active >= deps.limits.maxSubscriptions) {
     throw new NexusError(
       'BAD_REQUEST',
-      `too many subscriptions on this connection (at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION})`,
+      `too many subscriptions on this connection (at most ${deps.limits.maxSubscriptions})`,
     );
   }
   await deps.units.refresh();

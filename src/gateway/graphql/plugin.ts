@@ -1,4 +1,5 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import { Kind, parse } from 'graphql';
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import type { NexusMetrics } from '../../core/metrics.js';
@@ -9,8 +10,10 @@ import type { TelemetryReader } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
 import { formatErrors } from './errors.js';
 import { graphiqlAssets, graphiqlPage } from './graphiql.js';
-import { checkLength, checkSubscription, httpRules } from './limits.js';
-import { UnitBook, type ConnectionSlots } from './live.js';
+import { Budget, attachBudget, withBudget } from './budget.js';
+import { checkLength, checkSubscription, httpRules, type Refused } from './limits.js';
+import { UnitBook, closeWhenSlow, type ConnectionSlots } from './live.js';
+import { checkGraphqlRequest } from './request.js';
 import { createResolvers } from './resolvers.js';
 import { buildGraphqlSchema } from './schema.js';
 
@@ -22,6 +25,22 @@ export interface GraphqlDeps {
   /** Largest number of points a series may return (default 100,000). */
   readonly maxPoints?: number;
   readonly metrics?: NexusMetrics;
+  readonly limits: GraphqlLimits;
+}
+
+export interface GraphqlLimits {
+  /** GRAPHQL_MAX_COST: the estimate before execution, and the budget counted during it. */
+  readonly maxCost: number;
+  /** GRAPHQL_TIMEOUT. */
+  readonly timeoutMs: number;
+  /** GRAPHQL_MAX_ANSWER: bytes of one answer. */
+  readonly maxAnswerBytes: number;
+  /** Subscriptions per WebSocket connection. */
+  readonly maxSubscriptions: number;
+  /** Unsent bytes per subscriber connection before its events wait (and the oldest drop). */
+  readonly maxBufferedBytes: number;
+  /** A subscriber connection that stays that far behind this long is closed with 4008. */
+  readonly slowClientMs: number;
 }
 
 interface Timed {
@@ -41,33 +60,54 @@ const DEFAULT_MAX_POINTS = 100_000;
 export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): Promise<void> {
   const schema = buildGraphqlSchema();
   const live = deps.hub !== undefined;
+  const { limits } = deps;
+  const refused: Refused = (limit) => deps.metrics?.graphqlRefused.inc({ limit });
   await app.register(mercurius, {
     schema,
-    resolvers: createResolvers({
-      reader: deps.reader,
-      hub: deps.hub,
-      maxPoints: deps.maxPoints ?? DEFAULT_MAX_POINTS,
-      units: new UnitBook(deps.reader),
-      log: app.log,
-    }),
+    resolvers: withBudget(
+      schema,
+      createResolvers({
+        reader: deps.reader,
+        hub: deps.hub,
+        maxPoints: deps.maxPoints ?? DEFAULT_MAX_POINTS,
+        units: new UnitBook(deps.reader),
+        log: app.log,
+        live: limits,
+      }),
+    ),
     path: '/graphql',
     graphiql: false,
     // The cost rule reads the variables (a `limit` may be one), which needs the rules per request.
     cache: false,
-    validationRules: ({ variables }) => httpRules(live, variables ?? {}),
+    validationRules: ({ variables }) => httpRules(live, variables ?? {}, limits.maxCost, refused),
     errorFormatter: formatErrors,
+    context: () => {
+      const ctx = {};
+      attachBudget(
+        ctx,
+        new Budget(limits.maxCost, Date.now() + limits.timeoutMs, limits.timeoutMs, refused),
+      );
+      return ctx;
+    },
     subscription: {
-      context: (): { nexusLive: ConnectionSlots } => ({ nexusLive: { active: 0 } }),
+      context: (socket: WebSocket): { nexusLive: ConnectionSlots } => {
+        closeWhenSlow(socket, limits);
+        return { nexusLive: { active: 0 } };
+      },
       keepAlive: 30_000,
     },
-    additionalRouteOptions: { preHandler: graphiqlPage },
+    additionalRouteOptions: {
+      preValidation: checkGraphqlRequest,
+      preHandler: graphiqlPage,
+      onSend: boundedAnswer(limits.maxAnswerBytes, refused),
+    },
   });
   app.graphql.addHook('preParsing', (_schema, source) => {
     checkLength(source);
   });
   app.graphql.addHook('preSubscriptionParsing', (s, source) => {
     checkLength(source);
-    checkSubscription(s, parse(source));
+    checkSubscription(s, parse(source), limits.maxCost, refused);
   });
   // Duration by operation type, and a span per operation (child of the HTTP request's span).
   app.graphql.addHook('preExecution', (_schema, document, ctx) => {
@@ -100,4 +140,31 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
   });
   graphiqlAssets(app);
   app.log.debug({ version: deps.version, live }, 'GraphQL at /graphql');
+}
+
+/**
+ * An onSend hook for /graphql: an answer over `max` bytes (the budget makes that rare: JSON
+ * values and long strings weigh more than their cost) is replaced by a 400 that says so.
+ */
+function boundedAnswer(max: number, refused: Refused) {
+  return async (_req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> => {
+    const size =
+      typeof payload === 'string'
+        ? Buffer.byteLength(payload)
+        : Buffer.isBuffer(payload)
+          ? payload.length
+          : 0;
+    if (size <= max) return payload;
+    refused('answer');
+    reply.status(400);
+    return JSON.stringify({
+      data: null,
+      errors: [
+        {
+          message: `the answer would be ${size} bytes; the limit is ${max} (GRAPHQL_MAX_ANSWER): lower limit, select fewer fields or narrow the query`,
+          extensions: { code: 'LIMIT_EXCEEDED' },
+        },
+      ],
+    });
+  };
 }

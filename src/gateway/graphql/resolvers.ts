@@ -28,6 +28,7 @@ import {
   batchStream,
   readingStream,
   type ConnectionSlots,
+  type LiveLimits,
   type ReadingNode,
   type UnitBook,
 } from './live.js';
@@ -40,6 +41,8 @@ export interface ResolverDeps {
   readonly maxPoints: number;
   readonly units: UnitBook;
   readonly log: FastifyBaseLogger;
+  /** Limits of GraphQL subscriptions (per WebSocket connection). */
+  readonly live: LiveLimits;
 }
 
 type ClusterNode = ReturnType<typeof clusterOut>;
@@ -89,7 +92,7 @@ async function checkMetrics(scope: RequestScope, names: readonly string[]): Prom
 export function createResolvers(deps: ResolverDeps): IResolvers {
   const { reader, maxPoints } = deps;
   const scope = (ctx: object): RequestScope => scopeOf(ctx, reader);
-  const live = { hub: deps.hub, units: deps.units, log: deps.log };
+  const live = { hub: deps.hub, units: deps.units, log: deps.log, limits: deps.live };
 
   const gpuDetail = async (g: GpuNode, ctx: object): Promise<GpuDetail | undefined> =>
     g.detail ?? (await scope(ctx).gpu(g.cluster_id, g.host_id, g.gpu_id));

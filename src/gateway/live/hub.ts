@@ -17,13 +17,42 @@ export interface LiveDelivery {
   readonly records: readonly FeedRecord[];
 }
 
+/** Most readings in one delivery: a larger committed batch reaches subscribers in parts. */
+export const MAX_DELIVERY_READINGS = 2000;
+
+/**
+ * One delivery's encodings, made once and shared by every subscriber of the filter: the JSON
+ * array of API readings, and whatever else a transport derives from it (`shared`), such as the
+ * bytes of a whole message, so that a thousand subscribers of one filter hold one copy.
+ */
+export class DeliveryEncoding {
+  private json: string | undefined;
+  private readonly made = new Map<string, unknown>();
+
+  constructor(private readonly delivery: LiveDelivery) {}
+
+  readingsJson(): string {
+    this.json ??= JSON.stringify(
+      this.delivery.records.map((r) => apiReading(this.delivery.cluster_id, r)),
+    );
+    return this.json;
+  }
+
+  shared<T>(key: string, make: () => T): T {
+    if (this.made.has(key)) return this.made.get(key) as T;
+    const v = make();
+    this.made.set(key, v);
+    return v;
+  }
+}
+
 export interface LiveSubscriber {
   readonly filter: LiveFilter;
   /**
-   * Called with the matching records of each committed batch (never with none). `readingsJson`
-   * gives them as the JSON array of API readings, encoded once for all subscribers of the filter.
+   * Called with the matching records of each committed batch (never with none), in parts of at
+   * most MAX_DELIVERY_READINGS; `encoding` is shared by all subscribers of the filter.
    */
-  deliver(batch: LiveDelivery, readingsJson: () => string): void;
+  deliver(batch: LiveDelivery, encoding: DeliveryEncoding): void;
 }
 
 /** A feed record as the API shows a reading (docs/api.md). */
@@ -146,21 +175,23 @@ export class LiveHub {
     const i = Math.floor(now / 5000) % 12;
     this.slots[i] = (this.slots[i] ?? 0) + batch.records.length;
     for (const g of this.groups.values()) {
-      const records = batch.records.filter((r) => g.match(batch.cluster_id, r));
-      if (records.length === 0) continue;
-      const delivery: LiveDelivery = {
-        cluster_id: batch.cluster_id,
-        committed_at: batch.committed_at,
-        records,
-      };
-      let encoded: string | undefined;
-      const encode = (): string =>
-        (encoded ??= JSON.stringify(records.map((r) => apiReading(batch.cluster_id, r))));
-      for (const m of g.members) {
-        try {
-          m.deliver(delivery, encode);
-        } catch (err) {
-          this.logger.warn({ err }, 'live subscriber failed');
+      const matching = batch.records.filter((r) => g.match(batch.cluster_id, r));
+      for (let i = 0; i < matching.length; i += MAX_DELIVERY_READINGS) {
+        const delivery: LiveDelivery = {
+          cluster_id: batch.cluster_id,
+          committed_at: batch.committed_at,
+          records:
+            matching.length <= MAX_DELIVERY_READINGS
+              ? matching
+              : matching.slice(i, i + MAX_DELIVERY_READINGS),
+        };
+        const encoding = new DeliveryEncoding(delivery);
+        for (const m of g.members) {
+          try {
+            m.deliver(delivery, encoding);
+          } catch (err) {
+            this.logger.warn({ err }, 'live subscriber failed');
+          }
         }
       }
     }

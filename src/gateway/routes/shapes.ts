@@ -1,7 +1,7 @@
 import { NexusError } from '../../core/errors.js';
 import { parseDuration } from '../../core/duration.js';
 import type { LatestValue, Series } from '../../store/reader.js';
-import { iso } from '../params.js';
+import { clip, iso } from '../params.js';
 
 /** How the API shows readings and series, shared by the REST routes and GraphQL. */
 export function readingOut(r: LatestValue) {
@@ -17,15 +17,23 @@ export function readingOut(r: LatestValue) {
   };
 }
 
+/** The longest downsampling step: a year (a longer one would still give one point). */
+export const MAX_STEP_MS = 366 * 86_400_000;
+
 export function parseStep(text: string): number {
   let ms: number;
   try {
     ms = parseDuration(text, 'step');
   } catch {
-    throw new NexusError('BAD_REQUEST', `step: "${text}" is not a duration (e.g. 10s, 1m, 5m, 1h)`);
+    throw new NexusError(
+      'BAD_REQUEST',
+      `step: "${clip(text)}" is not a duration (e.g. 10s, 1m, 5m, 1h)`,
+    );
   }
   if (ms < 1000)
-    throw new NexusError('BAD_REQUEST', `step: "${text}" is below the smallest step, 1s`);
+    throw new NexusError('BAD_REQUEST', `step: "${clip(text)}" is below the smallest step, 1s`);
+  if (ms > MAX_STEP_MS)
+    throw new NexusError('BAD_REQUEST', `step: "${clip(text)}" is above the largest step, 366d`);
   return ms;
 }
 

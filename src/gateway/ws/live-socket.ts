@@ -4,16 +4,63 @@ import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { NexusMetrics } from '../../core/metrics.js';
 import type { TelemetryReader } from '../../store/reader.js';
+import type { ClientMistakes } from '../client-log.js';
 import type { LiveFilter, LiveHub } from '../live/hub.js';
 
 export interface SocketLimits {
   /** A client whose unsent data exceeds this many bytes gets no more telemetry until it drains. */
   readonly maxBufferedBytes: number;
+  /**
+   * Unsent telemetry held for all clients together (a message shared by many clients counts
+   * once); beyond it, telemetry not yet held is dropped for the clients that would need it.
+   */
+  readonly maxTotalBufferedBytes: number;
   /** Ping and heartbeat period; a client that misses a pong for a period is disconnected. */
   readonly heartbeatMs: number;
+  /** Subscriptions per connection. */
   readonly maxSubscriptions: number;
+  /** Filter values (hosts, GPUs, uuids, metrics) in all of a connection's subscriptions. */
+  readonly maxFilterValues: number;
   /** A client that stays too slow this long is disconnected (close code 4008). */
   readonly slowClientMs: number;
+  /** WebSocket connections, /ws and GraphQL together, and per client address. */
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
+}
+
+/** Close code of a client disconnected for reading too slowly (docs/api.md). */
+export const CLOSE_TOO_SLOW = 4008;
+
+/**
+ * Telemetry held unsent for all clients, in bytes, each message counted once however many clients
+ * it waits for (the clients of one filter share its bytes). Bounds the gateway's memory for live
+ * push whatever the number of clients.
+ */
+export class SharedBacklog {
+  private readonly refs = new Map<Buffer, number>();
+  bytes = 0;
+
+  constructor(private readonly max: number) {}
+
+  /** Whether `buf` may be queued for one more client (free when another client holds it). */
+  admits(buf: Buffer): boolean {
+    return this.refs.has(buf) || this.bytes + buf.length <= this.max;
+  }
+
+  hold(buf: Buffer): () => void {
+    const n = this.refs.get(buf);
+    if (n === undefined) this.bytes += buf.length;
+    this.refs.set(buf, (n ?? 0) + 1);
+    return () => {
+      const left = (this.refs.get(buf) ?? 1) - 1;
+      if (left > 0) {
+        this.refs.set(buf, left);
+      } else {
+        this.refs.delete(buf);
+        this.bytes -= buf.length;
+      }
+    };
+  }
 }
 
 const OneOrMany = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(
@@ -125,29 +172,40 @@ function queryFilter(q: Record<string, string | undefined>): {
 
 interface Subscription {
   readonly remove: () => void;
+  readonly values: number;
   dropped: number;
+}
+
+/** How many values a filter holds (what the connection's maxFilterValues counts). */
+function filterValues(f: LiveFilter): number {
+  return (
+    (f.host_id?.length ?? 0) +
+    (f.gpu_id?.length ?? 0) +
+    (f.uuid?.length ?? 0) +
+    (f.metric?.length ?? 0)
+  );
 }
 
 /**
  * The live WebSocket (docs/api.md, "WebSocket /ws"). A connection subscribes with filters and
- * receives each committed batch's matching readings as one message. Memory per client is bounded:
- * when the client reads slower than telemetry arrives and its unsent data passes
- * `maxBufferedBytes`, further telemetry for it is dropped and counted (it is told with a `dropped`
- * message once it catches up); a client that stays too slow for `slowClientMs` is disconnected.
+ * receives each committed batch's matching readings (in parts of at most 2,000) as messages.
+ * Memory is bounded per client and in all: a message is encoded once for every client of its
+ * filter and shared; when a client reads slower than telemetry arrives and its unsent data passes
+ * `maxBufferedBytes`, or all clients' unsent telemetry passes `maxTotalBufferedBytes`, further
+ * telemetry for it is dropped and counted (it is told with a `dropped` message once it catches
+ * up); a client that stays too slow for `slowClientMs` is closed with 4008.
  */
 export const liveSocketRoutes: FastifyPluginAsync<{
   metrics?: NexusMetrics;
   hub: LiveHub | undefined;
   limits: SocketLimits;
   reader: TelemetryReader;
-}> = async (app, { hub, limits, metrics }) => {
-  let clients = 0;
-  let dropped = 0;
-  app.decorate('liveSocketStats', () => ({ clients, dropped }));
-
+  mistakes: ClientMistakes;
+  backlog: SharedBacklog;
+}> = async (app, { hub, limits, metrics, mistakes, backlog }) => {
   app.get('/ws', { websocket: true, schema: { hide: true } }, (socket: WebSocket, req) => {
-    clients++;
-    metrics?.wsClients.inc();
+    // Refused by the connection limiter (closed with its code before this handler ran).
+    if (socket.readyState !== socket.OPEN) return;
     const subs = new Map<string, Subscription>();
     let alive = true;
     let slowSince: number | undefined;
@@ -155,24 +213,26 @@ export const liveSocketRoutes: FastifyPluginAsync<{
     const send = (obj: unknown): void => {
       if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(obj));
     };
-    const error = (message: string, id?: string): void =>
+    const error = (message: string, id?: string): void => {
+      mistakes.note({ address: req.ip, problem: message.slice(0, 200) }, 'bad WebSocket message');
       send({
         type: 'error',
         ...(id === undefined ? {} : { id }),
         error: message,
         code: 'BAD_REQUEST',
       });
+    };
+    const tooSlow = (): void =>
+      socket.close(
+        CLOSE_TOO_SLOW,
+        `too slow: more than ${limits.maxBufferedBytes} bytes unread for ${limits.slowClientMs} ms`,
+      );
 
     /** Reports drops once the client has caught up; disconnects one that never does. */
     const checkSlow = (now: number): boolean => {
       if (socket.bufferedAmount > limits.maxBufferedBytes) {
         slowSince ??= now;
-        if (now - slowSince > limits.slowClientMs) {
-          socket.close(
-            4008,
-            `too slow: more than ${limits.maxBufferedBytes} bytes unread for ${limits.slowClientMs} ms`,
-          );
-        }
+        if (now - slowSince > limits.slowClientMs) tooSlow();
         return true;
       }
       if (slowSince !== undefined) {
@@ -206,26 +266,44 @@ export const liveSocketRoutes: FastifyPluginAsync<{
       if (subs.size >= limits.maxSubscriptions)
         return error(`at most ${limits.maxSubscriptions} subscriptions per connection`, id);
       const live = toFilter(filter);
-      const sub: Subscription = { dropped: 0, remove: () => undefined };
+      const values = filterValues(live);
+      let held = 0;
+      for (const s of subs.values()) held += s.values;
+      if (held + values > limits.maxFilterValues)
+        return error(
+          `filters too large: ${held + values} values in this connection's subscriptions; at most ${limits.maxFilterValues}`,
+          id,
+        );
+      const sub: Subscription = { dropped: 0, values, remove: () => undefined };
+      const drop = (n: number): void => {
+        sub.dropped += n;
+        metrics?.wsDropped.inc(n);
+      };
       const remove = hub.add({
         filter: live,
-        deliver: (batch, readingsJson) => {
+        deliver: (batch, encoding) => {
           if (closed) return;
           const n = batch.records.length;
-          if (checkSlow(Date.now())) {
-            sub.dropped += n;
-            dropped += n;
-            metrics?.wsDropped.inc(n);
-            return;
-          }
-          socket.send(
-            `{"type":"telemetry","id":${JSON.stringify(id)},"cluster_id":${JSON.stringify(batch.cluster_id)},"committed_at":"${new Date(batch.committed_at).toISOString()}","count":${n},"readings":${readingsJson()}}`,
+          if (checkSlow(Date.now())) return drop(n);
+          // The message's bytes, made once for every client of this filter and subscription id.
+          const bytes = encoding.shared(`ws:${id}`, () =>
+            Buffer.from(
+              `{"type":"telemetry","id":${JSON.stringify(id)},"cluster_id":${JSON.stringify(batch.cluster_id)},"committed_at":"${new Date(batch.committed_at).toISOString()}","count":${n},"readings":${encoding.readingsJson()}}`,
+            ),
           );
+          // A client with data still unsent takes no message that would carry it past its
+          // bound; an idle one always takes the next message, however large.
+          const over =
+            socket.bufferedAmount > 0 &&
+            socket.bufferedAmount + bytes.length > limits.maxBufferedBytes;
+          if (over || !backlog.admits(bytes)) return drop(n);
+          const release = backlog.hold(bytes);
+          socket.send(bytes, { binary: false }, release);
         },
       });
       subs.set(id, {
-        ...sub,
         remove,
+        values,
         get dropped() {
           return sub.dropped;
         },
@@ -249,7 +327,9 @@ export const liveSocketRoutes: FastifyPluginAsync<{
       if (type === undefined)
         return error('message needs a "type": subscribe, unsubscribe or ping');
       if (type !== 'subscribe' && type !== 'unsubscribe' && type !== 'ping') {
-        return error(`unknown message type ${JSON.stringify(type)} (subscribe, unsubscribe, ping)`);
+        return error(
+          `unknown message type ${JSON.stringify(type).slice(0, 64)} (subscribe, unsubscribe, ping)`,
+        );
       }
       const check = checks[type];
       if (!check.Check(msg)) return error(problem(check, msg));
@@ -270,13 +350,19 @@ export const liveSocketRoutes: FastifyPluginAsync<{
     });
 
     const heartbeat = setInterval(() => {
+      const now = Date.now();
       if (!alive) {
-        socket.terminate();
-        return;
+        // A client with unread data has our ping queued behind it: it is slow, not gone, and
+        // the slow-client rule closes it with 4008, which it reads once it reads again.
+        if (socket.bufferedAmount === 0) {
+          socket.terminate();
+          return;
+        }
+        if (!checkSlow(now)) slowSince = now;
       }
       alive = false;
       socket.ping();
-      checkSlow(Date.now());
+      checkSlow(now);
       if (socket.bufferedAmount < limits.maxBufferedBytes)
         send({ type: 'heartbeat', ts: new Date().toISOString() });
     }, limits.heartbeatMs);
@@ -286,8 +372,6 @@ export const liveSocketRoutes: FastifyPluginAsync<{
     });
     socket.on('close', () => {
       closed = true;
-      clients--;
-      metrics?.wsClients.dec();
       clearInterval(heartbeat);
       for (const s of subs.values()) s.remove();
       subs.clear();
@@ -299,6 +383,7 @@ export const liveSocketRoutes: FastifyPluginAsync<{
       heartbeat_ms: limits.heartbeatMs,
       max_buffered_bytes: limits.maxBufferedBytes,
       max_subscriptions: limits.maxSubscriptions,
+      max_filter_values: limits.maxFilterValues,
     });
     const q = req.query as Record<string, string | undefined>;
     if (q.subscribe !== 'none') {

@@ -48,6 +48,7 @@ export class EtcdFeed implements LiveFeed {
   private lease: { id: string; grantedAt: number } | undefined;
   private session: Session | undefined;
   private readonly watchers = new Set<Watcher>();
+  private readonly down = new Set<Watcher>();
 
   constructor(private readonly o: EtcdFeedOptions) {
     this.kv = new Kv(o.client);
@@ -121,6 +122,9 @@ export class EtcdFeed implements LiveFeed {
     const prefix = clusterId === '*' ? `${this.p}/feed/` : `${this.p}/feed/${clusterId}/`;
     const watcher = await this.o.client.watch().prefix(prefix).create();
     this.watchers.add(watcher);
+    // etcd3 reconnects a broken watch by itself, resuming from its last revision.
+    watcher.on('disconnected', () => this.down.add(watcher));
+    watcher.on('connected', () => this.down.delete(watcher));
     watcher.on('put', (kv) => {
       try {
         onBatch(decodeFeed(JSON.parse(kv.value.toString()) as WireFeedBatch));
@@ -133,26 +137,32 @@ export class EtcdFeed implements LiveFeed {
     );
     return async () => {
       this.watchers.delete(watcher);
+      this.down.delete(watcher);
       await watcher.cancel();
     };
   }
 
+  /**
+   * Registers this process as a listener on its session, and keeps it registered: after a lost
+   * lease (etcd away, or this process stalled, past the TTL) the key is written again on a new
+   * lease, retried until it is (Session.keep). Resolves once it is first written.
+   */
   async announceListener(id: string): Promise<void> {
     this.session ??= new Session(
       this.o.client,
       Math.max(1, Math.round(this.o.leaseTtlMs / 1000)),
       this.o.logger,
-      () => {
-        void this.announceListener(id).catch(() => undefined);
-      },
     );
-    const lease = await this.session.id();
-    await this.kv.txn(
-      [],
-      [putOp(`${this.p}/listeners/${id}`, JSON.stringify({ id, at: Date.now() }), lease)],
-      [],
-      'announce listener',
+    await this.session.keep(`${this.p}/listeners/${id}`, () =>
+      JSON.stringify({ id, at: Date.now() }),
     );
+  }
+
+  status(): string | undefined {
+    const listener = this.session?.keptStatus;
+    if (listener !== undefined) return `live listener not registered: ${listener}`;
+    for (const w of this.watchers) if (this.down.has(w)) return 'commit feed watch disconnected';
+    return undefined;
   }
 
   async close(): Promise<void> {

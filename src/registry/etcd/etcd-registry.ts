@@ -149,22 +149,15 @@ export class EtcdRegistry implements FleetRegistry {
     }
   }
 
+  /** Registers a member on this process's session, and keeps it registered (Session.keep). */
   async register(member: MemberInfo): Promise<void> {
     this.session ??= new Session(
       this.o.client,
       Math.max(1, Math.round(this.o.leaseTtlMs / 1000)),
       this.o.logger,
-      () => {
-        // The lease was lost: announce again on a new one.
-        void this.register(member).catch(() => undefined);
-      },
     );
-    const lease = await this.session.id();
-    await this.kv.txn(
-      [],
-      [putOp(`${this.p}/members/${member.role}/${member.id}`, JSON.stringify(member), lease)],
-      [],
-      'register',
+    await this.session.keep(`${this.p}/members/${member.role}/${member.id}`, () =>
+      JSON.stringify(member),
     );
   }
 

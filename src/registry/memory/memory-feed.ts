@@ -37,6 +37,10 @@ export class MemoryFeed implements LiveFeed {
     // In one process every publish is delivered; nothing to announce.
   }
 
+  status(): string | undefined {
+    return undefined;
+  }
+
   async close(): Promise<void> {
     this.events.removeAllListeners();
   }
