@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import { after, describe, it } from 'node:test';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
@@ -7,7 +9,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import { NexusMetrics } from '../../src/core/metrics.js';
 import { Streamer } from '../../src/streamer/streamer.js';
 import { setupTracing } from '../../src/cli/tracing.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { ROOT, run, spawnTs } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { metricSum } from '../helpers/metrics.js';
 import { freePort } from '../helpers/ports.js';
@@ -51,6 +53,13 @@ function sampleSum(exposition: string, name: string): number {
   const sum = metricSum(exposition, name);
   assert.ok(sum !== undefined, `${name} not in the exposition`);
   return sum;
+}
+
+/** The metrics the shipped alert rules watch (their expressions' nexus_ and etcd_ names). */
+function alertMetrics(): string[] {
+  const rules = readFileSync(join(ROOT, 'deploy/observability/alerts.yml'), 'utf8');
+  const exprs = [...rules.matchAll(/expr: (\|\n(?:\s{10,}.*\n)+|.*)/g)].map((m) => m[1] ?? '');
+  return [...new Set(exprs.flatMap((e) => e.match(/\b(?:nexus|etcd)_[a-z0-9_]+/g) ?? []))];
 }
 
 function jsonLines(text: string): Record<string, unknown>[] {
@@ -222,6 +231,14 @@ describe('observability across processes', () => {
 
       const gatewayMetrics = await scrape(`${http}/metrics`);
       promtool(gatewayMetrics);
+      // Every metric a shipped alert watches is exported by a running component (a renamed or
+      // unregistered metric leaves an alert that can never fire), etcd's by etcd.
+      const etcdMetrics = await scrape(`http://${etcd.endpoint}/metrics`);
+      const exported = [streamerMetrics, collectorMetrics, gatewayMetrics, etcdMetrics].join('\n');
+      const watched = alertMetrics();
+      assert.ok(watched.length >= 10, `alerts watch ${watched.join(', ')}`);
+      for (const name of watched)
+        assert.match(exported, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is not exported`);
       assert.ok(sampleSum(gatewayMetrics, 'nexus_http_request_duration_seconds_count') >= 4);
       assert.match(gatewayMetrics, /route="\/api\/v1\/telemetry"[^\n]*status_code="400"/);
       assert.ok(sampleSum(gatewayMetrics, 'nexus_graphql_request_duration_seconds_count') >= 1);
@@ -336,6 +353,11 @@ describe('readiness follows PostgreSQL', () => {
           `${u} still ready 5 s after PostgreSQL stopped`,
         );
       }
+      // What NexusNoCollectorReady watches follows the outage.
+      const collectorMetrics = await (
+        await fetch(`http://127.0.0.1:${collectorPort}/metrics`)
+      ).text();
+      assert.match(collectorMetrics, /^nexus_ready\{[^}]*component="collector"[^}]*\} 0$/m);
       const body = (await (await fetch(urls[0] ?? '')).json()) as { reasons: string[] };
       assert.ok(
         body.reasons.some((r) => r.startsWith('PostgreSQL')),
