@@ -41,6 +41,12 @@ export interface CollectorOptions {
   readonly metrics?: NexusMetrics;
   /** Called after every committed and acknowledged batch (metrics, live feed). */
   readonly onCommitted?: (info: CommittedBatch) => void;
+  /**
+   * The queue dies with this process (`nexus up`'s in-process queue): stop() first stores
+   * everything the queue holds (its producer must have stopped), instead of leaving it for
+   * another collector.
+   */
+  readonly drainOnStop?: boolean;
 }
 
 export interface CommittedBatch {
@@ -90,6 +96,9 @@ export class Collector {
   private readonly abort = new AbortController();
   private workers: Promise<void>[] = [];
   private stopping = false;
+  /** stop() was called; with drainOnStop, the workers are storing what is left. */
+  private draining = false;
+  private stopped: Promise<void> | undefined;
   private migrated = false;
   private storeDown: string | undefined;
   private queueDown: string | undefined;
@@ -113,6 +122,7 @@ export class Collector {
     return (
       this.migrated &&
       !this.stopping &&
+      !this.draining &&
       this.storeDown === undefined &&
       this.queueDown === undefined &&
       this.consumer?.healthy === true
@@ -123,7 +133,7 @@ export class Collector {
   get health(): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
     if (!this.migrated) reasons.push('schema not migrated yet');
-    if (this.stopping) reasons.push('shutting down');
+    if (this.stopping || this.draining) reasons.push('shutting down');
     if (this.storeDown !== undefined) reasons.push(`PostgreSQL: ${this.storeDown}`);
     if (this.queueDown !== undefined) reasons.push(`etcd: ${this.queueDown}`);
     if (this.consumer !== undefined && !this.consumer.healthy) reasons.push('queue session lost');
@@ -421,6 +431,28 @@ export class Collector {
     }
   }
 
+  /**
+   * Waits until the queue holds nothing, ready, claimed or waiting for a retry: the workers go on
+   * claiming and storing meanwhile. (While the store is down this waits; a forced exit then
+   * loses what is left, and says so.)
+   */
+  private async drainQueue(): Promise<void> {
+    let logged = false;
+    for (;;) {
+      const s = await this.o.queue.stats().catch(() => undefined);
+      const left = s === undefined ? 1 : s.ready + s.inFlight + s.delayed;
+      if (left === 0) return;
+      if (!logged && s !== undefined) {
+        logged = true;
+        this.logger.info(
+          { messages: left },
+          'storing what the in-process queue holds before stopping',
+        );
+      }
+      await sleep(20);
+    }
+  }
+
   private async maintain(): Promise<void> {
     try {
       const res = await this.o.store.maintain();
@@ -464,10 +496,17 @@ export class Collector {
 
   /**
    * Graceful stop: no new claims; batches in flight are written and acked; claims still held are
-   * released for other collectors.
+   * released for other collectors. With `drainOnStop`, everything the queue holds is stored
+   * first. Every call returns the same promise, settled when the stop is complete.
    */
-  async stop(): Promise<void> {
-    if (this.stopping) return this.done;
+  stop(): Promise<void> {
+    this.stopped ??= this.halt();
+    return this.stopped;
+  }
+
+  private async halt(): Promise<void> {
+    this.draining = true;
+    if (this.o.drainOnStop === true && this.running !== undefined) await this.drainQueue();
     this.stopping = true;
     this.abort.abort();
     if (this.maintenanceTimer !== undefined) clearInterval(this.maintenanceTimer);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Collector } from '../../collector/collector.js';
 import type { Config } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
+import { once } from '../../core/lifecycle.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { buildGateway } from '../../gateway/app.js';
 import type { HealthCheck } from '../../gateway/routes/health.js';
@@ -61,6 +62,14 @@ async function embeddedStore(
     partitionAheadDays: config.partitionAheadDays,
   });
   return { store, ready };
+}
+
+/** What the in-process queue holds (read, published, not stored yet), lost if the process ends now. */
+function unstored(queue: Queue): string | undefined {
+  if (!(queue instanceof MemoryQueue)) return undefined;
+  const held = queue.held();
+  if (held.records === 0) return undefined;
+  return `${held.records} records read and not yet stored are lost (${held.messages} messages of the in-process queue)`;
 }
 
 /** The queue `nexus up` uses: etcd when ETCD_ENDPOINTS is set, in process otherwise. */
@@ -138,12 +147,30 @@ export function upCommand(): Command {
       (s) => logger.info({ summary: s }, summaryLine(s)),
       (err: unknown) => logger.error({ err: describeError(err) }, 'streamer failed'),
     );
+    // From here on a signal stops the pipeline in order. During start-up it stops the reading at
+    // once, and start-up then ends in the full stop, which stores what was read first.
+    const shutdown: { requested: boolean; stopAll: (() => Promise<void>) | undefined } = {
+      requested: false,
+      stopAll: undefined,
+    };
+    // Read through a function: the flag changes while start-up awaits.
+    const stopRequested = (): boolean => shutdown.requested;
+    onShutdown(
+      logger,
+      async () => {
+        shutdown.requested = true;
+        await (shutdown.stopAll ?? (() => streamer.stop()))();
+      },
+      { atRisk: () => unstored(queue) },
+    );
     const { store, ready: storeReady } = await embeddedStore(config, env, logger);
     try {
       await storeReady;
     } catch (err) {
       await streamer.stop();
       await streaming;
+      const lost = unstored(queue);
+      if (lost !== undefined) logger.error(`the store did not start: ${lost}`);
       await queue.close();
       await store.close().catch(() => undefined);
       throw err;
@@ -167,6 +194,8 @@ export function upCommand(): Command {
       maintenanceIntervalMs: 600_000,
       rollupIntervalMs: config.rollupInterval,
       logger,
+      // The in-process queue dies with the process: what it holds is stored before it stops.
+      drainOnStop: queue instanceof MemoryQueue,
     });
     await collector.start();
     const checks: HealthCheck[] = [
@@ -200,7 +229,9 @@ export function upCommand(): Command {
       version: VERSION,
     });
     const state = { stopping: false };
-    const stopAll = async (): Promise<void> => {
+    // The streamer first (it publishes what it read), then the collector, which stores
+    // everything published (with the in-process queue, everything the queue holds).
+    const stopAll = once(async (): Promise<void> => {
       state.stopping = true;
       gateway.drain();
       await streamer.stop();
@@ -212,11 +243,20 @@ export function upCommand(): Command {
       await queue.close();
       await store.close();
       await stopTracing();
-    };
+    });
+    shutdown.stopAll = stopAll;
+    if (stopRequested()) {
+      await stopAll();
+      return;
+    }
     let address: string;
     try {
       address = await gateway.app.listen({ port: config.port, host: config.host });
     } catch (err) {
+      if (stopRequested()) {
+        await stopAll();
+        return;
+      }
       // Without its gateway the pipeline is of no use: stop it all (what was acked is stored).
       await stopAll().catch(() => undefined);
       const inUse = (err as { code?: unknown }).code === 'EADDRINUSE';
@@ -227,7 +267,6 @@ export function upCommand(): Command {
         : err;
     }
     const shown = address.replace('://127.0.0.1', '://localhost');
-    onShutdown(logger, stopAll);
     // "Up" once the first readings are stored and servable.
     for (;;) {
       if (state.stopping) return;

@@ -374,6 +374,17 @@ export class MemoryQueue implements Queue {
     });
   }
 
+  /**
+   * What it holds, and what would be lost if the process ended now: the messages ready, claimed or
+   * waiting for a retry, and their records (dead letters not counted).
+   */
+  held(): { messages: number; records: number } {
+    let records = 0;
+    for (const m of this.messages.values()) records += m.envelope.records.length;
+    for (const d of this.delayed.values()) records += d.envelope.records.length;
+    return { messages: this.messages.size + this.delayed.size, records };
+  }
+
   listDeadLetters(options: { limit?: number; after?: string } = {}): Promise<DeadLetterPage> {
     const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
     const ids = [...this.dead.keys()]
