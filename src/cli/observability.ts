@@ -24,8 +24,13 @@ export function exportQueueGauges(metrics: NexusMetrics, queue: Queue): void {
  */
 export function exportStoreMetrics(metrics: NexusMetrics, store: TelemetryStore): void {
   // Counters only go up: each scrape adds what the engine did since the last one.
-  const counted = { statements: 0, busySeconds: 0 };
+  const counted = { statements: 0, busySeconds: 0, database: 0, server: 0 };
   metrics.onScrape(async () => {
+    const changes = store.identityChanges();
+    for (const change of ['database', 'server'] as const) {
+      metrics.identityChanges.inc({ change }, changes[change] - counted[change]);
+      counted[change] = changes[change];
+    }
     const e = store.engineStats();
     if (e !== undefined) {
       metrics.engineStatements.inc(e.statements - counted.statements);

@@ -157,6 +157,12 @@ export class NexusMetrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly identityChanges = new Counter({
+    name: 'nexus_store_identity_changes_total',
+    help: 'Times the database turned out to be another one than the cached ids came from, by change: database (replaced: dropped and re-created, restored) or server (restarted or failed over); the ids were dropped and read again',
+    labelNames: ['change'] as const,
+    registers: [this.registry],
+  });
   readonly poolConnections = new Gauge({
     name: 'nexus_pg_pool_connections',
     help: 'PostgreSQL pool connections by state: total, idle, waiting (requests queued for one)',

@@ -1,4 +1,6 @@
 import { dcgmField } from '../core/dcgm-fields.js';
+import { NexusError } from '../core/errors.js';
+import { isIdentityChanged } from './identity.js';
 import type { TelemetryRecord } from '../core/record.js';
 import type { SqlClient } from './types.js';
 
@@ -51,6 +53,34 @@ interface Touch {
 export interface ResolvedIds {
   readonly gpu: Int32Array;
   readonly metric: Int16Array;
+  /** The identity of the database these ids belong to (`nexus_identity()`, migration 003). */
+  readonly identity: string;
+}
+
+/**
+ * The database does not hold what the cache says (a row deleted under us, a table emptied): the
+ * cache is dropped, and a retry upserts again.
+ */
+function notAsCached(message: string): NexusError {
+  return new NexusError('STORE_UNAVAILABLE', `${message}: dimension ids cached here were dropped`, {
+    retryable: true,
+  });
+}
+
+/** The ids known in this process, all of one database (`identity`). */
+class Cache {
+  readonly clusters = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
+  readonly hosts = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
+  readonly gpus = new Map<
+    string,
+    { id: number; attrs: string; firstSeen: number; lastSeen: number }
+  >();
+  readonly metrics = new Map<string, number>();
+  readonly workloads = new Map<string, Span>();
+  /** Newest reading time seen per GPU by this process (written or not). */
+  readonly newest = new Map<string, number>();
+  /** Undefined until a statement has read it: the first upsert takes whatever database it finds. */
+  constructor(public identity: string | undefined) {}
 }
 
 export interface Transactor extends SqlClient {
@@ -60,12 +90,13 @@ export interface Transactor extends SqlClient {
 /**
  * Moves the first/last seen of known clusters, hosts, GPUs and workloads, in one statement (one
  * round trip, atomic without a transaction): what a batch needs when it brings nothing new.
- * Returns the new spans of the cluster, hosts and GPUs (kind c, h or g).
+ * Returns the new spans of the cluster, hosts and GPUs (kind c, h or g). Nothing moves unless the
+ * database is the one the ids came from ($16).
  */
 const TOUCH = `
 WITH c AS (
   UPDATE clusters SET first_seen = least(first_seen, nexus_ts($2)), last_seen = greatest(last_seen, nexus_ts($3))
-  WHERE id = $1
+  WHERE id = $1 AND nexus_expect_identity($16::text)
   RETURNING id, first_seen, last_seen
 ), h AS (
   UPDATE hosts x SET first_seen = least(x.first_seen, nexus_ts(u.f)), last_seen = greatest(x.last_seen, nexus_ts(u.l))
@@ -165,30 +196,26 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
  * something new or changed (a GPU's uuid, model, device or labels; a new workload; a last_seen more
  * than a minute behind) upserts it first, in a transaction of its own, in key order; a batch with
  * nothing new costs no query at all.
+ *
+ * The cache belongs to one database, by its identity: every statement that uses cached ids checks
+ * it (and fails with IDENTITY_CHANGED otherwise), and the ids come back with it, for the write
+ * statement to check. `forget` starts a new cache; a resolve still running on the old one fills
+ * the old one.
  */
 export class Dimensions {
-  private readonly clusters = new Map<
-    string,
-    { id: number; firstSeen: number; lastSeen: number }
-  >();
-  private readonly hosts = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
-  private readonly gpus = new Map<
-    string,
-    { id: number; attrs: string; firstSeen: number; lastSeen: number }
-  >();
-  private readonly metrics = new Map<string, number>();
-  private readonly workloads = new Map<string, Span>();
-  /** Newest reading time seen per GPU by this process (written or not). */
-  private readonly newest = new Map<string, number>();
+  private cache = new Cache(undefined);
 
-  /** Forgets everything (after a failed transaction the cache may hold ids that do not exist). */
-  clear(): void {
-    this.clusters.clear();
-    this.hosts.clear();
-    this.gpus.clear();
-    this.metrics.clear();
-    this.workloads.clear();
-    this.newest.clear();
+  /** The identity of the database the cached ids belong to (undefined: none read yet). */
+  get identity(): string | undefined {
+    return this.cache.identity;
+  }
+
+  /**
+   * Forgets every id (after a failed transaction the cache may hold ids that do not exist; after
+   * the database changed, they are another database's). `identity`: the database's, if known.
+   */
+  forget(identity?: string): void {
+    this.cache = new Cache(identity);
   }
 
   async resolve(
@@ -196,22 +223,24 @@ export class Dimensions {
     clusterName: string,
     records: readonly TelemetryRecord[],
   ): Promise<ResolvedIds> {
+    const c = this.cache;
     const fleet = survey(records);
-    const plan = this.plan(clusterName, fleet);
+    const plan = this.plan(c, clusterName, fleet);
     if (plan !== 'current') {
       try {
-        if (plan === 'upsert') await db.transaction((tx) => this.upsert(tx, clusterName, fleet));
-        else await this.touch(db, plan);
+        if (plan === 'upsert') await db.transaction((tx) => this.upsert(c, tx, clusterName, fleet));
+        else await this.touch(c, db, plan);
       } catch (err) {
-        this.clear();
+        // A changed identity is the store's to handle (it reads the new one, and says so).
+        if (this.cache === c && !isIdentityChanged(err)) this.forget(c.identity);
         throw err;
       }
     }
-    const ids = this.ids(clusterName, records);
-    const clusterId = this.clusters.get(clusterName)?.id ?? -1;
+    const ids = this.ids(c, clusterName, records);
+    const clusterId = c.clusters.get(clusterName)?.id ?? -1;
     for (const g of fleet.gpus.values()) {
-      const k = this.gpuKey(this.hosts.get(this.hostKey(clusterId, g.host))?.id ?? -1, g.index);
-      if (g.last > (this.newest.get(k) ?? Number.NEGATIVE_INFINITY)) this.newest.set(k, g.last);
+      const k = this.gpuKey(c.hosts.get(this.hostKey(clusterId, g.host))?.id ?? -1, g.index);
+      if (g.last > (c.newest.get(k) ?? Number.NEGATIVE_INFINITY)) c.newest.set(k, g.last);
     }
     return ids;
   }
@@ -231,17 +260,17 @@ export class Dimensions {
    * newest seen here). A span moves when a reading is older than first seen, or newer than last
    * seen by more than the last-seen lag.
    */
-  private plan(clusterName: string, fleet: BatchFleet): Touch | 'current' | 'upsert' {
-    const cluster = this.clusters.get(clusterName);
+  private plan(c: Cache, clusterName: string, fleet: BatchFleet): Touch | 'current' | 'upsert' {
+    const cluster = c.clusters.get(clusterName);
     if (cluster === undefined) return 'upsert';
-    for (const m of fleet.metrics) if (!this.metrics.has(m)) return 'upsert';
+    for (const m of fleet.metrics) if (!c.metrics.has(m)) return 'upsert';
     const outside = (span: Span, first: number, last: number): boolean =>
       span.first < first || span.last > last + TOUCH_MS;
     let moved = outside({ first: fleet.min, last: fleet.max }, cluster.firstSeen, cluster.lastSeen);
     const hosts: { key: string; id: number; span: Span }[] = [];
     for (const [h, span] of fleet.hosts) {
       const key = this.hostKey(cluster.id, h);
-      const host = this.hosts.get(key);
+      const host = c.hosts.get(key);
       if (host === undefined) return 'upsert';
       moved ||= outside(span, host.firstSeen, host.lastSeen);
       hosts.push({ key, id: host.id, span });
@@ -249,11 +278,11 @@ export class Dimensions {
     const gpus: { key: string; id: number; span: Span }[] = [];
     const gpuIds = new Map<string, number>();
     for (const [gk, g] of fleet.gpus) {
-      const hostId = this.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
+      const hostId = c.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
       const key = this.gpuKey(hostId, g.index);
-      const gpu = this.gpus.get(key);
+      const gpu = c.gpus.get(key);
       if (gpu === undefined) return 'upsert';
-      const stale = g.last < (this.newest.get(key) ?? Number.NEGATIVE_INFINITY);
+      const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
       if (!stale && gpu.attrs !== gpuAttrs(g.record).attrs) return 'upsert';
       moved ||= outside(g, gpu.firstSeen, gpu.lastSeen);
       gpus.push({ key, id: gpu.id, span: g });
@@ -263,7 +292,7 @@ export class Dimensions {
     for (const w of fleet.workloads.values()) {
       const gpuId = gpuIds.get(`${w.host}\u0000${w.index}`) ?? -1;
       const key = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
-      const seen = this.workloads.get(key);
+      const seen = c.workloads.get(key);
       if (seen === undefined) return 'upsert';
       moved ||= outside(w, seen.first, seen.last);
       workloads.push({ key, gpuId, w });
@@ -282,7 +311,7 @@ export class Dimensions {
     };
   }
 
-  private async touch(db: SqlClient, t: Touch): Promise<void> {
+  private async touch(c: Cache, db: SqlClient, t: Touch): Promise<void> {
     const res = await db.query<{
       kind: 'c' | 'h' | 'g';
       id: number;
@@ -304,6 +333,7 @@ export class Dimensions {
       t.workloads.map((x) => x.w.container),
       t.workloads.map((x) => x.w.first),
       t.workloads.map((x) => x.w.last),
+      c.identity ?? null,
     ]);
     const spans = new Map<string, { firstSeen: number; lastSeen: number }>();
     for (const row of res.rows)
@@ -314,18 +344,18 @@ export class Dimensions {
     const moved = (kind: string, id: number): { firstSeen: number; lastSeen: number } => {
       const span = spans.get(`${kind}${id}`);
       // A row deleted under us (by hand): forget everything, the next batch upserts it again.
-      if (span === undefined) throw new Error(`touch found no ${kind} ${id}`);
+      if (span === undefined) throw notAsCached(`touch found no ${kind} ${id}`);
       return span;
     };
-    this.clusters.set(t.clusterName, { id: t.clusterId, ...moved('c', t.clusterId) });
-    for (const h of t.hosts) this.hosts.set(h.key, { id: h.id, ...moved('h', h.id) });
+    c.clusters.set(t.clusterName, { id: t.clusterId, ...moved('c', t.clusterId) });
+    for (const h of t.hosts) c.hosts.set(h.key, { id: h.id, ...moved('h', h.id) });
     for (const g of t.gpus) {
-      const known = this.gpus.get(g.key);
-      this.gpus.set(g.key, { id: g.id, attrs: known?.attrs ?? '', ...moved('g', g.id) });
+      const known = c.gpus.get(g.key);
+      c.gpus.set(g.key, { id: g.id, attrs: known?.attrs ?? '', ...moved('g', g.id) });
     }
     for (const { key, w } of t.workloads) {
-      const seen = this.workloads.get(key);
-      this.workloads.set(key, {
+      const seen = c.workloads.get(key);
+      c.workloads.set(key, {
         first: Math.min(w.first, seen?.first ?? w.first),
         last: Math.max(w.last, seen?.last ?? w.last),
       });
@@ -337,22 +367,40 @@ export class Dimensions {
    * for rows that are really new (an INSERT ... ON CONFLICT draws one for every row it tries):
    * insert the rows that do not exist, update the ones whose span or attributes moved, read the ids.
    */
-  private async upsert(tx: SqlClient, clusterName: string, fleet: BatchFleet): Promise<void> {
+  private async upsert(
+    c: Cache,
+    tx: SqlClient,
+    clusterName: string,
+    fleet: BatchFleet,
+  ): Promise<void> {
     await tx.query(
       `INSERT INTO clusters (name, first_seen, last_seen)
        SELECT $1, nexus_ts($2), nexus_ts($3) WHERE NOT EXISTS (SELECT FROM clusters WHERE name = $1)
        ON CONFLICT (name) DO NOTHING`,
       [clusterName, fleet.min, fleet.max],
     );
-    const c = await tx.query<{ id: number; first_seen: string; last_seen: string }>(
+    // The database is the cache's (or the cache has none yet: it is this one's from now on).
+    const cr = await tx.query<{
+      id: number;
+      first_seen: string;
+      last_seen: string;
+      identity: string | null;
+    }>(
       `UPDATE clusters SET first_seen = least(first_seen, nexus_ts($2)), last_seen = greatest(last_seen, nexus_ts($3))
-       WHERE name = $1
-       RETURNING id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
-      [clusterName, fleet.min, fleet.max],
+       WHERE name = $1 AND nexus_expect_identity($4::text)
+       RETURNING id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen, nexus_identity() AS identity`,
+      [clusterName, fleet.min, fleet.max, c.identity ?? null],
     );
-    const cluster = c.rows[0];
-    if (cluster === undefined) throw new Error('cluster upsert returned no row');
-    this.clusters.set(clusterName, {
+    const cluster = cr.rows[0];
+    if (cluster === undefined) throw notAsCached('cluster upsert returned no row');
+    if (cluster.identity === null)
+      throw new NexusError(
+        'STORE_UNAVAILABLE',
+        'the database has no identity (table nexus_identity is empty): run nexus migrate',
+        { retryable: true },
+      );
+    c.identity = cluster.identity;
+    c.clusters.set(clusterName, {
       id: cluster.id,
       firstSeen: Number(cluster.first_seen),
       lastSeen: Number(cluster.last_seen),
@@ -390,7 +438,7 @@ export class Dimensions {
     const hostIds = new Map<string, number>();
     for (const row of hr.rows) {
       hostIds.set(row.hostname, row.id);
-      this.hosts.set(this.hostKey(cluster.id, row.hostname), {
+      c.hosts.set(this.hostKey(cluster.id, row.hostname), {
         id: row.id,
         firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
@@ -403,7 +451,7 @@ export class Dimensions {
       .map((g) => {
         const hostId = hostIds.get(g.host) ?? -1;
         const stale =
-          g.last < (this.newest.get(this.gpuKey(hostId, g.index)) ?? Number.NEGATIVE_INFINITY);
+          g.last < (c.newest.get(this.gpuKey(hostId, g.index)) ?? Number.NEGATIVE_INFINITY);
         return { hostId, g, stale, ...gpuAttrs(g.record) };
       })
       .sort((x, y) => x.hostId - y.hostId || x.g.index - y.g.index);
@@ -452,8 +500,8 @@ export class Dimensions {
       const k = this.gpuKey(row.host_id, row.gpu_index);
       gpuIds.set(k, row.id);
       const mine = attrsOf.get(k);
-      const known = this.gpus.get(k);
-      this.gpus.set(k, {
+      const known = c.gpus.get(k);
+      c.gpus.set(k, {
         id: row.id,
         attrs: mine === undefined || mine.stale ? (known?.attrs ?? '') : mine.attrs,
         firstSeen: Number(row.first_seen),
@@ -462,7 +510,7 @@ export class Dimensions {
     }
 
     // Metrics: the catalogue's unit, type and help for the ones not yet known.
-    const missing = [...fleet.metrics].filter((m) => !this.metrics.has(m)).sort();
+    const missing = [...fleet.metrics].filter((m) => !c.metrics.has(m)).sort();
     if (missing.length > 0) {
       const fields = missing.map((m) => dcgmField(m));
       await tx.query(
@@ -481,7 +529,7 @@ export class Dimensions {
         'SELECT id, name FROM metrics WHERE name = ANY($1::text[])',
         [missing],
       );
-      for (const row of mr.rows) this.metrics.set(row.name, row.id);
+      for (const row of mr.rows) c.metrics.set(row.name, row.id);
     }
 
     // Workloads (a composite key, no identity to spare).
@@ -510,8 +558,8 @@ export class Dimensions {
       );
       for (const { gpuId, w } of ws) {
         const k = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
-        const seen = this.workloads.get(k);
-        this.workloads.set(k, {
+        const seen = c.workloads.get(k);
+        c.workloads.set(k, {
           first: Math.min(w.first, seen?.first ?? w.first),
           last: Math.max(w.last, seen?.last ?? w.last),
         });
@@ -519,8 +567,8 @@ export class Dimensions {
     }
   }
 
-  private ids(clusterName: string, records: readonly TelemetryRecord[]): ResolvedIds {
-    const clusterId = this.clusters.get(clusterName)?.id ?? -1;
+  private ids(c: Cache, clusterName: string, records: readonly TelemetryRecord[]): ResolvedIds {
+    const clusterId = c.clusters.get(clusterName)?.id ?? -1;
     const gpu = new Int32Array(records.length);
     const metric = new Int16Array(records.length);
     let lastHost: string | undefined;
@@ -530,15 +578,17 @@ export class Dimensions {
       if (r === undefined) continue;
       if (r.hostname !== lastHost) {
         lastHost = r.hostname;
-        hostId = this.hosts.get(this.hostKey(clusterId, r.hostname))?.id ?? -1;
+        hostId = c.hosts.get(this.hostKey(clusterId, r.hostname))?.id ?? -1;
       }
-      const g = this.gpus.get(this.gpuKey(hostId, r.gpu))?.id;
-      const m = this.metrics.get(r.metric);
+      const g = c.gpus.get(this.gpuKey(hostId, r.gpu))?.id;
+      const m = c.metrics.get(r.metric);
       if (g === undefined || m === undefined)
-        throw new Error(`no id for ${r.hostname} GPU ${r.gpu} ${r.metric}`);
+        throw notAsCached(`no id for ${r.hostname} GPU ${r.gpu} ${r.metric}`);
       gpu[i] = g;
       metric[i] = m;
     }
-    return { gpu, metric };
+    const identity = c.identity;
+    if (identity === undefined) throw notAsCached('ids resolved without a database identity');
+    return { gpu, metric, identity };
   }
 }

@@ -1,4 +1,11 @@
 import { NexusError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import {
+  identityChange,
+  isIdentityChanged,
+  readIdentity,
+  type IdentityChange,
+} from './identity.js';
 import type {
   ClusterStats,
   CommittedReading,
@@ -163,14 +170,102 @@ function readingsOf(
   });
 }
 
+export interface SqlReaderOptions {
+  readonly logger?: Logger;
+  /** The database's identity changed under the caches (they were dropped). */
+  readonly onIdentityChange?: (change: IdentityChange) => void;
+}
+
+/**
+ * The caches (the fleet's and the metrics' ids, the latest values by id) belong to one database,
+ * by its identity (migration 003). Every query that uses cached ids checks it (`guarded`); when
+ * the database is another one, the caches are dropped and the query runs again.
+ */
 export class SqlReader implements TelemetryReader {
   private metricCache: { at: number; rows: MetricRef[] } | undefined;
   private metricLoading: Promise<MetricRef[]> | undefined;
   private fleetCache: { at: number; gpus: GpuRef[]; clusters: Set<string> } | undefined;
   private fleetLoading: Promise<GpuRef[]> | undefined;
   private memory: LatestMemory | undefined;
+  /** The identity of the database the caches belong to; undefined until read. */
+  private identity: string | undefined;
+  private identityLoading: Promise<string | undefined> | undefined;
+  private reidentifying: Promise<void> | undefined;
 
-  constructor(private readonly db: SqlClient) {}
+  constructor(
+    private readonly db: SqlClient,
+    private readonly options: SqlReaderOptions = {},
+  ) {}
+
+  /** The identity the caches belong to (read once, and again after a change). */
+  private knownIdentity(): Promise<string | undefined> {
+    if (this.identity !== undefined) return Promise.resolve(this.identity);
+    this.identityLoading ??= readIdentity(this.db)
+      .then((id) => {
+        this.identity ??= id;
+        return this.identity;
+      })
+      .finally(() => {
+        this.identityLoading = undefined;
+      });
+    return this.identityLoading;
+  }
+
+  /**
+   * Runs a read that uses cached ids, with the identity they belong to (taken before any id is),
+   * for its statement to check. When the database is another one, the caches are dropped and the
+   * read runs again, once.
+   */
+  private async guarded<T>(read: (identity: string | null) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const identity = (await this.knownIdentity()) ?? null;
+      try {
+        return await read(identity);
+      } catch (err) {
+        if (attempt === 1 && isIdentityChanged(err)) {
+          await this.reidentify();
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  /** Whether rows read under `identity` may go into the caches (no change was noticed since). */
+  private current(identity: string | null): boolean {
+    return (this.identity ?? null) === identity;
+  }
+
+  /** The database changed under the caches: read its identity, drop them, say so. */
+  private reidentify(): Promise<void> {
+    this.reidentifying ??= (async () => {
+      const old = this.identity;
+      const now = await readIdentity(this.db);
+      if (now === old) return;
+      this.identity = now;
+      this.fleetCache = undefined;
+      this.metricCache = undefined;
+      const mem = this.memory;
+      if (mem !== undefined) {
+        mem.byGpu.clear();
+        mem.ready = false;
+        mem.index = undefined;
+        mem.metricIndex = undefined;
+        this.scheduleReload(mem);
+      }
+      const change = identityChange(old, now);
+      this.options.onIdentityChange?.(change);
+      this.options.logger?.warn(
+        { old_identity: old ?? null, new_identity: now ?? null, change },
+        change === 'database'
+          ? 'the database was replaced (another identity): dropped the fleet, metric and latest values cached for the old one'
+          : 'the PostgreSQL server restarted or failed over: dropped the fleet, metric and latest values cached, reading them again',
+      );
+    })().finally(() => {
+      this.reidentifying = undefined;
+    });
+    return this.reidentifying;
+  }
 
   async clusters(): Promise<ClusterSummary[]> {
     const res = await this.db.query<{
@@ -398,16 +493,17 @@ export class SqlReader implements TelemetryReader {
 
   private loadMetrics(): Promise<MetricRef[]> {
     const at = Date.now();
-    const loading = this.db
-      .query<MetricRef>('SELECT id, name, unit FROM metrics')
-      .then((res) => {
-        if (this.metricCache === undefined || this.metricCache.at <= at)
-          this.metricCache = { at, rows: res.rows };
-        return res.rows;
-      })
-      .finally(() => {
-        if (this.metricLoading === loading) this.metricLoading = undefined;
-      });
+    const loading = this.guarded(async (identity) => {
+      const res = await this.db.query<MetricRef>(
+        'SELECT id, name, unit FROM metrics WHERE nexus_expect_identity($1::text)',
+        [identity],
+      );
+      if (this.current(identity) && (this.metricCache === undefined || this.metricCache.at <= at))
+        this.metricCache = { at, rows: res.rows };
+      return res.rows;
+    }).finally(() => {
+      if (this.metricLoading === loading) this.metricLoading = undefined;
+    });
     this.metricLoading = loading;
     return loading;
   }
@@ -461,24 +557,29 @@ export class SqlReader implements TelemetryReader {
   }
 
   private loadFleet(): Promise<GpuRef[]> {
-    return this.db
-      .query<GpuRef>(
+    return this.guarded(async (identity) => {
+      const res = await this.db.query<GpuRef>(
         `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid
          FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+         WHERE nexus_expect_identity($1::text)
          ORDER BY g.id`,
-      )
-      .then(async (res) => {
-        const clusters = await this.db.query<{ name: string }>('SELECT name FROM clusters');
+        [identity],
+      );
+      const clusters = await this.db.query<{ name: string }>(
+        'SELECT name FROM clusters WHERE nexus_expect_identity($1::text)',
+        [identity],
+      );
+      if (this.current(identity)) {
         this.fleetCache = {
           at: Date.now(),
           gpus: res.rows,
           clusters: new Set(clusters.rows.map((r) => r.name)),
         };
-        return res.rows;
-      })
-      .finally(() => {
-        this.fleetLoading = undefined;
-      });
+      }
+      return res.rows;
+    }).finally(() => {
+      this.fleetLoading = undefined;
+    });
   }
 
   /** The GPUs a selection names. An unknown cluster is NOT_FOUND; filters matching nothing give []. */
@@ -555,7 +656,7 @@ export class SqlReader implements TelemetryReader {
    * wins), merging by time with what the feed brought.
    */
   private loadLatest(mem: LatestMemory): Promise<void> {
-    mem.loading ??= (async () => {
+    mem.loading ??= this.guarded(async (identity) => {
       const dirty = mem.dirty;
       const gpus = await this.fleet(true);
       await this.metricRefs(true);
@@ -564,8 +665,11 @@ export class SqlReader implements TelemetryReader {
         metric_id: number;
         t: string;
         value: number;
-      }>('SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest_all');
-      if (mem.stopped) return;
+      }>(
+        'SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest_all WHERE nexus_expect_identity($1::text)',
+        [identity],
+      );
+      if (mem.stopped || !this.current(identity)) return;
       for (const r of res.rows) {
         let slots = mem.byGpu.get(r.gpu_id);
         if (slots === undefined) mem.byGpu.set(r.gpu_id, (slots = []));
@@ -575,7 +679,7 @@ export class SqlReader implements TelemetryReader {
       for (const g of gpus) if (!mem.byGpu.has(g.id)) mem.byGpu.set(g.id, []);
       mem.ready = true;
       if (mem.dirty === dirty) mem.dirty = 0;
-    })()
+    })
       .catch(() => {
         // The store is unreachable: latest() reads it (and reports the error) until a reload works.
       })
@@ -684,7 +788,11 @@ export class SqlReader implements TelemetryReader {
     return out;
   }
 
-  async latest(q: Selection): Promise<LatestValue[]> {
+  latest(q: Selection): Promise<LatestValue[]> {
+    return this.guarded((identity) => this.latestOf(q, identity));
+  }
+
+  private async latestOf(q: Selection, identity: string | null): Promise<LatestValue[]> {
     const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
     if (gpus.length === 0) return [];
     const fromMemory = this.latestFromMemory(gpus, metrics);
@@ -693,14 +801,18 @@ export class SqlReader implements TelemetryReader {
     const res = await this.db.query<ReadingRow>(
       `SELECT DISTINCT ON (l.gpu_id, l.metric_id) l.gpu_id, l.metric_id, nexus_ms(l.time) AS t, l.value
        FROM unnest($1::int[]) AS s(id) JOIN samples_latest_all l ON l.gpu_id = s.id
-       WHERE ($2::smallint[] IS NULL OR l.metric_id = ANY($2))
+       WHERE ($2::smallint[] IS NULL OR l.metric_id = ANY($2)) AND nexus_expect_identity($3::text)
        ORDER BY l.gpu_id, l.metric_id, l.time DESC`,
-      [gpus.map((g) => g.id), metrics.ids],
+      [gpus.map((g) => g.id), metrics.ids, identity],
     );
     return readingsOf(res.rows, byGpu, metrics.byId);
   }
 
-  async telemetry(q: TelemetryQuery): Promise<TelemetryPage> {
+  telemetry(q: TelemetryQuery): Promise<TelemetryPage> {
+    return this.guarded((identity) => this.telemetryOf(q, identity));
+  }
+
+  private async telemetryOf(q: TelemetryQuery, identity: string | null): Promise<TelemetryPage> {
     const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
     if (gpus.length === 0) return { readings: [] };
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
@@ -712,13 +824,14 @@ export class SqlReader implements TelemetryReader {
       Math.max(q.from, BEGINNING_OF_TIME),
       q.to,
       q.limit + 1,
+      identity,
     ];
     if (after !== undefined) params.push(after.gpu, after.metric, after.time);
     const res = await this.db.query<ReadingRow>(
       `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples
        WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
-         AND time >= nexus_ts($3) AND time < nexus_ts($4)
-         ${after === undefined ? '' : 'AND (gpu_id, metric_id, time) > ($6::int, $7::smallint, nexus_ts($8))'}
+         AND time >= nexus_ts($3) AND time < nexus_ts($4) AND nexus_expect_identity($6::text)
+         ${after === undefined ? '' : 'AND (gpu_id, metric_id, time) > ($7::int, $8::smallint, nexus_ts($9))'}
        ORDER BY gpu_id, metric_id, time
        LIMIT $5`,
       params,
@@ -731,7 +844,11 @@ export class SqlReader implements TelemetryReader {
       : { readings };
   }
 
-  async series(q: SeriesQuery): Promise<SeriesResult> {
+  series(q: SeriesQuery): Promise<SeriesResult> {
+    return this.guarded((identity) => this.seriesOf(q, identity));
+  }
+
+  private async seriesOf(q: SeriesQuery, identity: string | null): Promise<SeriesResult> {
     const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
     const metricCount = metrics.ids?.length ?? metrics.byId.size;
     const buckets = Math.ceil((q.to - q.from) / q.stepMs);
@@ -759,12 +876,12 @@ export class SqlReader implements TelemetryReader {
     const sql = rollup
       ? `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS t, ${value} AS v, sum(count)::bigint AS n
          FROM unnest($1::int[]) AS s(id) JOIN samples_1m_all ON gpu_id = s.id
-         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2))
+         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2)) AND nexus_expect_identity($6::text)
            AND bucket >= date_bin(interval '1 minute', nexus_ts($3), timestamptz 'epoch') AND bucket < nexus_ts($4)
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
       : `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', time, timestamptz 'epoch')) AS t, ${value} AS v, count(*)::bigint AS n
          FROM unnest($1::int[]) AS s(id) JOIN samples ON gpu_id = s.id
-         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2))
+         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2)) AND nexus_expect_identity($6::text)
            AND time >= nexus_ts($3) AND time < nexus_ts($4)
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
     const res = await this.db.query<{
@@ -773,7 +890,7 @@ export class SqlReader implements TelemetryReader {
       t: string;
       v: number;
       n: string;
-    }>(sql, [gpus.map((g) => g.id), metrics.ids, q.from, q.to, q.stepMs]);
+    }>(sql, [gpus.map((g) => g.id), metrics.ids, q.from, q.to, q.stepMs, identity]);
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
     const out: Series[] = [];
     let current: { key: string; s: Series & { points: [number, number, number][] } } | undefined;

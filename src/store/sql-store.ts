@@ -1,13 +1,15 @@
-import { isNexusError } from '../core/errors.js';
+import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { TelemetryRecord } from '../core/record.js';
 import { Dimensions, type ResolvedIds } from './dimensions.js';
+import { identityChange, isIdentityChanged, isSchemaMissing, readIdentity } from './identity.js';
 import type { TelemetryReader } from './reader.js';
 import { SqlReader } from './sql-reader.js';
 import { assertCurrent, migrate } from './migrate.js';
 import type {
   Database,
   EngineStats,
+  IdentityChanges,
   MigrationResult,
   RollupResult,
   SqlClient,
@@ -150,9 +152,12 @@ function arrayLiteral(values: ArrayLike<number>): string {
   return `{${Array.prototype.join.call(values, ',')}}`;
 }
 
+// The ids are for the database the guard names ($5, $1): nothing is written into another one.
 const FROM_ARRAYS = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value
-   FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) AS u(t, g, m, v)`;
-const FROM_STAGE = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value FROM nexus_stage`;
+   FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) AS u(t, g, m, v)
+   WHERE nexus_expect_identity($5::text)`;
+const FROM_STAGE = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value FROM nexus_stage
+   WHERE nexus_expect_identity($1::text)`;
 
 /**
  * The telemetry store on SQL: one implementation for PostgreSQL and PGlite (same migrations, same
@@ -164,6 +169,10 @@ export class SqlStore implements TelemetryStore {
   readonly foldsOnWrite: boolean;
   private readonly dims = new Dimensions();
   private readonly partitions = new Set<number>();
+  /** Changes of the database's identity noticed here, by the writer and the reader. */
+  private readonly changes: IdentityChanges = { database: 0, server: 0 };
+  private reidentifying: Promise<void> | undefined;
+  private remigrating: Promise<void> | undefined;
   private readonly writeMethod: WriteMethod;
   private readonly fromArrays: string;
   private readonly fromStage: string;
@@ -171,7 +180,10 @@ export class SqlStore implements TelemetryStore {
 
   constructor(private readonly o: SqlStoreOptions) {
     this.backend = o.db.backend;
-    this.reader = new SqlReader(o.db);
+    this.reader = new SqlReader(o.db, {
+      logger: o.logger,
+      onIdentityChange: (kind) => this.changes[kind]++,
+    });
     this.writeMethod = o.writeMethod === 'copy' && o.db.copyInto !== undefined ? 'copy' : 'unnest';
     this.foldsOnWrite = o.foldOnWrite ?? o.db.backend === 'pglite';
     this.fromArrays = UPSERT_FROM(FROM_ARRAYS, this.foldsOnWrite);
@@ -190,36 +202,111 @@ export class SqlStore implements TelemetryStore {
     return this.o.db.engineStats?.();
   }
 
+  identityChanges(): IdentityChanges {
+    return { ...this.changes };
+  }
+
   async ping(): Promise<void> {
     await this.o.db.query('SELECT 1');
     await assertCurrent(this.o.db);
   }
 
+  /**
+   * Writes under the ids of the database it writes into: when the database is not the one the
+   * cached ids came from (dropped and re-created, restored, failed over), the statement using
+   * them fails before it writes anything, the caches are dropped and the write runs again; when
+   * the schema is gone, it is migrated again first.
+   */
   async write(clusterId: string, records: readonly TelemetryRecord[]): Promise<WriteResult> {
     if (records.length === 0) return { inserted: 0, duplicates: 0 };
-    const ids = await this.dims.resolve(this.o.db, clusterId, records);
+    let partitionsRetried = false;
     for (let attempt = 1; ; attempt++) {
-      await this.ensurePartitions(records);
       try {
-        const res =
-          this.writeMethod === 'copy'
-            ? await this.o.db.transaction((tx) => this.copy(tx, records, ids))
-            : await this.unnest(this.o.db, records, ids);
-        return {
-          inserted: res.inserted,
-          duplicates: records.length - res.inserted,
-          ...(res.fresh === null ? {} : { fresh: freshIndexes(res.fresh, records, ids) }),
-        };
+        return await this.writeOnce(clusterId, records);
       } catch (err) {
+        if (attempt < 5 && isIdentityChanged(err)) {
+          await this.reidentify();
+          continue;
+        }
+        if (attempt < 5 && isSchemaMissing(err)) {
+          await this.remigrate(err);
+          continue;
+        }
         // "no partition of relation found for row": another process's retention dropped a
         // partition this one had cached (or it is brand new elsewhere). Look again, once.
-        if (attempt === 1 && isPartitionMissing(err)) {
+        if (!partitionsRetried && isPartitionMissing(err)) {
+          partitionsRetried = true;
           this.partitions.clear();
           continue;
         }
         throw err;
       }
     }
+  }
+
+  private async writeOnce(
+    clusterId: string,
+    records: readonly TelemetryRecord[],
+  ): Promise<WriteResult> {
+    const ids = await this.dims.resolve(this.o.db, clusterId, records);
+    await this.ensurePartitions(records);
+    const res =
+      this.writeMethod === 'copy'
+        ? await this.o.db.transaction((tx) => this.copy(tx, records, ids))
+        : await this.unnest(this.o.db, records, ids);
+    return {
+      inserted: res.inserted,
+      duplicates: records.length - res.inserted,
+      ...(res.fresh === null ? {} : { fresh: freshIndexes(res.fresh, records, ids) }),
+    };
+  }
+
+  /**
+   * The database is not the one the cached ids came from: read its identity, drop the dimension
+   * ids and the partitions known, say so. One at a time; a no-op when another write did it.
+   */
+  private reidentify(): Promise<void> {
+    this.reidentifying ??= (async () => {
+      const old = this.dims.identity;
+      const now = await readIdentity(this.o.db);
+      if (now === old) return;
+      this.dims.forget(now);
+      this.partitions.clear();
+      const kind = identityChange(old, now);
+      this.changes[kind]++;
+      this.o.logger.warn(
+        { old_identity: old ?? null, new_identity: now ?? null, change: kind },
+        kind === 'database'
+          ? 'the database was replaced (another identity): dropped the dimension ids cached for the old one; writing under the new one'
+          : 'the PostgreSQL server restarted or failed over since the dimension ids were cached: dropped them, reading them again',
+      );
+    })().finally(() => {
+      this.reidentifying = undefined;
+    });
+    return this.reidentifying;
+  }
+
+  /** The schema is gone (a dropped schema, an empty re-created database): migrate again. */
+  private remigrate(cause: unknown): Promise<void> {
+    this.remigrating ??= (async () => {
+      this.o.logger.warn(
+        { err: describeError(cause) },
+        'the schema is missing from the database: applying the migrations again',
+      );
+      this.partitions.clear();
+      try {
+        await this.migrate();
+      } catch (err) {
+        throw new NexusError(
+          'STORE_UNAVAILABLE',
+          `the schema is missing and could not be created again: ${describeError(err)}`,
+          { retryable: true, cause: err },
+        );
+      }
+    })().finally(() => {
+      this.remigrating = undefined;
+    });
+    return this.remigrating;
   }
 
   /**
@@ -247,6 +334,7 @@ export class SqlStore implements TelemetryStore {
       arrayLiteral(ids.gpu),
       arrayLiteral(ids.metric),
       arrayLiteral(v),
+      ids.identity,
     ]);
     return res.rows[0] ?? { inserted: 0, fresh: null };
   }
@@ -267,7 +355,7 @@ export class SqlStore implements TelemetryStore {
         `${r?.timestamp ?? 0}\t${ids.gpu[i] ?? 0}\t${ids.metric[i] ?? 0}\t${r?.value ?? 0}\n`;
     }
     await this.o.db.copyInto(tx, 'nexus_stage', ['t', 'g', 'm', 'v'], lines);
-    const res = await tx.query<Written>(this.fromStage);
+    const res = await tx.query<Written>(this.fromStage, [ids.identity]);
     return res.rows[0] ?? { inserted: 0, fresh: null };
   }
 

@@ -83,6 +83,17 @@ export function freshRecords<T>(records: readonly T[], result: WriteResult): rea
 
 export type WriteMethod = 'copy' | 'unnest';
 
+/**
+ * Changes of the database's identity (`nexus_identity()`, migration 003) this process noticed, by
+ * its writer and its reader (each drops the ids it cached).
+ */
+export interface IdentityChanges {
+  /** The database was replaced (dropped and re-created, restored from a dump). */
+  database: number;
+  /** The same database, on a server that restarted or failed over. */
+  server: number;
+}
+
 export interface MigrationResult {
   readonly applied: readonly string[];
   readonly current: number;
@@ -123,5 +134,7 @@ export interface TelemetryStore {
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
   /** The embedded engine's work (PGlite); undefined on PostgreSQL. */
   engineStats(): EngineStats | undefined;
+  /** Changes of the database's identity noticed so far (see `IdentityChanges`). */
+  identityChanges(): IdentityChanges;
   close(): Promise<void>;
 }

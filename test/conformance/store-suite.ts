@@ -104,16 +104,17 @@ export function storeConformance(h: StoreHarness): void {
       it('migrate() applies each schema version once; a second migrate() applies nothing', async (t) => {
         const { store, sql } = await open(t);
         assert.deepEqual(await store.migrate(), {
-          applied: ['001_schema', '002_rollup_pending'],
-          current: 2,
+          applied: ['001_schema', '002_rollup_pending', '003_database_identity'],
+          current: 3,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 2 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 3 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
         assert.deepEqual(rows.rows, [
           { version: 1, name: '001_schema' },
           { version: 2, name: '002_rollup_pending' },
+          { version: 3, name: '003_database_identity' },
         ]);
       });
 
@@ -123,9 +124,10 @@ export function storeConformance(h: StoreHarness): void {
         assert.deepEqual(results.flatMap((r) => r.applied).sort(), [
           '001_schema',
           '002_rollup_pending',
+          '003_database_identity',
         ]);
-        assert.ok(results.every((r) => r.current === 2));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 2);
+        assert.ok(results.every((r) => r.current === 3));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 3);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -113,7 +113,7 @@ describe('store: PostgreSQL only', () => {
         .filter((l) => l.msg === 'applied migration')
         .map((l) => l.migration)
         .sort(),
-      ['001_schema', '002_rollup_pending'],
+      ['001_schema', '002_rollup_pending', '003_database_identity'],
     );
 
     const { db } = storeAt(url);
@@ -124,6 +124,7 @@ describe('store: PostgreSQL only', () => {
     assert.deepEqual(rows.rows, [
       { version: 1, name: '001_schema' },
       { version: 2, name: '002_rollup_pending' },
+      { version: 3, name: '003_database_identity' },
     ]);
   });
 });
