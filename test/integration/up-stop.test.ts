@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -8,7 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_GENERATE, generateCsv } from '../../src/streamer/csv/generator.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
 import { spawnTs } from '../helpers/child.js';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 
 /**
  * `nexus up` on its embedded backends stops with everything its streamer published stored: the
@@ -196,6 +196,32 @@ describe('nexus up stops with everything it published stored', () => {
     assert.ok(
       stored + lost >= published,
       `${stored} stored + ${lost} lost < ${published} published`,
+    );
+  });
+});
+
+describe('nexus up on a data directory PGlite cannot open', () => {
+  it('exits 1 saying which directory, why, and what to do', async () => {
+    if (!existsSync(csv)) await writeCsv();
+    const data = join(dir, 'old-release');
+    mkdirSync(join(data, 'pglite'), { recursive: true });
+    writeFileSync(join(data, 'pglite', 'PG_VERSION'), '9.6\n');
+    const child = spawnTs('src/cli/main.ts', ['up', '--csv', csv], {
+      NEXUS_DATA_DIR: data,
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+      LOOP_MODE: 'false',
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout?.resume();
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 1, stderr);
+    assert.match(
+      stderr,
+      new RegExp(
+        `nexus: the embedded store's data directory ${join(data, 'pglite')} was made by PostgreSQL 9\\.6, and this release's PGlite runs PostgreSQL \\d+, which cannot open it: move it away`,
+      ),
     );
   });
 });

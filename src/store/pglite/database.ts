@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { PGlite } from '@electric-sql/pglite';
 import { toStoreError } from '../postgres/errors.js';
 import type { Database, EngineStats, QueryResult, SqlClient } from '../types.js';
+import { startFailure } from './data-dir.js';
 import { openPGlite, runOn, type Queryable } from './engine.js';
 import type {
   WorkerCall,
@@ -171,9 +172,14 @@ export class PGliteDatabase implements Database {
   /** In-process mode: what PGlite has executed. */
   private readonly busy = new Busy();
   private closing: Promise<void> | undefined;
+  private started: Promise<void> | undefined;
 
   /** `template`: start from a data directory dumped by `dump()` (skips initdb: ~1 s instead of ~4). */
-  constructor(dataDir: string, template?: Blob | File, options: PGliteDatabaseOptions = {}) {
+  constructor(
+    private readonly dataDir: string,
+    template?: Blob | File,
+    options: PGliteDatabaseOptions = {},
+  ) {
     if (options.worker === true) {
       this.db = undefined;
       this.remote = new WorkerClient(dataDir, template);
@@ -192,9 +198,18 @@ export class PGliteDatabase implements Database {
     return (this.db as PGlite).dumpDataDir('none');
   }
 
-  /** Resolves when the database has started (WebAssembly compiled, files opened). */
+  /**
+   * Resolves when the database has started (WebAssembly compiled, files opened). Rejects saying
+   * why it did not, in words a user can act on (a data directory of another PostgreSQL version,
+   * or a damaged one).
+   */
   ready(): Promise<void> {
-    return this.remote?.ready ?? (this.db as PGlite).waitReady;
+    this.started ??= (this.remote?.ready ?? (this.db as PGlite).waitReady).catch(
+      async (err: unknown) => {
+        throw await startFailure(this.dataDir, err);
+      },
+    );
+    return this.started;
   }
 
   /** Runs `fn` when the connection is free, holding it until `fn` settles (worker mode). */
