@@ -159,7 +159,7 @@ export class NexusMetrics {
   });
   readonly identityChanges = new Counter({
     name: 'nexus_store_identity_changes_total',
-    help: 'Times the database turned out to be another one than the cached ids came from, by change: database (replaced: dropped and re-created, restored) or server (restarted or failed over); the ids were dropped and read again',
+    help: 'The database is another than the cached ids came from: database (re-created, restored) or server (restarted, failed over)',
     labelNames: ['change'] as const,
     registers: [this.registry],
   });
