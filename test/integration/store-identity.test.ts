@@ -251,6 +251,44 @@ describe('a database replaced under a running store', () => {
     );
   });
 
+  it("the gateway's latest values in memory: dropped with the old database, not merged into the new one's ids", async () => {
+    const name = uniqueDatabase('ident_latest');
+    const url = await pg.server.createDatabase(name);
+    const { logger } = capturing();
+    const { store } = storeAt(url, logger);
+    await store.migrate();
+    // Newer readings in the old database than the new one will have.
+    await write(store, readings(['node-a', 'node-b'], [T0 + 10 * S]));
+    const tracker = store.reader.trackLatest({ reloadMs: 300 });
+    tracker.start();
+    try {
+      assert.equal((await store.reader.latest({ cluster: 'c1' })).length, 8);
+      recreate(name);
+      const other = storeAt(url, createLogger({ level: 'silent' }));
+      await other.store.migrate();
+      // node-y gets the ids node-a had (hosts and GPUs are inserted in name order), and other
+      // values (grid values follow the position in this list).
+      const others = readings(['node-z', 'node-y'], [T0 + S]);
+      await write(other.store, others);
+      const want = others
+        .filter((r) => r.hostname === 'node-y')
+        .map((r) => `${r.hostname}/${r.gpu}/${r.metric}=${r.value}`)
+        .sort();
+      let got: string[] = [];
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        got = (await store.reader.latest({ cluster: 'c1', hosts: ['node-y'] }).catch(() => []))
+          .map((l) => `${l.hostname}/${l.gpu_id}/${l.metric}=${l.value}`)
+          .sort();
+        if (JSON.stringify(got) === JSON.stringify(want)) break;
+        await sleep(200);
+      }
+      assert.deepEqual(got, want, "node-y's latest values");
+    } finally {
+      tracker.stop();
+    }
+  });
+
   it('restored from a dump of an earlier state (the same random id comes back): new GPUs get ids it cached for others; nothing goes under them', async () => {
     const name = uniqueDatabase('ident_restore');
     const url = await pg.server.createDatabase(name);
