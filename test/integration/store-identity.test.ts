@@ -15,7 +15,7 @@ import { POWER, T0, TEMP, grid } from '../conformance/store-fixtures.js';
 import { storeSettings } from '../conformance/store-suite.js';
 import { envelope } from '../conformance/queue-suite.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
-import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
+import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { startCollector, until } from '../helpers/pipeline.js';
 import { etcdQueue } from '../helpers/queues.js';
 
@@ -341,6 +341,31 @@ describe('a database replaced under a running store', () => {
     const got = await stored(db);
     assertStoredAsWritten(got, [...before, ...others, ...after]);
     assert.equal(got.named.size, before.length + others.length + after.length);
+  });
+
+  it('a server restart (as a failover): the ids are read again, counted as a server change', async () => {
+    const server = await startPostgres();
+    try {
+      const { logger, lines } = capturing();
+      const { store, db } = storeAt(server.url, logger);
+      await store.migrate();
+      await write(store, readings(['node-a'], [T0]));
+      await server.stop();
+      await server.start();
+      const after = readings(['node-a', 'node-b'], [T0 + S]);
+      await write(store, after);
+      assertStoredAsWritten(await stored(db), after);
+      assert.deepEqual(store.identityChanges(), { database: 0, server: 1 });
+      assert.ok(
+        lines.some((l) =>
+          String(l.msg).startsWith('the PostgreSQL server restarted or failed over'),
+        ),
+        JSON.stringify(lines),
+      );
+      await db.close();
+    } finally {
+      await server.destroy();
+    }
   });
 
   it('its schema dropped while it runs: migrated again; with no schema to create in, the write fails saying so', async () => {
