@@ -259,7 +259,8 @@ describe('a database replaced under a running store', () => {
     await store.migrate();
     // Newer readings in the old database than the new one will have.
     await write(store, readings(['node-a', 'node-b'], [T0 + 10 * S]));
-    const tracker = store.reader.trackLatest({ reloadMs: 300 });
+    const tracker = store.reader.trackLatest?.({ reloadMs: 300 });
+    assert.ok(tracker !== undefined, 'the SQL reader keeps latest values in memory');
     tracker.start();
     try {
       assert.equal((await store.reader.latest({ cluster: 'c1' })).length, 8);
