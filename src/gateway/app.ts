@@ -3,7 +3,14 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
 import websocket from '@fastify/websocket';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../core/logger.js';
 import type { LiveFeed } from '../registry/feed.js';
@@ -153,6 +160,18 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 300 },
+    // The router's own refusals (a malformed URL, a path segment over 300 characters) in the
+    // API's error shape, without echoing the path back.
+    frameworkErrors: (err: FastifyError, _req: FastifyRequest, reply: FastifyReply) => {
+      void reply.status(400).send({
+        error:
+          err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? 'a path segment is longer than 300 characters'
+            : 'the URL is malformed',
+        code: 'BAD_REQUEST',
+        statusCode: 400,
+      });
+    },
     trustProxy: trustProxyOption(o.trustProxy),
     ajv: {
       customOptions: {

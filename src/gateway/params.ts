@@ -42,6 +42,25 @@ export function clip(text: string, max = 64): string {
   return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
 }
 
+/** Most values in one filter list (hosts, uuids, metrics, GPU indexes). */
+export const MAX_LIST = 1000;
+
+/** A filter's values, checked: at least one, at most MAX_LIST, each 1 to `maxLength` characters. */
+export function boundedList(
+  name: string,
+  values: readonly string[] | undefined,
+  maxLength: number,
+): string[] | undefined {
+  if (values === undefined) return undefined;
+  if (values.length === 0) throw bad(`${name}: give at least one value, or leave ${name} out`);
+  if (values.length > MAX_LIST) throw bad(`${name}: ${values.length} values; at most ${MAX_LIST}`);
+  for (const v of values) {
+    if (v.length === 0 || v.length > maxLength)
+      throw bad(`${name}: "${clip(v, 40)}" must be 1 to ${maxLength} characters`);
+  }
+  return [...values];
+}
+
 /** A comma-separated list (also accepting repeated parameters). */
 export function list(value: string | readonly string[] | undefined): string[] | undefined {
   if (value === undefined) return undefined;
@@ -50,6 +69,15 @@ export function list(value: string | readonly string[] | undefined): string[] | 
     .map((v) => v.trim());
   const out = parts.filter((v) => v.length > 0);
   return out.length === 0 ? undefined : out;
+}
+
+/** A comma-separated filter, bounded as boundedList says. */
+export function filterList(
+  name: string,
+  value: string | readonly string[] | undefined,
+  maxLength: number,
+): string[] | undefined {
+  return boundedList(name, list(value), maxLength);
 }
 
 /** GPU ids: indexes on their host (`0`, `7`), or uuids (`GPU-...`). */

@@ -257,7 +257,9 @@ export const Health = Type.Object({
 
 /** Query parameters of /api/v1/telemetry and /api/v1/telemetry/latest. */
 export const TelemetryFilters = {
-  cluster_id: Type.Optional(Type.String({ description: 'Cluster (default: every cluster)' })),
+  cluster_id: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 128, description: 'Cluster (default: every cluster)' }),
+  ),
   host_id: Type.Optional(Type.String({ description: 'Hostname(s), comma-separated' })),
   gpu_id: Type.Optional(
     Type.String({ description: 'GPU index(es) on the host, or uuid(s) GPU-..., comma-separated' }),

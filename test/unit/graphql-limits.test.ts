@@ -10,29 +10,29 @@ const cost = (q: string, variables: Record<string, unknown> = {}): number =>
   queryCosts(schema, parse(q), variables)[0]?.cost ?? NaN;
 
 describe('GraphQL cost estimate', () => {
-  it('counts each field once and multiplies what is under a list; a store query weighs 100', () => {
+  it('counts each field once and multiplies what is under a list; a store query weighs 500', () => {
     assert.equal(cost('{ clusters { cluster_id cluster_name status } }'), 1 + 10 * 3);
     // data is a JSON object of 8 values: 1 + 8
-    assert.equal(cost('{ telemetry { cluster_id timestamp data } }'), 101 + 100 * (1 + 1 + 9));
-    assert.equal(cost('{ telemetry(limit: 7) { value } }'), 101 + 7);
-    assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: 40 }), 101 + 40);
+    assert.equal(cost('{ telemetry { cluster_id timestamp data } }'), 501 + 100 * (1 + 1 + 9));
+    assert.equal(cost('{ telemetry(limit: 7) { value } }'), 501 + 7);
+    assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: 40 }), 501 + 40);
     // a page's readings are counted by the page's limit, not again by the list
     assert.equal(
       cost('{ telemetryPage(limit: 50) { count readings { value } } }'),
-      101 + 50 * (1 + 1 + 1),
+      501 + 50 * (1 + 1 + 1),
     );
     assert.equal(cost('{ hosts(cluster_id: "c") { gpus { gpu_id } } }'), 11 + 100 * (1 + 8 * 1));
   });
 
   it("costs a variable's default as the limit it runs with", () => {
     // The default is what execution uses when the variable is not given (it was costed as 100).
-    assert.equal(cost('query($n: Int = 10000) { telemetry(limit: $n) { value } }'), 101 + 10_000);
+    assert.equal(cost('query($n: Int = 10000) { telemetry(limit: $n) { value } }'), 501 + 10_000);
     assert.equal(
       cost('query($n: Int = 10000) { telemetry(limit: $n) { value } }', { n: 3 }),
-      101 + 3,
+      501 + 3,
     );
     // null takes the argument's default, as execution does.
-    assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: null }), 101 + 100);
+    assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: null }), 501 + 100);
   });
 
   it('costs aliases each, so many aliases of a cheap field add up', () => {
@@ -48,6 +48,28 @@ describe('GraphQL cost estimate', () => {
     assert.ok(cost(nested) > 50_000, String(cost(nested)));
   });
 
+  it('counts a field once however often it is selected, as execution runs it', () => {
+    assert.equal(
+      cost('{ clusters { cluster_id cluster_id ...F ...F } } fragment F on Cluster { cluster_id }'),
+      1 + 10 * 1,
+    );
+    // A fragment "bomb": each level spreads the one below twice; execution runs each field once.
+    const levels = Array.from(
+      { length: 40 },
+      (_, i) => `fragment F${i + 1} on Cluster { ...F${i} ...F${i} }`,
+    ).join(' ');
+    const bomb = `{ clusters { ...F40 } } fragment F0 on Cluster { cluster_id } ${levels}`;
+    assert.equal(cost(bomb), 1 + 10 * 1);
+    // Distinct aliases at each level do multiply, and are costed without visiting 2^40 nodes.
+    const aliased = Array.from(
+      { length: 40 },
+      (_, i) =>
+        `fragment A${i + 1} on Host { cluster { x: hosts { ...A${i} } y: hosts { ...A${i} } } }`,
+    ).join(' ');
+    const wide = `{ hosts(cluster_id: "c") { ...A40 } } fragment A0 on Host { host_id } ${aliased}`;
+    assert.ok(cost(wide) > 1e20);
+  });
+
   it('follows fragments', () => {
     assert.equal(
       cost('{ clusters { ...C } } fragment C on Cluster { cluster_id hosts { host_id } }'),
@@ -60,7 +82,7 @@ describe('GraphQL cost estimate', () => {
       costRule({}, 1000),
     ]);
     assert.equal(errors.length, 1);
-    assert.match(errors[0]?.message ?? '', /query cost 1301 exceeds the maximum of 1000/);
+    assert.match(errors[0]?.message ?? '', /query cost 1701 exceeds the maximum of 1000/);
   });
 
   it('depth counts field levels, not introspection', () => {

@@ -2,7 +2,7 @@ import { NexusError } from '../../core/errors.js';
 import type { Aggregate, Selection } from '../../store/reader.js';
 import { END_OF_TIME } from '../../store/sql-reader.js';
 import type { LiveFilter } from '../live/hub.js';
-import { decodeCursor, parseInstant, type Cursor } from '../params.js';
+import { MAX_LIST, boundedList, decodeCursor, parseInstant, type Cursor } from '../params.js';
 import { parseStep } from '../routes/shapes.js';
 
 /**
@@ -36,24 +36,7 @@ export interface SeriesArgs extends FilterArgs, RangeArgs {
 }
 
 export const MAX_LIMIT = 10_000;
-const MAX_LIST = 1000;
 const METRIC = /^[A-Za-z0-9_:.]{1,128}$/;
-
-function strings(
-  name: string,
-  values: readonly string[] | null | undefined,
-  maxLength: number,
-): string[] | undefined {
-  if (values === undefined || values === null) return undefined;
-  if (values.length === 0) throw bad(`${name}: give at least one value, or leave ${name} out`);
-  if (values.length > MAX_LIST) throw bad(`${name}: ${values.length} values; at most ${MAX_LIST}`);
-  for (const v of values) {
-    if (v.length === 0 || v.length > maxLength) {
-      throw bad(`${name}: "${v.slice(0, 40)}" must be 1 to ${maxLength} characters`);
-    }
-  }
-  return [...values];
-}
 
 function indexes(values: readonly number[] | null | undefined): number[] | undefined {
   if (values === undefined || values === null) return undefined;
@@ -75,10 +58,10 @@ function clusterId(value: string | null | undefined): string | undefined {
 /** Which GPUs and metrics (absent: all), as for /api/v1/telemetry. */
 export function selectionOf(a: FilterArgs): Selection {
   const cluster = clusterId(a.cluster_id);
-  const hosts = strings('host_id', a.host_id, 253);
+  const hosts = boundedList('host_id', a.host_id ?? undefined, 253);
   const gpus = indexes(a.gpu_id);
-  const uuids = strings('uuid', a.uuid, 128);
-  const metrics = strings('metric', a.metric, 128);
+  const uuids = boundedList('uuid', a.uuid ?? undefined, 128);
+  const metrics = boundedList('metric', a.metric ?? undefined, 128);
   return {
     ...(cluster === undefined ? {} : { cluster }),
     ...(hosts === undefined ? {} : { hosts }),

@@ -1,5 +1,4 @@
 import {
-  Kind,
   defaultFieldResolver,
   getNamedType,
   getNullableType,
@@ -14,7 +13,7 @@ import {
 } from 'graphql';
 import type { IResolvers } from 'mercurius';
 import { NexusError } from '../../core/errors.js';
-import { FIELD_WEIGHT, type Refused } from './limits.js';
+import { FIELD_WEIGHT, below, collect, fieldDef, type Fragments, type Refused } from './limits.js';
 
 /**
  * What one GraphQL request may spend, counted as it runs: the estimate made before execution
@@ -82,32 +81,35 @@ export function budgetOf(context: unknown): Budget | undefined {
   return typeof context === 'object' && context !== null ? budgets.get(context) : undefined;
 }
 
+const fragmentMaps = new WeakMap<GraphQLResolveInfo['fragments'], Fragments>();
+
+function fragmentMap(info: GraphQLResolveInfo): Fragments {
+  let m = fragmentMaps.get(info.fragments);
+  if (m === undefined) {
+    m = new Map(Object.entries(info.fragments));
+    fragmentMaps.set(info.fragments, m);
+  }
+  return m;
+}
+
 /**
- * The cost of one item of a list: its selected fields (with their weights) and, through fields
- * that are not lists, theirs; lists below charge for themselves when they resolve.
+ * The cost of one item of a list: its selected fields, collected as execution collects them
+ * (limits.ts), with their weights, and through fields that are not lists, theirs; lists below
+ * charge for themselves when they resolve.
  */
 function itemCost(
   schema: GraphQLSchema,
-  set: SelectionSetNode,
-  type: GraphQLNamedType,
-  fragments: GraphQLResolveInfo['fragments'],
+  sets: readonly { set: SelectionSetNode; type: GraphQLNamedType }[],
+  fragments: Fragments,
 ): number {
   let total = 0;
-  for (const s of set.selections) {
-    if (s.kind === Kind.FIELD) {
-      total += 1 + (FIELD_WEIGHT[`${type.name}.${s.name.value}`] ?? 0);
-      if (s.selectionSet === undefined || !isObjectType(type)) continue;
-      const def = type.getFields()[s.name.value];
-      if (def === undefined || isListType(getNullableType(def.type))) continue;
-      total += itemCost(schema, s.selectionSet, getNamedType(def.type), fragments);
-    } else {
-      const set2 =
-        s.kind === Kind.INLINE_FRAGMENT ? s.selectionSet : fragments[s.name.value]?.selectionSet;
-      const cond =
-        s.kind === Kind.INLINE_FRAGMENT ? s.typeCondition : fragments[s.name.value]?.typeCondition;
-      const t = cond === undefined ? type : schema.getType(cond.name.value);
-      if (set2 !== undefined && t !== undefined) total += itemCost(schema, set2, t, fragments);
-    }
+  for (const group of collect(sets, schema, fragments).values()) {
+    const first = group[0];
+    if (first === undefined) continue;
+    total += 1 + (FIELD_WEIGHT[`${first.parent.name}.${first.node.name.value}`] ?? 0);
+    const def = fieldDef(schema, first.parent, first.node.name.value);
+    if (def === undefined || isListType(getNullableType(def.type))) continue;
+    total += itemCost(schema, below(group, schema), fragments);
   }
   return total;
 }
@@ -115,19 +117,18 @@ function itemCost(
 const itemCosts = new WeakMap<FieldNode, number>();
 
 function listItemCost(info: GraphQLResolveInfo): number {
-  let total = 0;
-  for (const node of info.fieldNodes) {
-    let c = itemCosts.get(node);
-    if (c === undefined) {
-      c =
-        node.selectionSet === undefined
-          ? 1
-          : itemCost(info.schema, node.selectionSet, getNamedType(info.returnType), info.fragments);
-      itemCosts.set(node, c);
-    }
-    total += c;
+  const first = info.fieldNodes[0];
+  if (first === undefined) return 1;
+  let c = itemCosts.get(first);
+  if (c === undefined) {
+    const type = getNamedType(info.returnType);
+    const sets = info.fieldNodes.flatMap((n) =>
+      n.selectionSet === undefined ? [] : [{ set: n.selectionSet, type }],
+    );
+    c = sets.length === 0 ? 1 : itemCost(info.schema, sets, fragmentMap(info));
+    itemCosts.set(first, c);
   }
-  return total;
+  return c;
 }
 
 type Resolver = GraphQLFieldResolver<unknown, unknown, Record<string, unknown>>;

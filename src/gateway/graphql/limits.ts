@@ -14,6 +14,7 @@ import {
   validate,
   type ASTVisitor,
   type DocumentNode,
+  type FieldNode,
   type FragmentDefinitionNode,
   type GraphQLField,
   type GraphQLNamedType,
@@ -49,22 +50,23 @@ export const FAN_OUT: Readonly<Record<string, number>> = {
 
 /**
  * What a field costs beyond 1, once per time it runs: a query of the store (a page, a series, the
- * statistics) outweighs a field read from an object already loaded; a JSON field holds several
- * values. Counted in the estimate and charged again when the field runs (budget.ts).
+ * statistics) outweighs a field read from an object already loaded, so one request runs at most
+ * about a hundred of them; a JSON field holds several values. Counted in the estimate and charged
+ * again when the field runs (budget.ts).
  */
 export const FIELD_WEIGHT: Readonly<Record<string, number>> = {
-  'Query.telemetry': 100,
-  'Query.telemetryPage': 100,
-  'Query.series': 100,
-  'Query.clusterStats': 100,
+  'Query.telemetry': 500,
+  'Query.telemetryPage': 500,
+  'Query.series': 500,
+  'Query.clusterStats': 500,
   'Query.latest': 20,
   'Query.hosts': 10,
   'Query.gpus': 10,
   'Query.gpu': 10,
   'Query.host': 10,
   'Query.cluster': 10,
-  'Cluster.stats': 100,
-  'Gpu.series': 100,
+  'Cluster.stats': 500,
+  'Gpu.series': 500,
   'Gpu.labels': 10,
   'Telemetry.data': 8,
 };
@@ -83,7 +85,7 @@ export type Refused = (limit: 'cost' | 'depth' | 'answer' | 'time') => void;
 
 const isIntrospection = (name: string): boolean => name === '__schema' || name === '__type';
 
-type Fragments = ReadonlyMap<string, FragmentDefinitionNode>;
+export type Fragments = ReadonlyMap<string, FragmentDefinitionNode>;
 
 function fragmentsOf(doc: DocumentNode): Fragments {
   const out = new Map<string, FragmentDefinitionNode>();
@@ -92,31 +94,99 @@ function fragmentsOf(doc: DocumentNode): Fragments {
   return out;
 }
 
-/** Deepest field level under a selection set (fragments add no level; introspection not counted). */
-function depthOf(
-  set: SelectionSetNode,
-  level: number,
+/** A field as execution sees it: its node, and the type it is selected on. */
+interface Selected {
+  readonly node: FieldNode;
+  readonly parent: GraphQLNamedType;
+}
+
+/**
+ * The fields a selection resolves, by response key, as GraphQL's execution collects them: a named
+ * fragment spread once per selection however often it is spread, fields with the same key
+ * merged into one. So a query costs what it runs: `{ a ...F ...F }` runs F once, and a fragment
+ * "bomb" that spreads a fragment twice at each level runs each field once.
+ */
+export function collect(
+  sets: readonly { readonly set: SelectionSetNode; readonly type: GraphQLNamedType }[],
+  schema: GraphQLSchema,
   fragments: Fragments,
-  visiting: Set<string>,
-): number {
-  let deepest = level;
-  for (const s of set.selections) {
-    if (s.kind === Kind.FIELD) {
-      if (isIntrospection(s.name.value)) continue;
-      const d =
-        s.selectionSet === undefined
-          ? level + 1
-          : depthOf(s.selectionSet, level + 1, fragments, visiting);
-      deepest = Math.max(deepest, d);
-    } else if (s.kind === Kind.INLINE_FRAGMENT) {
-      deepest = Math.max(deepest, depthOf(s.selectionSet, level, fragments, visiting));
-    } else {
-      const f = fragments.get(s.name.value);
-      if (f === undefined || visiting.has(f.name.value)) continue; // reported by the spec rules
-      visiting.add(f.name.value);
-      deepest = Math.max(deepest, depthOf(f.selectionSet, level, fragments, visiting));
-      visiting.delete(f.name.value);
+): Map<string, Selected[]> {
+  const out = new Map<string, Selected[]>();
+  const spread = new Set<string>();
+  const walk = (set: SelectionSetNode, type: GraphQLNamedType): void => {
+    for (const s of set.selections) {
+      if (s.kind === Kind.FIELD) {
+        const k = s.alias?.value ?? s.name.value;
+        const list = out.get(k);
+        if (list === undefined) out.set(k, [{ node: s, parent: type }]);
+        else list.push({ node: s, parent: type });
+      } else if (s.kind === Kind.INLINE_FRAGMENT) {
+        const t =
+          s.typeCondition === undefined
+            ? type
+            : (schema.getType(s.typeCondition.name.value) ?? type);
+        walk(s.selectionSet, t);
+      } else {
+        if (spread.has(s.name.value)) continue;
+        spread.add(s.name.value);
+        const f = fragments.get(s.name.value);
+        if (f === undefined) continue; // reported by the spec rules
+        walk(f.selectionSet, schema.getType(f.typeCondition.name.value) ?? type);
+      }
     }
+  };
+  for (const { set, type } of sets) walk(set, type);
+  return out;
+}
+
+/** The selections under a group of merged fields, with the type they are selected on. */
+export function below(
+  group: readonly Selected[],
+  schema: GraphQLSchema,
+): { set: SelectionSetNode; type: GraphQLNamedType }[] {
+  const first = group[0];
+  if (first === undefined) return [];
+  const def = fieldDef(schema, first.parent, first.node.name.value);
+  if (def === undefined) return [];
+  const type = getNamedType(def.type);
+  return group.flatMap((g) =>
+    g.node.selectionSet === undefined ? [] : [{ set: g.node.selectionSet, type }],
+  );
+}
+
+const nodeIds = new WeakMap<FieldNode, number>();
+let nextNodeId = 0;
+
+/** A key naming a group of merged fields (for memoising its cost and depth). */
+function groupKey(group: readonly Selected[]): string {
+  return group
+    .map((g) => {
+      let id = nodeIds.get(g.node);
+      if (id === undefined) nodeIds.set(g.node, (id = nextNodeId++));
+      return `${g.parent.name}.${id}`;
+    })
+    .join(',');
+}
+
+/** Deepest field level under a selection (fragments add no level; introspection not counted). */
+function depthOf(
+  sets: readonly { set: SelectionSetNode; type: GraphQLNamedType }[],
+  schema: GraphQLSchema,
+  fragments: Fragments,
+  memo: Map<string, number>,
+): number {
+  let deepest = 0;
+  for (const group of collect(sets, schema, fragments).values()) {
+    const name = group[0]?.node.name.value ?? '';
+    if (isIntrospection(name)) continue;
+    const key = groupKey(group);
+    let d = memo.get(key);
+    if (d === undefined) {
+      memo.set(key, 1); // a cycle (refused by the spec rules) ends here
+      d = 1 + depthOf(below(group, schema), schema, fragments, memo);
+      memo.set(key, d);
+    }
+    deepest = Math.max(deepest, d);
   }
   return deepest;
 }
@@ -125,7 +195,15 @@ function depthOf(
 export function depthRule(max = MAX_DEPTH, onRefused?: Refused): ValidationRule {
   return (context: ValidationContext): ASTVisitor => ({
     OperationDefinition(op) {
-      const depth = depthOf(op.selectionSet, 0, fragmentsOf(context.getDocument()), new Set());
+      const schema = context.getSchema();
+      const root = schema.getRootType(op.operation);
+      if (root === undefined || root === null) return;
+      const depth = depthOf(
+        [{ set: op.selectionSet, type: root }],
+        schema,
+        fragmentsOf(context.getDocument()),
+        new Map(),
+      );
       if (depth > max) {
         onRefused?.('depth');
         context.reportError(
@@ -219,7 +297,7 @@ function limitArg(
 }
 
 /** The field definition of a selection, meta-fields (__schema, __type) included. */
-function fieldDef(
+export function fieldDef(
   schema: GraphQLSchema,
   parent: GraphQLNamedType,
   name: string,
@@ -233,43 +311,39 @@ function fieldDef(
 }
 
 function costOf(
-  set: SelectionSetNode,
-  parent: GraphQLNamedType,
+  sets: readonly { set: SelectionSetNode; type: GraphQLNamedType }[],
   c: CostInput,
-  visiting: Set<string>,
+  memo: Map<string, number>,
 ): number {
   let total = 0;
-  for (const s of set.selections) {
-    if (s.kind === Kind.FIELD) {
-      const name = s.name.value;
-      const key = `${parent.name}.${name}`;
-      total += 1 + (FIELD_WEIGHT[key] ?? 0);
-      if (name === '__typename') continue;
-      const def = fieldDef(c.schema, parent, name);
-      if (def === undefined) continue; // reported by the spec rules
-      if (s.selectionSet === undefined) continue;
-      const children = costOf(s.selectionSet, getNamedType(def.type), c, visiting);
+  for (const group of collect(sets, c.schema, c.fragments).values()) {
+    const first = group[0];
+    if (first === undefined) continue;
+    const key = groupKey(group);
+    const known = memo.get(key);
+    if (known !== undefined) {
+      total += known;
+      continue;
+    }
+    memo.set(key, 0); // a cycle (refused by the spec rules) ends here
+    const name = first.node.name.value;
+    const field = `${first.parent.name}.${name}`;
+    let cost = 1 + (FIELD_WEIGHT[field] ?? 0);
+    const def = name === '__typename' ? undefined : fieldDef(c.schema, first.parent, name);
+    const sub = below(group, c.schema);
+    if (def !== undefined && sub.length > 0) {
+      const children = costOf(sub, c, memo);
       const limit = def.args.find((a) => a.name === 'limit');
       const times =
         limit !== undefined
-          ? limitArg(s, limit.defaultValue, c)
+          ? limitArg(first.node, limit.defaultValue, c)
           : isListType(getNullableType(def.type))
-            ? (c.introspection[key] ?? FAN_OUT[key] ?? DEFAULT_FAN_OUT)
+            ? (c.introspection[field] ?? FAN_OUT[field] ?? DEFAULT_FAN_OUT)
             : 1;
-      total += times * children;
-    } else if (s.kind === Kind.INLINE_FRAGMENT) {
-      const t =
-        s.typeCondition === undefined ? parent : c.schema.getType(s.typeCondition.name.value);
-      if (t !== undefined) total += costOf(s.selectionSet, t, c, visiting);
-    } else {
-      const f = c.fragments.get(s.name.value);
-      if (f === undefined || visiting.has(f.name.value)) continue;
-      const t = c.schema.getType(f.typeCondition.name.value);
-      if (t === undefined) continue;
-      visiting.add(f.name.value);
-      total += costOf(f.selectionSet, t, c, visiting);
-      visiting.delete(f.name.value);
+      cost += times * children;
     }
+    memo.set(key, cost);
+    total += cost;
   }
   return total;
 }
@@ -285,8 +359,8 @@ function operationVariables(
   const values = getVariableValues(schema, op.variableDefinitions ?? [], inputs, {
     maxErrors: 1,
   });
-  // Variables that do not coerce fail the execution with their own message; cost the literal ones.
-  return values.coerced ?? inputs;
+  // Variables that do not coerce fail the execution, saying which; until then, cost the defaults.
+  return values.coerced ?? {};
 }
 
 /** The estimated cost of each operation of a document, on the variables it will run with. */
@@ -314,7 +388,7 @@ export function queryCosts(
     };
     out.push({
       name: d.name?.value ?? 'anonymous',
-      cost: costOf(d.selectionSet, root, c, new Set()),
+      cost: costOf([{ set: d.selectionSet, type: root }], c, new Map()),
     });
   }
   return out;

@@ -7,7 +7,7 @@ import type {
   Series,
   TelemetryReader,
 } from '../../store/reader.js';
-import { gpuIndex, iso, list, parseInstant } from '../params.js';
+import { filterList, gpuIndex, iso, parseInstant } from '../params.js';
 import {
   ClusterList,
   ClusterParams,
@@ -242,7 +242,7 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
       const g = await reader.gpu(cluster_id, host_id, gpuId);
       if (g === undefined)
         throw notFound(`GPU ${gpuId} not found on host "${host_id}" in cluster "${cluster_id}"`);
-      const metrics = list(req.query.metric);
+      const metrics = filterList('metric', req.query.metric, 128);
       const latest = g.latest.filter(
         (l) =>
           metrics === undefined ||

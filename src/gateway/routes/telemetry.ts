@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import { NexusError } from '../../core/errors.js';
 import type { LatestValue, Selection, TelemetryReader } from '../../store/reader.js';
 import { END_OF_TIME } from '../../store/sql-reader.js';
-import { decodeCursor, encodeCursor, gpuIds, iso, list, parseInstant } from '../params.js';
+import { decodeCursor, encodeCursor, filterList, gpuIds, iso, parseInstant } from '../params.js';
 import {
   ErrorRef,
   LatestQuery,
@@ -88,10 +88,10 @@ export function selection(q: {
   metric?: string;
   metrics?: string;
 }): Selection {
-  const hosts = list(q.host_id);
-  const ids = gpuIds(list(q.gpu_id));
-  const uuids = [...(ids.uuids ?? []), ...(list(q.uuid) ?? [])];
-  const metrics = list(q.metric ?? q.metrics);
+  const hosts = filterList('host_id', q.host_id, 253);
+  const ids = gpuIds(filterList('gpu_id', q.gpu_id, 128));
+  const uuids = [...(ids.uuids ?? []), ...(filterList('uuid', q.uuid, 128) ?? [])];
+  const metrics = filterList('metric', q.metric ?? q.metrics, 128);
   return {
     ...(q.cluster_id === undefined ? {} : { cluster: q.cluster_id }),
     ...(hosts === undefined ? {} : { hosts }),

@@ -138,7 +138,9 @@ function problem(
   const field = parts.find((p) => p in EXPECTED);
   if (field !== undefined) return `filter.${field} must be ${EXPECTED[field] ?? 'valid'}`;
   if (first.message === 'Unexpected property') {
-    return `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric)`;
+    return parts[0] === 'filter' || (parts.length === 1 && check === filterCheck)
+      ? `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric)`
+      : `unknown field "${parts.join('.')}" in the message`;
   }
   return `${parts.length === 0 ? 'message' : parts.join('.')}: ${first.message}`;
 }
