@@ -58,8 +58,8 @@ migrate: build-nexus ## Apply the database migrations (DB_*/DATABASE_URL)
 run-nexus-gateway: build-nexus ## Run the gateway (PORT, ENABLE_GRAPHQL, ENABLE_WEBSOCKET, ENABLE_CORS, DB_*, ETCD_*)
 	$(NEXUS) gateway
 
-run-nexus-pipeline: build-nexus setup-dev ## Run etcd, PostgreSQL, collector, gateway and streamer locally; Ctrl-C stops all
-	@npx tsx scripts/pipeline.ts
+run-nexus-pipeline: build-nexus setup-dev ## Run etcd (ETCD_PORT), PostgreSQL (PG_PORT), collector, gateway and streamer locally; Ctrl-C stops all
+	@DATA_DIR=$(DATA_DIR) ETCD_PORT=$(ETCD_PORT) ETCD_PEER=$(ETCD_PEER) PG_PORT=$(PG_PORT) exec node --import tsx scripts/pipeline.ts
 
 lint: setup-run ## ESLint, Prettier and dependency-cruiser
 	npx eslint .

@@ -9,7 +9,9 @@ healthy() { ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --dial-timeout 1
 case "$cmd" in
   start)
     if healthy; then echo "etcd already serving on 127.0.0.1:$port"; exit 0; fi
-    nohup etcd --name nexus-dev --data-dir "$dir/data" \
+    # A session of its own: a Ctrl-C in the terminal that started it (make run-nexus-pipeline)
+    # must not kill it under the components that are still stopping.
+    setsid nohup etcd --name nexus-dev --data-dir "$dir/data" \
       --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
       --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
       --initial-cluster "nexus-dev=http://127.0.0.1:$peer" \
@@ -25,7 +27,9 @@ case "$cmd" in
     echo "etcd did not become healthy; see $dir/etcd.log"; exit 1 ;;
   stop)
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      kill "$(cat "$pidfile")"; rm -f "$pidfile"; echo "etcd stopped"
+      pid=$(cat "$pidfile"); kill "$pid"
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      rm -f "$pidfile"; echo "etcd stopped"
     else echo "no local etcd running"; fi ;;
   *) echo "usage: $0 start|stop data port peer"; exit 2 ;;
 esac

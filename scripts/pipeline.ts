@@ -3,38 +3,90 @@
  * in the data directory (unless ETCD_ENDPOINTS / DB_HOST / DATABASE_URL point elsewhere), applies
  * the migrations, then runs a collector, a gateway and a streamer as separate processes. Ctrl-C
  * stops everything it started, in order: streamer, collector, gateway, then the databases.
+ *
+ * The same settings as the Makefile's setup-etcd and setup-postgres: DATA_DIR (or NEXUS_DATA_DIR,
+ * default .data), ETCD_PORT (2379), ETCD_PEER (2380), PG_PORT (5433); the children are given the
+ * matching ETCD_ENDPOINTS, DB_HOST and DB_PORT.
+ *
+ * Signals: Ctrl-C in a terminal sends SIGINT to every process of the foreground group. The
+ * children run in process groups of their own, so that only this script gets it; it then sends
+ * each child exactly one SIGTERM, in order, and each stops gracefully (the streamer prints its
+ * summary). A second Ctrl-C sends the children still running their second signal: they exit at
+ * once, saying what they did not finish.
+ *
+ * PIPELINE_FROM_SOURCE=1 runs the children from src/ through tsx instead of the build in dist/
+ * (the tests do, so that they never run a stale build).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..');
-const DATA = process.env.NEXUS_DATA_DIR ?? '.data';
-const env: NodeJS.ProcessEnv = { ...process.env };
+const setting = (name: string, fallback: string): string => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : v;
+};
+const DATA = setting('DATA_DIR', setting('NEXUS_DATA_DIR', '.data'));
+const ETCD_PORT = setting('ETCD_PORT', '2379');
+const ETCD_PEER = setting('ETCD_PEER', '2380');
+const PG_PORT = setting('PG_PORT', '5433');
+const env: NodeJS.ProcessEnv = { ...process.env, NEXUS_DATA_DIR: DATA };
 const started: string[] = [];
 
-function step(cmd: string, args: string[]): void {
-  execFileSync(cmd, args, { cwd: ROOT, stdio: 'inherit', env });
+/** Runs a step to its end; false (having said so) when it fails. */
+function step(what: string, cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'], env });
+    return true;
+  } catch {
+    process.stderr.write(`pipeline: ${what} failed (see above)\n`);
+    return false;
+  }
 }
 
-if (process.env.ETCD_ENDPOINTS === undefined) {
-  step('scripts/local-etcd.sh', ['start', DATA, '2379', '2380']);
-  env.ETCD_ENDPOINTS = '127.0.0.1:2379';
+function stopDatabases(): void {
+  if (started.includes('postgres'))
+    step('stopping PostgreSQL', 'scripts/local-postgres.sh', ['stop', DATA, PG_PORT]);
+  if (started.includes('etcd'))
+    step('stopping etcd', 'scripts/local-etcd.sh', ['stop', DATA, ETCD_PORT, ETCD_PEER]);
+}
+
+function giveUp(hint: string): never {
+  process.stderr.write(`pipeline: ${hint}\n`);
+  stopDatabases();
+  process.exit(1);
+}
+
+if ((process.env.ETCD_ENDPOINTS ?? '') === '') {
+  if (!step('starting etcd', 'scripts/local-etcd.sh', ['start', DATA, ETCD_PORT, ETCD_PEER]))
+    giveUp(`choose other ports with ETCD_PORT and ETCD_PEER (now ${ETCD_PORT} and ${ETCD_PEER})`);
+  env.ETCD_ENDPOINTS = `127.0.0.1:${ETCD_PORT}`;
   started.push('etcd');
 }
-if (process.env.DATABASE_URL === undefined && process.env.DB_HOST === undefined) {
-  step('scripts/local-postgres.sh', ['start', DATA, '5433']);
+if ((process.env.DATABASE_URL ?? '') === '' && (process.env.DB_HOST ?? '') === '') {
+  if (!step('starting PostgreSQL', 'scripts/local-postgres.sh', ['start', DATA, PG_PORT]))
+    giveUp(`choose another port with PG_PORT (now ${PG_PORT})`);
   env.DB_HOST = '127.0.0.1';
+  env.DB_PORT = PG_PORT;
   started.push('postgres');
 }
 
-const nexus = join(ROOT, 'dist', 'cli', 'main.js');
-step(process.execPath, [nexus, 'migrate']);
+const nexus =
+  process.env.PIPELINE_FROM_SOURCE === '1'
+    ? ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts')]
+    : [join(ROOT, 'dist', 'cli', 'main.js')];
+if (!step('applying the migrations', process.execPath, [...nexus, 'migrate']))
+  giveUp('the database is not usable: nothing else was started');
 
+let stopping = false;
 const children: { name: string; proc: ChildProcess }[] = [];
+const running = (p: ChildProcess): boolean => p.exitCode === null && p.signalCode === null;
+
 function run(name: string, args: string[], extra: NodeJS.ProcessEnv = {}): void {
-  const proc = spawn(process.execPath, [nexus, ...args], {
+  const proc = spawn(process.execPath, [...nexus, ...args], {
     cwd: ROOT,
-    stdio: 'inherit',
+    // A process group of its own: the terminal's Ctrl-C reaches this script only (see above).
+    detached: true,
+    stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...env, ...extra },
   });
   proc.on('exit', (code, signal) => {
@@ -53,26 +105,38 @@ process.stderr.write(
   `pipeline: collector, gateway (http://localhost:${env.PORT ?? '8080'}) and streamer running; Ctrl-C stops everything\n`,
 );
 
-let stopping = false;
+let forced = false;
 async function stop(): Promise<void> {
-  if (stopping) process.exit(130);
+  if (stopping) {
+    // A second Ctrl-C: every child still running gets its second signal and exits at once.
+    forced = true;
+    process.stderr.write('pipeline: second signal: the children exit now\n');
+    for (const c of children) if (running(c.proc)) c.proc.kill('SIGTERM');
+    return;
+  }
   stopping = true;
-  process.stderr.write('\npipeline: stopping\n');
+  process.stderr.write('\npipeline: stopping (Ctrl-C again to force)\n');
+  let clean = true;
   for (const name of ['streamer', 'collector', 'gateway']) {
     const c = children.find((x) => x.name === name);
-    if (c === undefined || c.proc.exitCode !== null || c.proc.signalCode !== null) continue;
-    const gone = new Promise((r) => c.proc.once('exit', r));
-    c.proc.kill('SIGTERM');
-    await gone;
+    if (c === undefined) continue;
+    if (running(c.proc)) {
+      const gone = new Promise<void>((r) => c.proc.once('exit', () => r()));
+      c.proc.kill('SIGTERM');
+      await gone;
+    }
+    if (c.proc.exitCode !== 0) {
+      clean = false;
+      process.stderr.write(`pipeline: ${name} exited (${c.proc.signalCode ?? c.proc.exitCode})\n`);
+    }
   }
-  if (started.includes('postgres')) step('scripts/local-postgres.sh', ['stop', DATA, '5433']);
-  if (started.includes('etcd')) step('scripts/local-etcd.sh', ['stop', DATA, '2379', '2380']);
-  process.exit(0);
+  stopDatabases();
+  process.stderr.write('pipeline: stopped\n');
+  process.exit(forced ? 130 : clean ? 0 : 1);
 }
-process.on('SIGINT', () => void stop());
-process.on('SIGTERM', () => void stop());
-// If this script dies some other way, take the children with it.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+  process.on(signal, () => void stop());
+// If this script dies some other way, take the children with it (they are not in its group).
 process.on('exit', () => {
-  for (const c of children)
-    if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+  for (const c of children) if (running(c.proc)) c.proc.kill('SIGKILL');
 });

@@ -10,13 +10,21 @@ export interface ShutdownOptions {
   readonly atRisk?: () => string | undefined;
 }
 
+/** What the graceful stop is doing now, named so that a forced exit can say what it cut short. */
+export interface ShutdownProgress {
+  step(what: string): void;
+}
+
 /**
  * Two-phase shutdown: the first SIGINT/SIGTERM calls `graceful` (finish in-flight work, save state);
- * a second one, or `forceAfterMs` without the graceful stop finishing, exits at once.
+ * a second one, or `forceAfterMs` without the graceful stop finishing, exits at once. Both ways out
+ * go through one exit path: a log line that says which step of the graceful stop was not finished
+ * and what is lost (`atRisk`), then `process.exit` (pino's destination writes what it holds on
+ * exit), 130 after a second signal, 1 after the timeout.
  */
 export function onShutdown(
   logger: Logger,
-  graceful: (signal: string) => Promise<void>,
+  graceful: (signal: string, progress: ShutdownProgress) => Promise<void>,
   options: ShutdownOptions = {},
 ): void {
   const forceAfterMs = options.forceAfterMs ?? 30_000;
@@ -25,19 +33,31 @@ export function onShutdown(
     return lost === undefined ? '' : `: ${lost}`;
   };
   let stopping = false;
+  let current = 'the graceful stop';
+  const progress: ShutdownProgress = {
+    step: (what) => {
+      current = what;
+    },
+  };
+  const exitNow = (code: number, fields: Record<string, unknown>, why: string): void => {
+    logger.warn(
+      { ...fields, unfinished: current },
+      `${why}: exiting now; not finished: ${current}${risk()}`,
+    );
+    process.exit(code);
+  };
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      logger.warn({ signal }, `second signal: exiting now${risk()}`);
-      process.exit(130);
+      exitNow(130, { signal }, 'second signal');
+      return;
     }
     stopping = true;
     logger.info({ signal }, 'shutting down gracefully (send again to force)');
     const timer = setTimeout(() => {
-      logger.error({ after_ms: forceAfterMs }, `graceful shutdown took too long: exiting${risk()}`);
-      process.exit(1);
+      exitNow(1, { after_ms: forceAfterMs }, 'graceful shutdown took too long');
     }, forceAfterMs);
     timer.unref();
-    graceful(signal).catch((err: unknown) => {
+    graceful(signal, progress).catch((err: unknown) => {
       logger.error({ err }, `error during shutdown${risk()}`);
       process.exitCode = 1;
     });

@@ -70,7 +70,10 @@ export function collectorCommand(): Command {
             logger,
           )
         : undefined;
-    onShutdown(logger, async () => {
+    onShutdown(logger, async (_signal, progress) => {
+      progress.step(
+        'writing the batches in flight (what was not acked returns to the queue after LEASE_TTL)',
+      );
       await collector.stop();
     });
     await collector.start();

@@ -58,11 +58,13 @@ export function gatewayCommand(): Command {
           }),
       extensions: [dashboardPlugin(logger)],
     });
-    onShutdown(logger, async () => {
+    onShutdown(logger, async (_signal, progress) => {
       // Not ready first, so that load balancers stop sending; then close connections.
+      progress.step('answering the requests in progress');
       gateway.drain();
       await new Promise((r) => setTimeout(r, Math.min(2000, config.pollTimeout)));
       await gateway.app.close();
+      progress.step('closing the connections to etcd and PostgreSQL');
       await feed?.close();
       await registry?.close();
       etcd?.close();

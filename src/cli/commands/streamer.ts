@@ -153,8 +153,11 @@ export function streamerCommand(): Command {
             logger,
           )
         : undefined;
-    onShutdown(logger, async () => {
+    onShutdown(logger, async (_signal, progress) => {
       stopping = true;
+      progress.step(
+        'publishing the batches already read and saving the checkpoint (the next run resumes from the last checkpoint)',
+      );
       await streamer.stop();
     });
     try {

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { firstLine, run, spawnTs } from '../helpers/child.js';
+
+/** The JSON log lines a child wrote. */
+function logLines(stdout: string): { msg: string; unfinished?: string }[] {
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string; unfinished?: string });
+}
+
+describe('two-phase shutdown (src/cli/signals.ts)', () => {
+  it('a second signal exits at once with 130, through the exit path: the log says what was not finished', async () => {
+    const child = spawnTs('test/helpers/shutdown-child.ts', ['60000']);
+    const done = run(child);
+    assert.equal(await firstLine(child), 'ready');
+    child.kill('SIGINT');
+    // The graceful stop has begun (its first line is out) before the second signal.
+    await new Promise<void>((resolve) => {
+      const onData = (d: Buffer): void => {
+        if (d.toString().includes('shutting down gracefully')) {
+          child.stdout?.off('data', onData);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+    });
+    child.kill('SIGINT');
+    const exit = await done;
+    assert.equal(exit.code, 130);
+    const last = logLines(exit.stdout).at(-1);
+    assert.equal(last?.unfinished, 'writing the last batch');
+    assert.equal(last.msg, 'second signal: exiting now; not finished: writing the last batch');
+  });
+
+  it('a graceful stop that takes too long exits with 1, saying what it did not finish', async () => {
+    const child = spawnTs('test/helpers/shutdown-child.ts', ['300']);
+    const done = run(child);
+    assert.equal(await firstLine(child), 'ready');
+    child.kill('SIGTERM');
+    const exit = await done;
+    assert.equal(exit.code, 1);
+    const last = logLines(exit.stdout).at(-1);
+    assert.equal(
+      last?.msg,
+      'graceful shutdown took too long: exiting now; not finished: writing the last batch',
+    );
+  });
+});
