@@ -9,6 +9,10 @@ ETCD_PEER  ?= 2380
 PG_PORT    ?= 5433
 SAMPLE     := samples/dcgm_metrics_20250718_134233.csv
 
+NODE_INPUTS      := $(shell find src) tsconfig.json tsconfig.build.json package-lock.json scripts/copy-assets.mjs
+DASHBOARD_INPUTS := $(shell find dashboard) scripts/build-dashboard.mjs package-lock.json
+BUILT            := dist/.tsc.stamp dist/dashboard/index.html dist/store/pglite/template.tar.gz.version
+
 .PHONY: help setup-dev setup-run setup-etcd stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
         build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
         run-nexus-gateway test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
@@ -34,8 +38,24 @@ setup-postgres: setup-dev ## Start a local PostgreSQL on 127.0.0.1:5433 (db/user
 stop-postgres: ## Stop the local PostgreSQL started by setup-postgres
 	@scripts/local-postgres.sh stop $(DATA_DIR) $(PG_PORT)
 
-build-nexus: setup-run ## Build the nexus command (all components, and the dashboard) into dist/
-	@npm run -s build && echo "built dist/ (run: node bin/nexus.js --help)"
+build-nexus: $(BUILT) ## Build the nexus command (all components, and the dashboard) into dist/ (only what changed)
+	@echo "dist/ is built (run: node bin/nexus.js --help)"
+
+# The steps of `npm run build`, each redone only when its inputs changed (the directories are
+# inputs too: a file added, removed or renamed changes its directory). The stamps live in dist/.
+dist/.tsc.stamp: $(NODE_INPUTS) | setup-run
+	@[ -f dist/cli/main.js ] || rm -f dist/.tsbuildinfo
+	@echo "build: compiling src/ into dist/"
+	@node_modules/.bin/tsc -p tsconfig.build.json --incremental --tsBuildInfoFile dist/.tsbuildinfo
+	@node scripts/copy-assets.mjs
+	@touch $@
+
+dist/dashboard/index.html: $(DASHBOARD_INPUTS) | setup-run
+	@node scripts/build-dashboard.mjs
+
+dist/store/pglite/template.tar.gz.version: package-lock.json scripts/build-pglite-template.mjs | setup-run
+	@node scripts/build-pglite-template.mjs
+	@touch $@
 
 build-nexus-streamer: build-nexus ## Build the streamer (part of the nexus command)
 
