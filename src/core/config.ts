@@ -495,7 +495,7 @@ export const SETTINGS = {
     flag: 'host',
     kind: 'string',
     default: '0.0.0.0',
-    help: 'Address the gateway listens on',
+    help: 'Address the gateway listens on: 0.0.0.0 every address, 127.0.0.1 this machine only (the default of nexus up)',
     group: 'gateway',
   },
   enableGraphql: {

@@ -8,6 +8,7 @@ import { buildGateway } from '../../gateway/app.js';
 import type { HealthCheck } from '../../gateway/routes/health.js';
 import { createStore, etcdConnection, etcdFeed, etcdQueueOn, etcdRegistry } from '../backends.js';
 import { dashboardPlugin } from '../dashboard.js';
+import { listenFailure, listening } from '../listen.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
 import { NexusMetrics } from '../../core/metrics.js';
@@ -58,23 +59,39 @@ export function gatewayCommand(): Command {
           }),
       extensions: [dashboardPlugin(logger)],
     });
-    onShutdown(logger, async (_signal, progress) => {
-      // Not ready first, so that load balancers stop sending; then close connections.
-      progress.step('answering the requests in progress');
-      gateway.drain();
-      await new Promise((r) => setTimeout(r, Math.min(2000, config.pollTimeout)));
+    const closeAll = async (): Promise<void> => {
       await gateway.app.close();
-      progress.step('closing the connections to etcd and PostgreSQL');
       await feed?.close();
       await registry?.close();
       etcd?.close();
       await store.close();
       await stopTracing();
+    };
+    let address: string;
+    try {
+      address = await gateway.app.listen({ port: config.port, host: config.host });
+    } catch (err) {
+      await closeAll().catch(() => undefined);
+      throw listenFailure(err, config.port, config.host);
+    }
+    onShutdown(logger, async (_signal, progress) => {
+      // Not ready first, so that load balancers stop sending; then close connections.
+      progress.step('answering the requests in progress');
+      gateway.drain();
+      await new Promise((r) => setTimeout(r, Math.min(2000, config.pollTimeout)));
+      progress.step('closing the connections to clients, etcd and PostgreSQL');
+      await closeAll();
     });
-    const address = await gateway.app.listen({ port: config.port, host: config.host });
+    const serves = [
+      'REST /api/v1',
+      'OpenAPI /openapi.json',
+      'Swagger UI /swagger/index.html',
+      ...(config.enableGraphql ? ['GraphQL /graphql'] : []),
+      ...(config.enableWebsocket ? ['WebSocket /ws'] : []),
+    ];
     logger.info(
       { address },
-      `gateway listening on ${address} (REST /api/v1, OpenAPI /openapi.json, Swagger UI /swagger/index.html, GraphQL /graphql, WebSocket /ws)`,
+      `gateway listening on ${listening(config.host, address)}: ${serves.join(', ')}`,
     );
     // Listening also keeps the in-memory latest values current (collectors publish only to listeners).
     if (feed !== undefined) {

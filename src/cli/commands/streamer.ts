@@ -16,7 +16,7 @@ import type { Config } from '../../core/config.js';
 import type { Logger } from '../../core/logger.js';
 import type { Queue } from '../../queue/types.js';
 import { createQueue } from '../backends.js';
-import { dataDir, resolveInput } from '../paths.js';
+import { assertReadable, dataDir, resolveInput } from '../paths.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
 import { VERSION } from '../version.js';
@@ -107,6 +107,7 @@ export function streamerCommand(): Command {
   addSettings(cmd, ['common', 'queue', 'streamer']);
   cmd.action(async (opts: { csv?: string; restart?: boolean; maxLoops?: string }) => {
     const config = configFrom(cmd, opts.csv === undefined ? {} : { csvFile: opts.csv });
+    await assertReadable(resolveInput(config.csvFile));
     boundHeapGrowth();
     const logger = createLogger({
       level: config.logLevel,

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Collector } from '../../collector/collector.js';
-import type { Config } from '../../core/config.js';
+import { SETTINGS, type Config, type SettingKey } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
 import { once } from '../../core/lifecycle.js';
 import { createLogger, type Logger } from '../../core/logger.js';
@@ -18,9 +18,11 @@ import { noProgress } from '../../streamer/progress.js';
 import { Streamer } from '../../streamer/streamer.js';
 import { createFeed, createQueue, createRegistry, createStore } from '../backends.js';
 import { dashboardPlugin } from '../dashboard.js';
-import { dataDir } from '../paths.js';
-import { addSettings, configFrom } from '../settings.js';
-import { onShutdown } from '../signals.js';
+import { listenFailure, listening, reach } from '../listen.js';
+import { lockDirectory } from '../lock.js';
+import { assertReadable, dataDir, resolveInput } from '../paths.js';
+import { addSettings, configFrom, isGiven } from '../settings.js';
+import { onShutdown, type ShutdownProgress } from '../signals.js';
 import { NexusMetrics } from '../../core/metrics.js';
 import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
 import { setupTracing } from '../tracing.js';
@@ -36,12 +38,11 @@ import { streamerOptionsFrom, summaryLine } from './streamer.js';
  */
 async function embeddedStore(
   config: Config,
-  env: NodeJS.ProcessEnv,
+  postgres: boolean,
   logger: Logger,
 ): Promise<{ store: TelemetryStore; ready: Promise<void> }> {
-  if ((env.DATABASE_URL ?? '') !== '' || (env.DB_HOST ?? '') !== '')
-    return { store: createStore(config, logger, 'nexus-up'), ready: Promise.resolve() };
-  const dir = join(dataDir(config.dataDir), 'pglite');
+  if (postgres) return { store: createStore(config, logger, 'nexus-up'), ready: Promise.resolve() };
+  const dir = pgliteDir(config);
   const t0 = Date.now();
   // A fresh directory starts from the build's pristine data directory instead of running initdb.
   const template = await pristineTemplate(dir);
@@ -72,10 +73,13 @@ function unstored(queue: Queue): string | undefined {
   return `${held.records} records read and not yet stored are lost (${held.messages} messages of the in-process queue)`;
 }
 
+function pgliteDir(config: Config): string {
+  return join(dataDir(config.dataDir), 'pglite');
+}
+
 /** The queue `nexus up` uses: etcd when ETCD_ENDPOINTS is set, in process otherwise. */
-function embeddedQueue(config: Config, env: NodeJS.ProcessEnv, logger: Logger): Queue {
-  if ((env.ETCD_ENDPOINTS ?? '') !== '')
-    return createQueue(config, logger, `nexus-up-${process.pid}`);
+function embeddedQueue(config: Config, etcd: boolean, logger: Logger): Queue {
+  if (etcd) return createQueue(config, logger, `nexus-up-${process.pid}`);
   return new MemoryQueue({
     clusterId: config.clusterId,
     maxAttempts: config.maxAttempts,
@@ -87,6 +91,50 @@ function embeddedQueue(config: Config, env: NodeJS.ProcessEnv, logger: Logger): 
   });
 }
 
+/** The defaults of `nexus up` that differ from the components' (its --help shows these). */
+const UP_DEFAULTS = {
+  // A lively loop.
+  streamInterval: '1s',
+  batchSize: '250',
+  workers: '2',
+  // Loopback only: the dashboard and the APIs are for this machine unless HOST says otherwise.
+  host: '127.0.0.1',
+} as const satisfies Partial<Record<SettingKey, string>>;
+/**
+ * The in-process queue holds records in this process's memory (~0.8 KB each): a short queue, as
+ * the store is the bottleneck anyway (measured: 10,000 messages held a whole 500,000-record file,
+ * 230 MB more at peak than 200, at the same speed).
+ */
+const IN_PROCESS_QUEUE_DEPTH = '200';
+/**
+ * PGlite runs one statement at a time, and each transaction has a fixed cost (the dimensions, the
+ * statement, the commit): fewer, larger transactions. The collector takes what is ready, so a
+ * trickle still commits at once.
+ */
+const PGLITE_COLLECT_BATCH = '100';
+
+/** "Nexus is up" and where it listens, as `nexus up` says them when the first data is servable. */
+export function upLines(
+  config: Config,
+  address: string,
+  startupMs: number,
+): { url: string; up: string; where: string } {
+  const { port } = new URL(address);
+  const to = reach(config.host);
+  // The address a person opens: localhost, unless it listens on one other address only.
+  const url = to === 'one' ? address : `http://localhost:${port}`;
+  const apis = [
+    `REST ${url}/api/v1`,
+    ...(config.enableGraphql ? [`GraphQL ${url}/graphql`] : []),
+    `Swagger ${url}/swagger/index.html`,
+  ];
+  return {
+    url,
+    up: `Nexus is up in ${(startupMs / 1000).toFixed(1)} s: dashboard ${url}/  (${apis.join(', ')})`,
+    where: `Listening on ${listening(config.host, address)}${to === 'loopback' ? ': HOST=0.0.0.0 lets other machines in' : ''}.`,
+  };
+}
+
 export function upCommand(): Command {
   const cmd = new Command('up')
     .description(
@@ -96,45 +144,35 @@ export function upCommand(): Command {
       '--csv <file>',
       'CSV to stream (default: the bundled real sample, looped with live timestamps)',
     );
-  addSettings(cmd, ['common', 'queue', 'streamer', 'database', 'collector', 'gateway']);
+  addSettings(cmd, ['common', 'queue', 'streamer', 'database', 'collector', 'gateway'], {
+    ...UP_DEFAULTS,
+    etcdEndpoints: 'none: the in-process queue',
+    dbHost: 'none: PGlite in <data-dir>/pglite',
+    maxQueueDepth: `${IN_PROCESS_QUEUE_DEPTH} with the in-process queue, ${SETTINGS.maxQueueDepth.default} with etcd`,
+    collectBatch: `${PGLITE_COLLECT_BATCH} with PGlite, ${SETTINGS.collectBatch.default} with PostgreSQL`,
+  });
   cmd.action(async (opts: { csv?: string }) => {
-    const env = process.env;
-    // Defaults of the embedded mode, unless set: a lively loop and a local-only address.
+    // The real backends when they are named, as a variable or a flag; embedded ones otherwise.
+    const etcd = isGiven(cmd, 'etcdEndpoints');
+    const postgres = isGiven(cmd, 'databaseUrl') || isGiven(cmd, 'dbHost');
+    const defaults: Partial<Record<SettingKey, string>> = {
+      ...UP_DEFAULTS,
+      ...(etcd ? {} : { maxQueueDepth: IN_PROCESS_QUEUE_DEPTH }),
+      ...(postgres ? {} : { collectBatch: PGLITE_COLLECT_BATCH }),
+    };
     const config = configFrom(cmd, {
       ...(opts.csv === undefined ? {} : { csvFile: opts.csv }),
-      ...(env.STREAM_INTERVAL === undefined && cmd.getOptionValue('streamInterval') === undefined
-        ? { streamInterval: '1s' }
-        : {}),
-      ...(env.BATCH_SIZE === undefined && cmd.getOptionValue('batchSize') === undefined
-        ? { batchSize: '250' }
-        : {}),
-      ...(env.HOST === undefined && cmd.getOptionValue('host') === undefined
-        ? { host: '127.0.0.1' }
-        : {}),
-      ...(env.WORKERS === undefined && cmd.getOptionValue('workers') === undefined
-        ? { workers: '2' }
-        : {}),
-      // The in-process queue holds records in this process's memory (~0.8 KB each): a short
-      // queue, as the store is the bottleneck anyway (measured: 10,000 messages held a whole
-      // 500,000-record file, 230 MB more at peak than 200, at the same speed).
-      ...((env.ETCD_ENDPOINTS ?? '') === '' &&
-      env.MAX_QUEUE_DEPTH === undefined &&
-      cmd.getOptionValue('maxQueueDepth') === undefined
-        ? { maxQueueDepth: '200' }
-        : {}),
-      // PGlite runs one statement at a time, and each transaction has a fixed cost (the
-      // dimensions, the statement, the commit): fewer, larger transactions. The collector takes
-      // what is ready, so a trickle still commits at once.
-      ...((env.DATABASE_URL ?? '') === '' &&
-      (env.DB_HOST ?? '') === '' &&
-      env.COLLECT_BATCH === undefined &&
-      cmd.getOptionValue('collectBatch') === undefined
-        ? { collectBatch: '100' }
-        : {}),
+      ...Object.fromEntries(
+        Object.entries(defaults).filter(([key]) => !isGiven(cmd, key as SettingKey)),
+      ),
     });
+    // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
+    // must not write into it), stops `nexus up` here, before anything starts.
+    await assertReadable(resolveInput(config.csvFile));
+    if (!postgres) lockDirectory(pgliteDir(config), 'nexus up');
     const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
     const t0 = Date.now();
-    const queue = embeddedQueue(config, env, logger);
+    const queue = embeddedQueue(config, etcd, logger);
     const metrics = new NexusMetrics({ component: 'embedded', version: VERSION });
     // Streaming starts at once: the queue holds what is read while the store starts.
     const streamer = new Streamer({
@@ -143,27 +181,35 @@ export function upCommand(): Command {
       // Progress stays quiet: the dashboard shows the ingest rate.
       progress: noProgress,
     });
+    const failed: { streamer?: unknown } = {};
     const streaming = streamer.run().then(
       (s) => logger.info({ summary: s }, summaryLine(s)),
-      (err: unknown) => logger.error({ err: describeError(err) }, 'streamer failed'),
+      (err: unknown) => {
+        failed.streamer = err;
+        logger.error({ err: describeError(err) }, 'streamer failed');
+      },
     );
     // From here on a signal stops the pipeline in order. During start-up it stops the reading at
     // once, and start-up then ends in the full stop, which stores what was read first.
-    const shutdown: { requested: boolean; stopAll: (() => Promise<void>) | undefined } = {
-      requested: false,
-      stopAll: undefined,
-    };
+    const shutdown: {
+      requested: boolean;
+      stopAll: (() => Promise<void>) | undefined;
+      progress: ShutdownProgress | undefined;
+    } = { requested: false, stopAll: undefined, progress: undefined };
+    const step = (what: string): void => shutdown.progress?.step(what);
     // Read through a function: the flag changes while start-up awaits.
     const stopRequested = (): boolean => shutdown.requested;
     onShutdown(
       logger,
-      async () => {
+      async (_signal, progress) => {
         shutdown.requested = true;
+        shutdown.progress = progress;
+        step('stopping the streamer (publishing what it read)');
         await (shutdown.stopAll ?? (() => streamer.stop()))();
       },
       { atRisk: () => unstored(queue) },
     );
-    const { store, ready: storeReady } = await embeddedStore(config, env, logger);
+    const { store, ready: storeReady } = await embeddedStore(config, postgres, logger);
     try {
       await storeReady;
     } catch (err) {
@@ -234,13 +280,17 @@ export function upCommand(): Command {
     const stopAll = once(async (): Promise<void> => {
       state.stopping = true;
       gateway.drain();
+      step('stopping the streamer (publishing what it read)');
       await streamer.stop();
       await streaming;
+      step('storing what the queue holds');
       await collector.stop();
+      step('closing the gateway and the live feed');
       await gateway.app.close();
       await feed.close();
       await registry.close();
       await queue.close();
+      step('closing the store');
       await store.close();
       await stopTracing();
     });
@@ -259,24 +309,29 @@ export function upCommand(): Command {
       }
       // Without its gateway the pipeline is of no use: stop it all (what was acked is stored).
       await stopAll().catch(() => undefined);
-      const inUse = (err as { code?: unknown }).code === 'EADDRINUSE';
-      throw inUse
-        ? new Error(
-            `port ${config.port} on ${config.host} is in use (another nexus up?): stop it, or choose another with PORT or --port`,
-          )
-        : err;
+      throw listenFailure(err, config.port, config.host);
     }
-    const shown = address.replace('://127.0.0.1', '://localhost');
     // "Up" once the first readings are stored and servable.
     for (;;) {
       if (state.stopping) return;
+      // A CSV the streamer cannot stream (not a DCGM export): nothing would ever be up.
+      if (failed.streamer !== undefined) {
+        await stopAll().catch(() => undefined);
+        throw failed.streamer instanceof Error
+          ? failed.streamer
+          : new Error(describeError(failed.streamer));
+      }
       const clusters = await store.reader.clusters().catch(() => []);
       if (clusters.some((c) => c.last_seen !== undefined)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    const ready = `Nexus is up in ${((Date.now() - t0) / 1000).toFixed(1)} s: dashboard ${shown}/  (REST ${shown}/api/v1, GraphQL ${shown}/graphql, Swagger ${shown}/swagger/index.html)`;
-    logger.info({ url: `${shown}/`, startup_ms: Date.now() - t0 }, ready);
-    if (process.stderr.isTTY) process.stderr.write(`\n  ${ready}\n  Ctrl-C to stop.\n\n`);
+    const startupMs = Date.now() - t0;
+    const { url, up, where } = upLines(config, address, startupMs);
+    // The JSON line for log collectors on stdout; the same for a person on stderr, terminal or not.
+    logger.info({ url: `${url}/`, startup_ms: startupMs }, up);
+    process.stderr.write(
+      process.stderr.isTTY ? `\n  ${up}\n  ${where}\n  Ctrl-C to stop.\n\n` : `${up}\n${where}\n`,
+    );
   });
   return cmd;
 }

@@ -1,0 +1,43 @@
+import { describeError } from '../core/errors.js';
+
+/**
+ * The one-line reason a gateway could not listen on host:port, saying what to do about it (the
+ * causes a person meets: the port is taken, privileged, or the address is not this machine's).
+ */
+export function listenFailure(err: unknown, port: number, host: string): Error {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  switch (code) {
+    case 'EADDRINUSE':
+      return new Error(
+        `port ${port} on ${host} is in use (another nexus?): stop that one, or choose another port with PORT or --port`,
+      );
+    case 'EACCES':
+      return new Error(
+        `port ${port} on ${host} needs privileges this process does not have: choose a port above 1023 with PORT or --port`,
+      );
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+      return new Error(
+        `cannot listen on ${host}: it is not an address of this machine; set HOST (or --host) to one of its addresses, 127.0.0.1 or 0.0.0.0`,
+      );
+    default:
+      return new Error(`cannot listen on ${host}:${port}: ${describeError(err)}`);
+  }
+}
+
+/** Who can reach a server listening on `host`: every address, this machine only, or one address. */
+export function reach(host: string): 'all' | 'loopback' | 'one' {
+  if (['0.0.0.0', '::', ''].includes(host)) return 'all';
+  return host === 'localhost' || host === '::1' || host.startsWith('127.') ? 'loopback' : 'one';
+}
+
+/**
+ * Where a server listens, from its HOST and the address listen() gave (which names 127.0.0.1 for
+ * 0.0.0.0): "0.0.0.0:8080 (every address)", "127.0.0.1:8080 (this machine only)".
+ */
+export function listening(host: string, address: string): string {
+  const { port } = new URL(address);
+  const to = reach(host);
+  const where = to === 'all' ? ' (every address)' : to === 'loopback' ? ' (this machine only)' : '';
+  return `${host.includes(':') ? `[${host}]` : host}:${port}${where}`;
+}
