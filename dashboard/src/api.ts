@@ -6,6 +6,7 @@
 import type { Static } from '@sinclair/typebox';
 import type {
   ClusterList as ClusterListSchema,
+  Features as FeaturesSchema,
   GpuDetail as GpuDetailSchema,
   HostDetail as HostDetailSchema,
   LatestResult as LatestResultSchema,
@@ -15,6 +16,8 @@ import type {
 } from '../../src/gateway/schemas.js';
 
 export type ClusterList = Static<typeof ClusterListSchema>;
+/** What the gateway serves besides REST (GraphQL, live push). */
+export type Features = Static<typeof FeaturesSchema>;
 export type GpuDetail = Static<typeof GpuDetailSchema>;
 export type HostDetail = Static<typeof HostDetailSchema>;
 export type LatestResult = Static<typeof LatestResultSchema>;
@@ -46,6 +49,7 @@ export interface Overview {
     readonly version: string;
   }[];
   readonly alerts: readonly Alert[];
+  readonly features: Features;
 }
 
 export interface Alert {

@@ -3,6 +3,10 @@
  * by every view. Views subscribe with a filter and get each committed batch's matching readings.
  * The socket reconnects with capped exponential backoff and jitter, subscribes again, and tells
  * each subscriber to re-sync from REST (readings committed while it was away were not sent).
+ *
+ * A gateway without live push (ENABLE_WEBSOCKET=false, or no commit feed) says so in its overview's
+ * `features`: the client then polls instead, telling each subscriber to re-sync from REST every
+ * POLL_MS while the page is visible, and its state is `polling`.
  */
 
 export interface LiveFilter {
@@ -32,6 +36,7 @@ export interface LiveHandlers {
 export type LiveState =
   | { readonly kind: 'connecting' }
   | { readonly kind: 'live' }
+  | { readonly kind: 'polling'; readonly everyMs: number }
   | { readonly kind: 'waiting'; readonly retryAt: number; readonly reason: string }
   | { readonly kind: 'error'; readonly reason: string };
 
@@ -57,6 +62,8 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_MS = 10_000;
+/** Without live push, how often the views reload from REST. */
+export const POLL_MS = 5000;
 
 export class LiveClient {
   private ws: WebSocket | undefined;
@@ -70,8 +77,26 @@ export class LiveClient {
   private everConnected = false;
   private stateValue: LiveState = { kind: 'connecting' };
   private readonly stateListeners = new Set<(s: LiveState) => void>();
+  /** Push (the socket) or poll; undecided until the gateway has said whether it pushes. */
+  private mode: 'undecided' | 'push' | 'poll' = 'undecided';
 
-  constructor(private readonly url: string) {}
+  /**
+   * `push` settles with whether the gateway pushes live readings (its overview's
+   * `features.websocket`); when it cannot say (rejects), the socket is tried.
+   */
+  constructor(
+    private readonly url: string,
+    push: Promise<boolean>,
+  ) {
+    push.then(
+      (yes) => {
+        this.decide(yes ? 'push' : 'poll');
+      },
+      () => {
+        this.decide('push');
+      },
+    );
+  }
 
   get state(): LiveState {
     return this.stateValue;
@@ -87,20 +112,45 @@ export class LiveClient {
   subscribe(filter: LiveFilter, h: LiveHandlers): () => void {
     const id = `s${++this.seq}`;
     this.subs.set(id, { filter, h });
-    if (this.ws === undefined && this.retryTimer === undefined) this.connect();
-    else this.sendSubscribe(id);
+    // Polling needs no socket; undecided, the socket opens once the gateway has said.
+    if (this.mode === 'push') {
+      if (this.ws === undefined && this.retryTimer === undefined) this.connect();
+      else this.sendSubscribe(id);
+    }
     return () => {
       if (!this.subs.delete(id)) return;
       this.send({ type: 'unsubscribe', id });
     };
   }
 
-  /** Reconnects at once (the user asked, or the page came back to the foreground). */
+  /** Reconnects (or, polling, reloads) at once: the user asked, or the page came back. */
   retryNow(): void {
-    if (this.ws !== undefined) return;
+    if (this.mode === 'poll') {
+      this.resyncAll();
+      return;
+    }
+    if (this.mode !== 'push' || this.ws !== undefined) return;
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.connect();
+  }
+
+  private decide(mode: 'push' | 'poll'): void {
+    if (this.mode !== 'undecided') return;
+    this.mode = mode;
+    if (mode === 'push') {
+      if (this.subs.size > 0) this.connect();
+      return;
+    }
+    this.setState({ kind: 'polling', everyMs: POLL_MS });
+    // For the life of the page, as the socket would be.
+    window.setInterval(() => {
+      if (!document.hidden) this.resyncAll();
+    }, POLL_MS);
+  }
+
+  private resyncAll(): void {
+    for (const s of this.subs.values()) s.h.onResync?.();
   }
 
   private setState(s: LiveState): void {

@@ -4,6 +4,7 @@
  */
 import 'uplot/dist/uPlot.min.css';
 import '../styles.css';
+import { api } from './api.js';
 import { isTyping, notice, h } from './dom.js';
 import { GpuView } from './gpu-view.js';
 import { HostView } from './host-view.js';
@@ -47,7 +48,11 @@ function start(): void {
   initTheme();
   const root = document.getElementById('app') ?? document.body;
   const router = new Router();
-  const live = new LiveClient(liveUrl());
+  // Live push when the gateway offers it (its overview says), polling otherwise.
+  const live = new LiveClient(
+    liveUrl(),
+    api.overview().then((o) => o.features.websocket),
+  );
   const shell = new Shell(root, live);
   let view: View | undefined;
   const ctx: Context = {

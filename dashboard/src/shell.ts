@@ -163,6 +163,10 @@ export class Shell {
         this.status.replaceChildren(h('span', { class: 'dot' }), 'Live');
         this.status.title = 'Receiving live telemetry over the WebSocket';
         return;
+      case 'polling':
+        this.status.replaceChildren(h('span', { class: 'dot' }), 'Polling');
+        this.status.title = `This gateway does not push live readings (ENABLE_WEBSOCKET): the page reloads its data every ${Math.round(s.everyMs / 1000)} s. Click to reload now.`;
+        return;
       case 'connecting':
         this.status.replaceChildren(h('span', { class: 'dot' }), 'Connecting…');
         this.status.title = 'Connecting to the live feed';

@@ -255,6 +255,18 @@ export const Health = Type.Object({
   uptime_s: Type.Number(),
 });
 
+/** What this gateway serves besides REST (GET /api/v1/overview), so that clients need not probe. */
+export const Features = Type.Object(
+  {
+    graphql: Type.Boolean({ description: 'GraphQL at /graphql (ENABLE_GRAPHQL)' }),
+    websocket: Type.Boolean({
+      description:
+        'Live push at /ws (ENABLE_WEBSOCKET, and a commit feed); without it, poll the REST API',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 /** Query parameters of /api/v1/telemetry and /api/v1/telemetry/latest. */
 export const TelemetryFilters = {
   cluster_id: Type.Optional(

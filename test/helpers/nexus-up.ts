@@ -56,8 +56,14 @@ export interface NexusUp {
   stop(): Promise<void>;
 }
 
-/** Starts `nexus up` (streamer, collector, gateway, PGlite) and waits for "Nexus is up". */
-export async function startNexusUp(timeoutMs = 90_000): Promise<NexusUp> {
+/**
+ * Starts `nexus up` (streamer, collector, gateway, PGlite) and waits for "Nexus is up"; `env` adds
+ * settings (ENABLE_WEBSOCKET=false, ...).
+ */
+export async function startNexusUp(
+  timeoutMs = 90_000,
+  env: Readonly<Record<string, string>> = {},
+): Promise<NexusUp> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'nexus-e2e-'));
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up'], {
@@ -67,6 +73,7 @@ export async function startNexusUp(timeoutMs = 90_000): Promise<NexusUp> {
       NEXUS_DATA_DIR: dataDir,
       PORT: String(port),
       LOG_LEVEL: 'info',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

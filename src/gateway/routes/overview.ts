@@ -4,7 +4,7 @@ import type { FleetRegistry } from '../../registry/types.js';
 import type { LatestValue, TelemetryReader } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
 import { iso } from '../params.js';
-import { ErrorRef } from '../schemas.js';
+import { ErrorRef, Features } from '../schemas.js';
 
 export interface QueueGauge {
   readonly ready: number;
@@ -70,6 +70,7 @@ const Overview = Type.Object({
     }),
   ),
   alerts: Type.Array(Alert),
+  features: Features,
 });
 
 /** Alerts from the latest values: hot GPUs, full memory. */
@@ -145,6 +146,11 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
       },
     },
     async (req) => {
+      // What the gateway serves, read from its routes (registered after this one, so per request).
+      const features = {
+        graphql: app.hasRoute({ method: 'POST', url: '/graphql' }),
+        websocket: o.hub !== undefined && app.hasRoute({ method: 'GET', url: '/ws' }),
+      };
       const all = await o.reader.clusters();
       const clusters =
         req.query.cluster_id === undefined
@@ -188,6 +194,7 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
             version: m.version,
           })),
         alerts: alertsFrom(relevant),
+        features,
       };
     },
   );
