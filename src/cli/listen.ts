@@ -4,16 +4,22 @@ import { describeError } from '../core/errors.js';
  * The one-line reason a gateway could not listen on host:port, saying what to do about it (the
  * causes a person meets: the port is taken, privileged, or the address is not this machine's).
  */
-export function listenFailure(err: unknown, port: number, host: string): Error {
+export function listenFailure(
+  err: unknown,
+  port: number,
+  host: string,
+  setting: 'PORT' | 'METRICS_PORT' = 'PORT',
+): Error {
+  const flag = setting === 'PORT' ? '--port' : '--metrics-port';
   const code = (err as { code?: unknown } | undefined)?.code;
   switch (code) {
     case 'EADDRINUSE':
       return new Error(
-        `port ${port} on ${host} is in use (another nexus?): stop that one, or choose another port with PORT or --port`,
+        `port ${port} on ${host} is in use (another nexus?): stop that one, or choose another port with ${setting} or ${flag}`,
       );
     case 'EACCES':
       return new Error(
-        `port ${port} on ${host} needs privileges this process does not have: choose a port above 1023 with PORT or --port`,
+        `port ${port} on ${host} needs privileges this process does not have: choose a port above 1023 with ${setting} or ${flag}`,
       );
     case 'EADDRNOTAVAIL':
     case 'ENOTFOUND':

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from '../core/logger.js';
+import { listenFailure } from './listen.js';
 
 export interface OpsEndpoints {
   /** Readiness and why not. */
@@ -50,7 +51,9 @@ export async function startOpsServer(
     })();
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => {
+      reject(listenFailure(err, port, host, 'METRICS_PORT'));
+    });
     server.listen(port, host, () => resolve());
   });
   const addr = server.address();

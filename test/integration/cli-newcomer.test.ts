@@ -174,6 +174,37 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
     assert.equal((await done).code, 0);
   });
 
+  it('nexus streamer and nexus collector whose METRICS_PORT is taken: one line naming the setting, exit 1', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      for (const command of ['streamer', 'collector']) {
+        const cluster = uniqueCluster('cli');
+        const exit = await runWithin(
+          spawnTs('src/cli/main.ts', [command], {
+            ETCD_ENDPOINTS: etcd.endpoint,
+            DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('cli')),
+            CLUSTER_ID: cluster,
+            MESSAGE_QUEUE_PREFIX: `/cli-test/${cluster}/queue`,
+            REGISTRY_PREFIX: `/cli-test/${cluster}`,
+            NEXUS_DATA_DIR: join(dir, `metrics-${command}`),
+            METRICS_PORT: String(port),
+            LOG_LEVEL: 'warn',
+          }),
+          60_000,
+        );
+        assert.equal(exit.code, 1, `${command}: ${exit.stderr}`);
+        assert.equal(
+          exit.stderr,
+          `nexus: port ${port} on 0.0.0.0 is in use (another nexus?): stop that one, or choose another port with METRICS_PORT or --metrics-port\n`,
+        );
+      }
+    } finally {
+      blocker.close();
+    }
+  });
+
   it('nexus gateway on a port in use: one line, exit 1, and it does not stay running', async () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
