@@ -113,6 +113,37 @@ describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, 
     assertOneGracefulStop(p.output());
   });
 
+  it('a second Ctrl-C makes the components exit at once, each saying what it did not finish: exit 130', async () => {
+    const port = await freePort();
+    const cluster = uniqueCluster('pipeline');
+    const p = startPipeline({
+      ETCD_ENDPOINTS: etcd.endpoint,
+      DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('pipeline')),
+      NEXUS_DATA_DIR: join(dir, 'twice'),
+      CLUSTER_ID: cluster,
+      MESSAGE_QUEUE_PREFIX: `/pipeline-test/${cluster}/queue`,
+      REGISTRY_PREFIX: `/pipeline-test/${cluster}/nexus`,
+      PORT: String(port),
+      COLLECTOR_METRICS_PORT: String(await freePort()),
+      STREAMER_METRICS_PORT: String(await freePort()),
+      STREAM_INTERVAL: '200ms',
+    });
+    assert.ok(
+      await until(async () => (await samples(port, cluster)) > 0, 90_000),
+      `nothing reached the gateway:\n${p.output().slice(-4000)}`,
+    );
+    ctrlC(p);
+    // The gateway drains for 2 s before it closes: the second Ctrl-C comes while it stops.
+    assert.ok(
+      await until(() => Promise.resolve(p.output().includes('pipeline: stopping')), 10_000),
+    );
+    ctrlC(p);
+    const exit = await p.exited;
+    assert.equal(exit.code, 130, p.output().slice(-4000));
+    assert.match(p.output(), /"msg":"second signal: exiting now; not finished: [^"]+"/);
+    assert.match(p.output(), /pipeline: stopped/);
+  });
+
   it('starts etcd and PostgreSQL on ETCD_PORT, ETCD_PEER and PG_PORT in DATA_DIR, and the children use them', async () => {
     const port = await freePort();
     const etcdPort = await freePort();
