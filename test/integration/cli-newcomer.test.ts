@@ -93,6 +93,11 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
         new RegExp(`^Listening on 127\\.0\\.0\\.1:${port} \\(this machine only\\)`, 'm'),
       );
       assert.deepEqual(listeners(port), ['127.0.0.1']);
+      // By default it serves GraphQL and pushes live readings, and its overview says so.
+      const overview = (await (await fetch(`http://127.0.0.1:${port}/api/v1/overview`)).json()) as {
+        features: unknown;
+      };
+      assert.deepEqual(overview.features, { graphql: true, websocket: true });
 
       // A second nexus up on the same data directory (a second `make run`) stops at once.
       const second = await runWithin(
