@@ -46,6 +46,17 @@ const SWAGGER_START = `window.onload = function () {
 };
 `;
 
+/** What the OpenAPI document says of the APIs it does not describe, as far as they are served. */
+function liveApis(o: Pick<GatewayOptions, 'graphql' | 'websocket' | 'feed'>): string {
+  const apis = [
+    ...(o.graphql
+      ? [`GraphQL at /graphql${o.feed === undefined ? '' : ' (with subscriptions)'}`]
+      : []),
+    ...(o.websocket && o.feed !== undefined ? ['live readings on WebSocket /ws'] : []),
+  ];
+  return apis.length === 0 ? '' : ` Also: ${apis.join('; ')} (docs/api.md).`;
+}
+
 /** Fastify's trustProxy from TRUST_PROXY. */
 function trustProxyOption(
   v: string,
@@ -222,8 +233,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       info: {
         title: 'Nexus API',
         version: o.version,
-        description:
-          'GPU telemetry: the fleet (clusters, hosts, GPUs), stored readings, downsampled series, latest values. Live data: WebSocket /ws and GraphQL subscriptions (docs/api.md).',
+        description: `GPU telemetry: the fleet (clusters, hosts, GPUs), stored readings, downsampled series, latest values.${liveApis(o)}`,
       },
       tags: [
         { name: 'fleet', description: 'Clusters, hosts and GPUs' },
