@@ -83,6 +83,12 @@ export class BoundedQueue<T, Out> implements AsyncIterator<Out, undefined> {
     }
   }
 
+  /** Counts readings that never reached the queue (the gateway could not fan them out in time). */
+  skip(readings: number): void {
+    this.dropped += readings;
+    this.droppedSinceTake += readings;
+  }
+
   private emit(item: T): Out {
     const dropped = this.droppedSinceTake;
     this.droppedSinceTake = 0;
@@ -251,6 +257,7 @@ async function open<T, Out>(
   // Declared after the queue: its onClose runs only once the consumer ends the stream.
   const stop = hub.add({
     filter,
+    missed: (n) => queue.skip(n),
     deliver: (d) => {
       deliver(d, (item) => queue.push(item));
       if (queue.dropped > 0 && !warned) {

@@ -53,6 +53,20 @@ export interface LiveSubscriber {
    * most MAX_DELIVERY_READINGS; `encoding` is shared by all subscribers of the filter.
    */
   deliver(batch: LiveDelivery, encoding: DeliveryEncoding): void;
+  /** Told of readings it missed because the gateway could not fan them out in time. */
+  missed?(count: number): void;
+}
+
+/** Fan-out work done in one turn of the event loop before yielding to other work (ms). */
+const SLICE_MS = 8;
+/** Deliveries waiting to be fanned out; beyond, the oldest are dropped (and counted). */
+const MAX_PENDING_DELIVERIES = 64;
+
+interface FanOut {
+  readonly delivery: LiveDelivery;
+  readonly encoding: DeliveryEncoding;
+  readonly members: readonly LiveSubscriber[];
+  next: number;
 }
 
 /** A feed record as the API shows a reading (docs/api.md). */
@@ -107,6 +121,9 @@ function matcher(f: LiveFilter): (clusterId: string, r: FeedRecord) => boolean {
  */
 export class LiveHub {
   private readonly groups = new Map<string, Group>();
+  private readonly pending: FanOut[] = [];
+  private pumping = false;
+  private pumpScheduled = false;
   private unsubscribe: (() => Promise<void>) | undefined;
   private starting: Promise<void> | undefined;
   batches = 0;
@@ -185,15 +202,59 @@ export class LiveHub {
               ? matching
               : matching.slice(i, i + MAX_DELIVERY_READINGS),
         };
-        const encoding = new DeliveryEncoding(delivery);
-        for (const m of g.members) {
+        this.pending.push({
+          delivery,
+          encoding: new DeliveryEncoding(delivery),
+          members: [...g.members],
+          next: 0,
+        });
+      }
+    }
+    while (this.pending.length > MAX_PENDING_DELIVERIES) {
+      const old = this.pending.shift();
+      if (old === undefined) break;
+      const n = old.delivery.records.length;
+      for (let k = old.next; k < old.members.length; k++) old.members[k]?.missed?.(n);
+    }
+    this.pump();
+  }
+
+  /**
+   * Fans the pending deliveries out, in slices of SLICE_MS: writing one message to a thousand
+   * sockets can take a second of CPU (the kernel copies it a thousand times), and health checks
+   * and API requests must not wait behind it.
+   */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    const started = performance.now();
+    try {
+      let count = 0;
+      for (;;) {
+        const job = this.pending[0];
+        if (job === undefined) return;
+        const m = job.members[job.next++];
+        if (job.next >= job.members.length) this.pending.shift();
+        if (m !== undefined) {
           try {
-            m.deliver(delivery, encoding);
+            m.deliver(job.delivery, job.encoding);
           } catch (err) {
             this.logger.warn({ err }, 'live subscriber failed');
           }
         }
+        if (++count % 16 === 0 && performance.now() - started > SLICE_MS) {
+          if (!this.pumpScheduled) {
+            this.pumpScheduled = true;
+            setImmediate(() => {
+              this.pumpScheduled = false;
+              this.pump();
+            });
+          }
+          return;
+        }
       }
+    } finally {
+      this.pumping = false;
     }
   }
 
@@ -201,5 +262,6 @@ export class LiveHub {
     await this.starting?.catch(() => undefined);
     await this.unsubscribe?.();
     this.groups.clear();
+    this.pending.length = 0;
   }
 }

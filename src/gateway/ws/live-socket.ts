@@ -293,15 +293,20 @@ export const liveSocketRoutes: FastifyPluginAsync<{
               `{"type":"telemetry","id":${JSON.stringify(id)},"cluster_id":${JSON.stringify(batch.cluster_id)},"committed_at":"${new Date(batch.committed_at).toISOString()}","count":${n},"readings":${encoding.readingsJson()}}`,
             ),
           );
-          // A client with data still unsent takes no message that would carry it past its
-          // bound; an idle one always takes the next message, however large.
-          const over =
-            socket.bufferedAmount > 0 &&
-            socket.bufferedAmount + bytes.length > limits.maxBufferedBytes;
-          if (over || !backlog.admits(bytes)) return drop(n);
+          // A client with data still unsent takes no message that would carry it past its own
+          // bound or the gateway's; an idle one always takes the next message, however large,
+          // so clients that keep up are never starved by those that do not.
+          const behind = socket.bufferedAmount > 0;
+          if (
+            behind &&
+            (socket.bufferedAmount + bytes.length > limits.maxBufferedBytes ||
+              !backlog.admits(bytes))
+          )
+            return drop(n);
           const release = backlog.hold(bytes);
           socket.send(bytes, { binary: false }, release);
         },
+        missed: drop,
       });
       subs.set(id, {
         remove,
