@@ -52,6 +52,11 @@ export class NexusMetrics {
     help: '1 while the streamer waits for the queue to drain below MAX_QUEUE_DEPTH',
     registers: [this.registry],
   });
+  readonly queueUnavailable = new Gauge({
+    name: 'nexus_streamer_queue_unavailable',
+    help: '1 while the streamer waits for the queue (etcd) to come back',
+    registers: [this.registry],
+  });
   readonly filePosition = new Gauge({
     name: 'nexus_streamer_file_position_ratio',
     help: 'How far through its file the streamer is (0 to 1)',

@@ -1,6 +1,8 @@
 import { basename } from 'node:path';
 import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import { sleep } from '../core/lifecycle.js';
+import type { BackoffPolicy } from '../core/backoff.js';
+import { Outage } from '../core/outage.js';
 import type { Logger } from '../core/logger.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
@@ -35,6 +37,8 @@ export interface StreamerOptions {
   readonly maxLoops?: number;
   /** Prometheus metrics of this process, if any. */
   readonly metrics?: NexusMetrics;
+  /** Backoff while the queue (etcd) is unreachable; default src/core/outage.ts OUTAGE_BACKOFF. */
+  readonly outageBackoff?: BackoffPolicy;
 }
 
 export interface StreamSummary {
@@ -85,6 +89,8 @@ export class Streamer {
   private readonly abort = new AbortController();
   private readonly summary: StreamSummary;
   private readonly rejects: RejectsSink;
+  /** The queue's outages: every call to it waits one out instead of failing the run. */
+  private readonly queueOutage: Outage;
   private stopping = false;
   private failure: Error | undefined;
   private lanes: LaneSlot[] = [];
@@ -114,6 +120,17 @@ export class Streamer {
     this.logger = options.logger.child({ component: 'streamer', stream: options.streamId });
     this.progress = options.progress ?? noProgress;
     this.rejects = new RejectsSink(options.rejectsFile, this.logger);
+    const metrics = options.metrics;
+    this.queueOutage = new Outage({
+      dependency: options.queue.backend === 'etcd' ? 'etcd' : 'queue',
+      logger: this.logger,
+      ...(options.outageBackoff === undefined ? {} : { backoff: options.outageBackoff }),
+      onFailure: () => metrics?.etcdErrors.inc({ component: 'streamer' }),
+      onChange: (down) => {
+        metrics?.queueUnavailable.set(down ? 1 : 0);
+        this.report();
+      },
+    });
     this.summary = {
       records: 0,
       skipped: 0,
@@ -137,6 +154,26 @@ export class Streamer {
     return this.running;
   }
 
+  /** Ready unless waiting for the queue (etcd) to come back: for /readyz. */
+  get health(): { ready: boolean; reasons: string[] } {
+    const why = this.queueOutage.reason;
+    return why === undefined ? { ready: true, reasons: [] } : { ready: false, reasons: [why] };
+  }
+
+  /**
+   * Calls the queue until it answers: an outage is waited out (capped backoff with jitter, logged
+   * once), never a failure of the run. Once stopping, it gives up after `attemptsWhenStopping`.
+   */
+  private untilAnswered<T>(
+    what: string,
+    fn: () => Promise<T>,
+    attemptsWhenStopping = 0,
+  ): Promise<T> {
+    return this.queueOutage.retry(what, fn, {
+      giveUp: (attempt) => this.stopping && attempt > attemptsWhenStopping,
+    });
+  }
+
   /** Stops reading, publishes what was read, saves the checkpoint. Resolves when done. */
   async stop(): Promise<void> {
     this.stopping = true;
@@ -150,7 +187,9 @@ export class Streamer {
     const { header, end: dataStart, line: headerLine } = await readHeader(o.csvFile);
     const fp = await fingerprint(o.csvFile);
     this.totalBytes = fp.size;
-    const handle = await o.queue.openStream(o.streamId, o.producerId);
+    const handle = await this.untilAnswered('open the stream', () =>
+      o.queue.openStream(o.streamId, o.producerId),
+    );
     this.handle = handle;
     try {
       const { meta, start } = await this.prepare(handle, fp, dataStart, headerLine);
@@ -174,11 +213,8 @@ export class Streamer {
       await this.drain();
       this.summary.completed = !this.stopping && !o.loop;
       this.summary.stopped = this.stopping;
-      await handle.writeMeta({
-        ...meta,
-        completed: this.summary.completed,
-        wm: this.contiguous,
-      });
+      const final = { ...meta, completed: this.summary.completed, wm: this.contiguous };
+      await this.untilAnswered('save the checkpoint', () => handle.writeMeta(final), 5);
     } finally {
       await Promise.allSettled(this.inFlight());
       await handle.release();
@@ -203,7 +239,7 @@ export class Streamer {
     start: { loop: number; offset: number; line: number; nextIndex: number };
   }> {
     const o = this.o;
-    const old = asMeta(await handle.readMeta());
+    const old = asMeta(await this.untilAnswered('read the checkpoint', () => handle.readMeta()));
     let why: string | undefined;
     if (old === undefined) why = undefined;
     else if (o.restart) why = 'restart requested';
@@ -212,7 +248,7 @@ export class Streamer {
     else if (old.batchSize !== o.batchSize)
       why = `BATCH_SIZE changed (${old.batchSize} -> ${o.batchSize})`;
     if (old !== undefined && why === undefined) {
-      const lanes = await handle.readLanes();
+      const lanes = await this.untilAnswered('read the checkpoint', () => handle.readLanes());
       this.lanes = Array.from({ length: old.lanes }, () => ({
         token: null,
         last: -1,
@@ -251,7 +287,7 @@ export class Streamer {
     }
     if (old !== undefined) {
       this.logger.info({ reason: why }, 'starting the stream from the top');
-      await handle.reset();
+      await this.untilAnswered('reset the checkpoint', () => handle.reset());
     }
     const meta: StreamMeta = {
       v: 1,
@@ -264,7 +300,9 @@ export class Streamer {
       completed: false,
       wm: null,
     };
-    await handle.writeMeta(meta as unknown as Record<string, unknown>);
+    await this.untilAnswered('save the checkpoint', () =>
+      handle.writeMeta(meta as unknown as Record<string, unknown>),
+    );
     this.lanes = Array.from({ length: meta.lanes }, () => ({
       token: null,
       last: -1,
@@ -347,7 +385,7 @@ export class Streamer {
       records: this.summary.records + this.summary.skipped,
       rejects: this.rejects.total,
       loop: this.loopNo,
-      paused: this.paused,
+      paused: this.queueOutage.down ? 'waiting for the queue to come back' : this.paused,
     });
   }
 
@@ -449,38 +487,32 @@ export class Streamer {
         };
         const t0 = performance.now();
         try {
-          for (let attempt = 1; ; attempt++) {
-            try {
-              slot.token = await handle.publish(envelope, lane, slot.token, state);
-              break;
-            } catch (err) {
-              this.o.metrics?.publishErrors.inc();
-              if (isNexusError(err, 'QUEUE_CONFLICT') && err.details?.reason === 'lane-moved') {
-                // An earlier attempt that timed out may have committed: look.
-                const lanes = await handle.readLanes();
-                const now = lanes.find((l) => l.lane === lane);
-                if (now !== undefined && asLane(now.state).batch === batch.index) {
-                  slot.token = now.token;
-                  break;
+          // An outage is waited out; once stopping, a few more tries, then the rest stays unread
+          // and a restart resumes from the checkpoint.
+          slot.token = await this.untilAnswered(
+            'publish',
+            async () => {
+              try {
+                return await handle.publish(envelope, lane, slot.token, state);
+              } catch (err) {
+                this.o.metrics?.publishErrors.inc();
+                if (isNexusError(err, 'QUEUE_CONFLICT') && err.details?.reason === 'lane-moved') {
+                  // An earlier attempt that timed out may have committed: look.
+                  const lanes = await handle.readLanes();
+                  const now = lanes.find((l) => l.lane === lane);
+                  if (now !== undefined && asLane(now.state).batch === batch.index)
+                    return now.token;
+                  throw new NexusError(
+                    'INTERNAL',
+                    `lane ${lane} moved under this streamer: is another streamer writing stream ${this.o.streamId}?`,
+                    { cause: err },
+                  );
                 }
-                throw new NexusError(
-                  'INTERNAL',
-                  `lane ${lane} moved under this streamer: is another streamer writing stream ${this.o.streamId}?`,
-                  { cause: err },
-                );
-              }
-              if (!isNexusError(err) || !err.retryable || (this.stopping && attempt > 20))
                 throw err;
-              const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
-              if (attempt === 1 || attempt % 10 === 0) {
-                this.logger.warn(
-                  { err: describeError(err), batch: envelope.id, attempt, retry_in_ms: delay },
-                  'publish failed; retrying',
-                );
               }
-              await sleep(delay);
-            }
-          }
+            },
+            5,
+          );
         } catch (err) {
           span.recordException(err instanceof Error ? err : new Error(describeError(err)));
           span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
@@ -528,7 +560,13 @@ export class Streamer {
     const max = this.o.maxQueueDepth;
     const now = Date.now();
     if (this.depthEstimate < max && now - this.lastDepthCheck < 1000) return;
-    this.depthEstimate = await this.readDepth();
+    try {
+      this.depthEstimate = await this.untilAnswered('read the queue depth', () => this.readDepth());
+    } catch (err) {
+      // Stopping with the queue unreachable: publishing what was read will try, and say so.
+      if (this.stopping) return;
+      throw err;
+    }
     this.lastDepthCheck = now;
     if (this.depthEstimate < max) return;
     const t0 = Date.now();
@@ -543,10 +581,11 @@ export class Streamer {
     while (!this.stopping) {
       await sleep(250, this.abort.signal);
       try {
-        this.depthEstimate = await this.readDepth();
-      } catch (err) {
-        this.logger.warn({ err: describeError(err) }, 'cannot read queue depth; still waiting');
-        continue;
+        this.depthEstimate = await this.untilAnswered('read the queue depth', () =>
+          this.readDepth(),
+        );
+      } catch {
+        break; // stopping
       }
       this.lastDepthCheck = Date.now();
       if (this.depthEstimate <= resumeAt) break;

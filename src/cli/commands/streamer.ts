@@ -142,10 +142,12 @@ export function streamerCommand(): Command {
                     },
                   },
                 ],
-                () =>
-                  stopping
-                    ? { ready: false, reasons: ['shutting down'] }
-                    : { ready: true, reasons: [] },
+                () => {
+                  const own = streamer.health;
+                  return stopping
+                    ? { ready: false, reasons: ['shutting down', ...own.reasons] }
+                    : own;
+                },
                 metrics,
                 'streamer',
               ),

@@ -8,6 +8,7 @@ import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '
 import type { QueueLayout } from './layout.js';
 import type { MessageLeases } from './message-lease.js';
 import type { Session } from '../../etcd/session.js';
+import type { IKeyValue } from 'etcd3';
 
 /**
  * A producer's exclusive handle on a stream checkpoint (docs/queue.md, "Exactly-once publish").
@@ -17,7 +18,9 @@ import type { Session } from '../../etcd/session.js';
 export class EtcdStream implements StreamHandle {
   private constructor(
     readonly streamId: string,
-    private readonly ownerRevision: string,
+    private ownerRevision: string,
+    private readonly owner: string,
+    private readonly session: Session,
     private readonly kv: Kv,
     private readonly layout: QueueLayout,
     private readonly leases: MessageLeases,
@@ -59,6 +62,8 @@ export class EtcdStream implements StreamHandle {
         return new EtcdStream(
           streamId,
           res.header.revision,
+          owner,
+          session,
           kv,
           layout,
           input.leases,
@@ -89,11 +94,47 @@ export class EtcdStream implements StreamHandle {
     return modIs(this.layout.streamOwner(this.streamId), this.ownerRevision);
   }
 
-  private lost(): NexusError {
+  private lost(holder: IKeyValue | undefined): NexusError {
+    const who = holder?.value.toString() ?? 'nobody';
     return new NexusError(
       'STREAM_OWNED',
-      `lost ownership of stream ${this.streamId} (the session lease lapsed or another streamer took it)`,
-      { retryable: true },
+      `lost ownership of stream ${this.streamId}: another streamer took it (${who}); is a second streamer running with the same STREAM_ID?`,
+      { details: { holder: who } },
+    );
+  }
+
+  /**
+   * After a fenced write found the owner key changed. If it is gone, this streamer's session lease
+   * lapsed (etcd was unreachable for longer than LEASE_TTL) and nobody took the stream meanwhile:
+   * take it back on the session's current lease, and the caller tries again. The lane keys still
+   * fence every publish, so whatever happened in between, nothing is published twice. If another
+   * streamer holds it, ownership is lost for good.
+   */
+  private async retake(ownerNow: IKeyValue | undefined): Promise<void> {
+    if (ownerNow !== undefined) throw this.lost(ownerNow);
+    const ownerKey = this.layout.streamOwner(this.streamId);
+    const value = JSON.stringify({ owner: this.owner, at: Date.now() });
+    const attempt = async () =>
+      this.kv.txn(
+        [absent(ownerKey)],
+        [putOp(ownerKey, value, await this.session.id())],
+        [getOp(ownerKey)],
+        'retake stream',
+      );
+    let res;
+    try {
+      res = await attempt();
+    } catch (err) {
+      if (!isLeaseNotFound(err)) throw err;
+      // The session had not noticed its lease was gone: a new one, and once more.
+      this.session.invalidate();
+      res = await attempt();
+    }
+    if (!res.succeeded) throw this.lost(res.responses[0]?.response_range.kvs[0]);
+    this.ownerRevision = res.header.revision;
+    this.logger.info(
+      { stream: this.streamId },
+      'took the stream back: its session lease had lapsed while etcd was unreachable',
     );
   }
 
@@ -106,14 +147,18 @@ export class EtcdStream implements StreamHandle {
     return kv === undefined ? undefined : (JSON.parse(kv.value.toString()) as LaneState);
   }
 
-  async writeMeta(meta: LaneState): Promise<void> {
+  async writeMeta(meta: LaneState, retaken = false): Promise<void> {
     const res = await this.kv.txn(
       [this.ownerFence()],
       [putOp(this.layout.streamMeta(this.streamId), JSON.stringify(meta))],
-      [],
+      [getOp(this.layout.streamOwner(this.streamId))],
       'write stream meta',
     );
-    if (!res.succeeded) throw this.lost();
+    if (res.succeeded) return;
+    const owner = res.responses[0]?.response_range.kvs[0];
+    if (retaken) throw this.lost(owner);
+    await this.retake(owner);
+    await this.writeMeta(meta, true);
   }
 
   async readLanes(): Promise<LaneCheckpoint[]> {
@@ -134,6 +179,7 @@ export class EtcdStream implements StreamHandle {
     lane: number,
     expectToken: string | null,
     state: LaneState,
+    retaken = false,
   ): Promise<string> {
     const body = encodeEnvelope(envelope);
     if (body.length > this.maxMessageBytes) {
@@ -167,7 +213,11 @@ export class EtcdStream implements StreamHandle {
     }
     if (res.succeeded) return res.header.revision;
     const owner = res.responses[0]?.response_range.kvs[0];
-    if (owner?.mod_revision !== this.ownerRevision) throw this.lost();
+    if (owner?.mod_revision !== this.ownerRevision) {
+      if (retaken) throw this.lost(owner);
+      await this.retake(owner);
+      return this.publish(envelope, lane, expectToken, state, true);
+    }
     const laneNow = res.responses[1]?.response_range.kvs[0];
     if ((laneNow?.mod_revision ?? '0') !== (expectToken ?? '0')) {
       throw new NexusError('QUEUE_CONFLICT', `lane ${lane} of stream ${this.streamId} moved`, {
@@ -184,7 +234,7 @@ export class EtcdStream implements StreamHandle {
     });
   }
 
-  async reset(): Promise<void> {
+  async reset(retaken = false): Promise<void> {
     const res = await this.kv.txn(
       [this.ownerFence()],
       [
@@ -196,10 +246,14 @@ export class EtcdStream implements StreamHandle {
           },
         },
       ],
-      [],
+      [getOp(this.layout.streamOwner(this.streamId))],
       'reset stream',
     );
-    if (!res.succeeded) throw this.lost();
+    if (res.succeeded) return;
+    const owner = res.responses[0]?.response_range.kvs[0];
+    if (retaken) throw this.lost(owner);
+    await this.retake(owner);
+    await this.reset(true);
   }
 
   async release(): Promise<void> {

@@ -160,7 +160,7 @@ export class MemoryQueue implements Queue {
   ): string {
     this.ensureOpen();
     if (s.ownerToken !== ownerToken || s.owner === undefined) {
-      throw new NexusError('STREAM_OWNED', 'lost ownership of the stream', { retryable: true });
+      throw new NexusError('STREAM_OWNED', 'lost ownership of the stream');
     }
     const current = s.lanes.get(lane);
     if (String(current?.token ?? 0) !== (expect ?? '0')) {
@@ -558,9 +558,7 @@ class MemoryStream implements StreamHandle {
 
   private check(): void {
     if (this.s.ownerToken !== this.ownerToken || this.s.owner === undefined) {
-      throw new NexusError('STREAM_OWNED', `lost ownership of stream ${this.streamId}`, {
-        retryable: true,
-      });
+      throw new NexusError('STREAM_OWNED', `lost ownership of stream ${this.streamId}`);
     }
   }
 
