@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { context, contextFrom, trace, tracer } from '../core/tracing.js';
-import type { TelemetryRecord } from '../core/record.js';
+import { recordProblem, type TelemetryRecord } from '../core/record.js';
 import type { Consumer, Delivery, Queue, RejectedRecord } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry } from '../registry/types.js';
@@ -251,14 +251,29 @@ export class Collector {
   ): Promise<void> {
     const records: TelemetryRecord[] = [];
     const owner: { delivery: Delivery; index: number }[] = [];
+    // A record outside the bounds of every record (src/core/record.ts: identifier lengths and
+    // characters, labels, the timestamp window) is refused like one the database refuses: to the
+    // dead letters with its reason, its neighbours stored. Any producer's message gets this check.
+    const rejectedBy = new Map<Delivery, RejectedRecord[]>();
+    const now = Date.now();
+    let consumed = 0;
     for (const d of deliveries) {
       d.envelope.records.forEach((r, index) => {
+        consumed++;
+        const problem = recordProblem(r, now);
+        if (problem !== undefined) {
+          const list = rejectedBy.get(d) ?? [];
+          list.push({ index, reason: `record out of bounds: ${problem}` });
+          rejectedBy.set(d, list);
+          return;
+        }
         records.push(r);
         owner.push({ delivery: d, index });
       });
     }
+    const outOfBounds = consumed - records.length;
     const m = this.o.metrics;
-    m?.recordsConsumed.inc(records.length);
+    m?.recordsConsumed.inc(consumed);
     const redelivered = deliveries.filter((d) => d.attempt > 1).length;
     if (redelivered > 0) m?.messagesRetried.inc(redelivered);
     // One consume span per message, continuing the trace its streamer started; the store span
@@ -326,7 +341,6 @@ export class Collector {
     }
     const commitMs = performance.now() - t0;
     // Group refused records by message.
-    const rejectedBy = new Map<Delivery, RejectedRecord[]>();
     for (const r of result.rejected) {
       const o = owner[r.index];
       if (o === undefined) continue;
@@ -361,14 +375,15 @@ export class Collector {
     for (const sp of consumeSpans) sp.end();
     this.stats.lostAcks += lost;
     this.stats.messages += deliveries.length;
-    this.stats.records += records.length;
+    const refused = result.rejected.length + outOfBounds;
+    this.stats.records += consumed;
     this.stats.inserted += result.inserted;
     this.stats.duplicates += result.duplicates;
-    this.stats.rejected += result.rejected.length;
+    this.stats.rejected += refused;
     if (m !== undefined) {
       m.recordsStored.inc(result.inserted);
       m.recordsDuplicate.inc(result.duplicates);
-      m.recordsRefused.inc(result.rejected.length);
+      m.recordsRefused.inc(refused);
       if (rejectedBy.size > 0) m.messagesDeadLettered.inc(rejectedBy.size);
       m.lostAcks.inc(lost);
       m.batchRecords.observe(records.length);
@@ -381,7 +396,7 @@ export class Collector {
       fresh: result.fresh,
       inserted: result.inserted,
       duplicates: result.duplicates,
-      rejected: result.rejected.length,
+      rejected: refused,
       commitMs,
       transactions: result.transactions,
     });
@@ -398,7 +413,7 @@ export class Collector {
         records: records.length,
         inserted: result.inserted,
         duplicates: result.duplicates,
-        refused: result.rejected.length,
+        refused,
         transactions: result.transactions,
         claim_ms: Math.round(claimMs),
         commit_ms: Math.round(commitMs),

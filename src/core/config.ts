@@ -270,6 +270,15 @@ export const SETTINGS = {
     help: 'Where malformed rows are written (default: <data-dir>/rejects/<file>.rejects.csv)',
     group: 'streamer',
   },
+  rejectsMaxBytes: {
+    env: 'REJECTS_MAX_BYTES',
+    flag: 'rejects-max-bytes',
+    kind: 'int',
+    default: '10485760',
+    min: 0,
+    help: 'Largest rejects file, in bytes: further malformed rows are counted but not written (0: no file)',
+    group: 'streamer',
+  },
   progress: {
     env: 'PROGRESS',
     flag: 'progress',

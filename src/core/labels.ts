@@ -15,11 +15,16 @@ function isNameChar(c: number): boolean {
   return isNameStart(c) || (c >= 48 && c <= 58) || c === 46 || c === 45;
 }
 
-export function parseLabels(raw: string): LabelParseResult {
+/**
+ * Parses `labels_raw`. It stops at the first error, and after `maxLabels` labels (so a row of
+ * thousands of labels costs little before it is refused).
+ */
+export function parseLabels(raw: string, maxLabels = Number.POSITIVE_INFINITY): LabelParseResult {
   // A null prototype, so that a label named __proto__ is just a label.
   const labels = Object.create(null) as Record<string, string>;
   const n = raw.length;
   let i = 0;
+  let count = 0;
   // Tolerate surrounding braces, as in `{a="b"}`.
   let end = n;
   if (raw.startsWith('{') && raw.endsWith('}')) {
@@ -63,6 +68,8 @@ export function parseLabels(raw: string): LabelParseResult {
     if (Object.hasOwn(labels, name)) {
       return { ok: false, error: `labels_raw: label ${name} appears twice` };
     }
+    if (++count > maxLabels)
+      return { ok: false, error: `labels_raw: more than ${maxLabels} labels` };
     labels[name] = value;
     if (i < end && raw[i] !== ',' && raw[i] !== ' ') {
       return { ok: false, error: `labels_raw: "," expected after the value of ${name}` };

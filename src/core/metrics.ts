@@ -26,6 +26,11 @@ export class NexusMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly rejectsUnwritten = new Counter({
+    name: 'nexus_streamer_rejects_unwritten_total',
+    help: 'Malformed rows not written: the rejects file was full',
+    registers: [this.registry],
+  });
   readonly sentinels = new Counter({
     name: 'nexus_streamer_sentinels_total',
     help: 'DCGM "not supported" readings skipped',
@@ -54,7 +59,7 @@ export class NexusMetrics {
   });
   readonly queueUnavailable = new Gauge({
     name: 'nexus_streamer_queue_unavailable',
-    help: '1 while the streamer waits for the queue (etcd) to come back',
+    help: '1 while the streamer waits for etcd to come back',
     registers: [this.registry],
   });
   readonly filePosition = new Gauge({
@@ -115,7 +120,7 @@ export class NexusMetrics {
   });
   readonly recordsRefused = new Counter({
     name: 'nexus_collector_records_refused_total',
-    help: 'Records PostgreSQL refused, dead-lettered with its reason',
+    help: 'Records refused (out of bounds, or by PostgreSQL), dead-lettered with the reason',
     registers: [this.registry],
   });
   readonly batchRecords = new Histogram({

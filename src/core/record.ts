@@ -94,15 +94,154 @@ export function parseTimestamp(text: string): number | undefined {
 
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
-/** Parses a decimal reading; rejects empty text, NaN, infinities and anything not a number. */
+/** True for decimal text (`12`, `-0.5`, `1e3`), whether or not it fits in a double. */
+export function isDecimalText(text: string): boolean {
+  return NUMBER.test(text.trim());
+}
+
+/**
+ * Parses a decimal reading; rejects empty text, NaN, infinities, hexadecimal and anything not a
+ * decimal number, and numbers too large for a double (`1e400`). `-0` reads as 0.
+ */
 export function parseValue(text: string): number | undefined {
   const s = text.trim();
   if (!NUMBER.test(s)) return undefined;
   const v = Number(s);
-  return Number.isFinite(v) ? v : undefined;
+  if (!Number.isFinite(v)) return undefined;
+  return v === 0 ? 0 : v;
 }
 
 /** Formats epoch milliseconds as RFC 3339 UTC with milliseconds. */
 export function formatTimestamp(ms: number): string {
   return new Date(ms).toISOString();
+}
+
+/**
+ * Bounds on what a record may hold, whatever brought it in (a CSV row today, a scrape or a
+ * remote_write later, a queue message from another producer). Real fleets fit well inside them;
+ * anything beyond is garbage that would otherwise reach PostgreSQL and etcd keys (README,
+ * "Limits of a record").
+ */
+export const RECORD_LIMITS = {
+  /** A DNS name is at most 253 characters (also the gateway's host_id bound). */
+  hostname: 253,
+  /** A metric name: Prometheus' form, [A-Za-z_:][A-Za-z0-9_:]*. */
+  metric: 128,
+  uuid: 128,
+  device: 128,
+  model: 256,
+  /** Kubernetes names (pod, namespace, container) are at most 253 characters. */
+  container: 253,
+  pod: 253,
+  namespace: 253,
+  /** GPU index on its host: 0 to 99999 (five digits, the gateway's gpu_id bound). */
+  gpu: 99_999,
+  /** Labels per record, and the length of a label's name ([A-Za-z_][A-Za-z0-9_.:-]*) and value. */
+  labels: 64,
+  labelName: 128,
+  labelValue: 1024,
+  /** Readings before 2000-01-01T00:00:00Z are refused. */
+  earliestTimestamp: Date.UTC(2000, 0, 1),
+  /** Readings more than a day ahead of the clock of the process reading them are refused. */
+  futureMs: 86_400_000,
+} as const;
+
+const METRIC_NAME = /^[A-Za-z_:][A-Za-z0-9_:]*$/;
+const LABEL_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
+// Control characters are exactly what this looks for.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+function controlProblem(field: string, value: string): string | undefined {
+  const m = CONTROL.exec(value);
+  if (m === null) return undefined;
+  const code = m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
+  return `${field} holds a control character (U+${code}) at character ${m.index + 1}`;
+}
+
+/** Why an identifier field is out of bounds, or undefined. */
+function identifierProblem(field: string, value: string, max: number): string | undefined {
+  if (value.length > max) return `${field} longer than ${max} characters (${value.length})`;
+  return controlProblem(field, value);
+}
+
+/** Why a timestamp is outside the accepted window (see RECORD_LIMITS), or undefined. */
+export function timestampProblem(ms: number, now: number = Date.now()): string | undefined {
+  if (!Number.isInteger(ms)) return 'timestamp is not a whole number of milliseconds';
+  if (ms < RECORD_LIMITS.earliestTimestamp || ms > now + RECORD_LIMITS.futureMs) {
+    const text = Number.isFinite(new Date(ms).getTime()) ? formatTimestamp(ms) : String(ms);
+    return `timestamp out of range "${text}" (accepted: 2000-01-01 to 24 hours ahead)`;
+  }
+  return undefined;
+}
+
+/** Why a label set is out of bounds (too many labels, bad names, long values, NUL), or undefined. */
+export function labelsProblem(labels: Readonly<Record<string, string>>): string | undefined {
+  let n = 0;
+  for (const name in labels) {
+    if (!Object.hasOwn(labels, name)) continue;
+    if (++n > RECORD_LIMITS.labels) return `more than ${RECORD_LIMITS.labels} labels`;
+    if (name.length > RECORD_LIMITS.labelName)
+      return `label name longer than ${RECORD_LIMITS.labelName} characters`;
+    if (!LABEL_NAME.test(name)) return `bad label name "${name}" (not [A-Za-z_][A-Za-z0-9_.:-]*)`;
+    const value = labels[name];
+    if (typeof value !== 'string') return `label ${name} is not text`;
+    if (value.length > RECORD_LIMITS.labelValue)
+      return `label ${name} longer than ${RECORD_LIMITS.labelValue} characters (${value.length})`;
+    if (value.includes('\u0000')) return `label ${name} holds a NUL character`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a record's identity (hostname, metric, GPU index, the optional identifiers) is out of bounds,
+ * or undefined: lengths, the metric name's form, and no control characters (C0, DEL, C1, NUL).
+ */
+export function identityProblem(r: TelemetryRecord): string | undefined {
+  // Written out field by field: this runs for every row the streamer reads.
+  const L = RECORD_LIMITS;
+  const host = r.hostname;
+  if (host === '') return 'missing Hostname';
+  if (host.length > L.hostname || CONTROL.test(host))
+    return identifierProblem('Hostname', host, L.hostname);
+  const metric = r.metric;
+  if (metric.length > L.metric)
+    return `metric_name longer than ${L.metric} characters (${metric.length})`;
+  if (!METRIC_NAME.test(metric))
+    return `bad metric_name "${metric.length > 40 ? `${metric.slice(0, 40)}...` : metric}" (not [A-Za-z_:][A-Za-z0-9_:]*)`;
+  if (!(r.gpu >= 0 && r.gpu <= L.gpu && Number.isInteger(r.gpu)))
+    return `gpu_id out of range (0 to ${L.gpu})`;
+  const { device, uuid, model, container, pod, namespace } = r;
+  if (device !== undefined && (device.length > L.device || CONTROL.test(device)))
+    return identifierProblem('device', device, L.device);
+  if (uuid !== undefined && (uuid.length > L.uuid || CONTROL.test(uuid)))
+    return identifierProblem('uuid', uuid, L.uuid);
+  if (model !== undefined && (model.length > L.model || CONTROL.test(model)))
+    return identifierProblem('model', model, L.model);
+  if (container !== undefined && (container.length > L.container || CONTROL.test(container)))
+    return identifierProblem('container', container, L.container);
+  if (pod !== undefined && (pod.length > L.pod || CONTROL.test(pod)))
+    return identifierProblem('pod', pod, L.pod);
+  if (namespace !== undefined && (namespace.length > L.namespace || CONTROL.test(namespace)))
+    return identifierProblem('namespace', namespace, L.namespace);
+  return undefined;
+}
+
+/** Frozen label sets already found within bounds (the CSV reader shares one per series). */
+const goodLabels = new WeakSet<object>();
+
+/**
+ * Why a record may not be stored, or undefined: the checks every ingest path and the collector
+ * apply (RECORD_LIMITS), beyond what its schema already says.
+ */
+export function recordProblem(r: TelemetryRecord, now: number = Date.now()): string | undefined {
+  const ts = timestampProblem(r.timestamp, now);
+  if (ts !== undefined) return ts;
+  if (!Number.isFinite(r.value)) return 'value is not a finite number';
+  const id = identityProblem(r);
+  if (id !== undefined) return id;
+  if (goodLabels.has(r.labels)) return undefined;
+  const labels = labelsProblem(r.labels);
+  if (labels === undefined && Object.isFrozen(r.labels)) goodLabels.add(r.labels);
+  return labels;
 }

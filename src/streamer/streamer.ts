@@ -29,6 +29,8 @@ export interface StreamerOptions {
   readonly streamId: string;
   readonly producerId: string;
   readonly rejectsFile: string;
+  /** The rejects file stops growing at this size (REJECTS_MAX_BYTES); default 10 MiB. */
+  readonly rejectsMaxBytes?: number;
   /** Ignore a checkpoint left by an interrupted run and start from the top. */
   readonly restart: boolean;
   readonly logger: Logger;
@@ -56,6 +58,16 @@ export interface StreamSummary {
   completed: boolean;
   stopped: boolean;
   rejectsFile: string | undefined;
+  /** Rejected rows counted but not written: the rejects file reached REJECTS_MAX_BYTES. */
+  rejectsUnwritten: number;
+  /**
+   * Set when a whole pass over the file found no reading to publish: every data row was rejected,
+   * or held a "not supported" sentinel, or there was no data row at all. The run stops (even in
+   * loop mode) and `nexus streamer` exits 3.
+   */
+  nothingValid: boolean;
+  /** Data rows of that pass (rejects and sentinels included). */
+  dataRows: number;
   waitedForQueueMs: number;
 }
 
@@ -119,7 +131,9 @@ export class Streamer {
     this.o = options;
     this.logger = options.logger.child({ component: 'streamer', stream: options.streamId });
     this.progress = options.progress ?? noProgress;
-    this.rejects = new RejectsSink(options.rejectsFile, this.logger);
+    this.rejects = new RejectsSink(options.rejectsFile, this.logger, {
+      maxBytes: options.rejectsMaxBytes ?? 10 * 1024 * 1024,
+    });
     const metrics = options.metrics;
     this.queueOutage = new Outage({
       dependency: options.queue.backend === 'etcd' ? 'etcd' : 'queue',
@@ -144,8 +158,16 @@ export class Streamer {
       completed: false,
       stopped: false,
       rejectsFile: undefined,
+      rejectsUnwritten: 0,
+      nothingValid: false,
+      dataRows: 0,
       waitedForQueueMs: 0,
     };
+  }
+
+  /** The CSV file this streamer reads. */
+  get file(): string {
+    return this.o.csvFile;
   }
 
   /** Runs to the end of the file (or forever in loop mode) or until stop(). */
@@ -198,7 +220,7 @@ export class Streamer {
       for (let loop = start.loop; ; loop++) {
         this.loopNo = loop;
         const first = loop === start.loop;
-        await this.readPass(header, {
+        const pass = await this.readPass(header, {
           loop,
           offset: first ? start.offset : dataStart,
           line: first ? start.line : headerLine,
@@ -207,11 +229,19 @@ export class Streamer {
         });
         this.summary.loops = loop - start.loop + 1;
         if (this.failure !== undefined) throw this.failure;
+        // A whole pass over the file (from its first data row to its end) that found nothing to
+        // publish: say so and stop, rather than publish nothing (forever, in loop mode).
+        const whole = !this.stopping && (first ? start.offset : dataStart) === dataStart;
+        if (whole && pass.records === 0) {
+          this.summary.nothingValid = true;
+          this.summary.dataRows = pass.rows;
+          break;
+        }
         if (this.stopping || !o.loop) break;
         if (o.maxLoops !== undefined && loop + 1 >= o.maxLoops) break;
       }
       await this.drain();
-      this.summary.completed = !this.stopping && !o.loop;
+      this.summary.completed = !this.stopping && (!o.loop || this.summary.nothingValid);
       this.summary.stopped = this.stopping;
       const final = { ...meta, completed: this.summary.completed, wm: this.contiguous };
       await this.untilAnswered('save the checkpoint', () => handle.writeMeta(final), 5);
@@ -223,7 +253,8 @@ export class Streamer {
     }
     this.summary.rejects = this.rejects.total;
     this.summary.rejectsByReason = this.rejects.reasons();
-    this.summary.rejectsFile = this.rejects.total > 0 ? this.rejects.path : undefined;
+    this.summary.rejectsFile = this.rejects.written ? this.rejects.path : undefined;
+    this.summary.rejectsUnwritten = this.rejects.unwritten;
     this.summary.elapsedMs = Date.now() - t0;
     return this.summary;
   }
@@ -267,6 +298,7 @@ export class Streamer {
       const wm = resumePoint(old, lanes);
       this.contiguous = wm;
       this.summary.resumed = true;
+      this.rejects.resume();
       this.logger.info(
         {
           from_batch: wm === null ? 0 : wm.batch + 1,
@@ -321,7 +353,8 @@ export class Streamer {
       firstIndex: number;
       writeRejectsAfter: number;
     },
-  ): Promise<void> {
+  ): Promise<{ records: number; rows: number }> {
+    const seen = { records: 0, rows: 0 };
     if (pass.firstIndex >= 0) this.nextIndex = pass.firstIndex;
     let records: TelemetryRecord[] = [];
     let firstLine = 0;
@@ -346,10 +379,14 @@ export class Streamer {
       signal: this.abort.signal,
     })) {
       for (const r of chunk.rejects) {
+        const unwritten = this.rejects.unwritten;
         this.rejects.add(r, r.line > pass.writeRejectsAfter);
+        if (this.rejects.unwritten > unwritten) this.o.metrics?.rejectsUnwritten.inc();
         this.o.metrics?.recordsRejected.inc({ reason: RejectsSink.kind(r.reason) });
       }
       this.summary.sentinels += chunk.sentinels;
+      seen.records += chunk.records.length;
+      seen.rows += chunk.records.length + chunk.rejects.length + chunk.sentinels;
       if (this.o.metrics !== undefined) {
         this.o.metrics.recordsRead.inc(chunk.records.length);
         this.o.metrics.sentinels.inc(chunk.sentinels);
@@ -365,7 +402,7 @@ export class Streamer {
         const slot = this.lanes[this.nextIndex % this.lanes.length];
         const cut = slot !== undefined && slot.last === this.nextIndex && slot.lastEnd === pr.end;
         if (records.length === this.o.batchSize || cut) await emit(pr.end);
-        if (this.failed()) return;
+        if (this.failed()) return seen;
       }
       this.bytes = chunk.end;
       this.report();
@@ -376,6 +413,7 @@ export class Streamer {
       if (this.stopping) await this.drain();
       await emit(lastRecordEnd);
     }
+    return seen;
   }
 
   private report(): void {

@@ -7,13 +7,14 @@ import { silentLogger } from '../../src/core/logger.js';
 import { DEFAULT_GENERATE, generateCsv } from '../../src/streamer/csv/generator.js';
 import { Streamer, type StreamerOptions } from '../../src/streamer/streamer.js';
 import type { Queue } from '../../src/queue/types.js';
+import type { TelemetryRecord } from '../../src/core/record.js';
 import { envelope } from '../conformance/queue-suite.js';
 import { killHard, run, spawnTs } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { etcdQueue, TEST_PREFIX } from '../helpers/queues.js';
 import { freePort } from '../helpers/ports.js';
-import { rows, scalar, startCollector, until } from '../helpers/pipeline.js';
+import { rows, scalar, sqlStore, startCollector, until } from '../helpers/pipeline.js';
 import { SAMPLE, sampleRows } from '../helpers/sample.js';
 
 const etcd = await sharedEtcd();
@@ -185,11 +186,19 @@ describe('collector: etcd queue -> PostgreSQL', () => {
     const bad = envelope(cluster, {}, 10);
     const records = bad.records.map((r, i) => ({
       ...r,
-      hostname: i === 6 ? 'bad\u0000host' : `host-${i}`,
+      hostname: i === 6 ? 'refused-host' : `host-${i}`,
       timestamp: r.timestamp + i,
     }));
     await queue.publish({ ...bad, records });
     await queue.publish(envelope(cluster, {}, 5));
+    // A record within every bound that this database refuses all the same (a rule of its own).
+    const pre = sqlStore(url);
+    await pre.migrate();
+    await pre.close();
+    await scalar(
+      url,
+      "ALTER TABLE hosts ADD CONSTRAINT refuse_test CHECK (hostname <> 'refused-host')",
+    );
     const c = await startCollector({ endpoint: etcd.endpoint, url, cluster });
     assert.ok(
       await until(
@@ -202,10 +211,56 @@ describe('collector: etcd queue -> PostgreSQL', () => {
     assert.equal(items.length, 1);
     const dl = items[0];
     assert.ok(dl);
-    assert.match(dl.reason, /invalid byte sequence for encoding "UTF8": 0x00/);
+    assert.match(dl.reason, /violates check constraint "refuse_test"/);
     assert.equal(dl.records, 1);
-    assert.equal(dl.envelope?.records[0]?.hostname, 'bad\u0000host');
+    assert.equal(dl.envelope?.records[0]?.hostname, 'refused-host');
     assert.equal(c.collector.stats.rejected, 1);
+    await c.stop();
+    await queue.close();
+  });
+
+  it("records outside the bounds of a record (any producer's) go to the dead letters with the reason; their neighbours are stored", async () => {
+    const cluster = uniqueCluster('bounds');
+    const url = await pg.server.createDatabase(uniqueDatabase('bounds'));
+    const queue = etcdQueue(etcd.endpoint, cluster);
+    const msg = envelope(cluster, {}, 10);
+    const bad: Record<number, Partial<TelemetryRecord>> = {
+      1: { hostname: 'h'.repeat(200_000) },
+      3: { pod: 'pod\u0000x' },
+      5: { timestamp: Date.UTC(1990, 0, 1) },
+      7: { metric: 'DCGM FI TEMP' },
+    };
+    const records = msg.records.map((r, i) => ({
+      ...r,
+      hostname: `host-${i}`,
+      timestamp: r.timestamp + i,
+      ...bad[i],
+    }));
+    await queue.publish({ ...msg, records });
+    const c = await startCollector({ endpoint: etcd.endpoint, url, cluster });
+    assert.ok(
+      await until(
+        async () => (await queue.depth()) === 0 && (await queue.stats()).dead === 4,
+        20_000,
+      ),
+    );
+    assert.equal(await scalar(url, 'SELECT count(*) FROM samples'), 6);
+    assert.equal(await scalar(url, 'SELECT max(length(hostname)) FROM hosts'), 6);
+    // One dead letter per reason, each holding its record.
+    const { items } = await queue.listDeadLetters();
+    assert.deepEqual(
+      items.map((d) => d.records),
+      [1, 1, 1, 1],
+    );
+    const reasons = items.map((d) => d.reason).sort();
+    assert.match(reasons[0] ?? '', /^record out of bounds: Hostname longer than 253 characters/);
+    assert.match(reasons[1] ?? '', /^record out of bounds: bad metric_name "DCGM FI TEMP"/);
+    assert.match(
+      reasons[2] ?? '',
+      /^record out of bounds: pod holds a control character \(U\+0000\)/,
+    );
+    assert.match(reasons[3] ?? '', /^record out of bounds: timestamp out of range "1990-01-01/);
+    assert.equal(c.collector.stats.rejected, 4);
     await c.stop();
     await queue.close();
   });

@@ -336,8 +336,8 @@ describe('streamer into etcd', () => {
         cliEnv(uniqueCluster('missing')),
       ),
     );
-    assert.equal(res.code, 1);
-    assert.match(res.stdout + res.stderr, /cannot open .*missing\.csv/);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /cannot read CSV file .*missing\.csv: no such file/);
   });
 
   it('rejects bad configuration with exit status 2 and a message naming the variable', async () => {

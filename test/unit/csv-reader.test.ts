@@ -243,10 +243,17 @@ describe('readDcgmCsv', () => {
     }
   });
 
-  it('strips CR only at the end of the line, not inside fields', async () => {
-    const path = writeCsv(`${HEADER}\r\n${row({ host: 'a\rb' })}\r\n`);
-    const { records } = await readFrom(path);
-    assert.equal(records[0]?.record.hostname, 'a\rb');
+  it('strips CR only at the end of the line, not inside fields (where an identifier refuses it)', async () => {
+    const path = writeCsv(`${HEADER}\r\n${row({ host: 'a\rb' })}\r\n${row({ gpu: 1 })}\r\n`);
+    const { records, rejects } = await readFrom(path);
+    assert.deepEqual(
+      rejects.map((r) => [r.line, r.reason]),
+      [[2, 'Hostname holds a control character (U+000D) at character 2']],
+    );
+    assert.deepEqual(
+      records.map((r) => r.line),
+      [3],
+    );
   });
 
   it('skips blank and whitespace-only lines but counts them', async () => {
@@ -354,7 +361,7 @@ describe('readDcgmCsv', () => {
 
 describe('readDcgmCsv: over-long lines', () => {
   const good = row({ gpu: 1 });
-  const long = row({ gpu: 2, host: 'h'.repeat(500) });
+  const long = row({ gpu: 2, host: 'h'.repeat(250) });
   const maxLineBytes = 300;
 
   for (const highWaterMark of [7, 64, 1 << 16]) {

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { createLogger } from '../../core/logger.js';
-import { describeError } from '../../core/errors.js';
+import { describeError, isNexusError } from '../../core/errors.js';
 import { shortHash } from '../../streamer/fingerprint.js';
 import {
   BarProgress,
@@ -64,11 +64,42 @@ export function streamerOptionsFrom(
       config.rejectsFile !== ''
         ? config.rejectsFile
         : join(dataDir(config.dataDir), 'rejects', `${file}.rejects.csv`),
+    rejectsMaxBytes: config.rejectsMaxBytes,
     restart: extra.restart,
     logger,
     progress,
     ...(extra.maxLoops === undefined ? {} : { maxLoops: extra.maxLoops }),
   } as const;
+}
+
+/**
+ * Exit codes of `nexus streamer` (README, "The streamer"): 0 done (or stopped by a signal, resumable),
+ * 1 failed while running, 2 bad configuration or an input file it cannot use (missing, a directory,
+ * unreadable, empty, not a DCGM CSV header), 3 the file holds no reading to publish (every data row
+ * rejected, or none at all).
+ */
+export const STREAMER_EXIT = { ok: 0, failed: 1, usage: 2, nothingValid: 3 } as const;
+
+/** The exit code for an error that ended a streamer run. */
+export function streamerExitCode(err: unknown): number {
+  if (
+    isNexusError(err, 'CONFIG_INVALID') ||
+    isNexusError(err, 'CSV_FILE_UNREADABLE') ||
+    isNexusError(err, 'CSV_HEADER_INVALID')
+  )
+    return STREAMER_EXIT.usage;
+  return STREAMER_EXIT.failed;
+}
+
+/** What a run that published nothing valid says, or undefined. */
+export function nothingValidLine(s: StreamSummary, file: string): string | undefined {
+  if (!s.nothingValid) return undefined;
+  if (s.dataRows === 0) return `nothing valid in ${file}: it has a header and no data rows`;
+  const parts = [
+    s.rejects > 0 ? `${s.rejects} rejected` : '',
+    s.sentinels > 0 ? `${s.sentinels} DCGM "not supported" readings` : '',
+  ].filter((p) => p !== '');
+  return `nothing valid in ${file}: none of its ${s.dataRows} data rows is a reading (${parts.join(', ')})`;
 }
 
 export function summaryLine(s: StreamSummary): string {
@@ -79,10 +110,15 @@ export function summaryLine(s: StreamSummary): string {
   return (
     `summary: ${s.records} records published in ${s.batches} batches (${rate}/s), ` +
     `${s.rejects} malformed rows set aside${reasons === '' ? '' : ` (${reasons})`}` +
-    `${s.rejectsFile === undefined ? '' : ` -> ${s.rejectsFile}`}, ` +
+    (s.rejectsFile === undefined ? '' : ` -> ${s.rejectsFile}`) +
+    (s.rejectsUnwritten > 0
+      ? ` (${s.rejectsUnwritten} of them not written: the file reached REJECTS_MAX_BYTES)`
+      : '') +
+    ', ' +
     `${s.sentinels} not-supported readings skipped` +
     (s.skipped > 0 ? `, ${s.skipped} already published before restart` : '') +
-    (s.stopped ? ', stopped early (resumable)' : '')
+    (s.stopped ? ', stopped early (resumable)' : '') +
+    (s.nothingValid ? ', nothing valid read' : '')
   );
 }
 
@@ -167,9 +203,22 @@ export function streamerCommand(): Command {
       const summary = await streamer.run();
       const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
       logger.info({ summary: { ...summary, peakRssMb } }, summaryLine(summary));
+      const nothing = nothingValidLine(summary, streamer.file);
+      if (nothing !== undefined) {
+        logger.error({ exit_code: STREAMER_EXIT.nothingValid }, nothing);
+        process.stderr.write(`nexus streamer: ${nothing}\n`);
+        process.exitCode = STREAMER_EXIT.nothingValid;
+      }
     } catch (err) {
-      logger.error({ err }, `streamer failed: ${describeError(err)}`);
-      process.exitCode = 1;
+      const code = streamerExitCode(err);
+      if (code === STREAMER_EXIT.usage) {
+        // The input is the problem, not the program: one line, no stack.
+        logger.error({ code: isNexusError(err) ? err.code : undefined }, describeError(err));
+        process.stderr.write(`nexus streamer: ${describeError(err)}\n`);
+      } else {
+        logger.error({ err }, `streamer failed: ${describeError(err)}`);
+      }
+      process.exitCode = code;
     } finally {
       await queue.close();
       await stopTracing();

@@ -312,7 +312,7 @@ export class EtcdConsumer implements Consumer {
           rejected: rejected.length,
           reasons: [...new Set(rejected.map((r) => r.reason))],
         },
-        'records the database refused were dead-lettered; the rest of the message was stored',
+        'refused records (out of bounds, or refused by the database) were dead-lettered; the rest of the message was stored',
       );
     }
     return res.succeeded ? 'acked' : 'lost';

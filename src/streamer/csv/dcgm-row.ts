@@ -1,9 +1,14 @@
 import { NexusError } from '../../core/errors.js';
 import { parseLabels } from '../../core/labels.js';
 import {
+  identityProblem,
   isDcgmSentinel,
+  isDecimalText,
+  labelsProblem,
+  RECORD_LIMITS,
   parseTimestamp,
   parseValue,
+  timestampProblem,
   type TelemetryRecord,
 } from '../../core/record.js';
 
@@ -38,6 +43,12 @@ export function parseHeader(fields: readonly string[]): DcgmHeader {
   const index = {} as Record<Field, number>;
   for (const [field, column] of Object.entries(COLUMNS) as [Field, string][]) {
     index[field] = lower.indexOf(column);
+    if (index[field] !== -1 && lower.indexOf(column, index[field] + 1) !== -1) {
+      throw new NexusError(
+        'CSV_HEADER_INVALID',
+        `CSV header names column ${column} twice (columns ${index[field] + 1} and ${lower.indexOf(column, index[field] + 1) + 1}): which one holds the data is ambiguous`,
+      );
+    }
   }
   const missing = REQUIRED.filter((f) => index[f] === -1).map((f) => COLUMNS[f]);
   if (missing.length > 0) {
@@ -65,14 +76,27 @@ function clip(s: string): string {
 /**
  * Parsed label sets by their `labels_raw` text. An export repeats each series' labels on every
  * row, so the rows of a series share one frozen object: no parse, no garbage, and the envelope
- * encoder writes its JSON once. Bounded: cleared when full (a fleet has far fewer series).
+ * encoder writes its JSON once. Bounded in entries and in characters (a fleet has far fewer
+ * series; a DCGM label set is a few hundred characters): cleared when full, and a label set longer
+ * than LABEL_CACHE_MAX_TEXT is parsed every time rather than kept.
  */
 const LABEL_CACHE_SIZE = 100_000;
+const LABEL_CACHE_CHARS = 32_000_000;
+const LABEL_CACHE_MAX_TEXT = 4096;
 const labelCache = new Map<string, Readonly<Record<string, string>>>();
+let labelCacheChars = 0;
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
-/** Turns the fields of one data row into a record, or says exactly why it cannot. */
-export function rowToRecord(header: DcgmHeader, fields: readonly string[]): RowResult {
+/**
+ * Turns the fields of one data row into a record, or says exactly why it cannot. The record is
+ * within the bounds of every record (src/core/record.ts RECORD_LIMITS); `now` is the clock the
+ * timestamp window is measured against.
+ */
+export function rowToRecord(
+  header: DcgmHeader,
+  fields: readonly string[],
+  now: number = Date.now(),
+): RowResult {
   if (fields.length !== header.width) {
     return {
       kind: 'reject',
@@ -84,6 +108,8 @@ export function rowToRecord(header: DcgmHeader, fields: readonly string[]): RowR
   if (tsText.trim() === '') return { kind: 'reject', reason: 'missing timestamp' };
   const timestamp = parseTimestamp(tsText);
   if (timestamp === undefined) return { kind: 'reject', reason: `bad timestamp "${clip(tsText)}"` };
+  const tsProblem = timestampProblem(timestamp, now);
+  if (tsProblem !== undefined) return { kind: 'reject', reason: tsProblem };
   const metric = field(fields, ix.metric).trim();
   if (metric === '') return { kind: 'reject', reason: 'missing metric_name' };
   const gpuText = field(fields, ix.gpu).trim();
@@ -96,20 +122,32 @@ export function rowToRecord(header: DcgmHeader, fields: readonly string[]): RowR
   if (valueText.trim() === '') return { kind: 'reject', reason: 'missing value' };
   const value = parseValue(valueText);
   if (value === undefined) {
-    return { kind: 'reject', reason: `non-numeric value "${clip(valueText)}"` };
+    const why = isDecimalText(valueText) ? 'value out of range' : 'non-numeric value';
+    return { kind: 'reject', reason: `${why} "${clip(valueText)}"` };
   }
   if (isDcgmSentinel(value)) return { kind: 'sentinel' };
   const rawLabels = field(fields, ix.labels);
-  let labels: Readonly<Record<string, string>> = NO_LABELS;
+  let labels = NO_LABELS;
   if (rawLabels.trim() !== '') {
     const cached = labelCache.get(rawLabels);
     if (cached !== undefined) labels = cached;
     else {
-      const parsed = parseLabels(rawLabels);
+      const parsed = parseLabels(rawLabels, RECORD_LIMITS.labels);
       if (!parsed.ok) return { kind: 'reject', reason: parsed.error };
+      const problem = labelsProblem(parsed.labels);
+      if (problem !== undefined) return { kind: 'reject', reason: `labels_raw: ${problem}` };
       labels = Object.freeze(parsed.labels);
-      if (labelCache.size >= LABEL_CACHE_SIZE) labelCache.clear();
-      labelCache.set(rawLabels, labels);
+      if (rawLabels.length <= LABEL_CACHE_MAX_TEXT) {
+        if (
+          labelCache.size >= LABEL_CACHE_SIZE ||
+          labelCacheChars + rawLabels.length > LABEL_CACHE_CHARS
+        ) {
+          labelCache.clear();
+          labelCacheChars = 0;
+        }
+        labelCache.set(rawLabels, labels);
+        labelCacheChars += rawLabels.length;
+      }
     }
   }
   const record: {
@@ -127,5 +165,7 @@ export function rowToRecord(header: DcgmHeader, fields: readonly string[]): RowR
   if (pod !== '') record.pod = pod;
   const namespace = field(fields, ix.namespace);
   if (namespace !== '') record.namespace = namespace;
+  const problem = identityProblem(record);
+  if (problem !== undefined) return { kind: 'reject', reason: problem };
   return { kind: 'record', record };
 }
