@@ -28,6 +28,10 @@ export class RejectsSink {
   private bytes = 0;
   private append = false;
   private opened = false;
+  /** Rows handed to the file stream (lost with it if it fails). */
+  private rowsWritten = 0;
+  /** The file could not be written: rows are counted, not written, and this says why. */
+  private broken: string | undefined;
   private capLogged = false;
   readonly byReason = new Map<string, number>();
   total = 0;
@@ -64,7 +68,15 @@ export class RejectsSink {
 
   /** Whether this run wrote to the rejects file. */
   get written(): boolean {
-    return this.opened;
+    return this.opened && this.broken === undefined;
+  }
+
+  /** Why rows were left out of the file, when some were. */
+  get unwrittenReason(): string | undefined {
+    if (this.unwritten === 0) return undefined;
+    if (this.broken !== undefined) return `cannot write the rejects file: ${this.broken}`;
+    if (this.maxBytes <= 0) return 'REJECTS_MAX_BYTES is 0';
+    return 'the file reached REJECTS_MAX_BYTES';
   }
 
   add(row: RejectedRow, write: boolean): void {
@@ -76,9 +88,9 @@ export class RejectsSink {
     const text = `${row.line},${csvField(row.reason)},${csvField(row.raw)}\n`;
     const size = Buffer.byteLength(text);
     const out = this.open();
-    if (out === undefined || this.bytes + size > this.maxBytes) {
+    if (out === undefined || this.broken !== undefined || this.bytes + size > this.maxBytes) {
       this.unwritten++;
-      if (!this.capLogged) {
+      if (!this.capLogged && this.broken === undefined) {
         this.capLogged = true;
         this.logger.warn(
           { rejects_file: this.path, rejects_max_bytes: this.maxBytes },
@@ -89,6 +101,7 @@ export class RejectsSink {
     }
     out.write(text);
     this.bytes += size;
+    this.rowsWritten++;
   }
 
   private log(row: RejectedRow): void {
@@ -108,8 +121,13 @@ export class RejectsSink {
 
   /** The file, opened on the first row: a new one, or the interrupted run's continued. */
   private open(): WriteStream | undefined {
-    if (this.out !== undefined || this.maxBytes <= 0) return this.out;
-    mkdirSync(dirname(this.path), { recursive: true });
+    if (this.out !== undefined || this.maxBytes <= 0 || this.broken !== undefined) return this.out;
+    try {
+      mkdirSync(dirname(this.path), { recursive: true });
+    } catch (err) {
+      this.fail(err);
+      return undefined;
+    }
     let existing = 0;
     if (this.append) {
       try {
@@ -119,9 +137,7 @@ export class RejectsSink {
       }
     }
     const out = createWriteStream(this.path, { flags: existing > 0 ? 'a' : 'w' });
-    out.on('error', (err) =>
-      this.logger.error({ err, path: this.path }, 'cannot write the rejects file'),
-    );
+    out.on('error', (err) => this.fail(err));
     this.out = out;
     this.opened = true;
     this.bytes = existing;
@@ -132,6 +148,18 @@ export class RejectsSink {
     return out;
   }
 
+  /** Stops writing after a write error, saying so once; the rows are still counted. */
+  private fail(err: unknown): void {
+    if (this.broken !== undefined) return;
+    this.broken = err instanceof Error ? err.message : String(err);
+    this.unwritten += this.rowsWritten;
+    this.rowsWritten = 0;
+    this.logger.error(
+      { err: this.broken, rejects_file: this.path },
+      'cannot write the rejects file: malformed rows are counted and logged, not written',
+    );
+  }
+
   reasons(): Record<string, number> {
     return Object.fromEntries([...this.byReason.entries()].sort((a, b) => b[1] - a[1]));
   }
@@ -139,11 +167,21 @@ export class RejectsSink {
   close(): Promise<void> {
     const out = this.out;
     this.out = undefined;
-    if (out === undefined) return Promise.resolve();
+    if (out === undefined || out.closed) return Promise.resolve();
+    if (this.broken !== undefined) {
+      return new Promise((resolve) => {
+        out.once('close', () => resolve());
+        out.destroy();
+      });
+    }
     if (this.unwritten > 0) {
       const note = `${this.unwritten} more malformed rows were not written: the file reached REJECTS_MAX_BYTES (${this.maxBytes} bytes)`;
       out.write(`,${csvField(note)},\n`);
     }
-    return new Promise((resolve) => out.end(resolve));
+    // 'close' comes after the last write is flushed, and after an error too.
+    return new Promise((resolve) => {
+      out.once('close', () => resolve());
+      out.end();
+    });
   }
 }

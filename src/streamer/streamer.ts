@@ -58,8 +58,9 @@ export interface StreamSummary {
   completed: boolean;
   stopped: boolean;
   rejectsFile: string | undefined;
-  /** Rejected rows counted but not written: the rejects file reached REJECTS_MAX_BYTES. */
+  /** Rejected rows counted but not written to the rejects file, and why. */
   rejectsUnwritten: number;
+  rejectsUnwrittenWhy: string | undefined;
   /**
    * Set when a whole pass over the file found no reading to publish: every data row was rejected,
    * or held a "not supported" sentinel, or there was no data row at all. The run stops (even in
@@ -159,6 +160,7 @@ export class Streamer {
       stopped: false,
       rejectsFile: undefined,
       rejectsUnwritten: 0,
+      rejectsUnwrittenWhy: undefined,
       nothingValid: false,
       dataRows: 0,
       waitedForQueueMs: 0,
@@ -255,6 +257,7 @@ export class Streamer {
     this.summary.rejectsByReason = this.rejects.reasons();
     this.summary.rejectsFile = this.rejects.written ? this.rejects.path : undefined;
     this.summary.rejectsUnwritten = this.rejects.unwritten;
+    this.summary.rejectsUnwrittenWhy = this.rejects.unwrittenReason;
     this.summary.elapsedMs = Date.now() - t0;
     return this.summary;
   }

@@ -214,6 +214,25 @@ describe('files joined with cat', () => {
   });
 });
 
+describe('lines of several megabytes with no newline', () => {
+  it('as the header: refused once 1 MiB is read, whatever the file holds after it', async () => {
+    const path = writeCsv(`timestamp,${'x'.repeat(5 * 1024 * 1024)}`);
+    await assert.rejects(readHeader(path), {
+      code: 'CSV_HEADER_INVALID',
+      message: /header line longer than 1 MiB/,
+    });
+  });
+
+  it('as the last data row: one reject, the rows before it kept', async () => {
+    const path = writeCsv(
+      `${HEADER}\n${row()}\n"2025-07-18T20:42:34Z",${'x'.repeat(5 * 1024 * 1024)}`,
+    );
+    const { records, rejects } = await readFrom(path);
+    assert.equal(records.length, 1);
+    assert.deepEqual(rejects, [{ line: 3, reason: 'line longer than 1048576 bytes', raw: '' }]);
+  });
+});
+
 describe('a path that is not a readable file', () => {
   it('a directory gets one clear line, not EISDIR', async () => {
     const d = join(dir, 'a-directory.csv');
@@ -275,6 +294,20 @@ describe('the rejects file', () => {
       lines.map((l) => l.split(',')[0]),
       ['line', '12', '20'],
     );
+  });
+
+  it('that cannot be written (a directory): rows counted as not written, and why', async () => {
+    const path = join(dir, 'rejects-is-a-dir');
+    mkdirSync(path);
+    const sink = new RejectsSink(path, silentLogger(), { maxBytes: 1_000_000 });
+    for (let i = 1; i <= 3; i++) sink.add(rejected(i), true);
+    // The error surfaces after a while, as in a long run; closing still ends.
+    await new Promise((r) => setTimeout(r, 100));
+    await sink.close();
+    assert.equal(sink.total, 3);
+    assert.equal(sink.unwritten, 3);
+    assert.equal(sink.written, false);
+    assert.match(sink.unwrittenReason ?? '', /^cannot write the rejects file: EISDIR/);
   });
 
   it('with maxBytes 0 nothing is written, everything is counted', async () => {

@@ -112,7 +112,7 @@ export function summaryLine(s: StreamSummary): string {
     `${s.rejects} malformed rows set aside${reasons === '' ? '' : ` (${reasons})`}` +
     (s.rejectsFile === undefined ? '' : ` -> ${s.rejectsFile}`) +
     (s.rejectsUnwritten > 0
-      ? ` (${s.rejectsUnwritten} of them not written: the file reached REJECTS_MAX_BYTES)`
+      ? ` (${s.rejectsUnwritten} of them not written: ${s.rejectsUnwrittenWhy ?? 'unknown'})`
       : '') +
     ', ' +
     `${s.sentinels} not-supported readings skipped` +
