@@ -195,6 +195,8 @@ export class Streamer {
   ): Promise<T> {
     return this.queueOutage.retry(what, fn, {
       giveUp: (attempt) => this.stopping && attempt > attemptsWhenStopping,
+      // With no tries left once stopping, a stop ends the wait at once.
+      ...(attemptsWhenStopping === 0 ? { signal: this.abort.signal } : {}),
     });
   }
 

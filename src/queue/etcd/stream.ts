@@ -16,6 +16,8 @@ import type { IKeyValue } from 'etcd3';
  * fenced publish also compares the lane key's revision, so a batch is published at most once.
  */
 export class EtcdStream implements StreamHandle {
+  private retaking: Promise<void> | undefined;
+
   private constructor(
     readonly streamId: string,
     private ownerRevision: string,
@@ -107,11 +109,21 @@ export class EtcdStream implements StreamHandle {
    * After a fenced write found the owner key changed. If it is gone, this streamer's session lease
    * lapsed (etcd was unreachable for longer than LEASE_TTL) and nobody took the stream meanwhile:
    * take it back on the session's current lease, and the caller tries again. The lane keys still
-   * fence every publish, so whatever happened in between, nothing is published twice. If another
-   * streamer holds it, ownership is lost for good.
+   * fence every publish, so whatever happened in between, nothing is published twice. Several
+   * lanes find the key gone at once: one takes it back, the others see it is theirs again. If
+   * another streamer holds it, ownership is lost for good.
    */
   private async retake(ownerNow: IKeyValue | undefined): Promise<void> {
+    if (this.retaking !== undefined) await this.retaking.catch(() => undefined);
+    if (ownerNow?.mod_revision === this.ownerRevision) return;
     if (ownerNow !== undefined) throw this.lost(ownerNow);
+    this.retaking ??= this.takeBack().finally(() => {
+      this.retaking = undefined;
+    });
+    await this.retaking;
+  }
+
+  private async takeBack(): Promise<void> {
     const ownerKey = this.layout.streamOwner(this.streamId);
     const value = JSON.stringify({ owner: this.owner, at: Date.now() });
     const attempt = async () =>
@@ -130,7 +142,12 @@ export class EtcdStream implements StreamHandle {
       this.session.invalidate();
       res = await attempt();
     }
-    if (!res.succeeded) throw this.lost(res.responses[0]?.response_range.kvs[0]);
+    if (!res.succeeded) {
+      const holder = res.responses[0]?.response_range.kvs[0];
+      // Taken back already, by another lane's write of this streamer.
+      if (holder?.mod_revision === this.ownerRevision) return;
+      throw this.lost(holder);
+    }
     this.ownerRevision = res.header.revision;
     this.logger.info(
       { stream: this.streamId },
