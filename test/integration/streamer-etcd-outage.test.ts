@@ -112,7 +112,11 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     assert.equal((await readyz(port)).status, 200);
     await etcd.stop();
     // Down long enough for the client's circuit breaker to open and every request to fail fast.
-    const notReady = await until(async () => (await readyz(port)).status === 503, 10_000);
+    // Not ready, and saying why in the streamer's own words (not only the probe's).
+    const notReady = await until(async () => {
+      const r = await readyz(port);
+      return r.status === 503 && r.reasons.some((x) => /^etcd unavailable for \d+ s/.test(x));
+    }, 10_000);
     const during = await readyz(port);
     const duringMetrics = await metrics(port);
     await new Promise((r) => setTimeout(r, 8000));

@@ -139,7 +139,14 @@ export function streamerCommand(): Command {
     .description('Stream a DCGM CSV export into the queue (resumable, exactly once)')
     .option('--csv <file>', 'alias of --csv-file')
     .option('--restart', 'ignore the checkpoint of an interrupted run and start from the top')
-    .option('--max-loops <n>', 'in loop mode, stop after this many passes');
+    .option('--max-loops <n>', 'in loop mode, stop after this many passes')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 streamed (rows set aside are in the rejects file), or stopped by a signal;\n' +
+        '1 failed while running; 2 bad configuration, or a CSV file it cannot use (missing, a\n' +
+        'directory, unreadable, empty, not a DCGM header); 3 no reading to publish in the file\n' +
+        '(a header and no data rows, or every data row rejected).',
+    );
   addSettings(cmd, ['common', 'queue', 'streamer']);
   cmd.action(async (opts: { csv?: string; restart?: boolean; maxLoops?: string }) => {
     const config = configFrom(cmd, opts.csv === undefined ? {} : { csvFile: opts.csv });
