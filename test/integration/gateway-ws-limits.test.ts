@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { createLogger } from '../../src/core/logger.js';
 import { NexusMetrics } from '../../src/core/metrics.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import type { SocketLimits } from '../../src/gateway/ws/live-socket.js';
@@ -220,5 +221,52 @@ describe('WebSocket filters and memory', { timeout: 60_000 }, () => {
     await sleep(1500);
     raw._socket.resume();
     assert.equal((await code).code, 4008);
+  });
+});
+
+describe('clients cannot flood the log', { timeout: 60_000 }, () => {
+  it('logs bad frames and refused connections at info at most 10 a minute, never as errors', async () => {
+    const lines: { level: string; msg: string; held_back?: number }[] = [];
+    const logger = createLogger({
+      level: 'debug',
+      destination: {
+        write: (line: string) => {
+          lines.push(JSON.parse(line) as { level: string; msg: string });
+        },
+      },
+    });
+    const t = await sampleGateway({
+      logger,
+      socket: { ...DEFAULT_GATEWAY.socket, maxConnectionsPerAddress: 5 },
+    });
+    open.push(t);
+    const ws = (await t.gateway.app.listen({ port: 0, host: '127.0.0.1' })).replace(/^http/, 'ws');
+    // 30 frames that are not UTF-8 (each closes its connection with 1007), 30 bad messages, and
+    // 30 connections over the per-address limit.
+    for (let i = 0; i < 30; i++) {
+      const s = new WebSocket(`${ws}/ws?subscribe=none`);
+      await new Promise((r) => s.once('open', r));
+      const c = closed(s);
+      s.send(Buffer.from([0xff, 0xfe]), { binary: false });
+      assert.equal((await c).code, 1007);
+    }
+    const s = await openSocket(`${ws}/ws?subscribe=none`);
+    for (let i = 0; i < 30; i++) s.sendRaw('{"type": "shout"}');
+    await s.waitFor(
+      (m) => m.type === 'error' && s.messages.filter((x) => x.type === 'error').length >= 30,
+    );
+    const held = await Promise.all([0, 1, 2, 3].map(() => openSocket(`${ws}/ws?subscribe=none`)));
+    for (let i = 0; i < 30; i++) assert.equal((await closed(new WebSocket(`${ws}/ws`))).code, 4029);
+    await s.close();
+    for (const h of held) await h.close();
+    const mistakes = lines.filter((l) =>
+      ['WebSocket peer error', 'bad WebSocket message', 'WebSocket connection refused'].includes(
+        l.msg,
+      ),
+    );
+    assert.equal(mistakes.length, 90, 'every mistake is logged, at some level');
+    assert.equal(lines.filter((l) => l.level === 'error' || l.level === 'fatal').length, 0);
+    assert.equal(mistakes.filter((l) => l.level === 'info').length, 10);
+    assert.ok(!lines.some((l) => JSON.stringify(l).includes('"stack"')), 'no stack trace');
   });
 });
