@@ -77,7 +77,13 @@ async function main(): Promise<void> {
       return;
     }
     process.stderr.write(`nexus: ${describeError(err)}\n`);
-    process.exitCode = isNexusError(err, 'CONFIG_INVALID') ? 2 : 1;
+    // A setting or an input file it cannot use: 2 (README, "Exit status"); anything else 1.
+    process.exitCode =
+      isNexusError(err, 'CONFIG_INVALID') ||
+      isNexusError(err, 'CSV_FILE_UNREADABLE') ||
+      isNexusError(err, 'CSV_HEADER_INVALID')
+        ? 2
+        : 1;
   }
 }
 

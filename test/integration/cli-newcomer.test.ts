@@ -131,7 +131,7 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
         60_000,
       );
       assert.equal(exit.code, 2, `${command}: ${exit.stderr}`);
-      assert.equal(exit.stderr, `nexus: CSV_FILE: cannot read ${missing}: no such file\n`);
+      assert.equal(exit.stderr, `nexus: cannot read CSV file ${missing}: no such file\n`);
       assert.equal(exit.stdout, '', `${command} started something`);
     }
   });
@@ -146,7 +146,7 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
       }),
       60_000,
     );
-    assert.equal(exit.code, 1, exit.stderr);
+    assert.equal(exit.code, 2, exit.stderr);
     assert.match(exit.stderr, /^nexus: CSV header lacks required column\(s\) timestamp/);
     assert.equal(exit.stderr.trim().split('\n').length, 1, exit.stderr);
   });

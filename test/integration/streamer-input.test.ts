@@ -69,7 +69,7 @@ describe('nexus streamer: inputs it cannot use, and what it says', () => {
     const res = await streamer(d);
     assert.equal(res.code, 2, res.stdout + res.stderr);
     assert.deepEqual(errLines(res.stderr), [
-      `nexus streamer: cannot read CSV file ${d}: it is a directory, not a file`,
+      `nexus: cannot read CSV file ${d}: it is a directory, not a file`,
     ]);
     assert.doesNotMatch(res.stdout + res.stderr, /EISDIR/);
   });
@@ -79,7 +79,7 @@ describe('nexus streamer: inputs it cannot use, and what it says', () => {
     const res = await streamer(p);
     assert.equal(res.code, 2);
     assert.deepEqual(errLines(res.stderr), [
-      `nexus streamer: cannot read CSV file ${p}: no such file`,
+      `nexus: cannot read CSV file ${p}: no such file`,
     ]);
   });
 
@@ -87,7 +87,7 @@ describe('nexus streamer: inputs it cannot use, and what it says', () => {
     const p = file('empty.csv', '');
     const res = await streamer(p);
     assert.equal(res.code, 2);
-    assert.deepEqual(errLines(res.stderr), [`nexus streamer: ${p} is empty: no CSV header`]);
+    assert.deepEqual(errLines(res.stderr), [`nexus: ${p} is empty: no CSV header`]);
   });
 
   it('a header and no data rows: exit 3, nothing valid', async () => {

@@ -16,7 +16,8 @@ import type { Config } from '../../core/config.js';
 import type { Logger } from '../../core/logger.js';
 import type { Queue } from '../../queue/types.js';
 import { createQueue } from '../backends.js';
-import { assertReadable, dataDir, resolveInput } from '../paths.js';
+import { dataDir, resolveInput } from '../paths.js';
+import { readHeader } from '../../streamer/csv/reader.js';
 import { addSettings, configFrom } from '../settings.js';
 import { onShutdown } from '../signals.js';
 import { VERSION } from '../version.js';
@@ -150,7 +151,9 @@ export function streamerCommand(): Command {
   addSettings(cmd, ['common', 'queue', 'streamer']);
   cmd.action(async (opts: { csv?: string; restart?: boolean; maxLoops?: string }) => {
     const config = configFrom(cmd, opts.csv === undefined ? {} : { csvFile: opts.csv });
-    await assertReadable(resolveInput(config.csvFile));
+    // A file it cannot use (missing, a directory, empty, not a DCGM header) stops it here, in
+    // one line with exit 2, before anything starts.
+    await readHeader(resolveInput(config.csvFile));
     boundHeapGrowth();
     const logger = createLogger({
       level: config.logLevel,

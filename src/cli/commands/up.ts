@@ -20,7 +20,8 @@ import { createFeed, createQueue, createRegistry, createStore } from '../backend
 import { dashboardPlugin } from '../dashboard.js';
 import { listenFailure, listening, reach } from '../listen.js';
 import { lockDirectory } from '../lock.js';
-import { assertReadable, dataDir, resolveInput } from '../paths.js';
+import { dataDir, resolveInput } from '../paths.js';
+import { readHeader } from '../../streamer/csv/reader.js';
 import { addSettings, configFrom, isGiven } from '../settings.js';
 import { onShutdown, type ShutdownProgress } from '../signals.js';
 import { NexusMetrics } from '../../core/metrics.js';
@@ -168,7 +169,7 @@ export function upCommand(): Command {
     });
     // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
     // must not write into it), stops `nexus up` here, before anything starts.
-    await assertReadable(resolveInput(config.csvFile));
+    await readHeader(resolveInput(config.csvFile));
     if (!postgres) lockDirectory(pgliteDir(config), 'nexus up');
     const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
     const t0 = Date.now();
