@@ -78,9 +78,7 @@ describe('nexus streamer: inputs it cannot use, and what it says', () => {
     const p = join(dir, 'nope.csv');
     const res = await streamer(p);
     assert.equal(res.code, 2);
-    assert.deepEqual(errLines(res.stderr), [
-      `nexus: cannot read CSV file ${p}: no such file`,
-    ]);
+    assert.deepEqual(errLines(res.stderr), [`nexus: cannot read CSV file ${p}: no such file`]);
   });
 
   it('an empty file: exit 2, no CSV header', async () => {
