@@ -6,14 +6,20 @@
 import type { Static } from '@sinclair/typebox';
 import type {
   ClusterList as ClusterListSchema,
-  Features as FeaturesSchema,
   GpuDetail as GpuDetailSchema,
   HostDetail as HostDetailSchema,
+} from '../../src/gateway/schemas/fleet.js';
+import type {
+  Alert as AlertSchema,
+  Features as FeaturesSchema,
+  Overview as OverviewSchema,
+} from '../../src/gateway/schemas/overview.js';
+import type {
   LatestResult as LatestResultSchema,
   Reading as ReadingSchema,
   Series as SeriesSchema,
   SeriesResult as SeriesResultSchema,
-} from '../../src/gateway/schemas.js';
+} from '../../src/gateway/schemas/telemetry.js';
 
 export type ClusterList = Static<typeof ClusterListSchema>;
 /** What the gateway serves besides REST (GraphQL, live push). */
@@ -24,44 +30,9 @@ export type LatestResult = Static<typeof LatestResultSchema>;
 export type Reading = Static<typeof ReadingSchema>;
 export type Series = Static<typeof SeriesSchema>;
 export type SeriesResult = Static<typeof SeriesResultSchema>;
-
-/**
- * GET /api/v1/overview. The gateway keeps this schema private to its route
- * (src/gateway/routes/overview.ts), so its fields are declared here, as docs/api.md lists them.
- */
-export interface Overview {
-  readonly clusters: number;
-  readonly hosts: number;
-  readonly gpus: number;
-  readonly ingest: { readonly records_per_s: number; readonly window_s: number } | null;
-  readonly queue: {
-    readonly ready: number;
-    readonly in_flight: number;
-    readonly delayed: number;
-    readonly dead: number;
-    readonly oldest_age_s: number | null;
-  } | null;
-  readonly collectors: readonly {
-    readonly id: string;
-    readonly hostname: string;
-    readonly pid: number;
-    readonly started_at: string;
-    readonly version: string;
-  }[];
-  readonly alerts: readonly Alert[];
-  readonly features: Features;
-}
-
-export interface Alert {
-  readonly severity: 'warning' | 'critical';
-  readonly cluster_id: string;
-  readonly host_id: string;
-  readonly gpu_id: number;
-  readonly metric: string;
-  readonly value: number;
-  readonly message: string;
-  readonly since: string;
-}
+/** GET /api/v1/overview. */
+export type Overview = Static<typeof OverviewSchema>;
+export type Alert = Static<typeof AlertSchema>;
 
 /** An answer of the API that is not a success, or no answer at all. */
 export class ApiError extends Error {

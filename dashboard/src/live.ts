@@ -9,23 +9,18 @@
  * POLL_MS while the page is visible, and its state is `polling`.
  */
 
-export interface LiveFilter {
-  readonly cluster_id?: string;
-  readonly host_id?: readonly string[];
-  readonly gpu_id?: readonly number[];
-  readonly metric?: readonly string[];
-}
+import type { Static } from '@sinclair/typebox';
+import type {
+  HeldFilterSchema,
+  LiveReading as LiveReadingSchema,
+  ServerMessage,
+} from '../../src/gateway/schemas/live.js';
+
+/** A subscription's filter, as the gateway holds it. */
+export type LiveFilter = Static<typeof HeldFilterSchema>;
 
 /** A reading as the socket sends it (no unit: that comes from REST). */
-export interface LiveReading {
-  readonly cluster_id: string;
-  readonly host_id: string;
-  readonly gpu_id: number;
-  readonly uuid: string | null;
-  readonly metric: string;
-  readonly timestamp: string;
-  readonly value: number;
-}
+export type LiveReading = Static<typeof LiveReadingSchema>;
 
 export interface LiveHandlers {
   readonly onReadings: (readings: readonly LiveReading[], committedAt: string) => void;
@@ -39,24 +34,6 @@ export type LiveState =
   | { readonly kind: 'polling'; readonly everyMs: number }
   | { readonly kind: 'waiting'; readonly retryAt: number; readonly reason: string }
   | { readonly kind: 'error'; readonly reason: string };
-
-type ServerMessage =
-  | {
-      type: 'welcome';
-      protocol: string;
-      heartbeat_ms: number;
-    }
-  | { type: 'subscribed'; id: string }
-  | { type: 'unsubscribed'; id: string }
-  | {
-      type: 'telemetry';
-      id: string;
-      committed_at: string;
-      readings: LiveReading[];
-    }
-  | { type: 'heartbeat' | 'pong'; ts: string }
-  | { type: 'dropped'; id: string; count: number }
-  | { type: 'error'; id?: string; error: string };
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;

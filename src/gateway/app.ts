@@ -28,7 +28,9 @@ import { fleetRoutes } from './routes/fleet.js';
 import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
 import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
-import { SHARED_SCHEMAS } from './schemas.js';
+import { ErrorBody } from './schemas/common.js';
+import { Cluster, Gpu, Host } from './schemas/fleet.js';
+import { Reading, Series, TelemetryResult } from './schemas/telemetry.js';
 import { ConnectionLimiter } from './ws/connections.js';
 import { SharedBacklog, liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
 
@@ -219,7 +221,9 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   await registerPressure(app, o.pressure, o.metrics);
   installAdmission(app, new Admission(o.api, o.metrics));
   if (o.metrics !== undefined && o.fleetMetrics !== false) exportFleetGauges(o.metrics, o.reader);
-  for (const s of SHARED_SCHEMAS) app.addSchema(s);
+  // The schemas referenced by $ref (ref()), named in the OpenAPI document.
+  for (const s of [ErrorBody, Cluster, Host, Gpu, Reading, Series, TelemetryResult])
+    app.addSchema(s);
   if (o.cors.enabled) {
     await app.register(cors, {
       origin:

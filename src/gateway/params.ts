@@ -140,3 +140,23 @@ export function decodeCursor(text: string): Cursor {
 export function iso(ms: number | undefined): string | null {
   return ms === undefined ? null : new Date(ms).toISOString();
 }
+
+/** The longest downsampling step: a year (a longer one would still give one point). */
+export const MAX_STEP_MS = 366 * 86_400_000;
+
+export function parseStep(text: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(text, 'step');
+  } catch {
+    throw new NexusError(
+      'BAD_REQUEST',
+      `step: "${clip(text)}" is not a duration (e.g. 10s, 1m, 5m, 1h)`,
+    );
+  }
+  if (ms < 1000)
+    throw new NexusError('BAD_REQUEST', `step: "${clip(text)}" is below the smallest step, 1s`);
+  if (ms > MAX_STEP_MS)
+    throw new NexusError('BAD_REQUEST', `step: "${clip(text)}" is above the largest step, 366d`);
+  return ms;
+}

@@ -2,8 +2,14 @@ import { NexusError } from '../../core/errors.js';
 import type { Aggregate, Selection } from '../../store/reader.js';
 import { END_OF_TIME } from '../../store/sql-reader.js';
 import type { LiveFilter } from '../live/hub.js';
-import { MAX_LIST, boundedList, decodeCursor, parseInstant, type Cursor } from '../params.js';
-import { parseStep } from '../routes/shapes.js';
+import {
+  MAX_LIST,
+  boundedList,
+  decodeCursor,
+  parseInstant,
+  parseStep,
+  type Cursor,
+} from '../params.js';
 
 /**
  * GraphQL arguments -> the reader's queries, with the REST API's rules and messages. GraphQL has

@@ -10,8 +10,7 @@ import type {
 } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
 import { encodeCursor, iso } from '../params.js';
-import { clusterOut, gpuOut, hostOut } from '../routes/fleet.js';
-import { readingOut, seriesOut } from '../routes/shapes.js';
+import { clusterOut, gpuOut, hostOut, readingOut, seriesOut } from '../presenters.js';
 import {
   ALL_TIME,
   cursorOf,

@@ -1,6 +1,7 @@
 import type { Logger } from '../../core/logger.js';
 import type { NexusMetrics } from '../../core/metrics.js';
 import type { FeedBatch, FeedRecord, LiveFeed } from '../../registry/feed.js';
+import { apiReading } from '../presenters.js';
 
 /** What a live subscriber wants. Absent fields match everything. */
 export interface LiveFilter {
@@ -67,19 +68,6 @@ interface FanOut {
   readonly encoding: DeliveryEncoding;
   readonly members: readonly LiveSubscriber[];
   next: number;
-}
-
-/** A feed record as the API shows a reading (docs/api.md). */
-export function apiReading(clusterId: string, r: FeedRecord) {
-  return {
-    cluster_id: clusterId,
-    host_id: r.hostname,
-    gpu_id: r.gpu,
-    uuid: r.uuid ?? null,
-    metric: r.metric,
-    timestamp: new Date(r.timestamp).toISOString(),
-    value: r.value,
-  };
 }
 
 interface Group {

@@ -1,73 +1,23 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { NexusError } from '../../core/errors.js';
-import type {
-  ClusterSummary,
-  GpuSummary,
-  HostSummary,
-  Series,
-  TelemetryReader,
-} from '../../store/reader.js';
-import { filterList, gpuIndex, iso, parseInstant } from '../params.js';
+import type { Series, TelemetryReader } from '../../store/reader.js';
+import { filterList, gpuIndex, iso, parseInstant, parseStep } from '../params.js';
+import { ErrorRef } from '../schemas/common.js';
 import {
   ClusterList,
   ClusterParams,
   ClusterRef,
   ClusterStats,
-  ErrorRef,
   GpuDetail,
   GpuList,
-  GpuMetrics,
-  GpuMetricsQuery,
   GpuParams,
   HostDetail,
   HostList,
   HostParams,
   MetricCatalogue,
-} from '../schemas.js';
-import { parseStep, readingOut, seriesOut } from './shapes.js';
-
-const ACTIVE_MS = 5 * 60_000;
-
-export function clusterOut(c: ClusterSummary, now = Date.now()) {
-  return {
-    cluster_id: c.cluster_id,
-    cluster_name: c.cluster_id,
-    status:
-      c.last_seen === undefined
-        ? ('empty' as const)
-        : now - c.last_seen < ACTIVE_MS
-          ? ('active' as const)
-          : ('idle' as const),
-    hosts: c.hosts,
-    gpus: c.gpus,
-    first_seen: iso(c.first_seen) ?? '',
-    last_seen: iso(c.last_seen),
-  };
-}
-
-export function hostOut(h: HostSummary) {
-  return {
-    cluster_id: h.cluster_id,
-    host_id: h.hostname,
-    hostname: h.hostname,
-    gpus: h.gpus,
-    first_seen: iso(h.first_seen) ?? '',
-    last_seen: iso(h.last_seen),
-  };
-}
-
-export function gpuOut(g: GpuSummary) {
-  return {
-    cluster_id: g.cluster_id,
-    host_id: g.hostname,
-    gpu_id: g.gpu_id,
-    uuid: g.uuid ?? null,
-    model: g.model ?? null,
-    device: g.device ?? null,
-    first_seen: iso(g.first_seen) ?? '',
-    last_seen: iso(g.last_seen),
-  };
-}
+} from '../schemas/fleet.js';
+import { GpuMetrics, GpuMetricsQuery } from '../schemas/telemetry.js';
+import { clusterOut, gpuOut, hostOut, readingOut, seriesOut } from '../presenters.js';
 
 const notFound = (what: string): NexusError => new NexusError('NOT_FOUND', what);
 const errors = { 400: ErrorRef, 404: ErrorRef, 503: ErrorRef };

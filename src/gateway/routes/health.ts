@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
-import { Health } from '../schemas.js';
+import { Health, Liveness, Readiness } from '../schemas/health.js';
 
 export interface HealthCheck {
   readonly name: string;
@@ -86,7 +85,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
       schema: {
         tags: ['health'],
         summary: 'Liveness: the process answers',
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: { 200: Liveness },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -98,8 +97,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
         tags: ['health'],
         summary: 'Readiness: dependencies reachable and not draining',
         response: {
-          200: Type.Object({ ready: Type.Boolean(), reasons: Type.Array(Type.String()) }),
-          503: Type.Object({ ready: Type.Boolean(), reasons: Type.Array(Type.String()) }),
+          200: Readiness,
+          503: Readiness,
         },
       },
     },

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import type { FleetRegistry } from '../../registry/types.js';
 import type { LatestValue, TelemetryReader } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
 import { iso } from '../params.js';
-import { ErrorRef, Features } from '../schemas.js';
+import { ErrorRef } from '../schemas/common.js';
+import { Overview, OverviewQuery, type Alert } from '../schemas/overview.js';
 
 export interface QueueGauge {
   readonly ready: number;
@@ -28,63 +28,9 @@ export const ALERT_RULES = {
   memoryFullFraction: 0.95,
 } as const;
 
-const Alert = Type.Object({
-  severity: Type.String({ enum: ['warning', 'critical'] }),
-  cluster_id: Type.String(),
-  host_id: Type.String(),
-  gpu_id: Type.Integer(),
-  metric: Type.String(),
-  value: Type.Number(),
-  message: Type.String(),
-  since: Type.String({ format: 'date-time', description: 'Time of the reading' }),
-});
-
-const Overview = Type.Object({
-  clusters: Type.Integer(),
-  hosts: Type.Integer(),
-  gpus: Type.Integer(),
-  ingest: Type.Union(
-    [Type.Object({ records_per_s: Type.Number(), window_s: Type.Integer() }), Type.Null()],
-    {
-      description:
-        'Readings committed per second, as the live feed saw them; null without a live feed',
-    },
-  ),
-  queue: Type.Union([
-    Type.Object({
-      ready: Type.Integer(),
-      in_flight: Type.Integer(),
-      delayed: Type.Integer(),
-      dead: Type.Integer(),
-      oldest_age_s: Type.Union([Type.Number(), Type.Null()]),
-    }),
-    Type.Null(),
-  ]),
-  collectors: Type.Array(
-    Type.Object({
-      id: Type.String(),
-      hostname: Type.String(),
-      pid: Type.Integer(),
-      started_at: Type.String(),
-      version: Type.String(),
-    }),
-  ),
-  alerts: Type.Array(Alert),
-  features: Features,
-});
-
 /** Alerts from the latest values: hot GPUs, full memory. */
-export function alertsFrom(latest: readonly LatestValue[]) {
-  const out: {
-    severity: 'warning' | 'critical';
-    cluster_id: string;
-    host_id: string;
-    gpu_id: number;
-    metric: string;
-    value: number;
-    message: string;
-    since: string;
-  }[] = [];
+export function alertsFrom(latest: readonly LatestValue[]): Alert[] {
+  const out: Alert[] = [];
   const fb = new Map<string, { used?: number; free?: number; t: number; l: LatestValue }>();
   for (const l of latest) {
     if (l.metric === 'DCGM_FI_DEV_GPU_TEMP' && l.value > ALERT_RULES.tempWarnC) {
@@ -138,10 +84,7 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
         tags: ['fleet'],
         summary:
           'The fleet at a glance: counts, ingest rate, queue depth, collectors alive, alerts',
-        querystring: Type.Object(
-          { cluster_id: Type.Optional(Type.String()) },
-          { additionalProperties: false },
-        ),
+        querystring: OverviewQuery,
         response: { 200: Overview, 404: ErrorRef, 503: ErrorRef },
       },
     },

@@ -3,16 +3,23 @@ import type { FastifyReply } from 'fastify';
 import { NexusError } from '../../core/errors.js';
 import type { LatestValue, Selection, TelemetryReader } from '../../store/reader.js';
 import { END_OF_TIME } from '../../store/sql-reader.js';
-import { decodeCursor, encodeCursor, filterList, gpuIds, iso, parseInstant } from '../params.js';
 import {
-  ErrorRef,
+  decodeCursor,
+  encodeCursor,
+  filterList,
+  gpuIds,
+  iso,
+  parseInstant,
+  parseStep,
+} from '../params.js';
+import { ErrorRef, ref } from '../schemas/common.js';
+import {
   LatestQuery,
   LatestResult,
-  TelemetryResult,
   TelemetryQuery,
-  ref,
-} from '../schemas.js';
-import { parseStep, readingOut, seriesOut } from './shapes.js';
+  TelemetryResult,
+} from '../schemas/telemetry.js';
+import { readingOut, seriesOut } from '../presenters.js';
 
 /**
  * Each latest value's JSON, encoded once: the reader's in-memory latest values are shared objects,

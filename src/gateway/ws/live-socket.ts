@@ -1,10 +1,19 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { WebSocket } from 'ws';
-import { Type, type Static } from '@sinclair/typebox';
+import type { Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { NexusMetrics } from '../../core/metrics.js';
 import type { TelemetryReader } from '../../store/reader.js';
 import type { ClientMistakes } from '../client-log.js';
+import {
+  LiveFilterSchema,
+  PingMessage,
+  SubscribeMessage,
+  UnsubscribeMessage,
+  type ClientMessage,
+  type HeldFilter,
+  type ServerMessage,
+} from '../schemas/live.js';
 import type { LiveFilter, LiveHub } from '../live/hub.js';
 
 export interface SocketLimits {
@@ -63,43 +72,12 @@ export class SharedBacklog {
   }
 }
 
-const OneOrMany = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(
-  t: T,
-) => Type.Union([t, Type.Array(t, { minItems: 1, maxItems: 1000 })]);
-
-const FilterSchema = Type.Object(
-  {
-    cluster_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    host_id: Type.Optional(OneOrMany(Type.String({ minLength: 1, maxLength: 253 }))),
-    gpu_id: Type.Optional(OneOrMany(Type.Integer({ minimum: 0, maximum: 32767 }))),
-    uuid: Type.Optional(OneOrMany(Type.String({ minLength: 1, maxLength: 128 }))),
-    metric: Type.Optional(OneOrMany(Type.String({ pattern: '^[A-Za-z0-9_:.]{1,128}$' }))),
-  },
-  { additionalProperties: false },
-);
-
-const SubscribeMessage = Type.Object(
-  {
-    type: Type.Literal('subscribe'),
-    id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-    filter: Type.Optional(FilterSchema),
-  },
-  { additionalProperties: false },
-);
-const UnsubscribeMessage = Type.Object(
-  { type: Type.Literal('unsubscribe'), id: Type.String({ minLength: 1, maxLength: 64 }) },
-  { additionalProperties: false },
-);
-const PingMessage = Type.Object({ type: Type.Literal('ping') }, { additionalProperties: false });
-type ClientMessage =
-  Static<typeof SubscribeMessage> | Static<typeof UnsubscribeMessage> | Static<typeof PingMessage>;
-
 const checks = {
   subscribe: TypeCompiler.Compile(SubscribeMessage),
   unsubscribe: TypeCompiler.Compile(UnsubscribeMessage),
   ping: TypeCompiler.Compile(PingMessage),
 };
-const filterCheck = TypeCompiler.Compile(FilterSchema);
+const filterCheck = TypeCompiler.Compile(LiveFilterSchema);
 
 /** What a filter field must hold, said plainly (a union's own message says little). */
 const EXPECTED: Record<string, string> = {
@@ -113,7 +91,7 @@ const EXPECTED: Record<string, string> = {
 const arr = <T>(v: T | T[] | undefined): T[] | undefined =>
   v === undefined ? undefined : Array.isArray(v) ? v : [v];
 
-function toFilter(f: Static<typeof FilterSchema>): LiveFilter {
+function toFilter(f: Static<typeof LiveFilterSchema>): HeldFilter {
   const hosts = arr(f.host_id);
   const gpus = arr(f.gpu_id);
   const uuids = arr(f.uuid);
@@ -147,7 +125,7 @@ function problem(
 
 /** The filter of the connection's default subscription, from the URL's query string. */
 function queryFilter(q: Record<string, string | undefined>): {
-  filter?: Static<typeof FilterSchema>;
+  filter?: Static<typeof LiveFilterSchema>;
   error?: string;
 } {
   const split = (v: string | undefined): string[] | undefined =>
@@ -212,7 +190,7 @@ export const liveSocketRoutes: FastifyPluginAsync<{
     let alive = true;
     let slowSince: number | undefined;
     let closed = false;
-    const send = (obj: unknown): void => {
+    const send = (obj: ServerMessage): void => {
       if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(obj));
     };
     const error = (message: string, id?: string): void => {
@@ -254,7 +232,7 @@ export const liveSocketRoutes: FastifyPluginAsync<{
       return false;
     };
 
-    const subscribe = (id: string, filter: Static<typeof FilterSchema>): void => {
+    const subscribe = (id: string, filter: Static<typeof LiveFilterSchema>): void => {
       if (hub === undefined)
         return error(
           'live data is not available: this gateway has no commit feed (ENABLE_NEXUS)',

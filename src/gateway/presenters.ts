@@ -1,0 +1,96 @@
+import type { FeedRecord } from '../registry/feed.js';
+import type {
+  ClusterSummary,
+  GpuSummary,
+  HostSummary,
+  LatestValue,
+  Series,
+} from '../store/reader.js';
+import { iso } from './params.js';
+
+/**
+ * How the API shows what the store and the feed hold, in one place for REST, GraphQL and the live
+ * WebSocket: each function gives the fields of its schema in src/gateway/schemas/.
+ */
+
+const ACTIVE_MS = 5 * 60_000;
+
+export function clusterOut(c: ClusterSummary, now = Date.now()) {
+  return {
+    cluster_id: c.cluster_id,
+    cluster_name: c.cluster_id,
+    status:
+      c.last_seen === undefined
+        ? ('empty' as const)
+        : now - c.last_seen < ACTIVE_MS
+          ? ('active' as const)
+          : ('idle' as const),
+    hosts: c.hosts,
+    gpus: c.gpus,
+    first_seen: iso(c.first_seen) ?? '',
+    last_seen: iso(c.last_seen),
+  };
+}
+
+export function hostOut(h: HostSummary) {
+  return {
+    cluster_id: h.cluster_id,
+    host_id: h.hostname,
+    hostname: h.hostname,
+    gpus: h.gpus,
+    first_seen: iso(h.first_seen) ?? '',
+    last_seen: iso(h.last_seen),
+  };
+}
+
+export function gpuOut(g: GpuSummary) {
+  return {
+    cluster_id: g.cluster_id,
+    host_id: g.hostname,
+    gpu_id: g.gpu_id,
+    uuid: g.uuid ?? null,
+    model: g.model ?? null,
+    device: g.device ?? null,
+    first_seen: iso(g.first_seen) ?? '',
+    last_seen: iso(g.last_seen),
+  };
+}
+
+/** A stored reading (schemas/telemetry.ts, Reading). */
+export function readingOut(r: LatestValue) {
+  return {
+    cluster_id: r.cluster_id,
+    host_id: r.hostname,
+    gpu_id: r.gpu_id,
+    uuid: r.uuid ?? null,
+    metric: r.metric,
+    unit: r.unit,
+    timestamp: iso(r.timestamp) ?? '',
+    value: r.value,
+  };
+}
+
+export function seriesOut(s: Series) {
+  return {
+    cluster_id: s.cluster_id,
+    host_id: s.hostname,
+    gpu_id: s.gpu_id,
+    uuid: s.uuid ?? null,
+    metric: s.metric,
+    unit: s.unit,
+    points: s.points.map(([t, value, count]) => ({ timestamp: iso(t) ?? '', value, count })),
+  };
+}
+
+/** A reading of the commit feed, as the live WebSocket sends it (schemas/live.ts, LiveReading). */
+export function apiReading(clusterId: string, r: FeedRecord) {
+  return {
+    cluster_id: clusterId,
+    host_id: r.hostname,
+    gpu_id: r.gpu,
+    uuid: r.uuid ?? null,
+    metric: r.metric,
+    timestamp: new Date(r.timestamp).toISOString(),
+    value: r.value,
+  };
+}

@@ -1,0 +1,104 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+/**
+ * The live WebSocket's protocol, nexus-live/1 (docs/api.md, "WebSocket /ws"): what a client sends
+ * (checked with these schemas) and what the gateway sends (the dashboard's types come from them).
+ */
+
+const OneOrMany = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(
+  t: T,
+) => Type.Union([t, Type.Array(t, { minItems: 1, maxItems: 1000 })]);
+
+/** A subscription's filter: every field optional, a value or an array of them. */
+export const LiveFilterSchema = Type.Object(
+  {
+    cluster_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    host_id: Type.Optional(OneOrMany(Type.String({ minLength: 1, maxLength: 253 }))),
+    gpu_id: Type.Optional(OneOrMany(Type.Integer({ minimum: 0, maximum: 32767 }))),
+    uuid: Type.Optional(OneOrMany(Type.String({ minLength: 1, maxLength: 128 }))),
+    metric: Type.Optional(OneOrMany(Type.String({ pattern: '^[A-Za-z0-9_:.]{1,128}$' }))),
+  },
+  { additionalProperties: false },
+);
+
+const SubscriptionId = Type.String({ minLength: 1, maxLength: 64 });
+
+// What a client sends.
+
+export const SubscribeMessage = Type.Object(
+  {
+    type: Type.Literal('subscribe'),
+    id: Type.Optional(SubscriptionId),
+    filter: Type.Optional(LiveFilterSchema),
+  },
+  { additionalProperties: false },
+);
+export const UnsubscribeMessage = Type.Object(
+  { type: Type.Literal('unsubscribe'), id: SubscriptionId },
+  { additionalProperties: false },
+);
+export const PingMessage = Type.Object(
+  { type: Type.Literal('ping') },
+  { additionalProperties: false },
+);
+export type ClientMessage =
+  Static<typeof SubscribeMessage> | Static<typeof UnsubscribeMessage> | Static<typeof PingMessage>;
+
+// What the gateway sends.
+
+/** A reading as the socket sends it: the REST reading without its unit (REST has it). */
+export const LiveReading = Type.Object({
+  cluster_id: Type.String(),
+  host_id: Type.String(),
+  gpu_id: Type.Integer(),
+  uuid: Type.Union([Type.String(), Type.Null()]),
+  metric: Type.String(),
+  timestamp: Type.String({ format: 'date-time' }),
+  value: Type.Number(),
+});
+
+/** A filter as the gateway says it holds it (arrays, absent fields match everything). */
+export const HeldFilterSchema = Type.Object({
+  cluster_id: Type.Optional(Type.String()),
+  host_id: Type.Optional(Type.Array(Type.String())),
+  gpu_id: Type.Optional(Type.Array(Type.Integer())),
+  uuid: Type.Optional(Type.Array(Type.String())),
+  metric: Type.Optional(Type.Array(Type.String())),
+});
+
+export const ServerMessageSchema = Type.Union([
+  Type.Object({
+    type: Type.Literal('welcome'),
+    protocol: Type.Literal('nexus-live/1'),
+    heartbeat_ms: Type.Integer(),
+    max_buffered_bytes: Type.Integer(),
+    max_subscriptions: Type.Integer(),
+    max_filter_values: Type.Integer(),
+  }),
+  Type.Object({ type: Type.Literal('subscribed'), id: Type.String(), filter: HeldFilterSchema }),
+  Type.Object({ type: Type.Literal('unsubscribed'), id: Type.String() }),
+  Type.Object({
+    type: Type.Literal('telemetry'),
+    id: Type.String(),
+    cluster_id: Type.String(),
+    committed_at: Type.String({ format: 'date-time' }),
+    count: Type.Integer(),
+    readings: Type.Array(LiveReading),
+  }),
+  Type.Object({ type: Type.Literal('heartbeat'), ts: Type.String({ format: 'date-time' }) }),
+  Type.Object({ type: Type.Literal('pong'), ts: Type.String({ format: 'date-time' }) }),
+  Type.Object({
+    type: Type.Literal('dropped'),
+    id: Type.String(),
+    count: Type.Integer(),
+    reason: Type.String(),
+  }),
+  Type.Object({
+    type: Type.Literal('error'),
+    id: Type.Optional(Type.String()),
+    error: Type.String(),
+    code: Type.Literal('BAD_REQUEST'),
+  }),
+]);
+export type ServerMessage = Static<typeof ServerMessageSchema>;
+export type HeldFilter = Static<typeof HeldFilterSchema>;

@@ -1,0 +1,68 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { StringEnum } from './common.js';
+
+// GET /api/v1/overview: the fleet at a glance, what the gateway serves, and its alerts.
+
+/** What this gateway serves besides REST (GET /api/v1/overview), so that clients need not probe. */
+export const Features = Type.Object(
+  {
+    graphql: Type.Boolean({ description: 'GraphQL at /graphql (ENABLE_GRAPHQL)' }),
+    websocket: Type.Boolean({
+      description:
+        'Live push at /ws (ENABLE_WEBSOCKET, and a commit feed); without it, poll the REST API',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const Alert = Type.Object({
+  severity: StringEnum(['warning', 'critical']),
+  cluster_id: Type.String(),
+  host_id: Type.String(),
+  gpu_id: Type.Integer(),
+  metric: Type.String(),
+  value: Type.Number(),
+  message: Type.String(),
+  since: Type.String({ format: 'date-time', description: 'Time of the reading' }),
+});
+
+export const Overview = Type.Object({
+  clusters: Type.Integer(),
+  hosts: Type.Integer(),
+  gpus: Type.Integer(),
+  ingest: Type.Union(
+    [Type.Object({ records_per_s: Type.Number(), window_s: Type.Integer() }), Type.Null()],
+    {
+      description:
+        'Readings committed per second, as the live feed saw them; null without a live feed',
+    },
+  ),
+  queue: Type.Union([
+    Type.Object({
+      ready: Type.Integer(),
+      in_flight: Type.Integer(),
+      delayed: Type.Integer(),
+      dead: Type.Integer(),
+      oldest_age_s: Type.Union([Type.Number(), Type.Null()]),
+    }),
+    Type.Null(),
+  ]),
+  collectors: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      hostname: Type.String(),
+      pid: Type.Integer(),
+      started_at: Type.String(),
+      version: Type.String(),
+    }),
+  ),
+  alerts: Type.Array(Alert),
+  features: Features,
+});
+
+export const OverviewQuery = Type.Object(
+  { cluster_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })) },
+  { additionalProperties: false },
+);
+
+export type Alert = Static<typeof Alert>;
