@@ -337,13 +337,15 @@ export const liveSocketRoutes: FastifyPluginAsync<{
     const heartbeat = setInterval(() => {
       const now = Date.now();
       if (!alive) {
-        // A client with unread data has our ping queued behind it: it is slow, not gone, and
-        // the slow-client rule closes it with 4008, which it reads once it reads again.
-        if (socket.bufferedAmount === 0) {
-          socket.terminate();
-          return;
-        }
-        if (!checkSlow(now)) slowSince = now;
+        // No pong for a period: the client is not reading (a paused one has our ping queued
+        // behind its unread data, in our buffer or the kernel's) or it is gone. Either way a
+        // close with 4008, which a paused client reads when it reads again; for one that is
+        // gone, ws ends the socket when the closing handshake times out.
+        socket.close(
+          CLOSE_TOO_SLOW,
+          `too slow: no answer to a ping within ${limits.heartbeatMs} ms`,
+        );
+        return;
       }
       alive = false;
       socket.ping();
