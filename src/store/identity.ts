@@ -1,4 +1,5 @@
 import { isNexusError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import type { IdentityChanges, SqlClient } from './types.js';
 
 /**
@@ -26,6 +27,46 @@ export async function readIdentity(db: SqlClient): Promise<string | undefined> {
 export function identityChange(old: string | undefined, now: string | undefined): IdentityChange {
   const database = (id: string | undefined): string | undefined => id?.split('@')[0];
   return database(old) === database(now) ? 'server' : 'database';
+}
+
+export interface ReidentifyOptions {
+  readonly db: SqlClient;
+  /** The identity what is cached belongs to (undefined: not read yet, or the row is gone). */
+  readonly known: () => string | undefined;
+  /** Drops what is cached under the old identity, and adopts `now`. */
+  readonly drop: (now: string | undefined) => void;
+  /** Counts the change (after `drop`, before the warning). */
+  readonly onChange?: ((change: IdentityChange) => void) | undefined;
+  readonly logger?: Logger | undefined;
+  /** The warning for each kind of change: what was dropped, and what happens next. */
+  readonly messages: Readonly<Record<IdentityChange, string>>;
+}
+
+/**
+ * The database changed under what a process caches (the writer's dimension ids, the reader's
+ * fleet, metrics and latest values): a function that reads its identity again and, when it is
+ * not the one known, drops the caches, counts the change and logs a warning with both identities.
+ * One at a time: a call while one runs shares it; a no-op when another call already did it.
+ */
+export function reidentifier(o: ReidentifyOptions): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => {
+    running ??= (async () => {
+      const old = o.known();
+      const now = await readIdentity(o.db);
+      if (now === old) return;
+      o.drop(now);
+      const change = identityChange(old, now);
+      o.onChange?.(change);
+      o.logger?.warn(
+        { old_identity: old ?? null, new_identity: now ?? null, change },
+        o.messages[change],
+      );
+    })().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
 }
 
 /**

@@ -1,5 +1,11 @@
 /** The read side of the store, as the gateway needs it. Times are epoch milliseconds. */
 
+/**
+ * The longest instant PostgreSQL and JavaScript both hold (year 275760): a range without an end
+ * ends here; one without a start starts at -END_OF_TIME (the store clamps it to what it holds).
+ */
+export const END_OF_TIME = 8_640_000_000_000_000;
+
 export interface ClusterSummary {
   readonly cluster_id: string;
   readonly hosts: number;

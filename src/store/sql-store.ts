@@ -2,7 +2,7 @@ import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { TelemetryRecord } from '../core/record.js';
 import { Dimensions, type ResolvedIds } from './dimensions.js';
-import { identityChange, isIdentityChanged, isSchemaMissing, readIdentity } from './identity.js';
+import { isIdentityChanged, isSchemaMissing, reidentifier } from './identity.js';
 import type { TelemetryReader } from './reader.js';
 import { SqlReader } from './sql-reader.js';
 import { assertCurrent, migrate } from './migrate.js';
@@ -171,7 +171,11 @@ export class SqlStore implements TelemetryStore {
   private readonly partitions = new Set<number>();
   /** Changes of the database's identity noticed here, by the writer and the reader. */
   private readonly changes: IdentityChanges = { database: 0, server: 0 };
-  private reidentifying: Promise<void> | undefined;
+  /**
+   * The database is not the one the cached ids came from: read its identity, drop the dimension
+   * ids and the partitions known, say so. One at a time; a no-op when another write did it.
+   */
+  private readonly reidentify: () => Promise<void>;
   private remigrating: Promise<void> | undefined;
   private readonly writeMethod: WriteMethod;
   private readonly fromArrays: string;
@@ -183,6 +187,22 @@ export class SqlStore implements TelemetryStore {
     this.reader = new SqlReader(o.db, {
       logger: o.logger,
       onIdentityChange: (kind) => this.changes[kind]++,
+    });
+    this.reidentify = reidentifier({
+      db: o.db,
+      known: () => this.dims.identity,
+      drop: (now) => {
+        this.dims.forget(now);
+        this.partitions.clear();
+      },
+      onChange: (kind) => this.changes[kind]++,
+      logger: o.logger,
+      messages: {
+        database:
+          'the database was replaced (another identity): dropped the dimension ids cached for the old one; writing under the new one',
+        server:
+          'the PostgreSQL server restarted or failed over since the dimension ids were cached: dropped them, reading them again',
+      },
     });
     this.writeMethod = o.writeMethod === 'copy' && o.db.copyInto !== undefined ? 'copy' : 'unnest';
     this.foldsOnWrite = o.foldOnWrite ?? o.db.backend === 'pglite';
@@ -259,31 +279,6 @@ export class SqlStore implements TelemetryStore {
       duplicates: records.length - res.inserted,
       ...(res.fresh === null ? {} : { fresh: freshIndexes(res.fresh, records, ids) }),
     };
-  }
-
-  /**
-   * The database is not the one the cached ids came from: read its identity, drop the dimension
-   * ids and the partitions known, say so. One at a time; a no-op when another write did it.
-   */
-  private reidentify(): Promise<void> {
-    this.reidentifying ??= (async () => {
-      const old = this.dims.identity;
-      const now = await readIdentity(this.o.db);
-      if (now === old) return;
-      this.dims.forget(now);
-      this.partitions.clear();
-      const kind = identityChange(old, now);
-      this.changes[kind]++;
-      this.o.logger.warn(
-        { old_identity: old ?? null, new_identity: now ?? null, change: kind },
-        kind === 'database'
-          ? 'the database was replaced (another identity): dropped the dimension ids cached for the old one; writing under the new one'
-          : 'the PostgreSQL server restarted or failed over since the dimension ids were cached: dropped them, reading them again',
-      );
-    })().finally(() => {
-      this.reidentifying = undefined;
-    });
-    return this.reidentifying;
   }
 
   /** The schema is gone (a dropped schema, an empty re-created database): migrate again. */

@@ -1,6 +1,6 @@
 import { NexusError } from '../../core/errors.js';
 import type { Aggregate, Selection } from '../../store/reader.js';
-import { END_OF_TIME } from '../../store/sql-reader.js';
+import { END_OF_TIME } from '../../store/reader.js';
 import type { LiveFilter } from '../live/hub.js';
 import {
   MAX_LIST,

@@ -1,8 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { NexusError } from '../../core/errors.js';
-import type { LatestValue, Selection, TelemetryReader } from '../../store/reader.js';
-import { END_OF_TIME } from '../../store/sql-reader.js';
+import {
+  END_OF_TIME,
+  type LatestValue,
+  type Selection,
+  type TelemetryReader,
+} from '../../store/reader.js';
 import {
   decodeCursor,
   encodeCursor,

@@ -1,0 +1,465 @@
+import { NexusError } from '../core/errors.js';
+import type {
+  ClusterStats,
+  ClusterSummary,
+  CurrentWorkload,
+  GpuDetail,
+  GpuSummary,
+  HostSummary,
+  LatestValue,
+  MetricInfo,
+  Selection,
+  Series,
+  SeriesQuery,
+  SeriesResult,
+  TelemetryPage,
+  TelemetryQuery,
+  Workload,
+} from './reader.js';
+import type { SqlClient } from './types.js';
+
+/** A GPU by its surrogate id, with what names it. */
+export interface GpuRef {
+  readonly id: number;
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly uuid: string | null;
+}
+
+/** A metric by its surrogate id. */
+export interface MetricRef {
+  readonly id: number;
+  readonly name: string;
+  readonly unit: string;
+}
+
+/** The fleet as one query reads it: its GPUs (in id order) and the clusters known. */
+export interface FleetSnapshot {
+  readonly gpus: GpuRef[];
+  readonly clusters: Set<string>;
+}
+
+/** The metrics a selection names: their ids (null: all) and every metric known, by id. */
+export interface MetricSelection {
+  readonly ids: number[] | null;
+  readonly byId: Map<number, MetricRef>;
+}
+
+/** A reading as the queries return it: ids, epoch ms (as text) and the value. */
+export interface ReadingRow {
+  gpu_id: number;
+  metric_id: number;
+  t: string;
+  value: number;
+}
+
+export const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const opt = (v: unknown): number | undefined =>
+  v === null || v === undefined ? undefined : num(v);
+export const str = (v: string | null): string | undefined => v ?? undefined;
+
+/**
+ * Each GPU's newest reading not yet folded into `samples_latest` (migration 002): one pass over
+ * the small pending table, where a per-GPU subquery would scan it once per GPU.
+ */
+const PENDING_SEEN =
+  'WITH pending_seen AS (SELECT gpu_id, max(time) AS t FROM samples_pending GROUP BY gpu_id)';
+
+/** The earliest instant PostgreSQL holds (4713 BC); -END_OF_TIME is out of its range. */
+const BEGINNING_OF_TIME = -210_866_803_200_000;
+
+/** What names a reading or a series: its GPU and metric. */
+function identityOf(g: GpuRef, m: MetricRef) {
+  return {
+    cluster_id: g.cluster_id,
+    hostname: g.hostname,
+    gpu_id: g.gpu_id,
+    uuid: str(g.uuid),
+    metric: m.name,
+    unit: m.unit,
+  };
+}
+
+/** Rows of readings named by their GPU and metric (rows of an id not in the maps are left out). */
+function readingsOf(
+  rows: readonly ReadingRow[],
+  byGpu: ReadonlyMap<number, GpuRef>,
+  byMetric: ReadonlyMap<number, MetricRef>,
+): LatestValue[] {
+  return rows.flatMap((r) => {
+    const g = byGpu.get(r.gpu_id);
+    const m = byMetric.get(r.metric_id);
+    if (g === undefined || m === undefined) return [];
+    return [{ ...identityOf(g, m), timestamp: num(r.t), value: r.value }];
+  });
+}
+
+/**
+ * The gateway's queries, in SQL shared by PostgreSQL and PGlite. The queries of a selection take
+ * it resolved to surrogate ids (GPUs, metrics) and read `samples`, `samples_1m` or
+ * `samples_latest` by their primary keys; those using cached ids check the database's identity
+ * they belong to (`nexus_expect_identity`, migration 003) in the same statement.
+ */
+export class ReadQueries {
+  constructor(private readonly db: SqlClient) {}
+
+  async clusters(): Promise<ClusterSummary[]> {
+    const res = await this.db.query<{
+      cluster_id: string;
+      hosts: number;
+      gpus: number;
+      first_seen: string;
+      last_seen: string | null;
+    }>(
+      `SELECT c.name AS cluster_id,
+              (SELECT count(*) FROM hosts h WHERE h.cluster_id = c.id)::int AS hosts,
+              (SELECT count(*) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id)::int AS gpus,
+              nexus_ms(c.first_seen) AS first_seen,
+              (SELECT nexus_ms(max(l.time)) FROM samples_latest_all l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
+                WHERE h.cluster_id = c.id) AS last_seen
+       FROM clusters c ORDER BY c.name`,
+    );
+    return res.rows.map((r) => ({
+      cluster_id: r.cluster_id,
+      hosts: r.hosts,
+      gpus: r.gpus,
+      first_seen: num(r.first_seen),
+      last_seen: opt(r.last_seen),
+    }));
+  }
+
+  /** The statistics of a cluster, from its summary. */
+  async clusterStats(summary: ClusterSummary): Promise<ClusterStats> {
+    const clusterId = summary.cluster_id;
+    const per = await this.db.query<{
+      metric: string;
+      unit: string;
+      samples: string;
+      first_bucket: string | null;
+    }>(
+      `SELECT m.name AS metric, m.unit, sum(r.count)::bigint AS samples, nexus_ms(min(r.bucket)) AS first_bucket
+       FROM samples_1m_all r JOIN metrics m ON m.id = r.metric_id
+       WHERE r.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)
+       GROUP BY m.name, m.unit ORDER BY m.name`,
+      [clusterId],
+    );
+    let firstBucket: number | undefined;
+    for (const r of per.rows) {
+      const b = opt(r.first_bucket);
+      if (b !== undefined && (firstBucket === undefined || b < firstBucket)) firstBucket = b;
+    }
+    let first: number | undefined;
+    if (firstBucket !== undefined) {
+      const res = await this.db.query<{ t: string | null }>(
+        `SELECT nexus_ms(min(s.time)) AS t FROM samples s
+         WHERE s.time >= nexus_ts($2) AND s.time < nexus_ts($2) + interval '1 minute'
+           AND s.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)`,
+        [clusterId, firstBucket],
+      );
+      first = opt(res.rows[0]?.t);
+    }
+    const samples = per.rows.reduce((n, r) => n + num(r.samples), 0);
+    return {
+      cluster_id: clusterId,
+      samples,
+      hosts: summary.hosts,
+      gpus: summary.gpus,
+      metrics: per.rows.length,
+      first_timestamp: first,
+      last_timestamp: summary.last_seen,
+      samples_per_metric: per.rows.map((r) => ({
+        metric: r.metric,
+        unit: r.unit,
+        samples: num(r.samples),
+      })),
+    };
+  }
+
+  async hosts(clusterId: string): Promise<HostSummary[]> {
+    const res = await this.db.query<{
+      hostname: string;
+      gpus: number;
+      first_seen: string;
+      last_seen: string | null;
+    }>(
+      `${PENDING_SEEN}
+       SELECT h.hostname, count(g.id)::int AS gpus, nexus_ms(h.first_seen) AS first_seen,
+              nexus_ms(greatest(
+                (SELECT max(l.time) FROM samples_latest l JOIN gpus g2 ON g2.id = l.gpu_id WHERE g2.host_id = h.id),
+                max(p.t))) AS last_seen
+       FROM hosts h JOIN clusters c ON c.id = h.cluster_id LEFT JOIN gpus g ON g.host_id = h.id
+         LEFT JOIN pending_seen p ON p.gpu_id = g.id
+       WHERE c.name = $1 GROUP BY h.id ORDER BY h.hostname`,
+      [clusterId],
+    );
+    return res.rows.map((r) => ({
+      cluster_id: clusterId,
+      hostname: r.hostname,
+      gpus: r.gpus,
+      first_seen: num(r.first_seen),
+      last_seen: opt(r.last_seen),
+    }));
+  }
+
+  async gpus(clusterId: string, hostname?: string): Promise<GpuSummary[]> {
+    const res = await this.db.query<{
+      hostname: string;
+      gpu_id: number;
+      uuid: string | null;
+      model: string | null;
+      device: string | null;
+      first_seen: string;
+      last_seen: string | null;
+    }>(
+      `${PENDING_SEEN}
+       SELECT h.hostname, g.gpu_index AS gpu_id, g.uuid, g.model, g.device, nexus_ms(g.first_seen) AS first_seen,
+              nexus_ms(greatest((SELECT max(l.time) FROM samples_latest l WHERE l.gpu_id = g.id), p.t)) AS last_seen
+       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+         LEFT JOIN pending_seen p ON p.gpu_id = g.id
+       WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2)
+       ORDER BY h.hostname, g.gpu_index`,
+      [clusterId, hostname ?? null],
+    );
+    return res.rows.map((r) => ({
+      cluster_id: clusterId,
+      hostname: r.hostname,
+      gpu_id: r.gpu_id,
+      uuid: str(r.uuid),
+      model: str(r.model),
+      device: str(r.device),
+      first_seen: num(r.first_seen),
+      last_seen: opt(r.last_seen),
+    }));
+  }
+
+  /** One GPU with its workloads and its latest values (read by `latest`, beside the workloads). */
+  async gpu(
+    clusterId: string,
+    hostname: string,
+    gpuId: number,
+    latestOf: (sel: Selection) => Promise<LatestValue[]>,
+  ): Promise<GpuDetail | undefined> {
+    const res = await this.db.query<{
+      id: number;
+      uuid: string | null;
+      model: string | null;
+      device: string | null;
+      labels: Record<string, string>;
+      first_seen: string;
+    }>(
+      `SELECT g.id, g.uuid, g.model, g.device, g.labels, nexus_ms(g.first_seen) AS first_seen
+       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       WHERE c.name = $1 AND h.hostname = $2 AND g.gpu_index = $3`,
+      [clusterId, hostname, gpuId],
+    );
+    const g = res.rows[0];
+    if (g === undefined) return undefined;
+    const [workloads, latest] = await Promise.all([
+      this.db.query<{
+        namespace: string;
+        pod: string;
+        container: string;
+        first_seen: string;
+        last_seen: string;
+      }>(
+        `SELECT namespace, pod, container, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen
+         FROM gpu_workloads WHERE gpu_id = $1 ORDER BY last_seen DESC`,
+        [g.id],
+      ),
+      latestOf({ cluster: clusterId, hosts: [hostname], gpus: [gpuId] }),
+    ]);
+    const last = latest.reduce<number | undefined>(
+      (m, l) => (m === undefined || l.timestamp > m ? l.timestamp : m),
+      undefined,
+    );
+    return {
+      cluster_id: clusterId,
+      hostname,
+      gpu_id: gpuId,
+      uuid: str(g.uuid),
+      model: str(g.model),
+      device: str(g.device),
+      first_seen: num(g.first_seen),
+      last_seen: last,
+      labels: g.labels,
+      workloads: workloads.rows.map((w): Workload => ({
+        ...w,
+        first_seen: num(w.first_seen),
+        last_seen: num(w.last_seen),
+      })),
+      latest,
+    };
+  }
+
+  async currentWorkloads(): Promise<CurrentWorkload[]> {
+    const res = await this.db.query<CurrentWorkload>(
+      `SELECT c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, w.namespace, w.pod, w.container
+       FROM gpu_workloads w
+       JOIN gpus g ON g.id = w.gpu_id JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       JOIN (SELECT gpu_id, max(time) AS t FROM samples_latest_all GROUP BY gpu_id) lt ON lt.gpu_id = g.id
+       WHERE w.last_seen >= lt.t - interval '5 minutes'`,
+    );
+    return res.rows;
+  }
+
+  async metricCatalogue(): Promise<MetricInfo[]> {
+    const res = await this.db.query<MetricInfo>(
+      'SELECT name, unit, type, help FROM metrics ORDER BY name',
+    );
+    return res.rows;
+  }
+
+  /** The metrics' ids, for the cache. */
+  async metricRefs(identity: string | null): Promise<MetricRef[]> {
+    const res = await this.db.query<MetricRef>(
+      'SELECT id, name, unit FROM metrics WHERE nexus_expect_identity($1::text)',
+      [identity],
+    );
+    return res.rows;
+  }
+
+  /** The fleet's GPU ids and the clusters, for the cache. */
+  async fleet(identity: string | null): Promise<FleetSnapshot> {
+    const res = await this.db.query<GpuRef>(
+      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid
+       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       WHERE nexus_expect_identity($1::text)
+       ORDER BY g.id`,
+      [identity],
+    );
+    const clusters = await this.db.query<{ name: string }>(
+      'SELECT name FROM clusters WHERE nexus_expect_identity($1::text)',
+      [identity],
+    );
+    return { gpus: res.rows, clusters: new Set(clusters.rows.map((r) => r.name)) };
+  }
+
+  /** Every latest value (folded and pending: several candidates per slot), for the memory. */
+  async allLatest(identity: string | null): Promise<ReadingRow[]> {
+    const res = await this.db.query<ReadingRow>(
+      'SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest_all WHERE nexus_expect_identity($1::text)',
+      [identity],
+    );
+    return res.rows;
+  }
+
+  async latest(
+    gpus: readonly GpuRef[],
+    metrics: MetricSelection,
+    identity: string | null,
+  ): Promise<LatestValue[]> {
+    const byGpu = new Map(gpus.map((g) => [g.id, g]));
+    const res = await this.db.query<ReadingRow>(
+      `SELECT DISTINCT ON (l.gpu_id, l.metric_id) l.gpu_id, l.metric_id, nexus_ms(l.time) AS t, l.value
+       FROM unnest($1::int[]) AS s(id) JOIN samples_latest_all l ON l.gpu_id = s.id
+       WHERE ($2::smallint[] IS NULL OR l.metric_id = ANY($2)) AND nexus_expect_identity($3::text)
+       ORDER BY l.gpu_id, l.metric_id, l.time DESC`,
+      [gpus.map((g) => g.id), metrics.ids, identity],
+    );
+    return readingsOf(res.rows, byGpu, metrics.byId);
+  }
+
+  async telemetry(
+    q: TelemetryQuery,
+    gpus: readonly GpuRef[],
+    metrics: MetricSelection,
+    identity: string | null,
+  ): Promise<TelemetryPage> {
+    if (gpus.length === 0) return { readings: [] };
+    const byGpu = new Map(gpus.map((g) => [g.id, g]));
+    const after = q.after;
+    // Without a cursor, no position condition at all (one index condition less to check per row).
+    const params: unknown[] = [
+      gpus.map((g) => g.id),
+      metrics.ids,
+      Math.max(q.from, BEGINNING_OF_TIME),
+      q.to,
+      q.limit + 1,
+      identity,
+    ];
+    if (after !== undefined) params.push(after.gpu, after.metric, after.time);
+    const res = await this.db.query<ReadingRow>(
+      `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples
+       WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
+         AND time >= nexus_ts($3) AND time < nexus_ts($4) AND nexus_expect_identity($6::text)
+         ${after === undefined ? '' : 'AND (gpu_id, metric_id, time) > ($7::int, $8::smallint, nexus_ts($9))'}
+       ORDER BY gpu_id, metric_id, time
+       LIMIT $5`,
+      params,
+    );
+    const rows = res.rows.slice(0, q.limit);
+    const readings = readingsOf(rows, byGpu, metrics.byId);
+    const last = rows[rows.length - 1];
+    return res.rows.length > q.limit && last !== undefined
+      ? { readings, next: { gpu: last.gpu_id, metric: last.metric_id, time: num(last.t) } }
+      : { readings };
+  }
+
+  async series(
+    q: SeriesQuery,
+    gpus: readonly GpuRef[],
+    metrics: MetricSelection,
+    identity: string | null,
+  ): Promise<SeriesResult> {
+    const metricCount = metrics.ids?.length ?? metrics.byId.size;
+    const buckets = Math.ceil((q.to - q.from) / q.stepMs);
+    if (gpus.length * metricCount * buckets > q.maxPoints) {
+      throw new NexusError(
+        'BAD_REQUEST',
+        `too many points: ${gpus.length} GPUs x ${metricCount} metrics x ${buckets} steps exceeds ${q.maxPoints}; raise step, narrow the range or filter`,
+      );
+    }
+    if (gpus.length === 0) return { series: [], source: 'raw' };
+    const rollup = q.stepMs % 60_000 === 0;
+    const value = rollup
+      ? {
+          avg: 'sum(sum) / sum(count)',
+          min: 'min(min)',
+          max: 'max(max)',
+          last: '(array_agg(last_value ORDER BY last_time DESC))[1]',
+        }[q.agg]
+      : {
+          avg: 'avg(value)',
+          min: 'min(value)',
+          max: 'max(value)',
+          last: '(array_agg(value ORDER BY time DESC))[1]',
+        }[q.agg];
+    const sql = rollup
+      ? `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS t, ${value} AS v, sum(count)::bigint AS n
+         FROM unnest($1::int[]) AS s(id) JOIN samples_1m_all ON gpu_id = s.id
+         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2)) AND nexus_expect_identity($6::text)
+           AND bucket >= date_bin(interval '1 minute', nexus_ts($3), timestamptz 'epoch') AND bucket < nexus_ts($4)
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
+      : `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', time, timestamptz 'epoch')) AS t, ${value} AS v, count(*)::bigint AS n
+         FROM unnest($1::int[]) AS s(id) JOIN samples ON gpu_id = s.id
+         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2)) AND nexus_expect_identity($6::text)
+           AND time >= nexus_ts($3) AND time < nexus_ts($4)
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
+    const res = await this.db.query<{
+      gpu_id: number;
+      metric_id: number;
+      t: string;
+      v: number;
+      n: string;
+    }>(sql, [gpus.map((g) => g.id), metrics.ids, q.from, q.to, q.stepMs, identity]);
+    const byGpu = new Map(gpus.map((g) => [g.id, g]));
+    const out: Series[] = [];
+    let current: { key: string; s: Series & { points: [number, number, number][] } } | undefined;
+    for (const r of res.rows) {
+      const key = `${r.gpu_id}:${r.metric_id}`;
+      if (current?.key !== key) {
+        const g = byGpu.get(r.gpu_id);
+        const m = metrics.byId.get(r.metric_id);
+        if (g === undefined || m === undefined) continue;
+        current = {
+          key,
+          s: { ...identityOf(g, m), points: [] },
+        };
+        out.push(current.s);
+      }
+      current.s.points.push([num(r.t), r.v, num(r.n)]);
+    }
+    return { series: out, source: rollup ? 'rollup_1m' : 'raw' };
+  }
+}
