@@ -1,7 +1,7 @@
 /**
  * Writes the gateway's GraphQL schema (printSchema of the schema the gateway serves, formatted by
  * Prettier like the rest of the repository) to docs/schema.graphql. A unit test
- * (test/unit/graphql-schema.test.ts) fails when the file and the SDL differ.
+ * (test/unit/gateway/graphql-schema.test.ts) fails when the file and the SDL differ.
  *
  *   npx tsx scripts/export-graphql-schema.ts
  */

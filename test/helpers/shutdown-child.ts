@@ -1,5 +1,5 @@
 /**
- * Child process for test/unit/signals.test.ts: installs the CLI's two-phase shutdown with a
+ * Child process for test/unit/cli/signals.test.ts: installs the CLI's two-phase shutdown with a
  * graceful stop that names its step and then never finishes, says "ready" on stdout, and waits.
  *
  *   tsx test/helpers/shutdown-child.ts <forceAfterMs>

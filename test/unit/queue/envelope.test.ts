@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NexusError } from '../../src/core/errors.js';
-import { parseLabels } from '../../src/core/labels.js';
-import type { TelemetryRecord } from '../../src/core/record.js';
-import { COMPACT_VERSION } from '../../src/queue/compact.js';
-import { readDcgmCsv, readHeader } from '../../src/streamer/csv/reader.js';
-import { SAMPLE } from '../helpers/sample.js';
+import { NexusError } from '../../../src/core/errors.js';
+import { parseLabels } from '../../../src/core/labels.js';
+import type { TelemetryRecord } from '../../../src/core/record.js';
+import { COMPACT_VERSION } from '../../../src/queue/compact.js';
+import { readDcgmCsv, readHeader } from '../../../src/streamer/csv/reader.js';
+import { SAMPLE } from '../../helpers/sample.js';
 import {
   ENVELOPE_VERSION,
   decodeEnvelope,
@@ -13,7 +13,7 @@ import {
   encodeEnvelopeVerbatim,
   envelopeProblem,
   type Envelope,
-} from '../../src/queue/envelope.js';
+} from '../../../src/queue/envelope.js';
 
 function envelope(): Envelope {
   return {

@@ -8,8 +8,8 @@ import {
   readHeader,
   type ParsedRecord,
   type RejectedRow,
-} from '../../src/streamer/csv/reader.js';
-import { writeMalformedCsv } from '../fixtures/malformed.js';
+} from '../../../src/streamer/csv/reader.js';
+import { writeMalformedCsv } from '../../fixtures/malformed.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-csv-malformed-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,16 +3,16 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { silentLogger } from '../../src/core/logger.js';
-import { parseHeader, rowToRecord } from '../../src/streamer/csv/dcgm-row.js';
-import { splitCsvLine } from '../../src/streamer/csv/line-parser.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { parseHeader, rowToRecord } from '../../../src/streamer/csv/dcgm-row.js';
+import { splitCsvLine } from '../../../src/streamer/csv/line-parser.js';
 import {
   readDcgmCsv,
   readHeader,
   type ParsedRecord,
   type RejectedRow,
-} from '../../src/streamer/csv/reader.js';
-import { RejectsSink } from '../../src/streamer/rejects.js';
+} from '../../../src/streamer/csv/reader.js';
+import { RejectsSink } from '../../../src/streamer/rejects.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-csv-hostile-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

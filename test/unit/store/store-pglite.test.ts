@@ -1,7 +1,7 @@
-import { silentLogger } from '../../src/core/logger.js';
-import { PGliteDatabase } from '../../src/store/pglite/database.js';
-import { SqlStore } from '../../src/store/sql-store.js';
-import { storeConformance, storeSettings } from '../conformance/store-suite.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { PGliteDatabase } from '../../../src/store/pglite/database.js';
+import { SqlStore } from '../../../src/store/sql-store.js';
+import { storeConformance, storeSettings } from '../../conformance/store-suite.js';
 
 /** The embedded store passes the same suite as PostgreSQL (each test on a fresh in-memory database). */
 const logger = silentLogger();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backoffDelay, type BackoffPolicy } from '../../src/core/backoff.js';
+import { backoffDelay, type BackoffPolicy } from '../../../src/core/backoff.js';
 
 const fixed =
   (r: number): (() => number) =>

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { TelemetryRecord } from '../../src/core/record.js';
-import { decodeFeed, encodeFeed, type FeedBatch } from '../../src/registry/feed.js';
-import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
-import { T0, rec } from '../conformance/store-fixtures.js';
+import type { TelemetryRecord } from '../../../src/core/record.js';
+import { decodeFeed, encodeFeed, type FeedBatch } from '../../../src/registry/feed.js';
+import { MemoryFeed } from '../../../src/registry/memory/memory-feed.js';
+import { T0, rec } from '../../conformance/store-fixtures.js';
 
 describe('live feed', () => {
   /** The same reading without a uuid (dcgm-exporter omits it for some devices). */

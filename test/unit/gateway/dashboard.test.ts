@@ -13,12 +13,12 @@ import {
   computeLayout,
   hitTest,
   moveCursor,
-} from '../../dashboard/src/heatmap-layout.js';
-import { HeatmapModel } from '../../dashboard/src/heatmap-model.js';
-import { formatRoute, parentOf, parseHash, type Route } from '../../dashboard/src/route.js';
-import { RANGE_MS, stepFor } from '../../dashboard/src/series.js';
-import { silentLogger } from '../../src/core/logger.js';
-import { dashboardPlugin } from '../../src/gateway/dashboard/plugin.js';
+} from '../../../dashboard/src/heatmap-layout.js';
+import { HeatmapModel } from '../../../dashboard/src/heatmap-model.js';
+import { formatRoute, parentOf, parseHash, type Route } from '../../../dashboard/src/route.js';
+import { RANGE_MS, stepFor } from '../../../dashboard/src/series.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { dashboardPlugin } from '../../../src/gateway/dashboard/plugin.js';
 
 describe('dashboard routes', () => {
   it('reads and writes every page of the URL', () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { parse } from 'csv-parse/sync';
-import { NexusError, type ErrorCode } from '../../src/core/errors.js';
+import { NexusError, type ErrorCode } from '../../../src/core/errors.js';
 import {
   readDcgmCsv,
   readHeader,
@@ -13,7 +13,7 @@ import {
   type CsvReadOptions,
   type ParsedRecord,
   type RejectedRow,
-} from '../../src/streamer/csv/reader.js';
+} from '../../../src/streamer/csv/reader.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-csv-reader-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -493,7 +493,7 @@ describe('readDcgmCsv: chunking and resuming', () => {
 describe('readDcgmCsv: the real export', () => {
   // The repository's copy of the real export (byte-identical to shared/data/ of the same name).
   const REAL = fileURLToPath(
-    new URL('../../samples/dcgm_metrics_20250718_134233.csv', import.meta.url),
+    new URL('../../../samples/dcgm_metrics_20250718_134233.csv', import.meta.url),
   );
 
   /** labels_raw, parsed here without Nexus: `name="value"` pairs with backslash escapes. */

@@ -4,16 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { DCGM_FIELDS, SAMPLE_METRICS } from '../../src/core/dcgm-fields.js';
-import type { TelemetryRecord } from '../../src/core/record.js';
+import { DCGM_FIELDS, SAMPLE_METRICS } from '../../../src/core/dcgm-fields.js';
+import type { TelemetryRecord } from '../../../src/core/record.js';
 import {
   DEFAULT_GENERATE,
   HEADER,
   generateCsv,
   metricsByCount,
   type GenerateOptions,
-} from '../../src/streamer/csv/generator.js';
-import { readDcgmCsv, readHeader } from '../../src/streamer/csv/reader.js';
+} from '../../../src/streamer/csv/generator.js';
+import { readDcgmCsv, readHeader } from '../../../src/streamer/csv/reader.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-csv-generator-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

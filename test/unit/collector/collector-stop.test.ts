@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { Collector } from '../../src/collector/collector.js';
-import { silentLogger } from '../../src/core/logger.js';
-import type { TelemetryRecord } from '../../src/core/record.js';
-import { ENVELOPE_VERSION } from '../../src/queue/envelope.js';
-import { MemoryQueue } from '../../src/queue/memory/memory-queue.js';
-import { PGliteDatabase } from '../../src/store/pglite/database.js';
-import { SqlStore } from '../../src/store/sql-store.js';
-import { T0, grid } from '../conformance/store-fixtures.js';
+import { Collector } from '../../../src/collector/collector.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import type { TelemetryRecord } from '../../../src/core/record.js';
+import { ENVELOPE_VERSION } from '../../../src/queue/envelope.js';
+import { MemoryQueue } from '../../../src/queue/memory/memory-queue.js';
+import { PGliteDatabase } from '../../../src/store/pglite/database.js';
+import { SqlStore } from '../../../src/store/sql-store.js';
+import { T0, grid } from '../../conformance/store-fixtures.js';
 
 /**
  * `nexus up`'s collector stops with its in-process queue: whatever the queue holds when stop() is

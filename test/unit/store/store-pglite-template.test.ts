@@ -3,12 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../../src/core/logger.js';
-import { PGliteDatabase } from '../../src/store/pglite/database.js';
-import { pristineTemplate } from '../../src/store/pglite/template.js';
-import { SqlStore } from '../../src/store/sql-store.js';
-import { storeSettings } from '../conformance/store-suite.js';
-import { T0, rec } from '../conformance/store-fixtures.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { PGliteDatabase } from '../../../src/store/pglite/database.js';
+import { pristineTemplate } from '../../../src/store/pglite/template.js';
+import { SqlStore } from '../../../src/store/sql-store.js';
+import { storeSettings } from '../../conformance/store-suite.js';
+import { T0, rec } from '../../conformance/store-fixtures.js';
 
 /** `nexus up` starts a fresh data directory from the build's pristine template (no initdb). */
 describe('PGlite pristine template', () => {

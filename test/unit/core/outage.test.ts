@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NexusError } from '../../src/core/errors.js';
-import { createLogger } from '../../src/core/logger.js';
-import { Outage } from '../../src/core/outage.js';
+import { NexusError } from '../../../src/core/errors.js';
+import { createLogger } from '../../../src/core/logger.js';
+import { Outage } from '../../../src/core/outage.js';
 
 function recorder(): {
   lines: { level: string; msg: string }[];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatLabels, parseLabels } from '../../src/core/labels.js';
+import { formatLabels, parseLabels } from '../../../src/core/labels.js';
 
 /** The labels of a successful parse, as a plain object (parseLabels uses a null prototype). */
 function labelsOf(raw: string): Record<string, string> {

@@ -1,6 +1,6 @@
-import { MemoryQueue, type MemoryConsumer } from '../../src/queue/memory/memory-queue.js';
-import type { Envelope } from '../../src/queue/envelope.js';
-import { envelope, queueConformance } from '../conformance/queue-suite.js';
+import { MemoryQueue, type MemoryConsumer } from '../../../src/queue/memory/memory-queue.js';
+import type { Envelope } from '../../../src/queue/envelope.js';
+import { envelope, queueConformance } from '../../conformance/queue-suite.js';
 
 const queues = new Map<unknown, MemoryQueue>();
 const consumers = new Map<unknown, MemoryConsumer>();

@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { lockDirectory } from '../../src/cli/lock.js';
-import { isNexusError } from '../../src/core/errors.js';
+import { lockDirectory } from '../../../src/cli/lock.js';
+import { isNexusError } from '../../../src/core/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-lock-'));
 after(() => {

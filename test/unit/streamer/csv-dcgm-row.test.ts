@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NexusError } from '../../src/core/errors.js';
-import type { TelemetryRecord } from '../../src/core/record.js';
-import { parseHeader, rowToRecord, type DcgmHeader } from '../../src/streamer/csv/dcgm-row.js';
+import { NexusError } from '../../../src/core/errors.js';
+import type { TelemetryRecord } from '../../../src/core/record.js';
+import { parseHeader, rowToRecord, type DcgmHeader } from '../../../src/streamer/csv/dcgm-row.js';
 
 const HEADER_FIELDS = [
   'timestamp',

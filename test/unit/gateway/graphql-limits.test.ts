@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { getIntrospectionQuery, parse, specifiedRules, validate } from 'graphql';
-import { BoundedQueue } from '../../src/gateway/graphql/live.js';
-import { costRule, depthRule, queryCosts } from '../../src/gateway/graphql/limits.js';
-import { buildGraphqlSchema } from '../../src/gateway/graphql/schema.js';
+import { BoundedQueue } from '../../../src/gateway/graphql/live.js';
+import { costRule, depthRule, queryCosts } from '../../../src/gateway/graphql/limits.js';
+import { buildGraphqlSchema } from '../../../src/gateway/graphql/schema.js';
 
 const schema = buildGraphqlSchema();
 const cost = (q: string, variables: Record<string, unknown> = {}): number =>

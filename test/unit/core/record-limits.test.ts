@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseLabels } from '../../src/core/labels.js';
+import { parseLabels } from '../../../src/core/labels.js';
 import {
   RECORD_LIMITS,
   parseValue,
   recordProblem,
   type TelemetryRecord,
-} from '../../src/core/record.js';
+} from '../../../src/core/record.js';
 
 const NOW = Date.UTC(2025, 6, 18, 21, 0, 0);
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { splitCsvLine } from '../../src/streamer/csv/line-parser.js';
+import { splitCsvLine } from '../../../src/streamer/csv/line-parser.js';
 
 function fieldsOf(line: string): string[] {
   const result = splitCsvLine(line);

@@ -3,8 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { NexusError } from '../../src/core/errors.js';
-import { PGliteDatabase } from '../../src/store/pglite/database.js';
+import { NexusError } from '../../../src/core/errors.js';
+import { PGliteDatabase } from '../../../src/store/pglite/database.js';
 
 /**
  * `nexus up` on a PGlite data directory it cannot open says why, and what to do: one made by

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { firstLine, run, spawnTs } from '../helpers/child.js';
+import { firstLine, run, spawnTs } from '../../helpers/child.js';
 
 /** The JSON log lines a child wrote. */
 function logLines(stdout: string): { msg: string; unfinished?: string }[] {

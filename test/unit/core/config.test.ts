@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SETTINGS, loadConfig, redactConfig, type Config } from '../../src/core/config.js';
-import { NexusError } from '../../src/core/errors.js';
+import { SETTINGS, loadConfig, redactConfig, type Config } from '../../../src/core/config.js';
+import { NexusError } from '../../../src/core/errors.js';
 
 /** Asserts that loading fails with CONFIG_INVALID and that the message matches every pattern. */
 function assertInvalid(

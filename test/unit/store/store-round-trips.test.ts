@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { silentLogger } from '../../src/core/logger.js';
-import { PGliteDatabase } from '../../src/store/pglite/database.js';
-import { SqlStore } from '../../src/store/sql-store.js';
-import type { Database, QueryResult, SqlClient } from '../../src/store/types.js';
-import { storeSettings } from '../conformance/store-suite.js';
-import { MINUTE, POWER, SECOND, T0, TEMP, rec } from '../conformance/store-fixtures.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { PGliteDatabase } from '../../../src/store/pglite/database.js';
+import { SqlStore } from '../../../src/store/sql-store.js';
+import type { Database, QueryResult, SqlClient } from '../../../src/store/types.js';
+import { storeSettings } from '../../conformance/store-suite.js';
+import { MINUTE, POWER, SECOND, T0, TEMP, rec } from '../../conformance/store-fixtures.js';
 
 /**
  * What a write costs in round trips, the thing that bounds an embedded store in a worker (each

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { buildSchema, parse, printSchema, validateSchema } from 'graphql';
-import { SCHEMA_FILE, schemaDocument } from '../../scripts/export-graphql-schema.js';
-import { SDL, buildGraphqlSchema } from '../../src/gateway/graphql/schema.js';
+import { SCHEMA_FILE, schemaDocument } from '../../../scripts/export-graphql-schema.js';
+import { SDL, buildGraphqlSchema } from '../../../src/gateway/graphql/schema.js';
 
 describe('GraphQL schema', () => {
   it('the SDL parses and builds a valid schema with the seed queries fields', () => {

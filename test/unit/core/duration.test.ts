@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatDuration, parseDuration } from '../../src/core/duration.js';
-import { NexusError } from '../../src/core/errors.js';
+import { formatDuration, parseDuration } from '../../../src/core/duration.js';
+import { NexusError } from '../../../src/core/errors.js';
 
 describe('parseDuration', () => {
   it('reads each unit', () => {

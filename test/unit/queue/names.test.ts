@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Envelope } from '../../src/queue/envelope.js';
+import type { Envelope } from '../../../src/queue/envelope.js';
 import {
   decodeHostname,
   encodeHostname,
@@ -9,7 +9,7 @@ import {
   padTimestamp,
   parseMessageName,
   type MessageName,
-} from '../../src/queue/names.js';
+} from '../../../src/queue/names.js';
 
 const HOSTNAMES = [
   'mtv5-dgx1-hgpu-031',

@@ -5,7 +5,7 @@ import {
   isDcgmSentinel,
   parseTimestamp,
   parseValue,
-} from '../../src/core/record.js';
+} from '../../../src/core/record.js';
 
 const BASE = Date.UTC(2025, 6, 18, 20, 42, 34); // 2025-07-18T20:42:34Z
 
