@@ -10,7 +10,8 @@
  * itself (embedded queue and PGlite): they need no etcd or PostgreSQL.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
@@ -48,7 +49,9 @@ const needServices = files.some((f) => f.includes('integration'));
 
 let etcd: EtcdServer | undefined;
 let pg: PgServer | undefined;
-const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'test' };
+// What the test files make once per run and share (test/helpers/pglite.ts: PGlite data directories).
+const cache = mkdtempSync(join(tmpdir(), 'nexus-test-cache-'));
+const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'test', NEXUS_TEST_CACHE: cache };
 if (needServices) {
   [etcd, pg] = await Promise.all([startEtcd(), startPostgres()]);
   env.NEXUS_TEST_ETCD = etcd.endpoint;
@@ -94,6 +97,7 @@ const code = await new Promise<number>((resolve) => {
 });
 
 await Promise.all([etcd?.destroy(), pg?.destroy()]);
+rmSync(cache, { recursive: true, force: true });
 process.stdout.write(
   `test harness: ${files.length} files, exit ${code}, ${Math.round((Date.now() - started) / 1000)} s\n`,
 );

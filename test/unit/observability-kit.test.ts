@@ -9,6 +9,7 @@ import { NexusMetrics } from '../../src/core/metrics.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
+import { migratedDump } from '../helpers/pglite.js';
 
 /**
  * The operator's kit (deploy/observability, docs/operations.md): the alerting rules pass promtool
@@ -330,7 +331,7 @@ describe('observability kit: Grafana dashboard', () => {
     const to = new Date(now + 60_000).toISOString();
 
     before(async () => {
-      db = new PGliteDatabase('memory://');
+      db = new PGliteDatabase('memory://', await migratedDump());
       await db.ready();
       store = new SqlStore({
         db,

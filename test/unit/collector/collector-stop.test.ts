@@ -8,6 +8,7 @@ import { MemoryQueue } from '../../../src/queue/memory/memory-queue.js';
 import { PGliteDatabase } from '../../../src/store/pglite/database.js';
 import { SqlStore } from '../../../src/store/sql-store.js';
 import { T0, grid } from '../../conformance/store-fixtures.js';
+import { pristineDump } from '../../helpers/pglite.js';
 
 /**
  * `nexus up`'s collector stops with its in-process queue: whatever the queue holds when stop() is
@@ -16,20 +17,8 @@ import { T0, grid } from '../../conformance/store-fixtures.js';
  */
 const logger = silentLogger();
 
-let template: Promise<Blob | File> | undefined;
-function pristine(): Promise<Blob | File> {
-  template ??= (async () => {
-    const db = new PGliteDatabase('memory://');
-    await db.ready();
-    const dump = await db.dump();
-    await db.close();
-    return dump;
-  })();
-  return template;
-}
-
 async function embedded(): Promise<{ db: PGliteDatabase; store: SqlStore; queue: MemoryQueue }> {
-  const db = new PGliteDatabase('memory://', await pristine());
+  const db = new PGliteDatabase('memory://', await pristineDump());
   await db.ready();
   const store = new SqlStore({
     db,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { NexusError } from '../../../src/core/errors.js';
 import { PGliteDatabase } from '../../../src/store/pglite/database.js';
+import { pristineDump } from '../../helpers/pglite.js';
 
 /**
  * `nexus up` on a PGlite data directory it cannot open says why, and what to do: one made by
@@ -43,7 +44,7 @@ describe('PGlite data directory it cannot open', () => {
 
   it('damaged: says it may be damaged, with the engine error, and to move it away', async () => {
     const data = join(dir, 'damaged');
-    const db = new PGliteDatabase(data, undefined, { worker: true });
+    const db = new PGliteDatabase(data, await pristineDump(), { worker: true });
     await db.ready();
     await db.query('CREATE TABLE t (x int)');
     await db.close();

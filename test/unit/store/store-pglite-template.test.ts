@@ -9,6 +9,7 @@ import { pristineTemplate } from '../../../src/store/pglite/template.js';
 import { SqlStore } from '../../../src/store/sql-store.js';
 import { storeSettings } from '../../conformance/store-suite.js';
 import { T0, rec } from '../../conformance/store-fixtures.js';
+import { pristineDump } from '../../helpers/pglite.js';
 
 /** `nexus up` starts a fresh data directory from the build's pristine template (no initdb). */
 describe('PGlite pristine template', () => {
@@ -17,11 +18,8 @@ describe('PGlite pristine template', () => {
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'nexus-template-'));
     file = join(root, 'template.tar.gz');
-    // What scripts/build-pglite-template.mjs makes: a fresh PGlite's data directory, gzipped.
-    const db = new PGliteDatabase('memory://');
-    await db.ready();
-    writeFileSync(file, Buffer.from(await (await db.dump()).arrayBuffer()));
-    await db.close();
+    // What scripts/build-pglite-template.mjs makes: a fresh PGlite's data directory.
+    writeFileSync(file, Buffer.from(await (await pristineDump()).arrayBuffer()));
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 

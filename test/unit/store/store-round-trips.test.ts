@@ -6,6 +6,7 @@ import { SqlStore } from '../../../src/store/sql-store.js';
 import type { Database, QueryResult, SqlClient } from '../../../src/store/types.js';
 import { storeSettings } from '../../conformance/store-suite.js';
 import { MINUTE, POWER, SECOND, T0, TEMP, rec } from '../../conformance/store-fixtures.js';
+import { migratedDump } from '../../helpers/pglite.js';
 
 /**
  * What a write costs in round trips, the thing that bounds an embedded store in a worker (each
@@ -49,7 +50,7 @@ class Counting implements Database {
 
 describe('store round trips', () => {
   it('a batch of known GPUs costs one statement, or two when it moves their last seen; no transaction', async (t) => {
-    const db = new Counting(new PGliteDatabase('memory://'));
+    const db = new Counting(new PGliteDatabase('memory://', await migratedDump()));
     const store = new SqlStore({ db, logger: silentLogger(), ...storeSettings({}) });
     t.after(() => store.close());
     await store.migrate();
