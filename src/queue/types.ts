@@ -109,8 +109,9 @@ export interface StreamHandle {
   readLanes(): Promise<LaneCheckpoint[]>;
   /**
    * Publishes one message and moves the lane checkpoint in one atomic step, only if the lane is
-   * still at `expectToken` (null: the lane was never written). Returns the new token. Throws
-   * QUEUE_CONFLICT when the lane moved, so a message is never published twice.
+   * still at `expectToken` (null: the lane was never written). Returns the new token. Throws a
+   * QueueConflict (src/queue/conflict.ts) with reason 'lane-moved' when the lane moved, so a
+   * message is never published twice.
    */
   publish(
     envelope: Envelope,
@@ -130,7 +131,10 @@ export interface PublishReceipt {
 export interface Queue {
   readonly backend: 'etcd' | 'memory';
   readonly clusterId: string;
-  /** Publishes one message (atomic). Several calls may be in flight at once. */
+  /**
+   * Publishes one message (atomic). Several calls may be in flight at once. Throws a QueueConflict
+   * with reason 'exists' if a message of that name is already in the queue.
+   */
   publish(envelope: Envelope): Promise<PublishReceipt>;
   /** Takes exclusive ownership of a stream's checkpoint; throws STREAM_OWNED if another holds it. */
   openStream(streamId: string, owner: string): Promise<StreamHandle>;

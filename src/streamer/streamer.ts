@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import { NexusError, describeError, isNexusError } from '../core/errors.js';
+import { NexusError, describeError } from '../core/errors.js';
 import { sleep } from '../core/lifecycle.js';
 import type { BackoffPolicy } from '../core/backoff.js';
 import { Outage } from '../core/outage.js';
@@ -8,6 +8,7 @@ import type { NexusMetrics } from '../core/metrics.js';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { traceContextOf, tracer, type Span } from '../core/tracing.js';
 import type { TelemetryRecord } from '../core/record.js';
+import { isQueueConflict } from '../queue/conflict.js';
 import { ENVELOPE_VERSION, type Envelope } from '../queue/envelope.js';
 import type { Queue, StreamHandle } from '../queue/types.js';
 import { asLane, asMeta, resumePoint, type StreamMeta, type Watermark } from './checkpoint.js';
@@ -539,7 +540,7 @@ export class Streamer {
                 return await handle.publish(envelope, lane, slot.token, state);
               } catch (err) {
                 this.o.metrics?.publishErrors.inc();
-                if (isNexusError(err, 'QUEUE_CONFLICT') && err.details?.reason === 'lane-moved') {
+                if (isQueueConflict(err, 'lane-moved')) {
                   // An earlier attempt that timed out may have committed: look.
                   const lanes = await handle.readLanes();
                   const now = lanes.find((l) => l.lane === lane);

@@ -2,6 +2,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { NexusError, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { decodeEnvelope, encodeEnvelope, encodeEnvelopeVerbatim } from '../envelope.js';
+import { QueueConflict } from '../conflict.js';
 import { messageNameOf } from '../names.js';
 import { randomSuffix, type QueueOptions } from '../options.js';
 import type {
@@ -139,9 +140,7 @@ export class EtcdQueue implements Queue {
       res = await this.kv.txn([absent(k)], [putOp(k, body, leaseId)], [], 'publish');
     }
     if (!res.succeeded) {
-      throw new NexusError('QUEUE_CONFLICT', `message ${name} already exists`, {
-        details: { reason: 'exists' },
-      });
+      throw new QueueConflict('exists', `message ${name} already exists`);
     }
     return { id: name };
   }

@@ -1,4 +1,5 @@
 import { NexusError } from '../../core/errors.js';
+import { QueueConflict } from '../conflict.js';
 import type { Logger } from '../../core/logger.js';
 import { encodeEnvelope, type Envelope } from '../envelope.js';
 import { messageNameOf } from '../names.js';
@@ -237,18 +238,13 @@ export class EtcdStream implements StreamHandle {
     }
     const laneNow = res.responses[1]?.response_range.kvs[0];
     if ((laneNow?.mod_revision ?? '0') !== (expectToken ?? '0')) {
-      throw new NexusError('QUEUE_CONFLICT', `lane ${lane} of stream ${this.streamId} moved`, {
-        details: {
-          reason: 'lane-moved',
-          state:
-            laneNow === undefined ? undefined : (JSON.parse(laneNow.value.toString()) as unknown),
-          token: laneNow?.mod_revision,
-        },
+      throw new QueueConflict('lane-moved', `lane ${lane} of stream ${this.streamId} moved`, {
+        state:
+          laneNow === undefined ? undefined : (JSON.parse(laneNow.value.toString()) as unknown),
+        token: laneNow?.mod_revision,
       });
     }
-    throw new NexusError('QUEUE_CONFLICT', `message ${messageKey} already exists`, {
-      details: { reason: 'exists' },
-    });
+    throw new QueueConflict('exists', `message ${messageKey} already exists`);
   }
 
   async reset(retaken = false): Promise<void> {

@@ -1,6 +1,7 @@
 import { backoffDelay } from '../../core/backoff.js';
 import { NexusError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import { QueueConflict } from '../conflict.js';
 import { envelopeProblem, type Envelope } from '../envelope.js';
 import { groupRejected } from '../rejected.js';
 import { messageNameOf } from '../names.js';
@@ -117,9 +118,7 @@ export class MemoryQueue implements Queue {
     this.ensureOpen();
     const name = messageNameOf(envelope);
     if (this.messages.has(name) || this.delayed.has(name)) {
-      throw new NexusError('QUEUE_CONFLICT', `message ${name} already exists`, {
-        details: { reason: 'exists' },
-      });
+      throw new QueueConflict('exists', `message ${name} already exists`);
     }
     const now = Date.now();
     this.insert(name, {
@@ -164,19 +163,14 @@ export class MemoryQueue implements Queue {
     }
     const current = s.lanes.get(lane);
     if (String(current?.token ?? 0) !== (expect ?? '0')) {
-      throw new NexusError('QUEUE_CONFLICT', `lane ${lane} moved`, {
-        details: {
-          reason: 'lane-moved',
-          state: current?.state,
-          token: current === undefined ? undefined : String(current.token),
-        },
+      throw new QueueConflict('lane-moved', `lane ${lane} moved`, {
+        state: current?.state,
+        token: current === undefined ? undefined : String(current.token),
       });
     }
     const name = messageNameOf(envelope);
     if (this.messages.has(name) || this.delayed.has(name)) {
-      throw new NexusError('QUEUE_CONFLICT', `message ${name} already exists`, {
-        details: { reason: 'exists' },
-      });
+      throw new QueueConflict('exists', `message ${name} already exists`);
     }
     const now = Date.now();
     const token = this.nextToken();
