@@ -1,4 +1,6 @@
+import { backoffDelay, type BackoffPolicy } from '../../core/backoff.js';
 import { NexusError } from '../../core/errors.js';
+import { sleep } from '../../core/lifecycle.js';
 import { QueueConflict } from '../conflict.js';
 import type { Logger } from '../../core/logger.js';
 import { encodeEnvelope, type Envelope } from '../envelope.js';
@@ -10,6 +12,12 @@ import type { QueueLayout } from './layout.js';
 import type { MessageLeases } from './message-lease.js';
 import type { Session } from '../../etcd/session.js';
 import type { IKeyValue } from 'etcd3';
+
+/**
+ * How often a streamer looks whether the stream's previous owner let go (its lease lapsed): never
+ * more than every half second, with jitter so that two waiting streamers do not ask in step.
+ */
+const OWNER_POLL: BackoffPolicy = { baseMs: 250, capMs: 500, jitter: 0.5 };
 
 /**
  * A producer's exclusive handle on a stream checkpoint (docs/queue.md, "Exactly-once publish").
@@ -52,7 +60,7 @@ export class EtcdStream implements StreamHandle {
     const ownerKey = layout.streamOwner(streamId);
     const deadline = Date.now() + input.waitMs;
     let announced = false;
-    for (;;) {
+    for (let attempt = 1; ; attempt++) {
       const leaseId = await session.id();
       const value = JSON.stringify({ owner, at: Date.now() });
       const res = await kv.txn(
@@ -89,7 +97,7 @@ export class EtcdStream implements StreamHandle {
         );
         announced = true;
       }
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(backoffDelay(OWNER_POLL, attempt));
     }
   }
 
