@@ -1,33 +1,36 @@
-import { describeError } from '../core/errors.js';
+import { NexusError, describeError } from '../core/errors.js';
 
 /**
  * The one-line reason a gateway could not listen on host:port, saying what to do about it (the
- * causes a person meets: the port is taken, privileged, or the address is not this machine's).
+ * causes a person meets: the port is taken, privileged, or the address is not this machine's), as
+ * LISTEN_FAILED.
  */
 export function listenFailure(
   err: unknown,
   port: number,
   host: string,
   setting: 'PORT' | 'METRICS_PORT' = 'PORT',
-): Error {
+): NexusError {
   const flag = setting === 'PORT' ? '--port' : '--metrics-port';
   const code = (err as { code?: unknown } | undefined)?.code;
+  const failed = (message: string): NexusError =>
+    new NexusError('LISTEN_FAILED', message, { cause: err, details: { port, host, setting } });
   switch (code) {
     case 'EADDRINUSE':
-      return new Error(
+      return failed(
         `port ${port} on ${host} is in use (another nexus?): stop that one, or choose another port with ${setting} or ${flag}`,
       );
     case 'EACCES':
-      return new Error(
+      return failed(
         `port ${port} on ${host} needs privileges this process does not have: choose a port above 1023 with ${setting} or ${flag}`,
       );
     case 'EADDRNOTAVAIL':
     case 'ENOTFOUND':
-      return new Error(
+      return failed(
         `cannot listen on ${host}: it is not an address of this machine; set HOST (or --host) to one of its addresses, 127.0.0.1 or 0.0.0.0`,
       );
     default:
-      return new Error(`cannot listen on ${host}:${port}: ${describeError(err)}`);
+      return failed(`cannot listen on ${host}:${port}: ${describeError(err)}`);
   }
 }
 

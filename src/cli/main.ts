@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { SETTINGS, loadConfig, redactConfig, type SettingSpec } from '../core/config.js';
-import { isNexusError, describeError } from '../core/errors.js';
+import { describeError } from '../core/errors.js';
+import { exitStatusOf } from './exit.js';
 import { addSettings, flagValues } from './settings.js';
 import { VERSION } from './version.js';
 
@@ -78,12 +79,7 @@ async function main(): Promise<void> {
     }
     process.stderr.write(`nexus: ${describeError(err)}\n`);
     // A setting or an input file it cannot use: 2 (README, "Exit status"); anything else 1.
-    process.exitCode =
-      isNexusError(err, 'CONFIG_INVALID') ||
-      isNexusError(err, 'CSV_FILE_UNREADABLE') ||
-      isNexusError(err, 'CSV_HEADER_INVALID')
-        ? 2
-        : 1;
+    process.exitCode = exitStatusOf(err);
   }
 }
 

@@ -1,23 +1,10 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { isNexusError, type ErrorCode } from '../core/errors.js';
+import { isNexusError, policyOf, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
-/** The HTTP status of each of our error codes, for REST and GraphQL alike; others are 500. */
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  BAD_REQUEST: 400,
-  LIMIT_EXCEEDED: 400,
-  NOT_FOUND: 404,
-  CONFIG_INVALID: 400,
-  RATE_LIMITED: 429,
-  OVERLOADED: 503,
-  STORE_UNAVAILABLE: 503,
-  QUEUE_UNAVAILABLE: 503,
-  QUEUE_CLOSED: 503,
-  SHUTTING_DOWN: 503,
-};
-
+/** The HTTP status of an error code, for REST and GraphQL alike (src/core/errors.ts, ERROR_POLICY). */
 export function statusOf(code: ErrorCode): number {
-  return STATUS[code] ?? 500;
+  return policyOf(code).status;
 }
 
 /** Seconds a client refused for load (429, 503) should wait before trying again. */

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { probeWithTimeout } from '../../core/probe.js';
 import { Health, Liveness, Readiness } from '../schemas/health.js';
 
 export interface HealthCheck {
@@ -21,22 +22,11 @@ async function run(
   const out: Record<string, { ok: boolean; detail?: string }> = {};
   await Promise.all(
     checks.map(async (c) => {
-      let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
-          c.check(),
-          new Promise((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`no answer within ${timeoutMs} ms`)),
-              timeoutMs,
-            );
-          }),
-        ]);
+        await probeWithTimeout(() => c.check(), timeoutMs);
         out[c.name] = { ok: true };
       } catch (err) {
         out[c.name] = { ok: false, detail: err instanceof Error ? err.message : String(err) };
-      } finally {
-        clearTimeout(timer);
       }
     }),
   );
