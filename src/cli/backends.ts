@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../core/config.js';
 import { NexusError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { createEtcdClient, type EtcdConnectionOptions } from '../etcd/client.js';
 import { EtcdQueue } from '../queue/etcd/etcd-queue.js';
-import type { EtcdConnectionOptions } from '../etcd/client.js';
 import { MemoryQueue } from '../queue/memory/memory-queue.js';
 import type { QueueOptions } from '../queue/options.js';
 import type { Queue } from '../queue/types.js';
@@ -13,9 +13,37 @@ import type { LiveFeed } from '../registry/feed.js';
 import { MemoryFeed } from '../registry/memory/memory-feed.js';
 import { MemoryRegistry } from '../registry/memory/memory-registry.js';
 import type { FleetRegistry } from '../registry/types.js';
-import { PostgresDatabase, type PostgresConnection } from '../store/postgres/database.js';
-import { SqlStore } from '../store/sql-store.js';
+import type { PostgresConnection } from '../store/postgres/database.js';
 import type { TelemetryStore } from '../store/types.js';
+import type { ResourceStack } from './stack.js';
+import { TUNING } from './tuning.js';
+
+/**
+ * The backends: where the queue, the fleet registry, the commit feed and the store live. A command
+ * chooses them once, explicitly; each builder here switches on the choice (a new backend fails to
+ * compile until every builder says what it builds on it) and pushes how to close what it opened on
+ * the command's stack.
+ */
+
+export type EtcdClient = ReturnType<typeof createEtcdClient>;
+
+/** What every builder needs: the configuration, the process's logger and its resource stack. */
+export interface Root {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly stack: ResourceStack;
+}
+
+/**
+ * Where the queue, the registry and the feed live: on one etcd client shared by all three, or in
+ * this process's memory (`nexus up` on its own, QUEUE_BACKEND=memory).
+ */
+export type Backends =
+  { readonly kind: 'etcd'; readonly client: EtcdClient } | { readonly kind: 'memory' };
+
+/** Where the store lives: PostgreSQL, or PGlite (embedded PostgreSQL) in a data directory. */
+export type StoreBackend =
+  { readonly kind: 'postgres' } | { readonly kind: 'pglite'; readonly dir: string };
 
 export function etcdConnection(config: Config): EtcdConnectionOptions {
   return {
@@ -29,11 +57,30 @@ export function etcdConnection(config: Config): EtcdConnectionOptions {
   };
 }
 
+/** The etcd backends: one client (ETCD_ENDPOINTS), closed after everything built on it. */
+export function etcdBackends({ config, stack }: Root): Backends {
+  const client = createEtcdClient(etcdConnection(config));
+  stack.push('closing the connection to etcd', () => client.close());
+  return { kind: 'etcd', client };
+}
+
+export const MEMORY_BACKENDS: Backends = { kind: 'memory' };
+
+/** The backends QUEUE_BACKEND names. */
+export function configuredBackends(root: Root): Backends {
+  switch (root.config.queueBackend) {
+    case 'etcd':
+      return etcdBackends(root);
+    case 'memory':
+      return MEMORY_BACKENDS;
+  }
+}
+
 export function queueOptions(config: Config, logger: Logger): QueueOptions {
   return {
     clusterId: config.clusterId,
     maxAttempts: config.maxAttempts,
-    retry: { baseMs: config.retryBase, capMs: config.retryCap, jitter: 0.5 },
+    retry: { baseMs: config.retryBase, capMs: config.retryCap, jitter: TUNING.retryJitter },
     messageTtlMs: config.messageTtl,
     leaseTtlMs: config.leaseTtl,
     pollTimeoutMs: config.pollTimeout,
@@ -41,17 +88,92 @@ export function queueOptions(config: Config, logger: Logger): QueueOptions {
   };
 }
 
-/** Picks the queue backend the configuration asks for. */
-export function createQueue(config: Config, logger: Logger, instance?: string): Queue {
-  const options = queueOptions(config, logger);
-  if (config.queueBackend === 'memory') return new MemoryQueue(options);
-  return new EtcdQueue({
-    ...options,
-    prefix: config.queuePrefix,
-    connection: etcdConnection(config),
-    enableWatch: config.enableWatchApi,
-    ...(instance === undefined ? {} : { instance }),
-  });
+export interface QueueChoice {
+  /** Names this process in the queue's leases and claims (etcd). */
+  readonly instance?: string;
+  /** Wake consumers with etcd watch (default ENABLE_WATCH_API); false for a queue only read. */
+  readonly watch?: boolean;
+}
+
+/** The queue on the chosen backends. */
+export function buildQueue(root: Root, backends: Backends, choice: QueueChoice = {}): Queue {
+  const { config, logger, stack } = root;
+  switch (backends.kind) {
+    case 'etcd': {
+      const queue = new EtcdQueue({
+        ...queueOptions(config, logger),
+        prefix: config.queuePrefix,
+        client: backends.client,
+        enableWatch: choice.watch ?? config.enableWatchApi,
+        ...(choice.instance === undefined ? {} : { instance: choice.instance }),
+      });
+      stack.push('closing the queue', () => queue.close());
+      return queue;
+    }
+    case 'memory':
+      return memoryQueue(root);
+  }
+}
+
+/**
+ * The in-process queue, as such: what it holds dies with the process (`nexus up` says how much a
+ * forced exit would lose, and stores it all before stopping).
+ */
+export function memoryQueue({ config, logger, stack }: Root): MemoryQueue {
+  const queue = new MemoryQueue(queueOptions(config, logger));
+  stack.push('closing the queue', () => queue.close());
+  return queue;
+}
+
+/** The fleet registry on the chosen backends. */
+export function buildRegistry({ config, logger, stack }: Root, backends: Backends): FleetRegistry {
+  let registry: FleetRegistry;
+  switch (backends.kind) {
+    case 'etcd':
+      registry = new EtcdRegistry({
+        client: backends.client,
+        prefix: config.registryPrefix,
+        flushIntervalMs: config.liveInterval,
+        maxLivePerFlush: config.liveMaxPerFlush,
+        leaseTtlMs: config.leaseTtl,
+        logger,
+      });
+      break;
+    case 'memory':
+      registry = new MemoryRegistry({
+        flushIntervalMs: config.liveInterval,
+        maxLivePerFlush: config.liveMaxPerFlush,
+      });
+      break;
+  }
+  stack.push('closing the fleet registry', () => registry.close());
+  return registry;
+}
+
+/** The commit feed (collectors to gateways' live subscribers) on the chosen backends. */
+export function buildFeed(
+  { config, logger, stack }: Root,
+  backends: Backends,
+  instance: string,
+): LiveFeed {
+  let feed: LiveFeed;
+  switch (backends.kind) {
+    case 'etcd':
+      feed = new EtcdFeed({
+        client: backends.client,
+        prefix: config.registryPrefix,
+        instance,
+        ttlMs: TUNING.feedListenerTtlMs,
+        leaseTtlMs: config.leaseTtl,
+        logger,
+      });
+      break;
+    case 'memory':
+      feed = new MemoryFeed();
+      break;
+  }
+  stack.push('closing the live feed', () => feed.close());
+  return feed;
 }
 
 /** The PostgreSQL connection the configuration describes (DATABASE_URL wins over DB_*). */
@@ -83,79 +205,54 @@ export function postgresConnection(config: Config, applicationName: string): Pos
   };
 }
 
-export function createStore(
-  config: Config,
-  logger: Logger,
+/**
+ * The store on the chosen backend, and when it is ready. The database drivers load only in the
+ * processes that open a store. PostgreSQL connects on first use (`ready` at once). PGlite starts in
+ * a worker thread and is not waited for here: `ready` settles when it has started (seconds: a
+ * fresh directory is unpacked from the build's template, or made by initdb when there is none).
+ */
+export async function buildStore(
+  { config, logger, stack }: Root,
+  backend: StoreBackend,
   applicationName: string,
-): TelemetryStore {
-  const db = new PostgresDatabase(postgresConnection(config, applicationName), logger);
-  return new SqlStore({
-    db,
+): Promise<{ store: TelemetryStore; ready: Promise<void> }> {
+  const { SqlStore } = await import('../store/sql-store.js');
+  const settings = {
     logger,
-    writeMethod: config.writeMethod,
     retentionDays: config.retentionDays,
     rollupRetentionDays: config.rollupRetentionDays,
     partitionAheadDays: config.partitionAheadDays,
-  });
-}
-
-/** The fleet registry: in etcd next to the queue, or in memory with the memory queue. */
-export function createRegistry(config: Config, queue: Queue, logger: Logger): FleetRegistry {
-  if (queue instanceof EtcdQueue) return etcdRegistry(config, queue.etcd, logger);
-  return new MemoryRegistry({
-    flushIntervalMs: config.liveInterval,
-    maxLivePerFlush: config.liveMaxPerFlush,
-  });
-}
-
-/** The commit feed: on etcd next to the queue, or in process with the memory queue. */
-export function createFeed(
-  config: Config,
-  queue: Queue,
-  logger: Logger,
-  instance: string,
-): LiveFeed {
-  if (queue instanceof EtcdQueue) return etcdFeed(config, queue.etcd, logger, instance);
-  return new MemoryFeed();
-}
-
-export function etcdFeed(
-  config: Config,
-  client: EtcdQueue['etcd'],
-  logger: Logger,
-  instance: string,
-): LiveFeed {
-  return new EtcdFeed({
-    client,
-    prefix: config.registryPrefix,
-    instance,
-    ttlMs: 60_000,
-    leaseTtlMs: config.leaseTtl,
-    logger,
-  });
-}
-
-export function etcdRegistry(
-  config: Config,
-  client: EtcdQueue['etcd'],
-  logger: Logger,
-): FleetRegistry {
-  return new EtcdRegistry({
-    client,
-    prefix: config.registryPrefix,
-    flushIntervalMs: config.liveInterval,
-    maxLivePerFlush: config.liveMaxPerFlush,
-    leaseTtlMs: config.leaseTtl,
-    logger,
-  });
-}
-
-/** A queue on an existing etcd client (read side: stats for the overview). */
-export function etcdQueueOn(config: Config, client: EtcdQueue['etcd'], logger: Logger): EtcdQueue {
-  return new EtcdQueue({
-    ...queueOptions(config, logger),
-    prefix: config.queuePrefix,
-    client,
-    enableWatch: false,
-  });
+  };
+  let store: TelemetryStore;
+  let ready: Promise<void>;
+  switch (backend.kind) {
+    case 'postgres': {
+      const { PostgresDatabase } = await import('../store/postgres/database.js');
+      const db = new PostgresDatabase(postgresConnection(config, applicationName), logger);
+      store = new SqlStore({ ...settings, db, writeMethod: config.writeMethod });
+      ready = Promise.resolve();
+      break;
+    }
+    case 'pglite': {
+      const [{ PGliteDatabase }, { pristineTemplate }] = await Promise.all([
+        import('../store/pglite/database.js'),
+        import('../store/pglite/template.js'),
+      ]);
+      const t0 = Date.now();
+      // A fresh directory starts from the build's pristine data directory instead of running initdb.
+      const template = await pristineTemplate(backend.dir);
+      // In a worker thread, PGlite's statements do not block the streamer, collector and gateway.
+      const db = new PGliteDatabase(backend.dir, template, { worker: true });
+      ready = db.ready().then(() => {
+        logger.info(
+          { dir: backend.dir, ms: Date.now() - t0, from_template: template !== undefined },
+          'embedded PostgreSQL (PGlite) ready',
+        );
+      });
+      store = new SqlStore({ ...settings, db, writeMethod: 'unnest' });
+      break;
+    }
+  }
+  stack.push('closing the store', () => store.close());
+  return { store, ready };
 }

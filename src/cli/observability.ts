@@ -1,5 +1,7 @@
 import type { NexusMetrics } from '../core/metrics.js';
 import { describeError } from '../core/errors.js';
+import { probeWithTimeout } from '../core/probe.js';
+import { TUNING } from './tuning.js';
 import type { Queue } from '../queue/types.js';
 import type { TelemetryStore } from '../store/types.js';
 
@@ -61,7 +63,7 @@ export function readiness(
   own: () => { ready: boolean; reasons: string[] },
   metrics: NexusMetrics | undefined,
   component: string,
-  timeoutMs = 2000,
+  timeoutMs = TUNING.probeTimeoutMs,
 ): () => Promise<{ ready: boolean; reasons: string[] }> {
   let cached: { at: number; value: { ready: boolean; reasons: string[] } } | undefined;
   let running: Promise<{ ready: boolean; reasons: string[] }> | undefined;
@@ -69,21 +71,10 @@ export function readiness(
     const reasons = [...own().reasons];
     await Promise.all(
       probes.map(async (p) => {
-        let timer: NodeJS.Timeout | undefined;
         try {
-          await Promise.race([
-            p.check(),
-            new Promise((_, reject) => {
-              timer = setTimeout(
-                () => reject(new Error(`no answer within ${timeoutMs} ms`)),
-                timeoutMs,
-              );
-            }),
-          ]);
+          await probeWithTimeout(() => p.check(), timeoutMs);
         } catch (err) {
           reasons.push(`${p.name}: ${describeError(err)}`);
-        } finally {
-          clearTimeout(timer);
         }
       }),
     );

@@ -1,7 +1,8 @@
 import type { Logger } from '../core/logger.js';
+import { TUNING } from './tuning.js';
 
 export interface ShutdownOptions {
-  /** Exit anyway this long after the first signal (default 30 s). */
+  /** Exit anyway this long after the first signal (default TUNING.forceExitAfterMs, 30 s). */
   readonly forceAfterMs?: number;
   /**
    * What a forced exit now would lose, said in its log line (e.g. records read but not stored);
@@ -27,7 +28,7 @@ export function onShutdown(
   graceful: (signal: string, progress: ShutdownProgress) => Promise<void>,
   options: ShutdownOptions = {},
 ): void {
-  const forceAfterMs = options.forceAfterMs ?? 30_000;
+  const forceAfterMs = options.forceAfterMs ?? TUNING.forceExitAfterMs;
   const risk = (): string => {
     const lost = options.atRisk?.();
     return lost === undefined ? '' : `: ${lost}`;

@@ -24,3 +24,22 @@ export function backoffDelay(
   const jitter = Math.min(1, Math.max(0, policy.jitter ?? 0.5));
   return Math.round(exp * (1 - jitter) + exp * jitter * random());
 }
+
+/** Resolves after `ms` milliseconds, or early (without error) when the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted === true || ms <= 0) {
+      resolve();
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,16 +1,24 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
-import { describeError } from '../../core/errors.js';
-import { createLogger } from '../../core/logger.js';
-import { Collector } from '../../collector/collector.js';
-import { createFeed, createQueue, createRegistry, createStore } from '../backends.js';
-import { startOpsServer } from '../ops-server.js';
-import { NexusMetrics } from '../../core/metrics.js';
+import {
+  buildFeed,
+  buildQueue,
+  buildRegistry,
+  buildStore,
+  configuredBackends,
+} from '../backends.js';
+import {
+  buildCollector,
+  closeOnSignal,
+  member,
+  openRoot,
+  processMetrics,
+  registerMember,
+  startOps,
+  startTracing,
+} from '../compose.js';
 import { exportStoreMetrics, exportQueueGauges, readiness } from '../observability.js';
-import { setupTracing } from '../tracing.js';
 import { addSettings, configFrom } from '../settings.js';
-import { onShutdown } from '../signals.js';
-import { VERSION } from '../version.js';
 
 export function collectorCommand(): Command {
   const cmd = new Command('collector').description(
@@ -18,34 +26,17 @@ export function collectorCommand(): Command {
   );
   addSettings(cmd, ['common', 'queue', 'database', 'collector']);
   cmd.action(async () => {
-    const config = configFrom(cmd);
-    const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
+    const root = openRoot(configFrom(cmd));
+    const { config, stack } = root;
     const instance = `collector-${hostname()}-${process.pid}`;
-    const queue = createQueue(config, logger, instance);
-    const store = createStore(config, logger, instance);
-    const registry = config.enableNexus ? createRegistry(config, queue, logger) : undefined;
-    const feed = config.enableNexus ? createFeed(config, queue, logger, instance) : undefined;
-    const metrics = new NexusMetrics({
-      component: 'collector',
-      cluster: config.clusterId,
-      version: VERSION,
-    });
-    const stopTracing = setupTracing('collector', logger);
-    const collector = new Collector({
-      metrics,
-      queue,
-      store,
-      ...(registry === undefined ? {} : { registry }),
-      ...(feed === undefined ? {} : { feed }),
-      clusterId: config.clusterId,
-      workers: config.workers,
-      batchMessages: config.collectBatch,
-      pollTimeoutMs: config.pollTimeout,
-      outageBackoff: { baseMs: 200, capMs: 10_000, jitter: 0.5 },
-      maintenanceIntervalMs: 600_000,
-      rollupIntervalMs: config.rollupInterval,
-      logger,
-    });
+    const backends = configuredBackends(root);
+    const queue = buildQueue(root, backends, { instance });
+    const { store } = await buildStore(root, { kind: 'postgres' }, instance);
+    const registry = config.enableNexus ? buildRegistry(root, backends) : undefined;
+    const feed = config.enableNexus ? buildFeed(root, backends, instance) : undefined;
+    const metrics = processMetrics(root, 'collector');
+    startTracing(root, 'collector');
+    const collector = buildCollector(root, { metrics, queue, store, registry, feed });
     exportQueueGauges(metrics, queue);
     exportStoreMetrics(metrics, store);
     const health = readiness(
@@ -62,43 +53,17 @@ export function collectorCommand(): Command {
       metrics,
       'collector',
     );
-    const ops =
-      config.metricsPort > 0
-        ? await startOpsServer(
-            config.metricsPort,
-            { health, metrics: () => metrics.exposition() },
-            logger,
-          )
-        : undefined;
-    onShutdown(logger, async (_signal, progress) => {
-      progress.step(
-        'writing the batches in flight (what was not acked returns to the queue after LEASE_TTL)',
-      );
-      await collector.stop();
-    });
+    await startOps(root, { health, metrics: () => metrics.exposition() });
+    stack.push(
+      'writing the batches in flight (what was not acked returns to the queue after LEASE_TTL)',
+      () => collector.stop(),
+    );
+    closeOnSignal(root);
     await collector.start();
-    if (registry !== undefined) {
-      void registry
-        .register({
-          id: instance,
-          role: 'collector',
-          hostname: hostname(),
-          pid: process.pid,
-          cluster_id: config.clusterId,
-          started_at: Date.now(),
-          version: VERSION,
-        })
-        .catch((err: unknown) =>
-          logger.warn({ err: describeError(err) }, 'could not register in etcd yet'),
-        );
-    }
+    if (registry !== undefined)
+      void registerMember(root, registry, member(root, 'collector', instance));
     await collector.done;
-    await feed?.close();
-    await registry?.close();
-    await store.close();
-    await queue.close();
-    await stopTracing();
-    ops?.close();
+    await stack.close();
   });
   return cmd;
 }

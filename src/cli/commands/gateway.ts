@@ -1,20 +1,22 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
-import type { Config } from '../../core/config.js';
 import { describeError } from '../../core/errors.js';
-import { createLogger } from '../../core/logger.js';
-import { createEtcdClient } from '../../etcd/client.js';
-import { buildGateway } from '../../gateway/app.js';
+import { sleep } from '../../core/backoff.js';
 import type { HealthCheck } from '../../gateway/routes/health.js';
-import { createStore, etcdConnection, etcdFeed, etcdQueueOn, etcdRegistry } from '../backends.js';
-import { dashboardPlugin } from '../dashboard.js';
+import { buildFeed, buildQueue, buildRegistry, buildStore, etcdBackends } from '../backends.js';
+import {
+  buildGatewayFor,
+  closeOnSignal,
+  member,
+  openRoot,
+  processMetrics,
+  registerMember,
+  startTracing,
+} from '../compose.js';
 import { listenFailure, listening } from '../listen.js';
-import { addSettings, configFrom } from '../settings.js';
-import { onShutdown } from '../signals.js';
-import { NexusMetrics } from '../../core/metrics.js';
 import { exportStoreMetrics } from '../observability.js';
-import { setupTracing } from '../tracing.js';
-import { VERSION } from '../version.js';
+import { addSettings, configFrom } from '../settings.js';
+import { TUNING } from '../tuning.js';
 
 export function gatewayCommand(): Command {
   const cmd = new Command('gateway').description(
@@ -22,15 +24,18 @@ export function gatewayCommand(): Command {
   );
   addSettings(cmd, ['common', 'queue', 'database', 'collector', 'gateway']);
   cmd.action(async () => {
-    const config = configFrom(cmd);
-    const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
+    const root = openRoot(configFrom(cmd));
+    const { config, logger, stack } = root;
     const instance = `gateway-${hostname()}-${process.pid}`;
-    const store = createStore(config, logger, instance);
-    const etcd = config.enableNexus ? createEtcdClient(etcdConnection(config)) : undefined;
-    const feed = etcd === undefined ? undefined : etcdFeed(config, etcd, logger, instance);
-    const registry = etcd === undefined ? undefined : etcdRegistry(config, etcd, logger);
+    const { store } = await buildStore(root, { kind: 'postgres' }, instance);
+    // Live data and the fleet come from etcd (ENABLE_NEXUS), whatever QUEUE_BACKEND says: a
+    // gateway shares no memory with the collectors.
+    const backends = config.enableNexus ? etcdBackends(root) : undefined;
+    const feed = backends === undefined ? undefined : buildFeed(root, backends, instance);
+    const registry = backends === undefined ? undefined : buildRegistry(root, backends);
     const checks: HealthCheck[] = [{ name: 'postgres', check: () => store.ping() }];
-    if (etcd !== undefined) {
+    if (backends?.kind === 'etcd') {
+      const etcd = backends.client;
       checks.push({
         name: 'etcd',
         check: async () => {
@@ -38,50 +43,32 @@ export function gatewayCommand(): Command {
         },
       });
     }
-    const metrics = new NexusMetrics({ component: 'gateway', version: VERSION });
-    const stopTracing = setupTracing('gateway', logger);
+    const metrics = processMetrics(root, 'gateway');
+    startTracing(root, 'gateway');
     exportStoreMetrics(metrics, store);
-    const gateway = await buildGateway({
+    const gateway = await buildGatewayFor(root, {
       metrics,
-      reader: store.reader,
-      ...(registry === undefined ? {} : { registry }),
-      ...(feed === undefined ? {} : { feed }),
+      store,
+      registry,
+      feed,
       checks,
-      logger,
-      ...gatewaySettings(config),
-      ...(etcd === undefined
-        ? {}
-        : {
-            queueStats: (() => {
-              const q = etcdQueueOn(config, etcd, logger);
-              return () => q.stats();
-            })(),
-          }),
-      extensions: [dashboardPlugin(logger)],
+      // The queue's depth for the overview, read only.
+      queue: backends === undefined ? undefined : buildQueue(root, backends, { watch: false }),
     });
-    const closeAll = async (): Promise<void> => {
-      await gateway.app.close();
-      await feed?.close();
-      await registry?.close();
-      etcd?.close();
-      await store.close();
-      await stopTracing();
-    };
+    stack.push('closing the connections to clients', () => gateway.app.close());
     let address: string;
     try {
       address = await gateway.app.listen({ port: config.port, host: config.host });
     } catch (err) {
-      await closeAll().catch(() => undefined);
+      await stack.close().catch(() => undefined);
       throw listenFailure(err, config.port, config.host);
     }
-    onShutdown(logger, async (_signal, progress) => {
-      // Not ready first, so that load balancers stop sending; then close connections.
-      progress.step('answering the requests in progress');
+    // Not ready first, so that load balancers stop sending; then close connections.
+    stack.push('answering the requests in progress', async () => {
       gateway.drain();
-      await new Promise((r) => setTimeout(r, Math.min(2000, config.pollTimeout)));
-      progress.step('closing the connections to clients, etcd and PostgreSQL');
-      await closeAll();
+      await sleep(Math.min(TUNING.gatewayDrainMs, config.pollTimeout));
     });
+    closeOnSignal(root);
     const serves = [
       'REST /api/v1',
       'OpenAPI /openapi.json',
@@ -101,59 +88,11 @@ export function gatewayCommand(): Command {
           logger.warn({ err: describeError(err) }, 'could not announce the live listener yet'),
         );
     }
-    if (registry !== undefined) {
-      await registry
-        .register({
-          id: instance,
-          role: 'gateway',
-          hostname: hostname(),
-          pid: process.pid,
-          cluster_id: config.clusterId,
-          started_at: Date.now(),
-          version: VERSION,
-        })
-        .catch((err: unknown) =>
-          logger.warn({ err: describeError(err) }, 'could not register in etcd yet'),
-        );
-    }
+    if (registry !== undefined)
+      await registerMember(root, registry, member(root, 'gateway', instance));
   });
   return cmd;
 }
 
-/** The gateway's options that come from the configuration (the same for `gateway` and `up`). */
-export function gatewaySettings(config: Config) {
-  return {
-    version: VERSION,
-    graphql: config.enableGraphql,
-    websocket: config.enableWebsocket,
-    cors: { enabled: config.enableCors, origins: config.corsOrigins },
-    maxPoints: config.maxPoints,
-    socket: {
-      maxBufferedBytes: config.wsMaxBuffer,
-      maxTotalBufferedBytes: config.wsMaxTotalBuffer,
-      heartbeatMs: config.wsHeartbeat,
-      maxSubscriptions: config.wsMaxSubscriptions,
-      maxFilterValues: config.wsMaxFilterValues,
-      slowClientMs: config.wsSlowClient,
-      maxConnections: config.wsMaxConnections,
-      maxConnectionsPerAddress: config.wsMaxConnectionsPerAddress,
-    },
-    bodyLimit: config.maxBody,
-    api: {
-      maxConcurrent: config.apiMaxConcurrent,
-      maxQueued: config.apiMaxQueued,
-      queueTimeoutMs: config.apiQueueTimeout,
-      maxPerAddress: config.apiMaxPerAddress,
-    },
-    graphqlLimits: {
-      maxCost: config.graphqlMaxCost,
-      timeoutMs: config.graphqlTimeout,
-      maxAnswerBytes: config.graphqlMaxAnswer,
-    },
-    pressure: {
-      maxEventLoopDelayMs: config.maxEventLoopDelay,
-      maxHeapUsedBytes: config.maxHeapUsed,
-    },
-    trustProxy: config.trustProxy,
-  } as const;
-}
+/** The gateway's options that come from the configuration (src/cli/compose.ts). */
+export { gatewaySettings } from '../compose.js';

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createLogger } from '../../core/logger.js';
-import { createStore } from '../backends.js';
+import { buildStore } from '../backends.js';
+import { ResourceStack } from '../stack.js';
 import { addSettings, configFrom } from '../settings.js';
 
 export function migrateCommand(): Command {
@@ -11,8 +12,13 @@ export function migrateCommand(): Command {
   cmd.action(async () => {
     const config = configFrom(cmd);
     const logger = createLogger({ level: config.logLevel, base: { component: 'migrate' } });
-    const store = createStore(config, logger, 'nexus-migrate');
+    const stack = new ResourceStack(logger);
     try {
+      const { store } = await buildStore(
+        { config, logger, stack },
+        { kind: 'postgres' },
+        'nexus-migrate',
+      );
       const res = await store.migrate();
       const maintained = await store.maintain();
       logger.info(
@@ -20,7 +26,7 @@ export function migrateCommand(): Command {
         `schema at version ${res.current} (${res.applied.length} migration(s) applied now)`,
       );
     } finally {
-      await store.close();
+      await stack.close();
     }
   });
   return cmd;

@@ -2,17 +2,18 @@ import { Command } from 'commander';
 import { createLogger } from '../../core/logger.js';
 import { formatTimestamp } from '../../core/record.js';
 import type { Queue } from '../../queue/types.js';
-import { createQueue } from '../backends.js';
+import { buildQueue, configuredBackends } from '../backends.js';
+import { ResourceStack } from '../stack.js';
 import { addSettings, configFrom } from '../settings.js';
 
 async function withQueue(cmd: Command, fn: (queue: Queue) => Promise<void>): Promise<void> {
   const config = configFrom(cmd);
   const logger = createLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel });
-  const queue = createQueue(config, logger);
+  const root = { config, logger, stack: new ResourceStack(logger) };
   try {
-    await fn(queue);
+    await fn(buildQueue(root, configuredBackends(root)));
   } finally {
-    await queue.close();
+    await root.stack.close();
   }
 }
 

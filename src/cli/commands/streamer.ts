@@ -1,77 +1,21 @@
 import { Command } from 'commander';
-import { hostname } from 'node:os';
-import { basename, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
-import { createLogger } from '../../core/logger.js';
 import { describeError, isNexusError } from '../../core/errors.js';
-import { shortHash } from '../../streamer/fingerprint.js';
-import {
-  BarProgress,
-  LogProgress,
-  noProgress,
-  type ProgressReporter,
-} from '../../streamer/progress.js';
-import { Streamer, type StreamSummary } from '../../streamer/streamer.js';
-import type { Config } from '../../core/config.js';
-import type { Logger } from '../../core/logger.js';
-import type { Queue } from '../../queue/types.js';
-import { createQueue } from '../backends.js';
-import { dataDir, resolveInput } from '../paths.js';
+import type { StreamSummary } from '../../streamer/streamer.js';
 import { readHeader } from '../../streamer/csv/reader.js';
-import { addSettings, configFrom } from '../settings.js';
-import { onShutdown } from '../signals.js';
-import { VERSION } from '../version.js';
-import { NexusMetrics } from '../../core/metrics.js';
-import { startOpsServer } from '../ops-server.js';
+import { buildQueue, configuredBackends } from '../backends.js';
+import {
+  buildStreamer,
+  closeOnSignal,
+  openRoot,
+  processMetrics,
+  startOps,
+  startTracing,
+} from '../compose.js';
+import { exitStatusOf } from '../exit.js';
 import { readiness } from '../observability.js';
-import { setupTracing } from '../tracing.js';
-
-export function streamerOptionsFrom(
-  config: Config,
-  queue: Queue,
-  logger: Logger,
-  extra: { restart: boolean; maxLoops?: number },
-) {
-  const csvFile = resolveInput(config.csvFile);
-  const file = basename(csvFile);
-  const streamId =
-    config.streamId !== ''
-      ? config.streamId
-      : `${file.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}-${shortHash(`${config.clusterId}:${csvFile}`)}`;
-  const progress: ProgressReporter =
-    config.progress === 'off'
-      ? noProgress
-      : config.progress === 'bar' || (config.progress === 'auto' && process.stderr.isTTY)
-        ? new BarProgress(process.stderr)
-        : new LogProgress(logger);
-  return {
-    queue,
-    csvFile,
-    clusterId: config.clusterId,
-    batchSize: config.batchSize,
-    intervalMs: config.streamInterval,
-    loop: config.loopMode,
-    timestampMode:
-      config.timestampMode === 'auto'
-        ? config.loopMode
-          ? 'live'
-          : 'original'
-        : config.timestampMode,
-    maxQueueDepth: config.maxQueueDepth,
-    concurrency: config.publishConcurrency,
-    streamId,
-    producerId: `streamer-${hostname()}-${process.pid}`,
-    rejectsFile:
-      config.rejectsFile !== ''
-        ? config.rejectsFile
-        : join(dataDir(config.dataDir), 'rejects', `${file}.rejects.csv`),
-    rejectsMaxBytes: config.rejectsMaxBytes,
-    restart: extra.restart,
-    logger,
-    progress,
-    ...(extra.maxLoops === undefined ? {} : { maxLoops: extra.maxLoops }),
-  } as const;
-}
+import { resolveInput } from '../paths.js';
+import { addSettings, configFrom } from '../settings.js';
 
 /**
  * Exit codes of `nexus streamer` (README, "The streamer"): 0 done (or stopped by a signal, resumable),
@@ -83,13 +27,7 @@ export const STREAMER_EXIT = { ok: 0, failed: 1, usage: 2, nothingValid: 3 } as 
 
 /** The exit code for an error that ended a streamer run. */
 export function streamerExitCode(err: unknown): number {
-  if (
-    isNexusError(err, 'CONFIG_INVALID') ||
-    isNexusError(err, 'CSV_FILE_UNREADABLE') ||
-    isNexusError(err, 'CSV_HEADER_INVALID')
-  )
-    return STREAMER_EXIT.usage;
-  return STREAMER_EXIT.failed;
+  return exitStatusOf(err) === 2 ? STREAMER_EXIT.usage : STREAMER_EXIT.failed;
 }
 
 /** What a run that published nothing valid says, or undefined. */
@@ -155,60 +93,43 @@ export function streamerCommand(): Command {
     // one line with exit 2, before anything starts.
     await readHeader(resolveInput(config.csvFile));
     boundHeapGrowth();
-    const logger = createLogger({
-      level: config.logLevel,
-      base: { cluster_id: config.clusterId },
-    });
-    const queue = createQueue(config, logger);
-    const metrics = new NexusMetrics({
-      component: 'streamer',
-      cluster: config.clusterId,
-      version: VERSION,
-    });
-    const stopTracing = setupTracing('streamer', logger);
-    const streamer = new Streamer({
-      ...streamerOptionsFrom(config, queue, logger, {
-        restart: opts.restart === true,
-        ...(opts.maxLoops === undefined ? {} : { maxLoops: Number(opts.maxLoops) }),
-      }),
-      metrics,
+    const root = openRoot(config);
+    const { logger, stack } = root;
+    const queue = buildQueue(root, configuredBackends(root));
+    const metrics = processMetrics(root, 'streamer');
+    startTracing(root, 'streamer');
+    const streamer = await buildStreamer(root, queue, metrics, {
+      restart: opts.restart === true,
+      ...(opts.maxLoops === undefined ? {} : { maxLoops: Number(opts.maxLoops) }),
     });
     let stopping = false;
-    const ops =
-      config.metricsPort > 0
-        ? await startOpsServer(
-            config.metricsPort,
-            {
-              health: readiness(
-                [
-                  {
-                    name: 'etcd',
-                    check: async () => {
-                      await queue.depth();
-                    },
-                  },
-                ],
-                () => {
-                  const own = streamer.health;
-                  return stopping
-                    ? { ready: false, reasons: ['shutting down', ...own.reasons] }
-                    : own;
-                },
-                metrics,
-                'streamer',
-              ),
-              metrics: () => metrics.exposition(),
+    await startOps(root, {
+      health: readiness(
+        [
+          {
+            name: 'etcd',
+            check: async () => {
+              await queue.depth();
             },
-            logger,
-          )
-        : undefined;
-    onShutdown(logger, async (_signal, progress) => {
-      stopping = true;
-      progress.step(
-        'publishing the batches already read and saving the checkpoint (the next run resumes from the last checkpoint)',
-      );
-      await streamer.stop();
+          },
+        ],
+        () => {
+          const own = streamer.health;
+          return stopping ? { ready: false, reasons: ['shutting down', ...own.reasons] } : own;
+        },
+        metrics,
+        'streamer',
+      ),
+      metrics: () => metrics.exposition(),
     });
+    stack.push(
+      'publishing the batches already read and saving the checkpoint (the next run resumes from the last checkpoint)',
+      () => {
+        stopping = true;
+        return streamer.stop();
+      },
+    );
+    closeOnSignal(root);
     try {
       const summary = await streamer.run();
       const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
@@ -230,9 +151,7 @@ export function streamerCommand(): Command {
       }
       process.exitCode = code;
     } finally {
-      await queue.close();
-      await stopTracing();
-      ops?.close();
+      await stack.close();
     }
   });
   return cmd;

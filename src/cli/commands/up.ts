@@ -1,95 +1,50 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Collector } from '../../collector/collector.js';
+import { sleep } from '../../core/backoff.js';
 import { SETTINGS, type Config, type SettingKey } from '../../core/config.js';
-import { describeError } from '../../core/errors.js';
-import { once } from '../../core/lifecycle.js';
-import { createLogger, type Logger } from '../../core/logger.js';
-import { buildGateway } from '../../gateway/app.js';
-import type { HealthCheck } from '../../gateway/routes/health.js';
-import { MemoryQueue } from '../../queue/memory/memory-queue.js';
-import type { Queue } from '../../queue/types.js';
-import { PGliteDatabase } from '../../store/pglite/database.js';
-import { pristineTemplate } from '../../store/pglite/template.js';
-import { SqlStore } from '../../store/sql-store.js';
-import type { TelemetryStore } from '../../store/types.js';
+import { NexusError, describeError } from '../../core/errors.js';
+import type { Gateway } from '../../gateway/app.js';
+import type { MemoryQueue } from '../../queue/memory/memory-queue.js';
+import { readHeader } from '../../streamer/csv/reader.js';
 import { noProgress } from '../../streamer/progress.js';
-import { Streamer } from '../../streamer/streamer.js';
-import { createFeed, createQueue, createRegistry, createStore } from '../backends.js';
-import { dashboardPlugin } from '../dashboard.js';
+import {
+  MEMORY_BACKENDS,
+  buildFeed,
+  buildQueue,
+  buildRegistry,
+  buildStore,
+  etcdBackends,
+  memoryQueue,
+} from '../backends.js';
+import {
+  buildCollector,
+  buildStreamer,
+  buildGatewayFor,
+  member,
+  openRoot,
+  processMetrics,
+  registerMember,
+  startTracing,
+} from '../compose.js';
 import { listenFailure, listening, reach } from '../listen.js';
 import { lockDirectory } from '../lock.js';
+import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
 import { dataDir, resolveInput } from '../paths.js';
-import { readHeader } from '../../streamer/csv/reader.js';
 import { addSettings, configFrom, isGiven } from '../settings.js';
 import { onShutdown, type ShutdownProgress } from '../signals.js';
-import { NexusMetrics } from '../../core/metrics.js';
-import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
-import { setupTracing } from '../tracing.js';
-import { VERSION } from '../version.js';
-import { gatewaySettings } from './gateway.js';
-import { streamerOptionsFrom, summaryLine } from './streamer.js';
-
-/**
- * The store `nexus up` uses: PostgreSQL when DB_HOST or DATABASE_URL is set, PGlite otherwise.
- * PGlite starts in a worker thread and is not waited for here: `ready` settles when it has started
- * (seconds: a fresh directory is unpacked from the build's template, or made by initdb when there
- * is none), while the streamer already fills the queue.
- */
-async function embeddedStore(
-  config: Config,
-  postgres: boolean,
-  logger: Logger,
-): Promise<{ store: TelemetryStore; ready: Promise<void> }> {
-  if (postgres) return { store: createStore(config, logger, 'nexus-up'), ready: Promise.resolve() };
-  const dir = pgliteDir(config);
-  const t0 = Date.now();
-  // A fresh directory starts from the build's pristine data directory instead of running initdb.
-  const template = await pristineTemplate(dir);
-  // In a worker thread, PGlite's statements do not block the streamer, collector and gateway.
-  const db = new PGliteDatabase(dir, template, { worker: true });
-  const ready = db.ready().then(() => {
-    logger.info(
-      { dir, ms: Date.now() - t0, from_template: template !== undefined },
-      'embedded PostgreSQL (PGlite) ready',
-    );
-  });
-  const store = new SqlStore({
-    db,
-    logger,
-    writeMethod: 'unnest',
-    retentionDays: config.retentionDays,
-    rollupRetentionDays: config.rollupRetentionDays,
-    partitionAheadDays: config.partitionAheadDays,
-  });
-  return { store, ready };
-}
+import { TUNING } from '../tuning.js';
+import { summaryLine } from './streamer.js';
 
 /** What the in-process queue holds (read, published, not stored yet), lost if the process ends now. */
-function unstored(queue: Queue): string | undefined {
-  if (!(queue instanceof MemoryQueue)) return undefined;
-  const held = queue.held();
-  if (held.records === 0) return undefined;
+function unstored(queue: MemoryQueue | undefined): string | undefined {
+  const held = queue?.held();
+  if (held === undefined || held.records === 0) return undefined;
   return `${held.records} records read and not yet stored are lost (${held.messages} messages of the in-process queue)`;
 }
 
 function pgliteDir(config: Config): string {
   return join(dataDir(config.dataDir), 'pglite');
-}
-
-/** The queue `nexus up` uses: etcd when ETCD_ENDPOINTS is set, in process otherwise. */
-function embeddedQueue(config: Config, etcd: boolean, logger: Logger): Queue {
-  if (etcd) return createQueue(config, logger, `nexus-up-${process.pid}`);
-  return new MemoryQueue({
-    clusterId: config.clusterId,
-    maxAttempts: config.maxAttempts,
-    retry: { baseMs: config.retryBase, capMs: config.retryCap, jitter: 0.5 },
-    messageTtlMs: config.messageTtl,
-    leaseTtlMs: config.leaseTtl,
-    pollTimeoutMs: config.pollTimeout,
-    logger,
-  });
 }
 
 /** The defaults of `nexus up` that differ from the components' (its --help shows these). */
@@ -171,14 +126,18 @@ export function upCommand(): Command {
     // must not write into it), stops `nexus up` here, before anything starts.
     await readHeader(resolveInput(config.csvFile));
     if (!postgres) lockDirectory(pgliteDir(config), 'nexus up');
-    const logger = createLogger({ level: config.logLevel, base: { cluster_id: config.clusterId } });
+    const root = openRoot(config);
+    const { logger, stack } = root;
     const t0 = Date.now();
-    const queue = embeddedQueue(config, etcd, logger);
-    const metrics = new NexusMetrics({ component: 'embedded', version: VERSION });
+    // The queue: etcd when ETCD_ENDPOINTS is set, in process otherwise (its records die with the
+    // process: a forced exit says how many, and the collector stores them all before stopping).
+    const backends = etcd ? etcdBackends(root) : MEMORY_BACKENDS;
+    const inProcess = backends.kind === 'memory' ? memoryQueue(root) : undefined;
+    const queue = inProcess ?? buildQueue(root, backends, { instance: `nexus-up-${process.pid}` });
+    const metrics = processMetrics(root, 'embedded');
     // Streaming starts at once: the queue holds what is read while the store starts.
-    const streamer = new Streamer({
-      ...streamerOptionsFrom(config, queue, logger, { restart: false }),
-      metrics,
+    const streamer = await buildStreamer(root, queue, metrics, {
+      restart: false,
       // Progress stays quiet: the dashboard shows the ingest rate.
       progress: noProgress,
     });
@@ -190,149 +149,146 @@ export function upCommand(): Command {
         logger.error({ err: describeError(err) }, 'streamer failed');
       },
     );
+    const stopStreaming = async (): Promise<void> => {
+      await streamer.stop();
+      await streaming;
+    };
     // From here on a signal stops the pipeline in order. During start-up it stops the reading at
-    // once, and start-up then ends in the full stop, which stores what was read first.
-    const shutdown: {
-      requested: boolean;
-      stopAll: (() => Promise<void>) | undefined;
-      progress: ShutdownProgress | undefined;
-    } = { requested: false, stopAll: undefined, progress: undefined };
-    const step = (what: string): void => shutdown.progress?.step(what);
+    // once, and start-up then ends in the full stop (the stack), which stores what was read first.
+    const shutdown: { requested: boolean; progress: ShutdownProgress | undefined } = {
+      requested: false,
+      progress: undefined,
+    };
     // Read through a function: the flag changes while start-up awaits.
     const stopRequested = (): boolean => shutdown.requested;
+    let started = false;
+    const STOP_STREAMER = 'stopping the streamer (publishing what it read)';
     onShutdown(
       logger,
       async (_signal, progress) => {
         shutdown.requested = true;
         shutdown.progress = progress;
-        step('stopping the streamer (publishing what it read)');
-        await (shutdown.stopAll ?? (() => streamer.stop()))();
+        if (started) {
+          await stack.close(progress);
+          return;
+        }
+        progress.step(STOP_STREAMER);
+        await streamer.stop();
       },
-      { atRisk: () => unstored(queue) },
+      { atRisk: () => unstored(inProcess) },
     );
-    const { store, ready: storeReady } = await embeddedStore(config, postgres, logger);
+    const stopAll = (): Promise<void> => stack.close(shutdown.progress);
     try {
-      await storeReady;
-    } catch (err) {
-      await streamer.stop();
-      await streaming;
-      const lost = unstored(queue);
-      if (lost !== undefined) logger.error(`the store did not start: ${lost}`);
-      await queue.close();
-      await store.close().catch(() => undefined);
-      throw err;
-    }
-    const registry = createRegistry(config, queue, logger);
-    const feed = createFeed(config, queue, logger, `up-${process.pid}`);
-    const stopTracing = setupTracing('embedded', logger);
-    exportQueueGauges(metrics, queue);
-    exportStoreMetrics(metrics, store);
-    const collector = new Collector({
-      metrics,
-      queue,
-      store,
-      registry,
-      feed,
-      clusterId: config.clusterId,
-      workers: config.workers,
-      batchMessages: config.collectBatch,
-      pollTimeoutMs: config.pollTimeout,
-      outageBackoff: { baseMs: 200, capMs: 10_000, jitter: 0.5 },
-      maintenanceIntervalMs: 600_000,
-      rollupIntervalMs: config.rollupInterval,
-      logger,
-      // The in-process queue dies with the process: what it holds is stored before it stops.
-      drainOnStop: queue instanceof MemoryQueue,
-    });
-    await collector.start();
-    const checks: HealthCheck[] = [
-      { name: 'store', check: () => store.ping() },
-      {
-        name: 'collector',
-        check: async () => {
-          if (!collector.health.ready) throw new Error(collector.health.reasons.join('; '));
-        },
-      },
-    ];
-    const gateway = await buildGateway({
-      metrics,
-      reader: store.reader,
-      registry,
-      feed,
-      checks,
-      logger,
-      ...gatewaySettings(config),
-      queueStats: () => queue.stats(),
-      extensions: [dashboardPlugin(logger)],
-    });
-    await feed.announceListener(`up-${process.pid}`).catch(() => undefined);
-    await registry.register({
-      id: `up-${hostname()}-${process.pid}`,
-      role: 'embedded',
-      hostname: hostname(),
-      pid: process.pid,
-      cluster_id: config.clusterId,
-      started_at: Date.now(),
-      version: VERSION,
-    });
-    const state = { stopping: false };
-    // The streamer first (it publishes what it read), then the collector, which stores
-    // everything published (with the in-process queue, everything the queue holds).
-    const stopAll = once(async (): Promise<void> => {
-      state.stopping = true;
-      gateway.drain();
-      step('stopping the streamer (publishing what it read)');
-      await streamer.stop();
-      await streaming;
-      step('storing what the queue holds');
-      await collector.stop();
-      step('closing the gateway and the live feed');
-      await gateway.app.close();
-      await feed.close();
-      await registry.close();
-      await queue.close();
-      step('closing the store');
-      await store.close();
-      await stopTracing();
-    });
-    shutdown.stopAll = stopAll;
-    if (stopRequested()) {
-      await stopAll();
-      return;
-    }
-    let address: string;
-    try {
-      address = await gateway.app.listen({ port: config.port, host: config.host });
-    } catch (err) {
+      const { store, ready: storeReady } = await buildStore(
+        root,
+        postgres ? { kind: 'postgres' } : { kind: 'pglite', dir: pgliteDir(config) },
+        'nexus-up',
+      );
+      try {
+        await storeReady;
+      } catch (err) {
+        await stopStreaming();
+        const lost = unstored(inProcess);
+        if (lost !== undefined) logger.error(`the store did not start: ${lost}`);
+        throw err;
+      }
+      const registry = buildRegistry(root, backends);
+      const feed = buildFeed(root, backends, `up-${process.pid}`);
+      startTracing(root, 'embedded');
+      exportQueueGauges(metrics, queue);
+      exportStoreMetrics(metrics, store);
+      const collector = buildCollector(root, {
+        metrics,
+        queue,
+        store,
+        registry,
+        feed,
+        // The in-process queue dies with the process: what it holds is stored before it stops.
+        drainOnStop: inProcess !== undefined,
+      });
+      await collector.start();
+      let gateway: Gateway;
+      try {
+        gateway = await buildGatewayFor(root, {
+          metrics,
+          store,
+          registry,
+          feed,
+          queue,
+          checks: [
+            { name: 'store', check: () => store.ping() },
+            {
+              name: 'collector',
+              check: async () => {
+                const health = collector.health;
+                if (!health.ready) throw new NexusError('NOT_READY', health.reasons.join('; '));
+              },
+            },
+          ],
+        });
+      } catch (err) {
+        stack.push('storing what the queue holds', () => collector.stop());
+        throw err;
+      }
+      // The streamer stops first (it publishes what it read), then the collector, which stores
+      // everything published (with the in-process queue, everything the queue holds); the
+      // gateway, drained first, closes after them.
+      stack.push('closing the gateway and the live feed', () => gateway.app.close());
+      stack.push('storing what the queue holds', () => collector.stop());
+      const state = { stopping: false };
+      stack.push(STOP_STREAMER, async () => {
+        state.stopping = true;
+        gateway.drain();
+        await stopStreaming();
+      });
+      started = true;
+      await feed.announceListener(`up-${process.pid}`).catch(() => undefined);
+      await registerMember(
+        root,
+        registry,
+        member(root, 'embedded', `up-${hostname()}-${process.pid}`),
+      );
       if (stopRequested()) {
         await stopAll();
         return;
       }
-      // Without its gateway the pipeline is of no use: stop it all (what was acked is stored).
-      await stopAll().catch(() => undefined);
-      throw listenFailure(err, config.port, config.host);
-    }
-    // "Up" once the first readings are stored and servable.
-    for (;;) {
-      if (state.stopping) return;
-      // A CSV the streamer cannot stream (not a DCGM export): nothing would ever be up.
-      if (failed.streamer !== undefined) {
-        await stopAll().catch(() => undefined);
-        throw failed.streamer instanceof Error
-          ? failed.streamer
-          : new Error(describeError(failed.streamer));
+      let address: string;
+      try {
+        address = await gateway.app.listen({ port: config.port, host: config.host });
+      } catch (err) {
+        if (stopRequested()) {
+          await stopAll();
+          return;
+        }
+        // Without its gateway the pipeline is of no use: stop it all (what was acked is stored).
+        throw listenFailure(err, config.port, config.host);
       }
-      const clusters = await store.reader.clusters().catch(() => []);
-      if (clusters.some((c) => c.last_seen !== undefined)) break;
-      await new Promise((r) => setTimeout(r, 100));
+      // "Up" once the first readings are stored and servable.
+      for (;;) {
+        if (state.stopping) return;
+        // A CSV the streamer cannot stream (not a DCGM export): nothing would ever be up.
+        if (failed.streamer !== undefined) {
+          throw failed.streamer instanceof Error
+            ? failed.streamer
+            : new NexusError('INTERNAL', describeError(failed.streamer));
+        }
+        const clusters = await store.reader.clusters().catch(() => []);
+        if (clusters.some((c) => c.last_seen !== undefined)) break;
+        await sleep(TUNING.upPollMs);
+      }
+      const startupMs = Date.now() - t0;
+      const { url, up, where } = upLines(config, address, startupMs);
+      // The JSON line for log collectors on stdout; the same for a person on stderr, terminal or not.
+      logger.info({ url: `${url}/`, startup_ms: startupMs }, up);
+      process.stderr.write(
+        process.stderr.isTTY ? `\n  ${up}\n  ${where}\n  Ctrl-C to stop.\n\n` : `${up}\n${where}\n`,
+      );
+    } catch (err) {
+      // Whatever stopped the start-up: stop the rest in order (what was acked is stored).
+      if (!started) await stopStreaming();
+      await stopAll().catch(() => undefined);
+      throw err;
     }
-    const startupMs = Date.now() - t0;
-    const { url, up, where } = upLines(config, address, startupMs);
-    // The JSON line for log collectors on stdout; the same for a person on stderr, terminal or not.
-    logger.info({ url: `${url}/`, startup_ms: startupMs }, up);
-    process.stderr.write(
-      process.stderr.isTTY ? `\n  ${up}\n  ${where}\n  Ctrl-C to stop.\n\n` : `${up}\n${where}\n`,
-    );
   });
   return cmd;
 }
