@@ -1,16 +1,23 @@
-import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
-import { describeError, isNexusError } from '../core/errors.js';
-import { sleep } from '../core/lifecycle.js';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { sleep, type BackoffPolicy } from '../core/backoff.js';
+import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { NexusMetrics } from '../core/metrics.js';
-import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { context, contextFrom, trace, tracer } from '../core/tracing.js';
-import { recordProblem, type TelemetryRecord } from '../core/record.js';
-import type { Consumer, Delivery, Queue, RejectedRecord } from '../queue/types.js';
+import { OUTAGE_BACKOFF, Outage, type RetryOptions } from '../core/outage.js';
+import type { TelemetryRecord } from '../core/record.js';
+import type { Consumer, Delivery, Queue } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry } from '../registry/types.js';
 import type { TelemetryStore } from '../store/types.js';
-import { writeIsolating } from './isolate.js';
+import {
+  addRefused,
+  checkBatch,
+  cleanDeliveries,
+  startBatchSpans,
+  type Batch,
+  type BatchSpans,
+} from './batch.js';
+import { writeIsolating, type IsolatedWrite } from './isolate.js';
 
 export interface CollectorOptions {
   readonly queue: Queue;
@@ -26,8 +33,8 @@ export interface CollectorOptions {
   readonly batchMessages: number;
   /** How long a claim waits for messages before looking around again (POLL_TIMEOUT). */
   readonly pollTimeoutMs: number;
-  /** Backoff while PostgreSQL or etcd is unreachable. */
-  readonly outageBackoff: BackoffPolicy;
+  /** Backoff while PostgreSQL or etcd is unreachable (default OUTAGE_BACKOFF, src/core/outage.ts). */
+  readonly outageBackoff?: BackoffPolicy;
   /** Partition creation and retention, this often (0: never). */
   readonly maintenanceIntervalMs: number;
   /**
@@ -72,14 +79,17 @@ export interface CollectorStats {
   queueErrors: number;
 }
 
+const always = (): boolean => true;
+
 /**
  * Consumes batches from the queue and stores them (docs/storage.md, "What the collector
  * guarantees"): claim up to `batchMessages` messages, write all their records in one transaction
  * (idempotent on the natural key), ack after the commit and only then. A record the database
  * refuses is isolated by splitting the batch and dead-lettered with the database's reason; its
  * neighbours are stored. While PostgreSQL or etcd is unreachable, each worker holds its batch and
- * retries with exponential backoff, never dead-lettering for an outage; the collector reports not
- * ready meanwhile and carries on when they return.
+ * retries with exponential backoff (one Outage per dependency, src/core/outage.ts), never
+ * dead-lettering for an outage; the collector reports not ready meanwhile and carries on when
+ * they return.
  */
 export class Collector {
   readonly stats: CollectorStats = {
@@ -100,8 +110,16 @@ export class Collector {
   private draining = false;
   private stopped: Promise<void> | undefined;
   private migrated = false;
-  private storeDown: string | undefined;
-  private queueDown: string | undefined;
+  /** PostgreSQL's outages: migrating and writing wait them out. */
+  private readonly storeOutage: Outage;
+  /** The queue's (etcd's): connecting, claiming and acking wait them out. */
+  private readonly queueOutage: Outage;
+  /** Retries whatever fails until the collector stops (a backoff sleep ends early on stop). */
+  private readonly untilStop: RetryOptions = {
+    signal: this.abort.signal,
+    retryIf: () => !this.isStopping(),
+  };
+
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private rollupLoop: Promise<void> | undefined;
   private rollupFailures = 0;
@@ -110,6 +128,30 @@ export class Collector {
 
   constructor(private readonly o: CollectorOptions) {
     this.logger = o.logger.child({ component: 'collector' });
+    const backoff = o.outageBackoff ?? OUTAGE_BACKOFF;
+    const down = (what: string): string => `${what} failed; backing off and retrying`;
+    this.storeOutage = new Outage({
+      dependency: 'PostgreSQL',
+      logger: this.logger,
+      backoff,
+      wording: { down, back: () => 'PostgreSQL back: resuming' },
+      onFailure: (err) => {
+        this.stats.storeErrors++;
+        this.o.metrics?.storeErrors.inc({
+          kind: isNexusError(err, 'STORE_REJECTED') ? 'refused' : 'unavailable',
+        });
+      },
+    });
+    this.queueOutage = new Outage({
+      dependency: 'etcd',
+      logger: this.logger,
+      backoff,
+      wording: { down, back: () => 'etcd back' },
+      onFailure: () => {
+        this.stats.queueErrors++;
+        this.o.metrics?.etcdErrors.inc({ component: 'collector' });
+      },
+    });
   }
 
   /** Read through a method: the flag changes while async code awaits. */
@@ -123,8 +165,8 @@ export class Collector {
       this.migrated &&
       !this.stopping &&
       !this.draining &&
-      this.storeDown === undefined &&
-      this.queueDown === undefined &&
+      !this.storeOutage.down &&
+      !this.queueOutage.down &&
       this.consumer?.healthy === true
     );
   }
@@ -134,8 +176,8 @@ export class Collector {
     const reasons: string[] = [];
     if (!this.migrated) reasons.push('schema not migrated yet');
     if (this.stopping || this.draining) reasons.push('shutting down');
-    if (this.storeDown !== undefined) reasons.push(`PostgreSQL: ${this.storeDown}`);
-    if (this.queueDown !== undefined) reasons.push(`etcd: ${this.queueDown}`);
+    for (const outage of [this.storeOutage, this.queueOutage])
+      if (outage.reason !== undefined) reasons.push(outage.reason);
     if (this.consumer !== undefined && !this.consumer.healthy) reasons.push('queue session lost');
     return { ready: reasons.length === 0 && this.consumer !== undefined, reasons };
   }
@@ -152,15 +194,16 @@ export class Collector {
   }
 
   private async run(): Promise<void> {
-    await this.untilUp('migrate', async () => {
+    const migrated = await this.untilUp(this.storeOutage, 'migrate', async () => {
       await this.o.store.migrate();
+      return true;
     });
-    if (this.stopping) return;
+    if (migrated !== true || this.isStopping()) return;
     this.migrated = true;
-    await this.untilUp('connect to the queue', async () => {
-      this.consumer = await this.o.queue.consumer({ name: 'collector' });
-    });
-    const consumer = this.consumer;
+    const consumer = await this.untilUp(this.queueOutage, 'connect to the queue', () =>
+      this.o.queue.consumer({ name: 'collector' }),
+    );
+    this.consumer = consumer;
     if (this.isStopping() || consumer === undefined) return;
     this.logger.info(
       { consumer: consumer.id, workers: this.o.workers, batch_messages: this.o.batchMessages },
@@ -182,224 +225,81 @@ export class Collector {
       );
   }
 
-  /** Runs `fn` until it succeeds, backing off while a dependency is down; gives up only on stop. */
-  private async untilUp(what: string, fn: () => Promise<void>): Promise<void> {
-    for (let attempt = 1; !this.stopping; attempt++) {
-      try {
-        await fn();
-        if (this.storeDown !== undefined || this.queueDown !== undefined)
-          this.logger.info({ what }, 'dependency back');
-        this.storeDown = undefined;
-        this.queueDown = undefined;
-        return;
-      } catch (err) {
-        this.noteDown(err, what, attempt);
-        await sleep(backoffDelay(this.o.outageBackoff, attempt), this.abort.signal);
-      }
-    }
+  /**
+   * Runs `fn` until it succeeds, waiting out the dependency's outage whatever the error; gives up
+   * (undefined) only on stop.
+   */
+  private async untilUp<T>(
+    outage: Outage,
+    what: string,
+    fn: () => Promise<T>,
+  ): Promise<T | undefined> {
+    return outage.retry(what, this.unlessStopping(fn), this.untilStop).catch(() => undefined);
   }
 
-  private noteDown(err: unknown, what: string, attempt: number): void {
-    const message = describeError(err);
-    if (isNexusError(err) && err.code.startsWith('STORE')) {
-      this.stats.storeErrors++;
-      this.o.metrics?.storeErrors.inc({
-        kind: err.code === 'STORE_REJECTED' ? 'refused' : 'unavailable',
-      });
-      this.storeDown = message;
-    } else {
-      this.stats.queueErrors++;
-      this.o.metrics?.etcdErrors.inc({ component: 'collector' });
-      this.queueDown = message;
-    }
-    if (attempt === 1 || attempt % 10 === 0) {
-      this.logger.warn({ err: message, attempt, what }, `${what} failed; backing off and retrying`);
-    }
+  /** `fn`, unless the collector is stopping: then SHUTTING_DOWN, which no retry waits out. */
+  private unlessStopping<T>(fn: () => Promise<T>): () => Promise<T> {
+    return () =>
+      this.isStopping()
+        ? Promise.reject(new NexusError('SHUTTING_DOWN', 'the collector is stopping'))
+        : fn();
   }
 
   private async work(consumer: Consumer, worker: number): Promise<void> {
-    let idleErrors = 0;
     while (!this.stopping) {
-      let deliveries: Delivery[];
       const claimStart = performance.now();
+      let deliveries: Delivery[];
       try {
-        deliveries = await consumer.claim(this.o.batchMessages, {
-          waitMs: this.o.pollTimeoutMs,
-          signal: this.abort.signal,
-        });
-        if (this.queueDown !== undefined) this.logger.info('etcd back');
-        this.queueDown = undefined;
-        idleErrors = 0;
-      } catch (err) {
-        if (this.isStopping()) break;
-        idleErrors++;
-        this.noteDown(err, 'claim', idleErrors);
-        await sleep(backoffDelay(this.o.outageBackoff, idleErrors), this.abort.signal);
-        continue;
+        deliveries = await this.claim(consumer);
+      } catch {
+        break; // stopping
       }
       if (deliveries.length === 0) continue;
       await this.process(consumer, deliveries, worker, performance.now() - claimStart);
     }
   }
 
-  /** Stores a claimed batch and acks it; returns only when both are done (or on a forced stop). */
+  /** Claims the next messages, waiting out an etcd outage; throws only once stopping. */
+  private claim(consumer: Consumer): Promise<Delivery[]> {
+    return this.queueOutage.retry(
+      'claim',
+      this.unlessStopping(() =>
+        consumer.claim(this.o.batchMessages, {
+          waitMs: this.o.pollTimeoutMs,
+          signal: this.abort.signal,
+        }),
+      ),
+      this.untilStop,
+    );
+  }
+
+  /**
+   * Stores a claimed batch and acks it; returns only when both are done (or, stopping during an
+   * outage, with the claims given back).
+   */
   private async process(
     consumer: Consumer,
     deliveries: readonly Delivery[],
     worker: number,
     claimMs: number,
   ): Promise<void> {
-    const records: TelemetryRecord[] = [];
-    const owner: { delivery: Delivery; index: number }[] = [];
-    // A record outside the bounds of every record (src/core/record.ts: identifier lengths and
-    // characters, labels, the timestamp window) is refused like one the database refuses: to the
-    // dead letters with its reason, its neighbours stored. Any producer's message gets this check.
-    const rejectedBy = new Map<Delivery, RejectedRecord[]>();
-    const now = Date.now();
-    let consumed = 0;
-    for (const d of deliveries) {
-      d.envelope.records.forEach((r, index) => {
-        consumed++;
-        const problem = recordProblem(r, now);
-        if (problem !== undefined) {
-          const list = rejectedBy.get(d) ?? [];
-          list.push({ index, reason: `record out of bounds: ${problem}` });
-          rejectedBy.set(d, list);
-          return;
-        }
-        records.push(r);
-        owner.push({ delivery: d, index });
-      });
-    }
-    const outOfBounds = consumed - records.length;
+    const batch = checkBatch(deliveries);
     const m = this.o.metrics;
-    m?.recordsConsumed.inc(consumed);
+    m?.recordsConsumed.inc(batch.consumed);
     const redelivered = deliveries.filter((d) => d.attempt > 1).length;
     if (redelivered > 0) m?.messagesRetried.inc(redelivered);
-    // One consume span per message, continuing the trace its streamer started; the store span
-    // (the transaction) is a child of the first and links the others.
-    const consumeSpans = deliveries.map((d) =>
-      tracer().startSpan(
-        'nexus.consume',
-        {
-          kind: SpanKind.CONSUMER,
-          attributes: {
-            'messaging.system': 'etcd',
-            'messaging.message.id': d.envelope.id,
-            'nexus.delivery.attempt': d.attempt,
-            'nexus.batch.records': d.envelope.records.length,
-          },
-        },
-        contextFrom(d.envelope.trace),
-      ),
-    );
-    const first = consumeSpans[0];
-    const storeSpan = tracer().startSpan(
-      'nexus.store',
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          'db.system': 'postgresql',
-          'nexus.records': records.length,
-          'nexus.messages': deliveries.length,
-        },
-        links: consumeSpans.slice(1).map((sp) => ({ context: sp.spanContext() })),
-      },
-      first === undefined ? undefined : trace.setSpan(context.active(), first),
-    );
+    const spans = startBatchSpans(batch);
     const t0 = performance.now();
-    let result;
-    try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          result = await writeIsolating(
-            (part) => this.o.store.write(this.o.clusterId, part),
-            records,
-          );
-          if (this.storeDown !== undefined) this.logger.info('PostgreSQL back: resuming');
-          this.storeDown = undefined;
-          break;
-        } catch (err) {
-          this.noteDown(err, 'store', attempt);
-          // Held claims stay ours while we wait (the session lease is kept alive); if we are
-          // stopping, give them back instead so another collector can take them.
-          if (this.stopping && attempt > 1) {
-            storeSpan.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
-            return;
-          }
-          await sleep(backoffDelay(this.o.outageBackoff, attempt), this.abort.signal);
-        }
-      }
-      storeSpan.setAttributes({
-        'nexus.inserted': result.inserted,
-        'nexus.duplicates': result.duplicates,
-        'nexus.refused': result.rejected.length,
-      });
-    } finally {
-      storeSpan.end();
-      if (result === undefined) for (const sp of consumeSpans) sp.end();
-    }
+    const result = await this.write(batch, spans);
+    if (result === undefined) return;
     const commitMs = performance.now() - t0;
-    // Group refused records by message.
-    for (const r of result.rejected) {
-      const o = owner[r.index];
-      if (o === undefined) continue;
-      const list = rejectedBy.get(o.delivery) ?? [];
-      list.push({ index: o.index, reason: r.reason });
-      rejectedBy.set(o.delivery, list);
-    }
-    const clean = deliveries.filter((d) => !rejectedBy.has(d));
-    // Announce what was stored for the first time, right after the commit (the live feed is
-    // best effort: a failure is logged, the data is safe in PostgreSQL).
-    if (this.o.feed !== undefined && result.fresh.length > 0) {
-      this.o.feed.publish(this.o.clusterId, result.fresh).catch((err: unknown) => {
-        m?.etcdErrors.inc({ component: 'feed' });
-        this.logger.warn(
-          { err: describeError(err), records: result.fresh.length },
-          'live feed publish failed',
-        );
-      });
-    }
-    let lost = 0;
+    addRefused(batch, result.rejected);
+    this.announce(result.fresh);
     const ackStart = performance.now();
-    await this.untilAcked(async () => {
-      if (clean.length > 0) {
-        const res = await consumer.ack(clean);
-        lost += res.lost.length;
-      }
-      for (const [d, rejected] of rejectedBy) {
-        if ((await consumer.settle(d, rejected)) === 'lost') lost++;
-      }
-    });
+    const lost = await this.ack(consumer, batch);
     const ackMs = performance.now() - ackStart;
-    for (const sp of consumeSpans) sp.end();
-    this.stats.lostAcks += lost;
-    this.stats.messages += deliveries.length;
-    const refused = result.rejected.length + outOfBounds;
-    this.stats.records += consumed;
-    this.stats.inserted += result.inserted;
-    this.stats.duplicates += result.duplicates;
-    this.stats.rejected += refused;
-    if (m !== undefined) {
-      m.recordsStored.inc(result.inserted);
-      m.recordsDuplicate.inc(result.duplicates);
-      m.recordsRefused.inc(refused);
-      if (rejectedBy.size > 0) m.messagesDeadLettered.inc(rejectedBy.size);
-      m.lostAcks.inc(lost);
-      m.batchRecords.observe(records.length);
-      m.commitDuration.observe(commitMs / 1000);
-    }
-    this.o.registry?.observe(this.o.clusterId, records);
-    this.o.onCommitted?.({
-      deliveries,
-      records,
-      fresh: result.fresh,
-      inserted: result.inserted,
-      duplicates: result.duplicates,
-      rejected: refused,
-      commitMs,
-      transactions: result.transactions,
-    });
+    for (const sp of spans.consume) sp.end();
+    this.account(batch, result, lost, commitMs);
     // The batch ids are the correlation ids the streamer logged when it published them.
     this.logger.debug(
       {
@@ -410,40 +310,135 @@ export class Collector {
             ? null
             : [d.envelope.source.firstLine, d.envelope.source.lastLine],
         ),
-        records: records.length,
+        records: batch.records.length,
         inserted: result.inserted,
         duplicates: result.duplicates,
-        refused,
+        refused: result.rejected.length + batch.outOfBounds,
         transactions: result.transactions,
         claim_ms: Math.round(claimMs),
         commit_ms: Math.round(commitMs),
         ack_ms: Math.round(ackMs),
-        trace_id: storeSpan.spanContext().traceId,
+        trace_id: spans.store.spanContext().traceId,
       },
       'batch stored',
     );
   }
 
-  /** Acks after the commit, retrying while etcd is unreachable; a lapsed claim ends the attempt. */
-  private async untilAcked(fn: () => Promise<void>): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await fn();
-        this.queueDown = undefined;
-        return;
-      } catch (err) {
-        if (isNexusError(err, 'QUEUE_CLOSED')) return;
-        this.noteDown(err, 'ack', attempt);
-        if (this.stopping && attempt > 20) {
-          this.logger.error(
-            { err: describeError(err) },
-            'giving up acking on shutdown: the batch is stored and will be redelivered, then skipped as duplicates',
-          );
-          return;
-        }
-        await sleep(backoffDelay(this.o.outageBackoff, attempt));
+  /**
+   * Writes the batch, isolating the records the database refuses, while PostgreSQL is down
+   * holding the claims (the session lease is kept alive) and retrying. Stopping during an outage,
+   * it gives the claims back instead (undefined) so another collector can take them.
+   */
+  private async write(batch: Batch, spans: BatchSpans): Promise<IsolatedWrite | undefined> {
+    let result: IsolatedWrite | undefined;
+    try {
+      result = await this.storeOutage.retry(
+        'store',
+        () => writeIsolating((part) => this.o.store.write(this.o.clusterId, part), batch.records),
+        {
+          signal: this.abort.signal,
+          retryIf: always,
+          giveUp: (attempt) => this.stopping && attempt > 1,
+        },
+      );
+      spans.store.setAttributes({
+        'nexus.inserted': result.inserted,
+        'nexus.duplicates': result.duplicates,
+        'nexus.refused': result.rejected.length,
+      });
+      return result;
+    } catch (err) {
+      spans.store.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+      return undefined;
+    } finally {
+      spans.store.end();
+      if (result === undefined) for (const sp of spans.consume) sp.end();
+    }
+  }
+
+  /**
+   * Announces what was stored for the first time, right after the commit (the live feed is best
+   * effort: a failure is logged, the data is safe in PostgreSQL).
+   */
+  private announce(fresh: readonly TelemetryRecord[]): void {
+    if (this.o.feed === undefined || fresh.length === 0) return;
+    this.o.feed.publish(this.o.clusterId, fresh).catch((err: unknown) => {
+      this.o.metrics?.etcdErrors.inc({ component: 'feed' });
+      this.logger.warn(
+        { err: describeError(err), records: fresh.length },
+        'live feed publish failed',
+      );
+    });
+  }
+
+  /**
+   * Acks after the commit, retrying while etcd is unreachable: the clean messages together, each
+   * message with refused records settled on its own (its records to the dead letters). A lapsed
+   * claim ends the attempt (counted as lost: the batch is stored and will be redelivered, then
+   * skipped as duplicates). Returns how many acks were lost.
+   */
+  private async ack(consumer: Consumer, batch: Batch): Promise<number> {
+    const clean = cleanDeliveries(batch);
+    let lost = 0;
+    const options: RetryOptions = {
+      retryIf: (err) => !isNexusError(err, 'QUEUE_CLOSED'),
+      giveUp: (attempt) => this.stopping && attempt > 20,
+    };
+    try {
+      await this.queueOutage.retry(
+        'ack',
+        async () => {
+          if (clean.length > 0) {
+            const res = await consumer.ack(clean);
+            lost += res.lost.length;
+          }
+          for (const [d, rejected] of batch.refused) {
+            if ((await consumer.settle(d, rejected)) === 'lost') lost++;
+          }
+        },
+        options,
+      );
+    } catch (err) {
+      if (!isNexusError(err, 'QUEUE_CLOSED')) {
+        this.logger.error(
+          { err: describeError(err) },
+          'giving up acking on shutdown: the batch is stored and will be redelivered, then skipped as duplicates',
+        );
       }
     }
+    return lost;
+  }
+
+  /** Counts a stored batch (stats, metrics), tells the registry, then `onCommitted`. */
+  private account(batch: Batch, result: IsolatedWrite, lost: number, commitMs: number): void {
+    const refused = result.rejected.length + batch.outOfBounds;
+    this.stats.lostAcks += lost;
+    this.stats.messages += batch.deliveries.length;
+    this.stats.records += batch.consumed;
+    this.stats.inserted += result.inserted;
+    this.stats.duplicates += result.duplicates;
+    this.stats.rejected += refused;
+    const m = this.o.metrics;
+    if (m !== undefined) {
+      m.recordsStored.inc(result.inserted);
+      m.recordsDuplicate.inc(result.duplicates);
+      m.recordsRefused.inc(refused);
+      if (batch.refused.size > 0) m.messagesDeadLettered.inc(batch.refused.size);
+      m.lostAcks.inc(lost);
+      m.batchRecords.observe(batch.records.length);
+      m.commitDuration.observe(commitMs / 1000);
+    }
+    this.o.registry?.observe(this.o.clusterId, batch.records);
+    this.o.onCommitted?.({
+      deliveries: batch.deliveries,
+      records: batch.records,
+      fresh: result.fresh,
+      inserted: result.inserted,
+      duplicates: result.duplicates,
+      rejected: refused,
+      commitMs,
+      transactions: result.transactions,
+    });
   }
 
   /**

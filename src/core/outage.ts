@@ -1,6 +1,5 @@
-import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import { backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
 import { describeError, isNexusError } from './errors.js';
-import { sleep } from './lifecycle.js';
 import type { Logger } from './logger.js';
 
 /** The backoff the services use while a dependency (etcd, PostgreSQL) is unreachable. */
@@ -15,6 +14,15 @@ export interface OutageOptions {
   readonly onFailure?: (err: unknown) => void;
   /** Called when an outage begins (true) and when it ends (false). */
   readonly onChange?: (down: boolean) => void;
+  /** The log lines of an outage's beginning and end, when the component words them its own way. */
+  readonly wording?: OutageWording;
+}
+
+export interface OutageWording {
+  /** The warning when an outage begins, from the operation that failed. */
+  down(what: string): string;
+  /** The line when it ends, from how long it lasted. */
+  back(downMs: number): string;
 }
 
 export interface RetryOptions {
@@ -22,6 +30,11 @@ export interface RetryOptions {
   readonly signal?: AbortSignal;
   /** Stop retrying and throw the last error (e.g. when shutting down). */
   readonly giveUp?: (attempt: number) => boolean;
+  /**
+   * Which failures are waited out (default: those the adapters mark retryable, `isRetryable`);
+   * any other is thrown at once, without counting as an outage.
+   */
+  readonly retryIf?: (err: unknown) => boolean;
 }
 
 /** An error worth waiting out: the adapters mark what a later attempt may fix. */
@@ -68,7 +81,8 @@ export class Outage {
     this.since = Date.now();
     this.o.logger.warn(
       { err: this.lastError, what, dependency: this.o.dependency },
-      `${this.o.dependency} unavailable: waiting for it to come back (${what} failed)`,
+      this.o.wording?.down(what) ??
+        `${this.o.dependency} unavailable: waiting for it to come back (${what} failed)`,
     );
     this.o.onChange?.(true);
   }
@@ -80,14 +94,15 @@ export class Outage {
     this.since = undefined;
     this.o.logger.info(
       { down_ms: ms, dependency: this.o.dependency },
-      `${this.o.dependency} available again after ${(ms / 1000).toFixed(1)} s; carrying on`,
+      this.o.wording?.back(ms) ??
+        `${this.o.dependency} available again after ${(ms / 1000).toFixed(1)} s; carrying on`,
     );
     this.o.onChange?.(false);
   }
 
   /**
-   * Runs `fn` until it succeeds. A retryable failure is waited out with backoff; anything else,
-   * or a failure once `giveUp` says so, is thrown.
+   * Runs `fn` until it succeeds. A retryable failure (`retryIf`) is waited out with backoff;
+   * anything else, or a failure once `giveUp` says so, is thrown.
    */
   async retry<T>(what: string, fn: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -96,7 +111,7 @@ export class Outage {
         this.recovered();
         return value;
       } catch (err) {
-        if (!isRetryable(err)) throw err;
+        if (!(options.retryIf ?? isRetryable)(err)) throw err;
         this.failed(err, what);
         if (options.giveUp?.(attempt) === true) throw err;
         await sleep(backoffDelay(this.backoff, attempt), options.signal);
