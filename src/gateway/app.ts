@@ -282,7 +282,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
             name: 'live',
             check: async () => {
               const problem = feed.status();
-              if (problem !== undefined) throw new Error(problem);
+              if (problem !== undefined) throw new NexusError('NOT_READY', problem);
             },
           },
         ];

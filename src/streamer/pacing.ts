@@ -1,4 +1,4 @@
-import { sleep } from '../core/lifecycle.js';
+import { sleep } from '../core/backoff.js';
 import type { Logger } from '../core/logger.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import type { Queue } from '../queue/types.js';

@@ -1,4 +1,4 @@
-import { gatewaySettings } from '../../src/cli/commands/gateway.js';
+import { gatewaySettings } from '../../src/cli/compose.js';
 import { loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { TelemetryRecord } from '../../src/core/record.js';

@@ -95,4 +95,3 @@ export function gatewayCommand(): Command {
 }
 
 /** The gateway's options that come from the configuration (src/cli/compose.ts). */
-export { gatewaySettings } from '../compose.js';

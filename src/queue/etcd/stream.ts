@@ -1,6 +1,6 @@
 import { backoffDelay, type BackoffPolicy } from '../../core/backoff.js';
 import { NexusError } from '../../core/errors.js';
-import { sleep } from '../../core/lifecycle.js';
+import { sleep } from '../../core/backoff.js';
 import { QueueConflict } from '../conflict.js';
 import type { Logger } from '../../core/logger.js';
 import { encodeEnvelope, type Envelope } from '../envelope.js';

@@ -141,7 +141,12 @@ class WorkerClient {
   }
 
   async dump(): Promise<Blob> {
-    const res = await this.request({ op: 'dump' });
+    let res: WorkerResponse;
+    try {
+      res = await this.request({ op: 'dump' });
+    } catch (err) {
+      throw toStoreError(err, 'dump');
+    }
     if (!res.ok) throw toStoreError(fromWorker(res.error), 'dump');
     if (!('dump' in res)) throw toStoreError(new Error('unexpected worker response'), 'dump');
     return new Blob([res.dump]);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ResourceStack } from '../../src/cli/stack.js';
-import { isNexusError } from '../../src/core/errors.js';
-import { silentLogger } from '../../src/core/logger.js';
+import { ResourceStack } from '../../../src/cli/stack.js';
+import { isNexusError } from '../../../src/core/errors.js';
+import { silentLogger } from '../../../src/core/logger.js';
 
 describe('ResourceStack (src/cli/stack.ts)', () => {
   it('closes in reverse order, once: every call gets the same promise', async () => {

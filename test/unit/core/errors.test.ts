@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { exitStatusOf } from '../../src/cli/exit.js';
-import { ERROR_POLICY, NexusError, concernOf, type ErrorCode } from '../../src/core/errors.js';
-import { probeWithTimeout } from '../../src/core/probe.js';
-import { statusOf } from '../../src/gateway/errors.js';
+import { exitStatusOf } from '../../../src/cli/exit.js';
+import { ERROR_POLICY, NexusError, concernOf, type ErrorCode } from '../../../src/core/errors.js';
+import { probeWithTimeout } from '../../../src/core/probe.js';
+import { statusOf } from '../../../src/gateway/errors.js';
 
 const codes = Object.keys(ERROR_POLICY) as ErrorCode[];
 
