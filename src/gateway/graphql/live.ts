@@ -6,6 +6,7 @@ import type { FeedRecord } from '../../registry/feed.js';
 import type { TelemetryReader } from '../../store/reader.js';
 import type { LiveDelivery, LiveFilter, LiveHub } from '../live/hub.js';
 import { iso } from '../params.js';
+import { apiReading } from '../presenters.js';
 import { liveFilterOf, type FilterArgs } from './args.js';
 
 /** Readings one subscription may hold unsent; beyond, the oldest are dropped and counted. */
@@ -153,17 +154,9 @@ export class UnitBook {
   }
 }
 
+/** A feed reading as GraphQL returns it: the live socket's reading, with its unit. */
 function readingNode(clusterId: string, r: FeedRecord, units: UnitBook): ReadingNode {
-  return {
-    cluster_id: clusterId,
-    host_id: r.hostname,
-    gpu_id: r.gpu,
-    uuid: r.uuid ?? null,
-    metric: r.metric,
-    unit: units.unit(r.metric),
-    timestamp: iso(r.timestamp) ?? '',
-    value: r.value,
-  };
+  return { ...apiReading(clusterId, r), unit: units.unit(r.metric) };
 }
 
 /** Counts a connection's subscriptions (the context object is shared by them). */
