@@ -43,7 +43,13 @@ export type Backends =
 
 /** Where the store lives: PostgreSQL, or PGlite (embedded PostgreSQL) in a data directory. */
 export type StoreBackend =
-  { readonly kind: 'postgres' } | { readonly kind: 'pglite'; readonly dir: string };
+  | { readonly kind: 'postgres' }
+  | {
+      readonly kind: 'pglite';
+      readonly dir: string;
+      /** PGLITE_TEMPLATE: a dump to start a fresh directory from ('': the build's template). */
+      readonly template?: string;
+    };
 
 export function etcdConnection(config: Config): EtcdConnectionOptions {
   return {
@@ -239,8 +245,12 @@ export async function buildStore(
         import('../store/pglite/template.js'),
       ]);
       const t0 = Date.now();
-      // A fresh directory starts from the build's pristine data directory instead of running initdb.
-      const template = await pristineTemplate(backend.dir);
+      // A fresh directory starts from a pristine data directory (PGLITE_TEMPLATE, or the build's)
+      // instead of running initdb.
+      const template =
+        backend.template === undefined || backend.template === ''
+          ? await pristineTemplate(backend.dir)
+          : await pristineTemplate(backend.dir, backend.template);
       // In a worker thread, PGlite's statements do not block the streamer, collector and gateway.
       const db = new PGliteDatabase(backend.dir, template, { worker: true });
       ready = db.ready().then(() => {

@@ -117,6 +117,14 @@ export const SETTINGS = {
     help: 'Directory for local state (rejects files, embedded database)',
     group: 'common',
   },
+  pgliteTemplate: {
+    env: 'PGLITE_TEMPLATE',
+    flag: 'pglite-template',
+    kind: 'string',
+    default: '',
+    help: "nexus up: a PGlite data directory dump (PGlite's dumpDataDir, gzipped or not) a fresh embedded database starts from (default: the pristine one the build made; without it, initdb)",
+    group: 'embedded',
+  },
   queueBackend: {
     env: 'QUEUE_BACKEND',
     flag: 'queue-backend',

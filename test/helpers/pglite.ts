@@ -67,6 +67,17 @@ export function pristineDump(): Promise<Blob> {
   return pristine;
 }
 
+/**
+ * The pristine data directory as a file (in the run's cache, NEXUS_TEST_CACHE), for processes
+ * that start from it (PGLITE_TEMPLATE).
+ */
+export async function pristineDumpFile(): Promise<string> {
+  const dir = process.env.NEXUS_TEST_CACHE;
+  if (dir === undefined || dir === '') throw new Error('pristineDumpFile needs NEXUS_TEST_CACHE');
+  await pristineDump();
+  return join(dir, 'pglite-pristine.dump');
+}
+
 let migrated: Promise<Blob> | undefined;
 /** A data directory with every migration applied (src/store/sql), from the pristine one. */
 export function migratedDump(): Promise<Blob> {

@@ -100,13 +100,17 @@ export function upCommand(): Command {
       '--csv <file>',
       'CSV to stream (default: the bundled real sample, looped with live timestamps)',
     );
-  addSettings(cmd, ['common', 'queue', 'streamer', 'database', 'collector', 'gateway'], {
-    ...UP_DEFAULTS,
-    etcdEndpoints: 'none: the in-process queue',
-    dbHost: 'none: PGlite in <data-dir>/pglite',
-    maxQueueDepth: `${IN_PROCESS_QUEUE_DEPTH} with the in-process queue, ${SETTINGS.maxQueueDepth.default} with etcd`,
-    collectBatch: `${PGLITE_COLLECT_BATCH} with PGlite, ${SETTINGS.collectBatch.default} with PostgreSQL`,
-  });
+  addSettings(
+    cmd,
+    ['common', 'queue', 'streamer', 'database', 'collector', 'gateway', 'embedded'],
+    {
+      ...UP_DEFAULTS,
+      etcdEndpoints: 'none: the in-process queue',
+      dbHost: 'none: PGlite in <data-dir>/pglite',
+      maxQueueDepth: `${IN_PROCESS_QUEUE_DEPTH} with the in-process queue, ${SETTINGS.maxQueueDepth.default} with etcd`,
+      collectBatch: `${PGLITE_COLLECT_BATCH} with PGlite, ${SETTINGS.collectBatch.default} with PostgreSQL`,
+    },
+  );
   cmd.action(async (opts: { csv?: string }) => {
     // The real backends when they are named, as a variable or a flag; embedded ones otherwise.
     const etcd = isGiven(cmd, 'etcdEndpoints');
@@ -181,7 +185,9 @@ export function upCommand(): Command {
     try {
       const { store, ready: storeReady } = await buildStore(
         root,
-        postgres ? { kind: 'postgres' } : { kind: 'pglite', dir: pgliteDir(config) },
+        postgres
+          ? { kind: 'postgres' }
+          : { kind: 'pglite', dir: pgliteDir(config), template: config.pgliteTemplate },
         'nexus-up',
       );
       try {
