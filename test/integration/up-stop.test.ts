@@ -112,7 +112,7 @@ describe('nexus up stops with everything it published stored', () => {
   it('SIGTERM at random points of start-up and ingest: records stored = records published, summary printed, exit 0', async () => {
     const rows = await writeCsv();
     const runs: Run[] = [];
-    const ITERATIONS = 24;
+    const ITERATIONS = 16;
     for (let i = 0; i < ITERATIONS; i++) {
       const cluster = `stop-${i}`;
       const p = start(cluster);
