@@ -1,4 +1,5 @@
 import type { Etcd3, Watcher } from 'etcd3';
+import { backoffDelay, type BackoffPolicy } from '../../core/backoff.js';
 import { NexusError, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { decodeEnvelope, encodeEnvelope, encodeEnvelopeVerbatim } from '../envelope.js';
@@ -40,6 +41,9 @@ import { MessageLeases } from './message-lease.js';
 import { Session } from '../../etcd/session.js';
 import { EtcdStream } from './stream.js';
 
+/** Waits before trying the queue watch again (it was a fixed 2 s); consumers poll meanwhile. */
+const WATCH_RETRY: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
+
 export interface EtcdQueueOptions extends QueueOptions {
   /** MESSAGE_QUEUE_PREFIX. */
   readonly prefix: string;
@@ -77,6 +81,7 @@ export class EtcdQueue implements Queue {
   private watcher: Watcher | undefined;
   private watchStarting: Promise<void> | undefined;
   private watchRetry: NodeJS.Timeout | undefined;
+  private watchAttempts = 0;
   private lastMaintenance = 0;
   private maintaining: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -231,6 +236,7 @@ export class EtcdQueue implements Queue {
           return;
         }
         this.watcher = watcher;
+        this.watchAttempts = 0;
         watcher.on('put', () => this.waker.notify());
         watcher.on('connected', () => this.waker.notify());
         watcher.on('error', (err) => {
@@ -239,14 +245,20 @@ export class EtcdQueue implements Queue {
           this.waker.notify();
         });
       } catch (err) {
-        this.logger.warn(
-          { err: describeError(err) },
-          'could not start queue watch; polling until it can',
+        this.watchAttempts++;
+        if (this.watchAttempts === 1)
+          this.logger.warn(
+            { err: describeError(err) },
+            'could not start queue watch; polling until it can',
+          );
+        // Consumers poll meanwhile: the watch is only their wake-up call.
+        this.watchRetry = setTimeout(
+          () => {
+            this.watchRetry = undefined;
+            this.startWatch();
+          },
+          backoffDelay(WATCH_RETRY, this.watchAttempts),
         );
-        this.watchRetry = setTimeout(() => {
-          this.watchRetry = undefined;
-          this.startWatch();
-        }, 2000);
         this.watchRetry.unref();
       } finally {
         this.watchStarting = undefined;
