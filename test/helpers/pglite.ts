@@ -14,6 +14,8 @@ import { gunzipSync } from 'node:zlib';
 import { silentLogger } from '../../src/core/logger.js';
 import { migrate } from '../../src/store/migrate.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
+import { SqlStore } from '../../src/store/sql-store.js';
+import { storeConformance, storeSettings, type StoreOptions } from '../conformance/store-suite.js';
 import { ROOT } from './child.js';
 
 /** The build's pristine template (scripts/build-pglite-template.mjs) and its PGlite version. */
@@ -87,4 +89,26 @@ export function migratedDump(): Promise<Blob> {
     }),
   );
   return migrated;
+}
+
+/**
+ * The store conformance suite on PGlite, in process or in a worker thread (what `nexus up` runs):
+ * each test on a fresh in-memory database started from the pristine or the migrated dump.
+ */
+export function pgliteConformance(name: string, options: { worker: boolean }): void {
+  const logger = silentLogger();
+  const storeFrom = async (template: Blob, settings: StoreOptions) => {
+    const db = new PGliteDatabase('memory://', template, options.worker ? { worker: true } : {});
+    await db.ready();
+    // The store closes its database; the raw SQL client is the same database.
+    return { store: new SqlStore({ db, logger, ...storeSettings(settings) }), sql: db };
+  };
+  storeConformance({
+    name,
+    create: async (settings) => storeFrom(await pristineDump(), settings),
+    createMigrated: async (settings) => storeFrom(await migratedDump(), settings),
+    teardown: () => Promise.resolve(),
+    // PGlite has no COPY: a store asked for it writes with unnest (SqlStore), the same path.
+    writeMethods: ['unnest'],
+  });
 }
