@@ -87,26 +87,32 @@ function assertOneGracefulStop(output: string): void {
   assert.match(output, /pipeline: stopped/);
 }
 
+/** The pipeline on the shared etcd and PostgreSQL, once its readings reach the gateway. */
+async function flowingPipeline(name: string): Promise<ReturnType<typeof startPipeline>> {
+  const port = await freePort();
+  const cluster = uniqueCluster('pipeline');
+  const p = startPipeline({
+    ETCD_ENDPOINTS: etcd.endpoint,
+    DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('pipeline')),
+    NEXUS_DATA_DIR: join(dir, name),
+    CLUSTER_ID: cluster,
+    MESSAGE_QUEUE_PREFIX: `/pipeline-test/${cluster}/queue`,
+    REGISTRY_PREFIX: `/pipeline-test/${cluster}/nexus`,
+    PORT: String(port),
+    COLLECTOR_METRICS_PORT: String(await freePort()),
+    STREAMER_METRICS_PORT: String(await freePort()),
+    STREAM_INTERVAL: '200ms',
+  });
+  assert.ok(
+    await until(async () => (await samples(port, cluster)) > 0, 90_000),
+    `nothing reached the gateway:\n${p.output().slice(-4000)}`,
+  );
+  return p;
+}
+
 describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, () => {
   it('stops every child once and gracefully on Ctrl-C: exit 0, and the streamer prints its summary', async () => {
-    const port = await freePort();
-    const cluster = uniqueCluster('pipeline');
-    const p = startPipeline({
-      ETCD_ENDPOINTS: etcd.endpoint,
-      DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('pipeline')),
-      NEXUS_DATA_DIR: join(dir, 'signals'),
-      CLUSTER_ID: cluster,
-      MESSAGE_QUEUE_PREFIX: `/pipeline-test/${cluster}/queue`,
-      REGISTRY_PREFIX: `/pipeline-test/${cluster}/nexus`,
-      PORT: String(port),
-      COLLECTOR_METRICS_PORT: String(await freePort()),
-      STREAMER_METRICS_PORT: String(await freePort()),
-      STREAM_INTERVAL: '200ms',
-    });
-    assert.ok(
-      await until(async () => (await samples(port, cluster)) > 0, 90_000),
-      `nothing reached the gateway:\n${p.output().slice(-4000)}`,
-    );
+    const p = await flowingPipeline('signals');
     ctrlC(p);
     const exit = await p.exited;
     assert.equal(exit.code, 0, p.output().slice(-4000));
@@ -114,24 +120,7 @@ describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, 
   });
 
   it('a second Ctrl-C makes the components exit at once, each saying what it did not finish: exit 130', async () => {
-    const port = await freePort();
-    const cluster = uniqueCluster('pipeline');
-    const p = startPipeline({
-      ETCD_ENDPOINTS: etcd.endpoint,
-      DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('pipeline')),
-      NEXUS_DATA_DIR: join(dir, 'twice'),
-      CLUSTER_ID: cluster,
-      MESSAGE_QUEUE_PREFIX: `/pipeline-test/${cluster}/queue`,
-      REGISTRY_PREFIX: `/pipeline-test/${cluster}/nexus`,
-      PORT: String(port),
-      COLLECTOR_METRICS_PORT: String(await freePort()),
-      STREAMER_METRICS_PORT: String(await freePort()),
-      STREAM_INTERVAL: '200ms',
-    });
-    assert.ok(
-      await until(async () => (await samples(port, cluster)) > 0, 90_000),
-      `nothing reached the gateway:\n${p.output().slice(-4000)}`,
-    );
+    const p = await flowingPipeline('twice');
     ctrlC(p);
     // The gateway drains for 2 s before it closes: the second Ctrl-C comes while it stops.
     assert.ok(

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { silentLogger } from '../../../src/core/logger.js';
 import { parseHeader, rowToRecord } from '../../../src/streamer/csv/dcgm-row.js';
 import { splitCsvLine } from '../../../src/streamer/csv/line-parser.js';
@@ -13,19 +12,13 @@ import {
   type RejectedRow,
 } from '../../../src/streamer/csv/reader.js';
 import { RejectsSink } from '../../../src/streamer/rejects.js';
+import { DCGM_HEADER } from '../../fixtures/malformed.js';
+import { csvFiles } from '../../helpers/csv-files.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'nexus-csv-hostile-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-let fileCount = 0;
-function writeCsv(content: string | Buffer): string {
-  const path = join(dir, `f${++fileCount}.csv`);
-  writeFileSync(path, content);
-  return path;
-}
-
-const HEADER =
-  'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw';
+const files = csvFiles('nexus-csv-hostile-');
+const dir = files.dir;
+const writeCsv = files.write;
+const HEADER = DCGM_HEADER;
 
 function row(
   spec: { host?: string; gpu?: number; value?: string; ts?: string; labels?: string } = {},

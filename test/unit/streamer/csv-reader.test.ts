@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { parse } from 'csv-parse/sync';
 import { NexusError, type ErrorCode } from '../../../src/core/errors.js';
 import {
@@ -14,19 +13,13 @@ import {
   type ParsedRecord,
   type RejectedRow,
 } from '../../../src/streamer/csv/reader.js';
+import { DCGM_HEADER } from '../../fixtures/malformed.js';
+import { csvFiles } from '../../helpers/csv-files.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'nexus-csv-reader-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-let fileCount = 0;
-function writeCsv(content: string | Buffer): string {
-  const path = join(dir, `f${++fileCount}.csv`);
-  writeFileSync(path, content);
-  return path;
-}
-
-const HEADER =
-  'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw';
+const files = csvFiles('nexus-csv-reader-');
+const dir = files.dir;
+const writeCsv = files.write;
+const HEADER = DCGM_HEADER;
 
 interface RowSpec {
   readonly ts?: string;
