@@ -97,6 +97,8 @@ describe('chunk codec: round trips', () => {
     roundTrip([-(2 ** 53 - 1), 2 ** 53 - 2], [1, 1.5]);
     roundTrip([-(2 ** 53 - 1), -(2 ** 53 - 2), 2 ** 53 - 2, 2 ** 53 - 1], [7, 8, 9, 10]);
     roundTrip([2 ** 53 - 4, 2 ** 53 - 3, 2 ** 53 - 2, 2 ** 53 - 1], [0.1, 0.2, 0.3, 0.4]);
+    // 2^53 + 1 - (2^53 - 3) rounds to a small, safe delta-of-delta that would decode wrong.
+    roundTrip([-(2 ** 53 - 1), -2, 2 ** 53 - 1], [1, 2, 3]);
   });
 
   it('irregular timestamps and regular ones with jitter', () => {
