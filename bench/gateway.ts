@@ -101,7 +101,7 @@ export async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
 
 /** One hour of 10-second readings for HOSTS x GPUS GPUs, ending now. */
 export async function loadHour(url: string, cluster: string): Promise<number> {
-  const store = benchStore(postgresDatabase(url, 6), { partitionAheadDays: 1 });
+  const store = benchStore(postgresDatabase(url, 6), { partitionAheadMs: 3_600_000 });
   await store.migrate();
   const end = Math.floor(Date.now() / 10_000) * 10_000;
   let n = 0;

@@ -29,7 +29,7 @@ export async function loadRecords(file: string, max: number): Promise<TelemetryR
 /** A SqlStore on `db` with the benchmarks' settings: no retention, partitions made on demand. */
 export function benchStore(
   db: Database,
-  options: { writeMethod?: WriteMethod; partitionAheadDays?: number } = {},
+  options: { writeMethod?: WriteMethod; partitionAheadMs?: number } = {},
 ): SqlStore {
   return new SqlStore({
     db,
@@ -37,7 +37,8 @@ export function benchStore(
     writeMethod: options.writeMethod ?? 'unnest',
     retentionDays: 0,
     rollupRetentionDays: 0,
-    partitionAheadDays: options.partitionAheadDays ?? 0,
+    partitionAheadMs: options.partitionAheadMs ?? 0,
+    compactDelayMs: 3_600_000,
   });
 }
 

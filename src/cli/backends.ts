@@ -227,7 +227,8 @@ export async function buildStore(
     logger,
     retentionDays: config.retentionDays,
     rollupRetentionDays: config.rollupRetentionDays,
-    partitionAheadDays: config.partitionAheadDays,
+    partitionAheadMs: config.partitionAhead,
+    compactDelayMs: config.compactDelay,
   };
   let store: TelemetryStore;
   let ready: Promise<void>;

@@ -221,6 +221,7 @@ export function buildCollector(root: Root, parts: CollectorParts): Collector {
     outageBackoff: OUTAGE_BACKOFF,
     maintenanceIntervalMs: TUNING.maintenanceIntervalMs,
     rollupIntervalMs: config.rollupInterval,
+    compactIntervalMs: config.compactInterval,
     logger,
   });
 }

@@ -37,6 +37,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   collector: async () => (await import('./commands/collector.js')).collectorCommand(),
   gateway: async () => (await import('./commands/gateway.js')).gatewayCommand(),
   migrate: async () => (await import('./commands/migrate.js')).migrateCommand(),
+  compact: async () => (await import('./commands/compact.js')).compactCommand(),
   generate: async () => (await import('./commands/generate.js')).generateCommand(),
   queue: async () => (await import('./commands/queue.js')).queueCommand(),
   dlq: async () => (await import('./commands/queue.js')).dlqCommand(),

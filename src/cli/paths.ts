@@ -18,3 +18,8 @@ export function resolveInput(path: string): string {
 export function dataDir(path: string): string {
   return isAbsolute(path) ? path : join(PACKAGE_ROOT, path);
 }
+
+/** The embedded database's directory (`nexus up`): `pglite` in the data directory. */
+export function pgliteDir(dataDirSetting: string): string {
+  return join(dataDir(dataDirSetting), 'pglite');
+}

@@ -43,6 +43,11 @@ export interface CollectorOptions {
    * does the work. Not at all when the store folds on write (nothing is ever pending).
    */
   readonly rollupIntervalMs: number;
+  /**
+   * The sealing job (closed windows into compressed chunks), this often (COMPACT_INTERVAL; 0:
+   * never). Every collector runs it; one at a time does the work.
+   */
+  readonly compactIntervalMs?: number;
   readonly logger: Logger;
   /** Prometheus metrics of this process, if any. */
   readonly metrics?: NexusMetrics;
@@ -123,6 +128,8 @@ export class Collector {
   private maintenanceTimer: NodeJS.Timeout | undefined;
   private rollupLoop: Promise<void> | undefined;
   private rollupFailures = 0;
+  private compactLoop: Promise<void> | undefined;
+  private compactFailures = 0;
   private running: Promise<void> | undefined;
   private readonly logger: Logger;
 
@@ -216,6 +223,8 @@ export class Collector {
     }
     if (this.o.rollupIntervalMs > 0 && !this.o.store.foldsOnWrite)
       this.rollupLoop = this.rollUpEvery(this.o.rollupIntervalMs);
+    if ((this.o.compactIntervalMs ?? 0) > 0)
+      this.compactLoop = this.compactEvery(this.o.compactIntervalMs ?? 0);
     this.workers = Array.from({ length: this.o.workers }, (_, i) => this.work(consumer, i));
     await Promise.all(this.workers);
     await consumer
@@ -504,6 +513,37 @@ export class Collector {
     }
   }
 
+  private async compactEvery(ms: number): Promise<void> {
+    while (!this.stopping) {
+      await sleep(ms, this.abort.signal);
+      if (!this.isStopping()) await this.compact();
+    }
+  }
+
+  /** One run of the sealing job; a failure is logged and counted, and the next run retries. */
+  private async compact(): Promise<void> {
+    try {
+      const res = await this.o.store.compact();
+      if (this.compactFailures > 0) this.logger.info('sealing job back');
+      this.compactFailures = 0;
+      if (res.windows > 0) {
+        this.o.metrics?.compactWindows.inc(res.windows);
+        this.o.metrics?.compactReadings.inc(res.readings);
+        this.o.metrics?.compactDuration.observe(res.ms / 1000);
+        this.logger.info(res, 'sealed closed windows into chunks');
+      }
+    } catch (err) {
+      this.compactFailures++;
+      this.o.metrics?.compactErrors.inc();
+      if (this.compactFailures === 1 || this.compactFailures % 60 === 0) {
+        this.logger.warn(
+          { err: describeError(err), failures: this.compactFailures },
+          'sealing job failed; the readings stay in the hot tier (reads still see them) and the next run retries',
+        );
+      }
+    }
+  }
+
   /**
    * Graceful stop: no new claims; batches in flight are written and acked; claims still held are
    * released for other collectors. With `drainOnStop`, everything the queue holds is stored
@@ -522,6 +562,7 @@ export class Collector {
     if (this.maintenanceTimer !== undefined) clearInterval(this.maintenanceTimer);
     await this.done;
     await this.rollupLoop;
+    await this.compactLoop;
     // Fold in what this collector stored last (once the schema is there).
     if (this.migrated && !this.o.store.foldsOnWrite) await this.rollUp();
     await this.o.registry

@@ -161,6 +161,27 @@ export class NexusMetrics {
     help: 'Failed runs of the rollup job (retried at the next interval; reads still see the pending readings)',
     registers: [this.registry],
   });
+  readonly compactReadings = new Counter({
+    name: 'nexus_compact_readings_total',
+    help: 'Hot readings sealed into compressed chunks by the sealing job of this process',
+    registers: [this.registry],
+  });
+  readonly compactWindows = new Counter({
+    name: 'nexus_compact_windows_total',
+    help: 'Windows sealed (or merged into: late readings) by the sealing job of this process',
+    registers: [this.registry],
+  });
+  readonly compactDuration = new Histogram({
+    name: 'nexus_compact_duration_seconds',
+    help: 'Time of one run of the sealing job that sealed something',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [this.registry],
+  });
+  readonly compactErrors = new Counter({
+    name: 'nexus_compact_errors_total',
+    help: 'Failed runs of the sealing job (retried at the next interval; the readings stay in the hot tier, readable)',
+    registers: [this.registry],
+  });
   readonly storeErrors = new Counter({
     name: 'nexus_store_errors_total',
     help: 'PostgreSQL failures, by kind: unavailable (retried) or refused (the data)',

@@ -16,6 +16,7 @@ import type {
   TelemetryQuery,
   Workload,
 } from './reader.js';
+import { readAggregated, readRaw } from './series-reads.js';
 import type { SqlClient } from './types.js';
 
 /** A GPU by its surrogate id, with what names it. */
@@ -65,9 +66,6 @@ export const str = (v: string | null): string | undefined => v ?? undefined;
  */
 const PENDING_SEEN =
   'WITH pending_seen AS (SELECT gpu_id, max(time) AS t FROM samples_pending GROUP BY gpu_id)';
-
-/** The earliest instant PostgreSQL holds (4713 BC); -END_OF_TIME is out of its range. */
-const BEGINNING_OF_TIME = -210_866_803_200_000;
 
 /** What names a reading or a series: its GPU and metric. */
 function identityOf(g: GpuRef, m: MetricRef) {
@@ -137,27 +135,41 @@ export class ReadQueries {
       unit: string;
       samples: string;
       first_bucket: string | null;
+      first_sealed: string | null;
     }>(
-      `SELECT m.name AS metric, m.unit, sum(r.count)::bigint AS samples, nexus_ms(min(r.bucket)) AS first_bucket
-       FROM samples_1m_all r JOIN metrics m ON m.id = r.metric_id
-       WHERE r.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)
+      `WITH cluster_gpus AS (
+         SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1
+       ), counted AS (
+         SELECT metric_id, count::bigint AS n, bucket, NULL::timestamptz AS first_time
+         FROM samples_1m_all WHERE gpu_id IN (SELECT id FROM cluster_gpus)
+         UNION ALL
+         SELECT metric_id, count::bigint, NULL, first_time FROM sample_chunks WHERE gpu_id IN (SELECT id FROM cluster_gpus)
+       )
+       SELECT m.name AS metric, m.unit, sum(r.n)::bigint AS samples, nexus_ms(min(r.bucket)) AS first_bucket,
+              nexus_ms(min(r.first_time)) AS first_sealed
+       FROM counted r JOIN metrics m ON m.id = r.metric_id
        GROUP BY m.name, m.unit ORDER BY m.name`,
       [clusterId],
     );
     let firstBucket: number | undefined;
+    let firstSealed: number | undefined;
     for (const r of per.rows) {
       const b = opt(r.first_bucket);
       if (b !== undefined && (firstBucket === undefined || b < firstBucket)) firstBucket = b;
+      const f = opt(r.first_sealed);
+      if (f !== undefined && (firstSealed === undefined || f < firstSealed)) firstSealed = f;
     }
-    let first: number | undefined;
-    if (firstBucket !== undefined) {
+    let first = firstSealed;
+    // The hot tier's first reading, when its first minute comes before the chunks' first reading.
+    if (firstBucket !== undefined && (first === undefined || firstBucket < first)) {
       const res = await this.db.query<{ t: string | null }>(
         `SELECT nexus_ms(min(s.time)) AS t FROM samples s
          WHERE s.time >= nexus_ts($2) AND s.time < nexus_ts($2) + interval '1 minute'
            AND s.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)`,
         [clusterId, firstBucket],
       );
-      first = opt(res.rows[0]?.t);
+      const t = opt(res.rows[0]?.t);
+      if (t !== undefined && (first === undefined || t < first)) first = t;
     }
     const samples = per.rows.reduce((n, r) => n + num(r.samples), 0);
     return {
@@ -360,6 +372,11 @@ export class ReadQueries {
     return readingsOf(res.rows, byGpu, metrics.byId);
   }
 
+  /**
+   * Readings page by page, in (GPU, metric, time) order: the selected GPUs are read a few at a
+   * time (1, 2, 4, ... GPUs per statement) until the page is full, so that a small page over a
+   * large fleet decodes little.
+   */
   async telemetry(
     q: TelemetryQuery,
     gpus: readonly GpuRef[],
@@ -369,31 +386,39 @@ export class ReadQueries {
     if (gpus.length === 0) return { readings: [] };
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
     const after = q.after;
-    // Without a cursor, no position condition at all (one index condition less to check per row).
-    const params: unknown[] = [
-      gpus.map((g) => g.id),
-      metrics.ids,
-      Math.max(q.from, BEGINNING_OF_TIME),
-      q.to,
-      q.limit + 1,
-      identity,
-    ];
-    if (after !== undefined) params.push(after.gpu, after.metric, after.time);
-    const res = await this.db.query<ReadingRow>(
-      `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples
-       WHERE gpu_id = ANY($1::int[]) AND ($2::smallint[] IS NULL OR metric_id = ANY($2))
-         AND time >= nexus_ts($3) AND time < nexus_ts($4) AND nexus_expect_identity($6::text)
-         ${after === undefined ? '' : 'AND (gpu_id, metric_id, time) > ($7::int, $8::smallint, nexus_ts($9))'}
-       ORDER BY gpu_id, metric_id, time
-       LIMIT $5`,
-      params,
-    );
-    const rows = res.rows.slice(0, q.limit);
-    const readings = readingsOf(rows, byGpu, metrics.byId);
-    const last = rows[rows.length - 1];
-    return res.rows.length > q.limit && last !== undefined
-      ? { readings, next: { gpu: last.gpu_id, metric: last.metric_id, time: num(last.t) } }
-      : { readings };
+    let ids = gpus.map((g) => g.id).sort((a, b) => a - b);
+    if (after !== undefined) ids = ids.filter((id) => id >= after.gpu);
+    const readings: LatestValue[] = [];
+    let next: TelemetryPage['next'];
+    let lastPosition = { gpu: 0, metric: 0 };
+    let per = 1;
+    for (let i = 0; i < ids.length && next === undefined; i += per, per = Math.min(per * 2, 256)) {
+      const series = await readRaw(this.db, {
+        gpus: ids.slice(i, i + per),
+        metrics: metrics.ids,
+        from: q.from,
+        to: q.to,
+        identity,
+        ...(after === undefined ? {} : { after }),
+      });
+      for (const s of series) {
+        const g = byGpu.get(s.gpu);
+        const m = metrics.byId.get(s.metric);
+        if (g === undefined || m === undefined) continue;
+        const id = identityOf(g, m);
+        for (let j = 0; j < s.times.length; j++) {
+          if (readings.length === q.limit) {
+            const last = readings[readings.length - 1];
+            if (last !== undefined) next = { ...lastPosition, time: last.timestamp };
+            break;
+          }
+          readings.push({ ...id, timestamp: s.times[j] ?? 0, value: s.values[j] ?? 0 });
+          lastPosition = { gpu: s.gpu, metric: s.metric };
+        }
+        if (next !== undefined) break;
+      }
+    }
+    return next === undefined ? { readings } : { readings, next };
   }
 
   async series(
@@ -412,53 +437,30 @@ export class ReadQueries {
     }
     if (gpus.length === 0) return { series: [], source: 'raw' };
     const rollup = q.stepMs % 60_000 === 0;
-    const value = rollup
-      ? {
-          avg: 'sum(sum) / sum(count)',
-          min: 'min(min)',
-          max: 'max(max)',
-          last: '(array_agg(last_value ORDER BY last_time DESC))[1]',
-        }[q.agg]
-      : {
-          avg: 'avg(value)',
-          min: 'min(value)',
-          max: 'max(value)',
-          last: '(array_agg(value ORDER BY time DESC))[1]',
-        }[q.agg];
-    const sql = rollup
-      ? `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS t, ${value} AS v, sum(count)::bigint AS n
-         FROM unnest($1::int[]) AS s(id) JOIN samples_1m_all ON gpu_id = s.id
-         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2)) AND nexus_expect_identity($6::text)
-           AND bucket >= date_bin(interval '1 minute', nexus_ts($3), timestamptz 'epoch') AND bucket < nexus_ts($4)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
-      : `SELECT gpu_id, metric_id, nexus_ms(date_bin($5 * interval '1 millisecond', time, timestamptz 'epoch')) AS t, ${value} AS v, count(*)::bigint AS n
-         FROM unnest($1::int[]) AS s(id) JOIN samples ON gpu_id = s.id
-         WHERE ($2::smallint[] IS NULL OR metric_id = ANY($2)) AND nexus_expect_identity($6::text)
-           AND time >= nexus_ts($3) AND time < nexus_ts($4)
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
-    const res = await this.db.query<{
-      gpu_id: number;
-      metric_id: number;
-      t: string;
-      v: number;
-      n: string;
-    }>(sql, [gpus.map((g) => g.id), metrics.ids, q.from, q.to, q.stepMs, identity]);
+    const rows = await readAggregated(this.db, {
+      gpus: gpus.map((g) => g.id),
+      metrics: metrics.ids,
+      from: q.from,
+      to: q.to,
+      stepMs: q.stepMs,
+      agg: q.agg,
+      rollup,
+      identity,
+    });
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
     const out: Series[] = [];
-    let current: { key: string; s: Series & { points: [number, number, number][] } } | undefined;
-    for (const r of res.rows) {
-      const key = `${r.gpu_id}:${r.metric_id}`;
-      if (current?.key !== key) {
-        const g = byGpu.get(r.gpu_id);
-        const m = metrics.byId.get(r.metric_id);
-        if (g === undefined || m === undefined) continue;
-        current = {
-          key,
-          s: { ...identityOf(g, m), points: [] },
-        };
-        out.push(current.s);
-      }
-      current.s.points.push([num(r.t), r.v, num(r.n)]);
+    for (const r of rows) {
+      const g = byGpu.get(r.gpu);
+      const m = metrics.byId.get(r.metric);
+      if (g === undefined || m === undefined) continue;
+      out.push({
+        ...identityOf(g, m),
+        points: r.buckets.map((b, i): [number, number, number] => [
+          b,
+          r.values[i] ?? 0,
+          r.counts[i] ?? 0,
+        ]),
+      });
     }
     return { series: out, source: rollup ? 'rollup_1m' : 'raw' };
   }

@@ -6,7 +6,11 @@ import { isIdentityChanged, isSchemaMissing, reidentifier } from './identity.js'
 import type { TelemetryReader } from './reader.js';
 import { SqlReader } from './sql-reader.js';
 import { assertCurrent, migrate } from './migrate.js';
+import { decodeChunk } from './chunks/codec.js';
+import { chunkRetention, compact } from './compactor.js';
+import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
 import type {
+  CompactResult,
   Database,
   EngineStats,
   IdentityChanges,
@@ -27,8 +31,10 @@ export interface SqlStoreOptions {
   readonly retentionDays: number;
   /** The 1-minute rollup is kept this long; 0 keeps it. */
   readonly rollupRetentionDays: number;
-  /** Daily partitions are created this many days ahead. */
-  readonly partitionAheadDays: number;
+  /** Hot partitions (2-hour windows) are created this far ahead (ms). */
+  readonly partitionAheadMs: number;
+  /** The sealing job seals windows that ended at least this long ago (ms). */
+  readonly compactDelayMs: number;
   /**
    * Fold each write into the rollup and latest values in its own statement instead of leaving
    * it to the rollup job. Default: on PGlite (one connection: no writer waits for another, and
@@ -79,10 +85,21 @@ const FOLD = (rows: string): string => `rollup AS (
  * needs, as the pending table has no index and no key. Or (`fold`) folds them in itself, in the
  * same statement. The rows are sorted by the primary key so that concurrent writers take the
  * index's locks in the same order.
+ *
+ * With `sealed` (migration 004), readings of a window already sealed into chunks are not written
+ * here: their ordinals come back as `late`, and the writer checks them against their chunks
+ * (a redelivered reading is in its chunk already) before writing the new ones without the check.
  */
-const UPSERT_FROM = (source: string, fold: boolean): string => `
-WITH input AS (
+const UPSERT_FROM = (source: string, fold: boolean, sealed: boolean): string => `
+WITH src AS (
   ${source}
+), input AS (
+  SELECT time, gpu_id, metric_id, value FROM src${
+    sealed
+      ? `
+  WHERE NOT EXISTS (SELECT FROM sealed_windows w WHERE w.window_start = date_bin('2 hours', src.time, timestamptz 'epoch'))`
+      : ''
+  }
 ), ins AS (
   INSERT INTO samples (time, gpu_id, metric_id, value)
   SELECT time, gpu_id, metric_id, value FROM input ORDER BY gpu_id, metric_id, time
@@ -99,10 +116,16 @@ WITH input AS (
   -- Counted once (inlined, each reference to a count would scan the CTE again).
   SELECT (SELECT count(*) FROM ins)::int AS inserted, (SELECT count(*) FROM input)::int AS given
 )
-SELECT c.inserted,
+SELECT c.inserted, c.given,
        -- Which readings were new, only when some were and some were not (a partly redelivered batch).
        CASE WHEN c.inserted > 0 AND c.inserted < c.given
-            THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh
+            THEN (SELECT array_agg(nexus_ms(time)::text || ':' || gpu_id || ':' || metric_id) FROM ins) END AS fresh,
+       ${
+         sealed
+           ? `(SELECT array_agg(i) FROM src WHERE EXISTS (
+            SELECT FROM sealed_windows w WHERE w.window_start = date_bin('2 hours', src.time, timestamptz 'epoch')))`
+           : 'NULL::int[]'
+       } AS late
 FROM c`;
 
 /**
@@ -123,7 +146,11 @@ const ROLLUP_LOCK = "hashtext('nexus_rollup')";
 
 interface Written {
   readonly inserted: number;
+  /** Readings written without conflict check against chunks (all but the late ones). */
+  readonly given: number;
   readonly fresh: string[] | null;
+  /** Ordinals (1-based) of the readings that belong to sealed windows, not written. */
+  readonly late: number[] | null;
 }
 
 /**
@@ -153,11 +180,65 @@ function arrayLiteral(values: ArrayLike<number>): string {
 }
 
 // The ids are for the database the guard names ($5, $1): nothing is written into another one.
-const FROM_ARRAYS = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value
-   FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) AS u(t, g, m, v)
+const FROM_ARRAYS = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value, i::int AS i
+   FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) WITH ORDINALITY AS u(t, g, m, v, i)
    WHERE nexus_expect_identity($5::text)`;
-const FROM_STAGE = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value FROM nexus_stage
+const FROM_STAGE = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value, i FROM nexus_stage
    WHERE nexus_expect_identity($1::text)`;
+
+/**
+ * Takes, shared, the advisory lock of every window the readings fall in (in window order, so
+ * that writers and the sealing job, which takes one window at a time, cannot deadlock).
+ */
+async function lockWindows(client: SqlClient, records: readonly TelemetryRecord[]): Promise<void> {
+  const windows = new Set<number>();
+  for (const r of records) windows.add(windowNumber(r.timestamp));
+  await client.query(
+    `SELECT count(pg_advisory_xact_lock_shared(${WINDOW_LOCK_CLASS}, w)) FROM unnest($1::int[]) AS w`,
+    [[...windows].sort((a, b) => a - b)],
+  );
+}
+
+const seriesWindowKey = (gpu: number, metric: number, t: number): string =>
+  `${gpu}:${metric}:${windowOf(t)}`;
+
+/**
+ * The readings' times already in the chunks of their (sealed) windows, by series and window:
+ * 'all' where the chunk's raw readings are gone (past raw retention: nothing is stored again).
+ */
+async function chunkTimes(
+  client: SqlClient,
+  readings: readonly { gpu: number; metric: number; time: number }[],
+): Promise<Map<string, Set<number> | 'all'>> {
+  const keys = new Map<string, { gpu: number; metric: number; w: number }>();
+  for (const r of readings) {
+    keys.set(seriesWindowKey(r.gpu, r.metric, r.time), {
+      gpu: r.gpu,
+      metric: r.metric,
+      w: windowOf(r.time),
+    });
+  }
+  const k = [...keys.values()];
+  const res = await client.query<{
+    gpu_id: number;
+    metric_id: number;
+    w: string;
+    data: Uint8Array | null;
+  }>(
+    `SELECT c.gpu_id, c.metric_id, nexus_ms(c.window_start) AS w, c.data
+     FROM unnest($1::int[], $2::smallint[], $3::bigint[]) AS k(g, m, w)
+     JOIN sample_chunks c ON c.gpu_id = k.g AND c.metric_id = k.m AND c.window_start = nexus_ts(k.w)`,
+    [k.map((x) => x.gpu), k.map((x) => x.metric), k.map((x) => x.w)],
+  );
+  const out = new Map<string, Set<number> | 'all'>();
+  for (const row of res.rows) {
+    out.set(
+      seriesWindowKey(row.gpu_id, row.metric_id, Number(row.w)),
+      row.data === null ? 'all' : new Set(decodeChunk(row.data).times),
+    );
+  }
+  return out;
+}
 
 /**
  * The telemetry store on SQL: one implementation for PostgreSQL and PGlite (same migrations, same
@@ -178,9 +259,20 @@ export class SqlStore implements TelemetryStore {
   private readonly reidentify: () => Promise<void>;
   private remigrating: Promise<void> | undefined;
   private readonly writeMethod: WriteMethod;
-  private readonly fromArrays: string;
-  private readonly fromStage: string;
+  /** The write statements: from arrays or the COPY stage; checking sealed windows or not. */
+  private readonly statements: {
+    readonly arrays: string;
+    readonly stage: string;
+    readonly lateArrays: string;
+  };
+  /**
+   * Writers take their windows' advisory locks (shared) against the sealing job: on PostgreSQL.
+   * PGlite has one connection: a statement runs wholly before or after a sealing transaction.
+   */
+  private readonly windowLocks: boolean;
   private movedSinceVacuum = 0;
+  /** Windows known sealed (PGlite only, see touchesSealed). */
+  private sealed: Set<number> | undefined;
 
   constructor(private readonly o: SqlStoreOptions) {
     this.backend = o.db.backend;
@@ -206,8 +298,12 @@ export class SqlStore implements TelemetryStore {
     });
     this.writeMethod = o.writeMethod === 'copy' && o.db.copyInto !== undefined ? 'copy' : 'unnest';
     this.foldsOnWrite = o.foldOnWrite ?? o.db.backend === 'pglite';
-    this.fromArrays = UPSERT_FROM(FROM_ARRAYS, this.foldsOnWrite);
-    this.fromStage = UPSERT_FROM(FROM_STAGE, this.foldsOnWrite);
+    this.statements = {
+      arrays: UPSERT_FROM(FROM_ARRAYS, this.foldsOnWrite, true),
+      stage: UPSERT_FROM(FROM_STAGE, this.foldsOnWrite, true),
+      lateArrays: UPSERT_FROM(FROM_ARRAYS, this.foldsOnWrite, false),
+    };
+    this.windowLocks = o.db.backend === 'postgres';
   }
 
   migrate(): Promise<MigrationResult> {
@@ -270,15 +366,116 @@ export class SqlStore implements TelemetryStore {
   ): Promise<WriteResult> {
     const ids = await this.dims.resolve(this.o.db, clusterId, records);
     await this.ensurePartitions(records);
-    const res =
+    // One statement needs no transaction of its own (it is atomic, and it reaches the database in
+    // one round trip; on PGlite in a worker, a transaction would hold the only connection across
+    // several hops through a busy event loop). The window locks and COPY need one.
+    if (this.windowLocks || this.writeMethod === 'copy' || (await this.touchesSealed(records))) {
+      return this.o.db.transaction((tx) => this.writeIn(tx, records, ids, true));
+    }
+    return this.writeIn(this.o.db, records, ids, false);
+  }
+
+  /**
+   * Whether readings fall in windows sealed already (PGlite: this process is the only one using
+   * the database, and its own sealing job keeps the set). Such a write runs in one transaction,
+   * so that its readings of open windows and its late ones are stored, or not, together.
+   */
+  private async touchesSealed(records: readonly TelemetryRecord[]): Promise<boolean> {
+    if (this.sealed === undefined) {
+      const res = await this.o.db.query<{ w: string }>(
+        'SELECT nexus_ms(window_start) AS w FROM sealed_windows',
+      );
+      this.sealed = new Set(res.rows.map((r) => Number(r.w)));
+    }
+    if (this.sealed.size === 0) return false;
+    for (const r of records) if (this.sealed.has(windowOf(r.timestamp))) return true;
+    return false;
+  }
+
+  /**
+   * The write: the readings of open windows in one statement; those of sealed windows (late or
+   * redelivered, rare) checked against their chunks first, in a transaction.
+   */
+  private async writeIn(
+    client: SqlClient,
+    records: readonly TelemetryRecord[],
+    ids: ResolvedIds,
+    inTransaction: boolean,
+  ): Promise<WriteResult> {
+    if (this.windowLocks) await lockWindows(client, records);
+    const first =
       this.writeMethod === 'copy'
-        ? await this.o.db.transaction((tx) => this.copy(tx, records, ids))
-        : await this.unnest(this.o.db, records, ids);
+        ? await this.copy(client, records, ids)
+        : await this.unnest(client, records, ids, this.statements.arrays);
+    const late = first.late ?? [];
+    if (late.length === 0) {
+      return {
+        inserted: first.inserted,
+        duplicates: records.length - first.inserted,
+        ...(first.fresh === null ? {} : { fresh: freshIndexes(first.fresh, records, ids) }),
+      };
+    }
+    const isLate = new Set(late.map((i) => i - 1));
+    const fresh = new Set<number>();
+    if (first.fresh !== null) for (const i of freshIndexes(first.fresh, records, ids)) fresh.add(i);
+    else if (first.inserted > 0) {
+      for (let i = 0; i < records.length; i++) if (!isLate.has(i)) fresh.add(i);
+    }
+    const lateFresh = inTransaction
+      ? await this.writeLate(client, records, ids, [...isLate])
+      : await this.o.db.transaction((tx) => this.writeLate(tx, records, ids, [...isLate]));
+    for (const i of lateFresh) fresh.add(i);
+    const inserted = first.inserted + lateFresh.length;
     return {
-      inserted: res.inserted,
-      duplicates: records.length - res.inserted,
-      ...(res.fresh === null ? {} : { fresh: freshIndexes(res.fresh, records, ids) }),
+      inserted,
+      duplicates: records.length - inserted,
+      ...(inserted === 0 || inserted === records.length
+        ? {}
+        : { fresh: [...fresh].sort((x, y) => x - y) }),
     };
+  }
+
+  /**
+   * Readings of sealed windows: those already in their chunk are skipped (a redelivery), the new
+   * ones go to the hot tier, where the next pass of the sealing job merges them into their chunk.
+   * Returns the indexes (in `records`) of the readings stored.
+   */
+  private async writeLate(
+    client: SqlClient,
+    records: readonly TelemetryRecord[],
+    ids: ResolvedIds,
+    indexes: readonly number[],
+  ): Promise<number[]> {
+    const present = await chunkTimes(
+      client,
+      indexes.map((i) => ({
+        gpu: ids.gpu[i] ?? 0,
+        metric: ids.metric[i] ?? 0,
+        time: records[i]?.timestamp ?? 0,
+      })),
+    );
+    const keep = indexes.filter((i) => {
+      const times = present.get(
+        seriesWindowKey(ids.gpu[i] ?? 0, ids.metric[i] ?? 0, records[i]?.timestamp ?? 0),
+      );
+      return times !== undefined && times !== 'all'
+        ? !times.has(records[i]?.timestamp ?? 0)
+        : times === undefined;
+    });
+    if (keep.length === 0) return [];
+    const sub = keep.map((i) => records[i] as TelemetryRecord);
+    // Their hot partitions were dropped when the window was sealed (by any process): here again.
+    const windows = [...new Set(sub.map((r) => windowOf(r.timestamp)))];
+    await client.query('SELECT nexus_ensure_partitions($1::bigint[])', [windows]);
+    const subIds: ResolvedIds = {
+      gpu: Int32Array.from(keep, (i) => ids.gpu[i] ?? 0),
+      metric: Int16Array.from(keep, (i) => ids.metric[i] ?? 0),
+      identity: ids.identity,
+    };
+    const w = await this.unnest(client, sub, subIds, this.statements.lateArrays);
+    if (w.inserted === 0) return [];
+    if (w.fresh === null) return keep;
+    return freshIndexes(w.fresh, sub, subIds).map((j) => keep[j] ?? 0);
   }
 
   /** The schema is gone (a dropped schema, an empty re-created database): migrate again. */
@@ -313,6 +510,7 @@ export class SqlStore implements TelemetryStore {
     db: SqlClient,
     records: readonly TelemetryRecord[],
     ids: ResolvedIds,
+    statement: string,
   ): Promise<Written> {
     const n = records.length;
     const t = new Array<number>(n);
@@ -324,14 +522,14 @@ export class SqlStore implements TelemetryStore {
     }
     // Array literals built here, in one join each: numbers need no quoting, and the drivers'
     // element-by-element array serialisers cost more than the rest of the statement's preparation.
-    const res = await db.query<Written>(this.fromArrays, [
+    const res = await db.query<Written>(statement, [
       arrayLiteral(t),
       arrayLiteral(ids.gpu),
       arrayLiteral(ids.metric),
       arrayLiteral(v),
       ids.identity,
     ]);
-    return res.rows[0] ?? { inserted: 0, fresh: null };
+    return res.rows[0] ?? { inserted: 0, given: 0, fresh: null, late: null };
   }
 
   private async copy(
@@ -339,32 +537,33 @@ export class SqlStore implements TelemetryStore {
     records: readonly TelemetryRecord[],
     ids: ResolvedIds,
   ): Promise<Written> {
-    if (this.o.db.copyInto === undefined) return this.unnest(tx, records, ids);
+    if (this.o.db.copyInto === undefined)
+      return this.unnest(tx, records, ids, this.statements.arrays);
     await tx.query(
-      'CREATE TEMP TABLE IF NOT EXISTS nexus_stage (t bigint, g integer, m smallint, v float8) ON COMMIT DELETE ROWS',
+      'CREATE TEMP TABLE IF NOT EXISTS nexus_stage (t bigint, g integer, m smallint, v float8, i integer) ON COMMIT DELETE ROWS',
     );
     const lines = new Array<string>(records.length);
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
       lines[i] =
-        `${r?.timestamp ?? 0}\t${ids.gpu[i] ?? 0}\t${ids.metric[i] ?? 0}\t${r?.value ?? 0}\n`;
+        `${r?.timestamp ?? 0}\t${ids.gpu[i] ?? 0}\t${ids.metric[i] ?? 0}\t${r?.value ?? 0}\t${i + 1}\n`;
     }
-    await this.o.db.copyInto(tx, 'nexus_stage', ['t', 'g', 'm', 'v'], lines);
-    const res = await tx.query<Written>(this.fromStage, [ids.identity]);
-    return res.rows[0] ?? { inserted: 0, fresh: null };
+    await this.o.db.copyInto(tx, 'nexus_stage', ['t', 'g', 'm', 'v', 'i'], lines);
+    const res = await tx.query<Written>(this.statements.stage, [ids.identity]);
+    return res.rows[0] ?? { inserted: 0, given: 0, fresh: null, late: null };
   }
 
-  /** Makes sure the partitions for these readings exist (cached: one query per new day). */
+  /** Makes sure the partitions for these readings exist (cached: one query per new window). */
   private async ensurePartitions(records: readonly TelemetryRecord[]): Promise<void> {
     const missing = new Set<number>();
     for (const r of records) {
-      const day = Math.floor(r.timestamp / DAY) * DAY;
-      if (!this.partitions.has(day)) missing.add(day);
+      const w = windowOf(r.timestamp);
+      if (!this.partitions.has(w)) missing.add(w);
     }
     if (missing.size === 0) return;
     const days = [...missing].sort((a, b) => a - b);
     await this.o.db.transaction((tx) =>
-      tx.query('SELECT nexus_ensure_partitions($1::bigint[])', [days]),
+      tx.query('SELECT nexus_ensure_open_partitions($1::bigint[])', [days]),
     );
     for (const d of days) this.partitions.add(d);
   }
@@ -400,7 +599,7 @@ export class SqlStore implements TelemetryStore {
           repaired = true;
           await this.o.db.transaction((tx) =>
             tx.query(
-              `SELECT nexus_ensure_partitions(array_agg(DISTINCT nexus_ms(date_bin('1 day', time, timestamptz 'epoch'))))
+              `SELECT nexus_ensure_partitions(array_agg(DISTINCT nexus_ms(date_bin('2 hours', time, timestamptz 'epoch'))))
                FROM samples_pending`,
             ),
           );
@@ -424,9 +623,24 @@ export class SqlStore implements TelemetryStore {
     return { ...total, busy: false, ms: Date.now() - started };
   }
 
+  async compact(options: { now?: number; delayMs?: number } = {}): Promise<CompactResult> {
+    try {
+      return await compact(this.o.db, this.o.logger, {
+        now: options.now ?? Date.now(),
+        delayMs: options.delayMs ?? this.o.compactDelayMs,
+      });
+    } finally {
+      // Partitions it dropped, windows it sealed: known again from the database when needed.
+      this.partitions.clear();
+      this.sealed = undefined;
+    }
+  }
+
   async maintain(now = Date.now()): Promise<{ created: number; dropped: readonly string[] }> {
-    const today = Math.floor(now / DAY) * DAY;
-    const ahead = Array.from({ length: this.o.partitionAheadDays + 1 }, (_, i) => today + i * DAY);
+    const ahead: number[] = [];
+    for (let w = windowOf(now); w <= windowOf(now + this.o.partitionAheadMs); w += WINDOW_MS) {
+      ahead.push(w);
+    }
     const created = await this.o.db.transaction(async (tx) => {
       const res = await tx.query<{ n: number }>(
         'SELECT nexus_ensure_partitions($1::bigint[]) AS n',
@@ -434,7 +648,7 @@ export class SqlStore implements TelemetryStore {
       );
       return res.rows[0]?.n ?? 0;
     });
-    for (const d of ahead) this.partitions.add(d);
+    for (const w of ahead) this.partitions.add(w);
     let dropped: string[] = [];
     if (this.o.retentionDays > 0 || this.o.rollupRetentionDays > 0) {
       // Fold in what is pending first, so that no pending reading refers to a rollup partition
@@ -454,9 +668,10 @@ export class SqlStore implements TelemetryStore {
         );
         return res.rows.map((r) => r.name);
       });
-      if (dropped.length > 0) {
-        this.partitions.clear();
-        this.o.logger.info({ dropped }, 'retention dropped partitions');
+      if (dropped.length > 0) this.partitions.clear();
+      const chunks = await chunkRetention(this.o.db, rawBefore, rollupBefore);
+      if (dropped.length > 0 || chunks.converted > 0 || chunks.deleted > 0) {
+        this.o.logger.info({ dropped, chunks }, 'retention applied');
       }
     }
     return { created, dropped };

@@ -74,6 +74,25 @@ export interface RollupResult {
   readonly ms: number;
 }
 
+/** What one run of the sealing job (`compact`) did. */
+export interface CompactResult {
+  /** Windows sealed or merged into (those that had hot readings). */
+  readonly windows: number;
+  /** Of those, windows sealed before: late readings merged into their chunks. */
+  readonly merged: number;
+  /** Hot readings moved into chunks. */
+  readonly readings: number;
+  /** Chunks written (new or re-encoded). */
+  readonly chunks: number;
+  /** Readings found in the hot tier and in their chunk both (kept once). */
+  readonly ties: number;
+  /** Hot partitions dropped once emptied. */
+  readonly dropped: readonly string[];
+  /** Another session was running the job; this call stopped early. */
+  readonly busy: boolean;
+  readonly ms: number;
+}
+
 /** The records a write stored for the first time. */
 export function freshRecords<T>(records: readonly T[], result: WriteResult): readonly T[] {
   if (result.inserted === 0) return [];
@@ -126,6 +145,13 @@ export interface TelemetryStore {
    * of up to `chunk` readings until none is pending.
    */
   rollUp(chunk?: number): Promise<RollupResult>;
+  /**
+   * The sealing job (migration 004): turns every hot window that ended at least the store's
+   * compaction delay before `now` into compressed per-series chunks, merges late readings into
+   * the chunks of windows sealed before, and drops the emptied hot partitions. One session at a
+   * time across processes (another returns `busy`); safe to kill at any point.
+   */
+  compact(options?: { readonly now?: number; readonly delayMs?: number }): Promise<CompactResult>;
   /** Creates partitions ahead and applies retention. */
   maintain(now?: number): Promise<{ created: number; dropped: readonly string[] }>;
   /** Throws unless the database answers and the schema is current. */

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { NexusError } from '../../src/core/errors.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
+import { decodeChunk } from '../../src/store/chunks/codec.js';
 import type { SqlClient } from '../../src/store/types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -139,6 +140,67 @@ export async function storedSamples(sql: SqlClient, table = 'samples'): Promise<
   return res.rows
     .map((r) => ({ host: r.host, gpu: r.gpu, metric: r.metric, ms: Number(r.ms), value: r.value }))
     .sort(compareSamples);
+}
+
+/**
+ * Every stored reading, hot and sealed (chunks decoded): what a store holds, whatever tier it is
+ * in. Readings in both tiers at once (never expected) appear twice.
+ */
+export async function storedReadings(sql: SqlClient): Promise<Sample[]> {
+  const hot = await storedSamples(sql);
+  const res = await sql.query<{ host: string; gpu: number; metric: string; data: Uint8Array }>(
+    `SELECT h.hostname AS host, g.gpu_index AS gpu, m.name AS metric, c.data
+     FROM sample_chunks c JOIN gpus g ON g.id = c.gpu_id JOIN hosts h ON h.id = g.host_id
+     JOIN metrics m ON m.id = c.metric_id WHERE c.data IS NOT NULL`,
+  );
+  const sealed: Sample[] = [];
+  for (const r of res.rows) {
+    const d = decodeChunk(r.data);
+    for (let i = 0; i < d.times.length; i++) {
+      sealed.push({
+        host: r.host,
+        gpu: r.gpu,
+        metric: r.metric,
+        ms: d.times[i] ?? 0,
+        value: d.values[i] ?? 0,
+      });
+    }
+  }
+  return [...hot, ...sealed].sort(compareSamples);
+}
+
+/** Chunks by series and window: count and aggregates beside them, as stored. */
+export async function storedChunks(
+  sql: SqlClient,
+): Promise<
+  {
+    host: string;
+    gpu: number;
+    metric: string;
+    window: number;
+    count: number;
+    min: number;
+    max: number;
+    sum: number;
+  }[]
+> {
+  const res = await sql.query<{
+    host: string;
+    gpu: number;
+    metric: string;
+    w: string;
+    count: number;
+    min: number;
+    max: number;
+    sum: number;
+  }>(
+    `SELECT h.hostname AS host, g.gpu_index AS gpu, m.name AS metric, nexus_ms(c.window_start)::text AS w,
+            c.count, c.min, c.max, c.sum
+     FROM sample_chunks c JOIN gpus g ON g.id = c.gpu_id JOIN hosts h ON h.id = g.host_id
+     JOIN metrics m ON m.id = c.metric_id
+     ORDER BY 1, 2, 3, 4`,
+  );
+  return res.rows.map((r) => ({ ...r, window: Number(r.w) })).map(({ w: _w, ...r }) => r);
 }
 
 export interface Counts {
@@ -332,11 +394,15 @@ export async function rowsIn(sql: SqlClient, table: string): Promise<number> {
   return res.rows[0]?.n ?? -1;
 }
 
-const ymd = (ms: number): string => new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
-/** The daily raw partition holding `ms`. */
-export const dayPartition = (ms: number): string => `samples_${ymd(ms)}`;
-/** The monthly rollup partition holding `ms`. */
-export const monthPartition = (ms: number): string => `samples_1m_${ymd(ms).slice(0, 6)}`;
+/** `YYYYMMDD_HH` of the 2-hour window holding `ms`. */
+const windowName = (ms: number): string => {
+  const iso = new Date(Math.floor(ms / 7_200_000) * 7_200_000).toISOString();
+  return `${iso.slice(0, 10).replaceAll('-', '')}_${iso.slice(11, 13)}`;
+};
+/** The hot raw partition (2-hour window) holding `ms`. */
+export const windowPartition = (ms: number): string => `samples_${windowName(ms)}`;
+/** The hot 1-minute rollup partition (2-hour window) holding `ms`. */
+export const rollupPartition = (ms: number): string => `samples_1m_${windowName(ms)}`;
 
 /** Asserts `p` rejects with STORE_REJECTED carrying the database's own message. */
 export async function assertRejected(p: Promise<unknown>, reason: RegExp): Promise<void> {

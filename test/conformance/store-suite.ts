@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it, type TestContext } from 'node:test';
 import { NexusError } from '../../src/core/errors.js';
 import type { SqlStoreOptions } from '../../src/store/sql-store.js';
+import type { TelemetryRecord } from '../../src/core/record.js';
 import type { SqlClient, TelemetryStore, WriteMethod } from '../../src/store/types.js';
 import {
   SECOND,
@@ -24,17 +25,18 @@ import {
   type Bucket,
   expectedBuckets,
   storedBuckets,
+  storedReadings,
+  storedChunks,
   expectedLatest,
   storedLatest,
   storedGpus,
   type Workload,
   storedWorkloads,
   partitionsOf,
-  tableExists,
   rowsIn,
   pendingCount,
-  dayPartition,
-  monthPartition,
+  windowPartition,
+  rollupPartition,
   assertRejected,
 } from './store-fixtures.js';
 
@@ -42,7 +44,8 @@ import {
 export interface StoreOptions {
   retentionDays?: number;
   rollupRetentionDays?: number;
-  partitionAheadDays?: number;
+  partitionAheadMs?: number;
+  compactDelayMs?: number;
   writeMethod?: WriteMethod;
   foldOnWrite?: boolean;
 }
@@ -53,7 +56,8 @@ export function storeSettings(o: StoreOptions): Omit<SqlStoreOptions, 'db' | 'lo
     writeMethod: o.writeMethod ?? 'unnest',
     retentionDays: o.retentionDays ?? 0,
     rollupRetentionDays: o.rollupRetentionDays ?? 0,
-    partitionAheadDays: o.partitionAheadDays ?? 1,
+    partitionAheadMs: o.partitionAheadMs ?? 0,
+    compactDelayMs: o.compactDelayMs ?? HOUR,
     ...(o.foldOnWrite === undefined ? {} : { foldOnWrite: o.foldOnWrite }),
   };
 }
@@ -90,7 +94,8 @@ export interface StoreHarness {
 const DEFAULTS: Required<Omit<StoreOptions, 'foldOnWrite'>> = {
   retentionDays: 0,
   rollupRetentionDays: 0,
-  partitionAheadDays: 1,
+  partitionAheadMs: 0,
+  compactDelayMs: HOUR,
   writeMethod: 'unnest',
 };
 
@@ -122,10 +127,15 @@ export function storeConformance(h: StoreHarness): void {
       it('migrate() applies each schema version once; a second migrate() applies nothing', async (t) => {
         const { store, sql } = await open(t);
         assert.deepEqual(await store.migrate(), {
-          applied: ['001_schema', '002_rollup_pending', '003_database_identity'],
-          current: 3,
+          applied: [
+            '001_schema',
+            '002_rollup_pending',
+            '003_database_identity',
+            '004_series_chunks',
+          ],
+          current: 4,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 3 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 4 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -133,6 +143,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 1, name: '001_schema' },
           { version: 2, name: '002_rollup_pending' },
           { version: 3, name: '003_database_identity' },
+          { version: 4, name: '004_series_chunks' },
         ]);
       });
 
@@ -143,9 +154,10 @@ export function storeConformance(h: StoreHarness): void {
           '001_schema',
           '002_rollup_pending',
           '003_database_identity',
+          '004_series_chunks',
         ]);
-        assert.ok(results.every((r) => r.current === 3));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 3);
+        assert.ok(results.every((r) => r.current === 4));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 4);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {
@@ -168,6 +180,10 @@ export function storeConformance(h: StoreHarness): void {
 
     describe('partition maintenance', () => {
       maintenanceTests(migrated);
+    });
+
+    describe('sealing into chunks (storage engine v3)', () => {
+      sealingTests(migrated);
     });
   });
 }
@@ -478,7 +494,7 @@ function writeTests(open: Open): void {
     assert.equal((await store.rollUp()).moved, 0);
   });
 
-  it('readings on different UTC days land in different daily partitions; rollup partitions are monthly', async (t) => {
+  it('readings land in the hot partitions of their 2-hour windows, raw and 1-minute rollup alike', async (t) => {
     const { store, sql } = await open(t);
     const lastOfJuly = utc(2025, 7, 31, 23, 59, 59, 999);
     const records = [
@@ -489,21 +505,22 @@ function writeTests(open: Open): void {
     ];
     await store.write('cluster-1', records);
     assert.deepEqual(await partitionsOf(sql, 'samples'), [
-      'samples_20250730',
-      'samples_20250731',
-      'samples_20250801',
+      'samples_20250730_22',
+      'samples_20250731_22',
+      'samples_20250801_00',
     ]);
     assert.deepEqual(await partitionsOf(sql, 'samples_1m'), [
-      'samples_1m_202507',
-      'samples_1m_202508',
+      'samples_1m_20250730_22',
+      'samples_1m_20250731_22',
+      'samples_1m_20250801_00',
     ]);
-    assert.equal(await rowsIn(sql, 'samples_20250730'), 1);
-    assert.equal(await rowsIn(sql, 'samples_20250731'), 1);
-    assert.equal(await rowsIn(sql, 'samples_20250801'), 2);
-    // The rollup rows land in their month's partition (once folded in, whichever way).
+    assert.equal(await rowsIn(sql, 'samples_20250730_22'), 1);
+    assert.equal(await rowsIn(sql, 'samples_20250731_22'), 1);
+    assert.equal(await rowsIn(sql, 'samples_20250801_00'), 2);
+    // The rollup rows land in their window's partition (once folded in, whichever way).
     await store.rollUp();
-    assert.equal(await rowsIn(sql, 'samples_1m_202507'), 2);
-    assert.equal(await rowsIn(sql, 'samples_1m_202508'), 2);
+    assert.equal(await rowsIn(sql, 'samples_1m_20250731_22'), 1);
+    assert.equal(await rowsIn(sql, 'samples_1m_20250801_00'), 2);
     assert.deepEqual(await storedSamples(sql), expectedSamples(records));
   });
 
@@ -703,104 +720,405 @@ function writeTests(open: Open): void {
 function maintenanceTests(open: Open): void {
   const now = utc(2025, 7, 18, 12);
 
-  it('maintain(now) creates the partitions for today .. today + partitionAheadDays', async (t) => {
-    const { store, sql } = await open(t, { partitionAheadDays: 3 });
-    assert.deepEqual(await store.maintain(now), { created: 5, dropped: [] });
+  it('maintain(now) creates the hot partitions of the windows from now to now + partitionAheadMs', async (t) => {
+    const { store, sql } = await open(t, { partitionAheadMs: 5 * HOUR });
+    // 12:00 .. 17:00: the windows of 12, 14 and 16 h, raw and rollup.
+    assert.deepEqual(await store.maintain(now), { created: 6, dropped: [] });
+    assert.deepEqual(await partitionsOf(sql, 'samples'), [
+      'samples_20250718_12',
+      'samples_20250718_14',
+      'samples_20250718_16',
+    ]);
+    assert.deepEqual(await partitionsOf(sql, 'samples_1m'), [
+      'samples_1m_20250718_12',
+      'samples_1m_20250718_14',
+      'samples_1m_20250718_16',
+    ]);
+    assert.deepEqual(await store.maintain(now), { created: 0, dropped: [] });
+  });
+
+  it('an older partition covering a window (schema 3: daily raw, monthly rollup) is used, not doubled', async (t) => {
+    const { store, sql } = await open(t);
+    await sql.query(
+      `CREATE TABLE samples_20250718 PARTITION OF samples FOR VALUES FROM ('2025-07-18 00:00+00') TO ('2025-07-19 00:00+00')`,
+    );
+    await sql.query(
+      `CREATE TABLE samples_1m_202507 PARTITION OF samples_1m FOR VALUES FROM ('2025-07-01 00:00+00') TO ('2025-08-01 00:00+00')`,
+    );
+    const records = [rec(utc(2025, 7, 18, 8), 1.5), rec(utc(2025, 7, 19, 8), 2.5)];
+    await store.write('cluster-1', records);
     assert.deepEqual(await partitionsOf(sql, 'samples'), [
       'samples_20250718',
-      'samples_20250719',
-      'samples_20250720',
-      'samples_20250721',
+      'samples_20250719_08',
     ]);
     assert.deepEqual(await partitionsOf(sql, 'samples_1m'), ['samples_1m_202507']);
-    assert.deepEqual(await store.maintain(now), { created: 0, dropped: [] });
-
-    // Across a month end: the next month's rollup partition too.
-    const endOfMonth = utc(2025, 7, 30, 18);
-    assert.deepEqual(await store.maintain(endOfMonth), { created: 5, dropped: [] });
-    assert.equal(await tableExists(sql, 'samples_20250802'), true);
-    assert.equal(await tableExists(sql, 'samples_20250803'), false);
-    assert.equal(await tableExists(sql, 'samples_1m_202508'), true);
+    assert.deepEqual(await storedSamples(sql), expectedSamples(records));
   });
 
   it('concurrent maintain() calls all succeed, create each partition once and drop each once', async (t) => {
     const { store, sql } = await open(t, {
-      partitionAheadDays: 30,
+      partitionAheadMs: 30 * HOUR,
       retentionDays: 5,
       rollupRetentionDays: 40,
     });
-    // One reading a day from 2025-05-20 to 2025-06-08: all past raw retention; May past rollup's.
+    // One reading a day from 2025-05-20 to 2025-06-08: all past raw retention, and past the
+    // rollup's from May 20 to June 7 (ending by 2025-06-08T12:00Z).
     const old = times(utc(2025, 5, 20, 6), 20, DAY).map((ms) => rec(ms, 1.5));
     await store.write('cluster-1', old);
 
     const results = await Promise.all([0, 1, 2, 3].map(() => store.maintain(now)));
-    // 2025-07-18 .. 2025-08-17: 31 days and 2 months, each created by exactly one call.
+    // 2025-07-18T12:00 .. 2025-07-19T18:00: 16 windows, raw and rollup, each created once.
     assert.equal(
       results.reduce((n, r) => n + r.created, 0),
-      33,
+      32,
     );
+    const rollupGone = old.filter((r) => r.timestamp + 2 * HOUR <= now - 40 * DAY);
     assert.deepEqual(
       results.flatMap((r) => r.dropped).sort(),
-      [...old.map((r) => dayPartition(r.timestamp)), 'samples_1m_202505'].sort(),
+      [
+        ...old.map((r) => windowPartition(r.timestamp)),
+        ...rollupGone.map((r) => rollupPartition(r.timestamp)),
+      ].sort(),
     );
-    assert.deepEqual(await partitionsOf(sql, 'samples'), times(now, 31, DAY).map(dayPartition));
-    assert.deepEqual(await partitionsOf(sql, 'samples_1m'), [
-      'samples_1m_202506',
-      'samples_1m_202507',
-      'samples_1m_202508',
-    ]);
+    assert.deepEqual(
+      await partitionsOf(sql, 'samples'),
+      times(now, 16, 2 * HOUR).map(windowPartition),
+    );
+    assert.equal(
+      (await partitionsOf(sql, 'samples_1m')).length,
+      16 + old.length - rollupGone.length,
+    );
   });
 
   it('retentionDays drops older sample partitions and their rows, and keeps newer ones', async (t) => {
-    const { store, sql } = await open(t, { retentionDays: 5, partitionAheadDays: 0 });
+    const { store, sql } = await open(t, { retentionDays: 5 });
     const old = [rec(utc(2025, 7, 8, 10), 1.5), rec(utc(2025, 7, 12, 23, 59, 59, 999), 2.5)];
-    const kept = [rec(utc(2025, 7, 13), 3.5), rec(utc(2025, 7, 18, 9, 30), 4.5)];
+    const kept = [rec(utc(2025, 7, 13, 12), 3.5), rec(utc(2025, 7, 18, 12, 30), 4.5)];
     await store.write('cluster-1', [...old, ...kept]);
 
-    // now - 5 days = 2025-07-13T12:00Z: partitions ending by then go, with their rows.
+    // now - 5 days = 2025-07-13T12:00Z: windows ending by then go, with their rows.
     const res = await store.maintain(now);
     assert.equal(res.created, 0);
-    assert.deepEqual([...res.dropped].sort(), [dayPartition(utc(2025, 7, 8)), 'samples_20250712']);
-    assert.deepEqual(await partitionsOf(sql, 'samples'), ['samples_20250713', 'samples_20250718']);
+    assert.deepEqual([...res.dropped].sort(), [
+      windowPartition(utc(2025, 7, 8, 10)),
+      'samples_20250712_22',
+    ]);
+    assert.deepEqual(await partitionsOf(sql, 'samples'), [
+      'samples_20250713_12',
+      'samples_20250718_12',
+    ]);
     assert.deepEqual(await storedSamples(sql), expectedSamples(kept));
     // The rollup has its own retention (0: kept).
-    assert.deepEqual(await partitionsOf(sql, 'samples_1m'), ['samples_1m_202507']);
+    assert.equal((await partitionsOf(sql, 'samples_1m')).length, 4);
     assert.deepEqual(await storedBuckets(sql), expectedBuckets([...old, ...kept]));
 
     assert.deepEqual(await store.maintain(now), { created: 0, dropped: [] });
   });
 
   it('rollupRetentionDays drops older rollup partitions, and keeps newer ones and the raw readings', async (t) => {
-    const { store, sql } = await open(t, { rollupRetentionDays: 40, partitionAheadDays: 0 });
+    const { store, sql } = await open(t, { rollupRetentionDays: 40 });
     const may = rec(utc(2025, 5, 10, 8), 1.5);
     const june = rec(utc(2025, 6, 20, 8), 2.5);
-    const july = rec(utc(2025, 7, 18, 8), 3.5);
+    const july = rec(utc(2025, 7, 18, 12, 30), 3.5);
     await store.write('cluster-1', [may, june, july]);
 
     // now - 40 days = 2025-06-08T12:00Z: the May partition (ending June 1st) goes.
     assert.deepEqual(await store.maintain(now), {
       created: 0,
-      dropped: [monthPartition(may.timestamp)],
+      dropped: [rollupPartition(may.timestamp)],
     });
     assert.deepEqual(await partitionsOf(sql, 'samples_1m'), [
-      'samples_1m_202506',
-      'samples_1m_202507',
+      rollupPartition(june.timestamp),
+      rollupPartition(july.timestamp),
     ]);
     assert.deepEqual(await storedBuckets(sql), expectedBuckets([june, july]));
     assert.deepEqual(await storedSamples(sql), expectedSamples([may, june, july]));
   });
 
   it('with retention 0 nothing is dropped', async (t) => {
-    const { store, sql } = await open(t, { partitionAheadDays: 0 });
-    const records = [rec(utc(2024, 1, 1), 1.5), rec(utc(2025, 7, 18, 8), 2.5)];
+    const { store, sql } = await open(t);
+    const records = [rec(utc(2024, 1, 1), 1.5), rec(utc(2025, 7, 18, 12, 30), 2.5)];
     await store.write('cluster-1', records);
     assert.deepEqual(await store.maintain(now), { created: 0, dropped: [] });
-    assert.deepEqual(await partitionsOf(sql, 'samples'), ['samples_20240101', 'samples_20250718']);
+    assert.deepEqual(await partitionsOf(sql, 'samples'), [
+      'samples_20240101_00',
+      'samples_20250718_12',
+    ]);
     assert.deepEqual(await partitionsOf(sql, 'samples_1m'), [
-      'samples_1m_202401',
-      'samples_1m_202507',
+      'samples_1m_20240101_00',
+      'samples_1m_20250718_12',
     ]);
     assert.deepEqual(await storedSamples(sql), expectedSamples(records));
     assert.deepEqual(await storedBuckets(sql), expectedBuckets(records));
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing: hot windows into compressed chunks, late readings, redeliveries, crashes
+// ---------------------------------------------------------------------------------------------
+
+function sealingTests(open: Open): void {
+  const start = utc(2025, 7, 18, 8);
+  // Windows 08-10 and 10-12 are closed an hour before 13:30; 12-14 is not.
+  const now = utc(2025, 7, 18, 14, 30);
+  const fleet = () =>
+    grid({
+      hosts: ['node-a', 'node-b'],
+      gpus: 2,
+      metrics: [TEMP, POWER],
+      times: times(start + 1_234, 5 * 360, 10 * SECOND),
+    });
+  const everything = { from: 0, to: utc(2030, 1, 1) };
+
+  /** What the reader answers: raw pages (all of them) and series at several steps. */
+  const answers = async (store: TelemetryStore) => {
+    const pages: unknown[] = [];
+    let after: { gpu: number; metric: number; time: number } | undefined;
+    for (;;) {
+      const page = await store.reader.telemetry({
+        ...everything,
+        limit: 997,
+        ...(after === undefined ? {} : { after }),
+      });
+      pages.push(...page.readings);
+      if (page.next === undefined) break;
+      after = page.next;
+    }
+    const series = [];
+    for (const [stepMs, agg] of [
+      [10 * SECOND, 'avg'],
+      [45 * SECOND, 'max'],
+      [MINUTE, 'avg'],
+      [5 * MINUTE, 'last'],
+      [2 * HOUR, 'min'],
+      [4 * HOUR, 'avg'],
+    ] as const) {
+      series.push(
+        await store.reader.series({
+          from: start + 7 * MINUTE + 3_000,
+          to: start + 4 * HOUR + 50 * MINUTE,
+          stepMs,
+          agg,
+          maxPoints: 1_000_000,
+        }),
+      );
+    }
+    const stats = await store.reader.clusterStats('cluster-1');
+    return { pages, series, stats };
+  };
+
+  it('compact() seals closed windows into one chunk per series and window, drops their hot partitions, and reads answer the same', async (t) => {
+    const { store, sql } = await open(t);
+    const records = fleet();
+    await store.write('cluster-1', records);
+    await store.rollUp();
+    const before = await answers(store);
+
+    const res = await store.compact({ now });
+    assert.equal(res.busy, false);
+    assert.equal(res.windows, 2);
+    assert.equal(res.readings, 8 * 2 * 720);
+    assert.equal(res.chunks, 8 * 2);
+    assert.deepEqual([...res.dropped].sort(), [
+      'samples_1m_20250718_08',
+      'samples_1m_20250718_10',
+      'samples_20250718_08',
+      'samples_20250718_10',
+    ]);
+    assert.deepEqual(await partitionsOf(sql, 'samples'), ['samples_20250718_12']);
+    assert.equal(await rowsIn(sql, 'samples'), 8 * 360);
+    assert.deepEqual(await storedReadings(sql), expectedSamples(records));
+    const chunks = await storedChunks(sql);
+    assert.equal(chunks.length, 16);
+    for (const c of chunks) assert.equal(c.count, 720);
+    assert.equal(await rowsIn(sql, 'sealed_windows'), 2);
+
+    const after = await answers(store);
+    assert.deepEqual(after.pages, before.pages);
+    assert.deepEqual(after.series, before.series);
+    assert.deepEqual(after.stats, before.stats);
+
+    // Nothing more to do: the next pass seals nothing.
+    const again = await store.compact({ now });
+    assert.equal(again.windows, 0);
+    assert.deepEqual(again.dropped, []);
+  });
+
+  it('a redelivered batch after sealing stores nothing; a late reading is stored, read, and merged into its chunk by the next pass', async (t) => {
+    const { store, sql } = await open(t);
+    const records = fleet();
+    await store.write('cluster-1', records);
+    await store.compact({ now });
+
+    // The whole batch again (a redelivery): nothing new.
+    assert.deepEqual(await store.write('cluster-1', records), {
+      inserted: 0,
+      duplicates: records.length,
+    });
+    assert.deepEqual(await storedReadings(sql), expectedSamples(records));
+
+    // A redelivered reading, a late one in a sealed window, and a new one in the open window.
+    const redelivered = records[5] as TelemetryRecord;
+    const late = rec(start + 30 * MINUTE + 5, 99.5, { hostname: 'node-b', gpu: 1, metric: POWER });
+    const fresh = rec(start + 5 * HOUR + 7, 12.5);
+    assert.deepEqual(await store.write('cluster-1', [redelivered, late, fresh, late]), {
+      inserted: 2,
+      duplicates: 2,
+      fresh: [1, 2],
+    });
+    const all = [...records, late, fresh];
+    assert.deepEqual(await storedReadings(sql), expectedSamples(all));
+    assert.deepEqual(await partitionsOf(sql, 'samples'), [
+      'samples_20250718_08',
+      'samples_20250718_12',
+    ]);
+    const page = await store.reader.telemetry({
+      hosts: ['node-b'],
+      gpus: [1],
+      metrics: [POWER],
+      from: start + 30 * MINUTE,
+      to: start + 30 * MINUTE + 10 * SECOND,
+      limit: 10,
+    });
+    assert.deepEqual(
+      page.readings.map((r) => [r.timestamp, r.value]),
+      [
+        [start + 30 * MINUTE + 5, 99.5],
+        [
+          start + 30 * MINUTE + 1_234,
+          expectedValueAt(records, 'node-b', 1, POWER, start + 30 * MINUTE + 1_234),
+        ],
+      ],
+    );
+    const stats = await store.reader.clusterStats('cluster-1');
+    assert.equal(stats?.samples, all.length);
+
+    const merged = await store.compact({ now });
+    assert.equal(merged.windows, 1);
+    assert.equal(merged.merged, 1);
+    assert.equal(merged.readings, 1);
+    assert.equal(merged.ties, 0);
+    assert.deepEqual([...merged.dropped].sort(), ['samples_1m_20250718_08', 'samples_20250718_08']);
+    assert.deepEqual(await storedReadings(sql), expectedSamples(all));
+    const chunk = (await storedChunks(sql)).filter(
+      (c) => c.host === 'node-b' && c.gpu === 1 && c.metric === POWER && c.window === start,
+    );
+    assert.equal(chunk[0]?.count, 721);
+    const inWindow = records.filter(
+      (r) =>
+        r.hostname === 'node-b' &&
+        r.gpu === 1 &&
+        r.metric === POWER &&
+        r.timestamp < start + 2 * HOUR,
+    );
+    assert.equal(
+      chunk[0].sum,
+      inWindow.reduce((n, r) => n + r.value, 99.5),
+    );
+    assert.equal(chunk[0].min, Math.min(99.5, ...inWindow.map((r) => r.value)));
+    assert.equal((await store.reader.clusterStats('cluster-1'))?.samples, all.length);
+
+    // The late reading again, now that it is in its chunk: a duplicate.
+    assert.deepEqual(await store.write('cluster-1', [late]), { inserted: 0, duplicates: 1 });
+  });
+
+  it('a sealing pass that fails half-way (the process dies) loses and doubles nothing: each window is sealed wholly or not at all', async (t) => {
+    const { store, sql } = await open(t);
+    const records = fleet();
+    await store.write('cluster-1', records);
+    // The chunks' table refuses the second statement that writes into it, once (a sequence: not
+    // rolled back with the failed transaction).
+    await sql.query('CREATE SEQUENCE nexus_test_fail');
+    await sql.query(`CREATE FUNCTION nexus_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('nexus_test_fail') = 2 THEN RAISE EXCEPTION 'killed mid-seal'; END IF;
+        RETURN NULL;
+      END $$`);
+    await sql.query(
+      `CREATE TRIGGER nexus_test_fail AFTER INSERT ON sample_chunks FOR EACH STATEMENT EXECUTE FUNCTION nexus_test_fail()`,
+    );
+    // The first window is sealed, the second fails as it writes its chunks.
+    await assert.rejects(store.compact({ now }), /killed mid-seal/);
+    assert.equal(await rowsIn(sql, 'sample_chunks'), 8);
+    assert.equal(await rowsIn(sql, 'sealed_windows'), 1);
+    assert.equal(await rowsIn(sql, 'samples'), records.length - 8 * 720);
+    assert.deepEqual(await storedReadings(sql), expectedSamples(records));
+    assert.equal((await store.reader.clusterStats('cluster-1'))?.samples, records.length);
+
+    const res = await store.compact({ now });
+    assert.equal(res.windows, 1);
+    assert.deepEqual(await storedReadings(sql), expectedSamples(records));
+    assert.equal(await rowsIn(sql, 'sample_chunks'), 16);
+  });
+
+  it('raw retention keeps a sealed window as its 1-minute rollup; rollup retention then drops it', async (t) => {
+    const { store, sql } = await open(t, { retentionDays: 1, rollupRetentionDays: 3 });
+    const records = fleet();
+    await store.write('cluster-1', records);
+    await store.compact({ now });
+    const minute = {
+      from: start,
+      to: start + 4 * HOUR,
+      stepMs: MINUTE,
+      agg: 'avg' as const,
+      maxPoints: 1e6,
+    };
+    const before = await store.reader.series(minute);
+
+    // Two days on: the raw readings of the sealed windows are past retention, their rollup is not.
+    await store.maintain(now + 2 * DAY);
+    const raw = await store.reader.telemetry({ ...everything, limit: 10 });
+    assert.deepEqual(raw.readings, []);
+    assert.deepEqual(await store.reader.series(minute), before);
+    assert.equal(await rowsIn(sql, 'sample_chunks'), 16);
+
+    // Four days on: past both.
+    await store.maintain(now + 4 * DAY);
+    assert.equal(await rowsIn(sql, 'sample_chunks'), 0);
+    assert.deepEqual((await store.reader.series(minute)).series, []);
+  });
+
+  it('concurrent writers and the sealing job: every reading stored exactly once', async (t) => {
+    const { store, sql } = await open(t);
+    const records = fleet();
+    const batches: TelemetryRecord[][] = [];
+    for (let i = 0; i < records.length; i += 500) batches.push(records.slice(i, i + 500));
+    // Each batch twice (a redelivery), while the job seals whatever has ended by then.
+    const writes = Promise.all(
+      [0, 1, 2, 3].map(async (w) => {
+        for (let i = w; i < batches.length * 2; i += 4) {
+          await store.write('cluster-1', batches[i % batches.length] ?? []);
+        }
+      }),
+    );
+    let passes = 0;
+    let done = false;
+    void writes.finally(() => {
+      done = true;
+    });
+    while (!done) {
+      await store.compact({ now, delayMs: 0 });
+      passes++;
+    }
+    await writes;
+    await store.compact({ now, delayMs: 0 });
+    assert.ok(passes > 0);
+    assert.deepEqual(await storedReadings(sql), expectedSamples(records));
+    assert.equal((await store.reader.clusterStats('cluster-1'))?.samples, records.length);
+  });
+}
+
+/** The value `grid` gave a host, GPU and metric at an instant. */
+function expectedValueAt(
+  records: readonly TelemetryRecord[],
+  host: string,
+  gpu: number,
+  metric: string,
+  t: number,
+): number {
+  const r = records.find(
+    (x) => x.hostname === host && x.gpu === gpu && x.metric === metric && x.timestamp === t,
+  );
+  assert.ok(r !== undefined);
+  return r.value;
 }

@@ -33,7 +33,8 @@ export function sqlStore(url: string, logger: Logger = silentLogger()): SqlStore
     writeMethod: 'unnest',
     retentionDays: 0,
     rollupRetentionDays: 0,
-    partitionAheadDays: 1,
+    partitionAheadMs: 0,
+    compactDelayMs: 3_600_000,
   });
 }
 

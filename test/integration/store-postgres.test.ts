@@ -113,7 +113,7 @@ describe('store: PostgreSQL only', () => {
         .filter((l) => l.msg === 'applied migration')
         .map((l) => l.migration)
         .sort(),
-      ['001_schema', '002_rollup_pending', '003_database_identity'],
+      ['001_schema', '002_rollup_pending', '003_database_identity', '004_series_chunks'],
     );
 
     const { db } = storeAt(url);
@@ -125,6 +125,7 @@ describe('store: PostgreSQL only', () => {
       { version: 1, name: '001_schema' },
       { version: 2, name: '002_rollup_pending' },
       { version: 3, name: '003_database_identity' },
+      { version: 4, name: '004_series_chunks' },
     ]);
   });
 });

@@ -339,7 +339,8 @@ describe('observability kit: Grafana dashboard', () => {
         writeMethod: 'unnest',
         retentionDays: 0,
         rollupRetentionDays: 0,
-        partitionAheadDays: 1,
+        partitionAheadMs: 0,
+        compactDelayMs: 3_600_000,
       });
       await store.migrate();
       const records: TelemetryRecord[] = [];

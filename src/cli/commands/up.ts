@@ -1,6 +1,5 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { sleep } from '../../core/backoff.js';
 import { SETTINGS, type Config, type SettingKey } from '../../core/config.js';
 import { NexusError, describeError } from '../../core/errors.js';
@@ -30,7 +29,7 @@ import {
 import { listenFailure, listening, reach } from '../listen.js';
 import { lockDirectory } from '../lock.js';
 import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
-import { dataDir, resolveInput } from '../paths.js';
+import { pgliteDir, resolveInput } from '../paths.js';
 import { addSettings, configFrom, isGiven } from '../settings.js';
 import { onShutdown, type ShutdownProgress } from '../signals.js';
 import { TUNING } from '../tuning.js';
@@ -41,10 +40,6 @@ function unstored(queue: MemoryQueue | undefined): string | undefined {
   const held = queue?.held();
   if (held === undefined || held.records === 0) return undefined;
   return `${held.records} records read and not yet stored are lost (${held.messages} messages of the in-process queue)`;
-}
-
-function pgliteDir(config: Config): string {
-  return join(dataDir(config.dataDir), 'pglite');
 }
 
 /** The defaults of `nexus up` that differ from the components' (its --help shows these). */
@@ -129,7 +124,7 @@ export function upCommand(): Command {
     // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
     // must not write into it), stops `nexus up` here, before anything starts.
     await readHeader(resolveInput(config.csvFile));
-    if (!postgres) lockDirectory(pgliteDir(config), 'nexus up');
+    if (!postgres) lockDirectory(pgliteDir(config.dataDir), 'nexus up');
     const root = openRoot(config);
     const { logger, stack } = root;
     const t0 = Date.now();
@@ -187,7 +182,7 @@ export function upCommand(): Command {
         root,
         postgres
           ? { kind: 'postgres' }
-          : { kind: 'pglite', dir: pgliteDir(config), template: config.pgliteTemplate },
+          : { kind: 'pglite', dir: pgliteDir(config.dataDir), template: config.pgliteTemplate },
         'nexus-up',
       );
       try {

@@ -26,7 +26,8 @@ async function embedded(): Promise<{ db: PGliteDatabase; store: SqlStore; queue:
     writeMethod: 'unnest',
     retentionDays: 0,
     rollupRetentionDays: 0,
-    partitionAheadDays: 1,
+    partitionAheadMs: 0,
+    compactDelayMs: 3_600_000,
   });
   const queue = new MemoryQueue({
     clusterId: 'c1',
