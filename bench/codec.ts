@@ -182,11 +182,16 @@ const { asIs, replayed } = await exportSeries();
 const datasets = [asIs, replayed, fleet(quick ? 3 : 15), noise(quick ? 24 : 120)];
 const rows: (string | number)[][] = [];
 for (const d of datasets) {
-  for (const mode of ['xor', 'decimal', 'auto'] as const) {
+  for (const mode of ['xor', 'decimal', 'smallest', 'auto'] as const) {
     const r = measure(d, mode);
     rows.push([
       d.name,
-      mode === 'auto' ? 'adaptive' : mode === 'xor' ? 'XOR only' : 'decimal (else XOR)',
+      {
+        auto: 'adaptive (constant, decimal if <= 24 bits, else smaller)',
+        smallest: 'constant, else smaller of both (both written)',
+        xor: 'XOR only',
+        decimal: 'decimal (else XOR)',
+      }[mode],
       r.readings.toLocaleString('en-US'),
       (r.bytes / r.readings).toFixed(3),
       (r.tsBytes / r.readings).toFixed(3),

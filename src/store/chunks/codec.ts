@@ -55,10 +55,13 @@ export interface DecodedChunk {
 
 export interface EncodeOptions {
   /**
-   * The value encodings to consider (default all three): the smallest is kept. Benchmarks force
-   * one; 'decimal' alone falls back to XOR for values it cannot represent exactly.
+   * How to choose the value encoding. 'auto' (the default): constant if every value is the same,
+   * else decimal if every value has an exact decimal form costing at most 24 bits a reading, else
+   * the smaller of decimal and XOR. 'smallest': constant, or the smaller of decimal and XOR always
+   * (both written; measured no smaller than 'auto' on the fleet, see docs/storage-format.md).
+   * 'xor' and 'decimal' force one (decimal falls back to XOR for values it cannot represent).
    */
-  readonly values?: 'auto' | 'xor' | 'decimal';
+  readonly values?: 'auto' | 'smallest' | 'xor' | 'decimal';
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -338,12 +341,16 @@ function isConstant(values: ArrayLike<number>, n: number): boolean {
 function encodeValues(
   values: ArrayLike<number>,
   n: number,
-  mode: 'auto' | 'xor' | 'decimal',
+  mode: NonNullable<EncodeOptions['values']>,
 ): Uint8Array {
-  if (mode === 'auto' && isConstant(values, n)) return encodeConstant(values[0] ?? 0);
+  if ((mode === 'auto' || mode === 'smallest') && isConstant(values, n)) {
+    return encodeConstant(values[0] ?? 0);
+  }
   if (mode === 'xor') return encodeXor(values, n);
   const dec = encodeDecimal(values, n);
-  if (mode === 'decimal' && dec !== undefined) return dec;
+  if (dec !== undefined && (mode === 'decimal' || (mode === 'auto' && dec.length <= n * 3 + 8))) {
+    return dec;
+  }
   const xor = encodeXor(values, n);
   return dec !== undefined && dec.length <= xor.length ? dec : xor;
 }

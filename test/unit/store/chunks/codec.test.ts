@@ -40,7 +40,12 @@ function randomFloat(rand: () => number): number {
   }
 }
 
-const MODES: readonly NonNullable<EncodeOptions['values']>[] = ['auto', 'xor', 'decimal'];
+const MODES: readonly NonNullable<EncodeOptions['values']>[] = [
+  'auto',
+  'smallest',
+  'xor',
+  'decimal',
+];
 
 /** Encodes in every mode, decodes, and checks every reading bit for bit. */
 function roundTrip(times: ArrayLike<number>, values: ArrayLike<number>): Uint8Array {
