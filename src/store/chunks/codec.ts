@@ -47,6 +47,11 @@ const MAX_MANTISSA = 2 ** 52 - 1;
 const TWO32 = 4294967296;
 const MINUTE_MS = 60_000;
 const CHECKSUM_BYTES = 4;
+/**
+ * Most readings in one chunk: bit positions stay below 2^31 (a reading costs at most 19 bytes).
+ * A 2-hour window at one reading a second holds 7,200.
+ */
+export const MAX_CHUNK_READINGS = 8_388_608;
 
 export interface DecodedChunk {
   readonly times: Float64Array;
@@ -505,6 +510,9 @@ export function encodeChunk(
   const n = times.length;
   if (values.length !== n) {
     throw rejectInput(`${n} timestamps but ${values.length} values`);
+  }
+  if (n > MAX_CHUNK_READINGS) {
+    throw rejectInput(`${n} readings, at most ${MAX_CHUNK_READINGS} in one chunk`);
   }
   const out = new ByteWriter(n * 2 + 32);
   out.byte(CHUNK_TAG_V1);
@@ -966,6 +974,9 @@ function readIntColumn(r: ByteReader, words: Int32Array, n: number, what: string
 
 export function encodeRollup(r: MinuteRollup): Uint8Array {
   const n = r.buckets.length;
+  if (n > MAX_CHUNK_READINGS) {
+    throw rejectRollup(`${n} buckets, at most ${MAX_CHUNK_READINGS} in one rollup`);
+  }
   const columns = [r.counts, r.min, r.max, r.sum, r.lastTimes, r.lastValues];
   if (columns.some((c) => c.length !== n)) {
     throw rejectRollup(`columns of different lengths (${n} buckets)`);

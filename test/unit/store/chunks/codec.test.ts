@@ -10,6 +10,7 @@ import {
   decodeRollup,
   encodeChunk,
   encodeRollup,
+  MAX_CHUNK_READINGS,
   rollupOf,
   type EncodeOptions,
   type MinuteRollup,
@@ -233,6 +234,8 @@ describe('chunk codec: bad input', () => {
     rejects(() => encodeChunk([1, 2], [0, NaN]), /value NaN at index 1 is not finite/);
     rejects(() => encodeChunk([1], [Infinity]), /not finite/);
     rejects(() => encodeChunk([1, 2], [0]), /2 timestamps but 1 values/);
+    const many = new Float64Array(MAX_CHUNK_READINGS + 1).map((_, i) => i);
+    rejects(() => encodeChunk(many, many), /8388609 readings, at most 8388608 in one chunk/);
   });
 
   const sample = (): Uint8Array => {
