@@ -1,7 +1,8 @@
 /**
  * The chunk codec on its own (src/store/chunks/codec.ts): bytes per reading and encode/decode
  * speed of each value encoding, on the real DCGM export, a realistic synthetic fleet and white
- * noise, in 2-hour windows. Prints a markdown table.
+ * noise, in 2-hour windows. Prints a markdown table. Speeds are readings per CPU second of this
+ * process (one thread), so that other work on a shared machine does not count.
  *
  *   npx tsx bench/codec.ts [--quick]
  */
@@ -115,18 +116,24 @@ interface Row {
   readonly mix: string;
 }
 
-/** Runs fn until at least `minMs` have passed; returns the runs per second. */
+/** CPU seconds this process has used (the machine may be shared: wall time would count others). */
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Runs fn until it has used at least `minMs` of CPU; returns the runs per CPU second. */
 function rate(fn: () => void, minMs: number): number {
   fn(); // warm-up
   let runs = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < minMs) {
+  const c0 = cpuSeconds();
+  let c = c0;
+  while ((c - c0) * 1000 < minMs) {
     fn();
     runs++;
-    t = performance.now();
+    c = cpuSeconds();
   }
-  return (runs * 1000) / (t - t0);
+  return runs / (c - c0);
 }
 
 function measure(d: Dataset, mode: NonNullable<EncodeOptions['values']>): Row {
@@ -209,8 +216,8 @@ console.log(
       'readings',
       'B/reading',
       'of which timestamps',
-      'encode M/s',
-      'decode M/s',
+      'encode M/CPU s',
+      'decode M/CPU s',
       'chunks by value encoding',
     ],
     rows,
