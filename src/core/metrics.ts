@@ -254,6 +254,12 @@ export class NexusMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly encodedCache = new Counter({
+    name: 'nexus_gateway_encoded_cache_total',
+    help: 'Latest-values answers served from the cache of encoded answers (hit) or built for the request (miss), by Content-Encoding',
+    labelNames: ['result', 'encoding'] as const,
+    registers: [this.registry],
+  });
   readonly httpQueued = new Gauge({
     name: 'nexus_http_queued_requests',
     help: 'API requests waiting for a turn (API_MAX_CONCURRENT are served at once)',

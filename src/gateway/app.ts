@@ -19,6 +19,7 @@ import type { TelemetryReader } from '../store/reader.js';
 import { NexusError } from '../core/errors.js';
 import { Admission, installAdmission, type AdmissionLimits } from './admission.js';
 import { ClientMistakes, isPeerError } from './client-log.js';
+import { registerCompression } from './compression.js';
 import { installErrorHandling } from './errors.js';
 import { exportFleetGauges, instrumentHttp } from './instrumentation.js';
 import type { NexusMetrics } from '../core/metrics.js';
@@ -216,6 +217,8 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     done();
   });
   installErrorHandling(app, o.logger);
+  // Before any route (/metrics is the first): the plugin adds its hook to each route declared.
+  await registerCompression(app);
   instrumentHttp(app, o.metrics);
   const mistakes = new ClientMistakes(log);
   await registerPressure(app, o.pressure, o.metrics);
@@ -293,7 +296,11 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     metrics.ready.set({ component: 'gateway' }, (await readinessOf(health)).ready ? 1 : 0);
   });
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
-  await app.register(telemetryRoutes, { reader: o.reader, maxPoints: o.maxPoints });
+  await app.register(telemetryRoutes, {
+    reader: o.reader,
+    maxPoints: o.maxPoints,
+    ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
+  });
 
   // Latest values in memory: subscribed to the feed first, then loaded, so nothing falls between.
   const reloadMs = o.latestReloadMs ?? 10_000;

@@ -1,12 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { NexusError } from '../../core/errors.js';
-import {
-  END_OF_TIME,
-  type LatestValue,
-  type Selection,
-  type TelemetryReader,
-} from '../../store/reader.js';
+import type { NexusMetrics } from '../../core/metrics.js';
+import { END_OF_TIME, type Selection, type TelemetryReader } from '../../store/reader.js';
 import {
   decodeCursor,
   encodeCursor,
@@ -24,70 +20,16 @@ import {
   TelemetryResult,
 } from '../schemas/telemetry.js';
 import { readingOut, seriesOut } from '../presenters.js';
+import { acceptedEncoding } from '../compression.js';
+import { LatestBodies, type LatestBody } from './latest-bodies.js';
 
-/**
- * Each latest value's JSON, encoded once: the reader's in-memory latest values are shared objects,
- * equal until the reading changes, so a value is encoded once however often it is served.
- */
-const encoded = new WeakMap<LatestValue, string>();
-
-/**
- * The /latest answer as JSON, exactly as the response schema would encode it, from the encoded
- * values; undefined if a value is not a finite number (the schema's serializer decides then).
- */
-function latestJson(values: readonly LatestValue[]): string | undefined {
-  const parts = new Array<string>(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i] as LatestValue;
-    let json = encoded.get(v);
-    if (json === undefined) {
-      if (!Number.isFinite(v.value)) return undefined;
-      json = JSON.stringify(readingOut(v));
-      encoded.set(v, json);
-    }
-    parts[i] = json;
-  }
-  return `{"readings":[${parts.join(',')}],"count":${values.length}}`;
-}
-
-/**
- * The latest answers of the last few selections, encoded: the same values again (the same
- * objects, in the same order) give the same bytes without encoding anything.
- */
-class LatestBodies {
-  private readonly bodies = new Map<string, { values: readonly LatestValue[]; body: Buffer }>();
-
-  constructor(
-    private readonly maxEntries = 32,
-    private readonly minValues = 64,
-  ) {}
-
-  body(key: string, values: readonly LatestValue[]): Buffer | string | undefined {
-    if (values.length < this.minValues) return latestJson(values);
-    const hit = this.bodies.get(key);
-    if (hit !== undefined && sameValues(hit.values, values)) return hit.body;
-    const json = latestJson(values);
-    if (json === undefined) return undefined;
-    const body = Buffer.from(json);
-    this.bodies.delete(key);
-    if (this.bodies.size >= this.maxEntries) {
-      const oldest = this.bodies.keys().next();
-      if (oldest.done !== true) this.bodies.delete(oldest.value);
-    }
-    this.bodies.set(key, { values, body });
-    return body;
-  }
-}
-
-function sameValues(a: readonly LatestValue[], b: readonly LatestValue[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Sends JSON already encoded (the response schema's serializer is for objects). */
-function sendJson(reply: FastifyReply, json: Buffer | string): FastifyReply {
-  return reply.type('application/json; charset=utf-8').send(json);
+/** Sends an answer already encoded (the response schema's serializer is for objects). */
+function sendEncoded(reply: FastifyReply, { body, encoding }: LatestBody): FastifyReply {
+  void reply.type('application/json; charset=utf-8');
+  // Already compressed: the compression plugin lets it through as it is.
+  if (encoding !== 'identity')
+    void reply.header('content-encoding', encoding).header('vary', 'accept-encoding');
+  return reply.send(body);
 }
 
 /** The selection of /api/v1/telemetry and /latest from their query parameters. */
@@ -115,8 +57,11 @@ export function selection(q: {
 export const telemetryRoutes: FastifyPluginAsyncTypebox<{
   reader: TelemetryReader;
   maxPoints: number;
-}> = async (app, { reader, maxPoints }) => {
-  const latestBodies = new LatestBodies();
+  metrics?: NexusMetrics;
+}> = async (app, { reader, maxPoints, metrics }) => {
+  const latestBodies = new LatestBodies(undefined, (result, encoding) =>
+    metrics?.encodedCache.inc({ result, encoding }),
+  );
   app.get(
     '/api/v1/telemetry',
     {
@@ -194,8 +139,8 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
     async (req, reply) => {
       const sel = selection(req.query);
       const values = await reader.latest(sel);
-      const json = latestBodies.body(JSON.stringify(sel), values);
-      if (json !== undefined) return sendJson(reply, json);
+      const body = await latestBodies.body(JSON.stringify(sel), values, acceptedEncoding(req));
+      if (body !== undefined) return sendEncoded(reply, body);
       const readings = values.map(readingOut);
       return { readings, count: readings.length };
     },
