@@ -31,7 +31,7 @@ import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { ErrorBody } from './schemas/common.js';
 import { Cluster, Gpu, Host } from './schemas/fleet.js';
-import { Reading, Series, TelemetryResult } from './schemas/telemetry.js';
+import { Reading, Series, SeriesColumns, TelemetryResult } from './schemas/telemetry.js';
 import { ConnectionLimiter } from './ws/connections.js';
 import { SharedBacklog, liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
 
@@ -225,7 +225,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   installAdmission(app, new Admission(o.api, o.metrics));
   if (o.metrics !== undefined && o.fleetMetrics !== false) exportFleetGauges(o.metrics, o.reader);
   // The schemas referenced by $ref (ref()), named in the OpenAPI document.
-  for (const s of [ErrorBody, Cluster, Host, Gpu, Reading, Series, TelemetryResult])
+  for (const s of [ErrorBody, Cluster, Host, Gpu, Reading, Series, SeriesColumns, TelemetryResult])
     app.addSchema(s);
   if (o.cors.enabled) {
     await app.register(cors, {

@@ -5,6 +5,7 @@ import type {
   HostSummary,
   LatestValue,
   Series,
+  SeriesColumns,
 } from '../store/reader.js';
 import { iso } from './params.js';
 
@@ -79,6 +80,44 @@ export function seriesOut(s: Series) {
     metric: s.metric,
     unit: s.unit,
     points: s.points.map(([t, value, count]) => ({ timestamp: iso(t) ?? '', value, count })),
+  };
+}
+
+/** A page's series as columns (format=columns): epoch-ms timestamps and values. */
+export function columnsOut(s: SeriesColumns) {
+  return {
+    cluster_id: s.cluster_id,
+    host_id: s.hostname,
+    gpu_id: s.gpu_id,
+    uuid: s.uuid ?? null,
+    metric: s.metric,
+    unit: s.unit,
+    timestamps: Array.from(s.times),
+    values: Array.from(s.values),
+  };
+}
+
+/** A downsampled series as columns (format=columns with step). */
+export function seriesColumnsOut(s: Series) {
+  const n = s.points.length;
+  const timestamps = new Array<number>(n);
+  const values = new Array<number>(n);
+  const counts = new Array<number>(n);
+  s.points.forEach(([t, v, c], i) => {
+    timestamps[i] = t;
+    values[i] = v;
+    counts[i] = c;
+  });
+  return {
+    cluster_id: s.cluster_id,
+    host_id: s.hostname,
+    gpu_id: s.gpu_id,
+    uuid: s.uuid ?? null,
+    metric: s.metric,
+    unit: s.unit,
+    timestamps,
+    values,
+    counts,
   };
 }
 

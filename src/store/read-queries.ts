@@ -1,5 +1,6 @@
 import { NexusError } from '../core/errors.js';
 import type {
+  ColumnPage,
   ClusterStats,
   ClusterSummary,
   CurrentWorkload,
@@ -10,6 +11,7 @@ import type {
   MetricInfo,
   Selection,
   Series,
+  SeriesColumns,
   SeriesQuery,
   SeriesResult,
   TelemetryPage,
@@ -373,26 +375,26 @@ export class ReadQueries {
   }
 
   /**
-   * Readings page by page, in (GPU, metric, time) order: the selected GPUs are read a few at a
-   * time (1, 2, 4, ... GPUs per statement) until the page is full, so that a small page over a
-   * large fleet decodes little.
+   * Readings page by page, in (GPU, metric, time) order, as columns per series: the selected GPUs
+   * are read a few at a time (1, 2, 4, ... GPUs per statement) until the page is full, so that a
+   * small page over a large fleet decodes little.
    */
-  async telemetry(
+  async telemetryColumns(
     q: TelemetryQuery,
     gpus: readonly GpuRef[],
     metrics: MetricSelection,
     identity: string | null,
-  ): Promise<TelemetryPage> {
-    if (gpus.length === 0) return { readings: [] };
+  ): Promise<ColumnPage> {
     const byGpu = new Map(gpus.map((g) => [g.id, g]));
     const after = q.after;
     let ids = gpus.map((g) => g.id).sort((a, b) => a - b);
     if (after !== undefined) ids = ids.filter((id) => id >= after.gpu);
-    const readings: LatestValue[] = [];
-    let next: TelemetryPage['next'];
-    let lastPosition = { gpu: 0, metric: 0 };
+    const out: SeriesColumns[] = [];
+    let count = 0;
+    /** Where the page's last reading is: the next page starts after it. */
+    let end: { gpu: number; metric: number; time: number } | undefined;
     let per = 1;
-    for (let i = 0; i < ids.length && next === undefined; i += per, per = Math.min(per * 2, 256)) {
+    for (let i = 0; i < ids.length; i += per, per = Math.min(per * 2, 256)) {
       const series = await readRaw(this.db, {
         gpus: ids.slice(i, i + per),
         metrics: metrics.ids,
@@ -405,20 +407,41 @@ export class ReadQueries {
         const g = byGpu.get(s.gpu);
         const m = metrics.byId.get(s.metric);
         if (g === undefined || m === undefined) continue;
-        const id = identityOf(g, m);
-        for (let j = 0; j < s.times.length; j++) {
-          if (readings.length === q.limit) {
-            const last = readings[readings.length - 1];
-            if (last !== undefined) next = { ...lastPosition, time: last.timestamp };
-            break;
-          }
-          readings.push({ ...id, timestamp: s.times[j] ?? 0, value: s.values[j] ?? 0 });
-          lastPosition = { gpu: s.gpu, metric: s.metric };
-        }
-        if (next !== undefined) break;
+        const room = q.limit - count;
+        // The page is full and there is more.
+        if (room === 0)
+          return end === undefined ? { series: out, count } : { series: out, count, next: end };
+        const n = Math.min(room, s.times.length);
+        const cols: SeriesColumns = {
+          ...identityOf(g, m),
+          times: n === s.times.length ? s.times : s.times.subarray(0, n),
+          values: n === s.values.length ? s.values : s.values.subarray(0, n),
+        };
+        out.push(cols);
+        count += n;
+        end = { gpu: s.gpu, metric: s.metric, time: cols.times[n - 1] ?? 0 };
+        if (n < s.times.length) return { series: out, count, next: end };
       }
     }
-    return next === undefined ? { readings } : { readings, next };
+    return { series: out, count };
+  }
+
+  /** The same page, a reading at a time. */
+  async telemetry(
+    q: TelemetryQuery,
+    gpus: readonly GpuRef[],
+    metrics: MetricSelection,
+    identity: string | null,
+  ): Promise<TelemetryPage> {
+    const page = await this.telemetryColumns(q, gpus, metrics, identity);
+    const readings: LatestValue[] = [];
+    for (const s of page.series) {
+      const { times, values, ...id } = s;
+      for (let j = 0; j < times.length; j++) {
+        readings.push({ ...id, timestamp: times[j] ?? 0, value: values[j] ?? 0 });
+      }
+    }
+    return page.next === undefined ? { readings } : { readings, next: page.next };
   }
 
   async series(

@@ -109,6 +109,26 @@ export interface TelemetryPage {
   readonly next?: { readonly gpu: number; readonly metric: number; readonly time: number };
 }
 
+/** One series' readings of a page, as columns: epoch-ms times and values, in time order. */
+export interface SeriesColumns {
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly uuid: string | undefined;
+  readonly metric: string;
+  readonly unit: string;
+  readonly times: Float64Array;
+  readonly values: Float64Array;
+}
+
+/** A page of readings as columns, one entry per series (same order and paging as TelemetryPage). */
+export interface ColumnPage {
+  readonly series: readonly SeriesColumns[];
+  /** Readings on the page, over all series. */
+  readonly count: number;
+  readonly next?: { readonly gpu: number; readonly metric: number; readonly time: number };
+}
+
 export type Aggregate = 'avg' | 'min' | 'max' | 'last';
 
 export interface SeriesQuery extends Selection {
@@ -182,6 +202,8 @@ export interface TelemetryReader {
   gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined>;
   metricCatalogue(): Promise<MetricInfo[]>;
   telemetry(q: TelemetryQuery): Promise<TelemetryPage>;
+  /** The same page as columns: no object per reading (sealed windows decode straight into it). */
+  telemetryColumns(q: TelemetryQuery): Promise<ColumnPage>;
   series(q: SeriesQuery): Promise<SeriesResult>;
   latest(q: Selection): Promise<LatestValue[]>;
   /**

@@ -1,7 +1,7 @@
 import type { Aggregate } from './reader.js';
 import { decodeChunk, decodeRollup } from './chunks/codec.js';
 import type { SqlClient } from './types.js';
-import { WINDOW_MS } from './windows.js';
+import { WINDOW_MS, windowOf } from './windows.js';
 
 /**
  * Reads of storage engine v3: a series' sealed windows come from their chunks (decoded into typed
@@ -60,16 +60,17 @@ export async function readRaw(
   },
 ): Promise<SeriesArrays[]> {
   const from = Math.max(q.from, BEGINNING_OF_TIME);
-  const params: unknown[] = [q.gpus, q.metrics, from, q.to, q.identity];
+  // $6: the start of the window holding `from` (chunks are found by their window's start).
+  const params: unknown[] = [q.gpus, q.metrics, from, q.to, q.identity, windowOf(from)];
   let position = '';
   if (q.after !== undefined) {
     params.push(q.after.gpu, q.after.metric);
-    position = 'AND (gpu_id, metric_id) >= ($6::int, $7::smallint)';
+    position = 'AND (gpu_id, metric_id) >= ($7::int, $8::smallint)';
   }
   const res = await db.query<RawRow>(
     `SELECT gpu_id, metric_id, data, NULL::text AS t, NULL::text AS v FROM sample_chunks
      WHERE ${SELECTED} ${position} AND data IS NOT NULL
-       AND window_start > nexus_ts($3) - interval '2 hours' AND window_start < nexus_ts($4)
+       AND window_start >= nexus_ts($6) AND window_start < nexus_ts($4)
        AND last_time >= nexus_ts($3) AND first_time < nexus_ts($4)
      UNION ALL
      SELECT gpu_id, metric_id, NULL, array_agg(nexus_ms(time) ORDER BY time)::text, array_agg(value ORDER BY time)::text
@@ -257,11 +258,11 @@ export async function readAggregated(
             CASE WHEN $7::boolean AND window_start >= nexus_ts($3) AND window_start + interval '2 hours' <= nexus_ts($4) THEN NULL ELSE rollup END AS rollup,
             nexus_ms(window_start) AS ws
      FROM sample_chunks
-     WHERE ${SELECTED} AND window_start > nexus_ts($3) - interval '2 hours' AND window_start < nexus_ts($4)
+     WHERE ${SELECTED} AND window_start >= nexus_ts($8) AND window_start < nexus_ts($4)
        AND last_time >= nexus_ts($3) AND first_time < nexus_ts($4)
      UNION ALL
      ${hot}`,
-    [q.gpus, q.metrics, lo, hi, q.identity, step, whole],
+    [q.gpus, q.metrics, lo, hi, q.identity, step, whole, windowOf(lo)],
   );
   const acc = new Map<number, { gpu: number; metric: number; a: Accumulator }>();
   const of = (gpu: number, metric: number): Accumulator => {

@@ -10,6 +10,7 @@ import {
   type MetricSelection,
 } from './read-queries.js';
 import type {
+  ColumnPage,
   ClusterStats,
   ClusterSummary,
   CurrentWorkload,
@@ -317,6 +318,13 @@ export class SqlReader implements TelemetryReader {
     return this.guarded(async (identity) => {
       const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
       return this.q.telemetry(q, gpus, metrics, identity);
+    });
+  }
+
+  telemetryColumns(q: TelemetryQuery): Promise<ColumnPage> {
+    return this.guarded(async (identity) => {
+      const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
+      return this.q.telemetryColumns(q, gpus, metrics, identity);
     });
   }
 

@@ -198,6 +198,78 @@ describe('gateway REST on the real sample', () => {
     assert.equal(pages, 9);
   });
 
+  it('format=columns pages through the same readings as rows, a series per GPU and metric', async () => {
+    type Columns = {
+      host_id: string;
+      gpu_id: number;
+      metric: string;
+      timestamps: number[];
+      values: number[];
+    };
+    const asRows = new Map<string, number>();
+    let cursor: string | null = null;
+    do {
+      const res: {
+        status: number;
+        body: {
+          readings: {
+            host_id: string;
+            gpu_id: number;
+            metric: string;
+            timestamp: string;
+            value: number;
+          }[];
+          next_cursor: string | null;
+        };
+      } = await get(`/api/v1/telemetry?limit=700${cursor === null ? '' : `&cursor=${cursor}`}`);
+      assert.equal(res.status, 200);
+      for (const r of res.body.readings) {
+        asRows.set(`${r.host_id}|${r.gpu_id}|${r.metric}|${Date.parse(r.timestamp)}`, r.value);
+      }
+      cursor = res.body.next_cursor;
+    } while (cursor !== null);
+    const asColumns = new Map<string, number>();
+    let pages = 0;
+    cursor = null;
+    do {
+      const res: {
+        status: number;
+        body: { columns: Columns[]; count: number; next_cursor: string | null };
+      } = await get(
+        `/api/v1/telemetry?limit=700&format=columns${cursor === null ? '' : `&cursor=${cursor}`}`,
+      );
+      assert.equal(res.status, 200);
+      let n = 0;
+      for (const c of res.body.columns) {
+        assert.equal(c.timestamps.length, c.values.length);
+        c.timestamps.forEach((t, i) => {
+          const k = `${c.host_id}|${c.gpu_id}|${c.metric}|${t}`;
+          assert.ok(!asColumns.has(k), `seen twice: ${k}`);
+          asColumns.set(k, c.values[i] ?? NaN);
+        });
+        n += c.timestamps.length;
+      }
+      assert.equal(res.body.count, n);
+      cursor = res.body.next_cursor;
+      pages++;
+    } while (cursor !== null && pages < 100);
+    assert.equal(asColumns.size, 2470);
+    assert.deepEqual(asColumns, asRows);
+
+    const stepped = await get<{ columns: (Columns & { counts: number[] })[]; series?: unknown }>(
+      '/api/v1/telemetry?from=2025-07-18T00:00:00Z&to=2025-07-19T00:00:00Z&step=1h&format=columns&metric=DCGM_FI_DEV_GPU_TEMP',
+    );
+    assert.equal(stepped.status, 200);
+    assert.equal(stepped.body.series, undefined);
+    assert.ok(stepped.body.columns.length > 0);
+    for (const c of stepped.body.columns) {
+      assert.equal(
+        c.counts.reduce((a, b) => a + b, 0),
+        1,
+      );
+    }
+  });
+
   it('filters by uuid, several metrics, and a time range', async () => {
     const uuid = rows.find((r) => r.hostname === HOST && r.gpu === 1)?.uuid ?? '';
     const res = await get<{ readings: { metric: string; gpu_id: number }[] }>(

@@ -19,7 +19,7 @@ import {
   TelemetryQuery,
   TelemetryResult,
 } from '../schemas/telemetry.js';
-import { readingOut, seriesOut } from '../presenters.js';
+import { columnsOut, readingOut, seriesColumnsOut, seriesOut } from '../presenters.js';
 import { acceptedEncoding } from '../compression.js';
 import { LatestBodies, type LatestBody } from './latest-bodies.js';
 
@@ -103,7 +103,9 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
           maxPoints,
         });
         return {
-          series: res.series.map(seriesOut),
+          ...(q.format === 'columns'
+            ? { columns: res.series.map(seriesColumnsOut) }
+            : { series: res.series.map(seriesOut) }),
           step: q.step,
           agg: q.agg ?? 'avg',
           from: iso(from) ?? '',
@@ -111,13 +113,22 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
           source: res.source,
         };
       }
-      const page = await reader.telemetry({
+      const pageQuery = {
         ...sel,
         from,
         to,
         limit: q.limit ?? 1000,
         ...(q.cursor === undefined ? {} : { after: decodeCursor(q.cursor) }),
-      });
+      };
+      if (q.format === 'columns') {
+        const cols = await reader.telemetryColumns(pageQuery);
+        return {
+          columns: cols.series.map(columnsOut),
+          count: cols.count,
+          next_cursor: cols.next === undefined ? null : encodeCursor(cols.next),
+        };
+      }
+      const page = await reader.telemetry(pageQuery);
       return {
         readings: page.readings.map(readingOut),
         count: page.readings.length,

@@ -35,6 +35,28 @@ export const Series = Type.Object(
   { $id: 'Series' },
 );
 
+export const SeriesColumns = Type.Object(
+  {
+    cluster_id: Type.String(),
+    host_id: Type.String(),
+    gpu_id: Type.Integer(),
+    uuid: Nullable(Type.String()),
+    metric: Type.String(),
+    unit: Type.String(),
+    timestamps: Type.Array(Type.Number(), {
+      description: 'Epoch milliseconds, ascending (with step: the start of each step)',
+    }),
+    values: Type.Array(Type.Number(), { description: 'The value at each timestamp' }),
+    counts: Type.Optional(
+      Type.Array(Type.Integer(), { description: 'With step: readings in each step' }),
+    ),
+  },
+  {
+    $id: 'SeriesColumns',
+    description: 'A series as columns (format=columns): parallel arrays, no object per reading',
+  },
+);
+
 export const ReadingPage = Type.Object(
   {
     readings: Type.Array(ref(Reading)),
@@ -80,6 +102,7 @@ export const TelemetryResult = Type.Object(
     count: Type.Optional(Type.Integer()),
     next_cursor: Type.Optional(ReadingPage.properties.next_cursor),
     series: Type.Optional(Type.Array(ref(Series))),
+    columns: Type.Optional(Type.Array(ref(SeriesColumns))),
     step: Type.Optional(Type.String()),
     agg: Type.Optional(Type.String()),
     from: Type.Optional(Time),
@@ -89,7 +112,7 @@ export const TelemetryResult = Type.Object(
   {
     $id: 'TelemetryResult',
     description:
-      'Without step: readings, count, next_cursor (a page). With step: series, step, agg, from, to, source.',
+      'Without step: readings, count, next_cursor (a page). With step: series, step, agg, from, to, source. With format=columns, `columns` (a series per GPU and metric, as parallel arrays) instead of readings or series.',
   },
 );
 
@@ -149,6 +172,12 @@ export const TelemetryQuery = Type.Object(
       }),
     ),
     cursor: Type.Optional(Type.String({ description: 'next_cursor of the previous page' })),
+    format: Type.Optional(
+      StringEnum(['rows', 'columns'], {
+        description:
+          'rows (default): an object per reading or point; columns: per series, parallel arrays of epoch-ms timestamps and values (and counts with step): smaller and faster for many readings',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
