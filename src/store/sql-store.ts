@@ -466,7 +466,7 @@ export class SqlStore implements TelemetryStore {
     const sub = keep.map((i) => records[i] as TelemetryRecord);
     // Their hot partitions were dropped when the window was sealed (by any process): here again.
     const windows = [...new Set(sub.map((r) => windowOf(r.timestamp)))];
-    await client.query('SELECT nexus_ensure_partitions($1::bigint[])', [windows]);
+    await client.query('SELECT nexus_ensure_window_partitions($1::bigint[])', [windows]);
     const subIds: ResolvedIds = {
       gpu: Int32Array.from(keep, (i) => ids.gpu[i] ?? 0),
       metric: Int16Array.from(keep, (i) => ids.metric[i] ?? 0),
@@ -599,7 +599,7 @@ export class SqlStore implements TelemetryStore {
           repaired = true;
           await this.o.db.transaction((tx) =>
             tx.query(
-              `SELECT nexus_ensure_partitions(array_agg(DISTINCT nexus_ms(date_bin('2 hours', time, timestamptz 'epoch'))))
+              `SELECT nexus_ensure_window_partitions(array_agg(DISTINCT nexus_ms(date_bin('2 hours', time, timestamptz 'epoch'))))
                FROM samples_pending`,
             ),
           );
@@ -643,7 +643,7 @@ export class SqlStore implements TelemetryStore {
     }
     const created = await this.o.db.transaction(async (tx) => {
       const res = await tx.query<{ n: number }>(
-        'SELECT nexus_ensure_partitions($1::bigint[]) AS n',
+        'SELECT nexus_ensure_window_partitions($1::bigint[]) AS n',
         [ahead],
       );
       return res.rows[0]?.n ?? 0;

@@ -44,7 +44,7 @@ async function load(url: string): Promise<number> {
   }
   const db = postgresDatabase(url, 1);
   try {
-    await db.query('SELECT nexus_ensure_partitions($1::bigint[])', [
+    await db.query('SELECT nexus_ensure_window_partitions($1::bigint[])', [
       [START, START + 2 * HOUR, START + 4 * HOUR],
     ]);
     await db.query(
@@ -75,7 +75,7 @@ async function verify(url: string): Promise<number> {
     const add = (g: number, m: number, t: number, v: number): void => {
       const k = `${g}:${m}`;
       let s = seen.get(k);
-      if (s === undefined) seen.set(k, (s = new Map()));
+      if (s === undefined) seen.set(k, (s = new Map<number, number>()));
       assert.equal(s.has(t), false, `reading of GPU ${g}, metric ${m} at ${t} stored twice`);
       s.set(t, v);
     };

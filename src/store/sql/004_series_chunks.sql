@@ -55,7 +55,7 @@ $$;
 -- Creates, if missing, the hot partitions (raw and 1-minute rollup) of the 2-hour window holding
 -- each given instant (epoch ms), unless an older partition covers it. Safe to call from many
 -- sessions at once. Returns the number of tables created.
-CREATE OR REPLACE FUNCTION nexus_ensure_partitions(instants bigint[]) RETURNS integer
+CREATE FUNCTION nexus_ensure_window_partitions(instants bigint[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
   t        timestamptz;
@@ -84,12 +84,22 @@ BEGIN
   RETURN created;
 END $$;
 
+-- Schema 3's function, for collectors of that release still running beside this one: they pass
+-- the start of each UTC day they write and expect the day covered. Every 2-hour window of it is.
+CREATE OR REPLACE FUNCTION nexus_ensure_partitions(instants bigint[]) RETURNS integer
+LANGUAGE sql AS $$
+  SELECT nexus_ensure_window_partitions(coalesce(array_agg(DISTINCT d.day + w * 7200000), '{}'))
+  FROM (SELECT floor(i / 86400000.0)::bigint * 86400000 AS day FROM unnest(instants) i) d,
+       generate_series(0, 11) w
+$$;
+
 -- The same for writers of schema 4: only for windows not sealed yet (a redelivered batch of a
 -- sealed window does not bring its emptied partitions back; a late reading that is new gets its
--- window's partitions from nexus_ensure_partitions, as the writer checks it against the chunks).
+-- window's partitions from nexus_ensure_window_partitions, as the writer checks it against the
+-- chunks).
 CREATE FUNCTION nexus_ensure_open_partitions(instants bigint[]) RETURNS integer
 LANGUAGE sql AS $$
-  SELECT nexus_ensure_partitions(coalesce(array_agg(i), '{}')) FROM unnest(instants) i
+  SELECT nexus_ensure_window_partitions(coalesce(array_agg(i), '{}')) FROM unnest(instants) i
   WHERE NOT EXISTS (SELECT FROM sealed_windows w
                     WHERE w.window_start = date_bin('2 hours', 'epoch'::timestamptz + i * interval '1 millisecond', timestamptz 'epoch'))
 $$;
