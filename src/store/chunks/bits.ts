@@ -1,5 +1,5 @@
 /**
- * Bit and byte primitives of the chunk codec (docs/storage-format.md): an MSB-first bit writer, a
+ * Bit and byte primitives of the chunk codec (docs/storage.md ("The chunk format, byte by byte")): an MSB-first bit writer, a
  * word loader that turns chunk bytes into big-endian 32-bit words (and checksums them), varints and
  * the float64 bit view. 32-bit operations and float64 arithmetic only (no BigInt): every integer the
  * codec handles is a safe integer (|x| < 2^53).

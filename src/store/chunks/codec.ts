@@ -1,7 +1,7 @@
 /**
  * The chunk codec of the cold tier: one series' readings (one GPU, one metric) over a window, and
  * the 1-minute rollups kept after the raw readings age out. The format, byte by byte, and the
- * measurements behind each choice are in docs/storage-format.md.
+ * measurements behind each choice are in docs/storage.md ("The chunk format, byte by byte").
  *
  * Timestamps are delta-of-delta coded in four bit buckets whose widths are chosen per chunk (scrape
  * jitter of a few ms costs ~7 bits, a regular scrape 1 bit). Values take the smallest of three
@@ -63,7 +63,7 @@ export interface EncodeOptions {
    * How to choose the value encoding. 'auto' (the default): constant if every value is the same,
    * else decimal if every value has an exact decimal form costing at most 24 bits a reading, else
    * the smaller of decimal and XOR. 'smallest': constant, or the smaller of decimal and XOR always
-   * (both written; measured no smaller than 'auto' on the fleet, see docs/storage-format.md).
+   * (both written; measured no smaller than 'auto' on the fleet, see docs/storage.md ("The chunk format, byte by byte")).
    * 'xor' and 'decimal' force one (decimal falls back to XOR for values it cannot represent).
    */
   readonly values?: 'auto' | 'smallest' | 'xor' | 'decimal';
