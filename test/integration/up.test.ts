@@ -11,6 +11,7 @@ import { metricSum } from '../helpers/metrics.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { scalar, until } from '../helpers/pipeline.js';
+import { sampleRows } from '../helpers/sample.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-up-'));
 const etcd = await sharedEtcd();
@@ -72,6 +73,55 @@ describe('nexus up', () => {
     );
     second.kill('SIGINT');
     assert.equal((await secondDone).code, 0);
+  });
+
+  it('seals an old export into chunks by itself and serves it from them; nexus compact --embedded does the same on demand', async () => {
+    const port = await freePort();
+    const env = {
+      NEXUS_DATA_DIR: join(dir, 'sealing'),
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      LOOP_MODE: 'false',
+      TIMESTAMP_MODE: 'original',
+      COMPACT_INTERVAL: '1s',
+    };
+    const child = spawnTs('src/cli/main.ts', ['up'], env);
+    const done = run(child);
+    await firstLineMatching(child, /Nexus is up/, 90_000);
+    assert.ok(
+      await until(async () => {
+        const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return (metricSum(metrics, 'nexus_compact_readings_total') ?? 0) >= 2470;
+      }, 60_000),
+      'the export (July 2025) was not sealed',
+    );
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/telemetry?limit=10000&format=columns`);
+    const body = (await res.json()) as {
+      columns: {
+        host_id: string;
+        gpu_id: number;
+        metric: string;
+        timestamps: number[];
+        values: number[];
+      }[];
+    };
+    const stored = new Map<string, number>();
+    for (const c of body.columns) {
+      c.timestamps.forEach((t, i) =>
+        stored.set(`${c.host_id}|${c.gpu_id}|${c.metric}|${t}`, c.values[i] ?? NaN),
+      );
+    }
+    const expected = new Map(
+      sampleRows().map((r) => [`${r.hostname}|${r.gpu}|${r.metric}|${r.timestamp}`, r.value]),
+    );
+    assert.deepEqual(stored, expected);
+    child.kill('SIGINT');
+    assert.equal((await done).code, 0);
+
+    // Stopped: the same database on demand, with nothing left to seal.
+    const compact = await run(spawnTs('src/cli/main.ts', ['compact', '--embedded'], env));
+    assert.equal(compact.code, 0, compact.stderr);
+    assert.match(compact.stdout, /sealed 0 readings of 0 window\(s\)/);
   });
 
   it('uses etcd and PostgreSQL instead when ETCD_ENDPOINTS and DATABASE_URL are set', async () => {
