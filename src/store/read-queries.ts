@@ -376,8 +376,8 @@ export class ReadQueries {
 
   /**
    * Readings page by page, in (GPU, metric, time) order, as columns per series: the selected GPUs
-   * are read a few at a time (1, 2, 4, ... GPUs per statement) until the page is full, so that a
-   * small page over a large fleet decodes little.
+   * are read a few at a time (as many per statement as the page seems to need) until the page is
+   * full, so that a small page over a large fleet decodes little.
    */
   async telemetryColumns(
     q: TelemetryQuery,
@@ -393,8 +393,16 @@ export class ReadQueries {
     let count = 0;
     /** Where the page's last reading is: the next page starts after it. */
     let end: { gpu: number; metric: number; time: number } | undefined;
+    // GPUs per statement: one first, then as many as the readings per GPU seen so far say the rest
+    // of the page needs, twice over (sparse data: few statements; dense data: little decoded).
     let per = 1;
-    for (let i = 0; i < ids.length; i += per, per = Math.min(per * 2, 256)) {
+    let scanned = 0;
+    for (let i = 0; i < ids.length; i += per) {
+      if (scanned > 0) {
+        const density = Math.max(count, 1) / scanned;
+        per = Math.min(Math.max(Math.ceil((2 * (q.limit - count)) / density), 1), 4096);
+      }
+      scanned += Math.min(per, ids.length - i);
       const series = await readRaw(this.db, {
         gpus: ids.slice(i, i + per),
         metrics: metrics.ids,
