@@ -523,7 +523,7 @@ export class Collector {
   /** One run of the sealing job; a failure is logged and counted, and the next run retries. */
   private async compact(): Promise<void> {
     try {
-      const res = await this.o.store.compact();
+      const res = await this.o.store.compact({ quiet: true });
       if (this.compactFailures > 0) this.logger.info('sealing job back');
       this.compactFailures = 0;
       if (res.windows > 0) {

@@ -36,6 +36,8 @@ interface Partition {
   readonly name: string;
   readonly lower: number;
   readonly upper: number;
+  /** Rows ever inserted into it (PostgreSQL's statistics, flushed within seconds). */
+  readonly inserted: number;
 }
 
 interface SeriesRow {
@@ -118,6 +120,13 @@ export interface CompactOptions {
   /** Seal windows that ended at least this long before `now`. */
   readonly delayMs: number;
   readonly now: number;
+  /**
+   * Rows inserted into each hot partition as the previous pass saw them: given, a partition still
+   * being written (a backfill of old readings, whose windows ended long ago by the clock) waits
+   * until a pass finds it quiet, instead of being sealed under its writers and merged into again
+   * and again. Updated in place.
+   */
+  readonly insertsSeen?: Map<string, number>;
 }
 
 /** Runs the sealing job once: every closed window with hot readings (see the top of the file). */
@@ -138,7 +147,17 @@ export async function compact(
     busy: false,
   };
   const partitions = await hotPartitions(db);
-  const closed = partitions.filter((p) => p.parent === 'samples' && p.upper <= horizon);
+  const seen = o.insertsSeen;
+  const closed = partitions.filter(
+    (p) =>
+      p.parent === 'samples' &&
+      p.upper <= horizon &&
+      (seen === undefined || seen.get(p.name) === p.inserted),
+  );
+  if (seen !== undefined) {
+    seen.clear();
+    for (const p of partitions) seen.set(p.name, p.inserted);
+  }
   for (const p of closed) {
     for (let w = Math.floor(p.lower / WINDOW_MS) * WINDOW_MS; w < p.upper; w += WINDOW_MS) {
       const sealed = await sealWindow(db, w);
@@ -174,8 +193,15 @@ export async function compact(
 }
 
 async function hotPartitions(db: SqlClient): Promise<Partition[]> {
-  const res = await db.query<{ parent: string; name: string; lower: string; upper: string }>(
-    `SELECT parent::text, name::text, nexus_ms(lower) AS lower, nexus_ms(upper) AS upper
+  const res = await db.query<{
+    parent: string;
+    name: string;
+    lower: string;
+    upper: string;
+    inserted: string;
+  }>(
+    `SELECT parent::text, name::text, nexus_ms(lower) AS lower, nexus_ms(upper) AS upper,
+            pg_stat_get_tuples_inserted(to_regclass(quote_ident(name::text))) AS inserted
      FROM nexus_hot_partitions ORDER BY lower, parent`,
   );
   return res.rows.map((r) => ({
@@ -183,6 +209,7 @@ async function hotPartitions(db: SqlClient): Promise<Partition[]> {
     name: r.name,
     lower: Number(r.lower),
     upper: Number(r.upper),
+    inserted: Number(r.inserted),
   }));
 }
 

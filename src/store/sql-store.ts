@@ -271,6 +271,8 @@ export class SqlStore implements TelemetryStore {
    */
   private readonly windowLocks: boolean;
   private movedSinceVacuum = 0;
+  /** Rows inserted into each hot partition as the previous quiet pass of compact() saw them. */
+  private readonly insertsSeen = new Map<string, number>();
   /** Windows known sealed (PGlite only, see touchesSealed). */
   private sealed: Set<number> | undefined;
 
@@ -623,11 +625,14 @@ export class SqlStore implements TelemetryStore {
     return { ...total, busy: false, ms: Date.now() - started };
   }
 
-  async compact(options: { now?: number; delayMs?: number } = {}): Promise<CompactResult> {
+  async compact(
+    options: { now?: number; delayMs?: number; quiet?: boolean } = {},
+  ): Promise<CompactResult> {
     try {
       return await compact(this.o.db, this.o.logger, {
         now: options.now ?? Date.now(),
         delayMs: options.delayMs ?? this.o.compactDelayMs,
+        ...(options.quiet === true ? { insertsSeen: this.insertsSeen } : {}),
       });
     } finally {
       // Partitions it dropped, windows it sealed: known again from the database when needed.

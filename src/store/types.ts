@@ -151,7 +151,15 @@ export interface TelemetryStore {
    * the chunks of windows sealed before, and drops the emptied hot partitions. One session at a
    * time across processes (another returns `busy`); safe to kill at any point.
    */
-  compact(options?: { readonly now?: number; readonly delayMs?: number }): Promise<CompactResult>;
+  compact(options?: {
+    readonly now?: number;
+    readonly delayMs?: number;
+    /**
+     * Seal only windows whose hot partitions took no insert since this store's previous pass
+     * (the collectors' periodic job: a backfill is sealed once it is done, not under it).
+     */
+    readonly quiet?: boolean;
+  }): Promise<CompactResult>;
   /** Creates partitions ahead and applies retention. */
   maintain(now?: number): Promise<{ created: number; dropped: readonly string[] }>;
   /** Throws unless the database answers and the schema is current. */

@@ -170,9 +170,7 @@ export async function storedReadings(sql: SqlClient): Promise<Sample[]> {
 }
 
 /** Chunks by series and window: count and aggregates beside them, as stored. */
-export async function storedChunks(
-  sql: SqlClient,
-): Promise<
+export async function storedChunks(sql: SqlClient): Promise<
   {
     host: string;
     gpu: number;

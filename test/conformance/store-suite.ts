@@ -1078,6 +1078,21 @@ function sealingTests(open: Open): void {
     assert.deepEqual((await store.reader.series(minute)).series, []);
   });
 
+  it('with quiet, a window is sealed once a pass finds its partition no longer written (a backfill is sealed when done)', async (t) => {
+    const { store, sql } = await open(t);
+    const records = fleet();
+    await store.write('cluster-1', records);
+    // The first pass has seen nothing before: it only notes what was written.
+    assert.equal((await store.compact({ now, quiet: true })).windows, 0);
+    let sealed = 0;
+    for (let pass = 0; pass < 30 && sealed === 0; pass++) {
+      sealed = (await store.compact({ now, quiet: true })).windows;
+      if (sealed === 0) await new Promise((r) => setTimeout(r, 1_000));
+    }
+    assert.equal(sealed, 2);
+    assert.deepEqual(await storedReadings(sql), expectedSamples(records));
+  });
+
   it('concurrent writers and the sealing job: every reading stored exactly once', async (t) => {
     const { store, sql } = await open(t);
     const records = fleet();
