@@ -52,7 +52,8 @@ const BATCH = 10_000;
 const PG_WRITERS = 4;
 
 type Form = 'A' | 'B';
-type Variant = 'whole' | 'split';
+type Variant = 'whole' | 'split' | 'export';
+const VARIANTS = ['whole', 'split', 'export'] as const;
 
 // ---------------------------------------------------------------------------------------------
 // Data: a realistic fleet, one window, in stream order (scrape by scrape, host, GPU, metric).
@@ -63,8 +64,22 @@ interface Data {
   readonly g: Int32Array;
   readonly m: Int16Array;
   readonly v: Float64Array;
+  /**
+   * The same readings timed as in the real DCGM export (/work/shared/data): a GPU's metrics of one
+   * scrape carry four different timestamps, a second apart (utilisation, copy and power; then
+   * temperatures and frame buffer; then decoder; then encoder and clocks), 2.5 readings per GPU
+   * instant.
+   */
+  readonly tExport: Float64Array;
+  /** Reading indexes in the export's order: per scrape, metric by metric, every GPU. */
+  readonly exportOrder: Int32Array;
   readonly gpus: number;
 }
+
+/** Seconds after the scrape at which the export stamps each FLEET_METRICS metric. */
+const EXPORT_OFFSET_S = [0, 0, 3, 2, 1, 1, 0, 1, 3, 3];
+/** The export's metric order (indexes into FLEET_METRICS). */
+const EXPORT_METRIC_ORDER = [0, 1, 6, 4, 7, 5, 3, 2, 8, 9];
 
 function fleetData(): Data {
   const steps = WINDOW_MS / STEP_MS;
@@ -95,23 +110,40 @@ function fleetData(): Data {
     }
     s++;
   }
-  return { n, t, g, m, v, gpus };
+  const tExport = new Float64Array(n);
+  for (let k = 0; k < n; k++) tExport[k] = (t[k] ?? 0) + (EXPORT_OFFSET_S[k % METRICS] ?? 0) * 1000;
+  const exportOrder = new Int32Array(n);
+  let o = 0;
+  for (let i = 0; i < steps; i++) {
+    for (const metric of EXPORT_METRIC_ORDER) {
+      for (let gpu = 0; gpu < gpus; gpu++) exportOrder[o++] = (i * gpus + gpu) * METRICS + metric;
+    }
+  }
+  return { n, t, g, m, v, tExport, exportOrder, gpus };
 }
 
 /** The statement's parameters for some readings: array literals, as SqlStore.unnest sends them. */
-function params(d: Data, idx: ArrayLike<number>): string[] {
+function params(d: Data, idx: ArrayLike<number>, times = d.t): string[] {
   const pick = (a: ArrayLike<number>): string =>
     `{${Array.prototype.map.call(idx, (i: number) => a[i] ?? 0).join(',')}}`;
-  return [pick(d.t), pick(d.g), pick(d.m), pick(d.v)];
+  return [pick(times), pick(d.g), pick(d.m), pick(d.v)];
 }
 
 /**
  * Batches of 10,000 readings. 'whole': stream order, so a GPU instant (10 readings) is never cut.
  * 'split': every GPU instant is cut in two: batch k holds metrics 6-10 of GPU instants
  * [1000(k-1), 1000k) and metrics 1-5 of [1000k, 1000(k+1)).
+ * 'export': timed and ordered as the real export (Data.tExport, Data.exportOrder), cut every
+ * 10,000 readings wherever that falls.
  */
 function batches(d: Data, variant: Variant): string[][] {
   const out: string[][] = [];
+  if (variant === 'export') {
+    for (let i = 0; i < d.n; i += BATCH) {
+      out.push(params(d, d.exportOrder.subarray(i, Math.min(d.n, i + BATCH)), d.tExport));
+    }
+    return out;
+  }
   if (variant === 'whole') {
     for (let i = 0; i < d.n; i += BATCH) {
       const idx = new Int32Array(Math.min(BATCH, d.n - i));
@@ -475,13 +507,17 @@ async function drain(b: Backend, form: Form): Promise<Timed> {
   return { seconds: (performance.now() - t0) / 1000, cpu: (await b.cpu()) - cpu0, inserted: moved };
 }
 
-async function bytes(b: Backend, form: Form): Promise<{ heap: number; total: number }> {
+async function bytes(
+  b: Backend,
+  form: Form,
+): Promise<{ heap: number; total: number; rows: number }> {
   const s = first(b);
   await s.exec(`VACUUM ANALYZE hf_${form}.hot`);
-  const [r] = await s.query<{ heap: string; total: string }>(
-    `SELECT pg_table_size('hf_${form}.hot')::bigint AS heap, pg_total_relation_size('hf_${form}.hot')::bigint AS total`,
+  const [r] = await s.query<{ heap: string; total: string; rows: string }>(
+    `SELECT pg_table_size('hf_${form}.hot')::bigint AS heap, pg_total_relation_size('hf_${form}.hot')::bigint AS total,
+            (SELECT count(*) FROM hf_${form}.hot)::bigint AS rows`,
   );
-  return { heap: Number(r?.heap ?? 0), total: Number(r?.total ?? 0) };
+  return { heap: Number(r?.heap ?? 0), total: Number(r?.total ?? 0), rows: Number(r?.rows ?? 0) };
 }
 
 async function stored(b: Backend, form: Form): Promise<number> {
@@ -555,7 +591,7 @@ interface Run {
   write: Timed;
   again: Timed;
   drain: Timed | undefined;
-  bytes: { heap: number; total: number };
+  bytes: { heap: number; total: number; rows: number };
   reads: Record<string, number> | undefined;
 }
 
@@ -639,13 +675,17 @@ async function measure(backend: 'postgres' | 'pglite', d: Data): Promise<string>
   try {
     log(`${backend}: exactly-once checks`);
     for (const form of ['A', 'B'] as const) await exactlyOnce(b, d, form, backend === 'pglite');
-    const work = { whole: batches(d, 'whole'), split: batches(d, 'split') };
+    const work = {
+      whole: batches(d, 'whole'),
+      split: batches(d, 'split'),
+      export: batches(d, 'export'),
+    };
     const runs = new Map<string, Run[]>();
     const answers = new Map<string, string>();
     for (let rep = 0; rep < REPS; rep++) {
       // Alternate the order, so that neither form always runs first.
       const forms: Form[] = rep % 2 === 0 ? ['A', 'B'] : ['B', 'A'];
-      for (const variant of ['whole', 'split'] as const) {
+      for (const variant of VARIANTS) {
         for (const form of forms) {
           const r = await runForm(b, d, form, variant, work[variant], variant === 'whole', answers);
           const key = `${form}/${variant}`;
@@ -672,11 +712,13 @@ async function measure(backend: 'postgres' | 'pglite', d: Data): Promise<string>
       const bb = f('B');
       rows.push([label, a, bb, `${(bb / a).toFixed(2)}x`]);
     };
-    for (const variant of ['whole', 'split'] as const) {
+    for (const variant of VARIANTS) {
       const what =
         variant === 'whole'
-          ? 'metrics of an instant in one batch'
-          : 'every instant split over 2 batches';
+          ? 'a scrape, one timestamp, metrics of an instant in one batch'
+          : variant === 'split'
+            ? 'a scrape, one timestamp, every instant split over 2 batches'
+            : 'timed and ordered as the real export: 2.5 readings per instant';
       both(`insert, readings/s (${what})`, (f) =>
         get(`${f}/${variant}`, (r) => d.n / r.write.seconds),
       );
@@ -703,6 +745,9 @@ async function measure(backend: 'postgres' | 'pglite', d: Data): Promise<string>
       }
       both(`hot table bytes/reading after VACUUM (${what})`, (f) =>
         get(`${f}/${variant}`, (r) => r.bytes.total / d.n),
+      );
+      both(`hot table rows per 10 readings (${what})`, (f) =>
+        get(`${f}/${variant}`, (r) => (r.bytes.rows / d.n) * 10),
       );
     }
     both('of which heap (with TOAST)', (f) => get(`${f}/whole`, (r) => r.bytes.heap / d.n));
