@@ -750,7 +750,9 @@ async function measure(backend: 'postgres' | 'pglite', d: Data): Promise<string>
         get(`${f}/${variant}`, (r) => (r.bytes.rows / d.n) * 10),
       );
     }
-    both('of which heap (with TOAST)', (f) => get(`${f}/whole`, (r) => r.bytes.heap / d.n));
+    both('of which heap and TOAST (a scrape, one timestamp, in one batch)', (f) =>
+      get(`${f}/whole`, (r) => r.bytes.heap / d.n),
+    );
     for (const [name, label] of [
       ['series', 'read: 1 GPU, 1 metric, 2 h raw (720 points), ms'],
       ['latest', `read: newest reading of every GPU and metric (${d.gpus * METRICS}), ms`],
