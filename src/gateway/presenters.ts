@@ -97,6 +97,27 @@ export function columnsOut(s: SeriesColumns) {
   };
 }
 
+/** A page's series as readings, one object each (the row form, built straight from the columns). */
+export function rowsOf(series: readonly SeriesColumns[]): ReturnType<typeof readingOut>[] {
+  const out: ReturnType<typeof readingOut>[] = [];
+  for (const s of series) {
+    const uuid = s.uuid ?? null;
+    for (let i = 0; i < s.times.length; i++) {
+      out.push({
+        cluster_id: s.cluster_id,
+        host_id: s.hostname,
+        gpu_id: s.gpu_id,
+        uuid,
+        metric: s.metric,
+        unit: s.unit,
+        timestamp: iso(s.times[i] ?? 0) ?? '',
+        value: s.values[i] ?? 0,
+      });
+    }
+  }
+  return out;
+}
+
 /** A downsampled series as columns (format=columns with step). */
 export function seriesColumnsOut(s: Series) {
   const n = s.points.length;

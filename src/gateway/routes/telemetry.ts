@@ -19,7 +19,7 @@ import {
   TelemetryQuery,
   TelemetryResult,
 } from '../schemas/telemetry.js';
-import { columnsOut, readingOut, seriesColumnsOut, seriesOut } from '../presenters.js';
+import { columnsOut, readingOut, rowsOf, seriesColumnsOut, seriesOut } from '../presenters.js';
 import { acceptedEncoding } from '../compression.js';
 import { LatestBodies, type LatestBody } from './latest-bodies.js';
 
@@ -120,20 +120,12 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
         limit: q.limit ?? 1000,
         ...(q.cursor === undefined ? {} : { after: decodeCursor(q.cursor) }),
       };
+      const cols = await reader.telemetryColumns(pageQuery);
+      const next_cursor = cols.next === undefined ? null : encodeCursor(cols.next);
       if (q.format === 'columns') {
-        const cols = await reader.telemetryColumns(pageQuery);
-        return {
-          columns: cols.series.map(columnsOut),
-          count: cols.count,
-          next_cursor: cols.next === undefined ? null : encodeCursor(cols.next),
-        };
+        return { columns: cols.series.map(columnsOut), count: cols.count, next_cursor };
       }
-      const page = await reader.telemetry(pageQuery);
-      return {
-        readings: page.readings.map(readingOut),
-        count: page.readings.length,
-        next_cursor: page.next === undefined ? null : encodeCursor(page.next),
-      };
+      return { readings: rowsOf(cols.series), count: cols.count, next_cursor };
     },
   );
 
