@@ -98,6 +98,7 @@ export function machine(): string {
       ['memory', `${Math.round(totalmem() / 2 ** 30)} GiB`],
       ['Node.js', process.version],
       ['etcd', version('etcd', ['--version'])],
+      ['Prometheus', version('prometheus', ['--version'])],
       ['date', new Date().toISOString()],
     ],
   );
@@ -223,4 +224,54 @@ export function spawnNexus(
 
 export function seconds(since: number): string {
   return `${((Date.now() - since) / 1000).toFixed(1)} s`;
+}
+
+export interface LoadRun {
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  /** Errors, timeouts and answers other than 2xx. */
+  readonly errors: number;
+}
+
+/** autocannon in its own process against `url`: requests/s and latency percentiles (ms). */
+export async function autocannonLoad(
+  url: string,
+  o: { connections: number; seconds: number; timeoutSeconds?: number },
+): Promise<LoadRun> {
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(
+      join(ROOT, 'node_modules', '.bin', 'autocannon'),
+      [
+        '-c',
+        String(o.connections),
+        '-d',
+        String(o.seconds),
+        '-t',
+        String(o.timeoutSeconds ?? 10),
+        '-j',
+        url,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let s = '';
+    child.stdout.on('data', (d: Buffer) => (s += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve(s) : reject(new Error(`autocannon exited ${code}`)),
+    );
+  });
+  const r = JSON.parse(out) as {
+    requests: { average: number };
+    latency: { p50: number; p99: number };
+    errors: number;
+    timeouts: number;
+    non2xx: number;
+  };
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    errors: r.errors + r.non2xx,
+  };
 }

@@ -3,7 +3,7 @@
  * Figures are measured, never asserted; each section reports the ceilings it measured in the same
  * run and the ratios to them.
  *
- *   tsx bench/run.ts [--quick] [--only=streamer,collector,gateway,history,embedded,end-to-end]
+ *   tsx bench/run.ts [--quick] [--small] [--only=streamer,collector,gateway,history,embedded,end-to-end]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,8 @@ import { benchHistory } from './history.js';
 import { benchStreamer, generatedFile, generatedRecords } from './streamer.js';
 
 const quick = process.argv.includes('--quick');
+/** The history section at its smallest (2 hosts x 2 GPUs x 2 h): checks the pipeline end to end. */
+const small = process.argv.includes('--small');
 const started = Date.now();
 log('building');
 execFileSync('npm', ['run', '-s', 'build'], { cwd: ROOT, stdio: 'inherit' });
@@ -62,9 +64,13 @@ if (wanted('history')) {
   sections.push(
     await timed('history', () =>
       benchHistory({
-        hosts: quick ? 2 : 15,
-        requests: quick ? 20 : 100,
-        budgetSeconds: 6,
+        scale: small
+          ? { hosts: 2, gpusPerHost: 2, hours: 2 }
+          : { hosts: quick ? 2 : 15, gpusPerHost: 8, hours: 24 },
+        requests: quick || small ? 20 : 100,
+        budgetSeconds: quick || small ? 3 : 6,
+        loadSeconds: quick || small ? 2 : 3,
+        noisyQueries: small,
       }),
     ),
   );

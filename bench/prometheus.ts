@@ -1,0 +1,256 @@
+/**
+ * Prometheus for the side-by-side history bench: the same readings written as OpenMetrics text,
+ * backfilled with `promtool tsdb create-blocks-from openmetrics`, served by a `prometheus` process
+ * of its own (Debian's 2.42: /usr/bin/prometheus and /usr/bin/promtool, installed by
+ * `scripts/setup.sh --all`), and the bytes its TSDB keeps once it has compacted the blocks.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import {
+  createWriteStream,
+  existsSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../test/helpers/ports.js';
+import type { FleetSeries } from './fleet-data.js';
+import { log, stopChild } from './lib.js';
+
+export const MODEL_NAME = 'NVIDIA H100 80GB HBM3';
+
+/** A GPU's UUID as DCGM prints it, made up from its host and index (the same in both systems). */
+export function gpuUuid(host: string, gpu: number): string {
+  const d = createHash('sha1').update(`${host}/${gpu}`).digest('hex');
+  return `GPU-${d.slice(0, 8)}-${d.slice(8, 12)}-${d.slice(12, 16)}-${d.slice(16, 20)}-${d.slice(20, 32)}`;
+}
+
+/** The series' labels as dcgm-exporter has them (the metric name apart), in OpenMetrics text. */
+export function seriesLabels(s: Pick<FleetSeries, 'host' | 'gpu'>): string {
+  return `gpu="${s.gpu}",UUID="${gpuUuid(s.host, s.gpu)}",Hostname="${s.host}",device="nvidia${s.gpu}",modelName="${MODEL_NAME}"`;
+}
+
+/**
+ * Writes the series as OpenMetrics text to `file`, streamed (a few MB in memory at a time): each
+ * metric family together under its `# TYPE ... gauge` line, each series' samples in time order,
+ * timestamps in seconds with milliseconds, `# EOF` at the end. Values are printed by `String`,
+ * which round-trips every float64 exactly, so both systems hold the same numbers.
+ */
+export async function writeOpenMetrics(
+  series: readonly FleetSeries[],
+  file: string,
+): Promise<{ samples: number; bytes: number }> {
+  const out = createWriteStream(file);
+  const failed = once(out, 'error').then(([err]) => {
+    throw err instanceof Error ? err : new Error(String(err));
+  });
+  let buf = '';
+  let samples = 0;
+  const flush = async (): Promise<void> => {
+    const ok = out.write(buf);
+    buf = '';
+    if (!ok) await Promise.race([once(out, 'drain'), failed]);
+  };
+  const families = [...new Set(series.map((s) => s.metric))];
+  for (const metric of families) {
+    buf += `# TYPE ${metric} gauge\n`;
+    for (const s of series) {
+      if (s.metric !== metric) continue;
+      const prefix = `${metric}{${seriesLabels(s)}} `;
+      for (let i = 0; i < s.times.length; i++) {
+        const t = s.times[i] ?? 0;
+        buf += `${prefix}${String(s.values[i])} ${Math.floor(t / 1000)}.${String(t % 1000).padStart(3, '0')}\n`;
+        if (buf.length > 4 * 2 ** 20) await flush();
+      }
+      samples += s.times.length;
+    }
+  }
+  buf += '# EOF\n';
+  await flush();
+  out.end();
+  await Promise.race([once(out, 'finish'), failed]);
+  return { samples, bytes: statSync(file).size };
+}
+
+function run(cmd: string, args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { maxBuffer: 64 * 2 ** 20 }, (err, stdout, stderr) => {
+      if (err !== null) reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** `2.42.0+ds` from `prometheus, version 2.42.0+ds (branch: ...)`. */
+export function prometheusVersion(): Promise<string> {
+  return run('prometheus', ['--version']).then(
+    (out) => /version (\S+)/.exec(out)?.[1] ?? '?',
+    () => 'not installed',
+  );
+}
+
+/**
+ * `promtool tsdb create-blocks-from openmetrics`: blocks of 2 hours (promtool's default, the
+ * blocks a scraping Prometheus cuts from its head), which the server then compacts as it would
+ * its own.
+ */
+export async function createBlocks(file: string, dataDir: string): Promise<void> {
+  if (!existsSync('/usr/bin/promtool') && !existsSync('/usr/local/bin/promtool')) {
+    throw new Error('promtool not found: run make setup-dev (Debian package prometheus)');
+  }
+  await run('promtool', ['tsdb', 'create-blocks-from', 'openmetrics', '--quiet', file, dataDir]);
+}
+
+export interface PromBlock {
+  readonly ulid: string;
+  readonly minTime: number;
+  readonly maxTime: number;
+  readonly samples: number;
+  readonly series: number;
+  readonly level: number;
+  /** Bytes of its files: index, chunks/*, meta.json, tombstones. */
+  readonly bytes: number;
+  readonly index: number;
+  readonly chunks: number;
+}
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    total += e.isDirectory() ? dirBytes(p) : statSync(p).size;
+  }
+  return total;
+}
+
+/** The blocks in a TSDB directory (those with a meta.json) and the bytes of every other file. */
+export function tsdbSize(dataDir: string): { blocks: PromBlock[]; other: number } {
+  const blocks: PromBlock[] = [];
+  let other = 0;
+  for (const e of readdirSync(dataDir, { withFileTypes: true })) {
+    const p = join(dataDir, e.name);
+    const metaFile = join(p, 'meta.json');
+    if (!e.isDirectory() || !existsSync(metaFile)) {
+      other += e.isDirectory() ? dirBytes(p) : statSync(p).size;
+      continue;
+    }
+    const meta = JSON.parse(readFileSync(metaFile, 'utf8')) as {
+      ulid: string;
+      minTime: number;
+      maxTime: number;
+      stats?: { numSamples?: number; numSeries?: number };
+      compaction?: { level?: number };
+    };
+    blocks.push({
+      ulid: meta.ulid,
+      minTime: meta.minTime,
+      maxTime: meta.maxTime,
+      samples: meta.stats?.numSamples ?? 0,
+      series: meta.stats?.numSeries ?? 0,
+      level: meta.compaction?.level ?? 0,
+      bytes: dirBytes(p),
+      index: statSync(join(p, 'index')).size,
+      chunks: dirBytes(join(p, 'chunks')),
+    });
+  }
+  blocks.sort((a, b) => a.minTime - b.minTime);
+  return { blocks, other };
+}
+
+export interface PromServer {
+  readonly url: string;
+  readonly proc: ChildProcess;
+  /** Resolves once the server has run its first compaction pass and it has finished. */
+  compacted(): Promise<{ compactions: number; waitedMs: number }>;
+  stop(): Promise<void>;
+}
+
+async function metricsText(url: string): Promise<string> {
+  const res = await fetch(`${url}/metrics`);
+  return res.text();
+}
+
+function metricValue(text: string, name: string): number {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m === null ? Number.NaN : Number(m[1]);
+}
+
+/**
+ * Starts `prometheus` on the backfilled directory (no scrape targets, retention of 100 years so
+ * that no backfilled block is deleted, on a free loopback port) and waits for /-/ready.
+ * Prometheus compacts its blocks a minute after start (and every minute after), 2-hour blocks
+ * into 6-hour and then 18-hour ones, always leaving out the newest block; `compacted()` waits
+ * for that first pass to finish.
+ */
+export async function startPrometheus(dataDir: string, configDir: string): Promise<PromServer> {
+  const port = await freePort();
+  const config = join(configDir, `prometheus-${port}.yml`);
+  writeFileSync(config, 'global:\n  scrape_interval: 1m\n');
+  const url = `http://127.0.0.1:${port}`;
+  const started = Date.now();
+  const proc = spawn(
+    'prometheus',
+    [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${dataDir}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--storage.tsdb.retention.time=100y',
+      '--log.level=warn',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`prometheus exited ${proc.exitCode}: ${stderr}`);
+    try {
+      if ((await fetch(`${url}/-/ready`)).ok) break;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) {
+      await stopChild(proc);
+      throw new Error(`prometheus did not get ready in 60 s: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const compacted = async (): Promise<{ compactions: number; waitedMs: number }> => {
+    // The first pass is triggered by a timer a minute after start; it runs until nothing is left
+    // to plan. Done: triggered at least once, and the compaction and block counts no longer move.
+    let last = '';
+    let stableSince = Date.now();
+    const limit = Date.now() + 180_000;
+    for (;;) {
+      const text = await metricsText(url);
+      const triggered = metricValue(text, 'prometheus_tsdb_compactions_triggered_total');
+      const state = [
+        metricValue(text, 'prometheus_tsdb_compactions_total'),
+        metricValue(text, 'prometheus_tsdb_blocks_loaded'),
+        metricValue(text, 'prometheus_tsdb_compaction_populating_block'),
+      ].join(',');
+      if (state !== last) {
+        last = state;
+        stableSince = Date.now();
+      }
+      const busy = metricValue(text, 'prometheus_tsdb_compaction_populating_block') !== 0;
+      if (triggered >= 1 && !busy && Date.now() - stableSince >= 3000) {
+        const failed = metricValue(text, 'prometheus_tsdb_compactions_failed_total');
+        if (failed > 0) throw new Error(`prometheus: ${failed} compactions failed: ${stderr}`);
+        return {
+          compactions: metricValue(text, 'prometheus_tsdb_compactions_total'),
+          waitedMs: Date.now() - started,
+        };
+      }
+      if (Date.now() > limit) throw new Error('prometheus did not compact within 3 minutes');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+  log(`prometheus: ready on ${url} (pid ${proc.pid ?? '?'}) in ${Date.now() - started} ms`);
+  return { url, proc, compacted, stop: () => stopChild(proc) };
+}
