@@ -20,7 +20,7 @@ BUILT            := dist/.tsc.stamp dist/dashboard/index.html dist/store/pglite/
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
-setup-dev: ## Install Debian packages (etcd, PostgreSQL 15, Chromium) and npm packages
+setup-dev: ## Install Debian packages (etcd, PostgreSQL 15, Chromium, Prometheus) and npm packages
 	@scripts/setup.sh --all
 
 setup-run: ## Install the npm packages (all `make run` needs)

@@ -2,7 +2,7 @@
 # Installs what Nexus needs on a Debian machine. Safe to run again: only what is missing.
 #
 #   scripts/setup.sh           npm packages only (enough for `make run`: embedded queue and PGlite)
-#   scripts/setup.sh --all     also Debian's etcd, PostgreSQL 15, Chromium and prometheus (promtool)
+#   scripts/setup.sh --all     also Debian's etcd, PostgreSQL 15, Chromium and prometheus (promtool, server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,8 @@ if [ "${1:-}" = "--all" ]; then
   [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql-15)
   command -v runuser >/dev/null 2>&1 || want+=(util-linux)
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
-  command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+  # promtool for the tests; promtool and the server for `make bench` (side by side with Prometheus).
+  { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || want+=(prometheus)
   if [ ${#want[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${want[*]}"
     sudo=""
