@@ -234,10 +234,13 @@ export interface LoadRun {
   readonly errors: number;
 }
 
-/** autocannon in its own process against `url`: requests/s and latency percentiles (ms). */
+/**
+ * autocannon in its own process against `url`, for `seconds` or until `amount` answers (the run
+ * then waits for the slowest): 2xx answers per second of the run, and latency percentiles (ms).
+ */
 export async function autocannonLoad(
   url: string,
-  o: { connections: number; seconds: number; timeoutSeconds?: number },
+  o: { connections: number; seconds?: number; amount?: number; timeoutSeconds?: number },
 ): Promise<LoadRun> {
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(
@@ -245,8 +248,7 @@ export async function autocannonLoad(
       [
         '-c',
         String(o.connections),
-        '-d',
-        String(o.seconds),
+        ...(o.amount === undefined ? ['-d', String(o.seconds ?? 5)] : ['-a', String(o.amount)]),
         '-t',
         String(o.timeoutSeconds ?? 10),
         '-j',
@@ -262,14 +264,14 @@ export async function autocannonLoad(
     );
   });
   const r = JSON.parse(out) as {
-    requests: { average: number };
+    duration: number;
+    '2xx': number;
     latency: { p50: number; p99: number };
     errors: number;
-    timeouts: number;
     non2xx: number;
   };
   return {
-    rps: r.requests.average,
+    rps: r.duration > 0 ? r['2xx'] / r.duration : Number.NaN,
     p50: r.latency.p50,
     p99: r.latency.p99,
     errors: r.errors + r.non2xx,

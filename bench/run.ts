@@ -118,7 +118,7 @@ const ids = [...kept.keys()].sort(
 const doc = [
   '# Benchmarks',
   '',
-  'Written by `make bench` (`npx tsx bench/run.ts [--quick] [--only=streamer,collector,gateway,history,embedded,end-to-end]`). Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like. Nothing here is asserted by a test.',
+  'Written by `make bench` (`npx tsx bench/run.ts [--quick] [--small] [--only=streamer,collector,gateway,history,embedded,end-to-end]`; `--small` runs the history section at 2 hosts x 2 GPUs x 2 hours). Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like. Nothing here is asserted by a test.',
   '',
   '## Machine',
   '',
