@@ -289,22 +289,27 @@ interface PromLoad {
 }
 
 async function loadPrometheus(work: string, fleet: Fleet): Promise<PromLoad> {
-  const file = join(work, `${fleet.id}.om`);
   const dir = join(work, `prometheus-${fleet.id}`);
   mkdirSync(dir, { recursive: true });
   const t0 = Date.now();
-  const written = await writeOpenMetrics(fleet.series, file);
+  const written = await writeOpenMetrics(fleet.series, work, {
+    start: fleet.start,
+    end: fleet.end,
+    ms: WINDOW_MS,
+  });
   const writeMs = Date.now() - t0;
   if (written.samples !== fleet.readings) {
     throw new Error(`openmetrics: ${written.samples} samples written, expected ${fleet.readings}`);
   }
   log(
-    `history bench: ${fleet.id}: ${(written.bytes / 2 ** 20).toFixed(0)} MB of OpenMetrics in ${seconds(t0)}`,
+    `history bench: ${fleet.id}: ${(written.bytes / 2 ** 20).toFixed(0)} MB of OpenMetrics in ${written.files.length} files in ${seconds(t0)}`,
   );
   const t1 = Date.now();
-  await createBlocks(file, dir);
+  for (const file of written.files) {
+    await createBlocks(file, dir);
+    rmSync(file);
+  }
   const promtoolMs = Date.now() - t1;
-  rmSync(file);
   log(
     `history bench: ${fleet.id}: promtool made ${tsdbSize(dir).blocks.length} blocks in ${seconds(t1)}`,
   );
@@ -986,7 +991,7 @@ function section(r: {
     '',
     `**Nexus**: PostgreSQL 15 on disk (fsync on), loaded through the store's own write path (\`SqlStore.write\`, batches of every GPU's readings of 80 s in time order, two in flight, the rollup job every second, as collectors do), then the rollup job to the end. ${compactNote} Then \`VACUUM (ANALYZE)\`. Its size is \`pg_total_relation_size\` (heap, indexes, TOAST, free-space and visibility maps) of every table and partition in the database, so raw readings, rollups, latest values, dimensions and indexes. The gateway runs as its own process (\`node dist/cli/main.js gateway\`, default settings).`,
     '',
-    `**Prometheus**: the same readings (same times to the millisecond, same float64 values) as OpenMetrics text with dcgm-exporter's labels (\`gpu\`, \`UUID\`, \`Hostname\`, \`device\`, \`modelName\`), backfilled with \`promtool tsdb create-blocks-from openmetrics\` (2-hour blocks, what a scraping Prometheus cuts from its head), then served by \`prometheus\` (no scrape targets, retention 100 years so nothing backfilled is deleted), which compacts them as it does its own blocks a minute after start (2-hour blocks into 6 and 18 hours, leaving out the newest block); the bench waits for that pass to finish. Its size is every file of the block directories (index, chunks, meta.json, tombstones); the WAL and head chunk directories hold nothing (no scraping) and are left out, as PostgreSQL's WAL is.`,
+    `**Prometheus**: the same readings (same times to the millisecond, same float64 values) as OpenMetrics text with dcgm-exporter's labels (\`gpu\`, \`UUID\`, \`Hostname\`, \`device\`, \`modelName\`), backfilled with \`promtool tsdb create-blocks-from openmetrics\` (2-hour blocks, what a scraping Prometheus cuts from its head; one file per 2-hour window, as promtool reads its whole input once per block), then served by \`prometheus\` (no scrape targets, retention 100 years so nothing backfilled is deleted), which compacts them as it does its own blocks a minute after start (2-hour blocks into 6 and 18 hours, leaving out the newest block); the bench waits for that pass to finish. Its size is every file of the block directories (index, chunks, meta.json, tombstones); the WAL and head chunk directories hold nothing (no scraping) and are left out, as PostgreSQL's WAL is.`,
     '',
     table(['bytes per reading', 'readings', 'Nexus', 'Prometheus', 'Nexus / Prometheus'], sizeRows),
     '',
@@ -996,7 +1001,7 @@ function section(r: {
     '',
     `Loading (not compared: each system's own way in): ${load}.`,
     '',
-    `Queries on the realistic data. Each row first checks both answers against the data itself: the same number of series and points, and the same sum of the values (to 1e-9), or the bench stops. Nexus through \`GET /api/v1/telemetry\` (\`/latest\` for the latest values; raw rows \`limit=10000\`, one page), Prometheus through \`/api/v1/query\` (raw: a range selector at the end of the data; latest: \`{__name__=~"DCGM_.+"}\` at the end of the data) and \`/api/v1/query_range\` (averages: \`avg_over_time(m[5m])\` step 300 s, \`avg_over_time(m[1m])\` step 60 s, evaluated 1 ms before each bucket's end: PromQL's ranges are closed at both ends, so each holds exactly Nexus's bucket [b, b + step)). Latency: requests one at a time, alternating Nexus and Prometheus, after two warm-up requests each, timed from sending to the last byte, \`Accept-Encoding: identity\`; up to ${r.options.requests} of each per row, fewer past ${r.options.budgetSeconds} s. Throughput: autocannon in its own process, two runs of each system alternated (Nexus, Prometheus, Nexus, Prometheus), each of a fixed number of requests (about ${r.options.loadSeconds} s worth at twice the one-at-a-time rate, at least two per connection) so that every run ends with its last answer; requests/s is answers / the run's wall time, the mean of the two runs; 64 connections except the fleet row (4: its answers take seconds each).`,
+    `Queries on the realistic data. Each row first checks both answers against the data itself: the same number of series and points, and the same sum of the values (to 1e-9), or the bench stops. Nexus through \`GET /api/v1/telemetry\` (\`/latest\` for the latest values; raw rows \`limit=10000\`, one page), Prometheus through \`/api/v1/query\` (raw: a range selector at the end of the data; latest: \`{__name__=~"DCGM_.+"}\` at the end of the data) and \`/api/v1/query_range\` (averages: \`avg_over_time(m[5m])\` step 300 s, \`avg_over_time(m[1m])\` step 60 s, evaluated 1 ms before each bucket's end: PromQL's ranges are closed at both ends, so each holds exactly Nexus's bucket [b, b + step)). Latency: requests one at a time, alternating Nexus and Prometheus, after two warm-up requests each, timed from sending to the last byte, \`Accept-Encoding: identity\`; up to ${r.options.requests} of each per row, fewer past ${r.options.budgetSeconds} s. Throughput: autocannon in its own process, two runs of each system alternated (Nexus, Prometheus, Nexus, Prometheus), each of a fixed number of requests (about ${r.options.loadSeconds} s worth at twice the one-at-a-time rate, at least two per connection) so that every run ends with its last answer; requests/s is 2xx answers / the run's wall time, the mean of the two runs (errors: other answers and timeouts, such as the gateway's 503 when its event loop lags more than \`MAX_EVENT_LOOP_DELAY\` or a request waits for a turn past \`API_QUEUE_TIMEOUT\`); 64 connections except the fleet row (4: its answers take seconds each).`,
     '',
     queryTable(realisticRows),
     '',

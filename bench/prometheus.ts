@@ -34,45 +34,61 @@ export function seriesLabels(s: Pick<FleetSeries, 'host' | 'gpu'>): string {
 }
 
 /**
- * Writes the series as OpenMetrics text to `file`, streamed (a few MB in memory at a time): each
- * metric family together under its `# TYPE ... gauge` line, each series' samples in time order,
+ * Writes the series as OpenMetrics text, one file per window of `windowMs` from `start` to `end`
+ * (promtool reads its whole input once for every block it writes: one file for a day of 2-hour
+ * blocks would be read 13 times), each streamed (a few MB in memory at a time): each metric
+ * family together under its `# TYPE ... gauge` line, each series' samples in time order,
  * timestamps in seconds with milliseconds, `# EOF` at the end. Values are printed by `String`,
  * which round-trips every float64 exactly, so both systems hold the same numbers.
  */
 export async function writeOpenMetrics(
   series: readonly FleetSeries[],
-  file: string,
-): Promise<{ samples: number; bytes: number }> {
-  const out = createWriteStream(file);
-  const failed = once(out, 'error').then(([err]) => {
-    throw err instanceof Error ? err : new Error(String(err));
-  });
-  let buf = '';
-  let samples = 0;
-  const flush = async (): Promise<void> => {
-    const ok = out.write(buf);
-    buf = '';
-    if (!ok) await Promise.race([once(out, 'drain'), failed]);
-  };
+  dir: string,
+  window: { start: number; end: number; ms: number },
+): Promise<{ files: string[]; samples: number; bytes: number }> {
   const families = [...new Set(series.map((s) => s.metric))];
-  for (const metric of families) {
-    buf += `# TYPE ${metric} gauge\n`;
-    for (const s of series) {
-      if (s.metric !== metric) continue;
-      const prefix = `${metric}{${seriesLabels(s)}} `;
-      for (let i = 0; i < s.times.length; i++) {
-        const t = s.times[i] ?? 0;
-        buf += `${prefix}${String(s.values[i])} ${Math.floor(t / 1000)}.${String(t % 1000).padStart(3, '0')}\n`;
-        if (buf.length > 4 * 2 ** 20) await flush();
+  const prefixes = series.map((s) => `${s.metric}{${seriesLabels(s)}} `);
+  const cursors = new Uint32Array(series.length);
+  const files: string[] = [];
+  let samples = 0;
+  let bytes = 0;
+  for (let w = window.start; w < window.end; w += window.ms) {
+    const file = join(dir, `${w}.om`);
+    const out = createWriteStream(file);
+    const failed = once(out, 'error').then(([err]) => {
+      throw err instanceof Error ? err : new Error(String(err));
+    });
+    failed.catch(() => undefined); // raced below
+    let buf = '';
+    const flush = async (): Promise<void> => {
+      const ok = out.write(buf);
+      buf = '';
+      if (!ok) await Promise.race([once(out, 'drain'), failed]);
+    };
+    for (const metric of families) {
+      buf += `# TYPE ${metric} gauge\n`;
+      for (const [k, s] of series.entries()) {
+        if (s.metric !== metric) continue;
+        const prefix = prefixes[k] ?? '';
+        let i = cursors[k] ?? 0;
+        for (; i < s.times.length && (s.times[i] ?? 0) < w + window.ms; i++) {
+          const t = s.times[i] ?? 0;
+          if (t < w) throw new Error(`a reading at ${t} outside the windows from ${window.start}`);
+          buf += `${prefix}${String(s.values[i])} ${Math.floor(t / 1000)}.${String(t % 1000).padStart(3, '0')}\n`;
+          if (buf.length > 4 * 2 ** 20) await flush();
+        }
+        samples += i - (cursors[k] ?? 0);
+        cursors[k] = i;
       }
-      samples += s.times.length;
     }
+    buf += '# EOF\n';
+    await flush();
+    out.end();
+    await Promise.race([once(out, 'finish'), failed]);
+    files.push(file);
+    bytes += statSync(file).size;
   }
-  buf += '# EOF\n';
-  await flush();
-  out.end();
-  await Promise.race([once(out, 'finish'), failed]);
-  return { samples, bytes: statSync(file).size };
+  return { files, samples, bytes };
 }
 
 function run(cmd: string, args: readonly string[]): Promise<string> {
@@ -94,8 +110,8 @@ export function prometheusVersion(): Promise<string> {
 
 /**
  * `promtool tsdb create-blocks-from openmetrics`: blocks of 2 hours (promtool's default, the
- * blocks a scraping Prometheus cuts from its head), which the server then compacts as it would
- * its own.
+ * blocks a scraping Prometheus cuts from its head) into `dataDir`, which the server then
+ * compacts as it would its own. Files of one window each make one block each.
  */
 export async function createBlocks(file: string, dataDir: string): Promise<void> {
   if (!existsSync('/usr/bin/promtool') && !existsSync('/usr/local/bin/promtool')) {
