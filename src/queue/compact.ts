@@ -135,6 +135,10 @@ function labelShape(r: TelemetryRecord): LabelShape {
     shapes.set(labels, shape);
     return shape;
   }
+  // The same fields as the last record written with this shape imply the same names: the shape
+  // holds without looking at the labels again (the rows of a series, message after message).
+  const last = shape.last?.record;
+  if (last !== undefined && last.metric === r.metric && sameSeries(last, r)) return shape;
   return impliedMaskOf(labels, r) === shape.impliedMask ? shape : shapeOf(labels, r);
 }
 

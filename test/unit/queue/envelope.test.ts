@@ -107,6 +107,32 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     assert.equal(encodeEnvelope(e).toString('utf8'), compact);
   });
 
+  it('keeps labels exact when a shared label set comes back with other fields, message after message', () => {
+    const shared = Object.freeze({ Hostname: 'a', gpu: '0', __name__: 'M', job: 'j' });
+    const base = envelope().records[0];
+    assert.ok(base !== undefined);
+    const one = (r: Partial<TelemetryRecord>): Envelope => ({
+      ...envelope(),
+      records: [{ ...base, hostname: 'a', gpu: 0, metric: 'M', labels: shared, ...r }],
+    });
+    // The same series twice (its shape is remembered), then the same label set with a field
+    // that no longer implies its label, each in a message of its own.
+    for (const r of [
+      {},
+      { value: 2 },
+      { hostname: 'b' },
+      { hostname: 'a' },
+      { metric: 'N' },
+      { gpu: 1 },
+      { gpu: 0, metric: 'M', value: 3 },
+    ]) {
+      const e = one(r);
+      const decoded = decodeEnvelope(encodeEnvelope(e));
+      assert.deepEqual(decoded.records[0]?.labels, { ...shared }, JSON.stringify(r));
+      assert.deepEqual(decoded, decodeEnvelope(encodeEnvelopeVerbatim(e)), JSON.stringify(r));
+    }
+  });
+
   it('carries the real sample exactly (labels in order) in a fraction of the bytes', async () => {
     const { header, end, line } = await readHeader(SAMPLE);
     const records: TelemetryRecord[] = [];
