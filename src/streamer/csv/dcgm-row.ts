@@ -86,6 +86,9 @@ const LABEL_CACHE_MAX_TEXT = 4096;
 const labelCache = new Map<string, Readonly<Record<string, string>>>();
 let labelCacheChars = 0;
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+/** The last timestamp text parsed and its value: an export's rows come a scrape at a time. */
+let lastTsText = '';
+let lastTs: number | undefined;
 
 /**
  * Turns the fields of one data row into a record, or says exactly why it cannot. The record is
@@ -106,7 +109,11 @@ export function rowToRecord(
   const ix = header.index;
   const tsText = field(fields, ix.timestamp);
   if (tsText.trim() === '') return { kind: 'reject', reason: 'missing timestamp' };
-  const timestamp = parseTimestamp(tsText);
+  if (tsText !== lastTsText) {
+    lastTs = parseTimestamp(tsText);
+    lastTsText = tsText;
+  }
+  const timestamp = lastTs;
   if (timestamp === undefined) return { kind: 'reject', reason: `bad timestamp "${clip(tsText)}"` };
   const tsProblem = timestampProblem(timestamp, now);
   if (tsProblem !== undefined) return { kind: 'reject', reason: tsProblem };

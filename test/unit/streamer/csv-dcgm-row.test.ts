@@ -130,6 +130,15 @@ describe('parseHeader', () => {
 });
 
 describe('rowToRecord', () => {
+  it("reads each row's own timestamp when rows repeat, change and go bad in turn", () => {
+    const a = Date.UTC(2025, 6, 18, 20, 42, 34);
+    assert.equal(recordOf(fields()).timestamp, a);
+    assert.equal(recordOf(fields()).timestamp, a);
+    assert.equal(recordOf(fields({ timestamp: '2025-07-18T20:42:44Z' })).timestamp, a + 10_000);
+    assert.match(rejectOf(fields({ timestamp: '2025-13-01T00:00:00Z' })), /bad timestamp/);
+    assert.match(rejectOf(fields({ timestamp: '2025-13-01T00:00:00Z' })), /bad timestamp/);
+    assert.equal(recordOf(fields()).timestamp, a);
+  });
   it('turns a good row into a record with every field', () => {
     const record = recordOf(fields());
     assert.deepEqual(
