@@ -142,6 +142,19 @@ function labelShape(r: TelemetryRecord): LabelShape {
   return impliedMaskOf(labels, r) === shape.impliedMask ? shape : shapeOf(labels, r);
 }
 
+/** A record's label shape and the JSON of its series identity (see identityJson). */
+function shapeAndIdentity(r: TelemetryRecord): { shape: LabelShape; identity: string } {
+  const labels = r.labels;
+  const known = Object.isFrozen(labels) ? shapes.get(labels) : undefined;
+  const last = known?.last;
+  // The fast path of labelShape also says that the identity is the one remembered.
+  if (known !== undefined && last !== undefined && last.record.metric === r.metric) {
+    if (sameSeries(last.record, r)) return { shape: known, identity: last.json };
+  }
+  const shape = labelShape(r);
+  return { shape, identity: identityJson(r, shape) };
+}
+
 function sameSeries(a: TelemetryRecord, b: TelemetryRecord): boolean {
   return (
     a.hostname === b.hostname &&
@@ -175,6 +188,9 @@ function num(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
 }
 
+/** Packs a label set index and a series index in one number (both are below it: 2^26). */
+const SERIES_PACK = 2 ** 26;
+
 /** The index of `key` in a dictionary being built, adding it when new. */
 function indexOf(dict: Map<string, number>, key: string): number {
   let i = dict.get(key);
@@ -193,28 +209,43 @@ function indexOf(dict: Map<string, number>, key: string): number {
 export function compactRecordsJson(records: readonly TelemetryRecord[]): string {
   const metrics = new Map<string, number>();
   const labelSets = new Map<string, number>();
-  /** Series index by identity JSON, then by label set index. */
-  const series = new Map<string, Map<number, number>>();
+  /**
+   * Series index by identity JSON: the first label set seen with an identity, as
+   * `labelSet * SERIES_PACK + series` (no map per identity: nearly every identity has one), and
+   * the others in `moreSeries`.
+   */
+  const series = new Map<string, number>();
+  const moreSeries = new Map<string, Map<number, number>>();
   const seriesParts: string[] = [];
   const recordParts = new Array<string>(records.length);
+  // Rows of one scrape share their timestamp: its text is made once.
+  let lastTime = Number.NaN;
+  let lastTimeText = '';
   for (let i = 0; i < records.length; i++) {
     const r = records[i] as TelemetryRecord;
     const m = indexOf(metrics, r.metric);
-    const shape = labelShape(r);
+    const { shape, identity } = shapeAndIdentity(r);
     const l = indexOf(labelSets, shape.setJson);
-    const identity = identityJson(r, shape);
-    let byLabelSet = series.get(identity);
-    if (byLabelSet === undefined) {
-      byLabelSet = new Map();
-      series.set(identity, byLabelSet);
-    }
-    let s = byLabelSet.get(l);
+    let s: number | undefined;
+    const packed = series.get(identity);
+    if (packed !== undefined && Math.floor(packed / SERIES_PACK) === l) s = packed % SERIES_PACK;
+    else if (packed !== undefined) s = moreSeries.get(identity)?.get(l);
     if (s === undefined) {
       s = seriesParts.length;
-      byLabelSet.set(l, s);
       seriesParts.push(`${identity},"labelSet":${l}}`);
+      if (packed === undefined) series.set(identity, l * SERIES_PACK + s);
+      else {
+        let byLabelSet = moreSeries.get(identity);
+        if (byLabelSet === undefined)
+          moreSeries.set(identity, (byLabelSet = new Map<number, number>()));
+        byLabelSet.set(l, s);
+      }
     }
-    recordParts[i] = `[${s},${m},${num(r.timestamp)},${num(r.value)}]`;
+    if (r.timestamp !== lastTime) {
+      lastTime = r.timestamp;
+      lastTimeText = num(lastTime);
+    }
+    recordParts[i] = `[${s},${m},${lastTimeText},${num(r.value)}]`;
   }
   return `"metrics":${JSON.stringify([...metrics.keys()])},"labelSets":[${[...labelSets.keys()].join(',')}],"series":[${seriesParts.join(',')}],"records":[${recordParts.join(',')}]`;
 }
