@@ -831,15 +831,15 @@ export async function benchHistory(options: {
               promEnc: p.encoding,
             };
             // The columnar form, where the gateway has it (issue 15, item 3).
-            const probe = await get(`${day.nexus}&format=columnar`);
+            const probe = await get(`${day.nexus}&format=columns`);
             const answer =
               probe.status === 200 ? nexusColumnar(JSON.parse(probe.body.toString())) : undefined;
             if (answer !== undefined && answer.points > 0) {
               columnar = await measureRow(
                 {
                   ...day,
-                  label: `${day.label}, Nexus columnar (\`format=columnar\`)`,
-                  nexus: `${day.nexus}&format=columnar`,
+                  label: `${day.label}, Nexus columnar (\`format=columns\`)`,
+                  nexus: `${day.nexus}&format=columns`,
                   nexusAnswer: nexusColumnar,
                 },
                 o,
