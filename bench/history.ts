@@ -979,7 +979,7 @@ function section(r: {
   const load = r.sizes
     .map(
       (s) =>
-        `${s.fleet.id}: Nexus wrote ${s.fleet.readings.toLocaleString('en-US')} readings in ${(s.nexusLoad.writeMs / 1000).toFixed(0)} s (${Math.round(s.fleet.readings / (s.nexusLoad.writeMs / 1000)).toLocaleString('en-US')}/s; the rollup job ${(s.nexusLoad.rollupMs / 1000).toFixed(0)} s of it and after)${s.nexusLoad.compact === undefined ? '' : `, compact ${(s.nexusLoad.compactMs / 1000).toFixed(1)} s (${JSON.stringify(s.nexusLoad.compact)})`}, VACUUM ${(s.nexusLoad.vacuumMs / 1000).toFixed(0)} s; the OpenMetrics file was ${mb(s.prom.fileBytes)} MB (written in ${(s.prom.writeMs / 1000).toFixed(0)} s), promtool took ${(s.prom.promtoolMs / 1000).toFixed(0)} s, Prometheus ran ${s.compactions} compactions`,
+        `${s.fleet.id}: Nexus wrote ${s.fleet.readings.toLocaleString('en-US')} readings in ${(s.nexusLoad.writeMs / 1000).toFixed(0)} s (${Math.round(s.fleet.readings / (s.nexusLoad.writeMs / 1000)).toLocaleString('en-US')}/s; the rollup job ${(s.nexusLoad.rollupMs / 1000).toFixed(0)} s of it and after)${s.nexusLoad.compact === undefined ? '' : `, compact ${(s.nexusLoad.compactMs / 1000).toFixed(1)} s (${JSON.stringify(s.nexusLoad.compact)})`}, VACUUM ${(s.nexusLoad.vacuumMs / 1000).toFixed(0)} s; the OpenMetrics files were ${mb(s.prom.fileBytes)} MB (written in ${(s.prom.writeMs / 1000).toFixed(0)} s), promtool took ${(s.prom.promtoolMs / 1000).toFixed(0)} s, Prometheus ran ${s.compactions} compactions`,
     )
     .join('; ');
   const compactNote =
