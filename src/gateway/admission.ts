@@ -18,6 +18,13 @@ interface Waiter {
   readonly timer: NodeJS.Timeout;
 }
 
+/** The client went away while its request waited for a turn: nothing to answer. */
+class ClientGone extends Error {
+  constructor() {
+    super('the client closed the connection while its request waited for a turn');
+  }
+}
+
 /**
  * Admission control for the API: at most `maxConcurrent` requests run at once (each can hold an
  * answer of megabytes, so this bounds the gateway's memory), the rest wait in a bounded FIFO
@@ -38,8 +45,12 @@ export class Admission {
     return this.queue.length;
   }
 
-  /** Waits for a turn; resolves with the function that ends it (call it exactly once). */
-  async enter(address: string): Promise<() => void> {
+  /**
+   * Waits for a turn; resolves with the function that ends it (call it exactly once). `gone`
+   * aborted while the request waits (its client closed the connection): it leaves the queue and
+   * `enter` rejects with ClientGone, holding nothing.
+   */
+  async enter(address: string, gone?: AbortSignal): Promise<() => void> {
     const mine = this.byAddress.get(address) ?? 0;
     if (mine >= this.limits.maxPerAddress) {
       throw this.refuse(
@@ -58,7 +69,7 @@ export class Admission {
       }
       this.byAddress.set(address, mine + 1);
       try {
-        await this.wait(); // the turn is handed over by the request that ends
+        await this.wait(gone); // the turn is handed over by the request that ends
       } catch (err) {
         this.leave(address);
         throw err;
@@ -82,17 +93,27 @@ export class Admission {
     };
   }
 
-  private wait(): Promise<void> {
+  private wait(gone?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      const dequeue = (): void => {
+        const i = this.queue.indexOf(waiter);
+        if (i >= 0) this.queue.splice(i, 1);
+        this.metrics?.httpQueued.set(this.queue.length);
+      };
+      const onGone = (): void => {
+        clearTimeout(waiter.timer);
+        dequeue();
+        reject(new ClientGone());
+      };
       const waiter: Waiter = {
         start: () => {
           clearTimeout(waiter.timer);
+          gone?.removeEventListener('abort', onGone);
           resolve();
         },
         timer: setTimeout(() => {
-          const i = this.queue.indexOf(waiter);
-          if (i >= 0) this.queue.splice(i, 1);
-          this.metrics?.httpQueued.set(this.queue.length);
+          gone?.removeEventListener('abort', onGone);
+          dequeue();
           reject(
             this.refuse(
               'OVERLOADED',
@@ -102,6 +123,12 @@ export class Admission {
           );
         }, this.limits.queueTimeoutMs),
       };
+      if (gone?.aborted === true) {
+        clearTimeout(waiter.timer);
+        reject(new ClientGone());
+        return;
+      }
+      gone?.addEventListener('abort', onGone, { once: true });
       this.queue.push(waiter);
       this.metrics?.httpQueued.set(this.queue.length);
     });
@@ -126,11 +153,33 @@ function admitted(req: FastifyRequest): boolean {
   return url.startsWith('/api/') || url === '/graphql';
 }
 
-/** Puts the API routes behind admission control; the turn ends when the answer is sent or dropped. */
+/**
+ * Puts the API routes behind admission control; the turn ends when the answer is sent or dropped.
+ * A client that goes away while its request waits leaves the queue (its turn is never taken, so
+ * never lost); one that goes away just as its turn comes gives the turn back at once.
+ */
 export function installAdmission(app: FastifyInstance, admission: Admission): void {
   app.addHook('onRequest', async (req, reply) => {
     if (!admitted(req)) return;
-    const leave = await admission.enter(req.ip);
+    const gone = new AbortController();
+    const onClose = (): void => gone.abort();
+    reply.raw.once('close', onClose);
+    let leave: () => void;
+    try {
+      leave = await admission.enter(req.ip, gone.signal);
+    } catch (err) {
+      if (!(err instanceof ClientGone)) throw err;
+      // Nobody to answer: the request ends here, without running or sending anything.
+      reply.hijack();
+      return;
+    } finally {
+      reply.raw.removeListener('close', onClose);
+    }
+    if (gone.signal.aborted) {
+      leave();
+      reply.hijack();
+      return;
+    }
     reply.raw.once('close', leave);
   });
 }
