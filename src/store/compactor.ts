@@ -26,7 +26,7 @@ import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber } from './windows.js';
 /** GPUs sealed per statement: bounds the readings held in memory at once. */
 const GPUS_PER_STEP = 64;
 /** How long dropping an emptied partition waits for reads of the table before trying later. */
-const DROP_LOCK_TIMEOUT = '2s';
+const DROP_LOCK_TIMEOUT = '500ms';
 /** Only one sealing job at a time across processes; another returns `busy`. */
 const COMPACT_LOCK = "hashtext('nexus_compact')";
 const ROLLUP_LOCK = "hashtext('nexus_rollup')";

@@ -337,10 +337,11 @@ export class SqlStore implements TelemetryStore {
    */
   async write(clusterId: string, records: readonly TelemetryRecord[]): Promise<WriteResult> {
     if (records.length === 0) return { inserted: 0, duplicates: 0 };
-    let partitionsRetried = false;
+    let partitionRetries = 0;
+    let forcePartitions = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.writeOnce(clusterId, records);
+        return await this.writeOnce(clusterId, records, forcePartitions);
       } catch (err) {
         if (attempt < 5 && isIdentityChanged(err)) {
           await this.reidentify();
@@ -350,11 +351,16 @@ export class SqlStore implements TelemetryStore {
           await this.remigrate(err);
           continue;
         }
-        // "no partition of relation found for row": another process's retention dropped a
-        // partition this one had cached (or it is brand new elsewhere). Look again, once.
-        if (!partitionsRetried && isPartitionMissing(err)) {
-          partitionsRetried = true;
+        // "no partition of relation found for row": another process's retention or sealing job
+        // dropped a partition this one had cached, or the write holds new readings of a sealed
+        // window (whose partitions were dropped when it was sealed). Make sure every window of
+        // the batch has its partitions, outside the write's transaction (creating a partition
+        // there, holding the parent's lock, would deadlock with another writer doing the same),
+        // and write again: the write was rolled back whole.
+        if (partitionRetries < 3 && isPartitionMissing(err)) {
+          partitionRetries++;
           this.partitions.clear();
+          forcePartitions = true;
           continue;
         }
         throw err;
@@ -365,9 +371,10 @@ export class SqlStore implements TelemetryStore {
   private async writeOnce(
     clusterId: string,
     records: readonly TelemetryRecord[],
+    forcePartitions: boolean,
   ): Promise<WriteResult> {
     const ids = await this.dims.resolve(this.o.db, clusterId, records);
-    await this.ensurePartitions(records);
+    await this.ensurePartitions(records, forcePartitions);
     // One statement needs no transaction of its own (it is atomic, and it reaches the database in
     // one round trip; on PGlite in a worker, a transaction would hold the only connection across
     // several hops through a busy event loop). The window locks and COPY need one.
@@ -465,10 +472,9 @@ export class SqlStore implements TelemetryStore {
         : times === undefined;
     });
     if (keep.length === 0) return [];
+    // Their hot partitions went when the window was sealed: the insert then fails with "no
+    // partition", and write() makes them outside the transaction and writes again.
     const sub = keep.map((i) => records[i] as TelemetryRecord);
-    // Their hot partitions were dropped when the window was sealed (by any process): here again.
-    const windows = [...new Set(sub.map((r) => windowOf(r.timestamp)))];
-    await client.query('SELECT nexus_ensure_window_partitions($1::bigint[])', [windows]);
     const subIds: ResolvedIds = {
       gpu: Int32Array.from(keep, (i) => ids.gpu[i] ?? 0),
       metric: Int16Array.from(keep, (i) => ids.metric[i] ?? 0),
@@ -555,19 +561,24 @@ export class SqlStore implements TelemetryStore {
     return res.rows[0] ?? { inserted: 0, given: 0, fresh: null, late: null };
   }
 
-  /** Makes sure the partitions for these readings exist (cached: one query per new window). */
-  private async ensurePartitions(records: readonly TelemetryRecord[]): Promise<void> {
+  /**
+   * Makes sure the partitions for these readings exist (cached: one query per new window): of the
+   * open windows only, unless `force` (a sealed window's too: the write holds new late readings).
+   */
+  private async ensurePartitions(
+    records: readonly TelemetryRecord[],
+    force = false,
+  ): Promise<void> {
     const missing = new Set<number>();
     for (const r of records) {
       const w = windowOf(r.timestamp);
-      if (!this.partitions.has(w)) missing.add(w);
+      if (force || !this.partitions.has(w)) missing.add(w);
     }
     if (missing.size === 0) return;
-    const days = [...missing].sort((a, b) => a - b);
-    await this.o.db.transaction((tx) =>
-      tx.query('SELECT nexus_ensure_open_partitions($1::bigint[])', [days]),
-    );
-    for (const d of days) this.partitions.add(d);
+    const windows = [...missing].sort((a, b) => a - b);
+    const fn = force ? 'nexus_ensure_window_partitions' : 'nexus_ensure_open_partitions';
+    await this.o.db.transaction((tx) => tx.query(`SELECT ${fn}($1::bigint[])`, [windows]));
+    for (const w of windows) this.partitions.add(w);
   }
 
   /**
