@@ -58,14 +58,21 @@ export function gpuOut(g: GpuSummary) {
 }
 
 /** A stored reading (schemas/telemetry.ts, Reading). */
+/** What names a reading or a series in the API: its cluster, host, GPU and metric. */
+function seriesOfOut(s: Omit<LatestValue, 'timestamp' | 'value'>) {
+  return {
+    cluster_id: s.cluster_id,
+    host_id: s.hostname,
+    gpu_id: s.gpu_id,
+    uuid: s.uuid ?? null,
+    metric: s.metric,
+    unit: s.unit,
+  };
+}
+
 export function readingOut(r: LatestValue) {
   return {
-    cluster_id: r.cluster_id,
-    host_id: r.hostname,
-    gpu_id: r.gpu_id,
-    uuid: r.uuid ?? null,
-    metric: r.metric,
-    unit: r.unit,
+    ...seriesOfOut(r),
     timestamp: iso(r.timestamp) ?? '',
     value: r.value,
   };
@@ -73,12 +80,7 @@ export function readingOut(r: LatestValue) {
 
 export function seriesOut(s: Series) {
   return {
-    cluster_id: s.cluster_id,
-    host_id: s.hostname,
-    gpu_id: s.gpu_id,
-    uuid: s.uuid ?? null,
-    metric: s.metric,
-    unit: s.unit,
+    ...seriesOfOut(s),
     points: s.points.map(([t, value, count]) => ({ timestamp: isoOf(t), value, count })),
   };
 }
@@ -86,12 +88,7 @@ export function seriesOut(s: Series) {
 /** A page's series as columns (format=columns): epoch-ms timestamps and values. */
 export function columnsOut(s: SeriesColumns) {
   return {
-    cluster_id: s.cluster_id,
-    host_id: s.hostname,
-    gpu_id: s.gpu_id,
-    uuid: s.uuid ?? null,
-    metric: s.metric,
-    unit: s.unit,
+    ...seriesOfOut(s),
     timestamps: Array.from(s.times),
     values: Array.from(s.values),
   };
@@ -117,15 +114,10 @@ function isoOf(ms: number): string {
 export function rowsOf(series: readonly SeriesColumns[]): ReturnType<typeof readingOut>[] {
   const out: ReturnType<typeof readingOut>[] = [];
   for (const s of series) {
-    const uuid = s.uuid ?? null;
+    const id = seriesOfOut(s);
     for (let i = 0; i < s.times.length; i++) {
       out.push({
-        cluster_id: s.cluster_id,
-        host_id: s.hostname,
-        gpu_id: s.gpu_id,
-        uuid,
-        metric: s.metric,
-        unit: s.unit,
+        ...id,
         timestamp: isoOf(s.times[i] ?? 0),
         value: s.values[i] ?? 0,
       });
@@ -146,12 +138,7 @@ export function seriesColumnsOut(s: Series) {
     counts[i] = c;
   });
   return {
-    cluster_id: s.cluster_id,
-    host_id: s.hostname,
-    gpu_id: s.gpu_id,
-    uuid: s.uuid ?? null,
-    metric: s.metric,
-    unit: s.unit,
+    ...seriesOfOut(s),
     timestamps,
     values,
     counts,

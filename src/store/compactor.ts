@@ -1,7 +1,8 @@
 import type { Logger } from '../core/logger.js';
 import { decodeChunk, encodeChunk, encodeRollup, rollupOf } from './chunks/codec.js';
 import type { CompactResult, Database, SqlClient } from './types.js';
-import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber } from './windows.js';
+import { parseNumberArray } from './series-reads.js';
+import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
 
 /**
  * The sealing job of storage engine v3 (migration 004): every closed 2-hour window of the hot
@@ -53,19 +54,13 @@ interface ChunkRow {
   data: Uint8Array | null;
 }
 
-/** `{1,2,3}` (a PostgreSQL array of numbers as text) into numbers. */
-function parseNumbers(text: string): number[] {
-  if (text.length <= 2) return [];
-  return text.slice(1, -1).split(',').map(Number);
-}
-
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 
 /** A window's readings of one series, merged (the chunk's reading wins a tie). */
 function merge(
   chunk: { times: Float64Array; values: Float64Array } | undefined,
-  times: readonly number[],
-  values: readonly number[],
+  times: ArrayLike<number>,
+  values: ArrayLike<number>,
 ): { times: ArrayLike<number>; values: ArrayLike<number>; ties: number } {
   if (chunk === undefined || chunk.times.length === 0) return { times, values, ties: 0 };
   const n = chunk.times.length + times.length;
@@ -159,7 +154,7 @@ export async function compact(
     for (const p of partitions) seen.set(p.name, p.inserted);
   }
   for (const p of closed) {
-    for (let w = Math.floor(p.lower / WINDOW_MS) * WINDOW_MS; w < p.upper; w += WINDOW_MS) {
+    for (let w = windowOf(p.lower); w < p.upper; w += WINDOW_MS) {
       const sealed = await sealWindow(db, w);
       if (sealed === undefined) {
         result.busy = true;
@@ -179,8 +174,7 @@ export async function compact(
   for (const p of partitions) {
     if (p.upper > horizon) continue;
     let all = true;
-    for (let w = Math.floor(p.lower / WINDOW_MS) * WINDOW_MS; w < p.upper && all; w += WINDOW_MS)
-      all = sealedWindows.has(w);
+    for (let w = windowOf(p.lower); w < p.upper && all; w += WINDOW_MS) all = sealedWindows.has(w);
     if (all && (await dropIfEmpty(db, p))) result.dropped.push(p.name);
   }
   if (result.ties > 0) {
@@ -303,8 +297,8 @@ async function sealWindow(
         data: [] as string[],
       };
       for (const r of rows.rows) {
-        const times = parseNumbers(r.t);
-        const values = parseNumbers(r.v);
+        const times = parseNumberArray(r.t);
+        const values = parseNumberArray(r.v);
         readings += times.length;
         const m = merge(existing.get(`${r.gpu_id}:${r.metric_id}`), times, values);
         ties += m.ties;

@@ -1,15 +1,20 @@
 import { Type } from '@sinclair/typebox';
 import { Nullable, StringEnum, Time, ref } from './common.js';
 
+/** What names a reading or a series: its cluster, host, GPU and metric. */
+const SeriesName = {
+  cluster_id: Type.String(),
+  host_id: Type.String(),
+  gpu_id: Type.Integer(),
+  uuid: Nullable(Type.String()),
+  metric: Type.String(),
+  unit: Type.String(),
+};
+
 /** Readings, series and latest values: GET /api/v1/telemetry, /latest, a GPU's metrics. */
 export const Reading = Type.Object(
   {
-    cluster_id: Type.String(),
-    host_id: Type.String(),
-    gpu_id: Type.Integer(),
-    uuid: Nullable(Type.String()),
-    metric: Type.String(),
-    unit: Type.String(),
+    ...SeriesName,
     timestamp: Time,
     value: Type.Number(),
   },
@@ -18,12 +23,7 @@ export const Reading = Type.Object(
 
 export const Series = Type.Object(
   {
-    cluster_id: Type.String(),
-    host_id: Type.String(),
-    gpu_id: Type.Integer(),
-    uuid: Nullable(Type.String()),
-    metric: Type.String(),
-    unit: Type.String(),
+    ...SeriesName,
     points: Type.Array(
       Type.Object({
         timestamp: Time,
@@ -37,12 +37,7 @@ export const Series = Type.Object(
 
 export const SeriesColumns = Type.Object(
   {
-    cluster_id: Type.String(),
-    host_id: Type.String(),
-    gpu_id: Type.Integer(),
-    uuid: Nullable(Type.String()),
-    metric: Type.String(),
-    unit: Type.String(),
+    ...SeriesName,
     timestamps: Type.Array(Type.Number(), {
       description: 'Epoch milliseconds, ascending (with step: the start of each step)',
     }),
