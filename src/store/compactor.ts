@@ -161,6 +161,7 @@ export async function compact(
         return { ...result, ms: Date.now() - started };
       }
       if (sealed.readings > 0) {
+        logger.debug({ window: new Date(w).toISOString(), ...sealed }, 'window sealed');
         result.windows++;
         if (sealed.merged) result.merged++;
         result.readings += sealed.readings;
