@@ -129,6 +129,12 @@ export class ReadQueries {
     }));
   }
 
+  /** Whether a cluster of this name is stored (one index lookup). */
+  async clusterExists(name: string): Promise<boolean> {
+    const res = await this.db.query('SELECT 1 FROM clusters WHERE name = $1', [name]);
+    return res.rows.length > 0;
+  }
+
   /** The statistics of a cluster, from its summary. */
   async clusterStats(summary: ClusterSummary): Promise<ClusterStats> {
     const clusterId = summary.cluster_id;

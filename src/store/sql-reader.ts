@@ -274,6 +274,10 @@ export class SqlReader implements TelemetryReader {
     if (found.length === 0 || !clusterKnown()) {
       found = pickGpus((await this.fleet.get(true)).gpus, sel);
     }
+    // Still unknown: a snapshot (even a young one) may have been read just before the cluster's
+    // first commit. The database says whether it exists; if it does, a load started now shows it.
+    if (!clusterKnown() && sel.cluster !== undefined && (await this.q.clusterExists(sel.cluster)))
+      found = pickGpus((await this.fleet.reload()).gpus, sel);
     if (!clusterKnown())
       throw new NexusError('NOT_FOUND', `cluster "${sel.cluster ?? ''}" not found`);
     return found;

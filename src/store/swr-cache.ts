@@ -44,7 +44,12 @@ export class SwrCache<T> {
 
   get(force = false): Promise<T> {
     const entry = this.entry;
-    const age = entry === undefined ? Number.POSITIVE_INFINITY : Date.now() - entry.at;
+    // A forced read asks whether the value shows the database as it is now: its age then counts
+    // from when its load began (a slow load's value is older than its arrival).
+    const age =
+      entry === undefined
+        ? Number.POSITIVE_INFINITY
+        : Date.now() - (force ? entry.started : entry.at);
     if (entry !== undefined && age < (force ? this.policy.forcedMaxAgeMs : this.policy.maxAgeMs))
       return Promise.resolve(entry.value);
     const loading =
@@ -55,6 +60,11 @@ export class SwrCache<T> {
       return Promise.resolve(entry.value);
     }
     return loading;
+  }
+
+  /** A load started now, whatever is cached or under way (what it looks for was just written). */
+  reload(): Promise<T> {
+    return this.refresh();
   }
 
   private refresh(): Promise<T> {

@@ -314,6 +314,23 @@ function writeTests(open: Open): void {
     assert.deepEqual(await storedLatest(sql), latest);
   });
 
+  it('a cluster first written just after its readers cached the fleet is found at once', async (t) => {
+    const { store } = await open(t);
+    await store.write('cluster-1', [rec(T0, 41)]);
+    // Caches the fleet (cluster-1 only) a moment before cluster-2's first commit.
+    assert.equal((await store.reader.latest({ cluster: 'cluster-1' })).length, 1);
+    await store.write('cluster-2', [rec(T0, 42)]);
+    const latest = await store.reader.latest({ cluster: 'cluster-2' });
+    assert.deepEqual(
+      latest.map((v) => v.value),
+      [42],
+    );
+    await assert.rejects(
+      store.reader.latest({ cluster: 'cluster-3' }),
+      /cluster "cluster-3" not found/,
+    );
+  });
+
   it('a batch holding the same reading twice stores it once', async (t) => {
     const { store, sql } = await open(t);
     const a = rec(T0, 41.5);

@@ -196,8 +196,10 @@ describe('observability across processes', () => {
         '/api/v1/clusters',
         `/api/v1/clusters/${cluster}/hosts`,
         `/api/v1/telemetry/latest?cluster_id=${cluster}`,
-      ])
-        assert.equal((await fetch(`${http}${path}`)).status, 200, path);
+      ]) {
+        const res = await fetch(`${http}${path}`);
+        assert.equal(res.status, 200, `${path}: ${await res.text()}`);
+      }
       const bad = await fetch(`${http}/api/v1/telemetry?cluster_id=${cluster}&limit=-1`);
       assert.equal(bad.status, 400);
       requestId = bad.headers.get('x-request-id');

@@ -118,4 +118,32 @@ describe("SwrCache (the reader's fleet and metric ids)", () => {
     cache.clear();
     assert.equal(cache.peek(), undefined);
   });
+  it("a forced read counts a value's age from when its load began: a slow load's value is not young", async () => {
+    const l = loads();
+    const cache = new SwrCache(l.load, { maxAgeMs: 5000, forcedMaxAgeMs: 40, forcedJoins: true });
+    const first = cache.get();
+    await sleep(60);
+    l.settle(0, 'read before');
+    await first;
+    // Arrived just now, but read 60 ms ago: a plain read takes it, a forced one loads again.
+    assert.equal(await cache.get(), 'read before');
+    const forced = cache.get(true);
+    assert.equal(l.started(), 2);
+    l.settle(1, 'now');
+    assert.equal(await forced, 'now');
+  });
+
+  it('reload() starts a load of its own even while one is under way', async () => {
+    const l = loads();
+    const cache = new SwrCache(l.load, FLEET);
+    const first = cache.get();
+    await sleep(2);
+    const reloaded = cache.reload();
+    assert.equal(l.started(), 2);
+    l.settle(1, 'b');
+    l.settle(0, 'a');
+    assert.equal(await first, 'a');
+    assert.equal(await reloaded, 'b');
+    assert.equal(cache.peek(), 'b');
+  });
 });
