@@ -8,6 +8,10 @@ ETCD_PORT  ?= 2379
 ETCD_PEER  ?= 2380
 PG_PORT    ?= 5433
 SAMPLE     := samples/dcgm_metrics_20250718_134233.csv
+# The password of the local PostgreSQL (random, made by setup-postgres), given to the run targets
+# unless DB_PASSWORD, DB_PASSWORD_FILE or DATABASE_URL(_FILE) say otherwise.
+PG_PASSWORD := $(DATA_DIR)/postgres/password
+DB_ENV      = $(if $(DB_PASSWORD)$(DB_PASSWORD_FILE)$(DATABASE_URL)$(DATABASE_URL_FILE),,$(if $(wildcard $(PG_PASSWORD)),DB_PASSWORD_FILE=$(PG_PASSWORD)))
 
 NODE_INPUTS      := $(shell find src) tsconfig.json tsconfig.build.json package-lock.json scripts/copy-assets.mjs
 DASHBOARD_INPUTS := $(shell find dashboard) scripts/build-dashboard.mjs package-lock.json
@@ -32,7 +36,7 @@ setup-etcd: setup-dev ## Start a local etcd on 127.0.0.1:2379, data in .data/etc
 stop-etcd: ## Stop the local etcd started by setup-etcd
 	@scripts/local-etcd.sh stop $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
 
-setup-postgres: setup-dev ## Start a local PostgreSQL on 127.0.0.1:5433 (db/user telemetry), data in .data/postgres
+setup-postgres: setup-dev ## Start a local PostgreSQL on 127.0.0.1:5433 (db/user telemetry, password in .data/postgres/password), data in .data/postgres
 	@scripts/local-postgres.sh start $(DATA_DIR) $(PG_PORT)
 
 stop-postgres: ## Stop the local PostgreSQL started by setup-postgres
@@ -70,13 +74,13 @@ run-nexus-streamer: build-nexus ## Run the streamer (CSV_FILE, BATCH_SIZE, STREA
 	NODE_OPTIONS="--max-semi-space-size=8 $$NODE_OPTIONS" $(NEXUS) streamer
 
 run-nexus-collector: build-nexus ## Run the collector (DB_*/DATABASE_URL, WORKERS, ENABLE_NEXUS, ...)
-	$(NEXUS) collector
+	$(DB_ENV) $(NEXUS) collector
 
 migrate: build-nexus ## Apply the database migrations (DB_*/DATABASE_URL)
-	$(NEXUS) migrate
+	$(DB_ENV) $(NEXUS) migrate
 
 run-nexus-gateway: build-nexus ## Run the gateway (PORT, ENABLE_GRAPHQL, ENABLE_WEBSOCKET, ENABLE_CORS, DB_*, ETCD_*)
-	$(NEXUS) gateway
+	$(DB_ENV) $(NEXUS) gateway
 
 run-nexus-pipeline: build-nexus setup-dev ## Run etcd (ETCD_PORT), PostgreSQL (PG_PORT), collector, gateway and streamer locally; Ctrl-C stops all
 	@DATA_DIR=$(DATA_DIR) ETCD_PORT=$(ETCD_PORT) ETCD_PEER=$(ETCD_PEER) PG_PORT=$(PG_PORT) exec node --import tsx scripts/pipeline.ts

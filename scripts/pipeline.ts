@@ -6,7 +6,7 @@
  *
  * The same settings as the Makefile's setup-etcd and setup-postgres: DATA_DIR (or NEXUS_DATA_DIR,
  * default .data), ETCD_PORT (2379), ETCD_PEER (2380), PG_PORT (5433); the children are given the
- * matching ETCD_ENDPOINTS, DB_HOST and DB_PORT.
+ * matching ETCD_ENDPOINTS, DB_HOST, DB_PORT and DB_PASSWORD_FILE.
  *
  * Signals: Ctrl-C in a terminal sends SIGINT to every process of the foreground group. The
  * children run in process groups of their own, so that only this script gets it; it then sends
@@ -18,7 +18,7 @@
  * (the tests do, so that they never run a stale build).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..');
 const setting = (name: string, fallback: string): string => {
@@ -67,6 +67,9 @@ if ((process.env.DATABASE_URL ?? '') === '' && (process.env.DB_HOST ?? '') === '
     giveUp(`choose another port with PG_PORT (now ${PG_PORT})`);
   env.DB_HOST = '127.0.0.1';
   env.DB_PORT = PG_PORT;
+  // Its password is random, made at its first start (scripts/local-postgres.sh).
+  if ((env.DB_PASSWORD ?? '') === '' && (env.DB_PASSWORD_FILE ?? '') === '')
+    env.DB_PASSWORD_FILE = resolve(ROOT, DATA, 'postgres', 'password');
   started.push('postgres');
 }
 

@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
 import type { Config } from '../core/config.js';
-import { NexusError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { createEtcdClient, type EtcdConnectionOptions } from '../etcd/client.js';
 import { EtcdQueue } from '../queue/etcd/etcd-queue.js';
@@ -182,28 +180,25 @@ export function buildFeed(
   return feed;
 }
 
-/** The PostgreSQL connection the configuration describes (DATABASE_URL wins over DB_*). */
+/**
+ * The PostgreSQL connection the configuration describes (DATABASE_URL wins over DB_*). A secret
+ * from a file (DB_PASSWORD_FILE, DATABASE_URL_FILE) is in the configuration already.
+ */
 export function postgresConnection(config: Config, applicationName: string): PostgresConnection {
-  let password = config.dbPassword;
-  if (config.dbPasswordFile !== '') {
-    try {
-      password = readFileSync(config.dbPasswordFile, 'utf8').trim();
-    } catch (err) {
-      throw new NexusError(
-        'CONFIG_INVALID',
-        `DB_PASSWORD_FILE: cannot read ${config.dbPasswordFile}: ${describeError(err)}`,
-      );
-    }
-  }
+  const file = (path: string): string | undefined => (path === '' ? undefined : path);
   return {
     ...(config.databaseUrl === '' ? {} : { url: config.databaseUrl }),
     host: config.dbHost,
     port: config.dbPort,
     database: config.dbName,
     user: config.dbUser,
-    password,
+    password: config.dbPassword,
     sslMode: config.dbSslMode,
-    ...(config.dbSslRootCert === '' ? {} : { sslRootCertFile: config.dbSslRootCert }),
+    tls: {
+      rootCertFile: file(config.dbSslRootCert),
+      certFile: file(config.dbSslCert),
+      keyFile: file(config.dbSslKey),
+    },
     poolSize: config.dbPoolSize > 0 ? config.dbPoolSize : config.workers + 2,
     statementTimeoutMs: config.dbStatementTimeout,
     connectTimeoutMs: config.dbConnectTimeout,

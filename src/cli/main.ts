@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { SETTINGS, loadConfig, redactConfig, type SettingSpec } from '../core/config.js';
+import { SETTINGS, redactConfig, type SettingSpec } from '../core/config.js';
 import { describeError } from '../core/errors.js';
 import { exitStatusOf } from './exit.js';
-import { addSettings, flagValues } from './settings.js';
+import { addSettings, configFrom } from './settings.js';
 import { VERSION } from './version.js';
 
 function configCommand(): Command {
@@ -20,7 +20,7 @@ function configCommand(): Command {
       }
       return;
     }
-    const config = loadConfig(process.env, flagValues(cmd.opts()));
+    const config = configFrom(cmd);
     process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
   });
   return cmd;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { NexusError } from './errors.js';
 import { parseDuration } from './duration.js';
 
@@ -343,17 +344,9 @@ export const SETTINGS = {
     env: 'DB_PASSWORD',
     flag: 'db-password',
     kind: 'string',
-    default: 'password',
-    help: 'Database password',
-    secret: true,
-    group: 'database',
-  },
-  dbPasswordFile: {
-    env: 'DB_PASSWORD_FILE',
-    flag: 'db-password-file',
-    kind: 'string',
     default: '',
-    help: 'Read the database password from this file (e.g. a Kubernetes secret); wins over DB_PASSWORD',
+    help: 'Database password (none by default: when the server asks for one, the connection fails saying what to set)',
+    secret: true,
     group: 'database',
   },
   dbSslMode: {
@@ -362,7 +355,7 @@ export const SETTINGS = {
     kind: 'enum',
     default: 'disable',
     choices: ['disable', 'require', 'verify-ca', 'verify-full'],
-    help: 'TLS to PostgreSQL',
+    help: "TLS to PostgreSQL: disable; require (encrypted, the server not verified); verify-ca (its certificate signed by DB_SSLROOTCERT's CA); verify-full (and issued for the host connected to). Other than disable, it wins over DATABASE_URL's own sslmode",
     group: 'database',
   },
   dbSslRootCert: {
@@ -370,7 +363,23 @@ export const SETTINGS = {
     flag: 'db-sslrootcert',
     kind: 'string',
     default: '',
-    help: 'CA certificate for verify-ca / verify-full',
+    help: "CA certificate(s) PostgreSQL's certificate must chain to (verify-ca, verify-full; with require it verifies the CA as libpq does); empty: the system's CAs",
+    group: 'database',
+  },
+  dbSslCert: {
+    env: 'DB_SSLCERT',
+    flag: 'db-sslcert',
+    kind: 'string',
+    default: '',
+    help: 'Client certificate for PostgreSQL (pg_hba.conf cert authentication, or clientcert=verify-full)',
+    group: 'database',
+  },
+  dbSslKey: {
+    env: 'DB_SSLKEY',
+    flag: 'db-sslkey',
+    kind: 'string',
+    default: '',
+    help: "The client certificate's private key",
     group: 'database',
   },
   dbPoolSize: {
@@ -804,20 +813,78 @@ export function parseSetting(
 }
 
 /**
+ * Where a secret setting can be read from a file instead (README, "Secrets in files"): the
+ * variable `<NAME>_FILE` and the flag `--<flag>-file`. Not for a secret whose value is itself a
+ * path (ETCD_KEY_FILE: the component reads that file).
+ */
+export function secretFile(spec: SettingSpec): { env: string; flag: string } | undefined {
+  if (spec.secret !== true || spec.env.endsWith('_FILE')) return undefined;
+  return { env: `${spec.env}_FILE`, flag: `${spec.flag}-file` };
+}
+
+export interface SecretFiles {
+  /** `--<flag>-file` values given on the command line, by setting key. */
+  readonly flags?: Readonly<Partial<Record<SettingKey, string>>>;
+  /** Reads a file as UTF-8 text (default: readFileSync). */
+  readonly read?: (path: string) => string;
+}
+
+/**
+ * A secret's text from its file: the content less one trailing newline (`\n` or `\r\n`), as
+ * `echo secret > file` and Kubernetes secrets write it. Errors name the variable and the path,
+ * never the content.
+ */
+function readSecretFile(variable: string, path: string, read: (path: string) => string): string {
+  let text: string;
+  try {
+    text = read(path);
+  } catch (err) {
+    const code =
+      typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+        ? err.code
+        : 'unreadable';
+    throw new NexusError('CONFIG_INVALID', `${variable}: cannot read ${path} (${code})`);
+  }
+  const value = text.endsWith('\r\n')
+    ? text.slice(0, -2)
+    : text.endsWith('\n')
+      ? text.slice(0, -1)
+      : text;
+  if (value === '') throw new NexusError('CONFIG_INVALID', `${variable}: ${path} is empty`);
+  return value;
+}
+
+/**
  * Builds the frozen configuration: command-line values win over the environment, which wins over
  * the defaults. `flags` is keyed by setting key; `env` is the process environment (or a test's).
+ * A secret may come from a file instead (`<NAME>_FILE`, `--<flag>-file`: see secretFile); giving
+ * it both ways is an error.
  */
 export function loadConfig(
   env: Readonly<Record<string, string | undefined>>,
   flags: Readonly<Partial<Record<SettingKey, string>>> = {},
+  files: SecretFiles = {},
 ): Config {
   const out: Record<string, unknown> = {};
   const problems: string[] = [];
+  const given = (v: string | undefined): string | undefined => (v === '' ? undefined : v);
   for (const [key, spec] of Object.entries(SETTINGS) as [SettingKey, SettingSpec][]) {
-    const fromEnv = env[spec.env];
-    const text = flags[key] ?? (fromEnv === '' ? undefined : fromEnv) ?? spec.default ?? '';
+    const direct = flags[key] ?? given(env[spec.env]);
     try {
-      out[key] = parseSetting(spec, text);
+      const file = secretFile(spec);
+      const path = file === undefined ? undefined : (files.flags?.[key] ?? given(env[file.env]));
+      if (file !== undefined && path !== undefined) {
+        if (direct !== undefined) {
+          throw new NexusError(
+            'CONFIG_INVALID',
+            `${spec.env} and ${file.env} are both set: set one (the file is the safer place for a secret)`,
+          );
+        }
+        // Exactly what the file holds (less its newline): a password's spaces are its own.
+        out[key] = readSecretFile(file.env, path, files.read ?? ((p) => readFileSync(p, 'utf8')));
+        continue;
+      }
+      out[key] = parseSetting(spec, direct ?? spec.default ?? '');
     } catch (err) {
       problems.push(err instanceof Error ? err.message : String(err));
     }

@@ -3,37 +3,179 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { parse as parseConnectionString, toClientConfig } from 'pg-connection-string';
+import { NexusError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Database, QueryResult, SqlClient } from '../types.js';
 import { toStoreError } from './errors.js';
 
 export interface PostgresConnection {
-  /** DATABASE_URL; when set it wins over the separate fields. */
+  /** DATABASE_URL; when set it wins over the separate fields (its password over `password`). */
   readonly url?: string;
   readonly host: string;
   readonly port: number;
   readonly database: string;
   readonly user: string;
+  /** '': none (a server asking for one gets a clear error instead). */
   readonly password: string;
-  /** disable, require (TLS without verification), verify-ca or verify-full. */
+  /**
+   * disable; require (TLS, the server not verified, unless a CA is given: then as verify-ca, like
+   * libpq); verify-ca; verify-full. Other than disable, it wins over the URL's sslmode.
+   */
   readonly sslMode: 'disable' | 'require' | 'verify-ca' | 'verify-full';
-  readonly sslRootCertFile?: string;
+  readonly tls?: {
+    /** PEM CA certificate(s) the server's certificate must chain to (default: the system's). */
+    readonly rootCertFile?: string | undefined;
+    /** PEM client certificate and key, for certificate authentication. */
+    readonly certFile?: string | undefined;
+    readonly keyFile?: string | undefined;
+  };
   readonly poolSize: number;
   readonly statementTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly applicationName: string;
 }
 
+/** A file the TLS settings name, or a clear error naming the setting (never its content). */
+function readTlsFile(path: string, setting: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new NexusError(
+      'CONFIG_INVALID',
+      `${setting}: cannot read ${path} (${errorCode(err) ?? 'unreadable'})`,
+    );
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
+}
+
+/** The TLS options of DB_SSLMODE, with libpq's meanings. */
 function ssl(c: PostgresConnection): pg.ConnectionConfig['ssl'] {
   if (c.sslMode === 'disable') return false;
-  const ca =
-    c.sslRootCertFile !== undefined && c.sslRootCertFile !== ''
-      ? readFileSync(c.sslRootCertFile, 'utf8')
-      : undefined;
+  const { rootCertFile, certFile, keyFile } = c.tls ?? {};
+  const ca = rootCertFile === undefined ? undefined : readTlsFile(rootCertFile, 'DB_SSLROOTCERT');
+  if (c.sslMode === 'verify-ca' && ca === undefined) {
+    throw new NexusError(
+      'CONFIG_INVALID',
+      "DB_SSLMODE=verify-ca needs DB_SSLROOTCERT, the CA of the server's certificate (with the system's public CAs it would accept any server holding a certificate of theirs: use verify-full for those)",
+    );
+  }
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new NexusError('CONFIG_INVALID', 'DB_SSLCERT and DB_SSLKEY go together: set both');
+  }
   return {
-    rejectUnauthorized: c.sslMode !== 'require',
+    // require checks nothing, unless a CA is given (libpq: then as verify-ca).
+    rejectUnauthorized: c.sslMode !== 'require' || ca !== undefined,
     ...(ca === undefined ? {} : { ca }),
-    ...(c.sslMode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+    ...(c.sslMode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
+    ...(certFile === undefined ? {} : { cert: readTlsFile(certFile, 'DB_SSLCERT') }),
+    ...(keyFile === undefined ? {} : { key: readTlsFile(keyFile, 'DB_SSLKEY') }),
+  };
+}
+
+/**
+ * The connection fields of DATABASE_URL, read with libpq's meanings of sslmode (node-postgres
+ * alone reads require and verify-ca as verify-full, with a warning). Its errors never quote it.
+ */
+function fromUrl(url: string): pg.ClientConfig {
+  try {
+    const options = /[?&]uselibpqcompat=/i.test(url) ? {} : { useLibpqCompat: true };
+    return toClientConfig(parseConnectionString(url, options));
+  } catch (err) {
+    const why = errorCode(err) ?? (err instanceof Error ? err.message : 'not a PostgreSQL URL');
+    throw new NexusError(
+      'CONFIG_INVALID',
+      `DATABASE_URL cannot be used: ${why.replaceAll(url, '(the URL)')}`,
+    );
+  }
+}
+
+/**
+ * The password option: the given one, or (none) a function that node-postgres calls only if the
+ * server asks for a password, failing with an error that says what to set (instead of falling
+ * back to PGPASSWORD or ~/.pgpass behind the configuration's back).
+ */
+function passwordOption(password: unknown, user: unknown): pg.ClientConfig['password'] {
+  if (typeof password === 'string' && password !== '') return password;
+  const who = typeof user === 'string' && user !== '' ? ` for user ${user}` : '';
+  return () =>
+    Promise.reject(
+      new NexusError(
+        'CONFIG_INVALID',
+        `PostgreSQL asks for a password${who} and none is set: set DB_PASSWORD_FILE (or DB_PASSWORD, or the password in DATABASE_URL)`,
+      ),
+    );
+}
+
+/**
+ * A client that closes its socket when connecting fails. node-postgres leaves it open when the
+ * failure is on this side (no password to give, passwordOption): the server would hold it until
+ * its authentication_timeout (60 s), and the process with it.
+ */
+class ClosingClient extends pg.Client {
+  override connect(): Promise<pg.Client>;
+  override connect(callback: (err: Error) => void): void;
+  override connect(callback?: (err: Error) => void): Promise<pg.Client> | undefined {
+    const done = (err: Error | null): void => {
+      if (err !== null) this.end().catch(() => undefined);
+    };
+    if (callback === undefined) {
+      return new Promise((resolve, reject) => {
+        super.connect((err: Error | null) => {
+          done(err);
+          if (err === null) resolve(this);
+          else reject(err);
+        });
+      });
+    }
+    super.connect((err: Error | null) => {
+      done(err);
+      callback(err as Error);
+    });
+    return undefined;
+  }
+}
+
+/** The node-postgres pool configuration of a connection (exported for tests). */
+export function poolConfig(connection: PostgresConnection): pg.PoolConfig {
+  const base: pg.PoolConfig = {
+    Client: ClosingClient,
+    max: connection.poolSize,
+    connectionTimeoutMillis: connection.connectTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: connection.statementTimeoutMs,
+    application_name: connection.applicationName,
+    keepAlive: true,
+  };
+  if (connection.url !== undefined && connection.url !== '') {
+    const fields = fromUrl(connection.url);
+    return {
+      ...fields,
+      ...base,
+      password: passwordOption(
+        // The URL's password, else DB_PASSWORD (a URL without secrets, the password in a file).
+        typeof fields.password === 'string' && fields.password !== ''
+          ? fields.password
+          : connection.password,
+        fields.user,
+      ),
+      // DB_SSLMODE other than disable wins over the URL's own sslmode.
+      ssl: connection.sslMode === 'disable' ? (fields.ssl ?? false) : ssl(connection),
+    };
+  }
+  return {
+    ...base,
+    host: connection.host,
+    port: connection.port,
+    database: connection.database,
+    user: connection.user,
+    password: passwordOption(connection.password, connection.user),
+    ssl: ssl(connection),
   };
 }
 
@@ -56,30 +198,7 @@ export class PostgresDatabase implements Database {
   private closing: Promise<void> | undefined;
 
   constructor(connection: PostgresConnection, logger: Logger) {
-    const base: pg.PoolConfig = {
-      max: connection.poolSize,
-      connectionTimeoutMillis: connection.connectTimeoutMs,
-      idleTimeoutMillis: 30_000,
-      statement_timeout: connection.statementTimeoutMs,
-      application_name: connection.applicationName,
-      keepAlive: true,
-    };
-    const config: pg.PoolConfig =
-      connection.url !== undefined && connection.url !== ''
-        ? {
-            ...base,
-            connectionString: connection.url,
-            ...(connection.sslMode === 'disable' ? {} : { ssl: ssl(connection) }),
-          }
-        : {
-            ...base,
-            host: connection.host,
-            port: connection.port,
-            database: connection.database,
-            user: connection.user,
-            password: connection.password,
-            ssl: ssl(connection),
-          };
+    const config = poolConfig(connection);
     this.pool = new pg.Pool(config);
     // An idle client losing its connection must not crash the process.
     this.pool.on('error', (err) =>

@@ -11,6 +11,21 @@ const RETRYABLE_NODE_CODES = new Set([
   'ENETUNREACH',
 ]);
 
+/** Node.js's codes for a server certificate it refused (tls.connect). */
+const TLS_REFUSED = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 function sqlState(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null || !('code' in err)) return undefined;
   const code = err.code;
@@ -29,6 +44,15 @@ export function toStoreError(err: unknown, operation: string): NexusError {
   if (err instanceof NexusError) return err;
   const code = sqlState(err);
   const message = describeError(err);
+  if (code !== undefined && TLS_REFUSED.has(code)) {
+    // The server is not the one DB_SSLROOTCERT and the host name vouch for (or they are wrong):
+    // retried, as any outage, until it is fixed.
+    return new NexusError(
+      'STORE_UNAVAILABLE',
+      `PostgreSQL ${operation} failed: the server's certificate was refused (${message}); check DB_SSLROOTCERT and the host name connected to (DB_SSLMODE=verify-full checks both)`,
+      { cause: err, details: { tls: code, operation } },
+    );
+  }
   if (code !== undefined && /^(22|23)/.test(code)) {
     return new NexusError('STORE_REJECTED', message, {
       cause: err,
