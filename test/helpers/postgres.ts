@@ -1,5 +1,13 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  rmSync,
+  readFileSync,
+} from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
@@ -34,23 +42,39 @@ function run(cmd: string, args: readonly string[]): string {
   return execFileSync(c ?? cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
 
+export interface PgServerOptions {
+  durable?: boolean;
+  baseDir?: string;
+  /**
+   * TLS: the server's certificate and key (PEM), copied into the server's directory for the
+   * postgres user (PostgreSQL refuses a key others can read); `caFile` checks client certificates.
+   */
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  /** pg_hba.conf, line by line, instead of initdb's (scram-sha-256 for everyone). */
+  hba?: readonly string[];
+  /** Addresses to listen on (default 127.0.0.1). */
+  listen?: readonly string[];
+}
+
 /**
  * Starts a throwaway PostgreSQL 15 on a free loopback port, with its data in a fresh directory
  * (in /dev/shm when there is one), owned by the postgres user when running as root.
  */
-export async function startPostgres(
-  options: { durable?: boolean; baseDir?: string } = {},
-): Promise<PgServer> {
+export async function startPostgres(options: PgServerOptions = {}): Promise<PgServer> {
   if (!existsSync(join(BIN, 'initdb'))) {
     throw new Error(`PostgreSQL 15 binaries not found in ${BIN}: run make setup-dev`);
   }
   const base = options.baseDir ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
   const dir = mkdtempSync(join(base, 'nexus-pg-'));
-  if (userInfo().uid === 0) {
-    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
-    chownSync(dir, uid, gid);
-  }
+  // Files the server reads are the postgres user's when running as root.
+  const owner =
+    userInfo().uid === 0
+      ? {
+          uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
+          gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()),
+        }
+      : undefined;
+  if (owner !== undefined) chownSync(dir, owner.uid, owner.gid);
   const port = await freePort();
   const data = join(dir, 'data');
   const user = 'nexus';
@@ -71,11 +95,34 @@ export async function startPostgres(
     '--locale=C',
     '--no-sync',
   ]);
+  const tls: string[] = [];
+  if (options.tls !== undefined) {
+    const { certFile, keyFile, caFile } = options.tls;
+    for (const [from, name] of [
+      [certFile, 'server.crt'],
+      [keyFile, 'server.key'],
+      ...(caFile === undefined ? [] : [[caFile, 'ca.crt']]),
+    ] as const) {
+      copyFileSync(from, join(dir, name));
+      chmodSync(join(dir, name), 0o600);
+      if (owner !== undefined) chownSync(join(dir, name), owner.uid, owner.gid);
+    }
+    tls.push(
+      '-c ssl=on',
+      `-c ssl_cert_file=${join(dir, 'server.crt')}`,
+      `-c ssl_key_file=${join(dir, 'server.key')}`,
+      ...(caFile === undefined ? [] : [`-c ssl_ca_file=${join(dir, 'ca.crt')}`]),
+    );
+  }
+  if (options.hba !== undefined) {
+    run('sh', ['-c', 'printf "%s\\n" "$@" > "$0"', join(data, 'pg_hba.conf'), ...options.hba]);
+  }
   const settings = [
     `-p ${port}`,
     `-k ${dir}`,
-    "-c listen_addresses='127.0.0.1'",
+    `-c listen_addresses='${(options.listen ?? ['127.0.0.1']).join(',')}'`,
     '-c max_connections=200',
+    ...tls,
     ...(options.durable === true
       ? []
       : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
