@@ -12,7 +12,7 @@ import { MemoryFeed } from '../registry/memory/memory-feed.js';
 import { MemoryRegistry } from '../registry/memory/memory-registry.js';
 import type { FleetRegistry } from '../registry/types.js';
 import type { PostgresConnection } from '../store/postgres/database.js';
-import type { TelemetryStore } from '../store/types.js';
+import type { Database, TelemetryStore } from '../store/types.js';
 import type { ResourceStack } from './stack.js';
 import { TUNING } from './tuning.js';
 
@@ -41,7 +41,11 @@ export type Backends =
 
 /** Where the store lives: PostgreSQL, or PGlite (embedded PostgreSQL) in a data directory. */
 export type StoreBackend =
-  | { readonly kind: 'postgres' }
+  | {
+      readonly kind: 'postgres';
+      /** Act as this role once connected (nexus migrate --create-roles: the owner role). */
+      readonly role?: string;
+    }
   | {
       readonly kind: 'pglite';
       readonly dir: string;
@@ -216,7 +220,7 @@ export async function buildStore(
   { config, logger, stack }: Root,
   backend: StoreBackend,
   applicationName: string,
-): Promise<{ store: TelemetryStore; ready: Promise<void> }> {
+): Promise<{ store: TelemetryStore; ready: Promise<void>; db: Database }> {
   const { SqlStore } = await import('../store/sql-store.js');
   const settings = {
     logger,
@@ -227,10 +231,16 @@ export async function buildStore(
   };
   let store: TelemetryStore;
   let ready: Promise<void>;
+  let database: Database;
   switch (backend.kind) {
     case 'postgres': {
       const { PostgresDatabase } = await import('../store/postgres/database.js');
-      const db = new PostgresDatabase(postgresConnection(config, applicationName), logger);
+      const connection = postgresConnection(config, applicationName);
+      const db = new PostgresDatabase(
+        backend.role === undefined ? connection : { ...connection, role: backend.role },
+        logger,
+      );
+      database = db;
       store = new SqlStore({ ...settings, db, writeMethod: config.writeMethod });
       ready = Promise.resolve();
       break;
@@ -255,10 +265,11 @@ export async function buildStore(
           'embedded PostgreSQL (PGlite) ready',
         );
       });
+      database = db;
       store = new SqlStore({ ...settings, db, writeMethod: 'unnest' });
       break;
     }
   }
   stack.push('closing the store', () => store.close());
-  return { store, ready };
+  return { store, ready, db: database };
 }

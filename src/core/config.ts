@@ -21,7 +21,7 @@ export interface SettingSpec {
   /** Never printed or logged. */
   readonly secret?: boolean;
   readonly group:
-    'common' | 'queue' | 'streamer' | 'collector' | 'database' | 'gateway' | 'embedded';
+    'common' | 'queue' | 'streamer' | 'collector' | 'database' | 'gateway' | 'embedded' | 'roles';
 }
 
 export const SETTINGS = {
@@ -442,6 +442,41 @@ export const SETTINGS = {
     default: '4h',
     help: 'Hot partitions (one per 2-hour window) created this far ahead of time',
     group: 'database',
+  },
+  dbRolePrefix: {
+    env: 'DB_ROLE_PREFIX',
+    flag: 'db-role-prefix',
+    kind: 'string',
+    default: 'nexus',
+    help: 'nexus migrate --create-roles: the roles are <prefix>_owner (owns the schema, runs migrations), <prefix>_collector (writes) and <prefix>_gateway (reads)',
+    group: 'roles',
+  },
+  dbOwnerPassword: {
+    env: 'DB_OWNER_PASSWORD',
+    flag: 'db-owner-password',
+    kind: 'string',
+    default: '',
+    help: 'nexus migrate --create-roles: password of <prefix>_owner, which may then log in (empty: the role cannot log in, or keeps the password it has)',
+    secret: true,
+    group: 'roles',
+  },
+  dbCollectorPassword: {
+    env: 'DB_COLLECTOR_PASSWORD',
+    flag: 'db-collector-password',
+    kind: 'string',
+    default: '',
+    help: 'nexus migrate --create-roles: password of <prefix>_collector, which may then log in (empty: the role cannot log in, or keeps the password it has)',
+    secret: true,
+    group: 'roles',
+  },
+  dbGatewayPassword: {
+    env: 'DB_GATEWAY_PASSWORD',
+    flag: 'db-gateway-password',
+    kind: 'string',
+    default: '',
+    help: 'nexus migrate --create-roles: password of <prefix>_gateway, which may then log in (empty: the role cannot log in, or keeps the password it has)',
+    secret: true,
+    group: 'roles',
   },
   workers: {
     env: 'WORKERS',

@@ -365,20 +365,17 @@ async function dropIfEmpty(db: Database, p: Partition): Promise<boolean> {
     return await db.transaction(async (tx) => {
       if (db.backend === 'postgres')
         await tx.query(`SET LOCAL lock_timeout = '${DROP_LOCK_TIMEOUT}'`);
-      await tx.query(`LOCK TABLE ${p.parent} IN ACCESS EXCLUSIVE MODE`);
-      const rows = await tx.query<{ any: boolean }>(
-        `SELECT EXISTS (SELECT FROM ${quoteIdent(p.name)}) AS any`,
+      // As the tables' owner (migration 006): the collector's role may not drop a table itself.
+      const res = await tx.query<{ dropped: boolean }>(
+        'SELECT nexus_drop_empty_partition($1, $2) AS dropped',
+        [p.parent, p.name],
       );
-      if (rows.rows[0]?.any !== false) return false;
-      await tx.query(`DROP TABLE ${quoteIdent(p.name)}`);
-      return true;
+      return res.rows[0]?.dropped === true;
     });
   } catch {
     return false;
   }
 }
-
-const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
 /**
  * Raw retention on chunks: a window whose raw readings are past `rawBefore` keeps its 1-minute

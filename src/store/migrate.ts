@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { NexusError } from '../core/errors.js';
+import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Database, MigrationResult } from './types.js';
 
@@ -32,16 +32,63 @@ export function loadMigrations(): Migration[] {
 /** Key of the advisory lock that serialises migrations across processes. */
 const MIGRATION_LOCK = 7_362_001;
 
+/** The versions applied, with their checksums; undefined when no migration ever ran here. */
+async function appliedVersions(db: Database): Promise<Map<number, string> | undefined> {
+  const exists = await db.query<{ t: string | null }>(
+    `SELECT to_regclass('nexus_schema_migrations')::text AS t`,
+  );
+  if ((exists.rows[0]?.t ?? null) === null) return undefined;
+  const res = await db.query<{ version: number; checksum: string }>(
+    'SELECT version, checksum FROM nexus_schema_migrations',
+  );
+  return new Map(res.rows.map((r) => [r.version, r.checksum]));
+}
+
+function warnChanged(logger: Logger, m: Migration, checksum: string): void {
+  if (checksum !== m.checksum) {
+    logger.warn({ migration: m.name }, 'an applied migration changed since: not re-running it');
+  }
+}
+
+/** SQLSTATE insufficient_privilege. */
+const NOT_ALLOWED = '42501';
+
 /**
  * Applies pending migrations, each in its own transaction, holding a transaction-level advisory
  * lock so that many collectors starting at once apply each migration exactly once. A migration
- * whose file changed after it was applied is reported, not re-run.
+ * whose file changed after it was applied is reported, not re-run. When every migration is
+ * applied it only reads (a collector or gateway role that may not change the schema starts); a
+ * role that may not apply a pending one gets an error saying who can.
  */
 export async function migrate(
   db: Database,
   logger: Logger,
   migrations = loadMigrations(),
 ): Promise<MigrationResult> {
+  const current = migrations.reduce((v, m) => Math.max(v, m.version), 0);
+  const known = await appliedVersions(db);
+  if (known !== undefined && migrations.every((m) => known.has(m.version))) {
+    for (const m of migrations) warnChanged(logger, m, known.get(m.version) ?? m.checksum);
+    return { applied: [], current };
+  }
+  try {
+    return { applied: await apply(db, logger, migrations), current };
+  } catch (err) {
+    if (!isNexusError(err) || err.details?.sqlstate !== NOT_ALLOWED) throw err;
+    const pending = migrations.find((m) => known?.has(m.version) !== true);
+    throw new NexusError(
+      'STORE_UNAVAILABLE',
+      `the database schema needs migration ${pending?.name ?? current} and this database user may not apply it (${describeError(err)}): run nexus migrate as the schema's owner (with roles: DB_USER=<prefix>_owner, or nexus migrate --create-roles as an administrator)`,
+      { retryable: true, cause: err, details: { sqlstate: NOT_ALLOWED } },
+    );
+  }
+}
+
+async function apply(
+  db: Database,
+  logger: Logger,
+  migrations: readonly Migration[],
+): Promise<string[]> {
   await db
     .query(
       `CREATE TABLE IF NOT EXISTS nexus_schema_migrations (
@@ -66,12 +113,7 @@ export async function migrate(
       );
       const existing = row.rows[0];
       if (existing !== undefined) {
-        if (existing.checksum !== m.checksum) {
-          logger.warn(
-            { migration: m.name },
-            'an applied migration changed since: not re-running it',
-          );
-        }
+        warnChanged(logger, m, existing.checksum);
         return false;
       }
       await tx.query(m.sql);
@@ -86,21 +128,28 @@ export async function migrate(
       logger.info({ migration: m.name }, 'applied migration');
     }
   }
-  const current = migrations.reduce((v, m) => Math.max(v, m.version), 0);
-  return { applied, current };
+  return applied;
 }
 
 /** Throws unless every known migration is applied. */
 export async function assertCurrent(db: Database, migrations = loadMigrations()): Promise<void> {
   const want = migrations.reduce((v, m) => Math.max(v, m.version), 0);
   const res = await db
-    .query<{ v: number | null }>(`SELECT max(version) AS v FROM nexus_schema_migrations`)
-    .catch(() => ({ rows: [{ v: null }], rowCount: 1 }));
-  const have = res.rows[0]?.v ?? 0;
-  if (have < want) {
+    .query<{ versions: number[] | null }>(
+      `SELECT array_agg(version) AS versions FROM nexus_schema_migrations`,
+    )
+    .catch(() => ({ rows: [{ versions: null }], rowCount: 1 }));
+  const have = new Set(res.rows[0]?.versions ?? []);
+  // Every version, not only the highest: migrations of branches developed side by side may be
+  // applied out of order.
+  const missing = migrations.find((m) => !have.has(m.version));
+  if (missing !== undefined) {
+    const at = Math.max(0, ...have);
     throw new NexusError(
       'STORE_UNAVAILABLE',
-      `database schema is at version ${have}, expected ${want}: run nexus migrate`,
+      at >= want
+        ? `database schema lacks migration ${missing.name}: run nexus migrate`
+        : `database schema is at version ${at}, expected ${want}: run nexus migrate`,
       {
         retryable: true,
       },

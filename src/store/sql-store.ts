@@ -271,6 +271,7 @@ export class SqlStore implements TelemetryStore {
    */
   private readonly windowLocks: boolean;
   private movedSinceVacuum = 0;
+  private vacuums: Promise<boolean> | undefined;
   /** Rows inserted into each hot partition as the previous quiet pass of compact() saw them. */
   private readonly insertsSeen = new Map<string, number>();
   /** Windows known sealed (PGlite only, see touchesSealed). */
@@ -631,9 +632,27 @@ export class SqlStore implements TelemetryStore {
       // The pending table is emptied over and over: reclaim its dead rows now rather than when
       // autovacuum comes round (PGlite has no autovacuum at all).
       this.movedSinceVacuum = 0;
-      await this.o.db.query('VACUUM (SKIP_LOCKED) samples_pending');
+      if (await this.mayVacuum()) await this.o.db.query('VACUUM (SKIP_LOCKED) samples_pending');
     }
     return { ...total, busy: false, ms: Date.now() - started };
+  }
+
+  /**
+   * Whether this session may vacuum the pending table: only its owner may (a collector role of
+   * `nexus migrate --create-roles` may not: PostgreSQL's autovacuum, set low on that table, does
+   * it then, instead of a warning in the server's log at each try).
+   */
+  private mayVacuum(): Promise<boolean> {
+    this.vacuums ??= this.o.db
+      .query<{ ok: boolean }>(
+        `SELECT pg_has_role(relowner, 'USAGE') AS ok FROM pg_class WHERE oid = 'samples_pending'::regclass`,
+      )
+      .then((r) => r.rows[0]?.ok === true)
+      .catch(() => {
+        this.vacuums = undefined; // asked again next time
+        return false;
+      });
+    return this.vacuums;
   }
 
   async compact(

@@ -132,10 +132,11 @@ export function storeConformance(h: StoreHarness): void {
             '002_rollup_pending',
             '003_database_identity',
             '004_series_chunks',
+            '006_partition_definer',
           ],
-          current: 4,
+          current: 6,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 4 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 6 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -144,6 +145,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 2, name: '002_rollup_pending' },
           { version: 3, name: '003_database_identity' },
           { version: 4, name: '004_series_chunks' },
+          { version: 6, name: '006_partition_definer' },
         ]);
       });
 
@@ -155,9 +157,10 @@ export function storeConformance(h: StoreHarness): void {
           '002_rollup_pending',
           '003_database_identity',
           '004_series_chunks',
+          '006_partition_definer',
         ]);
-        assert.ok(results.every((r) => r.current === 4));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 4);
+        assert.ok(results.every((r) => r.current === 6));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 5);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -113,7 +113,13 @@ describe('store: PostgreSQL only', () => {
         .filter((l) => l.msg === 'applied migration')
         .map((l) => l.migration)
         .sort(),
-      ['001_schema', '002_rollup_pending', '003_database_identity', '004_series_chunks'],
+      [
+        '001_schema',
+        '002_rollup_pending',
+        '003_database_identity',
+        '004_series_chunks',
+        '006_partition_definer',
+      ],
     );
 
     const { db } = storeAt(url);
@@ -126,6 +132,7 @@ describe('store: PostgreSQL only', () => {
       { version: 2, name: '002_rollup_pending' },
       { version: 3, name: '003_database_identity' },
       { version: 4, name: '004_series_chunks' },
+      { version: 6, name: '006_partition_definer' },
     ]);
   });
 });

@@ -121,7 +121,10 @@ describe('upgrade from schema 3 to storage engine v3', () => {
     // The new release migrates; a schema-3 collector still writes the next day meanwhile.
     const store = sqlStore(url);
     t.after(() => store.close());
-    assert.deepEqual((await store.migrate()).applied, ['004_series_chunks']);
+    assert.deepEqual((await store.migrate()).applied, [
+      '004_series_chunks',
+      '006_partition_definer',
+    ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
     await store.rollUp();

@@ -30,6 +30,12 @@ export interface PostgresConnection {
     readonly certFile?: string | undefined;
     readonly keyFile?: string | undefined;
   };
+  /**
+   * Acts as this role once connected (SET ROLE, as a startup option): `nexus migrate
+   * --create-roles` applies the migrations as the owner role it made, logged in as an
+   * administrator. A lowercase SQL identifier.
+   */
+  readonly role?: string;
   readonly poolSize: number;
   readonly statementTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -152,11 +158,19 @@ export function poolConfig(connection: PostgresConnection): pg.PoolConfig {
     application_name: connection.applicationName,
     keepAlive: true,
   };
+  const role = connection.role;
+  if (role !== undefined && !/^[a-z_][a-z0-9_]*$/.test(role)) {
+    throw new NexusError('CONFIG_INVALID', `not a role name: ${role}`);
+  }
   if (connection.url !== undefined && connection.url !== '') {
     const fields = fromUrl(connection.url);
+    const options = [fields.options, role === undefined ? undefined : `-c role=${role}`]
+      .filter((o) => o !== undefined && o !== '')
+      .join(' ');
     return {
       ...fields,
       ...base,
+      ...(options === '' ? {} : { options }),
       password: passwordOption(
         // The URL's password, else DB_PASSWORD (a URL without secrets, the password in a file).
         typeof fields.password === 'string' && fields.password !== ''
@@ -176,6 +190,7 @@ export function poolConfig(connection: PostgresConnection): pg.PoolConfig {
     user: connection.user,
     password: passwordOption(connection.password, connection.user),
     ssl: ssl(connection),
+    ...(role === undefined ? {} : { options: `-c role=${role}` }),
   };
 }
 
