@@ -22,6 +22,7 @@ import {
 } from '../streamer/progress.js';
 import type { Streamer } from '../streamer/streamer.js';
 import type { Root } from './backends.js';
+import type { GatewayTls } from './gateway-security.js';
 import { startOpsServer, type OpsEndpoints } from './ops-server.js';
 import { dataDir, resolveInput } from './paths.js';
 import { onShutdown, type ShutdownOptions } from './signals.js';
@@ -234,6 +235,8 @@ export interface GatewayParts {
   readonly feed?: LiveFeed | undefined;
   /** The queue whose depth the overview shows, if this process sees one. */
   readonly queue?: Queue | undefined;
+  /** HTTPS with this certificate (TLS_CERT_FILE, TLS_KEY_FILE: gateway-security.ts). */
+  readonly tls?: GatewayTls | undefined;
 }
 
 /**
@@ -255,6 +258,7 @@ export async function buildGatewayFor(root: Root, parts: GatewayParts): Promise<
     logger: root.logger,
     ...gatewaySettings(root.config),
     ...(queue === undefined ? {} : { queueStats: () => queue.stats() }),
+    ...(parts.tls === undefined ? {} : { tls: parts.tls }),
     extensions: [dashboardPlugin(root.logger)],
   });
 }

@@ -1,4 +1,3 @@
-import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
@@ -27,6 +26,7 @@ import { registerGraphql, type GraphqlLimits } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
 import { fleetRoutes } from './routes/fleet.js';
 import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
+import { registerCors, registerSecurityHeaders } from './security.js';
 import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { ErrorBody } from './schemas/common.js';
@@ -35,16 +35,21 @@ import { Reading, Series, SeriesColumns, TelemetryResult } from './schemas/telem
 import { ConnectionLimiter } from './ws/connections.js';
 import { SharedBacklog, liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
 
-/** Swagger UI's start script for /swagger/index.html (see buildGateway). */
+/**
+ * Swagger UI's start script for /swagger/index.html (see buildGateway). BaseLayout: the standalone
+ * layout's top bar (a URL box and a logo whose inline <style> the CSP refuses) is not drawn; no
+ * validator badge (it would send the document's address to validator.swagger.io).
+ */
 const SWAGGER_START = `window.onload = function () {
   window.ui = SwaggerUIBundle({
     url: new URL('json', window.location.href).href,
     dom_id: '#swagger-ui',
     deepLinking: true,
     docExpansion: 'list',
-    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    presets: [SwaggerUIBundle.presets.apis],
     plugins: [SwaggerUIBundle.plugins.DownloadUrl],
-    layout: 'StandaloneLayout',
+    layout: 'BaseLayout',
+    validatorUrl: null,
   });
 };
 `;
@@ -117,7 +122,10 @@ export interface GatewayOptions {
   readonly version: string;
   readonly graphql: boolean;
   readonly websocket: boolean;
+  /** CORS for the origins listed (`*`: any); none, or not enabled: no CORS (security.ts). */
   readonly cors: { readonly enabled: boolean; readonly origins: readonly string[] };
+  /** Serve HTTPS with this certificate chain and key (PEM); without it, plain HTTP. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
   /** Largest number of points a series query may return. */
   readonly maxPoints: number;
   readonly socket: SocketLimits;
@@ -163,6 +171,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   let draining = false;
   const log: FastifyBaseLogger = o.logger.child({ component: 'gateway' });
   const app = Fastify({
+    https: o.tls === undefined ? null : { cert: o.tls.cert, key: o.tls.key },
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: o.bodyLimit,
@@ -217,6 +226,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     done();
   });
   installErrorHandling(app, o.logger);
+  await registerSecurityHeaders(app, { tls: o.tls !== undefined });
   // Before any route (/metrics is the first): the plugin adds its hook to each route declared.
   await registerCompression(app);
   instrumentHttp(app, o.metrics);
@@ -227,13 +237,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   // The schemas referenced by $ref (ref()), named in the OpenAPI document.
   for (const s of [ErrorBody, Cluster, Host, Gpu, Reading, Series, SeriesColumns, TelemetryResult])
     app.addSchema(s);
-  if (o.cors.enabled) {
-    await app.register(cors, {
-      origin:
-        o.cors.origins.length === 0 || o.cors.origins.includes('*') ? true : [...o.cors.origins],
-      methods: ['GET', 'POST', 'OPTIONS'],
-    });
-  }
+  await registerCors(app, o.cors);
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -255,7 +259,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
   await app.register(swaggerUi, {
     routePrefix: '/swagger',
-    uiConfig: { docExpansion: 'list', deepLinking: true },
+    uiConfig: { docExpansion: 'list', deepLinking: true, layout: 'BaseLayout' },
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   // The product description's address of the UI. @fastify/swagger-ui's page finds its document

@@ -13,6 +13,7 @@ import {
   registerMember,
   startTracing,
 } from '../compose.js';
+import { gatewaySecurity } from '../gateway-security.js';
 import { listenFailure, listening } from '../listen.js';
 import { exportStoreMetrics } from '../observability.js';
 import { addSettings, configFrom } from '../settings.js';
@@ -26,6 +27,7 @@ export function gatewayCommand(): Command {
   cmd.action(async () => {
     const root = openRoot(configFrom(cmd));
     const { config, logger, stack } = root;
+    const tls = gatewaySecurity(cmd, root);
     const instance = `gateway-${hostname()}-${process.pid}`;
     const { store } = await buildStore(root, { kind: 'postgres' }, instance);
     // Live data and the fleet come from etcd (ENABLE_NEXUS), whatever QUEUE_BACKEND says: a
@@ -54,6 +56,7 @@ export function gatewayCommand(): Command {
       checks,
       // The queue's depth for the overview, read only.
       queue: backends === undefined ? undefined : buildQueue(root, backends, { watch: false }),
+      tls,
     });
     stack.push('closing the connections to clients', () => gateway.app.close());
     let address: string;
@@ -78,7 +81,7 @@ export function gatewayCommand(): Command {
     ];
     logger.info(
       { address },
-      `gateway listening on ${listening(config.host, address)}: ${serves.join(', ')}`,
+      `gateway listening on ${listening(config.host, address)}${tls === undefined ? '' : ' (HTTPS only)'}: ${serves.join(', ')}`,
     );
     // Listening also keeps the in-memory latest values current (collectors publish only to listeners).
     if (feed !== undefined) {

@@ -26,6 +26,7 @@ import {
   registerMember,
   startTracing,
 } from '../compose.js';
+import { gatewaySecurity } from '../gateway-security.js';
 import { listenFailure, listening, reach } from '../listen.js';
 import { lockDirectory } from '../lock.js';
 import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
@@ -70,10 +71,10 @@ export function upLines(
   address: string,
   startupMs: number,
 ): { url: string; up: string; where: string } {
-  const { port } = new URL(address);
+  const { port, protocol } = new URL(address);
   const to = reach(config.host);
   // The address a person opens: localhost, unless it listens on one other address only.
-  const url = to === 'one' ? address : `http://localhost:${port}`;
+  const url = to === 'one' ? address : `${protocol}//localhost:${port}`;
   const apis = [
     `REST ${url}/api/v1`,
     ...(config.enableGraphql ? [`GraphQL ${url}/graphql`] : []),
@@ -127,6 +128,7 @@ export function upCommand(): Command {
     if (!postgres) lockDirectory(pgliteDir(config.dataDir), 'nexus up');
     const root = openRoot(config);
     const { logger, stack } = root;
+    const tls = gatewaySecurity(cmd, root);
     const t0 = Date.now();
     // The queue: etcd when ETCD_ENDPOINTS is set, in process otherwise (its records die with the
     // process: a forced exit says how many, and the collector stores them all before stopping).
@@ -216,6 +218,7 @@ export function upCommand(): Command {
           registry,
           feed,
           queue,
+          tls,
           checks: [
             { name: 'store', check: () => store.ping() },
             {

@@ -1,0 +1,108 @@
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import type { FastifyInstance } from 'fastify';
+import type { IncomingMessage } from 'node:http';
+import { NexusError } from '../core/errors.js';
+
+/**
+ * The gateway's security headers (@fastify/helmet) and CORS (@fastify/cors), docs/api.md
+ * "Security headers" and "CORS".
+ *
+ * One Content-Security-Policy for every page the gateway serves (the dashboard, Swagger UI,
+ * GraphiQL), all of whose scripts and styles are files of the gateway itself: no inline script,
+ * no eval, no other origin. Browsers check it on the HTML pages; on the API's JSON it costs a
+ * header and does nothing.
+ */
+
+/** A Host header that can be written into the policy (a name or an address, and a port). */
+const HOST = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+
+/**
+ * The live sockets of the page's own host (ws: and wss:). CSP level 3 browsers already count them
+ * as 'self'; older ones (Safari before 15.4) need them named.
+ */
+function sameHostSockets(req: IncomingMessage): string {
+  const host = req.headers.host ?? '';
+  return HOST.test(host) ? `ws://${host} wss://${host}` : '';
+}
+
+/** The policy's directives; `upgrade-insecure-requests` only over TLS (over http it breaks the page). */
+export function cspDirectives(tls: boolean) {
+  return {
+    'default-src': ["'self'"],
+    'base-uri': ["'self'"],
+    'script-src': ["'self'"],
+    'script-src-attr': ["'none'"],
+    'style-src': ["'self'"],
+    'img-src': ["'self'", 'data:'],
+    'font-src': ["'self'", 'data:'],
+    'connect-src': ["'self'", sameHostSockets],
+    'object-src': ["'none'"],
+    'frame-ancestors': ["'none'"],
+    'form-action': ["'self'"],
+    ...(tls ? { 'upgrade-insecure-requests': [] } : {}),
+  };
+}
+
+/**
+ * Security headers on every answer: the CSP above, X-Frame-Options DENY, nosniff,
+ * Referrer-Policy no-referrer, Cross-Origin-Opener/Resource-Policy same-origin, and over TLS only,
+ * Strict-Transport-Security (a year; this host only: the gateway vouches for no other name).
+ */
+export async function registerSecurityHeaders(
+  app: FastifyInstance,
+  o: { readonly tls: boolean },
+): Promise<void> {
+  await app.register(helmet, {
+    contentSecurityPolicy: { useDefaults: false, directives: cspDirectives(o.tls) },
+    strictTransportSecurity: o.tls ? { maxAge: 31_536_000, includeSubDomains: false } : false,
+    xFrameOptions: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+  });
+}
+
+/** scheme://host[:port], as a browser sends it in Origin: no path, no trailing slash. */
+const ORIGIN = /^https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The origins CORS answers, checked: each an exact origin as browsers send it (compared as
+ * written, case apart), or `*` for any. A path or trailing slash would never match: refused.
+ */
+export function corsOrigins(origins: readonly string[]): readonly string[] | '*' {
+  if (origins.includes('*')) {
+    if (origins.length > 1) {
+      throw new NexusError(
+        'CONFIG_INVALID',
+        `CORS_ORIGINS: "*" allows every origin and cannot be listed with others (${origins.join(',')})`,
+      );
+    }
+    return '*';
+  }
+  const bad = origins.filter((x) => !ORIGIN.test(x));
+  if (bad.length > 0) {
+    throw new NexusError(
+      'CONFIG_INVALID',
+      `CORS_ORIGINS: ${bad.map((x) => `"${x}"`).join(', ')} ${bad.length === 1 ? 'is not an origin' : 'are not origins'}: write each as scheme://host[:port] (like https://grafana.example.com), without a path or a trailing slash, or * for any`,
+    );
+  }
+  return origins.map((x) => x.toLowerCase());
+}
+
+/**
+ * CORS for the origins listed (none: no CORS header at all, and browsers keep other sites' pages
+ * from reading the API). Requests carry their token in Authorization, never in cookies, so no
+ * credentials; the headers a script needs to read are exposed.
+ */
+export async function registerCors(
+  app: FastifyInstance,
+  o: { readonly enabled: boolean; readonly origins: readonly string[] },
+): Promise<void> {
+  const origins = corsOrigins(o.origins);
+  if (!o.enabled || origins.length === 0) return;
+  await app.register(cors, {
+    origin: origins === '*' ? '*' : [...origins],
+    methods: ['GET', 'POST', 'OPTIONS'],
+    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'],
+    maxAge: 600,
+  });
+}
