@@ -120,12 +120,15 @@ export async function startNexusUp(
   return { url: `http://127.0.0.1:${port}`, child, logs: () => log, stop };
 }
 
-/** Launches Debian's Chromium headless; fails, saying how to install it, when it is missing. */
-export async function launchChromium(): Promise<Browser> {
+/**
+ * Launches Debian's Chromium headless (with `args` added); fails, saying how to install it, when
+ * it is missing.
+ */
+export async function launchChromium(args: readonly string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `${CHROMIUM} is missing: the browser tests need Debian's Chromium. Run \`make setup-dev\` (or \`scripts/setup.sh --all\`, which installs the chromium package).`,
     );
   }
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...args] });
 }
