@@ -67,7 +67,6 @@ export const GRAPHIQL_HTML = `<!doctype html>
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>Nexus GraphQL</title>
-    <link rel="icon" href="data:," />
     <link rel="stylesheet" href="${ASSET_PREFIX}graphiql.min.css" />
     <link rel="stylesheet" href="${ASSET_PREFIX}start.css" />
   </head>
