@@ -4,6 +4,7 @@ import { createSecureContext } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../core/config.js';
 import { NexusError, describeError } from '../core/errors.js';
+import { corsOrigins } from '../gateway/cors-origins.js';
 import type { Root } from './backends.js';
 import { isGiven } from './settings.js';
 
@@ -65,11 +66,12 @@ export function loadGatewayTls(config: Config): GatewayTls | undefined {
 
 /**
  * What the gateway's security settings need before it starts (`nexus gateway`, `nexus up`): its
- * TLS certificate (an error stops the command with status 2), a warning for a certificate out of
- * its validity, and one for the deprecated ENABLE_CORS.
+ * TLS certificate and CORS_ORIGINS checked (an error stops the command with status 2), a warning
+ * for a certificate out of its validity, and one for the deprecated ENABLE_CORS.
  */
 export function gatewaySecurity(cmd: Command, root: Root): GatewayTls | undefined {
   const { config, logger } = root;
+  corsOrigins(config.corsOrigins);
   const tls = loadGatewayTls(config);
   if (tls !== undefined) {
     const cert = new X509Certificate(tls.cert);

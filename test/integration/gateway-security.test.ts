@@ -320,7 +320,7 @@ describe('nexus gateway over TLS', { timeout: 180_000 }, () => {
     }
   });
 
-  it('will not start with a certificate and no key, saying so (exit 2)', async () => {
+  it('will not start with a certificate and no key, or an origin that could never match, saying so (exit 2)', async () => {
     const res = await run(
       spawnTs('src/cli/main.ts', ['gateway'], {
         DATABASE_URL: tg.url,
@@ -346,6 +346,19 @@ describe('nexus gateway over TLS', { timeout: 180_000 }, () => {
     assert.match(
       unreadable.stderr,
       new RegExp(`TLS_KEY_FILE: cannot read ${missing}: no such file`),
+    );
+    const badOrigin = await run(
+      spawnTs('src/cli/main.ts', ['gateway'], {
+        DATABASE_URL: tg.url,
+        ENABLE_NEXUS: 'false',
+        PORT: String(await freePort()),
+        CORS_ORIGINS: 'https://grafana.example.com/',
+      }),
+    );
+    assert.equal(badOrigin.code, 2, badOrigin.stderr);
+    assert.match(
+      badOrigin.stderr,
+      /^nexus: CORS_ORIGINS: "https:\/\/grafana\.example\.com\/" is not an origin: write each as scheme:\/\/host\[:port\]/m,
     );
   });
 });
