@@ -79,7 +79,7 @@ run-nexus-collector: build-nexus ## Run the collector (DB_*/DATABASE_URL, WORKER
 migrate: build-nexus ## Apply the database migrations (DB_*/DATABASE_URL)
 	$(DB_ENV) $(NEXUS) migrate
 
-run-nexus-gateway: build-nexus ## Run the gateway (PORT, ENABLE_GRAPHQL, ENABLE_WEBSOCKET, ENABLE_CORS, DB_*, ETCD_*)
+run-nexus-gateway: build-nexus ## Run the gateway (PORT, ENABLE_GRAPHQL, ENABLE_WEBSOCKET, CORS_ORIGINS, TLS_CERT_FILE, DB_*, ETCD_*)
 	$(DB_ENV) $(NEXUS) gateway
 
 run-nexus-pipeline: build-nexus setup-dev ## Run etcd (ETCD_PORT), PostgreSQL (PG_PORT), collector, gateway and streamer locally; Ctrl-C stops all
