@@ -20,6 +20,7 @@ import type {
   Series as SeriesSchema,
   SeriesResult as SeriesResultSchema,
 } from '../../src/gateway/schemas/telemetry.js';
+import { authHeaders, currentToken, requestToken } from './auth.js';
 
 export type ClusterList = Static<typeof ClusterListSchema>;
 /** What the gateway serves besides REST (GraphQL, live push). */
@@ -68,12 +69,35 @@ function errorFrom(status: number, statusText: string, body: unknown): ApiError 
   return new ApiError(`HTTP ${status} ${statusText}`.trim(), status, `HTTP_${status}`);
 }
 
-/** GETs JSON from the gateway; rejects with an ApiError that says what went wrong, in words. */
+/**
+ * GETs JSON from the gateway with this tab's token (auth.ts); rejects with an ApiError that says
+ * what went wrong, in words. A 401 waits for the user to give a token (the form) and tries again
+ * with it, for as long as the page wants the answer.
+ */
 export async function getJson<T>(
   path: string,
   params: Params = {},
   signal?: AbortSignal,
 ): Promise<T> {
+  for (;;) {
+    const sent = currentToken();
+    const res = await fetchJson(url(path, params), signal);
+    if (res.status === 401) {
+      await requestToken(sent, signal);
+      continue;
+    }
+    if (!res.ok) throw errorFrom(res.status, res.statusText, res.body);
+    if (res.body === undefined)
+      throw new ApiError(`${path}: the answer is not JSON`, res.status, 'BAD_BODY');
+    return res.body as T;
+  }
+}
+
+/** One request, within TIMEOUT_MS: its status and its body (undefined when not JSON). */
+async function fetchJson(
+  target: string,
+  signal: AbortSignal | undefined,
+): Promise<{ status: number; statusText: string; ok: boolean; body: unknown }> {
   const ctl = new AbortController();
   const timer = setTimeout(() => {
     ctl.abort(new ApiError(`no answer from the gateway in ${TIMEOUT_MS / 1000} s`, 0, 'TIMEOUT'));
@@ -85,9 +109,9 @@ export async function getJson<T>(
   try {
     let res: Response;
     try {
-      res = await fetch(url(path, params), {
+      res = await fetch(target, {
         signal: ctl.signal,
-        headers: { accept: 'application/json' },
+        headers: { accept: 'application/json', ...authHeaders() },
       });
     } catch (err) {
       if (ctl.signal.aborted && ctl.signal.reason instanceof ApiError) throw ctl.signal.reason;
@@ -100,10 +124,7 @@ export async function getJson<T>(
     } catch {
       body = undefined;
     }
-    if (!res.ok) throw errorFrom(res.status, res.statusText, body);
-    if (body === undefined)
-      throw new ApiError(`${path}: the answer is not JSON`, res.status, 'BAD_BODY');
-    return body as T;
+    return { status: res.status, statusText: res.statusText, ok: res.ok, body };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);

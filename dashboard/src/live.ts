@@ -59,11 +59,13 @@ export class LiveClient {
 
   /**
    * `push` settles with whether the gateway pushes live readings (its overview's
-   * `features.websocket`); when it cannot say (rejects), the socket is tried.
+   * `features.websocket`); when it cannot say (rejects), the socket is tried. `protocols` gives the
+   * subprotocols each connection offers (the API token's, auth.ts; none: a plain socket).
    */
   constructor(
     private readonly url: string,
     push: Promise<boolean>,
+    private readonly protocols: () => readonly string[] = () => [],
   ) {
     push.then(
       (yes) => {
@@ -110,6 +112,21 @@ export class LiveClient {
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.connect();
+  }
+
+  /** Connects again at once, with the subprotocols as they are now (the token changed). */
+  restart(): void {
+    if (this.mode !== 'push') return;
+    const ws = this.ws;
+    if (ws !== undefined) {
+      this.ws = undefined;
+      if (this.watchdog !== undefined) clearTimeout(this.watchdog);
+      ws.close(1000, 'new token');
+    }
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.attempt = 0;
+    if (this.subs.size > 0) this.connect();
   }
 
   private decide(mode: 'push' | 'poll'): void {
@@ -160,7 +177,9 @@ export class LiveClient {
     this.setState({ kind: 'connecting' });
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url);
+      const protocols = this.protocols();
+      ws =
+        protocols.length === 0 ? new WebSocket(this.url) : new WebSocket(this.url, [...protocols]);
     } catch (err) {
       this.scheduleRetry(err instanceof Error ? err.message : 'cannot open the live socket');
       return;

@@ -5,6 +5,7 @@
 import 'uplot/dist/uPlot.min.css';
 import '../styles.css';
 import { api } from './api.js';
+import { onTokenChange, socketProtocols } from './auth.js';
 import { isTyping, notice, h } from './dom.js';
 import { GpuView } from './gpu-view.js';
 import { HostView } from './host-view.js';
@@ -52,7 +53,12 @@ function start(): void {
   const live = new LiveClient(
     liveUrl(),
     api.overview().then((o) => o.features.websocket),
+    socketProtocols,
   );
+  // A new token: the live socket reconnects with it.
+  onTokenChange((token) => {
+    if (token !== undefined) live.restart();
+  });
   const shell = new Shell(root, live);
   let view: View | undefined;
   const ctx: Context = {

@@ -2,6 +2,7 @@
  * The frame around every page: the header with breadcrumbs, the live feed's state, the theme
  * toggle and the help; the page itself; a banner for errors nothing else caught.
  */
+import { currentToken, onTokenChange, signOut } from './auth.js';
 import { h, setText } from './dom.js';
 import type { LiveClient, LiveState } from './live.js';
 import { currentTheme, toggleTheme, onThemeChange } from './theme.js';
@@ -58,6 +59,22 @@ export class Shell {
     helpButton.addEventListener('click', () => {
       this.toggleHelp();
     });
+    // Shown while this tab has an API token (auth.ts): forgets it and reloads.
+    const signOutButton = h('button', {
+      type: 'button',
+      class: 'btn sign-out',
+      title: 'Forget the API token of this tab',
+      text: 'Sign out',
+      'data-testid': 'sign-out',
+    });
+    signOutButton.addEventListener('click', () => {
+      signOut();
+    });
+    const showSignOut = (): void => {
+      signOutButton.hidden = currentToken() === undefined;
+    };
+    showSignOut();
+    onTokenChange(showSignOut);
     this.help = this.makeHelp();
     this.banner = h('div', { class: 'banner', role: 'alert' });
     this.banner.hidden = true;
@@ -73,7 +90,14 @@ export class Shell {
           'Nexus',
         ),
         this.crumbs,
-        h('div', { class: 'topbar-right' }, this.status, this.themeButton, helpButton),
+        h(
+          'div',
+          { class: 'topbar-right' },
+          this.status,
+          this.themeButton,
+          helpButton,
+          signOutButton,
+        ),
       ),
       this.banner,
       this.main,
