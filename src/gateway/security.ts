@@ -83,24 +83,40 @@ async function helmetHeaders(tls: boolean): Promise<Record<string, string>> {
  * Security headers on every answer (@fastify/helmet's): the CSP above, X-Frame-Options DENY,
  * nosniff, Referrer-Policy no-referrer, Cross-Origin-Opener/Resource-Policy same-origin, and over
  * TLS only, Strict-Transport-Security (a year; this host only: the gateway vouches for no other
- * name). The policy names the live sockets of the Host each request was sent to.
+ * name; not for localhost). The policy names the live sockets of the Host each request was sent to.
  */
 export async function registerSecurityHeaders(
   app: FastifyInstance,
   o: { readonly tls: boolean },
 ): Promise<void> {
-  const { 'content-security-policy': policy = '', ...fixed } = await helmetHeaders(o.tls);
+  const {
+    'content-security-policy': policy = '',
+    'strict-transport-security': hsts,
+    ...fixed
+  } = await helmetHeaders(o.tls);
   const at = policy.indexOf(PROBE_SOCKETS);
   if (at < 0) throw new Error(`the policy names no live socket: ${policy}`);
   const before = policy.slice(0, at);
   const after = policy.slice(at + PROBE_SOCKETS.length);
   // A callback hook: no promise per request.
   app.addHook('onRequest', (req, reply, done) => {
+    const host = req.headers.host;
     void reply
       .headers(fixed)
-      .header('content-security-policy', before + sameHostSockets(req.headers.host) + after);
+      .header('content-security-policy', before + sameHostSockets(host) + after);
+    if (hsts !== undefined && !isLocalhost(host))
+      void reply.header('strict-transport-security', hsts);
     done();
   });
+}
+
+/**
+ * `localhost` (and names under it): no HSTS for it, or a browser would refuse plain HTTP to every
+ * other server on localhost, whatever its port, for a year. (Browsers ignore HSTS from an address.)
+ */
+function isLocalhost(host: string | undefined): boolean {
+  const name = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+  return name === 'localhost' || name.endsWith('.localhost');
 }
 
 /**

@@ -76,15 +76,22 @@ describe('security headers', () => {
     }
   });
 
-  it('adds HSTS and upgrade-insecure-requests over TLS', async () => {
+  it('adds HSTS and upgrade-insecure-requests over TLS, HSTS not for localhost', async () => {
     const a = await app({ tls: true });
     try {
-      const res = await a.inject({ url: '/api/v1/x' });
-      assert.equal(res.headers['strict-transport-security'], 'max-age=31536000');
-      assert.deepEqual(
-        csp(res.headers['content-security-policy']).get('upgrade-insecure-requests'),
-        [],
-      );
+      for (const host of ['nexus.example.com', 'nexus.example.com:8443', '10.0.0.5:8443']) {
+        const res = await a.inject({ url: '/api/v1/x', headers: { host } });
+        assert.equal(res.headers['strict-transport-security'], 'max-age=31536000', host);
+        assert.deepEqual(
+          csp(res.headers['content-security-policy']).get('upgrade-insecure-requests'),
+          [],
+        );
+      }
+      // A browser would otherwise refuse plain HTTP to every server on localhost for a year.
+      for (const host of ['localhost:8443', 'LOCALHOST', 'nexus.localhost:8443']) {
+        const res = await a.inject({ url: '/api/v1/x', headers: { host } });
+        assert.equal(res.headers['strict-transport-security'], undefined, host);
+      }
     } finally {
       await a.close();
     }
