@@ -18,7 +18,7 @@ import {
   type SettingSpec,
 } from '../../../src/core/config.js';
 import { NexusError } from '../../../src/core/errors.js';
-import { addSettings, configFrom } from '../../../src/cli/settings.js';
+import { addSettings, configFrom, isGiven } from '../../../src/cli/settings.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-secrets-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -90,6 +90,20 @@ describe('secrets in files', () => {
       cmd.helpInformation(),
       /--db-password-file <path>\s+DB_PASSWORD read from this file[^-]*env\s+DB_PASSWORD_FILE/,
     );
+  });
+
+  it('counts a secret given in a file as given (nexus up picks PostgreSQL for DATABASE_URL_FILE)', () => {
+    const cmd = addSettings(new Command('x'), ['database']);
+    const before = process.env.DATABASE_URL_FILE;
+    try {
+      delete process.env.DATABASE_URL_FILE;
+      if ((process.env.DATABASE_URL ?? '') === '') assert.equal(isGiven(cmd, 'databaseUrl'), false);
+      process.env.DATABASE_URL_FILE = secret('postgres://u@h/d\n');
+      assert.equal(isGiven(cmd, 'databaseUrl'), true);
+    } finally {
+      if (before === undefined) delete process.env.DATABASE_URL_FILE;
+      else process.env.DATABASE_URL_FILE = before;
+    }
   });
 
   it('refuses a secret given both directly and in a file, naming both variables', () => {
