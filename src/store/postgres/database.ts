@@ -147,8 +147,8 @@ class ClosingClient extends pg.Client {
   }
 }
 
-/** The node-postgres pool configuration of a connection (exported for tests). */
-export function poolConfig(connection: PostgresConnection): pg.PoolConfig {
+/** The node-postgres pool configuration of a connection. */
+function poolConfig(connection: PostgresConnection): pg.PoolConfig {
   const base: pg.PoolConfig = {
     Client: ClosingClient,
     max: connection.poolSize,
