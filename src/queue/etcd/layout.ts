@@ -1,4 +1,5 @@
 import { NexusError } from '../../core/errors.js';
+import { queueKeyspace } from '../../etcd/keyspace.js';
 
 /**
  * Where everything lives in etcd (docs/queue.md). Messages are alone under the queue prefix, one
@@ -24,20 +25,14 @@ export class QueueLayout {
         `CLUSTER_ID "${clusterId}" must be 1-128 characters of letters, digits, ".", "_" and "-"`,
       );
     }
-    const p = prefix.replace(/\/+$/, '');
-    if (!p.startsWith('/') || p.length < 2) {
-      throw new NexusError(
-        'CONFIG_INVALID',
-        `MESSAGE_QUEUE_PREFIX "${prefix}" must start with "/"`,
-      );
-    }
-    this.messages = `${p}/${clusterId}/`;
-    this.claims = `${p}.claims/${clusterId}/`;
-    this.delayed = `${p}.delayed/${clusterId}/`;
-    this.dead = `${p}.dead/${clusterId}/`;
-    this.streams = `${p}.streams/${clusterId}/`;
-    this.leases = `${p}.leases/${clusterId}/`;
-    this.stats = `${p}.stats/${clusterId}/`;
+    const k = queueKeyspace(prefix);
+    this.messages = `${k.messages}${clusterId}/`;
+    this.claims = `${k.claims}${clusterId}/`;
+    this.delayed = `${k.delayed}${clusterId}/`;
+    this.dead = `${k.dead}${clusterId}/`;
+    this.streams = `${k.streams}${clusterId}/`;
+    this.leases = `${k.leases}${clusterId}/`;
+    this.stats = `${k.stats}${clusterId}/`;
   }
 
   message(name: string): string {

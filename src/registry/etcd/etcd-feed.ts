@@ -5,6 +5,7 @@ import type { TelemetryRecord } from '../../core/record.js';
 import { toQueueError } from '../../etcd/client.js';
 import { Kv, putOp } from '../../etcd/kv.js';
 import { Session } from '../../etcd/session.js';
+import { registryKeyspace, type RegistryKeyspace } from '../../etcd/keyspace.js';
 import {
   decodeFeed,
   encodeFeed,
@@ -40,7 +41,7 @@ const MAX_RECORDS_PER_EVENT = 8000;
  */
 export class EtcdFeed implements LiveFeed {
   private readonly kv: Kv;
-  private readonly p: string;
+  private readonly k: RegistryKeyspace;
   private seq = 0;
   private listeners = 0;
   private listenerWatch: Watcher | undefined;
@@ -52,13 +53,13 @@ export class EtcdFeed implements LiveFeed {
 
   constructor(private readonly o: EtcdFeedOptions) {
     this.kv = new Kv(o.client);
-    this.p = o.prefix.replace(/\/+$/, '');
+    this.k = registryKeyspace(o.prefix);
   }
 
   /** Keeps an up-to-date count of listeners (range, then watch). */
   private trackListeners(): Promise<void> {
     this.watching ??= (async () => {
-      const prefix = `${this.p}/listeners/`;
+      const prefix = this.k.listeners;
       const watcher = await this.o.client.watch().prefix(prefix).create();
       this.listenerWatch = watcher;
       const recount = async (): Promise<void> => {
@@ -104,7 +105,7 @@ export class EtcdFeed implements LiveFeed {
         [],
         [
           putOp(
-            `${this.p}/feed/${clusterId}/${this.o.instance}.${this.seq}`,
+            `${this.k.feed}${clusterId}/${this.o.instance}.${this.seq}`,
             JSON.stringify(wire),
             lease,
           ),
@@ -119,7 +120,7 @@ export class EtcdFeed implements LiveFeed {
     clusterId: string,
     onBatch: (batch: FeedBatch) => void,
   ): Promise<() => Promise<void>> {
-    const prefix = clusterId === '*' ? `${this.p}/feed/` : `${this.p}/feed/${clusterId}/`;
+    const prefix = clusterId === '*' ? this.k.feed : `${this.k.feed}${clusterId}/`;
     const watcher = await this.o.client.watch().prefix(prefix).create();
     this.watchers.add(watcher);
     // etcd3 reconnects a broken watch by itself, resuming from its last revision.
@@ -153,7 +154,7 @@ export class EtcdFeed implements LiveFeed {
       Math.max(1, Math.round(this.o.leaseTtlMs / 1000)),
       this.o.logger,
     );
-    await this.session.keep(`${this.p}/listeners/${id}`, () =>
+    await this.session.keep(`${this.k.listeners}${id}`, () =>
       JSON.stringify({ id, at: Date.now() }),
     );
   }

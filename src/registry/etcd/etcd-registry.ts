@@ -5,6 +5,7 @@ import type { Logger } from '../../core/logger.js';
 import type { TelemetryRecord } from '../../core/record.js';
 import { Kv, getOp, key, modIs, prefixEnd, putOp } from '../../etcd/kv.js';
 import { Session } from '../../etcd/session.js';
+import { registryKeyspace, type RegistryKeyspace } from '../../etcd/keyspace.js';
 import { FleetState, type Dirty, type StoredHost } from '../fleet-state.js';
 import type {
   ClusterInfo,
@@ -53,7 +54,7 @@ function parse<T>(kv: IKeyValue): T | undefined {
 export class EtcdRegistry implements FleetRegistry {
   private readonly kv: Kv;
   private readonly state = new FleetState();
-  private readonly p: string;
+  private readonly k: RegistryKeyspace;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private session: Session | undefined;
@@ -61,20 +62,20 @@ export class EtcdRegistry implements FleetRegistry {
 
   constructor(private readonly o: EtcdRegistryOptions) {
     this.kv = new Kv(o.client);
-    this.p = o.prefix.replace(/\/+$/, '');
+    this.k = registryKeyspace(o.prefix);
   }
 
   private clusterKey(c: string): string {
-    return `${this.p}/clusters/${c}`;
+    return `${this.k.clusters}${c}`;
   }
   private hostKey(c: string, h: string): string {
-    return `${this.p}/hosts/${c}/${encodeKeySegment(h)}`;
+    return `${this.k.hosts}${c}/${encodeKeySegment(h)}`;
   }
   private gpuKey(c: string, h: string, g: number): string {
-    return `${this.p}/gpus/${c}/${encodeKeySegment(h)}/${g}`;
+    return `${this.k.gpus}${c}/${encodeKeySegment(h)}/${g}`;
   }
   private liveKey(c: string, h: string, g: number): string {
-    return `${this.p}/live/${c}/${encodeKeySegment(h)}/${g}`;
+    return `${this.k.live}${c}/${encodeKeySegment(h)}/${g}`;
   }
 
   observe(clusterId: string, records: readonly TelemetryRecord[]): void {
@@ -156,7 +157,7 @@ export class EtcdRegistry implements FleetRegistry {
       Math.max(1, Math.round(this.o.leaseTtlMs / 1000)),
       this.o.logger,
     );
-    await this.session.keep(`${this.p}/members/${member.role}/${member.id}`, () =>
+    await this.session.keep(`${this.k.members}${member.role}/${member.id}`, () =>
       JSON.stringify(member),
     );
   }
@@ -173,23 +174,23 @@ export class EtcdRegistry implements FleetRegistry {
   }
 
   async clusters(): Promise<ClusterInfo[]> {
-    return (await this.list<ClusterInfo>(`${this.p}/clusters/`)).map((x) => x.value);
+    return (await this.list<ClusterInfo>(this.k.clusters)).map((x) => x.value);
   }
 
   async hosts(clusterId: string): Promise<HostInfo[]> {
     const [hosts, gpus] = await Promise.all([
-      this.list<StoredHost>(`${this.p}/hosts/${clusterId}/`),
+      this.list<StoredHost>(`${this.k.hosts}${clusterId}/`),
       this.kv.range(
         {
-          key: key(`${this.p}/gpus/${clusterId}/`),
-          range_end: prefixEnd(`${this.p}/gpus/${clusterId}/`),
+          key: key(`${this.k.gpus}${clusterId}/`),
+          range_end: prefixEnd(`${this.k.gpus}${clusterId}/`),
           keys_only: true,
         },
         'count gpus',
       ),
     ]);
     const counts = new Map<string, number>();
-    const base = `${this.p}/gpus/${clusterId}/`.length;
+    const base = `${this.k.gpus}${clusterId}/`.length;
     for (const kv of gpus.kvs) {
       const host = decodeKeySegment(kv.key.toString().slice(base).split('/')[0] ?? '');
       counts.set(host, (counts.get(host) ?? 0) + 1);
@@ -200,28 +201,28 @@ export class EtcdRegistry implements FleetRegistry {
   async gpus(clusterId: string, hostname?: string): Promise<GpuInfo[]> {
     const prefix =
       hostname === undefined
-        ? `${this.p}/gpus/${clusterId}/`
-        : `${this.p}/gpus/${clusterId}/${encodeKeySegment(hostname)}/`;
+        ? `${this.k.gpus}${clusterId}/`
+        : `${this.k.gpus}${clusterId}/${encodeKeySegment(hostname)}/`;
     return (await this.list<GpuInfo>(prefix)).map((x) => x.value);
   }
 
   async live(clusterId: string, hostname?: string): Promise<LiveGpu[]> {
     const prefix =
       hostname === undefined
-        ? `${this.p}/live/${clusterId}/`
-        : `${this.p}/live/${clusterId}/${encodeKeySegment(hostname)}/`;
+        ? `${this.k.live}${clusterId}/`
+        : `${this.k.live}${clusterId}/${encodeKeySegment(hostname)}/`;
     return (await this.list<LiveGpu>(prefix)).map((x) => x.value);
   }
 
   async members(): Promise<MemberInfo[]> {
-    return (await this.list<MemberInfo>(`${this.p}/members/`)).map((x) => x.value);
+    return (await this.list<MemberInfo>(this.k.members)).map((x) => x.value);
   }
 
   async watchLive(
     clusterId: string,
     onChange: (gpu: LiveGpu) => void,
   ): Promise<() => Promise<void>> {
-    const watcher = await this.o.client.watch().prefix(`${this.p}/live/${clusterId}/`).create();
+    const watcher = await this.o.client.watch().prefix(`${this.k.live}${clusterId}/`).create();
     watcher.on('put', (kv) => {
       const v = parse<LiveGpu>(kv);
       if (v !== undefined) onChange(v);
