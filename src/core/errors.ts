@@ -51,6 +51,8 @@ export const ERROR_POLICY = {
   QUEUE_CLOSED: { status: 503, retryable: false, concerns: 'queue' },
   QUEUE_QUOTA_EXCEEDED: { status: 500, retryable: true, concerns: 'queue' },
   STREAM_OWNED: { status: 500, retryable: false, concerns: 'queue' },
+  /** etcd refused a request for this connection's user: its role does not allow it. */
+  ETCD_ACCESS_DENIED: { status: 500, retryable: false, concerns: 'config' },
   STORE_UNAVAILABLE: { status: 503, retryable: true, concerns: 'store' },
   STORE_REJECTED: { status: 500, retryable: false, concerns: 'store' },
   NOT_FOUND: { status: 404, retryable: false, concerns: 'request' },

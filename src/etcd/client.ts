@@ -1,9 +1,13 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import { noop } from 'cockatiel';
 import {
   Etcd3,
   ClientClosedError,
+  EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
   GRPCDeadlineExceededError,
   GRPCResourceExhastedError,
   type IOptions,
@@ -21,13 +25,82 @@ export interface EtcdConnectionOptions {
   readonly timeoutMs: number;
 }
 
+/** Who each client is to etcd, for the errors that name it (see `identityOf`). */
+const identities = new WeakMap<Etcd3, string>();
+
+/** The setting's file, read; a file that cannot be read is a setting error naming it. */
+function readSettingFile(setting: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new NexusError(
+      'CONFIG_INVALID',
+      `${setting}: cannot read ${file}: ${describeError(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+function given(v: string | undefined): v is string {
+  return v !== undefined && v !== '';
+}
+
+/** The common name of a PEM certificate, if it has one. */
+function commonName(pem: Buffer): string | undefined {
+  try {
+    const subject = new X509Certificate(pem).subject;
+    return /^CN=(.*)$/m.exec(subject)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Who a connection is to etcd once authentication is on: the ETCD_USERNAME it signs in with, or
+ * else the common name of its client certificate (etcd's --client-cert-auth takes the user from
+ * it), or nobody.
+ */
+function identityOf(options: EtcdConnectionOptions, cert: Buffer | undefined): string {
+  if (given(options.username)) return `user "${options.username}" (ETCD_USERNAME)`;
+  if (cert !== undefined) {
+    const cn = commonName(cert);
+    return cn === undefined
+      ? `the client certificate ${options.certFile ?? ''} (no common name: no etcd user)`
+      : `user "${cn}" (the CN of ${options.certFile ?? 'the client certificate'})`;
+  }
+  return 'no user (no client certificate, no ETCD_USERNAME)';
+}
+
 /**
  * Creates an etcd client the way Nexus wants it: a deadline on every request, no silent retries by
  * the client (a timed-out Txn may have committed, so the caller re-reads before deciding), TLS and
  * RBAC credentials from configuration, and room for large responses.
+ *
+ * TLS is on when an endpoint says https:// or a CA, certificate or key file is given (endpoints
+ * without a scheme then get https://); without ETCD_CA_FILE the system's CAs verify the server. A
+ * client certificate needs its key and the other way round; with etcd's --client-cert-auth, its
+ * CN is the etcd user. ETCD_USERNAME/ETCD_PASSWORD sign in with a password instead (over TLS too).
  */
 export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
-  const tls = (options.caFile ?? '') !== '' || (options.certFile ?? '') !== '';
+  if (given(options.certFile) !== given(options.keyFile)) {
+    throw new NexusError(
+      'CONFIG_INVALID',
+      given(options.certFile)
+        ? `ETCD_CERT_FILE is set but ETCD_KEY_FILE is not: a client certificate needs its key`
+        : `ETCD_KEY_FILE is set but ETCD_CERT_FILE is not: a client key needs its certificate`,
+    );
+  }
+  const files = given(options.caFile) || given(options.certFile);
+  const tls = files || options.endpoints.some((e) => /^https:\/\//i.test(e));
+  const plain = options.endpoints.find((e) => /^http:\/\//i.test(e));
+  if (tls && plain !== undefined) {
+    throw new NexusError(
+      'CONFIG_INVALID',
+      `ETCD_ENDPOINTS: ${plain} is plain http://, but TLS is on (an https:// endpoint, or ETCD_CA_FILE/ETCD_CERT_FILE): use https://`,
+    );
+  }
   const hosts = options.endpoints.map((e) =>
     /^[a-z][a-z0-9+.-]*:\/\//i.test(e) ? e : `${tls ? 'https' : 'http'}://${e}`,
   );
@@ -46,22 +119,27 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
       'grpc.keepalive_permit_without_calls': 1,
     },
   };
-  if (tls) {
-    const ca = options.caFile;
+  let cert: Buffer | undefined;
+  if (files) {
+    cert = given(options.certFile)
+      ? readSettingFile('ETCD_CERT_FILE', options.certFile)
+      : undefined;
     config.credentials = {
-      rootCertificate: ca !== undefined && ca !== '' ? readFileSync(ca) : Buffer.alloc(0),
-      ...(options.keyFile !== undefined && options.keyFile !== ''
-        ? { privateKey: readFileSync(options.keyFile) }
+      rootCertificate: given(options.caFile)
+        ? readSettingFile('ETCD_CA_FILE', options.caFile)
+        : Buffer.from(rootCertificates.join('\n')),
+      ...(given(options.keyFile)
+        ? { privateKey: readSettingFile('ETCD_KEY_FILE', options.keyFile) }
         : {}),
-      ...(options.certFile !== undefined && options.certFile !== ''
-        ? { certChain: readFileSync(options.certFile) }
-        : {}),
+      ...(cert === undefined ? {} : { certChain: cert }),
     };
   }
-  if (options.username !== undefined && options.username !== '') {
+  if (given(options.username)) {
     config.auth = { username: options.username, password: options.password ?? '' };
   }
-  return new Etcd3(config);
+  const client = new Etcd3(config);
+  identities.set(client, identityOf(options, cert));
+  return client;
 }
 
 /** True when etcd said a lease does not exist (it expired or was revoked). */
@@ -72,12 +150,76 @@ export function isLeaseNotFound(err: unknown): boolean {
   );
 }
 
+/** What an etcd error is about, to name in the error: the client (its user) and the keys. */
+export interface EtcdErrorContext {
+  readonly client?: Etcd3;
+  /** The keys (or prefixes) the request touched. */
+  readonly keys?: readonly string[];
+}
+
+/** Where keys are: each key's parent ("/a/b/" for "/a/b/c"), once each. */
+function placesOf(keys: readonly string[]): string[] {
+  return [...new Set(keys.map((k) => k.slice(0, k.lastIndexOf('/') + 1) || k))];
+}
+
+/** Places for a message: at most 4 named. */
+function listPlaces(places: readonly string[]): string {
+  const shown = places.slice(0, 4).join(', ');
+  return places.length > 4 ? `${shown} and ${places.length - 4} more` : shown;
+}
+
+/**
+ * etcd refusing this connection's user (permission denied, no user, a wrong password) as a
+ * configuration error that names the user and where: retrying cannot help until its role or its
+ * credentials change.
+ */
+function accessDenied(
+  err: unknown,
+  operation: string,
+  context: EtcdErrorContext,
+): NexusError | undefined {
+  const text = describeError(err);
+  const who =
+    (context.client === undefined ? undefined : identities.get(context.client)) ??
+    'this connection';
+  const places = placesOf(context.keys ?? []);
+  const where = places.length === 0 ? '' : ` under ${listPlaces(places)}`;
+  let message: string | undefined;
+  if (err instanceof EtcdPermissionDeniedError || /etcdserver: permission denied/i.test(text)) {
+    message =
+      `etcd refused ${operation}${where} for ${who}: permission denied ` +
+      '(its role does not allow it; the roles: nexus etcd-roles, docs/operations.md "Secure etcd")';
+  } else if (/etcdserver: user name is empty/i.test(text)) {
+    message =
+      `etcd refused ${operation}${where}: it requires a user, and this connection has none ` +
+      '(set ETCD_CERT_FILE and ETCD_KEY_FILE to a client certificate whose CN is the etcd user, or ETCD_USERNAME and ETCD_PASSWORD)';
+  } else if (
+    err instanceof EtcdAuthenticationFailedError ||
+    /invalid user ID or password/i.test(text)
+  ) {
+    message = `etcd refused the password of ${who}: authentication failed (check ETCD_USERNAME and ETCD_PASSWORD)`;
+  }
+  return message === undefined
+    ? undefined
+    : new NexusError('ETCD_ACCESS_DENIED', message, {
+        cause: err,
+        details: { operation, places },
+      });
+}
+
 /**
  * Converts an etcd client error into a NexusError once, at the adapter boundary. A deadline
- * exceeded is marked ambiguous: the request may have been applied.
+ * exceeded is marked ambiguous: the request may have been applied. A refusal of this connection's
+ * user is ETCD_ACCESS_DENIED, a configuration error (not retried).
  */
-export function toQueueError(err: unknown, operation: string): NexusError {
+export function toQueueError(
+  err: unknown,
+  operation: string,
+  context: EtcdErrorContext = {},
+): NexusError {
   if (err instanceof NexusError) return err;
+  const denied = accessDenied(err, operation, context);
+  if (denied !== undefined) return denied;
   const message = `etcd ${operation} failed: ${describeError(err)}`;
   if (err instanceof ClientClosedError) {
     return new NexusError('QUEUE_CLOSED', message, { cause: err });

@@ -26,7 +26,13 @@ export class Kv {
         failure: [...failure],
       });
     } catch (err) {
-      throw toQueueError(err, operation);
+      throw toQueueError(err, operation, {
+        client: this.client,
+        keys: [
+          ...compare.flatMap((c) => (c.key === undefined ? [] : [c.key.toString()])),
+          ...[...success, ...failure].flatMap(opKeys),
+        ],
+      });
     }
   }
 
@@ -34,7 +40,10 @@ export class Kv {
     try {
       return await this.client.kv.range(request);
     } catch (err) {
-      throw toQueueError(err, operation);
+      throw toQueueError(err, operation, {
+        client: this.client,
+        keys: request.key === undefined ? [] : [request.key.toString()],
+      });
     }
   }
 
@@ -71,6 +80,12 @@ export class Kv {
 }
 
 const ZERO = Buffer.from([0]);
+
+/** The keys an operation of a Txn touches (for the errors that name them). */
+function opKeys(op: IRequestOp): string[] {
+  const k = op.request_range?.key ?? op.request_put?.key ?? op.request_delete_range?.key;
+  return k === undefined ? [] : [k.toString()];
+}
 
 export function key(s: string): Buffer {
   return Buffer.from(s, 'utf8');

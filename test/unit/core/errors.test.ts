@@ -42,7 +42,12 @@ describe('the error table (src/core/errors.ts)', () => {
     assert.equal(concernOf(new NexusError('QUEUE_CLOSED', 'closed')), 'queue');
     assert.equal(concernOf(new Error('plain')), undefined);
     const two = codes.filter((code) => exitStatusOf(new NexusError(code, 'x')) === 2).sort();
-    assert.deepEqual(two, ['CONFIG_INVALID', 'CSV_FILE_UNREADABLE', 'CSV_HEADER_INVALID']);
+    assert.deepEqual(two, [
+      'CONFIG_INVALID',
+      'CSV_FILE_UNREADABLE',
+      'CSV_HEADER_INVALID',
+      'ETCD_ACCESS_DENIED',
+    ]);
     assert.equal(exitStatusOf(new Error('plain')), 1);
     assert.equal(exitStatusOf('a string'), 1);
   });

@@ -1,0 +1,115 @@
+/**
+ * The etcd client's configuration (src/etcd/client.ts): TLS settings it cannot use are setting
+ * errors that name the setting, and etcd refusing the connection's user is a configuration error
+ * that names the user and where, never an outage to wait out.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError } from 'etcd3';
+import { exitStatusOf } from '../../../src/cli/exit.js';
+import { isNexusError } from '../../../src/core/errors.js';
+import { createEtcdClient, toQueueError } from '../../../src/etcd/client.js';
+import { ROOT } from '../../helpers/child.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'nexus-etcd-client-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+execFileSync(join(ROOT, 'scripts/certs.sh'), [dir, 'collector'], { stdio: 'ignore' });
+const files = {
+  caFile: join(dir, 'ca.crt'),
+  certFile: join(dir, 'collector.crt'),
+  keyFile: join(dir, 'collector.key'),
+};
+
+describe('etcd client: TLS settings and refusals (src/etcd/client.ts)', () => {
+  it('refuses a certificate without its key, an unreadable file and plain http:// with TLS, naming the setting', () => {
+    const endpoints = ['localhost:2379'];
+    assert.throws(
+      () => createEtcdClient({ endpoints, certFile: files.certFile, timeoutMs: 1000 }),
+      (err: unknown) =>
+        isNexusError(err, 'CONFIG_INVALID') &&
+        /ETCD_CERT_FILE is set but ETCD_KEY_FILE is not/.test(err.message),
+    );
+    assert.throws(
+      () =>
+        createEtcdClient({ endpoints, ...files, caFile: join(dir, 'missing.crt'), timeoutMs: 1 }),
+      (err: unknown) =>
+        isNexusError(err, 'CONFIG_INVALID') &&
+        err.message.startsWith(`ETCD_CA_FILE: cannot read ${join(dir, 'missing.crt')}`),
+    );
+    assert.throws(
+      () => createEtcdClient({ endpoints: ['http://10.0.0.5:2379'], ...files, timeoutMs: 1 }),
+      /ETCD_ENDPOINTS: http:\/\/10\.0\.0\.5:2379 is plain http:\/\/, but TLS is on/,
+    );
+  });
+
+  it('a permission denied names the user (the CN of its certificate) and where, and is a configuration error', () => {
+    const client = createEtcdClient({ endpoints: ['localhost:2379'], ...files, timeoutMs: 1000 });
+    try {
+      const err = toQueueError(
+        new EtcdPermissionDeniedError('etcdserver: permission denied'),
+        'ack',
+        {
+          client,
+          keys: [
+            '/telemetry/queue/c1/1752871354000_h_gpu-0_1',
+            '/telemetry/queue.claims/c1/1752871354000_h_gpu-0_1',
+          ],
+        },
+      );
+      assert.equal(err.code, 'ETCD_ACCESS_DENIED');
+      assert.equal(err.retryable, false);
+      assert.equal(exitStatusOf(err), 2);
+      assert.equal(
+        err.message,
+        `etcd refused ack under /telemetry/queue/c1/, /telemetry/queue.claims/c1/ for user "collector" (the CN of ${files.certFile}): permission denied (its role does not allow it; the roles: nexus etcd-roles, docs/operations.md "Secure etcd")`,
+      );
+    } finally {
+      client.close();
+    }
+  });
+
+  it('names a user signing in with a password, and says when etcd refuses the password', () => {
+    const client = createEtcdClient({
+      endpoints: ['localhost:2379'],
+      username: 'pw-reader',
+      password: 'secret',
+      timeoutMs: 1000,
+    });
+    try {
+      const denied = toQueueError(
+        new EtcdPermissionDeniedError('etcdserver: permission denied'),
+        'scan',
+        {
+          client,
+          keys: ['/nexus/clusters/'],
+        },
+      );
+      assert.match(
+        denied.message,
+        /^etcd refused scan under \/nexus\/clusters\/ for user "pw-reader" \(ETCD_USERNAME\): permission denied/,
+      );
+      const password = toQueueError(
+        new EtcdAuthenticationFailedError(
+          'etcdserver: authentication failed, invalid user ID or password',
+        ),
+        'range',
+        { client },
+      );
+      assert.equal(password.code, 'ETCD_ACCESS_DENIED');
+      assert.doesNotMatch(password.message, /secret/);
+      assert.match(password.message, /^etcd refused the password of user "pw-reader"/);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('an unreachable etcd stays an outage to wait out', () => {
+    const err = toQueueError(new Error('14 UNAVAILABLE: No connection established'), 'claim');
+    assert.equal(err.code, 'QUEUE_UNAVAILABLE');
+    assert.equal(err.retryable, true);
+  });
+});
