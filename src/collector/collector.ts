@@ -1,6 +1,6 @@
 import { SpanStatusCode } from '@opentelemetry/api';
 import { sleep, type BackoffPolicy } from '../core/backoff.js';
-import { NexusError, describeError, isNexusError } from '../core/errors.js';
+import { NexusError, concernOf, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { OUTAGE_BACKOFF, Outage, type RetryOptions } from '../core/outage.js';
@@ -87,6 +87,14 @@ export interface CollectorStats {
 const always = (): boolean => true;
 
 /**
+ * A failure no wait can fix: the configuration (an etcd role that does not allow what the
+ * collector does, ETCD_ACCESS_DENIED). The collector stops on it instead of retrying.
+ */
+function isFatal(err: unknown): boolean {
+  return concernOf(err) === 'config';
+}
+
+/**
  * Consumes batches from the queue and stores them (docs/storage.md, "What the collector
  * guarantees"): claim up to `batchMessages` messages, write all their records in one transaction
  * (idempotent on the natural key), ack after the commit and only then. A record the database
@@ -119,10 +127,13 @@ export class Collector {
   private readonly storeOutage: Outage;
   /** The queue's (etcd's): connecting, claiming and acking wait them out. */
   private readonly queueOutage: Outage;
-  /** Retries whatever fails until the collector stops (a backoff sleep ends early on stop). */
+  /**
+   * Retries whatever fails until the collector stops (a backoff sleep ends early on stop), except
+   * a configuration error.
+   */
   private readonly untilStop: RetryOptions = {
     signal: this.abort.signal,
-    retryIf: () => !this.isStopping(),
+    retryIf: (err) => !this.isStopping() && !isFatal(err),
   };
 
   private maintenanceTimer: NodeJS.Timeout | undefined;
@@ -132,6 +143,8 @@ export class Collector {
   private compactFailures = 0;
   private running: Promise<void> | undefined;
   private readonly logger: Logger;
+  /** What stopped the collector on its own (a configuration error), if anything did. */
+  private fatal: NexusError | undefined;
 
   constructor(private readonly o: CollectorOptions) {
     this.logger = o.logger.child({ component: 'collector' });
@@ -181,6 +194,7 @@ export class Collector {
   /** Why it is not ready, for /readyz. */
   get health(): { ready: boolean; reasons: string[] } {
     const reasons: string[] = [];
+    if (this.fatal !== undefined) reasons.push(this.fatal.message);
     if (!this.migrated) reasons.push('schema not migrated yet');
     if (this.stopping || this.draining) reasons.push('shutting down');
     for (const outage of [this.storeOutage, this.queueOutage])
@@ -195,9 +209,28 @@ export class Collector {
     return Promise.resolve();
   }
 
-  /** Resolves when the collector has stopped (after stop()). */
+  /** Resolves when the collector has stopped (after stop(), or on a configuration error). */
   get done(): Promise<void> {
     return this.running ?? Promise.resolve();
+  }
+
+  /** The configuration error that stopped the collector on its own, if one did. */
+  get failure(): NexusError | undefined {
+    return this.fatal;
+  }
+
+  /**
+   * A configuration error (etcd refused this collector's user): retrying cannot help, so it is
+   * logged once, loudly, and the collector stops (claims released, batches in flight stored).
+   */
+  private failed(err: unknown): void {
+    if (this.fatal !== undefined || !isNexusError(err)) return;
+    this.fatal = err;
+    this.logger.error(
+      { err: err.message, code: err.code },
+      `${err.message}: the collector cannot work this way and stops (a configuration error)`,
+    );
+    void this.stop();
   }
 
   private async run(): Promise<void> {
@@ -210,6 +243,7 @@ export class Collector {
     const consumer = await this.untilUp(this.queueOutage, 'connect to the queue', () =>
       this.o.queue.consumer({ name: 'collector' }),
     );
+    if (this.fatal !== undefined) return;
     this.consumer = consumer;
     if (this.isStopping() || consumer === undefined) return;
     this.logger.info(
@@ -243,7 +277,10 @@ export class Collector {
     what: string,
     fn: () => Promise<T>,
   ): Promise<T | undefined> {
-    return outage.retry(what, this.unlessStopping(fn), this.untilStop).catch(() => undefined);
+    return outage.retry(what, this.unlessStopping(fn), this.untilStop).catch((err: unknown) => {
+      if (isFatal(err)) this.failed(err);
+      return undefined;
+    });
   }
 
   /** `fn`, unless the collector is stopping: then SHUTTING_DOWN, which no retry waits out. */
@@ -260,7 +297,8 @@ export class Collector {
       let deliveries: Delivery[];
       try {
         deliveries = await this.claim(consumer);
-      } catch {
+      } catch (err) {
+        if (isFatal(err)) this.failed(err);
         break; // stopping
       }
       if (deliveries.length === 0) continue;
@@ -390,7 +428,7 @@ export class Collector {
     const clean = cleanDeliveries(batch);
     let lost = 0;
     const options: RetryOptions = {
-      retryIf: (err) => !isNexusError(err, 'QUEUE_CLOSED'),
+      retryIf: (err) => !isNexusError(err, 'QUEUE_CLOSED') && !isFatal(err),
       giveUp: (attempt) => this.stopping && attempt > 20,
     };
     try {
@@ -408,7 +446,9 @@ export class Collector {
         options,
       );
     } catch (err) {
-      if (!isNexusError(err, 'QUEUE_CLOSED')) {
+      if (isFatal(err)) {
+        this.failed(err);
+      } else if (!isNexusError(err, 'QUEUE_CLOSED')) {
         this.logger.error(
           { err: describeError(err) },
           'giving up acking on shutdown: the batch is stored and will be redelivered, then skipped as duplicates',

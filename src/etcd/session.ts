@@ -1,6 +1,6 @@
 import type { Etcd3, Lease } from 'etcd3';
 import { backoffDelay } from '../core/backoff.js';
-import { NexusError, describeError } from '../core/errors.js';
+import { NexusError, concernOf, describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { toQueueError } from './client.js';
 import { Kv, key as keyBytes, putOp } from './kv.js';
@@ -23,6 +23,8 @@ export class Session {
   private readonly keptKeys = new Map<string, () => string>();
   private keptInPlace = false;
   private keptProblem = 'not written yet';
+  /** etcd refused to keep the keys for this user (a configuration error): not retried. */
+  private refused = false;
   private restoring: Promise<void> | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
 
@@ -56,6 +58,7 @@ export class Session {
 
   /** Writes every kept key on the current lease (a new one if it was lost), until it succeeds. */
   private restore(): Promise<void> {
+    if (this.refused) return Promise.resolve();
     this.keptInPlace = false;
     this.restoring ??= (async () => {
       for (let attempt = 1; !this.closed; attempt++) {
@@ -73,6 +76,15 @@ export class Session {
           return;
         } catch (err) {
           this.keptProblem = `session keys not in etcd: ${describeError(err)}`;
+          if (concernOf(err) === 'config') {
+            // Its role does not allow these keys: no wait fixes that.
+            this.refused = true;
+            this.logger.error(
+              { err: describeError(err), keys: [...this.keptKeys.keys()] },
+              'etcd session keys refused (a configuration error); not retrying',
+            );
+            return;
+          }
           if (attempt === 1)
             this.logger.warn(
               { err: describeError(err) },
@@ -91,7 +103,8 @@ export class Session {
 
   /** Checks that every kept key is still there on our lease; restores them if not. */
   private async verify(): Promise<void> {
-    if (this.closed || this.restoring !== undefined || this.keptKeys.size === 0) return;
+    if (this.closed || this.refused || this.restoring !== undefined || this.keptKeys.size === 0)
+      return;
     try {
       const lease = this.leaseId;
       for (const k of this.keptKeys.keys()) {

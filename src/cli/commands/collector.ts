@@ -17,6 +17,7 @@ import {
   startOps,
   startTracing,
 } from '../compose.js';
+import { exitStatusOf } from '../exit.js';
 import { exportStoreMetrics, exportQueueGauges, readiness } from '../observability.js';
 import { addSettings, configFrom } from '../settings.js';
 
@@ -64,6 +65,12 @@ export function collectorCommand(): Command {
       void registerMember(root, registry, member(root, 'collector', instance));
     await collector.done;
     await stack.close();
+    // Stopped on its own by a configuration error (etcd refused its user): exit 2, saying why.
+    const failure = collector.failure;
+    if (failure !== undefined) {
+      process.stderr.write(`nexus collector: ${failure.message}\n`);
+      process.exitCode = exitStatusOf(failure);
+    }
   });
   return cmd;
 }

@@ -1,7 +1,9 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
-import { describeError } from '../../core/errors.js';
+import { concernOf, describeError } from '../../core/errors.js';
 import { sleep } from '../../core/backoff.js';
+import { registryKeyspace } from '../../etcd/keyspace.js';
+import { Kv } from '../../etcd/kv.js';
 import type { HealthCheck } from '../../gateway/routes/health.js';
 import { buildFeed, buildQueue, buildRegistry, buildStore, etcdBackends } from '../backends.js';
 import {
@@ -37,11 +39,21 @@ export function gatewayCommand(): Command {
     const registry = backends === undefined ? undefined : buildRegistry(root, backends);
     const checks: HealthCheck[] = [{ name: 'postgres', check: () => store.ping() }];
     if (backends?.kind === 'etcd') {
-      const etcd = backends.client;
+      // A read the gateway's etcd role allows (nexus etcd-roles): the registry's clusters, counted.
+      // Refused (a configuration error): not ready, and said once, loudly.
+      const kv = new Kv(backends.client);
+      const clusters = registryKeyspace(config.registryPrefix).clusters;
+      let refused = false;
       checks.push({
         name: 'etcd',
         check: async () => {
-          await etcd.get('health-probe').string();
+          await kv.count(clusters).catch((err: unknown) => {
+            if (concernOf(err) === 'config' && !refused) {
+              refused = true;
+              logger.error({ err: describeError(err) }, `not ready: ${describeError(err)}`);
+            }
+            throw err;
+          });
         },
       });
     }

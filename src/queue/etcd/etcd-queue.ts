@@ -1,6 +1,6 @@
 import type { Etcd3, Watcher } from 'etcd3';
 import { backoffDelay, type BackoffPolicy } from '../../core/backoff.js';
-import { NexusError, describeError } from '../../core/errors.js';
+import { NexusError, concernOf, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { decodeEnvelope, encodeEnvelope, encodeEnvelopeVerbatim } from '../envelope.js';
 import { QueueConflict } from '../conflict.js';
@@ -84,6 +84,8 @@ export class EtcdQueue implements Queue {
   private watchAttempts = 0;
   private lastMaintenance = 0;
   private maintaining: Promise<void> | undefined;
+  /** Housekeeping was refused by etcd for this user (said once). */
+  private maintenanceRefused = false;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: EtcdQueueOptions) {
@@ -199,7 +201,11 @@ export class EtcdQueue implements Queue {
     return consumer;
   }
 
-  /** Housekeeping, run from the claim loop at most every 250 ms, one run at a time. */
+  /**
+   * Housekeeping, run from the claim loop at most every 250 ms, one run at a time. A failure is
+   * retried on the next run, except a refusal of this user by etcd (a configuration error), which
+   * fails the claim that ran it.
+   */
   private maintain(): Promise<void> {
     const now = Date.now();
     if (this.maintaining !== undefined) return this.maintaining;
@@ -211,7 +217,18 @@ export class EtcdQueue implements Queue {
         if (moved > 0) this.waker.notify();
         await this.maintenance.sweepLeasesIfDue(now);
       } catch (err) {
-        this.logger.debug({ err: describeError(err) }, 'queue maintenance failed; will retry');
+        if (concernOf(err) !== 'config') {
+          this.logger.debug({ err: describeError(err) }, 'queue maintenance failed; will retry');
+        } else {
+          if (!this.maintenanceRefused) {
+            this.maintenanceRefused = true;
+            this.logger.error(
+              { err: describeError(err) },
+              'queue maintenance refused by etcd (a configuration error): delayed retries are not promoted, expiring messages not rescued',
+            );
+          }
+          throw err;
+        }
       } finally {
         this.maintaining = undefined;
       }
