@@ -41,6 +41,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   generate: async () => (await import('./commands/generate.js')).generateCommand(),
   queue: async () => (await import('./commands/queue.js')).queueCommand(),
   dlq: async () => (await import('./commands/queue.js')).dlqCommand(),
+  'etcd-roles': async () => (await import('./commands/etcd-roles.js')).etcdRolesCommand(),
   config: () => Promise.resolve(configCommand()),
 };
 
