@@ -17,7 +17,7 @@ NODE_INPUTS      := $(shell find src) tsconfig.json tsconfig.build.json package-
 DASHBOARD_INPUTS := $(shell find dashboard) scripts/build-dashboard.mjs package-lock.json
 BUILT            := dist/.tsc.stamp dist/dashboard/index.html dist/store/pglite/template.tar.gz.version
 
-.PHONY: help setup-dev setup-run setup-etcd stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
+.PHONY: help setup-dev setup-run setup-etcd setup-etcd-secure stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
         build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
         run-nexus-gateway test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
 
@@ -33,7 +33,10 @@ setup-run: ## Install the npm packages (all `make run` needs)
 setup-etcd: setup-dev ## Start a local etcd on 127.0.0.1:2379, data in .data/etcd
 	@scripts/local-etcd.sh start $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
 
-stop-etcd: ## Stop the local etcd started by setup-etcd
+setup-etcd-secure: setup-dev ## Start a local etcd with TLS and one least-privilege user per component (settings in .data/etcd-secure/*.env)
+	@scripts/local-etcd-secure.sh start $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
+
+stop-etcd: ## Stop the local etcd started by setup-etcd or setup-etcd-secure
 	@scripts/local-etcd.sh stop $(DATA_DIR) $(ETCD_PORT) $(ETCD_PEER)
 
 setup-postgres: setup-dev ## Start a local PostgreSQL on 127.0.0.1:5433 (db/user telemetry, password in .data/postgres/password), data in .data/postgres
