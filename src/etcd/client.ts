@@ -168,10 +168,19 @@ function listPlaces(places: readonly string[]): string {
   return places.length > 4 ? `${shown} and ${places.length - 4} more` : shown;
 }
 
+/** The TLS error in a gRPC "No connection established" message, without gRPC's wrapping. */
+function tlsReason(text: string): string {
+  return text
+    .replace(/^.*Last error: (Error: )?/s, '')
+    .replace(/\s*(\([^)]*\))?\.?\s*Resolution note:.*$/s, '')
+    .slice(0, 200);
+}
+
 /**
- * etcd refusing this connection's user (permission denied, no user, a wrong password) as a
- * configuration error that names the user and where: retrying cannot help until its role or its
- * credentials change.
+ * etcd refusing this connection's user (permission denied, no user, a wrong password, a client
+ * certificate it does not accept) or a server certificate this client does not trust, as a
+ * configuration error that names the user and where: retrying cannot help until the role, the
+ * credentials or the certificates change.
  */
 function accessDenied(
   err: unknown,
@@ -193,6 +202,18 @@ function accessDenied(
     message =
       `etcd refused ${operation}${where}: it requires a user, and this connection has none ` +
       '(set ETCD_CERT_FILE and ETCD_KEY_FILE to a client certificate whose CN is the etcd user, or ETCD_USERNAME and ETCD_PASSWORD)';
+  } else if (/alert (bad certificate|certificate required|unknown ca)/i.test(text)) {
+    message =
+      `etcd refused the TLS connection for ${operation}: it wants a client certificate signed by the CA it trusts ` +
+      '(check ETCD_CERT_FILE and ETCD_KEY_FILE)';
+  } else if (
+    /unable to verify the first certificate|self[- ]signed certificate|unable to get local issuer certificate|does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(
+      text,
+    )
+  ) {
+    message =
+      `etcd's server certificate is not trusted (${operation}): check ETCD_CA_FILE and that the ` +
+      `ETCD_ENDPOINTS name is in the certificate (${tlsReason(text)})`;
   } else if (
     err instanceof EtcdAuthenticationFailedError ||
     /invalid user ID or password/i.test(text)

@@ -258,6 +258,16 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
     assert.notEqual(bare.code, 0, bare.stdout);
     assert.notEqual(plain.code, 0, plain.stdout);
     assert.notEqual(foreign.code, 0, foreign.stdout);
+    // Nexus without a client certificate: refused at TLS, said as such (not waited out).
+    const stats = await nexus(['queue', 'stats'], {
+      ETCD_ENDPOINTS: `https://localhost:${etcdPort}`,
+      ETCD_CA_FILE: ca,
+    });
+    assert.equal(stats.code, 2, stats.stdout + stats.stderr);
+    assert.match(
+      stats.stderr,
+      /etcd refused the TLS connection for stats: it wants a client certificate signed by the CA it trusts/,
+    );
     const nobody = await etcdctl(undefined, [
       endpoint,
       `--cacert=${ca}`,

@@ -107,6 +107,31 @@ describe('etcd client: TLS settings and refusals (src/etcd/client.ts)', () => {
     }
   });
 
+  it('a client certificate etcd does not accept, or a server certificate not trusted, is a configuration error too', () => {
+    const refused = toQueueError(
+      new Error(
+        '14 UNAVAILABLE: No connection established. Last error: 80EC84FB477F0000:error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1601:SSL alert number 42\n (2026-12-04T23:29:50.574Z). Resolution note: ',
+      ),
+      'claim',
+    );
+    assert.equal(refused.code, 'ETCD_ACCESS_DENIED');
+    assert.equal(
+      refused.message,
+      'etcd refused the TLS connection for claim: it wants a client certificate signed by the CA it trusts (check ETCD_CERT_FILE and ETCD_KEY_FILE)',
+    );
+    const untrusted = toQueueError(
+      new Error(
+        '14 UNAVAILABLE: No connection established. Last error: Error: unable to verify the first certificate. Resolution note: ',
+      ),
+      'stats',
+    );
+    assert.equal(untrusted.code, 'ETCD_ACCESS_DENIED');
+    assert.equal(
+      untrusted.message,
+      "etcd's server certificate is not trusted (stats): check ETCD_CA_FILE and that the ETCD_ENDPOINTS name is in the certificate (unable to verify the first certificate)",
+    );
+  });
+
   it('an unreachable etcd stays an outage to wait out', () => {
     const err = toQueueError(new Error('14 UNAVAILABLE: No connection established'), 'claim');
     assert.equal(err.code, 'QUEUE_UNAVAILABLE');
