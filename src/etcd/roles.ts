@@ -147,7 +147,7 @@ export function nexusRoles(prefixes: RolePrefixes): RoleDefinition[] {
           (k): Grant => ({
             prefix: q[k],
             access: 'readwrite',
-            why: 'nexus queue stats, nexus dlq list/replay/purge, streamer --restart',
+            why: 'operators: nexus queue stats, nexus dlq list/replay/purge, etcdctl',
           }),
         ),
         { prefix: `${r.base}/`, access: 'readwrite', why: 'the whole registry and feed' },

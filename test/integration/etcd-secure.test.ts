@@ -102,17 +102,22 @@ async function nexus(args: readonly string[], env: Record<string, string>): Prom
   }
 }
 
-after(async () => {
-  // A test that failed before `make stop-etcd` ran leaves etcd running: stop it by its pid.
+/**
+ * A test that failed before `make stop-etcd` ran leaves etcd running (in a session of its own):
+ * stop it by its pid, also when this process exits without running `after` (a timeout).
+ */
+function killEtcd(): void {
   const pidFile = join(secureDir, 'etcd.pid');
-  if (existsSync(pidFile)) {
-    const pid = Number(readFileSync(pidFile, 'utf8'));
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
+  if (!existsSync(pidFile)) return;
+  try {
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+  } catch {
+    // gone already
   }
+}
+process.once('exit', killEtcd);
+after(async () => {
+  killEtcd();
   rmSync(dataDir, { recursive: true, force: true });
   await pg.release();
 });
