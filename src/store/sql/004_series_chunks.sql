@@ -63,6 +63,7 @@ DECLARE
   parent   text;
   name     text;
   created  integer := 0;
+  locked   boolean := false;
 BEGIN
   FOREACH w IN ARRAY coalesce((SELECT array_agg(DISTINCT date_bin('2 hours', 'epoch'::timestamptz + i * interval '1 millisecond', timestamptz 'epoch'))
                                FROM unnest(instants) i), '{}')
@@ -70,7 +71,14 @@ BEGIN
     FOREACH parent IN ARRAY ARRAY['samples', 'samples_1m'] LOOP
       name := parent || '_' || to_char(w AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24');
       IF to_regclass(name) IS NULL AND NOT nexus_partition_covers(parent, w) THEN
-        PERFORM pg_advisory_xact_lock(hashtext(name));
+        -- One creator at a time, whatever the windows: CREATE TABLE ... PARTITION OF holds the
+        -- parent's ACCESS EXCLUSIVE lock to the end of the transaction, so a lock per partition
+        -- would let a call holding the parent wait for another's next partition while that one
+        -- waits for the parent (a deadlock). Taken only when something is missing (rarely).
+        IF NOT locked THEN
+          PERFORM pg_advisory_xact_lock(hashtext('nexus_create_partitions'));
+          locked := true;
+        END IF;
         -- Re-checked in pg_class, this statement's fresh snapshot: after waiting for the lock,
         -- to_regclass can still answer from this session's catalog cache (schema 1 explains).
         IF NOT EXISTS (SELECT FROM pg_class WHERE relname = name AND relnamespace = current_schema()::regnamespace)
