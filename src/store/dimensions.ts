@@ -81,6 +81,16 @@ class Cache {
   readonly newest = new Map<string, number>();
   /** Undefined until a statement has read it: the first upsert takes whatever database it finds. */
   constructor(public identity: string | undefined) {}
+
+  /** Takes in what a committed upsert read (`newest` is the writer's own, kept here). */
+  merge(from: Cache): void {
+    if (from.identity !== undefined) this.identity = from.identity;
+    for (const [k, v] of from.clusters) this.clusters.set(k, v);
+    for (const [k, v] of from.hosts) this.hosts.set(k, v);
+    for (const [k, v] of from.gpus) this.gpus.set(k, v);
+    for (const [k, v] of from.metrics) this.metrics.set(k, v);
+    for (const [k, v] of from.workloads) this.workloads.set(k, v);
+  }
 }
 
 export interface Transactor extends SqlClient {
@@ -228,8 +238,13 @@ export class Dimensions {
     const plan = this.plan(c, clusterName, fleet);
     if (plan !== 'current') {
       try {
-        if (plan === 'upsert') await db.transaction((tx) => this.upsert(c, tx, clusterName, fleet));
-        else await this.touch(c, db, plan);
+        if (plan === 'upsert') {
+          // What the upsert reads goes into the cache only once it is committed: a concurrent
+          // batch taking an id from the cache before then would not find its row.
+          const out = new Cache(undefined);
+          await db.transaction((tx) => this.upsert(c, tx, clusterName, fleet, out));
+          c.merge(out);
+        } else await this.touch(c, db, plan);
       } catch (err) {
         // A changed identity is the store's to handle (it reads the new one, and says so).
         if (this.cache === c && !isIdentityChanged(err)) this.forget(c.identity);
@@ -372,6 +387,7 @@ export class Dimensions {
     tx: SqlClient,
     clusterName: string,
     fleet: BatchFleet,
+    out: Cache,
   ): Promise<void> {
     await tx.query(
       `INSERT INTO clusters (name, first_seen, last_seen)
@@ -399,8 +415,8 @@ export class Dimensions {
         'the database has no identity (table nexus_identity is empty): run nexus migrate',
         { retryable: true },
       );
-    c.identity = cluster.identity;
-    c.clusters.set(clusterName, {
+    out.identity = cluster.identity;
+    out.clusters.set(clusterName, {
       id: cluster.id,
       firstSeen: Number(cluster.first_seen),
       lastSeen: Number(cluster.last_seen),
@@ -438,7 +454,7 @@ export class Dimensions {
     const hostIds = new Map<string, number>();
     for (const row of hr.rows) {
       hostIds.set(row.hostname, row.id);
-      c.hosts.set(this.hostKey(cluster.id, row.hostname), {
+      out.hosts.set(this.hostKey(cluster.id, row.hostname), {
         id: row.id,
         firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
@@ -501,7 +517,7 @@ export class Dimensions {
       gpuIds.set(k, row.id);
       const mine = attrsOf.get(k);
       const known = c.gpus.get(k);
-      c.gpus.set(k, {
+      out.gpus.set(k, {
         id: row.id,
         attrs: mine === undefined || mine.stale ? (known?.attrs ?? '') : mine.attrs,
         firstSeen: Number(row.first_seen),
@@ -529,7 +545,7 @@ export class Dimensions {
         'SELECT id, name FROM metrics WHERE name = ANY($1::text[])',
         [missing],
       );
-      for (const row of mr.rows) c.metrics.set(row.name, row.id);
+      for (const row of mr.rows) out.metrics.set(row.name, row.id);
     }
 
     // Workloads (a composite key, no identity to spare).
@@ -559,7 +575,7 @@ export class Dimensions {
       for (const { gpuId, w } of ws) {
         const k = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
         const seen = c.workloads.get(k);
-        c.workloads.set(k, {
+        out.workloads.set(k, {
           first: Math.min(w.first, seen?.first ?? w.first),
           last: Math.max(w.last, seen?.last ?? w.last),
         });
