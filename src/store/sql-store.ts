@@ -696,6 +696,11 @@ export class SqlStore implements TelemetryStore {
         // One dropper at a time: another transaction's listing would still see a partition this
         // one drops, and fail to drop it once this one commits. Each statement after the lock
         // sees what the previous holder dropped.
+        // And no rollup under way (another maintain() whose rollUp() ran while this one's found
+        // the job busy): a rollup folding into a partition dropped here would make it again,
+        // for the next maintain() to drop a second time. The rollup lock first, as the sealing
+        // job takes it (after its window's), so that no two of them wait for each other.
+        await tx.query(`SELECT pg_advisory_xact_lock(${ROLLUP_LOCK})`);
         await tx.query("SELECT pg_advisory_xact_lock(hashtext('nexus_drop_partitions'))");
         const res = await tx.query<{ name: string }>(
           'SELECT nexus_drop_partitions(CASE WHEN $1::bigint IS NULL THEN NULL ELSE nexus_ts($1::bigint) END, CASE WHEN $2::bigint IS NULL THEN NULL ELSE nexus_ts($2::bigint) END) AS name',
