@@ -21,6 +21,7 @@ import {
   type ProgressReporter,
 } from '../streamer/progress.js';
 import type { Streamer } from '../streamer/streamer.js';
+import { gatewayAuth, openToAll, type TokenBackend } from './auth.js';
 import type { Root } from './backends.js';
 import type { GatewayTls } from './gateway-security.js';
 import { startOpsServer, type OpsEndpoints } from './ops-server.js';
@@ -237,6 +238,10 @@ export interface GatewayParts {
   readonly queue?: Queue | undefined;
   /** HTTPS with this certificate (TLS_CERT_FILE, TLS_KEY_FILE: gateway-security.ts). */
   readonly tls?: GatewayTls | undefined;
+  /** Where AUTH_MODE=token finds tokens: PostgreSQL, or NEXUS_DATA_DIR/tokens.json. */
+  readonly tokens: TokenBackend;
+  /** Dead letters through the API (admin): only where this process owns the queue (nexus up). */
+  readonly deadLetters?: Queue | undefined;
 }
 
 /**
@@ -249,7 +254,12 @@ export async function buildGatewayFor(root: Root, parts: GatewayParts): Promise<
     import('./dashboard.js'),
   ]);
   const queue = parts.queue;
+  const auth = await gatewayAuth(root.config, root.logger, parts.tokens);
+  const open = openToAll(root.config);
+  if (open !== undefined) root.logger.warn({ host: root.config.host, auth_mode: 'none' }, open);
   return buildGateway({
+    auth,
+    ...(parts.deadLetters === undefined ? {} : { deadLetters: parts.deadLetters }),
     metrics: parts.metrics,
     reader: parts.store.reader,
     ...(parts.registry === undefined ? {} : { registry: parts.registry }),

@@ -42,6 +42,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   queue: async () => (await import('./commands/queue.js')).queueCommand(),
   dlq: async () => (await import('./commands/queue.js')).dlqCommand(),
   'etcd-roles': async () => (await import('./commands/etcd-roles.js')).etcdRolesCommand(),
+  token: async () => (await import('./commands/token.js')).tokenCommand(),
   config: () => Promise.resolve(configCommand()),
 };
 

@@ -248,6 +248,12 @@ export class NexusMetrics {
     help: 'Unsent live telemetry held for WebSocket clients (a message shared by many counts once)',
     registers: [this.registry],
   });
+  readonly authFailures = new Counter({
+    name: 'nexus_auth_failures_total',
+    help: 'Requests refused by authentication (401) or authorization (403), by reason: missing, malformed, invalid, expired, revoked, forbidden',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly httpRefused = new Counter({
     name: 'nexus_http_refused_total',
     help: 'API requests refused before they ran: too many from one address (429), queue full or wait too long (503), gateway under pressure (503)',

@@ -17,6 +17,7 @@ import type { FleetRegistry } from '../registry/types.js';
 import type { TelemetryReader } from '../store/reader.js';
 import { NexusError } from '../core/errors.js';
 import { Admission, installAdmission, type AdmissionLimits } from './admission.js';
+import { registerAuth, selectProtocol, type AuthOptions, type GatewayAuth } from './auth/plugin.js';
 import { ClientMistakes, isPeerError } from './client-log.js';
 import { registerCompression } from './compression.js';
 import { installErrorHandling } from './errors.js';
@@ -25,6 +26,7 @@ import type { NexusMetrics } from '../core/metrics.js';
 import { registerGraphql, type GraphqlLimits } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
 import { fleetRoutes } from './routes/fleet.js';
+import { deadLetterRoutes, type DeadLetterQueue } from './routes/dead-letters.js';
 import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
 import { registerCors, registerSecurityHeaders } from './security.js';
 import { overviewRoutes, type QueueGauge } from './routes/overview.js';
@@ -50,6 +52,12 @@ const SWAGGER_START = `window.onload = function () {
     plugins: [SwaggerUIBundle.plugins.DownloadUrl],
     layout: 'BaseLayout',
     validatorUrl: null,
+    // The token the dashboard keeps for this browser tab, on every request (the document too).
+    requestInterceptor: function (req) {
+      var token = window.sessionStorage.getItem('nexus.token');
+      if (token && !req.headers.Authorization) req.headers.Authorization = 'Bearer ' + token;
+      return req;
+    },
   });
 };
 `;
@@ -114,6 +122,10 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface GatewayOptions {
   readonly reader: TelemetryReader;
+  /** Who may use what (AUTH_MODE, rate limits): src/gateway/auth/plugin.ts. */
+  readonly auth: AuthOptions;
+  /** Dead letters through the API (admin scope), where the gateway shares the pipeline's queue. */
+  readonly deadLetters?: DeadLetterQueue;
   readonly registry?: FleetRegistry;
   /** The commit feed; without it there is no live push. */
   readonly feed?: LiveFeed;
@@ -155,6 +167,8 @@ export interface GatewayOptions {
 
 export interface Gateway {
   readonly app: FastifyInstance;
+  /** Every route with the access it needs, and the subscriptions' connection check. */
+  readonly auth: GatewayAuth;
   readonly hub: LiveHub | undefined;
   /** Unsent live telemetry held for WebSocket clients, in bytes (each message counted once). */
   liveBacklogBytes(): number;
@@ -227,6 +241,8 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
   installErrorHandling(app, o.logger);
   await registerSecurityHeaders(app, { tls: o.tls !== undefined });
+  // First, before any route and any hook that works for a request: 401, 403 and 429 cost nothing.
+  const auth = await registerAuth(app, o.auth, { metrics: o.metrics });
   // Before any route (/metrics is the first): the plugin adds its hook to each route declared.
   await registerCompression(app);
   instrumentHttp(app, o.metrics);
@@ -250,7 +266,18 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
         { name: 'fleet', description: 'Clusters, hosts and GPUs' },
         { name: 'telemetry', description: 'Readings, series and latest values' },
         { name: 'health', description: 'Liveness and readiness' },
+        { name: 'admin', description: 'Changes to the pipeline (admin scope)' },
       ],
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'A token of nexus token create (or a JWT with AUTH_MODE=oidc)',
+          },
+        },
+      },
+      ...(o.auth.mode === 'none' ? {} : { security: [{ bearer: [] }] }),
     },
     refResolver: {
       buildLocalReference: (json, _base, _fragment, i) =>
@@ -319,6 +346,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   // The hub also measures the ingest rate for the overview, so it runs whenever there is a feed.
   const hub = o.feed !== undefined ? new LiveHub(o.feed, o.logger, o.metrics) : undefined;
   if (hub !== undefined) await hub.start();
+  if (o.deadLetters !== undefined) await app.register(deadLetterRoutes, { queue: o.deadLetters });
   await app.register(overviewRoutes, {
     reader: o.reader,
     registry: o.registry,
@@ -327,7 +355,8 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
   if (o.websocket || o.graphql) {
     await app.register(websocket, {
-      options: { maxPayload: 64 * 1024 },
+      // A `bearer.<token>` subprotocol (browsers' way to send a token) is never selected.
+      options: { maxPayload: 64 * 1024, handleProtocols: selectProtocol },
       // A peer's protocol errors (a bad frame, a reset) are its mistakes: ws closes the socket
       // with the right code (1007, 1009, ...); log them sampled. Anything else is ours.
       errorHandler: (err, socket, req) => {
@@ -374,6 +403,9 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
         slowClientMs: o.socket.slowClientMs,
       },
       ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
+      ...(auth.subscriptionConnect === undefined
+        ? {}
+        : { subscriptionConnect: auth.subscriptionConnect }),
     });
   for (const ext of o.extensions ?? []) await ext(app);
   app.addHook('onClose', async () => {
@@ -383,6 +415,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
   return {
     app,
+    auth,
     hub,
     liveBacklogBytes: () => backlog.bytes,
     drain: () => {

@@ -2,8 +2,9 @@ import type { FastifyBaseLogger } from 'fastify';
 
 /**
  * Log lines about clients' mistakes (a malformed frame, a refused connection), which any client
- * can cause at will: at info, at most `perMinute` a minute, the rest at debug and counted; the next
- * info line says how many were held back. A client cannot flood the log or fill a disk with them.
+ * can cause at will: at info (or `level`), at most `perMinute` a minute, the rest at debug and
+ * counted; the next such line says how many were held back. A client cannot flood the log or fill
+ * a disk with them.
  */
 export class ClientMistakes {
   private windowStart = 0;
@@ -13,6 +14,7 @@ export class ClientMistakes {
   constructor(
     private readonly log: FastifyBaseLogger,
     private readonly perMinute = 10,
+    private readonly level: 'info' | 'warn' = 'info',
   ) {}
 
   note(fields: Record<string, unknown>, message: string, now = Date.now()): void {
@@ -24,7 +26,7 @@ export class ClientMistakes {
       this.logged++;
       const held = this.held;
       this.held = 0;
-      this.log.info(held > 0 ? { ...fields, held_back: held } : fields, message);
+      this.log[this.level](held > 0 ? { ...fields, held_back: held } : fields, message);
     } else {
       this.held++;
       this.log.debug(fields, message);

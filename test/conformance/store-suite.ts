@@ -132,6 +132,7 @@ export function storeConformance(h: StoreHarness): void {
             '002_rollup_pending',
             '003_database_identity',
             '004_series_chunks',
+            '005_api_tokens',
             '006_partition_definer',
           ],
           current: 6,
@@ -145,6 +146,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 2, name: '002_rollup_pending' },
           { version: 3, name: '003_database_identity' },
           { version: 4, name: '004_series_chunks' },
+          { version: 5, name: '005_api_tokens' },
           { version: 6, name: '006_partition_definer' },
         ]);
       });
@@ -157,10 +159,11 @@ export function storeConformance(h: StoreHarness): void {
           '002_rollup_pending',
           '003_database_identity',
           '004_series_chunks',
+          '005_api_tokens',
           '006_partition_definer',
         ]);
         assert.ok(results.every((r) => r.current === 6));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 5);
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 6);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -3,6 +3,7 @@ import { loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/gateway/app.js';
+import type { AuthOptions } from '../../src/gateway/auth/plugin.js';
 import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
 import type { SqlStore } from '../../src/store/sql-store.js';
 import { sqlStore } from './pipeline.js';
@@ -23,6 +24,16 @@ export function sampleRecords(): TelemetryRecord[] {
     labels: r.labels,
   }));
 }
+
+/**
+ * No authentication and no rate limits: for the tests of what the API answers, where who asks is
+ * beside the point (test/integration/gateway-auth.test.ts tests authentication on every route).
+ */
+export const NO_AUTH: AuthOptions = {
+  mode: 'none',
+  metricsAuth: false,
+  rateLimit: { perMinute: 0, anonPerMinute: 0 },
+};
 
 /** The gateway's options from the default configuration (what `nexus gateway` runs with). */
 export const DEFAULT_GATEWAY = gatewaySettings(loadConfig({}));
@@ -45,6 +56,7 @@ export async function sampleGateway(over: Partial<GatewayOptions> = {}): Promise
   const feed = new MemoryFeed();
   const gateway = await buildGateway({
     reader: store.reader,
+    auth: NO_AUTH,
     feed,
     checks: [{ name: 'postgres', check: () => store.ping() }],
     logger: silentLogger(),

@@ -9,7 +9,7 @@ import type { TelemetryRecord } from '../../src/core/record.js';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/gateway/app.js';
 import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
 import type { SqlStore } from '../../src/store/sql-store.js';
-import { DEFAULT_GATEWAY } from '../helpers/gateway.js';
+import { DEFAULT_GATEWAY, NO_AUTH } from '../helpers/gateway.js';
 import { sqlStore } from '../helpers/pipeline.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { sampleRows, type SampleRow } from '../helpers/sample.js';
@@ -43,6 +43,7 @@ let noFeed: Gateway;
 function options(over: Partial<GatewayOptions> = {}): GatewayOptions {
   return {
     reader: store.reader,
+    auth: NO_AUTH,
     checks: [],
     logger: silentLogger(),
     version: '0.0.0-test',

@@ -23,6 +23,7 @@ import { ROOT, run, spawnTs } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import {
   DEFAULT_GATEWAY,
+  NO_AUTH,
   sampleGateway,
   sampleRecords,
   type TestGateway,
@@ -145,6 +146,7 @@ describe('gateway security headers and CORS', { timeout: 120_000 }, () => {
       checks: [],
       logger: silentLogger(),
       ...settings,
+      auth: NO_AUTH,
     });
     try {
       const listed = await gw.app.inject({

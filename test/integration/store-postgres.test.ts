@@ -118,6 +118,7 @@ describe('store: PostgreSQL only', () => {
         '002_rollup_pending',
         '003_database_identity',
         '004_series_chunks',
+        '005_api_tokens',
         '006_partition_definer',
       ],
     );
@@ -132,6 +133,7 @@ describe('store: PostgreSQL only', () => {
       { version: 2, name: '002_rollup_pending' },
       { version: 3, name: '003_database_identity' },
       { version: 4, name: '004_series_chunks' },
+      { version: 5, name: '005_api_tokens' },
       { version: 6, name: '006_partition_definer' },
     ]);
   });

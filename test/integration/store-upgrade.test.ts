@@ -123,6 +123,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
     t.after(() => store.close());
     assert.deepEqual((await store.migrate()).applied, [
       '004_series_chunks',
+      '005_api_tokens',
       '006_partition_definer',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);

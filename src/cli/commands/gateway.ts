@@ -69,6 +69,7 @@ export function gatewayCommand(): Command {
       // The queue's depth for the overview, read only.
       queue: backends === undefined ? undefined : buildQueue(root, backends, { watch: false }),
       tls,
+      tokens: 'postgres',
     });
     stack.push('closing the connections to clients', () => gateway.app.close());
     let address: string;

@@ -27,6 +27,7 @@ import {
   startTracing,
 } from '../compose.js';
 import { gatewaySecurity } from '../gateway-security.js';
+import { openToAll } from '../auth.js';
 import { listenFailure, listening, reach } from '../listen.js';
 import { lockDirectory } from '../lock.js';
 import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
@@ -70,6 +71,8 @@ export function upLines(
   config: Config,
   address: string,
   startupMs: number,
+  /** Tokens in NEXUS_DATA_DIR/tokens.json (PGlite), not in PostgreSQL. */
+  embeddedTokens = true,
 ): { url: string; up: string; where: string } {
   const { port, protocol } = new URL(address);
   const to = reach(config.host);
@@ -80,10 +83,14 @@ export function upLines(
     ...(config.enableGraphql ? [`GraphQL ${url}/graphql`] : []),
     `Swagger ${url}/swagger/index.html`,
   ];
+  const auth =
+    config.authMode === 'token'
+      ? ` The API needs a token (AUTH_MODE=token): node bin/nexus.js token create --scope read${embeddedTokens ? ' --embedded' : ''}.`
+      : (openToAll(config) ?? '');
   return {
     url,
     up: `Nexus is up in ${(startupMs / 1000).toFixed(1)} s: dashboard ${url}/  (${apis.join(', ')})`,
-    where: `Listening on ${listening(config.host, address)}${to === 'loopback' ? ': HOST=0.0.0.0 lets other machines in' : ''}.`,
+    where: `Listening on ${listening(config.host, address)}${to === 'loopback' ? ': HOST=0.0.0.0 lets other machines in' : ''}.${auth}`,
   };
 }
 
@@ -105,6 +112,7 @@ export function upCommand(): Command {
       dbHost: 'none: PGlite in <data-dir>/pglite',
       maxQueueDepth: `${IN_PROCESS_QUEUE_DEPTH} with the in-process queue, ${SETTINGS.maxQueueDepth.default} with etcd`,
       collectBatch: `${PGLITE_COLLECT_BATCH} with PGlite, ${SETTINGS.collectBatch.default} with PostgreSQL`,
+      authMode: 'none on a loopback HOST (as by default), token otherwise',
     },
   );
   cmd.action(async (opts: { csv?: string }) => {
@@ -116,12 +124,18 @@ export function upCommand(): Command {
       ...(etcd ? {} : { maxQueueDepth: IN_PROCESS_QUEUE_DEPTH }),
       ...(postgres ? {} : { collectBatch: PGLITE_COLLECT_BATCH }),
     };
-    const config = configFrom(cmd, {
+    const extra: Partial<Record<SettingKey, string>> = {
       ...(opts.csv === undefined ? {} : { csvFile: opts.csv }),
       ...Object.fromEntries(
         Object.entries(defaults).filter(([key]) => !isGiven(cmd, key as SettingKey)),
       ),
-    });
+    };
+    // The API is open without a token only to this machine: AUTH_MODE none on a loopback HOST.
+    const asGiven = configFrom(cmd, extra);
+    const config =
+      !isGiven(cmd, 'authMode') && reach(asGiven.host) === 'loopback'
+        ? configFrom(cmd, { ...extra, authMode: 'none' })
+        : asGiven;
     // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
     // must not write into it), stops `nexus up` here, before anything starts.
     await readHeader(resolveInput(config.csvFile));
@@ -229,6 +243,9 @@ export function upCommand(): Command {
               },
             },
           ],
+          tokens: postgres ? 'postgres' : 'file',
+          // This process owns the queue: dead letters through the API too (admin scope).
+          deadLetters: queue,
         });
       } catch (err) {
         stack.push('storing what the queue holds', () => collector.stop());
@@ -281,7 +298,7 @@ export function upCommand(): Command {
         await sleep(TUNING.upPollMs);
       }
       const startupMs = Date.now() - t0;
-      const { url, up, where } = upLines(config, address, startupMs);
+      const { url, up, where } = upLines(config, address, startupMs, !postgres);
       // The JSON line for log collectors on stdout; the same for a person on stderr, terminal or not.
       logger.info({ url: `${url}/`, startup_ms: startupMs }, up);
       process.stderr.write(

@@ -26,6 +26,16 @@ export interface GraphqlDeps {
   readonly maxPoints?: number;
   readonly metrics?: NexusMetrics;
   readonly limits: GraphqlLimits;
+  /**
+   * Decides on a subscription connection at connection_init (src/gateway/auth/plugin.ts): false
+   * refuses it (the check closes the socket itself, saying why). Absent: every connection is
+   * accepted (AUTH_MODE=none).
+   */
+  readonly subscriptionConnect?: (
+    request: FastifyRequest,
+    socket: WebSocket,
+    payload: unknown,
+  ) => Promise<boolean>;
 }
 
 export interface GraphqlLimits {
@@ -95,6 +105,9 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
         return { nexusLive: { active: 0 } };
       },
       keepAlive: 30_000,
+      ...(deps.subscriptionConnect === undefined
+        ? {}
+        : { onConnect: connectionCheck(deps.subscriptionConnect) }),
     },
     additionalRouteOptions: {
       preValidation: checkGraphqlRequest,
@@ -166,5 +179,20 @@ function boundedAnswer(max: number, refused: Refused) {
         },
       ],
     });
+  };
+}
+
+/**
+ * mercurius's onConnect for `check`. mercurius calls it as a method of the connection, which
+ * holds the socket and the upgrade request (its argument has only the connection_init message);
+ * without them (another mercurius) every connection is refused rather than let through.
+ */
+function connectionCheck(check: NonNullable<GraphqlDeps['subscriptionConnect']>) {
+  return async function (this: unknown, data: { payload?: unknown }): Promise<boolean> {
+    const self = this as { socket?: WebSocket; context?: { request?: FastifyRequest } } | undefined;
+    const socket = self?.socket;
+    const request = self?.context?.request;
+    if (socket === undefined || request === undefined) return false;
+    return check(request, socket, data.payload);
   };
 }
