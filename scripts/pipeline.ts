@@ -14,6 +14,9 @@
  * summary). A second Ctrl-C sends the children still running their second signal: they exit at
  * once, saying what they did not finish.
  *
+ * The gateway asks for a token (AUTH_MODE=token, unless set otherwise): the script makes a read
+ * token named `pipeline` after the migrations (revoking the previous run's) and prints it.
+ *
  * PIPELINE_FROM_SOURCE=1 runs the children from src/ through tsx instead of the build in dist/
  * (the tests do, so that they never run a stale build).
  */
@@ -80,6 +83,35 @@ const nexus =
 if (!step('applying the migrations', process.execPath, [...nexus, 'migrate']))
   giveUp('the database is not usable: nothing else was started');
 
+/** A read token for the API (the last line `nexus token create` prints), unless AUTH_MODE says no. */
+function readToken(): string | undefined {
+  if (setting('AUTH_MODE', 'token') !== 'token') return undefined;
+  const nexusToken = (args: string[]): string =>
+    execFileSync(process.execPath, [...nexus, 'token', ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+  try {
+    nexusToken(['revoke', 'pipeline']);
+  } catch {
+    // None yet.
+  }
+  try {
+    return nexusToken(['create', '--scope', 'read', '--name', 'pipeline'])
+      .trimEnd()
+      .split('\n')
+      .at(-1);
+  } catch (err) {
+    process.stderr.write(
+      `pipeline: could not make a token: ${String((err as { stderr?: unknown }).stderr ?? err)}\n`,
+    );
+    return undefined;
+  }
+}
+const token = readToken();
+
 let stopping = false;
 const children: { name: string; proc: ChildProcess }[] = [];
 const running = (p: ChildProcess): boolean => p.exitCode === null && p.signalCode === null;
@@ -105,7 +137,10 @@ run('collector', ['collector'], { METRICS_PORT: env.COLLECTOR_METRICS_PORT ?? '9
 run('gateway', ['gateway']);
 run('streamer', ['streamer'], { METRICS_PORT: env.STREAMER_METRICS_PORT ?? '9465' });
 process.stderr.write(
-  `pipeline: collector, gateway (http://localhost:${env.PORT ?? '8080'}) and streamer running; Ctrl-C stops everything\n`,
+  `pipeline: collector, gateway (http://localhost:${env.PORT ?? '8080'}) and streamer running; Ctrl-C stops everything\n` +
+    (token === undefined
+      ? ''
+      : `pipeline: the API's read token (Authorization: Bearer <token>; the dashboard asks for it): ${token}\n`),
 );
 
 let forced = false;

@@ -13,8 +13,17 @@ export interface TestSocket {
   close(): Promise<void>;
 }
 
-export async function openSocket(url: string): Promise<TestSocket> {
-  const ws = new WebSocket(url);
+/**
+ * Opens a WebSocket; `protocols` offers subprotocols (a browser's token: `bearer.<token>`),
+ * `headers` adds request headers (Authorization).
+ */
+export async function openSocket(
+  url: string,
+  options: { protocols?: string[]; headers?: Record<string, string> } = {},
+): Promise<TestSocket> {
+  const ws = new WebSocket(url, options.protocols ?? [], {
+    ...(options.headers === undefined ? {} : { headers: options.headers }),
+  });
   const messages: Record<string, unknown>[] = [];
   const waiters: {
     pred: (m: Record<string, unknown>) => boolean;

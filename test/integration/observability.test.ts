@@ -140,6 +140,8 @@ describe('observability across processes', () => {
     const gatewayChild = spawnTs('src/cli/main.ts', ['gateway'], {
       ...env,
       PORT: String(gatewayPort),
+      // What is measured and traced, not who asks (gateway-auth.test.ts tests authentication).
+      AUTH_MODE: 'none',
     });
     const gateway = run(gatewayChild);
     const http = `http://127.0.0.1:${gatewayPort}`;

@@ -66,10 +66,13 @@ function ctrlC(p: Pipeline): void {
   process.kill(-p.child.pid, 'SIGINT');
 }
 
-async function samples(port: number, cluster: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/api/v1/clusters/${cluster}/stats`).catch(
-    () => undefined,
-  );
+/** Readings the gateway serves, asked with the read token the script printed. */
+async function samples(p: Pipeline, port: number, cluster: string): Promise<number> {
+  const token = /the API's read token \(.*\): (nexus_\S+)/.exec(p.output())?.[1];
+  if (token === undefined) return 0;
+  const res = await fetch(`http://127.0.0.1:${port}/api/v1/clusters/${cluster}/stats`, {
+    headers: { authorization: `Bearer ${token}` },
+  }).catch(() => undefined);
   if (res?.status !== 200) return 0;
   return ((await res.json()) as { samples: number }).samples;
 }
@@ -104,7 +107,7 @@ async function flowingPipeline(name: string): Promise<ReturnType<typeof startPip
     STREAM_INTERVAL: '200ms',
   });
   assert.ok(
-    await until(async () => (await samples(port, cluster)) > 0, 90_000),
+    await until(async () => (await samples(p, port, cluster)) > 0, 90_000),
     `nothing reached the gateway:\n${p.output().slice(-4000)}`,
   );
   return p;
@@ -155,7 +158,7 @@ describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, 
       NEXUS_DATA_DIR: '',
     });
     assert.ok(
-      await until(async () => (await samples(port, 'local-cluster')) > 0, 120_000),
+      await until(async () => (await samples(p, port, 'local-cluster')) > 0, 120_000),
       `nothing reached the gateway:\n${p.output().slice(-4000)}`,
     );
     const output = p.output();

@@ -6,7 +6,8 @@ import { run, spawnTs } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
-import { until } from '../helpers/pipeline.js';
+import { SqlTokenStore } from '../../src/gateway/auth/sql-token-store.js';
+import { postgresDatabase, until } from '../helpers/pipeline.js';
 import { SAMPLE, sampleRows } from '../helpers/sample.js';
 import { openSocket } from '../helpers/ws-client.js';
 
@@ -14,7 +15,9 @@ import { openSocket } from '../helpers/ws-client.js';
  * The real sample through the distributed pipeline, every component its own process: streamer ->
  * etcd -> collector -> PostgreSQL; the gateway (not in the collector's process) answers REST and
  * GraphQL and pushes live data to a WebSocket client and a GraphQL subscription opened before the
- * streaming starts.
+ * streaming starts. Every client holds a read token, as a user's would (AUTH_MODE=token, the
+ * gateway's default): REST and GraphQL in the Authorization header, the WebSocket as a browser
+ * sends it (a `bearer.<token>` subprotocol), the subscription in connection_init.
  */
 const etcd = await sharedEtcd();
 const pg = await sharedPostgres();
@@ -41,6 +44,10 @@ describe('distributed pipeline: streamer, collector and gateway processes', () =
     };
     const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
+    const tokens = new SqlTokenStore(postgresDatabase(url, 1));
+    const { token } = await tokens.create({ name: 'pipeline', scope: 'read', expiresAt: null });
+    await tokens.close();
+    const auth = { authorization: `Bearer ${token}` };
     const gateway = spawnTs('src/cli/main.ts', ['gateway'], env);
     const collector = spawnTs('src/cli/main.ts', ['collector'], env);
     const gatewayDone = run(gateway);
@@ -52,7 +59,9 @@ describe('distributed pipeline: streamer, collector and gateway processes', () =
         'gateway not ready',
       );
       // Live clients, before any data flows.
-      const socket = await openSocket(`ws://127.0.0.1:${port}/ws?cluster_id=${cluster}`);
+      const socket = await openSocket(`ws://127.0.0.1:${port}/ws?cluster_id=${cluster}`, {
+        protocols: ['nexus', `bearer.${token}`],
+      });
       await socket.waitFor((m) => m.type === 'subscribed');
       const gqlReadings: {
         host_id: string;
@@ -65,6 +74,7 @@ describe('distributed pipeline: streamer, collector and gateway processes', () =
         url: `ws://127.0.0.1:${port}/graphql`,
         webSocketImpl: WebSocket,
         lazy: false,
+        connectionParams: auth,
       });
       const subscribed = new Promise<void>((resolve, reject) => {
         client.subscribe<{ telemetry: (typeof gqlReadings)[number] }>(
@@ -137,7 +147,7 @@ describe('distributed pipeline: streamer, collector and gateway processes', () =
 
       // REST answers.
       const json = async <T>(path: string): Promise<T> => {
-        const res = await fetch(`${http}${path}`);
+        const res = await fetch(`${http}${path}`, { headers: auth });
         assert.equal(res.status, 200, path);
         return (await res.json()) as T;
       };
@@ -173,7 +183,7 @@ describe('distributed pipeline: streamer, collector and gateway processes', () =
       const gql = async <T>(query: string): Promise<T> => {
         const res = await fetch(`${http}/graphql`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', ...auth },
           body: JSON.stringify({ query }),
         });
         const body = (await res.json()) as { data: T; errors?: unknown };
