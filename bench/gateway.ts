@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { SqlTokenStore } from '../src/gateway/auth/sql-token-store.js';
 import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
 import type { TelemetryRecord } from '../src/core/record.js';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
@@ -44,11 +45,21 @@ export async function autocannon(
   url: string,
   connections: number,
   seconds: number,
+  /** A bearer token each request carries. */
+  token?: string,
 ): Promise<LoadResult> {
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(
       join(ROOT, 'node_modules', '.bin', 'autocannon'),
-      ['-c', String(connections), '-d', String(seconds), '-j', url],
+      [
+        '-c',
+        String(connections),
+        '-d',
+        String(seconds),
+        ...(token === undefined ? [] : ['-H', `authorization=Bearer ${token}`]),
+        '-j',
+        url,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let s = '';
@@ -139,17 +150,38 @@ export async function loadHour(url: string, cluster: string): Promise<number> {
   return n;
 }
 
+/**
+ * `nexus gateway` on env.DATABASE_URL (migrated). With auth 'token' (as deployed) it makes a read
+ * token the load carries; with 'none', no authentication. Either way without rate limits: one
+ * token, or one address, carries the whole load of a bench, which RATE_LIMIT_PER_MINUTE (1,200 a
+ * minute) would refuse nearly all of.
+ */
 export async function startGateway(
   env: Record<string, string>,
-): Promise<{ url: string; proc: ChildProcess }> {
+  auth: 'token' | 'none',
+): Promise<{ url: string; proc: ChildProcess; token: string | undefined }> {
+  let token: string | undefined;
+  if (auth === 'token') {
+    const tokens = new SqlTokenStore(postgresDatabase(env.DATABASE_URL ?? '', 1));
+    token = (await tokens.create({ scope: 'read', expiresAt: null })).token;
+    await tokens.close();
+  }
   const port = await freePort();
   const proc = spawn(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'gateway'], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', PORT: String(port), HOST: '127.0.0.1', ...env },
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'warn',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      AUTH_MODE: auth,
+      RATE_LIMIT_PER_MINUTE: '0',
+      ...env,
+    },
     stdio: 'ignore',
   });
   await waitHttp(`http://127.0.0.1:${port}/readyz`);
-  return { url: `http://127.0.0.1:${port}`, proc };
+  return { url: `http://127.0.0.1:${port}`, proc, token };
 }
 
 /**
@@ -168,8 +200,11 @@ async function wsClientsMain(url: string, n: number, hosts: readonly string[]): 
   const sockets: WebSocket[] = [];
   for (let i = 0; i < n; i++) {
     const host = hosts.length === 0 ? undefined : hosts[i % hosts.length];
+    // The read token as a browser sends it (a subprotocol), when the gateway asks for one.
+    const token = process.env.NEXUS_BENCH_TOKEN ?? '';
     const ws = new WebSocket(
       host === undefined ? url : `${url}&host_id=${encodeURIComponent(host)}`,
+      token === '' ? [] : ['nexus', `bearer.${token}`],
     );
     ws.on('message', (data: Buffer) => {
       const head = data.subarray(0, 300).toString('latin1');
@@ -241,6 +276,7 @@ async function startWsClients(
   url: string,
   n: number,
   hosts: readonly string[],
+  token: string | undefined,
 ): Promise<{
   proc: ChildProcess;
   /** Resolves once the first live message has reached a client. */
@@ -259,7 +295,11 @@ async function startWsClients(
       String(n),
       hosts.join(','),
     ],
-    { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+    {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, NEXUS_BENCH_TOKEN: token ?? '' },
+    },
   );
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -320,6 +360,7 @@ export async function wsLatency(input: {
   hosts: readonly string[];
   seconds: number;
   recordsPerSecond: number;
+  token: string | undefined;
 }): Promise<LiveResult & { collectorRssMb: number; streamerRssMb: number }> {
   const env = {
     LOG_LEVEL: 'warn',
@@ -333,6 +374,7 @@ export async function wsLatency(input: {
       `${input.gateway.replace(/^http/, 'ws')}/ws?cluster_id=${input.cluster}`,
       input.clients,
       input.hosts,
+      input.token,
     );
     procs.push(clients.proc);
     const collector = spawnNexus(['collector'], env);
@@ -382,11 +424,11 @@ export async function benchGateway(options: {
     const cluster = 'bench-cluster';
     log('gateway bench: loading one hour of readings');
     const loaded = await loadHour(db, cluster);
-    const gw = await startGateway({
-      DATABASE_URL: db,
-      ETCD_ENDPOINTS: etcd.endpoint,
-      CLUSTER_ID: cluster,
-    });
+    // The API as deployed: every request carries a read token (AUTH_MODE=token).
+    const gw = await startGateway(
+      { DATABASE_URL: db, ETCD_ENDPOINTS: etcd.endpoint, CLUSTER_ID: cluster },
+      'token',
+    );
     gateway = gw.proc;
     const b = await bareFastify();
     bare = b;
@@ -398,6 +440,7 @@ export async function benchGateway(options: {
         `${gw.url}/api/v1/telemetry/latest?cluster_id=${cluster}&host_id=node-007&gpu_id=3`,
         64,
         options.seconds,
+        gw.token,
       ),
     ]);
     runs.push([
@@ -406,6 +449,7 @@ export async function benchGateway(options: {
         `${gw.url}/api/v1/telemetry/latest?cluster_id=${cluster}&host_id=node-007`,
         64,
         options.seconds,
+        gw.token,
       ),
     ]);
     runs.push([
@@ -414,6 +458,7 @@ export async function benchGateway(options: {
         `${gw.url}/api/v1/telemetry/latest?cluster_id=${cluster}`,
         64,
         options.seconds,
+        gw.token,
       ),
     ]);
     runs.push([
@@ -422,6 +467,7 @@ export async function benchGateway(options: {
         `${gw.url}/api/v1/telemetry?cluster_id=${cluster}&host_id=node-007&gpu_id=3&metric=DCGM_FI_DEV_GPU_TEMP&from=-1h&limit=1000`,
         64,
         options.seconds,
+        gw.token,
       ),
     ]);
     for (const [k, r] of runs) log(`${k}: ${Math.round(r.rps)} req/s, p99 ${r.p99} ms`);
@@ -436,6 +482,7 @@ export async function benchGateway(options: {
       hosts,
       seconds: options.seconds,
       recordsPerSecond: 5000,
+      token: gw.token,
     });
     const firehose = await wsLatency({
       gateway: gw.url,
@@ -446,6 +493,7 @@ export async function benchGateway(options: {
       hosts: [],
       seconds: options.seconds,
       recordsPerSecond: 5000,
+      token: gw.token,
     });
     const gatewayRssMb = peakRssMb(gateway.pid);
     log(`gateway peak RSS ${gatewayRssMb} MB`);
@@ -461,7 +509,7 @@ export async function benchGateway(options: {
       id: 'gateway',
       title: 'Gateway: REST and live push',
       body: [
-        `${loaded.toLocaleString('en-US')} readings (one hour of ${HOSTS * GPUS} GPUs x ${METRICS.length} metrics every 10 s) in PostgreSQL on disk; the gateway as its own process (\`node dist/cli/main.js gateway\`); load from autocannon in a separate process, 64 connections, ${options.seconds} s per row; the bare Fastify ceiling is a route returning \`{"ok":true}\` in another process on the same machine.`,
+        `${loaded.toLocaleString('en-US')} readings (one hour of ${HOSTS * GPUS} GPUs x ${METRICS.length} metrics every 10 s) in PostgreSQL on disk; the gateway as its own process (\`node dist/cli/main.js gateway\`, \`AUTH_MODE=token\`: every request and WebSocket carries a read token, as deployed; \`RATE_LIMIT_PER_MINUTE=0\`, as one token carries the whole load); load from autocannon in a separate process, 64 connections, ${options.seconds} s per row; the bare Fastify ceiling is a route returning \`{"ok":true}\` in another process on the same machine.`,
         '',
         table(
           ['request', 'requests/s', 'p50 ms', 'p99 ms', 'errors', 'ratio to bare Fastify'],

@@ -803,11 +803,12 @@ export async function benchHistory(options: {
       );
 
       if (fleet.id === 'realistic' || options.noisyQueries) {
-        const gw = await startGateway({
-          DATABASE_URL: url,
-          ETCD_ENDPOINTS: etcd.endpoint,
-          CLUSTER_ID: CLUSTER,
-        });
+        // Without authentication, like the Prometheus it is compared with (the gateway section
+        // measures the API with a token).
+        const gw = await startGateway(
+          { DATABASE_URL: url, ETCD_ENDPOINTS: etcd.endpoint, CLUSTER_ID: CLUSTER },
+          'none',
+        );
         gateway = gw.proc;
         const rows = queryRows(fleet, gw.url, promLoad.server.url, scale.hosts);
         const o = {
@@ -1001,7 +1002,7 @@ function section(r: {
     '',
     `Loading (not compared: each system's own way in): ${load}.`,
     '',
-    `Queries on the realistic data. Each row first checks both answers against the data itself: the same number of series and points, and the same sum of the values (to 1e-9), or the bench stops. Nexus through \`GET /api/v1/telemetry\` (\`/latest\` for the latest values; raw rows \`limit=10000\`, one page), Prometheus through \`/api/v1/query\` (raw: a range selector at the end of the data; latest: \`{__name__=~"DCGM_.+"}\` at the end of the data) and \`/api/v1/query_range\` (averages: \`avg_over_time(m[5m])\` step 300 s, \`avg_over_time(m[1m])\` step 60 s, evaluated 1 ms before each bucket's end: PromQL's ranges are closed at both ends, so each holds exactly Nexus's bucket [b, b + step)). Latency: requests one at a time, alternating Nexus and Prometheus, after two warm-up requests each, timed from sending to the last byte, \`Accept-Encoding: identity\`; up to ${r.options.requests} of each per row, fewer past ${r.options.budgetSeconds} s. Throughput: autocannon in its own process, two runs of each system alternated (Nexus, Prometheus, Nexus, Prometheus), each of a fixed number of requests (about ${r.options.loadSeconds} s worth at twice the one-at-a-time rate, at least two per connection) so that every run ends with its last answer; requests/s is 2xx answers / the run's wall time, the mean of the two runs (errors: other answers and timeouts, such as the gateway's 503 when its event loop lags more than \`MAX_EVENT_LOOP_DELAY\` or a request waits for a turn past \`API_QUEUE_TIMEOUT\`); 64 connections except the fleet row (4: its answers take seconds each).`,
+    `Queries on the realistic data. Each row first checks both answers against the data itself: the same number of series and points, and the same sum of the values (to 1e-9), or the bench stops. Nexus through \`GET /api/v1/telemetry\` (\`/latest\` for the latest values; raw rows \`limit=10000\`, one page; \`AUTH_MODE=none\`, as Prometheus has no authentication), Prometheus through \`/api/v1/query\` (raw: a range selector at the end of the data; latest: \`{__name__=~"DCGM_.+"}\` at the end of the data) and \`/api/v1/query_range\` (averages: \`avg_over_time(m[5m])\` step 300 s, \`avg_over_time(m[1m])\` step 60 s, evaluated 1 ms before each bucket's end: PromQL's ranges are closed at both ends, so each holds exactly Nexus's bucket [b, b + step)). Latency: requests one at a time, alternating Nexus and Prometheus, after two warm-up requests each, timed from sending to the last byte, \`Accept-Encoding: identity\`; up to ${r.options.requests} of each per row, fewer past ${r.options.budgetSeconds} s. Throughput: autocannon in its own process, two runs of each system alternated (Nexus, Prometheus, Nexus, Prometheus), each of a fixed number of requests (about ${r.options.loadSeconds} s worth at twice the one-at-a-time rate, at least two per connection) so that every run ends with its last answer; requests/s is 2xx answers / the run's wall time, the mean of the two runs (errors: other answers and timeouts, such as the gateway's 503 when its event loop lags more than \`MAX_EVENT_LOOP_DELAY\` or a request waits for a turn past \`API_QUEUE_TIMEOUT\`); 64 connections except the fleet row (4: its answers take seconds each).`,
     '',
     queryTable(realisticRows),
     '',
