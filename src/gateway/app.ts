@@ -54,7 +54,8 @@ const SWAGGER_START = `window.onload = function () {
     validatorUrl: null,
     // The token the dashboard keeps for this browser tab, on every request (the document too).
     requestInterceptor: function (req) {
-      var token = window.sessionStorage.getItem('nexus.token');
+      var token = null;
+      try { token = window.sessionStorage.getItem('nexus.token'); } catch (e) { token = null; }
       if (token && !req.headers.Authorization) req.headers.Authorization = 'Bearer ' + token;
       return req;
     },

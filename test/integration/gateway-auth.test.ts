@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -586,6 +586,7 @@ describe('acceptance: nexus token create, then curl', { timeout: 240_000 }, () =
       );
       assert.equal(created.code, 0, created.stderr);
       const token = created.stdout.trimEnd().split('\n').at(-1) ?? '';
+      assert.equal(statSync(join(data, 'tokens.json')).mode & 0o777, 0o600);
       const res = await fetch(`${up.url}/api/v1/clusters`, { headers: bearer(token) });
       assert.equal(res.status, 200);
       // The page loads without one (it asks for the token).

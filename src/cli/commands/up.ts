@@ -113,6 +113,7 @@ export function upCommand(): Command {
       maxQueueDepth: `${IN_PROCESS_QUEUE_DEPTH} with the in-process queue, ${SETTINGS.maxQueueDepth.default} with etcd`,
       collectBatch: `${PGLITE_COLLECT_BATCH} with PGlite, ${SETTINGS.collectBatch.default} with PostgreSQL`,
       authMode: 'none on a loopback HOST (as by default), token otherwise',
+      rateLimitPerMinute: `0 on a loopback HOST, ${SETTINGS.rateLimitPerMinute.default} otherwise`,
     },
   );
   cmd.action(async (opts: { csv?: string }) => {
@@ -130,12 +131,16 @@ export function upCommand(): Command {
         Object.entries(defaults).filter(([key]) => !isGiven(cmd, key as SettingKey)),
       ),
     };
-    // The API is open without a token only to this machine: AUTH_MODE none on a loopback HOST.
+    // The API is open without a token only to this machine: on a loopback HOST, AUTH_MODE none
+    // and no rate limit (only this machine's own clients reach it), unless they are given.
     const asGiven = configFrom(cmd, extra);
+    const loopback: Partial<Record<SettingKey, string>> = Object.fromEntries(
+      Object.entries({ authMode: 'none', rateLimitPerMinute: '0' }).filter(
+        ([key]) => !isGiven(cmd, key as SettingKey),
+      ),
+    );
     const config =
-      !isGiven(cmd, 'authMode') && reach(asGiven.host) === 'loopback'
-        ? configFrom(cmd, { ...extra, authMode: 'none' })
-        : asGiven;
+      reach(asGiven.host) === 'loopback' ? configFrom(cmd, { ...extra, ...loopback }) : asGiven;
     // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
     // must not write into it), stops `nexus up` here, before anything starts.
     await readHeader(resolveInput(config.csvFile));

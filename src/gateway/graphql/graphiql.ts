@@ -17,7 +17,18 @@ const CSS = 'text/css; charset=utf-8';
 const START = `(function () {
   var here = window.location;
   var ws = (here.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + here.host + '/graphql';
-  var fetcher = GraphiQL.createFetcher({ url: '/graphql', subscriptionUrl: ws });
+  // The token the dashboard keeps for this browser tab (AUTH_MODE=token or oidc), if any: on
+  // every query, and in connection_init for subscriptions.
+  var token = null;
+  try { token = window.sessionStorage.getItem('nexus.token'); } catch (e) { token = null; }
+  var fetcher = GraphiQL.createFetcher(token
+    ? {
+        url: '/graphql',
+        subscriptionUrl: ws,
+        headers: { Authorization: 'Bearer ' + token },
+        wsConnectionParams: { authorization: 'Bearer ' + token },
+      }
+    : { url: '/graphql', subscriptionUrl: ws });
   var query = '# Nexus GPU telemetry. Subscriptions: subscription { telemetry(metric: ["GPU_TEMP"]) { host_id gpu_id value } }\\n' +
     '{\\n  clusters {\\n    cluster_id\\n    cluster_name\\n    status\\n  }\\n  telemetry(limit: 5) {\\n    cluster_id\\n    timestamp\\n    data\\n  }\\n}\\n';
   ReactDOM.createRoot(document.getElementById('graphiql')).render(
