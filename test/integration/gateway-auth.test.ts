@@ -94,6 +94,7 @@ async function build(over: Partial<GatewayOptions> & { auth?: AuthOptions } = {}
       metricsAuth: true,
       rateLimit: { perMinute: 0, anonPerMinute: 0 },
       recheckMs: 200,
+      initTimeoutMs: 500,
     },
     ...over,
   });
@@ -326,12 +327,29 @@ describe('gateway authentication: every route of the app', () => {
   });
 });
 
+/** `p`, or a failure naming `what` after 10 s (a test waits for an event, never for ever). */
+function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no ${what} within 10 s`)), 10_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 /** Resolves when the socket opens, or with the HTTP status that refused the handshake. */
 function handshake(ws: WebSocket): Promise<number | 'open'> {
-  return new Promise((resolve) => {
-    ws.once('open', () => resolve('open'));
-    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-  });
+  return within(
+    new Promise((resolve) => {
+      ws.once('open', () => resolve('open'));
+      ws.once('unexpected-response', (req, res) => {
+        req.destroy();
+        resolve(res.statusCode ?? 0);
+      });
+    }),
+    'handshake',
+  );
 }
 
 describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () => {
@@ -361,7 +379,11 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
     assert.equal(await handshake(socket), 'open');
     const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
     await tokens.revoke(live.record.id);
-    assert.equal(await closed, 4401);
+    try {
+      assert.equal(await within(closed, 'close'), 4401);
+    } finally {
+      socket.terminate();
+    }
   });
 
   it('GraphQL subscriptions: the token in connection_init or as a subprotocol; refused without', async () => {
@@ -369,23 +391,26 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
       connectionParams: Record<string, unknown> | undefined,
       impl: typeof WebSocket = WebSocket,
     ) =>
-      new Promise<string>((resolve) => {
-        const client = createClient({
-          url: `${ws}/graphql`,
-          webSocketImpl: impl,
-          lazy: false,
-          retryAttempts: 0,
-          ...(connectionParams === undefined ? {} : { connectionParams }),
-          on: {
-            connected: (socket) => {
-              resolve(`connected ${(socket as WebSocket).protocol}`);
-              void client.dispose();
+      within(
+        new Promise<string>((resolve) => {
+          const client = createClient({
+            url: `${ws}/graphql`,
+            webSocketImpl: impl,
+            lazy: false,
+            retryAttempts: 0,
+            ...(connectionParams === undefined ? {} : { connectionParams }),
+            on: {
+              connected: (socket) => {
+                resolve(`connected ${(socket as WebSocket).protocol}`);
+                void client.dispose();
+              },
+              closed: (e) => resolve(`closed ${(e as { code: number }).code}`),
             },
-            closed: (e) => resolve(`closed ${(e as { code: number }).code}`),
-          },
-          onNonLazyError: () => undefined,
-        });
-      });
+            onNonLazyError: () => undefined,
+          });
+        }),
+        'connection or close',
+      );
     assert.equal(await connect(undefined), 'closed 4401');
     assert.equal(await connect({ authorization: `Bearer ${tok.revoked}` }), 'closed 4401');
     assert.equal(
@@ -400,6 +425,16 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
     assert.equal(
       await connect(undefined, WithToken as unknown as typeof WebSocket),
       'connected graphql-transport-ws',
+    );
+    // A connection that never sends connection_init does not hold its slot for good.
+    const idle = new WebSocket(`${ws}/graphql`, ['graphql-transport-ws']);
+    assert.equal(await handshake(idle), 'open');
+    assert.equal(
+      await within(
+        new Promise<number>((resolve) => idle.once('close', (code) => resolve(code))),
+        'close',
+      ),
+      4401,
     );
   });
 });

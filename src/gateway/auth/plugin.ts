@@ -7,7 +7,7 @@ import { ClientMistakes } from '../client-log.js';
 import { wantsGraphiql } from '../graphql/graphiql.js';
 import { accessOf, type Access } from './access.js';
 import type { Authenticator, FailureReason, Principal } from './authenticator.js';
-import { LiveSessions } from './sessions.js';
+import { CLOSE_UNAUTHORIZED, LiveSessions } from './sessions.js';
 
 export type AuthMode = 'none' | 'token' | 'oidc';
 
@@ -27,6 +27,11 @@ export type AuthOptions = (
   readonly rateLimit: RateLimits;
   /** How often open WebSocket connections' credentials are checked again (default 5 s). */
   readonly recheckMs?: number;
+  /**
+   * How long a GraphQL subscription connection opened without a token has to send one in
+   * connection_init before it is closed with 4401 (default 10 s).
+   */
+  readonly initTimeoutMs?: number;
 };
 
 /** A route and who may use it. */
@@ -236,6 +241,10 @@ export async function registerAuth(
   const upgrades = new WeakMap<IncomingMessage, string>();
   /** Subscription upgrades without a token yet (it may come in connection_init). */
   const pending = new WeakSet<FastifyRequest>();
+  const pendingRaw = new WeakSet<IncomingMessage>();
+  /** Their sockets, each closed unless a token comes in time. */
+  const unproven = new WeakMap<WebSocket, NodeJS.Timeout>();
+  const initTimeoutMs = o.initTimeoutMs ?? 10_000;
   app.addHook('onReady', (done) => {
     if (!app.hasDecorator('websocketServer')) {
       done();
@@ -244,6 +253,16 @@ export async function registerAuth(
     app.websocketServer.on('connection', (socket: WebSocket, raw: IncomingMessage) => {
       const credential = upgrades.get(raw);
       if (credential !== undefined) sessions.watch(socket, credential);
+      else if (pendingRaw.has(raw)) {
+        const timer = setTimeout(() => {
+          socket.close(
+            CLOSE_UNAUTHORIZED,
+            `no token: send connection_init with {"authorization": "Bearer <token>"} within ${Math.round(initTimeoutMs / 1000)} s`,
+          );
+        }, initTimeoutMs);
+        unproven.set(socket, timer);
+        socket.once('close', () => clearTimeout(timer));
+      }
     });
     done();
   });
@@ -262,6 +281,7 @@ export async function registerAuth(
     if (credential.kind === 'none' && upgrading(req) && req.routeOptions.url === '/graphql') {
       // graphql-ws may carry the token in connection_init: subscriptionConnect decides then.
       pending.add(req);
+      pendingRaw.add(req.raw);
       await overLimit(anonLimit, req, reply, `${req.ip} without a valid token`);
       return;
     }
@@ -302,7 +322,7 @@ export async function registerAuth(
     if (upgrades.has(request.raw)) return true;
     const refuse = (reason: FailureReason, message: string): false => {
       noteFailure(request, reason, message);
-      socket.close(reason === 'forbidden' ? 4403 : 4401, message.slice(0, 120));
+      socket.close(reason === 'forbidden' ? 4403 : CLOSE_UNAUTHORIZED, message.slice(0, 120));
       return false;
     };
     const credential = payloadCredential(payload);
@@ -321,6 +341,7 @@ export async function registerAuth(
     if (!verdict.ok) return refuse(verdict.reason, verdict.message);
     if (!verdict.principal.scopes.has('read'))
       return refuse('forbidden', `this needs the read scope`);
+    clearTimeout(unproven.get(socket));
     sessions.watch(socket, credential.value);
     return true;
   };
