@@ -286,7 +286,13 @@ describe('gateway authentication: every route of the app', () => {
     assert.equal((await main.app.inject('/swagger/index.html')).statusCode, 200);
     assert.equal((await main.app.inject('/openapi.json')).statusCode, 401);
     const doc = await main.app.inject({ url: '/openapi.json', headers: bearer(tok.read) });
-    assert.deepEqual(doc.json<{ security: unknown }>().security, [{ bearer: [] }]);
+    const openapi = doc.json<{
+      security: unknown;
+      paths: Record<string, { get?: { security?: unknown } }>;
+    }>();
+    assert.deepEqual(openapi.security, [{ bearer: [] }]);
+    assert.deepEqual(openapi.paths['/healthz']?.get?.security, []);
+    assert.equal(openapi.paths['/api/v1/clusters']?.get?.security, undefined);
   });
 
   it('dead letters through the API: listed and replayed with an admin token', async () => {

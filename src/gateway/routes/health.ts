@@ -53,6 +53,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
     {
       schema: {
         tags: ['health'],
+        // Open: no token (docs/api.md, Authentication).
+        security: [],
         summary: 'Health: dependencies checked, with details',
         response: { 200: Health, 503: Health },
       },
@@ -74,6 +76,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
     {
       schema: {
         tags: ['health'],
+        // Open: no token (docs/api.md, Authentication).
+        security: [],
         summary: 'Liveness: the process answers',
         response: { 200: Liveness },
       },
@@ -85,6 +89,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthOptions> = async (app
     {
       schema: {
         tags: ['health'],
+        // Open: no token (docs/api.md, Authentication).
+        security: [],
         summary: 'Readiness: dependencies reachable and not draining',
         response: {
           200: Readiness,
