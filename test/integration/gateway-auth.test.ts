@@ -432,6 +432,28 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
       await connect(undefined, WithToken as unknown as typeof WebSocket),
       'connected graphql-transport-ws',
     );
+    class WithHeader extends WebSocket {
+      constructor(url: string | URL | null, protocol?: string | string[]) {
+        super(url ?? '', protocol, { headers: bearer(tok.read) });
+      }
+    }
+    assert.equal(
+      await connect(undefined, WithHeader as unknown as typeof WebSocket),
+      'connected graphql-transport-ws',
+    );
+    // A header with a revoked token is refused at the upgrade, whatever connection_init says.
+    class WithRevoked extends WebSocket {
+      constructor(url: string | URL | null, protocol?: string | string[]) {
+        super(url ?? '', protocol, { headers: bearer(tok.revoked) });
+      }
+    }
+    assert.match(
+      await connect(
+        { authorization: `Bearer ${tok.read}` },
+        WithRevoked as unknown as typeof WebSocket,
+      ),
+      /^closed /,
+    );
     // A connection that never sends connection_init does not hold its slot for good.
     const idle = new WebSocket(`${ws}/graphql`, ['graphql-transport-ws']);
     assert.equal(await handshake(idle), 'open');
