@@ -5,11 +5,13 @@
 import { silentLogger } from '../../src/core/logger.js';
 import { EtcdQueue } from '../../src/queue/etcd/etcd-queue.js';
 
-const [endpoint, prefix, clusterId, count, leaseTtlMs] = process.argv.slice(2);
+const [endpoint, prefix, clusterId, count, leaseTtlMs, tls] = process.argv.slice(2);
+/** TLS files of a secure etcd (its CA, this client's certificate and key), as JSON, if any. */
+const files = tls === undefined ? {} : (JSON.parse(tls) as Record<string, string>);
 const queue = new EtcdQueue({
   clusterId: clusterId ?? '',
   prefix: prefix ?? '',
-  connection: { endpoints: [endpoint ?? ''], timeoutMs: 5000 },
+  connection: { endpoints: [endpoint ?? ''], timeoutMs: 5000, ...files },
   enableWatch: true,
   maxAttempts: 3,
   retry: { baseMs: 50, capMs: 400 },
