@@ -5,7 +5,7 @@
  * generated settings file; then what must be refused is: no certificate, a certificate of another
  * CA, a certificate of no etcd user, and each component outside its prefixes (a forged message, a
  * dead-letter purge by the gateway or the streamer, the streamer writing the registry). The gateway
- * runs with AUTH_MODE=none: its own authentication is not what this file tests.
+ * runs as deployed, with AUTH_MODE=token and a read token.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -151,13 +151,21 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
     };
     const migrate = await nexus(['migrate'], { DATABASE_URL: url });
     assert.equal(migrate.code, 0, migrate.stderr);
+    // The gateway as deployed: a read token of nexus token create (its last line).
+    const created = await nexus(['token', 'create', '--scope', 'read', '--name', 'secure-test'], {
+      DATABASE_URL: url,
+    });
+    assert.equal(created.code, 0, created.stderr);
+    const token = created.stdout.trim().split('\n').at(-1) ?? '';
+    assert.match(token, /^nexus_/);
+    const auth = { authorization: `Bearer ${token}` };
     const gateway = spawnTs('src/cli/main.ts', ['gateway'], {
       ...settings('gateway'),
       ...common,
       CLUSTER_ID: CLUSTER,
       PORT: String(port),
       HOST: '127.0.0.1',
-      AUTH_MODE: 'none',
+      AUTH_MODE: 'token',
     });
     const collector = spawnTs('src/cli/main.ts', ['collector'], {
       ...settings('collector'),
@@ -168,7 +176,7 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
     const collectorDone = run(collector);
     const http = `http://127.0.0.1:${port}`;
     const json = async <T>(path: string): Promise<T> => {
-      const res = await fetch(`${http}${path}`);
+      const res = await fetch(`${http}${path}`, { headers: auth });
       assert.equal(res.status, 200, `${path}: ${await res.clone().text()}`);
       return (await res.json()) as T;
     };
@@ -179,7 +187,9 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
         'gateway not ready',
       );
       // Live data comes from the collector through the commit feed in etcd.
-      const socket = await openSocket(`ws://127.0.0.1:${port}/ws?cluster_id=${CLUSTER}`);
+      const socket = await openSocket(`ws://127.0.0.1:${port}/ws?cluster_id=${CLUSTER}`, {
+        protocols: ['nexus', `bearer.${token}`],
+      });
       await socket.waitFor((m) => m.type === 'subscribed');
       await new Promise((r) => setTimeout(r, 1000));
 
