@@ -242,7 +242,10 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
   installErrorHandling(app, o.logger);
   await registerSecurityHeaders(app, { tls: o.tls !== undefined });
-  // First, before any route and any hook that works for a request: 401, 403 and 429 cost nothing.
+  // CORS before authentication: its hook answers preflights (they carry no credentials) and puts
+  // its headers on every answer, so that a listed origin's page can read a 401 and ask for a token.
+  await registerCors(app, o.cors);
+  // Then, before any route and any hook that works for a request: 401, 403 and 429 cost nothing.
   const auth = await registerAuth(app, o.auth, { metrics: o.metrics });
   // Before any route (/metrics is the first): the plugin adds its hook to each route declared.
   await registerCompression(app);
@@ -254,7 +257,6 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   // The schemas referenced by $ref (ref()), named in the OpenAPI document.
   for (const s of [ErrorBody, Cluster, Host, Gpu, Reading, Series, SeriesColumns, TelemetryResult])
     app.addSchema(s);
-  await registerCors(app, o.cors);
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',

@@ -172,7 +172,6 @@ describe('gateway authentication: every route of the app', () => {
       ...new Set(main.gateway.auth.routes.filter((r) => r.access === 'open').map((r) => r.url)),
     ].sort();
     assert.deepEqual(open, [
-      '*', // OPTIONS: CORS preflights
       '/',
       '/assets/app.js',
       '/graphiql/assets/:name',
@@ -269,6 +268,31 @@ describe('gateway authentication: every route of the app', () => {
       'GET /swagger/json',
     ])
       assert.ok(seen.includes(k), k);
+  });
+
+  it('with CORS_ORIGINS, a preflight needs no token and a refusal carries the CORS headers (the page can read its 401)', async () => {
+    const origin = 'https://grafana.example.com';
+    const { app } = await build({ cors: { enabled: true, origins: [origin] } });
+    const preflight = await app.inject({
+      method: 'OPTIONS',
+      url: '/api/v1/clusters',
+      headers: {
+        origin,
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'authorization',
+      },
+    });
+    assert.equal(preflight.statusCode, 204);
+    assert.equal(preflight.headers['access-control-allow-origin'], origin);
+    const refused = await app.inject({ url: '/api/v1/clusters', headers: { origin } });
+    assert.equal(refused.statusCode, 401);
+    assert.equal(refused.headers['access-control-allow-origin'], origin);
+    const allowed = await app.inject({
+      url: '/api/v1/clusters',
+      headers: { origin, ...bearer(tok.read) },
+    });
+    assert.equal(allowed.statusCode, 200);
+    assert.equal(allowed.headers['access-control-allow-origin'], origin);
   });
 
   it('GraphiQL and Swagger UI pages load without a token; the documents and queries they fetch need one', async () => {
