@@ -28,6 +28,21 @@ export interface LiveHandlers {
   readonly onResync?: () => void;
 }
 
+/** What the live socket needs of the page's API token (auth.ts). */
+export interface LiveAuth {
+  /** The subprotocols a connection offers now. */
+  protocols(): readonly string[];
+  /**
+   * The gateway closed the socket for its token: settles once the API answers again (a REST call
+   * meets the 401 and asks for a token first).
+   */
+  refused(): Promise<unknown>;
+}
+
+/** Close codes of a socket whose token the gateway no longer accepts (revoked, expired; no scope). */
+const CLOSE_UNAUTHORIZED = 4401;
+const CLOSE_FORBIDDEN = 4403;
+
 export type LiveState =
   | { readonly kind: 'connecting' }
   | { readonly kind: 'live' }
@@ -59,13 +74,14 @@ export class LiveClient {
 
   /**
    * `push` settles with whether the gateway pushes live readings (its overview's
-   * `features.websocket`); when it cannot say (rejects), the socket is tried. `protocols` gives the
-   * subprotocols each connection offers (the API token's, auth.ts; none: a plain socket).
+   * `features.websocket`); when it cannot say (rejects), the socket is tried. `auth` gives the
+   * subprotocols each connection offers (the API token's, auth.ts; without it, a plain socket) and
+   * hears of a connection the gateway closed for its token (4401 revoked or expired, 4403).
    */
   constructor(
     private readonly url: string,
     push: Promise<boolean>,
-    private readonly protocols: () => readonly string[] = () => [],
+    private readonly auth?: LiveAuth,
   ) {
     push.then(
       (yes) => {
@@ -177,7 +193,7 @@ export class LiveClient {
     this.setState({ kind: 'connecting' });
     let ws: WebSocket;
     try {
-      const protocols = this.protocols();
+      const protocols = this.auth?.protocols() ?? [];
       ws =
         protocols.length === 0 ? new WebSocket(this.url) : new WebSocket(this.url, [...protocols]);
     } catch (err) {
@@ -212,6 +228,16 @@ export class LiveClient {
           : ev.reason !== ''
             ? ev.reason
             : `connection closed (${ev.code})`;
+      const auth = this.auth;
+      if (auth !== undefined && (ev.code === CLOSE_UNAUTHORIZED || ev.code === CLOSE_FORBIDDEN)) {
+        // Reconnecting with the same token would be refused again: once the API answers (after
+        // a new token, if it wants one), connect again (unless the new token already did).
+        this.setState({ kind: 'error', reason: 'the gateway no longer accepts the API token' });
+        void auth.refused().finally(() => {
+          if (this.ws === undefined && this.retryTimer === undefined) this.connect();
+        });
+        return;
+      }
       this.scheduleRetry(reason);
     });
   }

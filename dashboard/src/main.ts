@@ -53,7 +53,11 @@ function start(): void {
   const live = new LiveClient(
     liveUrl(),
     api.overview().then((o) => o.features.websocket),
-    socketProtocols,
+    {
+      protocols: socketProtocols,
+      // A REST call meets the same 401, which asks for a token (api.ts); a new one reconnects.
+      refused: () => api.overview().catch(() => undefined),
+    },
   );
   // A new token: the live socket reconnects with it.
   onTokenChange((token) => {
