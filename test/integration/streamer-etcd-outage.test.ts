@@ -188,13 +188,21 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     await queue.etcd.delete().key(ownerKey);
     await stream.writeMeta({ v: 1 });
     assert.deepEqual(await stream.readMeta(), { v: 1 });
-    // Several lanes find the key gone at once (as after an outage): they all carry on.
-    await queue.etcd.delete().key(ownerKey);
-    await Promise.all(
-      [1, 2, 3, 4, 5, 6, 7].map((lane) =>
-        stream.publish(envelope(cluster), lane, null, { batch: lane }),
-      ),
-    );
+    // Several lanes find the key gone at once (as after an outage): they all carry on, also
+    // when one lane's write fails on the old fence after another lane has taken the stream back
+    // (judged against its own fence, not the new one). Ten rounds: the interleavings vary.
+    const tokens = new Map<number, string>();
+    for (let round = 0; round < 10; round++) {
+      await queue.etcd.delete().key(ownerKey);
+      await Promise.all(
+        [1, 2, 3, 4, 5, 6, 7].map(async (lane) => {
+          const token = await stream.publish(envelope(cluster), lane, tokens.get(lane) ?? null, {
+            batch: round,
+          });
+          tokens.set(lane, token);
+        }),
+      );
+    }
     // Now another streamer takes the stream while the first one's key is gone.
     await queue.etcd.delete().key(ownerKey);
     const second = await other.openStream('retake', 'second');
@@ -205,7 +213,7 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
       assert.match(e.message ?? '', /another streamer took it .*second/);
       return true;
     });
-    assert.equal(recordsOf(await drain(queue)).length, 8);
+    assert.equal(recordsOf(await drain(queue)).length, 1 + 7 * 10);
     await second.release();
     await other.close();
     await queue.close();

@@ -216,8 +216,12 @@ export class EtcdStream implements StreamHandle {
     }
     const messageKey = this.layout.message(messageNameOf(envelope));
     const laneKey = this.layout.streamLane(this.streamId, lane);
-    const attempt = async (leaseId: string) =>
-      this.kv.txn(
+    // The owner revision this write is fenced with: another lane's retake may move
+    // this.ownerRevision while it is in flight, and the failure must be judged against the fence.
+    let fenced = this.ownerRevision;
+    const attempt = async (leaseId: string) => {
+      fenced = this.ownerRevision;
+      return this.kv.txn(
         [this.ownerFence(), modIs(laneKey, expectToken ?? 0), absent(messageKey)],
         [putOp(messageKey, body, leaseId), putOp(laneKey, JSON.stringify(state))],
         [
@@ -227,6 +231,7 @@ export class EtcdStream implements StreamHandle {
         ],
         'publish',
       );
+    };
     let leaseId = await this.leases.id();
     let res;
     try {
@@ -239,7 +244,10 @@ export class EtcdStream implements StreamHandle {
     }
     if (res.succeeded) return res.header.revision;
     const owner = res.responses[0]?.response_range.kvs[0];
-    if (owner?.mod_revision !== this.ownerRevision) {
+    if (owner?.mod_revision !== fenced) {
+      // Taken back meanwhile by another lane of this streamer: write again under the new fence.
+      if (owner !== undefined && owner.mod_revision === this.ownerRevision)
+        return this.publish(envelope, lane, expectToken, state, retaken);
       if (retaken) throw this.lost(owner);
       await this.retake(owner);
       return this.publish(envelope, lane, expectToken, state, true);
