@@ -218,4 +218,41 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     await other.close();
     await queue.close();
   });
+  it("a lane whose write was fenced before another lane took the stream back writes again (not 'message already exists')", async () => {
+    const cluster = uniqueCluster('refence');
+    const queue = etcdQueue(etcd.endpoint, cluster);
+    const stream = await queue.openStream('refence', 'first');
+    const ownerKey = queue.layout.streamOwner('refence');
+    const lane2 = queue.layout.streamLane('refence', 2);
+    // The interleaving CI met once, made certain: lane 2's write, fenced with the lapsed owner
+    // revision, reaches etcd only once lane 1 has taken the stream back.
+    const kv = queue.etcd.kv;
+    const txn = kv.txn.bind(kv);
+    let retook: () => void = () => undefined;
+    const takenBack = new Promise<void>((resolve) => (retook = resolve));
+    let held = false;
+    kv.txn = async (req) => {
+      const puts = (req.success ?? []).map((op) => op.request_put?.key?.toString());
+      if (puts.includes(lane2) && !held) {
+        held = true;
+        await takenBack;
+      }
+      const res = await txn(req);
+      if (puts.includes(ownerKey) && res.succeeded) setImmediate(retook);
+      return res;
+    };
+    try {
+      await queue.etcd.delete().key(ownerKey);
+      const [t1, t2] = await Promise.all([
+        stream.publish(envelope(cluster), 1, null, { batch: 1 }),
+        stream.publish(envelope(cluster), 2, null, { batch: 1 }),
+      ]);
+      assert.ok(held);
+      assert.notEqual(t1, t2);
+      assert.equal(recordsOf(await drain(queue)).length, 2);
+    } finally {
+      kv.txn = txn;
+      await queue.close();
+    }
+  });
 });
