@@ -19,7 +19,7 @@ BUILT            := dist/.tsc.stamp dist/dashboard/index.html dist/store/pglite/
 
 .PHONY: help setup-dev setup-run setup-etcd setup-etcd-secure stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
         build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
-        run-nexus-gateway test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
+        run-nexus-gateway image test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -87,6 +87,19 @@ run-nexus-gateway: build-nexus ## Run the gateway (PORT, ENABLE_GRAPHQL, ENABLE_
 
 run-nexus-pipeline: build-nexus setup-dev ## Run etcd (ETCD_PORT), PostgreSQL (PG_PORT), collector, gateway and streamer locally; Ctrl-C stops all
 	@DATA_DIR=$(DATA_DIR) ETCD_PORT=$(ETCD_PORT) ETCD_PEER=$(ETCD_PEER) PG_PORT=$(PG_PORT) exec node --import tsx scripts/pipeline.ts
+
+IMAGE         ?= nexus:$(shell node -p "require('./package.json').version")
+# The container engine: docker, else podman (CONTAINER_ENGINE=... picks one).
+CONTAINER_ENGINE ?= $(shell command -v docker >/dev/null 2>&1 && echo docker || (command -v podman >/dev/null 2>&1 && echo podman))
+
+image: ## Build the container image (IMAGE, default nexus:<version>) with docker or podman: one image, every component
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+	  echo "make image: neither docker nor podman is installed (or set CONTAINER_ENGINE)" >&2; exit 2; fi
+	@$(CONTAINER_ENGINE) info >/dev/null 2>&1 || { \
+	  echo "make image: $(CONTAINER_ENGINE) is installed but does not answer ($(CONTAINER_ENGINE) info failed: is its daemon running?)" >&2; exit 2; }
+	$(CONTAINER_ENGINE) build -t $(IMAGE) \
+	  --build-arg VERSION=$(lastword $(subst :, ,$(IMAGE))) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
 
 lint: setup-run ## ESLint, Prettier and dependency-cruiser
 	npx eslint .
