@@ -26,6 +26,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import { FOLD } from '../src/store/sql-store.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { FLEET_METRICS, realisticFleet } from './fleet-data.js';
 import { BENCH_DIR, fmtNumber, freshDatabase, log, table } from './lib.js';
@@ -170,29 +171,9 @@ function batches(d: Data, variant: Variant): string[][] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SQL. FOLD, UPSERT_FROM and ROLL_UP are copies of src/store/sql-store.ts (the unnest source,
-// without the database identity guard, which costs the same in both forms).
-
-const FOLD = (rows: string): string => `rollup AS (
-  INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
-  SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
-         max(time), (array_agg(value ORDER BY time DESC))[1]
-  FROM ${rows}
-  GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
-  ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
-    min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
-    sum = r.sum + excluded.sum, count = r.count + excluded.count,
-    last_value = CASE WHEN excluded.last_time >= r.last_time THEN excluded.last_value ELSE r.last_value END,
-    last_time = greatest(r.last_time, excluded.last_time)
-  RETURNING 1
-), latest AS (
-  INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
-  SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM ${rows}
-  ORDER BY gpu_id, metric_id, time DESC
-  ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
-    WHERE l.time <= excluded.time
-  RETURNING 1
-)`;
+// SQL. FOLD is the store's own (src/store/sql-store.ts); UPSERT_A and ROLL_UP.A follow its
+// UPSERT_FROM and ROLL_UP (the unnest source, without the database identity guard, which costs the
+// same in both forms).
 
 const SOURCE = `SELECT nexus_ts(t) AS time, g AS gpu_id, m AS metric_id, v AS value, i::int AS i
    FROM unnest($1::bigint[], $2::int[], $3::smallint[], $4::float8[]) WITH ORDINALITY AS u(t, g, m, v, i)`;

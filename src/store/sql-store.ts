@@ -57,7 +57,7 @@ function isPartitionMissing(err: unknown): boolean {
  * values, as CTEs `rollup` and `latest`. The upserts are sorted by key, so that concurrent
  * statements take row locks in the same order.
  */
-const FOLD = (rows: string): string => `rollup AS (
+export const FOLD = (rows: string): string => `rollup AS (
   INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
   SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
          max(time), (array_agg(value ORDER BY time DESC))[1]

@@ -8,9 +8,7 @@
  * runs as deployed, with AUTH_MODE=token and a read token.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ROOT, run, spawnTs } from '../helpers/child.js';
@@ -18,59 +16,16 @@ import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { until } from '../helpers/pipeline.js';
 import { SAMPLE } from '../helpers/sample.js';
+import { exec, secureEtcd, type Output } from '../helpers/secure-etcd.js';
 import { openSocket } from '../helpers/ws-client.js';
 
-const dataDir = mkdtempSync(join(tmpdir(), 'nexus-etcd-secure-'));
-const secureDir = join(dataDir, 'etcd-secure');
-const certs = join(secureDir, 'certs');
-const [etcdPort, peerPort] = [await freePort(), await freePort()];
+const etcd = await secureEtcd('nexus-etcd-secure');
+const { dataDir, secureDir, certs, make, settings } = etcd;
+const etcdPort = etcd.port;
 const CLUSTER = 'secure-test';
 const QUEUE = `/telemetry/queue/${CLUSTER}/`;
 const DEAD = `/telemetry/queue.dead/${CLUSTER}/`;
 const pg = await sharedPostgres();
-
-type Output = { code: number | null; stdout: string; stderr: string };
-
-/** Runs a command to its end (its environment: ours without any etcdctl or etcd credentials). */
-function exec(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Output> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !/^ETCDCTL_|^ETCD_/.test(k)),
-  );
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      { cwd: ROOT, env: { ...base, ...env }, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-/** `make TARGET` with this file's etcd: its own ports and data directory (setup-dev not redone). */
-function make(target: string): Promise<Output> {
-  return exec('make', [
-    '--no-print-directory',
-    '-o',
-    'setup-dev',
-    target,
-    `DATA_DIR=${dataDir}`,
-    `ETCD_PORT=${etcdPort}`,
-    `ETCD_PEER=${peerPort}`,
-  ]);
-}
-
-/** A component's settings file (DATA_DIR/etcd-secure/<user>.env) as variables. */
-function settings(user: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(join(secureDir, `${user}.env`), 'utf8').split('\n')) {
-    const m = /^([A-Z_]+)=(.*)$/.exec(line);
-    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1]] = m[2];
-  }
-  return out;
-}
 
 /** etcdctl as a user of the settings files (its ETCDCTL_* lines), or with the flags given. */
 function etcdctl(user: string | undefined, args: readonly string[]): Promise<Output> {
@@ -102,23 +57,8 @@ async function nexus(args: readonly string[], env: Record<string, string>): Prom
   }
 }
 
-/**
- * A test that failed before `make stop-etcd` ran leaves etcd running (in a session of its own):
- * stop it by its pid, also when this process exits without running `after` (a timeout).
- */
-function killEtcd(): void {
-  const pidFile = join(secureDir, 'etcd.pid');
-  if (!existsSync(pidFile)) return;
-  try {
-    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
-  } catch {
-    // gone already
-  }
-}
-process.once('exit', killEtcd);
 after(async () => {
-  killEtcd();
-  rmSync(dataDir, { recursive: true, force: true });
+  etcd.destroy();
   await pg.release();
 });
 
