@@ -152,6 +152,7 @@ export function chartSchema(): Schema {
     type: 'object',
     additionalProperties: false,
     properties: {
+      global: free('Values shared with subcharts (none: this chart has no dependencies)'),
       nameOverride: str('Replaces "nexus" in the names of the objects'),
       fullnameOverride: str('Replaces <release>-nexus as the prefix of every name'),
       image: image('The one Nexus image of every component'),
@@ -284,6 +285,9 @@ export function chartSchema(): Schema {
         pdbMaxUnavailable: int('PodDisruptionBudget maxUnavailable', 1),
         nodeSelector: map('Node selector'),
         tolerations: list('Tolerations'),
+        tls: obj('HTTPS at the gateway', {
+          existingSecret: str('kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt); empty: HTTP'),
+        }),
         service: obj('The Service', {
           type: str('Service type', { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] }),
           port: int('Service port', 1, { maximum: 65535 }),

@@ -212,6 +212,10 @@ winning. Call with (dict "ctx" $ "component" "collector" "config" .Values.collec
 {{- $_ := set $env "DB_USER" (printf "%s_%s" (include "nexus.rolePrefix" $ctx) .db) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (eq .component "gateway") $ctx.Values.gateway.tls.existingSecret -}}
+{{- $_ := set $env "TLS_CERT_FILE" "/var/run/secrets/nexus/tls/tls.crt" -}}
+{{- $_ := set $env "TLS_KEY_FILE" "/var/run/secrets/nexus/tls/tls.key" -}}
+{{- end -}}
 {{- range $k, $v := $ctx.Values.config -}}
 {{- $_ := set $env $k (include "nexus.envValue" $v) -}}
 {{- end -}}
@@ -239,6 +243,12 @@ nexus.env. nexus.volumeMounts mounts them.
 - name: etcd-client
   secret:
     secretName: {{ include "nexus.etcdClientSecret" (dict "ctx" $ctx "user" .etcdUser) }}
+    defaultMode: 0440
+{{- end }}
+{{- if and (eq .component "gateway") $ctx.Values.gateway.tls.existingSecret }}
+- name: gateway-tls
+  secret:
+    secretName: {{ $ctx.Values.gateway.tls.existingSecret }}
     defaultMode: 0440
 {{- end }}
 {{- if ne .db "none" }}
@@ -286,6 +296,11 @@ nexus.env. nexus.volumeMounts mounts them.
   mountPath: /var/run/secrets/nexus/etcd
   readOnly: true
 {{- end }}
+{{- if and (eq .component "gateway") $ctx.Values.gateway.tls.existingSecret }}
+- name: gateway-tls
+  mountPath: /var/run/secrets/nexus/tls
+  readOnly: true
+{{- end }}
 {{- if ne .db "none" }}
 - name: db-password
   mountPath: /var/run/secrets/nexus/db
@@ -303,25 +318,28 @@ nexus.env. nexus.volumeMounts mounts them.
 {{- end }}
 {{- end -}}
 
-{{/* Probes on /healthz and /readyz of a named port. */}}
+{{/* Probes on /healthz and /readyz of a named port; call with (dict "port" "http" "scheme" "HTTP"). */}}
 {{- define "nexus.probes" -}}
 startupProbe:
   httpGet:
     path: /healthz
-    port: {{ . }}
+    port: {{ .port }}
+    scheme: {{ .scheme }}
   periodSeconds: 5
   failureThreshold: 60
 livenessProbe:
   httpGet:
     path: /healthz
-    port: {{ . }}
+    port: {{ .port }}
+    scheme: {{ .scheme }}
   periodSeconds: 10
   timeoutSeconds: 5
   failureThreshold: 6
 readinessProbe:
   httpGet:
     path: /readyz
-    port: {{ . }}
+    port: {{ .port }}
+    scheme: {{ .scheme }}
   periodSeconds: 5
   timeoutSeconds: 5
   failureThreshold: 2
