@@ -19,7 +19,7 @@ BUILT            := dist/.tsc.stamp dist/dashboard/index.html dist/store/pglite/
 
 .PHONY: help setup-dev setup-run setup-etcd setup-etcd-secure stop-etcd setup-postgres stop-postgres migrate build-nexus build-nexus-streamer build-nexus-collector \
         build-nexus-gateway run run-nexus-pipeline run-nexus-streamer run-nexus-collector \
-        run-nexus-gateway image test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
+        run-nexus-gateway image deploy-check test test-unit test-integration test-e2e build-dashboard screenshots lint typecheck format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ image: ## Build the container image (IMAGE, default nexus:<version>) with docker
 	$(CONTAINER_ENGINE) build -t $(IMAGE) \
 	  --build-arg VERSION=$(lastword $(subst :, ,$(IMAGE))) \
 	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
+
+deploy-check: setup-dev ## Render the Kubernetes overlays and the Helm chart offline and check every object (schemas, probes, non-root, policies)
+	npx tsx scripts/test.ts unit --no-coverage test/unit/deployments-render.test.ts test/unit/deployments-k8s.test.ts test/unit/chart-schema.test.ts
 
 lint: setup-run ## ESLint, Prettier and dependency-cruiser
 	npx eslint .
