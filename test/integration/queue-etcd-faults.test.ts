@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
 import { Streamer } from '../../src/streamer/streamer.js';
+import { GRPCDeadlineExceededError } from 'etcd3';
 import { envelope } from '../conformance/queue-suite.js';
 import { startEtcd, uniqueCluster, type EtcdServer } from '../helpers/etcd.js';
 import { drain, etcdQueue, naturalKey, recordsOf } from '../helpers/queues.js';
@@ -117,5 +118,41 @@ describe('etcd queue under faults', () => {
     assert.equal(got.length, 2470);
     assert.equal(new Set(got.map(naturalKey)).size, 2470);
     await queue.close();
+  });
+  it('a claim whose answer was lost (it committed, the client saw a deadline) does not strand the message in flight', async () => {
+    const cluster = uniqueCluster('lost-claim');
+    const queue = etcdQueue(etcd.endpoint, cluster);
+    await queue.publish(envelope(cluster));
+    const consumer = await queue.consumer();
+    // What a member that hangs or dies mid-request does: the claim Txn is applied, its answer lost.
+    const kv = queue.etcd.kv;
+    const txn = kv.txn.bind(kv);
+    let lost = 0;
+    kv.txn = async (req) => {
+      const res = await txn(req);
+      const puts = (req.success ?? []).map((op) => op.request_put?.key?.toString() ?? '');
+      if (lost === 0 && puts.some((k) => k.startsWith(queue.layout.claims))) {
+        lost++;
+        throw new GRPCDeadlineExceededError('4 DEADLINE_EXCEEDED: Deadline exceeded after 5.000s');
+      }
+      return res;
+    };
+    try {
+      await assert.rejects(consumer.claim(1, { waitMs: 0 }), (err: { code?: string }) => {
+        assert.equal(err.code, 'QUEUE_UNAVAILABLE');
+        return true;
+      });
+      assert.equal(lost, 1);
+      // The same consumer, still alive with its session lease, claims again: it gets the message.
+      const got = await consumer.claim(1, { waitMs: 3000 });
+      assert.equal(got.length, 1, 'the message stayed claimed by nobody working on it');
+      await consumer.ack(got);
+      const stats = await queue.stats();
+      assert.equal(stats.ready + stats.inFlight + stats.delayed, 0);
+    } finally {
+      kv.txn = txn;
+      await consumer.close();
+      await queue.close();
+    }
   });
 });

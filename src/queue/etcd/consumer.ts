@@ -96,7 +96,26 @@ export class EtcdConsumer implements Consumer {
     }
   }
 
+  /**
+   * Claims that may have been written by a claim Txn whose answer was lost (claim key -> the value
+   * this consumer wrote): each is deleted if it is still this consumer's, returning the message.
+   */
+  private readonly uncertain = new Map<string, string>();
+
+  private async releaseUncertain(): Promise<void> {
+    for (const [claimKey, value] of [...this.uncertain]) {
+      await this.ctx.kv.txn(
+        [{ key: key(claimKey), target: 'Value', result: 'Equal', value: key(value) }],
+        [deleteOp(claimKey)],
+        [],
+        'release claim',
+      );
+      this.uncertain.delete(claimKey);
+    }
+  }
+
   private async tryClaim(max: number): Promise<Delivery[]> {
+    await this.releaseUncertain();
     const leaseId = await this.session.id();
     const candidates = await this.listUnclaimed(Math.max(4 * max, 32));
     if (candidates.length === 0) return [];
@@ -115,11 +134,26 @@ export class EtcdConsumer implements Consumer {
     const chunks: IKeyValue[][] = [];
     for (let i = 0; i < chosen.length; i += CLAIM_CHUNK)
       chunks.push(chosen.slice(i, i + CLAIM_CHUNK));
-    const answers = await Promise.all(
+    const settled = await Promise.allSettled(
       chunks.map((chunk) => this.claimTxn(chunk, leaseId, claimValue)),
     );
+    // A claim Txn that failed (a deadline, a member that hung or died) may have committed all the
+    // same: its claims would sit on this consumer's live session lease with nobody working on the
+    // messages, in flight for as long as the process lives. They are released before anything else.
+    const failed = settled.flatMap((r, c) => (r.status === 'rejected' ? [c] : []));
+    for (const c of failed) {
+      for (const kv of chunks[c] ?? []) {
+        const name = kv.key.toString().slice(this.ctx.layout.messages.length);
+        this.uncertain.set(this.ctx.layout.claim(name), claimValue);
+      }
+    }
+    const answers = settled.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
+    if (answers.every((a) => a === undefined)) {
+      const first = settled.find((r) => r.status === 'rejected');
+      throw first?.status === 'rejected' ? first.reason : new Error('no claim answered');
+    }
     answers.forEach((res, c) => {
-      if (!res.succeeded) return;
+      if (res?.succeeded !== true) return;
       (chunks[c] ?? []).forEach((kv, j) => {
         results.push({
           kv,
