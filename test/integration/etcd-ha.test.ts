@@ -10,7 +10,7 @@ import { decodeChunk } from '../../src/store/chunks/codec.js';
 import { run, spawnTs } from '../helpers/child.js';
 import { uniqueCluster } from '../helpers/etcd.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
-import { scalar, until } from '../helpers/pipeline.js';
+import { rows, scalar, until } from '../helpers/pipeline.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
 /**
@@ -121,7 +121,6 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
       REGISTRY_PREFIX: `/ha-test/${cluster}`,
       LOG_LEVEL: 'info',
       NEXUS_DATA_DIR: dir,
-      POLL_TIMEOUT: '1s',
       // The sealing job runs during the run: the file's windows are long closed.
       COMPACT_INTERVAL: '15s',
     };
@@ -145,6 +144,44 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
     const note = (what: string, count: number): void => {
       timeline.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${what}: ${count} stored`);
     };
+    // What the components warned about, for a failure's message.
+    const warnings: string[] = [];
+    for (const [name, child] of [
+      ['streamer', streamer],
+      ['collector 0', collectors[0]],
+      ['collector 1', collectors[1]],
+    ] as const) {
+      child?.stdout?.on('data', (d: Buffer) => {
+        for (const line of d.toString().split('\n')) {
+          if (/"level":"(warn|error|fatal)"|lease|lost|retak|took|ambiguous/i.test(line))
+            warnings.push(`${name}: ${line.slice(0, 300)}`);
+        }
+      });
+    }
+    const story = (): string =>
+      `${timeline.join('; ')}\nwarnings (last 40):\n${warnings.slice(-40).join('\n')}`;
+    // The stored count every 250 ms: the longest time nothing was stored, per phase (reported).
+    const samples: { t: number; n: number }[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        samples.push({ t: Date.now(), n: await stored(url).catch(() => -1) });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
+    const longestStall = (from: number, to: number): number => {
+      let longest = 0;
+      let since = from;
+      let last = -1;
+      for (const x of samples) {
+        if (x.t < from || x.t > to || x.n < 0) continue;
+        if (x.n !== last) {
+          since = x.t;
+          last = x.n;
+        } else longest = Math.max(longest, x.t - since);
+      }
+      return longest;
+    };
     try {
       const c0 = await storedGrows(url, 0, 20_000, 60_000);
       note('flowing', c0);
@@ -155,20 +192,29 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
       const killedAt = Date.now();
       await members.kill(leader);
       note(`leader m${leader} killed`, await stored(url));
-      const c1 = await storedGrows(url, c0, 5000, 30_000);
-      note('stored with the old leader down', c1);
-      const newLeader = await members.leader();
+      const newLeader = await members.leader(30_000);
       assert.notEqual(newLeader, leader);
+      const elected = await stored(url);
+      note(`m${newLeader} elected (${Date.now() - killedAt} ms after the kill)`, elected);
+      // Stored by the two members left (more than the collectors had claimed before the kill).
+      const c1 = await storedGrows(url, elected, 5000, 30_000);
+      note('stored with the old leader down', c1);
       // 2. It comes back on the same data directory and ports.
       await members.restart(leader);
+      const restartedAt = Date.now();
       note(`m${leader} restarted (${Date.now() - killedAt} ms after the kill)`, await stored(url));
       const c2 = await storedGrows(url, c1, 5000, 30_000);
       note('stored after the restart', c2);
-      assert.ok(c2 >= c1 + 5000, `nothing stored after the restart: ${timeline.join('; ')}`);
+      assert.ok(c2 >= c1 + 5000, `nothing stored after the restart: ${story()}`);
 
       // 3. A follower hangs for 30 s: its connections stay open, it answers nothing.
       const current = await members.leader();
-      const follower = [0, 1, 2].find((i) => i !== current) ?? 0;
+      // A follower that was not restarted: it holds the components' established connections.
+      const follower =
+        [0, 1, 2].find((i) => i !== current && i !== leader) ??
+        [0, 1, 2].find((i) => i !== current) ??
+        0;
+      const hungAt = Date.now();
       const beforeHang = await stored(url);
       members.pause(follower);
       note(`follower m${follower} stopped`, beforeHang);
@@ -176,24 +222,22 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
       const duringHang = await stored(url);
       note(`follower m${follower} continued`, duringHang);
       members.resume(follower);
+      const resumedAt = Date.now();
       const c4 = await storedGrows(url, duringHang, 5000, 30_000);
       note('stored after the follower came back', c4);
 
-      assert.ok(
-        c1 >= c0 + 5000,
-        `nothing stored while the leader was down: ${timeline.join('; ')}`,
-      );
+      assert.ok(c1 >= elected + 5000, `nothing stored while the leader was down: ${story()}`);
       assert.ok(
         duringHang >= beforeHang + 10_000,
-        `readings stalled while a follower hung: ${timeline.join('; ')}`,
+        `readings stalled while a follower hung: ${story()}`,
       );
-      assert.ok(c4 >= duringHang + 5000, `nothing stored after SIGCONT: ${timeline.join('; ')}`);
+      assert.ok(c4 >= duringHang + 5000, `nothing stored after SIGCONT: ${story()}`);
       assert.ok(
         alive(streamer),
-        `the streamer exited during the faults (or the file was too short to cover them): ${timeline.join('; ')}`,
+        `the streamer exited during the faults (or the file was too short to cover them): ${story()}`,
       );
       for (const [i, c] of collectors.entries()) {
-        assert.ok(alive(c), `collector ${i} exited during the faults: ${timeline.join('; ')}`);
+        assert.ok(alive(c), `collector ${i} exited during the faults: ${story()}`);
       }
 
       // The streamer finishes the file on its own (LOOP_MODE=false) and says it published all.
@@ -205,47 +249,68 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
         }),
       ]);
       clearTimeout(timer);
-      assert.ok(s !== undefined, `the streamer had not finished the file: ${timeline.join('; ')}`);
+      assert.ok(s !== undefined, `the streamer had not finished the file: ${story()}`);
       assert.equal(s.code, 0, s.stdout.slice(-3000) + s.stderr.slice(-3000));
       assert.ok(
         s.stdout.includes(`summary: ${fileReadings} records published`),
         `streamer summary: ${s.stdout.slice(-2000)}`,
       );
 
-      // Every reading stored, exactly once.
-      const all = await storedGrows(url, 0, fileReadings, 90_000);
-      note('streamer done, all stored', all);
+      // Every reading stored, exactly once, and the queue empty: nothing ready, in flight, waiting
+      // to retry, dead or expired.
+      const all = await storedGrows(url, 0, fileReadings, 60_000);
+      note('streamer done', all);
+      const queueStats = async (): Promise<Record<string, number>> => {
+        const q = await run(spawnTs('src/cli/main.ts', ['queue', 'stats', '--json'], env));
+        assert.equal(q.code, 0, q.stderr);
+        return JSON.parse(q.stdout) as Record<string, number>;
+      };
+      await until(async () => {
+        const st = await queueStats();
+        return st.ready === 0 && st.inFlight === 0 && st.delayed === 0;
+      }, 30_000);
+      const st = await queueStats();
       for (const [i, c] of collectors.entries()) {
-        assert.ok(alive(c), `collector ${i} exited: ${timeline.join('; ')}`);
+        assert.ok(alive(c), `collector ${i} exited: ${story()}`);
       }
       // Settle: a redelivered message would land now, before the count is judged.
       await new Promise((r) => setTimeout(r, 2000));
       const keys = await storedKeys(url);
-      assert.equal(keys.total, fileReadings, timeline.join('; '));
-      assert.equal(keys.distinct, fileReadings, 'a reading was stored twice');
-
-      // The queue is empty: nothing ready, in flight, waiting to retry, dead or expired.
-      const empty = await until(async () => {
-        const q = await run(spawnTs('src/cli/main.ts', ['queue', 'stats', '--json'], env));
-        const st = JSON.parse(q.stdout) as Record<string, number>;
-        return st.ready === 0 && st.inFlight === 0 && st.delayed === 0;
-      }, 30_000);
-      const q = await run(spawnTs('src/cli/main.ts', ['queue', 'stats', '--json'], env));
-      assert.equal(q.code, 0, q.stderr);
-      const st = JSON.parse(q.stdout) as Record<string, number>;
-      assert.ok(empty, `queue not empty: ${q.stdout}`);
-      assert.equal(st.dead, 0, q.stdout);
-      assert.equal(st.expired, 0, q.stdout);
+      // Which instants lack readings (or have too many), if any: where in the file it happened.
+      const off =
+        keys.total === fileReadings
+          ? []
+          : await rows<{ t: string; n: number }>(
+              url,
+              `SELECT t::text, n::int FROM (SELECT time AS t, count(*) AS n FROM samples GROUP BY time) x
+               WHERE n <> (SELECT max(n) FROM (SELECT count(*) AS n FROM samples GROUP BY time) y) ORDER BY t`,
+            );
+      const why = `queue ${JSON.stringify(st)}; instants off: ${JSON.stringify(off.slice(0, 10))}\n${story()}`;
+      assert.equal(keys.total, fileReadings, why);
+      assert.equal(keys.distinct, fileReadings, `a reading was stored twice: ${why}`);
+      assert.deepEqual([st.ready, st.inFlight, st.delayed], [0, 0, 0], why);
+      assert.equal(st.dead, 0, why);
+      assert.equal(st.expired, 0, why);
       const dlq = await run(spawnTs('src/cli/main.ts', ['dlq', 'list', '--json'], env));
       assert.equal(dlq.code, 0, dlq.stderr);
       assert.deepEqual((JSON.parse(dlq.stdout) as { items: unknown[] }).items, []);
-      process.stdout.write(`# HA timeline: ${timeline.join('; ')}\n`);
+      sampling = false;
+      await sampler;
+      process.stdout.write(
+        `# HA timeline: ${timeline.join('; ')}\n` +
+          `# longest time with no reading stored: ${longestStall(killedAt, restartedAt)} ms after the leader kill, ` +
+          `${longestStall(hungAt, resumedAt)} ms while the follower hung, ${longestStall(t0, killedAt)} ms before the faults\n` +
+          `# sealed into chunks: ${await scalar(url, 'SELECT coalesce(sum(count), 0) FROM sample_chunks')} readings\n`,
+      );
     } finally {
+      sampling = false;
+      await sampler;
       if (alive(streamer)) streamer.kill('SIGKILL');
       for (const c of collectors) if (alive(c)) c.kill('SIGTERM');
     }
     // Stopped by the test: each collector exits 0 on SIGTERM.
     const done = await Promise.all(collectorsDone);
+
     for (const [i, d] of done.entries()) {
       assert.equal(d.code, 0, `collector ${i}: ${d.stdout.slice(-3000)} ${d.stderr.slice(-2000)}`);
     }
