@@ -155,4 +155,41 @@ describe('etcd queue under faults', () => {
       await queue.close();
     }
   });
+  it('one claim Txn of several loses its answer: the others are delivered, its messages come back', async () => {
+    const cluster = uniqueCluster('lost-claim-part');
+    const queue = etcdQueue(etcd.endpoint, cluster);
+    for (let i = 0; i < 8; i++) await queue.publish(envelope(cluster));
+    const consumer = await queue.consumer();
+    const kv = queue.etcd.kv;
+    const txn = kv.txn.bind(kv);
+    let lost = 0;
+    kv.txn = async (req) => {
+      const res = await txn(req);
+      const puts = (req.success ?? []).map((op) => op.request_put?.key?.toString() ?? '');
+      if (lost === 0 && puts.some((k) => k.startsWith(queue.layout.claims))) {
+        lost++;
+        throw new GRPCDeadlineExceededError('4 DEADLINE_EXCEEDED: Deadline exceeded after 5.000s');
+      }
+      return res;
+    };
+    try {
+      const first = await consumer.claim(8, { waitMs: 0 });
+      assert.equal(lost, 1);
+      assert.ok(first.length > 0 && first.length < 8, `${first.length} delivered`);
+      await consumer.ack(first);
+      const rest = await consumer.claim(8, { waitMs: 3000 });
+      assert.equal(
+        first.length + rest.length,
+        8,
+        'messages stayed claimed by nobody working on them',
+      );
+      await consumer.ack(rest);
+      const stats = await queue.stats();
+      assert.equal(stats.ready + stats.inFlight + stats.delayed, 0);
+    } finally {
+      kv.txn = txn;
+      await consumer.close();
+      await queue.close();
+    }
+  });
 });
