@@ -21,6 +21,7 @@ import {
   type ProgressReporter,
 } from '../streamer/progress.js';
 import type { Streamer } from '../streamer/streamer.js';
+import type { QueueSpace } from '../streamer/pacing.js';
 import { gatewayAuth, openToAll, type TokenBackend } from './auth.js';
 import type { Root } from './backends.js';
 import type { GatewayTls } from './gateway-security.js';
@@ -123,6 +124,8 @@ export interface StreamerChoice {
   readonly restart: boolean;
   /** In loop mode, stop after this many passes (--max-loops). */
   readonly maxLoops?: number;
+  /** etcd's space and alarms (ETCD_QUOTA_BYTES): publishing waits while it is short. */
+  readonly space?: QueueSpace;
 }
 
 /** The streamer's options from the configuration (CSV_FILE, STREAM_ID, BATCH_SIZE, ...). */
@@ -165,6 +168,7 @@ export function streamerOptionsFrom(
     logger,
     progress,
     ...(extra.maxLoops === undefined ? {} : { maxLoops: extra.maxLoops }),
+    ...(extra.space === undefined ? {} : { space: extra.space }),
   } as const;
 }
 

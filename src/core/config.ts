@@ -253,6 +253,15 @@ export const SETTINGS = {
     help: 'The streamer waits while the queue holds this many messages or more',
     group: 'streamer',
   },
+  etcdQuotaBytes: {
+    env: 'ETCD_QUOTA_BYTES',
+    flag: 'etcd-quota-bytes',
+    kind: 'int',
+    default: '2147483648',
+    min: 0,
+    help: "etcd's --quota-backend-bytes: the streamer waits while etcd's database in use is at 80% of it or above, or an etcd alarm (NOSPACE) is raised (0: no space check)",
+    group: 'streamer',
+  },
   publishConcurrency: {
     env: 'PUBLISH_CONCURRENCY',
     flag: 'publish-concurrency',

@@ -54,7 +54,13 @@ export class NexusMetrics {
   });
   readonly backpressure = new Gauge({
     name: 'nexus_streamer_backpressure',
-    help: '1 while the streamer waits for the queue to drain below MAX_QUEUE_DEPTH',
+    help: '1 while the streamer waits: the queue at MAX_QUEUE_DEPTH, or etcd short of space (ETCD_QUOTA_BYTES, an alarm)',
+    registers: [this.registry],
+  });
+  readonly etcdAlarms = new Gauge({
+    name: 'nexus_etcd_alarms',
+    help: 'etcd alarms raised (1) by type: NOSPACE, CORRUPT',
+    labelNames: ['alarm'] as const,
     registers: [this.registry],
   });
   readonly queueUnavailable = new Gauge({

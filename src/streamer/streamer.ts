@@ -7,7 +7,7 @@ import { Batcher } from './batcher.js';
 import { readDcgmCsv, readHeader } from './csv/reader.js';
 import { fingerprint } from './fingerprint.js';
 import { Lanes, type Batch } from './lanes.js';
-import { Backpressure, Pacer } from './pacing.js';
+import { Backpressure, Pacer, type QueueSpace } from './pacing.js';
 import { noProgress, type ProgressReporter } from './progress.js';
 import { Publisher } from './publisher.js';
 import { QueueOutage } from './queue-outage.js';
@@ -23,6 +23,8 @@ export interface StreamerOptions {
   readonly loop: boolean;
   readonly timestampMode: 'original' | 'live';
   readonly maxQueueDepth: number;
+  /** etcd's space (ETCD_QUOTA_BYTES and its alarms): publishing waits while it is short. */
+  readonly space?: QueueSpace | undefined;
   readonly concurrency: number;
   readonly streamId: string;
   readonly producerId: string;
@@ -123,6 +125,7 @@ export class Streamer {
     this.backpressure = new Backpressure({
       queue: options.queue,
       maxQueueDepth: options.maxQueueDepth,
+      space: options.space,
       untilAnswered: this.queueOutage.untilAnswered,
       stopping,
       signal: this.abort.signal,
@@ -163,10 +166,12 @@ export class Streamer {
     return this.running;
   }
 
-  /** Ready unless waiting for the queue (etcd) to come back: for /readyz. */
+  /** Ready unless waiting for the queue (etcd) to come back or an etcd alarm: for /readyz. */
   get health(): { ready: boolean; reasons: string[] } {
-    const why = this.queueOutage.reason;
-    return why === undefined ? { ready: true, reasons: [] } : { ready: false, reasons: [why] };
+    const reasons = [this.queueOutage.reason, this.backpressure.alarmed].filter(
+      (r): r is string => r !== undefined,
+    );
+    return { ready: reasons.length === 0, reasons };
   }
 
   /** Stops reading, publishes what was read, saves the checkpoint. Resolves when done. */

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
+import { EtcdQueue } from '../../queue/etcd/etcd-queue.js';
 import {
   buildFeed,
   buildQueue,
@@ -19,6 +20,7 @@ import {
 } from '../compose.js';
 import { exitStatusOf } from '../exit.js';
 import { exportStoreMetrics, exportQueueGauges, readiness } from '../observability.js';
+import { etcdAlarms } from '../etcd-alarms.js';
 import { addSettings, configFrom } from '../settings.js';
 
 export function collectorCommand(): Command {
@@ -40,6 +42,7 @@ export function collectorCommand(): Command {
     const collector = buildCollector(root, { metrics, queue, store, registry, feed });
     exportQueueGauges(metrics, queue);
     exportStoreMetrics(metrics, store);
+    const alarms = queue instanceof EtcdQueue ? etcdAlarms(root, queue.etcd, metrics) : undefined;
     const health = readiness(
       [
         { name: 'PostgreSQL', check: () => store.ping() },
@@ -49,6 +52,7 @@ export function collectorCommand(): Command {
             await queue.depth();
           },
         },
+        ...(alarms === undefined ? [] : [alarms.probe]),
       ],
       () => collector.health,
       metrics,

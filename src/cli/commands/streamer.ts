@@ -4,6 +4,7 @@ import { describeError, isNexusError } from '../../core/errors.js';
 import type { StreamSummary } from '../../streamer/streamer.js';
 import { readHeader } from '../../streamer/csv/reader.js';
 import { buildQueue, configuredBackends } from '../backends.js';
+import { EtcdQueue } from '../../queue/etcd/etcd-queue.js';
 import {
   buildStreamer,
   closeOnSignal,
@@ -14,6 +15,7 @@ import {
 } from '../compose.js';
 import { exitStatusOf } from '../exit.js';
 import { readiness } from '../observability.js';
+import { etcdAlarms } from '../etcd-alarms.js';
 import { resolveInput } from '../paths.js';
 import { addSettings, configFrom } from '../settings.js';
 
@@ -98,7 +100,9 @@ export function streamerCommand(): Command {
     const queue = buildQueue(root, configuredBackends(root));
     const metrics = processMetrics(root, 'streamer');
     startTracing(root, 'streamer');
+    const alarms = queue instanceof EtcdQueue ? etcdAlarms(root, queue.etcd, metrics) : undefined;
     const streamer = await buildStreamer(root, queue, metrics, {
+      ...(alarms === undefined ? {} : { space: alarms.space }),
       restart: opts.restart === true,
       ...(opts.maxLoops === undefined ? {} : { maxLoops: Number(opts.maxLoops) }),
     });
@@ -112,6 +116,7 @@ export function streamerCommand(): Command {
               await queue.depth();
             },
           },
+          ...(alarms === undefined ? [] : [alarms.probe]),
         ],
         () => {
           const own = streamer.health;
