@@ -44,9 +44,14 @@ interface Proc {
   log(): string;
 }
 
-async function start(args: string[], env: Record<string, string>): Promise<Proc> {
+/** A nexus process; `portVar` names the port its /readyz answers on. */
+async function start(
+  args: string[],
+  env: Record<string, string>,
+  portVar: 'METRICS_PORT' | 'PORT' = 'METRICS_PORT',
+): Promise<Proc> {
   const port = await freePort();
-  const child = spawnTs('src/cli/main.ts', args, { ...env, METRICS_PORT: String(port) });
+  const child = spawnTs('src/cli/main.ts', args, { ...env, [portVar]: String(port) });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   const done = run(child);
@@ -129,7 +134,6 @@ describe('etcd NOSPACE under the distributed pipeline', () => {
       return { dbSize: Number(s.dbSize), alarms: a.alarms.length };
     };
 
-    console.error('PHASE 1');
     // 1. No collector: the streamer fills etcd up to 80% of ETCD_QUOTA_BYTES and waits.
     const streamer = await start(['streamer', '--csv', csv], {
       ...env,
@@ -137,6 +141,7 @@ describe('etcd NOSPACE under the distributed pipeline', () => {
       STREAM_INTERVAL: '0',
     });
     let collector: Proc | undefined;
+    let gateway: Proc | undefined;
     try {
       assert.ok(
         await until(
@@ -168,13 +173,19 @@ describe('etcd NOSPACE under the distributed pipeline', () => {
       assert.equal(streamer.child.exitCode, null, 'the streamer exited');
       assert.equal((await readyz(streamer)).status, 200, 'a streamer waiting for space is ready');
 
-      console.error('PHASE 2');
       // 2. A collector starts; then filler keys force the NOSPACE alarm anyway.
       collector = await start(['collector'], env);
       const c = collector;
+      // A gateway too: its live feed writes to etcd (AUTH_MODE=none: only /readyz is asked).
+      gateway = await start(['gateway'], { ...env, HOST: '127.0.0.1', AUTH_MODE: 'none' }, 'PORT');
+      const g = gateway;
       assert.ok(
         await until(async () => (await readyz(c)).status === 200, 30_000),
         `collector not ready: ${c.log().slice(-500)}`,
+      );
+      assert.ok(
+        await until(async () => (await readyz(g)).status === 200, 30_000),
+        `gateway not ready: ${g.log().slice(-500)}`,
       );
       // It drains the queue; the streamer stays paused (nothing compacted yet: no room made).
       assert.ok(
@@ -211,6 +222,14 @@ describe('etcd NOSPACE under the distributed pipeline', () => {
         assert.ok(last.body.includes('docs/operations.md'), `${name}: no runbook in /readyz`);
         assert.equal(nospaceGauge(await metrics(p)), 1, `${name}: nexus_etcd_alarms`);
       }
+      let gw = { status: 0, body: '' };
+      assert.ok(
+        await until(async () => {
+          gw = await readyz(g);
+          return gw.status === 503 && gw.body.includes('NOSPACE');
+        }, 20_000),
+        `gateway /readyz during the alarm: ${gw.status} ${gw.body.slice(0, 300)}`,
+      );
       // The alarm lasts a while: nobody exits, nobody floods the log.
       await new Promise((r) => setTimeout(r, 5000));
       assert.equal(streamer.child.exitCode, null, 'the streamer exited during the alarm');
@@ -231,7 +250,6 @@ describe('etcd NOSPACE under the distributed pipeline', () => {
         );
       }
 
-      console.error('PHASE 3');
       // 3. The runbook of docs/operations.md "The NOSPACE alarm", as written there, on this etcd.
       const out = etcdctl(runbook().replace(/^export ETCDCTL_ENDPOINTS=.*$/m, ''));
       assert.ok(out.includes('alarm:NOSPACE'), `the runbook's alarm list: ${out.slice(0, 300)}`);
@@ -263,13 +281,18 @@ describe('etcd NOSPACE under the distributed pipeline', () => {
       );
       assert.equal(nospaceGauge(await metrics(c)), 0);
       assert.equal(c.child.exitCode, null, 'the collector exited');
+      assert.equal(g.child.exitCode, null, 'the gateway exited');
+      assert.ok(
+        await until(async () => (await readyz(g)).status === 200, 20_000),
+        'gateway not ready after the runbook',
+      );
       assert.ok(
         c.log().includes('disarmed; carrying on') &&
           streamer.log().includes('disarmed; carrying on'),
         'no log line says the alarm is gone',
       );
     } finally {
-      for (const p of [streamer, collector]) {
+      for (const p of [streamer, collector, gateway]) {
         if (p !== undefined && p.child.exitCode === null) {
           p.child.kill('SIGTERM');
           await p.done;

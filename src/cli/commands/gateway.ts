@@ -6,6 +6,7 @@ import { registryKeyspace } from '../../etcd/keyspace.js';
 import { Kv } from '../../etcd/kv.js';
 import type { HealthCheck } from '../../gateway/routes/health.js';
 import { buildFeed, buildQueue, buildRegistry, buildStore, etcdBackends } from '../backends.js';
+import { etcdAlarms } from '../etcd-alarms.js';
 import {
   buildGatewayFor,
   closeOnSignal,
@@ -58,6 +59,8 @@ export function gatewayCommand(): Command {
       });
     }
     const metrics = processMetrics(root, 'gateway');
+    // etcd's alarms (NOSPACE): the feed's writes fail meanwhile; not ready, saying which.
+    if (backends?.kind === 'etcd') checks.push(etcdAlarms(root, backends.client, metrics).probe);
     startTracing(root, 'gateway');
     exportStoreMetrics(metrics, store);
     const gateway = await buildGatewayFor(root, {
