@@ -276,7 +276,7 @@ export class Backpressure {
     o.metrics?.backpressure.set(1);
     o.logger.warn(
       { in_use: first?.inUse, quota: o.space.quotaBytes, alarms: first?.alarms },
-      `${why}: publishing paused until etcd has room (compaction, or the NOSPACE runbook of docs/operations.md)`,
+      `${why}: publishing paused until etcd has room (compaction and defragmentation: docs/operations.md "Quota sizing")`,
     );
     o.onChange();
     while (!o.stopping()) {
