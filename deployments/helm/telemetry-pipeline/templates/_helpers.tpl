@@ -194,6 +194,10 @@ winning. Call with (dict "ctx" $ "component" "collector" "config" .Values.collec
 {{- if .metricsPort -}}
 {{- $_ := set $env "METRICS_PORT" "9464" -}}
 {{- end -}}
+{{- if eq .component "streamer" -}}
+{{/* The streamer waits at 80 % of etcd's quota: the chart's own etcd's. */}}
+{{- $_ := set $env "ETCD_QUOTA_BYTES" (printf "%d" (int64 $ctx.Values.etcd.quotaBackendBytes)) -}}
+{{- end -}}
 {{- if ne .db "none" -}}
 {{- $_ := set $env "DB_HOST" (include "nexus.dbHost" $ctx) -}}
 {{- $_ := set $env "DB_PORT" (include "nexus.dbPort" $ctx) -}}
