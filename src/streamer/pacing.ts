@@ -202,7 +202,7 @@ export class Backpressure {
 
   /** etcd's space, or undefined when it cannot be read now (an outage: the depth read waits). */
   private async readSpace(): Promise<
-    { inUse: number; read: number; alarms: readonly string[] } | undefined
+    { inUse: number; read: number; file: number; alarms: readonly string[] } | undefined
   > {
     const started = Date.now();
     this.answeredAt = this.recentlyAnswered(started);
@@ -234,20 +234,23 @@ export class Backpressure {
     return {
       inUse: used + (this.growthPerPublish ?? 0) * unlanded,
       read: s.inUse,
+      file: s.dbSize,
       alarms: s.alarms,
     };
   }
 
   /** Why etcd's space stops publishing, or undefined when there is room. */
   private shortOfSpace(
-    s: { inUse: number; alarms: readonly string[] },
+    s: { inUse: number; read: number; file: number; alarms: readonly string[] },
     limit: number,
   ): string | undefined {
     if (s.alarms.length > 0) return `etcd alarm ${s.alarms.join(', ')} raised`;
     const quota = this.o.space?.quotaBytes ?? 0;
     if (quota > 0 && s.inUse >= limit) {
       const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MB`;
-      return `etcd database ${mb(s.inUse)} in use, ${Math.round((s.inUse / quota) * 100)}% of ETCD_QUOTA_BYTES ${mb(quota)} (pauses at ${Math.round(SPACE_PAUSE_RATIO * 100)}%)`;
+      // Which figure is large says what helps: a large file with little in use needs only a
+      // defragmentation; much in use needs compaction (or consumers) first.
+      return `etcd database ${mb(s.inUse)} (file ${mb(s.file)}, in use ${mb(s.read)}), ${Math.round((s.inUse / quota) * 100)}% of ETCD_QUOTA_BYTES ${mb(quota)} (pauses at ${Math.round(SPACE_PAUSE_RATIO * 100)}%)`;
     }
     return undefined;
   }
