@@ -327,7 +327,7 @@ export class NexusMetrics {
   });
   readonly gpuPowerViolation = new Gauge({
     name: 'nexus_gpu_power_violation_seconds',
-    help: 'Time throttled by power limits (DCGM_FI_DEV_POWER_VIOLATION, which DCGM gives in µs)',
+    help: 'Time throttled by power limits (DCGM_FI_DEV_POWER_VIOLATION, which DCGM gives in ns)',
     labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
     registers: [this.registry],
   });

@@ -1,5 +1,6 @@
 import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { conversionFactor } from '../core/dcgm-fields.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { context, contextFrom, tracer } from '../core/tracing.js';
 import type { TelemetryReader } from '../store/reader.js';
@@ -59,23 +60,30 @@ export function instrumentHttp(app: FastifyInstance, metrics: NexusMetrics | und
   }
 }
 
-const MIB = 1024 * 1024;
-
-/** DCGM field, gauge, and the factor from DCGM's unit to the Prometheus base unit. */
-const FLEET_GAUGES = [
-  ['DCGM_FI_DEV_GPU_TEMP', 'gpuTemperature', 1],
-  ['DCGM_FI_DEV_GPU_UTIL', 'gpuUtilization', 1],
-  ['DCGM_FI_DEV_POWER_USAGE', 'gpuPower', 1],
-  ['DCGM_FI_DEV_FB_USED', 'gpuMemoryUsed', MIB],
-  ['DCGM_FI_DEV_FB_FREE', 'gpuMemoryFree', MIB],
-  ['DCGM_FI_DEV_POWER_VIOLATION', 'gpuPowerViolation', 1e-6],
-] as const;
+/**
+ * DCGM field, gauge, and the Prometheus base unit the gauge is in (its name's suffix). The factor
+ * from DCGM's unit comes from the field catalogue (src/core/dcgm-fields.ts), the one place units
+ * are written down: DCGM_FI_DEV_POWER_VIOLATION is in ns, so 1e-9 to seconds.
+ */
+const FLEET_GAUGES = (
+  [
+    ['DCGM_FI_DEV_GPU_TEMP', 'gpuTemperature', 'celsius'],
+    ['DCGM_FI_DEV_GPU_UTIL', 'gpuUtilization', 'percent'],
+    ['DCGM_FI_DEV_POWER_USAGE', 'gpuPower', 'watts'],
+    ['DCGM_FI_DEV_FB_USED', 'gpuMemoryUsed', 'bytes'],
+    ['DCGM_FI_DEV_FB_FREE', 'gpuMemoryFree', 'bytes'],
+    ['DCGM_FI_DEV_POWER_VIOLATION', 'gpuPowerViolation', 'seconds'],
+  ] as const
+).map(([metric, gauge, unit]) => [metric, gauge, conversionFactor(metric, unit)] as const);
 
 /**
  * The fleet as Prometheus gauges, from the latest stored readings, refreshed on each scrape (GPUs
  * that disappeared drop out): what the GPU alerts of deploy/observability/alerts.yml watch.
  */
-export function exportFleetGauges(metrics: NexusMetrics, reader: TelemetryReader): void {
+export function exportFleetGauges(
+  metrics: NexusMetrics,
+  reader: Pick<TelemetryReader, 'latest' | 'currentWorkloads'>,
+): void {
   metrics.onScrape(async () => {
     const latest = await Promise.all(
       FLEET_GAUGES.map(([metric]) => reader.latest({ metrics: [metric] }).catch(() => [])),
