@@ -1,3 +1,4 @@
+import { dcgmField } from '../core/dcgm-fields.js';
 import { NexusError } from '../core/errors.js';
 import type {
   ColumnPage,
@@ -68,6 +69,16 @@ export const str = (v: string | null): string | undefined => v ?? undefined;
  */
 const PENDING_SEEN =
   'WITH pending_seen AS (SELECT gpu_id, max(time) AS t FROM samples_pending GROUP BY gpu_id)';
+
+/**
+ * A metric's unit: the DCGM field catalogue's for a field it knows (src/core/dcgm-fields.ts, the one
+ * source of units), else the one stored with the metric. The stored unit is the catalogue's of the
+ * Nexus that first saw the metric: before issue 18 that said 'us' for the *_VIOLATION counters,
+ * which are ns.
+ */
+function unitOf(name: string, stored: string): string {
+  return dcgmField(name)?.unit ?? stored;
+}
 
 /** What names a reading or a series: its GPU and metric. */
 function identityOf(g: GpuRef, m: MetricRef) {
@@ -190,7 +201,7 @@ export class ReadQueries {
       last_timestamp: summary.last_seen,
       samples_per_metric: per.rows.map((r) => ({
         metric: r.metric,
-        unit: r.unit,
+        unit: unitOf(r.metric, r.unit),
         samples: num(r.samples),
       })),
     };
@@ -327,7 +338,7 @@ export class ReadQueries {
     const res = await this.db.query<MetricInfo>(
       'SELECT name, unit, type, help FROM metrics ORDER BY name',
     );
-    return res.rows;
+    return res.rows.map((m) => ({ ...m, unit: unitOf(m.name, m.unit) }));
   }
 
   /** The metrics' ids, for the cache. */
@@ -336,7 +347,7 @@ export class ReadQueries {
       'SELECT id, name, unit FROM metrics WHERE nexus_expect_identity($1::text)',
       [identity],
     );
-    return res.rows;
+    return res.rows.map((m) => ({ ...m, unit: unitOf(m.name, m.unit) }));
   }
 
   /** The fleet's GPU ids and the clusters, for the cache. */
