@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   DCGM_FIELDS,
@@ -117,6 +118,19 @@ describe('DCGM field catalogue', () => {
       [],
     );
     for (const m of SAMPLE_METRICS) assert.ok(dcgmField(m) !== undefined, m);
+  });
+
+  it('is the table of docs/api.md, "Fields and units", row for row', () => {
+    const md = readFileSync(new URL('../../../docs/api.md', import.meta.url), 'utf8');
+    const rows = md
+      .split('\n')
+      .filter((l) => l.startsWith('| `DCGM_'))
+      .map((l) => l.split('|').map((c) => c.trim().replace(/^`|`$/g, '')))
+      .map((c) => [c[1], c[2], c[3], c[4]]);
+    assert.deepEqual(
+      rows,
+      DCGM_FIELDS.map((f) => [f.name, f.unit, f.type, f.help]),
+    );
   });
 
   it('gives the units of NVIDIA dcgm_fields.h: violation counters in ns, energy in mJ, memory in MiB', () => {
