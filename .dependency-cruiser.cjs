@@ -53,10 +53,16 @@ module.exports = {
       to: { path: '^src/(?!core/|queue/|store/|registry/|gateway/)' },
     },
     {
+      name: 'scraper-layer',
+      severity: 'error',
+      from: { path: '^src/scraper/' },
+      to: { path: '^src/(?!core/|queue/|scraper/)' },
+    },
+    {
       name: 'services-use-interfaces-not-backends',
       comment: 'services see the Queue and TelemetryStore interfaces; only cli/ picks a backend',
       severity: 'error',
-      from: { path: '^src/(streamer|collector|gateway)/' },
+      from: { path: '^src/(streamer|collector|gateway|scraper)/' },
       to: { path: '^src/((queue|store|registry)/(etcd|memory|postgres|pglite)/|etcd/)' },
     },
     {
