@@ -47,7 +47,7 @@ import { VERSION } from './version.js';
 export type { Root } from './backends.js';
 
 /** The components as they name themselves in metrics, traces and the registry. */
-export type Component = 'streamer' | 'collector' | 'gateway' | 'embedded';
+export type Component = 'streamer' | 'collector' | 'gateway' | 'embedded' | 'scraper';
 
 /** A process's root: its configuration, its logger (cluster_id on every line) and its stack. */
 export function openRoot(config: Config): Root {
@@ -60,7 +60,8 @@ export function openRoot(config: Config): Root {
  * cluster and say so on every metric; a gateway or `nexus up` may serve several.
  */
 export function processMetrics(root: Root, component: Component): NexusMetrics {
-  const oneCluster = component === 'streamer' || component === 'collector';
+  const oneCluster =
+    component === 'streamer' || component === 'collector' || component === 'scraper';
   return new NexusMetrics({
     component,
     ...(oneCluster ? { cluster: root.config.clusterId } : {}),

@@ -35,6 +35,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   up: async () => (await import('./commands/up.js')).upCommand(),
   streamer: async () => (await import('./commands/streamer.js')).streamerCommand(),
   collector: async () => (await import('./commands/collector.js')).collectorCommand(),
+  scrape: async () => (await import('./commands/scrape.js')).scrapeCommand(),
   gateway: async () => (await import('./commands/gateway.js')).gatewayCommand(),
   migrate: async () => (await import('./commands/migrate.js')).migrateCommand(),
   compact: async () => (await import('./commands/compact.js')).compactCommand(),

@@ -21,7 +21,15 @@ export interface SettingSpec {
   /** Never printed or logged. */
   readonly secret?: boolean;
   readonly group:
-    'common' | 'queue' | 'streamer' | 'collector' | 'database' | 'gateway' | 'embedded' | 'roles';
+    | 'common'
+    | 'queue'
+    | 'streamer'
+    | 'collector'
+    | 'database'
+    | 'gateway'
+    | 'embedded'
+    | 'roles'
+    | 'scraper';
 }
 
 export const SETTINGS = {
@@ -879,6 +887,88 @@ export const SETTINGS = {
     min: 65536,
     help: 'Largest GraphQL answer in bytes; a larger one is replaced by an error',
     group: 'gateway',
+  },
+  scrapeTargets: {
+    env: 'SCRAPE_TARGETS',
+    flag: 'scrape-targets',
+    kind: 'list',
+    default: '',
+    help: 'dcgm-exporter endpoints to scrape, comma-separated: host:port (http, /metrics) or URLs',
+    group: 'scraper',
+  },
+  scrapeTargetsFile: {
+    env: 'SCRAPE_TARGETS_FILE',
+    flag: 'scrape-targets-file',
+    kind: 'string',
+    default: '',
+    help: 'Prometheus file_sd file (JSON or YAML: [{targets: [...], labels: {...}}]) of scrape targets, re-read when it changes; a bad version keeps the last good targets',
+    group: 'scraper',
+  },
+  scrapeKubernetesService: {
+    env: 'SCRAPE_KUBERNETES_SERVICE',
+    flag: 'scrape-kubernetes-service',
+    kind: 'string',
+    default: '',
+    help: "Scrape the ready endpoints of this Kubernetes Service: namespace/name[:port] (port name or number; default: the Service's only or first port), in-cluster or KUBECONFIG credentials",
+    group: 'scraper',
+  },
+  scrapeInterval: {
+    env: 'SCRAPE_INTERVAL',
+    flag: 'scrape-interval',
+    kind: 'duration',
+    default: '10s',
+    help: 'Time between two scrapes of a target (each target at its own fixed offset within it)',
+    group: 'scraper',
+  },
+  scrapeTimeout: {
+    env: 'SCRAPE_TIMEOUT',
+    flag: 'scrape-timeout',
+    kind: 'duration',
+    default: '0',
+    help: 'Deadline of one scrape request (0: 80% of SCRAPE_INTERVAL); a target that misses it is down for that scrape',
+    group: 'scraper',
+  },
+  scrapeMaxBytes: {
+    env: 'SCRAPE_MAX_BYTES',
+    flag: 'scrape-max-bytes',
+    kind: 'int',
+    default: '10485760',
+    min: 1024,
+    help: 'Largest scrape body in bytes (after gzip); a larger answer makes the target down for that scrape',
+    group: 'scraper',
+  },
+  scrapeCaFile: {
+    env: 'SCRAPE_CA_FILE',
+    flag: 'scrape-ca-file',
+    kind: 'string',
+    default: '',
+    help: "CA bundle that https scrape targets' certificates are checked against (default: the system's)",
+    group: 'scraper',
+  },
+  scrapeInsecureSkipVerify: {
+    env: 'SCRAPE_INSECURE_SKIP_VERIFY',
+    flag: 'scrape-insecure-skip-verify',
+    kind: 'bool',
+    default: 'false',
+    help: "Do not check https scrape targets' certificates (anyone on the path can then read and alter the readings)",
+    group: 'scraper',
+  },
+  scrapeUsername: {
+    env: 'SCRAPE_USERNAME',
+    flag: 'scrape-username',
+    kind: 'string',
+    default: '',
+    help: 'HTTP basic auth user for every scrape target (dcgm-exporter --web-config-file)',
+    group: 'scraper',
+  },
+  scrapePassword: {
+    env: 'SCRAPE_PASSWORD',
+    flag: 'scrape-password',
+    kind: 'string',
+    default: '',
+    help: 'HTTP basic auth password for every scrape target',
+    secret: true,
+    group: 'scraper',
   },
 } as const satisfies Record<string, SettingSpec>;
 

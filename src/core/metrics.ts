@@ -344,6 +344,62 @@ export class NexusMetrics {
     registers: [this.registry],
   });
 
+  // Scraper (`nexus scrape`): one series per target, removed when the target goes.
+  readonly scrapeUp = new Gauge({
+    name: 'nexus_scrape_up',
+    help: '1 if the last scrape of the target succeeded (answered 200 with a body in the size bound), else 0',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapeDuration = new Gauge({
+    name: 'nexus_scrape_duration_seconds',
+    help: 'Time the last scrape of the target took (request, parse and publish)',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapeSamplesScraped = new Counter({
+    name: 'nexus_scrape_samples_scraped_total',
+    help: 'Sample lines read from the target',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapeSamplesPublished = new Counter({
+    name: 'nexus_scrape_samples_published_total',
+    help: 'Readings from the target published to the queue',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapeSamplesRejected = new Counter({
+    name: 'nexus_scrape_samples_rejected_total',
+    help: 'Samples from the target that are not readings, by reason (a malformed line, NaN/Inf, a label out of bounds...)',
+    labelNames: ['target', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapeSamplesIgnored = new Counter({
+    name: 'nexus_scrape_samples_ignored_total',
+    help: 'Samples from the target left out by design: not-dcgm (a series of another exporter), sentinel (DCGM "not supported")',
+    labelNames: ['target', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapesSkipped = new Counter({
+    name: 'nexus_scrape_skipped_total',
+    help: 'Scrapes whose readings were not published, by reason: backpressure (skipped: the queue at MAX_QUEUE_DEPTH), publish-failed (the queue refused or did not answer after retries)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapeTargets = new Gauge({
+    name: 'nexus_scrape_targets',
+    help: 'Scrape targets by source: static (SCRAPE_TARGETS), file (SCRAPE_TARGETS_FILE), kubernetes',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly scrapeDiscoveryErrors = new Counter({
+    name: 'nexus_scrape_discovery_errors_total',
+    help: 'Failed reads of a target source (a bad targets file, the Kubernetes API); the last good targets are kept',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   private readonly scrapers: (() => Promise<void>)[] = [];
 
   /**
