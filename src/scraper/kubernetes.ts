@@ -10,6 +10,7 @@
 // Types only: the library loads when a Service is to be watched (see loadClient).
 import type * as K8s from '@kubernetes/client-node';
 import type { Informer, KubeConfig, ObjectCache, V1EndpointSlice } from '@kubernetes/client-node';
+import * as zlib from 'node:zlib';
 import { NexusError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { MAX_TARGETS, targetUrl, type ScrapeTarget, type TargetSink } from './targets.js';
@@ -192,6 +193,14 @@ export class KubernetesTargets {
  * be watched, so the rest of the scraper runs on every supported Node.js, and the error says why.
  */
 async function loadClient(): Promise<typeof K8s> {
+  // What undici 8 needs at import (Node.js 22.15+): without it the import fails, and a second,
+  // uncaught failure follows from the library's own lazy loads, so it is not attempted.
+  if (typeof (zlib as { createZstdDecompress?: unknown }).createZstdDecompress !== 'function') {
+    throw new NexusError(
+      'CONFIG_INVALID',
+      `SCRAPE_KUBERNETES_SERVICE: @kubernetes/client-node 2 needs Node.js 22.19 or later (its undici 8 does), this is ${process.versions.node}; list the exporters in SCRAPE_TARGETS or SCRAPE_TARGETS_FILE instead`,
+    );
+  }
   try {
     return await import('@kubernetes/client-node');
   } catch (err) {

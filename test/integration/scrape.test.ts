@@ -9,6 +9,7 @@ import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { rows, scalar, until } from '../helpers/pipeline.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
+import { startNexusUp } from '../helpers/nexus-up.js';
 
 /**
  * `nexus scrape` and `nexus collector` as real processes on the harness's etcd and PostgreSQL,
@@ -208,6 +209,38 @@ describe('nexus scrape: fixture exporters -> etcd -> collector -> PostgreSQL', (
     } finally {
       collector.kill('SIGTERM');
       await collectorDone;
+    }
+  });
+});
+
+describe('nexus up with a scrape target (make run can scrape a local exporter)', () => {
+  it('serves the scraped readings in the REST API under their host and GPUs', async () => {
+    const exporter = await startFixtureExporter({ file: 'node-1.prom', tick: true });
+    const up = await startNexusUp(90_000, {
+      SCRAPE_TARGETS: exporter.target,
+      SCRAPE_INTERVAL: '500ms',
+    });
+    try {
+      type Latest = {
+        readings: { host_id: string; gpu_id: number; metric: string; value: number }[];
+      };
+      let latest: Latest = { readings: [] };
+      const ok = await until(async () => {
+        const res = await fetch(`${up.url}/api/v1/telemetry/latest?host_id=fixture-node-1`);
+        const body = (await res.json()) as Partial<Latest>;
+        latest = { readings: body.readings ?? [] };
+        return res.status === 200 && latest.readings.length === exporter.readingsPerScrape;
+      }, 60_000);
+      assert.ok(ok, `readings: ${latest.readings.length}\n${up.logs().slice(-3000)}`);
+      assert.deepEqual([...new Set(latest.readings.map((r) => r.gpu_id))].sort(), [0, 1, 2]);
+      const temp = latest.readings.find(
+        (r) => r.gpu_id === 0 && r.metric === 'DCGM_FI_DEV_GPU_TEMP',
+      );
+      // 41 in the fixture, +1 per scrape answered.
+      assert.ok(temp !== undefined && temp.value >= 41 && temp.value < 41 + exporter.scrapes);
+    } finally {
+      await up.stop();
+      await exporter.close();
     }
   });
 });

@@ -35,6 +35,7 @@ import { pgliteDir, resolveInput } from '../paths.js';
 import { addSettings, configFrom, isGiven } from '../settings.js';
 import { onShutdown, type ShutdownProgress } from '../signals.js';
 import { TUNING } from '../tuning.js';
+import { buildScraper, scrapeConfigured } from './scrape.js';
 import { summaryLine } from './streamer.js';
 
 /** What the in-process queue holds (read, published, not stored yet), lost if the process ends now. */
@@ -105,7 +106,7 @@ export function upCommand(): Command {
     );
   addSettings(
     cmd,
-    ['common', 'queue', 'streamer', 'database', 'collector', 'gateway', 'embedded'],
+    ['common', 'queue', 'streamer', 'database', 'collector', 'gateway', 'embedded', 'scraper'],
     {
       ...UP_DEFAULTS,
       etcdEndpoints: 'none: the in-process queue',
@@ -267,6 +268,15 @@ export function upCommand(): Command {
         gateway.drain();
         await stopStreaming();
       });
+      // Scrape targets, when given: the scraper stops before the collector, which stores what it
+      // published. Its bound is twice the streamer's, so the looping CSV cannot starve live readings.
+      if (scrapeConfigured(config)) {
+        const scraper = await buildScraper(root, queue, metrics, {
+          maxQueueDepth: 2 * config.maxQueueDepth,
+          batchSize: config.batchSize,
+        });
+        scraper.start();
+      }
       started = true;
       await feed.announceListener(`up-${process.pid}`).catch(() => undefined);
       await registerMember(
