@@ -196,6 +196,10 @@ function readSample(line: string, n: number, limits: ExpositionLimits): Expositi
     throw new Malformed('bad-metric-name', `bad metric name "${clip(name)}"`);
   }
   let labels: Record<string, string> = {};
+  // Blanks may stand between the name and its label set (Prometheus' own parser allows them).
+  let j = i;
+  while (line[j] === ' ' || line[j] === '\t') j++;
+  if (line[j] === '{') i = j;
   if (line[i] === '{') {
     const read = readLabels(line, i, limits);
     labels = { ...read.labels };

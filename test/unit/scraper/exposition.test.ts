@@ -59,7 +59,7 @@ describe('parseExposition details', () => {
   });
 
   it('takes an optional timestamp, a trailing comma, spaces, CRLF, and no labels', () => {
-    const p = parseExposition('a{x="1",} 2 1700000000000\r\nb 3\n c  4.5e3 \n');
+    const p = parseExposition('a{x="1",} 2 1700000000000\r\nb 3\n c  4.5e3 \nd {y="2"} 5\n');
     assert.equal(p.malformedCount, 0);
     assert.deepEqual(
       p.samples.map((s) => [s.name, s.value, s.timestamp]),
@@ -67,6 +67,7 @@ describe('parseExposition details', () => {
         ['a', 2, 1_700_000_000_000],
         ['b', 3, undefined],
         ['c', 4500, undefined],
+        ['d', 5, undefined],
       ],
     );
   });
