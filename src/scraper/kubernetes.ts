@@ -10,7 +10,6 @@
 // Types only: the library loads when a Service is to be watched (see loadClient).
 import type * as K8s from '@kubernetes/client-node';
 import type { Informer, KubeConfig, ObjectCache, V1EndpointSlice } from '@kubernetes/client-node';
-import * as zlib from 'node:zlib';
 import { NexusError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { MAX_TARGETS, targetUrl, type ScrapeTarget, type TargetSink } from './targets.js';
@@ -188,19 +187,10 @@ export class KubernetesTargets {
 }
 
 /**
- * @kubernetes/client-node, loaded on demand: its 2.x line depends on undici 8, which needs
- * Node.js 22.19 or later and throws on import under Node.js 20. Loaded only when a Service is to
- * be watched, so the rest of the scraper runs on every supported Node.js, and the error says why.
+ * @kubernetes/client-node, loaded on demand: only a scraper that watches a Service pays for
+ * loading it (it is large), and a Node.js it cannot load on gets one clear error.
  */
 async function loadClient(): Promise<typeof K8s> {
-  // What undici 8 needs at import (Node.js 22.15+): without it the import fails, and a second,
-  // uncaught failure follows from the library's own lazy loads, so it is not attempted.
-  if (typeof (zlib as { createZstdDecompress?: unknown }).createZstdDecompress !== 'function') {
-    throw new NexusError(
-      'CONFIG_INVALID',
-      `SCRAPE_KUBERNETES_SERVICE: @kubernetes/client-node 2 needs Node.js 22.19 or later (its undici 8 does), this is ${process.versions.node}; list the exporters in SCRAPE_TARGETS or SCRAPE_TARGETS_FILE instead`,
-    );
-  }
   try {
     return await import('@kubernetes/client-node');
   } catch (err) {

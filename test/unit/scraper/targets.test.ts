@@ -2,14 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as zlib from 'node:zlib';
 import { after, describe, it } from 'node:test';
 import { silentLogger } from '../../../src/core/logger.js';
-import {
-  KubernetesTargets,
-  parseServiceRef,
-  targetsOfSlices,
-} from '../../../src/scraper/kubernetes.js';
+import { parseServiceRef, targetsOfSlices } from '../../../src/scraper/kubernetes.js';
 import {
   FileTargets,
   parseFileSd,
@@ -168,25 +163,4 @@ describe('Kubernetes Service endpoints', () => {
       'http://10.0.0.1:9500/metrics',
     );
   });
-});
-
-describe('Kubernetes client on this Node.js', () => {
-  const zstd =
-    typeof (zlib as { createZstdDecompress?: unknown }).createZstdDecompress === 'function';
-  it(
-    'says @kubernetes/client-node 2 needs Node.js 22.19 where it cannot load',
-    { skip: zstd },
-    async () => {
-      const k8s = new KubernetesTargets({
-        ref: parseServiceRef('gpu/dcgm'),
-        sink: () => undefined,
-        logger: silentLogger(),
-        kubeConfig: (KubeConfig) => new KubeConfig(),
-      });
-      await assert.rejects(
-        k8s.start(),
-        /SCRAPE_KUBERNETES_SERVICE: @kubernetes\/client-node 2 needs Node.js 22.19/,
-      );
-    },
-  );
 });
