@@ -134,10 +134,11 @@ export function storeConformance(h: StoreHarness): void {
             '004_series_chunks',
             '005_api_tokens',
             '006_partition_definer',
+            '007_token_write_scope',
           ],
-          current: 6,
+          current: 7,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 6 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 7 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -148,6 +149,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 4, name: '004_series_chunks' },
           { version: 5, name: '005_api_tokens' },
           { version: 6, name: '006_partition_definer' },
+          { version: 7, name: '007_token_write_scope' },
         ]);
       });
 
@@ -161,9 +163,10 @@ export function storeConformance(h: StoreHarness): void {
           '004_series_chunks',
           '005_api_tokens',
           '006_partition_definer',
+          '007_token_write_scope',
         ]);
-        assert.ok(results.every((r) => r.current === 6));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 6);
+        assert.ok(results.every((r) => r.current === 7));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 7);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -120,6 +120,7 @@ describe('store: PostgreSQL only', () => {
         '004_series_chunks',
         '005_api_tokens',
         '006_partition_definer',
+        '007_token_write_scope',
       ],
     );
 
@@ -135,6 +136,7 @@ describe('store: PostgreSQL only', () => {
       { version: 4, name: '004_series_chunks' },
       { version: 5, name: '005_api_tokens' },
       { version: 6, name: '006_partition_definer' },
+      { version: 7, name: '007_token_write_scope' },
     ]);
   });
 });

@@ -125,6 +125,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '004_series_chunks',
       '005_api_tokens',
       '006_partition_definer',
+      '007_token_write_scope',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);

@@ -93,7 +93,10 @@ export function tokenCommand(): Command {
 
   const create = new Command('create')
     .description('Make a new token; it is printed once, on the last line (only its hash is kept)')
-    .option('--scope <scope>', 'read (every read API) or admin (also what changes state); required')
+    .option(
+      '--scope <scope>',
+      'read (every read API), write (ingest only: Prometheus remote_write) or admin (everything); required',
+    )
     .option('--name <name>', 'a name to list and revoke it by (default: its id)')
     .option('--expires <duration>', 'refused after this long, e.g. 30d, 12h (default: never)')
     .option('--embedded', EMBEDDED);
@@ -101,7 +104,7 @@ export function tokenCommand(): Command {
   create.action(
     async (o: { scope?: string; name?: string; expires?: string; embedded?: boolean }) => {
       if (o.scope === undefined)
-        throw new NexusError('CONFIG_INVALID', '--scope is required: read or admin');
+        throw new NexusError('CONFIG_INVALID', '--scope is required: read, write or admin');
       const scope = checkScope(o.scope);
       if (o.name !== undefined) checkName(o.name);
       let expiresAt: number | null = null;

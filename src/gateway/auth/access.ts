@@ -1,10 +1,11 @@
 /**
  * Who may use each route of the gateway. Every route needs the read scope unless it is named
- * here as open, or declares `config: { access: 'admin' }` (anything that changes state). A new
+ * here as open, or declares `config: { access: 'admin' }` (anything that changes state) or
+ * `config: { access: 'write' }` (ingest: Prometheus remote_write). A new
  * route is therefore protected without anyone thinking of it; opening one takes an entry below.
  */
 
-export type Access = 'open' | 'read' | 'admin';
+export type Access = 'open' | 'read' | 'write' | 'admin';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -43,7 +44,12 @@ export interface RouteShape {
 /** The access a route needs (METRICS_AUTH decides for /metrics). */
 export function accessOf(route: RouteShape, metricsAuth: boolean): Access {
   const config = (route.config ?? {}) as { access?: unknown; file?: unknown; rootPath?: unknown };
-  if (config.access === 'open' || config.access === 'read' || config.access === 'admin')
+  if (
+    config.access === 'open' ||
+    config.access === 'read' ||
+    config.access === 'write' ||
+    config.access === 'admin'
+  )
     return config.access;
   const methods = typeof route.method === 'string' ? [route.method] : route.method;
   // CORS preflights carry no credentials, by the Fetch standard.

@@ -53,7 +53,7 @@ function isFileToken(v: unknown): v is FileToken {
   return (
     typeof t.id === 'string' &&
     typeof t.name === 'string' &&
-    (t.scope === 'read' || t.scope === 'admin') &&
+    (t.scope === 'read' || t.scope === 'write' || t.scope === 'admin') &&
     typeof t.hash === 'string' &&
     /^[0-9a-f]{64}$/.test(t.hash) &&
     typeof t.created_at === 'string' &&

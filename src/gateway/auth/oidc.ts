@@ -19,6 +19,7 @@ export interface OidcOptions {
 /** The scope values of the claim that grant Nexus scopes. */
 export const OIDC_SCOPES: Readonly<Record<string, Scope>> = {
   'nexus:read': 'read',
+  'nexus:write': 'write',
   'nexus:admin': 'admin',
 };
 
@@ -39,7 +40,7 @@ const ALGORITHMS = [
 
 const JWT_FORM = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
-/** The Nexus scopes a JWT's scope claim grants (admin implies read). */
+/** The Nexus scopes a JWT's scope claim grants (admin implies read and write). */
 export function scopesOf(payload: JWTPayload, claim: string): Set<Scope> {
   const raw = payload[claim];
   const values =
@@ -51,8 +52,8 @@ export function scopesOf(payload: JWTPayload, claim: string): Set<Scope> {
   const out = new Set<Scope>();
   for (const v of values) {
     const s = OIDC_SCOPES[v];
-    if (s === 'admin') out.add('admin').add('read');
-    else if (s === 'read') out.add('read');
+    if (s === 'admin') out.add('admin').add('read').add('write');
+    else if (s !== undefined) out.add(s);
   }
   return out;
 }
@@ -60,7 +61,8 @@ export function scopesOf(payload: JWTPayload, claim: string): Set<Scope> {
 /**
  * AUTH_MODE=oidc: a bearer JWT is checked with `jose` against the issuer's signing keys (JWKS,
  * fetched and cached by jose, refetched for an unknown key id), its `iss`, `aud`, `exp` and
- * `nbf`. Scopes come from OIDC_SCOPE_CLAIM: `nexus:read` reads, `nexus:admin` also administers.
+ * `nbf`. Scopes come from OIDC_SCOPE_CLAIM: `nexus:read` reads, `nexus:write` sends telemetry
+ * (remote_write) only, `nexus:admin` does everything.
  */
 export class OidcAuthenticator implements Authenticator {
   private keys: Promise<JWTVerifyGetKey> | undefined;

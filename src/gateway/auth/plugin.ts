@@ -298,7 +298,7 @@ export async function registerAuth(
     const { principal } = verdict;
     perPrincipal.set(req, principal);
     if (await overLimit(principalLimit, req, reply, principal.id)) return;
-    const need = access === 'admin' ? 'admin' : 'read';
+    const need = access === 'admin' || access === 'write' ? access : 'read';
     if (!principal.scopes.has(need)) {
       const message = `this needs the ${need} scope, which ${principal.id} does not have`;
       noteFailure(req, 'forbidden', message, principal.id);

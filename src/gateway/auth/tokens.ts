@@ -7,9 +7,14 @@ import { NexusError } from '../../core/errors.js';
  * itself is shown once, by `nexus token create`.
  */
 
-export type Scope = 'read' | 'admin';
+/**
+ * read: every read API. write: ingest only (Prometheus remote_write, POST /api/v1/write), reads
+ * nothing: the credential a Prometheus holds. admin: everything (read, write, changes to the
+ * pipeline).
+ */
+export type Scope = 'read' | 'write' | 'admin';
 
-export const SCOPES: readonly Scope[] = ['read', 'admin'];
+export const SCOPES: readonly Scope[] = ['read', 'write', 'admin'];
 
 /** What a well-formed token looks like. */
 export const TOKEN_FORMAT = /^nexus_[A-Za-z0-9_-]{43}$/;
@@ -78,13 +83,13 @@ export function checkName(name: string): string {
 }
 
 export function checkScope(scope: string): Scope {
-  if (scope === 'read' || scope === 'admin') return scope;
-  throw new NexusError('CONFIG_INVALID', `--scope: "${scope}" is not one of read, admin`);
+  if (scope === 'read' || scope === 'write' || scope === 'admin') return scope;
+  throw new NexusError('CONFIG_INVALID', `--scope: "${scope}" is not one of read, write, admin`);
 }
 
-/** The scopes a token's scope grants: admin implies read. */
+/** The scopes a token's scope grants: admin implies read and write; write implies nothing. */
 export function grants(scope: Scope): ReadonlySet<Scope> {
-  return new Set<Scope>(scope === 'admin' ? ['read', 'admin'] : ['read']);
+  return new Set<Scope>(scope === 'admin' ? ['read', 'write', 'admin'] : [scope]);
 }
 
 /** The error for a name already used by a token not revoked. */

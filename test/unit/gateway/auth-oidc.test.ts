@@ -72,7 +72,12 @@ describe('OIDC bearer JWTs (jose, a JWKS on loopback)', () => {
     });
     assert.deepEqual(await verdict(auth, await jwt({ scope: 'nexus:admin' })), {
       id: 'oidc:alice',
-      scopes: ['admin', 'read'],
+      scopes: ['admin', 'read', 'write'],
+    });
+    // nexus:write: ingest only (remote_write), no reading.
+    assert.deepEqual(await verdict(auth, await jwt({ scope: 'openid nexus:write' })), {
+      id: 'oidc:alice',
+      scopes: ['write'],
     });
     // No Nexus scope: authenticated, with nothing granted (the gateway answers 403).
     assert.deepEqual(await verdict(auth, await jwt({ scope: 'openid read' })), {

@@ -11,6 +11,8 @@ import { SqlTokenStore } from '../../../src/gateway/auth/sql-token-store.js';
 import { TokenAuthenticator } from '../../../src/gateway/auth/token-auth.js';
 import {
   TOKEN_FORMAT,
+  checkScope,
+  grants,
   hashToken,
   type TokenRecord,
   type TokenStore,
@@ -198,6 +200,16 @@ describe('TokenAuthenticator', () => {
   });
 });
 
+describe('scopes', () => {
+  it('write grants ingest only; admin grants everything; read only reads', () => {
+    assert.deepEqual([...grants('write')], ['write']);
+    assert.deepEqual([...grants('read')], ['read']);
+    assert.deepEqual([...grants('admin')].sort(), ['admin', 'read', 'write']);
+    assert.equal(checkScope('write'), 'write');
+    assert.throws(() => checkScope('ingest'), /"ingest" is not one of read, write, admin/);
+  });
+});
+
 describe('routes and subprotocols', () => {
   it('every route needs the read scope unless named open; admin when it says so', () => {
     const a = (url: string, config?: unknown, method = 'GET') =>
@@ -210,6 +222,7 @@ describe('routes and subprotocols', () => {
     assert.equal(a('/metrics'), 'read');
     assert.equal(accessOf({ method: 'GET', url: '/metrics' }, false), 'open');
     assert.equal(a('/api/v1/admin/dead-letters', { access: 'admin' }), 'admin');
+    assert.equal(a('/api/v1/write', { access: 'write' }, 'POST'), 'write');
     for (const open of ['/healthz', '/readyz', '/health', '/swagger/index.html', '/'])
       assert.equal(a(open), 'open', open);
     assert.equal(a('/assets/app.js', { file: 'app.js', rootPath: '/x' }), 'open');
