@@ -101,6 +101,8 @@ export interface QueueChoice {
   readonly instance?: string;
   /** Wake consumers with etcd watch (default ENABLE_WATCH_API); false for a queue only read. */
   readonly watch?: boolean;
+  /** The cluster whose queue this is (default CLUSTER_ID): remote_write opens one per cluster. */
+  readonly clusterId?: string;
 }
 
 /** The queue on the chosen backends. */
@@ -110,6 +112,7 @@ export function buildQueue(root: Root, backends: Backends, choice: QueueChoice =
     case 'etcd': {
       const queue = new EtcdQueue({
         ...queueOptions(config, logger),
+        ...(choice.clusterId === undefined ? {} : { clusterId: choice.clusterId }),
         prefix: config.queuePrefix,
         client: backends.client,
         enableWatch: choice.watch ?? config.enableWatchApi,

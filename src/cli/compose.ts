@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../core/logger.js';
 import { NexusMetrics } from '../core/metrics.js';
 import { OUTAGE_BACKOFF } from '../core/outage.js';
 import type { Gateway } from '../gateway/app.js';
+import type { OpenedQueue } from '../gateway/remote-write/clusters.js';
 import type { HealthCheck } from '../gateway/routes/health.js';
 import type { Queue } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
@@ -247,6 +248,8 @@ export interface GatewayParts {
   readonly tokens: TokenBackend;
   /** Dead letters through the API (admin): only where this process owns the queue (nexus up). */
   readonly deadLetters?: Queue | undefined;
+  /** With ENABLE_REMOTE_WRITE: the queue of a cluster remote_write publishes to, opened on first use. */
+  readonly remoteWriteQueue?: ((cluster: string) => OpenedQueue) | undefined;
 }
 
 /**
@@ -254,10 +257,28 @@ export interface GatewayParts {
  * is the command's to push: `nexus up` closes it after the pipeline has stopped.
  */
 export async function buildGatewayFor(root: Root, parts: GatewayParts): Promise<Gateway> {
-  const [{ buildGateway }, { dashboardPlugin }] = await Promise.all([
+  const [{ buildGateway }, { dashboardPlugin }, { ClusterQueues }] = await Promise.all([
     import('../gateway/app.js'),
     import('./dashboard.js'),
+    import('../gateway/remote-write/clusters.js'),
   ]);
+  const { config } = root;
+  const openCluster = parts.remoteWriteQueue;
+  const remoteWrite =
+    config.enableRemoteWrite && openCluster !== undefined
+      ? {
+          queues: new ClusterQueues({
+            open: openCluster,
+            maxClusters: config.remoteWriteMaxClusters,
+            producer: `remote-write-${hostname()}-${process.pid}`,
+            batchSize: config.batchSize,
+            maxDepth: config.maxQueueDepth,
+          }),
+          defaultCluster: config.clusterId,
+          maxBytes: config.remoteWriteMaxBytes,
+          accept: config.remoteWriteAccept,
+        }
+      : undefined;
   const queue = parts.queue;
   const auth = await gatewayAuth(root.config, root.logger, parts.tokens);
   const open = openToAll(root.config);
@@ -274,6 +295,7 @@ export async function buildGatewayFor(root: Root, parts: GatewayParts): Promise<
     ...gatewaySettings(root.config),
     ...(queue === undefined ? {} : { queueStats: () => queue.stats() }),
     ...(parts.tls === undefined ? {} : { tls: parts.tls }),
+    ...(remoteWrite === undefined ? {} : { remoteWrite }),
     extensions: [dashboardPlugin(root.logger)],
   });
 }

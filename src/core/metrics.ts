@@ -294,6 +294,26 @@ export class NexusMetrics {
     registers: [this.registry],
   });
 
+  // Prometheus remote_write (gateway, ENABLE_REMOTE_WRITE).
+  readonly remoteWriteRequests = new Counter({
+    name: 'nexus_remote_write_requests_total',
+    help: 'remote_write requests answered, by status code: 204 stored, 400 malformed (Prometheus drops it), 401/403 auth, 503 queue full or unavailable (Prometheus retries)',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly remoteWriteSamples = new Counter({
+    name: 'nexus_remote_write_samples_total',
+    help: 'remote_write samples by outcome: received, stored (in the queue), ignored (not a DCGM series, REMOTE_WRITE_ACCEPT), stale (staleness markers), sentinel (DCGM no-value), rejected (see nexus_remote_write_rejected_total)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly remoteWriteRejected = new Counter({
+    name: 'nexus_remote_write_rejected_total',
+    help: 'remote_write samples of accepted series not stored, by reason: value (NaN/Inf), timestamp, labels (no gpu or Hostname, bad labels)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   // The fleet (gateway), from the latest stored values.
   readonly gpuTemperature = new Gauge({
     name: 'nexus_gpu_temperature_celsius',

@@ -45,6 +45,11 @@ export interface RolePrefixes {
   readonly queuePrefix: string;
   /** REGISTRY_PREFIX. */
   readonly registryPrefix: string;
+  /**
+   * ENABLE_REMOTE_WRITE: the gateway publishes Prometheus remote_write readings, so its role may
+   * also write messages (create-only publishes) and the lease ledger; without it, it reads only.
+   */
+  readonly remoteWrite?: boolean;
 }
 
 /** The role definitions for these prefixes, every cluster (CLUSTER_ID) included. */
@@ -115,7 +120,22 @@ export function nexusRoles(prefixes: RolePrefixes): RoleDefinition[] {
       role: 'nexus-gateway',
       user: 'gateway',
       grants: [
-        { prefix: q.messages, access: 'read', why: 'queue depth and head age (overview)' },
+        prefixes.remoteWrite === true
+          ? {
+              prefix: q.messages,
+              access: 'readwrite',
+              why: 'queue depth and head age (overview); publishes remote_write readings (ENABLE_REMOTE_WRITE)',
+            }
+          : { prefix: q.messages, access: 'read', why: 'queue depth and head age (overview)' },
+        ...(prefixes.remoteWrite === true
+          ? [
+              {
+                prefix: q.leases,
+                access: 'write',
+                why: 'records the lease of each remote_write message in the ledger (ENABLE_REMOTE_WRITE)',
+              } as const,
+            ]
+          : []),
         { prefix: q.claims, access: 'read', why: 'messages in flight (overview)' },
         { prefix: q.delayed, access: 'read', why: 'retries waiting (overview)' },
         { prefix: q.dead, access: 'read', why: 'dead letters counted (overview)' },

@@ -34,6 +34,7 @@ import { telemetryRoutes } from './routes/telemetry.js';
 import { ErrorBody } from './schemas/common.js';
 import { Cluster, Gpu, Host } from './schemas/fleet.js';
 import { Reading, Series, SeriesColumns, TelemetryResult } from './schemas/telemetry.js';
+import { remoteWriteRoutes, type RemoteWriteOptions } from './remote-write/plugin.js';
 import { ConnectionLimiter } from './ws/connections.js';
 import { SharedBacklog, liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
 
@@ -162,6 +163,8 @@ export interface GatewayOptions {
    * every this many ms (default 10 s; 0: always read the store).
    */
   readonly latestReloadMs?: number;
+  /** Prometheus remote_write at POST /api/v1/write (ENABLE_REMOTE_WRITE), publishing to the queue. */
+  readonly remoteWrite?: Omit<RemoteWriteOptions, 'logger' | 'metrics'>;
   /** Extra plugins (the dashboard) registered last. */
   readonly extensions?: readonly ((app: FastifyInstance) => Promise<void>)[];
 }
@@ -270,6 +273,9 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
         { name: 'telemetry', description: 'Readings, series and latest values' },
         { name: 'health', description: 'Liveness and readiness' },
         { name: 'admin', description: 'Changes to the pipeline (admin scope)' },
+        ...(o.remoteWrite === undefined
+          ? []
+          : [{ name: 'ingest', description: 'Telemetry sent to Nexus (write scope)' }]),
       ],
       components: {
         securitySchemes: {
@@ -350,6 +356,16 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   const hub = o.feed !== undefined ? new LiveHub(o.feed, o.logger, o.metrics) : undefined;
   if (hub !== undefined) await hub.start();
   if (o.deadLetters !== undefined) await app.register(deadLetterRoutes, { queue: o.deadLetters });
+  const remoteWrite = o.remoteWrite;
+  if (remoteWrite !== undefined) {
+    await app.register(async (child) =>
+      remoteWriteRoutes(child, {
+        ...remoteWrite,
+        logger: o.logger,
+        ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
+      }),
+    );
+  }
   await app.register(overviewRoutes, {
     reader: o.reader,
     registry: o.registry,

@@ -40,7 +40,8 @@ export function etcdRolesCommand(): Command {
       'after',
       '\nEach component signs in as its own etcd user: the CN of its client certificate (etcd\n' +
         "--client-cert-auth), or ETCD_USERNAME/ETCD_PASSWORD. --apply needs etcd's root user once\n" +
-        'authentication is on. docs/operations.md, "Secure etcd".',
+        'authentication is on. ENABLE_REMOTE_WRITE=true: the gateway may also publish to the queue\n' +
+        '(Prometheus remote_write). docs/operations.md, "Secure etcd".',
     );
   addSettings(cmd, ['common', 'queue']);
   cmd.action(async (o: EtcdRolesOptions) => {
@@ -48,6 +49,7 @@ export function etcdRolesCommand(): Command {
     const defs = nexusRoles({
       queuePrefix: config.queuePrefix,
       registryPrefix: config.registryPrefix,
+      remoteWrite: config.enableRemoteWrite,
     });
     if (o.apply !== true) {
       if (o.enableAuth === true) cmd.error('--enable-auth goes with --apply');

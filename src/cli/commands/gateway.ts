@@ -73,6 +73,19 @@ export function gatewayCommand(): Command {
       queue: backends === undefined ? undefined : buildQueue(root, backends, { watch: false }),
       tls,
       tokens: 'postgres',
+      // remote_write (ENABLE_REMOTE_WRITE): the etcd queue of each cluster written to, opened on
+      // first use; the gateway's etcd role then needs write on the queue (nexus etcd-roles).
+      remoteWriteQueue:
+        backends === undefined
+          ? undefined
+          : (cluster) => {
+              const queue = buildQueue(root, backends, {
+                watch: false,
+                clusterId: cluster,
+                instance: `${instance}-rw`,
+              });
+              return { queue, close: () => queue.close() };
+            },
     });
     stack.push('closing the connections to clients', () => gateway.app.close());
     let address: string;

@@ -252,6 +252,17 @@ export function upCommand(): Command {
           tokens: postgres ? 'postgres' : 'file',
           // This process owns the queue: dead letters through the API too (admin scope).
           deadLetters: queue,
+          // remote_write (ENABLE_REMOTE_WRITE) into this process's queue, the one cluster whose
+          // readings its collector stores.
+          remoteWriteQueue: (cluster) => {
+            if (cluster !== queue.clusterId) {
+              throw new NexusError(
+                'LIMIT_EXCEEDED',
+                `remote_write: nexus up stores the readings of one cluster, "${queue.clusterId}" (CLUSTER_ID), not "${cluster.slice(0, 64)}": drop the cluster label (write_relabel_configs) or run a collector for that cluster (distributed mode)`,
+              );
+            }
+            return { queue, close: async () => undefined };
+          },
         });
       } catch (err) {
         stack.push('storing what the queue holds', () => collector.stop());

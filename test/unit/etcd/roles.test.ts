@@ -101,6 +101,28 @@ describe('nexus etcd-roles: the role definitions (src/etcd/roles.ts)', () => {
     ]);
   });
 
+  it('with ENABLE_REMOTE_WRITE the gateway also publishes: messages and the lease ledger, nothing more', () => {
+    const rw = nexusRoles({
+      queuePrefix: '/acme/q/',
+      registryPrefix: '/acme/fleet/',
+      remoteWrite: true,
+    });
+    const gateway = rw.find((d) => d.component === 'gateway');
+    assert.ok(gateway);
+    const writes = (Object.keys(keys) as Key[]).filter((k) => allows(gateway, keys[k], 'write'));
+    assert.deepEqual(writes, ['message', 'ledger', 'gatewayMember', 'listener']);
+    const reads = (Object.keys(keys) as Key[]).filter((k) => allows(gateway, keys[k], 'read'));
+    assert.deepEqual(
+      reads,
+      (Object.keys(keys) as Key[]).filter((k) => allows(role('gateway'), keys[k], 'read')),
+    );
+    // The other roles are the same either way.
+    assert.deepEqual(
+      rw.filter((d) => d.component !== 'gateway'),
+      roles.filter((d) => d.component !== 'gateway'),
+    );
+  });
+
   it('the admin reads and writes everything Nexus keeps, and no role reaches outside the two prefixes', () => {
     const all = Object.keys(keys) as Key[];
     check('admin', 'write', all);
