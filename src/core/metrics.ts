@@ -303,7 +303,7 @@ export class NexusMetrics {
   });
   readonly remoteWriteSamples = new Counter({
     name: 'nexus_remote_write_samples_total',
-    help: 'remote_write samples by outcome: received, stored (in the queue), ignored (not a DCGM series, REMOTE_WRITE_ACCEPT), stale (staleness markers), sentinel (DCGM no-value), rejected (see nexus_remote_write_rejected_total)',
+    help: 'remote_write samples of the requests answered 204 (a refused request comes again whole), by outcome: received, stored (in the queue), ignored (not a DCGM series, REMOTE_WRITE_ACCEPT), stale (staleness markers), sentinel (DCGM no-value), rejected (see nexus_remote_write_rejected_total)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });

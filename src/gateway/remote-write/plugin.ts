@@ -213,22 +213,6 @@ export async function remoteWriteRoutes(
       const count = (key: keyof Outcome, n: number): void => {
         if (n > 0) m?.remoteWriteSamples.inc({ outcome: key }, n);
       };
-      count('received', outcome.received);
-      count('ignored', outcome.ignored);
-      count('stale', outcome.stale);
-      count('sentinel', outcome.sentinel);
-      count('rejected', outcome.rejected);
-      const now = Date.now();
-      for (const [reason, r] of rejected) {
-        m?.remoteWriteRejected.inc({ reason }, r.count);
-        if (now - (warnedAt.get(reason) ?? 0) >= 60_000) {
-          warnedAt.set(reason, now);
-          log.warn(
-            { reason, samples: r.count, example: r.example },
-            `remote_write: ${r.count} sample(s) not stored (${reason}), e.g. ${r.example}`,
-          );
-        }
-      }
       if (byCluster.size > 0) {
         const publishers = o.queues.publishers(byCluster.keys());
         // Nothing is published unless every queue has room: a refused request is retried whole.
@@ -261,10 +245,25 @@ export async function remoteWriteRoutes(
           }
           throw err;
         }
-        let stored = 0;
-        for (const list of byCluster.values()) stored += list.length;
-        count('stored', stored);
-        outcome.stored = stored;
+        for (const list of byCluster.values()) outcome.stored += list.length;
+      }
+      // Counted once the request is answered 204: a refused one (503) comes again, whole.
+      count('received', outcome.received);
+      count('stored', outcome.stored);
+      count('ignored', outcome.ignored);
+      count('stale', outcome.stale);
+      count('sentinel', outcome.sentinel);
+      count('rejected', outcome.rejected);
+      const now = Date.now();
+      for (const [reason, r] of rejected) {
+        m?.remoteWriteRejected.inc({ reason }, r.count);
+        if (now - (warnedAt.get(reason) ?? 0) >= 60_000) {
+          warnedAt.set(reason, now);
+          log.warn(
+            { reason, samples: r.count, example: r.example },
+            `remote_write: ${r.count} sample(s) not stored (${reason}), e.g. ${r.example}`,
+          );
+        }
       }
       req.log.debug({ ...outcome }, 'remote_write stored');
       return reply.code(204).send();
