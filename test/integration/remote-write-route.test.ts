@@ -193,6 +193,26 @@ describe('POST /api/v1/write', () => {
     );
   });
 
+  it('is in the OpenAPI document with a binary protobuf body, under the write scope', async () => {
+    const doc = (await r.gw.gateway.app.inject({ url: '/openapi.json' })).json<{
+      paths: Record<
+        string,
+        Record<string, { requestBody?: { content?: Record<string, unknown> } }>
+      >;
+    }>();
+    const post = doc.paths['/api/v1/write']?.post;
+    assert.ok(post, 'POST /api/v1/write is not in the document');
+    assert.deepEqual(Object.keys(post.requestBody?.content ?? {}), ['application/x-protobuf']);
+    assert.deepEqual(post.requestBody?.content?.['application/x-protobuf'], {
+      schema: {
+        type: 'string',
+        format: 'binary',
+        description:
+          'A snappy-compressed (block format) protobuf prometheus.WriteRequest, as Prometheus remote_write 1.0 sends it',
+      },
+    });
+  });
+
   it('400 saying what is wrong for a malformed body; nothing queued', async () => {
     const cases: [Buffer, Record<string, string>, RegExp][] = [
       [Buffer.from('not snappy at all'), {}, /not valid snappy block format/],

@@ -236,6 +236,19 @@ export async function remoteWriteRoutes(
             }),
           );
         } catch (err) {
+          // etcd refused the gateway's user (its role was applied without ENABLE_REMOTE_WRITE):
+          // a configuration error, answered 503 so that Prometheus keeps the batch until fixed.
+          if (isNexusError(err, 'ETCD_ACCESS_DENIED')) {
+            log.error(
+              { err: err.message },
+              'remote_write: etcd refused the publish; run nexus etcd-roles --apply with ENABLE_REMOTE_WRITE=true',
+            );
+            throw new NexusError(
+              'QUEUE_UNAVAILABLE',
+              `remote_write: etcd refused the gateway's publish (${err.message}): its etcd role needs nexus etcd-roles --apply with ENABLE_REMOTE_WRITE=true`,
+              { cause: err },
+            );
+          }
           // A queue that cannot take the request now (etcd out of space, a timeout): Prometheus
           // retries a 503, and what landed before is stored once (the store's natural key).
           if (isNexusError(err) && err.retryable && statusOf(err.code) === 500) {
