@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import type { Response } from 'light-my-request';
+import { setupTracing } from '../../src/cli/tracing.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { NexusMetrics } from '../../src/core/metrics.js';
 import { FileTokenStore } from '../../src/gateway/auth/file-token-store.js';
@@ -333,5 +335,49 @@ describe('POST /api/v1/write: the write scope', () => {
       (await stored(r, 'local-cluster')).map((x) => x.value),
       [7, 7],
     );
+  });
+});
+
+describe('POST /api/v1/write: traces', () => {
+  it('publishes in a span per cluster whose context travels in the envelopes', async (t) => {
+    const exporter = new InMemorySpanExporter();
+    const shutdown = setupTracing('test', silentLogger(), {}, [
+      new SimpleSpanProcessor({ exporter }),
+    ]);
+    t.after(shutdown);
+    const r = await rig();
+    t.after(() => r.gw.close());
+    const res = await r.post(
+      encodeWriteRequest([
+        {
+          labels: GPU0,
+          samples: [
+            { value: 1, timestamp: T0 },
+            { value: 2, timestamp: T0 + 1 },
+            { value: 3, timestamp: T0 + 2 },
+          ],
+        },
+      ]),
+    );
+    assert.equal(res.statusCode, 204, res.body);
+    const spans = exporter
+      .getFinishedSpans()
+      .filter((s) => s.name === 'nexus.remote_write.publish');
+    assert.equal(spans.length, 1);
+    const span = spans[0];
+    assert.ok(span);
+    assert.equal(span.attributes['nexus.cluster'], 'local-cluster');
+    assert.equal(span.attributes['nexus.batch.records'], 3);
+    assert.equal(span.attributes['nexus.messages'], 2); // batch size 2
+    const queue = r.queues.get('local-cluster');
+    assert.ok(queue);
+    const got = await drain(queue, 50);
+    assert.equal(got.length, 2);
+    for (const d of got) {
+      assert.ok(
+        d.envelope.trace?.traceparent.includes(span.spanContext().traceId),
+        JSON.stringify(d.envelope.trace),
+      );
+    }
   });
 });

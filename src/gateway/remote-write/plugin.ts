@@ -1,9 +1,11 @@
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { recordFromSeries } from '../../core/dcgm-series.js';
 import { isNexusError, NexusError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { NexusMetrics } from '../../core/metrics.js';
 import type { TelemetryRecord } from '../../core/record.js';
+import { traceContextOf, tracer, type Span } from '../../core/tracing.js';
 import { statusOf } from '../errors.js';
 import { ErrorRef } from '../schemas/common.js';
 import type { ClusterQueues } from './clusters.js';
@@ -228,11 +230,36 @@ export async function remoteWriteRoutes(
           await Promise.all(
             [...publishers].map(([cluster, publisher]) => {
               const records = byCluster.get(cluster) ?? [];
-              return publisher.publish(records, {
-                file: `remote_write ${req.id}`,
-                firstLine: 1,
-                lastLine: records.length,
-              });
+              // A span per cluster's publish; its context travels in the envelopes, so the
+              // collector's spans join the trace (as the streamer's publish spans do).
+              return tracer().startActiveSpan(
+                'nexus.remote_write.publish',
+                {
+                  kind: SpanKind.PRODUCER,
+                  attributes: {
+                    'messaging.system': 'nexus-queue',
+                    'nexus.cluster': cluster,
+                    'nexus.batch.records': records.length,
+                    'http.request.id': req.id,
+                  },
+                },
+                async (span: Span) => {
+                  try {
+                    const messages = await publisher.publish(
+                      records,
+                      { file: `remote_write ${req.id}`, firstLine: 1, lastLine: records.length },
+                      traceContextOf(span),
+                    );
+                    span.setAttribute('nexus.messages', messages);
+                  } catch (err) {
+                    span.recordException(err instanceof Error ? err : new Error(String(err)));
+                    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+                    throw err;
+                  } finally {
+                    span.end();
+                  }
+                },
+              );
             }),
           );
         } catch (err) {
