@@ -841,7 +841,7 @@ export const SETTINGS = {
     flag: 'remote-write-accept',
     kind: 'string',
     default: '',
-    help: 'remote_write series stored besides DCGM_FI_*/DCGM_EXP_*: a regular expression of metric names (whole name), or all; empty: DCGM series only (others ignored and counted)',
+    help: 'remote_write series stored besides the DCGM ones (names starting DCGM_FI_ or DCGM_EXP_): a regular expression of metric names (whole name), or all; empty: DCGM series only (others ignored and counted)',
     group: 'gateway',
   },
   apiMaxConcurrent: {
