@@ -105,6 +105,8 @@ export interface KubernetesTargetsOptions {
   readonly kubeConfig: (KubeConfigClass: new () => KubeConfig) => KubeConfig;
   /** Wait before listing again after the watch broke (default 5 s). */
   readonly retryMs?: number;
+  /** How long the first list and watch may take at start before it is an error (default 30 s). */
+  readonly startTimeoutMs?: number;
   readonly onError?: (reason: string) => void;
 }
 
@@ -164,13 +166,27 @@ export class KubernetesTargets {
         if (!this.stopped) void informer.start().catch(() => undefined);
       }, this.o.retryMs ?? 5000);
     });
+    const startMs = this.o.startTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await informer.start();
+      // An API server that accepts the connection and never answers would hold the start for ever.
+      await Promise.race([
+        informer.start(),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => {
+            reject(new Error(`the API server did not answer within ${startMs / 1000} s`));
+          }, startMs);
+        }),
+      ]);
     } catch (err) {
+      this.stopped = true;
+      await informer.stop().catch(() => undefined);
       throw new NexusError(
         'CONFIG_INVALID',
         `SCRAPE_KUBERNETES_SERVICE: cannot list the EndpointSlices of ${this.source}: ${describeError(err)}`,
       );
+    } finally {
+      clearTimeout(timer);
     }
     publish();
     this.o.logger.info(

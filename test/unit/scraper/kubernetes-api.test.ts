@@ -136,4 +136,45 @@ describe('Kubernetes Service endpoints through @kubernetes/client-node', () => {
       await k8s.stop();
     }
   });
+
+  it('an API server that never answers the watch is an error at start, not a hang', async () => {
+    const silent = createServer((req, res) => {
+      if ((req.url ?? '').includes('watch=true')) return; // accepted, never answered
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          apiVersion: 'discovery.k8s.io/v1',
+          kind: 'EndpointSliceList',
+          metadata: { resourceVersion: '1' },
+          items: [],
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const addr = silent.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+    try {
+      const k8s = new KubernetesTargets({
+        ref: parseServiceRef('gpu-operator/nvidia-dcgm-exporter'),
+        sink: () => undefined,
+        logger: silentLogger(),
+        startTimeoutMs: 500,
+        kubeConfig: (KubeConfig) => {
+          const kc = new KubeConfig();
+          kc.loadFromOptions({
+            clusters: [{ name: 'fake', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+            users: [{ name: 'nexus', token: 'sa-token' }],
+            contexts: [{ name: 'fake', cluster: 'fake', user: 'nexus' }],
+            currentContext: 'fake',
+          });
+          return kc;
+        },
+      });
+      await assert.rejects(k8s.start(), /did not answer within 0\.5 s/);
+      await k8s.stop();
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  });
 });
