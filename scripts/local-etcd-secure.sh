@@ -5,7 +5,7 @@
 #
 # start: a private CA and certificates (scripts/certs.sh, in DATA/etcd-secure/certs: "server" for
 # etcd's client and peer ports, and one client certificate per etcd user: root, admin, streamer,
-# collector, gateway, each with its user name as CN); etcd on https://127.0.0.1:PORT with client
+# scraper, collector, gateway, each with its user name as CN); etcd on https://127.0.0.1:PORT with client
 # certificates required (--client-cert-auth: the CN is the user) and TLS between peers too, data in
 # DATA/etcd-secure/data; then `nexus etcd-roles --apply --enable-auth` as root (one role and user
 # per component, on MESSAGE_QUEUE_PREFIX and REGISTRY_PREFIX when set), and one settings file per
@@ -26,7 +26,7 @@ listen="https://127.0.0.1:$port"
 # What clients use: a name (localhost, in every certificate), not an IP address, which Node.js
 # warns about as a TLS server name.
 endpoint="https://localhost:$port"
-users=(root admin streamer collector gateway)
+users=(root admin streamer scraper collector gateway)
 
 tls() { echo --endpoints "$endpoint" --cacert "$certs/ca.crt" --cert "$certs/$1.crt" --key "$certs/$1.key"; }
 # shellcheck disable=SC2046
@@ -92,7 +92,7 @@ case "$cmd" in
         echo "ETCDCTL_KEY=$certs/$user.key"
       } >"$dir/$user.env"
     done
-    echo "settings per component: $dir/{streamer,collector,gateway,admin,root}.env"
+    echo "settings per component: $dir/{streamer,scraper,collector,gateway,admin,root}.env"
     echo "  e.g. (set -a; . $dir/collector.env; set +a; node bin/nexus.js collector)" ;;
   stop)
     if running; then

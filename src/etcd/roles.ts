@@ -29,7 +29,7 @@ export interface Grant {
   readonly why: string;
 }
 
-export type RoleComponent = 'streamer' | 'collector' | 'gateway' | 'admin';
+export type RoleComponent = 'streamer' | 'scraper' | 'collector' | 'gateway' | 'admin';
 
 export interface RoleDefinition {
   readonly component: RoleComponent;
@@ -71,6 +71,20 @@ export function nexusRoles(prefixes: RolePrefixes): RoleDefinition[] {
           prefix: q.streams,
           access: 'readwrite',
           why: 'its stream ownership, meta and lane checkpoints',
+        },
+        { prefix: q.leases, access: 'write', why: 'records each message lease in the ledger' },
+      ],
+    },
+    {
+      // nexus scrape publishes as the streamer does, without stream checkpoints.
+      component: 'scraper',
+      role: 'nexus-scraper',
+      user: 'scraper',
+      grants: [
+        {
+          prefix: q.messages,
+          access: 'readwrite',
+          why: 'publishes messages (create-only), reads the depth for backpressure',
         },
         { prefix: q.leases, access: 'write', why: 'records each message lease in the ledger' },
       ],

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ROOT, run, spawnTs } from '../helpers/child.js';
+import { startFixtureExporter } from '../helpers/dcgm-exporter.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { until } from '../helpers/pipeline.js';
@@ -172,6 +173,38 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
       assert.equal(overview.collectors.length, 1);
       assert.deepEqual(await keys(QUEUE), []);
       await socket.close();
+
+      // nexus scrape as its own etcd user (publishes, reads the depth, writes the lease ledger).
+      const exporter = await startFixtureExporter({ tick: true });
+      const scrape = spawnTs('src/cli/main.ts', ['scrape'], {
+        ...settings('scraper'),
+        CLUSTER_ID: CLUSTER,
+        SCRAPE_TARGETS: exporter.target,
+        SCRAPE_INTERVAL: '500ms',
+      });
+      const scrapeDone = run(scrape);
+      try {
+        assert.ok(
+          await until(() => Promise.resolve(exporter.scrapes >= 3), 30_000),
+          'nexus scrape did not scrape',
+        );
+      } finally {
+        scrape.kill('SIGTERM');
+      }
+      const sc = await scrapeDone;
+      await exporter.close();
+      assert.equal(sc.code, 0, sc.stderr);
+      assert.doesNotMatch(sc.stdout + sc.stderr, /permission denied|ETCD_ACCESS_DENIED/, 'scraper');
+      const scraped = exporter.scrapes * exporter.readingsPerScrape;
+      assert.ok(
+        await until(
+          async () =>
+            (await json<{ samples: number }>(`/api/v1/clusters/${CLUSTER}/stats`)).samples ===
+            2470 + scraped,
+          60_000,
+        ),
+        `stored ${(await json<{ samples: number }>(`/api/v1/clusters/${CLUSTER}/stats`)).samples} of ${2470 + scraped}`,
+      );
     } finally {
       gateway.kill('SIGTERM');
       collector.kill('SIGTERM');

@@ -63,6 +63,7 @@ describe('nexus etcd-roles: the role definitions (src/etcd/roles.ts)', () => {
       roles.map((d) => [d.component, d.role, d.user]),
       [
         ['streamer', 'nexus-streamer', 'streamer'],
+        ['scraper', 'nexus-scraper', 'scraper'],
         ['collector', 'nexus-collector', 'collector'],
         ['gateway', 'nexus-gateway', 'gateway'],
         ['admin', 'nexus-admin', 'admin'],
@@ -73,6 +74,11 @@ describe('nexus etcd-roles: the role definitions (src/etcd/roles.ts)', () => {
   it('the streamer writes messages, its stream checkpoints and the lease ledger, nothing else', () => {
     check('streamer', 'write', ['message', 'owner', 'lane', 'ledger']);
     check('streamer', 'read', ['message', 'owner', 'lane']);
+  });
+
+  it('the scraper publishes messages and writes the lease ledger: no stream checkpoints, nothing else', () => {
+    check('scraper', 'write', ['message', 'ledger']);
+    check('scraper', 'read', ['message']);
   });
 
   it('the collector claims, acks, retries, dead-letters, sweeps leases, and keeps the registry and the feed', () => {
