@@ -1,5 +1,7 @@
 import type { NexusMetrics } from '../core/metrics.js';
 import { AlarmWatch, readEtcdSpace, type EtcdClient } from '../etcd/space.js';
+import { EtcdQueue } from '../queue/etcd/etcd-queue.js';
+import type { Queue } from '../queue/types.js';
 import type { QueueSpace } from '../streamer/pacing.js';
 import type { Probe } from './observability.js';
 import type { Root } from './backends.js';
@@ -30,4 +32,23 @@ export function etcdAlarms(
       },
     },
   };
+}
+
+/**
+ * What a component working on the queue watches: its readiness probes (the queue answers; on etcd,
+ * no alarm raised) and, on etcd, the alarms with etcd's space (undefined for the in-process queue).
+ */
+export function queueWatch(
+  root: Root,
+  queue: Queue,
+  metrics: NexusMetrics,
+): { probes: Probe[]; alarms: { probe: Probe; space: QueueSpace } | undefined } {
+  const alarms = queue instanceof EtcdQueue ? etcdAlarms(root, queue.etcd, metrics) : undefined;
+  const reachable: Probe = {
+    name: 'etcd',
+    check: async () => {
+      await queue.depth();
+    },
+  };
+  return { probes: alarms === undefined ? [reachable] : [reachable, alarms.probe], alarms };
 }

@@ -1,15 +1,7 @@
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NexusError } from '../core/errors.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { processAlive } from '../core/process.js';
 
 /**
  * Holds `dir` for this process, so that no second process writes into it at the same time: a lock
@@ -33,7 +25,7 @@ export function lockDirectory(dir: string, who: string): void {
     } catch {
       // Removed in between: try again.
     }
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
       throw new NexusError(
         'CONFIG_INVALID',
         `${dir} is in use by another ${who} (pid ${holder}): stop that one, or give this one another NEXUS_DATA_DIR (--data-dir). If no such process runs, delete ${file}`,

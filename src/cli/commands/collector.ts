@@ -1,6 +1,5 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
-import { EtcdQueue } from '../../queue/etcd/etcd-queue.js';
 import {
   buildFeed,
   buildQueue,
@@ -20,7 +19,7 @@ import {
 } from '../compose.js';
 import { exitStatusOf } from '../exit.js';
 import { exportStoreMetrics, exportQueueGauges, readiness } from '../observability.js';
-import { etcdAlarms } from '../etcd-alarms.js';
+import { queueWatch } from '../etcd-alarms.js';
 import { addSettings, configFrom } from '../settings.js';
 
 export function collectorCommand(): Command {
@@ -42,18 +41,9 @@ export function collectorCommand(): Command {
     const collector = buildCollector(root, { metrics, queue, store, registry, feed });
     exportQueueGauges(metrics, queue);
     exportStoreMetrics(metrics, store);
-    const alarms = queue instanceof EtcdQueue ? etcdAlarms(root, queue.etcd, metrics) : undefined;
+    const { probes } = queueWatch(root, queue, metrics);
     const health = readiness(
-      [
-        { name: 'PostgreSQL', check: () => store.ping() },
-        {
-          name: 'etcd',
-          check: async () => {
-            await queue.depth();
-          },
-        },
-        ...(alarms === undefined ? [] : [alarms.probe]),
-      ],
+      [{ name: 'PostgreSQL', check: () => store.ping() }, ...probes],
       () => collector.health,
       metrics,
       'collector',

@@ -4,7 +4,6 @@ import { hostname } from 'node:os';
 import type { Config } from '../../core/config.js';
 import { NexusError, describeError } from '../../core/errors.js';
 import type { NexusMetrics } from '../../core/metrics.js';
-import { EtcdQueue } from '../../queue/etcd/etcd-queue.js';
 import { RecordPublisher } from '../../queue/record-publisher.js';
 import type { Queue } from '../../queue/types.js';
 import { KubernetesTargets, parseServiceRef } from '../../scraper/kubernetes.js';
@@ -12,7 +11,7 @@ import { Scraper } from '../../scraper/scraper.js';
 import { FileTargets, staticTargets, type ScrapeTarget } from '../../scraper/targets.js';
 import { buildQueue, configuredBackends, type Root } from '../backends.js';
 import { closeOnSignal, openRoot, processMetrics, startOps, startTracing } from '../compose.js';
-import { etcdAlarms } from '../etcd-alarms.js';
+import { queueWatch } from '../etcd-alarms.js';
 import { exitStatusOf } from '../exit.js';
 import { readiness } from '../observability.js';
 import { resolveInput } from '../paths.js';
@@ -151,26 +150,13 @@ export function scrapeCommand(): Command {
       const queue = buildQueue(root, configuredBackends(root));
       const metrics = processMetrics(root, 'scraper');
       startTracing(root, 'scraper');
-      const alarms = queue instanceof EtcdQueue ? etcdAlarms(root, queue.etcd, metrics) : undefined;
+      const { probes } = queueWatch(root, queue, metrics);
       const scraper = await buildScraper(root, queue, metrics, {
         maxQueueDepth: config.maxQueueDepth,
         batchSize: config.batchSize,
       });
       await startOps(root, {
-        health: readiness(
-          [
-            {
-              name: 'etcd',
-              check: async () => {
-                await queue.depth();
-              },
-            },
-            ...(alarms === undefined ? [] : [alarms.probe]),
-          ],
-          () => scraper.health,
-          metrics,
-          'scraper',
-        ),
+        health: readiness(probes, () => scraper.health, metrics, 'scraper'),
         metrics: () => metrics.exposition(),
       });
       closeOnSignal(root);

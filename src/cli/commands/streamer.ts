@@ -4,7 +4,6 @@ import { describeError, isNexusError } from '../../core/errors.js';
 import type { StreamSummary } from '../../streamer/streamer.js';
 import { readHeader } from '../../streamer/csv/reader.js';
 import { buildQueue, configuredBackends } from '../backends.js';
-import { EtcdQueue } from '../../queue/etcd/etcd-queue.js';
 import {
   buildStreamer,
   closeOnSignal,
@@ -15,7 +14,7 @@ import {
 } from '../compose.js';
 import { exitStatusOf } from '../exit.js';
 import { readiness } from '../observability.js';
-import { etcdAlarms } from '../etcd-alarms.js';
+import { queueWatch } from '../etcd-alarms.js';
 import { resolveInput } from '../paths.js';
 import { addSettings, configFrom } from '../settings.js';
 
@@ -100,7 +99,7 @@ export function streamerCommand(): Command {
     const queue = buildQueue(root, configuredBackends(root));
     const metrics = processMetrics(root, 'streamer');
     startTracing(root, 'streamer');
-    const alarms = queue instanceof EtcdQueue ? etcdAlarms(root, queue.etcd, metrics) : undefined;
+    const { probes, alarms } = queueWatch(root, queue, metrics);
     const streamer = await buildStreamer(root, queue, metrics, {
       ...(alarms === undefined ? {} : { space: alarms.space }),
       restart: opts.restart === true,
@@ -109,15 +108,7 @@ export function streamerCommand(): Command {
     let stopping = false;
     await startOps(root, {
       health: readiness(
-        [
-          {
-            name: 'etcd',
-            check: async () => {
-              await queue.depth();
-            },
-          },
-          ...(alarms === undefined ? [] : [alarms.probe]),
-        ],
+        probes,
         () => {
           const own = streamer.health;
           return stopping ? { ready: false, reasons: ['shutting down', ...own.reasons] } : own;

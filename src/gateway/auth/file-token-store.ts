@@ -3,6 +3,7 @@ import { chmod, mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NexusError, describeError } from '../../core/errors.js';
+import { processAlive } from '../../core/process.js';
 import {
   checkName,
   mintToken,
@@ -61,15 +62,6 @@ function isFileToken(v: unknown): v is FileToken {
     instant(t.revoked_at) &&
     instant(t.last_used_at)
   );
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** How long a writer waits for another one's lock before giving up. */
@@ -237,7 +229,12 @@ export class FileTokenStore implements TokenStore {
         }
       }
       const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && !alive(holder)) {
+      if (
+        Number.isInteger(holder) &&
+        holder > 0 &&
+        holder !== process.pid &&
+        !processAlive(holder)
+      ) {
         // Its writer died holding it: take it over.
         await unlink(file).catch(() => undefined);
         continue;

@@ -7,7 +7,11 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import { after, describe, it } from 'node:test';
 import { silentLogger } from '../../../src/core/logger.js';
-import { KubernetesTargets, parseServiceRef } from '../../../src/scraper/kubernetes.js';
+import {
+  KubernetesTargets,
+  parseServiceRef,
+  type KubernetesTargetsOptions,
+} from '../../../src/scraper/kubernetes.js';
 import type { ScrapeTarget } from '../../../src/scraper/targets.js';
 
 const slice = (addresses: { ip: string; ready: boolean; node: string }[], rv: string) => ({
@@ -27,6 +31,20 @@ const slice = (addresses: { ip: string; ready: boolean; node: string }[], rv: st
     nodeName: a.node,
   })),
 });
+
+/** Credentials for the API server on loopback: a bearer token, as a service account's. */
+const fakeApi =
+  (port: number): KubernetesTargetsOptions['kubeConfig'] =>
+  (KubeConfig) => {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'fake', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+      users: [{ name: 'nexus', token: 'sa-token' }],
+      contexts: [{ name: 'fake', cluster: 'fake', user: 'nexus' }],
+      currentContext: 'fake',
+    });
+    return kc;
+  };
 
 describe('Kubernetes Service endpoints through @kubernetes/client-node', () => {
   const requests: { url: string; auth: string | undefined }[] = [];
@@ -80,16 +98,7 @@ describe('Kubernetes Service endpoints through @kubernetes/client-node', () => {
       sink: (_source, targets) => seen.push(targets),
       logger: silentLogger(),
       retryMs: 60_000,
-      kubeConfig: (KubeConfig) => {
-        const kc = new KubeConfig();
-        kc.loadFromOptions({
-          clusters: [{ name: 'fake', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-          users: [{ name: 'nexus', token: 'sa-token' }],
-          contexts: [{ name: 'fake', cluster: 'fake', user: 'nexus' }],
-          currentContext: 'fake',
-        });
-        return kc;
-      },
+      kubeConfig: fakeApi(port),
     });
     await k8s.start();
     try {
@@ -159,16 +168,7 @@ describe('Kubernetes Service endpoints through @kubernetes/client-node', () => {
         sink: () => undefined,
         logger: silentLogger(),
         startTimeoutMs: 500,
-        kubeConfig: (KubeConfig) => {
-          const kc = new KubeConfig();
-          kc.loadFromOptions({
-            clusters: [{ name: 'fake', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-            users: [{ name: 'nexus', token: 'sa-token' }],
-            contexts: [{ name: 'fake', cluster: 'fake', user: 'nexus' }],
-            currentContext: 'fake',
-          });
-          return kc;
-        },
+        kubeConfig: fakeApi(port),
       });
       await assert.rejects(k8s.start(), /did not answer within 0\.5 s/);
       await k8s.stop();
