@@ -35,7 +35,7 @@ const DURATION = '^(\\d+|(\\d+(\\.\\d+)?(ms|s|m|h|d|w))+)$';
 /** The default of a setting as the chart would write it (a number, a boolean, or text). */
 function typedDefault(s: SettingSpec): Json {
   const d = s.default ?? '';
-  if (s.kind === 'int') return Number(d);
+  if (s.kind === 'int' || s.kind === 'number') return Number(d);
   if (s.kind === 'bool') return d === 'true';
   return d;
 }
@@ -48,6 +48,13 @@ export function settingSchema(s: SettingSpec): Schema {
     case 'int':
       return {
         type: 'integer',
+        ...(s.min === undefined ? {} : { minimum: s.min }),
+        ...(s.max === undefined ? {} : { maximum: s.max }),
+        ...common,
+      };
+    case 'number':
+      return {
+        type: 'number',
         ...(s.min === undefined ? {} : { minimum: s.min }),
         ...(s.max === undefined ? {} : { maximum: s.max }),
         ...common,

@@ -7,7 +7,7 @@ import { parseDuration } from './duration.js';
  * flag, its type, default and help. The CLI builds its flags, the configuration reference and the
  * frozen Config objects from this table, so none of them can drift from the others.
  */
-type Kind = 'string' | 'int' | 'bool' | 'duration' | 'list' | 'enum';
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'duration' | 'list' | 'enum';
 
 export interface SettingSpec {
   readonly env: string;
@@ -922,6 +922,58 @@ export const SETTINGS = {
     help: 'Largest GraphQL answer in bytes; a larger one is replaced by an error',
     group: 'gateway',
   },
+  staleAfter: {
+    env: 'STALE_AFTER',
+    flag: 'stale-after',
+    kind: 'duration',
+    default: '10m',
+    help: "A GPU is retired (a 'stopped' event; it leaves the live views and alerts, its history stays) once its cluster has readings this much newer than the GPU's last one; a reading brings it back (a 'reappeared' event)",
+    group: 'common',
+  },
+  idleUtil: {
+    env: 'IDLE_UTIL',
+    flag: 'idle-util',
+    kind: 'number',
+    default: '5',
+    min: 0,
+    max: 100,
+    help: 'A GPU holding a workload is idle while its utilisation (DCGM_FI_PROF_GR_ENGINE_ACTIVE where present, else DCGM_FI_DEV_GPU_UTIL) stays below this percentage',
+    group: 'gateway',
+  },
+  idleFor: {
+    env: 'IDLE_FOR',
+    flag: 'idle-for',
+    kind: 'duration',
+    default: '15m',
+    help: 'How long a GPU holding a workload must stay below IDLE_UTIL to be listed as idle (GET /api/v1/clusters/{id}/idle, the NexusGPUIdleWithWorkload alert)',
+    group: 'gateway',
+  },
+  energyPricePerKwh: {
+    env: 'ENERGY_PRICE_PER_KWH',
+    flag: 'energy-price-per-kwh',
+    kind: 'number',
+    default: '0',
+    min: 0,
+    help: 'Price of one kWh in CURRENCY, for the energy cost in usage reports (0: no energy cost)',
+    group: 'gateway',
+  },
+  gpuHourPrice: {
+    env: 'GPU_HOUR_PRICE',
+    flag: 'gpu-hour-price',
+    kind: 'number',
+    default: '0',
+    min: 0,
+    help: 'Price of one allocated GPU-hour in CURRENCY, for the showback cost in usage reports (0: no GPU-hour cost)',
+    group: 'gateway',
+  },
+  currency: {
+    env: 'CURRENCY',
+    flag: 'currency',
+    kind: 'string',
+    default: 'USD',
+    help: 'Currency code the prices (ENERGY_PRICE_PER_KWH, GPU_HOUR_PRICE) and usage costs are in',
+    group: 'gateway',
+  },
   scrapeTargets: {
     env: 'SCRAPE_TARGETS',
     flag: 'scrape-targets',
@@ -1008,7 +1060,7 @@ export const SETTINGS = {
 
 export type SettingKey = keyof typeof SETTINGS;
 
-type ValueOf<S extends SettingSpec> = S['kind'] extends 'int' | 'duration'
+type ValueOf<S extends SettingSpec> = S['kind'] extends 'int' | 'number' | 'duration'
   ? number
   : S['kind'] extends 'bool'
     ? boolean
@@ -1048,6 +1100,20 @@ export function parseSetting(
       const s = text.trim();
       if (!/^-?\d+$/.test(s)) {
         throw new NexusError('CONFIG_INVALID', `${name}: "${text}" is not an integer`);
+      }
+      const v = Number(s);
+      if (spec.min !== undefined && v < spec.min) {
+        throw new NexusError('CONFIG_INVALID', `${name}: ${v} is below the minimum ${spec.min}`);
+      }
+      if (spec.max !== undefined && v > spec.max) {
+        throw new NexusError('CONFIG_INVALID', `${name}: ${v} is above the maximum ${spec.max}`);
+      }
+      return v;
+    }
+    case 'number': {
+      const s = text.trim();
+      if (!/^-?(?:\d+\.?\d*|\.\d+)$/.test(s)) {
+        throw new NexusError('CONFIG_INVALID', `${name}: "${text}" is not a number (e.g. 0.15)`);
       }
       const v = Number(s);
       if (spec.min !== undefined && v < spec.min) {

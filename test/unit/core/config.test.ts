@@ -129,6 +129,17 @@ describe('loadConfig', () => {
     assertInvalid({ QUEUE_BACKEND: 'ETCD' }, [/QUEUE_BACKEND/, /etcd, memory/]);
   });
 
+  it('reads decimal numbers (prices, percentages) and refuses anything else, naming the variable', () => {
+    const c = loadConfig({ ENERGY_PRICE_PER_KWH: '0.15', IDLE_UTIL: '2.5', GPU_HOUR_PRICE: '3' });
+    assert.equal(c.energyPricePerKwh, 0.15);
+    assert.equal(c.idleUtil, 2.5);
+    assert.equal(c.gpuHourPrice, 3);
+    assertInvalid({ ENERGY_PRICE_PER_KWH: '0,15' }, [/ENERGY_PRICE_PER_KWH/, /not a number/]);
+    assertInvalid({ ENERGY_PRICE_PER_KWH: '1e3' }, [/ENERGY_PRICE_PER_KWH/, /not a number/]);
+    assertInvalid({ GPU_HOUR_PRICE: '-1' }, [/GPU_HOUR_PRICE/, /below the minimum 0/]);
+    assertInvalid({ IDLE_UTIL: '100.5' }, [/IDLE_UTIL/, /above the maximum 100/]);
+  });
+
   it('enforces minimum and maximum', () => {
     assertInvalid({ BATCH_SIZE: '0' }, [/BATCH_SIZE: 0 is below the minimum 1/]);
     assertInvalid({ BATCH_SIZE: '-3' }, [/BATCH_SIZE: -3 is below the minimum 1/]);
