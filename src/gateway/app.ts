@@ -25,6 +25,7 @@ import { exportFleetGauges, instrumentHttp } from './instrumentation.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { registerGraphql, type GraphqlLimits } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
+import { eventRoutes } from './routes/events.js';
 import { fleetRoutes } from './routes/fleet.js';
 import { deadLetterRoutes, type DeadLetterQueue } from './routes/dead-letters.js';
 import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
@@ -336,6 +337,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     metrics.ready.set({ component: 'gateway' }, (await readinessOf(health)).ready ? 1 : 0);
   });
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
+  await app.register(eventRoutes, { reader: o.reader });
   await app.register(telemetryRoutes, {
     reader: o.reader,
     maxPoints: o.maxPoints,

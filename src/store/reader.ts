@@ -1,5 +1,7 @@
 /** The read side of the store, as the gateway needs it. Times are epoch milliseconds. */
 
+import type { EventReads } from './event-reads.js';
+
 /**
  * The longest instant PostgreSQL and JavaScript both hold (year 275760): a range without an end
  * ends here; one without a start starts at -END_OF_TIME (the store clamps it to what it holds).
@@ -191,6 +193,8 @@ export interface LatestTracker {
 }
 
 export interface TelemetryReader {
+  /** GPU events (XID, throttle, health, stopped, reappeared): src/store/event-reads.ts. */
+  readonly events: EventReads;
   /** Workloads seen within five minutes of their GPU's newest reading. */
   currentWorkloads(): Promise<CurrentWorkload[]>;
   clusters(): Promise<ClusterSummary[]>;

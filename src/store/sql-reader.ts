@@ -1,4 +1,5 @@
 import { NexusError } from '../core/errors.js';
+import { EventReads } from './event-reads.js';
 import type { Logger } from '../core/logger.js';
 import { isIdentityChanged, readIdentity, reidentifier, type IdentityChange } from './identity.js';
 import { LatestMemory } from './latest-memory.js';
@@ -102,6 +103,7 @@ export interface SqlReaderOptions {
  * the query runs again.
  */
 export class SqlReader implements TelemetryReader {
+  readonly events: EventReads;
   private readonly q: ReadQueries;
   /**
    * The fleet's GPUs, kept in memory for a few seconds: resolving a selection costs no query, and
@@ -126,6 +128,7 @@ export class SqlReader implements TelemetryReader {
     options: SqlReaderOptions = {},
   ) {
     this.q = new ReadQueries(db);
+    this.events = new EventReads(db);
     this.fleet = new SwrCache(
       () =>
         this.guarded(async (identity) => ({

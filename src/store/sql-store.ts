@@ -7,6 +7,7 @@ import type { TelemetryReader } from './reader.js';
 import { SqlReader } from './sql-reader.js';
 import { assertCurrent, migrate } from './migrate.js';
 import { decodeChunk } from './chunks/codec.js';
+import { detectEvents, hasEventMetrics } from './events.js';
 import { chunkRetention, compact } from './compactor.js';
 import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
 import type {
@@ -379,10 +380,16 @@ export class SqlStore implements TelemetryStore {
     // One statement needs no transaction of its own (it is atomic, and it reaches the database in
     // one round trip; on PGlite in a worker, a transaction would hold the only connection across
     // several hops through a busy event loop). The window locks and COPY need one.
-    if (this.windowLocks || this.writeMethod === 'copy' || (await this.touchesSealed(records))) {
-      return this.o.db.transaction((tx) => this.writeIn(tx, records, ids, true));
-    }
-    return this.writeIn(this.o.db, records, ids, false);
+    const result =
+      this.windowLocks || this.writeMethod === 'copy' || (await this.touchesSealed(records))
+        ? await this.o.db.transaction((tx) => this.writeIn(tx, records, ids, true))
+        : await this.writeIn(this.o.db, records, ids, false);
+    // Events (XID, throttle, health) of batches that hold their metrics, after the readings are
+    // stored: a crash in between leaves the detection state behind, and the redelivered batch
+    // detects them then (src/store/events.ts).
+    if (!hasEventMetrics(records)) return result;
+    const events = await this.o.db.transaction((tx) => detectEvents(tx, records, ids));
+    return { ...result, events };
   }
 
   /**

@@ -59,6 +59,11 @@ export interface WriteResult {
    * `inserted` says which).
    */
   readonly fresh?: readonly number[];
+  /**
+   * Events detected (src/store/events.ts), when the batch held event metrics: `recorded` new,
+   * `ignored` event readings not newer than their GPU's detection state (redelivered or late).
+   */
+  readonly events?: { readonly recorded: number; readonly ignored: number };
 }
 
 /** What one run of the rollup job did. */

@@ -39,6 +39,7 @@ import {
   rollupPartition,
   assertRejected,
 } from './store-fixtures.js';
+import { eventTests } from './store-events.js';
 
 /** Store settings a test may override; the harness fills in the rest. */
 export interface StoreOptions {
@@ -135,10 +136,11 @@ export function storeConformance(h: StoreHarness): void {
             '005_api_tokens',
             '006_partition_definer',
             '007_token_write_scope',
+            '008_events',
           ],
-          current: 7,
+          current: 8,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 7 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 8 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -150,6 +152,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 5, name: '005_api_tokens' },
           { version: 6, name: '006_partition_definer' },
           { version: 7, name: '007_token_write_scope' },
+          { version: 8, name: '008_events' },
         ]);
       });
 
@@ -164,9 +167,10 @@ export function storeConformance(h: StoreHarness): void {
           '005_api_tokens',
           '006_partition_definer',
           '007_token_write_scope',
+          '008_events',
         ]);
-        assert.ok(results.every((r) => r.current === 7));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 7);
+        assert.ok(results.every((r) => r.current === 8));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 8);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {
@@ -186,6 +190,10 @@ export function storeConformance(h: StoreHarness): void {
         writeTests((t, over = {}) => migrated(t, { ...over, writeMethod }));
       });
     }
+
+    describe('events (XID, throttle, health)', () => {
+      eventTests(migrated);
+    });
 
     describe('partition maintenance', () => {
       maintenanceTests(migrated);

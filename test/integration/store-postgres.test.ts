@@ -121,6 +121,7 @@ describe('store: PostgreSQL only', () => {
         '005_api_tokens',
         '006_partition_definer',
         '007_token_write_scope',
+        '008_events',
       ],
     );
 
@@ -137,6 +138,7 @@ describe('store: PostgreSQL only', () => {
       { version: 5, name: '005_api_tokens' },
       { version: 6, name: '006_partition_definer' },
       { version: 7, name: '007_token_write_scope' },
+      { version: 8, name: '008_events' },
     ]);
   });
 });

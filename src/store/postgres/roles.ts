@@ -73,6 +73,10 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
     gateway: ['SELECT'],
   },
   { table: 'sealed_windows', collector: WRITE_DIMENSION },
+  // Event detection (migration 008): the state moved forward and the events written by the
+  // collector's write path and retirement job; the gateway reads the events.
+  { table: 'gpu_event_state', collector: WRITE_DIMENSION },
+  { table: 'gpu_events', collector: WRITE_DIMENSION, gateway: ['SELECT'] },
   { table: 'nexus_identity', collector: ['SELECT'], gateway: ['SELECT'] },
   { table: 'nexus_schema_migrations', collector: ['SELECT'], gateway: ['SELECT'] },
   { table: 'samples_1m_all', gateway: ['SELECT'] },
