@@ -230,6 +230,8 @@ export function buildCollector(root: Root, parts: CollectorParts): Collector {
     maintenanceIntervalMs: TUNING.maintenanceIntervalMs,
     rollupIntervalMs: config.rollupInterval,
     compactIntervalMs: config.compactInterval,
+    retireIntervalMs: TUNING.retireIntervalMs,
+    staleAfterMs: config.staleAfter,
     logger,
   });
 }

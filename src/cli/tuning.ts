@@ -7,6 +7,8 @@
 export const TUNING = {
   /** How often a collector creates partitions ahead and applies retention. */
   maintenanceIntervalMs: 600_000,
+  /** How often a collector runs the retirement job (stopped/reappeared GPUs, STALE_AFTER). */
+  retireIntervalMs: 30_000,
   /** Randomised fraction of a message's retry delay (RETRY_BASE .. RETRY_CAP). */
   retryJitter: 0.5,
   /** How long a gateway's live-listener announcement lives without a refresh (the commit feed). */

@@ -48,6 +48,12 @@ export interface CollectorOptions {
    * never). Every collector runs it; one at a time does the work.
    */
   readonly compactIntervalMs?: number;
+  /**
+   * The retirement job (stopped/reappeared GPUs, docs/fleet.md), this often (0 or absent: never),
+   * with STALE_AFTER. Every collector runs it; one at a time does the work.
+   */
+  readonly retireIntervalMs?: number;
+  readonly staleAfterMs?: number;
   readonly logger: Logger;
   /** Prometheus metrics of this process, if any. */
   readonly metrics?: NexusMetrics;
@@ -141,6 +147,8 @@ export class Collector {
   private rollupFailures = 0;
   private compactLoop: Promise<void> | undefined;
   private compactFailures = 0;
+  private retireLoop: Promise<void> | undefined;
+  private retireFailures = 0;
   private running: Promise<void> | undefined;
   private readonly logger: Logger;
   /** What stopped the collector on its own (a configuration error), if anything did. */
@@ -259,6 +267,8 @@ export class Collector {
       this.rollupLoop = this.rollUpEvery(this.o.rollupIntervalMs);
     if ((this.o.compactIntervalMs ?? 0) > 0)
       this.compactLoop = this.compactEvery(this.o.compactIntervalMs ?? 0);
+    if ((this.o.retireIntervalMs ?? 0) > 0 && this.o.staleAfterMs !== undefined)
+      this.retireLoop = this.retireEvery(this.o.retireIntervalMs ?? 0, this.o.staleAfterMs);
     this.workers = Array.from({ length: this.o.workers }, (_, i) => this.work(consumer, i));
     await Promise.all(this.workers);
     await consumer
@@ -471,6 +481,8 @@ export class Collector {
     if (m !== undefined) {
       m.recordsStored.inc(result.inserted);
       m.recordsDuplicate.inc(result.duplicates);
+      m.eventsRecorded.inc(result.events.recorded);
+      m.eventReadingsIgnored.inc(result.events.ignored);
       m.recordsRefused.inc(refused);
       if (batch.refused.size > 0) m.messagesDeadLettered.inc(batch.refused.size);
       m.lostAcks.inc(lost);
@@ -553,6 +565,35 @@ export class Collector {
     }
   }
 
+  private async retireEvery(ms: number, staleAfterMs: number): Promise<void> {
+    while (!this.stopping) {
+      await sleep(ms, this.abort.signal);
+      if (!this.isStopping()) await this.retire(staleAfterMs);
+    }
+  }
+
+  /** One run of the retirement job; a failure is logged and counted, and the next run retries. */
+  private async retire(staleAfterMs: number): Promise<void> {
+    try {
+      const res = await this.o.store.retire(staleAfterMs);
+      if (this.retireFailures > 0) this.logger.info('retirement job back');
+      this.retireFailures = 0;
+      if (res.stopped > 0) this.o.metrics?.retirements.inc({ change: 'stopped' }, res.stopped);
+      if (res.reappeared > 0)
+        this.o.metrics?.retirements.inc({ change: 'reappeared' }, res.reappeared);
+      if (res.stopped > 0 || res.reappeared > 0) this.logger.info(res, 'GPUs retired or back');
+    } catch (err) {
+      this.retireFailures++;
+      this.o.metrics?.retireErrors.inc();
+      if (this.retireFailures === 1 || this.retireFailures % 60 === 0) {
+        this.logger.warn(
+          { err: describeError(err), failures: this.retireFailures },
+          'retirement job failed; the next run retries',
+        );
+      }
+    }
+  }
+
   private async compactEvery(ms: number): Promise<void> {
     while (!this.stopping) {
       await sleep(ms, this.abort.signal);
@@ -603,6 +644,7 @@ export class Collector {
     await this.done;
     await this.rollupLoop;
     await this.compactLoop;
+    await this.retireLoop;
     // Fold in what this collector stored last (once the schema is there).
     if (this.migrated && !this.o.store.foldsOnWrite) await this.rollUp();
     await this.o.registry

@@ -16,6 +16,8 @@ export interface IsolatedWrite {
   readonly rejected: readonly Rejection[];
   /** Transactions it took (1 when nothing was refused). */
   readonly transactions: number;
+  /** Events detected in the write path (WriteResult.events), summed. */
+  readonly events: { readonly recorded: number; readonly ignored: number };
 }
 
 /**
@@ -33,6 +35,7 @@ export async function writeIsolating(
   let transactions = 0;
   const rejected: Rejection[] = [];
   const fresh: TelemetryRecord[] = [];
+  const events = { recorded: 0, ignored: 0 };
   const attempt = async (from: number, to: number): Promise<void> => {
     transactions++;
     try {
@@ -40,6 +43,8 @@ export async function writeIsolating(
       const res = await write(part);
       inserted += res.inserted;
       duplicates += res.duplicates;
+      events.recorded += res.events?.recorded ?? 0;
+      events.ignored += res.events?.ignored ?? 0;
       for (const r of freshRecords(part, res)) fresh.push(r);
     } catch (err) {
       if (!isNexusError(err, 'STORE_REJECTED')) throw err;
@@ -53,5 +58,5 @@ export async function writeIsolating(
     }
   };
   await attempt(0, records.length);
-  return { inserted, duplicates, fresh, rejected, transactions };
+  return { inserted, duplicates, fresh, rejected, transactions, events };
 }

@@ -167,6 +167,27 @@ export class NexusMetrics {
     help: 'Failed runs of the rollup job (retried at the next interval; reads still see the pending readings)',
     registers: [this.registry],
   });
+  readonly eventsRecorded = new Counter({
+    name: 'nexus_collector_events_total',
+    help: 'GPU events (xid, throttle, health) this collector detected and recorded in the readings it stored',
+    registers: [this.registry],
+  });
+  readonly eventReadingsIgnored = new Counter({
+    name: 'nexus_collector_events_ignored_total',
+    help: 'Event readings (XID, throttle, health fields) not newer than what detection had seen of their GPU (redelivered or late): no event',
+    registers: [this.registry],
+  });
+  readonly retirements = new Counter({
+    name: 'nexus_gpu_retirements_total',
+    help: 'GPUs the retirement job marked, by change: stopped (retired) or reappeared',
+    labelNames: ['change'] as const,
+    registers: [this.registry],
+  });
+  readonly retireErrors = new Counter({
+    name: 'nexus_retire_errors_total',
+    help: 'Failed runs of the retirement job (retried at the next interval)',
+    registers: [this.registry],
+  });
   readonly compactReadings = new Counter({
     name: 'nexus_compact_readings_total',
     help: 'Hot readings sealed into compressed chunks by the sealing job of this process',

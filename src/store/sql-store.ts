@@ -8,6 +8,7 @@ import { SqlReader } from './sql-reader.js';
 import { assertCurrent, migrate } from './migrate.js';
 import { decodeChunk } from './chunks/codec.js';
 import { detectEvents, hasEventMetrics } from './events.js';
+import { retireStale } from './retire.js';
 import { chunkRetention, compact } from './compactor.js';
 import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
 import type {
@@ -16,6 +17,7 @@ import type {
   EngineStats,
   IdentityChanges,
   MigrationResult,
+  RetireResult,
   RollupResult,
   SqlClient,
   TelemetryStore,
@@ -660,6 +662,10 @@ export class SqlStore implements TelemetryStore {
         return false;
       });
     return this.vacuums;
+  }
+
+  retire(staleAfterMs: number): Promise<RetireResult> {
+    return retireStale(this.o.db, staleAfterMs);
   }
 
   async compact(

@@ -79,6 +79,16 @@ export interface RollupResult {
   readonly ms: number;
 }
 
+/** What one run of the retirement job did. */
+export interface RetireResult {
+  /** GPUs retired now ('stopped' events). */
+  readonly stopped: number;
+  /** GPUs back ('reappeared' events). */
+  readonly reappeared: number;
+  /** Another session was running the job; this call did nothing. */
+  readonly busy: boolean;
+}
+
 /** What one run of the sealing job (`compact`) did. */
 export interface CompactResult {
   /** Windows sealed or merged into (those that had hot readings). */
@@ -150,6 +160,12 @@ export interface TelemetryStore {
    * of up to `chunk` readings until none is pending.
    */
   rollUp(chunk?: number): Promise<RollupResult>;
+  /**
+   * The retirement job (src/store/retire.ts): retires GPUs whose last reading is more than
+   * `staleAfterMs` older than their cluster's newest ('stopped' events) and brings back those
+   * reporting again ('reappeared'). One session at a time across processes (`busy` otherwise).
+   */
+  retire(staleAfterMs: number): Promise<RetireResult>;
   /**
    * The sealing job (migration 004): turns every hot window that ended at least the store's
    * compaction delay before `now` into compressed per-series chunks, merges late readings into

@@ -289,3 +289,73 @@ export function eventTests(open: Open): void {
     assert.deepEqual(empty.events, []);
   });
 }
+
+const MIN = 60 * SECOND;
+/** A reading a minute of TEMP on `hostname`/`gpu`, from `start` for `minutes`. */
+const minutes = (hostname: string, gpu: number, start: number, count: number): TelemetryRecord[] =>
+  Array.from({ length: count }, (_, i) => rec(start + i * MIN, 40 + i, { hostname, gpu }));
+
+export function retireTests(open: Open): void {
+  const STALE = 10 * MIN;
+  const retiredAt = async (sql: SqlClient, hostname: string, gpu: number) =>
+    (
+      await sql.query<{ t: string | null }>(
+        `SELECT nexus_ms(g.retired_at)::text AS t FROM gpus g JOIN hosts h ON h.id = g.host_id
+         WHERE h.hostname = $1 AND g.gpu_index = $2`,
+        [hostname, gpu],
+      )
+    ).rows[0]?.t;
+
+  it('a GPU silent for more than STALE_AFTER of its cluster data time stops (once); readings again bring it back', async (t) => {
+    const { store, sql } = await open(t);
+    // node-a/0 reports for 20 minutes; node-b/1 for the first 5 (last reading T0 + 4 min).
+    await store.write('cluster-1', [
+      ...minutes('node-a', 0, T0, 20),
+      ...minutes('node-b', 1, T0, 5),
+    ]);
+    await store.rollUp();
+    assert.deepEqual(await store.retire(STALE), { stopped: 1, reappeared: 0, busy: false });
+    assert.deepEqual(await store.retire(STALE), { stopped: 0, reappeared: 0, busy: false });
+    assert.equal(await retiredAt(sql, 'node-b', 1), String(T0 + 4 * MIN));
+    assert.equal(await retiredAt(sql, 'node-a', 0), null);
+    let events = await eventsOf(store, 'cluster-1', { types: ['stopped', 'reappeared'] });
+    assert.deepEqual(
+      events.map((e) => [e.type, e.host_id, e.gpu_id, e.time, e.severity]),
+      [['stopped', 'node-b', 1, T0 + 4 * MIN, 'warning']],
+    );
+    assert.deepEqual(events[0]?.details, {
+      last_seen: new Date(T0 + 4 * MIN).toISOString(),
+      cluster_newest: new Date(T0 + 19 * MIN).toISOString(),
+      stale_after_seconds: 600,
+    });
+    // node-b reports again from T0 + 18 min.
+    await store.write('cluster-1', minutes('node-b', 1, T0 + 18 * MIN, 2));
+    await store.rollUp();
+    assert.deepEqual(await store.retire(STALE), { stopped: 0, reappeared: 1, busy: false });
+    assert.equal(await retiredAt(sql, 'node-b', 1), null);
+    events = await eventsOf(store, 'cluster-1', { types: ['stopped', 'reappeared'] });
+    assert.deepEqual(
+      events.map((e) => [e.type, e.time]),
+      [
+        ['stopped', T0 + 4 * MIN],
+        ['reappeared', T0 + 18 * MIN],
+      ],
+    );
+    assert.equal(events[1]?.details.gap_seconds, 14 * 60);
+  });
+
+  it('within STALE_AFTER, or a whole cluster going quiet, retires nothing', async (t) => {
+    const { store } = await open(t);
+    // node-b's last reading is exactly STALE_AFTER older than the newest: not more.
+    await store.write('cluster-1', [
+      ...minutes('node-a', 0, T0, 11),
+      ...minutes('node-b', 1, T0, 1),
+    ]);
+    await store.write('cluster-2', [
+      ...minutes('node-c', 0, T0, 1),
+      ...minutes('node-d', 0, T0, 1),
+    ]);
+    await store.rollUp();
+    assert.deepEqual(await store.retire(STALE), { stopped: 0, reappeared: 0, busy: false });
+  });
+}

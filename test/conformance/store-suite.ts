@@ -39,7 +39,7 @@ import {
   rollupPartition,
   assertRejected,
 } from './store-fixtures.js';
-import { eventTests } from './store-events.js';
+import { eventTests, retireTests } from './store-events.js';
 
 /** Store settings a test may override; the harness fills in the rest. */
 export interface StoreOptions {
@@ -193,6 +193,10 @@ export function storeConformance(h: StoreHarness): void {
 
     describe('events (XID, throttle, health)', () => {
       eventTests(migrated);
+    });
+
+    describe('retired GPUs (stopped, reappeared)', () => {
+      retireTests(migrated);
     });
 
     describe('partition maintenance', () => {
