@@ -10,6 +10,7 @@ import { OUTAGE_BACKOFF } from '../core/outage.js';
 import type { Gateway } from '../gateway/app.js';
 import type { OpenedQueue } from '../gateway/remote-write/clusters.js';
 import type { HealthCheck } from '../gateway/routes/health.js';
+import type { Simulation } from '../gateway/schemas/overview.js';
 import type { Queue } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry, MemberInfo } from '../registry/types.js';
@@ -252,6 +253,8 @@ export interface GatewayParts {
   readonly deadLetters?: Queue | undefined;
   /** With ENABLE_REMOTE_WRITE: the queue of a cluster remote_write publishes to, opened on first use. */
   readonly remoteWriteQueue?: ((cluster: string) => OpenedQueue) | undefined;
+  /** The simulated fleet this process streams (nexus up without a CSV), for the overview. */
+  readonly simulation?: Simulation | undefined;
 }
 
 /**
@@ -298,6 +301,7 @@ export async function buildGatewayFor(root: Root, parts: GatewayParts): Promise<
     ...(queue === undefined ? {} : { queueStats: () => queue.stats() }),
     ...(parts.tls === undefined ? {} : { tls: parts.tls }),
     ...(remoteWrite === undefined ? {} : { remoteWrite }),
+    ...(parts.simulation === undefined ? {} : { simulation: parts.simulation }),
     extensions: [dashboardPlugin(root.logger)],
   });
 }

@@ -57,6 +57,12 @@ export class NexusMetrics {
     help: '1 while the streamer waits: the queue at MAX_QUEUE_DEPTH, or etcd short of space (ETCD_QUOTA_BYTES, an alarm)',
     registers: [this.registry],
   });
+  readonly simulatedInstants = new Counter({
+    name: 'nexus_simulated_instants_total',
+    help: 'Instants of the simulated fleet (nexus up without a CSV), published or skipped (why)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly etcdAlarms = new Gauge({
     name: 'nexus_etcd_alarms',
     help: 'etcd alarms raised (1) by type: NOSPACE, CORRUPT',

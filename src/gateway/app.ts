@@ -31,6 +31,7 @@ import { deadLetterRoutes, type DeadLetterQueue } from './routes/dead-letters.js
 import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
 import { registerCors, registerSecurityHeaders } from './security.js';
 import { overviewRoutes, type QueueGauge } from './routes/overview.js';
+import type { Simulation } from './schemas/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { ErrorBody } from './schemas/common.js';
 import { Cluster, Gpu, Host } from './schemas/fleet.js';
@@ -155,6 +156,8 @@ export interface GatewayOptions {
   readonly trustProxy: string;
   /** Queue depth for the overview (the embedded queue, or the etcd queue read-only). */
   readonly queueStats?: () => Promise<QueueGauge>;
+  /** The simulated fleet this process streams (nexus up without a CSV): the overview says so. */
+  readonly simulation?: Simulation;
   /** Prometheus metrics of this process; /metrics serves them. */
   readonly metrics?: NexusMetrics;
   /** Export each GPU's latest readings as gauges (for the fleet alerts). */
@@ -373,6 +376,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     registry: o.registry,
     hub,
     queueStats: o.queueStats,
+    simulation: o.simulation,
   });
   if (o.websocket || o.graphql) {
     await app.register(websocket, {

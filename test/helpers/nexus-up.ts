@@ -56,9 +56,15 @@ export interface NexusUp {
   stop(): Promise<void>;
 }
 
+/** The bundled real export, which startNexusUp streams unless `env` says otherwise. */
+export const SAMPLE_CSV = 'samples/dcgm_metrics_20250718_134233.csv';
+/** startNexusUp's `env` for the simulated fleet (nexus up with no CSV named, as `make run`). */
+export const SIMULATED_FLEET: Readonly<Record<string, string>> = { CSV_FILE: '' };
+
 /**
  * Starts `nexus up` (streamer, collector, gateway, PGlite) and waits for "Nexus is up"; `env` adds
- * settings (ENABLE_WEBSOCKET=false, ...).
+ * settings (ENABLE_WEBSOCKET=false, ...). It streams the bundled sample (CSV_FILE=SAMPLE_CSV),
+ * or with SIMULATED_FLEET the simulated fleet `nexus up` streams by default.
  */
 export async function startNexusUp(
   timeoutMs = 90_000,
@@ -73,6 +79,7 @@ export async function startNexusUp(
       NEXUS_DATA_DIR: dataDir,
       PORT: String(port),
       LOG_LEVEL: 'info',
+      CSV_FILE: SAMPLE_CSV,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -36,6 +36,8 @@ describe('nexus up', () => {
       PORT: String(port),
       LOG_LEVEL: 'info',
       STREAM_INTERVAL: '200ms',
+      // The sample (without a CSV, nexus up streams the simulated fleet: up-simulated.test.ts).
+      CSV_FILE: 'samples/dcgm_metrics_20250718_134233.csv',
     };
     const first = spawnTs('src/cli/main.ts', ['up'], env);
     const firstDone = run(first);
@@ -81,6 +83,7 @@ describe('nexus up', () => {
       NEXUS_DATA_DIR: join(dir, 'sealing'),
       PORT: String(port),
       LOG_LEVEL: 'info',
+      CSV_FILE: 'samples/dcgm_metrics_20250718_134233.csv',
       LOOP_MODE: 'false',
       TIMESTAMP_MODE: 'original',
       COMPACT_INTERVAL: '1s',

@@ -7,6 +7,11 @@ import type { Gateway } from '../../gateway/app.js';
 import type { MemoryQueue } from '../../queue/memory/memory-queue.js';
 import { readHeader } from '../../streamer/csv/reader.js';
 import { noProgress } from '../../streamer/progress.js';
+import type { Simulation } from '../../gateway/schemas/overview.js';
+import { RecordPublisher } from '../../queue/record-publisher.js';
+import { parseDuration } from '../../core/duration.js';
+import { DEFAULT_FLEET, describeFleet, type FleetOptions } from '../../streamer/sim/fleet.js';
+import { LiveFleet } from '../../streamer/sim/live.js';
 import {
   MEMORY_BACKENDS,
   buildFeed,
@@ -67,6 +72,56 @@ const IN_PROCESS_QUEUE_DEPTH = '200';
  */
 const PGLITE_COLLECT_BATCH = '100';
 
+/**
+ * The simulated fleet's defaults in `nexus up`: a reading every 10 s (a dashboard that moves), and
+ * a day's jobs and incidents in 2.4 hours (jobs come and go within minutes, a notebook can still
+ * sit idle past IDLE_FOR, and the thermal incident starts 6 minutes in).
+ */
+export const UP_FLEET = { speed: 10, intervalMs: 10_000 } as const;
+
+interface FleetFlags {
+  fleetSpeed?: string;
+  fleetInterval?: string;
+  fleetSeed?: string;
+  fleetHosts?: string;
+  fleetGpus?: string;
+}
+
+function wholeFlag(
+  name: string,
+  v: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+) {
+  if (v === undefined) return fallback;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw new NexusError('CONFIG_INVALID', `--${name}: a whole number from ${min} to ${max}`);
+  return Number(v);
+}
+
+/** The simulated fleet's options from the --fleet-* flags, starting at `now` (on the interval). */
+export function fleetFromFlags(o: FleetFlags, now: number): FleetOptions {
+  const speed = o.fleetSpeed === undefined ? UP_FLEET.speed : Number(o.fleetSpeed);
+  if (!Number.isFinite(speed) || speed < 1 || speed > 3600)
+    throw new NexusError('CONFIG_INVALID', '--fleet-speed: a number from 1 to 3600');
+  const intervalMs =
+    o.fleetInterval === undefined
+      ? UP_FLEET.intervalMs
+      : parseDuration(o.fleetInterval, '--fleet-interval');
+  if (intervalMs < 1000 || intervalMs > 300_000)
+    throw new NexusError('CONFIG_INVALID', '--fleet-interval: from 1s to 5m');
+  return {
+    ...DEFAULT_FLEET,
+    seed: wholeFlag('fleet-seed', o.fleetSeed, DEFAULT_FLEET.seed, 0, 2 ** 32 - 1),
+    hosts: wholeFlag('fleet-hosts', o.fleetHosts, DEFAULT_FLEET.hosts, 1, 64),
+    gpusPerHost: wholeFlag('fleet-gpus', o.fleetGpus, DEFAULT_FLEET.gpusPerHost, 1, 16),
+    speed,
+    intervalMs,
+    startMs: Math.floor(now / intervalMs) * intervalMs,
+  };
+}
+
 /** "Nexus is up" and where it listens, as `nexus up` says them when the first data is servable. */
 export function upLines(
   config: Config,
@@ -102,7 +157,21 @@ export function upCommand(): Command {
     )
     .option(
       '--csv <file>',
-      'CSV to stream (default: the bundled real sample, looped with live timestamps)',
+      'DCGM CSV export to stream, looped with live timestamps (the bundled real sample: --csv samples/dcgm_metrics_20250718_134233.csv); without it (nor CSV_FILE), the simulated fleet, live',
+    )
+    .option(
+      '--fleet-speed <n>',
+      `simulated fleet: jobs and incidents run this many times faster than the clock (default: ${UP_FLEET.speed}, a day in ${24 / UP_FLEET.speed} h)`,
+    )
+    .option(
+      '--fleet-interval <duration>',
+      `simulated fleet: time between readings (default: ${UP_FLEET.intervalMs / 1000}s)`,
+    )
+    .option('--fleet-seed <n>', `simulated fleet: seed (default: ${DEFAULT_FLEET.seed})`)
+    .option('--fleet-hosts <n>', `simulated fleet: hosts (default: ${DEFAULT_FLEET.hosts})`)
+    .option(
+      '--fleet-gpus <n>',
+      `simulated fleet: GPUs per host (default: ${DEFAULT_FLEET.gpusPerHost})`,
     );
   addSettings(
     cmd,
@@ -117,7 +186,7 @@ export function upCommand(): Command {
       rateLimitPerMinute: `0 on a loopback HOST, ${SETTINGS.rateLimitPerMinute.default} otherwise`,
     },
   );
-  cmd.action(async (opts: { csv?: string }) => {
+  cmd.action(async (opts: { csv?: string } & FleetFlags) => {
     // The real backends when they are named, as a variable or a flag; embedded ones otherwise.
     const etcd = isGiven(cmd, 'etcdEndpoints');
     const postgres = isGiven(cmd, 'databaseUrl') || isGiven(cmd, 'dbHost');
@@ -142,9 +211,14 @@ export function upCommand(): Command {
     );
     const config =
       reach(asGiven.host) === 'loopback' ? configFrom(cmd, { ...extra, ...loopback }) : asGiven;
+    // No CSV named (--csv, --csv-file, CSV_FILE): the simulated fleet, live.
+    const fleet =
+      opts.csv === undefined && !isGiven(cmd, 'csvFile')
+        ? fleetFromFlags(opts, Date.now())
+        : undefined;
     // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
     // must not write into it), stops `nexus up` here, before anything starts.
-    await readHeader(resolveInput(config.csvFile));
+    if (fleet === undefined) await readHeader(resolveInput(config.csvFile));
     if (!postgres) lockDirectory(pgliteDir(config.dataDir), 'nexus up');
     const root = openRoot(config);
     const { logger, stack } = root;
@@ -157,23 +231,57 @@ export function upCommand(): Command {
     const queue = inProcess ?? buildQueue(root, backends, { instance: `nexus-up-${process.pid}` });
     const metrics = processMetrics(root, 'embedded');
     // Streaming starts at once: the queue holds what is read while the store starts.
-    const streamer = await buildStreamer(root, queue, metrics, {
-      restart: false,
-      // Progress stays quiet: the dashboard shows the ingest rate.
-      progress: noProgress,
-    });
     const failed: { streamer?: unknown } = {};
-    const streaming = streamer.run().then(
-      (s) => logger.info({ summary: s }, summaryLine(s)),
-      (err: unknown) => {
-        failed.streamer = err;
-        logger.error({ err: describeError(err) }, 'streamer failed');
-      },
-    );
-    const stopStreaming = async (): Promise<void> => {
-      await streamer.stop();
-      await streaming;
-    };
+    let stopStreaming: () => Promise<void>;
+    let simulation: Simulation | undefined;
+    if (fleet === undefined) {
+      const streamer = await buildStreamer(root, queue, metrics, {
+        restart: false,
+        // Progress stays quiet: the dashboard shows the ingest rate.
+        progress: noProgress,
+      });
+      const streaming = streamer.run().then(
+        (s) => logger.info({ summary: s }, summaryLine(s)),
+        (err: unknown) => {
+          failed.streamer = err;
+          logger.error({ err: describeError(err) }, 'streamer failed');
+        },
+      );
+      stopStreaming = async () => {
+        await streamer.stop();
+        await streaming;
+      };
+    } else {
+      const live = new LiveFleet({
+        fleet,
+        publisher: new RecordPublisher({
+          queue,
+          producer: `simulated-fleet-${hostname()}-${process.pid}`,
+          batchSize: config.batchSize,
+          maxDepth: config.maxQueueDepth,
+        }),
+        logger,
+        metrics,
+      });
+      simulation = {
+        description: describeFleet(fleet),
+        seed: fleet.seed,
+        speed: fleet.speed,
+        interval_s: fleet.intervalMs / 1000,
+        hosts: fleet.hosts,
+        gpus_per_host: fleet.gpusPerHost,
+        started_at: new Date(fleet.startMs).toISOString(),
+      };
+      logger.info({ simulation }, simulation.description);
+      live.start();
+      stopStreaming = async () => {
+        await live.stop();
+        logger.info(
+          { simulated: live.stats },
+          `simulated fleet: ${live.stats.records} readings of ${live.stats.published} instants published, ${live.stats.skipped} instants skipped`,
+        );
+      };
+    }
     // From here on a signal stops the pipeline in order. During start-up it stops the reading at
     // once, and start-up then ends in the full stop (the stack), which stores what was read first.
     const shutdown: { requested: boolean; progress: ShutdownProgress | undefined } = {
@@ -194,7 +302,7 @@ export function upCommand(): Command {
           return;
         }
         progress.step(STOP_STREAMER);
-        await streamer.stop();
+        await stopStreaming();
       },
       { atRisk: () => unstored(inProcess) },
     );
@@ -254,6 +362,7 @@ export function upCommand(): Command {
           deadLetters: queue,
           // remote_write (ENABLE_REMOTE_WRITE) into this process's queue, the one cluster whose
           // readings its collector stores.
+          ...(simulation === undefined ? {} : { simulation }),
           remoteWriteQueue: (cluster) => {
             if (cluster !== queue.clusterId) {
               throw new NexusError(

@@ -4,7 +4,7 @@ import type { LatestValue, TelemetryReader } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
 import { iso } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
-import { Overview, OverviewQuery, type Alert } from '../schemas/overview.js';
+import { Overview, OverviewQuery, type Alert, type Simulation } from '../schemas/overview.js';
 
 export interface QueueGauge {
   readonly ready: number;
@@ -19,6 +19,8 @@ export interface OverviewOptions {
   readonly registry: FleetRegistry | undefined;
   readonly hub: LiveHub | undefined;
   readonly queueStats: (() => Promise<QueueGauge>) | undefined;
+  /** The simulated fleet this process streams (nexus up without a CSV), if it does. */
+  readonly simulation?: Simulation | undefined;
 }
 
 /** GPU conditions the overview flags (the operator's kit has the matching Prometheus alerts). */
@@ -138,6 +140,8 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
           })),
         alerts: alertsFrom(relevant),
         features,
+        simulated: o.simulation !== undefined,
+        simulation: o.simulation ?? null,
       };
     },
   );

@@ -15,6 +15,23 @@ export const Features = Type.Object(
   { additionalProperties: false },
 );
 
+/** The simulated fleet `nexus up` streams without a CSV (docs/fleet.md, "The simulated fleet"). */
+export const Simulation = Type.Object(
+  {
+    description: Type.String(),
+    seed: Type.Integer(),
+    speed: Type.Number({
+      description: 'Jobs and incidents run this many times faster than the clock',
+    }),
+    interval_s: Type.Number({ description: 'Seconds between readings of a GPU' }),
+    hosts: Type.Integer(),
+    gpus_per_host: Type.Integer(),
+    started_at: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+export type Simulation = Static<typeof Simulation>;
+
 export const Alert = Type.Object({
   severity: StringEnum(['warning', 'critical']),
   cluster_id: Type.String(),
@@ -58,6 +75,13 @@ export const Overview = Type.Object({
   ),
   alerts: Type.Array(Alert),
   features: Features,
+  simulated: Type.Boolean({
+    description:
+      'True while this process streams the built-in simulated fleet (nexus up without a CSV): the readings are not real',
+  }),
+  simulation: Type.Union([Simulation, Type.Null()], {
+    description: 'The simulated fleet, while simulated is true; null otherwise',
+  }),
 });
 
 export const OverviewQuery = Type.Object(
