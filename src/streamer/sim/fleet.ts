@@ -537,7 +537,11 @@ export class FleetModel {
           gpu.xid = 0;
           gpu.temp = INLET_C + 2;
           gpu.memTemp = INLET_C + 2;
-          for (const e of gpu.entities) e.unit.job = undefined;
+          // Its jobs are gone; new ones are scheduled 10 minutes after it is back.
+          for (const e of gpu.entities) {
+            e.unit.job = undefined;
+            e.unit.until = reboot.end + this.scenario(10 * MINUTE);
+          }
           continue;
         }
         this.advanceGpu(gpu, t, dtMs);

@@ -175,6 +175,17 @@ describe('the fleet model', () => {
     );
   });
 
+  it('runs jobs on the rebooted host again 10 minutes after it is back', () => {
+    const reboot = fleetIncidents(DEFAULT_FLEET).find((i) => i.kind === 'reboot');
+    assert.ok(reboot?.kind === 'reboot');
+    const back = reboot.end;
+    for (let g = 0; g < 8; g++) {
+      const readings = series.get(`gpu-node-01/${g}`) ?? [];
+      const first = readings.find((r) => r.t >= back && r.pod !== undefined);
+      assert.equal((first?.t ?? 0) - back, 10 * MIN, `gpu-node-01/${g}`);
+    }
+  });
+
   it('has exactly one thermal incident: one host throttles on temperature, clocks drop', () => {
     const [thermal, ...more] = fleetIncidents(DEFAULT_FLEET).filter((i) => i.kind === 'thermal');
     assert.equal(more.length, 0);
