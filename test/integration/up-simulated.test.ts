@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run, spawnTs } from '../helpers/child.js';
 import { SAMPLE_CSV, SIMULATED_FLEET, startNexusUp } from '../helpers/nexus-up.js';
 
 interface OverviewBody {
@@ -65,5 +69,28 @@ describe('nexus up: the simulated fleet by default, real data with a CSV', () =>
     const hosts = new Set((await latestPower(up.url)).map((r) => r.host_id));
     assert.equal(hosts.has('gpu-node-01'), false);
     assert.ok(hosts.size > 0);
+  });
+
+  it('refuses --fleet-* flags with a CSV, and a speed out of range, in one line with status 2', async (t) => {
+    const data = mkdtempSync(join(tmpdir(), 'nexus-up-fleet-flags-'));
+    t.after(() => rmSync(data, { recursive: true, force: true }));
+    const withCsv = await run(
+      spawnTs('src/cli/main.ts', ['up', '--csv', SAMPLE_CSV, '--fleet-speed', '5'], {
+        NEXUS_DATA_DIR: data,
+      }),
+    );
+    assert.equal(withCsv.code, 2);
+    assert.equal(
+      withCsv.stderr,
+      'nexus: --fleet-speed: for the simulated fleet, which nexus up streams only without a CSV (--csv, CSV_FILE)\n',
+    );
+    const tooFast = await run(
+      spawnTs('src/cli/main.ts', ['up', '--fleet-speed', '0'], {
+        NEXUS_DATA_DIR: data,
+        CSV_FILE: '',
+      }),
+    );
+    assert.equal(tooFast.code, 2);
+    assert.equal(tooFast.stderr, 'nexus: --fleet-speed: a number from 1 to 3600\n');
   });
 });

@@ -87,6 +87,14 @@ interface FleetFlags {
   fleetGpus?: string;
 }
 
+const FLEET_FLAGS = [
+  'fleetSpeed',
+  'fleetInterval',
+  'fleetSeed',
+  'fleetHosts',
+  'fleetGpus',
+] as const;
+
 function wholeFlag(
   name: string,
   v: string | undefined,
@@ -216,6 +224,13 @@ export function upCommand(): Command {
       opts.csv === undefined && !isGiven(cmd, 'csvFile')
         ? fleetFromFlags(opts, Date.now())
         : undefined;
+    const fleetFlags = FLEET_FLAGS.filter((f) => opts[f] !== undefined);
+    if (fleet === undefined && fleetFlags.length > 0) {
+      throw new NexusError(
+        'CONFIG_INVALID',
+        `${fleetFlags.map((f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}: for the simulated fleet, which nexus up streams only without a CSV (--csv, CSV_FILE)`,
+      );
+    }
     // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
     // must not write into it), stops `nexus up` here, before anything starts.
     if (fleet === undefined) await readHeader(resolveInput(config.csvFile));
