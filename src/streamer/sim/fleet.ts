@@ -280,10 +280,8 @@ interface Job {
   readonly fbMiB: number;
   readonly intensity: number;
   readonly level: number;
-  /** A notebook nobody touches again. */
-  readonly abandoned: boolean;
-  /** The end of a notebook's current burst of work (clock time). */
-  burstUntil: number;
+  /** A notebook's bursts of work, [start, end) clock times (none: nobody touches it again). */
+  readonly bursts: readonly (readonly [number, number])[];
 }
 
 const NAMESPACE: Record<JobKind, string> = {
@@ -298,7 +296,10 @@ const MODELS = ['llama-70b', 'mixtral-8x7b', 'vit-huge', 'whisper-large', 'sdxl'
 /** A set of GPUs (or one MIG instance) that runs one job at a time. */
 interface Unit {
   readonly name: string;
+  /** The unit's schedule (jobs, their lengths and bursts), the same at any interval. */
   readonly rand: () => number;
+  /** The noise of each reading. */
+  readonly noise: () => number;
   readonly kinds: readonly JobKind[];
   /** MIG instance units run smaller jobs. */
   readonly mig: boolean;
@@ -335,8 +336,8 @@ interface GpuState {
   /** The SM clock (MHz) and power (W) of the current instant. */
   clock: number;
   power: number;
-  /** An XID killed the job: it ends after this instant's readings. */
-  failing: boolean;
+  /** An XID (at this time) killed the job: it ends after this instant's readings. */
+  failing: number | undefined;
 }
 
 interface HostState {
@@ -383,7 +384,7 @@ export class FleetModel {
           reasons: CLOCK_REASON.gpuIdle,
           clock: 345,
           power: idleW,
-          failing: false,
+          failing: undefined,
         });
       }
       // Units: host 1 trains on two halves, host 2 mixes pairs and singles, the rest are singles.
@@ -433,12 +434,26 @@ export class FleetModel {
 
   private unit(name: string, kinds: readonly JobKind[], mig: boolean): Unit {
     const rand = prng(subSeed(this.options.seed, name));
-    const unit: Unit = { name, rand, kinds, mig, job: undefined, until: this.options.startMs };
+    const noise = prng(subSeed(this.options.seed, `${name}/noise`));
+    const unit: Unit = {
+      name,
+      rand,
+      noise,
+      kinds,
+      mig,
+      job: undefined,
+      until: this.options.startMs,
+    };
     // At the start most units are already busy, part-way through a job.
     if (rand() < 0.8) {
       const job = this.newJob(unit, this.options.startMs);
       const elapsed = rand() * (job.end - job.start);
-      unit.job = { ...job, start: job.start - elapsed, end: job.end - elapsed };
+      unit.job = {
+        ...job,
+        start: job.start - elapsed,
+        end: job.end - elapsed,
+        bursts: job.bursts.map(([a, b]) => [a - elapsed, b - elapsed] as const),
+      };
       if (unit.job.end <= this.options.startMs) unit.job = undefined;
       unit.until = unit.job?.end ?? this.options.startMs + this.scenario(rand() * 30 * MINUTE);
     } else {
@@ -480,20 +495,31 @@ export class FleetModel {
           between(r, 0.6, 0.8),
           between(r, 30, 60),
         );
-      case 'notebook':
-        return {
-          ...job(
-            kind,
-            `jupyter-${pick(r, USERS)}-${hex(r, 4)}`,
-            'notebook',
-            start,
-            span(2 * HOUR, 8 * HOUR),
-            between(r, 4_000, 30_000) * scale,
-            between(r, 0.5, 0.7),
-            between(r, 40, 85),
-          ),
-          abandoned: r() < 0.5,
-        };
+      case 'notebook': {
+        const nb = job(
+          kind,
+          `jupyter-${pick(r, USERS)}-${hex(r, 4)}`,
+          'notebook',
+          start,
+          span(2 * HOUR, 8 * HOUR),
+          between(r, 4_000, 30_000) * scale,
+          between(r, 0.5, 0.7),
+          between(r, 40, 85),
+        );
+        // Half of the notebooks are never touched again; the others work in bursts of 5 to 25
+        // minutes, about every 90 minutes.
+        const bursts: [number, number][] = [];
+        if (r() >= 0.5) {
+          for (let at = start; ;) {
+            at += this.scenario(-Math.log(1 - r()) * 90 * MINUTE);
+            const end = at + span(5 * MINUTE, 25 * MINUTE);
+            if (at >= nb.end) break;
+            bursts.push([at, Math.min(end, nb.end)]);
+            at = end;
+          }
+        }
+        return { ...nb, bursts };
+      }
       case 'batch':
         return job(
           kind,
@@ -546,12 +572,13 @@ export class FleetModel {
         }
         this.advanceGpu(gpu, t, dtMs);
         if (this.reporting(host.name, gpu.index, t)) this.emit(out, gpu, t);
-        if (gpu.failing) {
-          gpu.failing = false;
+        if (gpu.failing !== undefined) {
+          const at = gpu.failing;
+          gpu.failing = undefined;
           for (const e of gpu.entities) {
             if (e.unit.job === undefined) continue;
             e.unit.job = undefined;
-            e.unit.until = t + this.scenario(between(e.unit.rand, 10 * MINUTE, 40 * MINUTE));
+            e.unit.until = at + this.scenario(between(e.unit.rand, 10 * MINUTE, 40 * MINUTE));
           }
         }
       }
@@ -595,7 +622,7 @@ export class FleetModel {
 
   private jobUtil(job: Job | undefined, unit: Unit, t: number): number {
     if (job === undefined) return 0;
-    const r = unit.rand;
+    const r = unit.noise;
     const scenarioT = (t - this.options.startMs) * this.options.speed;
     switch (job.kind) {
       case 'training': {
@@ -610,13 +637,7 @@ export class FleetModel {
         return job.level * (0.5 + daily) + between(r, -8, 8);
       }
       case 'notebook': {
-        if (t < job.burstUntil) return job.level + between(r, -10, 10);
-        if (!job.abandoned) {
-          const dtScenario = this.options.intervalMs * this.options.speed;
-          if (r() < 1 - Math.exp(-dtScenario / (90 * MINUTE))) {
-            job.burstUntil = t + this.scenario(between(r, 5 * MINUTE, 25 * MINUTE));
-          }
-        }
+        if (job.bursts.some(([a, b]) => t >= a && t < b)) return job.level + between(r, -10, 10);
         return r() < 0.9 ? 0 : between(r, 0.5, 2.5);
       }
       case 'batch':
@@ -635,18 +656,28 @@ export class FleetModel {
       intensity += share * (e.unit.job?.intensity ?? 0);
     }
     const busy = load > 0.5;
-    // Thermal slowdowns from the temperature reached so far.
+    // The temperature moves toward what the power of the last interval heats it to. A failed
+    // cooling: hotter inlet air, and the fans cannot carry the heat away (the thermal resistance
+    // doubles).
+    const dtS = dtMs / 1000;
+    const failure = this.coolingFailure(gpu.host.name, t);
+    const inlet = INLET_C + 28 * failure;
+    const resistance = 1 + failure;
+    const k = 1 - Math.exp(-dtS / TAU_S);
+    gpu.temp += (inlet + 6 + 0.062 * resistance * gpu.power - gpu.temp) * k;
+    gpu.memTemp += (inlet + 4 + 0.055 * resistance * gpu.power - gpu.memTemp) * k;
+    // Thermal slowdowns at the temperature reached: lower clocks, less power.
     let reasons = 0;
     let clock = busy ? 1980 : 345;
     let powerFactor = 1;
     if (gpu.temp >= HW_THERMAL_C) {
       reasons |= CLOCK_REASON.hwThermal | CLOCK_REASON.hwSlowdown;
       clock = busy ? 1095 : 345;
-      powerFactor = 0.5;
+      powerFactor = 0.3;
     } else if (gpu.temp >= SW_THERMAL_C) {
       reasons |= CLOCK_REASON.swThermal;
       clock = busy ? 1410 : 345;
-      powerFactor = 0.72;
+      powerFactor = 0.6;
     }
     const dynamic = (TDP_W - gpu.idleW) * (load / 100) * Math.max(0.5, Math.min(1, intensity));
     let power = gpu.idleW + dynamic * powerFactor * between(r, 0.97, 1.03) + between(r, -1.5, 1.5);
@@ -657,15 +688,6 @@ export class FleetModel {
     }
     if (!busy) reasons |= CLOCK_REASON.gpuIdle;
     power = Math.round(power * 1000) / 1000;
-    const dtS = dtMs / 1000;
-    // A failed cooling: hotter inlet air, and the fans cannot carry the heat away (the thermal
-    // resistance is 2.5 times what it was).
-    const failure = this.coolingFailure(gpu.host.name, t);
-    const inlet = INLET_C + 30 * failure;
-    const resistance = 1 + 1.5 * failure;
-    const k = 1 - Math.exp(-dtS / TAU_S);
-    gpu.temp += (inlet + 6 + 0.062 * resistance * power - gpu.temp) * k;
-    gpu.memTemp += (inlet + 4 + 0.055 * resistance * power - gpu.memTemp) * k;
     gpu.energy += Math.round(power * dtMs);
     if ((reasons & CLOCK_REASON.swPowerCap) !== 0) gpu.powerViolationNs += dtMs * 1e6;
     if ((reasons & (CLOCK_REASON.swThermal | CLOCK_REASON.hwThermal)) !== 0)
@@ -680,7 +702,7 @@ export class FleetModel {
       ) {
         gpu.xid = i.code;
         // The job on the GPU dies of it after this instant (whose readings still carry its pod).
-        if (i.code !== 79) gpu.failing = true;
+        if (i.code !== 79) gpu.failing = i.at;
       }
     }
     gpu.reasons = reasons;
@@ -820,8 +842,7 @@ function job(
     fbMiB,
     intensity,
     level,
-    abandoned: false,
-    burstUntil: 0,
+    bursts: [],
   };
 }
 

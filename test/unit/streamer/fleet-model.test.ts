@@ -113,6 +113,19 @@ describe('the fleet model', () => {
     );
   });
 
+  it('runs the same jobs at any interval (the schedule does not depend on the readings)', () => {
+    const pods = (intervalMs: number): string[] => {
+      const out = new Set<string>();
+      for (const r of generateFleetRecords({ ...DEFAULT_FLEET, intervalMs, durationMs: 6 * HOUR }))
+        if (r.pod !== undefined)
+          out.add(`${r.hostname}/${r.gpu}/${r.labels.GPU_I_ID ?? ''}/${r.pod}`);
+      return [...out].sort();
+    };
+    const at30s = pods(30_000);
+    assert.ok(at30s.length > 50, `${at30s.length} pods`);
+    assert.deepEqual(pods(60_000), at30s);
+  });
+
   it('has 4 hosts x 8 GPUs, jobs of all four namespaces, a reading per GPU per interval', () => {
     assert.equal(wholeGpus.length, 30); // 32 less the two MIG GPUs, counted by instance
     assert.equal(series.size, 34);
