@@ -1,5 +1,6 @@
 import { dcgmField } from '../core/dcgm-fields.js';
 import { NexusError } from '../core/errors.js';
+import { MIG_LABELS, WHOLE_GPU, migInstanceOf, migProfileOf } from '../core/mig.js';
 import { isIdentityChanged } from './identity.js';
 import type { TelemetryRecord } from '../core/record.js';
 import type { SqlClient } from './types.js';
@@ -18,12 +19,20 @@ interface Span {
 interface GpuSpan extends Span {
   readonly host: string;
   readonly index: number;
+  /** The MIG GPU instance id (WHOLE_GPU: the GPU itself). */
+  readonly instance: number;
   record: TelemetryRecord;
+  /**
+   * A whole GPU known in this batch only from its MIG instances' readings: its row is made if
+   * missing (from the instance's uuid, model and device), never updated from them.
+   */
+  derived: boolean;
 }
 
 interface WorkloadSpan extends Span {
   readonly host: string;
   readonly index: number;
+  readonly instance: number;
   readonly ns: string;
   readonly pod: string;
   readonly container: string;
@@ -138,14 +147,52 @@ function byWorkloadKey(
   );
 }
 
-function gpuAttrs(r: TelemetryRecord): { attrs: string; labels: string } {
+/** Labels of an instance's reading that are not its GPU's (a derived GPU row leaves them out). */
+const INSTANCE_ONLY = new Set([...MIG_LABELS, 'pod', 'namespace', 'container']);
+
+function gpuAttrs(r: TelemetryRecord, derived = false): { attrs: string; labels: string } {
   const labels: Record<string, string> = {};
-  for (const k of Object.keys(r.labels).sort()) if (k !== '__name__') labels[k] = r.labels[k] ?? '';
+  for (const k of Object.keys(r.labels).sort())
+    if (k !== '__name__' && !(derived && INSTANCE_ONLY.has(k))) labels[k] = r.labels[k] ?? '';
   const json = JSON.stringify(labels);
   return {
     attrs: `${r.uuid ?? ''}\u0000${r.model ?? ''}\u0000${r.device ?? ''}\u0000${json}`,
     labels: json,
   };
+}
+
+/** Widens the span of GPU row `gk` by reading `r` (`derived`: `r` is one of its instances'). */
+function spanGpu(
+  gpus: Map<string, GpuSpan>,
+  gk: string,
+  r: TelemetryRecord,
+  instance: number,
+  derived: boolean,
+): void {
+  const t = r.timestamp;
+  const g = gpus.get(gk);
+  if (g === undefined) {
+    gpus.set(gk, {
+      host: r.hostname,
+      index: r.gpu,
+      instance,
+      record: r,
+      first: t,
+      last: t,
+      derived,
+    });
+    return;
+  }
+  if (t < g.first) g.first = t;
+  if (!derived && g.derived) {
+    // The GPU's own reading: its attributes come from it, not from an instance's.
+    g.derived = false;
+    g.record = r;
+  }
+  if (t >= g.last) {
+    g.last = t;
+    if (derived === g.derived) g.record = r;
+  }
 }
 
 function survey(records: readonly TelemetryRecord[]): BatchFleet {
@@ -165,17 +212,12 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
       if (t < h.first) h.first = t;
       if (t > h.last) h.last = t;
     }
-    const gk = `${r.hostname}\u0000${r.gpu}`;
-    const g = gpus.get(gk);
-    if (g === undefined)
-      gpus.set(gk, { host: r.hostname, index: r.gpu, record: r, first: t, last: t });
-    else {
-      if (t < g.first) g.first = t;
-      if (t >= g.last) {
-        g.last = t;
-        g.record = r;
-      }
-    }
+    const instance = migInstanceOf(r.labels);
+    const gk = `${r.hostname}\u0000${r.gpu}\u0000${instance}`;
+    spanGpu(gpus, gk, r, instance, false);
+    // An instance's reading is a reading of its GPU too: the GPU's row spans it.
+    if (instance !== WHOLE_GPU)
+      spanGpu(gpus, `${r.hostname}\u0000${r.gpu}\u0000${WHOLE_GPU}`, r, WHOLE_GPU, true);
     metrics.add(r.metric);
     if (r.pod !== undefined) {
       const ns = r.namespace ?? '';
@@ -186,6 +228,7 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
         workloads.set(wk, {
           host: r.hostname,
           index: r.gpu,
+          instance,
           ns,
           pod: r.pod,
           container,
@@ -254,7 +297,11 @@ export class Dimensions {
     const ids = this.ids(c, clusterName, records);
     const clusterId = c.clusters.get(clusterName)?.id ?? -1;
     for (const g of fleet.gpus.values()) {
-      const k = this.gpuKey(c.hosts.get(this.hostKey(clusterId, g.host))?.id ?? -1, g.index);
+      const k = this.gpuKey(
+        c.hosts.get(this.hostKey(clusterId, g.host))?.id ?? -1,
+        g.index,
+        g.instance,
+      );
       if (g.last > (c.newest.get(k) ?? Number.NEGATIVE_INFINITY)) c.newest.set(k, g.last);
     }
     return ids;
@@ -264,8 +311,8 @@ export class Dimensions {
     return `${clusterId}\u0000${hostname}`;
   }
 
-  private gpuKey(hostId: number, index: number): string {
-    return `${hostId}\u0000${index}`;
+  private gpuKey(hostId: number, index: number, instance: number): string {
+    return `${hostId}\u0000${index}\u0000${instance}`;
   }
 
   /**
@@ -294,18 +341,18 @@ export class Dimensions {
     const gpuIds = new Map<string, number>();
     for (const [gk, g] of fleet.gpus) {
       const hostId = c.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
-      const key = this.gpuKey(hostId, g.index);
+      const key = this.gpuKey(hostId, g.index, g.instance);
       const gpu = c.gpus.get(key);
       if (gpu === undefined) return 'upsert';
       const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
-      if (!stale && gpu.attrs !== gpuAttrs(g.record).attrs) return 'upsert';
+      if (!stale && !g.derived && gpu.attrs !== gpuAttrs(g.record).attrs) return 'upsert';
       moved ||= outside(g, gpu.firstSeen, gpu.lastSeen);
       gpus.push({ key, id: gpu.id, span: g });
       gpuIds.set(gk, gpu.id);
     }
     const workloads: { key: string; gpuId: number; w: WorkloadSpan }[] = [];
     for (const w of fleet.workloads.values()) {
-      const gpuId = gpuIds.get(`${w.host}\u0000${w.index}`) ?? -1;
+      const gpuId = gpuIds.get(`${w.host}\u0000${w.index}\u0000${w.instance}`) ?? -1;
       const key = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
       const seen = c.workloads.get(key);
       if (seen === undefined) return 'upsert';
@@ -461,16 +508,19 @@ export class Dimensions {
       });
     }
 
-    // GPUs, in (host id, index) order. A GPU whose reading here is older than the newest this
-    // process has seen keeps its attributes (an older reading never reverts a uuid).
+    // GPUs (whole GPUs and their MIG instances), in (host id, index, instance) order. A GPU whose
+    // reading here is older than the newest this process has seen keeps its attributes (an older
+    // reading never reverts a uuid); so does a whole GPU known here only from its instances
+    // (`derived`: its row is made from theirs when missing, `keep` on update).
     const gpus = [...fleet.gpus.values()]
       .map((g) => {
         const hostId = hostIds.get(g.host) ?? -1;
         const stale =
-          g.last < (c.newest.get(this.gpuKey(hostId, g.index)) ?? Number.NEGATIVE_INFINITY);
-        return { hostId, g, stale, ...gpuAttrs(g.record) };
+          g.last <
+          (c.newest.get(this.gpuKey(hostId, g.index, g.instance)) ?? Number.NEGATIVE_INFINITY);
+        return { hostId, g, stale, ...gpuAttrs(g.record, g.derived) };
       })
-      .sort((x, y) => x.hostId - y.hostId || x.g.index - y.g.index);
+      .sort((x, y) => x.hostId - y.hostId || x.g.index - y.g.index || x.g.instance - y.g.instance);
     const gpuArgs = [
       gpus.map((x) => x.hostId),
       gpus.map((x) => x.g.index),
@@ -480,46 +530,54 @@ export class Dimensions {
       gpus.map((x) => (x.stale ? '' : x.labels)),
       gpus.map((x) => x.g.first),
       gpus.map((x) => x.g.last),
+      gpus.map((x) => x.g.instance),
+      gpus.map((x) =>
+        x.stale || x.g.instance === WHOLE_GPU ? '' : (migProfileOf(x.g.record.labels) ?? ''),
+      ),
+      gpus.map((x) => x.g.derived),
     ];
     await tx.query(
-      `INSERT INTO gpus (host_id, gpu_index, uuid, model, device, labels, first_seen, last_seen)
-       SELECT u.h, u.i, nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(nullif(u.l, ''), '{}')::jsonb, nexus_ts(u.f), nexus_ts(u.t)
-       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
-         AS u(h, i, uu, m, d, l, f, t)
-       WHERE NOT EXISTS (SELECT FROM gpus x WHERE x.host_id = u.h AND x.gpu_index = u.i)
-       ON CONFLICT (host_id, gpu_index) DO NOTHING`,
+      `INSERT INTO gpus (host_id, gpu_index, gpu_instance_id, mig_profile, uuid, model, device, labels, first_seen, last_seen)
+       SELECT u.h, u.i, u.gi, nullif(u.p, ''), nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(nullif(u.l, ''), '{}')::jsonb, nexus_ts(u.f), nexus_ts(u.t)
+       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
+         AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
+       WHERE NOT EXISTS (SELECT FROM gpus x WHERE x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi)
+       ON CONFLICT (host_id, gpu_index, gpu_instance_id) DO NOTHING`,
       gpuArgs,
     );
     const gr = await tx.query<{
       id: number;
       host_id: number;
       gpu_index: number;
+      gpu_instance_id: number;
       first_seen: string;
       last_seen: string;
     }>(
       `UPDATE gpus x SET
-         uuid = CASE WHEN nexus_ts(u.t) >= x.last_seen THEN coalesce(nullif(u.uu, ''), x.uuid) ELSE x.uuid END,
-         model = CASE WHEN nexus_ts(u.t) >= x.last_seen THEN coalesce(nullif(u.m, ''), x.model) ELSE x.model END,
-         device = CASE WHEN nexus_ts(u.t) >= x.last_seen THEN coalesce(nullif(u.d, ''), x.device) ELSE x.device END,
-         labels = CASE WHEN nexus_ts(u.t) >= x.last_seen AND u.l <> '' THEN u.l::jsonb ELSE x.labels END,
+         uuid = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.uu, ''), x.uuid) ELSE x.uuid END,
+         model = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.m, ''), x.model) ELSE x.model END,
+         device = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.d, ''), x.device) ELSE x.device END,
+         labels = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep AND u.l <> '' THEN u.l::jsonb ELSE x.labels END,
+         mig_profile = CASE WHEN nexus_ts(u.t) >= x.last_seen AND u.p <> '' THEN u.p ELSE x.mig_profile END,
          first_seen = least(x.first_seen, nexus_ts(u.f)),
          last_seen = greatest(x.last_seen, nexus_ts(u.t))
-       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
-         AS u(h, i, uu, m, d, l, f, t)
-       WHERE x.host_id = u.h AND x.gpu_index = u.i
-       RETURNING x.id, x.host_id, x.gpu_index, nexus_ms(x.first_seen) AS first_seen, nexus_ms(x.last_seen) AS last_seen`,
+       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
+         AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
+       WHERE x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi
+       RETURNING x.id, x.host_id, x.gpu_index, x.gpu_instance_id, nexus_ms(x.first_seen) AS first_seen, nexus_ms(x.last_seen) AS last_seen`,
       gpuArgs,
     );
-    const attrsOf = new Map(gpus.map((x) => [this.gpuKey(x.hostId, x.g.index), x]));
+    const attrsOf = new Map(gpus.map((x) => [this.gpuKey(x.hostId, x.g.index, x.g.instance), x]));
     const gpuIds = new Map<string, number>();
     for (const row of gr.rows) {
-      const k = this.gpuKey(row.host_id, row.gpu_index);
+      const k = this.gpuKey(row.host_id, row.gpu_index, row.gpu_instance_id);
       gpuIds.set(k, row.id);
       const mine = attrsOf.get(k);
       const known = c.gpus.get(k);
       out.gpus.set(k, {
         id: row.id,
-        attrs: mine === undefined || mine.stale ? (known?.attrs ?? '') : mine.attrs,
+        attrs:
+          mine === undefined || mine.stale || mine.g.derived ? (known?.attrs ?? '') : mine.attrs,
         firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
       });
@@ -552,7 +610,7 @@ export class Dimensions {
     if (fleet.workloads.size > 0) {
       const ws = [...fleet.workloads.values()]
         .map((w) => ({
-          gpuId: gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index)) ?? -1,
+          gpuId: gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index, w.instance)) ?? -1,
           w,
         }))
         .sort(byWorkloadKey);
@@ -596,7 +654,7 @@ export class Dimensions {
         lastHost = r.hostname;
         hostId = c.hosts.get(this.hostKey(clusterId, r.hostname))?.id ?? -1;
       }
-      const g = c.gpus.get(this.gpuKey(hostId, r.gpu))?.id;
+      const g = c.gpus.get(this.gpuKey(hostId, r.gpu, migInstanceOf(r.labels)))?.id;
       const m = c.metrics.get(r.metric);
       if (g === undefined || m === undefined)
         throw notAsCached(`no id for ${r.hostname} GPU ${r.gpu} ${r.metric}`);

@@ -137,10 +137,11 @@ export function storeConformance(h: StoreHarness): void {
             '006_partition_definer',
             '007_token_write_scope',
             '008_events',
+            '010_mig',
           ],
-          current: 8,
+          current: 10,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 8 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 10 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -153,6 +154,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 6, name: '006_partition_definer' },
           { version: 7, name: '007_token_write_scope' },
           { version: 8, name: '008_events' },
+          { version: 10, name: '010_mig' },
         ]);
       });
 
@@ -168,9 +170,10 @@ export function storeConformance(h: StoreHarness): void {
           '006_partition_definer',
           '007_token_write_scope',
           '008_events',
+          '010_mig',
         ]);
-        assert.ok(results.every((r) => r.current === 8));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 8);
+        assert.ok(results.every((r) => r.current === 10));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 9);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {
@@ -613,6 +616,76 @@ function writeTests(open: Open): void {
         { kind: 'host', ...span },
       ],
     );
+  });
+
+  it('MIG instances of one GPU (GPU_I_ID) are series of their own: readings at one instant are all stored, under their GPU', async (t) => {
+    const { store, sql } = await open(t);
+    const ENGINE = 'DCGM_FI_PROF_GR_ENGINE_ACTIVE';
+    const mig = (id: string, profile: string, pod?: string) => ({
+      gpu: 2,
+      metric: ENGINE,
+      uuid: 'GPU-a100',
+      labels: { GPU_I_ID: id, GPU_I_PROFILE: profile },
+      ...(pod === undefined ? {} : { namespace: 'ml', pod, container: 'c' }),
+    });
+    const records = [
+      rec(T0, 0.25, mig('1', '3g.40gb', 'infer-0')),
+      rec(T0, 0.5, mig('2', '3g.40gb', 'infer-1')),
+      rec(T0, 0.75, mig('7', '1g.10gb')),
+      rec(T0 + 15 * SECOND, 0.3, mig('1', '3g.40gb', 'infer-0')),
+      rec(T0 + 15 * SECOND, 0.6, mig('2', '3g.40gb', 'infer-1')),
+      rec(T0, 40, { gpu: 2, uuid: 'GPU-a100' }), // the whole GPU's own series
+    ];
+    const first = await store.write('cluster-1', records);
+    assert.deepEqual([first.inserted, first.duplicates], [6, 0]);
+    // Again: nothing new.
+    const again = await store.write('cluster-1', records);
+    assert.deepEqual([again.inserted, again.duplicates], [0, 6]);
+    const rows = await sql.query<{
+      gpu_index: number;
+      gpu_instance_id: number;
+      mig_profile: string | null;
+      n: number;
+      values: string;
+    }>(
+      `SELECT g.gpu_index, g.gpu_instance_id, g.mig_profile, count(s.value)::int AS n,
+              coalesce(string_agg(s.value::text, ',' ORDER BY s.time), '') AS values
+       FROM gpus g LEFT JOIN samples s ON s.gpu_id = g.id
+       GROUP BY g.id ORDER BY g.gpu_index, g.gpu_instance_id`,
+    );
+    assert.deepEqual(rows.rows, [
+      { gpu_index: 2, gpu_instance_id: -1, mig_profile: null, n: 1, values: '40' },
+      { gpu_index: 2, gpu_instance_id: 1, mig_profile: '3g.40gb', n: 2, values: '0.25,0.3' },
+      { gpu_index: 2, gpu_instance_id: 2, mig_profile: '3g.40gb', n: 2, values: '0.5,0.6' },
+      { gpu_index: 2, gpu_instance_id: 7, mig_profile: '1g.10gb', n: 1, values: '0.75' },
+    ]);
+    // An instance's workloads are its own.
+    const w = await sql.query<{ gpu_instance_id: number; pod: string }>(
+      `SELECT g.gpu_instance_id, w.pod FROM gpu_workloads w JOIN gpus g ON g.id = w.gpu_id
+       ORDER BY g.gpu_instance_id`,
+    );
+    assert.deepEqual(w.rows, [
+      { gpu_instance_id: 1, pod: 'infer-0' },
+      { gpu_instance_id: 2, pod: 'infer-1' },
+    ]);
+  });
+
+  it('a GPU reported only by its MIG instances gets its whole-GPU row (the physical GPU) beside them', async (t) => {
+    const { store, sql } = await open(t);
+    await store.write('cluster-1', [
+      rec(T0, 0.4, { gpu: 1, labels: { GPU_I_ID: '3', GPU_I_PROFILE: '2g.20gb' } }),
+      rec(T0 + MINUTE, 0.5, { gpu: 1, labels: { GPU_I_ID: '3', GPU_I_PROFILE: '2g.20gb' } }),
+    ]);
+    const rows = await sql.query<{ gpu_instance_id: number; first: string; last: string }>(
+      `SELECT gpu_instance_id, nexus_ms(first_seen)::text AS first, nexus_ms(last_seen)::text AS last
+       FROM gpus ORDER BY gpu_instance_id`,
+    );
+    const span = { first: String(T0), last: String(T0 + MINUTE) };
+    assert.deepEqual(rows.rows, [
+      { gpu_instance_id: -1, ...span },
+      { gpu_instance_id: 3, ...span },
+    ]);
+    assert.equal((await storedSamples(sql)).length, 2);
   });
 
   it('a GPU whose uuid changes takes the newer uuid; an older reading does not revert it', async (t) => {

@@ -122,6 +122,7 @@ describe('store: PostgreSQL only', () => {
         '006_partition_definer',
         '007_token_write_scope',
         '008_events',
+        '010_mig',
       ],
     );
 
@@ -139,6 +140,7 @@ describe('store: PostgreSQL only', () => {
       { version: 6, name: '006_partition_definer' },
       { version: 7, name: '007_token_write_scope' },
       { version: 8, name: '008_events' },
+      { version: 10, name: '010_mig' },
     ]);
   });
 });
