@@ -41,3 +41,19 @@ export function migProfileOf(labels: Readonly<Record<string, string>>): string |
   }
   return undefined;
 }
+
+export const GPU_UTIL = 'DCGM_FI_DEV_GPU_UTIL';
+export const GR_ENGINE_ACTIVE = 'DCGM_FI_PROF_GR_ENGINE_ACTIVE';
+
+/**
+ * Utilisation in percent from a GPU's (or MIG instance's) latest values, as docs/fleet.md defines
+ * the utilisation metric: DCGM_FI_PROF_GR_ENGINE_ACTIVE (a ratio) x 100 where it has one, else
+ * DCGM_FI_DEV_GPU_UTIL (dcgm-exporter gives MIG instances no GPU_UTIL); undefined with neither.
+ */
+export function utilizationPercent(
+  latest: readonly { readonly metric: string; readonly value: number }[],
+): number | undefined {
+  const engine = latest.find((l) => l.metric === GR_ENGINE_ACTIVE);
+  if (engine !== undefined) return engine.value * 100;
+  return latest.find((l) => l.metric === GPU_UTIL)?.value;
+}

@@ -34,7 +34,7 @@ import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import type { Simulation } from './schemas/overview.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { ErrorBody } from './schemas/common.js';
-import { Cluster, Gpu, Host } from './schemas/fleet.js';
+import { Cluster, Gpu, Host, MigInstance } from './schemas/fleet.js';
 import { Reading, Series, SeriesColumns, TelemetryResult } from './schemas/telemetry.js';
 import { remoteWriteRoutes, type RemoteWriteOptions } from './remote-write/plugin.js';
 import { ConnectionLimiter } from './ws/connections.js';
@@ -262,7 +262,17 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   installAdmission(app, new Admission(o.api, o.metrics));
   if (o.metrics !== undefined && o.fleetMetrics !== false) exportFleetGauges(o.metrics, o.reader);
   // The schemas referenced by $ref (ref()), named in the OpenAPI document.
-  for (const s of [ErrorBody, Cluster, Host, Gpu, Reading, Series, SeriesColumns, TelemetryResult])
+  for (const s of [
+    ErrorBody,
+    Cluster,
+    Host,
+    Gpu,
+    MigInstance,
+    Reading,
+    Series,
+    SeriesColumns,
+    TelemetryResult,
+  ])
     app.addSchema(s);
   await app.register(swagger, {
     openapi: {

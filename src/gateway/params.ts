@@ -93,6 +93,26 @@ export function gpuIds(values: string[] | undefined): { indexes?: number[]; uuid
   return { ...(indexes.length > 0 ? { indexes } : {}), ...(uuids.length > 0 ? { uuids } : {}) };
 }
 
+/**
+ * MIG GPU instances of a query (`gpu_instance`): instance ids (`1,2`), `gpu` (the whole GPU's own
+ * series, what a query without it reads) and `all` (whole GPUs and every instance).
+ */
+export function gpuInstances(values: string[] | undefined): number[] | 'all' | undefined {
+  if (values === undefined) return undefined;
+  if (values.includes('all')) return 'all';
+  return values.map((v) => {
+    if (v === 'gpu') return -1;
+    return gpuInstanceId(v);
+  });
+}
+
+/** A MIG GPU instance id (0..32767). */
+export function gpuInstanceId(text: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 32767)
+    throw bad(`gpu_instance: "${clip(text)}" is not a GPU instance id (0, 1, ...), "gpu" or "all"`);
+  return Number(text);
+}
+
 export function gpuIndex(text: string): number {
   if (!/^\d{1,5}$/.test(text) || Number(text) > 32767)
     throw bad(`gpu_id: "${clip(text)}" is not a GPU index (0, 1, ...)`);

@@ -54,6 +54,14 @@ export function gpuOut(g: GpuSummary) {
     device: g.device ?? null,
     first_seen: iso(g.first_seen) ?? '',
     last_seen: iso(g.last_seen),
+    ...(g.mig_instances === undefined
+      ? {}
+      : {
+          mig_instances: g.mig_instances.map((i) => ({
+            gpu_instance_id: i.gpu_instance_id,
+            profile: i.profile ?? null,
+          })),
+        }),
   };
 }
 
@@ -64,6 +72,9 @@ function seriesOfOut(s: Omit<LatestValue, 'timestamp' | 'value'>) {
     cluster_id: s.cluster_id,
     host_id: s.hostname,
     gpu_id: s.gpu_id,
+    ...(s.gpu_instance_id === undefined
+      ? {}
+      : { gpu_instance_id: s.gpu_instance_id, mig_profile: s.mig_profile ?? null }),
     uuid: s.uuid ?? null,
     metric: s.metric,
     unit: s.unit,
@@ -151,6 +162,7 @@ export function apiReading(clusterId: string, r: FeedRecord) {
     cluster_id: clusterId,
     host_id: r.hostname,
     gpu_id: r.gpu,
+    ...(r.gpu_instance_id === undefined ? {} : { gpu_instance_id: r.gpu_instance_id }),
     uuid: r.uuid ?? null,
     metric: r.metric,
     timestamp: new Date(r.timestamp).toISOString(),

@@ -1,14 +1,20 @@
+import { WHOLE_GPU, migInstanceOf } from '../core/mig.js';
 import type { TelemetryRecord } from '../core/record.js';
 
 /** A reading as the live feed carries it. */
 export interface FeedRecord {
   readonly hostname: string;
   readonly gpu: number;
+  /** A MIG instance's reading: its GPU instance id (absent: the whole GPU's). */
+  readonly gpu_instance_id?: number;
   readonly uuid?: string;
   readonly metric: string;
   readonly timestamp: number;
   readonly value: number;
 }
+
+/** A wire row of a MIG instance's reading: the six of every row, then the GPU instance id. */
+type FeedRow7 = [number, number, number, number, number, number, number];
 
 /** Readings of one cluster that one collector has just committed. */
 export interface FeedBatch {
@@ -36,7 +42,8 @@ export interface LiveFeed {
 
 /**
  * Compact wire form of a feed batch: hosts, uuids and metrics once each, then one small array per
- * reading: [host, gpu, uuid, metric, timestamp - t0, value] (uuid -1 when absent).
+ * reading: [host, gpu, uuid, metric, timestamp - t0, value], and a MIG instance's GPU instance id
+ * after them (absent for a whole GPU's: gateways of earlier releases read the six they know).
  */
 export interface WireFeedBatch {
   readonly v: 1;
@@ -46,7 +53,7 @@ export interface WireFeedBatch {
   readonly h: string[];
   readonly u: string[];
   readonly m: string[];
-  readonly r: [number, number, number, number, number, number][];
+  readonly r: ([number, number, number, number, number, number] | FeedRow7)[];
 }
 
 export function encodeFeed(
@@ -65,14 +72,18 @@ export function encodeFeed(
   let t0 = Number.POSITIVE_INFINITY;
   for (const r of records) if (r.timestamp < t0) t0 = r.timestamp;
   if (!Number.isFinite(t0)) t0 = 0;
-  const rows = records.map((r): [number, number, number, number, number, number] => [
-    index(hosts, r.hostname),
-    r.gpu,
-    r.uuid === undefined ? -1 : index(uuids, r.uuid),
-    index(metrics, r.metric),
-    r.timestamp - t0,
-    r.value,
-  ]);
+  const rows = records.map((r): [number, number, number, number, number, number] | FeedRow7 => {
+    const row: [number, number, number, number, number, number] = [
+      index(hosts, r.hostname),
+      r.gpu,
+      r.uuid === undefined ? -1 : index(uuids, r.uuid),
+      index(metrics, r.metric),
+      r.timestamp - t0,
+      r.value,
+    ];
+    const instance = migInstanceOf(r.labels);
+    return instance === WHOLE_GPU ? row : [...row, instance];
+  });
   return {
     v: 1,
     c: clusterId,
@@ -88,20 +99,28 @@ export function encodeFeed(
 /** A stored reading as the feed carries it (the same fields, in the same order, as decodeFeed's). */
 export function feedRecord(r: TelemetryRecord): FeedRecord {
   const { hostname, gpu, uuid, metric, timestamp, value } = r;
-  return uuid === undefined
-    ? { hostname, gpu, metric, timestamp, value }
-    : { hostname, gpu, uuid, metric, timestamp, value };
+  const instance = migInstanceOf(r.labels);
+  return {
+    hostname,
+    gpu,
+    ...(instance === WHOLE_GPU ? {} : { gpu_instance_id: instance }),
+    ...(uuid === undefined ? {} : { uuid }),
+    metric,
+    timestamp,
+    value,
+  };
 }
 
 export function decodeFeed(w: WireFeedBatch): FeedBatch {
   return {
     cluster_id: w.c,
     committed_at: w.at,
-    records: w.r.map(([h, gpu, u, m, dt, value]) => {
+    records: w.r.map(([h, gpu, u, m, dt, value, instance]) => {
       const uuid = u >= 0 ? w.u[u] : undefined;
       return {
         hostname: w.h[h] ?? '',
         gpu,
+        ...(instance === undefined || instance === WHOLE_GPU ? {} : { gpu_instance_id: instance }),
         ...(uuid === undefined ? {} : { uuid }),
         metric: w.m[m] ?? '',
         timestamp: w.t0 + dt,

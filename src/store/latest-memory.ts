@@ -7,6 +7,7 @@ import {
   type ReadingRow,
 } from './read-queries.js';
 import type { CommittedReading, LatestValue } from './reader.js';
+import { WHOLE_GPU } from '../core/mig.js';
 
 /** One (GPU, metric) of the in-memory latest values; `out` is built on first read. */
 interface LatestSlot {
@@ -16,8 +17,9 @@ interface LatestSlot {
   out: LatestValue | undefined;
 }
 
-const gpuKey = (cluster: string, hostname: string, gpu: number): string =>
-  `${cluster}\u0000${hostname}\u0000${gpu}`;
+/** A GPU row's key: a MIG instance is its own (instance -1: the whole GPU). */
+const gpuKey = (cluster: string, hostname: string, gpu: number, instance: number): string =>
+  `${cluster}\u0000${hostname}\u0000${gpu}\u0000${instance}`;
 
 /** Puts a reading into a GPU's slots unless an equal or newer one is there (as samples_latest). */
 function upsertSlot(slots: LatestSlot[], metric: number, time: number, value: number): void {
@@ -140,7 +142,9 @@ export class LatestMemory {
     if (fleet !== undefined && this.index?.gpus !== fleet) {
       this.index = {
         gpus: fleet,
-        ids: new Map(fleet.map((g) => [gpuKey(g.cluster_id, g.hostname, g.gpu_id), g.id])),
+        ids: new Map(
+          fleet.map((g) => [gpuKey(g.cluster_id, g.hostname, g.gpu_id, g.gpu_instance_id), g.id]),
+        ),
       };
     }
     const metrics = this.source.cachedMetrics();
@@ -149,7 +153,9 @@ export class LatestMemory {
     }
     let unknown = false;
     for (const r of readings) {
-      const gpu = this.index?.ids.get(gpuKey(clusterId, r.hostname, r.gpu));
+      const gpu = this.index?.ids.get(
+        gpuKey(clusterId, r.hostname, r.gpu, r.gpu_instance_id ?? WHOLE_GPU),
+      );
       const metric = this.metricIndex?.ids.get(r.metric);
       // Not finite: the feed's JSON cannot carry it; the store answers for it.
       if (gpu === undefined || metric === undefined || !Number.isFinite(r.value)) {
@@ -212,6 +218,9 @@ export class LatestMemory {
             hostname: g.hostname,
             gpu_id: g.gpu_id,
             uuid,
+            ...(g.gpu_instance_id === WHOLE_GPU
+              ? {}
+              : { gpu_instance_id: g.gpu_instance_id, mig_profile: str(g.mig_profile) }),
             metric: m.name,
             unit: m.unit,
             timestamp: s.time,

@@ -1,5 +1,6 @@
 import { dcgmField } from '../core/dcgm-fields.js';
 import { NexusError } from '../core/errors.js';
+import { WHOLE_GPU, utilizationPercent } from '../core/mig.js';
 import type {
   ColumnPage,
   ClusterStats,
@@ -10,6 +11,7 @@ import type {
   HostSummary,
   LatestValue,
   MetricInfo,
+  MigInstance,
   Selection,
   Series,
   SeriesColumns,
@@ -29,6 +31,9 @@ export interface GpuRef {
   readonly hostname: string;
   readonly gpu_id: number;
   readonly uuid: string | null;
+  /** The MIG GPU instance (-1: the whole GPU). */
+  readonly gpu_instance_id: number;
+  readonly mig_profile: string | null;
 }
 
 /** A metric by its surrogate id. */
@@ -82,7 +87,7 @@ function unitOf(name: string, stored: string): string {
 
 /** What names a reading or a series: its GPU and metric. */
 function identityOf(g: GpuRef, m: MetricRef) {
-  return {
+  const id = {
     cluster_id: g.cluster_id,
     hostname: g.hostname,
     gpu_id: g.gpu_id,
@@ -90,6 +95,10 @@ function identityOf(g: GpuRef, m: MetricRef) {
     metric: m.name,
     unit: m.unit,
   };
+  // A MIG instance's series say which instance (a whole GPU's have neither field).
+  return g.gpu_instance_id === WHOLE_GPU
+    ? id
+    : { ...id, gpu_instance_id: g.gpu_instance_id, mig_profile: str(g.mig_profile) };
 }
 
 /** Rows of readings named by their GPU and metric (rows of an id not in the maps are left out). */
@@ -125,7 +134,7 @@ export class ReadQueries {
     }>(
       `SELECT c.name AS cluster_id,
               (SELECT count(*) FROM hosts h WHERE h.cluster_id = c.id)::int AS hosts,
-              (SELECT count(*) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id)::int AS gpus,
+              (SELECT count(*) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id AND g.gpu_instance_id = -1)::int AS gpus,
               nexus_ms(c.first_seen) AS first_seen,
               (SELECT nexus_ms(max(l.time)) FROM samples_latest_all l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
                 WHERE h.cluster_id = c.id) AS last_seen
@@ -215,7 +224,7 @@ export class ReadQueries {
       last_seen: string | null;
     }>(
       `${PENDING_SEEN}
-       SELECT h.hostname, count(g.id)::int AS gpus, nexus_ms(h.first_seen) AS first_seen,
+       SELECT h.hostname, count(g.id) FILTER (WHERE g.gpu_instance_id = -1)::int AS gpus, nexus_ms(h.first_seen) AS first_seen,
               nexus_ms(greatest(
                 (SELECT max(l.time) FROM samples_latest l JOIN gpus g2 ON g2.id = l.gpu_id WHERE g2.host_id = h.id),
                 max(p.t))) AS last_seen
@@ -242,13 +251,21 @@ export class ReadQueries {
       device: string | null;
       first_seen: string;
       last_seen: string | null;
+      instances: { gpu_instance_id: number; profile: string | null }[] | null;
     }>(
+      // Physical GPUs (gpu_instance_id -1), their MIG instances beside each; a GPU's last_seen
+      // is its newest reading, its instances' included.
       `${PENDING_SEEN}
        SELECT h.hostname, g.gpu_index AS gpu_id, g.uuid, g.model, g.device, nexus_ms(g.first_seen) AS first_seen,
-              nexus_ms(greatest((SELECT max(l.time) FROM samples_latest l WHERE l.gpu_id = g.id), p.t)) AS last_seen
+              nexus_ms((SELECT max(greatest(
+                  (SELECT max(l.time) FROM samples_latest l WHERE l.gpu_id = x.id),
+                  (SELECT max(p.t) FROM pending_seen p WHERE p.gpu_id = x.id)))
+                FROM gpus x WHERE x.host_id = g.host_id AND x.gpu_index = g.gpu_index)) AS last_seen,
+              (SELECT json_agg(json_build_object('gpu_instance_id', i.gpu_instance_id, 'profile', i.mig_profile)
+                               ORDER BY i.gpu_instance_id)
+               FROM gpus i WHERE i.host_id = g.host_id AND i.gpu_index = g.gpu_index AND i.gpu_instance_id >= 0) AS instances
        FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-         LEFT JOIN pending_seen p ON p.gpu_id = g.id
-       WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2)
+       WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2) AND g.gpu_instance_id = -1
        ORDER BY h.hostname, g.gpu_index`,
       [clusterId, hostname ?? null],
     );
@@ -261,6 +278,10 @@ export class ReadQueries {
       device: str(r.device),
       first_seen: num(r.first_seen),
       last_seen: opt(r.last_seen),
+      mig_instances: (r.instances ?? []).map((i) => ({
+        gpu_instance_id: i.gpu_instance_id,
+        profile: str(i.profile),
+      })),
     }));
   }
 
@@ -271,39 +292,71 @@ export class ReadQueries {
     gpuId: number,
     latestOf: (sel: Selection) => Promise<LatestValue[]>,
   ): Promise<GpuDetail | undefined> {
+    // The GPU's rows: the whole GPU (-1) first, then its MIG instances.
     const res = await this.db.query<{
       id: number;
+      gpu_instance_id: number;
+      mig_profile: string | null;
       uuid: string | null;
       model: string | null;
       device: string | null;
       labels: Record<string, string>;
       first_seen: string;
     }>(
-      `SELECT g.id, g.uuid, g.model, g.device, g.labels, nexus_ms(g.first_seen) AS first_seen
+      `SELECT g.id, g.gpu_instance_id, g.mig_profile, g.uuid, g.model, g.device, g.labels, nexus_ms(g.first_seen) AS first_seen
        FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-       WHERE c.name = $1 AND h.hostname = $2 AND g.gpu_index = $3`,
+       WHERE c.name = $1 AND h.hostname = $2 AND g.gpu_index = $3
+       ORDER BY g.gpu_instance_id`,
       [clusterId, hostname, gpuId],
     );
     const g = res.rows[0];
-    if (g === undefined) return undefined;
+    if (g === undefined || g.gpu_instance_id !== WHOLE_GPU) return undefined;
     const [workloads, latest] = await Promise.all([
       this.db.query<{
+        gpu_id: number;
         namespace: string;
         pod: string;
         container: string;
         first_seen: string;
         last_seen: string;
       }>(
-        `SELECT namespace, pod, container, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen
-         FROM gpu_workloads WHERE gpu_id = $1 ORDER BY last_seen DESC`,
-        [g.id],
+        `SELECT gpu_id, namespace, pod, container, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen
+         FROM gpu_workloads WHERE gpu_id = ANY($1::int[]) ORDER BY last_seen DESC, namespace, pod, container`,
+        [res.rows.map((r) => r.id)],
       ),
-      latestOf({ cluster: clusterId, hosts: [hostname], gpus: [gpuId] }),
+      latestOf({ cluster: clusterId, hosts: [hostname], gpus: [gpuId], instances: 'all' }),
     ]);
-    const last = latest.reduce<number | undefined>(
-      (m, l) => (m === undefined || l.timestamp > m ? l.timestamp : m),
-      undefined,
-    );
+    const workloadsOf = (id: number): Workload[] =>
+      workloads.rows
+        .filter((w) => w.gpu_id === id)
+        .map((w): Workload => ({
+          namespace: w.namespace,
+          pod: w.pod,
+          container: w.container,
+          first_seen: num(w.first_seen),
+          last_seen: num(w.last_seen),
+        }));
+    const latestOfInstance = (instance: number): LatestValue[] =>
+      latest.filter((l) => (l.gpu_instance_id ?? WHOLE_GPU) === instance);
+    const newest = (ls: readonly LatestValue[]): number | undefined =>
+      ls.reduce<number | undefined>(
+        (m, l) => (m === undefined || l.timestamp > m ? l.timestamp : m),
+        undefined,
+      );
+    const own = latestOfInstance(WHOLE_GPU);
+    const instances = res.rows.slice(1).map((i): MigInstance => {
+      const values = latestOfInstance(i.gpu_instance_id);
+      return {
+        gpu_instance_id: i.gpu_instance_id,
+        profile: str(i.mig_profile),
+        uuid: str(i.uuid),
+        first_seen: num(i.first_seen),
+        last_seen: newest(values),
+        utilization_percent: utilizationPercent(values),
+        workloads: workloadsOf(i.id),
+        latest: values,
+      };
+    });
     return {
       cluster_id: clusterId,
       hostname,
@@ -312,14 +365,12 @@ export class ReadQueries {
       model: str(g.model),
       device: str(g.device),
       first_seen: num(g.first_seen),
-      last_seen: last,
+      last_seen: newest(latest),
       labels: g.labels,
-      workloads: workloads.rows.map((w): Workload => ({
-        ...w,
-        first_seen: num(w.first_seen),
-        last_seen: num(w.last_seen),
-      })),
-      latest,
+      workloads: workloadsOf(g.id),
+      latest: own,
+      utilization_percent: utilizationPercent(own),
+      mig_instances: instances,
     };
   }
 
@@ -353,7 +404,7 @@ export class ReadQueries {
   /** The fleet's GPU ids and the clusters, for the cache. */
   async fleet(identity: string | null): Promise<FleetSnapshot> {
     const res = await this.db.query<GpuRef>(
-      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid
+      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid, g.gpu_instance_id, g.mig_profile
        FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
        WHERE nexus_expect_identity($1::text)
        ORDER BY g.id`,

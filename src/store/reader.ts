@@ -51,6 +51,8 @@ export interface GpuSummary {
   readonly device: string | undefined;
   readonly first_seen: number;
   readonly last_seen: number | undefined;
+  /** Its MIG instances (gpus() lists them; empty: not partitioned, or none reported). */
+  readonly mig_instances?: readonly { gpu_instance_id: number; profile: string | undefined }[];
 }
 
 export interface Workload {
@@ -66,16 +68,35 @@ export interface LatestValue {
   readonly hostname: string;
   readonly gpu_id: number;
   readonly uuid: string | undefined;
+  /** Present on a MIG instance's readings and series only: which instance, and its profile. */
+  readonly gpu_instance_id?: number;
+  readonly mig_profile?: string | undefined;
   readonly metric: string;
   readonly unit: string;
   readonly timestamp: number;
   readonly value: number;
 }
 
+/** A MIG instance of a GPU: its own series, workloads and latest values. */
+export interface MigInstance {
+  readonly gpu_instance_id: number;
+  readonly profile: string | undefined;
+  readonly uuid: string | undefined;
+  readonly first_seen: number;
+  readonly last_seen: number | undefined;
+  /** docs/fleet.md: DCGM_FI_PROF_GR_ENGINE_ACTIVE x 100, else DCGM_FI_DEV_GPU_UTIL (latest). */
+  readonly utilization_percent: number | undefined;
+  readonly workloads: readonly Workload[];
+  readonly latest: readonly LatestValue[];
+}
+
 export interface GpuDetail extends GpuSummary {
   readonly labels: Readonly<Record<string, string>>;
   readonly workloads: readonly Workload[];
+  /** The whole GPU's own latest values (its instances' are under mig_instances). */
   readonly latest: readonly LatestValue[];
+  readonly utilization_percent: number | undefined;
+  readonly mig_instances: readonly MigInstance[];
 }
 
 export interface MetricInfo {
@@ -91,6 +112,11 @@ export interface Selection {
   readonly hosts?: readonly string[];
   /** GPU indexes on their hosts. */
   readonly gpus?: readonly number[];
+  /**
+   * MIG GPU instance ids (-1: the whole GPU), or 'all' (whole GPUs and every instance). Absent:
+   * whole GPUs only, so that a GPU's queries never mix its instances' series in.
+   */
+  readonly instances?: readonly number[] | 'all';
   readonly uuids?: readonly string[];
   readonly metrics?: readonly string[];
 }
@@ -117,6 +143,9 @@ export interface SeriesColumns {
   readonly hostname: string;
   readonly gpu_id: number;
   readonly uuid: string | undefined;
+  /** Present on a MIG instance's readings and series only: which instance, and its profile. */
+  readonly gpu_instance_id?: number;
+  readonly mig_profile?: string | undefined;
   readonly metric: string;
   readonly unit: string;
   readonly times: Float64Array;
@@ -147,6 +176,9 @@ export interface Series {
   readonly hostname: string;
   readonly gpu_id: number;
   readonly uuid: string | undefined;
+  /** Present on a MIG instance's readings and series only: which instance, and its profile. */
+  readonly gpu_instance_id?: number;
+  readonly mig_profile?: string | undefined;
   readonly metric: string;
   readonly unit: string;
   /** [bucket start (epoch ms), value, readings in the bucket] */
@@ -173,6 +205,8 @@ export interface CurrentWorkload {
 export interface CommittedReading {
   readonly hostname: string;
   readonly gpu: number;
+  /** The MIG GPU instance (absent: the whole GPU). */
+  readonly gpu_instance_id?: number;
   readonly metric: string;
   readonly timestamp: number;
   readonly value: number;

@@ -1,6 +1,7 @@
 import { NexusError } from '../core/errors.js';
 import { EventReads } from './event-reads.js';
 import type { Logger } from '../core/logger.js';
+import { WHOLE_GPU } from '../core/mig.js';
 import { isIdentityChanged, readIdentity, reidentifier, type IdentityChange } from './identity.js';
 import { LatestMemory } from './latest-memory.js';
 import {
@@ -78,8 +79,11 @@ function pickGpus(gpus: readonly GpuRef[], sel: Selection): GpuRef[] {
   const hosts = sel.hosts === undefined ? undefined : new Set(sel.hosts);
   const indexes = sel.gpus === undefined ? undefined : new Set(sel.gpus);
   const uuids = sel.uuids === undefined ? undefined : new Set(sel.uuids);
+  // Whole GPUs only unless the selection names instances (a GPU's series never mix its own in).
+  const instances = sel.instances === 'all' ? undefined : new Set(sel.instances ?? [WHOLE_GPU]);
   return gpus.filter(
     (g) =>
+      (instances === undefined || instances.has(g.gpu_instance_id)) &&
       (sel.cluster === undefined || g.cluster_id === sel.cluster) &&
       (hosts === undefined || hosts.has(g.hostname)) &&
       (indexes === undefined || indexes.has(g.gpu_id)) &&

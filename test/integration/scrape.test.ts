@@ -110,7 +110,8 @@ describe('nexus scrape: fixture exporters -> etcd -> collector -> PostgreSQL', (
       assert.equal(await countOf(url, 'fixture-node-1'), expected1);
       assert.equal(await countOf(url, 'fixture-node-2'), expected2);
 
-      // Hosts and GPUs, both label spellings, workloads and the MIG GPU's labels.
+      // Hosts and GPUs, both label spellings, workloads, and the MIG instance of GPU 2 (a row of
+      // its own under its GPU's, which it alone reports).
       const gpus = await rows<{
         hostname: string;
         gpu_index: number;
@@ -118,8 +119,9 @@ describe('nexus scrape: fixture exporters -> etcd -> collector -> PostgreSQL', (
         mig: string | null;
       }>(
         url,
-        `SELECT h.hostname, g.gpu_index, g.uuid, g.labels->>'GPU_I_PROFILE' AS mig
-           FROM gpus g JOIN hosts h ON h.id = g.host_id ORDER BY 1, 2`,
+        `SELECT h.hostname, g.gpu_index, g.uuid,
+                CASE WHEN g.gpu_instance_id >= 0 THEN g.gpu_instance_id || ' ' || g.mig_profile END AS mig
+           FROM gpus g JOIN hosts h ON h.id = g.host_id ORDER BY 1, 2, g.gpu_instance_id`,
       );
       assert.deepEqual(gpus, [
         {
@@ -138,7 +140,13 @@ describe('nexus scrape: fixture exporters -> etcd -> collector -> PostgreSQL', (
           hostname: 'fixture-node-1',
           gpu_index: 2,
           uuid: 'GPU-0a1b2c3d-0000-1111-2222-333344445555',
-          mig: '1g.10gb',
+          mig: null,
+        },
+        {
+          hostname: 'fixture-node-1',
+          gpu_index: 2,
+          uuid: 'GPU-0a1b2c3d-0000-1111-2222-333344445555',
+          mig: '7 1g.10gb',
         },
         {
           hostname: 'fixture-node-2',
@@ -196,7 +204,9 @@ describe('nexus scrape: fixture exporters -> etcd -> collector -> PostgreSQL', (
         'the CSV reading was not stored',
       );
       assert.equal(await scalar(url, 'SELECT count(*) FROM hosts'), 2);
-      assert.equal(await scalar(url, 'SELECT count(*) FROM gpus'), 5);
+      // 5 GPUs, and the MIG instance of GPU 2 of fixture-node-1.
+      assert.equal(await scalar(url, 'SELECT count(*) FROM gpus WHERE gpu_instance_id = -1'), 5);
+      assert.equal(await scalar(url, 'SELECT count(*) FROM gpus'), 6);
       assert.equal(
         await scalar(
           url,
@@ -222,17 +232,38 @@ describe('nexus up with a scrape target (make run can scrape a local exporter)',
     });
     try {
       type Latest = {
-        readings: { host_id: string; gpu_id: number; metric: string; value: number }[];
+        readings: {
+          host_id: string;
+          gpu_id: number;
+          gpu_instance_id?: number;
+          mig_profile?: string;
+          metric: string;
+          value: number;
+        }[];
       };
       let latest: Latest = { readings: [] };
       const ok = await until(async () => {
-        const res = await fetch(`${up.url}/api/v1/telemetry/latest?host_id=fixture-node-1`);
+        // Every series, GPU 2's MIG instance's too (gpu_instance=all).
+        const res = await fetch(
+          `${up.url}/api/v1/telemetry/latest?host_id=fixture-node-1&gpu_instance=all`,
+        );
         const body = (await res.json()) as Partial<Latest>;
         latest = { readings: body.readings ?? [] };
         return res.status === 200 && latest.readings.length === exporter.readingsPerScrape;
       }, 60_000);
       assert.ok(ok, `readings: ${latest.readings.length}\n${up.logs().slice(-3000)}`);
       assert.deepEqual([...new Set(latest.readings.map((r) => r.gpu_id))].sort(), [0, 1, 2]);
+      // GPU 2 is reported by its MIG instance 7 only: its readings say so.
+      assert.deepEqual(
+        latest.readings
+          .filter((r) => r.gpu_id === 2)
+          .map((r) => [r.gpu_instance_id, r.mig_profile])
+          .sort(),
+        [
+          [7, '1g.10gb'],
+          [7, '1g.10gb'],
+        ],
+      );
       const temp = latest.readings.find(
         (r) => r.gpu_id === 0 && r.metric === 'DCGM_FI_DEV_GPU_TEMP',
       );

@@ -24,6 +24,7 @@ export interface FilterArgs {
   readonly gpu_id?: readonly number[] | null;
   readonly uuid?: readonly string[] | null;
   readonly metric?: readonly string[] | null;
+  readonly gpu_instance?: readonly number[] | null;
 }
 
 export interface RangeArgs {
@@ -54,6 +55,20 @@ function indexes(values: readonly number[] | null | undefined): number[] | undef
   return [...values];
 }
 
+/** MIG GPU instance ids (-1: the whole GPU). */
+function instanceIds(values: readonly number[] | null | undefined): number[] | undefined {
+  if (values === undefined || values === null) return undefined;
+  if (values.length === 0)
+    throw bad('gpu_instance: give at least one GPU instance id, or leave gpu_instance out');
+  if (values.length > MAX_LIST)
+    throw bad(`gpu_instance: ${values.length} values; at most ${MAX_LIST}`);
+  for (const v of values) {
+    if (v < -1 || v > 32767)
+      throw bad(`gpu_instance: ${v} is not a GPU instance id (-1 for the whole GPU, 0, 1, ...)`);
+  }
+  return [...values];
+}
+
 function clusterId(value: string | null | undefined): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (value.length === 0 || value.length > 128)
@@ -68,11 +83,13 @@ export function selectionOf(a: FilterArgs): Selection {
   const gpus = indexes(a.gpu_id);
   const uuids = boundedList('uuid', a.uuid ?? undefined, 128);
   const metrics = boundedList('metric', a.metric ?? undefined, 128);
+  const instances = instanceIds(a.gpu_instance);
   return {
     ...(cluster === undefined ? {} : { cluster }),
     ...(hosts === undefined ? {} : { hosts }),
     ...(gpus === undefined ? {} : { gpus }),
     ...(uuids === undefined ? {} : { uuids }),
+    ...(instances === undefined ? {} : { instances }),
     ...(metrics === undefined ? {} : { metrics }),
   };
 }

@@ -37,13 +37,17 @@ export const MAX_COST = 50_000;
 export const DEFAULT_FAN_OUT = 100;
 /**
  * Better estimates for some lists: a few clusters, up to 8 GPUs on a host (DGX/HGX), about 20
- * metrics per GPU. A page's readings are counted by the page's `limit`.
+ * metrics per GPU, at most 7 MIG instances per GPU (NVIDIA's limit). A page's readings are
+ * counted by the page's `limit`.
  */
 export const FAN_OUT: Readonly<Record<string, number>> = {
   'Query.clusters': 10,
   'Host.gpus': 8,
   'Gpu.latest': 20,
   'Gpu.workloads': 10,
+  'Gpu.migInstances': 7,
+  'MigInstance.latest': 20,
+  'MigInstance.workloads': 10,
   'ClusterStats.samples_per_metric': 20,
   'TelemetryPage.readings': 1,
 };
@@ -68,6 +72,8 @@ export const FIELD_WEIGHT: Readonly<Record<string, number>> = {
   'Cluster.stats': 500,
   'Gpu.series': 500,
   'Gpu.labels': 10,
+  'Gpu.migInstances': 10,
+  'MigInstance.series': 500,
   'Telemetry.data': 8,
 };
 

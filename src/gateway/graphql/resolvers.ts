@@ -1,11 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { IResolvers } from 'mercurius';
 import { NexusError } from '../../core/errors.js';
+import { WHOLE_GPU } from '../../core/mig.js';
 import type {
   Aggregate,
   ClusterStats,
   GpuDetail,
   LatestValue,
+  MigInstance,
   TelemetryReader,
 } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
@@ -68,6 +70,36 @@ function statsOut(s: ClusterStats) {
 
 const gpuNode = (d: GpuDetail): GpuNode => ({ ...gpuOut(d), detail: d });
 
+interface MetricSeriesArgs {
+  metric: string;
+  from?: string | null;
+  to?: string | null;
+  step?: string | null;
+  agg?: Aggregate | null;
+}
+
+/** A MIG instance as GraphQL's MigInstance (its series resolve on demand). */
+function migNode(g: { cluster_id: string; host_id: string; gpu_id: number }, i: MigInstance) {
+  return {
+    cluster_id: g.cluster_id,
+    host_id: g.host_id,
+    gpu_id: g.gpu_id,
+    gpu_instance_id: i.gpu_instance_id,
+    profile: i.profile ?? null,
+    uuid: i.uuid ?? null,
+    first_seen: iso(i.first_seen),
+    last_seen: iso(i.last_seen),
+    utilization_percent: i.utilization_percent ?? null,
+    workloads: i.workloads.map((w) => ({
+      ...w,
+      first_seen: iso(w.first_seen),
+      last_seen: iso(w.last_seen),
+    })),
+    latest: i.latest.map(readingOut),
+  };
+}
+type MigNode = ReturnType<typeof migNode>;
+
 /** The connection's subscription counter, set by the plugin's subscription context. */
 function slotsOf(ctx: object): ConnectionSlots | undefined {
   const v: unknown = Reflect.get(ctx, 'nexusLive');
@@ -95,6 +127,46 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
 
   const gpuDetail = async (g: GpuNode, ctx: object): Promise<GpuDetail | undefined> =>
     g.detail ?? (await scope(ctx).gpu(g.cluster_id, g.host_id, g.gpu_id));
+
+  /** One metric of a GPU (instance -1) or of a MIG instance, downsampled. */
+  const seriesOf = async (
+    g: { cluster_id: string; host_id: string; gpu_id: number; uuid: string | null },
+    instance: number,
+    a: MetricSeriesArgs,
+    ctx: object,
+  ) => {
+    const now = Date.now();
+    const { from, to } = rangeOf(a, { from: (end) => end - 3_600_000, to: now }, now);
+    const stepMs =
+      a.step === undefined || a.step === null ? defaultStepMs(from, to) : stepOf(a.step);
+    const res = await reader.series({
+      cluster: g.cluster_id,
+      hosts: [g.host_id],
+      gpus: [g.gpu_id],
+      instances: [instance],
+      metrics: [a.metric],
+      from,
+      to,
+      stepMs,
+      agg: a.agg ?? 'avg',
+      maxPoints,
+    });
+    const first = res.series[0];
+    if (first !== undefined) return seriesOut(first);
+    const m = (await scope(ctx).metrics()).find(
+      (x) => x.name === a.metric || x.name === `DCGM_FI_DEV_${a.metric}`,
+    );
+    return {
+      cluster_id: g.cluster_id,
+      host_id: g.host_id,
+      gpu_id: g.gpu_id,
+      ...(instance === WHOLE_GPU ? {} : { gpu_instance_id: instance }),
+      uuid: g.uuid,
+      metric: m?.name ?? a.metric,
+      unit: m?.unit ?? '',
+      points: [],
+    };
+  };
 
   return {
     Query: {
@@ -250,47 +322,18 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
           )
           .map(readingOut);
       },
-      series: async (
-        g: GpuNode,
-        a: {
-          metric: string;
-          from?: string | null;
-          to?: string | null;
-          step?: string | null;
-          agg?: Aggregate | null;
-        },
-        ctx: object,
-      ) => {
-        const now = Date.now();
-        const { from, to } = rangeOf(a, { from: (end) => end - 3_600_000, to: now }, now);
-        const stepMs =
-          a.step === undefined || a.step === null ? defaultStepMs(from, to) : stepOf(a.step);
-        const res = await reader.series({
-          cluster: g.cluster_id,
-          hosts: [g.host_id],
-          gpus: [g.gpu_id],
-          metrics: [a.metric],
-          from,
-          to,
-          stepMs,
-          agg: a.agg ?? 'avg',
-          maxPoints,
-        });
-        const first = res.series[0];
-        if (first !== undefined) return seriesOut(first);
-        const m = (await scope(ctx).metrics()).find(
-          (x) => x.name === a.metric || x.name === `DCGM_FI_DEV_${a.metric}`,
-        );
-        return {
-          cluster_id: g.cluster_id,
-          host_id: g.host_id,
-          gpu_id: g.gpu_id,
-          uuid: g.uuid,
-          metric: m?.name ?? a.metric,
-          unit: m?.unit ?? '',
-          points: [],
-        };
+      series: (g: GpuNode, a: MetricSeriesArgs, ctx: object) => seriesOf(g, WHOLE_GPU, a, ctx),
+      utilization_percent: async (g: GpuNode, _a: unknown, ctx: object) =>
+        (await gpuDetail(g, ctx))?.utilization_percent ?? null,
+      migInstances: async (g: GpuNode, _a: unknown, ctx: object) => {
+        const d = await gpuDetail(g, ctx);
+        return (d?.mig_instances ?? []).map((i) => migNode(g, i));
       },
+    },
+
+    MigInstance: {
+      series: (i: MigNode, a: MetricSeriesArgs, ctx: object) =>
+        seriesOf(i, i.gpu_instance_id, a, ctx),
     },
 
     Telemetry: {

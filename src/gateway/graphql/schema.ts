@@ -16,6 +16,8 @@ const FILTERS = `
     gpu_id: [Int!]
     "GPU uuids, GPU-... (default: every GPU)."
     uuid: [String!]
+    "MIG GPU instance ids; -1 is the whole GPU's own series (default: [-1], whole GPUs only)."
+    gpu_instance: [Int!]
     "Metric names, DCGM_FI_DEV_GPU_TEMP or GPU_TEMP (default: every metric). An unknown metric is an error (HTTP 400)."
     metric: [String!]`;
 
@@ -185,8 +187,12 @@ type Gpu {
   labels: JSON!
   "Kubernetes workloads this GPU served, most recent first."
   workloads: [Workload!]!
-  "The latest reading of each of its metrics (of the named ones only, when metric is given)."
+  "The latest reading of each of its metrics (of the named ones only, when metric is given); its MIG instances' are under migInstances."
   latest(metric: [String!]): [Telemetry!]!
+  "Latest utilisation in percent: DCGM_FI_PROF_GR_ENGINE_ACTIVE x 100 where reported, else DCGM_FI_DEV_GPU_UTIL; null with neither."
+  utilization_percent: Float
+  "Its MIG instances (GPU_I_ID, GPU_I_PROFILE), by gpu_instance_id; empty when not partitioned."
+  migInstances: [MigInstance!]!
   "One metric downsampled, as GET .../gpus/{gpu_id}/metrics: points is empty when there is no reading in the range."
   series(
     "Metric name, DCGM_FI_DEV_GPU_TEMP or GPU_TEMP."
@@ -196,6 +202,33 @@ type Gpu {
     "End, exclusive (default now)."
     to: String
     "Step (default: about 600 points over the range, at least 1s)."
+    step: String
+    agg: Aggregate = avg
+  ): Series!
+}
+
+"A MIG instance of a GPU, with its own series (GET .../gpus/{gpu_id}/mig/{gpu_instance_id})."
+type MigInstance {
+  cluster_id: String!
+  host_id: String!
+  "Index of its GPU on the host."
+  gpu_id: Int!
+  "GPU_I_ID."
+  gpu_instance_id: Int!
+  "GPU_I_PROFILE, e.g. 1g.10gb."
+  profile: String
+  uuid: String
+  first_seen: DateTime!
+  last_seen: DateTime
+  "Latest utilisation in percent: DCGM_FI_PROF_GR_ENGINE_ACTIVE x 100 (MIG instances have no GPU_UTIL), else DCGM_FI_DEV_GPU_UTIL."
+  utilization_percent: Float
+  workloads: [Workload!]!
+  latest: [Telemetry!]!
+  "One metric of the instance downsampled, as GET .../mig/{gpu_instance_id}/metrics."
+  series(
+    metric: String!
+    from: String
+    to: String
     step: String
     agg: Aggregate = avg
   ): Series!
@@ -222,6 +255,9 @@ type Telemetry {
   cluster_id: String!
   host_id: String!
   gpu_id: Int!
+  "A MIG instance's reading: its GPU instance id (null: the whole GPU's)."
+  gpu_instance_id: Int
+  mig_profile: String
   uuid: String
   metric: String!
   unit: String!
@@ -250,6 +286,9 @@ type Series {
   cluster_id: String!
   host_id: String!
   gpu_id: Int!
+  "A MIG instance's series: its GPU instance id (null: the whole GPU's)."
+  gpu_instance_id: Int
+  mig_profile: String
   uuid: String
   metric: String!
   unit: String!

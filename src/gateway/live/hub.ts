@@ -95,7 +95,10 @@ function matcher(f: LiveFilter): (clusterId: string, r: FeedRecord) => boolean {
   const uuids = f.uuid === undefined ? undefined : new Set(f.uuid);
   const metrics =
     f.metric === undefined ? undefined : new Set(f.metric.flatMap((m) => [m, `DCGM_FI_DEV_${m}`]));
+  // A filter naming GPUs (by index or uuid) gets their own readings, not their MIG instances'.
+  const wholeOnly = gpus !== undefined || uuids !== undefined;
   return (clusterId, r) =>
+    (!wholeOnly || r.gpu_instance_id === undefined) &&
     (f.cluster_id === undefined || f.cluster_id === clusterId) &&
     (hosts === undefined || hosts.has(r.hostname)) &&
     (gpus === undefined || gpus.has(r.gpu)) &&

@@ -1,7 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { NexusError } from '../../core/errors.js';
-import type { Series, TelemetryReader } from '../../store/reader.js';
-import { filterList, gpuIndex, iso, parseInstant, parseStep } from '../params.js';
+import type { Static } from '@sinclair/typebox';
+import { WHOLE_GPU } from '../../core/mig.js';
+import type {
+  GpuDetail as GpuDetailOf,
+  LatestValue,
+  MigInstance,
+  Series,
+  TelemetryReader,
+  Workload,
+} from '../../store/reader.js';
+import { filterList, gpuIndex, gpuInstanceId, iso, parseInstant, parseStep } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
 import {
   ClusterList,
@@ -15,6 +24,8 @@ import {
   HostList,
   HostParams,
   MetricCatalogue,
+  MigInstance as MigInstanceSchema,
+  MigParams,
 } from '../schemas/fleet.js';
 import { GpuMetrics, GpuMetricsQuery } from '../schemas/telemetry.js';
 import { clusterOut, gpuOut, hostOut, readingOut, seriesOut } from '../presenters.js';
@@ -145,34 +156,130 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     },
   );
 
+  const workloadsOut = (ws: readonly Workload[]) =>
+    ws.map((w) => ({
+      ...w,
+      first_seen: iso(w.first_seen) ?? '',
+      last_seen: iso(w.last_seen) ?? '',
+    }));
+  const instanceOut = (g: GpuDetailOf, i: MigInstance) => ({
+    cluster_id: g.cluster_id,
+    host_id: g.hostname,
+    gpu_id: g.gpu_id,
+    gpu_instance_id: i.gpu_instance_id,
+    profile: i.profile ?? null,
+    uuid: i.uuid ?? null,
+    first_seen: iso(i.first_seen) ?? '',
+    last_seen: iso(i.last_seen),
+    utilization_percent: i.utilization_percent ?? null,
+    workloads: workloadsOut(i.workloads),
+    latest: i.latest.map(readingOut),
+  });
+  const gpuOrNotFound = async (cluster_id: string, host_id: string, gpuId: number) => {
+    const g = await reader.gpu(cluster_id, host_id, gpuId);
+    if (g === undefined)
+      throw notFound(`GPU ${gpuId} not found on host "${host_id}" in cluster "${cluster_id}"`);
+    return g;
+  };
+  const instanceOrNotFound = (g: GpuDetailOf, instance: number): MigInstance => {
+    const i = g.mig_instances.find((x) => x.gpu_instance_id === instance);
+    if (i === undefined)
+      throw notFound(
+        `MIG instance ${instance} not found on GPU ${g.gpu_id} of host "${g.hostname}" in cluster "${g.cluster_id}"`,
+      );
+    return i;
+  };
+
   app.get(
     '/api/v1/clusters/:cluster_id/hosts/:host_id/gpus/:gpu_id',
     {
       schema: {
         tags: ['fleet'],
-        summary: 'Get GPU details: identity, labels, workloads, latest values',
+        summary:
+          'Get GPU details: identity, labels, workloads, latest values, utilisation, MIG instances',
         params: GpuParams,
         response: { 200: GpuDetail, ...errors },
       },
     },
     async (req) => {
       const { cluster_id, host_id } = req.params;
-      const gpuId = gpuIndex(req.params.gpu_id);
-      const g = await reader.gpu(cluster_id, host_id, gpuId);
-      if (g === undefined)
-        throw notFound(`GPU ${gpuId} not found on host "${host_id}" in cluster "${cluster_id}"`);
+      const g = await gpuOrNotFound(cluster_id, host_id, gpuIndex(req.params.gpu_id));
       return {
         ...gpuOut(g),
         labels: { ...g.labels },
-        workloads: g.workloads.map((w) => ({
-          ...w,
-          first_seen: iso(w.first_seen) ?? '',
-          last_seen: iso(w.last_seen) ?? '',
-        })),
+        workloads: workloadsOut(g.workloads),
         latest: g.latest.map(readingOut),
+        utilization_percent: g.utilization_percent ?? null,
+        mig_instances: g.mig_instances.map((i) => instanceOut(g, i)),
       };
     },
   );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/hosts/:host_id/gpus/:gpu_id/mig/:gpu_instance_id',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary:
+          'Get a MIG instance of a GPU: profile, utilisation, workloads, latest values (its own series)',
+        params: MigParams,
+        response: { 200: MigInstanceSchema, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id, host_id } = req.params;
+      const g = await gpuOrNotFound(cluster_id, host_id, gpuIndex(req.params.gpu_id));
+      return instanceOut(g, instanceOrNotFound(g, gpuInstanceId(req.params.gpu_instance_id)));
+    },
+  );
+
+  /** A GPU's (instance -1) or a MIG instance's metrics: latest values, and series when asked. */
+  const metricsOf = async (
+    g: GpuDetailOf,
+    instance: number,
+    latestValues: readonly LatestValue[],
+    q: Static<typeof GpuMetricsQuery>,
+  ) => {
+    const metrics = filterList('metric', q.metric, 128);
+    const latest = latestValues.filter(
+      (l) =>
+        metrics === undefined ||
+        metrics.includes(l.metric) ||
+        metrics.includes(l.metric.replace(/^DCGM_FI_DEV_/, '')),
+    );
+    let series: Series[] | undefined;
+    if (q.from !== undefined || q.to !== undefined || q.step !== undefined) {
+      const now = Date.now();
+      const to = q.to === undefined ? now : parseInstant('to', q.to, now);
+      const from = q.from === undefined ? to - 3_600_000 : parseInstant('from', q.from, now);
+      if (from >= to) throw new NexusError('BAD_REQUEST', 'from must be before to');
+      const stepMs =
+        q.step === undefined
+          ? Math.max(1000, Math.ceil((to - from) / 600 / 1000) * 1000)
+          : parseStep(q.step);
+      const res = await reader.series({
+        cluster: g.cluster_id,
+        hosts: [g.hostname],
+        gpus: [g.gpu_id],
+        instances: [instance],
+        ...(metrics === undefined ? {} : { metrics }),
+        from,
+        to,
+        stepMs,
+        agg: q.agg ?? 'avg',
+        maxPoints,
+      });
+      series = [...res.series];
+    }
+    return {
+      cluster_id: g.cluster_id,
+      host_id: g.hostname,
+      gpu_id: g.gpu_id,
+      ...(instance === WHOLE_GPU ? {} : { gpu_instance_id: instance }),
+      metrics: latest.map(readingOut),
+      ...(series === undefined ? {} : { series: series.map(seriesOut) }),
+    };
+  };
 
   app.get(
     '/api/v1/clusters/:cluster_id/hosts/:host_id/gpus/:gpu_id/metrics',
@@ -188,48 +295,28 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     },
     async (req) => {
       const { cluster_id, host_id } = req.params;
-      const gpuId = gpuIndex(req.params.gpu_id);
-      const g = await reader.gpu(cluster_id, host_id, gpuId);
-      if (g === undefined)
-        throw notFound(`GPU ${gpuId} not found on host "${host_id}" in cluster "${cluster_id}"`);
-      const metrics = filterList('metric', req.query.metric, 128);
-      const latest = g.latest.filter(
-        (l) =>
-          metrics === undefined ||
-          metrics.includes(l.metric) ||
-          metrics.includes(l.metric.replace(/^DCGM_FI_DEV_/, '')),
-      );
-      const q = req.query;
-      let series: Series[] | undefined;
-      if (q.from !== undefined || q.to !== undefined || q.step !== undefined) {
-        const now = Date.now();
-        const to = q.to === undefined ? now : parseInstant('to', q.to, now);
-        const from = q.from === undefined ? to - 3_600_000 : parseInstant('from', q.from, now);
-        if (from >= to) throw new NexusError('BAD_REQUEST', 'from must be before to');
-        const stepMs =
-          q.step === undefined
-            ? Math.max(1000, Math.ceil((to - from) / 600 / 1000) * 1000)
-            : parseStep(q.step);
-        const res = await reader.series({
-          cluster: cluster_id,
-          hosts: [host_id],
-          gpus: [gpuId],
-          ...(metrics === undefined ? {} : { metrics }),
-          from,
-          to,
-          stepMs,
-          agg: q.agg ?? 'avg',
-          maxPoints,
-        });
-        series = [...res.series];
-      }
-      return {
-        cluster_id,
-        host_id,
-        gpu_id: gpuId,
-        metrics: latest.map(readingOut),
-        ...(series === undefined ? {} : { series: series.map(seriesOut) }),
-      };
+      const g = await gpuOrNotFound(cluster_id, host_id, gpuIndex(req.params.gpu_id));
+      return metricsOf(g, WHOLE_GPU, g.latest, req.query);
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/hosts/:host_id/gpus/:gpu_id/mig/:gpu_instance_id/metrics',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary:
+          "Get a MIG instance's metrics: the latest value of each, and series when from/to/step are given",
+        params: MigParams,
+        querystring: GpuMetricsQuery,
+        response: { 200: GpuMetrics, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id, host_id } = req.params;
+      const g = await gpuOrNotFound(cluster_id, host_id, gpuIndex(req.params.gpu_id));
+      const i = instanceOrNotFound(g, gpuInstanceId(req.params.gpu_instance_id));
+      return metricsOf(g, i.gpu_instance_id, i.latest, req.query);
     },
   );
 

@@ -7,6 +7,7 @@ import {
   decodeCursor,
   encodeCursor,
   filterList,
+  gpuInstances,
   gpuIds,
   iso,
   parseInstant,
@@ -40,7 +41,9 @@ export function selection(q: {
   uuid?: string;
   metric?: string;
   metrics?: string;
+  gpu_instance?: string;
 }): Selection {
+  const instances = gpuInstances(filterList('gpu_instance', q.gpu_instance, 64));
   const hosts = filterList('host_id', q.host_id, 253);
   const ids = gpuIds(filterList('gpu_id', q.gpu_id, 128));
   const uuids = [...(ids.uuids ?? []), ...(filterList('uuid', q.uuid, 128) ?? [])];
@@ -50,6 +53,7 @@ export function selection(q: {
     ...(hosts === undefined ? {} : { hosts }),
     ...(ids.indexes === undefined ? {} : { gpus: ids.indexes }),
     ...(uuids.length === 0 ? {} : { uuids }),
+    ...(instances === undefined ? {} : { instances }),
     ...(metrics === undefined ? {} : { metrics }),
   };
 }

@@ -64,6 +64,18 @@ export const Gpu = Type.Object(
     device: Nullable(Type.String()),
     first_seen: Time,
     last_seen: Nullable(Time),
+    mig_instances: Type.Optional(
+      Type.Array(
+        Type.Object({
+          gpu_instance_id: Type.Integer(),
+          profile: Nullable(Type.String({ description: 'e.g. 1g.10gb' })),
+        }),
+        {
+          description:
+            'Its MIG instances (GPU_I_ID, GPU_I_PROFILE), each with its own series: /mig/{gpu_instance_id}',
+        },
+      ),
+    ),
   },
   { $id: 'Gpu' },
 );
@@ -92,6 +104,31 @@ export const Workload = Type.Object({
   last_seen: Time,
 });
 
+const Utilization = Nullable(
+  Type.Number({
+    description:
+      'Latest utilisation in percent: DCGM_FI_PROF_GR_ENGINE_ACTIVE x 100 where reported, else DCGM_FI_DEV_GPU_UTIL (docs/fleet.md); null with neither',
+  }),
+);
+
+/** A MIG instance of a GPU (GET .../gpus/{gpu_id}/mig/{gpu_instance_id}, and in the GPU's detail). */
+export const MigInstance = Type.Object(
+  {
+    cluster_id: Type.String(),
+    host_id: Type.String(),
+    gpu_id: Type.Integer({ description: 'Index of its GPU on the host' }),
+    gpu_instance_id: Type.Integer({ description: 'GPU_I_ID' }),
+    profile: Nullable(Type.String({ description: 'GPU_I_PROFILE, e.g. 1g.10gb' })),
+    uuid: Nullable(Type.String()),
+    first_seen: Time,
+    last_seen: Nullable(Time),
+    utilization_percent: Utilization,
+    workloads: Type.Array(Workload, { description: 'Workloads this instance served' }),
+    latest: Type.Array(ref(Reading)),
+  },
+  { $id: 'MigInstance' },
+);
+
 export const GpuDetail = Type.Object({
   cluster_id: Type.String(),
   host_id: Type.String(),
@@ -105,7 +142,13 @@ export const GpuDetail = Type.Object({
   workloads: Type.Array(Workload, {
     description: 'Kubernetes workloads this GPU served, most recent first',
   }),
-  latest: Type.Array(ref(Reading)),
+  latest: Type.Array(ref(Reading), {
+    description: "The GPU's own latest values (its MIG instances' are under mig_instances)",
+  }),
+  utilization_percent: Utilization,
+  mig_instances: Type.Array(ref(MigInstance), {
+    description: 'Its MIG instances, by gpu_instance_id (empty: not partitioned)',
+  }),
 });
 
 export const MetricCatalogue = Type.Object({
@@ -132,6 +175,11 @@ export const GpuParams = Type.Object({
   cluster_id: Type.String({ minLength: 1, maxLength: 128 }),
   host_id: Type.String({ minLength: 1, maxLength: 253 }),
   gpu_id: Type.String({ pattern: '^[0-9]{1,5}$', description: 'Index of the GPU on its host' }),
+});
+
+export const MigParams = Type.Object({
+  ...GpuParams.properties,
+  gpu_instance_id: Type.String({ pattern: '^[0-9]{1,5}$', description: 'GPU_I_ID' }),
 });
 
 export const ClusterRef = ref(Cluster);

@@ -51,6 +51,9 @@ export const LiveReading = Type.Object({
   cluster_id: Type.String(),
   host_id: Type.String(),
   gpu_id: Type.Integer(),
+  gpu_instance_id: Type.Optional(
+    Type.Integer({ description: "A MIG instance's reading: its GPU instance id" }),
+  ),
   uuid: Type.Union([Type.String(), Type.Null()]),
   metric: Type.String(),
   timestamp: Type.String({ format: 'date-time' }),

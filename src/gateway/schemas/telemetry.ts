@@ -6,6 +6,15 @@ const SeriesName = {
   cluster_id: Type.String(),
   host_id: Type.String(),
   gpu_id: Type.Integer(),
+  gpu_instance_id: Type.Optional(
+    Type.Integer({
+      description:
+        "A MIG instance's reading or series: its GPU instance id (absent: the whole GPU)",
+    }),
+  ),
+  mig_profile: Type.Optional(
+    Nullable(Type.String({ description: "A MIG instance's profile, e.g. 1g.10gb" })),
+  ),
   uuid: Nullable(Type.String()),
   metric: Type.String(),
   unit: Type.String(),
@@ -82,6 +91,7 @@ export const GpuMetrics = Type.Object({
   cluster_id: Type.String(),
   host_id: Type.String(),
   gpu_id: Type.Integer(),
+  gpu_instance_id: Type.Optional(Type.Integer({ description: 'A MIG instance: its GPU_I_ID' })),
   metrics: Type.Array(ref(Reading), { description: 'The latest reading of each metric' }),
   series: Type.Optional(Type.Array(ref(Series), { description: 'When from/to/step are given' })),
 });
@@ -126,6 +136,12 @@ export const TelemetryFilters = {
     Type.String({ description: 'GPU index(es) on the host, or uuid(s) GPU-..., comma-separated' }),
   ),
   uuid: Type.Optional(Type.String({ description: 'GPU uuid(s), comma-separated' })),
+  gpu_instance: Type.Optional(
+    Type.String({
+      description:
+        'MIG GPU instance id(s), comma-separated; "gpu": the whole GPU\'s own series (the default); "all": GPUs and every instance',
+    }),
+  ),
   metric: Type.Optional(
     Type.String({
       description: 'Metric name(s), comma-separated (DCGM_FI_DEV_GPU_TEMP or GPU_TEMP)',
