@@ -1,10 +1,18 @@
 /**
- * The GPU page's side panels: the latest value of each metric (kept live), the GPU's identity, the
- * pods it served and its Prometheus labels.
+ * The GPU page's side panels: the latest value of each metric (kept live), the GPU's identity, its
+ * MIG instances (profile, utilisation, pod; a button draws an instance's charts), the pods it
+ * served and its Prometheus labels.
  */
 import type { GpuDetail } from './api.js';
 import { frameScheduler, h, notice, setText } from './dom.js';
-import { formatAgo, formatDateTime, formatTime, formatValue, parseTime } from './format.js';
+import {
+  formatAgo,
+  formatDateTime,
+  formatNumber,
+  formatTime,
+  formatValue,
+  parseTime,
+} from './format.js';
 import { byMetricOrder, DEFAULT_HEAT_METRIC, defaultUnit, metricLabel } from './metrics.js';
 import { Router } from './router.js';
 
@@ -23,8 +31,18 @@ function panel(title: string, ...body: Node[]): HTMLElement {
   );
 }
 
+type MigInstance = GpuDetail['mig_instances'][number];
+
+/** Utilisation in percent as the panel shows it ('–' when the API has none). */
+function utilText(v: number | null): string {
+  return v === null ? '–' : `${formatNumber(Math.round(v * 10) / 10)} %`;
+}
+
 export class GpuInfo {
   readonly el: HTMLElement;
+  private readonly migPanel: HTMLElement;
+  private readonly mig = h('div', { class: 'list', 'data-testid': 'mig-instances' });
+  private migButtons = new Map<number | undefined, HTMLButtonElement>();
   private readonly latest = new Map<string, Latest>();
   private readonly latestBox = h('div', { class: 'latest', 'data-testid': 'latest' });
   private readonly latestTime = h('div', { class: 'latest-time', 'data-testid': 'latest-time' });
@@ -37,11 +55,15 @@ export class GpuInfo {
   });
   private readonly ticker: number;
 
-  constructor() {
+  /** `onPick`: draw the charts of a MIG instance (undefined: of the whole GPU). */
+  constructor(private readonly onPick: (instance: number | undefined) => void = () => undefined) {
+    this.migPanel = panel('MIG instances', this.mig);
+    this.migPanel.hidden = true;
     this.el = h(
       'aside',
       { class: 'sidebar' },
       panel('Latest values', this.latestTime, this.latestBox),
+      this.migPanel,
       panel('GPU', this.identity),
       panel('Pods served', this.pods),
       panel('Labels', this.labels),
@@ -116,6 +138,84 @@ export class GpuInfo {
           )),
     );
     this.showPods(d);
+    this.showMig(d);
+  }
+
+  /** Marks which charts are drawn: the GPU's (undefined) or a MIG instance's. */
+  picked(instance: number | undefined): void {
+    for (const [i, b] of this.migButtons) {
+      b.setAttribute('aria-pressed', String(i === instance));
+      b.classList.toggle('active', i === instance);
+    }
+  }
+
+  private showMig(d: GpuDetail): void {
+    const instances = d.mig_instances;
+    this.migPanel.hidden = instances.length === 0;
+    this.migButtons = new Map();
+    if (instances.length === 0) {
+      this.mig.replaceChildren();
+      return;
+    }
+    const th = (text: string): HTMLElement => h('th', { text });
+    const chartsButton = (instance: number | undefined, label: string): HTMLButtonElement => {
+      const b = h('button', {
+        type: 'button',
+        class: 'btn',
+        'data-testid': 'mig-charts',
+        'data-instance': instance === undefined ? 'gpu' : String(instance),
+        'aria-pressed': 'false',
+        text: label,
+      });
+      b.addEventListener('click', () => {
+        this.onPick(instance);
+      });
+      this.migButtons.set(instance, b);
+      return b;
+    };
+    const pod = (i: MigInstance): string => {
+      const w = i.workloads[0];
+      return w === undefined ? '–' : `${w.namespace === '' ? '' : `${w.namespace}/`}${w.pod}`;
+    };
+    this.mig.replaceChildren(
+      h(
+        'table',
+        { class: 'table' },
+        h(
+          'thead',
+          {},
+          h('tr', {}, th('Instance'), th('Profile'), th('Utilisation'), th('Pod'), th('')),
+        ),
+        h(
+          'tbody',
+          {},
+          h(
+            'tr',
+            { 'data-instance': 'gpu' },
+            h('td', { text: `GPU ${d.gpu_id}` }),
+            h('td', { class: 'muted', text: 'whole GPU' }),
+            h('td', { class: 'num', text: utilText(d.utilization_percent) }),
+            h('td', { text: '' }),
+            h('td', {}, chartsButton(undefined, 'Charts')),
+          ),
+          ...instances.map((i) =>
+            h(
+              'tr',
+              { 'data-testid': 'mig-row', 'data-instance': String(i.gpu_instance_id) },
+              h('td', { text: String(i.gpu_instance_id) }),
+              h('td', { class: 'mono', 'data-testid': 'mig-profile', text: i.profile ?? '–' }),
+              h('td', {
+                class: 'num',
+                'data-testid': 'mig-util',
+                text: utilText(i.utilization_percent),
+              }),
+              h('td', { class: 'mono', 'data-testid': 'mig-pod', text: pod(i) }),
+              h('td', {}, chartsButton(i.gpu_instance_id, 'Charts')),
+            ),
+          ),
+        ),
+      ),
+    );
   }
 
   private showPods(d: GpuDetail): void {

@@ -2,7 +2,9 @@
  * The GPU page (`#/gpu/{cluster}/{host}/{gpu}?range=1h`): identity, labels and pods from
  * GET /api/v1/clusters/{c}/hosts/{h}/gpus/{g}; one chart per metric from GET /api/v1/telemetry with
  * a step that keeps each chart under ~600 points; live readings of this GPU tail the charts and
- * the latest values.
+ * the latest values. A MIG-partitioned GPU lists its instances; the charts are of the whole GPU or
+ * of one instance (`gpu_instance=`), as picked; a GPU reported only by its instances opens on the
+ * first.
  */
 import { api, ApiError, isAbort, message, type GpuDetail, type SeriesResult } from './api.js';
 import { h, notice, setText } from './dom.js';
@@ -32,7 +34,15 @@ export class GpuView implements View {
   private readonly subtitle: HTMLElement;
   private readonly resize: ResizeObserver;
   private readonly stopTheme: () => void;
-  private readonly info = new GpuInfo();
+  private readonly info = new GpuInfo((instance) => {
+    this.pick(instance);
+  });
+  private readonly chartTarget: HTMLElement;
+  /** Whose charts are drawn: a MIG instance's, or the whole GPU's (undefined). */
+  private instance: number | undefined;
+  /** Whether the charts were picked (by hand, or for a GPU reported only by its instances). */
+  private picked = false;
+  private detail: GpuDetail | undefined;
   private unsubscribe: (() => void) | undefined;
   private detailCtl: AbortController | undefined;
   private seriesCtl: AbortController | undefined;
@@ -57,6 +67,7 @@ export class GpuView implements View {
       ranges.append(b);
     }
     this.stepInfo = h('span', { class: 'hint', 'data-testid': 'step-info' });
+    this.chartTarget = h('span', { class: 'hint', 'data-testid': 'chart-target' });
     this.chartsState = h('div', { class: 'charts-state' });
     this.chartsGrid = h('div', { class: 'charts', 'data-testid': 'charts' });
     this.el = h(
@@ -66,7 +77,7 @@ export class GpuView implements View {
         'header',
         { class: 'page-head' },
         h('div', {}, this.title, this.subtitle),
-        h('div', { class: 'toolbar' }, this.stepInfo, ranges),
+        h('div', { class: 'toolbar' }, this.chartTarget, this.stepInfo, ranges),
       ),
       h(
         'div',
@@ -162,7 +173,9 @@ export class GpuView implements View {
   private subscribe(): void {
     const r = this.route;
     this.unsubscribe = this.ctx.live.subscribe(
-      { cluster_id: r.cluster, host_id: [r.host], gpu_id: [r.gpu] },
+      // The host's readings, this GPU's picked here: a subscription naming the GPU would get its
+      // own readings only, not its MIG instances'.
+      { cluster_id: r.cluster, host_id: [r.host] },
       {
         onReadings: (readings) => {
           if (!this.seriesLoaded) this.pending.push(...readings);
@@ -180,10 +193,42 @@ export class GpuView implements View {
     for (const r of readings) {
       if (r.host_id !== this.route.host || r.gpu_id !== this.route.gpu) continue;
       const t = parseTime(r.timestamp);
-      this.info.setLatest(r.metric, r.value, t);
-      this.chartFor(r.metric, this.info.unitOf(r.metric)).append(t, r.value);
+      // The latest values are the whole GPU's; the charts, of the GPU or the instance picked.
+      if (r.gpu_instance_id === undefined) this.info.setLatest(r.metric, r.value, t);
+      if (r.gpu_instance_id === this.instance)
+        this.chartFor(r.metric, this.info.unitOf(r.metric)).append(t, r.value);
     }
     this.alignCharts();
+  }
+
+  /** Draws the charts of a MIG instance (undefined: of the whole GPU). */
+  private pick(instance: number | undefined): void {
+    this.picked = true;
+    if (instance === this.instance) return;
+    this.instance = instance;
+    for (const c of this.charts.values()) {
+      this.resize.unobserve(c.el);
+      c.destroy();
+      c.el.remove();
+    }
+    this.charts.clear();
+    this.showTarget();
+    this.chartsState.replaceChildren(notice('loading', 'Loading the charts…'));
+    void this.loadSeries();
+  }
+
+  private showTarget(): void {
+    this.info.picked(this.instance);
+    const i = this.detail?.mig_instances.find((x) => x.gpu_instance_id === this.instance);
+    this.el.dataset.instance = this.instance === undefined ? 'gpu' : String(this.instance);
+    setText(
+      this.chartTarget,
+      this.instance === undefined
+        ? (this.detail?.mig_instances.length ?? 0) > 0
+          ? `Charts of GPU ${this.route.gpu}`
+          : ''
+        : `Charts of MIG instance ${this.instance}${i?.profile === null || i?.profile === undefined ? '' : ` (${i.profile})`}`,
+    );
   }
 
   /** One time window for all charts: from the earliest data in the range to the latest. */
@@ -255,7 +300,13 @@ export class GpuView implements View {
     }
     setText(this.title, `GPU ${d.gpu_id}${d.model === null ? '' : ` · ${d.model}`}`);
     setText(this.subtitle, `${d.host_id} · ${d.cluster_id}`);
+    this.detail = d;
     this.info.show(d);
+    const first = d.mig_instances[0];
+    // A GPU reported only by its MIG instances: draw the first one's charts.
+    if (!this.picked && first !== undefined && d.latest.length === 0)
+      this.pick(first.gpu_instance_id);
+    else this.showTarget();
     this.crumbs = this.makeCrumbs(d.model);
     this.ctx.crumbsChanged();
   }
@@ -269,19 +320,19 @@ export class GpuView implements View {
     const step = stepFor(rangeMs);
     setText(this.stepInfo, `one point per ${step.text}`);
     this.seriesLoaded = false;
+    const instance = this.instance;
     let res: SeriesResult;
     try {
-      res = await api.series(
-        {
-          cluster_id: r.cluster,
-          host_id: r.host,
-          gpu_id: String(r.gpu),
-          from: `-${r.range}`,
-          step: step.text,
-          agg: 'avg',
-        },
-        ctl.signal,
-      );
+      const params = {
+        cluster_id: r.cluster,
+        host_id: r.host,
+        gpu_id: String(r.gpu),
+        from: `-${r.range}`,
+        step: step.text,
+        agg: 'avg' as const,
+        ...(instance === undefined ? {} : { gpu_instance: String(instance) }),
+      };
+      res = await api.series(params, ctl.signal);
     } catch (err) {
       if (isAbort(err, ctl.signal)) return;
       this.seriesLoaded = true;
@@ -299,7 +350,7 @@ export class GpuView implements View {
     );
     const seen = new Set<string>();
     for (const s of res.series) {
-      if (s.host_id !== r.host || s.gpu_id !== r.gpu) continue;
+      if (s.host_id !== r.host || s.gpu_id !== r.gpu || s.gpu_instance_id !== instance) continue;
       seen.add(s.metric);
       const chart = this.chartFor(s.metric, s.unit);
       chart.setPoints(
