@@ -86,7 +86,10 @@ export function exportFleetGauges(
 ): void {
   metrics.onScrape(async () => {
     const latest = await Promise.all(
-      FLEET_GAUGES.map(([metric]) => reader.latest({ metrics: [metric] }).catch(() => [])),
+      // MIG instances' too: a GPU reported only by its instances is seen (gauges are the GPU's own).
+      FLEET_GAUGES.map(([metric]) =>
+        reader.latest({ metrics: [metric], instances: 'all' }).catch(() => []),
+      ),
     );
     const lastSeen = new Map<
       string,
@@ -102,7 +105,7 @@ export function exportFleetGauges(
           gpu: String(l.gpu_id),
           uuid: l.uuid ?? '',
         };
-        gauge.set(labels, l.value * factor);
+        if (l.gpu_instance_id === undefined) gauge.set(labels, l.value * factor);
         const k = `${labels.cluster}\u0000${labels.host}\u0000${labels.gpu}`;
         const seen = lastSeen.get(k);
         if (seen === undefined || l.timestamp > seen.t) lastSeen.set(k, { labels, t: l.timestamp });

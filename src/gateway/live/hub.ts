@@ -89,7 +89,8 @@ export function filterKey(f: LiveFilter): string {
   ]);
 }
 
-function matcher(f: LiveFilter): (clusterId: string, r: FeedRecord) => boolean {
+/** Whether a reading of the feed matches a live filter (exported for its tests). */
+export function matcher(f: LiveFilter): (clusterId: string, r: FeedRecord) => boolean {
   const hosts = f.host_id === undefined ? undefined : new Set(f.host_id);
   const gpus = f.gpu_id === undefined ? undefined : new Set(f.gpu_id);
   const uuids = f.uuid === undefined ? undefined : new Set(f.uuid);

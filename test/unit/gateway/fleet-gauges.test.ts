@@ -64,4 +64,34 @@ describe('fleet gauges', () => {
       '# HELP nexus_gpu_power_violation_seconds Time throttled by power limits (DCGM_FI_DEV_POWER_VIOLATION, which DCGM gives in ns)',
     );
   });
+
+  it("a GPU reported only by its MIG instances is seen (last seen), its instances' values are no gauges of its", async () => {
+    const mig: LatestValue = {
+      ...reading('DCGM_FI_DEV_GPU_TEMP', 'C', 55),
+      gpu_id: 3,
+      uuid: 'GPU-b',
+      gpu_instance_id: 7,
+      mig_profile: '1g.10gb',
+      timestamp: T + 5000,
+    };
+    const asked: Selection[] = [];
+    const metrics = new NexusMetrics({ component: 'gateway', processMetrics: false });
+    exportFleetGauges(metrics, {
+      latest(q: Selection): Promise<LatestValue[]> {
+        asked.push(q);
+        const want = new Set(q.metrics ?? []);
+        return Promise.resolve([...STORED, mig].filter((r) => want.has(r.metric)));
+      },
+      currentWorkloads: () => Promise.resolve([]),
+    });
+    const { body } = await metrics.exposition();
+    assert.ok(asked.length > 0 && asked.every((q) => q.instances === 'all'));
+    // One temperature: GPU 0's; GPU 3's instance reading sets no GPU 3 temperature.
+    assert.equal(sampleOf(body, 'nexus_gpu_temperature_celsius'), 61);
+    const seen = body
+      .split('\n')
+      .filter((l) => l.startsWith('nexus_gpu_last_reading_timestamp_seconds{'));
+    assert.equal(seen.length, 2);
+    assert.ok(seen.some((l) => l.includes('gpu="3"') && l.endsWith(` ${(T + 5000) / 1000}`)));
+  });
 });

@@ -42,4 +42,36 @@ describe('live feed', () => {
     assert.equal('uuid' in (batch.records[1] ?? {}), false);
     await feed.close();
   });
+
+  it("a MIG instance's reading carries its GPU instance id, in memory and on the wire; a whole GPU's none", async () => {
+    const mig = [
+      rec(T0, 0.5, {
+        gpu: 2,
+        metric: 'DCGM_FI_PROF_GR_ENGINE_ACTIVE',
+        labels: { GPU_I_ID: '7', GPU_I_PROFILE: '1g.10gb' },
+      }),
+      rec(T0, 40, { gpu: 2 }),
+    ];
+    const feed = new MemoryFeed();
+    const got: FeedBatch[] = [];
+    await feed.subscribe('c1', (b) => got.push(b));
+    await feed.publish('c1', mig);
+    const batch = got[0];
+    assert.ok(batch !== undefined);
+    assert.deepEqual(
+      batch.records.map((r) => [r.gpu, r.gpu_instance_id]),
+      [
+        [2, 7],
+        [2, undefined],
+      ],
+    );
+    const encoded = encodeFeed('c1', mig, batch.committed_at);
+    // Seven numbers for the instance's row, the six every gateway reads for the GPU's.
+    assert.deepEqual(
+      encoded.r.map((row) => row.length),
+      [7, 6],
+    );
+    assert.deepEqual(decodeFeed(encoded), batch);
+    await feed.close();
+  });
 });
