@@ -35,7 +35,7 @@ type MigInstance = GpuDetail['mig_instances'][number];
 
 /** Utilisation in percent as the panel shows it ('–' when the API has none). */
 function utilText(v: number | null): string {
-  return v === null ? '–' : `${formatNumber(Math.round(v * 10) / 10)} %`;
+  return v === null ? '–' : `${formatNumber(Math.round(v * 10) / 10)}%`;
 }
 
 export class GpuInfo {
@@ -43,6 +43,8 @@ export class GpuInfo {
   private readonly migPanel: HTMLElement;
   private readonly mig = h('div', { class: 'list', 'data-testid': 'mig-instances' });
   private migButtons = new Map<number | undefined, HTMLButtonElement>();
+  /** The GPU has no readings of its own, only its MIG instances'. */
+  private migOnly = false;
   private readonly latest = new Map<string, Latest>();
   private readonly latestBox = h('div', { class: 'latest', 'data-testid': 'latest' });
   private readonly latestTime = h('div', { class: 'latest-time', 'data-testid': 'latest-time' });
@@ -139,6 +141,9 @@ export class GpuInfo {
     );
     this.showPods(d);
     this.showMig(d);
+    this.migOnly = d.latest.length === 0 && d.mig_instances.length > 0;
+    // Drawn now even without a value (a GPU reported only by its MIG instances has none).
+    this.frame.schedule();
   }
 
   /** Marks which charts are drawn: the GPU's (undefined) or a MIG instance's. */
@@ -165,6 +170,10 @@ export class GpuInfo {
         'data-testid': 'mig-charts',
         'data-instance': instance === undefined ? 'gpu' : String(instance),
         'aria-pressed': 'false',
+        title:
+          instance === undefined
+            ? 'Draw the charts of the whole GPU'
+            : `Draw the charts of MIG instance ${instance}`,
         text: label,
       });
       b.addEventListener('click', () => {
@@ -181,28 +190,23 @@ export class GpuInfo {
       h(
         'table',
         { class: 'table' },
-        h(
-          'thead',
-          {},
-          h('tr', {}, th('Instance'), th('Profile'), th('Utilisation'), th('Pod'), th('')),
-        ),
+        h('thead', {}, h('tr', {}, th('Charts of'), th('Profile'), th('Util.'), th('Pod'))),
         h(
           'tbody',
           {},
           h(
             'tr',
             { 'data-instance': 'gpu' },
-            h('td', { text: `GPU ${d.gpu_id}` }),
-            h('td', { class: 'muted', text: 'whole GPU' }),
+            h('td', {}, chartsButton(undefined, 'GPU')),
+            h('td', { class: 'muted', text: 'whole' }),
             h('td', { class: 'num', text: utilText(d.utilization_percent) }),
             h('td', { text: '' }),
-            h('td', {}, chartsButton(undefined, 'Charts')),
           ),
           ...instances.map((i) =>
             h(
               'tr',
               { 'data-testid': 'mig-row', 'data-instance': String(i.gpu_instance_id) },
-              h('td', { text: String(i.gpu_instance_id) }),
+              h('td', {}, chartsButton(i.gpu_instance_id, `MIG ${i.gpu_instance_id}`)),
               h('td', { class: 'mono', 'data-testid': 'mig-profile', text: i.profile ?? '–' }),
               h('td', {
                 class: 'num',
@@ -210,7 +214,6 @@ export class GpuInfo {
                 text: utilText(i.utilization_percent),
               }),
               h('td', { class: 'mono', 'data-testid': 'mig-pod', text: pod(i) }),
-              h('td', {}, chartsButton(i.gpu_instance_id, 'Charts')),
             ),
           ),
         ),
@@ -221,7 +224,12 @@ export class GpuInfo {
   private showPods(d: GpuDetail): void {
     if (d.workloads.length === 0) {
       this.pods.replaceChildren(
-        notice('empty', 'No pods recorded: the readings of this GPU named no Kubernetes pod.'),
+        notice(
+          'empty',
+          d.mig_instances.length > 0
+            ? "No pods on the whole GPU: its MIG instances' pods are listed with them."
+            : 'No pods recorded: the readings of this GPU named no Kubernetes pod.',
+        ),
       );
       return;
     }
@@ -255,7 +263,14 @@ export class GpuInfo {
   private renderLatest(): void {
     const names = [...this.latest.keys()].sort(byMetricOrder);
     if (names.length === 0) {
-      this.latestBox.replaceChildren(notice('empty', 'Waiting for data: no reading yet.'));
+      this.latestBox.replaceChildren(
+        notice(
+          'empty',
+          this.migOnly
+            ? 'No readings of the whole GPU: its MIG instances report theirs (below).'
+            : 'Waiting for data: no reading yet.',
+        ),
+      );
       this.renderLatestTime();
       return;
     }

@@ -43,6 +43,7 @@ export class GpuView implements View {
   /** Whether the charts were picked (by hand, or for a GPU reported only by its instances). */
   private picked = false;
   private detail: GpuDetail | undefined;
+  private instanceTimer: number | undefined;
   private unsubscribe: (() => void) | undefined;
   private detailCtl: AbortController | undefined;
   private seriesCtl: AbortController | undefined;
@@ -134,6 +135,7 @@ export class GpuView implements View {
   }
 
   destroy(): void {
+    clearInterval(this.instanceTimer);
     this.unsubscribe?.();
     this.detailCtl?.abort();
     this.seriesCtl?.abort();
@@ -173,9 +175,8 @@ export class GpuView implements View {
   private subscribe(): void {
     const r = this.route;
     this.unsubscribe = this.ctx.live.subscribe(
-      // The host's readings, this GPU's picked here: a subscription naming the GPU would get its
-      // own readings only, not its MIG instances'.
-      { cluster_id: r.cluster, host_id: [r.host] },
+      // The GPU's own readings (live push carries no MIG instance's unless asked for it).
+      { cluster_id: r.cluster, host_id: [r.host], gpu_id: [r.gpu] },
       {
         onReadings: (readings) => {
           if (!this.seriesLoaded) this.pending.push(...readings);
@@ -192,10 +193,11 @@ export class GpuView implements View {
   private applyLive(readings: readonly LiveReading[]): void {
     for (const r of readings) {
       if (r.host_id !== this.route.host || r.gpu_id !== this.route.gpu) continue;
+      if (r.gpu_instance_id !== undefined) continue;
       const t = parseTime(r.timestamp);
-      // The latest values are the whole GPU's; the charts, of the GPU or the instance picked.
-      if (r.gpu_instance_id === undefined) this.info.setLatest(r.metric, r.value, t);
-      if (r.gpu_instance_id === this.instance)
+      this.info.setLatest(r.metric, r.value, t);
+      // A MIG instance's charts are reloaded every step instead (instanceTimer).
+      if (this.instance === undefined)
         this.chartFor(r.metric, this.info.unitOf(r.metric)).append(t, r.value);
     }
     this.alignCharts();
@@ -212,6 +214,14 @@ export class GpuView implements View {
       c.el.remove();
     }
     this.charts.clear();
+    clearInterval(this.instanceTimer);
+    if (instance !== undefined) {
+      // Its readings are not pushed live: its charts are read again every step (10 s at least).
+      const every = Math.max(10_000, stepFor(RANGE_MS[this.route.range]).ms);
+      this.instanceTimer = window.setInterval(() => {
+        void this.loadSeries();
+      }, every);
+    }
     this.showTarget();
     this.chartsState.replaceChildren(notice('loading', 'Loading the charts…'));
     void this.loadSeries();

@@ -51,7 +51,7 @@ describe(
       const texts = (testId: string): Promise<string[]> =>
         page.locator(`[data-testid="mig-row"] [data-testid="${testId}"]`).allTextContents();
       assert.deepEqual(await texts('mig-profile'), ['3g.40gb', '3g.40gb']);
-      assert.deepEqual(await texts('mig-util'), ['62.5 %', '25 %']);
+      assert.deepEqual(await texts('mig-util'), ['62.5%', '25%']);
       assert.deepEqual(await texts('mig-pod'), ['serving/infer-a', '–']);
       // The GPU has no series of its own: the page draws its first instance's.
       await page.waitForSelector('[data-testid="page-gpu"][data-instance="1"]');

@@ -106,6 +106,7 @@ export function liveFilterOf(a: FilterArgs): LiveFilter {
     ...(s.gpus === undefined ? {} : { gpu_id: s.gpus }),
     ...(s.uuids === undefined ? {} : { uuid: s.uuids }),
     ...(s.metrics === undefined ? {} : { metric: s.metrics }),
+    ...(s.instances === undefined || s.instances === 'all' ? {} : { gpu_instance: s.instances }),
   };
 }
 

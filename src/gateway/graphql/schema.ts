@@ -31,7 +31,9 @@ const LIVE_FILTERS = `
     "GPU uuids (default: every GPU)."
     uuid: [String!]
     "Metric names, DCGM_FI_DEV_GPU_TEMP or GPU_TEMP (default: every metric); checked for form only, as a metric may appear live before it is stored."
-    metric: [String!]`;
+    metric: [String!]
+    "MIG GPU instance ids; -1 is the whole GPU's own readings (default: [-1], whole GPUs only)."
+    gpu_instance: [Int!]`;
 
 const RANGE = `
     "Start, inclusive: RFC 3339 (2025-07-18T20:42:34Z), epoch milliseconds, now, or relative to now (-15m, now-1h, -7d)."

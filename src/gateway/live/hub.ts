@@ -10,6 +10,11 @@ export interface LiveFilter {
   readonly gpu_id?: readonly number[];
   readonly uuid?: readonly string[];
   readonly metric?: readonly string[];
+  /**
+   * MIG GPU instance ids (-1: the whole GPU's own readings). Absent: whole GPUs only, as a REST
+   * query without gpu_instance.
+   */
+  readonly gpu_instance?: readonly number[];
 }
 
 export interface LiveDelivery {
@@ -86,6 +91,7 @@ export function filterKey(f: LiveFilter): string {
     sorted(f.gpu_id),
     sorted(f.uuid),
     sorted(f.metric),
+    sorted(f.gpu_instance),
   ]);
 }
 
@@ -96,10 +102,12 @@ export function matcher(f: LiveFilter): (clusterId: string, r: FeedRecord) => bo
   const uuids = f.uuid === undefined ? undefined : new Set(f.uuid);
   const metrics =
     f.metric === undefined ? undefined : new Set(f.metric.flatMap((m) => [m, `DCGM_FI_DEV_${m}`]));
-  // A filter naming GPUs (by index or uuid) gets their own readings, not their MIG instances'.
-  const wholeOnly = gpus !== undefined || uuids !== undefined;
+  // Whole GPUs' readings only, unless the filter names MIG instances (as REST's gpu_instance).
+  const instances = f.gpu_instance === undefined ? undefined : new Set(f.gpu_instance);
   return (clusterId, r) =>
-    (!wholeOnly || r.gpu_instance_id === undefined) &&
+    (instances === undefined
+      ? r.gpu_instance_id === undefined
+      : instances.has(r.gpu_instance_id ?? -1)) &&
     (f.cluster_id === undefined || f.cluster_id === clusterId) &&
     (hosts === undefined || hosts.has(r.hostname)) &&
     (gpus === undefined || gpus.has(r.gpu)) &&

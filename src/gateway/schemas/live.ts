@@ -17,6 +17,15 @@ export const LiveFilterSchema = Type.Object(
     gpu_id: Type.Optional(OneOrMany(Type.Integer({ minimum: 0, maximum: 32767 }))),
     uuid: Type.Optional(OneOrMany(Type.String({ minLength: 1, maxLength: 128 }))),
     metric: Type.Optional(OneOrMany(Type.String({ pattern: '^[A-Za-z0-9_:.]{1,128}$' }))),
+    gpu_instance: Type.Optional(
+      OneOrMany(
+        Type.Integer({
+          minimum: -1,
+          maximum: 32767,
+          description: "MIG GPU instance id(s); -1 the whole GPU's own readings (the default)",
+        }),
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -67,6 +76,7 @@ export const HeldFilterSchema = Type.Object({
   gpu_id: Type.Optional(Type.Array(Type.Integer())),
   uuid: Type.Optional(Type.Array(Type.String())),
   metric: Type.Optional(Type.Array(Type.String())),
+  gpu_instance: Type.Optional(Type.Array(Type.Integer())),
 });
 
 export const ServerMessageSchema = Type.Union([

@@ -86,6 +86,7 @@ const EXPECTED: Record<string, string> = {
   gpu_id: 'a GPU index (an integer 0-32767) or an array of them',
   uuid: 'a GPU uuid or an array of them',
   metric: 'a metric name (letters, digits, _ : .) or an array of them',
+  gpu_instance: 'a MIG GPU instance id (-1 for the whole GPU, 0-32767) or an array of them',
 };
 
 const arr = <T>(v: T | T[] | undefined): T[] | undefined =>
@@ -96,12 +97,14 @@ function toFilter(f: Static<typeof LiveFilterSchema>): HeldFilter {
   const gpus = arr(f.gpu_id);
   const uuids = arr(f.uuid);
   const metrics = arr(f.metric);
+  const instances = arr(f.gpu_instance);
   return {
     ...(f.cluster_id === undefined ? {} : { cluster_id: f.cluster_id }),
     ...(hosts === undefined ? {} : { host_id: hosts }),
     ...(gpus === undefined ? {} : { gpu_id: gpus }),
     ...(uuids === undefined ? {} : { uuid: uuids }),
     ...(metrics === undefined ? {} : { metric: metrics }),
+    ...(instances === undefined ? {} : { gpu_instance: instances }),
   };
 }
 
@@ -117,7 +120,7 @@ function problem(
   if (field !== undefined) return `filter.${field} must be ${EXPECTED[field] ?? 'valid'}`;
   if (first.message === 'Unexpected property') {
     return parts[0] === 'filter' || (parts.length === 1 && check === filterCheck)
-      ? `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric)`
+      ? `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric, gpu_instance)`
       : `unknown field "${parts.join('.')}" in the message`;
   }
   return `${parts.length === 0 ? 'message' : parts.join('.')}: ${first.message}`;
@@ -142,8 +145,14 @@ function queryFilter(q: Record<string, string | undefined>): {
     raw.gpu_id = split(q.gpu_id)?.map((x) => (/^\d+$/.test(x) ? Number(x) : x));
   if (q.uuid !== undefined) raw.uuid = split(q.uuid);
   if (q.metric !== undefined) raw.metric = split(q.metric);
+  if (q.gpu_instance !== undefined)
+    raw.gpu_instance = split(q.gpu_instance)?.map((x) => (/^-?\d+$/.test(x) ? Number(x) : x));
   for (const k of Object.keys(q)) {
-    if (!['cluster_id', 'host_id', 'gpu_id', 'uuid', 'metric', 'subscribe'].includes(k))
+    if (
+      !['cluster_id', 'host_id', 'gpu_id', 'uuid', 'metric', 'gpu_instance', 'subscribe'].includes(
+        k,
+      )
+    )
       return { error: `unknown query parameter "${k}"` };
   }
   if (!filterCheck.Check(raw)) return { error: problem(filterCheck, raw) };
@@ -162,7 +171,8 @@ function filterValues(f: LiveFilter): number {
     (f.host_id?.length ?? 0) +
     (f.gpu_id?.length ?? 0) +
     (f.uuid?.length ?? 0) +
-    (f.metric?.length ?? 0)
+    (f.metric?.length ?? 0) +
+    (f.gpu_instance?.length ?? 0)
   );
 }
 

@@ -24,14 +24,16 @@ describe('live filters and MIG instances', () => {
   const matches = (f: Parameters<typeof matcher>[0]): boolean[] =>
     [whole, instance].map((r) => matcher(f)('c1', r));
 
-  it("a filter naming the GPU (by index or uuid) gets the GPU's own readings, not its instances'", () => {
+  it("any filter without gpu_instance gets whole GPUs' readings only, as REST does", () => {
     assert.deepEqual(matches({ gpu_id: [2] }), [true, false]);
     assert.deepEqual(matches({ uuid: ['GPU-a100'] }), [true, false]);
+    assert.deepEqual(matches({ host_id: ['node-a'] }), [true, false]);
+    assert.deepEqual(matches({}), [true, false]);
   });
 
-  it('a filter of a host or cluster gets both, the instance reading saying which instance', () => {
-    assert.deepEqual(matches({ host_id: ['node-a'] }), [true, true]);
-    assert.deepEqual(matches({ cluster_id: 'c1' }), [true, true]);
-    assert.deepEqual(matches({}), [true, true]);
+  it('gpu_instance picks instances (-1: the whole GPU), each reading saying which', () => {
+    assert.deepEqual(matches({ gpu_instance: [7] }), [false, true]);
+    assert.deepEqual(matches({ host_id: ['node-a'], gpu_instance: [-1, 7] }), [true, true]);
+    assert.deepEqual(matches({ gpu_id: [2], gpu_instance: [3] }), [false, false]);
   });
 });
