@@ -86,9 +86,10 @@ export function exportFleetGauges(
 ): void {
   metrics.onScrape(async () => {
     const latest = await Promise.all(
-      // MIG instances' too: a GPU reported only by its instances is seen (gauges are the GPU's own).
+      // MIG instances' too: a GPU reported only by its instances is seen (gauges are the GPU's own);
+      // live GPUs only: a retired GPU leaves the gauges and their alerts.
       FLEET_GAUGES.map(([metric]) =>
-        reader.latest({ metrics: [metric], instances: 'all' }).catch(() => []),
+        reader.latest({ metrics: [metric], instances: 'all', live: true }).catch(() => []),
       ),
     );
     const lastSeen = new Map<

@@ -28,6 +28,7 @@ export function clusterOut(c: ClusterSummary, now = Date.now()) {
           : ('idle' as const),
     hosts: c.hosts,
     gpus: c.gpus,
+    retired_gpus: c.retired_gpus,
     first_seen: iso(c.first_seen) ?? '',
     last_seen: iso(c.last_seen),
   };
@@ -39,6 +40,7 @@ export function hostOut(h: HostSummary) {
     host_id: h.hostname,
     hostname: h.hostname,
     gpus: h.gpus,
+    retired: h.retired,
     first_seen: iso(h.first_seen) ?? '',
     last_seen: iso(h.last_seen),
   };
@@ -54,6 +56,7 @@ export function gpuOut(g: GpuSummary) {
     device: g.device ?? null,
     first_seen: iso(g.first_seen) ?? '',
     last_seen: iso(g.last_seen),
+    retired: g.retired,
     ...(g.mig_instances === undefined
       ? {}
       : {

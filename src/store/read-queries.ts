@@ -34,6 +34,8 @@ export interface GpuRef {
   /** The MIG GPU instance (-1: the whole GPU). */
   readonly gpu_instance_id: number;
   readonly mig_profile: string | null;
+  /** Retired (gpus.retired_at set, docs/fleet.md). */
+  readonly retired: boolean;
 }
 
 /** A metric by its surrogate id. */
@@ -129,12 +131,15 @@ export class ReadQueries {
       cluster_id: string;
       hosts: number;
       gpus: number;
+      retired_gpus: number;
       first_seen: string;
       last_seen: string | null;
     }>(
       `SELECT c.name AS cluster_id,
-              (SELECT count(*) FROM hosts h WHERE h.cluster_id = c.id)::int AS hosts,
-              (SELECT count(*) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id AND g.gpu_instance_id = -1)::int AS gpus,
+              (SELECT count(*) FROM hosts h WHERE h.cluster_id = c.id AND (NOT EXISTS (SELECT FROM gpus g WHERE g.host_id = h.id)
+                 OR EXISTS (SELECT FROM gpus g WHERE g.host_id = h.id AND g.retired_at IS NULL)))::int AS hosts,
+              (SELECT count(*) FILTER (WHERE g.retired_at IS NULL) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id AND g.gpu_instance_id = -1)::int AS gpus,
+              (SELECT count(*) FILTER (WHERE g.retired_at IS NOT NULL) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id AND g.gpu_instance_id = -1)::int AS retired_gpus,
               nexus_ms(c.first_seen) AS first_seen,
               (SELECT nexus_ms(max(l.time)) FROM samples_latest_all l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
                 WHERE h.cluster_id = c.id) AS last_seen
@@ -144,6 +149,7 @@ export class ReadQueries {
       cluster_id: r.cluster_id,
       hosts: r.hosts,
       gpus: r.gpus,
+      retired_gpus: r.retired_gpus,
       first_seen: num(r.first_seen),
       last_seen: opt(r.last_seen),
     }));
@@ -216,34 +222,42 @@ export class ReadQueries {
     };
   }
 
-  async hosts(clusterId: string): Promise<HostSummary[]> {
+  async hosts(clusterId: string, includeRetired = false): Promise<HostSummary[]> {
     const res = await this.db.query<{
       hostname: string;
       gpus: number;
+      retired: boolean;
       first_seen: string;
       last_seen: string | null;
     }>(
       `${PENDING_SEEN}
-       SELECT h.hostname, count(g.id) FILTER (WHERE g.gpu_instance_id = -1)::int AS gpus, nexus_ms(h.first_seen) AS first_seen,
+       SELECT h.hostname,
+              (CASE WHEN $2::boolean THEN count(g.id) FILTER (WHERE g.gpu_instance_id = -1) ELSE count(g.id) FILTER (WHERE g.retired_at IS NULL AND g.gpu_instance_id = -1) END)::int AS gpus,
+              (count(g.id) > 0 AND bool_and(g.retired_at IS NOT NULL)) AS retired,
+              nexus_ms(h.first_seen) AS first_seen,
               nexus_ms(greatest(
                 (SELECT max(l.time) FROM samples_latest l JOIN gpus g2 ON g2.id = l.gpu_id WHERE g2.host_id = h.id),
                 max(p.t))) AS last_seen
        FROM hosts h JOIN clusters c ON c.id = h.cluster_id LEFT JOIN gpus g ON g.host_id = h.id
          LEFT JOIN pending_seen p ON p.gpu_id = g.id
-       WHERE c.name = $1 GROUP BY h.id ORDER BY h.hostname`,
-      [clusterId],
+       WHERE c.name = $1 GROUP BY h.id
+       HAVING $2::boolean OR count(g.id) = 0 OR bool_or(g.retired_at IS NULL)
+       ORDER BY h.hostname`,
+      [clusterId, includeRetired],
     );
     return res.rows.map((r) => ({
       cluster_id: clusterId,
       hostname: r.hostname,
       gpus: r.gpus,
+      retired: r.retired,
       first_seen: num(r.first_seen),
       last_seen: opt(r.last_seen),
     }));
   }
 
-  async gpus(clusterId: string, hostname?: string): Promise<GpuSummary[]> {
+  async gpus(clusterId: string, hostname?: string, includeRetired = false): Promise<GpuSummary[]> {
     const res = await this.db.query<{
+      retired: boolean;
       hostname: string;
       gpu_id: number;
       uuid: string | null;
@@ -257,6 +271,7 @@ export class ReadQueries {
       // is its newest reading, its instances' included.
       `${PENDING_SEEN}
        SELECT h.hostname, g.gpu_index AS gpu_id, g.uuid, g.model, g.device, nexus_ms(g.first_seen) AS first_seen,
+              g.retired_at IS NOT NULL AS retired,
               nexus_ms((SELECT max(greatest(
                   (SELECT max(l.time) FROM samples_latest l WHERE l.gpu_id = x.id),
                   (SELECT max(p.t) FROM pending_seen p WHERE p.gpu_id = x.id)))
@@ -265,9 +280,9 @@ export class ReadQueries {
                                ORDER BY i.gpu_instance_id)
                FROM gpus i WHERE i.host_id = g.host_id AND i.gpu_index = g.gpu_index AND i.gpu_instance_id >= 0) AS instances
        FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-       WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2) AND g.gpu_instance_id = -1
+       WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2) AND g.gpu_instance_id = -1 AND ($3::boolean OR g.retired_at IS NULL)
        ORDER BY h.hostname, g.gpu_index`,
-      [clusterId, hostname ?? null],
+      [clusterId, hostname ?? null, includeRetired],
     );
     return res.rows.map((r) => ({
       cluster_id: clusterId,
@@ -282,6 +297,7 @@ export class ReadQueries {
         gpu_instance_id: i.gpu_instance_id,
         profile: str(i.profile),
       })),
+      retired: r.retired,
     }));
   }
 
@@ -302,8 +318,10 @@ export class ReadQueries {
       device: string | null;
       labels: Record<string, string>;
       first_seen: string;
+      retired: boolean;
     }>(
-      `SELECT g.id, g.gpu_instance_id, g.mig_profile, g.uuid, g.model, g.device, g.labels, nexus_ms(g.first_seen) AS first_seen
+      `SELECT g.id, g.gpu_instance_id, g.mig_profile, g.uuid, g.model, g.device, g.labels, nexus_ms(g.first_seen) AS first_seen,
+              g.retired_at IS NOT NULL AS retired
        FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
        WHERE c.name = $1 AND h.hostname = $2 AND g.gpu_index = $3
        ORDER BY g.gpu_instance_id`,
@@ -366,6 +384,7 @@ export class ReadQueries {
       device: str(g.device),
       first_seen: num(g.first_seen),
       last_seen: newest(latest),
+      retired: g.retired,
       labels: g.labels,
       workloads: workloadsOf(g.id),
       latest: own,
@@ -380,7 +399,7 @@ export class ReadQueries {
        FROM gpu_workloads w
        JOIN gpus g ON g.id = w.gpu_id JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
        JOIN (SELECT gpu_id, max(time) AS t FROM samples_latest_all GROUP BY gpu_id) lt ON lt.gpu_id = g.id
-       WHERE w.last_seen >= lt.t - interval '5 minutes'`,
+       WHERE w.last_seen >= lt.t - interval '5 minutes' AND g.retired_at IS NULL`,
     );
     return res.rows;
   }
@@ -404,7 +423,8 @@ export class ReadQueries {
   /** The fleet's GPU ids and the clusters, for the cache. */
   async fleet(identity: string | null): Promise<FleetSnapshot> {
     const res = await this.db.query<GpuRef>(
-      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid, g.gpu_instance_id, g.mig_profile
+      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid, g.gpu_instance_id, g.mig_profile,
+              g.retired_at IS NOT NULL AS retired
        FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
        WHERE nexus_expect_identity($1::text)
        ORDER BY g.id`,

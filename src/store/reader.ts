@@ -11,7 +11,10 @@ export const END_OF_TIME = 8_640_000_000_000_000;
 export interface ClusterSummary {
   readonly cluster_id: string;
   readonly hosts: number;
+  /** Live GPUs (not retired: docs/fleet.md). */
   readonly gpus: number;
+  /** GPUs retired (stopped reporting while their cluster went on). */
+  readonly retired_gpus: number;
   readonly first_seen: number;
   /** Newest reading stored (exact). */
   readonly last_seen: number | undefined;
@@ -37,7 +40,10 @@ export interface ClusterStats {
 export interface HostSummary {
   readonly cluster_id: string;
   readonly hostname: string;
+  /** Live GPUs (all of them when retired ones are included). */
   readonly gpus: number;
+  /** Every GPU of the host is retired. */
+  readonly retired: boolean;
   readonly first_seen: number;
   readonly last_seen: number | undefined;
 }
@@ -53,6 +59,8 @@ export interface GpuSummary {
   readonly last_seen: number | undefined;
   /** Its MIG instances (gpus() lists them; empty: not partitioned, or none reported). */
   readonly mig_instances?: readonly { gpu_instance_id: number; profile: string | undefined }[];
+  /** Retired (docs/fleet.md): hidden from lists unless asked for. */
+  readonly retired: boolean;
 }
 
 export interface Workload {
@@ -119,6 +127,8 @@ export interface Selection {
   readonly instances?: readonly number[] | 'all';
   readonly uuids?: readonly string[];
   readonly metrics?: readonly string[];
+  /** Live GPUs only (retired ones left out): the live views, alerts and gauges. */
+  readonly live?: boolean;
 }
 
 export type Reading = LatestValue;
@@ -234,9 +244,11 @@ export interface TelemetryReader {
   clusters(): Promise<ClusterSummary[]>;
   cluster(clusterId: string): Promise<ClusterSummary | undefined>;
   clusterStats(clusterId: string): Promise<ClusterStats | undefined>;
-  hosts(clusterId: string): Promise<HostSummary[]>;
+  /** Hosts with a live GPU (or none at all); with `includeRetired`, every host. */
+  hosts(clusterId: string, includeRetired?: boolean): Promise<HostSummary[]>;
   host(clusterId: string, hostname: string): Promise<HostSummary | undefined>;
-  gpus(clusterId: string, hostname?: string): Promise<GpuSummary[]>;
+  /** Live GPUs; with `includeRetired`, retired ones too (flagged). */
+  gpus(clusterId: string, hostname?: string, includeRetired?: boolean): Promise<GpuSummary[]>;
   gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined>;
   metricCatalogue(): Promise<MetricInfo[]>;
   telemetry(q: TelemetryQuery): Promise<TelemetryPage>;

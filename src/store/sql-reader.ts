@@ -87,7 +87,8 @@ function pickGpus(gpus: readonly GpuRef[], sel: Selection): GpuRef[] {
       (sel.cluster === undefined || g.cluster_id === sel.cluster) &&
       (hosts === undefined || hosts.has(g.hostname)) &&
       (indexes === undefined || indexes.has(g.gpu_id)) &&
-      (uuids === undefined || (g.uuid !== null && uuids.has(g.uuid))),
+      (uuids === undefined || (g.uuid !== null && uuids.has(g.uuid))) &&
+      (sel.live !== true || !g.retired),
   );
 }
 
@@ -222,16 +223,16 @@ export class SqlReader implements TelemetryReader {
     return this.q.clusterStats(summary);
   }
 
-  hosts(clusterId: string): Promise<HostSummary[]> {
-    return this.q.hosts(clusterId);
+  hosts(clusterId: string, includeRetired = false): Promise<HostSummary[]> {
+    return this.q.hosts(clusterId, includeRetired);
   }
 
   async host(clusterId: string, hostname: string): Promise<HostSummary | undefined> {
-    return (await this.hosts(clusterId)).find((h) => h.hostname === hostname);
+    return (await this.hosts(clusterId, true)).find((h) => h.hostname === hostname);
   }
 
-  gpus(clusterId: string, hostname?: string): Promise<GpuSummary[]> {
-    return this.q.gpus(clusterId, hostname);
+  gpus(clusterId: string, hostname?: string, includeRetired = false): Promise<GpuSummary[]> {
+    return this.q.gpus(clusterId, hostname, includeRetired);
   }
 
   gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined> {

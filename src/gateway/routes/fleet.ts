@@ -26,6 +26,7 @@ import {
   MetricCatalogue,
   MigInstance as MigInstanceSchema,
   MigParams,
+  RetiredQuery,
 } from '../schemas/fleet.js';
 import { GpuMetrics, GpuMetricsQuery } from '../schemas/telemetry.js';
 import { clusterOut, gpuOut, hostOut, readingOut, seriesOut } from '../presenters.js';
@@ -97,8 +98,9 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     {
       schema: {
         tags: ['fleet'],
-        summary: 'List hosts in a cluster',
+        summary: 'List hosts in a cluster (with a live GPU, unless include_retired)',
         params: ClusterParams,
+        querystring: RetiredQuery,
         response: { 200: HostList, ...errors },
       },
     },
@@ -106,7 +108,9 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
       const { cluster_id } = req.params;
       if ((await reader.cluster(cluster_id)) === undefined)
         throw notFound(`cluster "${cluster_id}" not found`);
-      const hosts = (await reader.hosts(cluster_id)).map(hostOut);
+      const hosts = (await reader.hosts(cluster_id, req.query.include_retired === true)).map(
+        hostOut,
+      );
       return { cluster_id, hosts, count: hosts.length };
     },
   );
@@ -125,7 +129,8 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
       const { cluster_id, host_id } = req.params;
       const h = await reader.host(cluster_id, host_id);
       if (h === undefined) throw notFound(`host "${host_id}" not found in cluster "${cluster_id}"`);
-      const gpus = (await reader.gpus(cluster_id, host_id)).map(gpuOut);
+      // The host's detail lists its retired GPUs too, flagged.
+      const gpus = (await reader.gpus(cluster_id, host_id, true)).map(gpuOut);
       return {
         cluster_id,
         host_id,
@@ -142,8 +147,9 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     {
       schema: {
         tags: ['fleet'],
-        summary: 'List GPUs on a host',
+        summary: 'List GPUs on a host (live ones, unless include_retired)',
         params: HostParams,
+        querystring: RetiredQuery,
         response: { 200: GpuList, ...errors },
       },
     },
@@ -151,7 +157,9 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
       const { cluster_id, host_id } = req.params;
       if ((await reader.host(cluster_id, host_id)) === undefined)
         throw notFound(`host "${host_id}" not found in cluster "${cluster_id}"`);
-      const gpus = (await reader.gpus(cluster_id, host_id)).map(gpuOut);
+      const gpus = (await reader.gpus(cluster_id, host_id, req.query.include_retired === true)).map(
+        gpuOut,
+      );
       return { cluster_id, host_id, gpus, count: gpus.length };
     },
   );

@@ -106,15 +106,33 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
       const [queue, members, ...latest] = await Promise.all([
         o.queueStats?.().catch(() => undefined),
         o.registry?.members().catch(() => []),
-        ...['DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_FB_USED', 'DCGM_FI_DEV_FB_FREE'].map((m) =>
-          o.reader.latest({ ...selection, metrics: [m] }).catch(() => []),
+        ...[
+          'DCGM_FI_DEV_GPU_TEMP',
+          'DCGM_FI_DEV_FB_USED',
+          'DCGM_FI_DEV_FB_FREE',
+          'DCGM_FI_DEV_POWER_USAGE',
+        ].map((m) =>
+          // Live GPUs only: a retired GPU raises no alert and draws no power here.
+          o.reader.latest({ ...selection, metrics: [m], live: true }).catch(() => []),
         ),
       ]);
-      const relevant = latest.flat();
+      const power = new Map<string, number>();
+      for (const l of latest[3] ?? [])
+        power.set(l.cluster_id, (power.get(l.cluster_id) ?? 0) + l.value);
+      const relevant = latest.slice(0, 3).flat();
+      const byCluster = clusters.map((c) => ({
+        cluster_id: c.cluster_id,
+        gpus: c.gpus,
+        retired_gpus: c.retired_gpus,
+        power_watts: power.get(c.cluster_id) ?? 0,
+      }));
       return {
         clusters: clusters.length,
         hosts: clusters.reduce((n, c) => n + c.hosts, 0),
         gpus: clusters.reduce((n, c) => n + c.gpus, 0),
+        retired_gpus: clusters.reduce((n, c) => n + c.retired_gpus, 0),
+        power_watts: byCluster.reduce((n, c) => n + c.power_watts, 0),
+        by_cluster: byCluster,
         ingest: o.hub === undefined ? null : { records_per_s: o.hub.rate(), window_s: 60 },
         queue:
           queue === undefined

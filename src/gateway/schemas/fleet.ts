@@ -10,8 +10,11 @@ export const Cluster = Type.Object(
     status: StringEnum(['active', 'idle', 'empty'], {
       description: 'active: a reading in the last 5 minutes; idle: older data only; empty: no data',
     }),
-    hosts: Type.Integer(),
-    gpus: Type.Integer(),
+    hosts: Type.Integer({ description: 'Hosts with a live GPU (or with no GPU)' }),
+    gpus: Type.Integer({ description: 'Live GPUs (not retired)' }),
+    retired_gpus: Type.Integer({
+      description: 'GPUs retired: silent for more than STALE_AFTER while the cluster reported',
+    }),
     first_seen: Time,
     last_seen: Nullable(Time),
   },
@@ -41,7 +44,8 @@ export const Host = Type.Object(
     cluster_id: Type.String(),
     host_id: Type.String({ description: 'The hostname' }),
     hostname: Type.String(),
-    gpus: Type.Integer(),
+    gpus: Type.Integer({ description: 'Live GPUs (every GPU with include_retired)' }),
+    retired: Type.Boolean({ description: 'Every GPU of the host is retired' }),
     first_seen: Time,
     last_seen: Nullable(Time),
   },
@@ -64,6 +68,9 @@ export const Gpu = Type.Object(
     device: Nullable(Type.String()),
     first_seen: Time,
     last_seen: Nullable(Time),
+    retired: Type.Boolean({
+      description: 'Stopped reporting while its cluster went on (docs/fleet.md); history stays',
+    }),
     mig_instances: Type.Optional(
       Type.Array(
         Type.Object({
@@ -183,3 +190,13 @@ export const MigParams = Type.Object({
 });
 
 export const ClusterRef = ref(Cluster);
+
+/** Lists of hosts and GPUs: retired ones are left out unless asked for. */
+export const RetiredQuery = Type.Object(
+  {
+    include_retired: Type.Optional(
+      Type.Boolean({ description: 'List retired GPUs (and hosts) too, flagged (default false)' }),
+    ),
+  },
+  { additionalProperties: false },
+);

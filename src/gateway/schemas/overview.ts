@@ -43,10 +43,25 @@ export const Alert = Type.Object({
   since: Type.String({ format: 'date-time', description: 'Time of the reading' }),
 });
 
+/** One cluster in the overview: its live and retired GPUs, its power draw. */
+export const OverviewCluster = Type.Object({
+  cluster_id: Type.String(),
+  gpus: Type.Integer({ description: 'Live GPUs (not retired)' }),
+  retired_gpus: Type.Integer(),
+  power_watts: Type.Number({
+    description: 'Sum of the latest DCGM_FI_DEV_POWER_USAGE of its live GPUs (0 without readings)',
+  }),
+});
+
 export const Overview = Type.Object({
   clusters: Type.Integer(),
   hosts: Type.Integer(),
-  gpus: Type.Integer(),
+  gpus: Type.Integer({ description: 'Live GPUs (not retired)' }),
+  retired_gpus: Type.Integer({
+    description: 'GPUs retired: silent for more than STALE_AFTER while their cluster reported',
+  }),
+  power_watts: Type.Number({ description: 'Sum of the clusters power_watts' }),
+  by_cluster: Type.Array(OverviewCluster),
   ingest: Type.Union(
     [Type.Object({ records_per_s: Type.Number(), window_s: Type.Integer() }), Type.Null()],
     {
