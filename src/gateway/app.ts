@@ -39,6 +39,11 @@ import { Reading, Series, SeriesColumns, TelemetryResult } from './schemas/telem
 import { remoteWriteRoutes, type RemoteWriteOptions } from './remote-write/plugin.js';
 import { ConnectionLimiter } from './ws/connections.js';
 import { SharedBacklog, liveSocketRoutes, type SocketLimits } from './ws/live-socket.js';
+import {
+  EVENT_POLLER_DEFAULTS,
+  EventPoller,
+  type EventPollerOptions,
+} from './live/event-poller.js';
 
 /**
  * Swagger UI's start script for /swagger/index.html (see buildGateway). BaseLayout: the standalone
@@ -126,6 +131,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface GatewayOptions {
   readonly reader: TelemetryReader;
+  /** The live events' poll (EVENT_POLLER_DEFAULTS otherwise): tests poll faster. */
+  readonly eventPoller?: Partial<Omit<EventPollerOptions, 'logger'>>;
   /** Who may use what (AUTH_MODE, rate limits): src/gateway/auth/plugin.ts. */
   readonly auth: AuthOptions;
   /** Dead letters through the API (admin scope), where the gateway shares the pipeline's queue. */
@@ -413,6 +420,12 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     ).install(app);
   }
   const backlog = new SharedBacklog(o.socket.maxTotalBufferedBytes);
+  // GPU events for /ws and GraphQL subscriptions: polled from the database while someone listens.
+  const events = new EventPoller(o.reader, {
+    ...EVENT_POLLER_DEFAULTS,
+    ...o.eventPoller,
+    logger: o.logger,
+  });
   metrics?.onScrape(async () => {
     metrics.wsBacklog.set(backlog.bytes);
   });
@@ -423,6 +436,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       reader: o.reader,
       mistakes,
       backlog,
+      events,
       ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
     });
   if (o.graphql)
@@ -445,6 +459,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   for (const ext of o.extensions ?? []) await ext(app);
   app.addHook('onClose', async () => {
     tracker?.stop();
+    events.stop();
     await stopTracking?.();
     await hub?.stop();
   });

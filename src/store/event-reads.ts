@@ -52,12 +52,13 @@ export interface EventPage {
   readonly next?: EventCursor;
 }
 
-/** Events stored since a time (the gateway's poll for the live feeds). */
+/** Events as stored (the gateway's poll for the live feeds), oldest first. */
 export interface RecordedEvents {
-  readonly events: GpuEvent[];
+  /** Each event with when it was stored (`recorded_at`, epoch ms). */
+  readonly events: { readonly event: GpuEvent; readonly recorded: number }[];
   /** The database's clock when it was read (epoch ms): the next poll's reference. */
   readonly now: number;
-  /** More were stored than `limit`: the rest come with the next poll. */
+  /** More were stored than `limit`: ask again after the last one. */
   readonly more: boolean;
 }
 
@@ -74,7 +75,6 @@ interface Row {
   code: number | null;
   message: string;
   details: Record<string, unknown> | string;
-  recorded?: string;
 }
 
 const COLUMNS = `e.id::text AS id, c.name AS cluster, e.type, nexus_ms(e.time)::text AS t,
@@ -144,25 +144,29 @@ export class EventReads {
   }
 
   /**
-   * Events stored (`recorded_at`) at or after `since` (epoch ms), oldest first, at most `limit`.
-   * A transaction stamps its events when it starts and they become visible when it commits: the
-   * caller asks again from a while back (an overlap) and drops the ids it has seen.
+   * Events stored (`recorded_at`) after (`since`, `afterId`) in (recorded_at, id) order, at most
+   * `limit`. A transaction stamps its events when it starts and they become visible when it
+   * commits: the caller asks again from a while back (an overlap) and drops the ids it has seen.
    */
-  async recordedSince(since: number, limit: number): Promise<RecordedEvents> {
-    const rows = await this.db.query<Row>(
-      `SELECT ${COLUMNS}, nexus_ms(now())::text AS recorded FROM ${FROM}
-       WHERE e.recorded_at >= nexus_ts($1) ORDER BY e.recorded_at, e.id LIMIT $2`,
-      [since, limit + 1],
+  async recordedSince(since: number, afterId: string, limit: number): Promise<RecordedEvents> {
+    const rows = await this.db.query<Row & { recorded: string; now: string }>(
+      `SELECT ${COLUMNS}, nexus_ms(e.recorded_at)::text AS recorded, nexus_ms(now())::text AS now
+       FROM ${FROM}
+       WHERE (e.recorded_at, e.id) > (nexus_ts($1), $2::bigint)
+       ORDER BY e.recorded_at, e.id LIMIT $3`,
+      [since, afterId, limit + 1],
     );
     let now: number;
     const first = rows.rows[0];
-    if (first?.recorded !== undefined) now = Number(first.recorded);
+    if (first !== undefined) now = Number(first.now);
     else {
       const r = await this.db.query<{ now: string }>('SELECT nexus_ms(now())::text AS now');
       now = Number(r.rows[0]?.now ?? Date.now());
     }
     return {
-      events: rows.rows.slice(0, limit).map(eventOf),
+      events: rows.rows
+        .slice(0, limit)
+        .map((r) => ({ event: eventOf(r), recorded: Number(r.recorded) })),
       now,
       more: rows.rows.length > limit,
     };

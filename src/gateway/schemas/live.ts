@@ -1,4 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { EVENT_TYPES } from '../../store/event-reads.js';
+import { GpuEvent } from './events.js';
 
 /**
  * The live WebSocket's protocol, nexus-live/1 (docs/api.md, "WebSocket /ws"): what a client sends
@@ -8,6 +10,9 @@ import { Type, type Static } from '@sinclair/typebox';
 const OneOrMany = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(
   t: T,
 ) => Type.Union([t, Type.Array(t, { minItems: 1, maxItems: 1000 })]);
+
+/** An event type, as literals (these schemas are compiled by TypeBox's TypeCompiler). */
+const EventTypeLiteral = Type.Union(EVENT_TYPES.map((t) => Type.Literal(t)));
 
 /** A subscription's filter: every field optional, a value or an array of them. */
 export const LiveFilterSchema = Type.Object(
@@ -26,6 +31,10 @@ export const LiveFilterSchema = Type.Object(
         }),
       ),
     ),
+    /** Event types (a subscription of kind `events` only). */
+    type: Type.Optional(
+      Type.Union([EventTypeLiteral, Type.Array(EventTypeLiteral, { minItems: 1, maxItems: 5 })]),
+    ),
   },
   { additionalProperties: false },
 );
@@ -38,6 +47,8 @@ export const SubscribeMessage = Type.Object(
   {
     type: Type.Literal('subscribe'),
     id: Type.Optional(SubscriptionId),
+    /** telemetry (default): committed readings; events: GPU events as they are recorded. */
+    kind: Type.Optional(Type.Union([Type.Literal('telemetry'), Type.Literal('events')])),
     filter: Type.Optional(LiveFilterSchema),
   },
   { additionalProperties: false },
@@ -77,6 +88,7 @@ export const HeldFilterSchema = Type.Object({
   uuid: Type.Optional(Type.Array(Type.String())),
   metric: Type.Optional(Type.Array(Type.String())),
   gpu_instance: Type.Optional(Type.Array(Type.Integer())),
+  type: Type.Optional(Type.Array(Type.String())),
 });
 
 export const ServerMessageSchema = Type.Union([
@@ -98,6 +110,7 @@ export const ServerMessageSchema = Type.Union([
     count: Type.Integer(),
     readings: Type.Array(LiveReading),
   }),
+  Type.Object({ type: Type.Literal('event'), id: Type.String(), event: GpuEvent }),
   Type.Object({ type: Type.Literal('heartbeat'), ts: Type.String({ format: 'date-time' }) }),
   Type.Object({ type: Type.Literal('pong'), ts: Type.String({ format: 'date-time' }) }),
   Type.Object({

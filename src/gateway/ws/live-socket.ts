@@ -15,6 +15,9 @@ import {
   type ServerMessage,
 } from '../schemas/live.js';
 import type { LiveFilter, LiveHub } from '../live/hub.js';
+import { eventMatches, type EventPoller } from '../live/event-poller.js';
+import { eventOut } from '../routes/events.js';
+import type { EventType } from '../../store/event-reads.js';
 
 export interface SocketLimits {
   /** A client whose unsent data exceeds this many bytes gets no more telemetry until it drains. */
@@ -87,6 +90,7 @@ const EXPECTED: Record<string, string> = {
   uuid: 'a GPU uuid or an array of them',
   metric: 'a metric name (letters, digits, _ : .) or an array of them',
   gpu_instance: 'a MIG GPU instance id (-1 for the whole GPU, 0-32767) or an array of them',
+  type: 'an event type (xid, throttle, health, stopped, reappeared) or an array of them',
 };
 
 const arr = <T>(v: T | T[] | undefined): T[] | undefined =>
@@ -98,7 +102,9 @@ function toFilter(f: Static<typeof LiveFilterSchema>): HeldFilter {
   const uuids = arr(f.uuid);
   const metrics = arr(f.metric);
   const instances = arr(f.gpu_instance);
+  const types = arr(f.type);
   return {
+    ...(types === undefined ? {} : { type: types }),
     ...(f.cluster_id === undefined ? {} : { cluster_id: f.cluster_id }),
     ...(hosts === undefined ? {} : { host_id: hosts }),
     ...(gpus === undefined ? {} : { gpu_id: gpus }),
@@ -120,7 +126,7 @@ function problem(
   if (field !== undefined) return `filter.${field} must be ${EXPECTED[field] ?? 'valid'}`;
   if (first.message === 'Unexpected property') {
     return parts[0] === 'filter' || (parts.length === 1 && check === filterCheck)
-      ? `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric, gpu_instance)`
+      ? `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric, gpu_instance, type)`
       : `unknown field "${parts.join('.')}" in the message`;
   }
   return `${parts.length === 0 ? 'message' : parts.join('.')}: ${first.message}`;
@@ -192,7 +198,9 @@ export const liveSocketRoutes: FastifyPluginAsync<{
   reader: TelemetryReader;
   mistakes: ClientMistakes;
   backlog: SharedBacklog;
-}> = async (app, { hub, limits, metrics, mistakes, backlog }) => {
+  /** GPU events as they are recorded (subscriptions of kind `events`). */
+  events?: EventPoller;
+}> = async (app, { hub, limits, metrics, mistakes, backlog, events }) => {
   app.get('/ws', { websocket: true, schema: { hide: true } }, (socket: WebSocket, req) => {
     // Refused by the connection limiter (closed with its code before this handler ran).
     if (socket.readyState !== socket.OPEN) return;
@@ -242,7 +250,59 @@ export const liveSocketRoutes: FastifyPluginAsync<{
       return false;
     };
 
+    /** A subscription of kind `events`: each GPU event matching the filter, as recorded. */
+    const subscribeEvents = (id: string, filter: Static<typeof LiveFilterSchema>): void => {
+      if (events === undefined) return error('GPU events are not available on this gateway', id);
+      if (subs.has(id))
+        return error(
+          `subscription "${id}" already exists; unsubscribe first or use another id`,
+          id,
+        );
+      if (subs.size >= limits.maxSubscriptions)
+        return error(`at most ${limits.maxSubscriptions} subscriptions per connection`, id);
+      if (filter.metric !== undefined || filter.uuid !== undefined)
+        return error('an events subscription filters by cluster_id, host_id, gpu_id and type', id);
+      const held = toFilter(filter);
+      const values = filterValues(held) + (held.type?.length ?? 0);
+      let total = 0;
+      for (const s of subs.values()) total += s.values;
+      if (total + values > limits.maxFilterValues)
+        return error(
+          `filters too large: ${total + values} values in this connection's subscriptions; at most ${limits.maxFilterValues}`,
+          id,
+        );
+      const match = {
+        ...(held.cluster_id === undefined ? {} : { cluster_id: held.cluster_id }),
+        ...(held.type === undefined ? {} : { types: held.type as EventType[] }),
+        ...(held.host_id === undefined ? {} : { host_id: held.host_id }),
+        ...(held.gpu_id === undefined ? {} : { gpu_id: held.gpu_id }),
+      };
+      const sub: Subscription = { dropped: 0, values, remove: () => undefined };
+      const remove = events.add((e) => {
+        if (closed || !eventMatches(match, e)) return;
+        if (checkSlow(Date.now())) {
+          sub.dropped++;
+          metrics?.wsDropped.inc();
+          return;
+        }
+        send({ type: 'event', id, event: eventOut(e) });
+      });
+      subs.set(id, {
+        remove,
+        values,
+        get dropped() {
+          return sub.dropped;
+        },
+        set dropped(v: number) {
+          sub.dropped = v;
+        },
+      });
+      send({ type: 'subscribed', id, filter: held });
+    };
+
     const subscribe = (id: string, filter: Static<typeof LiveFilterSchema>): void => {
+      if (filter.type !== undefined)
+        return error('filter.type is for subscriptions of kind "events"', id);
       if (hub === undefined)
         return error(
           'live data is not available: this gateway has no commit feed (ENABLE_NEXUS)',
@@ -331,7 +391,9 @@ export const liveSocketRoutes: FastifyPluginAsync<{
       const m: ClientMessage = msg;
       switch (m.type) {
         case 'subscribe':
-          return subscribe(m.id ?? `s${subs.size + 1}`, m.filter ?? {});
+          return m.kind === 'events'
+            ? subscribeEvents(m.id ?? `s${subs.size + 1}`, m.filter ?? {})
+            : subscribe(m.id ?? `s${subs.size + 1}`, m.filter ?? {});
         case 'unsubscribe': {
           const s = subs.get(m.id);
           if (s === undefined) return error(`no subscription "${m.id}"`, m.id);
