@@ -445,6 +445,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       hub,
       version: o.version,
       maxPoints: o.maxPoints,
+      events,
       limits: {
         ...o.graphqlLimits,
         maxSubscriptions: o.socket.maxSubscriptions,

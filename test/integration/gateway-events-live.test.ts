@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sampleGateway, type TestGateway } from '../helpers/gateway.js';
 import { openSocket } from '../helpers/ws-client.js';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { SECOND, T0 } from '../conformance/store-fixtures.js';
 import { THROTTLE, XID, series } from '../conformance/store-events.js';
 
@@ -75,5 +77,111 @@ describe('live GPU events', () => {
     const e3 = await s.waitFor((m) => m.type === 'error' && m.id === 'c');
     assert.match(String(e3.error), /filter.type is for subscriptions of kind "events"/);
     await s.close();
+  });
+
+  it('GraphQL: cluster(id) { events(...) } answers the REST page; retired_gpu_count', async () => {
+    await t.store.write('gql-1', [
+      ...series(XID, [0, 79], { hostname: 'node-a', gpu: 0 }),
+      ...series(XID, [13], { hostname: 'node-b', gpu: 1 }),
+    ]);
+    const from = new Date(T0 - 3600 * SECOND).toISOString();
+    const to = new Date(T0 + 3600 * SECOND).toISOString();
+    const res = await t.gateway.app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query: `{ cluster(cluster_id: "gql-1") { retired_gpu_count events(type: [xid], from: "${from}", to: "${to}", limit: 1) {
+          counts { xid health } events { type host_id gpu_id code message time } next_cursor } } }`,
+      },
+    });
+    assert.equal(res.statusCode, 200, res.body.slice(0, 300));
+    const body = res.json<{
+      data: {
+        cluster: {
+          retired_gpu_count: number;
+          events: {
+            counts: { xid: number; health: number };
+            events: {
+              type: string;
+              host_id: string;
+              gpu_id: number;
+              code: number;
+              message: string;
+              time: string;
+            }[];
+            next_cursor: string | null;
+          };
+        };
+      };
+    }>();
+    const page = body.data.cluster.events;
+    assert.equal(body.data.cluster.retired_gpu_count, 0);
+    assert.deepEqual(page.counts, { xid: 2, health: 2 });
+    assert.deepEqual(page.events, [
+      {
+        type: 'xid',
+        host_id: 'node-a',
+        gpu_id: 0,
+        code: 79,
+        message: 'XID 79: GPU has fallen off the bus',
+        time: new Date(T0 + 10 * SECOND).toISOString(),
+      },
+    ]);
+    assert.ok(page.next_cursor !== null);
+    const badLimit = await t.gateway.app.inject({
+      method: 'POST',
+      url: '/graphql',
+      payload: {
+        query: '{ cluster(cluster_id: "gql-1") { events(limit: 5000) { next_cursor } } }',
+      },
+    });
+    assert.equal(badLimit.statusCode, 400);
+  });
+
+  it('GraphQL: subscription events(clusterId, types, hostIds) receives matching events once', async () => {
+    const address = t.gateway.app.server.address();
+    assert.ok(address !== null && typeof address === 'object');
+    const c = createClient({
+      url: `ws://127.0.0.1:${address.port}/graphql`,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      lazy: true,
+    });
+    const got: { type: string; host_id: string; code: number | null }[] = [];
+    const errors: unknown[] = [];
+    const state = { started: false };
+    const stop = c.subscribe<{ events: (typeof got)[number] }>(
+      {
+        query:
+          'subscription { events(clusterId: "gql-2", types: [xid, throttle], hostIds: ["node-a"]) { type host_id code } }',
+      },
+      {
+        next: (m) => {
+          if (m.data) got.push(m.data.events);
+        },
+        error: (e) => errors.push(e),
+        complete: () => undefined,
+      },
+    );
+    c.on('connected', () => {
+      state.started = true;
+    });
+    for (let i = 0; i < 500 && !state.started; i++) await new Promise((r) => setTimeout(r, 10));
+    // The subscription is registered once the server has the subscribe message: wait a poll.
+    await new Promise((r) => setTimeout(r, 300));
+    await t.store.write('gql-2', [
+      ...series(XID, [0, 43], { hostname: 'node-a', gpu: 0 }),
+      ...series(THROTTLE, [0x8], { hostname: 'node-a', gpu: 0 }),
+      ...series(XID, [43], { hostname: 'node-b', gpu: 0 }),
+    ]);
+    for (let i = 0; i < 500 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 300));
+    stop();
+    await c.dispose();
+    assert.deepEqual(errors, []);
+    assert.deepEqual(got.map((e) => [e.type, e.host_id, e.code]).sort(), [
+      ['throttle', 'node-a', 8],
+      ['xid', 'node-a', 43],
+    ]);
   });
 });

@@ -15,6 +15,7 @@ import { checkLength, checkSubscription, httpRules, type Refused } from './limit
 import { UnitBook, closeWhenSlow, type ConnectionSlots } from './live.js';
 import { checkGraphqlRequest } from './request.js';
 import { createResolvers } from './resolvers.js';
+import type { EventPoller } from '../live/event-poller.js';
 import { buildGraphqlSchema } from './schema.js';
 
 export interface GraphqlDeps {
@@ -26,6 +27,8 @@ export interface GraphqlDeps {
   readonly maxPoints?: number;
   readonly metrics?: NexusMetrics;
   readonly limits: GraphqlLimits;
+  /** GPU events as recorded (Subscription.events). */
+  readonly events?: EventPoller;
   /**
    * Decides on a subscription connection at connection_init (src/gateway/auth/plugin.ts): false
    * refuses it (the check closes the socket itself, saying why). Absent: every connection is
@@ -83,6 +86,7 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
         units: new UnitBook(deps.reader),
         log: app.log,
         live: limits,
+        ...(deps.events === undefined ? {} : { events: deps.events }),
       }),
     ),
     path: '/graphql',

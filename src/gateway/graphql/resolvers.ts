@@ -34,6 +34,8 @@ import {
   type UnitBook,
 } from './live.js';
 import { scopeOf, type RequestScope } from './scope.js';
+import { eventPage, eventStream, type EventArgs, type EventSubscriptionArgs } from './events.js';
+import type { EventPoller } from '../live/event-poller.js';
 
 export interface ResolverDeps {
   readonly reader: TelemetryReader;
@@ -44,6 +46,8 @@ export interface ResolverDeps {
   readonly log: FastifyBaseLogger;
   /** Limits of GraphQL subscriptions (per WebSocket connection). */
   readonly live: LiveLimits;
+  /** GPU events as recorded (Subscription.events). */
+  readonly events?: EventPoller;
 }
 
 type ClusterNode = ReturnType<typeof clusterOut>;
@@ -264,6 +268,8 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
     Cluster: {
       host_count: (c: ClusterNode) => c.hosts,
       gpu_count: (c: ClusterNode) => c.gpus,
+      retired_gpu_count: (c: ClusterNode) => c.retired_gpus,
+      events: (c: ClusterNode, a: EventArgs) => eventPage(reader, c.cluster_id, a),
       hosts: async (c: ClusterNode, _a: unknown, ctx: object) =>
         (await scope(ctx).hosts(c.cluster_id)).map(hostOut),
       host: async (c: ClusterNode, a: { host_id: string }, ctx: object) => {
@@ -348,6 +354,11 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
       },
       telemetryBatch: {
         subscribe: (_p: unknown, a: FilterArgs, ctx: object) => batchStream(live, a, slotsOf(ctx)),
+        resolve: (payload: unknown) => payload,
+      },
+      events: {
+        subscribe: (_p: unknown, a: EventSubscriptionArgs, ctx: object) =>
+          eventStream(deps.events, deps.live, a, slotsOf(ctx)),
         resolve: (payload: unknown) => payload,
       },
     },

@@ -137,6 +137,63 @@ type Subscription {
   "Each committed batch's readings matching the filter: one event per batch."
   telemetryBatch(${LIVE_FILTERS}
   ): TelemetryBatch!
+  "Each GPU event matching the filter, as it is recorded (docs/fleet.md, Events)."
+  events(
+    "Cluster (default: every cluster)."
+    clusterId: String
+    "Event types (default: every type)."
+    types: [EventType!]
+    "Hostnames (default: every host)."
+    hostIds: [String!]
+  ): GpuEvent!
+}
+
+"What happened to a GPU (docs/fleet.md, Events)."
+enum EventType {
+  xid
+  throttle
+  health
+  stopped
+  reappeared
+}
+
+"A GPU event: an XID error, throttling, a health change, a GPU that stopped reporting or came back."
+type GpuEvent {
+  id: ID!
+  type: EventType!
+  time: DateTime!
+  "When a throttle ended; null while it lasts, and for the other types."
+  ended_at: DateTime
+  "info, warning or critical."
+  severity: String!
+  cluster_id: String!
+  host_id: String!
+  gpu_id: Int!
+  uuid: String
+  "xid: the XID code; throttle: the throttling reasons' bitmask."
+  code: Int
+  message: String!
+  details: JSON!
+}
+
+"Events of each type in the range, matching every filter but the types."
+type EventCounts {
+  xid: Int!
+  throttle: Int!
+  health: Int!
+  stopped: Int!
+  reappeared: Int!
+}
+
+"A page of a cluster's events, newest first."
+type EventPage {
+  cluster_id: String!
+  from: DateTime!
+  to: DateTime!
+  counts: EventCounts!
+  events: [GpuEvent!]!
+  "Pass as cursor for the next page; null on the last."
+  next_cursor: String
 }
 
 "A cluster. host_count and gpu_count are the REST API's hosts and gpus (here hosts is the list)."
@@ -154,6 +211,20 @@ type Cluster {
   "One of its hosts; null when there is none with this name."
   host(host_id: String!): Host
   stats: ClusterStats!
+  "GPUs retired (silent for more than STALE_AFTER while the cluster reported); gpu_count counts live ones."
+  retired_gpu_count: Int!
+  "Its GPU events, newest first, as GET /api/v1/clusters/{cluster_id}/events (to defaults to now, from to 24 hours before)."
+  events(
+    type: [EventType!]
+    from: String
+    to: String
+    hostId: String
+    "With hostId."
+    gpuId: Int
+    "Events per page, 1 to 1000."
+    limit: Int = 100
+    cursor: String
+  ): EventPage!
 }
 
 "A host. gpu_count is the REST API's gpus (here gpus is the list)."
