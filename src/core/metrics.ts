@@ -175,23 +175,23 @@ export class NexusMetrics {
   });
   readonly eventsRecorded = new Counter({
     name: 'nexus_collector_events_total',
-    help: 'GPU events (xid, throttle, health) this collector detected and recorded in the readings it stored',
+    help: 'GPU events (xid, throttle, health) detected in the readings this collector stored',
     registers: [this.registry],
   });
   readonly eventReadingsIgnored = new Counter({
     name: 'nexus_collector_events_ignored_total',
-    help: 'Event readings (XID, throttle, health fields) not newer than what detection had seen of their GPU (redelivered or late): no event',
+    help: 'Event readings not newer than detection had seen of their GPU (redelivered, late)',
     registers: [this.registry],
   });
   readonly retirements = new Counter({
     name: 'nexus_gpu_retirements_total',
-    help: 'GPUs the retirement job marked, by change: stopped (retired) or reappeared',
+    help: 'GPUs the retirement job marked stopped (retired) or reappeared',
     labelNames: ['change'] as const,
     registers: [this.registry],
   });
   readonly retireErrors = new Counter({
     name: 'nexus_retire_errors_total',
-    help: 'Failed runs of the retirement job (retried at the next interval)',
+    help: 'Failed runs of the retirement job (retried at the next run, every 30 s)',
     registers: [this.registry],
   });
   readonly compactReadings = new Counter({
@@ -382,6 +382,12 @@ export class NexusMetrics {
     name: 'nexus_gpu_last_reading_timestamp_seconds',
     help: 'Time of the newest reading of the GPU',
     labelNames: ['cluster', 'host', 'gpu', 'uuid'] as const,
+    registers: [this.registry],
+  });
+  readonly gpuXid = new Gauge({
+    name: 'nexus_gpu_xid_info',
+    help: 'The latched XID code of the GPU, its severity (value 1)',
+    labelNames: ['cluster', 'host', 'gpu', 'uuid', 'code', 'severity'] as const,
     registers: [this.registry],
   });
   readonly gpuWorkload = new Gauge({

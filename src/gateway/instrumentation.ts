@@ -4,6 +4,7 @@ import { conversionFactor } from '../core/dcgm-fields.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { context, contextFrom, tracer } from '../core/tracing.js';
 import type { TelemetryReader } from '../store/reader.js';
+import { describeXid } from '../core/xid.js';
 
 const spans = new WeakMap<FastifyRequest, Span>();
 
@@ -112,6 +113,26 @@ export function exportFleetGauges(
         if (seen === undefined || l.timestamp > seen.t) lastSeen.set(k, { labels, t: l.timestamp });
       }
     });
+    // The latched XID of live GPUs (NexusGPUXidError): a retired GPU's goes with it.
+    const xids = await reader
+      .latest({ metrics: ['DCGM_FI_DEV_XID_ERRORS'], live: true })
+      .catch(() => []);
+    metrics.gpuXid.reset();
+    for (const l of xids) {
+      if (l.value === 0) continue;
+      const code = Math.trunc(l.value);
+      metrics.gpuXid.set(
+        {
+          cluster: l.cluster_id,
+          host: l.hostname,
+          gpu: String(l.gpu_id),
+          uuid: l.uuid ?? '',
+          code: String(code),
+          severity: describeXid(code).severity,
+        },
+        1,
+      );
+    }
     metrics.gpuLastSeen.reset();
     for (const { labels, t } of lastSeen.values()) metrics.gpuLastSeen.set(labels, t / 1000);
     const workloads = await reader.currentWorkloads().catch(() => undefined);

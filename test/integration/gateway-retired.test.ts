@@ -27,6 +27,8 @@ before(async () => {
     ...minutes('node-a', 0, 20, 100),
     ...minutes('node-a', 1, 20, 150),
     ...minutes('node-b', 1, 5, 400),
+    rec(T0, 79, { hostname: 'node-a', gpu: 0, metric: 'DCGM_FI_DEV_XID_ERRORS' }),
+    rec(T0, 48, { hostname: 'node-b', gpu: 1, metric: 'DCGM_FI_DEV_XID_ERRORS' }),
   ]);
   await t.store.rollUp();
   assert.deepEqual(await t.store.retire(10 * MIN), { stopped: 1, reappeared: 0, busy: false });
@@ -119,6 +121,15 @@ describe('retired GPUs through the gateway', () => {
       .map((l) => /host="([^"]+)",gpu="(\d+)"/.exec(l)?.slice(1).join('/'))
       .sort();
     assert.deepEqual(seen, ['node-a/0', 'node-a/1']);
+    // The latched XID of live GPUs, with its severity (NexusGPUXidError): not the retired one's.
+    const xids = res.body
+      .split('\n')
+      .filter((l) => l.startsWith('nexus_gpu_xid_info{') && l.includes('retire-1'));
+    assert.equal(xids.length, 1);
+    assert.match(
+      xids[0] ?? '',
+      /host="node-a",gpu="0",uuid="GPU-node-a-0",code="79",severity="critical",component="gateway"\} 1$/,
+    );
   });
 
   it('its history stays readable', async () => {
