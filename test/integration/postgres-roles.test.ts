@@ -284,6 +284,35 @@ describe(
       assert.equal(psqlAdmin(`SELECT count(*) FROM sample_chunks`), '0');
     });
 
+    it('the collector role detects and records events and runs the retirement job; the gateway role reads them', async () => {
+      const collector = store(COLLECTOR);
+      const xid = (t: number, v: number, hostname: string): TelemetryRecord => ({
+        timestamp: t,
+        metric: 'DCGM_FI_DEV_XID_ERRORS',
+        gpu: 0,
+        hostname,
+        value: v,
+        labels: {},
+      });
+      const T = Date.UTC(2025, 6, 20);
+      const res = await collector.write('events-cluster', [
+        xid(T, 0, 'e1'),
+        xid(T + 60_000, 79, 'e1'),
+        xid(T, 0, 'e2'),
+        xid(T + 3_600_000, 0, 'e2'),
+      ]);
+      assert.deepEqual(res.events, { recorded: 2, ignored: 0 }); // the XID and the health change
+      await collector.rollUp();
+      assert.deepEqual(await collector.retire(600_000), { stopped: 1, reappeared: 0, busy: false });
+      const page = await store(GATEWAY).reader.events.page({
+        cluster: 'events-cluster',
+        from: T - 1,
+        to: T + 7_200_000,
+        limit: 10,
+      });
+      assert.deepEqual(page.counts, { xid: 1, throttle: 0, health: 1, stopped: 1, reappeared: 0 });
+    });
+
     it('nexus compact runs as the collector role', async () => {
       const u = new URL(COLLECTOR);
       const compact = await run(
@@ -320,6 +349,10 @@ describe(
         'SELECT nexus_ensure_window_partitions(ARRAY[0::bigint])',
         `SELECT nexus_drop_empty_partition('samples', '${partition}')`,
         'SELECT count(*) FROM sealed_windows',
+        `INSERT INTO gpu_events (gpu_id, type, time, severity, message) SELECT id, 'xid', now(), 'info', 'forged' FROM gpus LIMIT 1`,
+        `UPDATE gpu_events SET message = 'forged'`,
+        'SELECT count(*) FROM gpu_event_state',
+        `UPDATE gpus SET retired_at = now()`,
         `CREATE ROLE ${prefix}_forged`,
         `SET ROLE ${names.owner}`,
       ])
