@@ -236,6 +236,65 @@ export interface LatestTracker {
   stop(): void;
 }
 
+// Fleet features (docs/fleet.md): idle GPUs and usage.
+
+export type UsageGroupBy = 'namespace' | 'pod' | 'host' | 'gpu';
+
+export interface IdleQuery {
+  readonly cluster: string;
+  /** Utilisation threshold, percent. */
+  readonly utilPercent: number;
+  readonly forMs: number;
+}
+
+export interface IdleGpu {
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly uuid: string | undefined;
+  readonly model: string | undefined;
+  readonly namespace: string;
+  readonly pod: string;
+  readonly container: string;
+  readonly utilization_metric: string;
+  /** The latest reading of the utilisation metric, in percent. */
+  readonly utilization_percent: number | undefined;
+  readonly idle_since: number;
+  readonly last_seen: number;
+}
+
+export interface UsageQuery {
+  readonly cluster: string;
+  readonly groupBy: UsageGroupBy;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** One group's figures: allocated minutes (shares), utilisation sums, joules. */
+export interface UsageRow {
+  readonly namespace?: string;
+  readonly pod?: string;
+  readonly hostname?: string;
+  readonly gpu_id?: number;
+  readonly uuid?: string | undefined;
+  /** Sum of the group's shares of allocation minutes. */
+  readonly allocated_minutes: number;
+  /** Average utilisation while allocated (percent); undefined without utilisation readings. */
+  readonly avg_utilization_percent: number | undefined;
+  readonly allocated_joules: number;
+  /** Observed minutes without a workload, and their energy (host and gpu grouping). */
+  readonly unallocated_minutes: number;
+  readonly unallocated_joules: number;
+}
+
+export interface UsageRows {
+  readonly groups: readonly UsageRow[];
+  /** Observed minutes without a workload in the range, over the cluster, and their energy. */
+  readonly unallocated_minutes: number;
+  readonly unallocated_joules: number;
+}
+
+export const USAGE_GROUP_BY: readonly UsageGroupBy[] = ['namespace', 'pod', 'host', 'gpu'];
+
 export interface TelemetryReader {
   /** GPU events (XID, throttle, health, stopped, reappeared): src/store/event-reads.ts. */
   readonly events: EventReads;
@@ -256,6 +315,10 @@ export interface TelemetryReader {
   telemetryColumns(q: TelemetryQuery): Promise<ColumnPage>;
   series(q: SeriesQuery): Promise<SeriesResult>;
   latest(q: Selection): Promise<LatestValue[]>;
+  /** Idle GPUs of a cluster (docs/fleet.md), most GPU-hours wasted first. NOT_FOUND: no such cluster. */
+  idleGpus(q: IdleQuery): Promise<IdleGpu[]>;
+  /** Usage of a cluster per group over a range (docs/fleet.md). NOT_FOUND: no such cluster. */
+  usage(q: UsageQuery): Promise<UsageRows>;
   /**
    * Serve latest() from memory, fed with every committed batch. Values returned from memory are
    * shared, immutable objects: equal until the reading changes.

@@ -19,6 +19,8 @@ import type {
   GpuDetail,
   GpuSummary,
   HostSummary,
+  IdleGpu,
+  IdleQuery,
   LatestTracker,
   LatestValue,
   MetricInfo,
@@ -28,8 +30,11 @@ import type {
   TelemetryPage,
   TelemetryQuery,
   TelemetryReader,
+  UsageQuery,
+  UsageRows,
 } from './reader.js';
 import { SwrCache } from './swr-cache.js';
+import { idleGpus, usage } from './fleet-reads.js';
 import type { SqlClient } from './types.js';
 
 /** Importable from here too, as before (the gateway takes it from ./reader.js). */
@@ -324,6 +329,21 @@ export class SqlReader implements TelemetryReader {
       if (gpus.length === 0) return [];
       return this.memory?.read(gpus, metrics) ?? this.q.latest(gpus, metrics, identity);
     });
+  }
+
+  async idleGpus(q: IdleQuery): Promise<IdleGpu[]> {
+    await this.mustExist(q.cluster);
+    return idleGpus(this.db, q);
+  }
+
+  async usage(q: UsageQuery): Promise<UsageRows> {
+    await this.mustExist(q.cluster);
+    return usage(this.db, q);
+  }
+
+  private async mustExist(cluster: string): Promise<void> {
+    if (!(await this.q.clusterExists(cluster)))
+      throw new NexusError('NOT_FOUND', `cluster "${cluster}" not found`);
   }
 
   telemetry(q: TelemetryQuery): Promise<TelemetryPage> {

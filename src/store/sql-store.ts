@@ -2,6 +2,7 @@ import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { TelemetryRecord } from '../core/record.js';
 import { Dimensions, type ResolvedIds } from './dimensions.js';
+import { AllocationMinutes, FLEET_METRICS } from './allocations.js';
 import { isIdentityChanged, isSchemaMissing, reidentifier } from './identity.js';
 import type { TelemetryReader } from './reader.js';
 import { SqlReader } from './sql-reader.js';
@@ -55,6 +56,9 @@ function isPartitionMissing(err: unknown): boolean {
   return isNexusError(err) && err.details?.sqlstate === '23514' && /partition/i.test(err.message);
 }
 
+/** The metrics kept in `fleet_1m` (migration 009), as an SQL list. */
+const FLEET_METRIC_LIST = FLEET_METRICS.map((m) => `'${m}'`).join(', ');
+
 /**
  * Folds rows (`rows`: time, gpu_id, metric_id, value) into the 1-minute rollup and the latest
  * values, as CTEs `rollup` and `latest`. The upserts are sorted by key, so that concurrent
@@ -78,6 +82,20 @@ export const FOLD = (rows: string): string => `rollup AS (
   ORDER BY gpu_id, metric_id, time DESC
   ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
     WHERE l.time <= excluded.time
+  RETURNING 1
+), fleet AS (
+  -- The fleet metrics' rollup (migration 009), kept past sealing for idle and usage.
+  INSERT INTO fleet_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
+  SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
+         max(time), (array_agg(value ORDER BY time DESC))[1]
+  FROM ${rows}
+  WHERE metric_id IN (SELECT id FROM metrics WHERE name IN (${FLEET_METRIC_LIST}))
+  GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
+  ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
+    min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum, count = r.count + excluded.count,
+    last_value = CASE WHEN excluded.last_time >= r.last_time THEN excluded.last_value ELSE r.last_value END,
+    last_time = greatest(r.last_time, excluded.last_time)
   RETURNING 1
 )`;
 
@@ -252,6 +270,7 @@ export class SqlStore implements TelemetryStore {
   readonly reader: TelemetryReader;
   readonly foldsOnWrite: boolean;
   private readonly dims = new Dimensions();
+  private readonly allocations = new AllocationMinutes();
   private readonly partitions = new Set<number>();
   /** Changes of the database's identity noticed here, by the writer and the reader. */
   private readonly changes: IdentityChanges = { database: 0, server: 0 };
@@ -291,6 +310,7 @@ export class SqlStore implements TelemetryStore {
       known: () => this.dims.identity,
       drop: (now) => {
         this.dims.forget(now);
+        this.allocations.forget();
         this.partitions.clear();
       },
       onChange: (kind) => this.changes[kind]++,
@@ -386,6 +406,9 @@ export class SqlStore implements TelemetryStore {
       this.windowLocks || this.writeMethod === 'copy' || (await this.touchesSealed(records))
         ? await this.o.db.transaction((tx) => this.writeIn(tx, records, ids, true))
         : await this.writeIn(this.o.db, records, ids, false);
+    // The batch's allocation minutes (docs/fleet.md), once its readings are stored: a failure
+    // here fails the batch, and its redelivery writes the readings as duplicates and these again.
+    await this.allocations.write(this.o.db, records, ids);
     // Events (XID, throttle, health) of batches that hold their metrics, after the readings are
     // stored: a crash in between leaves the detection state behind, and the redelivered batch
     // detects them then (src/store/events.ts).
@@ -722,6 +745,13 @@ export class SqlStore implements TelemetryStore {
         return res.rows.map((r) => r.name);
       });
       if (dropped.length > 0) this.partitions.clear();
+      if (rollupBefore !== null) {
+        // The fleet features' tables (migration 009) are kept as long as the rollup.
+        await this.o.db.query('DELETE FROM gpu_allocations WHERE bucket < nexus_ts($1)', [
+          rollupBefore,
+        ]);
+        await this.o.db.query('DELETE FROM fleet_1m WHERE bucket < nexus_ts($1)', [rollupBefore]);
+      }
       const chunks = await chunkRetention(this.o.db, rawBefore, rollupBefore);
       if (dropped.length > 0 || chunks.converted > 0 || chunks.deleted > 0) {
         this.o.logger.info({ dropped, chunks }, 'retention applied');

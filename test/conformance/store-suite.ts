@@ -137,6 +137,7 @@ export function storeConformance(h: StoreHarness): void {
             '006_partition_definer',
             '007_token_write_scope',
             '008_events',
+            '009_usage',
             '010_mig',
           ],
           current: 10,
@@ -154,6 +155,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 6, name: '006_partition_definer' },
           { version: 7, name: '007_token_write_scope' },
           { version: 8, name: '008_events' },
+          { version: 9, name: '009_usage' },
           { version: 10, name: '010_mig' },
         ]);
       });
@@ -170,10 +172,11 @@ export function storeConformance(h: StoreHarness): void {
           '006_partition_definer',
           '007_token_write_scope',
           '008_events',
+          '009_usage',
           '010_mig',
         ]);
         assert.ok(results.every((r) => r.current === 10));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 9);
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 10);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -15,7 +15,12 @@ import { silentLogger } from '../../src/core/logger.js';
 import { migrate } from '../../src/store/migrate.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
-import { storeConformance, storeSettings, type StoreOptions } from '../conformance/store-suite.js';
+import {
+  storeConformance,
+  storeSettings,
+  type StoreHarness,
+  type StoreOptions,
+} from '../conformance/store-suite.js';
 import { ROOT } from './child.js';
 
 /** The build's pristine template (scripts/build-pglite-template.mjs) and its PGlite version. */
@@ -96,6 +101,11 @@ export function migratedDump(): Promise<Blob> {
  * each test on a fresh in-memory database started from the pristine or the migrated dump.
  */
 export function pgliteConformance(name: string, options: { worker: boolean }): void {
+  storeConformance(pgliteHarness(name, options));
+}
+
+/** A store harness on PGlite (see pgliteConformance), for the conformance suites. */
+export function pgliteHarness(name: string, options: { worker: boolean }): StoreHarness {
   const logger = silentLogger();
   const storeFrom = async (template: Blob, settings: StoreOptions) => {
     const db = new PGliteDatabase('memory://', template, options.worker ? { worker: true } : {});
@@ -103,12 +113,12 @@ export function pgliteConformance(name: string, options: { worker: boolean }): v
     // The store closes its database; the raw SQL client is the same database.
     return { store: new SqlStore({ db, logger, ...storeSettings(settings) }), sql: db };
   };
-  storeConformance({
+  return {
     name,
     create: async (settings) => storeFrom(await pristineDump(), settings),
     createMigrated: async (settings) => storeFrom(await migratedDump(), settings),
     teardown: () => Promise.resolve(),
     // PGlite has no COPY: a store asked for it writes with unnest (SqlStore), the same path.
     writeMethods: ['unnest'],
-  });
+  };
 }

@@ -5,7 +5,13 @@ import { silentLogger } from '../../src/core/logger.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { PostgresDatabase, type PostgresConnection } from '../../src/store/postgres/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
-import { storeConformance, storeSettings, type StoreOptions } from '../conformance/store-suite.js';
+import {
+  storeConformance,
+  storeSettings,
+  type StoreHarness,
+  type StoreOptions,
+} from '../conformance/store-suite.js';
+import { fleetConformance } from '../conformance/fleet-suite.js';
 import { run, spawnTs } from '../helpers/child.js';
 import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
@@ -43,7 +49,7 @@ function storeAt(url: string, o: StoreOptions = {}): { store: SqlStore; db: Post
 
 const opened: PostgresDatabase[] = [];
 
-storeConformance({
+const harness: StoreHarness = {
   name: 'postgres',
   create: async (options) => {
     const url = await pg.server.createDatabase(uniqueDatabase('store'));
@@ -54,7 +60,9 @@ storeConformance({
   teardown: async () => {
     await Promise.all(opened.map((db) => db.close()));
   },
-});
+};
+storeConformance(harness);
+fleetConformance(harness);
 
 const reading = (timestamp: number, value: number): TelemetryRecord => ({
   timestamp,
@@ -122,6 +130,7 @@ describe('store: PostgreSQL only', () => {
         '006_partition_definer',
         '007_token_write_scope',
         '008_events',
+        '009_usage',
         '010_mig',
       ],
     );
@@ -140,6 +149,7 @@ describe('store: PostgreSQL only', () => {
       { version: 6, name: '006_partition_definer' },
       { version: 7, name: '007_token_write_scope' },
       { version: 8, name: '008_events' },
+      { version: 9, name: '009_usage' },
       { version: 10, name: '010_mig' },
     ]);
   });

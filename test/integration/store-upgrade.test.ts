@@ -127,6 +127,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '006_partition_definer',
       '007_token_write_scope',
       '008_events',
+      '009_usage',
       '010_mig',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);

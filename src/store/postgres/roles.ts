@@ -67,6 +67,9 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
   { table: 'samples_pending', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
   { table: 'samples_latest', collector: WRITE_DIMENSION, gateway: ['SELECT'] },
   { table: 'samples_1m', collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] },
+  // Migration 009: kept for the fleet features, deleted by retention (maintain()).
+  { table: 'gpu_allocations', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
+  { table: 'fleet_1m', collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], gateway: ['SELECT'] },
   {
     table: 'sample_chunks',
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
@@ -81,6 +84,7 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
   { table: 'nexus_schema_migrations', collector: ['SELECT'], gateway: ['SELECT'] },
   { table: 'samples_1m_all', gateway: ['SELECT'] },
   { table: 'samples_latest_all', gateway: ['SELECT'] },
+  { table: 'fleet_1m_all', gateway: ['SELECT'] },
   { table: 'nexus_hot_partitions', collector: ['SELECT'] },
   // The gateway's API tokens (gateway authentication, migration 005): it looks a token up and
   // notes when it was last used; tokens are made and revoked by `nexus token` as the owner.
