@@ -331,6 +331,13 @@ export function gatewaySettings(config: Config) {
       queueTimeoutMs: config.apiQueueTimeout,
       maxPerAddress: config.apiMaxPerAddress,
     },
+    fleet: {
+      idleUtil: config.idleUtil,
+      idleForMs: config.idleFor,
+      energyPricePerKwh: config.energyPricePerKwh,
+      gpuHourPrice: config.gpuHourPrice,
+      currency: config.currency,
+    },
     graphqlLimits: {
       maxCost: config.graphqlMaxCost,
       timeoutMs: config.graphqlTimeout,

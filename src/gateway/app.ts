@@ -32,6 +32,8 @@ import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js'
 import { registerCors, registerSecurityHeaders } from './security.js';
 import { overviewRoutes, type QueueGauge } from './routes/overview.js';
 import type { Simulation } from './schemas/overview.js';
+import { usageRoutes } from './routes/usage.js';
+import { DEFAULT_FLEET_SETTINGS, type FleetSettings } from './usage.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { ErrorBody } from './schemas/common.js';
 import { Cluster, Gpu, Host, MigInstance } from './schemas/fleet.js';
@@ -167,6 +169,8 @@ export interface GatewayOptions {
   readonly simulation?: Simulation;
   /** Prometheus metrics of this process; /metrics serves them. */
   readonly metrics?: NexusMetrics;
+  /** Idle GPUs and usage (docs/fleet.md): IDLE_UTIL, IDLE_FOR, prices; defaults without. */
+  readonly fleet?: FleetSettings;
   /** Export each GPU's latest readings as gauges (for the fleet alerts). */
   readonly fleetMetrics?: boolean;
   /**
@@ -350,6 +354,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
             },
           },
         ];
+  const fleet = o.fleet ?? DEFAULT_FLEET_SETTINGS;
   const health = { checks, draining: () => draining, checkTimeoutMs: 2000 };
   await app.register(healthRoutes, { ...health, version: o.version });
   const metrics = o.metrics;
@@ -358,6 +363,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
   await app.register(eventRoutes, { reader: o.reader });
+  await app.register(usageRoutes, { reader: o.reader, settings: fleet });
   await app.register(telemetryRoutes, {
     reader: o.reader,
     maxPoints: o.maxPoints,

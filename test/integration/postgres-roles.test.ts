@@ -145,6 +145,8 @@ async function readEveryRoute(g: TestGateway, samples: number): Promise<void> {
     '/api/v1/metrics',
     '/api/v1/overview',
     '/api/v1/telemetry/latest?cluster_id=local-cluster',
+    '/api/v1/clusters/local-cluster/idle',
+    '/api/v1/clusters/local-cluster/usage?group_by=pod&from=2025-07-18T20:00:00Z&to=2025-07-18T21:00:00Z',
     '/readyz',
   ])
     await get(url);
