@@ -400,6 +400,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     hub,
     queueStats: o.queueStats,
     simulation: o.simulation,
+    idle: { utilPercent: fleet.idleUtil, forMs: fleet.idleForMs },
   });
   if (o.websocket || o.graphql) {
     await app.register(websocket, {
@@ -452,6 +453,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       version: o.version,
       maxPoints: o.maxPoints,
       events,
+      fleet,
       limits: {
         ...o.graphqlLimits,
         maxSubscriptions: o.socket.maxSubscriptions,

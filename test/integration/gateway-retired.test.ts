@@ -94,7 +94,13 @@ describe('retired GPUs through the gateway', () => {
       gpus: number;
       retired_gpus: number;
       power_watts: number;
-      by_cluster: { cluster_id: string; gpus: number; retired_gpus: number; power_watts: number }[];
+      by_cluster: {
+        cluster_id: string;
+        gpus: number;
+        retired_gpus: number;
+        power_watts: number;
+        idle_gpus: number;
+      }[];
       alerts: { host_id: string; gpu_id: number }[];
     }>('/api/v1/overview?cluster_id=retire-1');
     assert.equal(o.status, 200);
@@ -102,7 +108,7 @@ describe('retired GPUs through the gateway', () => {
     assert.equal(o.body.retired_gpus, 1);
     assert.equal(o.body.power_watts, 250);
     assert.deepEqual(o.body.by_cluster, [
-      { cluster_id: 'retire-1', gpus: 2, retired_gpus: 1, power_watts: 250 },
+      { cluster_id: 'retire-1', gpus: 2, retired_gpus: 1, power_watts: 250, idle_gpus: 0 },
     ]);
     assert.deepEqual(o.body.alerts.map((a) => `${a.host_id}/${a.gpu_id}`).sort(), [
       'node-a/0',

@@ -70,6 +70,8 @@ export const FIELD_WEIGHT: Readonly<Record<string, number>> = {
   'Query.host': 10,
   'Query.cluster': 10,
   'Cluster.stats': 500,
+  'Cluster.idleGpus': 100,
+  'Cluster.usage': 500,
   'Gpu.series': 500,
   'Gpu.labels': 10,
   'Gpu.migInstances': 10,

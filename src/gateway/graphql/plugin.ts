@@ -17,6 +17,7 @@ import { checkGraphqlRequest } from './request.js';
 import { createResolvers } from './resolvers.js';
 import type { EventPoller } from '../live/event-poller.js';
 import { buildGraphqlSchema } from './schema.js';
+import { DEFAULT_FLEET_SETTINGS, type FleetSettings } from '../usage.js';
 
 export interface GraphqlDeps {
   readonly reader: TelemetryReader;
@@ -25,6 +26,8 @@ export interface GraphqlDeps {
   readonly version: string;
   /** Largest number of points a series may return (default 100,000). */
   readonly maxPoints?: number;
+  /** IDLE_UTIL, IDLE_FOR and prices for idleGpus and usage (defaults without). */
+  readonly fleet?: FleetSettings;
   readonly metrics?: NexusMetrics;
   readonly limits: GraphqlLimits;
   /** GPU events as recorded (Subscription.events). */
@@ -87,6 +90,7 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
         log: app.log,
         live: limits,
         ...(deps.events === undefined ? {} : { events: deps.events }),
+        fleet: deps.fleet ?? DEFAULT_FLEET_SETTINGS,
       }),
     ),
     path: '/graphql',

@@ -36,6 +36,13 @@ import {
 import { scopeOf, type RequestScope } from './scope.js';
 import { eventPage, eventStream, type EventArgs, type EventSubscriptionArgs } from './events.js';
 import type { EventPoller } from '../live/event-poller.js';
+import {
+  idleReport,
+  parseIdleParams,
+  parseUsageParams,
+  usageReport,
+  type FleetSettings,
+} from '../usage.js';
 
 export interface ResolverDeps {
   readonly reader: TelemetryReader;
@@ -48,6 +55,8 @@ export interface ResolverDeps {
   readonly live: LiveLimits;
   /** GPU events as recorded (Subscription.events). */
   readonly events?: EventPoller;
+  /** IDLE_UTIL, IDLE_FOR and the prices of idleGpus and usage. */
+  readonly fleet: FleetSettings;
 }
 
 type ClusterNode = ReturnType<typeof clusterOut>;
@@ -281,6 +290,23 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
         if (s === undefined) throw notFound(`cluster "${c.cluster_id}" not found`);
         return statsOut(s);
       },
+      idleGpus: (c: ClusterNode, a: { util?: number | null; for?: string | null }) =>
+        idleReport(
+          reader,
+          c.cluster_id,
+          parseIdleParams(a.util ?? undefined, a.for ?? undefined, deps.fleet),
+        ),
+      usage: (c: ClusterNode, a: { groupBy: string; from?: string | null; to?: string | null }) =>
+        usageReport(
+          reader,
+          c.cluster_id,
+          parseUsageParams({
+            group_by: a.groupBy,
+            ...(a.from == null ? {} : { from: a.from }),
+            ...(a.to == null ? {} : { to: a.to }),
+          }),
+          deps.fleet,
+        ),
     },
 
     Host: {

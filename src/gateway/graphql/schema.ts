@@ -225,6 +225,100 @@ type Cluster {
     limit: Int = 100
     cursor: String
   ): EventPage!
+  """
+  GPUs holding a workload whose utilisation stayed below util percent (default IDLE_UTIL) for at
+  least for (a duration like 15m; default IDLE_FOR), most GPU-hours wasted first (docs/fleet.md).
+  """
+  idleGpus(util: Float, for: String): IdleReport!
+  """
+  GPU-hours allocated, utilisation while allocated, energy and cost per group over [from, to)
+  (default the last 24 hours; at most 400 days), as GET /api/v1/clusters/{id}/usage.
+  """
+  usage(groupBy: UsageGroupBy!, from: DateTime, to: DateTime): UsageReport!
+}
+
+enum UsageGroupBy {
+  namespace
+  pod
+  host
+  gpu
+}
+
+type IdleReport {
+  cluster_id: String!
+  threshold_percent: Float!
+  idle_for_seconds: Float!
+  count: Int!
+  wasted_gpu_hours: Float!
+  gpus: [IdleGpu!]!
+}
+
+type IdleGpu {
+  host_id: String!
+  gpu_id: Int!
+  uuid: String
+  model: String
+  namespace: String!
+  pod: String!
+  container: String!
+  utilization_metric: String!
+  "The latest reading of the utilisation metric, in percent."
+  utilization_percent: Float
+  idle_since: DateTime!
+  last_seen: DateTime!
+  idle_seconds: Float!
+  wasted_gpu_hours: Float!
+}
+
+type UsageCost {
+  energy: Float!
+  gpu_hours: Float!
+  total: Float!
+}
+
+type UsagePrices {
+  energy_per_kwh: Float!
+  gpu_hour: Float!
+}
+
+"One group: its keys (namespace; namespace and pod; host_id; host_id, gpu_id and uuid) and figures."
+type UsageGroup {
+  namespace: String
+  pod: String
+  host_id: String
+  gpu_id: Int
+  uuid: String
+  gpu_hours: Float!
+  avg_utilization_percent: Float
+  energy_kwh: Float!
+  "Null when neither ENERGY_PRICE_PER_KWH nor GPU_HOUR_PRICE is set."
+  cost: UsageCost
+  "Grouped by host or GPU: observed GPU-hours without a workload, and their energy."
+  unallocated_gpu_hours: Float
+  unallocated_energy_kwh: Float
+}
+
+type UsageTotal {
+  gpu_hours: Float!
+  energy_kwh: Float!
+  cost: UsageCost
+}
+
+type UsageUnallocated {
+  gpu_hours: Float!
+  energy_kwh: Float!
+}
+
+type UsageReport {
+  cluster_id: String!
+  group_by: UsageGroupBy!
+  from: DateTime!
+  to: DateTime!
+  currency: String!
+  prices: UsagePrices
+  groups: [UsageGroup!]!
+  total: UsageTotal!
+  unallocated: UsageUnallocated!
 }
 
 "A host. gpu_count is the REST API's gpus (here gpus is the list)."

@@ -21,6 +21,8 @@ export interface OverviewOptions {
   readonly queueStats: (() => Promise<QueueGauge>) | undefined;
   /** The simulated fleet this process streams (nexus up without a CSV), if it does. */
   readonly simulation?: Simulation | undefined;
+  /** IDLE_UTIL and IDLE_FOR, for the idle GPUs counted. */
+  readonly idle: { readonly utilPercent: number; readonly forMs: number };
 }
 
 /** GPU conditions the overview flags (the operator's kit has the matching Prometheus alerts). */
@@ -120,11 +122,21 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
       for (const l of latest[3] ?? [])
         power.set(l.cluster_id, (power.get(l.cluster_id) ?? 0) + l.value);
       const relevant = latest.slice(0, 3).flat();
-      const byCluster = clusters.map((c) => ({
+      // Idle GPUs per cluster (a cluster whose query fails counts none rather than fail the page).
+      const idle = await Promise.all(
+        clusters.map((c) =>
+          o.reader
+            .idleGpus({ cluster: c.cluster_id, ...o.idle })
+            .then((gpus) => gpus.length)
+            .catch(() => 0),
+        ),
+      );
+      const byCluster = clusters.map((c, i) => ({
         cluster_id: c.cluster_id,
         gpus: c.gpus,
         retired_gpus: c.retired_gpus,
         power_watts: power.get(c.cluster_id) ?? 0,
+        idle_gpus: idle[i] ?? 0,
       }));
       return {
         clusters: clusters.length,
@@ -157,6 +169,7 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
             version: m.version,
           })),
         alerts: alertsFrom(relevant),
+        idle_gpus: idle.reduce((n, x) => n + x, 0),
         features,
         simulated: o.simulation !== undefined,
         simulation: o.simulation ?? null,

@@ -51,6 +51,10 @@ export const OverviewCluster = Type.Object({
   power_watts: Type.Number({
     description: 'Sum of the latest DCGM_FI_DEV_POWER_USAGE of its live GPUs (0 without readings)',
   }),
+  idle_gpus: Type.Integer({
+    description:
+      'GPUs holding a workload below IDLE_UTIL for at least IDLE_FOR (GET /api/v1/clusters/{id}/idle)',
+  }),
 });
 
 export const Overview = Type.Object({
@@ -89,6 +93,10 @@ export const Overview = Type.Object({
     }),
   ),
   alerts: Type.Array(Alert),
+  idle_gpus: Type.Integer({
+    description:
+      'GPUs holding a workload below IDLE_UTIL for at least IDLE_FOR (GET /api/v1/clusters/{id}/idle), over the clusters shown',
+  }),
   features: Features,
   simulated: Type.Boolean({
     description:

@@ -357,3 +357,83 @@ describe('GET /api/v1/clusters/{id}/usage', () => {
     assert.equal(res.status, 404);
   });
 });
+
+describe('GraphQL and the overview', () => {
+  const graphql = async (query: string): Promise<Record<string, unknown>> => {
+    const res = await priced.app.inject({ method: 'POST', url: '/graphql', payload: { query } });
+    return res.json<Record<string, unknown>>();
+  };
+
+  it('cluster { idleGpus usage } answer what REST answers', async () => {
+    const res = await graphql(`{
+      cluster(cluster_id: "fleet") {
+        idleGpus(util: 5, for: "15m") {
+          cluster_id threshold_percent idle_for_seconds count wasted_gpu_hours
+          gpus { host_id gpu_id uuid model namespace pod container utilization_metric
+                 utilization_percent idle_since last_seen idle_seconds wasted_gpu_hours }
+        }
+        usage(groupBy: gpu, from: "${FROM}", to: "${TO}") {
+          cluster_id group_by from to currency
+          prices { energy_per_kwh gpu_hour }
+          groups { host_id gpu_id uuid gpu_hours avg_utilization_percent energy_kwh
+                   cost { energy gpu_hours total } unallocated_gpu_hours unallocated_energy_kwh }
+          total { gpu_hours energy_kwh cost { energy gpu_hours total } }
+          unallocated { gpu_hours energy_kwh }
+        }
+      }
+    }`);
+    assert.equal(res.errors, undefined);
+    const cluster = (res.data as { cluster: Record<string, unknown> }).cluster;
+    assert.deepEqual(cluster.idleGpus, (await get(priced, '/api/v1/clusters/fleet/idle')).body);
+    assert.deepEqual(
+      cluster.usage,
+      (await get(priced, `/api/v1/clusters/fleet/usage?group_by=gpu&from=${FROM}&to=${TO}`)).body,
+    );
+  });
+
+  it('a bad argument is an error saying what is wrong', async () => {
+    const res = await graphql(`
+      {
+        cluster(cluster_id: "fleet") {
+          idleGpus(util: 150) {
+            count
+          }
+        }
+      }
+    `);
+    const errors = res.errors as { message: string }[];
+    assert.equal(errors[0]?.message, 'util: "150" is not a percentage from 0 to 100');
+    const range = await graphql(
+      `{ cluster(cluster_id: "fleet") { usage(groupBy: pod, from: "${TO}", to: "${FROM}") { total { gpu_hours } } } }`,
+    );
+    assert.equal(
+      (range.errors as { message: string }[])[0]?.message,
+      'from must be before to (from 2025-07-18T11:00:00.000Z, to 2025-07-18T10:00:00.000Z)',
+    );
+  });
+
+  it('the overview counts the idle GPUs, per cluster too', async () => {
+    const res = await get(priced, '/api/v1/overview');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.idle_gpus, 2);
+    assert.deepEqual(
+      (res.body.by_cluster as { cluster_id: string; idle_gpus: number }[]).map((c) => [
+        c.cluster_id,
+        c.idle_gpus,
+      ]),
+      [
+        ['evil', 0],
+        ['fleet', 2],
+      ],
+    );
+    const one = await get(priced, '/api/v1/overview?cluster_id=evil');
+    assert.equal(one.body.idle_gpus, 0);
+    assert.deepEqual(
+      (one.body.by_cluster as { cluster_id: string; idle_gpus: number }[]).map((c) => [
+        c.cluster_id,
+        c.idle_gpus,
+      ]),
+      [['evil', 0]],
+    );
+  });
+});
