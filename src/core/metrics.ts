@@ -397,6 +397,13 @@ export class NexusMetrics {
     registers: [this.registry],
   });
 
+  readonly gpuIdle = new Gauge({
+    name: 'nexus_gpu_idle_seconds',
+    help: 'How long a GPU held by a pod has stayed below IDLE_UTIL, for the GPUs /idle lists',
+    labelNames: ['cluster', 'host', 'gpu', 'namespace', 'pod', 'container'] as const,
+    registers: [this.registry],
+  });
+
   // Scraper (`nexus scrape`): one series per target, removed when the target goes.
   readonly scrapeUp = new Gauge({
     name: 'nexus_scrape_up',

@@ -21,7 +21,7 @@ import { registerAuth, selectProtocol, type AuthOptions, type GatewayAuth } from
 import { ClientMistakes, isPeerError } from './client-log.js';
 import { registerCompression } from './compression.js';
 import { installErrorHandling } from './errors.js';
-import { exportFleetGauges, instrumentHttp } from './instrumentation.js';
+import { exportFleetGauges, exportIdleGauge, instrumentHttp } from './instrumentation.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { registerGraphql, type GraphqlLimits } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
@@ -271,7 +271,14 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   const mistakes = new ClientMistakes(log);
   await registerPressure(app, o.pressure, o.metrics);
   installAdmission(app, new Admission(o.api, o.metrics));
-  if (o.metrics !== undefined && o.fleetMetrics !== false) exportFleetGauges(o.metrics, o.reader);
+  if (o.metrics !== undefined && o.fleetMetrics !== false) {
+    exportFleetGauges(o.metrics, o.reader);
+    const fleetSettings = o.fleet ?? DEFAULT_FLEET_SETTINGS;
+    exportIdleGauge(o.metrics, o.reader, {
+      utilPercent: fleetSettings.idleUtil,
+      forMs: fleetSettings.idleForMs,
+    });
+  }
   // The schemas referenced by $ref (ref()), named in the OpenAPI document.
   for (const s of [
     ErrorBody,

@@ -154,3 +154,42 @@ export function exportFleetGauges(
     }
   });
 }
+
+/**
+ * `nexus_gpu_idle_seconds` on every scrape: the GPUs GET /api/v1/clusters/{id}/idle lists with
+ * IDLE_UTIL and IDLE_FOR, so the NexusGPUIdleWithWorkload alert fires for exactly those. A
+ * cluster whose query fails keeps no series (the scrape itself answers).
+ */
+export function exportIdleGauge(
+  metrics: NexusMetrics,
+  reader: Pick<TelemetryReader, 'clusters' | 'idleGpus'>,
+  idle: { readonly utilPercent: number; readonly forMs: number },
+): void {
+  metrics.onScrape(async () => {
+    const clusters = await reader.clusters().catch(() => []);
+    const lists = await Promise.all(
+      clusters.map((c) =>
+        reader
+          .idleGpus({ cluster: c.cluster_id, ...idle })
+          .then((gpus) => ({ cluster: c.cluster_id, gpus }))
+          .catch(() => ({ cluster: c.cluster_id, gpus: [] })),
+      ),
+    );
+    metrics.gpuIdle.reset();
+    for (const { cluster, gpus } of lists) {
+      for (const g of gpus) {
+        metrics.gpuIdle.set(
+          {
+            cluster,
+            host: g.hostname,
+            gpu: String(g.gpu_id),
+            namespace: g.namespace,
+            pod: g.pod,
+            container: g.container,
+          },
+          (g.last_seen - g.idle_since) / 1000,
+        );
+      }
+    }
+  });
+}

@@ -265,6 +265,18 @@ describe('observability kit: alerts', () => {
     }
   });
 
+  it('NexusGPUIdleWithWorkload fires on the GPUs GET /api/v1/clusters/{id}/idle lists: nexus_gpu_idle_seconds, no second wait', () => {
+    const rule = alertRules.find((a) => a.name === 'NexusGPUIdleWithWorkload');
+    assert.ok(rule !== undefined, 'NexusGPUIdleWithWorkload is in alerts.yml');
+    const expr = /expr: \|\n([\s\S]*?)\n\s+labels:/.exec(rule.block)?.[1] ?? '';
+    assert.deepEqual(nexusNames(expr), [
+      'nexus_gpu_idle_seconds',
+      'nexus_gpu_last_reading_timestamp_seconds',
+    ]);
+    // The gateway lists a GPU once it has been idle IDLE_FOR: a `for` would wait that again.
+    assert.equal(/\n\s+for: /.test(rule.block), false, 'no for: on the idle alert');
+  });
+
   it('every nexus_* metric the rules use exists in src/core/metrics.ts', async () => {
     const declared = await declaredMetrics();
     const used = nexusNames(alertsYml);

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../../src/core/logger.js';
+import { NexusMetrics } from '../../../src/core/metrics.js';
+import { exportIdleGauge } from '../../../src/gateway/instrumentation.js';
 import { buildGateway, type Gateway } from '../../../src/gateway/app.js';
 import type { TelemetryStore } from '../../../src/store/types.js';
 import {
@@ -434,6 +436,24 @@ describe('GraphQL and the overview', () => {
         c.idle_gpus,
       ]),
       [['evil', 0]],
+    );
+  });
+});
+
+describe('nexus_gpu_idle_seconds', () => {
+  it('holds exactly the GPUs /idle lists, with how long they have been idle', async () => {
+    const metrics = new NexusMetrics({ component: 'gateway', processMetrics: false });
+    exportIdleGauge(metrics, store.reader, { utilPercent: 5, forMs: 15 * MINUTE });
+    const { body } = await metrics.exposition();
+    assert.deepEqual(
+      body
+        .split('\n')
+        .filter((l) => l.startsWith('nexus_gpu_idle_seconds{'))
+        .sort(),
+      [
+        'nexus_gpu_idle_seconds{cluster="fleet",host="node-a",gpu="0",namespace="research",pod="nb-1",container="main",component="gateway"} 1185',
+        'nexus_gpu_idle_seconds{cluster="fleet",host="node-a",gpu="1",namespace="research",pod="nb-2",container="main",component="gateway"} 1790',
+      ],
     );
   });
 });
