@@ -117,33 +117,59 @@ WITH g AS (${CLUSTER_GPUS}
   SELECT max(id) FILTER (WHERE name = '${PROF}') AS prof, max(id) FILTER (WHERE name = '${UTIL}') AS util,
          max(id) FILTER (WHERE name = '${POWER}') AS power, max(id) FILTER (WHERE name = '${ENERGY}') AS energy
   FROM metrics
-), r AS (
-  SELECT f.gpu_id, f.metric_id, f.bucket, min(f.min) AS min, sum(f.sum) AS sum, sum(f.count) AS count,
-         (array_agg(f.last_value ORDER BY f.last_time DESC))[1] AS last
-  FROM fleet_1m_all f JOIN g ON g.id = f.gpu_id
-  WHERE f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3)
+), pend AS (
+  -- Readings not folded in yet (schema 2; none on PGlite): a few seconds' worth, aggregated here.
+  SELECT date_bin('1 minute', p.time, timestamptz 'epoch') AS bucket, p.gpu_id, p.metric_id, min(p.value) AS min,
+         sum(p.value) AS sum, count(*) AS count, max(p.time) AS last_time, (array_agg(p.value ORDER BY p.time DESC))[1] AS last
+  FROM samples_pending p JOIN g ON g.id = p.gpu_id CROSS JOIN mt
+  WHERE p.metric_id IN (mt.prof, mt.util, mt.power, mt.energy)
+    AND date_bin('1 minute', p.time, timestamptz 'epoch') >= nexus_ts($2) AND date_bin('1 minute', p.time, timestamptz 'epoch') < nexus_ts($3)
   GROUP BY 1, 2, 3
+), has0 AS (
+  -- Which utilisation metric, and whether the counter: an index probe per GPU.
+  SELECT g.id AS gpu_id,
+         EXISTS (SELECT FROM fleet_1m f WHERE f.gpu_id = g.id AND f.metric_id = mt.prof
+                   AND f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3))
+           OR EXISTS (SELECT FROM pend p WHERE p.gpu_id = g.id AND p.metric_id = mt.prof) AS prof,
+         EXISTS (SELECT FROM fleet_1m f WHERE f.gpu_id = g.id AND f.metric_id = mt.energy
+                   AND f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3))
+           OR EXISTS (SELECT FROM pend p WHERE p.gpu_id = g.id AND p.metric_id = mt.energy) AS counter
+  FROM g CROSS JOIN mt
 ), has AS (
-  SELECT r.gpu_id, coalesce(bool_or(r.metric_id = mt.prof), false) AS prof,
-         coalesce(bool_or(r.metric_id = mt.energy), false) AS counter
-  FROM r CROSS JOIN mt GROUP BY r.gpu_id
+  -- The two series each GPU's minutes are read from: its utilisation metric and its energy source.
+  SELECT h.gpu_id, h.prof, h.counter, CASE WHEN h.prof THEN mt.prof ELSE mt.util END AS umetric,
+         CASE WHEN h.counter THEN mt.energy ELSE mt.power END AS emetric
+  FROM has0 h CROSS JOIN mt
+), r AS (
+  -- One row per GPU, metric and minute: fleet_1m's (unique by its key), with the pending
+  -- readings of the same minute added; then the minutes only pending readings have.
+  SELECT f.gpu_id, f.metric_id, f.bucket,
+         CASE WHEN p.gpu_id IS NULL THEN f.min ELSE least(f.min, p.min) END AS min,
+         f.sum + coalesce(p.sum, 0) AS sum, f.count + coalesce(p.count, 0) AS count,
+         CASE WHEN p.last_time > f.last_time THEN p.last ELSE f.last_value END AS last
+  FROM has JOIN fleet_1m f ON f.gpu_id = has.gpu_id AND f.metric_id IN (has.umetric, has.emetric)
+  LEFT JOIN pend p ON p.gpu_id = f.gpu_id AND p.metric_id = f.metric_id AND p.bucket = f.bucket
+  WHERE f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3)
+  UNION ALL
+  SELECT p.gpu_id, p.metric_id, p.bucket, p.min, p.sum, p.count, p.last
+  FROM pend p JOIN has ON has.gpu_id = p.gpu_id AND p.metric_id IN (has.umetric, has.emetric)
+  WHERE NOT EXISTS (SELECT FROM fleet_1m f WHERE f.gpu_id = p.gpu_id AND f.metric_id = p.metric_id AND f.bucket = p.bucket)
 ), ctr AS (
   SELECT r.gpu_id, r.bucket, r.min, r.last,
          coalesce(lag(r.last) OVER (PARTITION BY r.gpu_id ORDER BY r.bucket),
                   (SELECT f.last_value FROM fleet_1m_all f WHERE f.gpu_id = r.gpu_id AND f.metric_id = r.metric_id
                      AND f.bucket < nexus_ts($2) ORDER BY f.bucket DESC, f.last_time DESC LIMIT 1)) AS prev
-  FROM r CROSS JOIN mt WHERE r.metric_id = mt.energy
+  FROM r JOIN has ON has.gpu_id = r.gpu_id WHERE has.counter AND r.metric_id = has.emetric
 ), en AS (
   SELECT gpu_id, bucket,
          (CASE WHEN prev IS NULL THEN last - min WHEN last < prev THEN last ELSE last - prev END) / 1000.0::float8 AS joules
   FROM ctr
   UNION ALL
   SELECT r.gpu_id, r.bucket, r.sum / r.count * 60
-  FROM r JOIN has ON has.gpu_id = r.gpu_id CROSS JOIN mt WHERE r.metric_id = mt.power AND NOT has.counter
+  FROM r JOIN has ON has.gpu_id = r.gpu_id WHERE r.metric_id = has.emetric AND NOT has.counter
 ), ut AS (
   SELECT r.gpu_id, r.bucket, r.sum * CASE WHEN has.prof THEN 100 ELSE 1 END AS usum, r.count::float8 AS ucount
-  FROM r JOIN has ON has.gpu_id = r.gpu_id CROSS JOIN mt
-  WHERE r.metric_id = CASE WHEN has.prof THEN mt.prof ELSE mt.util END
+  FROM r JOIN has ON has.gpu_id = r.gpu_id WHERE r.metric_id = has.umetric
 ), al AS (
   SELECT a.gpu_id, a.bucket, a.namespace, a.pod,
          count(*) FILTER (WHERE a.pod <> '') OVER (PARTITION BY a.gpu_id, a.bucket) AS k
