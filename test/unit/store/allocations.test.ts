@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { TelemetryRecord } from '../../../src/core/record.js';
+import { AllocationMinutes } from '../../../src/store/allocations.js';
+import type { ResolvedIds } from '../../../src/store/dimensions.js';
+import type { QueryResult, SqlClient } from '../../../src/store/types.js';
+
+/** A client that records the rows each insert carries. */
+function recorder(): { db: SqlClient; inserts: string[][] } {
+  const inserts: string[][] = [];
+  const db: SqlClient = {
+    query<R>(_text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+      const [g, b, n, p] = (params ?? []) as [number[], number[], string[], string[]];
+      inserts.push(g.map((x, i) => `${x}/${b[i]}/${n[i]}/${p[i]}`));
+      return Promise.resolve({ rows: [], rowCount: 0 });
+    },
+  };
+  return { db, inserts };
+}
+
+const r = (t: number, pod?: string, namespace?: string): TelemetryRecord => ({
+  timestamp: t,
+  metric: 'DCGM_FI_DEV_GPU_UTIL',
+  gpu: 0,
+  hostname: 'h',
+  value: 1,
+  labels: {},
+  ...(pod === undefined ? {} : { pod }),
+  ...(namespace === undefined ? {} : { namespace }),
+});
+const ids = (n: number, gpu = 7): ResolvedIds => ({
+  gpu: new Int32Array(n).fill(gpu),
+  metric: new Int16Array(n).fill(1),
+  identity: 'db',
+});
+
+describe('allocation minutes', () => {
+  it('one row per GPU, minute and workload (pod "" for readings without one), in key order; known rows are not written again', async () => {
+    const { db, inserts } = recorder();
+    const a = new AllocationMinutes();
+    const batch = [
+      r(60_000 + 5000, 'p2', 'ns'),
+      r(60_000 + 1000, 'p1', 'ns'),
+      r(60_000 + 9000, 'p1', 'ns'),
+      r(5000),
+      r(6000),
+      r(120_000, 'p1', 'ns'),
+    ];
+    assert.equal(await a.write(db, batch, ids(batch.length)), 4);
+    assert.deepEqual(inserts, [['7/0//', '7/60000/ns/p1', '7/60000/ns/p2', '7/120000/ns/p1']]);
+    // The same batch again (a redelivery), or more readings of the same minutes: no statement.
+    assert.equal(await a.write(db, batch, ids(batch.length)), 0);
+    assert.equal(await a.write(db, [r(60_000 + 30_000, 'p2', 'ns')], ids(1)), 0);
+    assert.equal(inserts.length, 1);
+  });
+
+  it('remembers at most its limit, forgetting the oldest first (a forgotten row is written again, which the database ignores)', async () => {
+    const { db, inserts } = recorder();
+    const a = new AllocationMinutes(3);
+    const minutes = [0, 1, 2, 3, 4].map((m) => r(m * 60_000, 'p', 'ns'));
+    await a.write(db, minutes, ids(5));
+    assert.equal(a.remembered, 3);
+    // Minutes 0 and 1 were forgotten: written again; 2 to 4 are known.
+    await a.write(db, minutes, ids(5));
+    assert.deepEqual(inserts[1], ['7/0/ns/p', '7/60000/ns/p']);
+    assert.equal(a.remembered, 3);
+  });
+
+  it('forget() drops what it knows (another database)', async () => {
+    const { db, inserts } = recorder();
+    const a = new AllocationMinutes();
+    await a.write(db, [r(0, 'p', 'ns')], ids(1));
+    a.forget();
+    await a.write(db, [r(0, 'p', 'ns')], ids(1));
+    assert.equal(inserts.length, 2);
+  });
+});
