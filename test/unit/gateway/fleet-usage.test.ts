@@ -457,3 +457,38 @@ describe('nexus_gpu_idle_seconds', () => {
     );
   });
 });
+
+describe('GraphQL cost limits', () => {
+  it('usage counts 500 towards GRAPHQL_MAX_COST: over a small limit it is refused before it runs', async () => {
+    const small = await buildGateway({
+      reader: store.reader,
+      auth: NO_AUTH,
+      checks: [],
+      logger: silentLogger(),
+      ...DEFAULT_GATEWAY,
+      version: '0.0.0-test',
+      graphql: true,
+      graphqlLimits: { ...DEFAULT_GATEWAY.graphqlLimits, maxCost: 400 },
+    });
+    try {
+      const ask = async (field: string) =>
+        (
+          await small.app.inject({
+            method: 'POST',
+            url: '/graphql',
+            payload: { query: `{ cluster(cluster_id: "fleet") { ${field} } }` },
+          })
+        ).json<{ data?: unknown; errors?: { message: string }[] }>();
+      const refused = await ask('usage(groupBy: host) { total { gpu_hours } }');
+      assert.match(
+        refused.errors?.[0]?.message ?? '',
+        /^query cost \d+ exceeds the maximum of 400/,
+      );
+      assert.equal(refused.data ?? null, null);
+      const idle = await ask('idleGpus { count }');
+      assert.deepEqual(idle, { data: { cluster: { idleGpus: { count: 2 } } } });
+    } finally {
+      await small.app.close();
+    }
+  });
+});
