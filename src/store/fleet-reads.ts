@@ -70,6 +70,19 @@ SELECT hostname, gpu_index, uuid, model, namespace, pod, container, metric_name,
 FROM s WHERE nexus_ms(last) - nexus_ms(idle_since) >= $3
 ORDER BY nexus_ms(last) - nexus_ms(idle_since) DESC, hostname, gpu_index`;
 
+/**
+ * Runs a fleet report (idle, usage) in `tx` with nested-loop joins off. The reports join
+ * per-minute sets of the whole range (allocation minutes, utilisation, energy) on (GPU, minute):
+ * hash joins do that in one pass each. Without fresh statistics (PGlite has no autovacuum; on
+ * PostgreSQL, data younger than autovacuum's last ANALYZE) the planner guesses those sets tiny
+ * and nests loops over them: measured on two hours of the simulated fleet (133,349 readings,
+ * PGlite) 88 s instead of 0.1 s. Index probes inside the statements (EXISTS) are unaffected.
+ */
+export async function withHashJoins<T>(tx: SqlClient, fn: () => Promise<T>): Promise<T> {
+  await tx.query('SET LOCAL enable_nestloop = off');
+  return fn();
+}
+
 export async function idleGpus(db: SqlClient, q: IdleQuery): Promise<IdleGpu[]> {
   const res = await db.query<{
     hostname: string;

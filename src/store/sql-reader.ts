@@ -34,8 +34,8 @@ import type {
   UsageRows,
 } from './reader.js';
 import { SwrCache } from './swr-cache.js';
-import { idleGpus, usage } from './fleet-reads.js';
-import type { SqlClient } from './types.js';
+import { idleGpus, usage, withHashJoins } from './fleet-reads.js';
+import type { Database } from './types.js';
 
 /** Importable from here too, as before (the gateway takes it from ./reader.js). */
 export { END_OF_TIME } from './reader.js';
@@ -134,7 +134,7 @@ export class SqlReader implements TelemetryReader {
   private readonly reidentify: () => Promise<void>;
 
   constructor(
-    private readonly db: SqlClient,
+    private readonly db: Database,
     options: SqlReaderOptions = {},
   ) {
     this.q = new ReadQueries(db);
@@ -333,12 +333,12 @@ export class SqlReader implements TelemetryReader {
 
   async idleGpus(q: IdleQuery): Promise<IdleGpu[]> {
     await this.mustExist(q.cluster);
-    return idleGpus(this.db, q);
+    return this.db.transaction((tx) => withHashJoins(tx, () => idleGpus(tx, q)));
   }
 
   async usage(q: UsageQuery): Promise<UsageRows> {
     await this.mustExist(q.cluster);
-    return usage(this.db, q);
+    return this.db.transaction((tx) => withHashJoins(tx, () => usage(tx, q)));
   }
 
   private async mustExist(cluster: string): Promise<void> {
