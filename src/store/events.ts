@@ -1,6 +1,7 @@
 import type { TelemetryRecord } from '../core/record.js';
 import { describeXid, xidMessage } from '../core/xid.js';
 import type { ResolvedIds } from './dimensions.js';
+import { readRaw } from './series-reads.js';
 import type { SqlClient } from './types.js';
 
 /**
@@ -9,9 +10,10 @@ import type { SqlClient } from './types.js';
  *
  * Exactly once with many collectors, redeliveries and crashes: a GPU's detection state (the last
  * reading seen per key, `gpu_event_state`) is read and moved forward in one transaction holding
- * the GPU's advisory lock (GPUs locked in id order, so two writers cannot deadlock); a reading not
- * newer than its key's state is ignored (a redelivery, a late reading); events are unique on (GPU,
- * type, time) and inserted ON CONFLICT DO NOTHING. The detection runs after the readings are
+ * the GPU's advisory lock (GPUs locked in id order, so two writers cannot deadlock); a batch with
+ * readings not newer than its key's state (a redelivery, a late reading, a later batch committed
+ * first) has the GPU's events over the span it touches recomputed from the stored readings
+ * (`recompute`); events are unique on (GPU, type, time) and inserted ON CONFLICT DO NOTHING. The detection runs after the readings are
  * stored: a crash between the two leaves the state behind, and the batch's redelivery (the queue
  * redelivers an unacknowledged batch) detects its events then.
  */
@@ -268,10 +270,28 @@ export async function detectEvents(
   const ends: { gpu: number; time: number }[] = [];
   const moved: { gpu: number; key: string; time: number; value: number }[] = [];
   let ignored = 0;
+  let recorded = 0;
   for (const gpu of gpus) {
     const state = states.get(gpu) ?? new Map<string, State>();
     const before = new Map([...state].map(([k, v]) => [k, { ...v }]));
-    const d = detectGpu(gpu, state, byGpu.get(gpu) ?? new Map());
+    const batch = byGpu.get(gpu) ?? new Map<string, Reading[]>();
+    const late = lateFrom(state, batch);
+    if (late !== undefined) {
+      // Readings older than what detection has seen (a batch processed after a later one, a
+      // late scrape): the GPU's events over the span they touch are recomputed from what is
+      // stored, whatever order it came in.
+      const r = await recompute(tx, gpu, late, state, batch);
+      recorded += r.recorded;
+      ignored += r.ignored;
+      for (const [key, s] of state) {
+        const b = before.get(key);
+        if (b === undefined || b.time !== s.time || b.value !== s.value) {
+          moved.push({ gpu, key, time: s.time, value: s.value });
+        }
+      }
+      continue;
+    }
+    const d = detectGpu(gpu, state, batch);
     events.push(...d.events);
     for (const t of d.ends) ends.push({ gpu, time: t });
     ignored += d.ignored;
@@ -296,7 +316,6 @@ export async function detectEvents(
       ],
     );
   }
-  let recorded = 0;
   if (events.length > 0) {
     const res = await tx.query<{ n: number }>(
       `WITH ins AS (
@@ -317,7 +336,7 @@ export async function detectEvents(
         events.map((e) => JSON.stringify(e.details)),
       ],
     );
-    recorded = res.rows[0]?.n ?? 0;
+    recorded += res.rows[0]?.n ?? 0;
   }
   // Ends in time order: each closes the GPU's open throttle events that started before it.
   ends.sort((a, b) => a.time - b.time);
@@ -329,4 +348,141 @@ export async function detectEvents(
     );
   }
   return { recorded, ignored };
+}
+
+/** How far before a late reading the recomputation looks for the state it starts from. */
+const LOOKBACK_MS = 3_600_000;
+const RECOMPUTED_TYPES = ['xid', 'throttle', 'health'];
+
+/**
+ * The earliest reading of the batch that is not newer than the state of its key (a late or a
+ * redelivered reading), or undefined when the batch is wholly newer (the usual case: detection
+ * moves forward from the state).
+ */
+function lateFrom(
+  state: ReadonlyMap<string, State>,
+  batch: ReadonlyMap<string, readonly Reading[]>,
+): number | undefined {
+  let late: number | undefined;
+  for (const [key, rs] of batch) {
+    const s = state.get(key);
+    if (s === undefined) continue;
+    for (const r of rs)
+      if (r.time <= s.time && (late === undefined || r.time < late)) late = r.time;
+  }
+  return late;
+}
+
+/**
+ * A GPU's events over [from, newest reading] recomputed from its stored readings (hot tier and
+ * chunks; the batch's are stored already), starting from the state its readings of the hour
+ * before `from` give: events no longer found are deleted, new ones inserted (those unchanged keep
+ * their ids), the throttle events' ends set again, and `state` moved to the newest readings.
+ * Idempotent: a redelivered batch recomputes the same events.
+ */
+async function recompute(
+  tx: SqlClient,
+  gpu: number,
+  from: number,
+  state: Map<string, State>,
+  batch: ReadonlyMap<string, readonly Reading[]>,
+): Promise<{ recorded: number; ignored: number }> {
+  let to = from;
+  for (const s of state.values()) to = Math.max(to, s.time);
+  for (const rs of batch.values()) for (const r of rs) to = Math.max(to, r.time);
+  const names = [...KEY_OF.keys()];
+  const metrics = await tx.query<{ id: number; name: string }>(
+    'SELECT id, name FROM metrics WHERE name = ANY($1::text[])',
+    [names],
+  );
+  const keyOfId = new Map(metrics.rows.map((m) => [m.id, KEY_OF.get(m.name) ?? '']));
+  // The batch's labels (err_code, err_msg of an XID) by key and time; stored readings have none.
+  const labels = new Map<string, Readonly<Record<string, string>>>();
+  // Readings not newer than the state: counted as before (redelivered or late), now placed.
+  let older = 0;
+  for (const [key, rs] of batch) {
+    const s = state.get(key);
+    for (const r of rs) {
+      labels.set(`${key}@${r.time}`, r.labels);
+      if (s !== undefined && r.time <= s.time) older++;
+    }
+  }
+  const series = await readRaw(tx, {
+    gpus: [gpu],
+    metrics: [...keyOfId.keys()],
+    from: from - LOOKBACK_MS,
+    to: to + 1,
+    identity: null,
+  });
+  const earlier = new Map<string, Reading[]>();
+  const span = new Map<string, Reading[]>();
+  for (const s of series) {
+    const key = keyOfId.get(s.metric);
+    if (key === undefined || key === '') continue;
+    for (let i = 0; i < s.times.length; i++) {
+      const time = s.times[i] ?? 0;
+      const reading = { time, value: s.values[i] ?? 0, labels: labels.get(`${key}@${time}`) ?? {} };
+      const into = time < from ? earlier : span;
+      let list = into.get(key);
+      if (list === undefined) into.set(key, (list = []));
+      list.push(reading);
+    }
+  }
+  const fresh = new Map<string, State>();
+  detectGpu(gpu, fresh, earlier);
+  const d = detectGpu(gpu, fresh, span);
+  const existing = await tx.query<{ id: string; type: string; t: string }>(
+    `SELECT id::text, type, nexus_ms(time)::text AS t FROM gpu_events
+     WHERE gpu_id = $1 AND type = ANY($2::text[]) AND time >= nexus_ts($3) AND time <= nexus_ts($4)`,
+    [gpu, RECOMPUTED_TYPES, from, to],
+  );
+  const found = new Set(d.events.map((e) => `${e.type}@${e.time}`));
+  const stale = existing.rows
+    .filter((e) => !found.has(`${e.type}@${Number(e.t)}`))
+    .map((e) => e.id);
+  if (stale.length > 0) {
+    await tx.query('DELETE FROM gpu_events WHERE id = ANY($1::bigint[])', [stale]);
+  }
+  let recorded = 0;
+  if (d.events.length > 0) {
+    const res = await tx.query<{ n: number }>(
+      `WITH ins AS (
+         INSERT INTO gpu_events (gpu_id, type, time, severity, code, message, details)
+         SELECT $1, ty, nexus_ts(t), sev, c, msg, dd::jsonb
+         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[])
+           AS u(ty, t, sev, c, msg, dd)
+         ON CONFLICT (gpu_id, type, time) DO NOTHING
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM ins`,
+      [
+        gpu,
+        d.events.map((e) => e.type),
+        d.events.map((e) => e.time),
+        d.events.map((e) => e.severity),
+        d.events.map((e) => e.code),
+        d.events.map((e) => e.message),
+        d.events.map((e) => JSON.stringify(e.details)),
+      ],
+    );
+    recorded = res.rows[0]?.n ?? 0;
+  }
+  // The throttle events' ends in the span, set again in time order: reopened first, then each
+  // end closes what is open before it (an event before the span too).
+  await tx.query(
+    `UPDATE gpu_events SET ended_at = NULL
+     WHERE gpu_id = $1 AND type = 'throttle' AND ended_at >= nexus_ts($2) AND ended_at <= nexus_ts($3)`,
+    [gpu, from, to],
+  );
+  for (const t of [...d.ends].sort((a, b) => a - b)) {
+    await tx.query(
+      `UPDATE gpu_events SET ended_at = nexus_ts($2)
+       WHERE gpu_id = $1 AND type = 'throttle' AND ended_at IS NULL AND time < nexus_ts($2)`,
+      [gpu, t],
+    );
+  }
+  for (const [key, s] of fresh) {
+    const old = state.get(key);
+    if (old === undefined || s.time >= old.time) state.set(key, s);
+  }
+  return { recorded, ignored: older };
 }
