@@ -18,7 +18,16 @@ const UTIL = 'DCGM_FI_DEV_GPU_UTIL';
 const POWER = 'DCGM_FI_DEV_POWER_USAGE';
 const ENERGY = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION';
 
-const CLUSTER_GPUS = `SELECT gp.id, h.hostname, gp.gpu_index, gp.uuid, gp.model
+/**
+ * The cluster's GPU rows (MIG instances are rows of their own), each with `frac`, the part of its
+ * physical GPU it is: 1 for a whole GPU; for a MIG instance its compute slices out of the GPU's
+ * (profile `3g.40gb`: 3 of 7; an A30 has 4), 1 when the profile says none.
+ */
+const CLUSTER_GPUS = `SELECT gp.id, h.hostname, gp.host_id, gp.gpu_index, gp.gpu_instance_id, gp.uuid, gp.model,
+         CASE WHEN gp.gpu_instance_id >= 0 AND gp.mig_profile ~ '^[0-9]+g[.]'
+              THEN least(1, substring(gp.mig_profile from '^([0-9]+)g')::float8
+                              / CASE WHEN gp.model ILIKE '%A30%' THEN 4 ELSE 7 END)
+              ELSE 1 END AS frac
   FROM clusters c JOIN hosts h ON h.cluster_id = c.id JOIN gpus gp ON gp.host_id = h.id WHERE c.name = $1`;
 
 /**
@@ -183,24 +192,32 @@ WITH g AS (${CLUSTER_GPUS}
 ), ut AS (
   SELECT r.gpu_id, r.bucket, r.sum * CASE WHEN has.prof THEN 100 ELSE 1 END AS usum, r.count::float8 AS ucount
   FROM r JOIN has ON has.gpu_id = r.gpu_id WHERE r.metric_id = has.umetric
+), es AS (
+  -- A MIG GPU's power and energy counter repeat on each of its instances' series: each of the
+  -- rows of one physical GPU reporting energy in a minute counts its share of it, once in all.
+  SELECT en.gpu_id, en.bucket, en.joules / count(*) OVER (PARTITION BY g.host_id, g.gpu_index, en.bucket) AS joules
+  FROM en JOIN g ON g.id = en.gpu_id
 ), al AS (
   SELECT a.gpu_id, a.bucket, a.namespace, a.pod,
          count(*) FILTER (WHERE a.pod <> '') OVER (PARTITION BY a.gpu_id, a.bucket) AS k
   FROM gpu_allocations a JOIN g ON g.id = a.gpu_id
   WHERE a.bucket >= nexus_ts($2) AND a.bucket < nexus_ts($3)
 ), m AS (
-  SELECT al.gpu_id, al.namespace, al.pod, CASE WHEN al.k = 0 THEN NULL ELSE 1.0::float8 / al.k END AS share,
-         ut.usum, ut.ucount, en.joules
-  FROM al
+  -- A workload's share of a GPU-minute: 1/k of the row's part of its GPU (frac: a MIG instance
+  -- is a part of a GPU-hour).
+  -- Energy is shared 1/k of the row's (es: already its part of its GPU's).
+  SELECT al.gpu_id, al.namespace, al.pod, CASE WHEN al.k = 0 THEN NULL ELSE gr.frac / al.k END AS share,
+         CASE WHEN al.k = 0 THEN NULL ELSE 1.0::float8 / al.k END AS eshare, gr.frac, ut.usum, ut.ucount, es.joules
+  FROM al JOIN g gr ON gr.id = al.gpu_id
   LEFT JOIN ut ON ut.gpu_id = al.gpu_id AND ut.bucket = al.bucket
-  LEFT JOIN en ON en.gpu_id = al.gpu_id AND en.bucket = al.bucket
+  LEFT JOIN es ON es.gpu_id = al.gpu_id AND es.bucket = al.bucket
   WHERE al.pod <> '' OR al.k = 0
 )
 SELECT ${GROUP_KEYS[groupBy].select}, (m.share IS NULL) AS unallocated,
        coalesce(sum(m.share), 0) AS allocated_minutes,
        sum(m.share * m.usum) AS usum, sum(m.share * m.ucount) AS ucount,
-       coalesce(sum(m.share * m.joules), 0) AS allocated_joules,
-       count(*) FILTER (WHERE m.share IS NULL)::int AS unallocated_minutes,
+       coalesce(sum(m.eshare * m.joules), 0) AS allocated_joules,
+       coalesce(sum(m.frac) FILTER (WHERE m.share IS NULL), 0) AS unallocated_minutes,
        coalesce(sum(m.joules) FILTER (WHERE m.share IS NULL), 0) AS unallocated_joules
 FROM m JOIN g ON g.id = m.gpu_id
 GROUP BY ${GROUP_KEYS[groupBy].group}, (m.share IS NULL)`;

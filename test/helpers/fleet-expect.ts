@@ -12,6 +12,17 @@ const ENGINE = 'DCGM_FI_PROF_GR_ENGINE_ACTIVE';
 const UTIL = 'DCGM_FI_DEV_GPU_UTIL';
 const XID = 'DCGM_FI_DEV_XID_ERRORS';
 
+/**
+ * The part of its physical GPU a row is: 1 for a whole GPU, a MIG instance's compute slices out
+ * of 7 (of 4 on an A30) from its profile (`3g.40gb`).
+ */
+export function migFraction(r: SampleRow | undefined): number {
+  const profile = r?.labels.GPU_I_PROFILE;
+  const m = profile === undefined ? null : /^(\d+)g\./.exec(profile);
+  if (r?.labels.GPU_I_ID === undefined || m === null) return 1;
+  return Math.min(1, Number(m[1]) / (/A30/i.test(r.model) ? 4 : 7));
+}
+
 /** A GPU (or a MIG instance) as the readings name it. */
 export function gpuKey(r: SampleRow): string {
   const instance = r.labels.GPU_I_ID;
@@ -65,8 +76,11 @@ export function expectedUsage(
     if (list === undefined) byGpu.set(k, (list = []));
     list.push(r);
   }
-  const groups = new Map<string, UsageFigures>();
-  const unallocated = { gpuHours: 0, energyKwh: 0 };
+  // Pass 1: each GPU row's minutes (its workloads, utilisation, energy).
+  const minutesOf = new Map<
+    string,
+    { frac: number; minutes: Map<number, { a: MinuteAcc; kwh: number | undefined }> }
+  >();
   for (const [key, all] of byGpu) {
     all.sort((a, b) => a.timestamp - b.timestamp);
     const inRange = all.filter((r) => r.timestamp >= from && r.timestamp < to);
@@ -112,10 +126,10 @@ export function expectedUsage(
     // the last reading of the closest earlier minute.
     const before = all.filter((r) => r.metric === ENERGY && r.timestamp < from);
     let previousLast: number | undefined = before.at(-1)?.value;
-    const [host] = key.split('|');
+    const out = new Map<number, { a: MinuteAcc; kwh: number | undefined }>();
     for (const m of [...minutes.keys()].sort((x, y) => x - y)) {
       const a = minutes.get(m) as MinuteAcc;
-      let joules = 0;
+      let joules: number | undefined;
       if (hasCounter) {
         if (!Number.isNaN(a.energyLast)) {
           const mj =
@@ -130,9 +144,31 @@ export function expectedUsage(
       } else if (a.powerCount > 0) {
         joules = (a.powerSum / a.powerCount) * 60;
       }
-      const kwh = joules / 3_600_000;
+      out.set(m, { a, kwh: joules === undefined ? undefined : joules / 3_600_000 });
+    }
+    minutesOf.set(key, { frac: migFraction(all[0]), minutes: out });
+  }
+  // How many rows of each physical GPU report energy in each minute (a MIG GPU's counter repeats
+  // on every instance: each counts its share).
+  const reporting = new Map<string, number>();
+  for (const [key, { minutes }] of minutesOf) {
+    const physical = key.split('|').slice(0, 2).join('|');
+    for (const [m, x] of minutes) {
+      if (x.kwh === undefined) continue;
+      const k = `${physical}@${m}`;
+      reporting.set(k, (reporting.get(k) ?? 0) + 1);
+    }
+  }
+  // Pass 2: attribution.
+  const groups = new Map<string, UsageFigures>();
+  const unallocated = { gpuHours: 0, energyKwh: 0 };
+  for (const [key, { frac, minutes }] of minutesOf) {
+    const [host] = key.split('|');
+    const physical = key.split('|').slice(0, 2).join('|');
+    for (const [m, { a, kwh: rowKwh }] of minutes) {
+      const kwh = rowKwh === undefined ? 0 : rowKwh / (reporting.get(`${physical}@${m}`) ?? 1);
       if (a.workloads.size === 0) {
-        unallocated.gpuHours += 1 / 60;
+        unallocated.gpuHours += frac / 60;
         unallocated.energyKwh += kwh;
         if (groupBy === 'host' || groupBy === 'gpu') {
           const g = groupBy === 'host' ? (host ?? '') : key;
@@ -140,7 +176,7 @@ export function expectedUsage(
         }
         continue;
       }
-      const share = 1 / a.workloads.size;
+      const share = frac / a.workloads.size;
       for (const w of a.workloads) {
         const g =
           groupBy === 'namespace'
@@ -153,7 +189,7 @@ export function expectedUsage(
         let f = groups.get(g);
         if (f === undefined) groups.set(g, (f = emptyFigures()));
         f.gpuHours += share / 60;
-        f.energyKwh += share * kwh;
+        f.energyKwh += kwh / a.workloads.size;
         if (a.utilCount > 0) {
           f.utilWeightedSum += share * a.utilSum;
           f.utilWeightedCount += share * a.utilCount;

@@ -219,19 +219,21 @@ describe('fleet intelligence on a generated fleet, end to end', () => {
       body = (await get(`/api/v1/clusters/local-cluster/events?${q}`)).body;
       return (body.counts as Json | undefined)?.stopped === stopped;
     }, 90_000);
+    const xids = (await get(`/api/v1/clusters/local-cluster/events?${q}&type=xid&limit=1000`)).body
+      .events as Json[];
+    assert.deepEqual(
+      xids
+        .map((e) => `${String(e.host_id)}|${String(e.gpu_id)} ${String(e.code)} ${String(e.time)}`)
+        .sort(),
+      expectedXidEvents(rows)
+        .map((e) => `${e.key} ${e.code} ${new Date(e.time).toISOString()}`)
+        .sort(),
+    );
     const counts = body.counts as Json;
     assert.equal(counts.xid, expectedXidEvents(rows).length, 'xid events');
     assert.equal(counts.throttle, throttles, 'throttle events');
     assert.equal(counts.stopped, stopped, 'stopped events');
     assert.equal(counts.reappeared, 0, 'reappeared events');
-    const xids = (await get(`/api/v1/clusters/local-cluster/events?${q}&type=xid&limit=1000`)).body
-      .events as Json[];
-    assert.deepEqual(
-      xids.map((e) => Number(e.code)).sort((a, b) => a - b),
-      expectedXidEvents(rows)
-        .map((e) => e.code)
-        .sort((a, b) => a - b),
-    );
     for (const e of xids) assert.match(String(e.message), /^XID \d+: \S/);
   });
 });
