@@ -152,7 +152,7 @@ export const api = {
   series: (
     params: {
       cluster_id: string;
-      host_id: string;
+      host_id?: string;
       gpu_id?: string;
       metric?: string;
       from: string;

@@ -27,6 +27,7 @@ import { DEFAULT_RANGE, type Route } from './route.js';
 import { Router } from './router.js';
 import { stepFor } from './series.js';
 import { GpuCard } from './gpu-card.js';
+import { MultiGpuPanels } from './multi-gpu.js';
 import { onThemeChange } from './theme.js';
 import type { Context, Crumb, View } from './view.js';
 
@@ -45,6 +46,7 @@ export class HostView implements View {
   private readonly updated: HTMLElement;
   private readonly metricButtons = new Map<HeatMetric, HTMLButtonElement>();
   private readonly panels = new Map<number, GpuCard>();
+  private readonly multi: MultiGpuPanels;
   private readonly render = frameScheduler(() => {
     for (const p of this.panels.values()) p.render(this.route.metric);
   });
@@ -89,6 +91,9 @@ export class HostView implements View {
     this.updated = h('span', { class: 'hint', 'data-testid': 'host-updated' });
     this.state = h('div', {});
     this.grid = h('div', { class: 'gpu-grid', 'data-testid': 'gpu-panels' });
+    this.multi = new MultiGpuPanels(route.range ?? DEFAULT_RANGE, (range) => {
+      this.ctx.router.go({ ...this.route, range }, { replace: true });
+    });
     this.el = h(
       'div',
       { class: 'page page-host', 'data-testid': 'page-host' },
@@ -100,6 +105,7 @@ export class HostView implements View {
       ),
       this.state,
       this.grid,
+      this.multi.el,
     );
     this.markMetric();
     this.stopTheme = onThemeChange(() => {
@@ -121,7 +127,9 @@ export class HostView implements View {
     )
       return false;
     const changed = route.metric !== this.route.metric;
+    const rangeChanged = route.range !== this.route.range;
     this.route = route;
+    if (rangeChanged) this.showMulti();
     if (changed) {
       this.markMetric();
       this.render.schedule();
@@ -166,6 +174,7 @@ export class HostView implements View {
     this.ctl?.abort();
     this.sparkCtl?.abort();
     this.render.cancel();
+    this.multi.destroy();
     this.stopTheme();
     clearInterval(this.ticker);
     for (const p of this.panels.values()) p.destroy();
@@ -240,7 +249,16 @@ export class HostView implements View {
       this.setValue(r.gpu_id, r.metric, r.value, parseTime(r.timestamp), r.unit);
     this.render.schedule();
     this.showUpdated();
+    this.showMulti();
     await this.loadSparklines();
+  }
+
+  private showMulti(): void {
+    if (this.panels.size === 0) return;
+    this.multi.show(
+      { cluster: this.route.cluster, host: this.route.host, gpus: this.panels.size },
+      this.route.range ?? DEFAULT_RANGE,
+    );
   }
 
   private async loadSparklines(): Promise<void> {

@@ -17,6 +17,7 @@ import {
   metricShort,
   type HeatMetric,
 } from './metrics.js';
+import { MultiGpuPanels } from './multi-gpu.js';
 import { poll, type Poller } from './poll.js';
 import { DEFAULT_RANGE, type Route } from './route.js';
 import type { Context, Crumb, View } from './view.js';
@@ -40,6 +41,8 @@ export class OverviewView implements View {
   private readonly metricButtons = new Map<HeatMetric, HTMLButtonElement>();
   private readonly overviewPoll: Poller;
   private readonly feed: HeatmapFeed;
+  private readonly multi: MultiGpuPanels;
+  private clusterGpus = 0;
   private loadCtl: AbortController | undefined;
   private retryTimer: number | undefined;
   private readonly ticker: number;
@@ -113,6 +116,9 @@ export class OverviewView implements View {
       this.metricButtons.set(m, b);
       metrics.append(b);
     });
+    this.multi = new MultiGpuPanels(route.range ?? DEFAULT_RANGE, (range) => {
+      this.ctx.router.go({ ...this.route, range }, { replace: true });
+    });
     this.el = h(
       'div',
       { class: 'page page-overview', 'data-testid': 'page-overview' },
@@ -139,6 +145,7 @@ export class OverviewView implements View {
         this.state,
         this.heatmap.el,
       ),
+      this.multi.el,
       h(
         'div',
         { class: 'columns' },
@@ -189,6 +196,7 @@ export class OverviewView implements View {
     }
     if (clusterChanged) void this.start();
     else if (metricChanged) void this.loadHeatmap();
+    if (!clusterChanged && route.range !== old.range) this.showMulti();
     return true;
   }
 
@@ -213,6 +221,7 @@ export class OverviewView implements View {
     this.destroyed = true;
     this.overviewPoll.stop();
     this.feed.stop();
+    this.multi.destroy();
     this.loadCtl?.abort();
     this.heatmap.destroy();
     clearInterval(this.ticker);
@@ -305,7 +314,16 @@ export class OverviewView implements View {
     }
     this.cluster = cluster;
     this.clusterSelect.value = cluster;
+    this.clusterGpus = list.clusters.find((c) => c.cluster_id === cluster)?.gpus ?? 0;
+    this.showMulti();
     await this.loadHeatmap();
+  }
+
+  /** The multi-GPU panels of the selected cluster (bands beyond MAX_LINES GPUs). */
+  private showMulti(): void {
+    if (this.cluster === undefined) return;
+    const gpus = Math.max(this.clusterGpus, this.heatmap.gpus);
+    this.multi.show({ cluster: this.cluster, gpus }, this.route.range ?? DEFAULT_RANGE);
   }
 
   /** Loads the heatmap from REST and follows its live readings. */

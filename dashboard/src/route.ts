@@ -15,12 +15,16 @@ export type Route =
       readonly view: 'overview';
       readonly cluster: string | undefined;
       readonly metric: HeatMetric;
+      /** The range of the multi-GPU panels (default DEFAULT_RANGE). */
+      readonly range?: RangeKey;
     }
   | {
       readonly view: 'host';
       readonly cluster: string;
       readonly host: string;
       readonly metric: HeatMetric;
+      /** The range of the multi-GPU panels (default DEFAULT_RANGE). */
+      readonly range?: RangeKey;
     }
   | {
       readonly view: 'gpu';
@@ -51,12 +55,14 @@ export function parseHash(hash: string): Route {
   const parts = path.split('/').filter((p) => p !== '');
   const seg = parts.map(decode);
   const metric = heatMetricFrom(query.get('metric')) ?? DEFAULT_HEAT_METRIC;
+  const rangeParam = query.get('range');
+  const range = isRange(rangeParam) && rangeParam !== DEFAULT_RANGE ? { range: rangeParam } : {};
   if (parts.length === 0) {
-    return { view: 'overview', cluster: query.get('cluster') ?? undefined, metric };
+    return { view: 'overview', cluster: query.get('cluster') ?? undefined, metric, ...range };
   }
   const [kind, cluster, host, gpu] = seg;
   if (kind === 'host' && parts.length === 3 && cluster !== undefined && host !== undefined) {
-    return { view: 'host', cluster, host, metric };
+    return { view: 'host', cluster, host, metric, ...range };
   }
   if (
     kind === 'gpu' &&
@@ -86,12 +92,17 @@ export function formatRoute(r: Route): string {
       const q = new URLSearchParams();
       if (r.metric !== DEFAULT_HEAT_METRIC) q.set('metric', r.metric);
       if (r.cluster !== undefined) q.set('cluster', r.cluster);
+      if (r.range !== undefined && r.range !== DEFAULT_RANGE) q.set('range', r.range);
       const s = q.toString();
       return s === '' ? '#/' : `#/?${s}`;
     }
     case 'host': {
+      const q = new URLSearchParams();
+      if (r.metric !== DEFAULT_HEAT_METRIC) q.set('metric', r.metric);
+      if (r.range !== undefined && r.range !== DEFAULT_RANGE) q.set('range', r.range);
       const base = `#/host/${enc(r.cluster)}/${enc(r.host)}`;
-      return r.metric === DEFAULT_HEAT_METRIC ? base : `${base}?metric=${r.metric}`;
+      const s = q.toString();
+      return s === '' ? base : `${base}?${s}`;
     }
     case 'gpu': {
       const base = `#/gpu/${enc(r.cluster)}/${enc(r.host)}/${r.gpu}`;
