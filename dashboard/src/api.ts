@@ -35,6 +35,88 @@ export type SeriesResult = Static<typeof SeriesResultSchema>;
 export type Overview = Static<typeof OverviewSchema>;
 export type Alert = Static<typeof AlertSchema>;
 
+/**
+ * The fleet-intelligence answers (issue 19): GET /api/v1/clusters/{c}/idle, /usage and /events, as
+ * docs/fleet.md and the API contract describe them.
+ */
+export interface IdleGpu {
+  readonly host_id: string;
+  readonly gpu_id: number;
+  readonly uuid: string | null;
+  readonly model: string | null;
+  readonly namespace: string | null;
+  readonly pod: string | null;
+  readonly container: string | null;
+  readonly utilization_metric: string;
+  readonly utilization_percent: number;
+  readonly idle_since: string;
+  readonly last_seen: string;
+  readonly idle_seconds: number;
+  readonly wasted_gpu_hours: number;
+}
+export interface IdleResult {
+  readonly cluster_id: string;
+  readonly threshold_percent: number;
+  readonly idle_for_seconds: number;
+  readonly count: number;
+  readonly wasted_gpu_hours: number;
+  readonly gpus: readonly IdleGpu[];
+}
+export interface Cost {
+  readonly energy: number;
+  readonly gpu_hours: number;
+  readonly total: number;
+}
+export interface UsageGroup {
+  readonly namespace?: string | null;
+  readonly pod?: string | null;
+  readonly host_id?: string;
+  readonly gpu_id?: number;
+  readonly uuid?: string | null;
+  readonly gpu_hours: number;
+  readonly avg_utilization_percent: number | null;
+  readonly energy_kwh: number;
+  readonly cost: Cost | null;
+  readonly unallocated_gpu_hours?: number;
+  readonly unallocated_energy_kwh?: number;
+}
+export interface UsageResult {
+  readonly cluster_id: string;
+  readonly group_by: string;
+  readonly from: string;
+  readonly to: string;
+  readonly currency: string;
+  readonly prices: { readonly energy_per_kwh: number; readonly gpu_hour: number } | null;
+  readonly groups: readonly UsageGroup[];
+  readonly total: {
+    readonly gpu_hours: number;
+    readonly energy_kwh: number;
+    readonly cost: Cost | null;
+  };
+  readonly unallocated: { readonly gpu_hours: number; readonly energy_kwh: number };
+}
+export interface FleetEvent {
+  readonly id: string;
+  readonly type: string;
+  readonly time: string;
+  readonly ended_at: string | null;
+  readonly severity: string;
+  readonly host_id: string;
+  readonly gpu_id: number | null;
+  readonly uuid: string | null;
+  readonly code: number | null;
+  readonly message: string;
+  readonly details: Readonly<Record<string, unknown>> | null;
+}
+export interface EventsResult {
+  readonly cluster_id: string;
+  readonly from: string;
+  readonly to: string;
+  readonly counts: Readonly<Record<string, number>>;
+  readonly events: readonly FleetEvent[];
+  readonly next_cursor: string | null;
+}
+
 /** An answer of the API that is not a success, or no answer at all. */
 export class ApiError extends Error {
   constructor(
@@ -131,6 +213,44 @@ async function fetchJson(
   }
 }
 
+/**
+ * Downloads a file of the API (a CSV) with this tab's token, as the JSON calls send it: its bytes
+ * and the name the gateway gives it (Content-Disposition), or `fallback`.
+ */
+export async function download(
+  path: string,
+  params: Params,
+  fallback: string,
+): Promise<{ blob: Blob; filename: string }> {
+  for (;;) {
+    const sent = currentToken();
+    let res: Response;
+    try {
+      res = await fetch(url(path, params), {
+        headers: { accept: 'text/csv', ...authHeaders() },
+      });
+    } catch {
+      throw new ApiError('cannot reach the gateway (network error)', 0, 'NETWORK');
+    }
+    if (res.status === 401) {
+      await requestToken(sent);
+      continue;
+    }
+    if (!res.ok) {
+      let body: unknown;
+      try {
+        body = await res.json();
+      } catch {
+        body = undefined;
+      }
+      throw errorFrom(res.status, res.statusText, body);
+    }
+    const cd = res.headers.get('content-disposition') ?? '';
+    const m = /filename="([^"]+)"/.exec(cd);
+    return { blob: await res.blob(), filename: m?.[1] ?? fallback };
+  }
+}
+
 /** True for the rejection of a request this page aborted itself (navigation, newer request). */
 export function isAbort(err: unknown, signal: AbortSignal): boolean {
   return signal.aborted && !(err instanceof ApiError && err.code === 'TIMEOUT');
@@ -163,6 +283,30 @@ export const api = {
   ) => getJson<SeriesResult>('/api/v1/telemetry', params, signal),
   host: (cluster: string, host: string, signal?: AbortSignal) =>
     getJson<HostDetail>(`/api/v1/clusters/${enc(cluster)}/hosts/${enc(host)}`, {}, signal),
+  hosts: (cluster: string, signal?: AbortSignal) =>
+    getJson<{ hosts: readonly { host_id: string }[] }>(
+      `/api/v1/clusters/${enc(cluster)}/hosts`,
+      {},
+      signal,
+    ),
+  idle: (cluster: string, signal?: AbortSignal) =>
+    getJson<IdleResult>(`/api/v1/clusters/${enc(cluster)}/idle`, {}, signal),
+  usage: (
+    cluster: string,
+    params: { group_by: string; from: string; to?: string },
+    signal?: AbortSignal,
+  ) => getJson<UsageResult>(`/api/v1/clusters/${enc(cluster)}/usage`, params, signal),
+  events: (
+    cluster: string,
+    params: {
+      type?: string;
+      from: string;
+      host_id?: string;
+      limit?: number;
+      cursor?: string;
+    },
+    signal?: AbortSignal,
+  ) => getJson<EventsResult>(`/api/v1/clusters/${enc(cluster)}/events`, params, signal),
   gpu: (cluster: string, host: string, gpu: number, signal?: AbortSignal) =>
     getJson<GpuDetail>(
       `/api/v1/clusters/${enc(cluster)}/hosts/${enc(host)}/gpus/${gpu}`,

@@ -7,15 +7,21 @@ import '../styles.css';
 import { api } from './api.js';
 import { onTokenChange, socketProtocols } from './auth.js';
 import { isTyping, notice, h } from './dom.js';
+import { EventsView } from './events-view.js';
 import { GpuView } from './gpu-view.js';
+import { IdleView } from './idle-view.js';
 import { HostView } from './host-view.js';
 import { LiveClient, liveUrl } from './live.js';
 import { OverviewView } from './overview-view.js';
 import { parentOf, type Route } from './route.js';
 import { Router } from './router.js';
 import { Shell } from './shell.js';
+import { UsageView } from './usage-view.js';
 import { initTheme, toggleTheme } from './theme.js';
 import type { Context, View } from './view.js';
+
+/** How often the shell asks the overview whether the fleet is simulated. */
+const SIMULATED_EVERY_MS = 60_000;
 
 function notFound(route: Extract<Route, { view: 'notfound' }>): View {
   return {
@@ -40,6 +46,12 @@ function makeView(route: Route, ctx: Context): View {
       return new HostView(route, ctx);
     case 'gpu':
       return new GpuView(route, ctx);
+    case 'idle':
+      return new IdleView(route, ctx);
+    case 'events':
+      return new EventsView(route, ctx);
+    case 'usage':
+      return new UsageView(route, ctx);
     case 'notfound':
       return notFound(route);
   }
@@ -50,9 +62,10 @@ function start(): void {
   const root = document.getElementById('app') ?? document.body;
   const router = new Router();
   // Live push when the gateway offers it (its overview says), polling otherwise.
+  const overview = api.overview();
   const live = new LiveClient(
     liveUrl(),
-    api.overview().then((o) => o.features.websocket),
+    overview.then((o) => o.features.websocket),
     {
       protocols: socketProtocols,
       // A REST call meets the same 401, which asks for a token (api.ts); a new one reconnects.
@@ -64,6 +77,14 @@ function start(): void {
     if (token !== undefined) live.restart();
   });
   const shell = new Shell(root, live);
+  // "Simulated" while `nexus up` streams the built-in simulated fleet (the overview says).
+  const showSimulated = (o: object): void => {
+    shell.setSimulated('simulated' in o && o.simulated === true);
+  };
+  overview.then(showSimulated, () => undefined);
+  window.setInterval(() => {
+    if (!document.hidden) api.overview().then(showSimulated, () => undefined);
+  }, SIMULATED_EVERY_MS);
   let view: View | undefined;
   const ctx: Context = {
     live,
@@ -97,7 +118,7 @@ function start(): void {
         `This page could not be built: ${err instanceof Error ? err.message : String(err)}`,
       );
     }
-    shell.mount(view);
+    shell.mount(view, route.view);
     window.scrollTo(0, 0);
   });
 

@@ -33,7 +33,40 @@ export type Route =
       readonly gpu: number;
       readonly range: RangeKey;
     }
+  | {
+      /** `#/idle?cluster=..`: the idle GPUs of a cluster. */
+      readonly view: 'idle';
+      readonly cluster: string | undefined;
+    }
+  | {
+      /** `#/events?cluster=..&type=xid,health&host=..&range=24h`: the events of a cluster. */
+      readonly view: 'events';
+      readonly cluster: string | undefined;
+      readonly types: readonly EventType[];
+      readonly host: string | undefined;
+      readonly range: UsageRange;
+    }
+  | {
+      /** `#/usage?cluster=..&group_by=namespace&range=24h`: GPU-hours and energy by group. */
+      readonly view: 'usage';
+      readonly cluster: string | undefined;
+      readonly groupBy: GroupBy;
+      readonly range: UsageRange;
+    }
   | { readonly view: 'notfound'; readonly path: string };
+
+export const EVENT_TYPES = ['xid', 'throttle', 'health', 'stopped', 'reappeared'] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+export const GROUP_BYS = ['namespace', 'pod', 'host', 'gpu'] as const;
+export type GroupBy = (typeof GROUP_BYS)[number];
+/** The ranges of the events and usage pages (ending now). */
+export const USAGE_RANGES = ['1h', '6h', '24h', '7d', '30d'] as const;
+export type UsageRange = (typeof USAGE_RANGES)[number];
+export const DEFAULT_USAGE_RANGE: UsageRange = '24h';
+
+function isUsageRange(s: string | null): s is UsageRange {
+  return s !== null && (USAGE_RANGES as readonly string[]).includes(s);
+}
 
 function isRange(s: string | null): s is RangeKey {
   return s !== null && (RANGES as readonly string[]).includes(s);
@@ -59,6 +92,31 @@ export function parseHash(hash: string): Route {
   const range = isRange(rangeParam) && rangeParam !== DEFAULT_RANGE ? { range: rangeParam } : {};
   if (parts.length === 0) {
     return { view: 'overview', cluster: query.get('cluster') ?? undefined, metric, ...range };
+  }
+  const clusterParam = query.get('cluster') ?? undefined;
+  const usageRange = query.get('range');
+  const pageRange = isUsageRange(usageRange) ? usageRange : DEFAULT_USAGE_RANGE;
+  if (parts.length === 1 && seg[0] === 'idle') return { view: 'idle', cluster: clusterParam };
+  if (parts.length === 1 && seg[0] === 'events') {
+    const types = (query.get('type') ?? '')
+      .split(',')
+      .filter((t): t is EventType => (EVENT_TYPES as readonly string[]).includes(t));
+    return {
+      view: 'events',
+      cluster: clusterParam,
+      types: EVENT_TYPES.filter((t) => types.includes(t)),
+      host: query.get('host') ?? undefined,
+      range: pageRange,
+    };
+  }
+  if (parts.length === 1 && seg[0] === 'usage') {
+    const g = query.get('group_by');
+    return {
+      view: 'usage',
+      cluster: clusterParam,
+      groupBy: (GROUP_BYS as readonly (string | null)[]).includes(g) ? (g as GroupBy) : 'namespace',
+      range: pageRange,
+    };
   }
   const [kind, cluster, host, gpu] = seg;
   if (kind === 'host' && parts.length === 3 && cluster !== undefined && host !== undefined) {
@@ -108,6 +166,27 @@ export function formatRoute(r: Route): string {
       const base = `#/gpu/${enc(r.cluster)}/${enc(r.host)}/${r.gpu}`;
       return r.range === DEFAULT_RANGE ? base : `${base}?range=${r.range}`;
     }
+    case 'idle':
+      return r.cluster === undefined
+        ? '#/idle'
+        : `#/idle?${new URLSearchParams({ cluster: r.cluster }).toString()}`;
+    case 'events': {
+      const q = new URLSearchParams();
+      if (r.cluster !== undefined) q.set('cluster', r.cluster);
+      if (r.types.length > 0) q.set('type', r.types.join(','));
+      if (r.host !== undefined) q.set('host', r.host);
+      if (r.range !== DEFAULT_USAGE_RANGE) q.set('range', r.range);
+      const s = q.toString();
+      return s === '' ? '#/events' : `#/events?${s.replace(/%2C/g, ',')}`;
+    }
+    case 'usage': {
+      const q = new URLSearchParams();
+      if (r.cluster !== undefined) q.set('cluster', r.cluster);
+      if (r.groupBy !== 'namespace') q.set('group_by', r.groupBy);
+      if (r.range !== DEFAULT_USAGE_RANGE) q.set('range', r.range);
+      const s = q.toString();
+      return s === '' ? '#/usage' : `#/usage?${s}`;
+    }
     case 'notfound':
       return `#${r.path}`;
   }
@@ -122,6 +201,10 @@ export function parentOf(r: Route): Route | undefined {
       return { view: 'overview', cluster: r.cluster, metric: r.metric };
     case 'notfound':
       return { view: 'overview', cluster: undefined, metric: DEFAULT_HEAT_METRIC };
+    case 'idle':
+    case 'events':
+    case 'usage':
+      return { view: 'overview', cluster: r.cluster, metric: DEFAULT_HEAT_METRIC };
     case 'overview':
       return undefined;
   }

@@ -19,6 +19,14 @@ const SHORTCUTS: readonly (readonly [readonly string[], string])[] = [
   [['?'], 'This help'],
 ];
 
+/** The pages in the navigation: view, label, link. */
+const NAV: readonly (readonly [string, string, string])[] = [
+  ['overview', 'Fleet', '#/'],
+  ['idle', 'Idle GPUs', '#/idle'],
+  ['events', 'Events', '#/events'],
+  ['usage', 'Usage', '#/usage'],
+];
+
 export class Shell {
   readonly main: HTMLElement;
   private readonly crumbs: HTMLElement;
@@ -26,6 +34,8 @@ export class Shell {
   private readonly themeButton: HTMLButtonElement;
   private readonly help: HTMLDialogElement;
   private readonly banner: HTMLElement;
+  private readonly simulated: HTMLElement;
+  private readonly nav: HTMLElement;
   private statusTimer: number | undefined;
 
   constructor(
@@ -78,6 +88,26 @@ export class Shell {
     this.help = this.makeHelp();
     this.banner = h('div', { class: 'banner', role: 'alert' });
     this.banner.hidden = true;
+    this.simulated = h(
+      'div',
+      { class: 'banner banner-sim', role: 'status', 'data-testid': 'simulated-banner' },
+      h('strong', { text: 'Simulated fleet' }),
+      ' · this gateway streams the built-in simulated GPU fleet (nexus up), not real telemetry. Run nexus up --csv FILE for real data.',
+    );
+    this.simulated.hidden = true;
+    this.nav = h(
+      'nav',
+      { class: 'nav', 'aria-label': 'Pages' },
+      ...NAV.map(([view, label, href]) =>
+        h('a', {
+          class: 'nav-link',
+          href,
+          'data-view': view,
+          'data-testid': `nav-${view}`,
+          text: label,
+        }),
+      ),
+    );
     this.main = h('main', { id: 'main', class: 'main', tabindex: -1 });
     root.replaceChildren(
       h(
@@ -89,6 +119,7 @@ export class Shell {
           h('span', { class: 'brand-mark', 'aria-hidden': 'true' }),
           'Nexus',
         ),
+        this.nav,
         this.crumbs,
         h(
           'div',
@@ -99,6 +130,7 @@ export class Shell {
           signOutButton,
         ),
       ),
+      this.simulated,
       this.banner,
       this.main,
       this.help,
@@ -112,9 +144,23 @@ export class Shell {
     });
   }
 
-  mount(view: View): void {
+  mount(view: View, page?: string): void {
     this.main.replaceChildren(view.el);
     this.setCrumbs(view.crumbs);
+    for (const a of this.nav.querySelectorAll<HTMLElement>('.nav-link')) {
+      const here =
+        a.dataset.view === page ||
+        (a.dataset.view === 'overview' && page !== undefined && ['host', 'gpu'].includes(page));
+      a.classList.toggle('active', here);
+      if (here) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
+    }
+  }
+
+  /** Shows or hides the "simulated fleet" banner. */
+  setSimulated(on: boolean): void {
+    this.simulated.hidden = !on;
+    document.documentElement.dataset.simulated = String(on);
   }
 
   setCrumbs(crumbs: readonly Crumb[]): void {

@@ -4,10 +4,10 @@
  * host page and the overview, with what they show checked against the API's own answers.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Browser, Page, Response } from 'playwright-core';
+import type { Browser, Locator, Page, Response } from 'playwright-core';
 import { ROOT } from '../helpers/child.js';
 import {
   ensureDashboardBuilt,
@@ -20,6 +20,37 @@ const CLUSTER = 'local-cluster';
 const HOST = 'mtv5-dgx1-hgpu-031';
 const GPUS = 247;
 const RESULTS = join(ROOT, 'test-results');
+
+interface IdleAnswer {
+  count: number;
+  wasted_gpu_hours: number;
+  gpus: {
+    host_id: string;
+    gpu_id: number;
+    pod: string | null;
+    namespace: string | null;
+    wasted_gpu_hours: number;
+  }[];
+}
+
+interface EventsAnswer {
+  counts: Record<string, number>;
+  events: { id: string; type: string; host_id: string }[];
+  next_cursor: string | null;
+}
+
+interface UsageAnswer {
+  groups: {
+    namespace?: string | null;
+    host_id?: string;
+    gpu_hours: number;
+    energy_kwh: number;
+    avg_utilization_percent: number | null;
+    cost: { total: number } | null;
+  }[];
+  total: { gpu_hours: number; energy_kwh: number };
+  unallocated: { gpu_hours: number };
+}
 
 interface SeriesAnswer {
   step: string;
@@ -56,6 +87,8 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
   const pageErrors: string[] = [];
   /** The answers of the series requests for power, newest last. */
   const powerAnswers: SeriesAnswer[] = [];
+  /** The JSON answers of the fleet endpoints (idle, events, usage) by path, with their URL. */
+  const answers = new Map<string, { url: URL; body: unknown }[]>();
 
   before(async () => {
     mkdirSync(RESULTS, { recursive: true });
@@ -76,6 +109,13 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
         r.ok()
       )
         void r.json().then((j: unknown) => powerAnswers.push(j as SeriesAnswer));
+      const fleet = /^\/api\/v1\/clusters\/[^/]+\/(idle|events|usage)$/.exec(u.pathname);
+      if (fleet !== null && r.ok() && u.searchParams.get('format') !== 'csv')
+        void r.json().then((j: unknown) => {
+          const list = answers.get(fleet[1] ?? '') ?? [];
+          list.push({ url: u, body: j });
+          answers.set(fleet[1] ?? '', list);
+        });
     });
   });
 
@@ -83,6 +123,34 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
     await browser?.close();
     await nexus?.stop();
   });
+
+  /** The last answer the page got from a fleet endpoint, once it has one newer than `after`. */
+  async function lastAnswer<T>(name: string, after = 0): Promise<{ url: URL; body: T }> {
+    for (let i = 0; i < 200; i++) {
+      const list = answers.get(name) ?? [];
+      const last = list[list.length - 1];
+      if (last !== undefined && list.length > after) return last as { url: URL; body: T };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`the page asked for no ${name}`);
+  }
+
+  /** An attribute of every element a selector finds, in document order. */
+  async function attrs(selector: string, name: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const el of await page.locator(selector).all())
+      out.push((await el.getAttribute(name)) ?? '');
+    return out;
+  }
+
+  /** Whether the gateway serves this fleet endpoint (each lands with another branch). */
+  async function serves(name: string): Promise<boolean> {
+    assert.ok(nexus !== undefined);
+    const res = await fetch(`${nexus.url}/api/v1/clusters/${CLUSTER}/${name}?group_by=namespace`);
+    await res.arrayBuffer();
+    // The cluster exists: a 404 means the route does not.
+    return res.status !== 404;
+  }
 
   async function api<T>(path: string): Promise<T> {
     assert.ok(nexus !== undefined);
@@ -182,4 +250,223 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
     await page.screenshot({ path: join(RESULTS, 'overview-multi.png'), fullPage: true });
     assert.deepEqual(pageErrors, [], 'no errors in the page');
   });
+
+  it('shows "simulated" exactly while the overview says the fleet is simulated, and links every page', async () => {
+    assert.ok(nexus !== undefined);
+    const overview = await api<{ simulated?: boolean }>('/api/v1/overview');
+    await page.goto(`${nexus.url}/`);
+    await page.waitForSelector('html[data-simulated]');
+    assert.equal(
+      await page.getByTestId('simulated-banner').isVisible(),
+      overview.simulated === true,
+      `overview.simulated is ${String(overview.simulated)}`,
+    );
+    for (const [view, hash] of [
+      ['idle', '#/idle'],
+      ['events', '#/events'],
+      ['usage', '#/usage'],
+      ['overview', '#/'],
+    ] as const) {
+      await page.getByTestId(`nav-${view}`).click();
+      await page.waitForURL(`**/${hash}`);
+      await page.getByTestId(`page-${view}`).waitFor();
+      assert.equal(await page.getByTestId(`nav-${view}`).getAttribute('aria-current'), 'page');
+    }
+  });
+
+  it('idle GPUs: the table is the API list, in its order, with its total', async (t) => {
+    assert.ok(nexus !== undefined);
+    if (!(await serves('idle'))) {
+      t.skip('GET /api/v1/clusters/{cluster_id}/idle is not on this branch yet');
+      return;
+    }
+    const before = answers.get('idle')?.length ?? 0;
+    await page.goto(`${nexus.url}/#/idle?cluster=${CLUSTER}`);
+    await page.waitForSelector('[data-testid="page-idle"][data-count]');
+    const { body } = await lastAnswer<IdleAnswer>('idle', before);
+    const el = page.getByTestId('page-idle');
+    assert.equal(await el.getAttribute('data-count'), String(body.count));
+    assert.equal(Number(await el.getAttribute('data-wasted')), body.wasted_gpu_hours);
+    if (body.gpus.length === 0) {
+      await page.getByTestId('notice-empty').waitFor();
+      return;
+    }
+    const rows = page.locator('[data-testid="idle-table"] tbody tr');
+    assert.equal(await rows.count(), body.gpus.length);
+    const shown = [];
+    for (const row of await rows.all())
+      shown.push({
+        host: await row.locator('[data-col="host"]').textContent(),
+        gpu: await row.locator('[data-col="gpu"]').textContent(),
+        pod: await row.locator('[data-col="pod"]').textContent(),
+        namespace: await row.locator('[data-col="namespace"]').textContent(),
+        wasted: Number(
+          await row.locator('[data-col="wasted"] [data-value]').getAttribute('data-value'),
+        ),
+        href: await row.locator('[data-col="gpu"] a').getAttribute('href'),
+      });
+    assert.deepEqual(
+      shown,
+      body.gpus.map((g) => ({
+        host: g.host_id,
+        gpu: `GPU ${g.gpu_id}`,
+        pod: g.pod ?? '–',
+        namespace: g.namespace ?? '–',
+        wasted: g.wasted_gpu_hours,
+        href: `#/gpu/${CLUSTER}/${g.host_id}/${g.gpu_id}`,
+      })),
+    );
+    const total = page.locator('[data-testid="idle-table"] tfoot [data-col="wasted"] [data-value]');
+    assert.equal(Number(await total.getAttribute('data-value')), body.wasted_gpu_hours);
+    assert.deepEqual(pageErrors, [], 'no errors in the page');
+  });
+
+  it('events: newest first as the API lists them; type and host filters change the URL and the rows; older pages', async (t) => {
+    assert.ok(nexus !== undefined);
+    if (!(await serves('events'))) {
+      t.skip('GET /api/v1/clusters/{cluster_id}/events is not on this branch yet');
+      return;
+    }
+    let before = answers.get('events')?.length ?? 0;
+    await page.goto(`${nexus.url}/#/events?cluster=${CLUSTER}`);
+    await page.waitForSelector('[data-testid="page-events"][data-query]');
+    let { body } = await lastAnswer<EventsAnswer>('events', before);
+    const shownIds = (): Promise<string[]> => attrs('[data-testid="event"]', 'data-id');
+    // Live events may have joined at the top since: the API's page is the tail of what is shown.
+    let ids = await shownIds();
+    assert.deepEqual(
+      ids.slice(ids.length - body.events.length),
+      body.events.map((e) => e.id),
+    );
+    for (const type of ['xid', 'throttle', 'health', 'stopped', 'reappeared'])
+      assert.equal(
+        Number(
+          await page
+            .locator(`[data-testid="events-counts"] [data-type="${type}"]`)
+            .getAttribute('data-count'),
+        ) >= (body.counts[type] ?? 0),
+        true,
+        type,
+      );
+    // Only XID: untick the others.
+    for (const type of ['throttle', 'health', 'stopped', 'reappeared']) {
+      before = answers.get('events')?.length ?? 0;
+      await page.locator(`[data-testid="events-types"] input[data-type="${type}"]`).uncheck();
+      await lastAnswer<EventsAnswer>('events', before);
+    }
+    await page.waitForURL(/type=xid(&|$)/);
+    ({ body } = await lastAnswer<EventsAnswer>('events', before));
+    assert.equal(new URL(page.url()).hash.includes('type=xid'), true);
+    await page.waitForSelector('[data-testid="page-events"][data-query*="type=xid"]');
+    const types = await attrs('[data-testid="event"]', 'data-type');
+    assert.ok(
+      types.every((x) => x === 'xid'),
+      types.join(','),
+    );
+    // A host: the first host of the list.
+    const host = await page
+      .locator('[data-testid="events-host"] option')
+      .nth(1)
+      .getAttribute('value');
+    assert.ok(host !== null);
+    before = answers.get('events')?.length ?? 0;
+    await page.getByTestId('events-host').selectOption(host);
+    await page.waitForURL(new RegExp(`host=${host}`));
+    const hosted = await lastAnswer<EventsAnswer>('events', before);
+    assert.equal(hosted.url.searchParams.get('host_id'), host);
+    assert.equal(hosted.url.searchParams.get('type'), 'xid');
+    await page.waitForSelector(`[data-testid="page-events"][data-query*="host_id=${host}"]`);
+    assert.ok((await attrs('[data-testid="event"]', 'data-host')).every((x) => x === host));
+    ids = await shownIds();
+    assert.deepEqual(
+      ids.slice(ids.length - hosted.body.events.length),
+      hosted.body.events.map((e) => e.id),
+    );
+    assert.deepEqual(pageErrors, [], 'no errors in the page');
+  });
+
+  it('usage: by namespace by default, the table and bars are the API groups, group-by in the URL, the CSV downloads', async (t) => {
+    assert.ok(nexus !== undefined);
+    if (!(await serves('usage'))) {
+      t.skip('GET /api/v1/clusters/{cluster_id}/usage is not on this branch yet');
+      return;
+    }
+    let before = answers.get('usage')?.length ?? 0;
+    await page.goto(`${nexus.url}/#/usage?cluster=${CLUSTER}`);
+    await page.waitForSelector('[data-testid="page-usage"][data-group-by="namespace"]');
+    let { url, body } = await lastAnswer<UsageAnswer>('usage', before);
+    assert.equal(url.searchParams.get('group_by'), 'namespace');
+    await checkUsage(body, 'namespace');
+    // Group by host: the URL and the rows change.
+    before = answers.get('usage')?.length ?? 0;
+    await page.locator('.page-usage button[data-value="host"]').click();
+    await page.waitForURL(/group_by=host/);
+    await page.waitForSelector('[data-testid="page-usage"][data-group-by="host"]');
+    ({ url, body } = await lastAnswer<UsageAnswer>('usage', before));
+    assert.equal(url.searchParams.get('group_by'), 'host');
+    await checkUsage(body, 'host');
+    // The CSV: what the endpoint answers for the same range, with its file name.
+    const download = page.waitForEvent('download');
+    await page.getByTestId('usage-csv').click();
+    const file = await download;
+    const path = await file.path();
+    const csv = readFileSync(path, 'utf8');
+    const q = new URLSearchParams({
+      group_by: 'host',
+      from: url.searchParams.get('from') ?? '',
+      to: url.searchParams.get('to') ?? '',
+      format: 'csv',
+    });
+    const res = await fetch(`${nexus.url}/api/v1/clusters/${CLUSTER}/usage?${q.toString()}`);
+    assert.equal(res.status, 200);
+    assert.equal(csv, await res.text());
+    const cd = res.headers.get('content-disposition') ?? '';
+    assert.equal(`attachment; filename="${file.suggestedFilename()}"`, cd);
+    assert.equal(csv.split('\n').filter((l) => l !== '').length, body.groups.length + 1);
+    assert.deepEqual(pageErrors, [], 'no errors in the page');
+  });
+
+  /** The usage table: one row per group, in the API's order, with its values, and the totals. */
+  async function checkUsage(body: UsageAnswer, by: string): Promise<void> {
+    const rows = page.locator('[data-testid="usage-table"] tbody tr');
+    if (body.groups.length === 0) {
+      await page.getByTestId('notice-empty').waitFor();
+      return;
+    }
+    await page.waitForSelector(`[data-testid="usage-table"][data-rows="${body.groups.length}"]`);
+    const value = async (row: Locator, col: string): Promise<number | null> => {
+      const v = row.locator(`[data-col="${col}"] [data-value]`);
+      return (await v.count()) === 0 ? null : Number(await v.getAttribute('data-value'));
+    };
+    const all = await rows.all();
+    for (const [i, g] of body.groups.entries()) {
+      const row = all[i];
+      assert.ok(row !== undefined);
+      const key = by === 'namespace' ? (g.namespace ?? '(none)') : (g.host_id ?? '?');
+      const keyCol = by === 'namespace' ? 'namespace' : 'host_id';
+      assert.equal(await row.locator(`[data-col="${keyCol}"]`).textContent(), key);
+      assert.equal(await value(row, 'gpu_hours'), g.gpu_hours, `${key} GPU-hours`);
+      assert.equal(await value(row, 'energy_kwh'), g.energy_kwh, `${key} kWh`);
+      assert.equal(
+        await value(row, 'avg_utilization_percent'),
+        g.avg_utilization_percent,
+        `${key} utilisation`,
+      );
+      assert.equal(await value(row, 'cost_total'), g.cost?.total ?? null, `${key} cost`);
+    }
+    const foot = page.locator('[data-testid="usage-table"] tfoot');
+    assert.equal(
+      Number(await foot.locator('[data-col="gpu_hours"] [data-value]').getAttribute('data-value')),
+      body.total.gpu_hours,
+    );
+    assert.equal(
+      Number(await foot.locator('[data-col="energy_kwh"] [data-value]').getAttribute('data-value')),
+      body.total.energy_kwh,
+    );
+    assert.equal(await page.getByTestId('usage-bar').count(), Math.min(20, body.groups.length));
+    assert.equal(
+      Number(await page.getByTestId('usage-unallocated').getAttribute('data-gpu-hours')),
+      body.unallocated.gpu_hours,
+    );
+  }
 });

@@ -1,0 +1,339 @@
+/**
+ * The events page (`#/events?cluster=..&type=xid,health&host=..&range=24h`): a timeline of the
+ * cluster's events (XID errors, throttling, health changes, GPUs that stopped reporting or came
+ * back), newest first, filtered by type and host, a page of PAGE_SIZE at a time with "older" to
+ * page on (GET /api/v1/clusters/{c}/events); events recorded while the page is open appear at the
+ * top (the live socket's subscription of kind `events`).
+ */
+import { api, isAbort, message, type EventsResult, type FleetEvent } from './api.js';
+import { h, notice, setText } from './dom.js';
+import { clusterSelect, pickCluster, problem, segmented } from './fleet-page.js';
+import { formatAgo, formatDateTime, formatNumber, parseTime } from './format.js';
+import { DEFAULT_RANGE, EVENT_TYPES, USAGE_RANGES, type EventType, type Route } from './route.js';
+import { Router } from './router.js';
+import type { Context, Crumb, View } from './view.js';
+
+type EventsRoute = Extract<Route, { view: 'events' }>;
+
+const PAGE_SIZE = 100;
+/** Most events the page keeps (live ones push the oldest out). */
+const MAX_SHOWN = 2000;
+const RANGE_MS: Readonly<Record<EventsRoute['range'], number>> = {
+  '1h': 3_600_000,
+  '6h': 6 * 3_600_000,
+  '24h': 86_400_000,
+  '7d': 7 * 86_400_000,
+  '30d': 30 * 86_400_000,
+};
+const TYPE_LABEL: Readonly<Record<EventType, string>> = {
+  xid: 'XID',
+  throttle: 'Throttle',
+  health: 'Health',
+  stopped: 'Stopped',
+  reappeared: 'Reappeared',
+};
+
+function isEvent(v: unknown): v is FleetEvent {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return (
+    typeof e.id === 'string' &&
+    typeof e.type === 'string' &&
+    typeof e.time === 'string' &&
+    typeof e.host_id === 'string'
+  );
+}
+
+export class EventsView implements View {
+  readonly el: HTMLElement;
+  readonly crumbs: readonly Crumb[] = [{ label: 'Fleet', href: '#/' }, { label: 'Events' }];
+  private route: EventsRoute;
+  private readonly list: HTMLElement;
+  private readonly state: HTMLElement;
+  private readonly sub: HTMLElement;
+  private readonly counts: HTMLElement;
+  private readonly more: HTMLButtonElement;
+  private readonly select: ReturnType<typeof clusterSelect>;
+  private readonly hostSelect: HTMLSelectElement;
+  private readonly range: ReturnType<typeof segmented<EventsRoute['range']>>;
+  private readonly typeBoxes = new Map<EventType, HTMLInputElement>();
+  private ctl: AbortController | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private cluster: string | undefined;
+  private cursor: string | null = null;
+  private readonly shown = new Set<string>();
+  private countsNow: Record<string, number> = {};
+
+  constructor(
+    route: EventsRoute,
+    private readonly ctx: Context,
+  ) {
+    this.route = route;
+    this.select = clusterSelect((cluster) => {
+      this.go({ cluster, host: undefined });
+    });
+    this.hostSelect = h('select', {
+      class: 'select',
+      'aria-label': 'Host',
+      'data-testid': 'events-host',
+    });
+    this.hostSelect.addEventListener('change', () => {
+      this.go({ host: this.hostSelect.value === '' ? undefined : this.hostSelect.value });
+    });
+    this.range = segmented(
+      'Time range',
+      USAGE_RANGES,
+      (r) => r,
+      (range) => {
+        this.go({ range });
+      },
+    );
+    const types = h('fieldset', { class: 'type-filter', 'data-testid': 'events-types' });
+    types.append(h('legend', { class: 'visually-hidden', text: 'Event types' }));
+    for (const t of EVENT_TYPES) {
+      const box = h('input', { type: 'checkbox', value: t, 'data-type': t });
+      box.addEventListener('change', () => {
+        const picked = EVENT_TYPES.filter((x) => this.typeBoxes.get(x)?.checked === true);
+        // None ticked means every type, as the API reads no `type`.
+        this.go({ types: picked.length === EVENT_TYPES.length ? [] : picked });
+      });
+      this.typeBoxes.set(t, box);
+      types.append(h('label', { class: `chip type-${t}` }, box, TYPE_LABEL[t]));
+    }
+    this.more = h('button', {
+      type: 'button',
+      class: 'btn',
+      'data-testid': 'events-more',
+      text: 'Older events',
+    });
+    this.more.addEventListener('click', () => void this.load(true));
+    this.more.hidden = true;
+    this.sub = h('div', { class: 'page-sub', 'data-testid': 'events-summary' });
+    this.counts = h('div', { class: 'chips', 'data-testid': 'events-counts' });
+    this.state = h('div', {}, notice('loading', 'Loading the events…'));
+    this.list = h('ol', { class: 'timeline', 'data-testid': 'events-list' });
+    this.el = h(
+      'div',
+      { class: 'page page-events', 'data-testid': 'page-events' },
+      h(
+        'header',
+        { class: 'page-head' },
+        h('div', {}, h('h1', { text: 'Events' }), this.sub),
+        h('div', { class: 'toolbar' }, this.range.el, this.hostSelect, this.select.el),
+      ),
+      h(
+        'section',
+        { class: 'panel' },
+        h('div', { class: 'panel-head' }, types, this.counts),
+        this.state,
+        this.list,
+        h('div', { class: 'more' }, this.more),
+      ),
+    );
+    this.mark();
+    void this.load(false);
+  }
+
+  update(route: Route): boolean {
+    if (route.view !== 'events') return false;
+    this.route = route;
+    this.mark();
+    void this.load(false);
+    return true;
+  }
+
+  key(): boolean {
+    return false;
+  }
+
+  destroy(): void {
+    this.ctl?.abort();
+    this.unsubscribe?.();
+  }
+
+  private go(change: Partial<Omit<EventsRoute, 'view'>>): void {
+    this.ctx.router.go({ ...this.route, ...change }, { replace: true });
+  }
+
+  private mark(): void {
+    this.range.mark(this.route.range);
+    for (const [t, box] of this.typeBoxes)
+      box.checked = this.route.types.length === 0 || this.route.types.includes(t);
+  }
+
+  /** The first page (older = false), or the next page of older events. */
+  private async load(older: boolean): Promise<void> {
+    this.ctl?.abort();
+    const ctl = new AbortController();
+    this.ctl = ctl;
+    const r = this.route;
+    let res: EventsResult;
+    let query = '';
+    try {
+      if (!older) {
+        const picked = await pickCluster(r.cluster, ctl.signal);
+        this.select.set(picked.ids, picked.cluster);
+        this.cluster = picked.cluster;
+        if (picked.cluster === undefined) {
+          if (picked.problem !== undefined) this.state.replaceChildren(problem(picked.problem));
+          this.list.replaceChildren();
+          return;
+        }
+        const hosts = await api.hosts(picked.cluster, ctl.signal);
+        this.showHosts(hosts.hosts.map((x) => x.host_id).sort());
+      }
+      const cluster = this.cluster;
+      if (cluster === undefined) return;
+      const cursor = older ? this.cursor : null;
+      const params = {
+        ...(r.types.length === 0 ? {} : { type: r.types.join(',') }),
+        from: new Date(Date.now() - RANGE_MS[r.range]).toISOString(),
+        ...(r.host === undefined ? {} : { host_id: r.host }),
+        limit: PAGE_SIZE,
+        ...(cursor === null ? {} : { cursor }),
+      };
+      res = await api.events(cluster, params, ctl.signal);
+      query = new URLSearchParams(
+        Object.entries(params).map(([k, v]) => [k, String(v)]),
+      ).toString();
+    } catch (err) {
+      if (isAbort(err, ctl.signal)) return;
+      this.state.replaceChildren(notice('error', `Cannot load the events: ${message(err)}`));
+      return;
+    }
+    if (!older) {
+      this.list.replaceChildren();
+      this.shown.clear();
+      this.follow();
+    }
+    this.cursor = res.next_cursor;
+    this.more.hidden = res.next_cursor === null;
+    this.countsNow = { ...res.counts };
+    this.showCounts();
+    setText(
+      this.sub,
+      `${res.cluster_id} · ${formatDateTime(parseTime(res.from))} – now${r.host === undefined ? '' : ` · host ${r.host}`}`,
+    );
+    for (const e of res.events) this.add(e, false);
+    this.showState();
+    // What the rows show (tests wait for it).
+    this.el.dataset.query = query;
+  }
+
+  private showHosts(hosts: readonly string[]): void {
+    const wanted = this.route.host;
+    const all = wanted !== undefined && !hosts.includes(wanted) ? [...hosts, wanted] : hosts;
+    this.hostSelect.replaceChildren(
+      h('option', { value: '', text: 'All hosts' }),
+      ...all.map((x) => h('option', { value: x, text: x })),
+    );
+    this.hostSelect.value = wanted ?? '';
+  }
+
+  /** New events of the cluster, as they are recorded, matching the filters. */
+  private follow(): void {
+    this.unsubscribe?.();
+    const cluster = this.cluster;
+    if (cluster === undefined) return;
+    const r = this.route;
+    this.unsubscribe = this.ctx.live.subscribeEvents(
+      {
+        cluster_id: cluster,
+        ...(r.types.length === 0 ? {} : { type: r.types }),
+        ...(r.host === undefined ? {} : { host_id: [r.host] }),
+      },
+      (e) => {
+        if (!isEvent(e)) return;
+        if (r.types.length > 0 && !(r.types as readonly string[]).includes(e.type)) return;
+        if (r.host !== undefined && e.host_id !== r.host) return;
+        if (this.shown.has(e.id)) return;
+        this.countsNow[e.type] = (this.countsNow[e.type] ?? 0) + 1;
+        this.showCounts();
+        this.add(e, true);
+        this.showState();
+      },
+      () => void this.load(false),
+    );
+  }
+
+  private showCounts(): void {
+    this.counts.replaceChildren(
+      ...EVENT_TYPES.map((t) =>
+        h(
+          'span',
+          { class: `chip type-${t}`, 'data-type': t, 'data-count': this.countsNow[t] ?? 0 },
+          h('span', { class: 'chip-k', text: TYPE_LABEL[t] }),
+          h('span', { class: 'chip-v', text: formatNumber(this.countsNow[t] ?? 0) }),
+        ),
+      ),
+    );
+  }
+
+  private showState(): void {
+    this.el.dataset.events = String(this.shown.size);
+    if (this.shown.size === 0)
+      this.state.replaceChildren(notice('empty', 'No event in this range matches the filters.'));
+    else this.state.replaceChildren();
+  }
+
+  private add(e: FleetEvent, live: boolean): void {
+    if (this.shown.has(e.id)) return;
+    this.shown.add(e.id);
+    const cluster = this.cluster ?? '';
+    const t = parseTime(e.time);
+    const where =
+      e.gpu_id === null
+        ? h('a', {
+            href: Router.href({
+              view: 'host',
+              cluster,
+              host: e.host_id,
+              metric: 'DCGM_FI_DEV_GPU_UTIL',
+            }),
+            text: e.host_id,
+          })
+        : h('a', {
+            href: Router.href({
+              view: 'gpu',
+              cluster,
+              host: e.host_id,
+              gpu: e.gpu_id,
+              range: DEFAULT_RANGE,
+            }),
+            text: `${e.host_id} · GPU ${e.gpu_id}`,
+          });
+    const item = h(
+      'li',
+      {
+        class: `event event-${e.severity}${live ? ' event-new' : ''}`,
+        'data-testid': 'event',
+        'data-id': e.id,
+        'data-type': e.type,
+        'data-host': e.host_id,
+        'data-time': e.time,
+      },
+      h('span', { class: `badge badge-${e.severity}`, text: e.type }),
+      h('span', { class: 'event-time', title: formatDateTime(t), text: formatAgo(t) }),
+      where,
+      h('span', { class: 'event-msg', text: e.message }),
+      e.ended_at === null
+        ? undefined
+        : h('span', { class: 'hint', text: `until ${formatDateTime(parseTime(e.ended_at))}` }),
+    );
+    // Newest first: a live event goes above the first older one.
+    if (live) {
+      const next = [...this.list.children].find(
+        (c) => parseTime((c as HTMLElement).dataset.time) <= t,
+      );
+      this.list.insertBefore(item, next ?? null);
+    } else {
+      this.list.append(item);
+    }
+    while (this.list.children.length > MAX_SHOWN) {
+      const last = this.list.lastElementChild as HTMLElement | null;
+      if (last === null) break;
+      if (last.dataset.id !== undefined) this.shown.delete(last.dataset.id);
+      last.remove();
+    }
+  }
+}
