@@ -1,7 +1,8 @@
 /**
  * Refreshes the dashboard screenshots of the docs: builds the dashboard if needed, starts
  * `nexus up` on a free port with a throwaway data directory, opens the overview and a GPU page in
- * Debian's Chromium at 1280x800, and writes docs/img/overview.png and docs/img/gpu.png.
+ * Debian's Chromium at 1280x800, and writes docs/img/overview.png, gpu.png, host.png (its multi-GPU
+ * panels), idle.png, events.png and usage.png.
  *
  *   npx tsx scripts/screenshots.ts [--theme light|dark]
  */
@@ -45,7 +46,28 @@ try {
   await page.waitForSelector('.facts dd');
   await page.waitForTimeout(1000);
   await page.screenshot({ path: join(OUT, 'gpu.png') });
-  process.stdout.write('screenshots: wrote docs/img/overview.png and docs/img/gpu.png\n');
+  await page.goto(`${nexus.url}/#/host/local-cluster/${GPU.host}?range=15m`);
+  await page.waitForSelector('[data-testid="multi-gpu"][data-gpus]');
+  await page.waitForSelector('[data-testid="multi-chart"][data-key="power"] .uplot');
+  await page.waitForTimeout(1000);
+  await page.screenshot({ path: join(OUT, 'host.png'), fullPage: true });
+  // The fleet pages (issue 19): each once its answer is shown (a table, a list or a notice).
+  for (const [name, ready] of [
+    ['idle', '[data-testid="page-idle"] :is(table, .notice)'],
+    [
+      'events',
+      '[data-testid="page-events"][data-query], [data-testid="page-events"] .notice-error',
+    ],
+    ['usage', '[data-testid="page-usage"] :is(table, .notice)'],
+  ] as const) {
+    await page.goto(`${nexus.url}/#/${name}`);
+    await page.waitForSelector(ready);
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: join(OUT, `${name}.png`) });
+  }
+  process.stdout.write(
+    'screenshots: wrote docs/img/overview.png, gpu.png, host.png, idle.png, events.png, usage.png\n',
+  );
 } finally {
   await browser.close();
   await nexus.stop();

@@ -251,6 +251,23 @@ export async function download(
   }
 }
 
+let apiPaths: Promise<ReadonlySet<string>> | undefined;
+
+/**
+ * Whether the gateway serves an API path (`/api/v1/clusters/{cluster_id}/usage`), as its OpenAPI
+ * document lists it (asked once per page): a page does not ask an older gateway for what it lacks.
+ */
+export function serves(path: string): Promise<boolean> {
+  apiPaths ??= getJson<{ paths?: Record<string, unknown> }>('/openapi.json').then(
+    (d) => new Set(Object.keys(d.paths ?? {})),
+    () => {
+      apiPaths = undefined;
+      return new Set<string>();
+    },
+  );
+  return apiPaths.then((p) => p.has(path));
+}
+
 /** True for the rejection of a request this page aborted itself (navigation, newer request). */
 export function isAbort(err: unknown, signal: AbortSignal): boolean {
   return signal.aborted && !(err instanceof ApiError && err.code === 'TIMEOUT');

@@ -171,7 +171,11 @@ export class EventsView implements View {
     let query = '';
     try {
       if (!older) {
-        const picked = await pickCluster(r.cluster, ctl.signal);
+        const picked = await pickCluster(
+          r.cluster,
+          ctl.signal,
+          '/api/v1/clusters/{cluster_id}/events',
+        );
         this.select.set(picked.ids, picked.cluster);
         this.cluster = picked.cluster;
         if (picked.cluster === undefined) {

@@ -2,7 +2,7 @@
  * What the fleet pages (idle GPUs, events, usage) share: the page frame with its title and toolbar,
  * the cluster they show (the URL's, or the first), a cluster selector, segmented buttons, tables.
  */
-import { api, isAbort, message } from './api.js';
+import { api, isAbort, message, serves } from './api.js';
 import { h, notice, type Child } from './dom.js';
 
 export interface Picked {
@@ -13,12 +13,25 @@ export interface Picked {
   readonly problem?: { kind: 'empty' | 'error'; text: string };
 }
 
-/** Lists the clusters and picks the wanted one (or the first). */
+/**
+ * Lists the clusters and picks the wanted one (or the first), for a page that reads `path` (as the
+ * OpenAPI document names it): a gateway without it gets a message, not a request that 404s.
+ */
 export async function pickCluster(
   wanted: string | undefined,
   signal: AbortSignal,
+  path: string,
 ): Promise<Picked> {
   try {
+    if (!(await serves(path)))
+      return {
+        ids: [],
+        cluster: undefined,
+        problem: {
+          kind: 'error',
+          text: `This gateway does not serve ${path.replace('{cluster_id}', '…')}: it is older than this page.`,
+        },
+      };
     const list = await api.clusters(signal);
     const ids = list.clusters.map((c) => c.cluster_id).sort();
     if (wanted !== undefined && !ids.includes(wanted))

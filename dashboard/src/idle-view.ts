@@ -84,7 +84,11 @@ export class IdleView implements View {
   private async load(signal: AbortSignal): Promise<boolean> {
     let res: IdleResult;
     try {
-      const picked = await pickCluster(this.route.cluster, signal);
+      const picked = await pickCluster(
+        this.route.cluster,
+        signal,
+        '/api/v1/clusters/{cluster_id}/idle',
+      );
       this.select.set(picked.ids, picked.cluster);
       if (picked.cluster === undefined) {
         if (picked.problem !== undefined) this.body.replaceChildren(problem(picked.problem));

@@ -1,13 +1,17 @@
 /**
  * Multi-GPU time-series panels for the host page and the fleet overview: utilisation, temperature
  * and power of every GPU on one axis each (one line per GPU), the total power (the sum of the GPUs'
- * power per step) and the energy over the range (that sum integrated over time). One request per
- * metric for all the GPUs (GET /api/v1/telemetry with step), reloaded every RELOAD_MS.
+ * power per step) and the energy over the range. One request per metric for all the GPUs
+ * (GET /api/v1/telemetry with step), reloaded every RELOAD_MS.
+ *
+ * The energy is the usage endpoint's (GET /api/v1/clusters/{c}/usage?group_by=host: allocated plus
+ * unallocated kWh, from the energy counter where GPUs report it, docs/fleet.md); on a gateway
+ * without that endpoint, the total power integrated over the steps, and the panel says which.
  *
  * Beyond MAX_LINES GPUs a line per GPU is unreadable: the panels then draw the minimum, average and
  * maximum across the GPUs at each step, and say so.
  */
-import { api, isAbort, message, type SeriesResult } from './api.js';
+import { api, isAbort, message, serves, type SeriesResult, type UsageResult } from './api.js';
 import { h, notice, setText } from './dom.js';
 import { formatNumber, formatValue, parseTime, plural } from './format.js';
 import { MultiChart, type Line } from './multi-chart.js';
@@ -22,6 +26,7 @@ const RELOAD_MS = 30_000;
 const UTIL = 'DCGM_FI_DEV_GPU_UTIL';
 const TEMP = 'DCGM_FI_DEV_GPU_TEMP';
 const POWER = 'DCGM_FI_DEV_POWER_USAGE';
+const USAGE_PATH = '/api/v1/clusters/{cluster_id}/usage';
 
 export interface Scope {
   readonly cluster: string;
@@ -265,10 +270,54 @@ export class MultiGpuPanels {
     this.charts.total.set([{ label: 'total', points: sum, strong: true }], step.ms, from, to);
     const latest = sum[sum.length - 1];
     setText(this.powerNow, latest === undefined ? '–' : formatValue(latest.v, 'W'));
-    const kwh = energyKwh(sum, step.ms);
-    setText(this.energy, sum.length === 0 ? '–' : `${formatNumber(kwh)} kWh`);
+    const fromUsage = await this.usageEnergy(scope, from, to, signal);
+    if (signal.aborted) return true;
+    const kwh = fromUsage ?? energyKwh(sum, step.ms);
+    setText(
+      this.energy,
+      fromUsage === undefined && sum.length === 0 ? '–' : `${formatNumber(kwh)} kWh`,
+    );
     this.energy.dataset.kwh = String(kwh);
-    setText(this.energySub, `last ${this.range}, power integrated per ${step.text}`);
+    this.energy.dataset.source = fromUsage === undefined ? 'power' : 'usage';
+    setText(
+      this.energySub,
+      fromUsage === undefined
+        ? `last ${this.range}, power integrated per ${step.text}`
+        : `last ${this.range}, allocated and unallocated (usage)`,
+    );
     return true;
+  }
+
+  /**
+   * The kWh of the scope's GPUs from the usage endpoint over whole minutes of the range;
+   * undefined when the gateway has no such endpoint (or cannot answer now).
+   */
+  private async usageEnergy(
+    scope: Scope,
+    fromMs: number,
+    toMs: number,
+    signal: AbortSignal,
+  ): Promise<number | undefined> {
+    if (!(await serves(USAGE_PATH))) return undefined;
+    const minute = 60_000;
+    let res: UsageResult;
+    try {
+      res = await api.usage(
+        scope.cluster,
+        {
+          group_by: 'host',
+          from: new Date(Math.floor(fromMs / minute) * minute).toISOString(),
+          to: new Date(Math.floor(toMs / minute) * minute).toISOString(),
+        },
+        signal,
+      );
+    } catch {
+      return undefined;
+    }
+    let kwh = 0;
+    for (const g of res.groups)
+      if (scope.host === undefined || g.host_id === scope.host)
+        kwh += g.energy_kwh + (g.unallocated_energy_kwh ?? 0);
+    return kwh;
   }
 }

@@ -166,7 +166,11 @@ export class UsageView implements View {
     const from = to - RANGE_MS[range];
     let res: UsageResult;
     try {
-      const picked = await pickCluster(this.route.cluster, ctl.signal);
+      const picked = await pickCluster(
+        this.route.cluster,
+        ctl.signal,
+        '/api/v1/clusters/{cluster_id}/usage',
+      );
       this.select.set(picked.ids, picked.cluster);
       if (picked.cluster === undefined) {
         if (picked.problem !== undefined) this.body.replaceChildren(problem(picked.problem));
@@ -331,16 +335,13 @@ export class UsageView implements View {
     }
     const maxH = Math.max(...groups.map((g) => g.gpu_hours), 1e-9);
     const maxE = Math.max(...groups.map((g) => g.energy_kwh), 1e-9);
-    const bar = (v: number, max: number, color: string, text: string): HTMLElement =>
-      h(
-        'div',
-        { class: 'bar-track' },
-        h('div', {
-          class: 'bar',
-          style: `width:${((v / max) * 100).toFixed(2)}%;background:${color}`,
-        }),
-        h('span', { class: 'bar-text', text }),
-      );
+    const bar = (v: number, max: number, color: string, text: string): HTMLElement => {
+      // Styles set as properties: the Content-Security-Policy refuses style attributes.
+      const b = h('div', { class: 'bar' });
+      b.style.width = `${((v / max) * 100).toFixed(2)}%`;
+      b.style.background = color;
+      return h('div', { class: 'bar-track' }, b, h('span', { class: 'bar-text', text }));
+    };
     const more = res.groups.length - MAX_BARS;
     this.chart.replaceChildren(
       h(
