@@ -10,6 +10,10 @@ import type {
   HostDetail as HostDetailSchema,
 } from '../../src/gateway/schemas/fleet.js';
 import type {
+  EventsResult as EventsResultSchema,
+  GpuEvent as GpuEventSchema,
+} from '../../src/gateway/schemas/events.js';
+import type {
   Alert as AlertSchema,
   Features as FeaturesSchema,
   Overview as OverviewSchema,
@@ -95,27 +99,9 @@ export interface UsageResult {
   };
   readonly unallocated: { readonly gpu_hours: number; readonly energy_kwh: number };
 }
-export interface FleetEvent {
-  readonly id: string;
-  readonly type: string;
-  readonly time: string;
-  readonly ended_at: string | null;
-  readonly severity: string;
-  readonly host_id: string;
-  readonly gpu_id: number | null;
-  readonly uuid: string | null;
-  readonly code: number | null;
-  readonly message: string;
-  readonly details: Readonly<Record<string, unknown>> | null;
-}
-export interface EventsResult {
-  readonly cluster_id: string;
-  readonly from: string;
-  readonly to: string;
-  readonly counts: Readonly<Record<string, number>>;
-  readonly events: readonly FleetEvent[];
-  readonly next_cursor: string | null;
-}
+/** GET /api/v1/clusters/{c}/events and one of its events. */
+export type EventsResult = Static<typeof EventsResultSchema>;
+export type FleetEvent = Static<typeof GpuEventSchema>;
 
 /** An answer of the API that is not a success, or no answer at all. */
 export class ApiError extends Error {

@@ -285,27 +285,16 @@ export class EventsView implements View {
     this.shown.add(e.id);
     const cluster = this.cluster ?? '';
     const t = parseTime(e.time);
-    const where =
-      e.gpu_id === null
-        ? h('a', {
-            href: Router.href({
-              view: 'host',
-              cluster,
-              host: e.host_id,
-              metric: 'DCGM_FI_DEV_GPU_UTIL',
-            }),
-            text: e.host_id,
-          })
-        : h('a', {
-            href: Router.href({
-              view: 'gpu',
-              cluster,
-              host: e.host_id,
-              gpu: e.gpu_id,
-              range: DEFAULT_RANGE,
-            }),
-            text: `${e.host_id} · GPU ${e.gpu_id}`,
-          });
+    const where = h('a', {
+      href: Router.href({
+        view: 'gpu',
+        cluster,
+        host: e.host_id,
+        gpu: e.gpu_id,
+        range: DEFAULT_RANGE,
+      }),
+      text: `${e.host_id} · GPU ${e.gpu_id}`,
+    });
     const item = h(
       'li',
       {
