@@ -3,7 +3,7 @@
  * cluster's events (XID errors, throttling, health changes, GPUs that stopped reporting or came
  * back), newest first, filtered by type and host, a page of PAGE_SIZE at a time with "older" to
  * page on (GET /api/v1/clusters/{c}/events); events recorded while the page is open appear at the
- * top (the live socket's subscription of kind `events`).
+ * top (it asks for the first page again every NEW_EVERY_MS).
  */
 import { api, isAbort, message, type EventsResult, type FleetEvent } from './api.js';
 import { h, notice, setText } from './dom.js';
@@ -16,6 +16,8 @@ import type { Context, Crumb, View } from './view.js';
 type EventsRoute = Extract<Route, { view: 'events' }>;
 
 const PAGE_SIZE = 100;
+/** How often the page looks for new events. */
+const NEW_EVERY_MS = 10_000;
 /** Most events the page keeps (live ones push the oldest out). */
 const MAX_SHOWN = 2000;
 const RANGE_MS: Readonly<Record<EventsRoute['range'], number>> = {
@@ -33,17 +35,6 @@ const TYPE_LABEL: Readonly<Record<EventType, string>> = {
   reappeared: 'Reappeared',
 };
 
-function isEvent(v: unknown): v is FleetEvent {
-  if (typeof v !== 'object' || v === null) return false;
-  const e = v as Record<string, unknown>;
-  return (
-    typeof e.id === 'string' &&
-    typeof e.type === 'string' &&
-    typeof e.time === 'string' &&
-    typeof e.host_id === 'string'
-  );
-}
-
 export class EventsView implements View {
   readonly el: HTMLElement;
   readonly crumbs: readonly Crumb[] = [{ label: 'Fleet', href: '#/' }, { label: 'Events' }];
@@ -58,7 +49,8 @@ export class EventsView implements View {
   private readonly range: ReturnType<typeof segmented<EventsRoute['range']>>;
   private readonly typeBoxes = new Map<EventType, HTMLInputElement>();
   private ctl: AbortController | undefined;
-  private unsubscribe: (() => void) | undefined;
+  private followTimer: number | undefined;
+  private refreshCtl: AbortController | undefined;
   private cluster: string | undefined;
   private cursor: string | null = null;
   private readonly shown = new Set<string>();
@@ -148,7 +140,8 @@ export class EventsView implements View {
 
   destroy(): void {
     this.ctl?.abort();
-    this.unsubscribe?.();
+    this.refreshCtl?.abort();
+    if (this.followTimer !== undefined) clearInterval(this.followTimer);
   }
 
   private go(change: Partial<Omit<EventsRoute, 'view'>>): void {
@@ -234,30 +227,45 @@ export class EventsView implements View {
     this.hostSelect.value = wanted ?? '';
   }
 
-  /** New events of the cluster, as they are recorded, matching the filters. */
+  /**
+   * Events recorded since the page loaded join at the top, and the counts follow: the first page
+   * is asked again every NEW_EVERY_MS (the live socket does not carry events yet).
+   */
   private follow(): void {
-    this.unsubscribe?.();
+    if (this.followTimer !== undefined) clearInterval(this.followTimer);
+    this.followTimer = window.setInterval(() => {
+      if (!document.hidden) void this.refresh();
+    }, NEW_EVERY_MS);
+  }
+
+  private async refresh(): Promise<void> {
     const cluster = this.cluster;
     if (cluster === undefined) return;
+    this.refreshCtl?.abort();
+    const ctl = new AbortController();
+    this.refreshCtl = ctl;
     const r = this.route;
-    this.unsubscribe = this.ctx.live.subscribeEvents(
-      {
-        cluster_id: cluster,
-        ...(r.types.length === 0 ? {} : { type: r.types }),
-        ...(r.host === undefined ? {} : { host_id: [r.host] }),
-      },
-      (e) => {
-        if (!isEvent(e)) return;
-        if (r.types.length > 0 && !(r.types as readonly string[]).includes(e.type)) return;
-        if (r.host !== undefined && e.host_id !== r.host) return;
-        if (this.shown.has(e.id)) return;
-        this.countsNow[e.type] = (this.countsNow[e.type] ?? 0) + 1;
-        this.showCounts();
-        this.add(e, true);
-        this.showState();
-      },
-      () => void this.load(false),
-    );
+    let res: EventsResult;
+    try {
+      res = await api.events(
+        cluster,
+        {
+          ...(r.types.length === 0 ? {} : { type: r.types.join(',') }),
+          from: new Date(Date.now() - RANGE_MS[r.range]).toISOString(),
+          ...(r.host === undefined ? {} : { host_id: r.host }),
+          limit: PAGE_SIZE,
+        },
+        ctl.signal,
+      );
+    } catch {
+      return; // The next round tries again; the page keeps what it shows.
+    }
+    // A newer load (other filters) replaced what this answer was for.
+    if (ctl.signal.aborted || r !== this.route) return;
+    this.countsNow = { ...res.counts };
+    this.showCounts();
+    for (const e of [...res.events].reverse()) this.add(e, true);
+    this.showState();
   }
 
   private showCounts(): void {

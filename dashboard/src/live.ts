@@ -22,24 +22,8 @@ export type LiveFilter = Static<typeof HeldFilterSchema>;
 /** A reading as the socket sends it (no unit: that comes from REST). */
 export type LiveReading = Static<typeof LiveReadingSchema>;
 
-/** A subscription to the fleet events of a cluster (kind `events`), its filters as the REST query's. */
-export interface EventFilter {
-  readonly cluster_id: string;
-  readonly type?: readonly string[];
-  readonly host_id?: readonly string[];
-}
-
-/** A recorded event pushed to a subscription of kind `events`. */
-interface EventMessage {
-  readonly type: 'event';
-  readonly id?: string;
-  readonly event: unknown;
-}
-
 export interface LiveHandlers {
   readonly onReadings: (readings: readonly LiveReading[], committedAt: string) => void;
-  /** An event recorded (subscriptions of kind `events`); the event as GET …/events has it. */
-  readonly onEvent?: (event: unknown) => void;
   /** Readings may have been missed (reconnect, or the server dropped some): reload from REST. */
   readonly onResync?: () => void;
 }
@@ -75,10 +59,7 @@ export const POLL_MS = 5000;
 
 export class LiveClient {
   private ws: WebSocket | undefined;
-  private readonly subs = new Map<
-    string,
-    { filter: LiveFilter; h: LiveHandlers; events?: EventFilter }
-  >();
+  private readonly subs = new Map<string, { filter: LiveFilter; h: LiveHandlers }>();
   private seq = 0;
   private attempt = 0;
   private retryTimer: number | undefined;
@@ -122,19 +103,10 @@ export class LiveClient {
     return () => this.stateListeners.delete(fn);
   }
 
-  /** Subscribes to the events of a cluster as they are recorded; returns the unsubscribe. */
-  subscribeEvents(
-    filter: EventFilter,
-    onEvent: (event: unknown) => void,
-    onResync: () => void,
-  ): () => void {
-    return this.subscribe({}, { onReadings: () => undefined, onEvent, onResync }, filter);
-  }
-
   /** Subscribes; returns the function that unsubscribes. */
-  subscribe(filter: LiveFilter, h: LiveHandlers, events?: EventFilter): () => void {
+  subscribe(filter: LiveFilter, h: LiveHandlers): () => void {
     const id = `s${++this.seq}`;
-    this.subs.set(id, events === undefined ? { filter, h } : { filter, h, events });
+    this.subs.set(id, { filter, h });
     // Polling needs no socket; undecided, the socket opens once the gateway has said.
     if (this.mode === 'push') {
       if (this.ws === undefined && this.retryTimer === undefined) this.connect();
@@ -203,20 +175,6 @@ export class LiveClient {
   private sendSubscribe(id: string): void {
     const s = this.subs.get(id);
     if (s === undefined) return;
-    const e = s.events;
-    if (e !== undefined) {
-      this.send({
-        type: 'subscribe',
-        id,
-        kind: 'events',
-        filter: {
-          cluster_id: e.cluster_id,
-          ...(e.type === undefined ? {} : { type: [...e.type] }),
-          ...(e.host_id === undefined ? {} : { host_id: [...e.host_id] }),
-        },
-      });
-      return;
-    }
     const f = s.filter;
     this.send({
       type: 'subscribe',
@@ -250,18 +208,10 @@ export class LiveClient {
     ws.addEventListener('message', (ev: MessageEvent) => {
       this.armWatchdog();
       if (typeof ev.data !== 'string') return;
-      let msg: ServerMessage | EventMessage;
+      let msg: ServerMessage;
       try {
-        msg = JSON.parse(ev.data) as ServerMessage | EventMessage;
+        msg = JSON.parse(ev.data) as ServerMessage;
       } catch {
-        return;
-      }
-      if (msg.type === 'event') {
-        // An event of a subscription of kind `events` (docs/api.md).
-        const id = msg.id;
-        if (id !== undefined) this.subs.get(id)?.h.onEvent?.(msg.event);
-        else
-          for (const s of this.subs.values()) if (s.events !== undefined) s.h.onEvent?.(msg.event);
         return;
       }
       this.handle(msg);

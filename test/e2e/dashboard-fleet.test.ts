@@ -37,6 +37,7 @@ interface IdleAnswer {
 }
 
 interface EventsAnswer {
+  from: string;
   counts: Record<string, number>;
   events: { id: string; type: string; host_id: string }[];
   next_cursor: string | null;
@@ -307,6 +308,7 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
   });
 
   describe('on a generated fleet (nexus generate --fleet, streamed once with its timestamps)', () => {
+    let ingested: Promise<void> = Promise.resolve();
     before(async () => {
       // The sample has no workloads and no incidents: a simulated fleet has both. Two hours of it
       // at 6x speed play its jobs and its incidents (XIDs, thermal, a reboot, a GPU lost).
@@ -340,67 +342,31 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
         CSV_FILE: csv,
         LOOP_MODE: 'false',
         TIMESTAMP_MODE: 'original',
-        STREAM_INTERVAL: '0',
-        BATCH_SIZE: '1000',
+        // About 45 s for the 67,000 readings: the events page sees the later incidents arrive.
+        STREAM_INTERVAL: '300ms',
+        BATCH_SIZE: '500',
       });
-      // Streamed whole: the newest reading is the file's last minute.
+      // Streamed whole once the newest reading is the file's last minute (the events test opens
+      // its page before, to see the later events arrive).
       const last = start + FLEET_MS - 60_000;
-      for (let i = 0; i < 240; i++) {
-        const latest = await api<{ readings: { timestamp: string }[] }>(
-          `/api/v1/telemetry/latest?cluster_id=${CLUSTER}&metric=DCGM_FI_DEV_POWER_USAGE`,
-        ).catch(() => ({ readings: [] }));
-        if (latest.readings.some((r) => Date.parse(r.timestamp) >= last)) break;
-        await new Promise((r) => setTimeout(r, 500));
+      ingested = (async (): Promise<void> => {
+        for (let i = 0; i < 600; i++) {
+          const latest = await api<{ readings: { timestamp: string }[] }>(
+            `/api/v1/telemetry/latest?cluster_id=${CLUSTER}&metric=DCGM_FI_DEV_POWER_USAGE`,
+          ).catch(() => ({ readings: [] }));
+          if (latest.readings.some((r) => Date.parse(r.timestamp) >= last)) return;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        throw new Error('the generated fleet was not stored in 5 minutes');
+      })();
+      // The first event (XID 13, 40 scenario minutes in) is stored.
+      for (let i = 0; i < 120; i++) {
+        const ev = await api<EventsAnswer>(`/api/v1/clusters/${CLUSTER}/events`).catch(() => ({
+          events: [],
+        }));
+        if (ev.events.length > 0) break;
+        await new Promise((r) => setTimeout(r, 250));
       }
-    });
-
-    it('idle GPUs: the table is the API list, in its order, with its total', async (t) => {
-      assert.ok(nexus !== undefined);
-      if (!(await serves('idle'))) {
-        t.skip('GET /api/v1/clusters/{cluster_id}/idle is not on this branch yet');
-        return;
-      }
-      const before = answers.get('idle')?.length ?? 0;
-      await page.goto(`${nexus.url}/#/idle?cluster=${CLUSTER}`);
-      await page.waitForSelector('[data-testid="page-idle"][data-count]');
-      const { body } = await lastAnswer<IdleAnswer>('idle', before);
-      const el = page.getByTestId('page-idle');
-      assert.equal(await el.getAttribute('data-count'), String(body.count));
-      assert.equal(Number(await el.getAttribute('data-wasted')), body.wasted_gpu_hours);
-      if (body.gpus.length === 0) {
-        await page.getByTestId('notice-empty').waitFor();
-        return;
-      }
-      const rows = page.locator('[data-testid="idle-table"] tbody tr');
-      assert.equal(await rows.count(), body.gpus.length);
-      const shown = [];
-      for (const row of await rows.all())
-        shown.push({
-          host: await row.locator('[data-col="host"]').textContent(),
-          gpu: await row.locator('[data-col="gpu"]').textContent(),
-          pod: await row.locator('[data-col="pod"]').textContent(),
-          namespace: await row.locator('[data-col="namespace"]').textContent(),
-          wasted: Number(
-            await row.locator('[data-col="wasted"] [data-value]').getAttribute('data-value'),
-          ),
-          href: await row.locator('[data-col="gpu"] a').getAttribute('href'),
-        });
-      assert.deepEqual(
-        shown,
-        body.gpus.map((g) => ({
-          host: g.host_id,
-          gpu: `GPU ${g.gpu_id}`,
-          pod: g.pod ?? '–',
-          namespace: g.namespace ?? '–',
-          wasted: g.wasted_gpu_hours,
-          href: `#/gpu/${CLUSTER}/${g.host_id}/${g.gpu_id}`,
-        })),
-      );
-      const total = page.locator(
-        '[data-testid="idle-table"] tfoot [data-col="wasted"] [data-value]',
-      );
-      assert.equal(Number(await total.getAttribute('data-value')), body.wasted_gpu_hours);
-      assert.deepEqual(errors(), [], 'no errors in the page');
     });
 
     it('events: newest first as the API lists them; type and host filters change the URL and the rows; older pages', async (t) => {
@@ -431,6 +397,39 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
           type,
         );
       assert.ok(body.events.length > 0, 'the generated fleet has events');
+      // Live: the events stored while the page is open join at the top, marked new; in the end
+      // the page shows the API's first page, counts included.
+      await ingested;
+      // The page asks again every 10 s; a GPU retired meanwhile may add a 'stopped' event.
+      let seen = '';
+      let final: EventsAnswer | undefined;
+      for (let i = 0; i < 60; i++) {
+        final = await api<EventsAnswer>(
+          `/api/v1/clusters/${CLUSTER}/events?from=${encodeURIComponent(body.from)}`,
+        );
+        const head = (await shownIds()).slice(0, final.events.length);
+        const counts: Record<string, string> = {};
+        for (const type of Object.keys(final.counts))
+          counts[type] =
+            (await page
+              .locator(`[data-testid="events-counts"] [data-type="${type}"]`)
+              .getAttribute('data-count')) ?? '';
+        seen = JSON.stringify({ head, counts });
+        const want = JSON.stringify({
+          head: final.events.map((e) => e.id),
+          counts: Object.fromEntries(Object.entries(final.counts).map(([k, v]) => [k, String(v)])),
+        });
+        if (seen === want) break;
+        final = undefined;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.ok(final !== undefined, `the page shows the API's first page and counts: ${seen}`);
+      assert.ok(
+        final.events.length > body.events.length,
+        'events were stored while the page was open',
+      );
+      assert.ok((await page.locator('[data-testid="event"].event-new').count()) > 0);
+      ids = await shownIds();
       await page.screenshot({ path: join(RESULTS, 'events.png'), fullPage: true });
       // Older events: the next page joins below.
       if (body.next_cursor !== null) {
@@ -483,12 +482,63 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       assert.deepEqual(errors(), [], 'no errors in the page');
     });
 
+    it('idle GPUs: the table is the API list, in its order, with its total', async (t) => {
+      assert.ok(nexus !== undefined);
+      if (!(await serves('idle'))) {
+        t.skip('GET /api/v1/clusters/{cluster_id}/idle is not on this branch yet');
+        return;
+      }
+      await ingested;
+      const before = answers.get('idle')?.length ?? 0;
+      await page.goto(`${nexus.url}/#/idle?cluster=${CLUSTER}`);
+      await page.waitForSelector('[data-testid="page-idle"][data-count]');
+      const { body } = await lastAnswer<IdleAnswer>('idle', before);
+      const el = page.getByTestId('page-idle');
+      assert.equal(await el.getAttribute('data-count'), String(body.count));
+      assert.equal(Number(await el.getAttribute('data-wasted')), body.wasted_gpu_hours);
+      if (body.gpus.length === 0) {
+        await page.getByTestId('notice-empty').waitFor();
+        return;
+      }
+      const rows = page.locator('[data-testid="idle-table"] tbody tr');
+      assert.equal(await rows.count(), body.gpus.length);
+      const shown = [];
+      for (const row of await rows.all())
+        shown.push({
+          host: await row.locator('[data-col="host"]').textContent(),
+          gpu: await row.locator('[data-col="gpu"]').textContent(),
+          pod: await row.locator('[data-col="pod"]').textContent(),
+          namespace: await row.locator('[data-col="namespace"]').textContent(),
+          wasted: Number(
+            await row.locator('[data-col="wasted"] [data-value]').getAttribute('data-value'),
+          ),
+          href: await row.locator('[data-col="gpu"] a').getAttribute('href'),
+        });
+      assert.deepEqual(
+        shown,
+        body.gpus.map((g) => ({
+          host: g.host_id,
+          gpu: `GPU ${g.gpu_id}`,
+          pod: g.pod ?? '–',
+          namespace: g.namespace ?? '–',
+          wasted: g.wasted_gpu_hours,
+          href: `#/gpu/${CLUSTER}/${g.host_id}/${g.gpu_id}`,
+        })),
+      );
+      const total = page.locator(
+        '[data-testid="idle-table"] tfoot [data-col="wasted"] [data-value]',
+      );
+      assert.equal(Number(await total.getAttribute('data-value')), body.wasted_gpu_hours);
+      assert.deepEqual(errors(), [], 'no errors in the page');
+    });
+
     it('usage: by namespace by default, the table and bars are the API groups, group-by in the URL, the CSV downloads', async (t) => {
       assert.ok(nexus !== undefined);
       if (!(await serves('usage'))) {
         t.skip('GET /api/v1/clusters/{cluster_id}/usage is not on this branch yet');
         return;
       }
+      await ingested;
       let before = answers.get('usage')?.length ?? 0;
       await page.goto(`${nexus.url}/#/usage?cluster=${CLUSTER}`);
       await page.waitForSelector('[data-testid="page-usage"][data-group-by="namespace"]');
