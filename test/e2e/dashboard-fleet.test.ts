@@ -482,6 +482,33 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       assert.deepEqual(errors(), [], 'no errors in the page');
     });
 
+    it('overview: up to 64 GPUs, a line per GPU of the cluster on each panel', async () => {
+      assert.ok(nexus !== undefined);
+      await ingested;
+      const before = powerAnswers.length;
+      await page.goto(`${nexus.url}/`);
+      await page.waitForSelector('[data-testid="multi-gpu"][data-mode="lines"]', {
+        timeout: 60_000,
+      });
+      for (let i = 0; i < 100 && powerAnswers.length <= before; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      const a = powerAnswers[powerAnswers.length - 1];
+      assert.ok(a !== undefined && powerAnswers.length > before);
+      // One request for every GPU of the cluster, and a line for each.
+      // In host, then GPU order.
+      const gpus = [...a.series]
+        .sort((x, y) =>
+          x.host_id === y.host_id ? x.gpu_id - y.gpu_id : x.host_id < y.host_id ? -1 : 1,
+        )
+        .map((x) => `${x.host_id}/${x.gpu_id}`);
+      assert.ok(gpus.length >= 30 && gpus.length <= 64, `${gpus.length} GPUs`);
+      const chart = page.locator('[data-testid="multi-chart"][data-key="power"]');
+      assert.equal(await chart.getAttribute('data-labels'), gpus.join(','));
+      assert.equal(await chart.locator('.u-legend .u-series').count(), gpus.length + 1);
+      await page.screenshot({ path: join(RESULTS, 'overview-fleet.png'), fullPage: true });
+      assert.deepEqual(errors(), [], 'no errors in the page');
+    });
+
     it('idle GPUs: the table is the API list, in its order, with its total', async (t) => {
       assert.ok(nexus !== undefined);
       if (!(await serves('idle'))) {
