@@ -4,7 +4,7 @@
  */
 import 'uplot/dist/uPlot.min.css';
 import '../styles.css';
-import { api } from './api.js';
+import { api, type Overview } from './api.js';
 import { onTokenChange, socketProtocols } from './auth.js';
 import { isTyping, notice, h } from './dom.js';
 import { EventsView } from './events-view.js';
@@ -78,8 +78,10 @@ function start(): void {
   });
   const shell = new Shell(root, live);
   // "Simulated" while `nexus up` streams the built-in simulated fleet (the overview says).
-  const showSimulated = (o: object): void => {
-    shell.setSimulated('simulated' in o && o.simulated === true);
+  const showSimulated = (o: Overview): void => {
+    // A gateway older than the field does not say: not simulated.
+    const on = (o as Partial<Overview>).simulated ?? false;
+    shell.setSimulated(on, on ? o.simulation?.description : undefined);
   };
   overview.then(showSimulated, () => undefined);
   window.setInterval(() => {

@@ -157,9 +157,10 @@ export class Shell {
     }
   }
 
-  /** Shows or hides the "simulated fleet" banner. */
-  setSimulated(on: boolean): void {
+  /** Shows or hides the "simulated fleet" banner (its title: what the simulation is). */
+  setSimulated(on: boolean, description?: string): void {
     this.simulated.hidden = !on;
+    this.simulated.title = description ?? '';
     document.documentElement.dataset.simulated = String(on);
   }
 

@@ -13,6 +13,7 @@ import { ROOT, run, spawnTs } from '../helpers/child.js';
 import {
   ensureDashboardBuilt,
   launchChromium,
+  SIMULATED_FLEET,
   startNexusUp,
   type NexusUp,
 } from '../helpers/nexus-up.js';
@@ -650,3 +651,44 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
     }
   });
 });
+
+describe(
+  'dashboard on the simulated fleet (browser, nexus up without a CSV)',
+  { timeout: 120_000 },
+  () => {
+    let nexus: NexusUp | undefined;
+    let browser: Browser | undefined;
+
+    before(async () => {
+      ensureDashboardBuilt();
+      nexus = await startNexusUp(90_000, SIMULATED_FLEET);
+      browser = await launchChromium();
+    });
+
+    after(async () => {
+      await browser?.close();
+      await nexus?.stop();
+    });
+
+    it('says "simulated" on every page while the overview does', async () => {
+      assert.ok(nexus !== undefined && browser !== undefined);
+      const overview = (await (await fetch(`${nexus.url}/api/v1/overview`)).json()) as {
+        simulated: boolean;
+        simulation: { description: string } | null;
+      };
+      assert.equal(overview.simulated, true);
+      const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      for (const hash of ['#/', '#/events']) {
+        await page.goto(`${nexus.url}/${hash}`);
+        await page.waitForSelector('html[data-simulated="true"]');
+        const banner = page.getByTestId('simulated-banner');
+        assert.equal(await banner.isVisible(), true, hash);
+        assert.match((await banner.textContent()) ?? '', /^Simulated fleet/);
+        assert.equal(await banner.getAttribute('title'), overview.simulation?.description ?? '');
+      }
+      assert.deepEqual(errors, []);
+    });
+  },
+);
