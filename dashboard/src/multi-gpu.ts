@@ -44,6 +44,7 @@ interface GpuPoints {
 
 function gpuPoints(res: SeriesResult): GpuPoints[] {
   return res.series
+    .filter((s) => s.gpu_instance_id === undefined) // whole GPUs only, not MIG instances
     .map((s) => ({
       host: s.host_id,
       gpu: s.gpu_id,

@@ -502,7 +502,8 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
           x.host_id === y.host_id ? x.gpu_id - y.gpu_id : x.host_id < y.host_id ? -1 : 1,
         )
         .map((x) => `${x.host_id}/${x.gpu_id}`);
-      assert.ok(gpus.length >= 30 && gpus.length <= 64, `${gpus.length} GPUs`);
+      // 4 hosts x 8 GPUs, less those without a whole-GPU power series (lost, MIG-partitioned).
+      assert.ok(gpus.length > 16 && gpus.length <= 32, `${gpus.length} GPUs`);
       const chart = page.locator('[data-testid="multi-chart"][data-key="power"]');
       assert.equal(await chart.getAttribute('data-labels'), gpus.join(','));
       assert.equal(await chart.locator('.u-legend .u-series').count(), gpus.length + 1);
