@@ -70,6 +70,7 @@ function idleGpuOut(g: IdleGpu): IdleListBody['gpus'][number] {
   return {
     host_id: g.hostname,
     gpu_id: g.gpu_id,
+    ...(g.gpu_instance_id === undefined ? {} : { gpu_instance_id: g.gpu_instance_id }),
     uuid: g.uuid ?? null,
     model: g.model ?? null,
     namespace: g.namespace,

@@ -74,10 +74,10 @@ WITH g AS (${CLUSTER_GPUS}
 ), s AS (
   SELECT b.*, greatest(b.busy + interval '1 minute', b.first_seen) AS idle_since FROM b WHERE b.measured
 )
-SELECT hostname, gpu_index, uuid, model, namespace, pod, container, metric_name, util_now,
+SELECT hostname, gpu_index, gpu_instance_id, uuid, model, namespace, pod, container, metric_name, util_now,
        nexus_ms(idle_since) AS idle_since, nexus_ms(last) AS last
 FROM s WHERE nexus_ms(last) - nexus_ms(idle_since) >= $3
-ORDER BY nexus_ms(last) - nexus_ms(idle_since) DESC, hostname, gpu_index`;
+ORDER BY nexus_ms(last) - nexus_ms(idle_since) DESC, hostname, gpu_index, gpu_instance_id`;
 
 /**
  * Runs a fleet report (idle, usage) in `tx` with nested-loop joins off. The reports join
@@ -96,6 +96,7 @@ export async function idleGpus(db: SqlClient, q: IdleQuery): Promise<IdleGpu[]> 
   const res = await db.query<{
     hostname: string;
     gpu_index: number;
+    gpu_instance_id: number;
     uuid: string | null;
     model: string | null;
     namespace: string;
@@ -109,6 +110,7 @@ export async function idleGpus(db: SqlClient, q: IdleQuery): Promise<IdleGpu[]> 
   return res.rows.map((r) => ({
     hostname: r.hostname,
     gpu_id: r.gpu_index,
+    ...(r.gpu_instance_id >= 0 ? { gpu_instance_id: r.gpu_instance_id } : {}),
     uuid: r.uuid ?? undefined,
     model: r.model ?? undefined,
     namespace: r.namespace,

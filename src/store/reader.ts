@@ -250,6 +250,8 @@ export interface IdleQuery {
 export interface IdleGpu {
   readonly hostname: string;
   readonly gpu_id: number;
+  /** A MIG instance of the GPU (absent: the whole GPU). */
+  readonly gpu_instance_id?: number;
   readonly uuid: string | undefined;
   readonly model: string | undefined;
   readonly namespace: string;

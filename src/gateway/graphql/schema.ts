@@ -256,6 +256,8 @@ type IdleReport {
 type IdleGpu {
   host_id: String!
   gpu_id: Int!
+  "A MIG instance of the GPU (GPU_I_ID); null for a whole GPU."
+  gpu_instance_id: Int
   uuid: String
   model: String
   namespace: String!

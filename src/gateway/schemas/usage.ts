@@ -24,6 +24,9 @@ export const IdleQuery = Type.Object(
 export const IdleGpu = Type.Object({
   host_id: Type.String(),
   gpu_id: Type.Integer(),
+  gpu_instance_id: Type.Optional(
+    Type.Integer({ description: 'A MIG instance of the GPU (GPU_I_ID); absent for a whole GPU' }),
+  ),
   uuid: Nullable(Type.String()),
   model: Nullable(Type.String()),
   namespace: Type.String(),
