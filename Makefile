@@ -128,7 +128,7 @@ test-e2e: setup-dev ## Browser tests of the dashboard (Chromium against nexus up
 build-dashboard: setup-run ## Build the web dashboard into dist/dashboard/
 	@npm run -s build:dashboard
 
-screenshots: setup-dev ## Refresh docs/img/overview.png and docs/img/gpu.png (Chromium against nexus up)
+screenshots: setup-dev ## Refresh docs/img/*.png: overview, GPU and host pages, idle GPUs, events, usage (Chromium against nexus up)
 	npx tsx scripts/screenshots.ts
 
 format: ## Rewrite files with Prettier

@@ -6,16 +6,28 @@
  *
  *   npx tsx scripts/screenshots.ts [--theme light|dark]
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { DEFAULT_FLEET } from '../src/streamer/sim/fleet.js';
+import { writeFleetCsvFile } from '../src/streamer/sim/fleet-csv.js';
 import { ROOT } from '../test/helpers/child.js';
-import { ensureDashboardBuilt, launchChromium, startNexusUp } from '../test/helpers/nexus-up.js';
+import {
+  ensureDashboardBuilt,
+  launchChromium,
+  startNexusUp,
+  type NexusUp,
+} from '../test/helpers/nexus-up.js';
 
 const args = process.argv.slice(2);
 const theme = args[args.indexOf('--theme') + 1] === 'dark' ? 'dark' : 'light';
 const OUT = join(ROOT, 'docs', 'img');
 /** A GPU of the sample that is busy, so that its charts have something to show. */
 const GPU = { host: 'mtv5-dgx1-hgpu-017', gpu: 4 };
+/** The generated fleet's host with the thermal incident. */
+const FLEET_HOST = 'gpu-node-03';
+const FLEET_CSV = join(mkdtempSync(join(tmpdir(), 'nexus-screenshots-')), 'fleet.csv');
+let fleet: NexusUp | undefined;
 /** Let the looped sample run a while, so that the charts hold a few loops. */
 const WARM_UP_MS = 45_000;
 
@@ -46,7 +58,31 @@ try {
   await page.waitForSelector('.facts dd');
   await page.waitForTimeout(1000);
   await page.screenshot({ path: join(OUT, 'gpu.png') });
-  await page.goto(`${nexus.url}/#/host/local-cluster/${GPU.host}?range=15m`);
+  await nexus.stop();
+  // The host page's multi-GPU panels and the fleet pages on a generated fleet (two hours of the
+  // simulated day at 12x, ending an hour ago: jobs, idle notebooks, a thermal incident, XIDs),
+  // streamed once with its timestamps: the real sample has one instant per GPU.
+  const start = Math.floor((Date.now() - 3 * 3_600_000) / 60_000) * 60_000;
+  const rows = await writeFleetCsvFile(
+    { ...DEFAULT_FLEET, startMs: start, durationMs: 2 * 3_600_000, speed: 12 },
+    FLEET_CSV,
+  );
+  fleet = await startNexusUp(120_000, {
+    CSV_FILE: FLEET_CSV,
+    LOOP_MODE: 'false',
+    TIMESTAMP_MODE: 'original',
+    STREAM_INTERVAL: '0',
+    BATCH_SIZE: '1000',
+  });
+  const url = fleet.url;
+  for (let stored = 0; stored < rows;) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const stats = (await (await fetch(`${url}/api/v1/clusters/local-cluster/stats`)).json()) as {
+      samples?: number;
+    };
+    stored = stats.samples ?? 0;
+  }
+  await page.goto(`${url}/#/host/local-cluster/${FLEET_HOST}?range=6h`);
   await page.waitForSelector('[data-testid="multi-gpu"][data-gpus]');
   await page.waitForSelector('[data-testid="multi-chart"][data-key="power"] .uplot');
   await page.waitForTimeout(1000);
@@ -60,7 +96,7 @@ try {
     ],
     ['usage', '[data-testid="page-usage"] :is(table, .notice)'],
   ] as const) {
-    await page.goto(`${nexus.url}/#/${name}`);
+    await page.goto(`${url}/#/${name}`);
     await page.waitForSelector(ready);
     await page.waitForTimeout(500);
     await page.screenshot({ path: join(OUT, `${name}.png`) });
@@ -71,4 +107,6 @@ try {
 } finally {
   await browser.close();
   await nexus.stop();
+  await fleet?.stop();
+  rmSync(dirname(FLEET_CSV), { recursive: true, force: true });
 }
