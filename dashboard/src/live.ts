@@ -269,6 +269,9 @@ export class LiveClient {
       case 'heartbeat':
       case 'pong':
         return;
+      case 'event':
+        // GPU events: the dashboard does not subscribe to them (its events page asks the API).
+        return;
     }
   }
 
