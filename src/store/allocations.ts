@@ -11,6 +11,12 @@ export const FLEET_METRICS = [
 ] as const;
 
 const MINUTE = 60_000;
+const HOUR = 3_600_000;
+/**
+ * The hourly usage job takes an hour whose mark is at least this old; a process marks an hour it
+ * writes into at most every third of it.
+ */
+export const USAGE_SETTLE_MS = 30_000;
 
 /** Allocation minutes remembered as written, at most (the oldest are forgotten first). */
 export const ALLOCATION_CACHE_MAX = 100_000;
@@ -26,15 +32,61 @@ export const ALLOCATION_CACHE_MAX = 100_000;
 export class AllocationMinutes {
   private written = new Map<string, true>();
 
-  constructor(private readonly max = ALLOCATION_CACHE_MAX) {}
+  private readonly markEveryMs: number;
+
+  constructor(
+    private readonly max = ALLOCATION_CACHE_MAX,
+    settleMs = USAGE_SETTLE_MS,
+  ) {
+    this.markEveryMs = settleMs / 3;
+  }
 
   forget(): void {
     this.written = new Map();
+    this.marked.clear();
   }
 
   /** Rows written so far and remembered (tests, metrics). */
   get remembered(): number {
     return this.written.size;
+  }
+
+  /** Hours this process marked in usage_dirty, and when (epoch ms). */
+  private readonly marked = new Map<number, number>();
+
+  /**
+   * Marks the hours of the batch's readings, and the hour after each (a counter's first minute
+   * depends on the minute before), for the hourly usage job (migration 011): at most once per
+   * a third of the settle time per hour and process, so a busy hour costs one statement now and
+   * then. The job takes marks older than the settle time: a write under a mark made at most a
+   * third of it before has committed by the time the job reads the hour.
+   */
+  async markHours(
+    db: SqlClient,
+    records: readonly TelemetryRecord[],
+    now = Date.now(),
+  ): Promise<void> {
+    const hours = new Set<number>();
+    for (const r of records) {
+      const h = Math.floor(r.timestamp / HOUR) * HOUR;
+      hours.add(h);
+      hours.add(h + HOUR);
+    }
+    const due = [...hours].filter(
+      (h) => now - (this.marked.get(h) ?? -Infinity) >= this.markEveryMs,
+    );
+    if (due.length === 0) return;
+    due.sort((a, b) => a - b);
+    await db.query(
+      `INSERT INTO usage_dirty (hour, marked_at)
+       SELECT nexus_ts(h), clock_timestamp() FROM unnest($1::bigint[]) AS h
+       ON CONFLICT (hour) DO UPDATE SET marked_at = excluded.marked_at`,
+      [due],
+    );
+    for (const h of due) this.marked.set(h, now);
+    if (this.marked.size > 10_000) {
+      for (const [h, t] of this.marked) if (now - t >= this.markEveryMs) this.marked.delete(h);
+    }
   }
 
   async write(

@@ -11,7 +11,8 @@ import type {
   UsageRow,
   UsageRows,
 } from './reader.js';
-import type { SqlClient } from './types.js';
+import type { Database, SqlClient } from './types.js';
+import { USAGE_SETTLE_MS } from './allocations.js';
 
 const PROF = 'DCGM_FI_PROF_GR_ENGINE_ACTIVE';
 const UTIL = 'DCGM_FI_DEV_GPU_UTIL';
@@ -123,7 +124,11 @@ export async function idleGpus(db: SqlClient, q: IdleQuery): Promise<IdleGpu[]> 
   }));
 }
 
-const GROUP_KEYS: Record<UsageGroupBy, { select: string; group: string }> = {
+/** A usage statement's grouping: the API's, or per GPU row and workload (the hourly job's). */
+type UsageMode = UsageGroupBy | 'row';
+
+const GROUP_KEYS: Record<UsageMode, { select: string; group: string }> = {
+  row: { select: 'm.gpu_id, m.namespace, m.pod', group: 'm.gpu_id, m.namespace, m.pod' },
   namespace: { select: 'm.namespace', group: 'm.namespace' },
   pod: { select: 'm.namespace, m.pod', group: 'm.namespace, m.pod' },
   host: { select: 'g.hostname', group: 'g.hostname' },
@@ -135,7 +140,7 @@ const GROUP_KEYS: Record<UsageGroupBy, { select: string; group: string }> = {
  * shares, joined with the GPU-minute's utilisation (sum, count of the GPU's utilisation metric)
  * and energy (the counter's increase with resets, else average power x 60 s).
  */
-const USAGE = (groupBy: UsageGroupBy): string => `
+const USAGE = (groupBy: UsageMode): string => `
 WITH g AS (${CLUSTER_GPUS}
 ), mt AS (
   SELECT max(id) FILTER (WHERE name = '${PROF}') AS prof, max(id) FILTER (WHERE name = '${UTIL}') AS util,
@@ -239,13 +244,57 @@ interface UsageSqlRow {
   unallocated_joules: number;
 }
 
+const HOUR = 3_600_000;
+
+/** Usage from the hourly table: the whole hours of [$2, $3) not marked for recomputation. */
+const USAGE_HOURS = (groupBy: UsageGroupBy): string => `
+WITH g AS (${CLUSTER_GPUS})
+SELECT ${GROUP_KEYS[groupBy].select}, (m.pod = '') AS unallocated,
+       coalesce(sum(m.minutes) FILTER (WHERE m.pod <> ''), 0) AS allocated_minutes,
+       sum(m.usum) FILTER (WHERE m.pod <> '') AS usum, sum(m.ucount) FILTER (WHERE m.pod <> '') AS ucount,
+       coalesce(sum(m.joules) FILTER (WHERE m.pod <> ''), 0) AS allocated_joules,
+       coalesce(sum(m.minutes) FILTER (WHERE m.pod = ''), 0) AS unallocated_minutes,
+       coalesce(sum(m.joules) FILTER (WHERE m.pod = ''), 0) AS unallocated_joules
+FROM usage_1h m JOIN g ON g.id = m.gpu_id
+WHERE m.hour >= nexus_ts($2) AND m.hour < nexus_ts($3)
+  AND NOT EXISTS (SELECT FROM usage_dirty d WHERE d.hour = m.hour)
+GROUP BY ${GROUP_KEYS[groupBy].group}, (m.pod = '')`;
+
+/**
+ * Usage over [from, to): its whole hours from `usage_1h` (those computed and not marked since),
+ * the rest (partial hours at the ends, hours marked for recomputation) from the 1-minute tables;
+ * the same figures either way (the conformance suite compares them).
+ */
 export async function usage(db: SqlClient, q: UsageQuery): Promise<UsageRows> {
-  const res = await db.query<UsageSqlRow>(USAGE(q.groupBy), [q.cluster, q.from, q.to]);
+  const h0 = Math.ceil(q.from / HOUR) * HOUR;
+  const h1 = Math.floor(q.to / HOUR) * HOUR;
+  const minuteRanges: [number, number][] = [];
+  const rows: UsageSqlRow[] = [];
+  if (h0 >= h1) minuteRanges.push([q.from, q.to]);
+  else {
+    if (q.from < h0) minuteRanges.push([q.from, h0]);
+    const dirty = await db.query<{ h: string }>(
+      `SELECT nexus_ms(hour)::text AS h FROM usage_dirty
+       WHERE hour >= nexus_ts($1) AND hour < nexus_ts($2) ORDER BY hour`,
+      [h0, h1],
+    );
+    for (const d of dirty.rows) {
+      const h = Number(d.h);
+      const last = minuteRanges.at(-1);
+      if (last !== undefined && last[1] === h) last[1] = h + HOUR;
+      else minuteRanges.push([h, h + HOUR]);
+    }
+    if (h1 < q.to) minuteRanges.push([h1, q.to]);
+    rows.push(...(await db.query<UsageSqlRow>(USAGE_HOURS(q.groupBy), [q.cluster, h0, h1])).rows);
+  }
+  for (const [from, to] of minuteRanges) {
+    rows.push(...(await db.query<UsageSqlRow>(USAGE(q.groupBy), [q.cluster, from, to])).rows);
+  }
   const groups = new Map<string, UsageRow>();
   let unallocatedMinutes = 0;
   let unallocatedJoules = 0;
   const byWorkload = q.groupBy === 'namespace' || q.groupBy === 'pod';
-  for (const r of res.rows) {
+  for (const r of rows) {
     unallocatedMinutes += r.unallocated_minutes;
     unallocatedJoules += r.unallocated_joules;
     // Minutes without a workload are no namespace's or pod's: only beside the groups.
@@ -292,4 +341,59 @@ function mergeRow(prev: UsageRow | undefined, key: object, r: UsageSqlRow): Usag
   };
   sums.set(row, { usum, ucount });
   return row;
+}
+
+const USAGE_HOURS_LOCK = "hashtext('nexus_usage_hours')";
+
+/**
+ * The hourly usage job: recomputes the hours marked in `usage_dirty` whose mark is at least
+ * USAGE_SETTLE_MS old (up to `maxHours` per run, oldest first), each from the 1-minute tables for
+ * every cluster, in one transaction holding an advisory lock (one session at a time; another
+ * returns `busy`). An hour's mark is deleted in the same transaction before it is read: a write
+ * that marks it meanwhile waits for the transaction, then marks it again.
+ */
+export async function rollUpUsageHours(
+  db: Database,
+  settleMs = USAGE_SETTLE_MS,
+  maxHours = 24,
+): Promise<{ hours: number; busy: boolean }> {
+  return db.transaction(async (tx) => {
+    const lock = await tx.query<{ got: boolean }>(
+      `SELECT pg_try_advisory_xact_lock(${USAGE_HOURS_LOCK}) AS got`,
+    );
+    if (lock.rows[0]?.got !== true) return { hours: 0, busy: true };
+    const due = await tx.query<{ h: string }>(
+      `SELECT nexus_ms(hour)::text AS h FROM usage_dirty
+       WHERE marked_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
+       ORDER BY hour LIMIT $2`,
+      [settleMs, maxHours],
+    );
+    if (due.rows.length === 0) return { hours: 0, busy: false };
+    await tx.query('SET LOCAL enable_nestloop = off');
+    const clusters = await tx.query<{ name: string }>('SELECT name FROM clusters ORDER BY name');
+    let hours = 0;
+    for (const d of due.rows) {
+      const h = Number(d.h);
+      const taken = await tx.query(
+        `DELETE FROM usage_dirty WHERE hour = nexus_ts($1)
+           AND marked_at < clock_timestamp() - make_interval(secs => $2::float8 / 1000)`,
+        [h, settleMs],
+      );
+      if (taken.rowCount === 0) continue; // marked again meanwhile: a later run
+      await tx.query('DELETE FROM usage_1h WHERE hour = nexus_ts($1)', [h]);
+      for (const c of clusters.rows) {
+        await tx.query(
+          `INSERT INTO usage_1h (gpu_id, hour, namespace, pod, minutes, usum, ucount, joules)
+           SELECT x.gpu_id, nexus_ts($2), x.namespace, x.pod,
+                  CASE WHEN x.unallocated THEN x.unallocated_minutes ELSE x.allocated_minutes END,
+                  x.usum, x.ucount,
+                  CASE WHEN x.unallocated THEN x.unallocated_joules ELSE x.allocated_joules END
+           FROM (${USAGE('row')}) x`,
+          [c.name, h, h + HOUR],
+        );
+      }
+      hours++;
+    }
+    return { hours, busy: false };
+  });
 }

@@ -10,6 +10,7 @@ import { assertCurrent, migrate } from './migrate.js';
 import { decodeChunk } from './chunks/codec.js';
 import { detectEvents, hasEventMetrics } from './events.js';
 import { retireStale } from './retire.js';
+import { rollUpUsageHours } from './fleet-reads.js';
 import { chunkRetention, compact } from './compactor.js';
 import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
 import type {
@@ -45,6 +46,11 @@ export interface SqlStoreOptions {
    * the pending table would only add work), off on PostgreSQL.
    */
   readonly foldOnWrite?: boolean;
+  /**
+   * The hourly usage job recomputes an hour once its mark is this old (default 30 s; writers
+   * mark an hour at most every third of it).
+   */
+  readonly usageSettleMs?: number;
 }
 
 const DAY = 86_400_000;
@@ -270,7 +276,7 @@ export class SqlStore implements TelemetryStore {
   readonly reader: TelemetryReader;
   readonly foldsOnWrite: boolean;
   private readonly dims = new Dimensions();
-  private readonly allocations = new AllocationMinutes();
+  private readonly allocations: AllocationMinutes;
   private readonly partitions = new Set<number>();
   /** Changes of the database's identity noticed here, by the writer and the reader. */
   private readonly changes: IdentityChanges = { database: 0, server: 0 };
@@ -300,6 +306,7 @@ export class SqlStore implements TelemetryStore {
   private sealed: Set<number> | undefined;
 
   constructor(private readonly o: SqlStoreOptions) {
+    this.allocations = new AllocationMinutes(undefined, o.usageSettleMs);
     this.backend = o.db.backend;
     this.reader = new SqlReader(o.db, {
       logger: o.logger,
@@ -409,6 +416,7 @@ export class SqlStore implements TelemetryStore {
     // The batch's allocation minutes (docs/fleet.md), once its readings are stored: a failure
     // here fails the batch, and its redelivery writes the readings as duplicates and these again.
     await this.allocations.write(this.o.db, records, ids);
+    await this.allocations.markHours(this.o.db, records);
     // Events (XID, throttle, health) of batches that hold their metrics, after the readings are
     // stored: a crash in between leaves the detection state behind, and the redelivered batch
     // detects them then (src/store/events.ts).
@@ -691,6 +699,10 @@ export class SqlStore implements TelemetryStore {
     return retireStale(this.o.db, staleAfterMs);
   }
 
+  rollUpUsage(): Promise<{ hours: number; busy: boolean }> {
+    return rollUpUsageHours(this.o.db, this.o.usageSettleMs);
+  }
+
   async compact(
     options: { now?: number; delayMs?: number; quiet?: boolean } = {},
   ): Promise<CompactResult> {
@@ -751,6 +763,8 @@ export class SqlStore implements TelemetryStore {
           rollupBefore,
         ]);
         await this.o.db.query('DELETE FROM fleet_1m WHERE bucket < nexus_ts($1)', [rollupBefore]);
+        await this.o.db.query('DELETE FROM usage_1h WHERE hour < nexus_ts($1)', [rollupBefore]);
+        await this.o.db.query('DELETE FROM usage_dirty WHERE hour < nexus_ts($1)', [rollupBefore]);
       }
       const chunks = await chunkRetention(this.o.db, rawBefore, rollupBefore);
       if (dropped.length > 0 || chunks.converted > 0 || chunks.deleted > 0) {

@@ -167,6 +167,11 @@ export interface TelemetryStore {
    */
   retire(staleAfterMs: number): Promise<RetireResult>;
   /**
+   * The hourly usage job (migration 011): recomputes the hours of `usage_1h` marked by writes
+   * since (marks at least 30 s old), one session at a time across processes.
+   */
+  rollUpUsage(): Promise<{ readonly hours: number; readonly busy: boolean }>;
+  /**
    * The sealing job (migration 004): turns every hot window that ended at least the store's
    * compaction delay before `now` into compressed per-series chunks, merges late readings into
    * the chunks of windows sealed before, and drops the emptied hot partitions. One session at a

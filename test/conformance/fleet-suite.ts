@@ -456,6 +456,46 @@ export function fleetConformance(h: StoreHarness): void {
       );
     });
 
+    it('usage from the hourly table (migration 011) equals the minutes, and a late reading marks its hour again', async (t) => {
+      // Marks taken as soon as made (the default waits 30 s: writes under a mark have landed).
+      const { store, sql } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
+      const records = fleetRecords();
+      await writeAll(store, records);
+      // Written hours are marked: the hour of the readings and the one after.
+      assert.equal(await rowCount(sql, 'usage_dirty'), 2);
+      assert.deepEqual(await store.rollUpUsage(), { hours: 2, busy: false });
+      assert.equal(await rowCount(sql, 'usage_dirty'), 0);
+      assert.ok((await rowCount(sql, 'usage_1h')) > 0);
+      for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
+        await assertUsage(store, records, groupBy, B, B + HOUR); // the hour, from usage_1h
+        await assertUsage(store, records, groupBy, B - HOUR, B + 2 * HOUR); // hours around it
+        await assertUsage(store, records, groupBy, B + 5 * MINUTE, B + 2 * HOUR); // partial first
+      }
+      // A late reading: a pod on node-b GPU 1 in minute 45, past what was computed.
+      const late = rec(B + 45 * MINUTE, 97, {
+        hostname: 'node-b',
+        gpu: 1,
+        metric: UTIL,
+        pod: 'late-pod',
+        namespace: 'late',
+      });
+      await store.write('fleet', [late]);
+      assert.equal(await rowCount(sql, 'usage_dirty'), 2, 'its hour marked again');
+      for (const groupBy of ['namespace', 'host'] as const)
+        await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // from the minutes
+      assert.deepEqual(await store.rollUpUsage(), { hours: 2, busy: false });
+      for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
+        await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // from usage_1h again
+    });
+
+    it('the hourly usage job leaves an hour marked less than 30 s ago (writes under its mark may still land)', async (t) => {
+      const { store, sql } = await open(t, { foldOnWrite: true });
+      await writeAll(store, fleetRecords());
+      assert.deepEqual(await store.rollUpUsage(), { hours: 0, busy: false });
+      assert.equal(await rowCount(sql, 'usage_dirty'), 2);
+      assert.equal(await rowCount(sql, 'usage_1h'), 0);
+    });
+
     it('idle and usage outlive the sealing job, which replaces the 1-minute rollup by chunks', async (t) => {
       const { store, sql } = await open(t, { foldOnWrite: true });
       const records = fleetRecords();

@@ -49,6 +49,7 @@ export interface StoreOptions {
   compactDelayMs?: number;
   writeMethod?: WriteMethod;
   foldOnWrite?: boolean;
+  usageSettleMs?: number;
 }
 
 /** The SqlStore settings a harness builds its store with, from a test's overrides. */
@@ -60,6 +61,7 @@ export function storeSettings(o: StoreOptions): Omit<SqlStoreOptions, 'db' | 'lo
     partitionAheadMs: o.partitionAheadMs ?? 0,
     compactDelayMs: o.compactDelayMs ?? HOUR,
     ...(o.foldOnWrite === undefined ? {} : { foldOnWrite: o.foldOnWrite }),
+    ...(o.usageSettleMs === undefined ? {} : { usageSettleMs: o.usageSettleMs }),
   };
 }
 
@@ -92,7 +94,7 @@ export interface StoreHarness {
 // ---------------------------------------------------------------------------------------------
 
 /** The backend's own choice of fold mode stays; the rest is fixed. */
-const DEFAULTS: Required<Omit<StoreOptions, 'foldOnWrite'>> = {
+const DEFAULTS: Required<Omit<StoreOptions, 'foldOnWrite' | 'usageSettleMs'>> = {
   retentionDays: 0,
   rollupRetentionDays: 0,
   partitionAheadMs: 0,
@@ -139,10 +141,11 @@ export function storeConformance(h: StoreHarness): void {
             '008_events',
             '009_usage',
             '010_mig',
+            '011_usage_hourly',
           ],
-          current: 10,
+          current: 11,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 10 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 11 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -157,6 +160,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 8, name: '008_events' },
           { version: 9, name: '009_usage' },
           { version: 10, name: '010_mig' },
+          { version: 11, name: '011_usage_hourly' },
         ]);
       });
 
@@ -174,9 +178,10 @@ export function storeConformance(h: StoreHarness): void {
           '008_events',
           '009_usage',
           '010_mig',
+          '011_usage_hourly',
         ]);
-        assert.ok(results.every((r) => r.current === 10));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 10);
+        assert.ok(results.every((r) => r.current === 11));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 11);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

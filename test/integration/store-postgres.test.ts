@@ -132,6 +132,7 @@ describe('store: PostgreSQL only', () => {
         '008_events',
         '009_usage',
         '010_mig',
+        '011_usage_hourly',
       ],
     );
 
@@ -151,6 +152,7 @@ describe('store: PostgreSQL only', () => {
       { version: 8, name: '008_events' },
       { version: 9, name: '009_usage' },
       { version: 10, name: '010_mig' },
+      { version: 11, name: '011_usage_hourly' },
     ]);
   });
 });

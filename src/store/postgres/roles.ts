@@ -70,6 +70,12 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
   // Migration 009: kept for the fleet features, deleted by retention (maintain()).
   { table: 'gpu_allocations', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
   { table: 'fleet_1m', collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], gateway: ['SELECT'] },
+  { table: 'usage_1h', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
+  {
+    table: 'usage_dirty',
+    collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+    gateway: ['SELECT'],
+  },
   {
     table: 'sample_chunks',
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
