@@ -287,8 +287,13 @@ export async function usage(db: SqlClient, q: UsageQuery): Promise<UsageRows> {
     if (h1 < q.to) minuteRanges.push([h1, q.to]);
     rows.push(...(await db.query<UsageSqlRow>(USAGE_HOURS(q.groupBy), [q.cluster, h0, h1])).rows);
   }
+  // From the minutes an hour at a time: the statement's cost grows faster than its range (48
+  // hours of the simulated fleet in one: 23 s on PGlite; hour by hour: 1.4 s).
   for (const [from, to] of minuteRanges) {
-    rows.push(...(await db.query<UsageSqlRow>(USAGE(q.groupBy), [q.cluster, from, to])).rows);
+    for (let a = from; a < to; a = Math.min(to, Math.floor(a / HOUR) * HOUR + HOUR)) {
+      const b = Math.min(to, Math.floor(a / HOUR) * HOUR + HOUR);
+      rows.push(...(await db.query<UsageSqlRow>(USAGE(q.groupBy), [q.cluster, a, b])).rows);
+    }
   }
   const groups = new Map<string, UsageRow>();
   let unallocatedMinutes = 0;

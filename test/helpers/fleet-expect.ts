@@ -6,6 +6,7 @@
 import type { SampleRow } from './sample.js';
 
 const MINUTE = 60_000;
+const HOUR_MS = 3_600_000;
 const ENERGY = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION';
 const POWER = 'DCGM_FI_DEV_POWER_USAGE';
 const ENGINE = 'DCGM_FI_PROF_GR_ENGINE_ACTIVE';
@@ -84,8 +85,14 @@ export function expectedUsage(
   for (const [key, all] of byGpu) {
     all.sort((a, b) => a.timestamp - b.timestamp);
     const inRange = all.filter((r) => r.timestamp >= from && r.timestamp < to);
-    const hasEngine = inRange.some((r) => r.metric === ENGINE);
-    const hasCounter = inRange.some((r) => r.metric === ENERGY);
+    // The utilisation metric and the energy source are chosen per hour (docs/fleet.md).
+    const hourOf = (t: number): number => Math.floor(t / HOUR_MS);
+    const engineHours = new Set(
+      inRange.filter((r) => r.metric === ENGINE).map((r) => hourOf(r.timestamp)),
+    );
+    const counterHours = new Set(
+      inRange.filter((r) => r.metric === ENERGY).map((r) => hourOf(r.timestamp)),
+    );
     const minutes = new Map<number, MinuteAcc>();
     const acc = (t: number): MinuteAcc => {
       const m = Math.floor(t / MINUTE) * MINUTE;
@@ -108,6 +115,7 @@ export function expectedUsage(
     for (const r of inRange) {
       const a = acc(r.timestamp);
       if (r.pod !== '') a.workloads.add(`${r.namespace}/${r.pod}`);
+      const hasEngine = engineHours.has(hourOf(r.timestamp));
       if (r.metric === (hasEngine ? ENGINE : UTIL)) {
         a.utilSum += hasEngine ? r.value * 100 : r.value;
         a.utilCount++;
@@ -130,7 +138,7 @@ export function expectedUsage(
     for (const m of [...minutes.keys()].sort((x, y) => x - y)) {
       const a = minutes.get(m) as MinuteAcc;
       let joules: number | undefined;
-      if (hasCounter) {
+      if (counterHours.has(hourOf(m))) {
         if (!Number.isNaN(a.energyLast)) {
           const mj =
             previousLast === undefined
