@@ -113,9 +113,10 @@ export function exportFleetGauges(
         if (seen === undefined || l.timestamp > seen.t) lastSeen.set(k, { labels, t: l.timestamp });
       }
     });
-    // The latched XID of live GPUs (NexusGPUXidError): a retired GPU's goes with it.
+    // The latched XID of live GPUs (NexusGPUXidError): a retired GPU's goes with it. A MIG GPU's
+    // comes on its instances' series (the same code on each: one gauge of the GPU).
     const xids = await reader
-      .latest({ metrics: ['DCGM_FI_DEV_XID_ERRORS'], live: true })
+      .latest({ metrics: ['DCGM_FI_DEV_XID_ERRORS'], instances: 'all', live: true })
       .catch(() => []);
     metrics.gpuXid.reset();
     for (const l of xids) {
