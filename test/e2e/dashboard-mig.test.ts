@@ -45,6 +45,21 @@ describe(
 
     it('lists the instances under GPU 1 with profile, utilisation and pod, and opens on instance 1', async () => {
       assert.ok(nexus !== undefined);
+      // Until both instances' engine-activity readings are servable, the page would rightly show
+      // no utilisation (a metric first stored after the gateway cached the metric list is in
+      // `latest` a few seconds later): wait for the API to know them, then open the page.
+      const url = `${nexus.url}/api/v1/clusters/local-cluster/hosts/mig-node-1/gpus/1`;
+      for (let i = 0; i < 300; i++) {
+        const res = await fetch(url);
+        const body = res.ok
+          ? ((await res.json()) as { mig_instances?: { utilization_percent?: unknown }[] })
+          : {};
+        const known = (body.mig_instances ?? []).filter(
+          (m) => typeof m.utilization_percent === 'number',
+        );
+        if (known.length === 2) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
       await page.goto(`${nexus.url}/#/gpu/local-cluster/mig-node-1/1`);
       await page.getByTestId('page-gpu').waitFor();
       await page.waitForSelector('[data-testid="mig-row"][data-instance="2"]', { timeout: 60_000 });
