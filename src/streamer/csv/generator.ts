@@ -35,8 +35,8 @@ export const DEFAULT_GENERATE: GenerateOptions = {
 export const HEADER =
   'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw\n';
 
-/** mulberry32: a small, fast, seedable PRNG. */
-function prng(seed: number): () => number {
+/** mulberry32: a small, fast, seedable PRNG (the fleet model draws from it too). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -47,7 +47,8 @@ function prng(seed: number): () => number {
   };
 }
 
-function hex(rand: () => number, n: number): string {
+/** `n` random hexadecimal digits (GPU uuids). */
+export function hex(rand: () => number, n: number): string {
   let s = '';
   for (let i = 0; i < n; i++) s += Math.floor(rand() * 16).toString(16);
   return s;

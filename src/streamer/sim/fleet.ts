@@ -22,6 +22,7 @@
  * the readings, so energy is always the integral of the reported power.
  */
 import type { TelemetryRecord } from '../../core/record.js';
+import { hex, prng } from '../csv/generator.js';
 
 export interface FleetOptions {
   readonly seed: number;
@@ -233,29 +234,11 @@ export function describeFleet(options: FleetOptions): string {
   return `Simulated fleet (seed ${options.seed}): ${options.hosts} hosts x ${options.gpusPerHost} ${FLEET_GPU_MODEL}, a reading every ${options.intervalMs / 1000} s; jobs (training, inference, notebooks, batch) and incidents (a thermal incident, XIDs, a reboot, a GPU lost) play ${speed}. Not real data: nexus up --csv FILE streams a real export.`;
 }
 
-/** mulberry32: a small, fast, seedable PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A seed for a named stream of the fleet's seed (each host, unit and GPU draws its own). */
 function subSeed(seed: number, name: string): number {
   let h = 2166136261 ^ seed;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
   return h >>> 0;
-}
-
-function hex(rand: () => number, n: number): string {
-  let s = '';
-  for (let i = 0; i < n; i++) s += Math.floor(rand() * 16).toString(16);
-  return s;
 }
 
 function pick<T>(rand: () => number, items: readonly T[]): T {
