@@ -13,6 +13,7 @@ import { MemoryRegistry } from '../registry/memory/memory-registry.js';
 import type { FleetRegistry } from '../registry/types.js';
 import type { PostgresConnection } from '../store/postgres/database.js';
 import type { Database, TelemetryStore } from '../store/types.js';
+import type { TelemetryReader } from '../store/reader.js';
 import type { ResourceStack } from './stack.js';
 import { TUNING } from './tuning.js';
 
@@ -210,6 +211,49 @@ export function postgresConnection(config: Config, applicationName: string): Pos
     statementTimeoutMs: config.dbStatementTimeout,
     connectTimeoutMs: config.dbConnectTimeout,
     applicationName,
+  };
+}
+
+/** The gateway's read replica (DATABASE_READ_URL): its reader, a readiness check, its lag. */
+export interface ReadReplica {
+  readonly reader: TelemetryReader;
+  /** Reachable, and a standby or a primary (a check for /readyz). */
+  check(): Promise<void>;
+  /** Seconds behind the primary (0: replayed all it received; a primary: 0). */
+  lagSeconds(): Promise<number>;
+}
+
+/**
+ * A read replica for the gateway's reads: its own pool (DB_POOL_SIZE connections, the DB_SSL*
+ * settings, DATABASE_READ_URL instead of DATABASE_URL), read by a SqlReader of its own; closed
+ * with the process. The fleet directory's change tracking reads snapshots only, so it works on a
+ * hot standby (docs/scaling.md).
+ */
+export async function buildReadReplica(
+  { config, logger, stack }: Root,
+  applicationName: string,
+): Promise<ReadReplica> {
+  const [{ PostgresDatabase }, { SqlReader }] = await Promise.all([
+    import('../store/postgres/database.js'),
+    import('../store/sql-reader.js'),
+  ]);
+  const db = new PostgresDatabase(
+    { ...postgresConnection(config, applicationName), url: config.databaseReadUrl },
+    logger,
+  );
+  stack.push('closing the read replica', () => db.close());
+  return {
+    reader: new SqlReader(db, { logger }),
+    check: async () => {
+      await db.query('SELECT 1');
+    },
+    lagSeconds: async () => {
+      const res = await db.query<{ lag: number | string | null }>(
+        `SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag`,
+      );
+      return Number(res.rows[0]?.lag ?? 0);
+    },
   };
 }
 

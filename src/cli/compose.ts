@@ -15,6 +15,7 @@ import type { Queue } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry, MemberInfo } from '../registry/types.js';
 import type { TelemetryStore } from '../store/types.js';
+import type { TelemetryReader } from '../store/reader.js';
 import { shortHash } from '../streamer/fingerprint.js';
 import {
   BarProgress,
@@ -239,6 +240,8 @@ export function buildCollector(root: Root, parts: CollectorParts): Collector {
 
 export interface GatewayParts {
   readonly store: TelemetryStore;
+  /** Where the API reads telemetry and the fleet (a read replica); default: the store's reader. */
+  readonly reader?: TelemetryReader | undefined;
   readonly metrics: NexusMetrics;
   readonly checks: readonly HealthCheck[];
   readonly registry?: FleetRegistry | undefined;
@@ -292,7 +295,7 @@ export async function buildGatewayFor(root: Root, parts: GatewayParts): Promise<
     auth,
     ...(parts.deadLetters === undefined ? {} : { deadLetters: parts.deadLetters }),
     metrics: parts.metrics,
-    reader: parts.store.reader,
+    reader: parts.reader ?? parts.store.reader,
     ...(parts.registry === undefined ? {} : { registry: parts.registry }),
     ...(parts.feed === undefined ? {} : { feed: parts.feed }),
     checks: parts.checks,

@@ -20,6 +20,8 @@ export const TUNING = {
    * connections, so that load balancers stop sending first.
    */
   gatewayDrainMs: 2000,
+  /** How often the gateway reads its read replica's lag (nexus_gateway_read_replica_lag_seconds). */
+  replicaLagPollMs: 5000,
   /** After the first signal, a graceful stop that has not finished by then is cut short. */
   forceExitAfterMs: 30_000,
   /** How often `nexus up` looks for its first stored readings before saying it is up. */

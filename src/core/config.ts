@@ -323,6 +323,15 @@ export const SETTINGS = {
     secret: true,
     group: 'database',
   },
+  databaseReadUrl: {
+    env: 'DATABASE_READ_URL',
+    flag: 'database-read-url',
+    kind: 'string',
+    default: '',
+    help: "A read replica (hot standby) of the database for the gateway's telemetry and fleet reads (postgres://...; TLS as the DB_SSL* settings say); API tokens stay on DATABASE_URL. Empty: everything on DATABASE_URL. docs/scaling.md",
+    secret: true,
+    group: 'gateway',
+  },
   dbHost: {
     env: 'DB_HOST',
     flag: 'db-host',

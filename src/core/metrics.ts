@@ -227,6 +227,11 @@ export class NexusMetrics {
     labelNames: ['change'] as const,
     registers: [this.registry],
   });
+  readonly readReplicaLag = new Gauge({
+    name: 'nexus_gateway_read_replica_lag_seconds',
+    help: 'How far the read replica of the gateway (DATABASE_READ_URL) is behind the primary: 0 when it has replayed all the WAL it received, else seconds since the commit of the last transaction it replayed',
+    registers: [this.registry],
+  });
   readonly poolConnections = new Gauge({
     name: 'nexus_pg_pool_connections',
     help: 'PostgreSQL pool connections by state: total, idle, waiting (requests queued for one)',

@@ -192,6 +192,104 @@ export async function startPostgres(options: PgServerOptions = {}): Promise<PgSe
   };
 }
 
+/**
+ * A hot standby of `primary` (streaming replication, read-only), on a free loopback port with its
+ * data in a fresh directory: `pg_basebackup -R` from the primary (whose pg_hba.conf, as initdb
+ * writes it, lets its superuser replicate over loopback), then started as PostgreSQL starts one.
+ * Its `url` names the same database and user as the primary's.
+ */
+export async function startStandby(primary: PgServer): Promise<PgServer> {
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = mkdtempSync(join(base, 'nexus-pg-standby-'));
+  if (userInfo().uid === 0) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+    chownSync(dir, uid, gid);
+  }
+  const data = join(dir, 'data');
+  run('env', [
+    `PGPASSWORD=${primary.password}`,
+    join(BIN, 'pg_basebackup'),
+    '-h',
+    primary.host,
+    '-p',
+    String(primary.port),
+    '-U',
+    primary.user,
+    '-D',
+    data,
+    '-R',
+    '-X',
+    'stream',
+    '--no-sync',
+    '--checkpoint=fast',
+  ]);
+  const port = await freePort();
+  const settings = [
+    `-p ${port}`,
+    `-k ${dir}`,
+    "-c listen_addresses='127.0.0.1'",
+    '-c max_connections=200',
+    '-c hot_standby=on',
+    '-c fsync=off',
+  ].join(' ');
+  const start = (): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      // As startPostgres: pg_ctl's server must not hold our pipes open.
+      const [c, ...rest] = asPostgres(join(BIN, 'pg_ctl'), [
+        '-D',
+        data,
+        '-o',
+        settings,
+        '-l',
+        join(dir, 'log'),
+        '-w',
+        '-t',
+        '60',
+        'start',
+      ]);
+      const child = spawn(c ?? 'pg_ctl', rest, { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('exit', (code) =>
+        code === 0
+          ? resolve()
+          : reject(
+              new Error(
+                `standby pg_ctl start failed (${code}): ${readFileSync(join(dir, 'log'), 'utf8').slice(-2000)}`,
+              ),
+            ),
+      );
+    });
+  const stop = (): Promise<void> => {
+    try {
+      run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
+    } catch {
+      // already stopped
+    }
+    return Promise.resolve();
+  };
+  await start();
+  const url = (db: string): string =>
+    `postgres://${primary.user}:${primary.password}@127.0.0.1:${port}/${db}`;
+  return {
+    host: '127.0.0.1',
+    port,
+    user: primary.user,
+    password: primary.password,
+    database: primary.database,
+    url: url(primary.database),
+    dir,
+    stop,
+    start,
+    destroy: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    createDatabase: () =>
+      Promise.reject(new Error('a standby is read-only: create databases on the primary')),
+  };
+}
+
 let shared: Promise<{ server: PgServerRef; release: () => Promise<void> }> | undefined;
 
 export interface PgServerRef {

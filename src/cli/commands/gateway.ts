@@ -5,7 +5,14 @@ import { sleep } from '../../core/backoff.js';
 import { registryKeyspace } from '../../etcd/keyspace.js';
 import { Kv } from '../../etcd/kv.js';
 import type { HealthCheck } from '../../gateway/routes/health.js';
-import { buildFeed, buildQueue, buildRegistry, buildStore, etcdBackends } from '../backends.js';
+import {
+  buildFeed,
+  buildQueue,
+  buildReadReplica,
+  buildRegistry,
+  buildStore,
+  etcdBackends,
+} from '../backends.js';
 import { etcdAlarms } from '../etcd-alarms.js';
 import {
   buildGatewayFor,
@@ -39,6 +46,10 @@ export function gatewayCommand(): Command {
     const feed = backends === undefined ? undefined : buildFeed(root, backends, instance);
     const registry = backends === undefined ? undefined : buildRegistry(root, backends);
     const checks: HealthCheck[] = [{ name: 'postgres', check: () => store.ping() }];
+    // A read replica (DATABASE_READ_URL) serves the API's reads; tokens stay on the primary.
+    const replica =
+      config.databaseReadUrl === '' ? undefined : await buildReadReplica(root, `${instance}-read`);
+    if (replica !== undefined) checks.push({ name: 'read-replica', check: () => replica.check() });
     if (backends?.kind === 'etcd') {
       // A read the gateway's etcd role allows (nexus etcd-roles): the registry's clusters, counted.
       // Refused (a configuration error): not ready, and said once, loudly.
@@ -63,9 +74,21 @@ export function gatewayCommand(): Command {
     if (backends?.kind === 'etcd') checks.push(etcdAlarms(root, backends.client, metrics).probe);
     startTracing(root, 'gateway');
     exportStoreMetrics(metrics, store);
+    if (replica !== undefined) {
+      // The replica's lag, every few seconds (a gauge; unreachable: left as it was).
+      const lag = setInterval(() => {
+        replica
+          .lagSeconds()
+          .then((s) => metrics.readReplicaLag.set(s))
+          .catch(() => undefined);
+      }, TUNING.replicaLagPollMs);
+      lag.unref();
+      stack.push('stopping the replica lag poll', () => clearInterval(lag));
+    }
     const gateway = await buildGatewayFor(root, {
       metrics,
       store,
+      reader: replica?.reader,
       registry,
       feed,
       checks,
