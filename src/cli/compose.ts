@@ -334,6 +334,7 @@ export function gatewaySettings(config: Config) {
       queueTimeoutMs: config.apiQueueTimeout,
       maxPerAddress: config.apiMaxPerAddress,
     },
+    fleetGaugesMaxGpus: config.fleetGaugesMaxGpus,
     fleet: {
       idleUtil: config.idleUtil,
       idleForMs: config.idleFor,

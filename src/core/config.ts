@@ -949,6 +949,16 @@ export const SETTINGS = {
     help: 'A GPU holding a workload is idle while its utilisation (DCGM_FI_PROF_GR_ENGINE_ACTIVE where present, else DCGM_FI_DEV_GPU_UTIL) stays below this percentage',
     group: 'gateway',
   },
+  fleetGaugesMaxGpus: {
+    env: 'FLEET_GAUGES_MAX_GPUS',
+    flag: 'fleet-gauges-max-gpus',
+    kind: 'int',
+    default: '10000',
+    min: 0,
+    max: 10000000,
+    help: "The gateway's per-GPU fleet gauges (nexus_gpu_temperature_celsius and the others: the input of the GPU alerts) on /metrics while the fleet has at most this many live GPUs; above, they are left out (nexus_fleet_gauges_gpus_left_out says how many) and the GPU alerts go on dcgm-exporter's own series (docs/scaling.md). 0: never",
+    group: 'gateway',
+  },
   idleFor: {
     env: 'IDLE_FOR',
     flag: 'idle-for',

@@ -227,6 +227,11 @@ export class NexusMetrics {
     labelNames: ['change'] as const,
     registers: [this.registry],
   });
+  readonly fleetGaugesLeftOut = new Gauge({
+    name: 'nexus_fleet_gauges_gpus_left_out',
+    help: 'Live GPUs the per-GPU fleet gauges (nexus_gpu_temperature_celsius and the others) leave out: the fleet has more than FLEET_GAUGES_MAX_GPUS (0: every GPU is exported)',
+    registers: [this.registry],
+  });
   readonly readReplicaLag = new Gauge({
     name: 'nexus_gateway_read_replica_lag_seconds',
     help: 'How far the read replica of the gateway (DATABASE_READ_URL) is behind the primary: 0 when it has replayed all the WAL it received, else seconds since the commit of the last transaction it replayed',

@@ -173,6 +173,8 @@ export interface GatewayOptions {
   readonly fleet?: FleetSettings;
   /** Export each GPU's latest readings as gauges (for the fleet alerts). */
   readonly fleetMetrics?: boolean;
+  /** The per-GPU gauges only while the fleet has at most this many live GPUs (default 10,000). */
+  readonly fleetGaugesMaxGpus?: number;
   /**
    * With a feed, serve latest values from memory kept current by the feed, reloaded from the store
    * every this many ms (default 10 s; 0: always read the store).
@@ -272,7 +274,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   await registerPressure(app, o.pressure, o.metrics);
   installAdmission(app, new Admission(o.api, o.metrics));
   if (o.metrics !== undefined && o.fleetMetrics !== false) {
-    exportFleetGauges(o.metrics, o.reader);
+    exportFleetGauges(o.metrics, o.reader, o.fleetGaugesMaxGpus);
     const fleetSettings = o.fleet ?? DEFAULT_FLEET_SETTINGS;
     exportIdleGauge(o.metrics, o.reader, {
       utilPercent: fleetSettings.idleUtil,

@@ -77,15 +77,36 @@ const FLEET_GAUGES = (
   ] as const
 ).map(([metric, gauge, unit]) => [metric, gauge, conversionFactor(metric, unit)] as const);
 
+/** FLEET_GAUGES_MAX_GPUS's default: 10,000 GPUs are about 70,000 series per scrape. */
+export const FLEET_GAUGES_MAX_GPUS = 10_000;
+
 /**
  * The fleet as Prometheus gauges, from the latest stored readings, refreshed on each scrape (GPUs
- * that disappeared drop out): what the GPU alerts of deploy/observability/alerts.yml watch.
+ * that disappeared drop out): what the GPU alerts of deploy/observability/alerts.yml watch. Only
+ * while the fleet has at most `maxGpus` live GPUs: a scrape costs a series per GPU and gauge, so
+ * 100,000 GPUs would be 700,000 series built on every scrape, in the gateway's event loop
+ * (docs/scaling.md); above, the per-GPU gauges are left out and `nexus_fleet_gauges_gpus_left_out`
+ * says how many GPUs, read from the fleet's counts (no per-GPU work).
  */
 export function exportFleetGauges(
   metrics: NexusMetrics,
-  reader: Pick<TelemetryReader, 'latest' | 'currentWorkloads'>,
+  reader: Pick<TelemetryReader, 'latest' | 'currentWorkloads' | 'clusters'>,
+  maxGpus = FLEET_GAUGES_MAX_GPUS,
 ): void {
+  const perGpu = [
+    ...FLEET_GAUGES.map(([, field]) => metrics[field]),
+    metrics.gpuXid,
+    metrics.gpuLastSeen,
+    metrics.gpuWorkload,
+  ];
   metrics.onScrape(async () => {
+    const live = (await reader.clusters().catch(() => [])).reduce((n, c) => n + c.gpus, 0);
+    if (live > maxGpus) {
+      for (const g of perGpu) g.reset();
+      metrics.fleetGaugesLeftOut.set(live);
+      return;
+    }
+    metrics.fleetGaugesLeftOut.set(0);
     const latest = await Promise.all(
       // MIG instances' too: a GPU reported only by its instances is seen (gauges are the GPU's own);
       // live GPUs only: a retired GPU leaves the gauges and their alerts.

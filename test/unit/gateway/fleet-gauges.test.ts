@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NexusMetrics } from '../../../src/core/metrics.js';
 import { exportFleetGauges } from '../../../src/gateway/instrumentation.js';
-import type { LatestValue, Selection } from '../../../src/store/reader.js';
+import type { ClusterSummary, LatestValue, Selection } from '../../../src/store/reader.js';
 
 const T = Date.UTC(2026, 0, 2, 3, 4, 5);
 
@@ -30,12 +30,19 @@ const STORED = [
   reading('DCGM_FI_DEV_GPU_UTIL', '%', 37),
 ];
 
+/** A fleet of `gpus` live GPUs in one cluster, as the reader counts it. */
+const fleetOf = (gpus: number) => (): Promise<ClusterSummary[]> =>
+  Promise.resolve([
+    { cluster_id: 'c1', hosts: 1, gpus, retired_gpus: 0, first_seen: T, last_seen: T },
+  ]);
+
 const reader = {
   latest(q: Selection): Promise<LatestValue[]> {
     const want = new Set(q.metrics ?? []);
     return Promise.resolve(STORED.filter((r) => want.has(r.metric)));
   },
   currentWorkloads: () => Promise.resolve([]),
+  clusters: fleetOf(1),
 };
 
 /** The value of the one sample of `name` in an exposition. */
@@ -83,6 +90,7 @@ describe('fleet gauges', () => {
         return Promise.resolve([...STORED, mig].filter((r) => want.has(r.metric)));
       },
       currentWorkloads: () => Promise.resolve([]),
+      clusters: fleetOf(2),
     });
     const { body } = await metrics.exposition();
     assert.ok(asked.length > 0 && asked.every((q) => q.instances === 'all'));
@@ -93,5 +101,36 @@ describe('fleet gauges', () => {
       .filter((l) => l.startsWith('nexus_gpu_last_reading_timestamp_seconds{'));
     assert.equal(seen.length, 2);
     assert.ok(seen.some((l) => l.includes('gpu="3"') && l.endsWith(` ${(T + 5000) / 1000}`)));
+  });
+
+  it('leave the per-GPU gauges out above FLEET_GAUGES_MAX_GPUS, saying how many GPUs, without reading them', async () => {
+    let reads = 0;
+    const metrics = new NexusMetrics({ component: 'gateway', processMetrics: false });
+    exportFleetGauges(
+      metrics,
+      {
+        ...reader,
+        latest: (q: Selection) => {
+          reads++;
+          return reader.latest(q);
+        },
+        clusters: fleetOf(3),
+      },
+      2,
+    );
+    const { body } = await metrics.exposition();
+    assert.equal(reads, 0);
+    assert.equal(
+      body.split('\n').filter((l) => l.startsWith('nexus_gpu_')).length,
+      0,
+      'no per-GPU series',
+    );
+    assert.equal(sampleOf(body, 'nexus_fleet_gauges_gpus_left_out'), 3);
+    // At the limit, every GPU is exported and none is left out.
+    const within = new NexusMetrics({ component: 'gateway', processMetrics: false });
+    exportFleetGauges(within, { ...reader, clusters: fleetOf(2) }, 2);
+    const all = (await within.exposition()).body;
+    assert.equal(sampleOf(all, 'nexus_gpu_temperature_celsius'), 61);
+    assert.equal(sampleOf(all, 'nexus_fleet_gauges_gpus_left_out'), 0);
   });
 });
