@@ -232,6 +232,10 @@ export interface LoadRun {
   readonly p99: number;
   /** Errors, timeouts and answers other than 2xx. */
   readonly errors: number;
+  /** Of those: 5xx answers. */
+  readonly status5xx: number;
+  /** Of those: requests that timed out (`timeoutSeconds`). */
+  readonly timeouts: number;
 }
 
 /**
@@ -240,7 +244,14 @@ export interface LoadRun {
  */
 export async function autocannonLoad(
   url: string,
-  o: { connections: number; seconds?: number; amount?: number; timeoutSeconds?: number },
+  o: {
+    connections: number;
+    seconds?: number;
+    amount?: number;
+    timeoutSeconds?: number;
+    /** Headers every request carries (e.g. authorization). */
+    headers?: Readonly<Record<string, string>>;
+  },
 ): Promise<LoadRun> {
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(
@@ -251,6 +262,7 @@ export async function autocannonLoad(
         ...(o.amount === undefined ? ['-d', String(o.seconds ?? 5)] : ['-a', String(o.amount)]),
         '-t',
         String(o.timeoutSeconds ?? 10),
+        ...Object.entries(o.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}=${v}`]),
         '-j',
         url,
       ],
@@ -268,12 +280,16 @@ export async function autocannonLoad(
     '2xx': number;
     latency: { p50: number; p99: number };
     errors: number;
+    timeouts?: number;
     non2xx: number;
+    '5xx'?: number;
   };
   return {
     rps: r.duration > 0 ? r['2xx'] / r.duration : Number.NaN,
     p50: r.latency.p50,
     p99: r.latency.p99,
     errors: r.errors + r.non2xx,
+    status5xx: r['5xx'] ?? 0,
+    timeouts: r.timeouts ?? 0,
   };
 }

@@ -3,12 +3,13 @@
  * Figures are measured, never asserted; each section reports the ceilings it measured in the same
  * run and the ratios to them.
  *
- *   tsx bench/run.ts [--quick] [--small] [--only=streamer,collector,gateway,history,embedded,end-to-end]
+ *   tsx bench/run.ts [--quick] [--small] [--only=streamer,collector,gateway,history,embedded,end-to-end,cardinality]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, log, machine, type Section } from './lib.js';
+import { benchCardinality } from './cardinality.js';
 import { benchCollector } from './collector.js';
 import { benchEmbedded } from './embedded.js';
 import { benchEndToEnd } from './end-to-end.js';
@@ -92,6 +93,29 @@ if (wanted('end-to-end')) {
     ),
   );
 }
+if (wanted('cardinality')) {
+  // The same readings for every fleet (hosts x 8 GPUs x 3 fields x instants): 600,000, so the
+  // 100,000-GPU fleet sends 2 instants; --quick 60,000, without the 100,000-GPU fleet. About 8
+  // minutes on 2 cores (less once the gateway's work no longer grows with the fleet).
+  sections.push(
+    await timed('cardinality', () =>
+      benchCardinality({
+        fleets: [
+          { label: 'small fleet', hosts: 10, reference: true },
+          { label: '1,000 GPUs', hosts: 125, reference: false },
+          { label: '10,000 GPUs', hosts: 1250, reference: false },
+          ...(quick ? [] : [{ label: '100,000 GPUs', hosts: 12_500, reference: false }]),
+        ],
+        readings: quick ? 60_000 : 600_000,
+        sequential: 50,
+        sequentialSeconds: 5,
+        concurrentSeconds: 2,
+        connections: 8,
+        full: !quick,
+      }),
+    ),
+  );
+}
 
 const path = join(ROOT, 'docs', 'benchmarks.md');
 const previous = existsSync(path) ? readFileSync(path, 'utf8') : '';
@@ -111,14 +135,22 @@ for (const s of sections)
       '',
     ].join('\n'),
   );
-const order = ['streamer', 'collector', 'gateway', 'history', 'embedded', 'end-to-end'];
+const order = [
+  'streamer',
+  'collector',
+  'gateway',
+  'history',
+  'embedded',
+  'end-to-end',
+  'cardinality',
+];
 const ids = [...kept.keys()].sort(
   (a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99),
 );
 const doc = [
   '# Benchmarks',
   '',
-  'Written by `make bench` (`npx tsx bench/run.ts [--quick] [--small] [--only=streamer,collector,gateway,history,embedded,end-to-end]`; `--small` runs the history section at 2 hosts x 2 GPUs x 2 hours). Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like. Nothing here is asserted by a test.',
+  'Written by `make bench` (`npx tsx bench/run.ts [--quick] [--small] [--only=streamer,collector,gateway,history,embedded,end-to-end,cardinality]`; `--small` runs the history section at 2 hosts x 2 GPUs x 2 hours; `--quick` runs smaller sizes everywhere, and the cardinality section without its 100,000-GPU fleet). Figures are from one run on the machine below; every section measures its own ceilings in the same run, so ratios compare like with like. Nothing here is asserted by a test.',
   '',
   '## Machine',
   '',
