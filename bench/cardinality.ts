@@ -39,6 +39,8 @@ const IN_FLIGHT = 8;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Sequential warm requests made even when the first ones outlast the time given to them. */
 const MIN_WARM = 3;
+/** Endpoints slower than this (warm p50) get no concurrent run. */
+const MAX_CONCURRENT_P50_MS = 1000;
 /** The collectors must have stored everything within this long, or the section fails. */
 const INGEST_DEADLINE_MS = 900_000;
 
@@ -345,31 +347,42 @@ async function endpoints(
     const answers: Answer[] = cold === undefined ? [] : [cold];
     const warm: number[] = [];
     const until = Date.now() + o.sequentialSeconds * 1000;
-    // At least MIN_WARM requests however slow (each bounded by REQUEST_TIMEOUT_MS).
-    for (let i = 0; i < o.sequential && (i < MIN_WARM || Date.now() < until); i++) {
+    // At least MIN_WARM requests however slow, unless one times out.
+    let timedOut = cold?.status === 0;
+    for (let i = 0; i < o.sequential && (Date.now() < until || (i < MIN_WARM && !timedOut)); i++) {
       const a = await get(url, gw.token);
       answers.push(a);
       warm.push(a.ms);
+      timedOut ||= a.status === 0;
     }
-    const concurrent = await autocannonLoad(url, {
-      connections: o.connections,
-      seconds: o.concurrentSeconds,
-      timeoutSeconds: REQUEST_TIMEOUT_MS / 1000,
-      ...(gw.token === undefined ? {} : { headers: { authorization: `Bearer ${gw.token}` } }),
-    });
     const sorted = [...warm].sort((x, y) => x - y);
-    const status5xx = answers.filter((a) => a.status >= 500).length + concurrent.status5xx;
-    const errors = answers.filter((a) => a.status === 0).length + concurrent.timeouts;
+    const warmP50 = percentile(sorted, 50);
+    // Concurrent requests to an endpoint this slow would only queue, and outlive autocannon's run
+    // (it does not wait for them), slowing the endpoints measured after it.
+    const concurrent =
+      warmP50 > MAX_CONCURRENT_P50_MS
+        ? undefined
+        : await autocannonLoad(url, {
+            connections: o.connections,
+            seconds: o.concurrentSeconds,
+            timeoutSeconds: REQUEST_TIMEOUT_MS / 1000,
+            ...(gw.token === undefined ? {} : { headers: { authorization: `Bearer ${gw.token}` } }),
+          });
+    const status5xx = answers.filter((a) => a.status >= 500).length + (concurrent?.status5xx ?? 0);
+    const errors = answers.filter((a) => a.status === 0).length + (concurrent?.timeouts ?? 0);
     const other =
       answers.filter(
         (a) => a.status !== 0 && (a.status < 200 || (a.status >= 300 && a.status < 500)),
-      ).length + Math.max(0, concurrent.errors - concurrent.status5xx - concurrent.timeouts);
+      ).length +
+      (concurrent === undefined
+        ? 0
+        : Math.max(0, concurrent.errors - concurrent.status5xx - concurrent.timeouts));
     const r: EndpointResult = {
       name,
       na: undefined,
       cold,
       warm,
-      warmP50: percentile(sorted, 50),
+      warmP50,
       warmP99: percentile(sorted, 99),
       concurrent,
       status5xx,
@@ -377,7 +390,7 @@ async function endpoints(
       other,
     };
     log(
-      `  ${name}: warm p50 ${fmtNumber(r.warmP50)} ms, p99 ${fmtNumber(r.warmP99)} ms (${warm.length}); ${o.connections} connections: ${Math.round(concurrent.rps)} req/s, p50 ${concurrent.p50} ms, p99 ${concurrent.p99} ms; 5xx ${status5xx}, errors ${errors}, other ${other}`,
+      `  ${name}: warm p50 ${fmtNumber(r.warmP50)} ms, p99 ${fmtNumber(r.warmP99)} ms (${warm.length}); ${concurrent === undefined ? 'no concurrent run' : `${o.connections} connections: ${Math.round(concurrent.rps)} req/s, p50 ${concurrent.p50} ms, p99 ${concurrent.p99} ms`}; 5xx ${status5xx}, errors ${errors}, other ${other}`,
     );
     out.push(r);
   }
@@ -559,7 +572,11 @@ export async function benchCardinality(options: {
         e.na === undefined ? ms(e.warmP50) : e.na,
         ms(e.warmP99),
         String(e.warm.length),
-        e.concurrent === undefined ? '-' : e.concurrent.rps,
+        e.concurrent === undefined
+          ? e.na === undefined
+            ? `skipped (warm p50 > ${MAX_CONCURRENT_P50_MS} ms)`
+            : '-'
+          : e.concurrent.rps,
         // No answer within the run: autocannon's percentiles would read 0.
         e.concurrent === undefined || e.concurrent.rps === 0 ? '-' : e.concurrent.p50,
         e.concurrent === undefined || e.concurrent.rps === 0 ? '-' : e.concurrent.p99,
@@ -573,7 +590,7 @@ export async function benchCardinality(options: {
     id: 'cardinality',
     title: 'Cardinality: the same readings from 1,000 to 100,000 GPUs',
     body: [
-      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=20\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. The ratio is to the small fleet of the same run. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s. Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page. An endpoint this build does not have is "n/a (404)". Peak RSS is each process's \`VmHWM\`. Wall time of the section: ${wall} s.`,
+      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=20\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. The ratio is to the small fleet of the same run. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page. An endpoint this build does not have is "n/a (404)". Peak RSS is each process's \`VmHWM\`. Wall time of the section: ${wall} s.`,
       '',
       table(
         [
