@@ -486,7 +486,8 @@ function goals(largest: FleetResult, reference: FleetResult, full: boolean): str
     rows.push([
       `${name}: p50 / p99 (warm, sequential)`,
       '< 20 ms / < 100 ms',
-      e.na ?? `${ms(e.warmP50)} / ${ms(e.warmP99)} ms`,
+      e.na ??
+        `${ms(e.warmP50)} / ${ms(e.warmP99)} ms${e.errors > 0 ? ` (${e.errors} timeouts/errors at ${REQUEST_TIMEOUT_MS / 1000} s)` : ''}`,
       ok ? 'met' : 'not met',
     ]);
   }
@@ -504,9 +505,11 @@ function goals(largest: FleetResult, reference: FleetResult, full: boolean): str
     `${failed} 5xx, ${errors} timeouts/errors`,
     failed + errors === 0 ? 'met' : 'not met',
   ]);
-  return [`Goals of issue 20, at ${at}:`, '', table(['figure', 'goal', 'measured', ''], rows)].join(
-    '\n',
-  );
+  return [
+    `Goals of issue 20, at ${at}:`,
+    '',
+    table(['figure', 'goal', 'measured', 'verdict'], rows),
+  ].join('\n');
 }
 
 /**
@@ -639,7 +642,7 @@ export async function benchCardinality(options: {
       ),
       '',
       ...results.flatMap((r, i) => [
-        `${r.spec.label} (${r.gpus.toLocaleString('en-US')} GPUs), every figure:`,
+        `${r.spec.reference ? `${r.spec.label} (${r.gpus.toLocaleString('en-US')} GPUs)` : r.spec.label}, every figure:`,
         '',
         perFleet[i] ?? '',
         '',
