@@ -41,6 +41,8 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const MIN_WARM = 3;
 /** Endpoints slower than this (warm p50) get no concurrent run. */
 const MAX_CONCURRENT_P50_MS = 1000;
+/** The longest wait for the gateway's abandoned statements to end between endpoints. */
+const SETTLE_MS = 90_000;
 /** The collectors must have stored everything within this long, or the section fails. */
 const INGEST_DEADLINE_MS = 900_000;
 
@@ -247,6 +249,32 @@ async function get(url: string, token: string | undefined): Promise<Answer> {
   }
 }
 
+/**
+ * Waits (at most SETTLE_MS) until no statement of the gateway `pid` is running in PostgreSQL:
+ * a request the bench gave up on keeps running there (up to the statement timeout) and would slow
+ * the endpoints measured next. Returns the ms waited.
+ */
+async function settle(databaseUrl: string, pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  const t0 = Date.now();
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    while (Date.now() - t0 < SETTLE_MS) {
+      const r = await client.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'active' AND application_name LIKE $1`,
+        [`gateway-%-${pid}`],
+      );
+      if (Number(r.rows[0]?.n) === 0) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  } finally {
+    await client.end();
+  }
+  return Date.now() - t0;
+}
+
 /** The route does not exist on this build (the gateway's not-found handler, not an unknown id). */
 const noRoute = (a: Answer): boolean => a.status === 404 && a.body.includes('"no route ');
 
@@ -286,7 +314,7 @@ async function middleCursor(
  * `connections` connections.
  */
 async function endpoints(
-  gw: { url: string; token: string | undefined },
+  gw: { url: string; token: string | undefined; pid: number | undefined; db: string },
   hosts: number,
   o: {
     sequential: number;
@@ -325,6 +353,9 @@ async function endpoints(
     colds.set(name, a);
     urls.push([name, url, noRoute(a) ? 'n/a (404)' : undefined]);
     log(`  cold ${name}: ${a.status || 'timeout'} in ${Math.round(a.ms)} ms`);
+    if (a.status === 0) {
+      log(`  waited ${await settle(gw.db, gw.pid)} ms for the gateway's statements to end`);
+    }
   }
   const out: EndpointResult[] = [];
   for (const [name, url, na] of urls) {
@@ -389,6 +420,8 @@ async function endpoints(
       errors,
       other,
     };
+    const waited = await settle(gw.db, gw.pid);
+    if (waited > 1000) log(`  waited ${waited} ms for the gateway's statements to end`);
     log(
       `  ${name}: warm p50 ${fmtNumber(r.warmP50)} ms, p99 ${fmtNumber(r.warmP99)} ms (${warm.length}); ${concurrent === undefined ? 'no concurrent run' : `${o.connections} connections: ${Math.round(concurrent.rps)} req/s, p50 ${concurrent.p50} ms, p99 ${concurrent.p99} ms`}; 5xx ${status5xx}, errors ${errors}, other ${other}`,
     );
@@ -440,7 +473,7 @@ async function fleetRun(
     );
     procs.push(gw.proc);
     const gatewayReadyMs = Date.now() - t0;
-    const eps = await endpoints(gw, spec.hosts, load);
+    const eps = await endpoints({ ...gw, pid: gw.proc.pid, db: url }, spec.hosts, load);
     const gatewayRssMb = peakRssMb(gw.proc.pid);
     const collectorRssMb = Math.max(ing.collectorRssMb, peakRssMb(ing.collector.pid));
     log(`  peak RSS: gateway ${gatewayRssMb} MB, collector ${collectorRssMb} MB`);
@@ -593,7 +626,7 @@ export async function benchCardinality(options: {
     id: 'cardinality',
     title: 'Cardinality: the same readings from 1,000 to 100,000 GPUs',
     body: [
-      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=20\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. The ratio is to the small fleet of the same run. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page. An endpoint this build does not have is "n/a (404)". Peak RSS is each process's \`VmHWM\`. Wall time of the section: ${wall} s.`,
+      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=20\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. The ratio is to the small fleet of the same run. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors); after each endpoint the bench waits (up to ${SETTLE_MS / 1000} s) until the gateway has no statement left running in PostgreSQL, as a request given up on runs on there until the statement timeout and would slow the next endpoint. The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page. An endpoint this build does not have is "n/a (404)". Peak RSS is each process's \`VmHWM\`. Wall time of the section: ${wall} s.`,
       '',
       table(
         [
