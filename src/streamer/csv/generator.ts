@@ -81,8 +81,10 @@ interface GpuState {
 export async function generateCsv(options: GenerateOptions, out: Writable): Promise<number> {
   const rand = prng(options.seed);
   const gpus: GpuState[] = [];
+  // Host numbers padded to one width (at least 4 digits), so that names sort in number order.
+  const width = Math.max(4, String(options.hosts).length);
   for (let h = 0; h < options.hosts; h++) {
-    const host = `${options.hostPrefix}${String(h + 1).padStart(4, '0')}`;
+    const host = `${options.hostPrefix}${String(h + 1).padStart(width, '0')}`;
     for (let g = 0; g < options.gpusPerHost; g++) {
       const uuid = `GPU-${hex(rand, 8)}-${hex(rand, 4)}-${hex(rand, 4)}-${hex(rand, 4)}-${hex(rand, 12)}`;
       const withPod = rand() < options.podFraction;

@@ -75,6 +75,25 @@ describe('generateCsv', () => {
     assert.equal(text.split('\n').length - 1, rows + 1);
   });
 
+  it('names hosts so that they sort in number order, past 9,999 hosts too', async () => {
+    const hosts = 10_001;
+    const [, text] = await generate({
+      ...SMALL,
+      hosts,
+      gpusPerHost: 1,
+      timestamps: 1,
+      metrics: ['DCGM_FI_DEV_GPU_UTIL'],
+    });
+    const names = [...new Set((await parseText(text)).records.map((r) => r.hostname))];
+    assert.equal(names.length, hosts);
+    assert.equal(names[0], 'gpu-node-00001');
+    assert.equal(names.at(-1), 'gpu-node-10001');
+    assert.deepEqual([...names].sort(), names, 'sorted by name is sorted by number');
+    // Up to 9,999 hosts the names keep four digits, as before.
+    const [, small] = await generate(SMALL);
+    assert.ok(small.includes('gpu-node-0003') && !small.includes('gpu-node-00003'));
+  });
+
   it('writes output that the reader takes with no rejects and no sentinels', async () => {
     const [rows, text] = await generate(SMALL);
     const { records, rejects, sentinels } = await parseText(text);
