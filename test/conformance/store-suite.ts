@@ -142,10 +142,11 @@ export function storeConformance(h: StoreHarness): void {
             '009_usage',
             '010_mig',
             '011_usage_hourly',
+            '012_fleet_changes',
           ],
-          current: 11,
+          current: 12,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 11 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 12 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -161,6 +162,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 9, name: '009_usage' },
           { version: 10, name: '010_mig' },
           { version: 11, name: '011_usage_hourly' },
+          { version: 12, name: '012_fleet_changes' },
         ]);
       });
 
@@ -179,9 +181,10 @@ export function storeConformance(h: StoreHarness): void {
           '009_usage',
           '010_mig',
           '011_usage_hourly',
+          '012_fleet_changes',
         ]);
-        assert.ok(results.every((r) => r.current === 11));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 11);
+        assert.ok(results.every((r) => r.current === 12));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 12);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -133,6 +133,7 @@ describe('store: PostgreSQL only', () => {
         '009_usage',
         '010_mig',
         '011_usage_hourly',
+        '012_fleet_changes',
       ],
     );
 
@@ -153,6 +154,7 @@ describe('store: PostgreSQL only', () => {
       { version: 9, name: '009_usage' },
       { version: 10, name: '010_mig' },
       { version: 11, name: '011_usage_hourly' },
+      { version: 12, name: '012_fleet_changes' },
     ]);
   });
 });
