@@ -7,8 +7,6 @@ import type {
   ClusterSummary,
   CurrentWorkload,
   GpuDetail,
-  GpuSummary,
-  HostSummary,
   LatestValue,
   MetricInfo,
   MigInstance,
@@ -45,12 +43,6 @@ export interface MetricRef {
   readonly unit: string;
 }
 
-/** The fleet as one query reads it: its GPUs (in id order) and the clusters known. */
-export interface FleetSnapshot {
-  readonly gpus: GpuRef[];
-  readonly clusters: Set<string>;
-}
-
 /** The metrics a selection names: their ids (null: all) and every metric known, by id. */
 export interface MetricSelection {
   readonly ids: number[] | null;
@@ -70,12 +62,8 @@ const opt = (v: unknown): number | undefined =>
   v === null || v === undefined ? undefined : num(v);
 export const str = (v: string | null): string | undefined => v ?? undefined;
 
-/**
- * Each GPU's newest reading not yet folded into `samples_latest` (migration 002): one pass over
- * the small pending table, where a per-GPU subquery would scan it once per GPU.
- */
-const PENDING_SEEN =
-  'WITH pending_seen AS (SELECT gpu_id, max(time) AS t FROM samples_pending GROUP BY gpu_id)';
+/** GPU ids per statement of a cluster's statistics. */
+export const STATS_GPU_IDS = 2000;
 
 /**
  * A metric's unit: the DCGM field catalogue's for a field it knows (src/core/dcgm-fields.ts, the one
@@ -126,72 +114,63 @@ function readingsOf(
 export class ReadQueries {
   constructor(private readonly db: SqlClient) {}
 
-  async clusters(): Promise<ClusterSummary[]> {
-    const res = await this.db.query<{
-      cluster_id: string;
-      hosts: number;
-      gpus: number;
-      retired_gpus: number;
-      first_seen: string;
-      last_seen: string | null;
-    }>(
-      `SELECT c.name AS cluster_id,
-              (SELECT count(*) FROM hosts h WHERE h.cluster_id = c.id AND (NOT EXISTS (SELECT FROM gpus g WHERE g.host_id = h.id)
-                 OR EXISTS (SELECT FROM gpus g WHERE g.host_id = h.id AND g.retired_at IS NULL)))::int AS hosts,
-              (SELECT count(*) FILTER (WHERE g.retired_at IS NULL) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id AND g.gpu_instance_id = -1)::int AS gpus,
-              (SELECT count(*) FILTER (WHERE g.retired_at IS NOT NULL) FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.cluster_id = c.id AND g.gpu_instance_id = -1)::int AS retired_gpus,
-              nexus_ms(c.first_seen) AS first_seen,
-              (SELECT nexus_ms(max(l.time)) FROM samples_latest_all l JOIN gpus g ON g.id = l.gpu_id JOIN hosts h ON h.id = g.host_id
-                WHERE h.cluster_id = c.id) AS last_seen
-       FROM clusters c ORDER BY c.name`,
-    );
-    return res.rows.map((r) => ({
-      cluster_id: r.cluster_id,
-      hosts: r.hosts,
-      gpus: r.gpus,
-      retired_gpus: r.retired_gpus,
-      first_seen: num(r.first_seen),
-      last_seen: opt(r.last_seen),
-    }));
-  }
-
   /** Whether a cluster of this name is stored (one index lookup). */
   async clusterExists(name: string): Promise<boolean> {
     const res = await this.db.query('SELECT 1 FROM clusters WHERE name = $1', [name]);
     return res.rows.length > 0;
   }
 
-  /** The statistics of a cluster, from its summary. */
-  async clusterStats(summary: ClusterSummary): Promise<ClusterStats> {
+  /**
+   * The statistics of a cluster, from its summary and its GPU rows' ids: the rollups and chunks are
+   * counted STATS_GPU_IDS GPUs per statement (none near the statement timeout on a large cluster).
+   */
+  async clusterStats(summary: ClusterSummary, ids: readonly number[]): Promise<ClusterStats> {
     const clusterId = summary.cluster_id;
-    const per = await this.db.query<{
-      metric: string;
-      unit: string;
-      samples: string;
-      first_bucket: string | null;
-      first_sealed: string | null;
-    }>(
-      `WITH cluster_gpus AS (
-         SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1
-       ), counted AS (
-         SELECT metric_id, count::bigint AS n, bucket, NULL::timestamptz AS first_time
-         FROM samples_1m_all WHERE gpu_id IN (SELECT id FROM cluster_gpus)
-         UNION ALL
-         SELECT metric_id, count::bigint, NULL, first_time FROM sample_chunks WHERE gpu_id IN (SELECT id FROM cluster_gpus)
-       )
-       SELECT m.name AS metric, m.unit, sum(r.n)::bigint AS samples, nexus_ms(min(r.bucket)) AS first_bucket,
-              nexus_ms(min(r.first_time)) AS first_sealed
-       FROM counted r JOIN metrics m ON m.id = r.metric_id
-       GROUP BY m.name, m.unit ORDER BY m.name`,
-      [clusterId],
-    );
+    const perMetric = new Map<
+      string,
+      { unit: string; samples: number; bucket: number | undefined; sealed: number | undefined }
+    >();
+    const min = (a: number | undefined, b: number | undefined): number | undefined =>
+      a === undefined ? b : b === undefined ? a : Math.min(a, b);
+    for (let i = 0; i < ids.length; i += STATS_GPU_IDS) {
+      const per = await this.db.query<{
+        metric: string;
+        unit: string;
+        samples: string;
+        first_bucket: string | null;
+        first_sealed: string | null;
+      }>(
+        `WITH counted AS (
+           SELECT metric_id, count::bigint AS n, bucket, NULL::timestamptz AS first_time
+           FROM samples_1m_all WHERE gpu_id = ANY($1::int[])
+           UNION ALL
+           SELECT metric_id, count::bigint, NULL, first_time FROM sample_chunks WHERE gpu_id = ANY($1::int[])
+         )
+         SELECT m.name AS metric, m.unit, sum(r.n)::bigint AS samples, nexus_ms(min(r.bucket)) AS first_bucket,
+                nexus_ms(min(r.first_time)) AS first_sealed
+         FROM counted r JOIN metrics m ON m.id = r.metric_id
+         GROUP BY m.name, m.unit`,
+        [ids.slice(i, i + STATS_GPU_IDS)],
+      );
+      for (const r of per.rows) {
+        const e = perMetric.get(r.metric);
+        const bucket = opt(r.first_bucket);
+        const sealed = opt(r.first_sealed);
+        if (e === undefined)
+          perMetric.set(r.metric, { unit: r.unit, samples: num(r.samples), bucket, sealed });
+        else {
+          e.samples += num(r.samples);
+          e.bucket = min(e.bucket, bucket);
+          e.sealed = min(e.sealed, sealed);
+        }
+      }
+    }
+    const rows = [...perMetric.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     let firstBucket: number | undefined;
     let firstSealed: number | undefined;
-    for (const r of per.rows) {
-      const b = opt(r.first_bucket);
-      if (b !== undefined && (firstBucket === undefined || b < firstBucket)) firstBucket = b;
-      const f = opt(r.first_sealed);
-      if (f !== undefined && (firstSealed === undefined || f < firstSealed)) firstSealed = f;
+    for (const [, r] of rows) {
+      firstBucket = min(firstBucket, r.bucket);
+      firstSealed = min(firstSealed, r.sealed);
     }
     let first = firstSealed;
     // The hot tier's first reading, when its first minute comes before the chunks' first reading.
@@ -199,106 +178,27 @@ export class ReadQueries {
       const res = await this.db.query<{ t: string | null }>(
         `SELECT nexus_ms(min(s.time)) AS t FROM samples s
          WHERE s.time >= nexus_ts($2) AND s.time < nexus_ts($2) + interval '1 minute'
-           AND s.gpu_id IN (SELECT g.id FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id WHERE c.name = $1)`,
-        [clusterId, firstBucket],
+           AND s.gpu_id = ANY($1::int[])`,
+        [ids, firstBucket],
       );
       const t = opt(res.rows[0]?.t);
       if (t !== undefined && (first === undefined || t < first)) first = t;
     }
-    const samples = per.rows.reduce((n, r) => n + num(r.samples), 0);
+    const samples = rows.reduce((n, [, r]) => n + r.samples, 0);
     return {
       cluster_id: clusterId,
       samples,
       hosts: summary.hosts,
       gpus: summary.gpus,
-      metrics: per.rows.length,
+      metrics: rows.length,
       first_timestamp: first,
       last_timestamp: summary.last_seen,
-      samples_per_metric: per.rows.map((r) => ({
-        metric: r.metric,
-        unit: unitOf(r.metric, r.unit),
-        samples: num(r.samples),
+      samples_per_metric: rows.map(([metric, r]) => ({
+        metric,
+        unit: unitOf(metric, r.unit),
+        samples: r.samples,
       })),
     };
-  }
-
-  async hosts(clusterId: string, includeRetired = false): Promise<HostSummary[]> {
-    const res = await this.db.query<{
-      hostname: string;
-      gpus: number;
-      retired: boolean;
-      first_seen: string;
-      last_seen: string | null;
-    }>(
-      `${PENDING_SEEN}
-       SELECT h.hostname,
-              (CASE WHEN $2::boolean THEN count(g.id) FILTER (WHERE g.gpu_instance_id = -1) ELSE count(g.id) FILTER (WHERE g.retired_at IS NULL AND g.gpu_instance_id = -1) END)::int AS gpus,
-              (count(g.id) > 0 AND bool_and(g.retired_at IS NOT NULL)) AS retired,
-              nexus_ms(h.first_seen) AS first_seen,
-              nexus_ms(greatest(
-                (SELECT max(l.time) FROM samples_latest l JOIN gpus g2 ON g2.id = l.gpu_id WHERE g2.host_id = h.id),
-                max(p.t))) AS last_seen
-       FROM hosts h JOIN clusters c ON c.id = h.cluster_id LEFT JOIN gpus g ON g.host_id = h.id
-         LEFT JOIN pending_seen p ON p.gpu_id = g.id
-       WHERE c.name = $1 GROUP BY h.id
-       HAVING $2::boolean OR count(g.id) = 0 OR bool_or(g.retired_at IS NULL)
-       ORDER BY h.hostname`,
-      [clusterId, includeRetired],
-    );
-    return res.rows.map((r) => ({
-      cluster_id: clusterId,
-      hostname: r.hostname,
-      gpus: r.gpus,
-      retired: r.retired,
-      first_seen: num(r.first_seen),
-      last_seen: opt(r.last_seen),
-    }));
-  }
-
-  async gpus(clusterId: string, hostname?: string, includeRetired = false): Promise<GpuSummary[]> {
-    const res = await this.db.query<{
-      retired: boolean;
-      hostname: string;
-      gpu_id: number;
-      uuid: string | null;
-      model: string | null;
-      device: string | null;
-      first_seen: string;
-      last_seen: string | null;
-      instances: { gpu_instance_id: number; profile: string | null }[] | null;
-    }>(
-      // Physical GPUs (gpu_instance_id -1), their MIG instances beside each; a GPU's last_seen
-      // is its newest reading, its instances' included.
-      `${PENDING_SEEN}
-       SELECT h.hostname, g.gpu_index AS gpu_id, g.uuid, g.model, g.device, nexus_ms(g.first_seen) AS first_seen,
-              g.retired_at IS NOT NULL AS retired,
-              nexus_ms((SELECT max(greatest(
-                  (SELECT max(l.time) FROM samples_latest l WHERE l.gpu_id = x.id),
-                  (SELECT max(p.t) FROM pending_seen p WHERE p.gpu_id = x.id)))
-                FROM gpus x WHERE x.host_id = g.host_id AND x.gpu_index = g.gpu_index)) AS last_seen,
-              (SELECT json_agg(json_build_object('gpu_instance_id', i.gpu_instance_id, 'profile', i.mig_profile)
-                               ORDER BY i.gpu_instance_id)
-               FROM gpus i WHERE i.host_id = g.host_id AND i.gpu_index = g.gpu_index AND i.gpu_instance_id >= 0) AS instances
-       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-       WHERE c.name = $1 AND ($2::text IS NULL OR h.hostname = $2) AND g.gpu_instance_id = -1 AND ($3::boolean OR g.retired_at IS NULL)
-       ORDER BY h.hostname, g.gpu_index`,
-      [clusterId, hostname ?? null, includeRetired],
-    );
-    return res.rows.map((r) => ({
-      cluster_id: clusterId,
-      hostname: r.hostname,
-      gpu_id: r.gpu_id,
-      uuid: str(r.uuid),
-      model: str(r.model),
-      device: str(r.device),
-      first_seen: num(r.first_seen),
-      last_seen: opt(r.last_seen),
-      mig_instances: (r.instances ?? []).map((i) => ({
-        gpu_instance_id: i.gpu_instance_id,
-        profile: str(i.profile),
-      })),
-      retired: r.retired,
-    }));
   }
 
   /** One GPU with its workloads and its latest values (read by `latest`, beside the workloads). */
@@ -420,30 +320,25 @@ export class ReadQueries {
     return res.rows.map((m) => ({ ...m, unit: unitOf(m.name, m.unit) }));
   }
 
-  /** The fleet's GPU ids and the clusters, for the cache. */
-  async fleet(identity: string | null): Promise<FleetSnapshot> {
-    const res = await this.db.query<GpuRef>(
-      `SELECT g.id, c.name AS cluster_id, h.hostname, g.gpu_index AS gpu_id, g.uuid, g.gpu_instance_id, g.mig_profile,
-              g.retired_at IS NOT NULL AS retired
-       FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-       WHERE nexus_expect_identity($1::text)
-       ORDER BY g.id`,
-      [identity],
-    );
-    const clusters = await this.db.query<{ name: string }>(
-      'SELECT name FROM clusters WHERE nexus_expect_identity($1::text)',
-      [identity],
-    );
-    return { gpus: res.rows, clusters: new Set(clusters.rows.map((r) => r.name)) };
-  }
-
-  /** Every latest value (folded and pending: several candidates per slot), for the memory. */
-  async allLatest(identity: string | null): Promise<ReadingRow[]> {
+  /** The latest values (folded and pending: several candidates per slot) of GPU ids in (from, to]. */
+  async latestRange(from: number, to: number, identity: string | null): Promise<ReadingRow[]> {
     const res = await this.db.query<ReadingRow>(
-      'SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest_all WHERE nexus_expect_identity($1::text)',
-      [identity],
+      `SELECT gpu_id, metric_id, nexus_ms(time) AS t, value FROM samples_latest_all
+       WHERE gpu_id > $1 AND gpu_id <= $2 AND nexus_expect_identity($3::text)`,
+      [from, to, identity],
     );
     return res.rows;
+  }
+
+  /** The newest reading of each of these GPU rows (rows without one are left out). */
+  async newestOf(ids: readonly number[], identity: string | null): Promise<Map<number, number>> {
+    const res = await this.db.query<{ gpu_id: number; t: string }>(
+      `SELECT l.gpu_id, nexus_ms(max(l.time)) AS t
+       FROM unnest($1::int[]) AS s(id) JOIN samples_latest_all l ON l.gpu_id = s.id
+       WHERE nexus_expect_identity($2::text) GROUP BY l.gpu_id`,
+      [ids, identity],
+    );
+    return new Map(res.rows.map((r) => [r.gpu_id, num(r.t)]));
   }
 
   async latest(

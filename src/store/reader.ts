@@ -297,6 +297,98 @@ export interface UsageRows {
 
 export const USAGE_GROUP_BY: readonly UsageGroupBy[] = ['namespace', 'pod', 'host', 'gpu'];
 
+/** A page of a list kept in sort order (clusters by name, hosts by hostname, GPUs by host, index). */
+export interface PageQuery {
+  /** Items per page (the gateway bounds it). */
+  readonly limit: number;
+  /** The sort key of the previous page's last item (the page starts after it). */
+  readonly after?: readonly (string | number)[];
+  /** Retired hosts and GPUs too (hosts and GPU lists). */
+  readonly includeRetired?: boolean;
+  /** Hostname prefix, case-sensitive (hosts and a cluster's GPUs). */
+  readonly prefix?: string;
+}
+
+export interface Page<T> {
+  readonly items: readonly T[];
+  /** Items in the whole filtered list. */
+  readonly total: number;
+  /** The sort key of the last item, when more follow; undefined on the last page. */
+  readonly next: readonly (string | number)[] | undefined;
+}
+
+export type SearchKind = 'host' | 'gpu' | 'namespace' | 'pod';
+export const SEARCH_KINDS: readonly SearchKind[] = ['host', 'gpu', 'namespace', 'pod'];
+
+export interface SearchQuery {
+  /** What to look for: a prefix of a name or of a part of it (case-insensitive). */
+  readonly q: string;
+  readonly cluster?: string;
+  readonly kinds?: readonly SearchKind[];
+  readonly limit: number;
+}
+
+export type SearchHit =
+  | {
+      readonly kind: 'host';
+      readonly cluster_id: string;
+      readonly host_id: string;
+      readonly label: string;
+      readonly gpus: number;
+    }
+  | {
+      readonly kind: 'gpu';
+      readonly cluster_id: string;
+      readonly host_id: string;
+      readonly gpu_id: number;
+      readonly uuid: string;
+      readonly label: string;
+    }
+  | {
+      readonly kind: 'namespace';
+      readonly cluster_id: string;
+      readonly namespace: string;
+      readonly label: string;
+      readonly gpus: number;
+    }
+  | {
+      readonly kind: 'pod';
+      readonly cluster_id: string;
+      readonly namespace: string;
+      readonly pod: string;
+      readonly host_id: string;
+      readonly gpu_id: number;
+      readonly label: string;
+    };
+
+export interface SearchResult {
+  readonly hits: readonly SearchHit[];
+  /** More matched than `limit`. */
+  readonly truncated: boolean;
+}
+
+/** What the overview shows, kept in memory (undefined from readers that keep none). */
+export interface OverviewState {
+  /** Watts per cluster: the latest power of its live whole GPUs. */
+  readonly power: ReadonlyMap<string, number>;
+  /** GPUs flagged now (ALERT rules), most severe first; `total` counts them all. */
+  readonly alerts: readonly LatestAlert[];
+  readonly alertsTotal: number;
+  /** Idle GPUs per cluster, from the last background computation (absent: not computed yet). */
+  readonly idle: ReadonlyMap<string, number>;
+}
+
+export interface LatestAlert {
+  readonly severity: 'critical' | 'warning';
+  readonly cluster_id: string;
+  readonly hostname: string;
+  readonly gpu_id: number;
+  readonly metric: string;
+  readonly value: number;
+  readonly message: string;
+  readonly since: number;
+}
+
 export interface TelemetryReader {
   /** GPU events (XID, throttle, health, stopped, reappeared): src/store/event-reads.ts. */
   readonly events: EventReads;
@@ -311,6 +403,23 @@ export interface TelemetryReader {
   /** Live GPUs; with `includeRetired`, retired ones too (flagged). */
   gpus(clusterId: string, hostname?: string, includeRetired?: boolean): Promise<GpuSummary[]>;
   gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined>;
+  /** A page of the clusters, by name. */
+  clustersPage(q: PageQuery): Promise<Page<ClusterSummary>>;
+  /** A page of a cluster's hosts, by hostname; undefined: no such cluster. */
+  hostsPage(clusterId: string, q: PageQuery): Promise<Page<HostSummary> | undefined>;
+  /**
+   * A page of GPUs (whole GPUs, their MIG instances beside each) by (hostname, index): a host's, or
+   * with `hostname` undefined the cluster's; undefined: no such cluster or host.
+   */
+  gpusPage(
+    clusterId: string,
+    hostname: string | undefined,
+    q: PageQuery,
+  ): Promise<Page<GpuSummary> | undefined>;
+  /** Hosts, GPUs, namespaces and pods by name (api.md, Search). NOT_FOUND: no such cluster. */
+  search(q: SearchQuery): Promise<SearchResult>;
+  /** The overview's power, alerts and idle counts, when kept in memory. */
+  overviewState?(): OverviewState | undefined;
   metricCatalogue(): Promise<MetricInfo[]>;
   telemetry(q: TelemetryQuery): Promise<TelemetryPage>;
   /** The same page as columns: no object per reading (sealed windows decode straight into it). */

@@ -5,12 +5,23 @@ import { WHOLE_GPU } from '../core/mig.js';
 import { isIdentityChanged, readIdentity, reidentifier, type IdentityChange } from './identity.js';
 import { LatestMemory } from './latest-memory.js';
 import {
+  FleetDirectory,
+  isRetiredHost,
+  lowerBound,
+  upperBound,
+  type DirCluster,
+  type DirGpu,
+  type DirHost,
+} from './fleet-directory.js';
+import { OverviewKeeper } from './overview-state.js';
+import {
   ReadQueries,
-  type FleetSnapshot,
+  str,
   type GpuRef,
   type MetricRef,
   type MetricSelection,
 } from './read-queries.js';
+import { searchDirectory } from './search.js';
 import type {
   ColumnPage,
   ClusterStats,
@@ -24,6 +35,11 @@ import type {
   LatestTracker,
   LatestValue,
   MetricInfo,
+  OverviewState,
+  Page,
+  PageQuery,
+  SearchQuery,
+  SearchResult,
   Selection,
   SeriesQuery,
   SeriesResult,
@@ -40,62 +56,56 @@ import type { Database } from './types.js';
 /** Importable from here too, as before (the gateway takes it from ./reader.js). */
 export { END_OF_TIME } from './reader.js';
 
-interface FleetIndex {
-  readonly byCluster: Map<string, GpuRef[]>;
-  readonly byHost: Map<string, GpuRef[]>;
+/** The GPU rows (every instance) of a cluster's hosts, or of the named hosts. */
+function gpusOf(dir: FleetDirectory, sel: Selection): readonly DirGpu[] {
+  if (sel.cluster === undefined) return [...dir.gpusById.values()];
+  const c = dir.clusters.get(sel.cluster);
+  if (c === undefined) return [];
+  if (sel.hosts === undefined) return c.hosts.flatMap((h) => h.rows);
+  return [...new Set(sel.hosts)].flatMap((h) => c.byName.get(h)?.rows ?? []);
 }
 
-const hostKey = (cluster: string, hostname: string): string => `${cluster}\u0000${hostname}`;
-
-/** GPUs by cluster and by host, for each fleet snapshot (built once per snapshot). */
-const fleetIndexes = new WeakMap<readonly GpuRef[], FleetIndex>();
-function fleetIndex(gpus: readonly GpuRef[]): FleetIndex {
-  let index = fleetIndexes.get(gpus);
-  if (index === undefined) {
-    index = { byCluster: new Map(), byHost: new Map() };
-    for (const g of gpus) {
-      const c = index.byCluster.get(g.cluster_id);
-      if (c === undefined) index.byCluster.set(g.cluster_id, [g]);
-      else c.push(g);
-      const k = hostKey(g.cluster_id, g.hostname);
-      const h = index.byHost.get(k);
-      if (h === undefined) index.byHost.set(k, [g]);
-      else h.push(g);
-    }
-    fleetIndexes.set(gpus, index);
-  }
-  return index;
-}
-
-/** The GPUs of `gpus` (in id order) a selection names. */
-function pickGpus(gpus: readonly GpuRef[], sel: Selection): GpuRef[] {
-  // Narrowed through the index first (the fleet is in id order; so is each index entry).
-  const index = fleetIndex(gpus);
-  if (sel.cluster !== undefined) {
-    const cluster = sel.cluster;
-    if (sel.hosts === undefined) gpus = index.byCluster.get(cluster) ?? [];
-    else {
-      const hostnames = [...new Set(sel.hosts)];
-      const onHosts = hostnames.flatMap((h) => index.byHost.get(hostKey(cluster, h)) ?? []);
-      if (hostnames.length > 1) onHosts.sort((a, b) => a.id - b.id);
-      gpus = onHosts;
-    }
-  }
+/** The GPUs of the directory a selection names, in id order: it costs what it names. */
+function pickGpus(dir: FleetDirectory, sel: Selection): GpuRef[] {
   const hosts = sel.hosts === undefined ? undefined : new Set(sel.hosts);
   const indexes = sel.gpus === undefined ? undefined : new Set(sel.gpus);
   const uuids = sel.uuids === undefined ? undefined : new Set(sel.uuids);
   // Whole GPUs only unless the selection names instances (a GPU's series never mix its own in).
   const instances = sel.instances === 'all' ? undefined : new Set(sel.instances ?? [WHOLE_GPU]);
-  return gpus.filter(
-    (g) =>
-      (instances === undefined || instances.has(g.gpu_instance_id)) &&
-      (sel.cluster === undefined || g.cluster_id === sel.cluster) &&
-      (hosts === undefined || hosts.has(g.hostname)) &&
-      (indexes === undefined || indexes.has(g.gpu_id)) &&
-      (uuids === undefined || (g.uuid !== null && uuids.has(g.uuid))) &&
-      (sel.live !== true || !g.retired),
-  );
+  return gpusOf(dir, sel)
+    .filter(
+      (g) =>
+        (instances === undefined || instances.has(g.gpu_instance_id)) &&
+        (hosts === undefined || hosts.has(g.hostname)) &&
+        (indexes === undefined || indexes.has(g.gpu_id)) &&
+        (uuids === undefined || (g.uuid !== null && uuids.has(g.uuid))) &&
+        (sel.live !== true || !g.retired),
+    )
+    .sort((a, b) => a.id - b.id);
 }
+
+/** A list's slice from the item after `after` (by `key`), up to `limit` items. */
+function slicePage<T>(
+  items: readonly T[],
+  start: number,
+  end: number,
+  limit: number,
+  key: (t: T) => readonly (string | number)[],
+): { items: T[]; next: readonly (string | number)[] | undefined } {
+  const page = items.slice(start, Math.min(end, start + limit));
+  const last = page[page.length - 1];
+  return {
+    items: page,
+    next: start + page.length < end && last !== undefined ? key(last) : undefined,
+  };
+}
+
+/** The directory's answers are this fresh (ms): an older one is brought up to date first. */
+const DIRECTORY_MAX_AGE_MS = 1000;
+/** A name still unknown after a refresh is NOT_FOUND without another refresh this long (ms). */
+const UNKNOWN_FOR_MS = 1000;
+/** Idle GPUs per cluster are computed in the background this often (ms). */
+const IDLE_EVERY_MS = 60_000;
 
 export interface SqlReaderOptions {
   readonly logger?: Logger;
@@ -103,10 +113,19 @@ export interface SqlReaderOptions {
   readonly onIdentityChange?: (change: IdentityChange) => void;
 }
 
+/** What the reader counts, for the gateway's metrics (nexus_gateway_fleet_*). */
+export interface FleetReadCounters {
+  /** Fleet rows read from the store, by source: clusters, hosts, gpus, workloads, latest. */
+  readonly rowsRead: Readonly<Record<string, number>>;
+  /** Fleet state refreshes: full (paged loads) and incremental. */
+  readonly reloads: Readonly<Record<'full' | 'incremental', number>>;
+}
+
 /**
  * The read side of the SQL store: the queries (read-queries.ts) on selections resolved to ids
- * from two caches (the fleet's GPUs and the metrics, stale-while-revalidate: swr-cache.ts), and
- * latest values served from memory when tracked (latest-memory.ts).
+ * from the fleet directory (fleet-directory.ts: every cluster, host and GPU row in memory, kept
+ * current by change markers) and the metrics (stale-while-revalidate: swr-cache.ts), and latest
+ * values served from memory when tracked (latest-memory.ts).
  *
  * The caches belong to one database, by its identity (migration 003). Every query that uses
  * cached ids checks it (`guarded`); when the database is another one, the caches are dropped and
@@ -115,18 +134,30 @@ export interface SqlReaderOptions {
 export class SqlReader implements TelemetryReader {
   readonly events: EventReads;
   private readonly q: ReadQueries;
-  /**
-   * The fleet's GPUs, kept in memory for a few seconds: resolving a selection costs no query, and
-   * a name not found triggers one refresh (a GPU or cluster that just appeared), at most one a
-   * second.
-   */
-  private readonly fleet: SwrCache<FleetSnapshot>;
+  /** Every cluster, host and GPU row, with the lists' indexes and counts. */
+  private readonly dir = new FleetDirectory();
+  private refreshing: Promise<void> | undefined;
+  /** When the refresh under way (or the last one) started, and when the last one ended. */
+  private refreshStarted = 0;
+  private refreshedAt = 0;
+  /** Names found unknown by a refresh, and when that refresh started. */
+  private readonly unknown = new Map<string, number>();
   /**
    * Metric name -> id, cached for a few seconds (new metrics appear rarely); a name not found
    * waits for a fresh read.
    */
   private readonly metrics: SwrCache<MetricRef[]>;
   private memory: LatestMemory | undefined;
+  private readonly overview = new OverviewKeeper();
+  /** Newest reading time per cluster, from the latest values in memory. */
+  private readonly clusterLast = new Map<string, number>();
+  private readonly idle = new Map<string, number>();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private backgroundTimer: NodeJS.Timeout | undefined;
+  /** Cluster statistics, per cluster, stale-while-revalidate. */
+  private readonly stats = new Map<string, SwrCache<ClusterStats | undefined>>();
+  /** Latest-value rows read from the store outside memory (and by it). */
+  private latestRows = 0;
   /** The identity of the database the caches belong to; undefined until read. */
   private identity: string | undefined;
   private identityLoading: Promise<string | undefined> | undefined;
@@ -139,14 +170,6 @@ export class SqlReader implements TelemetryReader {
   ) {
     this.q = new ReadQueries(db);
     this.events = new EventReads(db);
-    this.fleet = new SwrCache(
-      () =>
-        this.guarded(async (identity) => ({
-          value: await this.q.fleet(identity),
-          keep: this.current(identity),
-        })),
-      { maxAgeMs: 5000, forcedMaxAgeMs: 1000, forcedJoins: true },
-    );
     this.metrics = new SwrCache(
       () =>
         this.guarded(async (identity) => ({
@@ -155,13 +178,19 @@ export class SqlReader implements TelemetryReader {
         })),
       { maxAgeMs: 5000, forcedMaxAgeMs: 0, forcedJoins: false },
     );
+    this.dir.onGpu = (old, g) => this.overview.onGpu(old, g);
     this.reidentify = reidentifier({
       db,
       known: () => this.identity,
       drop: (now) => {
         this.identity = now;
-        this.fleet.clear();
+        this.dir.reset();
+        this.unknown.clear();
         this.metrics.clear();
+        this.overview.clear();
+        this.clusterLast.clear();
+        this.idle.clear();
+        this.stats.clear();
         this.memory?.reset();
       },
       onChange: options.onIdentityChange,
@@ -214,30 +243,327 @@ export class SqlReader implements TelemetryReader {
     return (this.identity ?? null) === identity;
   }
 
-  clusters(): Promise<ClusterSummary[]> {
-    return this.q.clusters();
+  /** One refresh of the directory at a time; the others wait for it. */
+  private refresh(): Promise<void> {
+    this.refreshing ??= (async () => {
+      this.refreshStarted = Date.now();
+      try {
+        await this.guarded((identity) => this.dir.refresh(this.db, identity));
+        this.refreshedAt = Date.now();
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  /** A refresh that started at or after `since` (joined if one is under way, else started). */
+  private async refreshSince(since: number): Promise<void> {
+    for (;;) {
+      const under = this.refreshing;
+      if (under === undefined) return this.refresh();
+      if (this.refreshStarted >= since) return under;
+      await under.catch(() => undefined);
+    }
+  }
+
+  /** The directory, loaded, and no older than DIRECTORY_MAX_AGE_MS. */
+  private async directory(): Promise<FleetDirectory> {
+    if (!this.dir.loaded || Date.now() - this.refreshedAt > DIRECTORY_MAX_AGE_MS)
+      await this.refreshSince(Date.now() - DIRECTORY_MAX_AGE_MS);
+    return this.dir;
+  }
+
+  /**
+   * Looks a name up; when unknown, once per UNKNOWN_FOR_MS, after a refresh started now (it may
+   * have been written just before this request).
+   */
+  private async lookup<T>(
+    key: string,
+    find: (dir: FleetDirectory) => T | undefined,
+  ): Promise<T | undefined> {
+    const dir = await this.directory();
+    const found = find(dir);
+    if (found !== undefined) return found;
+    const at = this.unknown.get(key);
+    if (at !== undefined && Date.now() - at < UNKNOWN_FOR_MS) return undefined;
+    const now = Date.now();
+    await this.refreshSince(now);
+    const again = find(this.dir);
+    if (again === undefined) {
+      if (this.unknown.size > 10_000) this.unknown.clear();
+      this.unknown.set(key, now);
+    } else this.unknown.delete(key);
+    return again;
+  }
+
+  private clusterOf(clusterId: string): Promise<DirCluster | undefined> {
+    return this.lookup(`c\u0000${clusterId}`, (d) => d.clusters.get(clusterId));
+  }
+
+  private hostOf(clusterId: string, hostname: string): Promise<DirHost | undefined> {
+    return this.lookup(`h\u0000${clusterId}\u0000${hostname}`, (d) => d.host(clusterId, hostname));
+  }
+
+  /** What the reader counted (rows read, refreshes). */
+  fleetCounters(): FleetReadCounters {
+    const d = this.dir.counters;
+    const m = this.memory;
+    return {
+      rowsRead: { ...d.rowsRead, latest: this.latestRows + (m?.rowsRead ?? 0) },
+      reloads: {
+        full: d.reloads.full + (m?.reloads.full ?? 0),
+        incremental: d.reloads.incremental + (m?.reloads.incremental ?? 0),
+      },
+    };
+  }
+
+  /** Newest reading of GPU rows, from memory; `missing` collects the rows memory does not hold. */
+  private newestOf(rows: readonly DirGpu[], missing: number[]): number | undefined {
+    let t: number | undefined;
+    for (const g of rows) {
+      const m = this.memory;
+      if (m === undefined || !m.holds(g.id)) {
+        missing.push(g.id);
+        continue;
+      }
+      const n = m.newest(g.id);
+      if (n !== undefined && (t === undefined || n > t)) t = n;
+    }
+    return t;
+  }
+
+  /** last_seen of GPU rows memory does not hold: one query for all of them. */
+  private async lastSeen(ids: readonly number[]): Promise<Map<number, number>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.guarded((identity) => this.q.newestOf(ids, identity));
+    this.latestRows += rows.size;
+    return rows;
+  }
+
+  private clusterSummary(c: DirCluster, last: number | undefined): ClusterSummary {
+    return {
+      cluster_id: c.name,
+      hosts: c.listed.length,
+      gpus: c.liveGpus,
+      retired_gpus: c.retiredGpus,
+      first_seen: c.first_seen,
+      last_seen: last,
+    };
+  }
+
+  /** Clusters' last_seen: from memory when loaded, else one query per cluster. */
+  private async clusterLastSeen(c: DirCluster): Promise<number | undefined> {
+    if (this.memory?.loaded === true) return this.clusterLast.get(c.name);
+    const ids = c.hosts.flatMap((h) => h.rows.map((g) => g.id));
+    let t: number | undefined;
+    for (const v of (await this.lastSeen(ids)).values()) if (t === undefined || v > t) t = v;
+    return t;
+  }
+
+  async clusters(): Promise<ClusterSummary[]> {
+    return [...(await this.clustersPage({ limit: Number.MAX_SAFE_INTEGER })).items];
+  }
+
+  async clustersPage(q: PageQuery): Promise<Page<ClusterSummary>> {
+    const dir = await this.directory();
+    const list = dir.sortedClusters;
+    const after = q.after?.[0];
+    const start = typeof after === 'string' ? upperBound(list, after, (c) => c.name) : 0;
+    const page = slicePage(list, start, list.length, q.limit, (c) => [c.name]);
+    const items = await Promise.all(
+      page.items.map(async (c) => this.clusterSummary(c, await this.clusterLastSeen(c))),
+    );
+    return { items, total: list.length, next: page.next };
   }
 
   async cluster(clusterId: string): Promise<ClusterSummary | undefined> {
-    return (await this.clusters()).find((c) => c.cluster_id === clusterId);
+    const c = await this.clusterOf(clusterId);
+    return c === undefined ? undefined : this.clusterSummary(c, await this.clusterLastSeen(c));
   }
 
+  /**
+   * A cluster's statistics: its rollups and chunks counted a page of GPU ids per statement (no
+   * statement near the timeout on a large cluster), cached per cluster for a minute
+   * (stale-while-revalidate: an expired answer is served while one computation refreshes it).
+   */
   async clusterStats(clusterId: string): Promise<ClusterStats | undefined> {
-    const summary = await this.cluster(clusterId);
-    if (summary === undefined) return undefined;
-    return this.q.clusterStats(summary);
+    const c = await this.clusterOf(clusterId);
+    if (c === undefined) return undefined;
+    let cache = this.stats.get(clusterId);
+    if (cache === undefined) {
+      cache = new SwrCache(
+        async () => {
+          const summary = await this.cluster(clusterId);
+          if (summary === undefined) return { value: undefined, keep: false };
+          const ids = c.hosts.flatMap((h) => h.rows.map((g) => g.id));
+          return { value: await this.q.clusterStats(summary, ids), keep: true };
+        },
+        { maxAgeMs: 60_000, forcedMaxAgeMs: 0, forcedJoins: true },
+      );
+      this.stats.set(clusterId, cache);
+    }
+    return cache.get();
   }
 
-  hosts(clusterId: string, includeRetired = false): Promise<HostSummary[]> {
-    return this.q.hosts(clusterId, includeRetired);
+  private hostSummary(h: DirHost, includeRetired: boolean, last: number | undefined): HostSummary {
+    return {
+      cluster_id: h.cluster.name,
+      hostname: h.hostname,
+      gpus: includeRetired ? h.liveWhole + h.retiredWhole : h.liveWhole,
+      retired: isRetiredHost(h),
+      first_seen: h.first_seen,
+      last_seen: last,
+    };
+  }
+
+  /** Hosts with their last_seen: memory, and one query for the rows it does not hold. */
+  private async hostSummaries(
+    hosts: readonly DirHost[],
+    includeRetired: boolean,
+  ): Promise<HostSummary[]> {
+    const missing: number[] = [];
+    const fromMemory = hosts.map((h) => this.newestOf(h.rows, missing));
+    const fromStore = await this.lastSeen(missing);
+    return hosts.map((h, i) => {
+      let t = fromMemory[i];
+      for (const g of h.rows) {
+        const s = fromStore.get(g.id);
+        if (s !== undefined && (t === undefined || s > t)) t = s;
+      }
+      return this.hostSummary(h, includeRetired, t);
+    });
+  }
+
+  async hosts(clusterId: string, includeRetired = false): Promise<HostSummary[]> {
+    const page = await this.hostsPage(clusterId, {
+      limit: Number.MAX_SAFE_INTEGER,
+      includeRetired,
+    });
+    return page === undefined ? [] : [...page.items];
+  }
+
+  async hostsPage(clusterId: string, q: PageQuery): Promise<Page<HostSummary> | undefined> {
+    const c = await this.clusterOf(clusterId);
+    if (c === undefined) return undefined;
+    const list = q.includeRetired === true ? c.hosts : c.listed;
+    const prefix = q.prefix ?? '';
+    const from = lowerBound(list, prefix, (h) => h.hostname);
+    const end =
+      prefix === '' ? list.length : lowerBound(list, `${prefix}\uffff`, (h) => h.hostname);
+    const after = q.after?.[0];
+    const start =
+      typeof after === 'string'
+        ? Math.max(
+            from,
+            upperBound(list, after, (h) => h.hostname),
+          )
+        : from;
+    const page = slicePage(list, start, end, q.limit, (h) => [h.hostname]);
+    const items = await this.hostSummaries(page.items, q.includeRetired === true);
+    return { items, total: end - from, next: page.next };
   }
 
   async host(clusterId: string, hostname: string): Promise<HostSummary | undefined> {
-    return (await this.hosts(clusterId, true)).find((h) => h.hostname === hostname);
+    const h = await this.hostOf(clusterId, hostname);
+    if (h === undefined) return undefined;
+    return (await this.hostSummaries([h], true))[0];
   }
 
-  gpus(clusterId: string, hostname?: string, includeRetired = false): Promise<GpuSummary[]> {
-    return this.q.gpus(clusterId, hostname, includeRetired);
+  async gpus(clusterId: string, hostname?: string, includeRetired = false): Promise<GpuSummary[]> {
+    const page = await this.gpusPage(clusterId, hostname, {
+      limit: Number.MAX_SAFE_INTEGER,
+      includeRetired,
+    });
+    return page === undefined ? [] : [...page.items];
+  }
+
+  async gpusPage(
+    clusterId: string,
+    hostname: string | undefined,
+    q: PageQuery,
+  ): Promise<Page<GpuSummary> | undefined> {
+    const c = await this.clusterOf(clusterId);
+    if (c === undefined) return undefined;
+    let hosts: readonly DirHost[];
+    if (hostname !== undefined) {
+      const h = await this.hostOf(clusterId, hostname);
+      if (h === undefined) return undefined;
+      hosts = [h];
+    } else {
+      const prefix = q.prefix ?? '';
+      const from = lowerBound(c.hosts, prefix, (h) => h.hostname);
+      const end =
+        prefix === '' ? c.hosts.length : lowerBound(c.hosts, `${prefix}\uffff`, (h) => h.hostname);
+      hosts = prefix === '' ? c.hosts : c.hosts.slice(from, end);
+    }
+    const retired = q.includeRetired === true;
+    const counted = (h: DirHost): number => (retired ? h.liveWhole + h.retiredWhole : h.liveWhole);
+    const total =
+      hostname === undefined && (q.prefix ?? '') === ''
+        ? retired
+          ? c.liveGpus + c.retiredGpus
+          : c.liveGpus
+        : hosts.reduce((n, h) => n + counted(h), 0);
+    // From the host of the cursor: its GPUs after the cursor's index, then the next hosts'.
+    const afterHost = q.after?.[0];
+    const afterGpu = q.after?.[1];
+    let i = typeof afterHost === 'string' ? lowerBound(hosts, afterHost, (h) => h.hostname) : 0;
+    const picked: DirGpu[] = [];
+    let more = false;
+    for (; i < hosts.length && !more; i++) {
+      const h = hosts[i] as DirHost;
+      for (const g of h.rows) {
+        if (g.gpu_instance_id !== WHOLE_GPU || (!retired && g.retired)) continue;
+        if (
+          typeof afterHost === 'string' &&
+          (h.hostname < afterHost ||
+            (h.hostname === afterHost && typeof afterGpu === 'number' && g.gpu_id <= afterGpu))
+        )
+          continue;
+        if (picked.length === q.limit) {
+          more = true;
+          break;
+        }
+        picked.push(g);
+      }
+    }
+    const last = picked[picked.length - 1];
+    const missing: number[] = [];
+    const fromMemory = picked.map((g) =>
+      this.newestOf(
+        g.host.rows.filter((x) => x.gpu_id === g.gpu_id),
+        missing,
+      ),
+    );
+    const fromStore = await this.lastSeen(missing);
+    const items = picked.map((g, k): GpuSummary => {
+      const instances = g.host.rows.filter((x) => x.gpu_id === g.gpu_id);
+      let t = fromMemory[k];
+      for (const x of instances) {
+        const s = fromStore.get(x.id);
+        if (s !== undefined && (t === undefined || s > t)) t = s;
+      }
+      return {
+        cluster_id: c.name,
+        hostname: g.hostname,
+        gpu_id: g.gpu_id,
+        uuid: str(g.uuid),
+        model: str(g.model),
+        device: str(g.device),
+        first_seen: g.first_seen,
+        last_seen: t,
+        mig_instances: instances
+          .filter((x) => x.gpu_instance_id !== WHOLE_GPU)
+          .map((x) => ({ gpu_instance_id: x.gpu_instance_id, profile: str(x.mig_profile) })),
+        retired: g.retired,
+      };
+    });
+    return {
+      items,
+      total,
+      next: more && last !== undefined ? [last.hostname, last.gpu_id] : undefined,
+    };
   }
 
   gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined> {
@@ -281,19 +607,49 @@ export class SqlReader implements TelemetryReader {
 
   /** The GPUs a selection names. An unknown cluster is NOT_FOUND; filters matching nothing give []. */
   private async gpuRefs(sel: Selection): Promise<GpuRef[]> {
-    let found = pickGpus((await this.fleet.get()).gpus, sel);
-    const clusterKnown = (): boolean =>
-      sel.cluster === undefined || this.fleet.peek()?.clusters.has(sel.cluster) === true;
-    if (found.length === 0 || !clusterKnown()) {
-      found = pickGpus((await this.fleet.get(true)).gpus, sel);
+    if (sel.cluster !== undefined && (await this.clusterOf(sel.cluster)) === undefined)
+      throw new NexusError('NOT_FOUND', `cluster "${sel.cluster}" not found`);
+    let found = pickGpus(await this.directory(), sel);
+    // Nothing: a host or GPU named may have just appeared (once per name a second).
+    if (found.length === 0 && sel.cluster !== undefined && sel.hosts !== undefined) {
+      const cluster = sel.cluster;
+      await Promise.all(sel.hosts.map((h) => this.hostOf(cluster, h)));
+      found = pickGpus(this.dir, sel);
     }
-    // Still unknown: a snapshot (even a young one) may have been read just before the cluster's
-    // first commit. The database says whether it exists; if it does, a load started now shows it.
-    if (!clusterKnown() && sel.cluster !== undefined && (await this.q.clusterExists(sel.cluster)))
-      found = pickGpus((await this.fleet.reload()).gpus, sel);
-    if (!clusterKnown())
-      throw new NexusError('NOT_FOUND', `cluster "${sel.cluster ?? ''}" not found`);
     return found;
+  }
+
+  /** Keeps the state derived from latest values (overview, last_seen) as a slot changes. */
+  private onSlot(gpu: number, metric: number, time: number): void {
+    const g = this.dir.gpusById.get(gpu);
+    if (g === undefined) return;
+    const c = this.clusterLast.get(g.cluster_id);
+    if (c === undefined || time > c) this.clusterLast.set(g.cluster_id, time);
+    const name = this.metricNames().get(metric);
+    if (name !== undefined) {
+      const value = this.memory?.value(gpu, metric);
+      if (value !== undefined) this.overview.onValue(g, name, time, value);
+    }
+  }
+
+  private names:
+    | { rows: readonly MetricRef[]; byId: Map<number, string>; byName: Map<string, number> }
+    | undefined;
+
+  /** Metric names by id and ids by name, as cached now. */
+  private metricIndex(): { byId: Map<number, string>; byName: Map<string, number> } {
+    const rows = this.metrics.peek() ?? [];
+    if (this.names?.rows !== rows)
+      this.names = {
+        rows,
+        byId: new Map(rows.map((m) => [m.id, m.name])),
+        byName: new Map(rows.map((m) => [m.name, m.id])),
+      };
+    return this.names;
+  }
+
+  private metricNames(): Map<number, string> {
+    return this.metricIndex().byId;
   }
 
   trackLatest(options: { readonly reloadMs: number }): LatestTracker {
@@ -301,33 +657,106 @@ export class SqlReader implements TelemetryReader {
       {
         guarded: (read) => this.guarded(read),
         current: (identity) => this.current(identity),
-        reloadIds: async () => {
-          const fleet = await this.fleet.get(true);
+        refreshIds: async () => {
+          await this.refresh();
           await this.metrics.get(true);
-          return fleet.gpus;
         },
-        readAll: (identity) => this.q.allLatest(identity),
-        cachedFleet: () => this.fleet.peek()?.gpus,
-        cachedMetrics: () => this.metrics.peek(),
+        readRange: async (identity, from, to) => {
+          const rows = await this.q.latestRange(from, to, identity);
+          return rows;
+        },
+        maxGpuId: () => this.dir.maxGpuId,
+        knownGpu: (id) => this.dir.gpusById.has(id),
+        gpuId: (cluster, hostname, gpu, instance) =>
+          this.dir
+            .host(cluster, hostname)
+            ?.rows.find((g) => g.gpu_id === gpu && g.gpu_instance_id === instance)?.id,
+        metricId: (name) => this.metricIndex().byName.get(name),
       },
-      options.reloadMs,
+      Math.min(options.reloadMs, 1000),
+      (gpu, metric, time) => this.onSlot(gpu, metric, time),
     );
     this.memory = mem;
     return {
       committed: (clusterId, readings) => mem.committed(clusterId, readings),
-      start: () => mem.start(),
+      start: () => {
+        mem.start();
+        this.startBackground();
+      },
       stop: () => {
         mem.stop();
+        this.stopBackground();
         if (this.memory === mem) this.memory = undefined;
       },
     };
+  }
+
+  /** The directory refreshed every second, and idle GPUs per cluster every minute. */
+  private startBackground(): void {
+    this.backgroundTimer ??= setInterval(() => {
+      this.refresh().catch(() => undefined);
+    }, DIRECTORY_MAX_AGE_MS / 2);
+    this.backgroundTimer.unref();
+    const idleRound = async (): Promise<void> => {
+      for (const c of [...this.dir.sortedClusters]) {
+        try {
+          const gpus = await this.db.transaction((tx) =>
+            withHashJoins(tx, () => idleGpus(tx, { cluster: c.name, ...this.idleRule })),
+          );
+          this.idle.set(c.name, gpus.length);
+        } catch {
+          // Counted again next round.
+        }
+      }
+    };
+    if (this.idleTimer === undefined) {
+      this.idleTimer = setInterval(() => void idleRound(), IDLE_EVERY_MS);
+      this.idleTimer.unref();
+      setTimeout(() => void idleRound(), 0).unref();
+    }
+  }
+
+  private stopBackground(): void {
+    clearInterval(this.backgroundTimer);
+    clearInterval(this.idleTimer);
+    this.backgroundTimer = undefined;
+    this.idleTimer = undefined;
+  }
+
+  /** IDLE_UTIL and IDLE_FOR, for the idle GPUs counted in the background. */
+  private idleRule = { utilPercent: 10, forMs: 3_600_000 };
+
+  setIdleRule(rule: { readonly utilPercent: number; readonly forMs: number }): void {
+    this.idleRule = { ...rule };
+  }
+
+  overviewState(): OverviewState | undefined {
+    if (this.memory?.loaded !== true) return undefined;
+    const alerts = this.overview.alertList();
+    return {
+      power: this.overview.power,
+      alerts: alerts.slice(0, 100),
+      alertsTotal: alerts.length,
+      idle: this.idle,
+    };
+  }
+
+  /** Hosts, GPUs, namespaces and pods by name, from the directory's indexes. */
+  async search(q: SearchQuery): Promise<SearchResult> {
+    if (q.cluster !== undefined && (await this.clusterOf(q.cluster)) === undefined)
+      throw new NexusError('NOT_FOUND', `cluster "${q.cluster}" not found`);
+    return searchDirectory(await this.directory(), q);
   }
 
   latest(q: Selection): Promise<LatestValue[]> {
     return this.guarded(async (identity) => {
       const [gpus, metrics] = await Promise.all([this.gpuRefs(q), this.metricIds(q.metrics)]);
       if (gpus.length === 0) return [];
-      return this.memory?.read(gpus, metrics) ?? this.q.latest(gpus, metrics, identity);
+      const fromMemory = this.memory?.read(gpus, metrics);
+      if (fromMemory !== undefined) return fromMemory;
+      const rows = await this.q.latest(gpus, metrics, identity);
+      this.latestRows += rows.length;
+      return rows;
     });
   }
 
@@ -342,7 +771,7 @@ export class SqlReader implements TelemetryReader {
   }
 
   private async mustExist(cluster: string): Promise<void> {
-    if (!(await this.q.clusterExists(cluster)))
+    if ((await this.clusterOf(cluster)) === undefined)
       throw new NexusError('NOT_FOUND', `cluster "${cluster}" not found`);
   }
 
