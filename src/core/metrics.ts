@@ -309,6 +309,18 @@ export class NexusMetrics {
     labelNames: ['result', 'encoding'] as const,
     registers: [this.registry],
   });
+  readonly fleetRowsRead = new Counter({
+    name: 'nexus_gateway_fleet_rows_read_total',
+    help: 'Fleet rows (clusters, hosts, GPUs, workloads, latest values) the gateway read from the store, by source',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly fleetReloads = new Counter({
+    name: 'nexus_gateway_fleet_reloads_total',
+    help: "Refreshes of the gateway's fleet state: full (paged loads) or incremental (changes only, a reconciliation slice)",
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
   readonly httpQueued = new Gauge({
     name: 'nexus_http_queued_requests',
     help: 'API requests waiting for a turn (API_MAX_CONCURRENT are served at once)',

@@ -36,7 +36,8 @@ import { usageRoutes } from './routes/usage.js';
 import { DEFAULT_FLEET_SETTINGS, type FleetSettings } from './usage.js';
 import { telemetryRoutes } from './routes/telemetry.js';
 import { ErrorBody } from './schemas/common.js';
-import { Cluster, Gpu, Host, MigInstance } from './schemas/fleet.js';
+import { Cluster, Gpu, Host, MigInstance, SearchHit } from './schemas/fleet.js';
+import { searchRoutes } from './routes/search.js';
 import { Reading, Series, SeriesColumns, TelemetryResult } from './schemas/telemetry.js';
 import { remoteWriteRoutes, type RemoteWriteOptions } from './remote-write/plugin.js';
 import { ConnectionLimiter } from './ws/connections.js';
@@ -288,6 +289,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     Host,
     Gpu,
     MigInstance,
+    SearchHit,
     Reading,
     Series,
     SeriesColumns,
@@ -370,8 +372,29 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   metrics?.onScrape(async () => {
     metrics.ready.set({ component: 'gateway' }, (await readinessOf(health)).ready ? 1 : 0);
   });
+  // The fleet state's reads, counted by the reader: the counters follow on scrape.
+  const counted = { rows: new Map<string, number>(), reloads: new Map<string, number>() };
+  metrics?.onScrape(async () => {
+    const now = o.reader.fleetCounters?.();
+    if (now === undefined) return;
+    const follow = (
+      seen: Map<string, number>,
+      values: Readonly<Record<string, number>>,
+      inc: (label: string, by: number) => void,
+    ): void => {
+      for (const [label, v] of Object.entries(values)) {
+        const by = v - (seen.get(label) ?? 0);
+        if (by > 0) inc(label, by);
+        seen.set(label, v);
+      }
+    };
+    follow(counted.rows, now.rowsRead, (source, by) => metrics.fleetRowsRead.inc({ source }, by));
+    follow(counted.reloads, now.reloads, (kind, by) => metrics.fleetReloads.inc({ kind }, by));
+    await Promise.resolve();
+  });
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
   await app.register(eventRoutes, { reader: o.reader });
+  await app.register(searchRoutes, { reader: o.reader });
   await app.register(usageRoutes, { reader: o.reader, settings: fleet });
   await app.register(telemetryRoutes, {
     reader: o.reader,
@@ -382,7 +405,12 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   // Latest values in memory: subscribed to the feed first, then loaded, so nothing falls between.
   const reloadMs = o.latestReloadMs ?? 10_000;
   const tracker =
-    o.feed !== undefined && reloadMs > 0 ? o.reader.trackLatest?.({ reloadMs }) : undefined;
+    o.feed !== undefined && reloadMs > 0
+      ? o.reader.trackLatest?.({
+          reloadMs,
+          idle: { utilPercent: fleet.idleUtil, forMs: fleet.idleForMs },
+        })
+      : undefined;
   let stopTracking: (() => Promise<void>) | undefined;
   if (o.feed !== undefined && tracker !== undefined) {
     stopTracking = await o.feed.subscribe('*', (b) => tracker.committed(b.cluster_id, b.records));

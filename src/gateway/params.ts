@@ -180,3 +180,47 @@ export function parseStep(text: string): number {
     throw new NexusError('BAD_REQUEST', `step: "${clip(text)}" is above the largest step, 366d`);
   return ms;
 }
+
+export { DEFAULT_PAGE, MAX_PAGE } from './page-size.js';
+import { DEFAULT_PAGE, MAX_PAGE } from './page-size.js';
+
+/** A list's `limit`: 1 to `max`, default `fallback`. */
+export function pageLimit(
+  value: number | undefined,
+  fallback = DEFAULT_PAGE,
+  max = MAX_PAGE,
+): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw bad(`limit: ${value} is out of range (1 to ${max})`);
+  return value;
+}
+
+const INVALID_CURSOR = 'invalid cursor: pass next_cursor as the previous page returned it';
+
+/** A list's cursor: the last item's sort key (names and GPU indexes), base64url of JSON. */
+export function encodeListCursor(key: readonly (string | number)[]): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+/** A list cursor back into its sort key, of `shape` ('s': a name, 'n': a GPU index). */
+export function decodeListCursor(
+  text: string | undefined,
+  shape: readonly ('s' | 'n')[],
+): (string | number)[] | undefined {
+  if (text === undefined) return undefined;
+  if (text.length > 1400 || !/^[A-Za-z0-9_-]+$/.test(text)) throw bad(INVALID_CURSOR);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+  } catch {
+    throw bad(INVALID_CURSOR);
+  }
+  if (!Array.isArray(parsed) || parsed.length !== shape.length) throw bad(INVALID_CURSOR);
+  const key = parsed as unknown[];
+  shape.forEach((s, i) => {
+    const v = key[i];
+    if (s === 's' ? typeof v !== 'string' : !Number.isSafeInteger(v)) throw bad(INVALID_CURSOR);
+  });
+  return key as (string | number)[];
+}

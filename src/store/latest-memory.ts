@@ -68,6 +68,8 @@ export interface LatestSource {
   refreshIds(): Promise<void>;
   /** The latest values (folded and pending) of GPU ids in (from, to]. */
   readRange(identity: string | null, from: number, to: number): Promise<readonly ReadingRow[]>;
+  /** The latest values (folded and pending) of these GPU ids. */
+  readIds(identity: string | null, ids: readonly number[]): Promise<readonly ReadingRow[]>;
   /** The largest GPU id known. */
   maxGpuId(): number;
   /** Whether the directory holds this GPU id. */
@@ -221,6 +223,44 @@ export class LatestMemory {
       upsertSlot(gpu, slots, metric, r.timestamp, r.value, this.listener);
     }
     if (unknown.length > 0) this.learn(clusterId, unknown);
+  }
+
+  /** GPU rows the directory learnt of, to read (`adopt`), and the read under way. */
+  private readonly adopting = new Set<number>();
+  private filling: Promise<void> | undefined;
+
+  /**
+   * GPU rows new to the fleet directory: their latest values are read from the store (what was
+   * written before the feed named them), LOAD_GPU_IDS per statement.
+   */
+  adopt(ids: readonly number[]): void {
+    if (this.stopped || !this.ready) return;
+    for (const id of ids) if (!this.byGpu.has(id)) this.adopting.add(id);
+    if (this.adopting.size > 0) void this.settle();
+  }
+
+  /** Resolves once the GPU rows adopted so far are read (or their read failed). */
+  settle(): Promise<void> {
+    if (this.adopting.size === 0) return this.filling ?? Promise.resolve();
+    this.filling ??= (async () => {
+      while (this.adopting.size > 0 && !this.stopped) {
+        const ids = [...this.adopting].slice(0, LOAD_GPU_IDS);
+        try {
+          await this.source.guarded(async (identity) => {
+            const rows = await this.source.readIds(identity, ids);
+            if (this.stopped || !this.source.current(identity)) return;
+            this.apply(rows);
+          });
+          for (const id of ids) if (!this.byGpu.has(id)) this.byGpu.set(id, []);
+        } catch {
+          // Read by the reconciliation; until then latest() reads the store for them.
+        }
+        for (const id of ids) this.adopting.delete(id);
+      }
+    })().finally(() => {
+      this.filling = undefined;
+    });
+    return this.filling;
   }
 
   /** Brings the directory up to date, then reads the GPUs the feed named that were unknown. */

@@ -330,6 +330,17 @@ export class ReadQueries {
     return res.rows;
   }
 
+  /** The latest values (folded and pending: several candidates per slot) of these GPU ids. */
+  async latestOfIds(ids: readonly number[], identity: string | null): Promise<ReadingRow[]> {
+    const res = await this.db.query<ReadingRow>(
+      `SELECT l.gpu_id, l.metric_id, nexus_ms(l.time) AS t, l.value
+       FROM unnest($1::int[]) AS s(id) JOIN samples_latest_all l ON l.gpu_id = s.id
+       WHERE nexus_expect_identity($2::text)`,
+      [ids, identity],
+    );
+    return res.rows;
+  }
+
   /** The newest reading of each of these GPU rows (rows without one are left out). */
   async newestOf(ids: readonly number[], identity: string | null): Promise<Map<number, number>> {
     const res = await this.db.query<{ gpu_id: number; t: string }>(

@@ -371,7 +371,7 @@ export interface SearchResult {
 export interface OverviewState {
   /** Watts per cluster: the latest power of its live whole GPUs. */
   readonly power: ReadonlyMap<string, number>;
-  /** GPUs flagged now (ALERT rules), most severe first; `total` counts them all. */
+  /** GPUs flagged now (ALERT_RULES), most severe first (every one: the gateway shows 100). */
   readonly alerts: readonly LatestAlert[];
   readonly alertsTotal: number;
   /** Idle GPUs per cluster, from the last background computation (absent: not computed yet). */
@@ -387,6 +387,14 @@ export interface LatestAlert {
   readonly value: number;
   readonly message: string;
   readonly since: number;
+}
+
+/** What a reader counts of its fleet state, for the gateway's metrics (nexus_gateway_fleet_*). */
+export interface FleetReadCounters {
+  /** Fleet rows read from the store, by source: clusters, hosts, gpus, workloads, latest. */
+  readonly rowsRead: Readonly<Record<string, number>>;
+  /** Fleet state refreshes: full (paged loads) and incremental. */
+  readonly reloads: Readonly<Record<'full' | 'incremental', number>>;
 }
 
 export interface TelemetryReader {
@@ -418,8 +426,10 @@ export interface TelemetryReader {
   ): Promise<Page<GpuSummary> | undefined>;
   /** Hosts, GPUs, namespaces and pods by name (api.md, Search). NOT_FOUND: no such cluster. */
   search(q: SearchQuery): Promise<SearchResult>;
+  /** Rows read and refreshes of the fleet state so far (monotonic). */
+  fleetCounters?(): FleetReadCounters;
   /** The overview's power, alerts and idle counts, when kept in memory. */
-  overviewState?(): OverviewState | undefined;
+  overviewState?(): Promise<OverviewState | undefined>;
   metricCatalogue(): Promise<MetricInfo[]>;
   telemetry(q: TelemetryQuery): Promise<TelemetryPage>;
   /** The same page as columns: no object per reading (sealed windows decode straight into it). */
@@ -434,5 +444,9 @@ export interface TelemetryReader {
    * Serve latest() from memory, fed with every committed batch. Values returned from memory are
    * shared, immutable objects: equal until the reading changes.
    */
-  trackLatest?(options: { readonly reloadMs: number }): LatestTracker;
+  trackLatest?(options: {
+    readonly reloadMs: number;
+    /** IDLE_UTIL and IDLE_FOR: idle GPUs per cluster are counted in the background with them. */
+    readonly idle?: { readonly utilPercent: number; readonly forMs: number };
+  }): LatestTracker;
 }

@@ -27,6 +27,7 @@ import type {
   ClusterStats,
   ClusterSummary,
   CurrentWorkload,
+  FleetReadCounters,
   GpuDetail,
   GpuSummary,
   HostSummary,
@@ -113,14 +114,6 @@ export interface SqlReaderOptions {
   readonly onIdentityChange?: (change: IdentityChange) => void;
 }
 
-/** What the reader counts, for the gateway's metrics (nexus_gateway_fleet_*). */
-export interface FleetReadCounters {
-  /** Fleet rows read from the store, by source: clusters, hosts, gpus, workloads, latest. */
-  readonly rowsRead: Readonly<Record<string, number>>;
-  /** Fleet state refreshes: full (paged loads) and incremental. */
-  readonly reloads: Readonly<Record<'full' | 'incremental', number>>;
-}
-
 /**
  * The read side of the SQL store: the queries (read-queries.ts) on selections resolved to ids
  * from the fleet directory (fleet-directory.ts: every cluster, host and GPU row in memory, kept
@@ -178,7 +171,10 @@ export class SqlReader implements TelemetryReader {
         })),
       { maxAgeMs: 5000, forcedMaxAgeMs: 0, forcedJoins: false },
     );
-    this.dir.onGpu = (old, g) => this.overview.onGpu(old, g);
+    this.dir.onGpu = (old, g) => {
+      this.overview.onGpu(old, g);
+      if (old === undefined) this.memory?.adopt([g.id]);
+    };
     this.reidentify = reidentifier({
       db,
       known: () => this.identity,
@@ -652,7 +648,11 @@ export class SqlReader implements TelemetryReader {
     return this.metricIndex().byId;
   }
 
-  trackLatest(options: { readonly reloadMs: number }): LatestTracker {
+  trackLatest(options: {
+    readonly reloadMs: number;
+    readonly idle?: { readonly utilPercent: number; readonly forMs: number };
+  }): LatestTracker {
+    if (options.idle !== undefined) this.idleRule = { ...options.idle };
     const mem = new LatestMemory(
       {
         guarded: (read) => this.guarded(read),
@@ -661,10 +661,8 @@ export class SqlReader implements TelemetryReader {
           await this.refresh();
           await this.metrics.get(true);
         },
-        readRange: async (identity, from, to) => {
-          const rows = await this.q.latestRange(from, to, identity);
-          return rows;
-        },
+        readRange: (identity, from, to) => this.q.latestRange(from, to, identity),
+        readIds: (identity, ids) => this.q.latestOfIds(ids, identity),
         maxGpuId: () => this.dir.maxGpuId,
         knownGpu: (id) => this.dir.gpusById.has(id),
         gpuId: (cluster, hostname, gpu, instance) =>
@@ -723,19 +721,19 @@ export class SqlReader implements TelemetryReader {
     this.idleTimer = undefined;
   }
 
-  /** IDLE_UTIL and IDLE_FOR, for the idle GPUs counted in the background. */
+  /** IDLE_UTIL and IDLE_FOR, for the idle GPUs counted in the background (trackLatest's). */
   private idleRule = { utilPercent: 10, forMs: 3_600_000 };
 
-  setIdleRule(rule: { readonly utilPercent: number; readonly forMs: number }): void {
-    this.idleRule = { ...rule };
-  }
-
-  overviewState(): OverviewState | undefined {
-    if (this.memory?.loaded !== true) return undefined;
+  async overviewState(): Promise<OverviewState | undefined> {
+    const memory = this.memory;
+    if (memory?.loaded !== true) return undefined;
+    // New GPUs' values read first (those written before the feed named them).
+    await this.directory();
+    await memory.settle();
     const alerts = this.overview.alertList();
     return {
       power: this.overview.power,
-      alerts: alerts.slice(0, 100),
+      alerts,
       alertsTotal: alerts.length,
       idle: this.idle,
     };

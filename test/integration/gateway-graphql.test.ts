@@ -224,17 +224,21 @@ describe('GraphQL: the fleet', () => {
     const d = await ok<{
       hosts: { host_id: string }[];
       gpus: { gpu_id: number }[];
+      page: { gpu_id: number }[];
       one: { gpu_id: number }[];
       clusterStats: { samples: number; samples_per_metric: { metric: string; samples: number }[] };
       metrics: { name: string; unit: string }[];
     }>(
-      `{ hosts(cluster_id: "${CLUSTER}") { host_id } gpus(cluster_id: "${CLUSTER}") { gpu_id }
+      `{ hosts(cluster_id: "${CLUSTER}") { host_id } gpus(cluster_id: "${CLUSTER}", limit: 1000) { gpu_id }
+         page: gpus(cluster_id: "${CLUSTER}") { gpu_id }
          one: gpus(cluster_id: "${CLUSTER}", host_id: "${HOST}") { gpu_id }
          clusterStats(cluster_id: "${CLUSTER}") { samples samples_per_metric { metric samples } }
          metrics { name unit } }`,
     );
     assert.equal(d.hosts.length, 31);
     assert.equal(d.gpus.length, 247);
+    // A list is a page: 100 unless limit says.
+    assert.equal(d.page.length, 100);
     assert.deepEqual(
       d.one.map((g) => g.gpu_id),
       [...new Set(rows.filter((r) => r.hostname === HOST).map((r) => r.gpu))].sort((a, b) => a - b),

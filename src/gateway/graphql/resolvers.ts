@@ -8,10 +8,12 @@ import type {
   GpuDetail,
   LatestValue,
   MigInstance,
+  PageQuery,
   TelemetryReader,
 } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
-import { encodeCursor, iso } from '../params.js';
+import { decodeListCursor, encodeCursor, encodeListCursor, iso, pageLimit } from '../params.js';
+import { searchKinds } from '../routes/search.js';
 import { clusterOut, gpuOut, hostOut, readingOut, seriesOut } from '../presenters.js';
 import {
   ALL_TIME,
@@ -66,6 +68,17 @@ type GpuNode = ReturnType<typeof gpuOut> & { readonly detail?: GpuDetail };
 
 const notFound = (message: string): NexusError => new NexusError('NOT_FOUND', message);
 const bad = (message: string): NexusError => new NexusError('BAD_REQUEST', message);
+
+/** The arguments of a paged list field: limit (default 100) and the cursor after which it starts. */
+interface ListArgs {
+  readonly limit?: number | null;
+  readonly after?: string | null;
+}
+
+function listOf(a: ListArgs, shape: readonly ('s' | 'n')[]): PageQuery {
+  const after = decodeListCursor(a.after ?? undefined, shape);
+  return { limit: pageLimit(a.limit ?? undefined), ...(after === undefined ? {} : { after }) };
+}
 
 function gpuIndexOf(n: number): number {
   if (n < 0 || n > 32767) throw bad(`gpu_id: ${n} is not a GPU index (0, 1, ...)`);
@@ -183,18 +196,50 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
 
   return {
     Query: {
-      clusters: async (_p: unknown, _a: unknown, ctx: object) => {
+      clusters: async (_p: unknown, a: ListArgs, ctx: object) => {
         const now = Date.now();
-        return (await scope(ctx).clusters()).map((c) => clusterOut(c, now));
+        return (await scope(ctx).clusters(listOf(a, ['s']))).items.map((c) => clusterOut(c, now));
       },
       cluster: async (_p: unknown, a: { cluster_id: string }, ctx: object) => {
         const c = await scope(ctx).cluster(a.cluster_id);
         return c === undefined ? null : clusterOut(c);
       },
-      hosts: async (_p: unknown, a: { cluster_id: string }, ctx: object) => {
-        if ((await scope(ctx).cluster(a.cluster_id)) === undefined)
-          throw notFound(`cluster "${a.cluster_id}" not found`);
-        return (await scope(ctx).hosts(a.cluster_id)).map(hostOut);
+      hosts: async (_p: unknown, a: ListArgs & { cluster_id: string }, ctx: object) => {
+        const page = await scope(ctx).hosts(a.cluster_id, listOf(a, ['s']));
+        if (page === undefined) throw notFound(`cluster "${a.cluster_id}" not found`);
+        return page.items.map(hostOut);
+      },
+      hostsPage: async (
+        _p: unknown,
+        a: ListArgs & { cluster_id: string; prefix?: string | null },
+        ctx: object,
+      ) => {
+        const q = listOf(a, ['s']);
+        const page = await scope(ctx).hosts(a.cluster_id, {
+          ...q,
+          ...(a.prefix == null || a.prefix === '' ? {} : { prefix: a.prefix }),
+        });
+        if (page === undefined) throw notFound(`cluster "${a.cluster_id}" not found`);
+        return {
+          hosts: page.items.map(hostOut),
+          total: page.total,
+          next_cursor: page.next === undefined ? null : encodeListCursor(page.next),
+        };
+      },
+      search: async (
+        _p: unknown,
+        a: { q: string; cluster_id?: string | null; kind?: string[] | null; limit?: number | null },
+      ) => {
+        if (a.q.length < 1 || a.q.length > 128)
+          throw new NexusError('BAD_REQUEST', 'q: 1 to 128 characters');
+        const kinds = a.kind == null ? undefined : searchKinds(a.kind.join(','));
+        const res = await reader.search({
+          q: a.q,
+          limit: pageLimit(a.limit ?? undefined, 20, 100),
+          ...(a.cluster_id == null ? {} : { cluster: a.cluster_id }),
+          ...(kinds === undefined ? {} : { kinds }),
+        });
+        return { q: a.q, count: res.hits.length, truncated: res.truncated, hits: res.hits };
       },
       host: async (_p: unknown, a: { cluster_id: string; host_id: string }, ctx: object) => {
         const h = await scope(ctx).host(a.cluster_id, a.host_id);
@@ -202,19 +247,16 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
       },
       gpus: async (
         _p: unknown,
-        a: { cluster_id: string; host_id?: string | null },
+        a: ListArgs & { cluster_id: string; host_id?: string | null },
         ctx: object,
       ) => {
         const s = scope(ctx);
-        if (a.host_id === undefined || a.host_id === null) {
-          if ((await s.cluster(a.cluster_id)) === undefined)
-            throw notFound(`cluster "${a.cluster_id}" not found`);
-          return (await s.gpus(a.cluster_id)).map(gpuOut);
-        }
-        if ((await s.host(a.cluster_id, a.host_id)) === undefined) {
-          throw notFound(`host "${a.host_id}" not found in cluster "${a.cluster_id}"`);
-        }
-        return (await s.gpusOf(a.cluster_id, a.host_id)).map(gpuOut);
+        const host = a.host_id ?? undefined;
+        const page = await s.gpus(a.cluster_id, host, listOf(a, ['s', 'n']));
+        if (page !== undefined) return page.items.map(gpuOut);
+        if (host === undefined || (await s.cluster(a.cluster_id)) === undefined)
+          throw notFound(`cluster "${a.cluster_id}" not found`);
+        throw notFound(`host "${host}" not found in cluster "${a.cluster_id}"`);
       },
       gpu: async (
         _p: unknown,
@@ -279,8 +321,8 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
       gpu_count: (c: ClusterNode) => c.gpus,
       retired_gpu_count: (c: ClusterNode) => c.retired_gpus,
       events: (c: ClusterNode, a: EventArgs) => eventPage(reader, c.cluster_id, a),
-      hosts: async (c: ClusterNode, _a: unknown, ctx: object) =>
-        (await scope(ctx).hosts(c.cluster_id)).map(hostOut),
+      hosts: async (c: ClusterNode, a: ListArgs, ctx: object) =>
+        ((await scope(ctx).hosts(c.cluster_id, listOf(a, ['s'])))?.items ?? []).map(hostOut),
       host: async (c: ClusterNode, a: { host_id: string }, ctx: object) => {
         const h = await scope(ctx).host(c.cluster_id, a.host_id);
         return h === undefined ? null : hostOut(h);
@@ -316,8 +358,10 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
         if (c === undefined) throw notFound(`cluster "${h.cluster_id}" not found`);
         return clusterOut(c);
       },
-      gpus: async (h: HostNode, _a: unknown, ctx: object) =>
-        (await scope(ctx).gpusOf(h.cluster_id, h.host_id)).map(gpuOut),
+      gpus: async (h: HostNode, a: ListArgs, ctx: object) =>
+        ((await scope(ctx).gpus(h.cluster_id, h.host_id, listOf(a, ['s', 'n'])))?.items ?? []).map(
+          gpuOut,
+        ),
       gpu: async (h: HostNode, a: { gpu_id: number }, ctx: object) => {
         const d = await scope(ctx).gpu(h.cluster_id, h.host_id, gpuIndexOf(a.gpu_id));
         return d === undefined ? null : gpuNode(d);

@@ -84,16 +84,20 @@ telemetry with cluster_id) a 404; the store unavailable a 503. A lookup of one o
 host, gpu, Cluster.host, Host.gpu) answers null, with 200, when nothing has that id.
 """
 type Query {
-  "Every cluster, by name."
-  clusters: [Cluster!]!
+  "The clusters, by name: limit (1 to 1000) after the cursor (a HostPage's next_cursor, or REST's)."
+  clusters(limit: Int = 100, after: String): [Cluster!]!
   "One cluster; null when no cluster has this id."
   cluster(cluster_id: String!): Cluster
-  "The hosts of a cluster, by hostname. An unknown cluster is an error (404)."
-  hosts(cluster_id: String!): [Host!]!
+  "The hosts of a cluster, by hostname, limit (1 to 1000) after the cursor. An unknown cluster is an error (404)."
+  hosts(cluster_id: String!, limit: Int = 100, after: String): [Host!]!
+  "A page of a cluster's hosts, by hostname (prefix: hostname prefix, case-sensitive), with the total and the next page's cursor."
+  hostsPage(cluster_id: String!, limit: Int = 100, after: String, prefix: String): HostPage!
   "One host; null when the cluster has no such host."
   host(cluster_id: String!, host_id: String!): Host
-  "The GPUs of a cluster, or of one of its hosts, by host and index. An unknown cluster or host is an error (404)."
-  gpus(cluster_id: String!, host_id: String): [Gpu!]!
+  "The GPUs of a cluster, or of one of its hosts, by host and index, limit (1 to 1000) after the cursor. An unknown cluster or host is an error (404)."
+  gpus(cluster_id: String!, host_id: String, limit: Int = 100, after: String): [Gpu!]!
+  "Hosts, GPUs, namespaces and pods by a prefix of their name or of a part of it (kind: host, gpu, namespace, pod; limit 1 to 100)."
+  search(q: String!, cluster_id: String, kind: [String!], limit: Int = 20): SearchResult!
   "One GPU; null when the host has no GPU with this index."
   gpu(cluster_id: String!, host_id: String!, gpu_id: Int!): Gpu
   "The metric catalogue."
@@ -196,6 +200,34 @@ type EventPage {
   next_cursor: String
 }
 
+"A page of hosts: total counts the whole (filtered) list; next_cursor is null on the last page."
+type HostPage {
+  hosts: [Host!]!
+  total: Int!
+  next_cursor: String
+}
+
+"A search hit: kind says which of the optional fields it has (as GET /api/v1/search)."
+type SearchHit {
+  kind: String!
+  cluster_id: String!
+  label: String!
+  host_id: String
+  gpu_id: Int
+  uuid: String
+  namespace: String
+  pod: String
+  gpus: Int
+}
+
+"Search hits: exact matches first, then by kind (host, gpu, namespace, pod), then label."
+type SearchResult {
+  q: String!
+  count: Int!
+  truncated: Boolean!
+  hits: [SearchHit!]!
+}
+
 "A cluster. host_count and gpu_count are the REST API's hosts and gpus (here hosts is the list)."
 type Cluster {
   cluster_id: String!
@@ -206,8 +238,8 @@ type Cluster {
   first_seen: DateTime!
   "Newest reading stored."
   last_seen: DateTime
-  "Its hosts, by hostname."
-  hosts: [Host!]!
+  "Its hosts, by hostname, limit (1 to 1000) after the cursor."
+  hosts(limit: Int = 100, after: String): [Host!]!
   "One of its hosts; null when there is none with this name."
   host(host_id: String!): Host
   stats: ClusterStats!
@@ -334,8 +366,8 @@ type Host {
   last_seen: DateTime
   "The cluster it belongs to."
   cluster: Cluster!
-  "Its GPUs, by index."
-  gpus: [Gpu!]!
+  "Its GPUs, by index, limit (1 to 1000) after the cursor."
+  gpus(limit: Int = 100, after: String): [Gpu!]!
   "One of its GPUs; null when there is none with this index."
   gpu(gpu_id: Int!): Gpu
 }

@@ -5,8 +5,11 @@ import type {
   HostSummary,
   LatestValue,
   MetricInfo,
+  Page,
+  PageQuery,
   TelemetryReader,
 } from '../../store/reader.js';
+import { DEFAULT_PAGE } from '../params.js';
 
 class Memo<T> {
   private readonly values = new Map<string, Promise<T>>();
@@ -32,43 +35,57 @@ interface LatestWanted {
 const gpuKey = (host: string, gpu: number): string => `${host}\u0000${gpu}`;
 
 /**
- * What one GraphQL request reads, each thing once: nested fields (hosts of each cluster, GPUs of
- * each host, latest values of each GPU) share the reader's answers instead of asking per object.
+ * What one GraphQL request reads, each thing once: nested fields (a cluster or host looked up from
+ * several places, pages asked for twice, latest values of each GPU) share the reader's answers
+ * instead of asking per object. Lists are pages (the reader serves them from its directory).
  * The latest values of all the GPUs a request touches are read in one query per cluster.
  */
 export class RequestScope {
-  private readonly clusterList = new Memo<ClusterSummary[]>();
-  private readonly hostLists = new Memo<HostSummary[]>();
-  private readonly gpuLists = new Memo<GpuSummary[]>();
+  private readonly clusterPages = new Memo<Page<ClusterSummary>>();
+  private readonly clusterOne = new Memo<ClusterSummary | undefined>();
+  private readonly hostPages = new Memo<Page<HostSummary> | undefined>();
+  private readonly hostOne = new Memo<HostSummary | undefined>();
+  private readonly gpuPages = new Memo<Page<GpuSummary> | undefined>();
   private readonly details = new Memo<GpuDetail | undefined>();
   private readonly catalogue = new Memo<MetricInfo[]>();
   private wanted: LatestWanted[] = [];
 
   constructor(readonly reader: TelemetryReader) {}
 
-  clusters(): Promise<ClusterSummary[]> {
-    return this.clusterList.get('', () => this.reader.clusters());
+  /** A page of the clusters (limit, after: the sort key of the previous page's last). */
+  clusters(q: PageQuery = { limit: DEFAULT_PAGE }): Promise<Page<ClusterSummary>> {
+    return this.clusterPages.get(JSON.stringify(q), () => this.reader.clustersPage(q));
   }
 
-  async cluster(clusterId: string): Promise<ClusterSummary | undefined> {
-    return (await this.clusters()).find((c) => c.cluster_id === clusterId);
+  cluster(clusterId: string): Promise<ClusterSummary | undefined> {
+    return this.clusterOne.get(clusterId, () => this.reader.cluster(clusterId));
   }
 
-  hosts(clusterId: string): Promise<HostSummary[]> {
-    return this.hostLists.get(clusterId, () => this.reader.hosts(clusterId));
+  /** A page of a cluster's hosts; undefined: no such cluster. */
+  hosts(
+    clusterId: string,
+    q: PageQuery = { limit: DEFAULT_PAGE },
+  ): Promise<Page<HostSummary> | undefined> {
+    return this.hostPages.get(JSON.stringify([clusterId, q]), () =>
+      this.reader.hostsPage(clusterId, q),
+    );
   }
 
-  async host(clusterId: string, hostname: string): Promise<HostSummary | undefined> {
-    return (await this.hosts(clusterId)).find((h) => h.hostname === hostname);
+  host(clusterId: string, hostname: string): Promise<HostSummary | undefined> {
+    return this.hostOne.get(JSON.stringify([clusterId, hostname]), () =>
+      this.reader.host(clusterId, hostname),
+    );
   }
 
-  /** Every GPU of a cluster, read once and shared by each host's `gpus`. */
-  gpus(clusterId: string): Promise<GpuSummary[]> {
-    return this.gpuLists.get(clusterId, () => this.reader.gpus(clusterId));
-  }
-
-  async gpusOf(clusterId: string, hostname: string): Promise<GpuSummary[]> {
-    return (await this.gpus(clusterId)).filter((g) => g.hostname === hostname);
+  /** A page of GPUs of a cluster (hostname undefined) or of a host; undefined: no such one. */
+  gpus(
+    clusterId: string,
+    hostname: string | undefined,
+    q: PageQuery = { limit: DEFAULT_PAGE },
+  ): Promise<Page<GpuSummary> | undefined> {
+    return this.gpuPages.get(JSON.stringify([clusterId, hostname ?? null, q]), () =>
+      this.reader.gpusPage(clusterId, hostname, q),
+    );
   }
 
   gpu(clusterId: string, hostname: string, gpuId: number): Promise<GpuDetail | undefined> {

@@ -6,13 +6,26 @@ import type {
   GpuDetail as GpuDetailOf,
   LatestValue,
   MigInstance,
+  Page,
+  PageQuery as ReaderPageQuery,
   Series,
   TelemetryReader,
   Workload,
 } from '../../store/reader.js';
-import { filterList, gpuIndex, gpuInstanceId, iso, parseInstant, parseStep } from '../params.js';
+import {
+  decodeListCursor,
+  encodeListCursor,
+  filterList,
+  gpuIndex,
+  gpuInstanceId,
+  iso,
+  pageLimit,
+  parseInstant,
+  parseStep,
+} from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
 import {
+  ClusterGpuList,
   ClusterList,
   ClusterParams,
   ClusterRef,
@@ -26,6 +39,8 @@ import {
   MetricCatalogue,
   MigInstance as MigInstanceSchema,
   MigParams,
+  PageQuery,
+  PrefixQuery,
   RetiredQuery,
 } from '../schemas/fleet.js';
 import { GpuMetrics, GpuMetricsQuery } from '../schemas/telemetry.js';
@@ -33,6 +48,33 @@ import { clusterOut, gpuOut, hostOut, readingOut, seriesOut } from '../presenter
 
 const notFound = (what: string): NexusError => new NexusError('NOT_FOUND', what);
 const errors = { 400: ErrorRef, 404: ErrorRef, 503: ErrorRef };
+
+/** A list's query as the reader takes it: limit, cursor (sort key of `shape`), filters. */
+function listQuery(
+  q: { limit?: number; cursor?: string; include_retired?: boolean; prefix?: string },
+  shape: readonly ('s' | 'n')[],
+): ReaderPageQuery {
+  const after = decodeListCursor(q.cursor, shape);
+  return {
+    limit: pageLimit(q.limit),
+    ...(after === undefined ? {} : { after }),
+    ...(q.include_retired === true ? { includeRetired: true } : {}),
+    ...(q.prefix === undefined || q.prefix === '' ? {} : { prefix: q.prefix }),
+  };
+}
+
+/** A page's count, total and next cursor. */
+function pageOut(page: Page<unknown>): {
+  count: number;
+  total: number;
+  next_cursor: string | null;
+} {
+  return {
+    count: page.items.length,
+    total: page.total,
+    next_cursor: page.next === undefined ? null : encodeListCursor(page.next),
+  };
+}
 
 /** The cluster -> host -> GPU hierarchy. */
 export const fleetRoutes: FastifyPluginAsyncTypebox<{
@@ -44,13 +86,20 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     {
       schema: {
         tags: ['fleet'],
-        summary: 'List all clusters',
-        response: { 200: ClusterList, 503: ErrorRef },
+        summary: 'List the clusters, by name, a page at a time',
+        querystring: PageQuery,
+        response: { 200: ClusterList, 400: ErrorRef, 503: ErrorRef },
       },
     },
-    async () => {
-      const clusters = (await reader.clusters()).map((c) => clusterOut(c));
-      return { clusters, count: clusters.length };
+    async (req) => {
+      const after = decodeListCursor(req.query.cursor, ['s']);
+      const page = await reader.clustersPage({
+        limit: pageLimit(req.query.limit),
+        ...(after === undefined ? {} : { after }),
+      });
+      const now = Date.now();
+      const clusters = page.items.map((c) => clusterOut(c, now));
+      return { clusters, ...pageOut(page) };
     },
   );
 
@@ -98,20 +147,38 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     {
       schema: {
         tags: ['fleet'],
-        summary: 'List hosts in a cluster (with a live GPU, unless include_retired)',
+        summary:
+          'List hosts in a cluster by hostname, a page at a time (with a live GPU, unless include_retired)',
         params: ClusterParams,
-        querystring: RetiredQuery,
+        querystring: PrefixQuery,
         response: { 200: HostList, ...errors },
       },
     },
     async (req) => {
       const { cluster_id } = req.params;
-      if ((await reader.cluster(cluster_id)) === undefined)
-        throw notFound(`cluster "${cluster_id}" not found`);
-      const hosts = (await reader.hosts(cluster_id, req.query.include_retired === true)).map(
-        hostOut,
-      );
-      return { cluster_id, hosts, count: hosts.length };
+      const page = await reader.hostsPage(cluster_id, listQuery(req.query, ['s']));
+      if (page === undefined) throw notFound(`cluster "${cluster_id}" not found`);
+      return { cluster_id, hosts: page.items.map(hostOut), ...pageOut(page) };
+    },
+  );
+
+  app.get(
+    '/api/v1/clusters/:cluster_id/gpus',
+    {
+      schema: {
+        tags: ['fleet'],
+        summary:
+          'List the GPUs of a cluster by hostname and index, a page at a time (live ones, unless include_retired)',
+        params: ClusterParams,
+        querystring: PrefixQuery,
+        response: { 200: ClusterGpuList, ...errors },
+      },
+    },
+    async (req) => {
+      const { cluster_id } = req.params;
+      const page = await reader.gpusPage(cluster_id, undefined, listQuery(req.query, ['s', 'n']));
+      if (page === undefined) throw notFound(`cluster "${cluster_id}" not found`);
+      return { cluster_id, gpus: page.items.map(gpuOut), ...pageOut(page) };
     },
   );
 
@@ -155,12 +222,14 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     },
     async (req) => {
       const { cluster_id, host_id } = req.params;
-      if ((await reader.host(cluster_id, host_id)) === undefined)
-        throw notFound(`host "${host_id}" not found in cluster "${cluster_id}"`);
-      const gpus = (await reader.gpus(cluster_id, host_id, req.query.include_retired === true)).map(
-        gpuOut,
-      );
-      return { cluster_id, host_id, gpus, count: gpus.length };
+      const page = await reader.gpusPage(cluster_id, host_id, listQuery(req.query, ['s', 'n']));
+      if (page === undefined)
+        throw notFound(
+          (await reader.cluster(cluster_id)) === undefined
+            ? `cluster "${cluster_id}" not found`
+            : `host "${host_id}" not found in cluster "${cluster_id}"`,
+        );
+      return { cluster_id, host_id, gpus: page.items.map(gpuOut), ...pageOut(page) };
     },
   );
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FleetRegistry } from '../../registry/types.js';
-import type { LatestValue, TelemetryReader } from '../../store/reader.js';
+import type { LatestValue, OverviewState, TelemetryReader } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
 import { iso } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
@@ -26,11 +26,11 @@ export interface OverviewOptions {
 }
 
 /** GPU conditions the overview flags (the operator's kit has the matching Prometheus alerts). */
-export const ALERT_RULES = {
-  tempWarnC: 80,
-  tempCriticalC: 85,
-  memoryFullFraction: 0.95,
-} as const;
+export { ALERT_RULES } from '../../store/overview-state.js';
+import { ALERT_RULES } from '../../store/overview-state.js';
+
+/** Alerts in the overview's body, at most (alerts_total counts them all). */
+export const MAX_OVERVIEW_ALERTS = 100;
 
 /** Alerts from the latest values: hot GPUs, full memory. */
 export function alertsFrom(latest: readonly LatestValue[]): Alert[] {
@@ -79,6 +79,71 @@ export function alertsFrom(latest: readonly LatestValue[]): Alert[] {
   );
 }
 
+interface OverviewFigures {
+  readonly power: ReadonlyMap<string, number>;
+  readonly alerts: Alert[];
+  readonly alertsTotal: number;
+  readonly idle: ReadonlyMap<string, number>;
+}
+
+/** The overview's figures from the state the reader keeps (no query). */
+function fromMemory(state: OverviewState, cluster: string | undefined): OverviewFigures {
+  const all =
+    cluster === undefined ? state.alerts : state.alerts.filter((a) => a.cluster_id === cluster);
+  const alerts = all.slice(0, MAX_OVERVIEW_ALERTS).map((a): Alert => ({
+    severity: a.severity,
+    cluster_id: a.cluster_id,
+    host_id: a.hostname,
+    gpu_id: a.gpu_id,
+    metric: a.metric,
+    value: a.value,
+    message: a.message,
+    since: iso(a.since) ?? '',
+  }));
+  return {
+    power: state.power,
+    alerts,
+    alertsTotal: cluster === undefined ? state.alertsTotal : all.length,
+    idle: state.idle,
+  };
+}
+
+/** The overview's figures read from the store (a reader that keeps no state: no commit feed). */
+async function fromStore(
+  o: OverviewOptions,
+  cluster: string | undefined,
+  clusters: readonly { readonly cluster_id: string }[],
+): Promise<OverviewFigures> {
+  const selection = cluster === undefined ? {} : { cluster };
+  // One query per metric: a metric the fleet does not report (yet) just gives no alert.
+  const latest = await Promise.all(
+    [
+      'DCGM_FI_DEV_GPU_TEMP',
+      'DCGM_FI_DEV_FB_USED',
+      'DCGM_FI_DEV_FB_FREE',
+      'DCGM_FI_DEV_POWER_USAGE',
+    ].map((m) =>
+      // Live GPUs only: a retired GPU raises no alert and draws no power here.
+      o.reader.latest({ ...selection, metrics: [m], live: true }).catch(() => []),
+    ),
+  );
+  const power = new Map<string, number>();
+  for (const l of latest[3] ?? [])
+    power.set(l.cluster_id, (power.get(l.cluster_id) ?? 0) + l.value);
+  const all = alertsFrom(latest.slice(0, 3).flat());
+  // Idle GPUs per cluster (a cluster whose query fails counts none rather than fail the page).
+  const counts = await Promise.all(
+    clusters.map((c) =>
+      o.reader
+        .idleGpus({ cluster: c.cluster_id, ...o.idle })
+        .then((gpus) => gpus.length)
+        .catch(() => 0),
+    ),
+  );
+  const idle = new Map(clusters.map((c, i) => [c.cluster_id, counts[i] ?? 0]));
+  return { power, alerts: all.slice(0, MAX_OVERVIEW_ALERTS), alertsTotal: all.length, idle };
+}
+
 /** The fleet at a glance, for the dashboard: counts, ingest rate, queue, collectors, alerts. */
 export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async (app, o) => {
   app.get(
@@ -103,40 +168,23 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
         req.query.cluster_id === undefined
           ? all
           : all.filter((c) => c.cluster_id === req.query.cluster_id);
-      const selection = req.query.cluster_id === undefined ? {} : { cluster: req.query.cluster_id };
-      // One query per metric: a metric the fleet does not report (yet) just gives no alert.
-      const [queue, members, ...latest] = await Promise.all([
+      const [queue, members] = await Promise.all([
         o.queueStats?.().catch(() => undefined),
         o.registry?.members().catch(() => []),
-        ...[
-          'DCGM_FI_DEV_GPU_TEMP',
-          'DCGM_FI_DEV_FB_USED',
-          'DCGM_FI_DEV_FB_FREE',
-          'DCGM_FI_DEV_POWER_USAGE',
-        ].map((m) =>
-          // Live GPUs only: a retired GPU raises no alert and draws no power here.
-          o.reader.latest({ ...selection, metrics: [m], live: true }).catch(() => []),
-        ),
       ]);
-      const power = new Map<string, number>();
-      for (const l of latest[3] ?? [])
-        power.set(l.cluster_id, (power.get(l.cluster_id) ?? 0) + l.value);
-      const relevant = latest.slice(0, 3).flat();
-      // Idle GPUs per cluster (a cluster whose query fails counts none rather than fail the page).
-      const idle = await Promise.all(
-        clusters.map((c) =>
-          o.reader
-            .idleGpus({ cluster: c.cluster_id, ...o.idle })
-            .then((gpus) => gpus.length)
-            .catch(() => 0),
-        ),
-      );
-      const byCluster = clusters.map((c, i) => ({
+      // Power, alerts and idle counts kept in memory (fed by the commit feed); without one, read
+      // from the store per request.
+      const kept = await o.reader.overviewState?.();
+      const { power, alerts, alertsTotal, idle } =
+        kept === undefined
+          ? await fromStore(o, req.query.cluster_id, clusters)
+          : fromMemory(kept, req.query.cluster_id);
+      const byCluster = clusters.map((c) => ({
         cluster_id: c.cluster_id,
         gpus: c.gpus,
         retired_gpus: c.retired_gpus,
         power_watts: power.get(c.cluster_id) ?? 0,
-        idle_gpus: idle[i] ?? 0,
+        idle_gpus: idle.get(c.cluster_id) ?? 0,
       }));
       return {
         clusters: clusters.length,
@@ -168,8 +216,9 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
             started_at: iso(m.started_at) ?? '',
             version: m.version,
           })),
-        alerts: alertsFrom(relevant),
-        idle_gpus: idle.reduce((n, x) => n + x, 0),
+        alerts,
+        alerts_total: alertsTotal,
+        idle_gpus: byCluster.reduce((n, c) => n + c.idle_gpus, 0),
         features,
         simulated: o.simulation !== undefined,
         simulation: o.simulation ?? null,

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { DEFAULT_PAGE, MAX_PAGE } from '../page-size.js';
 import { Nullable, StringEnum, Time, ref } from './common.js';
 import { Reading } from './telemetry.js';
 
@@ -23,7 +24,11 @@ export const Cluster = Type.Object(
 
 export const ClusterList = Type.Object({
   clusters: Type.Array(ref(Cluster)),
-  count: Type.Integer(),
+  count: Type.Integer({ description: 'Items on this page' }),
+  total: Type.Integer({ description: 'Items in the whole (filtered) list' }),
+  next_cursor: Nullable(
+    Type.String({ description: 'Pass as cursor for the next page; null on the last page' }),
+  ),
 });
 
 export const ClusterStats = Type.Object({
@@ -55,7 +60,11 @@ export const Host = Type.Object(
 export const HostList = Type.Object({
   cluster_id: Type.String(),
   hosts: Type.Array(ref(Host)),
-  count: Type.Integer(),
+  count: Type.Integer({ description: 'Items on this page' }),
+  total: Type.Integer({ description: 'Items in the whole (filtered) list' }),
+  next_cursor: Nullable(
+    Type.String({ description: 'Pass as cursor for the next page; null on the last page' }),
+  ),
 });
 
 export const Gpu = Type.Object(
@@ -91,7 +100,22 @@ export const GpuList = Type.Object({
   cluster_id: Type.String(),
   host_id: Type.String(),
   gpus: Type.Array(ref(Gpu)),
-  count: Type.Integer(),
+  count: Type.Integer({ description: 'Items on this page' }),
+  total: Type.Integer({ description: 'Items in the whole (filtered) list' }),
+  next_cursor: Nullable(
+    Type.String({ description: 'Pass as cursor for the next page; null on the last page' }),
+  ),
+});
+
+/** Every GPU of a cluster, by (hostname, index): GET /api/v1/clusters/{id}/gpus. */
+export const ClusterGpuList = Type.Object({
+  cluster_id: Type.String(),
+  gpus: Type.Array(ref(Gpu)),
+  count: Type.Integer({ description: 'Items on this page' }),
+  total: Type.Integer({ description: 'Items in the whole (filtered) list' }),
+  next_cursor: Nullable(
+    Type.String({ description: 'Pass as cursor for the next page; null on the last page' }),
+  ),
 });
 
 export const HostDetail = Type.Object({
@@ -191,12 +215,89 @@ export const MigParams = Type.Object({
 
 export const ClusterRef = ref(Cluster);
 
-/** Lists of hosts and GPUs: retired ones are left out unless asked for. */
+const paging = {
+  limit: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: MAX_PAGE,
+      description: `Items per page (default ${DEFAULT_PAGE}, at most ${MAX_PAGE})`,
+    }),
+  ),
+  cursor: Type.Optional(
+    Type.String({ description: 'next_cursor of the previous page (opaque)', maxLength: 1400 }),
+  ),
+};
+const includeRetired = Type.Optional(
+  Type.Boolean({ description: 'List retired GPUs (and hosts) too, flagged (default false)' }),
+);
+const prefix = Type.Optional(
+  Type.String({
+    maxLength: 253,
+    description: 'Only hosts whose hostname starts with this (case-sensitive)',
+  }),
+);
+
+/** The clusters' list: paged. */
+export const PageQuery = Type.Object(paging, { additionalProperties: false });
+
+/** Lists of hosts and GPUs: paged; retired ones are left out unless asked for. */
 export const RetiredQuery = Type.Object(
+  { include_retired: includeRetired, ...paging },
+  { additionalProperties: false },
+);
+
+/** Lists of a cluster's hosts and GPUs: paged, retired ones left out, by hostname prefix. */
+export const PrefixQuery = Type.Object(
+  { include_retired: includeRetired, prefix, ...paging },
+  { additionalProperties: false },
+);
+
+/** GET /api/v1/search: hosts, GPUs, namespaces and pods by name. */
+export const SearchQuery = Type.Object(
   {
-    include_retired: Type.Optional(
-      Type.Boolean({ description: 'List retired GPUs (and hosts) too, flagged (default false)' }),
+    q: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      description:
+        'A prefix of a name, or of any part of it after -, ., _ or / (case-insensitive); a GPU by its uuid, with or without GPU-',
+    }),
+    cluster_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    kind: Type.Optional(
+      Type.String({ description: 'Comma list of host, gpu, namespace, pod (default all)' }),
+    ),
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, description: 'Hits at most (default 20)' }),
     ),
   },
   { additionalProperties: false },
 );
+
+export const SearchHit = Type.Object(
+  {
+    kind: StringEnum(['host', 'gpu', 'namespace', 'pod']),
+    cluster_id: Type.String(),
+    label: Type.String({
+      description: 'What to show: the hostname, uuid, namespace, namespace/pod',
+    }),
+    host_id: Type.Optional(Type.String()),
+    gpu_id: Type.Optional(Type.Integer({ description: 'Index of the GPU on host_id' })),
+    uuid: Type.Optional(Type.String()),
+    namespace: Type.Optional(Type.String()),
+    pod: Type.Optional(Type.String()),
+    gpus: Type.Optional(
+      Type.Integer({
+        description: 'host: its live GPUs; namespace: GPUs running its workloads now',
+      }),
+    ),
+  },
+  { $id: 'SearchHit' },
+);
+
+export const SearchResult = Type.Object({
+  q: Type.String(),
+  count: Type.Integer({ description: 'Hits returned' }),
+  truncated: Type.Boolean({ description: 'More matched than limit (or than a search looks at)' }),
+  hits: Type.Array(ref(SearchHit), {
+    description: 'Exact matches first, then by kind (host, gpu, namespace, pod), then label',
+  }),
+});

@@ -92,7 +92,10 @@ export const Overview = Type.Object({
       version: Type.String(),
     }),
   ),
-  alerts: Type.Array(Alert),
+  alerts: Type.Array(Alert, {
+    description: 'GPUs flagged now, most severe first: at most 100 (alerts_total counts them all)',
+  }),
+  alerts_total: Type.Integer({ description: 'Every alert now, over the clusters shown' }),
   idle_gpus: Type.Integer({
     description:
       'GPUs holding a workload below IDLE_UTIL for at least IDLE_FOR (GET /api/v1/clusters/{id}/idle), over the clusters shown',
