@@ -391,7 +391,11 @@ export interface LatestAlert {
 
 /** What a reader counts of its fleet state, for the gateway's metrics (nexus_gateway_fleet_*). */
 export interface FleetReadCounters {
-  /** Fleet rows read from the store, by source: clusters, hosts, gpus, workloads, latest. */
+  /**
+   * Fleet rows read from the store, by source: clusters, hosts, gpus, workloads (the directory),
+   * latest (latest values and last_seen read for requests), latest_memory (the latest values'
+   * load and reconciliation, in the background).
+   */
   readonly rowsRead: Readonly<Record<string, number>>;
   /** Fleet state refreshes: full (paged loads) and incremental. */
   readonly reloads: Readonly<Record<'full' | 'incremental', number>>;

@@ -306,7 +306,9 @@ export class SqlReader implements TelemetryReader {
     const d = this.dir.counters;
     const m = this.memory;
     return {
-      rowsRead: { ...d.rowsRead, latest: this.latestRows + (m?.rowsRead ?? 0) },
+      // latest: read for requests (memory did not hold them); latest_memory: the memory's load,
+      // its reconciliation slices and the GPUs new to it (background, not per request).
+      rowsRead: { ...d.rowsRead, latest: this.latestRows, latest_memory: m?.rowsRead ?? 0 },
       reloads: {
         full: d.reloads.full + (m?.reloads.full ?? 0),
         incremental: d.reloads.incremental + (m?.reloads.incremental ?? 0),
