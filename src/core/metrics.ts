@@ -317,7 +317,7 @@ export class NexusMetrics {
   });
   readonly fleetReloads = new Counter({
     name: 'nexus_gateway_fleet_reloads_total',
-    help: "Refreshes of the gateway's fleet state: full (paged loads) or incremental (changes only, a reconciliation slice)",
+    help: 'Refreshes of the fleet state of the gateway: full (paged loads) or incremental (changes only, a reconciliation slice)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
