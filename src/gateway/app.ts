@@ -177,8 +177,9 @@ export interface GatewayOptions {
   /** The per-GPU gauges only while the fleet has at most this many live GPUs (default 10,000). */
   readonly fleetGaugesMaxGpus?: number;
   /**
-   * With a feed, serve latest values from memory kept current by the feed, reloaded from the store
-   * every this many ms (default 10 s; 0: always read the store).
+   * With a feed, serve latest values from memory kept current by the feed (0: always read the
+   * store). Memory reconciles with the store a slice of the fleet every min(this, 1 s) ms, the
+   * whole fleet every 5 minutes (default 10 s).
    */
   readonly latestReloadMs?: number;
   /** Prometheus remote_write at POST /api/v1/write (ENABLE_REMOTE_WRITE), publishing to the queue. */
