@@ -148,6 +148,19 @@ describe('fleet directory', () => {
     assert.equal(await reader.host('c', 'nope'), undefined);
     assert.equal(await reader.hostsPage('nope', { limit: 10 }), undefined);
 
+    // An unknown name reads the changes once; asked again within a second, it is not found
+    // without another read; a host written meanwhile is found once that second is over.
+    const refreshes = (): number => reader.fleetCounters().reloads.incremental;
+    const before = refreshes();
+    assert.equal(await reader.host('c', 'gpu-node-99'), undefined);
+    const once = refreshes();
+    assert.ok(once > before);
+    assert.equal(await reader.host('c', 'gpu-node-99'), undefined);
+    assert.equal(refreshes(), once);
+    await store.write('c', [rec(T0, 1, { hostname: 'gpu-node-99', gpu: 0 })]);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await reader.host('c', 'gpu-node-99'))?.gpus, 1);
+
     const found = await reader.search({ q: 'node-02', limit: 20 });
     assert.deepEqual(
       found.hits.map((h) => [h.kind, h.label]),
