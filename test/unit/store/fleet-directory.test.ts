@@ -157,9 +157,30 @@ describe('fleet directory', () => {
     assert.ok(once > before);
     assert.equal(await reader.host('c', 'gpu-node-99'), undefined);
     assert.equal(refreshes(), once);
-    await store.write('c', [rec(T0, 1, { hostname: 'gpu-node-99', gpu: 0 })]);
+    await store.write('c', [
+      rec(T0, 1, { hostname: 'gpu-node-99', gpu: 0 }),
+      rec(T0 + 1000, 1, { hostname: 'gpu-node-01', gpu: 2, namespace: 'research', pod: 'nb-7' }),
+    ]);
     await new Promise((r) => setTimeout(r, 1100));
     assert.equal((await reader.host('c', 'gpu-node-99'))?.gpus, 1);
+
+    // Workloads now: the pod and its namespace (by a part of the name too).
+    const pods = await reader.search({ q: 'NB-7', limit: 20 });
+    assert.deepEqual(pods.hits, [
+      {
+        kind: 'pod',
+        cluster_id: 'c',
+        namespace: 'research',
+        pod: 'nb-7',
+        host_id: 'gpu-node-01',
+        gpu_id: 2,
+        label: 'research/nb-7',
+      },
+    ]);
+    const namespaces = await reader.search({ q: 'res', kinds: ['namespace'], limit: 20 });
+    assert.deepEqual(namespaces.hits, [
+      { kind: 'namespace', cluster_id: 'c', namespace: 'research', label: 'research', gpus: 1 },
+    ]);
 
     const found = await reader.search({ q: 'node-02', limit: 20 });
     assert.deepEqual(
