@@ -246,6 +246,33 @@ describe('what a request costs does not grow with the fleet', () => {
     }
   });
 
+  it('a bad limit, cursor or kind is a 400 that says what is wrong', async () => {
+    const bad = async (url: string): Promise<string> => {
+      const res = await small.gateway.app.inject({ method: 'GET', url });
+      assert.equal(res.statusCode, 400, url);
+      return res.json<{ error: string }>().error;
+    };
+    assert.ok((await bad(`/api/v1/clusters/${CLUSTER}/hosts?limit=1001`)).includes('1000'));
+    assert.ok((await bad(`/api/v1/clusters/${CLUSTER}/gpus?limit=0`)).includes('1'));
+    assert.ok(
+      (await bad(`/api/v1/clusters/${CLUSTER}/hosts?cursor=zzz`)).includes('invalid cursor'),
+    );
+    // A GPU list's cursor on the hosts list: not its shape.
+    const page = await get<Page>(small, `/api/v1/clusters/${CLUSTER}/gpus?limit=2`);
+    assert.ok(
+      (await bad(`/api/v1/clusters/${CLUSTER}/hosts?cursor=${String(page.next_cursor)}`)).includes(
+        'invalid cursor',
+      ),
+    );
+    assert.ok((await bad('/api/v1/search?q=x&kind=rack')).includes('kind'));
+    assert.ok((await bad('/api/v1/search?q=')).length > 0);
+    const missing = await small.gateway.app.inject({
+      method: 'GET',
+      url: '/api/v1/clusters/nope/gpus',
+    });
+    assert.equal(missing.statusCode, 404);
+  });
+
   for (const [kind, url] of Object.entries(KINDS)) {
     it(`${kind}: the rows read for 20 requests are the same on 200 and 2,000 GPUs`, async () => {
       const read: number[] = [];
