@@ -27,6 +27,7 @@ import { registerGraphql, type GraphqlLimits } from './graphql/plugin.js';
 import { LiveHub } from './live/hub.js';
 import { eventRoutes } from './routes/events.js';
 import { fleetRoutes } from './routes/fleet.js';
+import { heatmapRoutes } from './routes/heatmap.js';
 import { deadLetterRoutes, type DeadLetterQueue } from './routes/dead-letters.js';
 import { healthRoutes, readinessOf, type HealthCheck } from './routes/health.js';
 import { registerCors, registerSecurityHeaders } from './security.js';
@@ -394,6 +395,7 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     await Promise.resolve();
   });
   await app.register(fleetRoutes, { reader: o.reader, maxPoints: o.maxPoints });
+  await app.register(heatmapRoutes, { reader: o.reader });
   await app.register(eventRoutes, { reader: o.reader });
   await app.register(searchRoutes, { reader: o.reader });
   await app.register(usageRoutes, { reader: o.reader, settings: fleet });

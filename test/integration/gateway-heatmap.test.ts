@@ -1,0 +1,192 @@
+/**
+ * GET /api/v1/clusters/{c}/heatmap on PostgreSQL (docs/api.md): a fleet of 300 hosts x 8 GPUs
+ * written through the store, read per GPU, per host and per group, with drill-down by prefix.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import Fastify from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ErrorBody } from '../../src/gateway/schemas/common.js';
+import { heatmapRoutes } from '../../src/gateway/routes/heatmap.js';
+import type { Selection, TelemetryReader } from '../../src/store/reader.js';
+import { sampleGateway, type TestGateway } from '../helpers/gateway.js';
+import { T0, TEMP, rec } from '../conformance/store-fixtures.js';
+
+const UTIL = 'DCGM_FI_DEV_GPU_UTIL';
+const C = 'heat-1';
+const HOSTS = 300;
+const host = (i: number): string => `gpu-node-${String(i).padStart(4, '0')}`;
+/** GPU g of host i: utilisation (i + g) % 100; temperature 90 C on GPU 0 of every tenth host. */
+const util = (i: number, g: number): number => (i + g) % 100;
+let t: TestGateway;
+
+before(async () => {
+  t = await sampleGateway();
+  const records = [];
+  for (let i = 0; i < HOSTS; i++) {
+    for (let g = 0; g < 8; g++) {
+      records.push(rec(T0, util(i, g), { hostname: host(i), gpu: g, metric: UTIL }));
+      records.push(
+        rec(T0, g === 0 && i % 10 === 0 ? 90 : 50, { hostname: host(i), gpu: g, metric: TEMP }),
+      );
+    }
+  }
+  await t.store.write(C, records);
+});
+after(async () => {
+  await t.close();
+  const { sharedPostgres } = await import('../helpers/postgres.js');
+  await (await sharedPostgres()).release();
+});
+
+interface Cell {
+  key: string;
+  prefix?: string;
+  from?: string;
+  to?: string;
+  host_id?: string;
+  gpu_id?: number;
+  hosts?: number;
+  gpus?: number;
+  reporting?: number;
+  min?: number | null;
+  avg?: number | null;
+  max?: number | null;
+  alerting?: number;
+  value?: number | null;
+}
+interface Heatmap {
+  level: string;
+  metric: string;
+  unit: string;
+  prefix: string;
+  hosts: number;
+  gpus: number;
+  cells: Cell[];
+}
+
+async function get<T>(url: string): Promise<{ status: number; body: T }> {
+  const res = await t.gateway.app.inject({ method: 'GET', url });
+  return { status: res.statusCode, body: res.json<T>() };
+}
+
+describe('GET /api/v1/clusters/{c}/heatmap', () => {
+  it('groups 300 hosts by prefix when they exceed max_cells, figures as the readings say', async () => {
+    const r = await get<Heatmap>(`/api/v1/clusters/${C}/heatmap?metric=${UTIL}&max_cells=100`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(
+      [r.body.level, r.body.metric, r.body.hosts, r.body.gpus, r.body.cells.length],
+      ['group', UTIL, 300, 2400, 3],
+    );
+    // gpu-node-00xx (100 hosts), -01xx, -02xx: the next length (gpu-node-000..029) gives 30 > 25.
+    const first = r.body.cells[0];
+    const values = Array.from({ length: 100 }, (_, i) =>
+      Array.from({ length: 8 }, (_, g) => util(i, g)),
+    ).flat();
+    assert.deepEqual(first, {
+      key: 'gpu-node-00',
+      prefix: 'gpu-node-00',
+      from: 'gpu-node-0000',
+      to: 'gpu-node-0099',
+      hosts: 100,
+      gpus: 800,
+      reporting: 800,
+      min: Math.min(...values),
+      avg: Math.round((values.reduce((a, b) => a + b, 0) / 800) * 1000) / 1000,
+      max: Math.max(...values),
+      alerting: 10,
+    });
+  });
+
+  it('drills down: a prefix of 100 hosts is one cell per host; one host is its GPUs', async () => {
+    const hosts = await get<Heatmap>(
+      `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&max_cells=100&prefix=gpu-node-01`,
+    );
+    assert.deepEqual(
+      [hosts.body.level, hosts.body.hosts, hosts.body.cells.length],
+      ['host', 100, 100],
+    );
+    assert.deepEqual(hosts.body.cells[10], {
+      key: 'gpu-node-0110',
+      host_id: 'gpu-node-0110',
+      gpus: 8,
+      reporting: 8,
+      min: 10,
+      avg: 13.5,
+      max: 17,
+      alerting: 1,
+    });
+    const gpus = await get<Heatmap>(
+      `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&prefix=gpu-node-0110`,
+    );
+    assert.deepEqual(
+      [gpus.body.level, gpus.body.cells.map((c) => [c.key, c.value, c.alerting])],
+      [
+        'gpu',
+        Array.from({ length: 8 }, (_, g) => [`gpu-node-0110/${g}`, util(110, g), g === 0 ? 1 : 0]),
+      ],
+    );
+  });
+
+  it('a temperature heatmap flags its own hot GPUs; from/to narrow a prefix to a run', async () => {
+    const r = await get<Heatmap>(
+      `/api/v1/clusters/${C}/heatmap?metric=GPU_TEMP&max_cells=16&prefix=gpu-node-02&from=gpu-node-0250&to=gpu-node-0259`,
+    );
+    assert.deepEqual([r.body.level, r.body.hosts, r.body.metric], ['host', 10, TEMP]);
+    assert.deepEqual(
+      r.body.cells.map((c) => c.alerting),
+      [1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+  });
+
+  it('answers 400 for a bad metric or max_cells, 404 for an unknown cluster', async () => {
+    const metric = await get<{ error: string }>(`/api/v1/clusters/${C}/heatmap?metric=NOPE_X`);
+    assert.equal(metric.status, 400);
+    assert.ok(metric.body.error.includes('NOPE_X'), metric.body.error);
+    const none = await get<{ error: string }>(`/api/v1/clusters/${C}/heatmap`);
+    assert.equal(none.status, 400);
+    for (const n of ['15', '20001', 'x']) {
+      const r = await get<{ error: string }>(
+        `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&max_cells=${n}`,
+      );
+      assert.equal(r.status, 400, n);
+      assert.ok(r.body.error.includes('max_cells'), r.body.error);
+    }
+    const range = await get<{ error: string }>(
+      `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&from=b&to=a`,
+    );
+    assert.equal(range.status, 400);
+    const unknown = await get<{ error: string }>(`/api/v1/clusters/nope/heatmap?metric=${UTIL}`);
+    assert.deepEqual([unknown.status, unknown.body.error], [404, 'cluster "nope" not found']);
+  });
+
+  it('serves repeats from the cache for 2 s, one computation for concurrent requests', async () => {
+    // The route alone, on a reader that counts its latest() calls, with a clock the test moves.
+    let calls = 0;
+    let clock = Date.now();
+    const reader = t.store.reader;
+    const counting: TelemetryReader = Object.create(reader, {
+      latest: {
+        value: (q: Selection) => {
+          calls++;
+          return reader.latest(q);
+        },
+      },
+    }) as TelemetryReader;
+    const app = Fastify().withTypeProvider<TypeBoxTypeProvider>();
+    app.addSchema(ErrorBody);
+    await app.register(heatmapRoutes, { reader: counting, now: () => clock });
+    const url = `/api/v1/clusters/${C}/heatmap?metric=${TEMP}&prefix=gpu-node-0299`;
+    const once = async () => (await app.inject({ method: 'GET', url })).json<Heatmap>();
+    const answers = await Promise.all([once(), once(), once()]);
+    assert.equal(calls, 1, 'three concurrent requests, one latest() (temperature needs no second)');
+    assert.deepEqual(answers[1], answers[0]);
+    clock += 1999;
+    await once();
+    assert.equal(calls, 1);
+    clock += 2;
+    await once();
+    assert.equal(calls, 2, 'recomputed after 2 s');
+    await app.close();
+  });
+});
