@@ -24,6 +24,7 @@ import type {
   Series as SeriesSchema,
   SeriesResult as SeriesResultSchema,
 } from '../../src/gateway/schemas/telemetry.js';
+import type { Heatmap as HeatmapSchema } from '../../src/gateway/schemas/heatmap.js';
 import { authHeaders, currentToken, requestToken } from './auth.js';
 
 export type ClusterList = Static<typeof ClusterListSchema>;
@@ -35,6 +36,39 @@ export type LatestResult = Static<typeof LatestResultSchema>;
 export type Reading = Static<typeof ReadingSchema>;
 export type Series = Static<typeof SeriesSchema>;
 export type SeriesResult = Static<typeof SeriesResultSchema>;
+/** GET /api/v1/clusters/{c}/heatmap and one of its cells. */
+export type HeatmapAnswer = Static<typeof HeatmapSchema>;
+export type HeatCell = HeatmapAnswer['cells'][number];
+
+/** GET /api/v1/search (docs/api.md): hosts, GPUs, namespaces and pods matching a name. */
+export type SearchKind = 'host' | 'gpu' | 'namespace' | 'pod';
+export interface SearchHit {
+  readonly kind: SearchKind;
+  readonly cluster_id: string;
+  readonly label: string;
+  readonly host_id?: string;
+  readonly gpu_id?: number;
+  readonly uuid?: string;
+  readonly namespace?: string;
+  readonly pod?: string;
+  readonly gpus?: number;
+}
+export interface SearchResult {
+  readonly q: string;
+  readonly count: number;
+  readonly truncated: boolean;
+  readonly hits: readonly SearchHit[];
+}
+
+/** A page of a cluster's hosts (docs/api.md, paging). */
+export interface HostPage {
+  readonly hosts: readonly { readonly host_id: string; readonly gpus?: number }[];
+  readonly count: number;
+  /** Absent from a gateway older than paging (it answered every host). */
+  readonly next_cursor?: string | null;
+  readonly total?: number;
+}
+
 /** GET /api/v1/overview. */
 export type Overview = Static<typeof OverviewSchema>;
 export type Alert = Static<typeof AlertSchema>;
@@ -265,6 +299,9 @@ export function message(err: unknown): string {
 
 const enc = encodeURIComponent;
 
+/** Hosts per page of a host list (the API's default). */
+export const HOST_PAGE = 100;
+
 export const api = {
   overview: (signal?: AbortSignal) => getJson<Overview>('/api/v1/overview', {}, signal),
   clusters: (signal?: AbortSignal) => getJson<ClusterList>('/api/v1/clusters', {}, signal),
@@ -286,12 +323,38 @@ export const api = {
   ) => getJson<SeriesResult>('/api/v1/telemetry', params, signal),
   host: (cluster: string, host: string, signal?: AbortSignal) =>
     getJson<HostDetail>(`/api/v1/clusters/${enc(cluster)}/hosts/${enc(host)}`, {}, signal),
-  hosts: (cluster: string, signal?: AbortSignal) =>
-    getJson<{ hosts: readonly { host_id: string }[] }>(
-      `/api/v1/clusters/${enc(cluster)}/hosts`,
-      {},
-      signal,
-    ),
+  /**
+   * A page of a cluster's hosts (by hostname, `limit` of them after `cursor`). A gateway older than
+   * paging refuses `limit` (400): then its whole list, once (next_cursor absent).
+   */
+  hosts: async (
+    cluster: string,
+    page: { limit?: number; cursor?: string; prefix?: string } = {},
+    signal?: AbortSignal,
+  ): Promise<HostPage> => {
+    const path = `/api/v1/clusters/${enc(cluster)}/hosts`;
+    try {
+      return await getJson<HostPage>(path, { limit: HOST_PAGE, ...page }, signal);
+    } catch (err) {
+      if (!(
+        err instanceof ApiError &&
+        err.status === 400 &&
+        /limit|cursor|prefix|propert/i.test(err.message)
+      ))
+        throw err;
+      if (page.cursor !== undefined) throw err;
+      return getJson<HostPage>(path, {}, signal);
+    }
+  },
+  heatmap: (
+    cluster: string,
+    params: { metric: string; prefix?: string; from?: string; to?: string; max_cells?: number },
+    signal?: AbortSignal,
+  ) => getJson<HeatmapAnswer>(`/api/v1/clusters/${enc(cluster)}/heatmap`, params, signal),
+  search: (
+    params: { q: string; cluster_id?: string; kind?: string; limit?: number },
+    signal?: AbortSignal,
+  ) => getJson<SearchResult>('/api/v1/search', params, signal),
   idle: (cluster: string, signal?: AbortSignal) =>
     getJson<IdleResult>(`/api/v1/clusters/${enc(cluster)}/idle`, {}, signal),
   usage: (

@@ -2,8 +2,22 @@
  * The overview page (`#/?metric=..&cluster=..`): fleet cards polled from /api/v1/overview, and the
  * heatmap of every GPU of a cluster, loaded from /api/v1/telemetry/latest and kept live over the
  * WebSocket.
+ *
+ * Above AGGREGATE_ABOVE GPUs (or drilled down, `&in=prefix|from|to`), the heatmap is the
+ * aggregated one of GET /api/v1/clusters/{c}/heatmap: a cell per group of hosts or per host,
+ * polled every 5 s; click or Enter drills down (group -> its hosts -> a host's GPUs -> the host
+ * page), each step a history entry, Escape or Back goes up.
  */
-import { api, isAbort, message, type ClusterList } from './api.js';
+import { AggregateFeed } from './aggregate-feed.js';
+import { AggregateMap } from './aggregate-map.js';
+import {
+  api,
+  isAbort,
+  message,
+  type ClusterList,
+  type HeatCell,
+  type HeatmapAnswer,
+} from './api.js';
 import { h, notice, setText } from './dom.js';
 import { FleetStats } from './fleet-stats.js';
 import { formatAgo, formatTime, plural } from './format.js';
@@ -19,17 +33,18 @@ import {
 } from './metrics.js';
 import { MultiGpuPanels } from './multi-gpu.js';
 import { poll, type Poller } from './poll.js';
-import { DEFAULT_RANGE, type Route } from './route.js';
+import { DEFAULT_RANGE, drillLabel, formatRoute, type Drill, type Route } from './route.js';
 import type { Context, Crumb, View } from './view.js';
 
 const OVERVIEW_EVERY_MS = 5000;
+/** Above this many GPUs in the cluster, the heatmap draws hosts or groups of hosts. */
+export const AGGREGATE_ABOVE = 2000;
 const RETRY_EMPTY_MS = 3000;
 
 type OverviewRoute = Extract<Route, { view: 'overview' }>;
 
 export class OverviewView implements View {
   readonly el: HTMLElement;
-  readonly crumbs: readonly Crumb[] = [{ label: 'Fleet' }];
   private route: OverviewRoute;
   private cluster: string | undefined;
   private readonly stats = new FleetStats();
@@ -41,6 +56,12 @@ export class OverviewView implements View {
   private readonly metricButtons = new Map<HeatMetric, HTMLButtonElement>();
   private readonly overviewPoll: Poller;
   private readonly feed: HeatmapFeed;
+  private readonly aggMap: AggregateMap;
+  private readonly aggFeed: AggregateFeed;
+  private readonly hint: HTMLElement;
+  /** What the heatmap shows: every GPU of a small cluster, or the aggregated heatmap's answer. */
+  private mode: 'gpus' | 'aggregated' = 'gpus';
+  private answer: HeatmapAnswer | undefined;
   private readonly multi: MultiGpuPanels;
   private clusterGpus = 0;
   private loadCtl: AbortController | undefined;
@@ -87,6 +108,45 @@ export class OverviewView implements View {
         this.retryLater(() => void this.loadHeatmap(), 10_000);
       },
     });
+    this.aggMap = new AggregateMap(route.metric, defaultUnit(route.metric), {
+      open: (cell, level) => {
+        this.drillInto(cell, level);
+      },
+      scaleChanged: (min, max) => {
+        this.legend.set(this.route.metric, this.unit(), min, max);
+      },
+    });
+    this.aggMap.el.hidden = true;
+    this.aggFeed = new AggregateFeed(ctx.live, {
+      aggregated: (answer) => {
+        this.answer = answer;
+        if (answer.unit !== '') this.currentUnit = answer.unit;
+        this.heatmap.el.hidden = true;
+        this.aggMap.show(answer);
+        this.afterData();
+      },
+      gpus: (answer, cells) => {
+        this.answer = answer;
+        if (answer.unit !== '') {
+          this.currentUnit = answer.unit;
+          this.heatmap.setUnit(answer.unit);
+        }
+        this.aggMap.clear();
+        this.aggMap.el.hidden = true;
+        this.heatmap.load(cells);
+        this.afterData();
+      },
+      updated: (cells) => {
+        this.heatmap.apply(cells);
+        this.afterData();
+      },
+      failed: (err) => {
+        this.setState('error', `Cannot load the heatmap: ${message(err)}`, () => {
+          this.aggFeed.now();
+        });
+      },
+    });
+    this.hint = h('span', { class: 'hint' });
     this.state = h('div', { class: 'heatmap-state' });
     this.summary = h('div', { class: 'heatmap-summary', 'data-testid': 'heatmap-summary' });
     this.clusterSelect = h('select', { class: 'select', 'aria-label': 'Cluster' });
@@ -133,17 +193,10 @@ export class OverviewView implements View {
           this.summary,
           h('div', { class: 'toolbar' }, metrics, this.clusterSelect),
         ),
-        h(
-          'div',
-          { class: 'panel-sub' },
-          this.legend.el,
-          h('span', {
-            class: 'hint',
-            text: 'Click a GPU for its charts, a host name for its GPUs. Arrow keys and Enter work too.',
-          }),
-        ),
+        h('div', { class: 'panel-sub' }, this.legend.el, this.hint),
         this.state,
         this.heatmap.el,
+        this.aggMap.el,
       ),
       this.multi.el,
       h(
@@ -164,6 +217,7 @@ export class OverviewView implements View {
       ),
     );
     this.markMetric();
+    this.showHint();
     this.legend.set(route.metric, this.unit(), 0, 1);
     this.overviewPoll = poll(async (signal) => {
       try {
@@ -182,20 +236,35 @@ export class OverviewView implements View {
     void this.start();
   }
 
+  get crumbs(): readonly Crumb[] {
+    const drill = this.route.drill ?? [];
+    if (drill.length === 0) return [{ label: 'Fleet' }];
+    const { drill: _all, ...top } = this.route;
+    return [
+      { label: 'Fleet', href: formatRoute(top) },
+      ...drill.map((d, i) => ({
+        label: drillLabel(d),
+        href: formatRoute({ ...top, drill: drill.slice(0, i + 1) }),
+      })),
+    ];
+  }
+
   update(route: Route): boolean {
     if (route.view !== 'overview') return false;
     const old = this.route;
     this.route = route;
     const clusterChanged = route.cluster !== old.cluster && route.cluster !== this.cluster;
     const metricChanged = route.metric !== old.metric;
+    const drillChanged = formatRoute({ ...route, metric: old.metric }) !== formatRoute(old);
     if (clusterChanged || metricChanged) {
       this.markMetric();
       this.currentUnit = undefined;
       this.heatmap.setMetric(route.metric, defaultUnit(route.metric));
+      this.aggMap.setMetric(route.metric, defaultUnit(route.metric));
       this.legend.set(route.metric, this.unit(), 0, 1);
     }
     if (clusterChanged) void this.start();
-    else if (metricChanged) void this.loadHeatmap();
+    else if (metricChanged || drillChanged) this.reload();
     if (!clusterChanged && route.range !== old.range) this.showMulti();
     return true;
   }
@@ -206,6 +275,7 @@ export class OverviewView implements View {
       this.setMetric(m);
       return true;
     }
+    if (!this.aggMap.el.hidden) return this.aggMap.key(e);
     if (
       ['ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight', 'Home', 'End', 'Enter'].includes(e.key)
     ) {
@@ -221,6 +291,7 @@ export class OverviewView implements View {
     this.destroyed = true;
     this.overviewPoll.stop();
     this.feed.stop();
+    this.aggFeed.stop();
     this.multi.destroy();
     this.loadCtl?.abort();
     this.heatmap.destroy();
@@ -262,14 +333,16 @@ export class OverviewView implements View {
     if (kind === 'ok') {
       this.state.replaceChildren();
       this.state.hidden = true;
-      this.heatmap.el.hidden = false;
+      if (this.aggMap.count > 0) this.aggMap.el.hidden = false;
+      else this.heatmap.el.hidden = false;
       return;
     }
     this.state.hidden = false;
     this.state.replaceChildren(
       notice(kind, text, retry === undefined ? undefined : { label: 'Retry', run: retry }),
     );
-    this.heatmap.el.hidden = this.heatmap.gpus === 0;
+    this.heatmap.el.hidden = this.heatmap.gpus === 0 || this.aggMap.count > 0;
+    this.aggMap.el.hidden = this.aggMap.count === 0;
   }
 
   private retryLater(fn: () => void, ms: number): void {
@@ -315,13 +388,65 @@ export class OverviewView implements View {
     this.cluster = cluster;
     this.clusterSelect.value = cluster;
     this.clusterGpus = list.clusters.find((c) => c.cluster_id === cluster)?.gpus ?? 0;
-    this.showMulti();
-    await this.loadHeatmap();
+    this.reload();
+  }
+
+  /** The heatmap again (cluster, metric or drill-down changed), in the mode the cluster needs. */
+  private reload(): void {
+    const aggregated = this.clusterGpus > AGGREGATE_ABOVE || (this.route.drill ?? []).length > 0;
+    this.mode = aggregated ? 'aggregated' : 'gpus';
+    this.showHint();
+    if (!aggregated) {
+      this.aggFeed.stop();
+      this.aggMap.clear();
+      this.aggMap.el.hidden = true;
+      this.answer = undefined;
+      this.multi.el.hidden = false;
+      this.showMulti();
+      void this.loadHeatmap();
+      return;
+    }
+    // A line per GPU of thousands is unreadable and costly: the panels are on the host pages.
+    this.multi.el.hidden = true;
+    this.feed.stop();
+    const cluster = this.cluster;
+    if (cluster === undefined) return;
+    this.answer = undefined;
+    this.aggMap.clear();
+    this.heatmap.load([]);
+    this.setState(
+      'loading',
+      `Loading ${metricShort(this.route.metric).toLowerCase()} of the fleet…`,
+    );
+    const drill = this.route.drill ?? [];
+    this.aggFeed.start(cluster, this.route.metric, drill[drill.length - 1]);
+  }
+
+  /** One step down the aggregated heatmap: a group's hosts, or a host's GPUs. */
+  private drillInto(cell: HeatCell, level: 'host' | 'group'): void {
+    const step: Drill =
+      level === 'host' && cell.host_id !== undefined
+        ? { prefix: cell.host_id, from: cell.host_id, to: cell.host_id }
+        : {
+            prefix: cell.prefix ?? '',
+            ...(cell.from === undefined ? {} : { from: cell.from }),
+            ...(cell.to === undefined ? {} : { to: cell.to }),
+          };
+    this.ctx.router.go({ ...this.route, drill: [...(this.route.drill ?? []), step] });
+  }
+
+  private showHint(): void {
+    setText(
+      this.hint,
+      this.mode === 'gpus'
+        ? 'Click a GPU for its charts, a host name for its GPUs. Arrow keys and Enter work too.'
+        : 'Colour: average of the latest values. Click a cell (or Enter) for what is in it; Esc goes back up.',
+    );
   }
 
   /** The multi-GPU panels of the selected cluster (bands beyond MAX_LINES GPUs). */
   private showMulti(): void {
-    if (this.cluster === undefined) return;
+    if (this.cluster === undefined || this.mode === 'aggregated') return;
     const gpus = Math.max(this.clusterGpus, this.heatmap.gpus);
     this.multi.show({ cluster: this.cluster, gpus }, this.route.range ?? DEFAULT_RANGE);
   }
@@ -337,6 +462,11 @@ export class OverviewView implements View {
   }
 
   private afterData(): void {
+    if (this.aggMap.count > 0) {
+      this.setState('ok');
+      this.showSummary();
+      return;
+    }
     if (this.heatmap.gpus === 0) {
       this.setState(
         'empty',
@@ -349,6 +479,22 @@ export class OverviewView implements View {
   }
 
   private showSummary(): void {
+    const a = this.answer;
+    if (a !== undefined && this.mode === 'aggregated' && a.level !== 'gpu') {
+      const cells =
+        a.level === 'host' ? plural(a.cells.length, 'host cell') : plural(a.cells.length, 'group');
+      const t = Date.parse(a.as_of);
+      setText(
+        this.summary,
+        `${plural(a.gpus, 'GPU')} on ${plural(a.hosts, 'host')} · ${cells}${a.prefix === '' ? '' : ` under ${a.prefix}`} · as of ${formatTime(t)} (${formatAgo(t)})`,
+      );
+      this.summary.dataset.gpus = String(a.gpus);
+      this.summary.dataset.hosts = String(a.hosts);
+      this.summary.dataset.level = a.level;
+      this.summary.dataset.newest = a.as_of;
+      return;
+    }
+    delete this.summary.dataset.level;
     if (this.heatmap.gpus === 0) {
       setText(this.summary, '');
       return;

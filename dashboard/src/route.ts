@@ -10,6 +10,17 @@ export const RANGES = ['15m', '1h', '6h', '24h', '7d', '30d'] as const;
 export type RangeKey = (typeof RANGES)[number];
 export const DEFAULT_RANGE: RangeKey = '1h';
 
+/**
+ * One step of the overview heatmap's drill-down: the hosts whose name starts with `prefix` (and, for
+ * a group that is a run of hosts, from `from` to `to`), as GET /api/v1/clusters/{c}/heatmap takes
+ * them. In the URL: `in=prefix|from|to`, one per step (`|` cannot be in a hostname).
+ */
+export interface Drill {
+  readonly prefix: string;
+  readonly from?: string;
+  readonly to?: string;
+}
+
 export type Route =
   | {
       readonly view: 'overview';
@@ -17,6 +28,8 @@ export type Route =
       readonly metric: HeatMetric;
       /** The range of the multi-GPU panels (default DEFAULT_RANGE). */
       readonly range?: RangeKey;
+      /** The heatmap's drill-down, outermost first (absent: the whole cluster). */
+      readonly drill?: readonly Drill[];
     }
   | {
       readonly view: 'host';
@@ -72,6 +85,30 @@ function isRange(s: string | null): s is RangeKey {
   return s !== null && (RANGES as readonly string[]).includes(s);
 }
 
+/** A drill step from the URL (`prefix|from|to`). */
+export function parseDrill(text: string): Drill {
+  const [prefix = '', from = '', to = ''] = text.split('|');
+  return { prefix, ...(from === '' ? {} : { from }), ...(to === '' ? {} : { to }) };
+}
+
+export function formatDrill(d: Drill): string {
+  return d.from === undefined && d.to === undefined
+    ? d.prefix
+    : `${d.prefix}|${d.from ?? ''}|${d.to ?? ''}`;
+}
+
+/** What a drill step is called in the breadcrumbs. */
+export function drillLabel(d: Drill): string {
+  if (d.from !== undefined && d.from === d.to) return d.from;
+  if (
+    d.from !== undefined &&
+    d.to !== undefined &&
+    !(d.from.startsWith(d.prefix) && d.prefix !== '')
+  )
+    return `${d.from} – ${d.to}`;
+  return `${d.prefix}…`;
+}
+
 function decode(s: string): string | undefined {
   try {
     return decodeURIComponent(s);
@@ -91,7 +128,14 @@ export function parseHash(hash: string): Route {
   const rangeParam = query.get('range');
   const range = isRange(rangeParam) && rangeParam !== DEFAULT_RANGE ? { range: rangeParam } : {};
   if (parts.length === 0) {
-    return { view: 'overview', cluster: query.get('cluster') ?? undefined, metric, ...range };
+    const drill = query.getAll('in').map(parseDrill);
+    return {
+      view: 'overview',
+      cluster: query.get('cluster') ?? undefined,
+      metric,
+      ...range,
+      ...(drill.length > 0 ? { drill } : {}),
+    };
   }
   const clusterParam = query.get('cluster') ?? undefined;
   const usageRange = query.get('range');
@@ -151,8 +195,9 @@ export function formatRoute(r: Route): string {
       if (r.metric !== DEFAULT_HEAT_METRIC) q.set('metric', r.metric);
       if (r.cluster !== undefined) q.set('cluster', r.cluster);
       if (r.range !== undefined && r.range !== DEFAULT_RANGE) q.set('range', r.range);
+      for (const d of r.drill ?? []) q.append('in', formatDrill(d));
       const s = q.toString();
-      return s === '' ? '#/' : `#/?${s}`;
+      return s === '' ? '#/' : `#/?${s.replace(/%7C/g, '|')}`;
     }
     case 'host': {
       const q = new URLSearchParams();
@@ -205,7 +250,12 @@ export function parentOf(r: Route): Route | undefined {
     case 'events':
     case 'usage':
       return { view: 'overview', cluster: r.cluster, metric: DEFAULT_HEAT_METRIC };
-    case 'overview':
-      return undefined;
+    case 'overview': {
+      // Up the heatmap's drill-down, one step at a time.
+      const drill = r.drill ?? [];
+      if (drill.length === 0) return undefined;
+      const { drill: _omit, ...rest } = r;
+      return drill.length === 1 ? rest : { ...rest, drill: drill.slice(0, -1) };
+    }
   }
 }

@@ -15,7 +15,13 @@ import {
   moveCursor,
 } from '../../../dashboard/src/heatmap-layout.js';
 import { HeatmapModel } from '../../../dashboard/src/heatmap-model.js';
-import { formatRoute, parentOf, parseHash, type Route } from '../../../dashboard/src/route.js';
+import {
+  drillLabel,
+  formatRoute,
+  parentOf,
+  parseHash,
+  type Route,
+} from '../../../dashboard/src/route.js';
 import { RANGE_MS, stepFor } from '../../../dashboard/src/series.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { dashboardPlugin } from '../../../src/gateway/dashboard/plugin.js';
@@ -58,6 +64,47 @@ describe('dashboard routes', () => {
     });
     assert.equal(parentOf(host)?.view, 'overview');
     assert.equal(parentOf(parseHash('#/')), undefined);
+  });
+});
+
+describe('heatmap drill-down in the URL', () => {
+  const top: Route = { view: 'overview', cluster: 'c', metric: 'DCGM_FI_DEV_GPU_UTIL' };
+  const group = { prefix: 'gpu-node-012', from: 'gpu-node-01200', to: 'gpu-node-01299' };
+  const host = { prefix: 'gpu-node-01234', from: 'gpu-node-01234', to: 'gpu-node-01234' };
+
+  it('round-trips each step, in order, and reads as it should', () => {
+    const r: Route = { ...top, drill: [group, host] };
+    assert.equal(
+      formatRoute(r),
+      '#/?cluster=c&in=gpu-node-012|gpu-node-01200|gpu-node-01299&in=gpu-node-01234|gpu-node-01234|gpu-node-01234',
+    );
+    assert.deepEqual(parseHash(formatRoute(r)), r);
+    assert.deepEqual(parseHash('#/?in=rack-a'), {
+      view: 'overview',
+      cluster: undefined,
+      metric: 'DCGM_FI_DEV_GPU_UTIL',
+      drill: [{ prefix: 'rack-a' }],
+    });
+    assert.deepEqual(parseHash('#/?in=|a1|z9'), {
+      view: 'overview',
+      cluster: undefined,
+      metric: 'DCGM_FI_DEV_GPU_UTIL',
+      drill: [{ prefix: '', from: 'a1', to: 'z9' }],
+    });
+  });
+
+  it('goes up one step at a time, then to no parent', () => {
+    const r: Route = { ...top, drill: [group, host] };
+    const up: Route = { ...top, drill: [group] };
+    assert.deepEqual(parentOf(r), up);
+    assert.deepEqual(parentOf(up), top);
+    assert.equal(parentOf(top), undefined);
+  });
+
+  it('names the steps for the breadcrumbs', () => {
+    assert.equal(drillLabel(group), 'gpu-node-012…');
+    assert.equal(drillLabel(host), 'gpu-node-01234');
+    assert.equal(drillLabel({ prefix: '', from: 'a1', to: 'z9' }), 'a1 – z9');
   });
 });
 
