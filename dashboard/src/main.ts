@@ -15,6 +15,7 @@ import { LiveClient, liveUrl } from './live.js';
 import { OverviewView } from './overview-view.js';
 import { parentOf, type Route } from './route.js';
 import { Router } from './router.js';
+import { SearchBox } from './search-box.js';
 import { Shell } from './shell.js';
 import { UsageView } from './usage-view.js';
 import { initTheme, toggleTheme } from './theme.js';
@@ -77,6 +78,8 @@ function start(): void {
     if (token !== undefined) live.restart();
   });
   const shell = new Shell(root, live);
+  const search = new SearchBox(router);
+  shell.setSearch(search.el);
   // "Simulated" while `nexus up` streams the built-in simulated fleet (the overview says).
   const showSimulated = (o: Overview): void => {
     // A gateway older than the field does not say: not simulated.
@@ -132,6 +135,11 @@ function start(): void {
       return;
     }
     if (shell.helpOpen) return;
+    if (e.key === '/') {
+      search.focus();
+      e.preventDefault();
+      return;
+    }
     if (e.key === 't') {
       toggleTheme();
       e.preventDefault();

@@ -12,9 +12,10 @@ import type { Crumb, View } from './view.js';
 const SHORTCUTS: readonly (readonly [readonly string[], string])[] = [
   [['←', '↑', '→', '↓'], 'Move the cursor on the heatmap, or between GPU panels'],
   [['Enter'], 'Open the GPU under the cursor (Shift+Enter: its host)'],
-  [['Esc', 'or', 'Backspace'], 'Go up: GPU → host → fleet'],
+  [['Esc', 'or', 'Backspace'], 'Go up: GPU → host → fleet (and up the heatmap’s drill-down)'],
   [['1', '2', '3', '4'], 'Heatmap metric: utilisation, temperature, power, memory used'],
   [['[', ']'], 'Shorter or longer time range (GPU page)'],
+  [['/'], 'Search hosts, GPUs (uuid), pods and namespaces'],
   [['t'], 'Light or dark theme'],
   [['?'], 'This help'],
 ];
@@ -36,6 +37,7 @@ export class Shell {
   private readonly banner: HTMLElement;
   private readonly simulated: HTMLElement;
   private readonly nav: HTMLElement;
+  private readonly searchSlot: HTMLElement;
   private statusTimer: number | undefined;
 
   constructor(
@@ -108,6 +110,7 @@ export class Shell {
         }),
       ),
     );
+    this.searchSlot = h('div', { class: 'search-slot' });
     this.main = h('main', { id: 'main', class: 'main', tabindex: -1 });
     root.replaceChildren(
       h(
@@ -121,6 +124,7 @@ export class Shell {
         ),
         this.nav,
         this.crumbs,
+        this.searchSlot,
         h(
           'div',
           { class: 'topbar-right' },
@@ -155,6 +159,11 @@ export class Shell {
       if (here) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
     }
+  }
+
+  /** The search box, in the header. */
+  setSearch(el: HTMLElement): void {
+    this.searchSlot.replaceChildren(el);
   }
 
   /** Shows or hides the "simulated fleet" banner (its title: what the simulation is). */

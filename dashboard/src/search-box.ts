@@ -1,0 +1,271 @@
+/**
+ * The search box in the header (`/` focuses it): hosts, GPUs (by uuid too), namespaces and pods
+ * whose name, or a part of it after `-`, `.`, `_` or `/`, starts with what is typed, from
+ * GET /api/v1/search (docs/api.md). Asked DEBOUNCE_MS after the last key; results grouped by kind;
+ * arrow keys move, Enter (or a click) opens: a host its page, a GPU its page, a pod its GPU's page,
+ * a namespace the usage page by namespace.
+ */
+import { ApiError, api, isAbort, message, type SearchHit, type SearchKind } from './api.js';
+import { h } from './dom.js';
+import { DEFAULT_RANGE, DEFAULT_USAGE_RANGE, formatRoute, type Route } from './route.js';
+import { DEFAULT_HEAT_METRIC } from './metrics.js';
+import type { Router } from './router.js';
+
+/** Milliseconds after the last key before asking. */
+export const DEBOUNCE_MS = 200;
+/** Most hits asked for. */
+const LIMIT = 20;
+const MAX_Q = 128;
+
+const KINDS: readonly (readonly [SearchKind, string])[] = [
+  ['host', 'Hosts'],
+  ['gpu', 'GPUs'],
+  ['namespace', 'Namespaces'],
+  ['pod', 'Pods'],
+];
+
+/** Where a hit leads. */
+export function routeOfHit(hit: SearchHit): Route {
+  const c = hit.cluster_id;
+  switch (hit.kind) {
+    case 'host':
+      return {
+        view: 'host',
+        cluster: c,
+        host: hit.host_id ?? hit.label,
+        metric: DEFAULT_HEAT_METRIC,
+      };
+    case 'gpu':
+    case 'pod':
+      if (hit.host_id !== undefined && hit.gpu_id !== undefined)
+        return {
+          view: 'gpu',
+          cluster: c,
+          host: hit.host_id,
+          gpu: hit.gpu_id,
+          range: DEFAULT_RANGE,
+        };
+      return { view: 'usage', cluster: c, groupBy: 'pod', range: DEFAULT_USAGE_RANGE };
+    case 'namespace':
+      return { view: 'usage', cluster: c, groupBy: 'namespace', range: DEFAULT_USAGE_RANGE };
+  }
+}
+
+export class SearchBox {
+  readonly el: HTMLElement;
+  readonly input: HTMLInputElement;
+  private readonly panel: HTMLElement;
+  private timer: number | undefined;
+  private ctl: AbortController | undefined;
+  private links: HTMLAnchorElement[] = [];
+  private routes: Route[] = [];
+  private active = -1;
+  /** Searches sent (tests read it). */
+  private sent = 0;
+
+  constructor(private readonly router: Router) {
+    this.input = h('input', {
+      type: 'search',
+      class: 'search-input',
+      placeholder: 'Search hosts, GPUs, pods  /',
+      'aria-label': 'Search hosts, GPUs, pods and namespaces',
+      autocomplete: 'off',
+      spellcheck: 'false',
+      maxlength: MAX_Q,
+      'data-testid': 'search',
+    });
+    this.input.setAttribute('role', 'combobox');
+    this.input.setAttribute('aria-expanded', 'false');
+    this.input.setAttribute('aria-controls', 'search-results');
+    this.panel = h('div', {
+      id: 'search-results',
+      class: 'search-results',
+      role: 'listbox',
+      'data-testid': 'search-results',
+    });
+    this.panel.hidden = true;
+    this.el = h('div', { class: 'search' }, this.input, this.panel);
+    this.input.addEventListener('input', () => {
+      this.schedule();
+    });
+    this.input.addEventListener('keydown', (e) => {
+      if (this.keydown(e)) {
+        e.preventDefault();
+        e.stopPropagation();
+      }
+    });
+    this.input.addEventListener('focus', () => {
+      if (this.links.length > 0 || this.panel.childElementCount > 0) this.open(true);
+    });
+    this.el.addEventListener('focusout', (e) => {
+      if (!(e.relatedTarget instanceof Node && this.el.contains(e.relatedTarget))) this.open(false);
+    });
+    this.panel.addEventListener('click', (e) => {
+      const a = e.target instanceof Element ? e.target.closest('a') : null;
+      if (a !== null) {
+        e.preventDefault();
+        this.go(this.links.indexOf(a));
+      }
+    });
+  }
+
+  focus(): void {
+    this.input.focus();
+    this.input.select();
+  }
+
+  private open(on: boolean): void {
+    this.panel.hidden = !on;
+    this.input.setAttribute('aria-expanded', String(on));
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = window.setTimeout(() => {
+      this.timer = undefined;
+      void this.search();
+    }, DEBOUNCE_MS);
+  }
+
+  private async search(): Promise<void> {
+    const q = this.input.value.trim().slice(0, MAX_Q);
+    this.ctl?.abort();
+    if (q === '') {
+      this.show(q, []);
+      this.open(false);
+      return;
+    }
+    const ctl = new AbortController();
+    this.ctl = ctl;
+    this.sent++;
+    this.el.dataset.sent = String(this.sent);
+    try {
+      const res = await api.search({ q, limit: LIMIT }, ctl.signal);
+      if (ctl.signal.aborted) return;
+      this.show(q, res.hits, res.truncated);
+    } catch (err) {
+      if (isAbort(err, ctl.signal)) return;
+      const text =
+        err instanceof ApiError && err.status === 404 && err.code !== 'NOT_FOUND'
+          ? 'This gateway cannot search (it is older than search).'
+          : `Cannot search: ${message(err)}`;
+      this.showMessage(q, text);
+    }
+  }
+
+  private showMessage(q: string, text: string): void {
+    this.links = [];
+    this.routes = [];
+    this.active = -1;
+    this.panel.replaceChildren(h('div', { class: 'search-empty', text }));
+    this.el.dataset.q = q;
+    this.open(document.activeElement === this.input);
+  }
+
+  private show(q: string, hits: readonly SearchHit[], truncated = false): void {
+    this.links = [];
+    this.routes = [];
+    this.active = -1;
+    const groups: HTMLElement[] = [];
+    for (const [kind, title] of KINDS) {
+      const mine = hits.filter((x) => x.kind === kind);
+      if (mine.length === 0) continue;
+      const items = mine.map((hit) => {
+        const a = h(
+          'a',
+          {
+            class: 'search-hit',
+            href: formatRoute(routeOfHit(hit)),
+            role: 'option',
+            tabindex: -1,
+            'data-kind': hit.kind,
+            'data-testid': 'search-hit',
+          },
+          h('span', { class: 'search-label', text: hit.label }),
+          h('span', { class: 'search-meta', text: meta(hit) }),
+        );
+        this.links.push(a);
+        this.routes.push(routeOfHit(hit));
+        return a;
+      });
+      groups.push(
+        h(
+          'div',
+          { class: 'search-group', 'data-kind': kind },
+          h('div', { class: 'search-kind', text: title }),
+          ...items,
+        ),
+      );
+    }
+    if (q !== '' && hits.length === 0)
+      groups.push(h('div', { class: 'search-empty', text: `Nothing matches "${q}".` }));
+    if (truncated) groups.push(h('div', { class: 'search-empty', text: 'More match: type more.' }));
+    this.panel.replaceChildren(...groups);
+    this.el.dataset.q = q;
+    this.el.dataset.hits = String(hits.length);
+    if (q !== '') this.open(document.activeElement === this.input);
+    if (this.links.length > 0) this.setActive(0);
+  }
+
+  private setActive(i: number): void {
+    this.links[this.active]?.classList.remove('active');
+    this.links[this.active]?.setAttribute('aria-selected', 'false');
+    this.active = i;
+    const a = this.links[i];
+    if (a === undefined) return;
+    a.classList.add('active');
+    a.setAttribute('aria-selected', 'true');
+    a.scrollIntoView({ block: 'nearest' });
+  }
+
+  private go(i: number): void {
+    const r = this.routes[i];
+    if (r === undefined) return;
+    this.open(false);
+    this.input.blur();
+    this.router.go(r);
+  }
+
+  private keydown(e: KeyboardEvent): boolean {
+    switch (e.key) {
+      case 'ArrowDown':
+        if (this.links.length > 0) this.setActive((this.active + 1) % this.links.length);
+        return true;
+      case 'ArrowUp':
+        if (this.links.length > 0)
+          this.setActive((this.active - 1 + this.links.length) % this.links.length);
+        return true;
+      case 'Enter':
+        if (this.timer !== undefined) {
+          // Typed faster than the debounce: search now, then open the first hit.
+          clearTimeout(this.timer);
+          this.timer = undefined;
+          void this.search().then(() => {
+            this.go(0);
+          });
+          return true;
+        }
+        this.go(this.active < 0 ? 0 : this.active);
+        return true;
+      case 'Escape':
+        this.open(false);
+        this.input.blur();
+        return true;
+      default:
+        return false;
+    }
+  }
+}
+
+function meta(hit: SearchHit): string {
+  switch (hit.kind) {
+    case 'host':
+      return `${hit.cluster_id}${hit.gpus === undefined ? '' : ` · ${hit.gpus} GPUs`}`;
+    case 'gpu':
+      return `${hit.host_id ?? ''} · GPU ${hit.gpu_id ?? ''}`;
+    case 'namespace':
+      return `${hit.cluster_id}${hit.gpus === undefined ? '' : ` · ${hit.gpus} GPUs`}`;
+    case 'pod':
+      return `${hit.host_id ?? ''}${hit.gpu_id === undefined ? '' : ` · GPU ${hit.gpu_id}`}`;
+  }
+}
