@@ -35,6 +35,9 @@ const TYPE_LABEL: Readonly<Record<EventType, string>> = {
   reappeared: 'Reappeared',
 };
 
+/** The host list's last option: loads the next page. */
+const MORE = '\u0000more';
+
 export class EventsView implements View {
   readonly el: HTMLElement;
   readonly crumbs: readonly Crumb[] = [{ label: 'Fleet', href: '#/' }, { label: 'Events' }];
@@ -46,6 +49,9 @@ export class EventsView implements View {
   private readonly more: HTMLButtonElement;
   private readonly select: ReturnType<typeof clusterSelect>;
   private readonly hostSelect: HTMLSelectElement;
+  /** The hosts listed so far (pages of the API's, by hostname) and the next page's cursor. */
+  private hostNames: string[] = [];
+  private hostCursor: string | null = null;
   private readonly range: ReturnType<typeof segmented<EventsRoute['range']>>;
   private readonly typeBoxes = new Map<EventType, HTMLInputElement>();
   private ctl: AbortController | undefined;
@@ -70,6 +76,11 @@ export class EventsView implements View {
       'data-testid': 'events-host',
     });
     this.hostSelect.addEventListener('change', () => {
+      if (this.hostSelect.value === MORE) {
+        this.hostSelect.value = this.route.host ?? '';
+        void this.moreHosts();
+        return;
+      }
       this.go({ host: this.hostSelect.value === '' ? undefined : this.hostSelect.value });
     });
     this.range = segmented(
@@ -176,8 +187,11 @@ export class EventsView implements View {
           this.list.replaceChildren();
           return;
         }
-        const hosts = await api.hosts(picked.cluster, ctl.signal);
-        this.showHosts(hosts.hosts.map((x) => x.host_id).sort());
+        // The first page of hosts; "More hosts…" loads the next (a fleet may have thousands).
+        const hosts = await api.hosts(picked.cluster, {}, ctl.signal);
+        this.hostCursor = hosts.next_cursor ?? null;
+        this.hostNames = hosts.hosts.map((x) => x.host_id);
+        this.showHosts();
       }
       const cluster = this.cluster;
       if (cluster === undefined) return;
@@ -217,14 +231,34 @@ export class EventsView implements View {
     this.el.dataset.query = query;
   }
 
-  private showHosts(hosts: readonly string[]): void {
+  private showHosts(): void {
+    const hosts = this.hostNames;
     const wanted = this.route.host;
-    const all = wanted !== undefined && !hosts.includes(wanted) ? [...hosts, wanted] : hosts;
+    const all = wanted !== undefined && !hosts.includes(wanted) ? [wanted, ...hosts] : hosts;
     this.hostSelect.replaceChildren(
       h('option', { value: '', text: 'All hosts' }),
       ...all.map((x) => h('option', { value: x, text: x })),
+      ...(this.hostCursor === null
+        ? []
+        : [h('option', { value: MORE, text: 'More hosts…', 'data-testid': 'more-hosts' })]),
     );
     this.hostSelect.value = wanted ?? '';
+  }
+
+  /** The next page of the host list, appended. */
+  private async moreHosts(): Promise<void> {
+    const cluster = this.cluster;
+    const cursor = this.hostCursor;
+    if (cluster === undefined || cursor === null) return;
+    try {
+      const page = await api.hosts(cluster, { cursor });
+      if (cluster !== this.cluster) return;
+      this.hostCursor = page.next_cursor ?? null;
+      this.hostNames = [...this.hostNames, ...page.hosts.map((x) => x.host_id)];
+      this.showHosts();
+    } catch (err) {
+      this.state.replaceChildren(notice('error', `Cannot list more hosts: ${message(err)}`));
+    }
   }
 
   /**
