@@ -14,6 +14,11 @@ import type { Drill } from './route.js';
 
 /** How often the aggregated heatmap is reloaded. */
 export const POLL_EVERY_MS = 5000;
+/**
+ * Cells asked for once drilled down: GPU level only for a few hosts (up to 64 GPUs), so that a
+ * group first shows its hosts, and a host its GPUs (docs/api.md: the API's levels follow max_cells).
+ */
+export const DRILL_CELLS = 64;
 /** Most hosts named in one live subscription (the gateway's filter limit). */
 const MAX_FILTER_HOSTS = 1000;
 
@@ -67,6 +72,7 @@ export class AggregateFeed {
       ...(drill === undefined || drill.prefix === '' ? {} : { prefix: drill.prefix }),
       ...(drill?.from === undefined ? {} : { from: drill.from }),
       ...(drill?.to === undefined ? {} : { to: drill.to }),
+      ...(drill === undefined ? {} : { max_cells: DRILL_CELLS }),
     };
     const poller = poll(async (signal) => {
       try {

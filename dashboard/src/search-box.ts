@@ -159,6 +159,8 @@ export class SearchBox {
     this.active = -1;
     this.panel.replaceChildren(h('div', { class: 'search-empty', text }));
     this.el.dataset.q = q;
+    performance.clearMarks('nexus:search-shown');
+    performance.mark('nexus:search-shown');
     this.open(document.activeElement === this.input);
   }
 
@@ -203,6 +205,8 @@ export class SearchBox {
     this.panel.replaceChildren(...groups);
     this.el.dataset.q = q;
     this.el.dataset.hits = String(hits.length);
+    performance.clearMarks('nexus:search-shown');
+    performance.mark('nexus:search-shown');
     if (q !== '') this.open(document.activeElement === this.input);
     if (this.links.length > 0) this.setActive(0);
   }
