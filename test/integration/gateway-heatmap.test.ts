@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import SwaggerParser from '@apidevtools/swagger-parser';
 import Fastify from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorBody } from '../../src/gateway/schemas/common.js';
@@ -137,6 +138,22 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
       r.body.cells.map((c) => c.alerting),
       [1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     );
+  });
+
+  it('is in a valid OpenAPI document, with its query and cells', async () => {
+    const doc = await get<{ paths: Record<string, { get?: { parameters?: { name: string }[] } }> }>(
+      '/openapi.json',
+    );
+    await SwaggerParser.validate(structuredClone(doc.body) as never);
+    const op = doc.body.paths['/api/v1/clusters/{cluster_id}/heatmap']?.get;
+    assert.deepEqual((op?.parameters ?? []).map((p) => p.name).sort(), [
+      'cluster_id',
+      'from',
+      'max_cells',
+      'metric',
+      'prefix',
+      'to',
+    ]);
   });
 
   it('answers 400 for a bad metric or max_cells, 404 for an unknown cluster', async () => {
