@@ -271,21 +271,33 @@ export async function download(
   }
 }
 
-let apiPaths: Promise<ReadonlySet<string>> | undefined;
+interface ApiDoc {
+  readonly paths?: Record<string, { get?: { parameters?: readonly { name?: string }[] } }>;
+}
+let apiDoc: Promise<ApiDoc> | undefined;
+
+/** The gateway's OpenAPI document (asked once per page; an empty one when it cannot be read). */
+function openApi(): Promise<ApiDoc> {
+  apiDoc ??= getJson<ApiDoc>('/openapi.json').catch(() => {
+    apiDoc = undefined;
+    return {};
+  });
+  return apiDoc;
+}
 
 /**
  * Whether the gateway serves an API path (`/api/v1/clusters/{cluster_id}/usage`), as its OpenAPI
  * document lists it (asked once per page): a page does not ask an older gateway for what it lacks.
  */
 export function serves(path: string): Promise<boolean> {
-  apiPaths ??= getJson<{ paths?: Record<string, unknown> }>('/openapi.json').then(
-    (d) => new Set(Object.keys(d.paths ?? {})),
-    () => {
-      apiPaths = undefined;
-      return new Set<string>();
-    },
+  return openApi().then((d) => d.paths?.[path] !== undefined);
+}
+
+/** Whether the GET of an API path takes a query parameter (`limit`), as the OpenAPI document says. */
+export function takes(path: string, param: string): Promise<boolean> {
+  return openApi().then(
+    (d) => d.paths?.[path]?.get?.parameters?.some((p) => p.name === param) ?? false,
   );
-  return apiPaths.then((p) => p.has(path));
 }
 
 /** True for the rejection of a request this page aborted itself (navigation, newer request). */
@@ -325,26 +337,20 @@ export const api = {
     getJson<HostDetail>(`/api/v1/clusters/${enc(cluster)}/hosts/${enc(host)}`, {}, signal),
   /**
    * A page of a cluster's hosts (by hostname, `limit` of them after `cursor`). A gateway older than
-   * paging refuses `limit` (400): then its whole list, once (next_cursor absent).
+   * paging (its OpenAPI document has no `limit` on the route) answers its whole list, once.
    */
   hosts: async (
     cluster: string,
     page: { limit?: number; cursor?: string; prefix?: string } = {},
     signal?: AbortSignal,
   ): Promise<HostPage> => {
-    const path = `/api/v1/clusters/${enc(cluster)}/hosts`;
-    try {
-      return await getJson<HostPage>(path, { limit: HOST_PAGE, ...page }, signal);
-    } catch (err) {
-      if (!(
-        err instanceof ApiError &&
-        err.status === 400 &&
-        /limit|cursor|prefix|propert/i.test(err.message)
-      ))
-        throw err;
-      if (page.cursor !== undefined) throw err;
-      return getJson<HostPage>(path, {}, signal);
-    }
+    const paged = await takes('/api/v1/clusters/{cluster_id}/hosts', 'limit');
+    if (!paged && page.cursor !== undefined) return { hosts: [], count: 0, next_cursor: null };
+    return getJson<HostPage>(
+      `/api/v1/clusters/${enc(cluster)}/hosts`,
+      paged ? { limit: HOST_PAGE, ...page } : {},
+      signal,
+    );
   },
   heatmap: (
     cluster: string,

@@ -5,7 +5,7 @@
  * arrow keys move, Enter (or a click) opens: a host its page, a GPU its page, a pod its GPU's page,
  * a namespace the usage page by namespace.
  */
-import { ApiError, api, isAbort, message, type SearchHit, type SearchKind } from './api.js';
+import { api, isAbort, message, serves, type SearchHit, type SearchKind } from './api.js';
 import { h } from './dom.js';
 import { DEFAULT_RANGE, DEFAULT_USAGE_RANGE, formatRoute, type Route } from './route.js';
 import { DEFAULT_HEAT_METRIC } from './metrics.js';
@@ -140,16 +140,17 @@ export class SearchBox {
     this.sent++;
     this.el.dataset.sent = String(this.sent);
     try {
+      if (!(await serves('/api/v1/search'))) {
+        if (!ctl.signal.aborted)
+          this.showMessage(q, 'This gateway cannot search (it is older than search).');
+        return;
+      }
       const res = await api.search({ q, limit: LIMIT }, ctl.signal);
       if (ctl.signal.aborted) return;
       this.show(q, res.hits, res.truncated);
     } catch (err) {
       if (isAbort(err, ctl.signal)) return;
-      const text =
-        err instanceof ApiError && err.status === 404 && err.code !== 'NOT_FOUND'
-          ? 'This gateway cannot search (it is older than search).'
-          : `Cannot search: ${message(err)}`;
-      this.showMessage(q, text);
+      this.showMessage(q, `Cannot search: ${message(err)}`);
     }
   }
 
