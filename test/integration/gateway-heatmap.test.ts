@@ -173,6 +173,15 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
       `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&from=b&to=a`,
     );
     assert.equal(range.status, 400);
+    const under = await get<{ error: string }>(
+      `/api/v1/clusters/${C}/heatmap?metric=NOPE_X&prefix=no-such-host`,
+    );
+    assert.equal(under.status, 400);
+    const empty = await get<Heatmap>(`/api/v1/clusters/${C}/heatmap?metric=${UTIL}&prefix=zzz`);
+    assert.deepEqual(
+      [empty.status, empty.body.level, empty.body.hosts, empty.body.cells],
+      [200, 'gpu', 0, []],
+    );
     const unknown = await get<{ error: string }>(`/api/v1/clusters/nope/heatmap?metric=${UTIL}`);
     assert.deepEqual([unknown.status, unknown.body.error], [404, 'cluster "nope" not found']);
   });
@@ -180,12 +189,14 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
   it('serves repeats from the cache for 2 s, one computation for concurrent requests', async () => {
     // The route alone, on a reader that counts its latest() calls, with a clock the test moves.
     let calls = 0;
+    const asked: Selection[] = [];
     let clock = Date.now();
     const reader = t.store.reader;
     const counting: TelemetryReader = Object.create(reader, {
       latest: {
         value: (q: Selection) => {
           calls++;
+          asked.push(q);
           return reader.latest(q);
         },
       },
@@ -197,6 +208,7 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
     const once = async () => (await app.inject({ method: 'GET', url })).json<Heatmap>();
     const answers = await Promise.all([once(), once(), once()]);
     assert.equal(calls, 1, 'three concurrent requests, one latest() (temperature needs no second)');
+    assert.deepEqual(asked[0]?.hosts, ['gpu-node-0299'], 'drilled down: only its hosts are read');
     assert.deepEqual(answers[1], answers[0]);
     clock += 1999;
     await once();

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { NexusError } from '../../core/errors.js';
 import type { HostSummary, LatestValue, TelemetryReader } from '../../store/reader.js';
-import { clip } from '../params.js';
+import { MAX_LIST, clip } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
 import { ClusterParams } from '../schemas/fleet.js';
 import {
@@ -218,17 +218,27 @@ export const heatmapRoutes: FastifyPluginAsyncTypebox<{
     q: { prefix: string; from?: string | undefined; to?: string | undefined; maxCells: number },
   ): Promise<Heatmap> => {
     const isTemp = metric === TEMP || `DCGM_FI_DEV_${metric}` === TEMP;
-    const [hostList, values, temps] = await Promise.all([
-      reader.hosts(cluster),
-      reader.latest({ cluster, metrics: [metric], live: true }),
-      isTemp
-        ? Promise.resolve(undefined)
-        : reader.latest({ cluster, metrics: [TEMP], live: true }).catch(() => []),
-    ]);
     const { from, to, prefix } = q;
     const under = (h: string): boolean =>
       h.startsWith(prefix) && (from === undefined || h >= from) && (to === undefined || h <= to);
-    const hosts: HostSummary[] = hostList.filter((h) => h.gpus > 0 && under(h.hostname));
+    const hosts: HostSummary[] = (await reader.hosts(cluster)).filter(
+      (h) => h.gpus > 0 && under(h.hostname),
+    );
+    // Drilled down to a few hosts: read only their latest values (no host: a selection of none,
+    // still a 400 for a metric the store does not know; no hostname is empty).
+    const names = hosts.length === 0 ? [''] : hosts.map((h) => h.hostname);
+    const narrowed = prefix !== '' || from !== undefined || to !== undefined;
+    const selection = {
+      cluster,
+      live: true,
+      ...(narrowed && hosts.length <= MAX_LIST ? { hosts: names } : {}),
+    };
+    const [values, temps] = await Promise.all([
+      reader.latest({ ...selection, metrics: [metric] }),
+      isTemp
+        ? Promise.resolve(undefined)
+        : reader.latest({ ...selection, metrics: [TEMP] }).catch(() => []),
+    ]);
     const alerting = new Set<string>();
     for (const t of temps ?? values) {
       if (t.value > ALERT_RULES.tempWarnC && under(t.hostname))
