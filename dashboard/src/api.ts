@@ -311,12 +311,37 @@ export function message(err: unknown): string {
 
 const enc = encodeURIComponent;
 
+/** Most pages of clusters the dashboard reads (of 100: clusters are few). */
+const MAX_CLUSTER_PAGES = 10;
 /** Hosts per page of a host list (the API's default). */
 export const HOST_PAGE = 100;
 
 export const api = {
   overview: (signal?: AbortSignal) => getJson<Overview>('/api/v1/overview', {}, signal),
-  clusters: (signal?: AbortSignal) => getJson<ClusterList>('/api/v1/clusters', {}, signal),
+  /**
+   * Every cluster (a gateway that pages its lists answers 100 a page: the pages are walked, at most
+   * MAX_CLUSTER_PAGES of them; clusters are few).
+   */
+  clusters: async (signal?: AbortSignal): Promise<ClusterList> => {
+    const first = await getJson<ClusterList & { next_cursor?: string | null }>(
+      '/api/v1/clusters',
+      {},
+      signal,
+    );
+    const clusters = [...first.clusters];
+    let cursor = first.next_cursor ?? null;
+    for (let i = 1; cursor !== null && i < MAX_CLUSTER_PAGES; i++) {
+      const page = await getJson<ClusterList & { next_cursor?: string | null }>(
+        '/api/v1/clusters',
+        { cursor },
+        signal,
+      );
+      clusters.push(...page.clusters);
+      cursor = page.next_cursor ?? null;
+    }
+    const all: typeof first = { ...first, clusters, count: clusters.length, next_cursor: null };
+    return all;
+  },
   latest: (
     params: { cluster_id: string; metric?: string; host_id?: string; gpu_id?: string },
     signal?: AbortSignal,
