@@ -199,6 +199,16 @@ describe('dashboard on 20,000 GPUs (browser, in-process gateway)', { timeout: 60
     assert.deepEqual(heavy, []);
   });
 
+  /** Waits until the page's location hash starts with `prefix` (polled from here: the page's
+   * CSP forbids the string evaluation waitForFunction would do). */
+  const hashStartsWith = async (prefix: string): Promise<void> => {
+    const deadline = Date.now() + 15_000;
+    while (!new URL(page.url()).hash.startsWith(prefix)) {
+      if (Date.now() > deadline) assert.fail(`the page did not go to ${prefix}: ${page.url()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
   it('search finds a host by part of its name and a GPU by uuid, and opens them', async (t) => {
     if (!searchable) {
       t.skip('this gateway has no GET /api/v1/search yet (the state helper builds it)');
@@ -214,13 +224,13 @@ describe('dashboard on 20,000 GPUs (browser, in-process gateway)', { timeout: 60
       .textContent();
     assert.equal(label, 'gpu-node-0123');
     await box.press('Enter');
-    await page.waitForFunction(`location.hash.startsWith('#/host/${CLUSTER}/gpu-node-0123')`);
+    await hashStartsWith(`#/host/${CLUSTER}/gpu-node-0123`);
 
     await page.keyboard.press('/');
     await box.fill('GPU-gpu-node-0042-3');
     await page.waitForSelector('[data-testid="search-hit"][data-kind="gpu"]', { timeout: 15_000 });
     await box.press('Enter');
-    await page.waitForFunction(`location.hash.startsWith('#/gpu/${CLUSTER}/gpu-node-0042/3')`);
+    await hashStartsWith(`#/gpu/${CLUSTER}/gpu-node-0042/3`);
   });
 
   it('logs first paint, drill-down and search times (measured, not asserted)', async () => {
