@@ -443,16 +443,25 @@ export class Dimensions {
       [clusterName, fleet.min, fleet.max],
     );
     // The database is the cache's (or the cache has none yet: it is this one's from now on).
+    // Its span moves only when the batch reaches outside it (last seen: by more than the lag), so
+    // that concurrent upserts do not queue on the cluster's row lock, held to their commit.
     const cr = await tx.query<{
       id: number;
       first_seen: string;
       last_seen: string;
       identity: string | null;
     }>(
-      `UPDATE clusters SET first_seen = least(first_seen, nexus_ts($2)), last_seen = greatest(last_seen, nexus_ts($3))
-       WHERE name = $1 AND nexus_expect_identity($4::text)
-       RETURNING id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen, nexus_identity() AS identity`,
-      [clusterName, fleet.min, fleet.max, c.identity ?? null],
+      `WITH m AS (
+         UPDATE clusters SET first_seen = least(first_seen, nexus_ts($2)), last_seen = greatest(last_seen, nexus_ts($3))
+         WHERE name = $1 AND nexus_expect_identity($4::text)
+           AND (first_seen > nexus_ts($2) OR last_seen < nexus_ts($3 - $5::bigint))
+         RETURNING id, first_seen, last_seen
+       )
+       SELECT id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen, nexus_identity() AS identity FROM m
+       UNION ALL
+       SELECT id, nexus_ms(first_seen), nexus_ms(last_seen), nexus_identity() FROM clusters
+       WHERE name = $1 AND nexus_expect_identity($4::text) AND NOT EXISTS (SELECT FROM m)`,
+      [clusterName, fleet.min, fleet.max, c.identity ?? null, TOUCH_MS],
     );
     const cluster = cr.rows[0];
     if (cluster === undefined) throw notAsCached('cluster upsert returned no row');
@@ -479,27 +488,44 @@ export class Dimensions {
       hosts.map(([, s]) => s.first),
       hosts.map(([, s]) => s.last),
     ];
-    await tx.query(
+    type HostRow = { id: number; hostname: string; first_seen: string; last_seen: string };
+    const hr = await tx.query<HostRow>(
       `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen)
        SELECT $1, u.h, nexus_ts(u.f), nexus_ts(u.l) FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
        WHERE NOT EXISTS (SELECT FROM hosts x WHERE x.cluster_id = $1 AND x.hostname = u.h)
-       ON CONFLICT (cluster_id, hostname) DO NOTHING`,
+       ON CONFLICT (cluster_id, hostname) DO NOTHING
+       RETURNING id, hostname, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
       hostArgs,
     );
-    const hr = await tx.query<{
-      id: number;
-      hostname: string;
-      first_seen: string;
-      last_seen: string;
-    }>(
-      `UPDATE hosts x SET first_seen = least(x.first_seen, nexus_ts(u.f)), last_seen = greatest(x.last_seen, nexus_ts(u.l))
-       FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
-       WHERE x.cluster_id = $1 AND x.hostname = u.h
-       RETURNING x.id, x.hostname, nexus_ms(x.first_seen) AS first_seen, nexus_ms(x.last_seen) AS last_seen`,
-      hostArgs,
-    );
+    const hostRows = [...hr.rows];
+    // The hosts that existed already (or that another collector inserted meanwhile): their ids,
+    // and their spans moved where the batch reaches outside them (no row rewritten for nothing).
+    const inserted = new Set(hr.rows.map((r) => r.hostname));
+    const known = hosts.filter(([h]) => !inserted.has(h));
+    if (known.length > 0) {
+      const kr = await tx.query<HostRow>(
+        `WITH u AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)),
+         m AS (
+           UPDATE hosts x SET first_seen = least(x.first_seen, nexus_ts(u.f)), last_seen = greatest(x.last_seen, nexus_ts(u.l))
+           FROM u
+           WHERE x.cluster_id = $1 AND x.hostname = u.h AND (x.first_seen > nexus_ts(u.f) OR x.last_seen < nexus_ts(u.l))
+           RETURNING x.id, x.hostname, x.first_seen, x.last_seen
+         )
+         SELECT id, hostname, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen FROM m
+         UNION ALL
+         SELECT x.id, x.hostname, nexus_ms(x.first_seen), nexus_ms(x.last_seen) FROM hosts x JOIN u ON x.cluster_id = $1 AND x.hostname = u.h
+         WHERE NOT EXISTS (SELECT FROM m WHERE m.id = x.id)`,
+        [
+          cluster.id,
+          known.map(([h]) => h),
+          known.map(([, sp]) => sp.first),
+          known.map(([, sp]) => sp.last),
+        ],
+      );
+      hostRows.push(...kr.rows);
+    }
     const hostIds = new Map<string, number>();
-    for (const row of hr.rows) {
+    for (const row of hostRows) {
       hostIds.set(row.hostname, row.id);
       out.hosts.set(this.hostKey(cluster.id, row.hostname), {
         id: row.id,
@@ -536,40 +562,82 @@ export class Dimensions {
       ),
       gpus.map((x) => x.g.derived),
     ];
-    await tx.query(
-      `INSERT INTO gpus (host_id, gpu_index, gpu_instance_id, mig_profile, uuid, model, device, labels, first_seen, last_seen)
-       SELECT u.h, u.i, u.gi, nullif(u.p, ''), nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(nullif(u.l, ''), '{}')::jsonb, nexus_ts(u.f), nexus_ts(u.t)
-       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
-         AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
-       WHERE NOT EXISTS (SELECT FROM gpus x WHERE x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi)
-       ON CONFLICT (host_id, gpu_index, gpu_instance_id) DO NOTHING`,
-      gpuArgs,
-    );
-    const gr = await tx.query<{
+    type GpuRow = {
       id: number;
       host_id: number;
       gpu_index: number;
       gpu_instance_id: number;
       first_seen: string;
       last_seen: string;
-    }>(
-      `UPDATE gpus x SET
-         uuid = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.uu, ''), x.uuid) ELSE x.uuid END,
-         model = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.m, ''), x.model) ELSE x.model END,
-         device = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.d, ''), x.device) ELSE x.device END,
-         labels = CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep AND u.l <> '' THEN u.l::jsonb ELSE x.labels END,
-         mig_profile = CASE WHEN nexus_ts(u.t) >= x.last_seen AND u.p <> '' THEN u.p ELSE x.mig_profile END,
-         first_seen = least(x.first_seen, nexus_ts(u.f)),
-         last_seen = greatest(x.last_seen, nexus_ts(u.t))
+    };
+    const gi = await tx.query<GpuRow>(
+      `INSERT INTO gpus (host_id, gpu_index, gpu_instance_id, mig_profile, uuid, model, device, labels, first_seen, last_seen)
+       SELECT u.h, u.i, u.gi, nullif(u.p, ''), nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(nullif(u.l, ''), '{}')::jsonb, nexus_ts(u.f), nexus_ts(u.t)
        FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
          AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
-       WHERE x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi
-       RETURNING x.id, x.host_id, x.gpu_index, x.gpu_instance_id, nexus_ms(x.first_seen) AS first_seen, nexus_ms(x.last_seen) AS last_seen`,
+       WHERE NOT EXISTS (SELECT FROM gpus x WHERE x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi)
+       ON CONFLICT (host_id, gpu_index, gpu_instance_id) DO NOTHING
+       RETURNING id, host_id, gpu_index, gpu_instance_id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
       gpuArgs,
     );
+    const gpuRows = [...gi.rows];
+    // The GPUs that existed already: their ids, and their rows updated only where the batch
+    // moves their span or changes their attributes (the values below differ from the row's).
+    const made = new Set(
+      gi.rows.map((r) => this.gpuKey(r.host_id, r.gpu_index, r.gpu_instance_id)),
+    );
+    const old = gpus.filter((x) => !made.has(this.gpuKey(x.hostId, x.g.index, x.g.instance)));
+    if (old.length > 0) {
+      const pick = <T>(f: (x: (typeof old)[number]) => T): T[] => old.map(f);
+      const gr = await tx.query<GpuRow>(
+        `WITH u AS (
+           SELECT * FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
+             AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
+         ), n AS (
+           SELECT x.id,
+             CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.uu, ''), x.uuid) ELSE x.uuid END AS uuid,
+             CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.m, ''), x.model) ELSE x.model END AS model,
+             CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.d, ''), x.device) ELSE x.device END AS device,
+             CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep AND u.l <> '' THEN u.l::jsonb ELSE x.labels END AS labels,
+             CASE WHEN nexus_ts(u.t) >= x.last_seen AND u.p <> '' THEN u.p ELSE x.mig_profile END AS mig_profile,
+             least(x.first_seen, nexus_ts(u.f)) AS first_seen,
+             greatest(x.last_seen, nexus_ts(u.t)) AS last_seen
+           FROM gpus x JOIN u ON x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi
+         ), m AS (
+           UPDATE gpus x SET uuid = n.uuid, model = n.model, device = n.device, labels = n.labels,
+             mig_profile = n.mig_profile, first_seen = n.first_seen, last_seen = n.last_seen
+           FROM n
+           WHERE x.id = n.id
+             AND (x.uuid, x.model, x.device, x.labels, x.mig_profile, x.first_seen, x.last_seen)
+               IS DISTINCT FROM (n.uuid, n.model, n.device, n.labels, n.mig_profile, n.first_seen, n.last_seen)
+           RETURNING x.id, x.host_id, x.gpu_index, x.gpu_instance_id, x.first_seen, x.last_seen
+         )
+         SELECT id, host_id, gpu_index, gpu_instance_id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen FROM m
+         UNION ALL
+         SELECT x.id, x.host_id, x.gpu_index, x.gpu_instance_id, nexus_ms(x.first_seen), nexus_ms(x.last_seen)
+         FROM gpus x JOIN u ON x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi
+         WHERE NOT EXISTS (SELECT FROM m WHERE m.id = x.id)`,
+        [
+          pick((x) => x.hostId),
+          pick((x) => x.g.index),
+          pick((x) => (x.stale ? '' : (x.g.record.uuid ?? ''))),
+          pick((x) => (x.stale ? '' : (x.g.record.model ?? ''))),
+          pick((x) => (x.stale ? '' : (x.g.record.device ?? ''))),
+          pick((x) => (x.stale ? '' : x.labels)),
+          pick((x) => x.g.first),
+          pick((x) => x.g.last),
+          pick((x) => x.g.instance),
+          pick((x) =>
+            x.stale || x.g.instance === WHOLE_GPU ? '' : (migProfileOf(x.g.record.labels) ?? ''),
+          ),
+          pick((x) => x.g.derived),
+        ],
+      );
+      gpuRows.push(...gr.rows);
+    }
     const attrsOf = new Map(gpus.map((x) => [this.gpuKey(x.hostId, x.g.index, x.g.instance), x]));
     const gpuIds = new Map<string, number>();
-    for (const row of gr.rows) {
+    for (const row of gpuRows) {
       const k = this.gpuKey(row.host_id, row.gpu_index, row.gpu_instance_id);
       gpuIds.set(k, row.id);
       const mine = attrsOf.get(k);
@@ -620,7 +688,8 @@ export class Dimensions {
          FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS x(g, n, p, c, f, l)
          ON CONFLICT (gpu_id, namespace, pod, container) DO UPDATE SET
            first_seen = least(gpu_workloads.first_seen, excluded.first_seen),
-           last_seen = greatest(gpu_workloads.last_seen, excluded.last_seen)`,
+           last_seen = greatest(gpu_workloads.last_seen, excluded.last_seen)
+         WHERE gpu_workloads.first_seen > excluded.first_seen OR gpu_workloads.last_seen < excluded.last_seen`,
         [
           ws.map((x) => x.gpuId),
           ws.map((x) => x.w.ns),

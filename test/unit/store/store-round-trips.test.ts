@@ -101,4 +101,68 @@ describe('store round trips', () => {
     );
     assert.equal(temps.rows[0]?.n, 10);
   });
+
+  it('new GPUs cost the same statements whatever their number, and rewrite no row they insert or do not move', async (t) => {
+    const db = new Counting(new PGliteDatabase('memory://', await migratedDump()));
+    const store = new SqlStore({ db, logger: silentLogger(), ...storeSettings({}) });
+    t.after(() => store.close());
+    await store.migrate();
+    const fleet = (hosts: readonly string[], gpus: number, at = T0) =>
+      hosts.flatMap((hostname) =>
+        Array.from({ length: gpus }, (_, gpu) => [
+          rec(at, 40 + gpu, { hostname, gpu, pod: `job-${hostname}-${gpu}`, namespace: 'ml' }),
+          rec(at, 300 + gpu, { hostname, gpu, metric: POWER }),
+        ]).flat(),
+      );
+    const names = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+    // The cluster and the metrics, first seen from T0 - 1 min to T0 + 1 min.
+    await store.write('c1', fleet(['seed'], 1, T0 - MINUTE));
+    await store.write('c1', fleet(['seed'], 1, T0 + MINUTE));
+    // Every row update of the dimension tables, counted.
+    await db.query(`CREATE TABLE row_updates (tbl text NOT NULL);
+      CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO row_updates VALUES (TG_TABLE_NAME); RETURN NEW; END $$;
+      CREATE TRIGGER u AFTER UPDATE ON clusters FOR EACH ROW EXECUTE FUNCTION count_update();
+      CREATE TRIGGER u AFTER UPDATE ON hosts FOR EACH ROW EXECUTE FUNCTION count_update();
+      CREATE TRIGGER u AFTER UPDATE ON gpus FOR EACH ROW EXECUTE FUNCTION count_update();
+      CREATE TRIGGER u AFTER UPDATE ON gpu_workloads FOR EACH ROW EXECUTE FUNCTION count_update();`);
+    const updates = async () =>
+      (
+        await db.query<{ tbl: string; n: number }>(
+          'SELECT tbl, count(*)::int AS n FROM row_updates GROUP BY tbl ORDER BY tbl',
+        )
+      ).rows.map((r) => `${r.tbl}: ${r.n}`);
+
+    // 2 new GPUs, then 400 (50 hosts of 8), inside the cluster's span: the same statements.
+    db.reset();
+    await store.write('c1', fleet(names('a', 1), 2));
+    const few = db.statements;
+    db.reset();
+    await store.write('c1', fleet(names('b', 50), 8));
+    assert.deepEqual(db.statements, few);
+    assert.deepEqual(await updates(), []);
+    const stored = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM gpus');
+    assert.equal(stored.rows[0]?.n, 1 + 2 + 400);
+
+    // Another process (an empty cache) writing the same GPUs again: their ids are read, no row
+    // is rewritten (nothing moved), and the same statements whatever the number of GPUs.
+    const other = new Counting(db);
+    const store2 = new SqlStore({ db: other, logger: silentLogger(), ...storeSettings({}) });
+    await store2.write('c1', fleet(['seed'], 1, T0 + MINUTE));
+    other.reset();
+    await store2.write('c1', fleet(names('a', 1), 2));
+    const few2 = other.statements;
+    other.reset();
+    const again = await store2.write('c1', fleet(names('b', 50), 8));
+    assert.deepEqual(other.statements, few2);
+    assert.equal(again.inserted, 0);
+    assert.deepEqual(await updates(), []);
+
+    // A GPU whose uuid changes and a host seen later: exactly those rows move.
+    await store2.write('c1', [
+      rec(T0 + 30 * SECOND, 1, { hostname: 'b3', gpu: 5, uuid: 'GPU-new' }),
+    ]);
+    assert.deepEqual(await updates(), ['gpus: 1', 'hosts: 1']);
+  });
 });
