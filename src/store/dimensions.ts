@@ -11,6 +11,15 @@ import type { SqlClient } from './types.js';
  */
 const TOUCH_MS = 60_000;
 
+/**
+ * Hosts, GPU rows (whole GPUs and MIG instances) and workloads whose ids and spans a process keeps,
+ * at most, of each kind (a GPU entry is some 500 bytes: its labels' JSON is most of it). Past it the
+ * oldest entries are forgotten before a batch is planned: a batch that brings a forgotten one takes
+ * the full upsert again (its rows exist, so they are read, and updated only if they moved), so a
+ * fleet larger than the bound is stored all the same, at the cost of an upsert per batch.
+ */
+export const DIMENSION_CACHE_MAX = 250_000;
+
 interface Span {
   first: number;
   last: number;
@@ -76,6 +85,12 @@ function notAsCached(message: string): NexusError {
   });
 }
 
+/** Sets `k` as the newest entry of `m` (a Map keeps keys in the order they were first set). */
+function renew<V>(m: Map<string, V>, k: string, v: V): void {
+  m.delete(k);
+  m.set(k, v);
+}
+
 /** The ids known in this process, all of one database (`identity`). */
 class Cache {
   readonly clusters = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
@@ -91,14 +106,35 @@ class Cache {
   /** Undefined until a statement has read it: the first upsert takes whatever database it finds. */
   constructor(public identity: string | undefined) {}
 
+  /** Forgets the oldest entries (in the order they were last written) beyond `max` of each kind. */
+  trim(max: number): void {
+    for (const m of [this.hosts, this.gpus, this.workloads, this.newest] as Map<
+      string,
+      unknown
+    >[]) {
+      if (m.size <= max) continue;
+      let extra = m.size - max;
+      for (const k of m.keys()) {
+        if (extra-- <= 0) break;
+        m.delete(k);
+      }
+    }
+  }
+
+  /** Entries kept, of each kind (tests). */
+  get sizes(): { hosts: number; gpus: number; workloads: number } {
+    return { hosts: this.hosts.size, gpus: this.gpus.size, workloads: this.workloads.size };
+  }
+
   /** Takes in what a committed upsert read (`newest` is the writer's own, kept here). */
   merge(from: Cache): void {
     if (from.identity !== undefined) this.identity = from.identity;
     for (const [k, v] of from.clusters) this.clusters.set(k, v);
-    for (const [k, v] of from.hosts) this.hosts.set(k, v);
-    for (const [k, v] of from.gpus) this.gpus.set(k, v);
+    // Written again at the end: the entries of the latest batches are the last to be forgotten.
+    for (const [k, v] of from.hosts) renew(this.hosts, k, v);
+    for (const [k, v] of from.gpus) renew(this.gpus, k, v);
     for (const [k, v] of from.metrics) this.metrics.set(k, v);
-    for (const [k, v] of from.workloads) this.workloads.set(k, v);
+    for (const [k, v] of from.workloads) renew(this.workloads, k, v);
   }
 }
 
@@ -258,6 +294,14 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
 export class Dimensions {
   private cache = new Cache(undefined);
 
+  /** `max`: entries kept of each kind (DIMENSION_CACHE_MAX). */
+  constructor(private readonly max = DIMENSION_CACHE_MAX) {}
+
+  /** Entries kept, of each kind (tests). */
+  get cached(): { hosts: number; gpus: number; workloads: number } {
+    return this.cache.sizes;
+  }
+
   /** The identity of the database the cached ids belong to (undefined: none read yet). */
   get identity(): string | undefined {
     return this.cache.identity;
@@ -277,6 +321,7 @@ export class Dimensions {
     records: readonly TelemetryRecord[],
   ): Promise<ResolvedIds> {
     const c = this.cache;
+    c.trim(this.max);
     const fleet = survey(records);
     const plan = this.plan(c, clusterName, fleet);
     if (plan !== 'current') {
@@ -410,14 +455,14 @@ export class Dimensions {
       return span;
     };
     c.clusters.set(t.clusterName, { id: t.clusterId, ...moved('c', t.clusterId) });
-    for (const h of t.hosts) c.hosts.set(h.key, { id: h.id, ...moved('h', h.id) });
+    for (const h of t.hosts) renew(c.hosts, h.key, { id: h.id, ...moved('h', h.id) });
     for (const g of t.gpus) {
       const known = c.gpus.get(g.key);
-      c.gpus.set(g.key, { id: g.id, attrs: known?.attrs ?? '', ...moved('g', g.id) });
+      renew(c.gpus, g.key, { id: g.id, attrs: known?.attrs ?? '', ...moved('g', g.id) });
     }
     for (const { key, w } of t.workloads) {
       const seen = c.workloads.get(key);
-      c.workloads.set(key, {
+      renew(c.workloads, key, {
         first: Math.min(w.first, seen?.first ?? w.first),
         last: Math.max(w.last, seen?.last ?? w.last),
       });
