@@ -1,5 +1,6 @@
 import { NexusError } from '../../core/errors.js';
 import { parseLabels } from '../../core/labels.js';
+import { LabelCache } from './label-cache.js';
 import {
   identityProblem,
   isDcgmSentinel,
@@ -74,17 +75,11 @@ function clip(s: string): string {
 }
 
 /**
- * Parsed label sets by their `labels_raw` text. An export repeats each series' labels on every
- * row, so the rows of a series share one frozen object: no parse, no garbage, and the envelope
- * encoder writes its JSON once. Bounded in entries and in characters (a fleet has far fewer
- * series; a DCGM label set is a few hundred characters): cleared when full, and a label set longer
- * than LABEL_CACHE_MAX_TEXT is parsed every time rather than kept.
+ * Parsed label sets by their `labels_raw` text (label-cache.ts): a fleet has far fewer series than
+ * the bound, and a DCGM label set is a few hundred characters; a label set longer than 4,096
+ * characters is parsed every time rather than kept.
  */
-const LABEL_CACHE_SIZE = 100_000;
-const LABEL_CACHE_CHARS = 32_000_000;
-const LABEL_CACHE_MAX_TEXT = 4096;
-const labelCache = new Map<string, Readonly<Record<string, string>>>();
-let labelCacheChars = 0;
+const labelCache = new LabelCache<Readonly<Record<string, string>>>(100_000, 32_000_000, 4096);
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 /** The last timestamp text parsed and its value: an export's rows come a scrape at a time. */
 let lastTsText = '';
@@ -144,17 +139,7 @@ export function rowToRecord(
       const problem = labelsProblem(parsed.labels);
       if (problem !== undefined) return { kind: 'reject', reason: `labels_raw: ${problem}` };
       labels = Object.freeze(parsed.labels);
-      if (rawLabels.length <= LABEL_CACHE_MAX_TEXT) {
-        if (
-          labelCache.size >= LABEL_CACHE_SIZE ||
-          labelCacheChars + rawLabels.length > LABEL_CACHE_CHARS
-        ) {
-          labelCache.clear();
-          labelCacheChars = 0;
-        }
-        labelCache.set(rawLabels, labels);
-        labelCacheChars += rawLabels.length;
-      }
+      labelCache.set(rawLabels, labels);
     }
   }
   const record: {

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LabelCache } from '../../../src/streamer/csv/label-cache.js';
+
+/** Looks every text up (keeping it on a miss) `rounds` times in order; returns the hits. */
+function cycle(cache: LabelCache<number>, texts: readonly string[], rounds: number): number {
+  let hits = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, t] of texts.entries()) {
+      if (cache.get(t) === undefined) cache.set(t, i);
+      else hits++;
+    }
+  }
+  return hits;
+}
+
+const names = (prefix: string, n: number): string[] =>
+  Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+describe('label cache', () => {
+  it('hits every series after the first round when they fit', () => {
+    const cache = new LabelCache<number>(100, 1_000_000, 1000);
+    assert.equal(cycle(cache, names('s', 50), 3), 100);
+  });
+
+  it('keeps hitting what it holds when a fleet has more series than it holds (cleared when full, it never hit)', () => {
+    const cache = new LabelCache<number>(10, 1_000_000, 1000);
+    // 25 series read in a cycle, 8 times: the 10 kept hit on each later round.
+    const hits = cycle(cache, names('s', 25), 8);
+    assert.ok(hits >= 10 * 7 - 10, `hits ${hits}`);
+    assert.equal(cache.size, 10);
+  });
+
+  it('starts again when what it holds has stopped being read (a fleet whose series changed)', () => {
+    const cache = new LabelCache<number>(10, 1_000_000, 1000);
+    cycle(cache, names('old', 10), 2);
+    // The old series are gone: within two rounds of 4 x 10 lookups that mostly miss, the cache
+    // starts again and keeps the new ones, which then hit on every later pass.
+    const hits = cycle(cache, names('new', 10), 20);
+    assert.ok(hits >= 10 * 10, `hits ${hits}`);
+    assert.equal(cache.get('old-0'), undefined);
+  });
+
+  it('keeps no text longer than its bound, and no more characters than its budget', () => {
+    const cache = new LabelCache<number>(100, 25, 10);
+    cache.set('x'.repeat(11), 1);
+    assert.equal(cache.size, 0);
+    for (const t of names('abcdefgh', 5)) cache.set(t, 1);
+    assert.equal(cache.size, 2, 'two texts of 10 characters in a budget of 25');
+  });
+});
