@@ -279,10 +279,12 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   if (o.metrics !== undefined && o.fleetMetrics !== false) {
     exportFleetGauges(o.metrics, o.reader, o.fleetGaugesMaxGpus);
     const fleetSettings = o.fleet ?? DEFAULT_FLEET_SETTINGS;
-    exportIdleGauge(o.metrics, o.reader, {
-      utilPercent: fleetSettings.idleUtil,
-      forMs: fleetSettings.idleForMs,
-    });
+    exportIdleGauge(
+      o.metrics,
+      o.reader,
+      { utilPercent: fleetSettings.idleUtil, forMs: fleetSettings.idleForMs },
+      o.fleetGaugesMaxGpus,
+    );
   }
   // The schemas referenced by $ref (ref()), named in the OpenAPI document.
   for (const s of [

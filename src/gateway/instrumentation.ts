@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { conversionFactor } from '../core/dcgm-fields.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { context, contextFrom, tracer } from '../core/tracing.js';
-import type { TelemetryReader } from '../store/reader.js';
+import type { IdleGpu, TelemetryReader } from '../store/reader.js';
 import { describeXid } from '../core/xid.js';
 
 const spans = new WeakMap<FastifyRequest, Span>();
@@ -184,20 +184,28 @@ export function exportFleetGauges(
  */
 export function exportIdleGauge(
   metrics: NexusMetrics,
-  reader: Pick<TelemetryReader, 'clusters' | 'idleGpus'>,
+  reader: Pick<TelemetryReader, 'clusters' | 'idleGpus' | 'idleSnapshot'>,
   idle: { readonly utilPercent: number; readonly forMs: number },
+  maxGpus = FLEET_GAUGES_MAX_GPUS,
 ): void {
   metrics.onScrape(async () => {
-    const clusters = await reader.clusters().catch(() => []);
-    const lists = await Promise.all(
-      clusters.map((c) =>
-        reader
-          .idleGpus({ cluster: c.cluster_id, ...idle })
-          .then((gpus) => ({ cluster: c.cluster_id, gpus }))
-          .catch(() => ({ cluster: c.cluster_id, gpus: [] })),
-      ),
-    );
+    // The lists the gateway keeps in the background (a minute old at most) where it keeps them:
+    // a scrape then runs no query; else each cluster's, asked now.
+    const known = reader.idleSnapshot?.();
+    const lists =
+      known !== undefined
+        ? [...known].map(([cluster, gpus]) => ({ cluster, gpus }))
+        : await Promise.all(
+            (await reader.clusters().catch(() => [])).map((c) =>
+              reader
+                .idleGpus({ cluster: c.cluster_id, ...idle })
+                .then((gpus) => ({ cluster: c.cluster_id, gpus }))
+                .catch(() => ({ cluster: c.cluster_id, gpus: [] as readonly IdleGpu[] })),
+            ),
+          );
     metrics.gpuIdle.reset();
+    // Bounded as the other per-GPU gauges (FLEET_GAUGES_MAX_GPUS).
+    if (lists.reduce((n, l) => n + l.gpus.length, 0) > maxGpus) return;
     for (const { cluster, gpus } of lists) {
       for (const g of gpus) {
         metrics.gpuIdle.set(

@@ -440,6 +440,11 @@ export interface TelemetryReader {
   telemetryColumns(q: TelemetryQuery): Promise<ColumnPage>;
   series(q: SeriesQuery): Promise<SeriesResult>;
   latest(q: Selection): Promise<LatestValue[]>;
+  /**
+   * The idle GPUs of every cluster as computed in the background (IDLE_UTIL, IDLE_FOR of
+   * trackLatest), up to a minute old; undefined where nothing computes them (ask idleGpus).
+   */
+  idleSnapshot?(): ReadonlyMap<string, readonly IdleGpu[]> | undefined;
   /** Idle GPUs of a cluster (docs/fleet.md), most GPU-hours wasted first. NOT_FOUND: no such cluster. */
   idleGpus(q: IdleQuery): Promise<IdleGpu[]>;
   /** Usage of a cluster per group over a range (docs/fleet.md). NOT_FOUND: no such cluster. */

@@ -145,6 +145,8 @@ export class SqlReader implements TelemetryReader {
   /** Newest reading time per cluster, from the latest values in memory. */
   private readonly clusterLast = new Map<string, number>();
   private readonly idle = new Map<string, number>();
+  /** The idle GPUs of each cluster, as the last background round found them. */
+  private readonly idleLists = new Map<string, readonly IdleGpu[]>();
   private idleTimer: NodeJS.Timeout | undefined;
   private backgroundTimer: NodeJS.Timeout | undefined;
   /** Cluster statistics, per cluster, stale-while-revalidate. */
@@ -186,6 +188,7 @@ export class SqlReader implements TelemetryReader {
         this.overview.clear();
         this.clusterLast.clear();
         this.idle.clear();
+        this.idleLists.clear();
         this.stats.clear();
         this.memory?.reset();
       },
@@ -704,6 +707,7 @@ export class SqlReader implements TelemetryReader {
             withHashJoins(tx, () => idleGpus(tx, { cluster: c.name, ...this.idleRule })),
           );
           this.idle.set(c.name, gpus.length);
+          this.idleLists.set(c.name, gpus);
         } catch {
           // Counted again next round.
         }
@@ -721,6 +725,14 @@ export class SqlReader implements TelemetryReader {
     clearInterval(this.idleTimer);
     this.backgroundTimer = undefined;
     this.idleTimer = undefined;
+  }
+
+  /**
+   * The idle GPUs of each cluster as the background round (every minute, with trackLatest) last
+   * found them; undefined when no round runs here (the caller then asks idleGpus).
+   */
+  idleSnapshot(): ReadonlyMap<string, readonly IdleGpu[]> | undefined {
+    return this.idleTimer === undefined ? undefined : this.idleLists;
   }
 
   /** IDLE_UTIL and IDLE_FOR, for the idle GPUs counted in the background (trackLatest's). */

@@ -456,6 +456,28 @@ describe('nexus_gpu_idle_seconds', () => {
       ],
     );
   });
+
+  it('comes from the lists the gateway keeps in the background when it keeps them (no query per scrape), bounded by FLEET_GAUGES_MAX_GPUS', async () => {
+    const lists = new Map([
+      [
+        'fleet',
+        await store.reader.idleGpus({ cluster: 'fleet', utilPercent: 5, forMs: 15 * MINUTE }),
+      ],
+    ]);
+    const reader = {
+      clusters: () => store.reader.clusters(),
+      idleGpus: () => Promise.reject(new Error('a scrape must not query the idle GPUs')),
+      idleSnapshot: () => lists,
+    };
+    const series = async (maxGpus: number): Promise<string[]> => {
+      const metrics = new NexusMetrics({ component: 'gateway', processMetrics: false });
+      exportIdleGauge(metrics, reader, { utilPercent: 5, forMs: 15 * MINUTE }, maxGpus);
+      const { body } = await metrics.exposition();
+      return body.split('\n').filter((l) => l.startsWith('nexus_gpu_idle_seconds{'));
+    };
+    assert.equal((await series(10)).length, 2);
+    assert.equal((await series(1)).length, 0, 'two idle GPUs, at most one exported: none');
+  });
 });
 
 describe('GraphQL cost limits', () => {
