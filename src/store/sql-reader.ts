@@ -114,6 +114,9 @@ export interface SqlReaderOptions {
   readonly onIdentityChange?: (change: IdentityChange) => void;
 }
 
+/** Cluster statistics that took this long to count are cached for a minute (clusterStats). */
+const STATS_CACHE_AFTER_MS = 200;
+
 /**
  * The read side of the SQL store: the queries (read-queries.ts) on selections resolved to ids
  * from the fleet directory (fleet-directory.ts: every cluster, host and GPU row in memory, kept
@@ -385,8 +388,10 @@ export class SqlReader implements TelemetryReader {
 
   /**
    * A cluster's statistics: its rollups and chunks counted a page of GPU ids per statement (no
-   * statement near the timeout on a large cluster), cached per cluster for a minute
-   * (stale-while-revalidate: an expired answer is served while one computation refreshes it).
+   * statement near the timeout on a large cluster). When counting took STATS_CACHE_AFTER_MS or
+   * more (a large cluster), the answer is cached per cluster for a minute (stale-while-revalidate:
+   * an expired answer is served while one computation refreshes it); a small cluster's is counted
+   * on every request, so it is exact.
    */
   async clusterStats(clusterId: string): Promise<ClusterStats | undefined> {
     const c = await this.clusterOf(clusterId);
@@ -398,7 +403,9 @@ export class SqlReader implements TelemetryReader {
           const summary = await this.cluster(clusterId);
           if (summary === undefined) return { value: undefined, keep: false };
           const ids = c.hosts.flatMap((h) => h.rows.map((g) => g.id));
-          return { value: await this.q.clusterStats(summary, ids), keep: true };
+          const t0 = Date.now();
+          const value = await this.q.clusterStats(summary, ids);
+          return { value, keep: Date.now() - t0 >= STATS_CACHE_AFTER_MS };
         },
         { maxAgeMs: 60_000, forcedMaxAgeMs: 0, forcedJoins: true },
       );
