@@ -127,6 +127,24 @@ export class LatestMemory {
     return this.ready;
   }
 
+  /**
+   * Waits (at most `timeoutMs`) for the first load, started now if none is under way; resolves
+   * whether the values are loaded.
+   */
+  async whenLoaded(timeoutMs: number): Promise<boolean> {
+    if (this.ready || this.stopped) return this.ready;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.loading ?? this.load(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    return this.ready;
+  }
+
   /** The database changed under the ids: forget every value, and load again. */
   reset(): void {
     this.byGpu.clear();

@@ -114,6 +114,12 @@ export interface SqlReaderOptions {
   readonly onIdentityChange?: (change: IdentityChange) => void;
 }
 
+/**
+ * How long the overview waits for the latest values' first load after the gateway started, before
+ * it reads the store instead.
+ */
+const OVERVIEW_LOAD_WAIT_MS = 20_000;
+
 /** Cluster statistics that took this long to count are cached for a minute (clusterStats). */
 const STATS_CACHE_AFTER_MS = 200;
 
@@ -747,7 +753,10 @@ export class SqlReader implements TelemetryReader {
 
   async overviewState(): Promise<OverviewState | undefined> {
     const memory = this.memory;
-    if (memory?.loaded !== true) return undefined;
+    if (memory === undefined) return undefined;
+    // Just started: the first load takes seconds even for 100,000 GPUs, where the overview read
+    // from the store (an idle query per cluster) takes minutes. So wait for it.
+    if (!memory.loaded && !(await memory.whenLoaded(OVERVIEW_LOAD_WAIT_MS))) return undefined;
     // New GPUs' values read first (those written before the feed named them).
     await this.directory();
     await memory.settle();

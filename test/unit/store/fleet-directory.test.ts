@@ -207,3 +207,23 @@ describe('fleet directory', () => {
     );
   });
 });
+
+describe('overview state', () => {
+  it('waits for the first load of the latest values when asked right after the start (not the per-request queries)', async (t) => {
+    const { store } = await open(t);
+    await store.write('c1', [
+      rec(T0, 301, { hostname: 'node-a', gpu: 0, metric: 'DCGM_FI_DEV_POWER_USAGE' }),
+      rec(T0, 99, { hostname: 'node-a', gpu: 1, metric: 'DCGM_FI_DEV_GPU_TEMP' }),
+    ]);
+    const tracker = store.reader.trackLatest?.({ reloadMs: 60_000 });
+    assert.ok(tracker !== undefined);
+    t.after(() => tracker.stop());
+    tracker.start();
+    // Asked at once: the answer comes from memory (it was undefined, sending the overview to the
+    // store's per-cluster idle query, until the load had finished).
+    const state = await store.reader.overviewState?.();
+    assert.ok(state !== undefined, 'the overview state waited for the load');
+    assert.equal(state.power.get('c1'), 301);
+    assert.equal(state.alertsTotal, 1);
+  });
+});
