@@ -111,6 +111,7 @@ if (wanted('cardinality')) {
         sequentialSeconds: 5,
         concurrentSeconds: 2,
         connections: 8,
+        dashboardMinGpus: 10_000,
         full: !quick,
       }),
     ),
