@@ -37,6 +37,8 @@ const HEATMAP_METRIC = 'DCGM_FI_DEV_GPU_UTIL';
 /** The streamer's batch and publishes in flight, as in the end-to-end section. */
 const BATCH = 500;
 const IN_FLIGHT = 8;
+/** Messages the collector claims and stores at once (one \`batch stored\` line), as the end-to-end section. */
+const COLLECT_BATCH = 20;
 /** Every request of the section gives up after this long (counted as an error, not waited for). */
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Sequential warm requests made even when the first ones outlast the time given to them. */
@@ -164,10 +166,16 @@ function secondHalf(
   throw new Error(`the collector logged ${sum} of ${readings} readings stored`);
 }
 
-/** The generator's hostname of host `i` (0-based). */
-const hostName = (i: number): string => `gpu-node-${String(i + 1).padStart(4, '0')}`;
+/**
+ * The generator's hostname of host `i` (0-based) of `hosts`: numbers padded to one width, at least
+ * 4 digits (src/streamer/csv/generator.ts), so 12,500 hosts are gpu-node-00001..gpu-node-12500.
+ */
+const hostName = (i: number, hosts: number): string =>
+  `gpu-node-${String(i + 1).padStart(Math.max(4, String(hosts).length), '0')}`;
+/** The host in the middle of the cluster (the host, GPU and latest requests' and the search's). */
+const middleHost = (hosts: number): string => hostName(Math.floor(hosts / 2), hosts);
 /** What the search endpoint and the dashboard's search box look for: the middle host, after `gpu-`. */
-const searchQuery = (hosts: number): string => hostName(Math.floor(hosts / 2)).slice('gpu-'.length);
+const searchQuery = (hosts: number): string => middleHost(hosts).slice('gpu-'.length);
 
 /**
  * A file of `instants` readings of METRICS for every GPU of `hosts` x 8, one second apart, the last
@@ -221,7 +229,13 @@ async function ingest(
   const collector = spawnNexus(
     ['collector'],
     // As the end-to-end section: the sealing job off (it would seal the window being written).
-    { ...env, LOG_LEVEL: 'debug', WORKERS: '4', COLLECT_BATCH: '20', COMPACT_INTERVAL: '0' },
+    {
+      ...env,
+      LOG_LEVEL: 'debug',
+      WORKERS: '4',
+      COLLECT_BATCH: String(COLLECT_BATCH),
+      COMPACT_INTERVAL: '0',
+    },
     (line) => {
       if (line.includes('"msg":"collector started"')) started = true;
       if (!line.includes('"msg":"batch stored"')) return;
@@ -325,11 +339,12 @@ async function get(url: string, token: string | undefined): Promise<Answer> {
 }
 
 /**
- * Waits (at most SETTLE_MS) until no statement of the gateway `pid` is running in PostgreSQL:
- * a request the bench gave up on keeps running there (up to the statement timeout) and would slow
- * the endpoints measured next. Returns the ms waited.
+ * Waits (at most SETTLE_MS) until no statement the gateway `pid` started since `since` is running
+ * in PostgreSQL: a request the bench gave up on keeps running there (up to the statement timeout)
+ * and would slow the endpoints measured next. Statements started before (the gateway's background
+ * work, e.g. its idle-GPU count every minute) are not waited for. Returns the ms waited.
  */
-async function settle(databaseUrl: string, pid: number | undefined): Promise<number> {
+async function settle(databaseUrl: string, pid: number | undefined, since: Date): Promise<number> {
   if (pid === undefined) return 0;
   const t0 = Date.now();
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -338,8 +353,9 @@ async function settle(databaseUrl: string, pid: number | undefined): Promise<num
     while (Date.now() - t0 < SETTLE_MS) {
       const r = await client.query<{ n: string }>(
         `SELECT count(*) AS n FROM pg_stat_activity
-         WHERE datname = current_database() AND state = 'active' AND application_name LIKE $1`,
-        [`gateway-%-${pid}`],
+         WHERE datname = current_database() AND state = 'active' AND application_name LIKE $1
+           AND query_start >= $2`,
+        [`gateway-%-${pid}`, since],
       );
       if (Number(r.rows[0]?.n) === 0) break;
       await new Promise((res) => setTimeout(res, 200));
@@ -352,13 +368,19 @@ async function settle(databaseUrl: string, pid: number | undefined): Promise<num
 
 /** What an answer holds, in a few words: search hits, heatmap cells, a page of a list, bytes. */
 function describe(a: Answer | undefined): string {
-  if (a === undefined || a.status !== 200) return '-';
+  if (a === undefined || a.status === 0) return '-';
   const bytes = `${fmtNumber(a.body.length / 1024)} kB`;
   let o: Record<string, unknown>;
   try {
     o = JSON.parse(a.body) as Record<string, unknown>;
   } catch {
-    return bytes;
+    return a.status === 200 ? bytes : String(a.status);
+  }
+  if (a.status !== 200) {
+    // The API's error body: {error: {code, message}}.
+    const e = o.error as { code?: string; message?: string } | undefined;
+    const why = `${e?.code ?? String(a.status)}: ${e?.message ?? ''}`;
+    return `${a.status} ${why.length > 120 ? `${why.slice(0, 119)}…` : why}`.replaceAll('|', '/');
   }
   if (typeof o.q === 'string' && Array.isArray(o.hits)) {
     return `${o.hits.length} hits for "${o.q}", ${bytes}`;
@@ -420,7 +442,7 @@ async function endpoints(
     connections: number;
   },
 ): Promise<EndpointResult[]> {
-  const mid = hostName(Math.floor(hosts / 2));
+  const mid = middleHost(hosts);
   const c = `${gw.url}/api/v1/clusters/${CLUSTER}`;
   const list: [string, string | (() => Promise<{ cursor: string } | { why: string }>)][] = [
     ['overview', `${gw.url}/api/v1/overview`],
@@ -447,12 +469,13 @@ async function endpoints(
       }
       url = `${c}/hosts?cursor=${encodeURIComponent(m.cursor)}`;
     }
+    const sent = new Date();
     const a = await get(url, gw.token);
     colds.set(name, a);
     urls.push([name, url, noRoute(a) ? 'n/a (404)' : undefined]);
     log(`  cold ${name}: ${a.status || 'timeout'} in ${Math.round(a.ms)} ms: ${describe(a)}`);
     if (a.status === 0) {
-      log(`  waited ${await settle(gw.db, gw.pid)} ms for the gateway's statements to end`);
+      log(`  waited ${await settle(gw.db, gw.pid, sent)} ms for the gateway's statements to end`);
     }
   }
   const out: EndpointResult[] = [];
@@ -476,6 +499,7 @@ async function endpoints(
     }
     const answers: Answer[] = cold === undefined ? [] : [cold];
     const warm: number[] = [];
+    const since = new Date();
     const until = Date.now() + o.sequentialSeconds * 1000;
     // At least MIN_WARM requests however slow, unless one times out.
     let timedOut = cold?.status === 0;
@@ -520,7 +544,8 @@ async function endpoints(
       other,
       answer: describe(cold),
     };
-    const waited = await settle(gw.db, gw.pid);
+    // Only a request given up on (a timeout, a connection error) can leave a statement behind.
+    const waited = errors > 0 ? await settle(gw.db, gw.pid, since) : 0;
     if (waited > 1000) log(`  waited ${waited} ms for the gateway's statements to end`);
     log(
       `  ${name}: warm p50 ${fmtNumber(r.warmP50)} ms, p99 ${fmtNumber(r.warmP99)} ms (${warm.length}); ${concurrent === undefined ? 'no concurrent run' : `${o.connections} connections: ${Math.round(concurrent.rps)} req/s, p50 ${concurrent.p50} ms, p99 ${concurrent.p99} ms`}; 5xx ${status5xx}, errors ${errors}, other ${other}`,
@@ -800,7 +825,7 @@ export async function benchCardinality(options: {
     id: 'cardinality',
     title: 'Cardinality: the same readings from 1,000 to 100,000 GPUs',
     body: [
-      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=20\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s (first sight, the issue's measure) is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. At 100,000 GPUs every reading of the first instant is a series seen for the first time, so that figure is mostly the cost of new identities; the steady-state rate is over the second half of the readings, when every series is known (the 100,000-GPU fleet's second instant, the small fleet's last ${(options.readings / 2 / (reference.gpus * METRICS.length)).toLocaleString('en-US')} instants): each \`batch stored\` debug line of the collector carries its time and record count; sorted by time and summed, the first line at which at least half of the readings are stored gives the moment t½ and the count n½, and the second-half rate is (readings - n½) / (last line's time - t½). Both ratios are to the small fleet's same figure in the same run. The load average (1 minute, \`/proc/loadavg\`) was ${fmtNumber(load0)} when the section started and ${fmtNumber(load1)} when it ended; each fleet's, when its streamer started and when its last message was stored, is in the first table. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors); after each endpoint the bench waits (up to ${SETTLE_MS / 1000} s) until the gateway has no statement left running in PostgreSQL, as a request given up on runs on there until the statement timeout and would slow the next endpoint. The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`, e.g. \`${searchQuery(largest.spec.hosts)}\`: a prefix of a part of the name, so it matches) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page (pages of up to 1,000), then asked with the default page size; the cluster GPUs page is \`GET /api/v1/clusters/{c}/gpus\` (default page); the heatmap is the whole cluster's \`${HEATMAP_METRIC}\` (default \`max_cells\`); what each cold answer held is in the per-fleet tables. An endpoint this build does not have is "n/a (404)". Then, on fleets of ${options.dashboardMinGpus.toLocaleString('en-US')} GPUs or more, the dashboard that gateway serves, in Debian's Chromium (playwright-core, 1440x900, no CPU throttling, on the same 2 cores as the gateway, collector, etcd and PostgreSQL), through \`measureDashboard\` of test/helpers/dashboard-timing.ts: ${DASHBOARD_RUNS} page loads, each in a fresh browser context (empty cache) with the read token; first paint is navigation start to the heatmap's data on screen (the page's \`nexus:heatmap-shown\` mark), drill-down a click on the first aggregated cell to its drilled-down heatmap shown, search the last key of the same \`q\` typed in the header's search box to its hits shown (with the box's 50 ms debounce); the median of the ${DASHBOARD_RUNS} is reported (every run below the per-fleet table). Peak RSS is each process's \`VmHWM\` (the gateway's after the dashboard's loads). Wall time of the section: ${wall} s.`,
+      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=${COLLECT_BATCH}\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s (first sight, the issue's measure) is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. At 100,000 GPUs every reading of the first instant is a series seen for the first time, so that figure is mostly the cost of new identities; the steady-state rate is over the second half of the readings, when every series is known (the 100,000-GPU fleet's second instant, the small fleet's last ${(options.readings / 2 / (reference.gpus * METRICS.length)).toLocaleString('en-US')} instants): each \`batch stored\` debug line of the collector carries its time and record count; sorted by time and summed, the first line at which at least half of the readings are stored gives the moment t½ and the count n½, and the second-half rate is (readings - n½) / (last line's time - t½). A line stores up to \`COLLECT_BATCH\` messages (${(COLLECT_BATCH * BATCH).toLocaleString('en-US')} readings) and the 4 workers finish them out of file order, so t½ is known to within a line or so, and a few first-sight messages can still end after it (they count in the second half). Both ratios are to the small fleet's same figure in the same run. The load average (1 minute, \`/proc/loadavg\`) was ${fmtNumber(load0)} when the section started and ${fmtNumber(load1)} when it ended; each fleet's, when its streamer started and when its last message was stored, is in the first table. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors); after an endpoint with a request given up on, the bench waits (up to ${SETTLE_MS / 1000} s) until no statement the gateway started since that endpoint's requests began is left running in PostgreSQL, as a request given up on runs on there until the statement timeout and would slow the next endpoint (the gateway's own background statements, such as its idle-GPU count every minute, are not waited for: they load the database while everything is measured, as they would in use). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`, e.g. \`${searchQuery(largest.spec.hosts)}\`: a prefix of a part of the name, so it matches) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page (pages of up to 1,000), then asked with the default page size; the cluster GPUs page is \`GET /api/v1/clusters/{c}/gpus\` (default page); the heatmap is the whole cluster's \`${HEATMAP_METRIC}\` (default \`max_cells\`); what each cold answer held is in the per-fleet tables. An endpoint this build does not have is "n/a (404)". Then, on fleets of ${options.dashboardMinGpus.toLocaleString('en-US')} GPUs or more, the dashboard that gateway serves, in Debian's Chromium (playwright-core, 1440x900, no CPU throttling, on the same 2 cores as the gateway, collector, etcd and PostgreSQL), through \`measureDashboard\` of test/helpers/dashboard-timing.ts: ${DASHBOARD_RUNS} page loads, each in a fresh browser context (empty cache) with the read token; first paint is navigation start to the heatmap's data on screen (the page's \`nexus:heatmap-shown\` mark), drill-down a click on the first aggregated cell to its drilled-down heatmap shown, search the last key of the same \`q\` typed in the header's search box to its hits shown (with the box's 50 ms debounce); the median of the ${DASHBOARD_RUNS} is reported (every run below the per-fleet table). Peak RSS is each process's \`VmHWM\` (the gateway's after the dashboard's loads). Wall time of the section: ${wall} s.`,
       '',
       table(
         [
