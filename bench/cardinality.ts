@@ -386,7 +386,7 @@ function describe(a: Answer | undefined): string {
     return `${o.hits.length} hits for "${o.q}", ${bytes}`;
   }
   if (Array.isArray(o.cells)) {
-    return `${o.cells.length} cells (level ${String(o.level)}) of ${fmtNumber(Number(o.gpus))} GPUs, ${bytes}`;
+    return `${o.cells.length} cells (level ${String(o.level)}) of ${Number(o.gpus).toLocaleString('en-US')} GPUs, ${bytes}`;
   }
   if (typeof o.total === 'number' && typeof o.count === 'number') {
     return `${o.count} of ${o.total.toLocaleString('en-US')}, ${bytes}`;
