@@ -42,6 +42,40 @@ function run(cmd: string, args: readonly string[]): string {
   return execFileSync(c ?? cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
 
+/**
+ * `pg_ctl start` on a data directory, waiting until it accepts connections; its log in
+ * `dir`/log, whose end a failure quotes. The child's stdio is ignored: the server pg_ctl leaves
+ * running must not hold our pipes open.
+ */
+function pgCtlStart(data: string, dir: string, settings: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const log = join(dir, 'log');
+    const [c, ...rest] = asPostgres(join(BIN, 'pg_ctl'), [
+      '-D',
+      data,
+      '-o',
+      settings,
+      '-l',
+      log,
+      '-w',
+      '-t',
+      '60',
+      'start',
+    ]);
+    const child = spawn(c ?? 'pg_ctl', rest, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code === 0) resolve();
+      else
+        reject(
+          new Error(
+            `pg_ctl start failed (${code}): ${existsSync(log) ? readFileSync(log, 'utf8').slice(-2000) : ''}`,
+          ),
+        );
+    });
+  });
+}
+
 export interface PgServerOptions {
   durable?: boolean;
   baseDir?: string;
@@ -127,33 +161,7 @@ export async function startPostgres(options: PgServerOptions = {}): Promise<PgSe
       ? []
       : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
   ].join(' ');
-  const start = async (): Promise<void> => {
-    await new Promise<void>((resolve, reject) => {
-      const [c, ...rest] = asPostgres(join(BIN, 'pg_ctl'), [
-        '-D',
-        data,
-        '-o',
-        settings,
-        '-l',
-        join(dir, 'log'),
-        '-w',
-        '-t',
-        '60',
-        'start',
-      ]);
-      const child = spawn(c ?? 'pg_ctl', rest, { stdio: 'ignore' });
-      child.on('error', reject);
-      child.on('exit', (code) => {
-        if (code === 0) resolve();
-        else
-          reject(
-            new Error(
-              `pg_ctl start failed (${code}): ${existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').slice(-2000) : ''}`,
-            ),
-          );
-      });
-    });
-  };
+  const start = (): Promise<void> => pgCtlStart(data, dir, settings);
   const stop = async (): Promise<void> => {
     try {
       run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
@@ -233,33 +241,7 @@ export async function startStandby(primary: PgServer): Promise<PgServer> {
     '-c hot_standby=on',
     '-c fsync=off',
   ].join(' ');
-  const start = (): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      // As startPostgres: pg_ctl's server must not hold our pipes open.
-      const [c, ...rest] = asPostgres(join(BIN, 'pg_ctl'), [
-        '-D',
-        data,
-        '-o',
-        settings,
-        '-l',
-        join(dir, 'log'),
-        '-w',
-        '-t',
-        '60',
-        'start',
-      ]);
-      const child = spawn(c ?? 'pg_ctl', rest, { stdio: 'ignore' });
-      child.on('error', reject);
-      child.on('exit', (code) =>
-        code === 0
-          ? resolve()
-          : reject(
-              new Error(
-                `standby pg_ctl start failed (${code}): ${readFileSync(join(dir, 'log'), 'utf8').slice(-2000)}`,
-              ),
-            ),
-      );
-    });
+  const start = (): Promise<void> => pgCtlStart(data, dir, settings);
   const stop = (): Promise<void> => {
     try {
       run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
