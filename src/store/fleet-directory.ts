@@ -21,6 +21,28 @@ import type { SqlClient } from './types.js';
 /** Rows per statement of a load (by id). */
 export const PAGE_ROWS = 10_000;
 
+/**
+ * Reads a query's rows PAGE_ROWS at a time by id (keyset: `$2` is the last id read, `$1` and `$3`
+ * are `params`), applying each; returns how many were read.
+ */
+async function changedPages<R>(
+  db: SqlClient,
+  sql: string,
+  [since, identity]: readonly [string, string | null],
+  idOf: (r: R) => number,
+  apply: (r: R) => void,
+): Promise<number> {
+  let read = 0;
+  for (let after = 0; ;) {
+    const page = await db.query<R>(sql, [since, after, identity]);
+    read += page.rows.length;
+    for (const r of page.rows) apply(r);
+    const last = page.rows[page.rows.length - 1];
+    if (last === undefined || page.rows.length < PAGE_ROWS) return read;
+    after = idOf(last);
+  }
+}
+
 export interface DirCluster {
   readonly id: number;
   readonly name: string;
@@ -325,32 +347,24 @@ export class FleetDirectory {
     );
     this.counters.rowsRead.clusters += clusters.rows.length;
     for (const r of clusters.rows) this.applyCluster(r);
-    for (let after = 0; ;) {
-      const hosts = await db.query<HostRow>(
-        `SELECT ${HOST_COLUMNS} FROM hosts h JOIN clusters c ON c.id = h.cluster_id
-         WHERE h.change_xid >= $1::xid8 AND h.id > $2 AND nexus_expect_identity($3::text)
-         ORDER BY h.id LIMIT ${PAGE_ROWS}`,
-        [since, after, identity],
-      );
-      this.counters.rowsRead.hosts += hosts.rows.length;
-      for (const r of hosts.rows) this.applyHost(r, bulk);
-      const last = hosts.rows[hosts.rows.length - 1];
-      if (last === undefined || hosts.rows.length < PAGE_ROWS) break;
-      after = last.host_id;
-    }
-    for (let after = 0; ;) {
-      const gpus = await db.query<GpuRow>(
-        `SELECT ${GPU_COLUMNS} FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
-         WHERE g.change_xid >= $1::xid8 AND g.id > $2 AND nexus_expect_identity($3::text)
-         ORDER BY g.id LIMIT ${PAGE_ROWS}`,
-        [since, after, identity],
-      );
-      this.counters.rowsRead.gpus += gpus.rows.length;
-      for (const r of gpus.rows) this.applyGpu(r, bulk);
-      const last = gpus.rows[gpus.rows.length - 1];
-      if (last === undefined || gpus.rows.length < PAGE_ROWS) break;
-      after = last.id;
-    }
+    this.counters.rowsRead.hosts += await changedPages<HostRow>(
+      db,
+      `SELECT ${HOST_COLUMNS} FROM hosts h JOIN clusters c ON c.id = h.cluster_id
+       WHERE h.change_xid >= $1::xid8 AND h.id > $2 AND nexus_expect_identity($3::text)
+       ORDER BY h.id LIMIT ${PAGE_ROWS}`,
+      [since, identity],
+      (r) => r.host_id,
+      (r) => this.applyHost(r, bulk),
+    );
+    this.counters.rowsRead.gpus += await changedPages<GpuRow>(
+      db,
+      `SELECT ${GPU_COLUMNS} FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN clusters c ON c.id = h.cluster_id
+       WHERE g.change_xid >= $1::xid8 AND g.id > $2 AND nexus_expect_identity($3::text)
+       ORDER BY g.id LIMIT ${PAGE_ROWS}`,
+      [since, identity],
+      (r) => r.id,
+      (r) => this.applyGpu(r, bulk),
+    );
     if (full) {
       // The newest workload of each GPU row, a range of GPU ids per statement.
       let maxId = 0;
