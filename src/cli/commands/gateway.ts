@@ -24,6 +24,7 @@ import {
   startTracing,
 } from '../compose.js';
 import { gatewaySecurity } from '../gateway-security.js';
+import { boundHeapGrowth } from '../heap.js';
 import { listenFailure, listening } from '../listen.js';
 import { exportStoreMetrics } from '../observability.js';
 import { addSettings, configFrom } from '../settings.js';
@@ -36,6 +37,9 @@ export function gatewayCommand(): Command {
   addSettings(cmd, ['common', 'queue', 'database', 'collector', 'gateway']);
   cmd.action(async () => {
     const root = openRoot(configFrom(cmd));
+    // Its live data is small (the fleet directory, latest values, sockets' state); bursts of
+    // requests and live fan-out are garbage that V8 would otherwise let grow to 3-4 times that.
+    boundHeapGrowth(100);
     const { config, logger, stack } = root;
     const tls = gatewaySecurity(cmd, root);
     const instance = `gateway-${hostname()}-${process.pid}`;

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { setFlagsFromString } from 'node:v8';
 import { describeError, isNexusError } from '../../core/errors.js';
 import type { StreamSummary } from '../../streamer/streamer.js';
 import { readHeader } from '../../streamer/csv/reader.js';
@@ -15,6 +14,7 @@ import {
 import { exitStatusOf } from '../exit.js';
 import { readiness } from '../observability.js';
 import { queueWatch } from '../etcd-alarms.js';
+import { boundHeapGrowth } from '../heap.js';
 import { resolveInput } from '../paths.js';
 import { addSettings, configFrom } from '../settings.js';
 
@@ -62,18 +62,6 @@ export function summaryLine(s: StreamSummary): string {
   );
 }
 
-/**
- * A streamer holds little (the batches in flight and one label set per series) but allocates fast,
- * and V8's default heap growth lets garbage reach three to four times the live data before a full
- * collection: 300 MB of RSS on a 1 GB file. Growing the heap by half its live size at most keeps
- * the peak near 170 MB for a few percent of speed (docs/benchmarks.md). An operator's own
- * --heap-growing-percent (NODE_OPTIONS) wins.
- */
-function boundHeapGrowth(): void {
-  const given = `${process.env.NODE_OPTIONS ?? ''} ${process.execArgv.join(' ')}`;
-  if (!given.includes('heap-growing-percent')) setFlagsFromString('--heap-growing-percent=50');
-}
-
 export function streamerCommand(): Command {
   const cmd = new Command('streamer')
     .description('Stream a DCGM CSV export into the queue (resumable, exactly once)')
@@ -93,6 +81,8 @@ export function streamerCommand(): Command {
     // A file it cannot use (missing, a directory, empty, not a DCGM header) stops it here, in
     // one line with exit 2, before anything starts.
     await readHeader(resolveInput(config.csvFile));
+    // It holds little (the batches in flight, one label set per series) but allocates fast: 300 MB
+    // of RSS on a 1 GB file with V8's default heap growth, about 165 MB with it bounded.
     boundHeapGrowth();
     const root = openRoot(config);
     const { logger, stack } = root;
