@@ -14,6 +14,7 @@ import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 import { startGateway } from './gateway.js';
 import {
   autocannonLoad,
+  cpuSeconds,
   BENCH_DIR,
   exited,
   fmtNumber,
@@ -21,6 +22,8 @@ import {
   log,
   nexus,
   peakRssMb,
+  pidOf,
+  postgresCpuSeconds,
   percentile,
   spawnNexus,
   stopChild,
@@ -77,6 +80,15 @@ interface Ingest {
   readonly collectorRssMb: number;
   /** /proc/loadavg (1 minute) when the streamer started and when the last message was stored. */
   readonly load: readonly [number, number];
+  /** CPU seconds each process spent from the streamer's spawn to the last message stored. */
+  readonly cpu: IngestCpu;
+}
+
+interface IngestCpu {
+  readonly streamer: number;
+  readonly collector: number;
+  readonly etcd: number;
+  readonly postgres: number;
 }
 
 /** The dashboard in Chromium (test/helpers/dashboard-timing.ts), median of DASHBOARD_RUNS. */
@@ -221,6 +233,7 @@ async function ingest(
   readings: number,
   instants: number,
   procs: ChildProcess[],
+  servers: { etcdPid: number | undefined; pgData: string },
 ): Promise<Ingest & { collector: ChildProcess }> {
   const stored = new Map<string, number>();
   /** Each `batch stored` line's time and records (of messages not stored before). */
@@ -257,8 +270,13 @@ async function ingest(
     await new Promise((r) => setTimeout(r, 50));
   }
   const published = new Map<string, number>();
-  let summary: { records: number } | undefined;
+  let summary: { records: number; cpuSeconds?: number } | undefined;
   const load0 = loadAverage();
+  const cpu0 = {
+    collector: cpuSeconds(collector.pid),
+    etcd: cpuSeconds(servers.etcdPid),
+    postgres: postgresCpuSeconds(servers.pgData),
+  };
   const t0 = Date.now();
   const streamer = spawnNexus(
     ['streamer', '--csv', file],
@@ -297,6 +315,12 @@ async function ingest(
     await new Promise((r) => setTimeout(r, 100));
   }
   const load1 = loadAverage();
+  const cpu: IngestCpu = {
+    streamer: summary.cpuSeconds ?? Number.NaN,
+    collector: cpuSeconds(collector.pid) - cpu0.collector,
+    etcd: cpuSeconds(servers.etcdPid) - cpu0.etcd,
+    postgres: postgresCpuSeconds(servers.pgData) - cpu0.postgres,
+  };
   let last = 0;
   for (const id of published.keys()) last = Math.max(last, stored.get(id) ?? Number.NaN);
   const client = new pg.Client({ connectionString: env.DATABASE_URL });
@@ -320,6 +344,7 @@ async function ingest(
     secondHalf: secondHalf(progress, readings, last),
     collectorRssMb: peakRssMb(collector.pid),
     load: [load0, load1],
+    cpu,
     collector,
   };
 }
@@ -627,9 +652,12 @@ async function fleetRun(
     };
     const migrated = await nexus(['migrate'], env);
     if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`);
-    const ing = await ingest(env, file, readings, instants, procs);
+    const ing = await ingest(env, file, readings, instants, procs, {
+      etcdPid: pidOf(etcd.dataDir),
+      pgData: join(server.dir, 'data'),
+    });
     log(
-      `  ingest: ${readings} readings in ${ing.seconds.toFixed(1)} s = ${Math.round(ing.rate)} readings/s; second half ${Math.round(ing.secondHalf.readings)} in ${ing.secondHalf.seconds.toFixed(1)} s = ${Math.round(ing.secondHalf.rate)} readings/s; collector ${ing.collectorRssMb} MB; load ${ing.load.join(' -> ')}`,
+      `  ingest: ${readings} readings in ${ing.seconds.toFixed(1)} s = ${Math.round(ing.rate)} readings/s; second half ${Math.round(ing.secondHalf.readings)} in ${ing.secondHalf.seconds.toFixed(1)} s = ${Math.round(ing.secondHalf.rate)} readings/s; collector ${ing.collectorRssMb} MB; load ${ing.load.join(' -> ')}; CPU µs/reading: streamer ${((ing.cpu.streamer * 1e6) / readings).toFixed(1)}, collector ${((ing.cpu.collector * 1e6) / readings).toFixed(1)}, etcd ${((ing.cpu.etcd * 1e6) / readings).toFixed(1)}, PostgreSQL ${((ing.cpu.postgres * 1e6) / readings).toFixed(1)}`,
     );
     const t0 = Date.now();
     const gw = await startGateway(
@@ -864,6 +892,30 @@ export async function benchCardinality(options: {
           r.ingest.collectorRssMb,
           r.gatewayRssMb,
         ]),
+      ),
+      '',
+      `CPU of the ingest by process, µs per reading (CPU seconds from the streamer's spawn to the last message stored / readings; the streamer's from its own summary, \`getrusage\`; the collector's and etcd's from /proc; PostgreSQL's the whole server's, the backends it has reaped included), and the total's ratio to the small fleet's (a rate ratio on 2 fully busy cores is about the inverse of it):`,
+      '',
+      table(
+        ['fleet', 'streamer', 'collector', 'etcd', 'PostgreSQL', 'total', 'total / small fleet'],
+        results.map((r) => {
+          const per = (v: number): number => (v * 1e6) / r.ingest.readings;
+          const total = (i: Ingest): number =>
+            i.cpu.streamer + i.cpu.collector + i.cpu.etcd + i.cpu.postgres;
+          return [
+            r.spec.label,
+            per(r.ingest.cpu.streamer),
+            per(r.ingest.cpu.collector),
+            per(r.ingest.cpu.etcd),
+            per(r.ingest.cpu.postgres),
+            per(total(r.ingest)),
+            (
+              total(r.ingest) /
+              r.ingest.readings /
+              (total(reference.ingest) / reference.ingest.readings)
+            ).toFixed(2),
+          ];
+        }),
       ),
       '',
       'The dashboard in Chromium, median of the page loads, ms:',

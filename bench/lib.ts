@@ -179,6 +179,58 @@ export function pidOf(fragment: string): number | undefined {
   return undefined;
 }
 
+const CLOCK_TICKS =
+  Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * CPU seconds (user + system) of a process from /proc/<pid>/stat, with those of its children it
+ * has waited for when `reaped` (PostgreSQL's postmaster: the backends that have exited), or NaN
+ * when it is gone.
+ */
+export function cpuSeconds(pid: number | undefined, reaped = false): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces) in parentheses: state is field 3.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = (i: number): number => Number(f[i - 3]);
+    return (ticks(14) + ticks(15) + (reaped ? ticks(16) + ticks(17) : 0)) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** The pids whose parent is `parent`. */
+export function childPids(parent: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent)
+        out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * CPU seconds of a whole PostgreSQL server: its postmaster, the backends and workers it has
+ * reaped, and those still running. Differences of two readings are the server's CPU between
+ * them (a backend alive at the first and gone by the second counts whole: a slight overcount).
+ */
+export function postgresCpuSeconds(dataDir: string): number {
+  const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  let total = cpuSeconds(pid, true);
+  for (const child of childPids(pid)) {
+    const s = cpuSeconds(child);
+    if (Number.isFinite(s)) total += s;
+  }
+  return total;
+}
+
 /** Resolves once the child has exited (at once if it already has). */
 export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
