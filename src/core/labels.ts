@@ -20,8 +20,10 @@ function isNameChar(c: number): boolean {
  * thousands of labels costs little before it is refused).
  */
 export function parseLabels(raw: string, maxLabels = Number.POSITIVE_INFINITY): LabelParseResult {
-  // A null prototype, so that a label named __proto__ is just a label.
-  const labels = Object.create(null) as Record<string, string>;
+  // A plain object (V8 keeps the label sets of a fleet in a few shared shapes: fast to read,
+  // small, cheap to freeze; a null-prototype object is a hash table, several times larger and
+  // slower). A label named __proto__ is defined, not assigned, so it is just a label.
+  const labels: Record<string, string> = {};
   const n = raw.length;
   let i = 0;
   let count = 0;
@@ -70,7 +72,14 @@ export function parseLabels(raw: string, maxLabels = Number.POSITIVE_INFINITY): 
     }
     if (++count > maxLabels)
       return { ok: false, error: `labels_raw: more than ${maxLabels} labels` };
-    labels[name] = value;
+    if (name === '__proto__')
+      Object.defineProperty(labels, name, {
+        value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    else labels[name] = value;
     if (i < end && raw[i] !== ',' && raw[i] !== ' ') {
       return { ok: false, error: `labels_raw: "," expected after the value of ${name}` };
     }

@@ -89,21 +89,33 @@ interface LabelShape {
   last?: { readonly record: TelemetryRecord; readonly json: string };
 }
 
+/** The JSON of the last label names shapeOf wrote, and the names: a fleet's label sets share them. */
+let lastKeys: readonly string[] = [];
+let lastKeysJson = '[]';
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function shapeOf(labels: Readonly<Record<string, string>>, r: TelemetryRecord): LabelShape {
   const keys = Object.keys(labels);
-  const values: Record<string, string> = {};
+  // The JSON of `values` written as it is built (no object, no second pass).
+  let values = '';
   let mask = 0;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
     const v = labels[k] as string;
     const field = i < 31 ? impliedField(k) : undefined;
     if (field !== undefined && fieldText(r, field) === v) mask |= 1 << i;
-    else Object.defineProperty(values, k, { value: v, enumerable: true, writable: true });
+    else values += `${values === '' ? '' : ','}${JSON.stringify(k)}:${JSON.stringify(v)}`;
   }
-  return {
-    setJson: `{"keys":${JSON.stringify(keys)},"values":${JSON.stringify(values)}}`,
-    impliedMask: mask,
-  };
+  if (!sameKeys(keys, lastKeys)) {
+    lastKeys = keys;
+    lastKeysJson = JSON.stringify(keys);
+  }
+  return { setJson: `{"keys":${lastKeysJson},"values":{${values}}}`, impliedMask: mask };
 }
 
 /** Which of a label set's names a record implies, as shapeOf counts them. */
@@ -180,8 +192,33 @@ function identityJson(r: TelemetryRecord, shape: LabelShape): string {
     const v = r[f];
     if (v !== undefined) json += `,"${f}":${JSON.stringify(v)}`;
   }
-  shape.last = { record: r, json };
+  // Only a frozen (shared, remembered) label set's shape is kept beyond this message: it keeps a
+  // copy of the fields sameSeries compares, not the record, whose strings are slices of the CSV
+  // line they came from and would keep each line alive as long as its series is remembered.
+  shape.last = { record: Object.isFrozen(r.labels) ? identityOf(r) : r, json };
   return json;
+}
+
+/** A copy of a string that keeps no larger string alive (a slice refers to its parent). */
+function detached(s: string): string {
+  return s.length < 13 ? s : (JSON.parse(JSON.stringify(s)) as string);
+}
+
+/** The fields of a record sameSeries compares, and its metric, as detached copies. */
+function identityOf(r: TelemetryRecord): TelemetryRecord {
+  const out: { -readonly [K in keyof TelemetryRecord]: TelemetryRecord[K] } = {
+    timestamp: 0,
+    value: 0,
+    labels: {},
+    metric: detached(r.metric),
+    hostname: detached(r.hostname),
+    gpu: r.gpu,
+  };
+  for (const f of SERIES_FIELDS) {
+    const v = r[f];
+    if (v !== undefined) out[f] = detached(v);
+  }
+  return out;
 }
 
 function num(n: number): string {

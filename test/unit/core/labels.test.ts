@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatLabels, parseLabels } from '../../../src/core/labels.js';
 
-/** The labels of a successful parse, as a plain object (parseLabels uses a null prototype). */
+/** The labels of a successful parse, as a copy. */
 function labelsOf(raw: string): Record<string, string> {
   const result = parseLabels(raw);
   if (!result.ok) assert.fail(`expected ${JSON.stringify(raw)} to parse, got: ${result.error}`);
@@ -81,6 +81,8 @@ describe('parseLabels', () => {
     assert.equal(labels.__proto__, 'evil');
     assert.equal(labels.constructor, 'c');
     assert.deepEqual(Object.keys(labels).sort(), ['__proto__', 'a', 'constructor']);
+    // A plain object (V8 keeps those compact and fast), whose prototype the label did not replace.
+    assert.equal(Object.getPrototypeOf(labels), Object.prototype);
     // Object.prototype is untouched: a fresh object has no such property and its usual prototype.
     const plain: Record<string, unknown> = {};
     assert.equal(Object.getPrototypeOf(plain), Object.prototype);

@@ -31,14 +31,27 @@ describe('label cache', () => {
     assert.equal(cache.size, 10);
   });
 
-  it('starts again when what it holds has stopped being read (a fleet whose series changed)', () => {
+  it('empties and rests when what it holds has stopped being read, then starts again (a fleet whose series changed)', () => {
     const cache = new LabelCache<number>(10, 1_000_000, 1000);
     cycle(cache, names('old', 10), 2);
-    // The old series are gone: within two rounds of 4 x 10 lookups that mostly miss, the cache
-    // starts again and keeps the new ones, which then hit on every later pass.
-    const hits = cycle(cache, names('new', 10), 20);
-    assert.ok(hits >= 10 * 10, `hits ${hits}`);
+    // The old series are gone: after a round of 4 x 10 lookups that all miss, the cache empties and
+    // rests for 16 rounds (640 lookups), then keeps the new series, which hit on every later pass.
+    const hits = cycle(cache, names('new', 10), 100);
+    assert.ok(hits >= 10 * 25, `hits ${hits}`);
     assert.equal(cache.get('old-0'), undefined);
+    assert.equal(cache.get('new-0'), 0);
+  });
+
+  it('rests instead of churning on a fleet far larger than it holds (holding its series would cost more than parsing them)', () => {
+    const cache = new LabelCache<number>(10, 1_000_000, 1000);
+    // 1,000 series in a cycle: full after 10, then a round of 40 lookups with nothing to hit.
+    cycle(cache, names('s', 1000), 1);
+    assert.ok(cache.isResting);
+    assert.equal(cache.size, 0);
+    // While resting it keeps nothing and says so.
+    assert.equal(cache.keeps('s-1'), false);
+    cache.set('s-1', 1);
+    assert.equal(cache.size, 0);
   });
 
   it('keeps no text longer than its bound, and no more characters than its budget', () => {
