@@ -16,117 +16,138 @@ export interface Dirty {
   readonly live: LiveGpu[];
 }
 
+interface ClusterEntry extends Mutable<ClusterInfo> {
+  written: number;
+  readonly hosts: Map<string, HostEntry>;
+}
+
+interface HostEntry extends Mutable<StoredHost> {
+  written: number;
+  readonly gpus: Map<number, GpuEntry>;
+}
+
+interface GpuEntry extends Mutable<GpuInfo> {
+  written: number;
+  /** Its latest value of each metric, once it has one. */
+  live: Mutable<LiveGpu> & { metrics: Record<string, { value: number; time: number }> };
+}
+
+/** The same text, an absent field as empty (how a GPU's attributes compare). */
+const text = (s: string | undefined): string => s ?? '';
+
 /**
  * What a collector has learnt about the fleet since the last flush: new or changed metadata and
  * the latest value of each metric per GPU, coalesced (many readings of a GPU between two flushes
- * make one write). Shared by the etcd and in-memory registries.
+ * make one write). Shared by the etcd and in-memory registries. Kept as maps of maps (cluster,
+ * hostname, GPU index), so that a reading costs lookups of the strings it carries and no key built
+ * for it; a reading of the same GPU as the one before it costs none.
  */
 export class FleetState {
-  private readonly clusters = new Map<string, Mutable<ClusterInfo> & { written: number }>();
-  private readonly hosts = new Map<string, Mutable<StoredHost> & { written: number }>();
-  private readonly gpus = new Map<string, Mutable<GpuInfo> & { written: number; attrs: string }>();
-  private readonly live = new Map<
-    string,
-    Mutable<LiveGpu> & { metrics: Record<string, { value: number; time: number }> }
-  >();
-  private dirtyClusters = new Set<string>();
-  private dirtyHosts = new Set<string>();
-  private dirtyGpus = new Set<string>();
-  private dirtyLive = new Set<string>();
+  private readonly clusters = new Map<string, ClusterEntry>();
+  private dirtyClusters = new Set<ClusterEntry>();
+  private dirtyHosts = new Set<HostEntry>();
+  private dirtyGpus = new Set<GpuEntry>();
+  private dirtyLive = new Set<GpuEntry>();
 
   observe(clusterId: string, records: readonly TelemetryRecord[]): void {
+    if (records.length === 0) return;
+    const first = records[0] as TelemetryRecord;
+    let c = this.clusters.get(clusterId);
+    if (c === undefined) {
+      c = {
+        cluster_id: clusterId,
+        first_seen: first.timestamp,
+        last_seen: first.timestamp,
+        written: Number.NEGATIVE_INFINITY,
+        hosts: new Map(),
+      };
+      this.clusters.set(clusterId, c);
+      this.dirtyClusters.add(c);
+    }
+    let h: HostEntry | undefined;
+    let g: GpuEntry | undefined;
     for (const r of records) {
       const t = r.timestamp;
-      let c = this.clusters.get(clusterId);
-      if (c === undefined) {
-        c = {
-          cluster_id: clusterId,
-          first_seen: t,
-          last_seen: t,
-          written: Number.NEGATIVE_INFINITY,
-        };
-        this.clusters.set(clusterId, c);
-        this.dirtyClusters.add(clusterId);
-      } else {
-        if (t < c.first_seen) {
-          c.first_seen = t;
-          this.dirtyClusters.add(clusterId);
-        }
-        if (t > c.last_seen) c.last_seen = t;
-        if (c.last_seen > c.written + TOUCH_MS) this.dirtyClusters.add(clusterId);
+      if (t < c.first_seen) {
+        c.first_seen = t;
+        this.dirtyClusters.add(c);
       }
-      const hk = `${clusterId}\u0000${r.hostname}`;
-      let h = this.hosts.get(hk);
-      if (h === undefined) {
-        h = {
-          cluster_id: clusterId,
-          hostname: r.hostname,
-          first_seen: t,
-          last_seen: t,
-          written: Number.NEGATIVE_INFINITY,
-        };
-        this.hosts.set(hk, h);
-        this.dirtyHosts.add(hk);
+      if (t > c.last_seen) c.last_seen = t;
+      if (h === undefined || h.hostname !== r.hostname) {
+        h = c.hosts.get(r.hostname);
+        g = undefined;
+        if (h === undefined) {
+          h = {
+            cluster_id: clusterId,
+            hostname: r.hostname,
+            first_seen: t,
+            last_seen: t,
+            written: Number.NEGATIVE_INFINITY,
+            gpus: new Map(),
+          };
+          c.hosts.set(r.hostname, h);
+          this.dirtyHosts.add(h);
+        }
       }
       if (t < h.first_seen) {
         h.first_seen = t;
-        this.dirtyHosts.add(hk);
+        this.dirtyHosts.add(h);
       }
       if (t > h.last_seen) h.last_seen = t;
-      if (h.last_seen > h.written + TOUCH_MS) this.dirtyHosts.add(hk);
-      const gk = `${hk}\u0000${r.gpu}`;
-      const attrs = `${r.uuid ?? ''}\u0000${r.model ?? ''}\u0000${r.device ?? ''}`;
-      let g = this.gpus.get(gk);
-      if (g === undefined) {
-        g = {
-          cluster_id: clusterId,
-          hostname: r.hostname,
-          gpu: r.gpu,
-          uuid: r.uuid,
-          model: r.model,
-          device: r.device,
-          first_seen: t,
-          last_seen: t,
-          written: Number.NEGATIVE_INFINITY,
-          attrs,
-        };
-        this.gpus.set(gk, g);
-        this.dirtyGpus.add(gk);
-      } else {
-        if (t >= g.last_seen && attrs !== g.attrs) {
-          g.uuid = r.uuid;
-          g.model = r.model;
-          g.device = r.device;
-          g.attrs = attrs;
-          this.dirtyGpus.add(gk);
+      if (h.last_seen > h.written + TOUCH_MS) this.dirtyHosts.add(h);
+      if (g === undefined || g.gpu !== r.gpu) {
+        g = h.gpus.get(r.gpu);
+        if (g === undefined) {
+          g = {
+            cluster_id: clusterId,
+            hostname: r.hostname,
+            gpu: r.gpu,
+            uuid: r.uuid,
+            model: r.model,
+            device: r.device,
+            first_seen: t,
+            last_seen: t,
+            written: Number.NEGATIVE_INFINITY,
+            live: {
+              cluster_id: clusterId,
+              hostname: r.hostname,
+              gpu: r.gpu,
+              uuid: r.uuid,
+              time: t,
+              metrics: {},
+            },
+          };
+          h.gpus.set(r.gpu, g);
+          this.dirtyGpus.add(g);
         }
-        if (t < g.first_seen) {
-          g.first_seen = t;
-          this.dirtyGpus.add(gk);
-        }
-        if (t > g.last_seen) g.last_seen = t;
-        if (g.last_seen > g.written + TOUCH_MS) this.dirtyGpus.add(gk);
       }
-      let l = this.live.get(gk);
-      if (l === undefined) {
-        l = {
-          cluster_id: clusterId,
-          hostname: r.hostname,
-          gpu: r.gpu,
-          uuid: r.uuid,
-          time: t,
-          metrics: {},
-        };
-        this.live.set(gk, l);
+      if (
+        t >= g.last_seen &&
+        (text(r.uuid) !== text(g.uuid) ||
+          text(r.model) !== text(g.model) ||
+          text(r.device) !== text(g.device))
+      ) {
+        g.uuid = r.uuid;
+        g.model = r.model;
+        g.device = r.device;
+        this.dirtyGpus.add(g);
       }
+      if (t < g.first_seen) {
+        g.first_seen = t;
+        this.dirtyGpus.add(g);
+      }
+      if (t > g.last_seen) g.last_seen = t;
+      if (g.last_seen > g.written + TOUCH_MS) this.dirtyGpus.add(g);
+      const l = g.live;
       const prev = l.metrics[r.metric];
       if (prev === undefined || prev.time <= t) {
         l.metrics[r.metric] = { value: r.value, time: t };
         if (t > l.time) l.time = t;
         if (r.uuid !== undefined) l.uuid = r.uuid;
-        this.dirtyLive.add(gk);
+        this.dirtyLive.add(g);
       }
     }
+    if (c.last_seen > c.written + TOUCH_MS) this.dirtyClusters.add(c);
   }
 
   /**
@@ -140,9 +161,7 @@ export class FleetState {
       gpus: [] as GpuInfo[],
       live: [] as LiveGpu[],
     };
-    for (const k of this.dirtyClusters) {
-      const c = this.clusters.get(k);
-      if (c === undefined) continue;
+    for (const c of this.dirtyClusters) {
       c.written = c.last_seen;
       now.clusters.push({
         cluster_id: c.cluster_id,
@@ -150,9 +169,7 @@ export class FleetState {
         last_seen: c.last_seen,
       });
     }
-    for (const k of this.dirtyHosts) {
-      const h = this.hosts.get(k);
-      if (h === undefined) continue;
+    for (const h of this.dirtyHosts) {
       h.written = h.last_seen;
       now.hosts.push({
         cluster_id: h.cluster_id,
@@ -161,9 +178,7 @@ export class FleetState {
         last_seen: h.last_seen,
       });
     }
-    for (const k of this.dirtyGpus) {
-      const g = this.gpus.get(k);
-      if (g === undefined) continue;
+    for (const g of this.dirtyGpus) {
       g.written = g.last_seen;
       now.gpus.push({
         cluster_id: g.cluster_id,
@@ -179,12 +194,10 @@ export class FleetState {
     this.dirtyClusters = new Set();
     this.dirtyHosts = new Set();
     this.dirtyGpus = new Set();
-    const rest = new Set<string>();
-    for (const k of this.dirtyLive) {
-      const l = this.live.get(k);
-      if (l === undefined) continue;
-      if (now.live.length >= maxLive) rest.add(k);
-      else now.live.push({ ...l, metrics: { ...l.metrics } });
+    const rest = new Set<GpuEntry>();
+    for (const g of this.dirtyLive) {
+      if (now.live.length >= maxLive) rest.add(g);
+      else now.live.push({ ...g.live, metrics: { ...g.live.metrics } });
     }
     this.dirtyLive = rest;
     return now;
@@ -192,9 +205,23 @@ export class FleetState {
 
   /** Puts entries back after a failed write. */
   restore(d: Dirty): void {
-    for (const c of d.clusters) this.dirtyClusters.add(c.cluster_id);
-    for (const h of d.hosts) this.dirtyHosts.add(`${h.cluster_id}\u0000${h.hostname}`);
-    for (const g of d.gpus) this.dirtyGpus.add(`${g.cluster_id}\u0000${g.hostname}\u0000${g.gpu}`);
-    for (const l of d.live) this.dirtyLive.add(`${l.cluster_id}\u0000${l.hostname}\u0000${l.gpu}`);
+    const host = (cluster: string, hostname: string): HostEntry | undefined =>
+      this.clusters.get(cluster)?.hosts.get(hostname);
+    for (const c of d.clusters) {
+      const e = this.clusters.get(c.cluster_id);
+      if (e !== undefined) this.dirtyClusters.add(e);
+    }
+    for (const h of d.hosts) {
+      const e = host(h.cluster_id, h.hostname);
+      if (e !== undefined) this.dirtyHosts.add(e);
+    }
+    for (const g of d.gpus) {
+      const e = host(g.cluster_id, g.hostname)?.gpus.get(g.gpu);
+      if (e !== undefined) this.dirtyGpus.add(e);
+    }
+    for (const l of d.live) {
+      const e = host(l.cluster_id, l.hostname)?.gpus.get(l.gpu);
+      if (e !== undefined) this.dirtyLive.add(e);
+    }
   }
 }
