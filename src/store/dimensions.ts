@@ -183,6 +183,14 @@ function byWorkloadKey(
   );
 }
 
+/**
+ * Whether a batch's span reaches outside a row's as cached: earlier than its first_seen, or later
+ * than its last_seen by more than TOUCH_MS (last_seen moves at most once a minute per row).
+ */
+function outside(span: Span, first: number, last: number): boolean {
+  return span.first < first || span.last > last + TOUCH_MS;
+}
+
 /** Labels of an instance's reading that are not its GPU's (a derived GPU row leaves them out). */
 const INSTANCE_ONLY = new Set([...MIG_LABELS, 'pod', 'namespace', 'container']);
 
@@ -371,8 +379,6 @@ export class Dimensions {
     const cluster = c.clusters.get(clusterName);
     if (cluster === undefined) return 'upsert';
     for (const m of fleet.metrics) if (!c.metrics.has(m)) return 'upsert';
-    const outside = (span: Span, first: number, last: number): boolean =>
-      span.first < first || span.last > last + TOUCH_MS;
     let moved = outside({ first: fleet.min, last: fleet.max }, cluster.firstSeen, cluster.lastSeen);
     const hosts: { key: string; id: number; span: Span }[] = [];
     for (const [h, span] of fleet.hosts) {
@@ -523,10 +529,20 @@ export class Dimensions {
       lastSeen: Number(cluster.last_seen),
     });
 
-    // Hosts, in hostname order.
-    const hosts = [...fleet.hosts.entries()].sort((x, y) =>
-      x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0,
-    );
+    // Hosts, in hostname order: those this process knows, with the batch inside their span, have
+    // nothing to write (as a batch with nothing new: `plan`) and keep their cached ids; only the
+    // others go through the statements (a batch with one new GPU among 10,000 known ones sends one).
+    const hostIds = new Map<string, number>();
+    const hosts: [string, Span][] = [];
+    for (const [h, span] of fleet.hosts) {
+      const key = this.hostKey(cluster.id, h);
+      const known = c.hosts.get(key);
+      if (known !== undefined && !outside(span, known.firstSeen, known.lastSeen)) {
+        hostIds.set(h, known.id);
+        out.hosts.set(key, known);
+      } else hosts.push([h, span]);
+    }
+    hosts.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
     const hostArgs = [
       cluster.id,
       hosts.map(([h]) => h),
@@ -534,14 +550,17 @@ export class Dimensions {
       hosts.map(([, s]) => s.last),
     ];
     type HostRow = { id: number; hostname: string; first_seen: string; last_seen: string };
-    const hr = await tx.query<HostRow>(
-      `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen)
+    const hr =
+      hosts.length === 0
+        ? { rows: [] as HostRow[] }
+        : await tx.query<HostRow>(
+            `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen)
        SELECT $1, u.h, nexus_ts(u.f), nexus_ts(u.l) FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(h, f, l)
        WHERE NOT EXISTS (SELECT FROM hosts x WHERE x.cluster_id = $1 AND x.hostname = u.h)
        ON CONFLICT (cluster_id, hostname) DO NOTHING
        RETURNING id, hostname, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
-      hostArgs,
-    );
+            hostArgs,
+          );
     const hostRows = [...hr.rows];
     // The hosts that existed already (or that another collector inserted meanwhile): their ids,
     // and their spans moved where the batch reaches outside them (no row rewritten for nothing).
@@ -569,7 +588,6 @@ export class Dimensions {
       );
       hostRows.push(...kr.rows);
     }
-    const hostIds = new Map<string, number>();
     for (const row of hostRows) {
       hostIds.set(row.hostname, row.id);
       out.hosts.set(this.hostKey(cluster.id, row.hostname), {
@@ -583,13 +601,27 @@ export class Dimensions {
     // reading here is older than the newest this process has seen keeps its attributes (an older
     // reading never reverts a uuid); so does a whole GPU known here only from its instances
     // (`derived`: its row is made from theirs when missing, `keep` on update).
+    // Those known here, unchanged (as `plan` judges them) and with the batch inside their span keep
+    // their cached ids and go through no statement.
+    const gpuIds = new Map<string, number>();
     const gpus = [...fleet.gpus.values()]
       .map((g) => {
         const hostId = hostIds.get(g.host) ?? -1;
-        const stale =
-          g.last <
-          (c.newest.get(this.gpuKey(hostId, g.index, g.instance)) ?? Number.NEGATIVE_INFINITY);
-        return { hostId, g, stale, ...gpuAttrs(g.record, g.derived) };
+        const key = this.gpuKey(hostId, g.index, g.instance);
+        const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
+        return { hostId, key, g, stale, ...gpuAttrs(g.record, g.derived) };
+      })
+      .filter((x) => {
+        const known = c.gpus.get(x.key);
+        if (
+          known === undefined ||
+          (!x.stale && !x.g.derived && known.attrs !== x.attrs) ||
+          outside(x.g, known.firstSeen, known.lastSeen)
+        )
+          return true;
+        gpuIds.set(x.key, known.id);
+        out.gpus.set(x.key, known);
+        return false;
       })
       .sort((x, y) => x.hostId - y.hostId || x.g.index - y.g.index || x.g.instance - y.g.instance);
     const gpuArgs = [
@@ -615,16 +647,19 @@ export class Dimensions {
       first_seen: string;
       last_seen: string;
     };
-    const gi = await tx.query<GpuRow>(
-      `INSERT INTO gpus (host_id, gpu_index, gpu_instance_id, mig_profile, uuid, model, device, labels, first_seen, last_seen)
+    const gi =
+      gpus.length === 0
+        ? { rows: [] as GpuRow[] }
+        : await tx.query<GpuRow>(
+            `INSERT INTO gpus (host_id, gpu_index, gpu_instance_id, mig_profile, uuid, model, device, labels, first_seen, last_seen)
        SELECT u.h, u.i, u.gi, nullif(u.p, ''), nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(nullif(u.l, ''), '{}')::jsonb, nexus_ts(u.f), nexus_ts(u.t)
        FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
          AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
        WHERE NOT EXISTS (SELECT FROM gpus x WHERE x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi)
        ON CONFLICT (host_id, gpu_index, gpu_instance_id) DO NOTHING
        RETURNING id, host_id, gpu_index, gpu_instance_id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
-      gpuArgs,
-    );
+            gpuArgs,
+          );
     const gpuRows = [...gi.rows];
     // The GPUs that existed already: their ids, and their rows updated only where the batch
     // moves their span or changes their attributes (the values below differ from the row's).
@@ -680,8 +715,7 @@ export class Dimensions {
       );
       gpuRows.push(...gr.rows);
     }
-    const attrsOf = new Map(gpus.map((x) => [this.gpuKey(x.hostId, x.g.index, x.g.instance), x]));
-    const gpuIds = new Map<string, number>();
+    const attrsOf = new Map(gpus.map((x) => [x.key, x]));
     for (const row of gpuRows) {
       const k = this.gpuKey(row.host_id, row.gpu_index, row.gpu_instance_id);
       gpuIds.set(k, row.id);
@@ -726,24 +760,33 @@ export class Dimensions {
           gpuId: gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index, w.instance)) ?? -1,
           w,
         }))
+        .filter(({ gpuId, w }) => {
+          // Known here with the batch inside its span: nothing to write.
+          const k = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
+          const seen = c.workloads.get(k);
+          if (seen === undefined || outside(w, seen.first, seen.last)) return true;
+          out.workloads.set(k, seen);
+          return false;
+        })
         .sort(byWorkloadKey);
-      await tx.query(
-        `INSERT INTO gpu_workloads (gpu_id, namespace, pod, container, first_seen, last_seen)
+      if (ws.length > 0)
+        await tx.query(
+          `INSERT INTO gpu_workloads (gpu_id, namespace, pod, container, first_seen, last_seen)
          SELECT g, n, p, c, nexus_ts(f), nexus_ts(l)
          FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS x(g, n, p, c, f, l)
          ON CONFLICT (gpu_id, namespace, pod, container) DO UPDATE SET
            first_seen = least(gpu_workloads.first_seen, excluded.first_seen),
            last_seen = greatest(gpu_workloads.last_seen, excluded.last_seen)
          WHERE gpu_workloads.first_seen > excluded.first_seen OR gpu_workloads.last_seen < excluded.last_seen`,
-        [
-          ws.map((x) => x.gpuId),
-          ws.map((x) => x.w.ns),
-          ws.map((x) => x.w.pod),
-          ws.map((x) => x.w.container),
-          ws.map((x) => x.w.first),
-          ws.map((x) => x.w.last),
-        ],
-      );
+          [
+            ws.map((x) => x.gpuId),
+            ws.map((x) => x.w.ns),
+            ws.map((x) => x.w.pod),
+            ws.map((x) => x.w.container),
+            ws.map((x) => x.w.first),
+            ws.map((x) => x.w.last),
+          ],
+        );
       for (const { gpuId, w } of ws) {
         const k = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
         const seen = c.workloads.get(k);

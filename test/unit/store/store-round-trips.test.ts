@@ -145,6 +145,19 @@ describe('store round trips', () => {
     const stored = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM gpus');
     assert.equal(stored.rows[0]?.n, 1 + 2 + 400);
 
+    // A batch of those 400 known GPUs and one new one on a new host: only the new ones go through
+    // the statements (before, every GPU of a batch with anything new did: inserted where missing,
+    // then read back), and no row is rewritten.
+    db.reset();
+    await store.write('c1', [...fleet(names('b', 50), 8), ...fleet(['new-host'], 1)]);
+    assert.ok(
+      !db.statements.some((x) => x.startsWith('WITH u AS')),
+      `a statement for rows that existed: ${db.statements.join('; ')}`,
+    );
+    assert.deepEqual(await updates(), []);
+    const grown = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM gpus');
+    assert.equal(grown.rows[0]?.n, 1 + 2 + 400 + 1);
+
     // Another process (an empty cache) writing the same GPUs again: their ids are read, no row
     // is rewritten (nothing moved), and the same statements whatever the number of GPUs.
     const other = new Counting(db);
@@ -159,10 +172,16 @@ describe('store round trips', () => {
     assert.equal(again.inserted, 0);
     assert.deepEqual(await updates(), []);
 
-    // A GPU whose uuid changes and a host seen later: exactly those rows move.
+    // A GPU whose uuid changes: exactly that row moves. Its host, seen 30 s after its last_seen,
+    // is not rewritten (last_seen moves at most once a minute per row, upsert or not)...
     await store2.write('c1', [
       rec(T0 + 30 * SECOND, 1, { hostname: 'b3', gpu: 5, uuid: 'GPU-new' }),
     ]);
-    assert.deepEqual(await updates(), ['gpus: 1', 'hosts: 1']);
+    assert.deepEqual(await updates(), ['gpus: 1']);
+    // ... and is, with its GPU and the cluster, once seen more than a minute later.
+    await store2.write('c1', [
+      rec(T0 + 2 * MINUTE, 1, { hostname: 'b3', gpu: 5, uuid: 'GPU-new' }),
+    ]);
+    assert.deepEqual(await updates(), ['clusters: 1', 'gpus: 2', 'hosts: 1']);
   });
 });
