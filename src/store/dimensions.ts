@@ -476,9 +476,11 @@ export class Dimensions {
   }
 
   /**
-   * Writes what the batch brings, in three steps per table, so that identity values are only drawn
-   * for rows that are really new (an INSERT ... ON CONFLICT draws one for every row it tries):
-   * insert the rows that do not exist, update the ones whose span or attributes moved, read the ids.
+   * Writes what the batch brings that this process does not know as it is (new, changed, or
+   * outside its cached span; the rest keep their cached ids), in three steps per table, so that
+   * identity values are only drawn for rows that are really new (an INSERT ... ON CONFLICT draws
+   * one for every row it tries): insert the rows that do not exist, update the ones whose span or
+   * attributes moved, read the ids.
    */
   private async upsert(
     c: Cache,
