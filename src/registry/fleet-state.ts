@@ -32,6 +32,23 @@ interface GpuEntry extends Mutable<GpuInfo> {
   live: Mutable<LiveGpu> & { metrics: Record<string, { value: number; time: number }> };
 }
 
+/**
+ * Widens an entry's span by a reading at `t`; it is dirty when its first_seen moved, or its
+ * last_seen moved more than TOUCH_MS past what was last written.
+ */
+function widen<E extends { first_seen: number; last_seen: number; written: number }>(
+  e: E,
+  t: number,
+  dirty: Set<E>,
+): void {
+  if (t < e.first_seen) {
+    e.first_seen = t;
+    dirty.add(e);
+  }
+  if (t > e.last_seen) e.last_seen = t;
+  if (e.last_seen > e.written + TOUCH_MS) dirty.add(e);
+}
+
 /** The same text, an absent field as empty (how a GPU's attributes compare). */
 const text = (s: string | undefined): string => s ?? '';
 
@@ -68,11 +85,7 @@ export class FleetState {
     let g: GpuEntry | undefined;
     for (const r of records) {
       const t = r.timestamp;
-      if (t < c.first_seen) {
-        c.first_seen = t;
-        this.dirtyClusters.add(c);
-      }
-      if (t > c.last_seen) c.last_seen = t;
+      widen(c, t, this.dirtyClusters);
       if (h === undefined || h.hostname !== r.hostname) {
         h = c.hosts.get(r.hostname);
         g = undefined;
@@ -89,12 +102,7 @@ export class FleetState {
           this.dirtyHosts.add(h);
         }
       }
-      if (t < h.first_seen) {
-        h.first_seen = t;
-        this.dirtyHosts.add(h);
-      }
-      if (t > h.last_seen) h.last_seen = t;
-      if (h.last_seen > h.written + TOUCH_MS) this.dirtyHosts.add(h);
+      widen(h, t, this.dirtyHosts);
       if (g === undefined || g.gpu !== r.gpu) {
         g = h.gpus.get(r.gpu);
         if (g === undefined) {
@@ -132,12 +140,7 @@ export class FleetState {
         g.device = r.device;
         this.dirtyGpus.add(g);
       }
-      if (t < g.first_seen) {
-        g.first_seen = t;
-        this.dirtyGpus.add(g);
-      }
-      if (t > g.last_seen) g.last_seen = t;
-      if (g.last_seen > g.written + TOUCH_MS) this.dirtyGpus.add(g);
+      widen(g, t, this.dirtyGpus);
       const l = g.live;
       const prev = l.metrics[r.metric];
       if (prev === undefined || prev.time <= t) {
@@ -147,7 +150,6 @@ export class FleetState {
         this.dirtyLive.add(g);
       }
     }
-    if (c.last_seen > c.written + TOUCH_MS) this.dirtyClusters.add(c);
   }
 
   /**
