@@ -36,6 +36,10 @@ interface GpuSpan extends Span {
    * missing (from the instance's uuid, model and device), never updated from them.
    */
   derived: boolean;
+  /** Its key in the cache (host id, index, instance), once its host's id is known. */
+  key?: string;
+  /** Its row's id, once resolved (the batch's readings take it from here). */
+  id?: number | undefined;
 }
 
 interface WorkloadSpan extends Span {
@@ -53,6 +57,8 @@ interface BatchFleet {
   readonly max: number;
   readonly hosts: Map<string, Span>;
   readonly gpus: Map<string, GpuSpan>;
+  /** The GPU row of each record (an instance's own row for a MIG instance's reading). */
+  readonly rowOf: readonly GpuSpan[];
   readonly metrics: Set<string>;
   readonly workloads: Map<string, WorkloadSpan>;
 }
@@ -97,7 +103,7 @@ class Cache {
   readonly hosts = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
   readonly gpus = new Map<
     string,
-    { id: number; attrs: string; firstSeen: number; lastSeen: number }
+    { id: number; attrs: string; plain: number; firstSeen: number; lastSeen: number }
   >();
   readonly metrics = new Map<string, number>();
   readonly workloads = new Map<string, Span>();
@@ -194,15 +200,102 @@ function outside(span: Span, first: number, last: number): boolean {
 /** Labels of an instance's reading that are not its GPU's (a derived GPU row leaves them out). */
 const INSTANCE_ONLY = new Set([...MIG_LABELS, 'pod', 'namespace', 'container']);
 
-function gpuAttrs(r: TelemetryRecord, derived = false): { attrs: string; labels: string } {
+/** A GPU row's attributes as gpuAttrs writes them. */
+export interface GpuAttrs {
+  /** One string to compare with the cached one: uuid, model, device and the labels' JSON. */
+  readonly attrs: string;
+  readonly labels: string;
+  /** How many labels, when JSON wrote each name and value as it is (nothing escaped); else -1. */
+  readonly plain: number;
+}
+
+/**
+ * A GPU row's attributes, as one string to compare with the cached ones, and its labels' JSON. The
+ * labels keep the order they came in (a producer keeps it from scrape to scrape; one that changes
+ * it costs one upsert, which writes nothing, as jsonb does not keep key order).
+ */
+export function gpuAttrs(r: TelemetryRecord, derived = false): GpuAttrs {
   const labels: Record<string, string> = {};
-  for (const k of Object.keys(r.labels).sort())
-    if (k !== '__name__' && !(derived && INSTANCE_ONLY.has(k))) labels[k] = r.labels[k] ?? '';
+  let n = 0;
+  let raw = 1;
+  for (const k in r.labels)
+    if (Object.hasOwn(r.labels, k) && k !== '__name__' && !(derived && INSTANCE_ONLY.has(k))) {
+      const v = r.labels[k] ?? '';
+      labels[k] = v;
+      n++;
+      raw += k.length + v.length + 6;
+    }
   const json = JSON.stringify(labels);
   return {
     attrs: `${r.uuid ?? ''}\u0000${r.model ?? ''}\u0000${r.device ?? ''}\u0000${json}`,
     labels: json,
+    // `{"k":"v","k2":"v2"}`: escaping only ever lengthens it.
+    plain: json.length === (n === 0 ? 2 : raw) ? n : -1,
   };
+}
+
+/** Whether `attrs` continues at `p` with `part` and then a NUL. */
+function partAt(attrs: string, p: number, part: string): boolean {
+  return attrs.startsWith(part, p) && attrs.charCodeAt(p + part.length) === 0;
+}
+
+/**
+ * Whether cached attributes (`attrs`, `plain` as gpuAttrs gave them) say what reading `r` says,
+ * read in place: the same answer as `attrs === gpuAttrs(r).attrs` without writing a string (a
+ * batch compares every GPU it brings with what is cached). Read as plain text, labels match only
+ * when they are as many as the cached ones (a value with quotes in it could otherwise span several
+ * of them); cached attributes that JSON escaped are compared the long way.
+ */
+export function sameAttrs(attrs: string, plain: number, r: TelemetryRecord): boolean {
+  if (plain < 0) return attrs === gpuAttrs(r).attrs;
+  const uuid = r.uuid ?? '';
+  const model = r.model ?? '';
+  const device = r.device ?? '';
+  if (!partAt(attrs, 0, uuid)) return false;
+  let p = uuid.length + 1;
+  if (!partAt(attrs, p, model)) return false;
+  p += model.length + 1;
+  if (!partAt(attrs, p, device)) return false;
+  p += device.length + 1;
+  if (attrs.charCodeAt(p++) !== 123 /* { */) return false;
+  let n = 0;
+  for (const k in r.labels) {
+    if (!Object.hasOwn(r.labels, k) || k === '__name__') continue;
+    const v = r.labels[k] ?? '';
+    if (n++ > 0 && attrs.charCodeAt(p++) !== 44 /* , */) return false;
+    if (attrs.charCodeAt(p) !== 34 /* " */ || !attrs.startsWith(k, p + 1)) return false;
+    p += 1 + k.length;
+    if (!attrs.startsWith('":"', p) || !attrs.startsWith(v, p + 3)) return false;
+    p += 3 + v.length;
+    if (attrs.charCodeAt(p++) !== 34) return false;
+  }
+  return n === plain && attrs.charCodeAt(p) === 125 /* } */ && p + 1 === attrs.length;
+}
+
+/**
+ * The GPU rows a batch writes, as the statements read them: one JSON document (`GPU_ROWS`), which
+ * the labels go into as they are, instead of eleven arrays of which one holds every label set's
+ * JSON escaped again as array text. Empty strings stand for "not from this reading" (a reading
+ * older than the newest seen), as null labels do.
+ */
+const GPU_ROWS = `jsonb_to_recordset($1::jsonb)
+  AS u(h int, i smallint, uu text, m text, d text, l jsonb, f bigint, t bigint, gi smallint, p text, keep boolean)`;
+
+function gpuRowsJson(
+  rows: readonly { hostId: number; g: GpuSpan; stale: boolean; labels: string }[],
+): string {
+  const out = new Array<string>(rows.length);
+  for (let k = 0; k < rows.length; k++) {
+    const { hostId, g, stale, labels } = rows[k] as (typeof rows)[number];
+    const r = g.record;
+    const text = (v: string | undefined): string => JSON.stringify(stale ? '' : (v ?? ''));
+    const profile = stale || g.instance === WHOLE_GPU ? '' : (migProfileOf(r.labels) ?? '');
+    out[k] =
+      `{"h":${hostId},"i":${g.index},"uu":${text(r.uuid)},"m":${text(r.model)},"d":${text(r.device)},` +
+      `"l":${stale ? 'null' : labels},"f":${g.first},"t":${g.last},"gi":${g.instance},` +
+      `"p":${JSON.stringify(profile)},"keep":${g.derived}}`;
+  }
+  return `[${out.join(',')}]`;
 }
 
 /** Widens the span of GPU row `gk` by reading `r` (`derived`: `r` is one of its instances'). */
@@ -212,11 +305,11 @@ function spanGpu(
   r: TelemetryRecord,
   instance: number,
   derived: boolean,
-): void {
+): GpuSpan {
   const t = r.timestamp;
   const g = gpus.get(gk);
   if (g === undefined) {
-    gpus.set(gk, {
+    const made: GpuSpan = {
       host: r.hostname,
       index: r.gpu,
       instance,
@@ -224,8 +317,9 @@ function spanGpu(
       first: t,
       last: t,
       derived,
-    });
-    return;
+    };
+    gpus.set(gk, made);
+    return made;
   }
   if (t < g.first) g.first = t;
   if (!derived && g.derived) {
@@ -237,6 +331,7 @@ function spanGpu(
     g.last = t;
     if (derived === g.derived) g.record = r;
   }
+  return g;
 }
 
 function survey(records: readonly TelemetryRecord[]): BatchFleet {
@@ -246,7 +341,9 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
   const gpus = new Map<string, GpuSpan>();
   const metrics = new Set<string>();
   const workloads = new Map<string, WorkloadSpan>();
-  for (const r of records) {
+  const rowOf = new Array<GpuSpan>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as TelemetryRecord;
     const t = r.timestamp;
     if (t < min) min = t;
     if (t > max) max = t;
@@ -258,7 +355,7 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
     }
     const instance = migInstanceOf(r.labels);
     const gk = `${r.hostname}\u0000${r.gpu}\u0000${instance}`;
-    spanGpu(gpus, gk, r, instance, false);
+    rowOf[i] = spanGpu(gpus, gk, r, instance, false);
     // An instance's reading is a reading of its GPU too: the GPU's row spans it.
     if (instance !== WHOLE_GPU)
       spanGpu(gpus, `${r.hostname}\u0000${r.gpu}\u0000${WHOLE_GPU}`, r, WHOLE_GPU, true);
@@ -285,7 +382,7 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
       }
     }
   }
-  return { min, max, hosts, gpus, metrics, workloads };
+  return { min, max, hosts, gpus, rowOf, metrics, workloads };
 }
 
 /**
@@ -347,17 +444,25 @@ export class Dimensions {
         throw err;
       }
     }
-    const ids = this.ids(c, clusterName, records);
+    // Each GPU row's id, once (the readings take theirs from their row), and the newest reading
+    // seen of it. Its key was made when the batch was planned, unless the plan stopped short of
+    // it (something new came first), and then by the upsert.
     const clusterId = c.clusters.get(clusterName)?.id ?? -1;
+    let hostIds: Map<string, number> | undefined;
     for (const g of fleet.gpus.values()) {
-      const k = this.gpuKey(
-        c.hosts.get(this.hostKey(clusterId, g.host))?.id ?? -1,
-        g.index,
-        g.instance,
-      );
+      let k = g.key;
+      if (k === undefined) {
+        if (hostIds === undefined) {
+          hostIds = new Map<string, number>();
+          for (const h of fleet.hosts.keys())
+            hostIds.set(h, c.hosts.get(this.hostKey(clusterId, h))?.id ?? -1);
+        }
+        k = this.gpuKey(hostIds.get(g.host) ?? -1, g.index, g.instance);
+      }
+      g.id = c.gpus.get(k)?.id;
       if (g.last > (c.newest.get(k) ?? Number.NEGATIVE_INFINITY)) c.newest.set(k, g.last);
     }
-    return ids;
+    return this.ids(c, records, fleet.rowOf);
   }
 
   private hostKey(clusterId: number, hostname: string): string {
@@ -381,22 +486,24 @@ export class Dimensions {
     for (const m of fleet.metrics) if (!c.metrics.has(m)) return 'upsert';
     let moved = outside({ first: fleet.min, last: fleet.max }, cluster.firstSeen, cluster.lastSeen);
     const hosts: { key: string; id: number; span: Span }[] = [];
+    const hostIds = new Map<string, number>();
     for (const [h, span] of fleet.hosts) {
       const key = this.hostKey(cluster.id, h);
       const host = c.hosts.get(key);
       if (host === undefined) return 'upsert';
       moved ||= outside(span, host.firstSeen, host.lastSeen);
       hosts.push({ key, id: host.id, span });
+      hostIds.set(h, host.id);
     }
     const gpus: { key: string; id: number; span: Span }[] = [];
     const gpuIds = new Map<string, number>();
     for (const [gk, g] of fleet.gpus) {
-      const hostId = c.hosts.get(this.hostKey(cluster.id, g.host))?.id ?? -1;
-      const key = this.gpuKey(hostId, g.index, g.instance);
+      const key = this.gpuKey(hostIds.get(g.host) ?? -1, g.index, g.instance);
+      g.key = key;
       const gpu = c.gpus.get(key);
       if (gpu === undefined) return 'upsert';
       const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
-      if (!stale && !g.derived && gpu.attrs !== gpuAttrs(g.record).attrs) return 'upsert';
+      if (!stale && !g.derived && !sameAttrs(gpu.attrs, gpu.plain, g.record)) return 'upsert';
       moved ||= outside(g, gpu.firstSeen, gpu.lastSeen);
       gpus.push({ key, id: gpu.id, span: g });
       gpuIds.set(gk, gpu.id);
@@ -464,7 +571,12 @@ export class Dimensions {
     for (const h of t.hosts) renew(c.hosts, h.key, { id: h.id, ...moved('h', h.id) });
     for (const g of t.gpus) {
       const known = c.gpus.get(g.key);
-      renew(c.gpus, g.key, { id: g.id, attrs: known?.attrs ?? '', ...moved('g', g.id) });
+      renew(c.gpus, g.key, {
+        id: g.id,
+        attrs: known?.attrs ?? '',
+        plain: known?.plain ?? -1,
+        ...moved('g', g.id),
+      });
     }
     for (const { key, w } of t.workloads) {
       const seen = c.workloads.get(key);
@@ -610,14 +722,15 @@ export class Dimensions {
       .map((g) => {
         const hostId = hostIds.get(g.host) ?? -1;
         const key = this.gpuKey(hostId, g.index, g.instance);
+        g.key = key;
         const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
-        return { hostId, key, g, stale, ...gpuAttrs(g.record, g.derived) };
+        return { hostId, key, g, stale };
       })
       .filter((x) => {
         const known = c.gpus.get(x.key);
         if (
           known === undefined ||
-          (!x.stale && !x.g.derived && known.attrs !== x.attrs) ||
+          (!x.stale && !x.g.derived && !sameAttrs(known.attrs, known.plain, x.g.record)) ||
           outside(x.g, known.firstSeen, known.lastSeen)
         )
           return true;
@@ -625,22 +738,9 @@ export class Dimensions {
         out.gpus.set(x.key, known);
         return false;
       })
+      .map((x) => ({ ...x, ...gpuAttrs(x.g.record, x.g.derived) }))
       .sort((x, y) => x.hostId - y.hostId || x.g.index - y.g.index || x.g.instance - y.g.instance);
-    const gpuArgs = [
-      gpus.map((x) => x.hostId),
-      gpus.map((x) => x.g.index),
-      gpus.map((x) => (x.stale ? '' : (x.g.record.uuid ?? ''))),
-      gpus.map((x) => (x.stale ? '' : (x.g.record.model ?? ''))),
-      gpus.map((x) => (x.stale ? '' : (x.g.record.device ?? ''))),
-      gpus.map((x) => (x.stale ? '' : x.labels)),
-      gpus.map((x) => x.g.first),
-      gpus.map((x) => x.g.last),
-      gpus.map((x) => x.g.instance),
-      gpus.map((x) =>
-        x.stale || x.g.instance === WHOLE_GPU ? '' : (migProfileOf(x.g.record.labels) ?? ''),
-      ),
-      gpus.map((x) => x.g.derived),
-    ];
+    const gpuDoc = gpuRowsJson(gpus);
     type GpuRow = {
       id: number;
       host_id: number;
@@ -654,13 +754,12 @@ export class Dimensions {
         ? { rows: [] as GpuRow[] }
         : await tx.query<GpuRow>(
             `INSERT INTO gpus (host_id, gpu_index, gpu_instance_id, mig_profile, uuid, model, device, labels, first_seen, last_seen)
-       SELECT u.h, u.i, u.gi, nullif(u.p, ''), nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(nullif(u.l, ''), '{}')::jsonb, nexus_ts(u.f), nexus_ts(u.t)
-       FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
-         AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
+       SELECT u.h, u.i, u.gi, nullif(u.p, ''), nullif(u.uu, ''), nullif(u.m, ''), nullif(u.d, ''), coalesce(u.l, '{}'), nexus_ts(u.f), nexus_ts(u.t)
+       FROM ${GPU_ROWS}
        WHERE NOT EXISTS (SELECT FROM gpus x WHERE x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi)
        ON CONFLICT (host_id, gpu_index, gpu_instance_id) DO NOTHING
        RETURNING id, host_id, gpu_index, gpu_instance_id, nexus_ms(first_seen) AS first_seen, nexus_ms(last_seen) AS last_seen`,
-            gpuArgs,
+            [gpuDoc],
           );
     const gpuRows = [...gi.rows];
     // The GPUs that existed already: their ids, and their rows updated only where the batch
@@ -670,17 +769,15 @@ export class Dimensions {
     );
     const old = gpus.filter((x) => !made.has(this.gpuKey(x.hostId, x.g.index, x.g.instance)));
     if (old.length > 0) {
-      const pick = <T>(f: (x: (typeof old)[number]) => T): T[] => old.map(f);
       const gr = await tx.query<GpuRow>(
         `WITH u AS (
-           SELECT * FROM unnest($1::int[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::smallint[], $10::text[], $11::boolean[])
-             AS u(h, i, uu, m, d, l, f, t, gi, p, keep)
+           SELECT * FROM ${GPU_ROWS}
          ), n AS (
            SELECT x.id,
              CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.uu, ''), x.uuid) ELSE x.uuid END AS uuid,
              CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.m, ''), x.model) ELSE x.model END AS model,
              CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep THEN coalesce(nullif(u.d, ''), x.device) ELSE x.device END AS device,
-             CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep AND u.l <> '' THEN u.l::jsonb ELSE x.labels END AS labels,
+             CASE WHEN nexus_ts(u.t) >= x.last_seen AND NOT u.keep AND u.l IS NOT NULL THEN u.l ELSE x.labels END AS labels,
              CASE WHEN nexus_ts(u.t) >= x.last_seen AND u.p <> '' THEN u.p ELSE x.mig_profile END AS mig_profile,
              least(x.first_seen, nexus_ts(u.f)) AS first_seen,
              greatest(x.last_seen, nexus_ts(u.t)) AS last_seen
@@ -699,21 +796,7 @@ export class Dimensions {
          SELECT x.id, x.host_id, x.gpu_index, x.gpu_instance_id, nexus_ms(x.first_seen), nexus_ms(x.last_seen)
          FROM gpus x JOIN u ON x.host_id = u.h AND x.gpu_index = u.i AND x.gpu_instance_id = u.gi
          WHERE NOT EXISTS (SELECT FROM m WHERE m.id = x.id)`,
-        [
-          pick((x) => x.hostId),
-          pick((x) => x.g.index),
-          pick((x) => (x.stale ? '' : (x.g.record.uuid ?? ''))),
-          pick((x) => (x.stale ? '' : (x.g.record.model ?? ''))),
-          pick((x) => (x.stale ? '' : (x.g.record.device ?? ''))),
-          pick((x) => (x.stale ? '' : x.labels)),
-          pick((x) => x.g.first),
-          pick((x) => x.g.last),
-          pick((x) => x.g.instance),
-          pick((x) =>
-            x.stale || x.g.instance === WHOLE_GPU ? '' : (migProfileOf(x.g.record.labels) ?? ''),
-          ),
-          pick((x) => x.g.derived),
-        ],
+        [gpuRowsJson(old)],
       );
       gpuRows.push(...gr.rows);
     }
@@ -723,10 +806,11 @@ export class Dimensions {
       gpuIds.set(k, row.id);
       const mine = attrsOf.get(k);
       const known = c.gpus.get(k);
+      const fresh = mine !== undefined && !mine.stale && !mine.g.derived;
       out.gpus.set(k, {
         id: row.id,
-        attrs:
-          mine === undefined || mine.stale || mine.g.derived ? (known?.attrs ?? '') : mine.attrs,
+        attrs: fresh ? mine.attrs : (known?.attrs ?? ''),
+        plain: fresh ? mine.plain : (known?.plain ?? -1),
         firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
       });
@@ -800,21 +884,23 @@ export class Dimensions {
     }
   }
 
-  private ids(c: Cache, clusterName: string, records: readonly TelemetryRecord[]): ResolvedIds {
-    const clusterId = c.clusters.get(clusterName)?.id ?? -1;
+  private ids(
+    c: Cache,
+    records: readonly TelemetryRecord[],
+    rowOf: readonly GpuSpan[],
+  ): ResolvedIds {
     const gpu = new Int32Array(records.length);
     const metric = new Int16Array(records.length);
-    let lastHost: string | undefined;
-    let hostId = -1;
+    let lastMetric: string | undefined;
+    let m: number | undefined;
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
       if (r === undefined) continue;
-      if (r.hostname !== lastHost) {
-        lastHost = r.hostname;
-        hostId = c.hosts.get(this.hostKey(clusterId, r.hostname))?.id ?? -1;
+      const g = rowOf[i]?.id;
+      if (r.metric !== lastMetric) {
+        lastMetric = r.metric;
+        m = c.metrics.get(r.metric);
       }
-      const g = c.gpus.get(this.gpuKey(hostId, r.gpu, migInstanceOf(r.labels)))?.id;
-      const m = c.metrics.get(r.metric);
       if (g === undefined || m === undefined)
         throw notAsCached(`no id for ${r.hostname} GPU ${r.gpu} ${r.metric}`);
       gpu[i] = g;

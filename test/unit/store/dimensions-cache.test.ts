@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PGliteDatabase } from '../../../src/store/pglite/database.js';
-import { Dimensions } from '../../../src/store/dimensions.js';
+import { Dimensions, gpuAttrs, sameAttrs } from '../../../src/store/dimensions.js';
 import { SECOND, T0, rec } from '../../conformance/store-fixtures.js';
 import { migratedDump } from '../../helpers/pglite.js';
 
@@ -44,5 +44,48 @@ describe('dimension cache bound', () => {
     );
     for (const r of ids.rows) assert.equal(seen.get(`${r.hostname}/${r.gpu_index}`), r.id);
     assert.equal(seen.size, 40);
+  });
+});
+
+describe('GPU attributes compared in place', () => {
+  it('sameAttrs answers as comparing with gpuAttrs would, whatever differs', () => {
+    const base = rec(T0, 1, { labels: { job: 'dcgm', instance: 'node-a:9400' } });
+    const variants = [
+      base,
+      { ...base, uuid: 'GPU-other' },
+      (({ uuid: _uuid, ...rest }) => rest)(base),
+      { ...base, model: 'NVIDIA A100' },
+      { ...base, device: 'nvidia10' },
+      { ...base, device: '' },
+      { ...base, labels: { ...base.labels, job: 'dcgm2' } },
+      { ...base, labels: { ...base.labels, job: 'dcg' } },
+      { ...base, labels: { ...base.labels, extra: '' } },
+      { ...base, labels: { ...base.labels, __name__: 'OTHER' } },
+      { ...base, labels: Object.fromEntries(Object.entries(base.labels).reverse()) },
+      { ...base, labels: { ...base.labels, job: 'say "hi"\\' } },
+      { ...base, labels: { ...base.labels, job: 'line\nbreak\u0001' } },
+      { ...base, labels: { ...base.labels, job: 'caf\u00e9 \ud83d\ude80 \ud800' } },
+      { ...base, labels: { ...base.labels, 'we"ird': 'x' } },
+      { ...base, labels: { ...base.labels, job: 'dcgm","instance":"node-a:9400' } },
+      { ...base, labels: {} },
+      { ...base, labels: { __name__: 'M' } },
+      { ...base, uuid: 'a\u0000b' },
+    ];
+    for (const [i, a] of variants.entries()) {
+      const { attrs, plain } = gpuAttrs(a);
+      for (const [j, b] of variants.entries())
+        assert.equal(sameAttrs(attrs, plain, b), attrs === gpuAttrs(b).attrs, `${i} against ${j}`);
+      // A string cut short or run on is not the same.
+      assert.equal(sameAttrs(attrs.slice(0, -1), plain, a), false, `${i} cut`);
+      assert.equal(sameAttrs(`${attrs}}`, plain, a), false, `${i} run on`);
+    }
+    // A value with quotes that spans what were two labels when cached.
+    const two = rec(T0, 1, { labels: { a: 'x', b: 'y' } });
+    const one = { ...two, labels: { ...two.labels, a: 'x","b":"y' } };
+    delete (one.labels as Record<string, string>)['b'];
+    const cached = gpuAttrs(two);
+    assert.equal(cached.plain, Object.keys(two.labels).length - 1);
+    assert.equal(sameAttrs(cached.attrs, cached.plain, one), false);
+    assert.equal(gpuAttrs(one).plain, -1);
   });
 });

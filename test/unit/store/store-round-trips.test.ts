@@ -102,6 +102,37 @@ describe('store round trips', () => {
     assert.equal(temps.rows[0]?.n, 10);
   });
 
+  it('a GPU whose labels come in another order costs one upsert, which rewrites no row', async (t) => {
+    const db = new Counting(new PGliteDatabase('memory://', await migratedDump()));
+    const store = new SqlStore({ db, logger: silentLogger(), ...storeSettings({}) });
+    t.after(() => store.close());
+    await store.migrate();
+    const batch = (at: number, reversed: boolean) =>
+      [0, 1].map((gpu) => {
+        const r = rec(at, 40 + gpu, { gpu, labels: { job: 'dcgm', instance: 'node-a:9400' } });
+        const entries = Object.entries(r.labels);
+        return { ...r, labels: Object.fromEntries(reversed ? entries.reverse() : entries) };
+      });
+    const rows = () =>
+      db.query<{ id: number; change_xid: string; labels: unknown }>(
+        'SELECT id, change_xid::text, labels FROM gpus ORDER BY id',
+      );
+    await store.write('c1', batch(T0, false));
+    const before = (await rows()).rows;
+    assert.equal(before.length, 2);
+
+    db.reset();
+    await store.write('c1', batch(T0 + 10 * SECOND, true));
+    assert.ok(db.transactionCount() >= 1, db.statements.join('; '));
+    assert.deepEqual((await rows()).rows, before);
+
+    // Now known in that order: nothing to upsert.
+    db.reset();
+    await store.write('c1', batch(T0 + 20 * SECOND, true));
+    assert.equal(db.transactionCount(), 0);
+    assert.equal(db.statements.length, 1, db.statements.join('; '));
+  });
+
   it('new GPUs cost the same statements whatever their number, and rewrite no row they insert or do not move', async (t) => {
     const db = new Counting(new PGliteDatabase('memory://', await migratedDump()));
     const store = new SqlStore({ db, logger: silentLogger(), ...storeSettings({}) });
