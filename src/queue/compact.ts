@@ -99,23 +99,47 @@ function sameKeys(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * The names, the values no field implies and the JSON of the last label set shapeOf worked out: the
+ * next record's is most often the same (the GPUs of one host, one after the other), and is then
+ * known without writing its JSON again.
+ */
+let lastShaped: { keys: readonly string[]; values: string[]; shape: LabelShape } | undefined;
+
 function shapeOf(labels: Readonly<Record<string, string>>, r: TelemetryRecord): LabelShape {
   const keys = Object.keys(labels);
-  // The JSON of `values` written as it is built (no object, no second pass).
-  let values = '';
+  // Which names the record implies, and the values of the others.
   let mask = 0;
+  const plain: string[] = [];
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
     const v = labels[k] as string;
     const field = i < 31 ? impliedField(k) : undefined;
     if (field !== undefined && fieldText(r, field) === v) mask |= 1 << i;
-    else values += `${values === '' ? '' : ','}${JSON.stringify(k)}:${JSON.stringify(v)}`;
+    else plain.push(v);
+  }
+  const last = lastShaped;
+  if (
+    last !== undefined &&
+    mask === last.shape.impliedMask &&
+    sameKeys(plain, last.values) &&
+    sameKeys(keys, last.keys)
+  )
+    return { setJson: last.shape.setJson, impliedMask: mask };
+  // The JSON of `values`, written directly (no object made for it).
+  let values = '';
+  for (let i = 0, j = 0; i < keys.length; i++) {
+    if (i < 31 && (mask & (1 << i)) !== 0) continue;
+    const v = plain[j++] as string;
+    values += `${values === '' ? '' : ','}${JSON.stringify(keys[i])}:${JSON.stringify(v)}`;
   }
   if (!sameKeys(keys, lastKeys)) {
     lastKeys = keys;
     lastKeysJson = JSON.stringify(keys);
   }
-  return { setJson: `{"keys":${lastKeysJson},"values":{${values}}}`, impliedMask: mask };
+  const shape = { setJson: `{"keys":${lastKeysJson},"values":{${values}}}`, impliedMask: mask };
+  lastShaped = { keys, values: plain.map(detached), shape: { ...shape } };
+  return shape;
 }
 
 /** Which of a label set's names a record implies, as shapeOf counts them. */

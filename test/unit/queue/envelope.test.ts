@@ -133,6 +133,48 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     }
   });
 
+  it('keeps labels exact when one record after another has a label set like the last but for one value or what a field implies', () => {
+    const base = envelope().records[0];
+    assert.ok(base !== undefined);
+    // Fresh (unfrozen) label sets, one per record, as the reader makes them when it does not
+    // share them (a fleet larger than its cache): each is compared with the last one written.
+    const at = (
+      hostname: string,
+      gpu: number,
+      labels: Record<string, string>,
+    ): TelemetryRecord => ({
+      ...base,
+      hostname,
+      gpu,
+      metric: 'M',
+      labels: { Hostname: hostname, gpu: String(gpu), __name__: 'M', ...labels },
+    });
+    const records = [
+      at('a', 0, { instance: 'a:9400', job: 'j' }),
+      at('a', 1, { instance: 'a:9400', job: 'j' }),
+      at('b', 0, { instance: 'b:9400', job: 'j' }),
+      at('b', 1, { instance: 'b:9400', job: 'k' }),
+      at('b', 2, { job: 'k', instance: 'b:9400' }),
+      { ...at('b', 3, { instance: 'b:9400', job: 'k' }), hostname: 'c' },
+      at('c', 0, { instance: 'b:9400', job: 'k' }),
+      at('c', 1, { instance: 'b:9400', job: 'k', extra: '' }),
+      at('c', 2, { instance: 'b:9400', job: 'k' }),
+    ];
+    const e: Envelope = { ...envelope(), records };
+    const compact = JSON.parse(encodeEnvelope(e).toString('utf8')) as { labelSets: unknown[] };
+    const decoded = decodeEnvelope(encodeEnvelope(e));
+    for (let i = 0; i < records.length; i++) {
+      assert.deepEqual(decoded.records[i]?.labels, records[i]?.labels, `record ${i}`);
+      assert.deepEqual(
+        Object.keys(decoded.records[i]?.labels ?? {}),
+        Object.keys(records[i]?.labels ?? {}),
+      );
+    }
+    // a's, b's with job j, with job k (c's too: its Hostname is implied), b's in another order,
+    // the record whose Hostname is not its host's, and the one with an extra label.
+    assert.equal(compact.labelSets.length, 6);
+  });
+
   it('carries the real sample exactly (labels in order) in a fraction of the bytes', async () => {
     const { header, end, line } = await readHeader(SAMPLE);
     const records: TelemetryRecord[] = [];
