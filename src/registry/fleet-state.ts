@@ -14,6 +14,8 @@ export interface Dirty {
   readonly hosts: StoredHost[];
   readonly gpus: GpuInfo[];
   readonly live: LiveGpu[];
+  /** The metadata entries above that this process writes for the first time. */
+  readonly first: ReadonlySet<ClusterInfo | StoredHost | GpuInfo>;
 }
 
 interface ClusterEntry extends Mutable<ClusterInfo> {
@@ -162,36 +164,45 @@ export class FleetState {
       hosts: [] as StoredHost[],
       gpus: [] as GpuInfo[],
       live: [] as LiveGpu[],
+      first: new Set<ClusterInfo | StoredHost | GpuInfo>(),
+    };
+    /** `item`, counted as a first write when the entry has never been written. */
+    const taken = <T extends ClusterInfo | StoredHost | GpuInfo>(
+      e: { written: number; last_seen: number },
+      item: T,
+    ): T => {
+      if (e.written === Number.NEGATIVE_INFINITY) now.first.add(item);
+      e.written = e.last_seen;
+      return item;
     };
     for (const c of this.dirtyClusters) {
-      c.written = c.last_seen;
-      now.clusters.push({
-        cluster_id: c.cluster_id,
-        first_seen: c.first_seen,
-        last_seen: c.last_seen,
-      });
+      now.clusters.push(
+        taken(c, { cluster_id: c.cluster_id, first_seen: c.first_seen, last_seen: c.last_seen }),
+      );
     }
     for (const h of this.dirtyHosts) {
-      h.written = h.last_seen;
-      now.hosts.push({
-        cluster_id: h.cluster_id,
-        hostname: h.hostname,
-        first_seen: h.first_seen,
-        last_seen: h.last_seen,
-      });
+      now.hosts.push(
+        taken(h, {
+          cluster_id: h.cluster_id,
+          hostname: h.hostname,
+          first_seen: h.first_seen,
+          last_seen: h.last_seen,
+        }),
+      );
     }
     for (const g of this.dirtyGpus) {
-      g.written = g.last_seen;
-      now.gpus.push({
-        cluster_id: g.cluster_id,
-        hostname: g.hostname,
-        gpu: g.gpu,
-        uuid: g.uuid,
-        model: g.model,
-        device: g.device,
-        first_seen: g.first_seen,
-        last_seen: g.last_seen,
-      });
+      now.gpus.push(
+        taken(g, {
+          cluster_id: g.cluster_id,
+          hostname: g.hostname,
+          gpu: g.gpu,
+          uuid: g.uuid,
+          model: g.model,
+          device: g.device,
+          first_seen: g.first_seen,
+          last_seen: g.last_seen,
+        }),
+      );
     }
     this.dirtyClusters = new Set();
     this.dirtyHosts = new Set();

@@ -3,7 +3,7 @@ import { decodeKeySegment, encodeKeySegment } from '../../core/key-segment.js';
 import { describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { TelemetryRecord } from '../../core/record.js';
-import { Kv, getOp, key, modIs, prefixEnd, putOp } from '../../etcd/kv.js';
+import { Kv, absent, getOp, key, modIs, prefixEnd, putOp } from '../../etcd/kv.js';
 import { Session } from '../../etcd/session.js';
 import { registryKeyspace, type RegistryKeyspace } from '../../etcd/keyspace.js';
 import { FleetState, type Dirty, type StoredHost } from '../fleet-state.js';
@@ -114,15 +114,33 @@ export class EtcdRegistry implements FleetRegistry {
     }
   }
 
-  /** Writes metadata, merged with what is there, under revision compares (retried on a race). */
+  /**
+   * Writes metadata, merged with what is there, under revision compares (retried on a race).
+   * Entries this process writes for the first time are written at once where their keys do not
+   * exist yet (a first sight of a fleet costs one transaction per chunk, not a read and a write);
+   * a chunk in which any key exists (another collector wrote it, or this one before a restart)
+   * is read and merged as the others are.
+   */
   private async mergeMetadata(dirty: Dirty): Promise<void> {
     const items: { key: string; value: ClusterInfo | StoredHost | GpuInfo }[] = [
       ...dirty.clusters.map((c) => ({ key: this.clusterKey(c.cluster_id), value: c })),
       ...dirty.hosts.map((h) => ({ key: this.hostKey(h.cluster_id, h.hostname), value: h })),
       ...dirty.gpus.map((g) => ({ key: this.gpuKey(g.cluster_id, g.hostname, g.gpu), value: g })),
     ];
-    for (let i = 0; i < items.length; i += 50) {
-      const chunk = items.slice(i, i + 50);
+    const first = items.filter((i) => dirty.first.has(i.value));
+    const again = items.filter((i) => !dirty.first.has(i.value));
+    for (let i = 0; i < first.length; i += PUTS_PER_TXN) {
+      const chunk = first.slice(i, i + PUTS_PER_TXN);
+      const res = await this.kv.txn(
+        chunk.map((c) => absent(c.key)),
+        chunk.map((c) => putOp(c.key, JSON.stringify(c.value))),
+        [],
+        'registry create',
+      );
+      if (!res.succeeded) again.push(...chunk);
+    }
+    for (let i = 0; i < again.length; i += 50) {
+      const chunk = again.slice(i, i + 50);
       for (let attempt = 0; ; attempt++) {
         const cur = await this.kv.txn(
           [],

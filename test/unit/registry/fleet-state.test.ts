@@ -50,6 +50,9 @@ describe('fleet state (what a collector tells the registry)', () => {
       time: 2000,
       metrics: { util: { value: 12, time: 2000 }, temp: { value: 40, time: 1500 } },
     });
+    // Every entry is written for the first time.
+    assert.equal(d.first.size, 1 + 2 + 3);
+    assert.ok([...d.clusters, ...d.hosts, ...d.gpus].every((e) => d.first.has(e)));
     // Nothing moved since: nothing to write.
     const again = s.take(100);
     assert.deepEqual(
@@ -84,6 +87,7 @@ describe('fleet state (what a collector tells the registry)', () => {
     assert.equal(d.gpus.length, 1, 'last_seen touched after a minute');
     assert.equal(d.hosts.length, 1);
     assert.equal(d.clusters.length, 1);
+    assert.equal(d.first.size, 0, 'written before: merged with what is there, not created');
   });
 
   it('writes at most maxLive GPUs per flush, the rest at the next, and puts a failed write back', () => {
@@ -97,6 +101,8 @@ describe('fleet state (what a collector tells the registry)', () => {
     assert.equal(first.gpus.length, 10);
     s.restore(first);
     const second = s.take(100);
+    // Put back after a failed first write: written again the safe way (read and merged).
+    assert.equal(second.first.size, 0);
     assert.equal(second.live.length, 10, 'the 6 left and the 4 put back');
     assert.equal(second.gpus.length, 10);
     assert.equal(second.hosts.length, 3);
