@@ -212,25 +212,38 @@ export interface GpuAttrs {
 /**
  * A GPU row's attributes, as one string to compare with the cached ones, and its labels' JSON. The
  * labels keep the order they came in (a producer keeps it from scrape to scrape; one that changes
- * it costs one upsert, which writes nothing, as jsonb does not keep key order).
+ * it costs one upsert, which writes nothing, as jsonb does not keep key order). Text that is not
+ * well-formed UTF-16 (a lone surrogate, which JSON would escape and jsonb refuses) is written
+ * with U+FFFD in its place, as it would be stored as text.
  */
 export function gpuAttrs(r: TelemetryRecord, derived = false): GpuAttrs {
   const labels: Record<string, string> = {};
   let n = 0;
   let raw = 1;
+  let exotic = false;
+  const wellFormed = (v: string): string => {
+    if (v.isWellFormed()) return v;
+    exotic = true;
+    return v.toWellFormed();
+  };
   for (const k in r.labels)
     if (Object.hasOwn(r.labels, k) && k !== '__name__' && !(derived && INSTANCE_ONLY.has(k))) {
-      const v = r.labels[k] ?? '';
+      const v = wellFormed(r.labels[k] ?? '');
+      // Assigned, `__proto__` would set the prototype instead: compared the long way.
+      if (k === '__proto__') exotic = true;
       labels[k] = v;
       n++;
       raw += k.length + v.length + 6;
     }
   const json = JSON.stringify(labels);
+  const uuid = wellFormed(r.uuid ?? '');
+  const model = wellFormed(r.model ?? '');
+  const device = wellFormed(r.device ?? '');
   return {
-    attrs: `${r.uuid ?? ''}\u0000${r.model ?? ''}\u0000${r.device ?? ''}\u0000${json}`,
+    attrs: `${uuid}\u0000${model}\u0000${device}\u0000${json}`,
     labels: json,
     // `{"k":"v","k2":"v2"}`: escaping only ever lengthens it.
-    plain: json.length === (n === 0 ? 2 : raw) ? n : -1,
+    plain: !exotic && json.length === (n === 0 ? 2 : raw) ? n : -1,
   };
 }
 
@@ -288,8 +301,10 @@ function gpuRowsJson(
   for (let k = 0; k < rows.length; k++) {
     const { hostId, g, stale, labels } = rows[k] as (typeof rows)[number];
     const r = g.record;
-    const text = (v: string | undefined): string => JSON.stringify(stale ? '' : (v ?? ''));
-    const profile = stale || g.instance === WHOLE_GPU ? '' : (migProfileOf(r.labels) ?? '');
+    const text = (v: string | undefined): string =>
+      JSON.stringify(stale ? '' : (v ?? '').toWellFormed());
+    const profile =
+      stale || g.instance === WHOLE_GPU ? '' : (migProfileOf(r.labels) ?? '').toWellFormed();
     out[k] =
       `{"h":${hostId},"i":${g.index},"uu":${text(r.uuid)},"m":${text(r.model)},"d":${text(r.device)},` +
       `"l":${stale ? 'null' : labels},"f":${g.first},"t":${g.last},"gi":${g.instance},` +

@@ -54,6 +54,9 @@ describe('GPU attributes compared in place', () => {
       base,
       { ...base, uuid: 'GPU-other' },
       (({ uuid: _uuid, ...rest }) => rest)(base),
+      { ...base, uuid: 'GPU-\ud800-lone' },
+      { ...base, labels: { ...base.labels, job: '\udc00' } },
+      { ...base, labels: JSON.parse('{"__proto__":"x","job":"dcgm"}') as Record<string, string> },
       { ...base, model: 'NVIDIA A100' },
       { ...base, device: 'nvidia10' },
       { ...base, device: '' },
@@ -87,5 +90,27 @@ describe('GPU attributes compared in place', () => {
     assert.equal(cached.plain, Object.keys(two.labels).length - 1);
     assert.equal(sameAttrs(cached.attrs, cached.plain, one), false);
     assert.equal(gpuAttrs(one).plain, -1);
+  });
+});
+
+describe('GPU rows with text that is not well-formed', () => {
+  it('are stored with U+FFFD for a lone surrogate (in the uuid, the model or a label), not refused', async (t) => {
+    const db = new PGliteDatabase('memory://', await migratedDump());
+    t.after(() => db.close());
+    const dims = new Dimensions();
+    const r = rec(T0, 1, {
+      uuid: 'GPU-\ud800x',
+      model: 'H100 \udfff',
+      labels: { job: 'a\ud83d' },
+    });
+    const ids = await dims.resolve(db, 'c1', [r]);
+    const row = await db.query<{ uuid: string; model: string; job: string }>(
+      "SELECT uuid, model, labels->>'job' AS job FROM gpus WHERE id = $1",
+      [ids.gpu[0]],
+    );
+    assert.deepEqual(row.rows[0], { uuid: 'GPU-\ufffdx', model: 'H100 \ufffd', job: 'a\ufffd' });
+    // Known now: the same reading again needs no upsert, and gets the same id.
+    const again = await dims.resolve(db, 'c1', [{ ...r, timestamp: T0 + SECOND }]);
+    assert.equal(again.gpu[0], ids.gpu[0]);
   });
 });
