@@ -418,7 +418,14 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
       : undefined;
   let stopTracking: (() => Promise<void>) | undefined;
   if (o.feed !== undefined && tracker !== undefined) {
-    stopTracking = await o.feed.subscribe('*', (b) => tracker.committed(b.cluster_id, b.records));
+    stopTracking = await o.feed.subscribe(
+      '*',
+      (b) => tracker.committed(b.cluster_id, b.records),
+      () => {
+        o.logger.info('commit feed may have missed readings: latest values read again');
+        tracker.resync();
+      },
+    );
     tracker.start();
   }
 

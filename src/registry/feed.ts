@@ -31,8 +31,17 @@ export interface FeedBatch {
  */
 export interface LiveFeed {
   publish(clusterId: string, records: readonly TelemetryRecord[]): Promise<void>;
-  /** Calls back with every batch of the cluster (or of all clusters, '*') from now on. */
-  subscribe(clusterId: string, onBatch: (batch: FeedBatch) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls back with every batch of the cluster (or of all clusters, '*') from now on, and `onGap`
+   * whenever batches may have been missed since (the watch was broken and resumed, or this
+   * process's listener registration lapsed, so collectors stopped publishing for a while): what is
+   * kept from the feed should then be read again from the store.
+   */
+  subscribe(
+    clusterId: string,
+    onBatch: (batch: FeedBatch) => void,
+    onGap?: () => void,
+  ): Promise<() => Promise<void>>;
   /** Says that this process listens (so collectors publish); until close(), whatever happens. */
   announceListener(id: string): Promise<void>;
   /** Undefined while live push works (listening, and the feed received); otherwise why not. */

@@ -224,13 +224,15 @@ export interface CommittedReading {
 
 /**
  * Latest values kept in memory (the gateway's): seeded from the store, kept current by the commit
- * feed, reloaded from the store periodically (a feed event lost costs at most one period) and
- * whenever the feed names a GPU or metric not yet known; until loaded, or for a GPU it does not
- * hold, latest() reads the store.
+ * feed, reloaded from the store periodically (a feed event lost costs at most one period), whenever
+ * the feed names a GPU or metric not yet known, and wholly when the feed says it may have missed
+ * batches (`resync`); until loaded, or for a GPU it does not hold, latest() reads the store.
  */
 export interface LatestTracker {
   /** Readings a collector has just committed (the commit feed). */
   committed(clusterId: string, readings: readonly CommittedReading[]): void;
+  /** The feed may have missed readings: everything is read again from the store (in the background). */
+  resync(): void;
   /** Loads from the store (in the background) and starts the periodic reload. */
   start(): void;
   stop(): void;

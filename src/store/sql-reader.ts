@@ -695,6 +695,7 @@ export class SqlReader implements TelemetryReader {
     this.memory = mem;
     return {
       committed: (clusterId, readings) => mem.committed(clusterId, readings),
+      resync: () => void mem.resync(),
       start: () => {
         mem.start();
         this.startBackground();

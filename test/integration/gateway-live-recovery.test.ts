@@ -13,8 +13,9 @@ import { openSocket, type TestSocket } from '../helpers/ws-client.js';
 
 /**
  * Live push survives a lost etcd lease and an etcd outage: the gateway's listener key comes back
- * on a new lease (collectors publish only to listeners), WebSocket clients keep receiving, and
- * /readyz says "not ready" while live push is down.
+ * on a new lease (collectors publish only to listeners), WebSocket clients keep receiving,
+ * /readyz says "not ready" while live push is down, and the feed tells its subscribers that
+ * batches may have been missed (the gateway then reads its latest values again from the store).
  */
 let etcd: EtcdServer;
 let gatewayClient: Etcd3;
@@ -27,6 +28,8 @@ let gateway: Gateway;
 let base: string;
 const PREFIX = '/recovery-test';
 const LISTENER = `${PREFIX}/listeners/gw-1`;
+/** Gaps the feed has reported to a subscriber. */
+let gaps = 0;
 
 before(async () => {
   etcd = await startEtcd();
@@ -49,6 +52,13 @@ before(async () => {
   gateway = t.gateway;
   base = (await gateway.app.listen({ port: 0, host: '127.0.0.1' })).replace(/^http/, 'ws');
   await gatewayFeed.announceListener('gw-1');
+  await gatewayFeed.subscribe(
+    '*',
+    () => undefined,
+    () => {
+      gaps++;
+    },
+  );
 });
 
 after(async () => {
@@ -97,6 +107,7 @@ describe('live push recovery', { timeout: 120_000 }, () => {
     const before = await admin.get(LISTENER).exec();
     const lease = before.kvs[0]?.lease;
     assert.ok(lease !== undefined && lease !== '0', 'the listener key is on a lease');
+    const gapsBefore = gaps;
     // What an overloaded gateway suffers when its keepalives stall past the TTL.
     await admin.leaseClient.leaseRevoke({ ID: lease });
     assert.equal((await admin.get(LISTENER).exec()).kvs.length, 0, 'the listener key is gone');
@@ -106,6 +117,10 @@ describe('live push recovery', { timeout: 120_000 }, () => {
     );
     const again = (await admin.get(LISTENER).exec()).kvs[0]?.lease;
     assert.notEqual(again, lease, 'registered on a new lease');
+    assert.ok(
+      await until(() => Promise.resolve(gaps > gapsBefore), 15_000),
+      'no gap reported once listening again',
+    );
     assert.ok(await delivered(s, 2), 'nothing delivered after the lease was lost');
     assert.equal((await ready()).status, 200);
     await s.close();
@@ -114,6 +129,7 @@ describe('live push recovery', { timeout: 120_000 }, () => {
   it('is not ready while etcd is down, and live again after it returns', async () => {
     const s = await openSocket(`${base}/ws?cluster_id=c1`);
     await s.waitFor((m) => m.type === 'subscribed');
+    const gapsBefore = gaps;
     await etcd.stop();
     assert.ok(
       await until(async () => (await ready()).status === 503, 15_000),
@@ -129,6 +145,10 @@ describe('live push recovery', { timeout: 120_000 }, () => {
       `not ready again after etcd returned: ${JSON.stringify(await ready())}`,
     );
     assert.equal((await admin.get(LISTENER).exec()).kvs.length, 1, 'listening again');
+    assert.ok(
+      await until(() => Promise.resolve(gaps > gapsBefore), 15_000),
+      'no gap reported after the watch came back',
+    );
     assert.ok(await delivered(s, 3), 'nothing delivered after etcd returned');
     await s.close();
   });

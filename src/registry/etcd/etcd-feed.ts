@@ -50,6 +50,11 @@ export class EtcdFeed implements LiveFeed {
   private session: Session | undefined;
   private readonly watchers = new Set<Watcher>();
   private readonly down = new Set<Watcher>();
+  /** What each subscriber asked to be told when batches may have been missed. */
+  private readonly gaps = new Set<() => void>();
+  /** Waiting for the listener key to be back, to report a gap. */
+  private relistening = false;
+  private closed = false;
 
   constructor(private readonly o: EtcdFeedOptions) {
     this.kv = new Kv(o.client);
@@ -119,13 +124,18 @@ export class EtcdFeed implements LiveFeed {
   async subscribe(
     clusterId: string,
     onBatch: (batch: FeedBatch) => void,
+    onGap?: () => void,
   ): Promise<() => Promise<void>> {
     const prefix = clusterId === '*' ? this.k.feed : `${this.k.feed}${clusterId}/`;
     const watcher = await this.o.client.watch().prefix(prefix).create();
     this.watchers.add(watcher);
-    // etcd3 reconnects a broken watch by itself, resuming from its last revision.
+    if (onGap !== undefined) this.gaps.add(onGap);
+    // etcd3 reconnects a broken watch by itself, resuming from its last revision; events may have
+    // gone meanwhile (expired with their lease, or compacted), so the subscriber is told.
     watcher.on('disconnected', () => this.down.add(watcher));
-    watcher.on('connected', () => this.down.delete(watcher));
+    watcher.on('connected', () => {
+      if (this.down.delete(watcher)) onGap?.();
+    });
     watcher.on('put', (kv) => {
       try {
         onBatch(decodeFeed(JSON.parse(kv.value.toString()) as WireFeedBatch));
@@ -139,6 +149,7 @@ export class EtcdFeed implements LiveFeed {
     return async () => {
       this.watchers.delete(watcher);
       this.down.delete(watcher);
+      if (onGap !== undefined) this.gaps.delete(onGap);
       await watcher.cancel();
     };
   }
@@ -149,14 +160,32 @@ export class EtcdFeed implements LiveFeed {
    * lease, retried until it is (Session.keep). Resolves once it is first written.
    */
   async announceListener(id: string): Promise<void> {
+    // A lost lease took this listener's key with it: collectors may stop publishing until it is
+    // written again, so subscribers are told of a gap once it is back.
     this.session ??= new Session(
       this.o.client,
       Math.max(1, Math.round(this.o.leaseTtlMs / 1000)),
       this.o.logger,
+      () => this.gapOnceListening(),
     );
     await this.session.keep(`${this.k.listeners}${id}`, () =>
       JSON.stringify({ id, at: Date.now() }),
     );
+  }
+
+  /** Tells every subscriber of a gap once this listener's key is in etcd again. */
+  private gapOnceListening(): void {
+    if (this.relistening) return;
+    this.relistening = true;
+    void (async () => {
+      try {
+        while (!this.closed && this.session?.keptStatus !== undefined)
+          await new Promise((resolve) => setTimeout(resolve, 250).unref());
+      } finally {
+        this.relistening = false;
+      }
+      if (!this.closed) for (const gap of this.gaps) gap();
+    })();
   }
 
   status(): string | undefined {
@@ -167,6 +196,7 @@ export class EtcdFeed implements LiveFeed {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([...this.watchers].map((w) => w.cancel().catch(() => undefined)));
     this.watchers.clear();
     await this.listenerWatch?.cancel().catch(() => undefined);
