@@ -183,6 +183,15 @@ const CLOCK_TICKS =
   Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /**
+ * The fields of /proc/<pid>/stat after the command (which may hold spaces, in parentheses): index
+ * 0 is field 3 (state), index 1 field 4 (parent pid). Throws when the process is gone.
+ */
+function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
  * CPU seconds (user + system) of a process from /proc/<pid>/stat, with those of its children it
  * has waited for when `reaped` (PostgreSQL's postmaster: the backends that have exited), or NaN
  * when it is gone.
@@ -190,9 +199,7 @@ const CLOCK_TICKS =
 export function cpuSeconds(pid: number | undefined, reaped = false): number {
   if (pid === undefined) return Number.NaN;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command (which may hold spaces) in parentheses: state is field 3.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const f = statFields(pid);
     const ticks = (i: number): number => Number(f[i - 3]);
     return (ticks(14) + ticks(15) + (reaped ? ticks(16) + ticks(17) : 0)) / CLOCK_TICKS;
   } catch {
@@ -206,9 +213,7 @@ export function childPids(parent: number): number[] {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent)
-        out.push(Number(entry));
+      if (Number(statFields(entry)[1]) === parent) out.push(Number(entry));
     } catch {
       // gone meanwhile
     }

@@ -89,22 +89,20 @@ interface LabelShape {
   last?: { readonly record: TelemetryRecord; readonly json: string };
 }
 
-/** The JSON of the last label names shapeOf wrote, and the names: a fleet's label sets share them. */
-let lastKeys: readonly string[] = [];
-let lastKeysJson = '[]';
-
-function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
 /**
- * The names, the values no field implies and the JSON of the last label set shapeOf worked out: the
- * next record's is most often the same (the GPUs of one host, one after the other), and is then
- * known without writing its JSON again.
+ * The names (and their JSON), the values no field implies and the shape of the last label set
+ * shapeOf worked out: the next record's is most often the same (the GPUs of one host, one after
+ * the other), and is then known without writing its JSON again; a fleet's label sets share their
+ * names.
  */
-let lastShaped: { keys: readonly string[]; values: string[]; shape: LabelShape } | undefined;
+let lastShaped:
+  { keys: readonly string[]; keysJson: string; values: string[]; shape: LabelShape } | undefined;
 
 function shapeOf(labels: Readonly<Record<string, string>>, r: TelemetryRecord): LabelShape {
   const keys = Object.keys(labels);
@@ -119,12 +117,8 @@ function shapeOf(labels: Readonly<Record<string, string>>, r: TelemetryRecord): 
     else plain.push(v);
   }
   const last = lastShaped;
-  if (
-    last !== undefined &&
-    mask === last.shape.impliedMask &&
-    sameKeys(plain, last.values) &&
-    sameKeys(keys, last.keys)
-  )
+  const sameNames = last !== undefined && sameStrings(keys, last.keys);
+  if (sameNames && mask === last.shape.impliedMask && sameStrings(plain, last.values))
     return { setJson: last.shape.setJson, impliedMask: mask };
   // The JSON of `values`, written directly (no object made for it).
   let values = '';
@@ -133,12 +127,9 @@ function shapeOf(labels: Readonly<Record<string, string>>, r: TelemetryRecord): 
     const v = plain[j++] as string;
     values += `${values === '' ? '' : ','}${JSON.stringify(keys[i])}:${JSON.stringify(v)}`;
   }
-  if (!sameKeys(keys, lastKeys)) {
-    lastKeys = keys;
-    lastKeysJson = JSON.stringify(keys);
-  }
-  const shape = { setJson: `{"keys":${lastKeysJson},"values":{${values}}}`, impliedMask: mask };
-  lastShaped = { keys, values: plain.map(detached), shape: { ...shape } };
+  const keysJson = sameNames ? last.keysJson : JSON.stringify(keys);
+  const shape = { setJson: `{"keys":${keysJson},"values":{${values}}}`, impliedMask: mask };
+  lastShaped = { keys, keysJson, values: plain.map(detached), shape: { ...shape } };
   return shape;
 }
 

@@ -51,6 +51,11 @@ function widen<E extends { first_seen: number; last_seen: number; written: numbe
   if (e.last_seen > e.written + TOUCH_MS) dirty.add(e);
 }
 
+/** The span of an entry first seen at `t`, never written. */
+function seenAt(t: number): { first_seen: number; last_seen: number; written: number } {
+  return { first_seen: t, last_seen: t, written: Number.NEGATIVE_INFINITY };
+}
+
 /** The same text, an absent field as empty (how a GPU's attributes compare). */
 const text = (s: string | undefined): string => s ?? '';
 
@@ -73,13 +78,7 @@ export class FleetState {
     const first = records[0] as TelemetryRecord;
     let c = this.clusters.get(clusterId);
     if (c === undefined) {
-      c = {
-        cluster_id: clusterId,
-        first_seen: first.timestamp,
-        last_seen: first.timestamp,
-        written: Number.NEGATIVE_INFINITY,
-        hosts: new Map(),
-      };
+      c = { cluster_id: clusterId, ...seenAt(first.timestamp), hosts: new Map() };
       this.clusters.set(clusterId, c);
       this.dirtyClusters.add(c);
     }
@@ -92,14 +91,7 @@ export class FleetState {
         h = c.hosts.get(r.hostname);
         g = undefined;
         if (h === undefined) {
-          h = {
-            cluster_id: clusterId,
-            hostname: r.hostname,
-            first_seen: t,
-            last_seen: t,
-            written: Number.NEGATIVE_INFINITY,
-            gpus: new Map(),
-          };
+          h = { cluster_id: clusterId, hostname: r.hostname, ...seenAt(t), gpus: new Map() };
           c.hosts.set(r.hostname, h);
           this.dirtyHosts.add(h);
         }
@@ -115,9 +107,7 @@ export class FleetState {
             uuid: r.uuid,
             model: r.model,
             device: r.device,
-            first_seen: t,
-            last_seen: t,
-            written: Number.NEGATIVE_INFINITY,
+            ...seenAt(t),
             live: {
               cluster_id: clusterId,
               hostname: r.hostname,

@@ -460,20 +460,11 @@ export class Dimensions {
       }
     }
     // Each GPU row's id, once (the readings take theirs from their row), and the newest reading
-    // seen of it. Its key was made when the batch was planned, unless the plan stopped short of
-    // it (something new came first), and then by the upsert.
-    const clusterId = c.clusters.get(clusterName)?.id ?? -1;
-    let hostIds: Map<string, number> | undefined;
+    // seen of it. Its key was made by the plan, or by the upsert when the plan stopped short of it
+    // (something new came first); without one, `ids` says the row is not cached.
     for (const g of fleet.gpus.values()) {
-      let k = g.key;
-      if (k === undefined) {
-        if (hostIds === undefined) {
-          hostIds = new Map<string, number>();
-          for (const h of fleet.hosts.keys())
-            hostIds.set(h, c.hosts.get(this.hostKey(clusterId, h))?.id ?? -1);
-        }
-        k = this.gpuKey(hostIds.get(g.host) ?? -1, g.index, g.instance);
-      }
+      const k = g.key;
+      if (k === undefined) continue;
       g.id = c.gpus.get(k)?.id;
       if (g.last > (c.newest.get(k) ?? Number.NEGATIVE_INFINITY)) c.newest.set(k, g.last);
     }
@@ -486,6 +477,10 @@ export class Dimensions {
 
   private gpuKey(hostId: number, index: number, instance: number): string {
     return `${hostId}\u0000${index}\u0000${instance}`;
+  }
+
+  private workloadKey(gpuId: number, w: WorkloadSpan): string {
+    return `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
   }
 
   /**
@@ -526,7 +521,7 @@ export class Dimensions {
     const workloads: { key: string; gpuId: number; w: WorkloadSpan }[] = [];
     for (const w of fleet.workloads.values()) {
       const gpuId = gpuIds.get(`${w.host}\u0000${w.index}\u0000${w.instance}`) ?? -1;
-      const key = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
+      const key = this.workloadKey(gpuId, w);
       const seen = c.workloads.get(key);
       if (seen === undefined) return 'upsert';
       moved ||= outside(w, seen.first, seen.last);
@@ -782,7 +777,7 @@ export class Dimensions {
     const made = new Set(
       gi.rows.map((r) => this.gpuKey(r.host_id, r.gpu_index, r.gpu_instance_id)),
     );
-    const old = gpus.filter((x) => !made.has(this.gpuKey(x.hostId, x.g.index, x.g.instance)));
+    const old = gpus.filter((x) => !made.has(x.key));
     if (old.length > 0) {
       const gr = await tx.query<GpuRow>(
         `WITH u AS (
@@ -863,7 +858,7 @@ export class Dimensions {
         }))
         .filter(({ gpuId, w }) => {
           // Known here with the batch inside its span: nothing to write.
-          const k = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
+          const k = this.workloadKey(gpuId, w);
           const seen = c.workloads.get(k);
           if (seen === undefined || outside(w, seen.first, seen.last)) return true;
           out.workloads.set(k, seen);
@@ -889,7 +884,7 @@ export class Dimensions {
           ],
         );
       for (const { gpuId, w } of ws) {
-        const k = `${gpuId}\u0000${w.ns}\u0000${w.pod}\u0000${w.container}`;
+        const k = this.workloadKey(gpuId, w);
         const seen = c.workloads.get(k);
         out.workloads.set(k, {
           first: Math.min(w.first, seen?.first ?? w.first),

@@ -8,11 +8,11 @@
  * reads them in a cycle, once per instant, and there a cache costs more than it saves, measured:
  * the objects it holds outlive the young generation, and every full collection walks them (100,000
  * entries: 17-24 against 8 µs a record at 100,000 GPUs), and one cleared whenever full never hits
- * while its filling and clearing churn the old generation. So when full it keeps what it holds (those series keep
- * hitting) and lets newcomers through uncached; when its hits fall below a quarter of its lookups
- * over a round (four lookups per entry it can hold), it empties and rests: no entry is added for
- * the next REST_ROUNDS rounds, then it starts again (for a fleet whose series have changed, or a
- * file that moves on to a smaller one).
+ * while its filling and clearing churn the old generation. So when full it keeps what it holds
+ * (those series keep hitting) and lets newcomers through uncached; when its hits fall below a
+ * quarter of its lookups over a round (four lookups per entry it can hold), it empties and rests:
+ * no entry is added for the next REST_ROUNDS rounds, then it starts again (for a fleet whose
+ * series have changed, or a file that moves on to a smaller one).
  */
 export class LabelCache<V> {
   private readonly map = new Map<string, V>();
