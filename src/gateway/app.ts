@@ -355,7 +355,18 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   );
 
   // With a feed, readiness also says whether live push works (listening, the feed watched).
+  // And, with latest values kept in memory, whether the fleet state's first load is done (the
+  // requests would wait for it: seconds at 100,000 GPUs).
   const feed = o.feed;
+  const reloadMs = o.latestReloadMs ?? 10_000;
+  const fleet = o.fleet ?? DEFAULT_FLEET_SETTINGS;
+  const tracker =
+    o.feed !== undefined && reloadMs > 0
+      ? o.reader.trackLatest?.({
+          reloadMs,
+          idle: { utilPercent: fleet.idleUtil, forMs: fleet.idleForMs },
+        })
+      : undefined;
   const checks: readonly HealthCheck[] =
     feed === undefined
       ? o.checks
@@ -368,8 +379,14 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
               if (problem !== undefined) throw new NexusError('NOT_READY', problem);
             },
           },
+          {
+            name: 'fleet-state',
+            check: async () => {
+              const loading = tracker?.warming();
+              if (loading !== undefined) throw new NexusError('NOT_READY', loading);
+            },
+          },
         ];
-  const fleet = o.fleet ?? DEFAULT_FLEET_SETTINGS;
   const health = { checks, draining: () => draining, checkTimeoutMs: 2000 };
   await app.register(healthRoutes, { ...health, version: o.version });
   const metrics = o.metrics;
@@ -408,14 +425,6 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
   });
 
   // Latest values in memory: subscribed to the feed first, then loaded, so nothing falls between.
-  const reloadMs = o.latestReloadMs ?? 10_000;
-  const tracker =
-    o.feed !== undefined && reloadMs > 0
-      ? o.reader.trackLatest?.({
-          reloadMs,
-          idle: { utilPercent: fleet.idleUtil, forMs: fleet.idleForMs },
-        })
-      : undefined;
   let stopTracking: (() => Promise<void>) | undefined;
   if (o.feed !== undefined && tracker !== undefined) {
     stopTracking = await o.feed.subscribe(

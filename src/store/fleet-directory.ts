@@ -160,7 +160,8 @@ export class TokenIndex<T> {
     this.pending.push({ token, key, ref });
   }
 
-  private settle(): void {
+  /** Sorts what addBulk added (done by the next lookup otherwise). */
+  settle(): void {
     if (this.pending.length === 0) return;
     const all = this.entries.concat(this.pending);
     this.pending = [];
@@ -389,8 +390,14 @@ export class FleetDirectory {
       this.counters.rowsRead.workloads += rows.rows.length;
       for (const r of rows.rows) this.applyWorkload(r, false);
     }
+    // A full load's index entries are sorted now, in the load, rather than by the first search.
+    if (full) for (const index of this.indexes()) index.settle();
     this.counters.reloads[full ? 'full' : 'incremental']++;
     this.watermark = next;
+  }
+
+  private indexes(): { settle(): void }[] {
+    return [this.hostNames, this.gpuNames, this.namespaceNames, this.podNames];
   }
 
   private applyCluster(r: ClusterRow): DirCluster {

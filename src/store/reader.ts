@@ -235,6 +235,13 @@ export interface LatestTracker {
   resync(): void;
   /** Loads from the store (in the background) and starts the periodic reload. */
   start(): void;
+  /**
+   * What the first load still has to do ("loading the fleet directory", ...), or undefined once
+   * the fleet directory, its search indexes and the latest values are in memory: until then the
+   * first requests would wait for it (seconds at 100,000 GPUs), so the gateway is not ready.
+   * Once undefined it stays so (later reloads serve meanwhile).
+   */
+  warming(): string | undefined;
   stop(): void;
 }
 

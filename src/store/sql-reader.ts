@@ -693,12 +693,22 @@ export class SqlReader implements TelemetryReader {
       (gpu, metric, time) => this.onSlot(gpu, metric, time),
     );
     this.memory = mem;
+    let warm = false;
     return {
       committed: (clusterId, readings) => mem.committed(clusterId, readings),
       resync: () => void mem.resync(),
       start: () => {
         mem.start();
         this.startBackground();
+      },
+      warming: () => {
+        // Only the first load: a reload later (a resync after the feed missed readings, a
+        // replaced database) serves meanwhile, as every gateway would be doing the same.
+        if (warm) return undefined;
+        if (!this.dir.loaded) return 'loading the fleet directory';
+        if (!mem.loaded) return 'loading the latest values';
+        warm = true;
+        return undefined;
       },
       stop: () => {
         mem.stop();
@@ -710,6 +720,8 @@ export class SqlReader implements TelemetryReader {
 
   /** The directory refreshed every second, and idle GPUs per cluster every minute. */
   private startBackground(): void {
+    // The first load now, not at the first tick or request.
+    if (this.backgroundTimer === undefined) this.refresh().catch(() => undefined);
     this.backgroundTimer ??= setInterval(() => {
       this.refresh().catch(() => undefined);
     }, DIRECTORY_MAX_AGE_MS / 2);

@@ -4,10 +4,13 @@
  * a host's latest values and search; every list walked by its cursors holds each item once, in
  * order, with count, total and next_cursor right; the fleet rows the gateway reads from the store
  * for 20 requests of each kind (nexus_gateway_fleet_rows_read_total, request sources) are the same
- * on both fleets; nothing answers 5xx.
+ * on both fleets; nothing answers 5xx. A gateway is ready only once its fleet state is loaded, so
+ * that its first requests find it in memory.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { NexusMetrics } from '../../src/core/metrics.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -66,13 +69,22 @@ function counters(store: SqlStore): FleetReadCounters {
   return c;
 }
 
-async function serve(hosts: number): Promise<Served> {
+/** What a test does while a gateway starts: before it is built, then until it is ready. */
+interface Starting {
+  before(url: string): Promise<void>;
+  during(gateway: Gateway): Promise<void>;
+}
+
+/** A gateway on a fleet of `hosts` x 8 GPUs, once ready (/readyz), its fleet state loaded. */
+async function serve(hosts: number, starting?: Starting): Promise<Served> {
   const pg = await sharedPostgres();
-  const store = sqlStore(await pg.server.createDatabase(uniqueDatabase('card')));
+  const url = await pg.server.createDatabase(uniqueDatabase('card'));
+  const store = sqlStore(url);
   await store.migrate();
   const records = fleet(hosts);
   for (let i = 0; i < records.length; i += 6000)
     await store.write(CLUSTER, records.slice(i, i + 6000));
+  await starting?.before(url);
   const feed = new MemoryFeed();
   const gateway = await buildGateway({
     reader: store.reader,
@@ -90,13 +102,15 @@ async function serve(hosts: number): Promise<Served> {
     cors: { enabled: false, origins: [] },
     maxPoints: 100_000,
   });
-  // The fleet state loaded: the directory and the latest values (two full loads).
+  await starting?.during(gateway);
   for (let i = 0; ; i++) {
-    const c = counters(store);
-    if (c.reloads.full >= 2) break;
-    if (i > 600) throw new Error('the fleet state did not load');
+    const res = await gateway.app.inject({ method: 'GET', url: '/readyz' });
+    if (res.statusCode === 200) break;
+    if (i > 600) throw new Error(`the gateway is not ready: ${res.body}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+  // Ready: the fleet state is loaded, the directory and the latest values (two full loads).
+  assert.ok(counters(store).reloads.full >= 2, 'ready before the fleet state was loaded');
   return { store, gateway, feed, hosts };
 }
 
@@ -286,4 +300,44 @@ describe('what a request costs does not grow with the fleet', () => {
       assert.equal(read[1], read[0], `${kind}: ${read.join(' vs ')} rows`);
     });
   }
+});
+
+describe('a gateway starting on a fleet', () => {
+  it('is not ready until its fleet state is loaded; its first requests then read no fleet rows', async () => {
+    let locker: pg.Client | undefined;
+    const s = await serve(25, {
+      before: async (url) => {
+        locker = new pg.Client({ connectionString: url });
+        await locker.connect();
+        await locker.query('BEGIN');
+        // The directory's first load waits behind this lock until it is released.
+        await locker.query('LOCK TABLE gpus IN ACCESS EXCLUSIVE MODE');
+      },
+      during: async (gateway) => {
+        for (let i = 0; i < 5; i++) {
+          const res = await gateway.app.inject({ method: 'GET', url: '/readyz' });
+          assert.equal(res.statusCode, 503, res.body);
+          assert.match(res.body, /fleet-state: loading the fleet directory/);
+          await sleep(100);
+        }
+        await locker?.query('COMMIT');
+        await locker?.end();
+      },
+    });
+    try {
+      const before = requestRows(s);
+      for (const url of [
+        '/api/v1/overview',
+        `/api/v1/clusters/${CLUSTER}`,
+        `/api/v1/clusters/${CLUSTER}/hosts`,
+        '/api/v1/search?q=node-001',
+      ])
+        await get(s, url);
+      assert.equal(requestRows(s) - before, 0, 'fleet rows read by the first requests');
+    } finally {
+      await s.gateway.app.close();
+      await s.feed.close();
+      await s.store.close();
+    }
+  });
 });
