@@ -82,6 +82,15 @@ function clip(s: string): string {
  * 8-13). Past that it rests, as holding a fleet it cannot hold costs more than it saves.
  */
 const labelCache = new LabelCache<Readonly<Record<string, string>>>(32_768, 16_000_000, 4096);
+
+/**
+ * Calls `f` once, the first time the label cache is full: the file has more series than it holds.
+ * Its entries are then tens of MB of long-lived objects and every row allocates a parse; the
+ * streamer bounds its heap growth from then on (src/cli/commands/streamer.ts).
+ */
+export function whenLabelCacheFull(f: () => void): void {
+  labelCache.onFull = f;
+}
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 /** The last timestamp text parsed and its value: an export's rows come a scrape at a time. */
 let lastTsText = '';

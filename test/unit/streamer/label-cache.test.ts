@@ -34,8 +34,8 @@ describe('label cache', () => {
   it('empties and rests when what it holds has stopped being read, then starts again (a fleet whose series changed)', () => {
     const cache = new LabelCache<number>(10, 1_000_000, 1000);
     cycle(cache, names('old', 10), 2);
-    // The old series are gone: after a round of 4 x 10 lookups that all miss, the cache empties and
-    // rests for 16 rounds (640 lookups), then keeps the new series, which hit on every later pass.
+    // The old series are gone: after a round of 2 x 10 lookups that all miss, the cache empties
+    // and rests for 16 rounds (320 lookups), then keeps the new series, which hit on every later pass.
     const hits = cycle(cache, names('new', 10), 100);
     assert.ok(hits >= 10 * 25, `hits ${hits}`);
     assert.equal(cache.get('old-0'), undefined);
@@ -44,7 +44,7 @@ describe('label cache', () => {
 
   it('rests instead of churning on a fleet far larger than it holds (holding its series would cost more than parsing them)', () => {
     const cache = new LabelCache<number>(10, 1_000_000, 1000);
-    // 1,000 series in a cycle: full after 10, then a round of 40 lookups with nothing to hit.
+    // 1,000 series in a cycle: full after 10, then a round of 20 lookups with nothing to hit.
     cycle(cache, names('s', 1000), 1);
     assert.ok(cache.isResting);
     assert.equal(cache.size, 0);
@@ -60,5 +60,15 @@ describe('label cache', () => {
     assert.equal(cache.size, 0);
     for (const t of names('abcdefgh', 5)) cache.set(t, 1);
     assert.equal(cache.size, 2, 'two texts of 10 characters in a budget of 25');
+  });
+
+  it('says once when it is first full (the streamer then bounds its heap growth)', () => {
+    const cache = new LabelCache<number>(10, 1_000_000, 1000);
+    let calls = 0;
+    cache.onFull = () => calls++;
+    cycle(cache, names('s', 9), 3);
+    assert.equal(calls, 0, 'not full with 9 of 10');
+    cycle(cache, names('t', 1000), 2);
+    assert.equal(calls, 1);
   });
 });
