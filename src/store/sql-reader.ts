@@ -101,6 +101,9 @@ function slicePage<T>(
   };
 }
 
+/** Whole clusters' GPU lists kept (SqlReader.pick); past it, they are all dropped. */
+const CLUSTER_GPUS_CACHED = 64;
+
 /** The directory's answers are this fresh (ms): an older one is brought up to date first. */
 const DIRECTORY_MAX_AGE_MS = 1000;
 /** A name still unknown after a refresh is NOT_FOUND without another refresh this long (ms). */
@@ -619,16 +622,41 @@ export class SqlReader implements TelemetryReader {
     return { ids, byId };
   }
 
+  /**
+   * A whole cluster's GPUs as pickGpus names them, by selection (live or not, which instances),
+   * while the directory has not changed: the heatmap and the overview ask for them every few
+   * seconds (100,000 GPUs: a list built and sorted twice a heatmap).
+   */
+  private readonly clusterGpus = new Map<string, { version: number; refs: readonly GpuRef[] }>();
+
+  /** pickGpus, a whole cluster's answer reused while the directory is unchanged. */
+  private pick(dir: FleetDirectory, sel: Selection): readonly GpuRef[] {
+    const whole =
+      sel.cluster !== undefined &&
+      sel.hosts === undefined &&
+      sel.gpus === undefined &&
+      sel.uuids === undefined;
+    if (!whole) return pickGpus(dir, sel);
+    const instances = sel.instances === 'all' ? 'all' : (sel.instances ?? [WHOLE_GPU]).join(',');
+    const key = `${sel.cluster}\u0000${sel.live === true}\u0000${instances}`;
+    const hit = this.clusterGpus.get(key);
+    if (hit !== undefined && hit.version === dir.version) return hit.refs;
+    const refs = pickGpus(dir, sel);
+    if (this.clusterGpus.size >= CLUSTER_GPUS_CACHED && hit === undefined) this.clusterGpus.clear();
+    this.clusterGpus.set(key, { version: dir.version, refs });
+    return refs;
+  }
+
   /** The GPUs a selection names. An unknown cluster is NOT_FOUND; filters matching nothing give []. */
-  private async gpuRefs(sel: Selection): Promise<GpuRef[]> {
+  private async gpuRefs(sel: Selection): Promise<readonly GpuRef[]> {
     if (sel.cluster !== undefined && (await this.clusterOf(sel.cluster)) === undefined)
       throw new NexusError('NOT_FOUND', `cluster "${sel.cluster}" not found`);
-    let found = pickGpus(await this.directory(), sel);
+    let found = this.pick(await this.directory(), sel);
     // Nothing: a host or GPU named may have just appeared (once per name a second).
     if (found.length === 0 && sel.cluster !== undefined && sel.hosts !== undefined) {
       const cluster = sel.cluster;
       await Promise.all(sel.hosts.map((h) => this.hostOf(cluster, h)));
-      found = pickGpus(this.dir, sel);
+      found = this.pick(this.dir, sel);
     }
     return found;
   }

@@ -11,6 +11,7 @@ import { ErrorBody } from '../../src/gateway/schemas/common.js';
 import { heatmapRoutes } from '../../src/gateway/routes/heatmap.js';
 import type { Selection, TelemetryReader } from '../../src/store/reader.js';
 import { sampleGateway, type TestGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/pipeline.js';
 import { T0, TEMP, rec } from '../conformance/store-fixtures.js';
 
 const UTIL = 'DCGM_FI_DEV_GPU_UTIL';
@@ -217,5 +218,24 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
     await once();
     assert.equal(calls, 2, 'recomputed after 2 s');
     await app.close();
+  });
+
+  it('a host written after a heatmap is in the next one (the cluster GPU list kept between requests follows the fleet)', async () => {
+    const url = (cells: number): string =>
+      `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&max_cells=${cells}`;
+    const first = await get<Heatmap>(url(5000));
+    assert.equal(first.body.hosts, HOSTS);
+    await t.store.write(C, [rec(T0, 42, { hostname: 'gpu-node-9999', gpu: 0, metric: UTIL })]);
+    // Another max_cells each time: not the heatmap's own 2 s cache.
+    let cells = 5000;
+    let last: Heatmap | undefined;
+    const seen = await until(async () => {
+      last = (await get<Heatmap>(url(++cells))).body;
+      return last.hosts === HOSTS + 1;
+    }, 10_000);
+    assert.ok(seen, `the new host never appeared: ${last?.hosts} hosts`);
+    const added = last?.cells.find((c) => c.key === 'gpu-node-9999/0');
+    assert.equal(added?.value, 42);
+    assert.equal(last?.gpus, HOSTS * 8 + 1);
   });
 });

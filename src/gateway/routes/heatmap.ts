@@ -164,7 +164,8 @@ export function heatmapCells(input: HeatmapInput): HeatmapCells {
     a.sum += v.value;
     if (v.value < a.min) a.min = v.value;
     if (v.value > a.max) a.max = v.value;
-    if (input.alerting.has(gpuKey(v.hostname, v.gpu_id))) a.alerting++;
+    // (Few GPUs alert: no key made for the others' lookups when none does.)
+    if (input.alerting.size > 0 && input.alerting.has(gpuKey(v.hostname, v.gpu_id))) a.alerting++;
   }
   if (hosts.length <= input.maxCells) {
     const cells = hosts.map((h, i) => {
