@@ -275,6 +275,7 @@ export async function buildStore(
     rollupRetentionDays: config.rollupRetentionDays,
     partitionAheadMs: config.partitionAhead,
     compactDelayMs: config.compactDelay,
+    dimensionCacheMax: config.dimensionCacheMax,
   };
   let store: TelemetryStore;
   let ready: Promise<void>;

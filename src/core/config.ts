@@ -524,6 +524,16 @@ export const SETTINGS = {
     help: 'Queue messages per database transaction',
     group: 'collector',
   },
+  dimensionCacheMax: {
+    env: 'DIMENSION_CACHE_MAX',
+    flag: 'dimension-cache-max',
+    kind: 'int',
+    default: '250000',
+    min: 100,
+    max: 100_000_000,
+    help: 'Hosts, GPUs and workloads a collector keeps the ids of in memory, of each kind (about 500 bytes a GPU); a batch with others re-reads their rows (slower, still exact)',
+    group: 'collector',
+  },
   rollupInterval: {
     env: 'ROLLUP_INTERVAL',
     flag: 'rollup-interval',

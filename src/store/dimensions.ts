@@ -414,7 +414,7 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
 export class Dimensions {
   private cache = new Cache(undefined);
 
-  /** `max`: entries kept of each kind (DIMENSION_CACHE_MAX). */
+  /** `max`: entries kept of each kind (DIMENSION_CACHE_MAX, by default 250,000). */
   constructor(private readonly max = DIMENSION_CACHE_MAX) {}
 
   /** Entries kept, of each kind (tests). */

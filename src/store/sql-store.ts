@@ -51,6 +51,8 @@ export interface SqlStoreOptions {
    * mark an hour at most every third of it).
    */
   readonly usageSettleMs?: number;
+  /** Hosts, GPUs and workloads whose ids are kept in memory, of each kind (DIMENSION_CACHE_MAX). */
+  readonly dimensionCacheMax?: number;
 }
 
 const DAY = 86_400_000;
@@ -275,9 +277,14 @@ export class SqlStore implements TelemetryStore {
   readonly backend: 'postgres' | 'pglite';
   readonly reader: TelemetryReader;
   readonly foldsOnWrite: boolean;
-  private readonly dims = new Dimensions();
+  private readonly dims: Dimensions;
   private readonly allocations: AllocationMinutes;
   private readonly partitions = new Set<number>();
+
+  /** Dimension ids kept in memory, of each kind (tests). */
+  get dimensionsCached(): { hosts: number; gpus: number; workloads: number } {
+    return this.dims.cached;
+  }
   /** Changes of the database's identity noticed here, by the writer and the reader. */
   private readonly changes: IdentityChanges = { database: 0, server: 0 };
   /**
@@ -306,6 +313,7 @@ export class SqlStore implements TelemetryStore {
   private sealed: Set<number> | undefined;
 
   constructor(private readonly o: SqlStoreOptions) {
+    this.dims = new Dimensions(o.dimensionCacheMax);
     this.allocations = new AllocationMinutes(undefined, o.usageSettleMs);
     this.backend = o.db.backend;
     this.reader = new SqlReader(o.db, {
