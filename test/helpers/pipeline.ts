@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from '../../src/core/logger.js';
 import { Collector, type CollectorOptions } from '../../src/collector/collector.js';
 import { EtcdRegistry } from '../../src/registry/etcd/etcd-registry.js';
 import { PostgresDatabase } from '../../src/store/postgres/database.js';
-import { SqlStore } from '../../src/store/sql-store.js';
+import { SqlStore, type SqlStoreOptions } from '../../src/store/sql-store.js';
 import type { EtcdQueue } from '../../src/queue/etcd/etcd-queue.js';
 import { etcdQueue } from './queues.js';
 
@@ -26,7 +26,11 @@ export function postgresDatabase(url: string, poolSize = 6): PostgresDatabase {
   );
 }
 
-export function sqlStore(url: string, logger: Logger = silentLogger()): SqlStore {
+export function sqlStore(
+  url: string,
+  logger: Logger = silentLogger(),
+  options: Partial<SqlStoreOptions> = {},
+): SqlStore {
   return new SqlStore({
     db: postgresDatabase(url),
     logger,
@@ -35,6 +39,7 @@ export function sqlStore(url: string, logger: Logger = silentLogger()): SqlStore
     rollupRetentionDays: 0,
     partitionAheadMs: 0,
     compactDelayMs: 3_600_000,
+    ...options,
   });
 }
 

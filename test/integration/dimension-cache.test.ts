@@ -9,8 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { silentLogger } from '../../src/core/logger.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
-import { postgresDatabase } from '../helpers/pipeline.js';
-import { SqlStore } from '../../src/store/sql-store.js';
+import { sqlStore } from '../helpers/pipeline.js';
+import type { SqlStore } from '../../src/store/sql-store.js';
 import { T0 } from '../conformance/store-fixtures.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
@@ -48,16 +48,7 @@ let store: SqlStore;
 before(async () => {
   const server = await sharedPostgres();
   url = await server.server.createDatabase(uniqueDatabase('dimcache'));
-  store = new SqlStore({
-    db: postgresDatabase(url),
-    logger: silentLogger(),
-    writeMethod: 'unnest',
-    retentionDays: 0,
-    rollupRetentionDays: 0,
-    partitionAheadMs: 0,
-    compactDelayMs: 3_600_000,
-    dimensionCacheMax: MAX,
-  });
+  store = sqlStore(url, silentLogger(), { dimensionCacheMax: MAX });
   await store.migrate();
 });
 after(async () => {
