@@ -1,7 +1,7 @@
 /**
  * values.schema.json of the Helm chart (deployments/helm/telemetry-pipeline), generated from the
  * settings table of src/core/config.ts: the chart's `config`, `collector.config`,
- * `gateway.config` and `streamer.config` maps are keyed by environment variable, and each
+ * `gateway.config`, `streamer.config` and `scraper.config` maps are keyed by environment variable, and each
  * setting's schema gives its type, choices, bounds, help and default. Settings marked secret are
  * not allowed there (secrets come from Secrets, as files). The rest of the values (image, etcd,
  * postgresql, autoscaling, ...) is described by hand below.
@@ -28,6 +28,7 @@ export const CONFIG_MAPS: Readonly<Record<string, readonly Group[]>> = {
   'collector.config': ['common', 'queue', 'database', 'collector'],
   'gateway.config': ['common', 'queue', 'database', 'collector', 'gateway'],
   'streamer.config': ['common', 'queue', 'streamer'],
+  'scraper.config': ['common', 'queue', 'scraper'],
 };
 
 const DURATION = '^(\\d+|(\\d+(\\.\\d+)?(ms|s|m|h|d|w))+)$';
@@ -200,6 +201,7 @@ export function chartSchema(): Schema {
               peer: str('Peer certificate of the members'),
               root: str('Client certificate CN=root'),
               streamer: str('Client certificate CN=streamer'),
+              scraper: str('Client certificate CN=scraper (with scraper.enabled)'),
               collector: str('Client certificate CN=collector'),
               gateway: str('Client certificate CN=gateway'),
             },
@@ -322,8 +324,16 @@ export function chartSchema(): Schema {
         resources: resources('The streamer'),
         backoffLimit: int('Attempts before the Job fails'),
       }),
+      scraper: obj('The scraper Deployment (nexus scrape: live ingest from dcgm-exporter)', {
+        enabled: bool('Run the scraper'),
+        config: mapOf('scraper.config'),
+        rbac: bool(
+          'A Role (list and watch EndpointSlices) and RoleBinding in the namespace of SCRAPE_KUBERNETES_SERVICE',
+        ),
+        resources: resources('The scraper'),
+      }),
       metrics: obj('Prometheus Operator objects', {
-        serviceMonitor: obj('ServiceMonitors (and the streamer’s PodMonitor)', {
+        serviceMonitor: obj('ServiceMonitors (and the streamer’s and scraper’s PodMonitors)', {
           enabled: bool('The monitors'),
           interval: str('Scrape interval'),
           labels: map('Extra labels'),

@@ -35,9 +35,17 @@ const renders: Record<string, () => K8sObject[]> = {
   'kustomize dev': () => kustomize('dev'),
   'kustomize production': () => kustomize('production'),
   'helm default values': () => helmTemplate(),
-  // The streamer Job is off by default; the production render turns it on so it is checked too.
+  // The streamer Job and the scraper are off by default; the production render turns them on so
+  // they are checked too.
   'helm production values': () =>
-    helmTemplate(['-f', PRODUCTION_VALUES, '--set', 'streamer.enabled=true']),
+    helmTemplate([
+      '-f',
+      PRODUCTION_VALUES,
+      '--set',
+      'streamer.enabled=true',
+      '--set',
+      'scraper.enabled=true',
+    ]),
 };
 
 /** Every environment variable a nexus container may set: the settings table, their *_FILE forms, and the OpenTelemetry/Node ones the CLI reads. */
@@ -57,6 +65,7 @@ const KNOWN_ENV = new Set<string>([
 
 const COMMANDS = new Set([
   'streamer',
+  'scrape',
   'collector',
   'gateway',
   'migrate',
@@ -432,6 +441,64 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
           .map((o) => objAt(o, 'spec', 'selector', 'matchLabels')?.['app.kubernetes.io/component']);
         for (const c of ['etcd', 'gateway', 'collector'])
           assert.ok(pdbComponents.includes(c), `a PDB for ${c}`);
+      });
+
+      it('the scraper (helm, scraper.enabled): one at a time, its own etcd user, and only list and watch on the EndpointSlices it follows', () => {
+        // Off by default in the chart; the kustomize overlays have none (docs/ingest.md).
+        if (name !== 'helm production values') {
+          assert.equal(byKindAndComponent(objects, 'Deployment', 'scraper').length, 0, 'off');
+          return;
+        }
+        const d = one(objects, 'Deployment', 'scraper', name);
+        assert.equal(objAt(d, 'spec')?.replicas, 1, 'a second would scrape every target twice');
+        assert.equal(strAt(d, 'spec', 'strategy', 'type'), 'Recreate');
+        const [c] = nexusContainers([d]);
+        assert.ok(c !== undefined);
+        assert.deepEqual(args(c.container), ['scrape']);
+        const env = effectiveSettings(objects, c.container);
+        const service = env.get('SCRAPE_KUBERNETES_SERVICE') ?? '';
+        assert.match(service, /^[a-z0-9-]+\/[a-z0-9-]+(:\w+)?$/);
+        assert.equal(env.get('METRICS_PORT'), '9464', 'its /healthz, /readyz and /metrics');
+        assert.equal(env.has('DB_HOST'), false, 'no database');
+        // Its etcd client certificate is the scraper user's (CN=scraper).
+        const secret = listAt(podOf(d)?.spec, 'volumes')
+          .map((v) => strAt(v, 'secret', 'secretName'))
+          .find((n) => n?.includes('etcd-client'));
+        const cert = objects.find(
+          (o) => o.kind === 'Certificate' && strAt(o, 'spec', 'secretName') === secret,
+        );
+        assert.equal(strAt(cert, 'spec', 'commonName'), 'scraper');
+        // The ServiceAccount may list and watch EndpointSlices in the exporter's namespace only.
+        const account = strAt(podOf(d)?.spec, 'serviceAccountName');
+        const binding = objects.find(
+          (o) =>
+            o.kind === 'RoleBinding' &&
+            listAt(o, 'subjects').some((x) => strAt(x, 'name') === account),
+        );
+        assert.ok(binding !== undefined, 'its ServiceAccount is bound');
+        assert.equal(binding.metadata.namespace, service.split('/')[0]);
+        const role = objects.find(
+          (o) =>
+            o.kind === 'Role' &&
+            o.metadata.name === strAt(binding, 'roleRef', 'name') &&
+            o.metadata.namespace === binding.metadata.namespace,
+        );
+        assert.deepEqual(listAt(role, 'rules'), [
+          {
+            apiGroups: ['discovery.k8s.io'],
+            resources: ['endpointslices'],
+            verbs: ['list', 'watch'],
+          },
+        ]);
+        // etcd takes its connections; Prometheus scrapes it through a PodMonitor.
+        const etcdPolicy = objects.find(
+          (o) => o.kind === 'NetworkPolicy' && o.metadata.name.endsWith('-etcd'),
+        );
+        assert.match(JSON.stringify(etcdPolicy), /"app.kubernetes.io\/component":"scraper"/);
+        assert.ok(
+          objects.some((o) => o.kind === 'PodMonitor' && component(o) === 'scraper'),
+          'a PodMonitor',
+        );
       });
 
       it('monitoring: ServiceMonitors or PodMonitors for the components, and a PrometheusRule equal to deploy/observability/alerts.yml', () => {
