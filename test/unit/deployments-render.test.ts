@@ -181,6 +181,21 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
     );
   });
 
+  it("remote_write on the gateway (gateway.config.ENABLE_REMOTE_WRITE) reaches the etcd-roles Job, so the gateway's role may publish", () => {
+    const rolesEnv = (extra: string[]): Map<string, string> => {
+      const objects = helmTemplate(extra);
+      const job = one(objects, 'Job', 'etcd-roles', 'helm');
+      const [c] = nexusContainers([job]);
+      assert.ok(c !== undefined);
+      return effectiveSettings(objects, c.container);
+    };
+    assert.equal(rolesEnv([]).get('ENABLE_REMOTE_WRITE'), undefined);
+    assert.equal(
+      rolesEnv(['--set', 'gateway.config.ENABLE_REMOTE_WRITE=true']).get('ENABLE_REMOTE_WRITE'),
+      'true',
+    );
+  });
+
   it('helm lint passes with the default and the production values', () => {
     const { helm } = k8sTools();
     for (const extra of [[], ['-f', PRODUCTION_VALUES]]) {
