@@ -315,10 +315,7 @@ export class FleetDirectory {
     this.hostsById.clear();
     this.gpusById.clear();
     this.workloads.clear();
-    this.hostNames.clear();
-    this.gpuNames.clear();
-    this.namespaceNames.clear();
-    this.podNames.clear();
+    for (const index of this.indexes()) index.clear();
     this.namespaceGpus.clear();
     this.maxGpuId = 0;
     this.watermark = undefined;
@@ -396,7 +393,8 @@ export class FleetDirectory {
     this.watermark = next;
   }
 
-  private indexes(): { settle(): void }[] {
+  /** The search indexes. */
+  private indexes(): { settle(): void; clear(): void }[] {
     return [this.hostNames, this.gpuNames, this.namespaceNames, this.podNames];
   }
 

@@ -748,8 +748,6 @@ export class SqlReader implements TelemetryReader {
 
   /** The directory refreshed every second, and idle GPUs per cluster every minute. */
   private startBackground(): void {
-    // The first load now, not at the first tick or request.
-    if (this.backgroundTimer === undefined) this.refresh().catch(() => undefined);
     this.backgroundTimer ??= setInterval(() => {
       this.refresh().catch(() => undefined);
     }, DIRECTORY_MAX_AGE_MS / 2);
