@@ -143,10 +143,11 @@ export function storeConformance(h: StoreHarness): void {
             '010_mig',
             '011_usage_hourly',
             '012_fleet_changes',
+            '013_rollup_hot_updates',
           ],
-          current: 12,
+          current: 13,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 12 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 13 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -163,6 +164,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 10, name: '010_mig' },
           { version: 11, name: '011_usage_hourly' },
           { version: 12, name: '012_fleet_changes' },
+          { version: 13, name: '013_rollup_hot_updates' },
         ]);
       });
 
@@ -182,9 +184,10 @@ export function storeConformance(h: StoreHarness): void {
           '010_mig',
           '011_usage_hourly',
           '012_fleet_changes',
+          '013_rollup_hot_updates',
         ]);
-        assert.ok(results.every((r) => r.current === 12));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 12);
+        assert.ok(results.every((r) => r.current === 13));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 13);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

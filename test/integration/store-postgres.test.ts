@@ -134,6 +134,7 @@ describe('store: PostgreSQL only', () => {
         '010_mig',
         '011_usage_hourly',
         '012_fleet_changes',
+        '013_rollup_hot_updates',
       ],
     );
 
@@ -155,6 +156,7 @@ describe('store: PostgreSQL only', () => {
       { version: 10, name: '010_mig' },
       { version: 11, name: '011_usage_hourly' },
       { version: 12, name: '012_fleet_changes' },
+      { version: 13, name: '013_rollup_hot_updates' },
     ]);
   });
 });

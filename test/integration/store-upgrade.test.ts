@@ -131,6 +131,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '010_mig',
       '011_usage_hourly',
       '012_fleet_changes',
+      '013_rollup_hot_updates',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
