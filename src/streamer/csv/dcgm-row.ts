@@ -84,12 +84,14 @@ function clip(s: string): string {
 const labelCache = new LabelCache<Readonly<Record<string, string>>>(32_768, 16_000_000, 4096);
 
 /**
- * Calls `f` once, the first time the label cache is full: the file has more series than it holds.
- * Its entries are then tens of MB of long-lived objects and every row allocates a parse; the
- * streamer bounds its heap growth from then on (src/cli/commands/streamer.ts).
+ * Calls `full` each time the label cache fills (the file has more series than it holds: its
+ * entries are then tens of MB of long-lived objects, and rows it does not hold allocate a parse
+ * each), and `emptied` each time it empties to rest (too few hits: it holds nothing for a while).
+ * The streamer bounds its heap growth while the cache is full (src/cli/commands/streamer.ts).
  */
-export function whenLabelCacheFull(f: () => void): void {
-  labelCache.onFull = f;
+export function whenLabelCache(on: { full: () => void; emptied: () => void }): void {
+  labelCache.onFull = on.full;
+  labelCache.onEmptied = on.emptied;
 }
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 /** The last timestamp text parsed and its value: an export's rows come a scrape at a time. */

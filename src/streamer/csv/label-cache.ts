@@ -33,8 +33,10 @@ export class LabelCache<V> {
     private readonly maxText: number,
   ) {}
 
-  /** Called once, the first time an entry kept fills the cache. */
+  /** Called each time an entry kept fills the cache. */
   onFull: (() => void) | undefined;
+  /** Called each time a full cache with too few hits empties to rest. */
+  onEmptied: (() => void) | undefined;
 
   get size(): number {
     return this.map.size;
@@ -58,6 +60,7 @@ export class LabelCache<V> {
         if (this.hits * 4 < this.lookups) {
           this.clear();
           this.resting = REST_ROUNDS * ROUND * this.maxEntries;
+          this.onEmptied?.();
         }
         this.lookups = 0;
         this.hits = 0;
@@ -76,11 +79,8 @@ export class LabelCache<V> {
     if (!this.keeps(text)) return;
     this.map.set(text, value);
     this.chars += text.length;
-    if (this.onFull !== undefined && this.full()) {
-      const f = this.onFull;
-      this.onFull = undefined;
-      f();
-    }
+    // `keeps` said it was not full before this entry.
+    if (this.full()) this.onFull?.();
   }
 
   clear(): void {

@@ -62,13 +62,22 @@ describe('label cache', () => {
     assert.equal(cache.size, 2, 'two texts of 10 characters in a budget of 25');
   });
 
-  it('says once when it is first full (the streamer then bounds its heap growth)', () => {
+  it('says when it fills and when it empties to rest (the streamer bounds its heap growth in between)', () => {
     const cache = new LabelCache<number>(10, 1_000_000, 1000);
-    let calls = 0;
-    cache.onFull = () => calls++;
+    const said: string[] = [];
+    cache.onFull = () => said.push('full');
+    cache.onEmptied = () => said.push('emptied');
     cycle(cache, names('s', 9), 3);
-    assert.equal(calls, 0, 'not full with 9 of 10');
-    cycle(cache, names('t', 1000), 2);
-    assert.equal(calls, 1);
+    assert.deepEqual(said, [], 'not full with 9 of 10');
+    // 10 texts fill it; a round of 20 lookups without a hit empties it.
+    cycle(cache, names('t', 30), 1);
+    assert.deepEqual(said, ['full', 'emptied'], 'a fleet of unseen series: full, then rests');
+    assert.equal(cache.size, 0);
+    // It rests for 16 rounds (320 lookups), holding nothing, then fills again and says so again.
+    cycle(cache, names('u', 300), 1);
+    assert.deepEqual(said, ['full', 'emptied']);
+    assert.equal(cache.size, 0);
+    cycle(cache, names('v', 100), 1);
+    assert.deepEqual(said, ['full', 'emptied', 'full', 'emptied']);
   });
 });
