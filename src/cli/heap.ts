@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
  * peak near the live data (docs/operations.md "Memory of each component"). Not for a process whose
  * live data is a few MB and which allocates at full speed (the streamer on a file of a few
  * thousand series): full collections then come every few MB and cost it 20-50 % more CPU a record,
- * measured (the streamer bounds it only once its label cache is full). A
+ * measured (the streamer bounds it only while its label cache is full). A
  * `--heap-growing-percent` on node's command line wins (NODE_OPTIONS does not allow the flag).
  */
 export function boundHeapGrowth(percent = 50): void {

@@ -514,6 +514,11 @@ describe('deployment artefacts (offline: helm 3.17 and kubectl 1.30 from the dev
         );
         assert.ok(binding !== undefined, 'its ServiceAccount is bound');
         assert.equal(binding.metadata.namespace, service.split('/')[0]);
+        // The subject is that ServiceAccount, in the namespace it is deployed in (helm template
+        // leaves it to --namespace, the overlays set it).
+        const sa = objects.find((o) => o.kind === 'ServiceAccount' && o.metadata.name === account);
+        const subject = listAt(binding, 'subjects').find((x) => strAt(x, 'name') === account);
+        assert.equal(strAt(subject, 'namespace'), sa?.metadata.namespace ?? 'nexus');
         const role = objects.find(
           (o) =>
             o.kind === 'Role' &&

@@ -84,12 +84,12 @@ export function streamerCommand(): Command {
     await readHeader(resolveInput(config.csvFile));
     const root = openRoot(config);
     const { logger, stack } = root;
-    // Garbage grows freely (bounding it costs CPU for nothing while the live data is a few MB),
-    // except while the label cache is full of a file with more series than it holds: its entries
+    // V8 sizes the heap's growth itself (a bound costs CPU for nothing while the live data is a few
+    // MB) until the label cache is full of a file with more series than it holds: its entries
     // are then about 100 MB, every other row is parsed, and the heap would grow to 3.5 times that
     // (peak RSS 476-488 MB on the 100,000-GPU file; 301-305 MB bounded). Once the cache empties to
     // rest, the live data is a few tens of MB and that bound made every few MB of garbage a full
-    // collection: the growth is then 300 % (on that file, 6 alternated runs each: 22.0 µs a record
+    // collection: the growth is then a fixed 300 %, V8's largest factor (on that file, 6 alternated runs each: 22.0 µs a record
     // on average with 100 % throughout, 19.5 with 300 % once the cache rests; the peak unchanged,
     // 310-327 MB, reached while the cache is full).
     whenLabelCache({ full: () => boundHeapGrowth(100), emptied: () => boundHeapGrowth(300) });

@@ -9,17 +9,9 @@
 -- The cost is disk: `samples_latest` holds a row per series, and a `samples_1m` partition lives
 -- only until its 2-hour window is sealed into chunks (which this does not change). `fleet_1m`,
 -- kept as long as the rollup, keeps full pages. Existing pages keep their rows; new ones are
--- filled to half.
+-- filled to half. Partitions that exist already are left as they are (a sealing job may be
+-- dropping one meanwhile): each window after this one gets a new partition.
 ALTER TABLE samples_latest SET (fillfactor = 50);
-
-DO $$
-DECLARE
-  r record;
-BEGIN
-  FOR r IN SELECT name FROM nexus_hot_partitions WHERE parent = 'samples_1m' LOOP
-    EXECUTE format('ALTER TABLE %I SET (fillfactor = 50)', r.name);
-  END LOOP;
-END $$;
 
 -- Schema 4's function, creating each new `samples_1m` partition with that fillfactor.
 CREATE OR REPLACE FUNCTION nexus_ensure_window_partitions(instants bigint[]) RETURNS integer
