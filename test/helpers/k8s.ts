@@ -105,9 +105,7 @@ export function parseManifests(text: string): K8sObject[] {
 }
 
 export function kustomize(overlay: string): K8sObject[] {
-  return parseManifests(
-    tool(k8sTools().kubectl, ['kustomize', join('deployments/k8s/overlays', overlay)]),
-  );
+  return kustomizeDir(join('overlays', overlay));
 }
 
 /**

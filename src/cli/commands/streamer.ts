@@ -89,9 +89,9 @@ export function streamerCommand(): Command {
     // are then about 100 MB, every other row is parsed, and the heap would grow to 3.5 times that
     // (peak RSS 476-488 MB on the 100,000-GPU file; 301-305 MB bounded). Once the cache empties to
     // rest, the live data is a few tens of MB and that bound made every few MB of garbage a full
-    // collection: the growth is then a fixed 300 %, V8's largest factor (on that file, 6 alternated runs each: 22.0 µs a record
-    // on average with 100 % throughout, 19.5 with 300 % once the cache rests; the peak unchanged,
-    // 310-327 MB, reached while the cache is full).
+    // collection: the growth is then a fixed 300 %, V8's largest factor (on that file, 6
+    // alternated runs each: 22.0 µs a record on average with 100 % throughout, 19.5 with 300 %
+    // once the cache rests; the peak unchanged, 310-327 MB, reached while the cache is full).
     whenLabelCache({ full: () => boundHeapGrowth(100), emptied: () => boundHeapGrowth(300) });
     const queue = buildQueue(root, configuredBackends(root));
     const metrics = processMetrics(root, 'streamer');

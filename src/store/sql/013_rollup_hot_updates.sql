@@ -13,11 +13,11 @@
 -- dropping one meanwhile): each window after this one gets a new partition.
 ALTER TABLE samples_latest SET (fillfactor = 50);
 
--- Schema 4's function, creating each new `samples_1m` partition with that fillfactor.
+-- Schema 4's function, creating each new `samples_1m` partition with that fillfactor (its body
+-- restated whole: a migration cannot amend a function in place).
 CREATE OR REPLACE FUNCTION nexus_ensure_window_partitions(instants bigint[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-  t        timestamptz;
   w        timestamptz;
   parent   text;
   name     text;
