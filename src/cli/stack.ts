@@ -20,8 +20,17 @@ export class ResourceStack {
   private closing: Promise<void> | undefined;
   private progress: ShutdownProgress | undefined;
   private current: string | undefined;
+  private markFinished: () => void = () => undefined;
+  private readonly finishedAll = new Promise<void>((resolve) => {
+    this.markFinished = resolve;
+  });
 
   constructor(private readonly logger: Logger) {}
+
+  /** Settles once a close() has closed everything (whether or not a close failed). */
+  finished(): Promise<void> {
+    return this.finishedAll;
+  }
 
   /** True once close() has been called. */
   get closed(): boolean {
@@ -45,7 +54,7 @@ export class ResourceStack {
       this.progress = progress;
       if (this.current !== undefined) progress.step(this.current);
     }
-    this.closing ??= this.unwind();
+    this.closing ??= this.unwind().finally(() => this.markFinished());
     return this.closing;
   }
 

@@ -24,6 +24,8 @@ export const TUNING = {
   replicaLagPollMs: 5000,
   /** After the first signal, a graceful stop that has not finished by then is cut short. */
   forceExitAfterMs: 30_000,
+  /** After a graceful stop has finished, a process still held open by a handle exits anyway. */
+  exitAfterStopMs: 2000,
   /** How often `nexus up` looks for its first stored readings before saying it is up. */
   upPollMs: 100,
 } as const;

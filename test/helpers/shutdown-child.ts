@@ -1,20 +1,26 @@
 /**
- * Child process for test/unit/cli/signals.test.ts: installs the CLI's two-phase shutdown with a
- * graceful stop that names its step and then never finishes, says "ready" on stdout, and waits.
+ * Child process for test/unit/cli/signals.test.ts: installs the CLI's two-phase shutdown, says
+ * "ready" on stdout, and waits (an interval holds it open). Its graceful stop names its step and
+ * then never finishes, or with `linger` finishes at once, leaving the interval behind.
  *
- *   tsx test/helpers/shutdown-child.ts <forceAfterMs>
+ *   tsx test/helpers/shutdown-child.ts <forceAfterMs> [linger <exitAfterStopMs>]
  */
 import { createLogger } from '../../src/core/logger.js';
 import { onShutdown } from '../../src/cli/signals.js';
 
 const logger = createLogger({ level: 'info' });
+const linger = process.argv[3] === 'linger';
 onShutdown(
   logger,
   async (_signal, progress) => {
     progress.step('writing the last batch');
+    if (linger) return;
     await new Promise(() => undefined);
   },
-  { forceAfterMs: Number(process.argv[2] ?? 30_000) },
+  {
+    forceAfterMs: Number(process.argv[2] ?? 30_000),
+    ...(linger ? { exitAfterStopMs: Number(process.argv[4] ?? 2000) } : {}),
+  },
 );
 process.stdout.write('ready\n');
 setInterval(() => undefined, 1 << 30);

@@ -318,6 +318,8 @@ export function upCommand(): Command {
         }
         progress.step(STOP_STREAMER);
         await stopStreaming();
+        // The graceful stop is over once start-up has closed the rest (the stack) too.
+        await stack.finished();
       },
       { atRisk: () => unstored(inProcess) },
     );

@@ -83,6 +83,8 @@ export class EtcdRegistry implements FleetRegistry {
     this.state.observe(clusterId, records);
     if (this.timer === undefined) {
       this.timer = setInterval(() => {
+        // A write still under way (etcd slow to answer) says once how it ended, not once a tick.
+        if (this.flushing !== undefined) return;
         void this.flush().catch((err: unknown) => {
           this.o.logger.warn({ err: describeError(err) }, 'registry flush failed; will retry');
         });

@@ -47,4 +47,19 @@ describe('two-phase shutdown (src/cli/signals.ts)', () => {
       'graceful shutdown took too long: exiting now; not finished: writing the last batch',
     );
   });
+
+  it('a graceful stop that finished while a handle still holds the process exits with its status, naming what was open', async () => {
+    const child = spawnTs('test/helpers/shutdown-child.ts', ['60000', 'linger', '300']);
+    const done = run(child);
+    assert.equal(await firstLine(child), 'ready');
+    const sent = Date.now();
+    child.kill('SIGTERM');
+    const exit = await done;
+    // A clean stop: 0, not the forced exit's 1, and long before forceAfterMs.
+    assert.equal(exit.code, 0, exit.stdout + exit.stderr);
+    assert.ok(Date.now() - sent < 30_000);
+    const last = logLines(exit.stdout).at(-1) as { msg: string; open?: string } | undefined;
+    assert.equal(last?.msg, 'stopped, but still running 300 ms later: exiting now');
+    assert.match(last.open ?? '', /Timeout/);
+  });
 });
