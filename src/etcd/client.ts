@@ -1,5 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { noop } from 'cockatiel';
 import {
@@ -13,6 +15,7 @@ import {
   type IOptions,
 } from 'etcd3';
 import { NexusError, describeError } from '../core/errors.js';
+import { MemberGroup, type MemberProbe } from './member-gate.js';
 
 export interface EtcdConnectionOptions {
   readonly endpoints: readonly string[];
@@ -73,6 +76,32 @@ function identityOf(options: EtcdConnectionOptions, cert: Buffer | undefined): s
   return 'no user (no client certificate, no ETCD_USERNAME)';
 }
 
+/** How long a member out of the rotation has to answer a probe. */
+const PROBE_TIMEOUT_MS = 1000;
+
+/**
+ * The probe of a member out of the rotation (src/etcd/member-gate.ts): whether it answers an HTTP
+ * request on its client URL at all (`/version`, over TLS with the client's credentials when the
+ * URL is https). Any answer will do, even an error status: a member that was killed refuses, one
+ * that hangs says nothing before the timeout.
+ */
+function answers(tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }): MemberProbe {
+  return (url) =>
+    new Promise((resolve) => {
+      const target = new URL('/version', url);
+      const get = target.protocol === 'https:' ? httpsGet : httpGet;
+      const req = get(target, { timeout: PROBE_TIMEOUT_MS, agent: false, ...tls }, (res) => {
+        res.resume();
+        resolve(true);
+      });
+      req.on('timeout', () => {
+        req.destroy();
+        resolve(false);
+      });
+      req.on('error', () => resolve(false));
+    });
+}
+
 /**
  * Creates an etcd client the way Nexus wants it: a deadline on every request, no silent retries by
  * the client (a timed-out Txn may have committed, so the caller re-reads before deciding), TLS and
@@ -111,6 +140,8 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
       context.isStream ? {} : { deadline: Date.now() + options.timeoutMs },
     faultHandling: {
       global: noop,
+      // Which members get requests (src/etcd/member-gate.ts); with one, there is no choice.
+      host: () => noop,
     },
     grpcOptions: {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -136,6 +167,22 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
   }
   if (given(options.username)) {
     config.auth = { username: options.username, password: options.password ?? '' };
+  }
+  if (hosts.length > 1) {
+    const credentials = config.credentials;
+    const members = new MemberGroup(
+      hosts.length,
+      answers(
+        credentials === undefined
+          ? {}
+          : {
+              ca: credentials.rootCertificate,
+              ...(credentials.certChain === undefined ? {} : { cert: credentials.certChain }),
+              ...(credentials.privateKey === undefined ? {} : { key: credentials.privateKey }),
+            },
+      ),
+    );
+    config.faultHandling = { ...config.faultHandling, host: (url) => members.gate(url) };
   }
   const client = new Etcd3(config);
   identities.set(client, identityOf(options, cert));
