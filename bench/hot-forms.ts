@@ -26,7 +26,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
-import { FOLD } from '../src/store/sql-store.js';
+import { FOLD } from '../src/store/fold.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { FLEET_METRICS, realisticFleet } from './fleet-data.js';
 import { BENCH_DIR, fmtNumber, freshDatabase, log, table } from './lib.js';
@@ -171,7 +171,7 @@ function batches(d: Data, variant: Variant): string[][] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SQL. FOLD is the store's own (src/store/sql-store.ts); UPSERT_A and ROLL_UP.A follow its
+// SQL. FOLD is the store's own (src/store/fold.ts); UPSERT_A and ROLL_UP.A follow its
 // UPSERT_FROM and ROLL_UP (the unnest source, without the database identity guard, which costs the
 // same in both forms).
 

@@ -3,6 +3,7 @@ import { decodeChunk, encodeChunk, encodeRollup, rollupOf } from './chunks/codec
 import type { CompactResult, Database, SqlClient } from './types.js';
 import { parseNumberArray } from './series-reads.js';
 import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
+import { FOLD_FLEET } from './fold.js';
 
 /**
  * The sealing job of storage engine v3 (migration 004): every closed 2-hour window of the hot
@@ -13,12 +14,13 @@ import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.
  * 1. the window's advisory lock, exclusively: writers hold it shared while they write readings of
  *    the window, so none is half-way through, and the next ones see the window sealed and check
  *    their readings against its chunks;
- * 2. the rollup job's lock: the window's pending readings update the latest values and leave;
+ * 2. the rollup job's lock; the window's 1-minute rollup rows go (the chunks answer for the window
+ *    from now on), those of the fleet metrics into `fleet_1m` (migration 014's trigger); its
+ *    pending readings update the latest values (and `fleet_1m`) and leave;
  * 3. the window's hot readings are deleted (DELETE ... RETURNING is the read: what is sealed is
  *    exactly what left the hot tier), a group of GPUs at a time, merged with the window's chunks
  *    when it was sealed before (late readings), encoded, and upserted;
- * 4. the window's 1-minute rollup rows go (the chunks answer for the window from now on), and the
- *    window is marked sealed.
+ * 4. the window is marked sealed.
  *
  * Then the emptied hot partitions are dropped, each in a short transaction of its own that gives
  * up (and tries again at the next pass) rather than wait for long reads.
@@ -234,25 +236,33 @@ async function sealWindow(
     ]);
     await tx.query(`SELECT pg_advisory_xact_lock(${ROLLUP_LOCK})`);
     const end = w + WINDOW_MS;
-    // The window's pending readings: into the latest values, and out of the pending table (the
-    // window's 1-minute rollup goes below; its chunks answer for it).
-    await tx.query(
-      `WITH moved AS (
-         DELETE FROM samples_pending WHERE time >= nexus_ts($1) AND time < nexus_ts($2)
-         RETURNING time, gpu_id, metric_id, value
-       )
-       INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
-       SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM moved
-       ORDER BY gpu_id, metric_id, time DESC
-       ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
-         WHERE l.time <= excluded.time`,
-      [w, end],
-    );
     const gpus = await tx.query<{ gpu_id: number }>(
       'SELECT DISTINCT gpu_id FROM samples WHERE time >= nexus_ts($1) AND time < nexus_ts($2) ORDER BY 1',
       [w, end],
     );
     if (gpus.rows.length === 0) return { readings: 0, chunks: 0, merged: false, ties: 0 };
+    // The window's 1-minute rollup rows: its chunks answer for it from now on. Those of the fleet
+    // metrics move to fleet_1m as they go (migration 014's trigger: a window sealed for the first
+    // time replaces what fleet_1m held of it, one sealed again adds to it).
+    await tx.query(
+      'DELETE FROM samples_1m WHERE bucket >= nexus_ts($1) AND bucket < nexus_ts($2)',
+      [w, end],
+    );
+    // Its pending readings: into the latest values and, for the fleet metrics, fleet_1m (after
+    // the rollup rows, which they add to), and out of the pending table.
+    await tx.query(
+      `WITH moved AS (
+         DELETE FROM samples_pending WHERE time >= nexus_ts($1) AND time < nexus_ts($2)
+         RETURNING time, gpu_id, metric_id, value
+       ), latest AS (
+         INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
+         SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM moved
+         ORDER BY gpu_id, metric_id, time DESC
+         ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
+           WHERE l.time <= excluded.time
+       )${FOLD_FLEET('moved')}`,
+      [w, end],
+    );
     const before = await tx.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM sealed_windows WHERE window_start = nexus_ts($1)',
       [w],
@@ -341,11 +351,7 @@ async function sealWindow(
         ],
       );
     }
-    // The window's 1-minute rollup rows (its chunks answer for it now) and its mark.
-    await tx.query(
-      'DELETE FROM samples_1m WHERE bucket >= nexus_ts($1) AND bucket < nexus_ts($2)',
-      [w, end],
-    );
+    // The window's mark.
     await tx.query(
       `INSERT INTO sealed_windows (window_start, readings) VALUES (nexus_ts($1), $2)
        ON CONFLICT (window_start) DO UPDATE SET readings = sealed_windows.readings + excluded.readings, sealed_at = now()`,

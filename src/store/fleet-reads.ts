@@ -1,7 +1,7 @@
 /**
  * The fleet features' reads (docs/fleet.md): idle GPUs and usage (GPU-hours, utilisation while
  * allocated, energy), each one statement over the allocation minutes (`gpu_allocations`) and the
- * fleet metrics' 1-minute rollup (`fleet_1m_all`), migration 009. No raw reading is read.
+ * fleet metrics' 1-minute rollup (`fleet_1m_all`, migrations 009 and 014). No raw reading is read.
  */
 import type {
   IdleGpu,
@@ -157,10 +157,10 @@ WITH g AS (${CLUSTER_GPUS}
 ), has0 AS (
   -- Which utilisation metric, and whether the counter: an index probe per GPU.
   SELECT g.id AS gpu_id,
-         EXISTS (SELECT FROM fleet_1m f WHERE f.gpu_id = g.id AND f.metric_id = mt.prof
+         EXISTS (SELECT FROM fleet_1m_folded f WHERE f.gpu_id = g.id AND f.metric_id = mt.prof
                    AND f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3))
            OR EXISTS (SELECT FROM pend p WHERE p.gpu_id = g.id AND p.metric_id = mt.prof) AS prof,
-         EXISTS (SELECT FROM fleet_1m f WHERE f.gpu_id = g.id AND f.metric_id = mt.energy
+         EXISTS (SELECT FROM fleet_1m_folded f WHERE f.gpu_id = g.id AND f.metric_id = mt.energy
                    AND f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3))
            OR EXISTS (SELECT FROM pend p WHERE p.gpu_id = g.id AND p.metric_id = mt.energy) AS counter
   FROM g CROSS JOIN mt
@@ -170,19 +170,20 @@ WITH g AS (${CLUSTER_GPUS}
          CASE WHEN h.counter THEN mt.energy ELSE mt.power END AS emetric
   FROM has0 h CROSS JOIN mt
 ), r AS (
-  -- One row per GPU, metric and minute: fleet_1m's (unique by its key), with the pending
-  -- readings of the same minute added; then the minutes only pending readings have.
-  SELECT f.gpu_id, f.metric_id, f.bucket,
-         CASE WHEN p.gpu_id IS NULL THEN f.min ELSE least(f.min, p.min) END AS min,
-         f.sum + coalesce(p.sum, 0) AS sum, f.count + coalesce(p.count, 0) AS count,
-         CASE WHEN p.last_time > f.last_time THEN p.last ELSE f.last_value END AS last
-  FROM has JOIN fleet_1m f ON f.gpu_id = has.gpu_id AND f.metric_id IN (has.umetric, has.emetric)
-  LEFT JOIN pend p ON p.gpu_id = f.gpu_id AND p.metric_id = f.metric_id AND p.bucket = f.bucket
-  WHERE f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3)
-  UNION ALL
-  SELECT p.gpu_id, p.metric_id, p.bucket, p.min, p.sum, p.count, p.last
-  FROM pend p JOIN has ON has.gpu_id = p.gpu_id AND p.metric_id IN (has.umetric, has.emetric)
-  WHERE NOT EXISTS (SELECT FROM fleet_1m f WHERE f.gpu_id = p.gpu_id AND f.metric_id = p.metric_id AND f.bucket = p.bucket)
+  -- One row per GPU, metric and minute: its folded rows (fleet_1m's for a sealed window,
+  -- samples_1m's for the others; a late reading of a sealed window has a row in each until the
+  -- next sealing pass, migration 014) and its pending readings, combined.
+  SELECT x.gpu_id, x.metric_id, x.bucket, min(x.min) AS min, sum(x.sum) AS sum, sum(x.count) AS count,
+         (max(ARRAY[nexus_ms(x.last_time)::float8, x.last]))[2] AS last
+  FROM (
+    SELECT f.gpu_id, f.metric_id, f.bucket, f.min, f.sum, f.count, f.last_time, f.last_value AS last
+    FROM has JOIN fleet_1m_folded f ON f.gpu_id = has.gpu_id AND f.metric_id IN (has.umetric, has.emetric)
+    WHERE f.bucket >= nexus_ts($2) AND f.bucket < nexus_ts($3)
+    UNION ALL
+    SELECT p.gpu_id, p.metric_id, p.bucket, p.min, p.sum, p.count, p.last_time, p.last
+    FROM pend p JOIN has ON has.gpu_id = p.gpu_id AND p.metric_id IN (has.umetric, has.emetric)
+  ) x
+  GROUP BY 1, 2, 3
 ), ctr AS (
   SELECT r.gpu_id, r.bucket, r.min, r.last,
          coalesce(lag(r.last) OVER (PARTITION BY r.gpu_id ORDER BY r.bucket),

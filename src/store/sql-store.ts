@@ -2,7 +2,8 @@ import { NexusError, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { TelemetryRecord } from '../core/record.js';
 import { Dimensions, type ResolvedIds } from './dimensions.js';
-import { AllocationMinutes, FLEET_METRICS } from './allocations.js';
+import { AllocationMinutes } from './allocations.js';
+import { FOLD } from './fold.js';
 import { isIdentityChanged, isSchemaMissing, reidentifier } from './identity.js';
 import type { TelemetryReader } from './reader.js';
 import { SqlReader } from './sql-reader.js';
@@ -63,49 +64,6 @@ const VACUUM_AFTER_ROWS = 500_000;
 function isPartitionMissing(err: unknown): boolean {
   return isNexusError(err) && err.details?.sqlstate === '23514' && /partition/i.test(err.message);
 }
-
-/** The metrics kept in `fleet_1m` (migration 009), as an SQL list. */
-const FLEET_METRIC_LIST = FLEET_METRICS.map((m) => `'${m}'`).join(', ');
-
-/**
- * Folds rows (`rows`: time, gpu_id, metric_id, value) into the 1-minute rollup and the latest
- * values, as CTEs `rollup` and `latest`. The upserts are sorted by key, so that concurrent
- * statements take row locks in the same order.
- */
-export const FOLD = (rows: string): string => `rollup AS (
-  INSERT INTO samples_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
-  SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
-         max(time), (array_agg(value ORDER BY time DESC))[1]
-  FROM ${rows}
-  GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
-  ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
-    min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
-    sum = r.sum + excluded.sum, count = r.count + excluded.count,
-    last_value = CASE WHEN excluded.last_time >= r.last_time THEN excluded.last_value ELSE r.last_value END,
-    last_time = greatest(r.last_time, excluded.last_time)
-  RETURNING 1
-), latest AS (
-  INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
-  SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM ${rows}
-  ORDER BY gpu_id, metric_id, time DESC
-  ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
-    WHERE l.time <= excluded.time
-  RETURNING 1
-), fleet AS (
-  -- The fleet metrics' rollup (migration 009), kept past sealing for idle and usage.
-  INSERT INTO fleet_1m AS r (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
-  SELECT date_bin('1 minute', time, timestamptz 'epoch'), gpu_id, metric_id, min(value), max(value), sum(value), count(*),
-         max(time), (array_agg(value ORDER BY time DESC))[1]
-  FROM ${rows}
-  WHERE metric_id IN (SELECT id FROM metrics WHERE name IN (${FLEET_METRIC_LIST}))
-  GROUP BY 1, 2, 3 ORDER BY 2, 3, 1
-  ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET
-    min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),
-    sum = r.sum + excluded.sum, count = r.count + excluded.count,
-    last_value = CASE WHEN excluded.last_time >= r.last_time THEN excluded.last_value ELSE r.last_value END,
-    last_time = greatest(r.last_time, excluded.last_time)
-  RETURNING 1
-)`;
 
 /**
  * Inserts new readings and skips ones already stored. Then either appends exactly the rows

@@ -496,46 +496,80 @@ export function fleetConformance(h: StoreHarness): void {
       assert.equal(await rowCount(sql, 'usage_1h'), 0);
     });
 
-    it('idle and usage outlive the sealing job, which replaces the 1-minute rollup by chunks', async (t) => {
-      const { store, sql } = await open(t, { foldOnWrite: true });
-      const records = fleetRecords();
-      await writeAll(store, records);
-      const before = await store.reader.usage({
-        cluster: 'fleet',
-        groupBy: 'pod',
-        from: B,
-        to: B + HOUR,
+    for (const fold of [true, false]) {
+      it(`idle and usage outlive the sealing job, which moves the fleet metrics' minutes to fleet_1m, and a late reading counts once (foldOnWrite ${fold})`, async (t) => {
+        const { store, sql } = await open(t, { foldOnWrite: fold });
+        const records = fleetRecords();
+        await writeAll(store, records);
+        // Without foldOnWrite the readings are still pending (the rollup job has not run): the
+        // sealing job folds those of the fleet metrics into fleet_1m itself.
+        const usage = () =>
+          store.reader.usage({ cluster: 'fleet', groupBy: 'pod', from: B, to: B + HOUR });
+        const idle = () =>
+          store.reader.idleGpus({ cluster: 'fleet', utilPercent: 5, forMs: 15 * MINUTE });
+        const before = await usage();
+        const idleBefore = await idle();
+        assert.equal(await rowCount(sql, 'fleet_1m'), 0, 'fleet_1m is written by sealing only');
+        const res = await store.compact({ now: B + 10 * HOUR, delayMs: 0 });
+        assert.ok(res.windows > 0, 'a window was sealed');
+        assert.equal(await rowCount(sql, 'samples_1m'), 0, 'the hot rollup is gone');
+        assert.equal(await rowCount(sql, 'samples_pending'), 0, 'nothing left pending');
+        assert.equal(
+          await rowCount(sql, 'fleet_1m'),
+          (4 + 2 + 2 + 1) * MINUTES,
+          'one row per GPU, fleet metric and minute',
+        );
+        assert.deepEqual(await usage(), before);
+        assert.deepEqual(await idle(), idleBefore);
+
+        // A late reading of the sealed window: counted at once (pending or folded into
+        // samples_1m), after the rollup job (a row in samples_1m and one in fleet_1m for its
+        // minute), and after the next sealing pass (one row), and never twice.
+        const late = rec(B + 45 * MINUTE, 97, {
+          hostname: 'node-b',
+          gpu: 1,
+          metric: UTIL,
+          pod: 'late-pod',
+          namespace: 'late',
+        });
+        await store.write('fleet', [late]);
+        const all = [...records, late];
+        for (const groupBy of ['namespace', 'host'] as const)
+          await assertUsage(store, all, groupBy, B, B + HOUR);
+        await store.rollUp();
+        for (const groupBy of ['namespace', 'host'] as const)
+          await assertUsage(store, all, groupBy, B, B + HOUR);
+        await store.compact({ now: B + 10 * HOUR, delayMs: 0 });
+        assert.equal(await rowCount(sql, 'samples_1m'), 0, 'the late minute is folded in');
+        const keys = await sql.query<{ n: number; k: number; c: number }>(
+          `SELECT count(*)::int AS n, count(DISTINCT (gpu_id, metric_id, bucket))::int AS k, sum(count)::int AS c
+           FROM fleet_1m`,
+        );
+        assert.equal(keys.rows[0]?.n, keys.rows[0]?.k, 'one fleet_1m row per key');
+        assert.equal(
+          keys.rows[0]?.c,
+          all.filter((r) => [UTIL, POWER, ENERGY, PROF].includes(r.metric)).length,
+          'every fleet-metric reading folded once',
+        );
+        for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
+          await assertUsage(store, all, groupBy, B, B + HOUR);
       });
-      const idleBefore = await store.reader.idleGpus({
-        cluster: 'fleet',
-        utilPercent: 5,
-        forMs: 15 * MINUTE,
-      });
-      const res = await store.compact({ now: B + 10 * HOUR, delayMs: 0 });
-      assert.ok(res.windows > 0, 'a window was sealed');
-      assert.equal(await rowCount(sql, 'samples_1m'), 0, 'the hot rollup is gone');
-      assert.deepEqual(
-        await store.reader.usage({ cluster: 'fleet', groupBy: 'pod', from: B, to: B + HOUR }),
-        before,
-      );
-      assert.deepEqual(
-        await store.reader.idleGpus({ cluster: 'fleet', utilPercent: 5, forMs: 15 * MINUTE }),
-        idleBefore,
-      );
-    });
+    }
 
     it('retention drops allocation minutes and the fleet rollup with the 1-minute rollup', async (t) => {
       const { store, sql } = await open(t, { rollupRetentionDays: 1 });
       await writeAll(store, fleetRecords());
       await store.rollUp();
       assert.equal(
-        await rowCount(sql, 'fleet_1m'),
+        await rowCount(sql, 'fleet_1m_folded'),
         (4 + 2 + 2 + 1) * MINUTES,
         'one row per GPU, fleet metric and minute',
       );
+      await store.compact({ now: B + 10 * HOUR, delayMs: 0 });
+      assert.equal(await rowCount(sql, 'fleet_1m'), (4 + 2 + 2 + 1) * MINUTES, 'sealed');
       await store.maintain(B + 2 * 86_400_000);
       assert.equal(await rowCount(sql, 'gpu_allocations'), 0);
-      assert.equal(await rowCount(sql, 'fleet_1m'), 0);
+      assert.equal(await rowCount(sql, 'fleet_1m_folded'), 0);
     });
 
     it('an unknown cluster is NOT_FOUND', async (t) => {

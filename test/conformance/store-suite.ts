@@ -144,10 +144,11 @@ export function storeConformance(h: StoreHarness): void {
             '011_usage_hourly',
             '012_fleet_changes',
             '013_rollup_hot_updates',
+            '014_fleet_rollup_at_sealing',
           ],
-          current: 13,
+          current: 14,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 13 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 14 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -165,6 +166,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 11, name: '011_usage_hourly' },
           { version: 12, name: '012_fleet_changes' },
           { version: 13, name: '013_rollup_hot_updates' },
+          { version: 14, name: '014_fleet_rollup_at_sealing' },
         ]);
       });
 
@@ -185,9 +187,10 @@ export function storeConformance(h: StoreHarness): void {
           '011_usage_hourly',
           '012_fleet_changes',
           '013_rollup_hot_updates',
+          '014_fleet_rollup_at_sealing',
         ]);
-        assert.ok(results.every((r) => r.current === 13));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 13);
+        assert.ok(results.every((r) => r.current === 14));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 14);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -135,6 +135,7 @@ describe('store: PostgreSQL only', () => {
         '011_usage_hourly',
         '012_fleet_changes',
         '013_rollup_hot_updates',
+        '014_fleet_rollup_at_sealing',
       ],
     );
 
@@ -157,6 +158,7 @@ describe('store: PostgreSQL only', () => {
       { version: 11, name: '011_usage_hourly' },
       { version: 12, name: '012_fleet_changes' },
       { version: 13, name: '013_rollup_hot_updates' },
+      { version: 14, name: '014_fleet_rollup_at_sealing' },
     ]);
   });
 });

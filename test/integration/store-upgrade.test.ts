@@ -132,6 +132,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '011_usage_hourly',
       '012_fleet_changes',
       '013_rollup_hot_updates',
+      '014_fleet_rollup_at_sealing',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
@@ -184,5 +185,120 @@ describe('upgrade from schema 3 to storage engine v3', () => {
     assert.equal(merged.ties, 60 * 8);
     assert.deepEqual(await storedReadings(db), sorted());
     assert.deepEqual(await store.reader.series(minute), before);
+  });
+});
+
+describe('upgrade to schema 14: fleet_1m written by the sealing job', () => {
+  it('readers see the same fleet rollup: copies of unsealed minutes leave fleet_1m, a late minute of a sealed window is not folded twice, and an earlier release beside it counts nothing twice', async (t) => {
+    const url = await pg.server.createDatabase(uniqueDatabase('upgrade14'));
+    const db = postgresDatabase(url, 2);
+    t.after(() => db.close());
+    await migrate(
+      db,
+      silentLogger(),
+      loadMigrations().filter((m) => m.version <= 13),
+    );
+    await db.query(`INSERT INTO clusters (name, first_seen, last_seen) VALUES ('c', now(), now())`);
+    await db.query(
+      `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen) SELECT id, 'node-a', now(), now() FROM clusters`,
+    );
+    await db.query(
+      `INSERT INTO gpus (host_id, gpu_index, uuid, first_seen, last_seen) SELECT id, 0, 'GPU-a0', now(), now() FROM hosts`,
+    );
+    await db.query(
+      `INSERT INTO metrics (name) VALUES ('DCGM_FI_DEV_GPU_UTIL'), ('DCGM_FI_DEV_GPU_TEMP')`,
+    );
+    const sealed = Date.UTC(2026, 0, 5, 8); // a 2-hour window sealed under schema 13
+    const open = Date.UTC(2026, 0, 5, 10); // one not sealed yet
+    await db.query('SELECT nexus_ensure_window_partitions($1::bigint[])', [[sealed, open]]);
+    // What schema 13's rollup job left: every minute of both metrics in samples_1m until its
+    // window is sealed, and the utilisation's minutes in fleet_1m too.
+    const row = `SELECT nexus_ts($1) + m * interval '1 minute', g.id, mt.id, 1, 5, 10 * m + 6, 2,
+                        nexus_ts($1) + m * interval '1 minute' + interval '30 seconds', m
+                 FROM gpus g, metrics mt, generate_series(0, 2) m WHERE mt.name = ANY($2::text[])`;
+    const both = ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP'];
+    const util = ['DCGM_FI_DEV_GPU_UTIL'];
+    await db.query(`INSERT INTO samples_1m ${row}`, [open, both]);
+    await db.query(`INSERT INTO fleet_1m ${row}`, [open, util]);
+    // The sealed window: its minutes in fleet_1m only (samples_1m's went with sealing), then a
+    // late reading of its minute 1 that schema 13 folded into both tables.
+    await db.query(`INSERT INTO fleet_1m ${row}`, [sealed, util]);
+    await db.query(
+      `INSERT INTO sealed_windows (window_start, readings) VALUES (nexus_ts($1), 12)`,
+      [sealed],
+    );
+    const lateMinute = sealed + 60_000;
+    await db.query(
+      `INSERT INTO samples_1m SELECT nexus_ts($1), g.id, mt.id, 50, 50, 50, 1, nexus_ts($1) + interval '45 seconds', 50
+       FROM gpus g, metrics mt WHERE mt.name = ANY($2::text[])`,
+      [lateMinute, both],
+    );
+    await db.query(
+      `UPDATE fleet_1m SET max = 50, sum = sum + 50, count = count + 1, last_time = nexus_ts($1) + interval '45 seconds', last_value = 50
+       WHERE bucket = nexus_ts($1)`,
+      [lateMinute],
+    );
+    const read = async (from: string): Promise<string[]> =>
+      (
+        await db.query<{ r: string }>(
+          `SELECT (nexus_ms(bucket), gpu_id, metric_id, min, max, sum, count, nexus_ms(last_time), last_value)::text AS r
+           FROM ${from} ORDER BY gpu_id, metric_id, bucket`,
+        )
+      ).rows.map((r) => r.r);
+    const before = await read('fleet_1m');
+    const temp = await read(
+      "samples_1m WHERE metric_id = (SELECT id FROM metrics WHERE name = 'DCGM_FI_DEV_GPU_TEMP')",
+    );
+    assert.equal(before.length, 6);
+
+    const store = sqlStore(url);
+    t.after(() => store.close());
+    assert.deepEqual((await store.migrate()).applied, ['014_fleet_rollup_at_sealing']);
+    // Readers: exactly the rollup schema 13's fleet_1m held, one row per key.
+    assert.deepEqual(await read('fleet_1m_folded'), before);
+    // fleet_1m keeps the sealed window's minutes (the late one included), and the open window's
+    // are samples_1m's alone; the other metric's rows are untouched.
+    assert.deepEqual(await read('fleet_1m'), before.slice(0, 3));
+    assert.deepEqual(
+      await read(
+        "samples_1m WHERE metric_id = (SELECT id FROM metrics WHERE name = 'DCGM_FI_DEV_GPU_TEMP')",
+      ),
+      temp,
+    );
+
+    // An earlier release's collector, still running during the upgrade, folds the open window's
+    // utilisation into fleet_1m too: readers do not count it twice.
+    await db.query(
+      `INSERT INTO fleet_1m ${row} ON CONFLICT (gpu_id, metric_id, bucket) DO UPDATE SET count = fleet_1m.count + excluded.count`,
+      [open, util],
+    );
+    assert.deepEqual(await read('fleet_1m_folded'), before);
+    // The open window sealed (the rollup rows deleted, as any release's sealing job does, then
+    // the mark): fleet_1m holds samples_1m's minutes instead of the earlier release's.
+    await db.query(
+      "DELETE FROM samples_1m WHERE bucket >= nexus_ts($1) AND bucket < nexus_ts($1) + interval '2 hours'",
+      [open],
+    );
+    await db.query(
+      `INSERT INTO sealed_windows (window_start, readings) VALUES (nexus_ts($1), 12)`,
+      [open],
+    );
+    assert.deepEqual(await read('fleet_1m'), before);
+    assert.deepEqual(await read('fleet_1m_folded'), before);
+    // A late reading of it, sealed again: combined with the minute fleet_1m holds.
+    await db.query(
+      `INSERT INTO samples_1m SELECT nexus_ts($1), g.id, mt.id, 0, 0, 0, 1, nexus_ts($1) + interval '50 seconds', 0
+       FROM gpus g, metrics mt WHERE mt.name = ANY($2::text[])`,
+      [open, both],
+    );
+    await db.query(
+      "DELETE FROM samples_1m WHERE bucket >= nexus_ts($1) AND bucket < nexus_ts($1) + interval '2 hours'",
+      [open],
+    );
+    const merged = await db.query<{ min: number; count: number; last_value: number }>(
+      `SELECT min, count, last_value FROM fleet_1m WHERE bucket = nexus_ts($1)`,
+      [open],
+    );
+    assert.deepEqual(merged.rows, [{ min: 0, count: 3, last_value: 0 }]);
   });
 });
