@@ -264,6 +264,13 @@ describe(
       const merged = await collector.compact({ delayMs: 0 });
       assert.equal(merged.readings, 1);
       assert.equal(psqlAdmin(`SELECT count(*) FROM samples`), '0');
+      // The utilisation's minutes went to fleet_1m with the window's rollup (migration 014's
+      // trigger, run as this role), and the hourly usage job, which reads them, runs.
+      assert.ok(Number(psqlAdmin(`SELECT count(*) FROM fleet_1m`)) > 0);
+      assert.equal(psqlAdmin(`SELECT count(*) FROM samples_1m`), '0');
+      const usage = await store(COLLECTOR, { usageSettleMs: 0 }).rollUpUsage();
+      assert.deepEqual(usage.busy, false);
+      assert.ok(usage.hours > 0, JSON.stringify(usage));
       assert.ok(gateway !== undefined);
       await readEveryRoute(gateway, records.length + 1);
     });
