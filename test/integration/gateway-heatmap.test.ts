@@ -8,7 +8,7 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import Fastify from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorBody } from '../../src/gateway/schemas/common.js';
-import { heatmapRoutes } from '../../src/gateway/routes/heatmap.js';
+import { HEATMAP_STALE_MS, heatmapRoutes } from '../../src/gateway/routes/heatmap.js';
 import type { Selection, TelemetryReader } from '../../src/store/reader.js';
 import { sampleGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/pipeline.js';
@@ -64,6 +64,7 @@ interface Heatmap {
   prefix: string;
   hosts: number;
   gpus: number;
+  as_of: string;
   cells: Cell[];
 }
 
@@ -187,9 +188,10 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
     assert.deepEqual([unknown.status, unknown.body.error], [404, 'cluster "nope" not found']);
   });
 
-  it('serves repeats from the cache for 2 s, one computation for concurrent requests', async () => {
+  it('serves repeats from the cache for 2 s, one computation for concurrent requests, and an older answer at once while the next is computed', async () => {
     // The route alone, on a reader that counts its latest() calls, with a clock the test moves.
     let calls = 0;
+    let failing = false;
     const asked: Selection[] = [];
     let clock = Date.now();
     const reader = t.store.reader;
@@ -198,7 +200,7 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
         value: (q: Selection) => {
           calls++;
           asked.push(q);
-          return reader.latest(q);
+          return failing ? Promise.reject(new Error('store down')) : reader.latest(q);
         },
       },
     }) as TelemetryReader;
@@ -215,8 +217,28 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
     await once();
     assert.equal(calls, 1);
     clock += 2;
-    await once();
-    assert.equal(calls, 2, 'recomputed after 2 s');
+    // Expired: answered at once with the last answer while the next is computed.
+    const stale = await once();
+    assert.equal(stale.as_of, answers[0].as_of);
+    const fresh = await until(async () => (await once()).as_of !== answers[0].as_of, 10_000);
+    assert.ok(fresh, 'the next answer came in');
+    assert.equal(calls, 2, 'recomputed once after 2 s');
+    const second = await once();
+    assert.equal(second.as_of, new Date(clock).toISOString());
+    // A failing computation: the last answer is served meanwhile, for up to 30 s...
+    failing = true;
+    clock += 2001;
+    const during = await app.inject({ method: 'GET', url });
+    assert.equal(during.statusCode, 200);
+    assert.equal(during.json<Heatmap>().as_of, second.as_of);
+    assert.ok(await until(() => Promise.resolve(calls === 3), 10_000));
+    // ... then requests wait for one and see its error; the next success is served again.
+    clock += HEATMAP_STALE_MS;
+    const failed = await app.inject({ method: 'GET', url });
+    assert.notEqual(failed.statusCode, 200);
+    failing = false;
+    const back = await once();
+    assert.equal(back.as_of, new Date(clock).toISOString());
     await app.close();
   });
 
