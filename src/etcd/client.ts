@@ -133,29 +133,13 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
   const hosts = options.endpoints.map((e) =>
     /^[a-z][a-z0-9+.-]*:\/\//i.test(e) ? e : `${tls ? 'https' : 'http'}://${e}`,
   );
-  const config: IOptions = {
-    hosts,
-    dialTimeout: options.timeoutMs,
-    defaultCallOptions: (context) =>
-      context.isStream ? {} : { deadline: Date.now() + options.timeoutMs },
-    faultHandling: {
-      global: noop,
-      // Which members get requests (src/etcd/member-gate.ts); with one, there is no choice.
-      host: () => noop,
-    },
-    grpcOptions: {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5000,
-      'grpc.keepalive_permit_without_calls': 1,
-    },
-  };
   let cert: Buffer | undefined;
+  let credentials: IOptions['credentials'];
   if (files) {
     cert = given(options.certFile)
       ? readSettingFile('ETCD_CERT_FILE', options.certFile)
       : undefined;
-    config.credentials = {
+    credentials = {
       rootCertificate: given(options.caFile)
         ? readSettingFile('ETCD_CA_FILE', options.caFile)
         : Buffer.from(rootCertificates.join('\n')),
@@ -165,25 +149,43 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
       ...(cert === undefined ? {} : { certChain: cert }),
     };
   }
-  if (given(options.username)) {
-    config.auth = { username: options.username, password: options.password ?? '' };
-  }
-  if (hosts.length > 1) {
-    const credentials = config.credentials;
-    const members = new MemberGroup(
-      hosts.length,
-      answers(
-        credentials === undefined
-          ? {}
-          : {
-              ca: credentials.rootCertificate,
-              ...(credentials.certChain === undefined ? {} : { cert: credentials.certChain }),
-              ...(credentials.privateKey === undefined ? {} : { key: credentials.privateKey }),
-            },
-      ),
-    );
-    config.faultHandling = { ...config.faultHandling, host: (url) => members.gate(url) };
-  }
+  // Which members get requests (src/etcd/member-gate.ts), probed with the client's own TLS
+  // credentials; with one member there is no choice.
+  const members =
+    hosts.length > 1
+      ? new MemberGroup(
+          hosts.length,
+          answers(
+            credentials === undefined
+              ? {}
+              : {
+                  ca: credentials.rootCertificate,
+                  ...(credentials.certChain === undefined ? {} : { cert: credentials.certChain }),
+                  ...(credentials.privateKey === undefined ? {} : { key: credentials.privateKey }),
+                },
+          ),
+        )
+      : undefined;
+  const config: IOptions = {
+    hosts,
+    dialTimeout: options.timeoutMs,
+    defaultCallOptions: (context) =>
+      context.isStream ? {} : { deadline: Date.now() + options.timeoutMs },
+    faultHandling: {
+      global: noop,
+      host: members === undefined ? () => noop : (url) => members.gate(url),
+    },
+    grpcOptions: {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5000,
+      'grpc.keepalive_permit_without_calls': 1,
+    },
+    ...(credentials === undefined ? {} : { credentials }),
+    ...(given(options.username)
+      ? { auth: { username: options.username, password: options.password ?? '' } }
+      : {}),
+  };
   const client = new Etcd3(config);
   identities.set(client, identityOf(options, cert));
   return client;
