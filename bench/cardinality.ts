@@ -12,6 +12,7 @@ import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
 import { launchChromium } from '../test/helpers/nexus-up.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 import { startGateway } from './gateway.js';
+import { remoteWriteIngest, type RemoteWriteIngest } from './prometheus.js';
 import {
   autocannonLoad,
   cpuSeconds,
@@ -131,6 +132,10 @@ interface EndpointResult {
 interface FleetResult {
   readonly spec: FleetSpec;
   readonly gpus: number;
+  /** The fleet's file (made by `nexus generate` for this run). */
+  readonly file: string;
+  /** The same file into Prometheus through its remote-write receiver (undefined: it failed). */
+  readonly prometheus?: RemoteWriteIngest | undefined;
   readonly ingest: Ingest;
   readonly endpoints: readonly EndpointResult[];
   readonly gatewayRssMb: number;
@@ -677,6 +682,7 @@ async function fleetRun(
     return {
       spec,
       gpus,
+      file,
       ingest: { ...ing, collectorRssMb },
       endpoints: eps,
       gatewayRssMb,
@@ -788,7 +794,17 @@ export async function benchCardinality(options: {
   const results: FleetResult[] = [];
   try {
     for (const spec of options.fleets) {
-      results.push(await fleetRun(server, spec, options.readings, options));
+      const r = await fleetRun(server, spec, options.readings, options);
+      // What the alternative pays for the same readings, on the same machine, alone.
+      const prometheus = await remoteWriteIngest(r.file, BENCH_DIR).catch((err: unknown) => {
+        log(`  prometheus remote write failed: ${String(err)}`);
+        return undefined;
+      });
+      if (prometheus !== undefined)
+        log(
+          `  prometheus (remote write): ${prometheus.readings} readings, ${prometheus.series} series in ${prometheus.seconds.toFixed(2)} s; CPU ${((prometheus.cpuSeconds * 1e6) / prometheus.readings).toFixed(2)} µs/reading`,
+        );
+      results.push({ ...r, prometheus });
     }
   } finally {
     await server.destroy();
@@ -894,11 +910,27 @@ export async function benchCardinality(options: {
         ]),
       ),
       '',
-      `CPU of the ingest by process, µs per reading (CPU seconds from the streamer's spawn to the last message stored / readings; the streamer's from its own summary, \`getrusage\`; the collector's and etcd's from /proc; PostgreSQL's the whole server's, the backends it has reaped included), and the total's ratio to the small fleet's (a rate ratio on 2 fully busy cores is about the inverse of it):`,
+      `CPU of the ingest by process, µs per reading (CPU seconds from the streamer's spawn to the last message stored / readings; the streamer's from its own summary, \`getrusage\`; the collector's and etcd's from /proc; PostgreSQL's the whole server's, the backends it has reaped included), and the total's ratio to the small fleet's (a rate ratio on 2 fully busy cores is about the inverse of it). Beside it, what the alternative pays for the same file: after each fleet's run, with nothing else running, a fresh \`prometheus\` (Debian's, its TSDB in the bench directory) takes the file's readings through its remote-write receiver as Prometheus's own remote-write queue sends them (one time series per reading, series sharded by their labels over 8 shards, each sending requests of 500 samples one after the other, the shards at once; the requests are encoded before the clock starts, every sample must be appended); its CPU (utime + stime from /proc) from the first request to the last answer, per reading, and its ratio to its own small fleet's:`,
       '',
       table(
-        ['fleet', 'streamer', 'collector', 'etcd', 'PostgreSQL', 'total', 'total / small fleet'],
+        [
+          'fleet',
+          'streamer',
+          'collector',
+          'etcd',
+          'PostgreSQL',
+          'total',
+          'total / small fleet',
+          'Prometheus (remote write)',
+          'Prometheus / its small fleet',
+        ],
         results.map((r) => {
+          const prom = (x: FleetResult): number | undefined =>
+            x.prometheus === undefined
+              ? undefined
+              : (x.prometheus.cpuSeconds * 1e6) / x.prometheus.readings;
+          const mine = prom(r);
+          const theirs = prom(reference);
           const per = (v: number): number => (v * 1e6) / r.ingest.readings;
           const total = (i: Ingest): number =>
             i.cpu.streamer + i.cpu.collector + i.cpu.etcd + i.cpu.postgres;
@@ -914,6 +946,8 @@ export async function benchCardinality(options: {
               r.ingest.readings /
               (total(reference.ingest) / reference.ingest.readings)
             ).toFixed(2),
+            mine === undefined ? 'failed' : mine,
+            mine === undefined || theirs === undefined ? '-' : (mine / theirs).toFixed(2),
           ];
         }),
       ),

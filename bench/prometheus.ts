@@ -12,10 +12,13 @@ import {
   existsSync,
   readFileSync,
   readdirSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { encodeWriteRequest } from '../src/gateway/remote-write/decoder.js';
+import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
 import { freePort } from '../test/helpers/ports.js';
 import type { FleetSeries } from './fleet-data.js';
 import { log, stopChild } from './lib.js';
@@ -201,7 +204,11 @@ function metricValue(text: string, name: string): number {
  * into 6-hour and then 18-hour ones, always leaving out the newest block; `compacted()` waits
  * for that first pass to finish.
  */
-export async function startPrometheus(dataDir: string, configDir: string): Promise<PromServer> {
+export async function startPrometheus(
+  dataDir: string,
+  configDir: string,
+  options: { remoteWrite?: boolean } = {},
+): Promise<PromServer> {
   const port = await freePort();
   const config = join(configDir, `prometheus-${port}.yml`);
   writeFileSync(config, 'global:\n  scrape_interval: 1m\n');
@@ -215,6 +222,7 @@ export async function startPrometheus(dataDir: string, configDir: string): Promi
       `--web.listen-address=127.0.0.1:${port}`,
       '--storage.tsdb.retention.time=100y',
       '--log.level=warn',
+      ...(options.remoteWrite === true ? ['--web.enable-remote-write-receiver'] : []),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -269,4 +277,103 @@ export async function startPrometheus(dataDir: string, configDir: string): Promi
   };
   log(`prometheus: ready on ${url} (pid ${proc.pid ?? '?'}) in ${Date.now() - started} ms`);
   return { url, proc, compacted, stop: () => stopChild(proc) };
+}
+
+/** Remote-write requests of a shard, as Prometheus's own sender makes them. */
+const REMOTE_WRITE_SHARDS = 8;
+const REMOTE_WRITE_SAMPLES = 500;
+
+export interface RemoteWriteIngest {
+  readonly readings: number;
+  readonly series: number;
+  readonly seconds: number;
+  /** Prometheus's own CPU (utime + stime) from the first request to the last answer. */
+  readonly cpuSeconds: number;
+}
+
+function procCpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/**
+ * The readings of a DCGM CSV written into a fresh Prometheus through its remote-write receiver,
+ * as Prometheus's own remote-write queue sends them: series sharded by their labels' hash over 8
+ * shards, each sending requests of 500 samples one after the other (in order per series), the
+ * shards at once. The requests are encoded before the clock starts; every one must be accepted.
+ */
+export async function remoteWriteIngest(file: string, dir: string): Promise<RemoteWriteIngest> {
+  type Series = { labels: Record<string, string>; samples: { value: number; timestamp: number }[] };
+  const shards: Buffer[][] = Array.from({ length: REMOTE_WRITE_SHARDS }, () => []);
+  const open: Series[][] = Array.from({ length: REMOTE_WRITE_SHARDS }, () => []);
+  const hash = (s: string): number => {
+    let h = 0;
+    for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+    return h >>> 0;
+  };
+  let readings = 0;
+  const { header, end, line } = await readHeader(file);
+  for await (const chunk of readDcgmCsv(header, {
+    path: file,
+    startOffset: end,
+    startLine: line,
+  })) {
+    for (const r of chunk.records) {
+      const rec = r.record;
+      const labels = { ...rec.labels, __name__: rec.metric };
+      const k = hash(JSON.stringify(labels)) % REMOTE_WRITE_SHARDS;
+      const batch = open[k] ?? [];
+      batch.push({ labels, samples: [{ value: rec.value, timestamp: rec.timestamp }] });
+      readings++;
+      if (batch.length === REMOTE_WRITE_SAMPLES) {
+        shards[k]?.push(encodeWriteRequest(batch));
+        open[k] = [];
+      } else open[k] = batch;
+    }
+  }
+  open.forEach((batch, k) => {
+    if (batch.length > 0) shards[k]?.push(encodeWriteRequest(batch));
+  });
+  const data = join(dir, `rw-${process.pid}-${Date.now()}`);
+  const prom = await startPrometheus(data, dir, { remoteWrite: true });
+  try {
+    const pid = prom.proc.pid ?? 0;
+    const cpu0 = procCpuSeconds(pid);
+    const t0 = performance.now();
+    await Promise.all(
+      shards.map(async (queue) => {
+        for (const body of queue) {
+          const res = await fetch(`${prom.url}/api/v1/write`, {
+            method: 'POST',
+            body,
+            headers: {
+              'Content-Encoding': 'snappy',
+              'Content-Type': 'application/x-protobuf',
+              'X-Prometheus-Remote-Write-Version': '0.1.0',
+            },
+          });
+          const text = await res.text();
+          if (res.status >= 300)
+            throw new Error(`prometheus refused a write: ${res.status} ${text.slice(0, 200)}`);
+        }
+      }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const cpuSeconds = procCpuSeconds(pid) - cpu0;
+    const text = await metricsText(prom.url);
+    const appended = /^prometheus_tsdb_head_samples_appended_total(?:\{[^}]*\})? (\S+)$/m.exec(
+      text,
+    );
+    if (Number(appended?.[1]) !== readings)
+      throw new Error(`prometheus appended ${appended?.[1] ?? '?'} of ${readings} samples`);
+    return {
+      readings,
+      series: metricValue(text, 'prometheus_tsdb_head_series'),
+      seconds,
+      cpuSeconds,
+    };
+  } finally {
+    await prom.stop();
+    rmSync(data, { recursive: true, force: true });
+  }
 }
