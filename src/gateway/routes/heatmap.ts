@@ -334,8 +334,8 @@ export const heatmapRoutes: FastifyPluginAsyncTypebox<{
         entry.computing = computing = started;
       }
       // Stale-while-revalidate: an answer less than HEATMAP_STALE_MS old is served at once while
-      // the next one is computed, so the dashboard's polls do not wait for a pass over the whole
-      // fleet (100,000 GPUs: about 100 ms every 2 s). A failed computation is the next request's
+      // the next one is computed, so a poll does not wait for the pass over the whole cluster
+      // (100,000 GPUs: about 50 ms of CPU, every 2 s). A failed computation is the next request's
       // to retry; past HEATMAP_STALE_MS requests wait for it, and see its error.
       if (answer !== undefined && age < HEATMAP_STALE_MS) return answer.heatmap;
       return computing;
