@@ -53,6 +53,8 @@ const MAX_CONCURRENT_P50_MS = 1000;
 const SETTLE_MS = 90_000;
 /** The collectors must have stored everything within this long, or the section fails. */
 const INGEST_DEADLINE_MS = 900_000;
+/** How long the rollup job gets to fold every reading after the last message is stored. */
+const ROLLUP_DEADLINE_MS = 300_000;
 /** Page loads of the dashboard per fleet (each in a fresh browser context); the median is reported. */
 const DASHBOARD_RUNS = 3;
 
@@ -83,6 +85,11 @@ interface Ingest {
   readonly load: readonly [number, number];
   /** CPU seconds each process spent from the streamer's spawn to the last message stored. */
   readonly cpu: IngestCpu;
+  /**
+   * The rollup job: readings still pending when the row count was checked (just after the last
+   * message was stored), and seconds from the last message stored until none was.
+   */
+  readonly rollup: { readonly pending: number; readonly doneAfterS: number };
 }
 
 interface IngestCpu {
@@ -330,6 +337,8 @@ async function ingest(
   for (const id of published.keys()) last = Math.max(last, stored.get(id) ?? Number.NaN);
   const client = new pg.Client({ connectionString: env.DATABASE_URL });
   await client.connect();
+  let pending = 0;
+  let doneAfterS = 0;
   try {
     const count = await client.query<{ n: string }>(
       'SELECT (SELECT count(*) FROM samples) + (SELECT coalesce(sum(count), 0) FROM sample_chunks) AS n',
@@ -337,6 +346,20 @@ async function ingest(
     if (Number(count.rows[0]?.n) !== readings) {
       throw new Error(`stored ${count.rows[0]?.n ?? 0} of ${readings} readings`);
     }
+    const pendingNow = async (): Promise<number> =>
+      Number(
+        (await client.query<{ n: string }>('SELECT count(*) AS n FROM samples_pending')).rows[0]?.n,
+      );
+    pending = await pendingNow();
+    for (
+      let n = pending, deadline = Date.now() + ROLLUP_DEADLINE_MS;
+      n > 0;
+      n = await pendingNow()
+    ) {
+      if (Date.now() > deadline) throw new Error(`the rollup job left ${n} readings pending`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    doneAfterS = (Date.now() - last) / 1000;
   } finally {
     await client.end();
   }
@@ -350,6 +373,7 @@ async function ingest(
     collectorRssMb: peakRssMb(collector.pid),
     load: [load0, load1],
     cpu,
+    rollup: { pending, doneAfterS },
     collector,
   };
 }
@@ -869,7 +893,7 @@ export async function benchCardinality(options: {
     id: 'cardinality',
     title: 'Cardinality: the same readings from 1,000 to 100,000 GPUs',
     body: [
-      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=${COLLECT_BATCH}\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s (first sight, the issue's measure) is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. At 100,000 GPUs every reading of the first instant is a series seen for the first time, so that figure is mostly the cost of new identities; the steady-state rate is over the second half of the readings, when every series is known (the 100,000-GPU fleet's second instant, the small fleet's last ${(options.readings / 2 / (reference.gpus * METRICS.length)).toLocaleString('en-US')} instants): each \`batch stored\` debug line of the collector carries its time and record count; sorted by time and summed, the first line at which at least half of the readings are stored gives the moment t½ and the count n½, and the second-half rate is (readings - n½) / (last line's time - t½). A line stores up to \`COLLECT_BATCH\` messages (${(COLLECT_BATCH * BATCH).toLocaleString('en-US')} readings) and the 4 workers finish them out of file order, so t½ is known to within a line or so, and a few first-sight messages can still end after it (they count in the second half). Both ratios are to the small fleet's same figure in the same run. The load average (1 minute, \`/proc/loadavg\`) was ${fmtNumber(load0)} when the section started and ${fmtNumber(load1)} when it ended; each fleet's, when its streamer started and when its last message was stored, is in the first table. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors); after an endpoint with a request given up on, the bench waits (up to ${SETTLE_MS / 1000} s) until no statement the gateway started since that endpoint's requests began is left running in PostgreSQL, as a request given up on runs on there until the statement timeout and would slow the next endpoint (the gateway's own background statements, such as its idle-GPU count every minute, are not waited for: they load the database while everything is measured, as they would in use). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`, e.g. \`${searchQuery(largest.spec.hosts)}\`: a prefix of a part of the name, so it matches) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page (pages of up to 1,000), then asked with the default page size; the cluster GPUs page is \`GET /api/v1/clusters/{c}/gpus\` (default page); the heatmap is the whole cluster's \`${HEATMAP_METRIC}\` (default \`max_cells\`); what each cold answer held is in the per-fleet tables. An endpoint this build does not have is "n/a (404)". Then, on fleets of ${options.dashboardMinGpus.toLocaleString('en-US')} GPUs or more, the dashboard that gateway serves, in Debian's Chromium (playwright-core, 1440x900, no CPU throttling, on the same 2 cores as the gateway, collector, etcd and PostgreSQL), through \`measureDashboard\` of test/helpers/dashboard-timing.ts: ${DASHBOARD_RUNS} page loads, each in a fresh browser context (empty cache) with the read token; first paint is navigation start to the heatmap's data on screen (the page's \`nexus:heatmap-shown\` mark), drill-down a click on the first aggregated cell to its drilled-down heatmap shown, search the last key of the same \`q\` typed in the header's search box to its hits shown (with the box's 50 ms debounce); the median of the ${DASHBOARD_RUNS} is reported (every run below the per-fleet table). Peak RSS is each process's \`VmHWM\` (the gateway's after the dashboard's loads). Wall time of the section: ${wall} s.`,
+      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings (more instants for fewer GPUs, one second apart, the last one when the file is made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=${COLLECT_BATCH}\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the file made by \`nexus generate\` for the fleet. Ingest readings/s (first sight, the issue's measure) is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. The rollup job (which the collector runs every second: docs/storage.md) folds the readings into the 1-minute rollup and the latest values behind the ingest: the first table also says how many readings it still had pending when the row count was checked, just after the last message was stored, and when (seconds after that message) it had folded them all. At 100,000 GPUs every reading of the first instant is a series seen for the first time, so that figure is mostly the cost of new identities; the steady-state rate is over the second half of the readings, when every series is known (the 100,000-GPU fleet's second instant, the small fleet's last ${(options.readings / 2 / (reference.gpus * METRICS.length)).toLocaleString('en-US')} instants): each \`batch stored\` debug line of the collector carries its time and record count; sorted by time and summed, the first line at which at least half of the readings are stored gives the moment t½ and the count n½, and the second-half rate is (readings - n½) / (last line's time - t½). A line stores up to \`COLLECT_BATCH\` messages (${(COLLECT_BATCH * BATCH).toLocaleString('en-US')} readings) and the 4 workers finish them out of file order, so t½ is known to within a line or so, and a few first-sight messages can still end after it (they count in the second half). Both ratios are to the small fleet's same figure in the same run. The load average (1 minute, \`/proc/loadavg\`) was ${fmtNumber(load0)} when the section started and ${fmtNumber(load1)} when it ended; each fleet's, when its streamer started and when its last message was stored, is in the first table. Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors); after an endpoint with a request given up on, the bench waits (up to ${SETTLE_MS / 1000} s) until no statement the gateway started since that endpoint's requests began is left running in PostgreSQL, as a request given up on runs on there until the statement timeout and would slow the next endpoint (the gateway's own background statements, such as its idle-GPU count every minute, are not waited for: they load the database while everything is measured, as they would in use). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`, e.g. \`${searchQuery(largest.spec.hosts)}\`: a prefix of a part of the name, so it matches) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page (pages of up to 1,000), then asked with the default page size; the cluster GPUs page is \`GET /api/v1/clusters/{c}/gpus\` (default page); the heatmap is the whole cluster's \`${HEATMAP_METRIC}\` (default \`max_cells\`); what each cold answer held is in the per-fleet tables. An endpoint this build does not have is "n/a (404)". Then, on fleets of ${options.dashboardMinGpus.toLocaleString('en-US')} GPUs or more, the dashboard that gateway serves, in Debian's Chromium (playwright-core, 1440x900, no CPU throttling, on the same 2 cores as the gateway, collector, etcd and PostgreSQL), through \`measureDashboard\` of test/helpers/dashboard-timing.ts: ${DASHBOARD_RUNS} page loads, each in a fresh browser context (empty cache) with the read token; first paint is navigation start to the heatmap's data on screen (the page's \`nexus:heatmap-shown\` mark), drill-down a click on the first aggregated cell to its drilled-down heatmap shown, search the last key of the same \`q\` typed in the header's search box to its hits shown (with the box's 50 ms debounce); the median of the ${DASHBOARD_RUNS} is reported (every run below the per-fleet table). Peak RSS is each process's \`VmHWM\` (the gateway's after the dashboard's loads). Wall time of the section: ${wall} s.`,
       '',
       table(
         [
@@ -886,6 +910,8 @@ export async function benchCardinality(options: {
           'readings/s (steady state)',
           'ratio to small fleet',
           'load avg at ingest start -> end',
+          'rollup: pending at the end',
+          'all folded s after',
           'gateway ready s',
           'peak RSS MB: collector',
           'gateway',
@@ -904,6 +930,8 @@ export async function benchCardinality(options: {
           r.ingest.secondHalf.rate,
           (r.ingest.secondHalf.rate / reference.ingest.secondHalf.rate).toFixed(2),
           r.ingest.load.map(fmtNumber).join(' -> '),
+          r.ingest.rollup.pending.toLocaleString('en-US'),
+          r.ingest.rollup.doneAfterS,
           r.gatewayReadyMs / 1000,
           r.ingest.collectorRssMb,
           r.gatewayRssMb,
