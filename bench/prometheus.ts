@@ -21,7 +21,7 @@ import { encodeWriteRequest } from '../src/gateway/remote-write/decoder.js';
 import { readDcgmCsv, readHeader } from '../src/streamer/csv/reader.js';
 import { freePort } from '../test/helpers/ports.js';
 import type { FleetSeries } from './fleet-data.js';
-import { log, stopChild } from './lib.js';
+import { cpuSeconds, log, stopChild } from './lib.js';
 
 export const MODEL_NAME = 'NVIDIA H100 80GB HBM3';
 
@@ -291,11 +291,6 @@ export interface RemoteWriteIngest {
   readonly cpuSeconds: number;
 }
 
-function procCpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
 /**
  * The readings of a DCGM CSV written into a fresh Prometheus through its remote-write receiver,
  * as Prometheus's own remote-write queue sends them: series sharded by their labels' hash over 8
@@ -337,8 +332,8 @@ export async function remoteWriteIngest(file: string, dir: string): Promise<Remo
   const data = join(dir, `rw-${process.pid}-${Date.now()}`);
   const prom = await startPrometheus(data, dir, { remoteWrite: true });
   try {
-    const pid = prom.proc.pid ?? 0;
-    const cpu0 = procCpuSeconds(pid);
+    const pid = prom.proc.pid;
+    const cpu0 = cpuSeconds(pid);
     const t0 = performance.now();
     await Promise.all(
       shards.map(async (queue) => {
@@ -359,7 +354,7 @@ export async function remoteWriteIngest(file: string, dir: string): Promise<Remo
       }),
     );
     const seconds = (performance.now() - t0) / 1000;
-    const cpuSeconds = procCpuSeconds(pid) - cpu0;
+    const cpu = cpuSeconds(pid) - cpu0;
     const text = await metricsText(prom.url);
     const appended = /^prometheus_tsdb_head_samples_appended_total(?:\{[^}]*\})? (\S+)$/m.exec(
       text,
@@ -370,7 +365,7 @@ export async function remoteWriteIngest(file: string, dir: string): Promise<Remo
       readings,
       series: metricValue(text, 'prometheus_tsdb_head_series'),
       seconds,
-      cpuSeconds,
+      cpuSeconds: cpu,
     };
   } finally {
     await prom.stop();

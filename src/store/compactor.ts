@@ -3,7 +3,7 @@ import { decodeChunk, encodeChunk, encodeRollup, rollupOf } from './chunks/codec
 import type { CompactResult, Database, SqlClient } from './types.js';
 import { parseNumberArray } from './series-reads.js';
 import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
-import { FOLD_FLEET } from './fold.js';
+import { FOLD_FLEET, LATEST } from './fold.js';
 
 /**
  * The sealing job of storage engine v3 (migration 004): every closed 2-hour window of the hot
@@ -254,13 +254,7 @@ async function sealWindow(
       `WITH moved AS (
          DELETE FROM samples_pending WHERE time >= nexus_ts($1) AND time < nexus_ts($2)
          RETURNING time, gpu_id, metric_id, value
-       ), latest AS (
-         INSERT INTO samples_latest AS l (gpu_id, metric_id, time, value)
-         SELECT DISTINCT ON (gpu_id, metric_id) gpu_id, metric_id, time, value FROM moved
-         ORDER BY gpu_id, metric_id, time DESC
-         ON CONFLICT (gpu_id, metric_id) DO UPDATE SET time = excluded.time, value = excluded.value
-           WHERE l.time <= excluded.time
-       )${FOLD_FLEET('moved')}`,
+       ), ${LATEST('moved')}${FOLD_FLEET('moved')}`,
       [w, end],
     );
     const before = await tx.query<{ n: number }>(

@@ -309,6 +309,17 @@ export async function writeAll(
     await store.write('fleet', sorted.slice(i, i + size));
 }
 
+/** A late reading: a pod on node-b GPU 1 in minute 45, after the fleet's readings were written. */
+function lateReading(): TelemetryRecord {
+  return rec(B + 45 * MINUTE, 97, {
+    hostname: 'node-b',
+    gpu: 1,
+    metric: UTIL,
+    pod: 'late-pod',
+    namespace: 'late',
+  });
+}
+
 async function rowCount(sql: SqlClient, table: string): Promise<number> {
   const res = await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
   return res.rows[0]?.n ?? -1;
@@ -472,13 +483,7 @@ export function fleetConformance(h: StoreHarness): void {
         await assertUsage(store, records, groupBy, B + 5 * MINUTE, B + 2 * HOUR); // partial first
       }
       // A late reading: a pod on node-b GPU 1 in minute 45, past what was computed.
-      const late = rec(B + 45 * MINUTE, 97, {
-        hostname: 'node-b',
-        gpu: 1,
-        metric: UTIL,
-        pod: 'late-pod',
-        namespace: 'late',
-      });
+      const late = lateReading();
       await store.write('fleet', [late]);
       assert.equal(await rowCount(sql, 'usage_dirty'), 2, 'its hour marked again');
       for (const groupBy of ['namespace', 'host'] as const)
@@ -525,13 +530,7 @@ export function fleetConformance(h: StoreHarness): void {
         // A late reading of the sealed window: counted at once (pending or folded into
         // samples_1m), after the rollup job (a row in samples_1m and one in fleet_1m for its
         // minute), and after the next sealing pass (one row), and never twice.
-        const late = rec(B + 45 * MINUTE, 97, {
-          hostname: 'node-b',
-          gpu: 1,
-          metric: UTIL,
-          pod: 'late-pod',
-          namespace: 'late',
-        });
+        const late = lateReading();
         await store.write('fleet', [late]);
         const all = [...records, late];
         for (const groupBy of ['namespace', 'host'] as const)
