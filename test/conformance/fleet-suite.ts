@@ -412,60 +412,61 @@ export function fleetConformance(h: StoreHarness): void {
       );
     });
 
-    it("idle GPUs: below IDLE_UTIL since the later of the last busy minute and the pod's first reading, for at least IDLE_FOR", async (t) => {
-      const { store } = await open(t);
-      await writeAll(store, fleetRecords());
-      const last = B + (MINUTES - 1) * MINUTE + 3 * STEP + 5 * SECOND; // 10:39:50
-      const idle = await store.reader.idleGpus({
-        cluster: 'fleet',
-        utilPercent: 5,
-        forMs: 15 * MINUTE,
+    for (const fold of [true, false])
+      it(`idle GPUs: below IDLE_UTIL since the later of the last busy minute and the pod's first reading, for at least IDLE_FOR (foldOnWrite ${fold}: the readings folded, or all pending)`, async (t) => {
+        const { store } = await open(t, { foldOnWrite: fold });
+        await writeAll(store, fleetRecords());
+        const last = B + (MINUTES - 1) * MINUTE + 3 * STEP + 5 * SECOND; // 10:39:50
+        const idle = await store.reader.idleGpus({
+          cluster: 'fleet',
+          utilPercent: 5,
+          forMs: 15 * MINUTE,
+        });
+        assert.deepEqual(
+          idle.map((g) => [g.hostname, g.gpu_id, g.namespace, g.pod, g.idle_since, g.last_seen]),
+          [
+            // 50 % until 10:09: idle since the end of that minute.
+            ['node-a', 1, 'research', 'nb-2', B + 10 * MINUTE, last],
+            // nb-1 since its first reading, 10:20:05 (idle minutes under another pod do not count).
+            ['node-a', 0, 'research', 'nb-1', B + 20 * MINUTE + 5 * SECOND, last],
+          ],
+        );
+        const a0 = idle.find((g) => g.gpu_id === 0);
+        assert.equal(a0?.utilization_metric, PROF);
+        close(a0.utilization_percent, 1, 'PROF 0.01 as a percentage');
+        assert.equal(a0.container, 'main');
+        assert.equal(a0.uuid, 'GPU-node-a-0');
+        assert.equal(idle.find((g) => g.gpu_id === 1)?.utilization_metric, UTIL);
+        // node-b GPU 0: its pod changed at 10:30: idle 9 min 45 s, listed with a shorter IDLE_FOR.
+        const shorter = await store.reader.idleGpus({
+          cluster: 'fleet',
+          utilPercent: 5,
+          forMs: 9 * MINUTE,
+        });
+        const b0 = shorter.find((g) => g.hostname === 'node-b' && g.gpu_id === 0);
+        assert.equal(b0?.idle_since, B + 30 * MINUTE + 5 * SECOND);
+        assert.equal(b0.pod, 'nb-3');
+        // node-b GPU 1 is busy again: never listed; with a threshold of 90 % everything is idle.
+        assert.equal(
+          shorter.some((g) => g.hostname === 'node-b' && g.gpu_id === 1),
+          false,
+        );
+        const high = await store.reader.idleGpus({
+          cluster: 'fleet',
+          utilPercent: 90,
+          forMs: 15 * MINUTE,
+        });
+        assert.deepEqual(high.map((g) => `${g.hostname}/${g.gpu_id}`).sort(), [
+          'node-a/0',
+          'node-a/1',
+          'node-b/1',
+        ]);
+        // node-b GPU 1 at 80 % since minute 25: under 90 % since nb-4's first reading, 10:00:05.
+        assert.equal(
+          high.find((g) => g.hostname === 'node-b' && g.gpu_id === 1)?.idle_since,
+          B + 5 * SECOND,
+        );
       });
-      assert.deepEqual(
-        idle.map((g) => [g.hostname, g.gpu_id, g.namespace, g.pod, g.idle_since, g.last_seen]),
-        [
-          // 50 % until 10:09: idle since the end of that minute.
-          ['node-a', 1, 'research', 'nb-2', B + 10 * MINUTE, last],
-          // nb-1 since its first reading, 10:20:05 (idle minutes under another pod do not count).
-          ['node-a', 0, 'research', 'nb-1', B + 20 * MINUTE + 5 * SECOND, last],
-        ],
-      );
-      const a0 = idle.find((g) => g.gpu_id === 0);
-      assert.equal(a0?.utilization_metric, PROF);
-      close(a0.utilization_percent, 1, 'PROF 0.01 as a percentage');
-      assert.equal(a0.container, 'main');
-      assert.equal(a0.uuid, 'GPU-node-a-0');
-      assert.equal(idle.find((g) => g.gpu_id === 1)?.utilization_metric, UTIL);
-      // node-b GPU 0: its pod changed at 10:30: idle 9 min 45 s, listed with a shorter IDLE_FOR.
-      const shorter = await store.reader.idleGpus({
-        cluster: 'fleet',
-        utilPercent: 5,
-        forMs: 9 * MINUTE,
-      });
-      const b0 = shorter.find((g) => g.hostname === 'node-b' && g.gpu_id === 0);
-      assert.equal(b0?.idle_since, B + 30 * MINUTE + 5 * SECOND);
-      assert.equal(b0.pod, 'nb-3');
-      // node-b GPU 1 is busy again: never listed; with a threshold of 90 % everything is idle.
-      assert.equal(
-        shorter.some((g) => g.hostname === 'node-b' && g.gpu_id === 1),
-        false,
-      );
-      const high = await store.reader.idleGpus({
-        cluster: 'fleet',
-        utilPercent: 90,
-        forMs: 15 * MINUTE,
-      });
-      assert.deepEqual(high.map((g) => `${g.hostname}/${g.gpu_id}`).sort(), [
-        'node-a/0',
-        'node-a/1',
-        'node-b/1',
-      ]);
-      // node-b GPU 1 at 80 % since minute 25: under 90 % since nb-4's first reading, 10:00:05.
-      assert.equal(
-        high.find((g) => g.hostname === 'node-b' && g.gpu_id === 1)?.idle_since,
-        B + 5 * SECOND,
-      );
-    });
 
     it('usage from the hourly table (migration 011) equals the minutes, and a late reading marks its hour again', async (t) => {
       // Marks taken as soon as made (the default waits 30 s: writes under a mark have landed).

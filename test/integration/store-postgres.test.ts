@@ -11,7 +11,8 @@ import {
   type StoreHarness,
   type StoreOptions,
 } from '../conformance/store-suite.js';
-import { fleetConformance } from '../conformance/fleet-suite.js';
+import { B, fleetConformance, fleetRecords, writeAll } from '../conformance/fleet-suite.js';
+import { REPORT_STATEMENTS, withHashJoins } from '../../src/store/fleet-reads.js';
 import { run, spawnTs } from '../helpers/child.js';
 import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
@@ -160,5 +161,39 @@ describe('store: PostgreSQL only', () => {
       { version: 13, name: '013_rollup_hot_updates' },
       { version: 14, name: '014_fleet_rollup_at_sealing' },
     ]);
+  });
+  it('the idle and usage reports are planned without JIT (the nested loops they keep are costed as disabled, which would compile them at every run)', async (t) => {
+    const url = await pg.server.createDatabase(uniqueDatabase('jit'));
+    const { store, db } = storeAt(url);
+    t.after(() => store.close());
+    await store.migrate();
+    await writeAll(store, fleetRecords());
+    const jit = await db.query<{ on: boolean }>('SELECT pg_jit_available() AS on');
+    if (jit.rows[0]?.on !== true) {
+      t.skip('this PostgreSQL has no JIT');
+      return;
+    }
+    const params = {
+      idle: ['fleet', 5, 15 * 60_000],
+      usage: ['fleet', B, B + 3_600_000],
+    } as const;
+    const plan = (sql: string, p: readonly (string | number)[]) =>
+      db.transaction(async (tx) => {
+        await tx.query('SET LOCAL enable_nestloop = off');
+        const a = await tx.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`, [...p]);
+        const withoutSetting = JSON.stringify(a.rows[0]?.['QUERY PLAN']);
+        return withHashJoins(tx, async () => {
+          const b = await tx.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`, [
+            ...p,
+          ]);
+          return { withoutSetting, planned: JSON.stringify(b.rows[0]?.['QUERY PLAN']) };
+        });
+      });
+    for (const kind of ['idle', 'usage'] as const) {
+      const { withoutSetting, planned } = await plan(REPORT_STATEMENTS[kind], params[kind]);
+      // The hazard is real on this server: nested loops off alone, the report is JIT-compiled.
+      assert.match(withoutSetting, /"JIT"/, `${kind}: JIT expected with enable_nestloop off alone`);
+      assert.doesNotMatch(planned, /"JIT"/, `${kind}: planned with JIT`);
+    }
   });
 });
