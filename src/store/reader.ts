@@ -410,6 +410,35 @@ export interface FleetReadCounters {
   readonly reloads: Readonly<Record<'full' | 'incremental', number>>;
 }
 
+/** Hostnames starting with `prefix`, from `from` and to `to` (both included) when given. */
+export interface HostRange {
+  readonly prefix: string;
+  readonly from?: string | undefined;
+  readonly to?: string | undefined;
+}
+
+/**
+ * A host's figures for the overview heatmap: its live whole GPUs, and over those reporting the
+ * metric its latest value's count, sum, min and max, and how many of them read a temperature
+ * above ALERT_RULES.tempWarnC.
+ */
+export interface HostHeat {
+  readonly hostname: string;
+  readonly gpus: number;
+  readonly reporting: number;
+  readonly sum: number;
+  readonly min: number;
+  readonly max: number;
+  readonly alerting: number;
+}
+
+export interface HeatHosts {
+  /** The metric's name and unit. */
+  readonly metric: string;
+  readonly unit: string;
+  readonly hosts: readonly HostHeat[];
+}
+
 export interface TelemetryReader {
   /** GPU events (XID, throttle, health, stopped, reappeared): src/store/event-reads.ts. */
   readonly events: EventReads;
@@ -443,6 +472,13 @@ export interface TelemetryReader {
   fleetCounters?(): FleetReadCounters;
   /** The overview's power, alerts and idle counts, when kept in memory. */
   overviewState?(): Promise<OverviewState | undefined>;
+  /**
+   * The heatmap's figures of a metric for each host of a cluster with a live GPU, by hostname,
+   * narrowed to a hostname prefix and range; kept in memory as the latest values change, so
+   * undefined when they are not in memory (yet). The figures are the reader's own: read them
+   * before the next await. BAD_REQUEST: an unknown metric; NOT_FOUND: no such cluster.
+   */
+  heatHosts?(cluster: string, metric: string, range: HostRange): Promise<HeatHosts | undefined>;
   metricCatalogue(): Promise<MetricInfo[]>;
   telemetry(q: TelemetryQuery): Promise<TelemetryPage>;
   /** The same page as columns: no object per reading (sealed windows decode straight into it). */

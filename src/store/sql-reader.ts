@@ -13,7 +13,8 @@ import {
   type DirGpu,
   type DirHost,
 } from './fleet-directory.js';
-import { OverviewKeeper } from './overview-state.js';
+import { HeatKeeper } from './heat-state.js';
+import { OverviewKeeper, TEMP } from './overview-state.js';
 import {
   ReadQueries,
   str,
@@ -30,6 +31,8 @@ import type {
   FleetReadCounters,
   GpuDetail,
   GpuSummary,
+  HeatHosts,
+  HostRange,
   HostSummary,
   IdleGpu,
   IdleQuery,
@@ -154,6 +157,10 @@ export class SqlReader implements TelemetryReader {
   private readonly metrics: SwrCache<MetricRef[]>;
   private memory: LatestMemory | undefined;
   private readonly overview = new OverviewKeeper();
+  private readonly heat = new HeatKeeper(
+    (gpu, metric) => this.memory?.value(gpu, metric),
+    () => this.metricIndex().byName.get(TEMP),
+  );
   /** Newest reading time per cluster, from the latest values in memory. */
   private readonly clusterLast = new Map<string, number>();
   private readonly idle = new Map<string, number>();
@@ -187,6 +194,7 @@ export class SqlReader implements TelemetryReader {
     );
     this.dir.onGpu = (old, g) => {
       this.overview.onGpu(old, g);
+      this.heat.onGpu(g);
       if (old === undefined) this.memory?.adopt([g.id]);
     };
     this.reidentify = reidentifier({
@@ -198,6 +206,7 @@ export class SqlReader implements TelemetryReader {
         this.unknown.clear();
         this.metrics.clear();
         this.overview.clear();
+        this.heat.clear();
         this.clusterLast.clear();
         this.idle.clear();
         this.idleLists.clear();
@@ -671,6 +680,7 @@ export class SqlReader implements TelemetryReader {
     if (name !== undefined) {
       const value = this.memory?.value(gpu, metric);
       if (value !== undefined) this.overview.onValue(g, name, time, value);
+      this.heat.onValue(g, metric, name);
     }
   }
 
@@ -806,6 +816,35 @@ export class SqlReader implements TelemetryReader {
       alertsTotal: alerts.length,
       idle: this.idle,
     };
+  }
+
+  async heatHosts(
+    clusterId: string,
+    metric: string,
+    range: HostRange,
+  ): Promise<HeatHosts | undefined> {
+    const memory = this.memory;
+    if (memory === undefined || !memory.loaded) return undefined;
+    const { ids, byId } = await this.metricIds([metric]);
+    const ref = byId.get(ids?.[0] ?? -1);
+    if (ref === undefined) return undefined;
+    // New GPUs' values read first (those written before the feed named them), as the overview.
+    await this.directory();
+    await memory.settle();
+    const c = await this.clusterOf(clusterId);
+    if (c === undefined) throw new NexusError('NOT_FOUND', `cluster "${clusterId}" not found`);
+    const list = c.listed;
+    const { prefix, from, to } = range;
+    const name = (h: DirHost): string => h.hostname;
+    const lo = Math.max(
+      lowerBound(list, prefix, name),
+      from === undefined ? 0 : lowerBound(list, from, name),
+    );
+    const hi = Math.min(
+      prefix === '' ? list.length : lowerBound(list, `${prefix}\uffff`, name),
+      to === undefined ? list.length : upperBound(list, to, name),
+    );
+    return { metric: ref.name, unit: ref.unit, hosts: this.heat.figures(list, lo, hi, ref.id) };
   }
 
   /** Hosts, GPUs, namespaces and pods by name, from the directory's indexes. */

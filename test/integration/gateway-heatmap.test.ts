@@ -260,4 +260,68 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
     assert.equal(added?.value, 42);
     assert.equal(last?.gpus, HOSTS * 8 + 1);
   });
+  it('hosts and groups come from the figures kept per host (no latest value read), which follow a new value and a new temperature', async () => {
+    let calls = 0;
+    const reader = t.store.reader;
+    const counting: TelemetryReader = Object.create(reader, {
+      latest: {
+        value: (q: Selection) => {
+          calls++;
+          return reader.latest(q);
+        },
+      },
+    }) as TelemetryReader;
+    const app = Fastify().withTypeProvider<TypeBoxTypeProvider>();
+    app.addSchema(ErrorBody);
+    await app.register(heatmapRoutes, { reader: counting });
+    // Another max_cells each time: not the heatmap's own 2 s cache.
+    let cells = 40;
+    const ask = async (prefix: string): Promise<Heatmap> =>
+      (
+        await app.inject({
+          method: 'GET',
+          url: `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&prefix=${prefix}&max_cells=${++cells}`,
+        })
+      ).json<Heatmap>();
+    // The gateway's latest values loaded (else the route reads them: the fallback).
+    assert.ok(
+      await until(
+        async () => (await reader.heatHosts?.(C, UTIL, { prefix: '' })) !== undefined,
+        10_000,
+      ),
+    );
+    const groups = await ask('');
+    assert.equal(groups.level, 'group');
+    assert.equal(groups.gpus, HOSTS * 8 + 1); // gpu-node-9999 of the test above
+    // gpu-node-0000 .. 0009: 10 hosts of 8 GPUs, more GPUs than cells: a cell per host.
+    const before = await ask('gpu-node-000');
+    assert.equal(before.level, 'host');
+    const h5 = (m: Heatmap): Cell | undefined => m.cells.find((c) => c.key === 'gpu-node-0005');
+    assert.deepEqual(
+      [h5(before)?.max, h5(before)?.alerting],
+      [Math.max(...Array.from({ length: 8 }, (_, g) => util(5, g))), 0],
+    );
+    assert.equal(calls, 0, 'no latest value read for hosts and groups');
+    // GPU 1 of gpu-node-0005 at 99 %, GPU 2 at 95 C: written, and announced on the commit feed.
+    const news = [
+      rec(T0 + 1000, 99, { hostname: host(5), gpu: 1, metric: UTIL }),
+      rec(T0 + 1000, 95, { hostname: host(5), gpu: 2, metric: TEMP }),
+    ];
+    await t.store.write(C, news);
+    await t.feed.publish(C, news);
+    let after: Heatmap | undefined;
+    const seen = await until(async () => {
+      after = await ask('gpu-node-000');
+      return h5(after)?.max === 99 && h5(after)?.alerting === 1;
+    }, 10_000);
+    assert.ok(seen, `gpu-node-0005: ${JSON.stringify(after === undefined ? null : h5(after))}`);
+    assert.equal(h5(after as Heatmap)?.reporting, 8);
+    // The other hosts as they were.
+    assert.deepEqual(
+      after?.cells.filter((c) => c.key !== 'gpu-node-0005'),
+      before.cells.filter((c) => c.key !== 'gpu-node-0005'),
+    );
+    assert.equal(calls, 0);
+    await app.close();
+  });
 });

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { NexusError } from '../../core/errors.js';
-import type { HostSummary, LatestValue, TelemetryReader } from '../../store/reader.js';
+import type { HostHeat, HostSummary, LatestValue, TelemetryReader } from '../../store/reader.js';
 import { MAX_LIST, clip } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
 import { ClusterParams } from '../schemas/fleet.js';
@@ -49,6 +49,7 @@ export interface HeatmapCells {
 }
 
 interface Agg {
+  hostname: string;
   gpus: number;
   reporting: number;
   sum: number;
@@ -61,7 +62,7 @@ const gpuKey = (host: string, gpu: number): string => `${host}\u0000${gpu}`;
 const byCode = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const round = (x: number): number => Math.round(x * 1000) / 1000;
 
-function aggOut(a: Agg) {
+function aggOut(a: Omit<HostHeat, 'hostname'>) {
   const none = a.reporting === 0;
   return {
     gpus: a.gpus,
@@ -153,6 +154,7 @@ export function heatmapCells(input: HeatmapInput): HeatmapCells {
     return { level: 'gpu', hosts: hosts.length, gpus, cells };
   }
   const aggs: Agg[] = hosts.map((h) => ({
+    hostname: h.hostname,
     gpus: h.gpus,
     reporting: 0,
     sum: 0,
@@ -172,19 +174,29 @@ export function heatmapCells(input: HeatmapInput): HeatmapCells {
     // (Few GPUs alert: no key made for the others' lookups when none does.)
     if (input.alerting.size > 0 && input.alerting.has(gpuKey(v.hostname, v.gpu_id))) a.alerting++;
   }
-  if (hosts.length <= input.maxCells) {
-    const cells = hosts.map((h, i) => {
-      const a = aggs[i] as Agg;
-      return { key: h.hostname, host_id: h.hostname, ...aggOut(a) };
-    });
+  return aggregateCells(aggs, gpus, input.maxCells, input.prefix);
+}
+
+/**
+ * The cells of a heatmap of more GPUs than `maxCells`, from its hosts' figures (sorted by
+ * hostname): one per host when they fit, else one per group of hosts.
+ */
+export function aggregateCells(
+  hosts: readonly HostHeat[],
+  gpus: number,
+  maxCells: number,
+  prefix: string,
+): HeatmapCells {
+  if (hosts.length <= maxCells) {
+    const cells = hosts.map((a) => ({ key: a.hostname, host_id: a.hostname, ...aggOut(a) }));
     return { level: 'host', hosts: hosts.length, gpus, cells };
   }
   const names = hosts.map((h) => h.hostname);
-  const groups = groupHosts(names, Math.max(2, Math.floor(input.maxCells / 4)), input.prefix);
+  const groups = groupHosts(names, Math.max(2, Math.floor(maxCells / 4)), prefix);
   const cells = groups.map((g) => {
-    const sum: Agg = { gpus: 0, reporting: 0, sum: 0, min: Infinity, max: -Infinity, alerting: 0 };
+    const sum = { gpus: 0, reporting: 0, sum: 0, min: Infinity, max: -Infinity, alerting: 0 };
     for (let i = g.from; i <= g.to; i++) {
-      const a = aggs[i] as Agg;
+      const a = hosts[i] as HostHeat;
       sum.gpus += a.gpus;
       sum.reporting += a.reporting;
       sum.sum += a.sum;
@@ -225,8 +237,27 @@ export const heatmapRoutes: FastifyPluginAsyncTypebox<{
     metric: string,
     q: { prefix: string; from?: string | undefined; to?: string | undefined; maxCells: number },
   ): Promise<Heatmap> => {
-    const isTemp = metric === TEMP || `DCGM_FI_DEV_${metric}` === TEMP;
     const { from, to, prefix } = q;
+    const answer = (out: HeatmapCells, name: string, unit: string): Heatmap => ({
+      cluster_id: cluster,
+      metric: name,
+      unit,
+      level: out.level,
+      prefix,
+      hosts: out.hosts,
+      gpus: out.gpus,
+      as_of: new Date(now()).toISOString(),
+      cells: out.cells,
+    });
+    // Hosts or groups: from the figures the reader keeps per host (a lookup per host).
+    const heat = await reader.heatHosts?.(cluster, metric, { prefix, from, to });
+    if (heat !== undefined) {
+      const gpus = heat.hosts.reduce((n, h) => n + h.gpus, 0);
+      if (gpus > q.maxCells)
+        return answer(aggregateCells(heat.hosts, gpus, q.maxCells, prefix), heat.metric, heat.unit);
+    }
+    // A cell per GPU, or no figures kept: from the GPUs' latest values.
+    const isTemp = metric === TEMP || `DCGM_FI_DEV_${metric}` === TEMP;
     const under = (h: string): boolean =>
       h.startsWith(prefix) && (from === undefined || h >= from) && (to === undefined || h <= to);
     const hosts: HostSummary[] = (await reader.hosts(cluster)).filter(
@@ -254,17 +285,7 @@ export const heatmapRoutes: FastifyPluginAsyncTypebox<{
     }
     const out = heatmapCells({ hosts, values, alerting, maxCells: q.maxCells, prefix });
     const first = values[0];
-    return {
-      cluster_id: cluster,
-      metric: first?.metric ?? metric,
-      unit: first?.unit ?? '',
-      level: out.level,
-      prefix,
-      hosts: out.hosts,
-      gpus: out.gpus,
-      as_of: new Date(now()).toISOString(),
-      cells: out.cells,
-    };
+    return answer(out, heat?.metric ?? first?.metric ?? metric, heat?.unit ?? first?.unit ?? '');
   };
 
   app.get(
