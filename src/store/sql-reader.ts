@@ -828,11 +828,11 @@ export class SqlReader implements TelemetryReader {
     const { ids, byId } = await this.metricIds([metric]);
     const ref = byId.get(ids?.[0] ?? -1);
     if (ref === undefined) return undefined;
-    // New GPUs' values read first (those written before the feed named them), as the overview.
     await this.directory();
-    await memory.settle();
     const c = await this.clusterOf(clusterId);
     if (c === undefined) throw new NexusError('NOT_FOUND', `cluster "${clusterId}" not found`);
+    // New GPUs' values read first (those written before the feed named them), as the overview.
+    await memory.settle();
     const list = c.listed;
     const { prefix, from, to } = range;
     const name = (h: DirHost): string => h.hostname;

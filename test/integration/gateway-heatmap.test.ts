@@ -247,7 +247,11 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
       `/api/v1/clusters/${C}/heatmap?metric=${UTIL}&max_cells=${cells}`;
     const first = await get<Heatmap>(url(5000));
     assert.equal(first.body.hosts, HOSTS);
-    await t.store.write(C, [rec(T0, 42, { hostname: 'gpu-node-9999', gpu: 0, metric: UTIL })]);
+    // Written, and announced on the commit feed as a collector does (the gateway may see the new
+    // GPU row before the reading commits, and then learns the value from the feed).
+    const added = [rec(T0, 42, { hostname: 'gpu-node-9999', gpu: 0, metric: UTIL })];
+    await t.store.write(C, added);
+    await t.feed.publish(C, added);
     // Another max_cells each time: not the heatmap's own 2 s cache.
     let cells = 5000;
     let last: Heatmap | undefined;
@@ -255,19 +259,26 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
       last = (await get<Heatmap>(url(++cells))).body;
       return last.hosts === HOSTS + 1;
     }, 10_000);
-    assert.ok(seen, `the new host never appeared: ${last?.hosts} hosts`);
-    const added = last?.cells.find((c) => c.key === 'gpu-node-9999/0');
-    assert.equal(added?.value, 42);
-    assert.equal(last?.gpus, HOSTS * 8 + 1);
+    assert.ok(seen && last !== undefined, `the new host never appeared: ${last?.hosts} hosts`);
+    assert.equal(last.cells.find((c) => c.key === 'gpu-node-9999/0')?.value, 42);
+    assert.equal(last.gpus, HOSTS * 8 + 1);
   });
+
   it('hosts and groups come from the figures kept per host (no latest value read), which follow a new value and a new temperature', async () => {
     let calls = 0;
+    let hostLists = 0;
     const reader = t.store.reader;
     const counting: TelemetryReader = Object.create(reader, {
       latest: {
         value: (q: Selection) => {
           calls++;
           return reader.latest(q);
+        },
+      },
+      hosts: {
+        value: (cluster: string) => {
+          hostLists++;
+          return reader.hosts(cluster);
         },
       },
     }) as TelemetryReader;
@@ -322,6 +333,11 @@ describe('GET /api/v1/clusters/{c}/heatmap', () => {
       before.cells.filter((c) => c.key !== 'gpu-node-0005'),
     );
     assert.equal(calls, 0);
+    // One host: a cell per GPU, its latest values read (only its own), the host list not.
+    const one = await ask(host(5));
+    assert.equal(one.level, 'gpu');
+    assert.equal(one.cells.find((c) => c.key === `${host(5)}/1`)?.value, 99);
+    assert.deepEqual([calls, hostLists], [2, 0], 'latest read (metric, temperature); no host list');
     await app.close();
   });
 });

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { NexusError } from '../../core/errors.js';
-import type { HostHeat, HostSummary, LatestValue, TelemetryReader } from '../../store/reader.js';
+import type { HostHeat, LatestValue, TelemetryReader } from '../../store/reader.js';
 import { MAX_LIST, clip } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
 import { ClusterParams } from '../schemas/fleet.js';
@@ -260,9 +260,9 @@ export const heatmapRoutes: FastifyPluginAsyncTypebox<{
     const isTemp = metric === TEMP || `DCGM_FI_DEV_${metric}` === TEMP;
     const under = (h: string): boolean =>
       h.startsWith(prefix) && (from === undefined || h >= from) && (to === undefined || h <= to);
-    const hosts: HostSummary[] = (await reader.hosts(cluster)).filter(
-      (h) => h.gpus > 0 && under(h.hostname),
-    );
+    // The hosts: those of the figures when kept (narrowed already), else the cluster's list.
+    const hosts: readonly HeatHost[] =
+      heat?.hosts ?? (await reader.hosts(cluster)).filter((h) => h.gpus > 0 && under(h.hostname));
     // Drilled down to a few hosts: read only their latest values (no host: a selection of none,
     // still a 400 for a metric the store does not know; no hostname is empty).
     const names = hosts.length === 0 ? [''] : hosts.map((h) => h.hostname);
