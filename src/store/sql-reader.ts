@@ -129,6 +129,14 @@ const OVERVIEW_LOAD_WAIT_MS = 20_000;
 /** Cluster statistics that took this long to count are cached for a minute (clusterStats). */
 const STATS_CACHE_AFTER_MS = 200;
 
+const hostname = (h: DirHost): string => h.hostname;
+
+/** The index range [from, end) of a hostname-sorted host list whose names start with `prefix`. */
+function prefixBounds(list: readonly DirHost[], prefix: string): [number, number] {
+  if (prefix === '') return [0, list.length];
+  return [lowerBound(list, prefix, hostname), lowerBound(list, `${prefix}\uffff`, hostname)];
+}
+
 /**
  * The read side of the SQL store: the queries (read-queries.ts) on selections resolved to ids
  * from the fleet directory (fleet-directory.ts: every cluster, host and GPU row in memory, kept
@@ -473,10 +481,7 @@ export class SqlReader implements TelemetryReader {
     const c = await this.clusterOf(clusterId);
     if (c === undefined) return undefined;
     const list = q.includeRetired === true ? c.hosts : c.listed;
-    const prefix = q.prefix ?? '';
-    const from = lowerBound(list, prefix, (h) => h.hostname);
-    const end =
-      prefix === '' ? list.length : lowerBound(list, `${prefix}\uffff`, (h) => h.hostname);
+    const [from, end] = prefixBounds(list, q.prefix ?? '');
     const after = q.after?.[0];
     const start =
       typeof after === 'string'
@@ -828,22 +833,15 @@ export class SqlReader implements TelemetryReader {
     const { ids, byId } = await this.metricIds([metric]);
     const ref = byId.get(ids?.[0] ?? -1);
     if (ref === undefined) return undefined;
-    await this.directory();
     const c = await this.clusterOf(clusterId);
     if (c === undefined) throw new NexusError('NOT_FOUND', `cluster "${clusterId}" not found`);
     // New GPUs' values read first (those written before the feed named them), as the overview.
     await memory.settle();
     const list = c.listed;
-    const { prefix, from, to } = range;
-    const name = (h: DirHost): string => h.hostname;
-    const lo = Math.max(
-      lowerBound(list, prefix, name),
-      from === undefined ? 0 : lowerBound(list, from, name),
-    );
-    const hi = Math.min(
-      prefix === '' ? list.length : lowerBound(list, `${prefix}\uffff`, name),
-      to === undefined ? list.length : upperBound(list, to, name),
-    );
+    const { from, to } = range;
+    const [start, end] = prefixBounds(list, range.prefix);
+    const lo = Math.max(start, from === undefined ? 0 : lowerBound(list, from, hostname));
+    const hi = Math.min(end, to === undefined ? list.length : upperBound(list, to, hostname));
     return { metric: ref.name, unit: ref.unit, hosts: this.heat.figures(list, lo, hi, ref.id) };
   }
 

@@ -48,15 +48,8 @@ export interface HeatmapCells {
   readonly cells: HeatmapCell[];
 }
 
-interface Agg {
-  hostname: string;
-  gpus: number;
-  reporting: number;
-  sum: number;
-  min: number;
-  max: number;
-  alerting: number;
-}
+/** A host's figures as the fallback pass adds them up. */
+type Agg = { -readonly [K in keyof HostHeat]: HostHeat[K] };
 
 const gpuKey = (host: string, gpu: number): string => `${host}\u0000${gpu}`;
 const byCode = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -355,8 +348,8 @@ export const heatmapRoutes: FastifyPluginAsyncTypebox<{
         entry.computing = computing = started;
       }
       // Stale-while-revalidate: an answer less than HEATMAP_STALE_MS old is served at once while
-      // the next one is computed, so a poll does not wait for the pass over the whole cluster
-      // (100,000 GPUs: about 50 ms of CPU, every 2 s). A failed computation is the next request's
+      // the next one is computed, so a poll does not wait for it (the hosts that changed, or the
+      // GPUs' latest values of a GPU-level answer). A failed computation is the next request's
       // to retry; past HEATMAP_STALE_MS requests wait for it, and see its error.
       if (answer !== undefined && age < HEATMAP_STALE_MS) return answer.heatmap;
       return computing;
