@@ -578,7 +578,7 @@ export class Collector {
       const res = await this.o.store.retire(staleAfterMs);
       // The hourly usage (docs/fleet.md) on the same beat: hours written into are recomputed.
       const usage = await this.o.store.rollUpUsage();
-      if (usage.hours > 0) this.logger.debug(usage, 'usage hours recomputed');
+      if (usage.slices > 0) this.logger.debug(usage, 'usage slices recomputed');
       if (this.retireFailures > 0) this.logger.info('retirement job back');
       this.retireFailures = 0;
       if (res.stopped > 0) this.o.metrics?.retirements.inc({ change: 'stopped' }, res.stopped);

@@ -11,10 +11,11 @@ export const FLEET_METRICS = [
 ] as const;
 
 const MINUTE = 60_000;
-const HOUR = 3_600_000;
+/** The usage job's unit (migration 015): usage is kept per 10-minute slice. */
+export const USAGE_SLICE_MS = 600_000;
 /**
- * The hourly usage job takes an hour whose mark is at least this old; a process marks an hour it
- * writes into at most every third of it.
+ * The usage job takes a slice whose mark is at least this old; a process marks a slice it writes
+ * into at most every third of it.
  */
 export const USAGE_SETTLE_MS = 30_000;
 
@@ -51,41 +52,41 @@ export class AllocationMinutes {
     return this.written.size;
   }
 
-  /** Hours this process marked in usage_dirty, and when (epoch ms). */
+  /** Slices this process marked in usage_slices, and when (epoch ms). */
   private readonly marked = new Map<number, number>();
 
   /**
-   * Marks the hours of the batch's readings, and the hour after each (a counter's first minute
-   * depends on the minute before), for the hourly usage job (migration 011): at most once per
-   * a third of the settle time per hour and process, so a busy hour costs one statement now and
-   * then. The job takes marks older than the settle time: a write under a mark made at most a
-   * third of it before has committed by the time the job reads the hour.
+   * Marks the 10-minute slices of the batch's readings, and the slice of the minute after each (a
+   * counter's first minute depends on the minute before), for the usage job (migration 015): at
+   * most once per a third of the settle time per slice and process, so a busy slice costs one
+   * statement now and then. The job takes marks older than the settle time: a write under a mark
+   * made at most a third of it before has committed by the time the job reads the slice.
    */
-  async markHours(
+  async markSlices(
     db: SqlClient,
     records: readonly TelemetryRecord[],
     now = Date.now(),
   ): Promise<void> {
-    const hours = new Set<number>();
+    const slices = new Set<number>();
     for (const r of records) {
-      const h = Math.floor(r.timestamp / HOUR) * HOUR;
-      hours.add(h);
-      hours.add(h + HOUR);
+      const m = Math.floor(r.timestamp / MINUTE) * MINUTE;
+      slices.add(Math.floor(m / USAGE_SLICE_MS) * USAGE_SLICE_MS);
+      slices.add(Math.floor((m + MINUTE) / USAGE_SLICE_MS) * USAGE_SLICE_MS);
     }
-    const due = [...hours].filter(
-      (h) => now - (this.marked.get(h) ?? -Infinity) >= this.markEveryMs,
+    const due = [...slices].filter(
+      (s) => now - (this.marked.get(s) ?? -Infinity) >= this.markEveryMs,
     );
     if (due.length === 0) return;
     due.sort((a, b) => a - b);
     await db.query(
-      `INSERT INTO usage_dirty (hour, marked_at)
-       SELECT nexus_ts(h), clock_timestamp() FROM unnest($1::bigint[]) AS h
-       ON CONFLICT (hour) DO UPDATE SET marked_at = excluded.marked_at`,
+      `INSERT INTO usage_slices (slice, marked_at)
+       SELECT nexus_ts(s), clock_timestamp() FROM unnest($1::bigint[]) AS s
+       ON CONFLICT (slice) DO UPDATE SET marked_at = excluded.marked_at`,
       [due],
     );
-    for (const h of due) this.marked.set(h, now);
+    for (const s of due) this.marked.set(s, now);
     if (this.marked.size > 10_000) {
-      for (const [h, t] of this.marked) if (now - t >= this.markEveryMs) this.marked.delete(h);
+      for (const [s, t] of this.marked) if (now - t >= this.markEveryMs) this.marked.delete(s);
     }
   }
 

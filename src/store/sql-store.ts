@@ -11,7 +11,7 @@ import { assertCurrent, migrate } from './migrate.js';
 import { decodeChunk } from './chunks/codec.js';
 import { detectEvents, hasEventMetrics } from './events.js';
 import { retireStale } from './retire.js';
-import { rollUpUsageHours } from './fleet-reads.js';
+import { rollUpUsage } from './fleet-reads.js';
 import { chunkRetention, compact } from './compactor.js';
 import { WINDOW_LOCK_CLASS, WINDOW_MS, windowNumber, windowOf } from './windows.js';
 import type {
@@ -24,6 +24,7 @@ import type {
   RollupResult,
   SqlClient,
   TelemetryStore,
+  UsageRollUp,
   WriteMethod,
   WriteResult,
 } from './types.js';
@@ -48,8 +49,8 @@ export interface SqlStoreOptions {
    */
   readonly foldOnWrite?: boolean;
   /**
-   * The hourly usage job recomputes an hour once its mark is this old (default 30 s; writers
-   * mark an hour at most every third of it).
+   * The usage job recomputes a 10-minute slice once its mark is this old (default 30 s; writers
+   * mark a slice at most every third of it).
    */
   readonly usageSettleMs?: number;
   /** Hosts, GPUs and workloads whose ids are kept in memory, of each kind (DIMENSION_CACHE_MAX). */
@@ -382,7 +383,7 @@ export class SqlStore implements TelemetryStore {
     // The batch's allocation minutes (docs/fleet.md), once its readings are stored: a failure
     // here fails the batch, and its redelivery writes the readings as duplicates and these again.
     await this.allocations.write(this.o.db, records, ids);
-    await this.allocations.markHours(this.o.db, records);
+    await this.allocations.markSlices(this.o.db, records);
     // Events (XID, throttle, health) of batches that hold their metrics, after the readings are
     // stored: a crash in between leaves the detection state behind, and the redelivered batch
     // detects them then (src/store/events.ts).
@@ -665,8 +666,8 @@ export class SqlStore implements TelemetryStore {
     return retireStale(this.o.db, staleAfterMs);
   }
 
-  rollUpUsage(): Promise<{ hours: number; busy: boolean }> {
-    return rollUpUsageHours(this.o.db, this.o.usageSettleMs);
+  rollUpUsage(): Promise<UsageRollUp> {
+    return rollUpUsage(this.o.db, this.o.usageSettleMs);
   }
 
   async compact(
@@ -731,6 +732,10 @@ export class SqlStore implements TelemetryStore {
         await this.o.db.query('DELETE FROM fleet_1m WHERE bucket < nexus_ts($1)', [rollupBefore]);
         await this.o.db.query('DELETE FROM usage_1h WHERE hour < nexus_ts($1)', [rollupBefore]);
         await this.o.db.query('DELETE FROM usage_dirty WHERE hour < nexus_ts($1)', [rollupBefore]);
+        await this.o.db.query('DELETE FROM usage_10m WHERE slice < nexus_ts($1)', [rollupBefore]);
+        await this.o.db.query('DELETE FROM usage_slices WHERE slice < nexus_ts($1)', [
+          rollupBefore,
+        ]);
       }
       const chunks = await chunkRetention(this.o.db, rawBefore, rollupBefore);
       if (dropped.length > 0 || chunks.converted > 0 || chunks.deleted > 0) {

@@ -167,10 +167,11 @@ export interface TelemetryStore {
    */
   retire(staleAfterMs: number): Promise<RetireResult>;
   /**
-   * The hourly usage job (migration 011): recomputes the hours of `usage_1h` marked by writes
-   * since (marks at least 30 s old), one session at a time across processes.
+   * The usage job (migrations 011, 015): recomputes the 10-minute slices of `usage_10m` marked by
+   * writes since (marks at least 30 s old), and the hours of `usage_1h` from their slices, one
+   * session at a time across processes.
    */
-  rollUpUsage(): Promise<{ readonly hours: number; readonly busy: boolean }>;
+  rollUpUsage(): Promise<UsageRollUp>;
   /**
    * The sealing job (migration 004): turns every hot window that ended at least the store's
    * compaction delay before `now` into compressed per-series chunks, merges late readings into
@@ -197,4 +198,14 @@ export interface TelemetryStore {
   /** Changes of the database's identity noticed so far (see `IdentityChanges`). */
   identityChanges(): IdentityChanges;
   close(): Promise<void>;
+}
+
+/** What a run of the usage job did. */
+export interface UsageRollUp {
+  /** Slices recomputed from the minutes into `usage_10m`. */
+  readonly slices: number;
+  /** Hours rewritten into `usage_1h` from their six slices. */
+  readonly hours: number;
+  /** Another session holds the job's lock: nothing done. */
+  readonly busy: boolean;
 }

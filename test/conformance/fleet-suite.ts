@@ -325,6 +325,11 @@ async function rowCount(sql: SqlClient, table: string): Promise<number> {
   return res.rows[0]?.n ?? -1;
 }
 
+/** Slices marked for the usage job (migration 015). */
+async function markedSlices(sql: SqlClient): Promise<number> {
+  return rowCount(sql, 'usage_slices WHERE marked_at IS NOT NULL');
+}
+
 /** The fleet conformance cases, for a harness of the store suite. */
 export function fleetConformance(h: StoreHarness): void {
   describe(`fleet conformance: ${h.name}`, () => {
@@ -468,37 +473,104 @@ export function fleetConformance(h: StoreHarness): void {
         );
       });
 
-    it('usage from the hourly table (migration 011) equals the minutes, and a late reading marks its hour again', async (t) => {
+    it('usage from the kept tables (usage_1h, usage_10m: migrations 011, 015) equals the minutes, and a late reading marks its slice again', async (t) => {
       // Marks taken as soon as made (the default waits 30 s: writes under a mark have landed).
       const { store, sql } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
       const records = fleetRecords();
       await writeAll(store, records);
-      // Written hours are marked: the hour of the readings and the one after.
-      assert.equal(await rowCount(sql, 'usage_dirty'), 2);
-      assert.deepEqual(await store.rollUpUsage(), { hours: 2, busy: false });
-      assert.equal(await rowCount(sql, 'usage_dirty'), 0);
+      // Written slices are marked: those of the 40 minutes and the one of the minute after.
+      assert.equal(await markedSlices(sql), 5);
+      // The five, and the hour's sixth (10:50, never written: computed so the hour's sum misses
+      // nothing), then the hour from them.
+      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, busy: false });
+      assert.equal(await markedSlices(sql), 0);
+      assert.ok((await rowCount(sql, 'usage_10m')) > 0);
       assert.ok((await rowCount(sql, 'usage_1h')) > 0);
+      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, busy: false });
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
         await assertUsage(store, records, groupBy, B, B + HOUR); // the hour, from usage_1h
         await assertUsage(store, records, groupBy, B - HOUR, B + 2 * HOUR); // hours around it
+        await assertUsage(store, records, groupBy, B + 10 * MINUTE, B + 30 * MINUTE); // slices
         await assertUsage(store, records, groupBy, B + 5 * MINUTE, B + 2 * HOUR); // partial first
+        await assertUsage(store, records, groupBy, B + 12 * MINUTE, B + 17 * MINUTE); // in one
       }
       // A late reading: a pod on node-b GPU 1 in minute 45, past what was computed.
       const late = lateReading();
       await store.write('fleet', [late]);
-      assert.equal(await rowCount(sql, 'usage_dirty'), 2, 'its hour marked again');
+      assert.equal(await markedSlices(sql), 1, 'its slice marked again');
       for (const groupBy of ['namespace', 'host'] as const)
-        await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // from the minutes
-      assert.deepEqual(await store.rollUpUsage(), { hours: 2, busy: false });
-      for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
+        await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // slices + minutes
+      assert.deepEqual(await store.rollUpUsage(), { slices: 1, hours: 1, busy: false });
+      for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // from usage_1h again
+        await assertUsage(store, [...records, late], groupBy, B + 40 * MINUTE, B + HOUR);
+      }
     });
 
-    it('the hourly usage job leaves an hour marked less than 30 s ago (writes under its mark may still land)', async (t) => {
+    it('usage of an hour computed whole before migration 015, or marked by an earlier release (usage_dirty), is recomputed by its six slices', async (t) => {
+      const { store, sql } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
+      const records = fleetRecords();
+      await writeAll(store, records);
+      await store.rollUpUsage();
+      // As a schema 11 store left it: usage_1h, and no slice.
+      await sql.query('DELETE FROM usage_10m');
+      await sql.query('DELETE FROM usage_slices');
+      for (const groupBy of ['namespace', 'gpu'] as const) {
+        await assertUsage(store, records, groupBy, B, B + HOUR); // usage_1h
+        await assertUsage(store, records, groupBy, B + 10 * MINUTE, B + 30 * MINUTE); // minutes
+      }
+      const late = lateReading();
+      await store.write('fleet', [late]);
+      assert.equal(await markedSlices(sql), 1);
+      // The late slice, then the five never computed: the hour's sum is whole.
+      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, busy: false });
+      for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
+        await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
+      // An earlier release's collector marks the hour (schema 11) during an upgrade: the whole
+      // hour is read from the minutes until the job has turned the mark into slices.
+      await sql.query(
+        `INSERT INTO usage_dirty (hour, marked_at) VALUES (nexus_ts($1), timestamptz 'epoch')`,
+        [B],
+      );
+      await sql.query('DELETE FROM usage_1h');
+      await sql.query('DELETE FROM usage_10m');
+      for (const groupBy of ['namespace', 'gpu'] as const) {
+        await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
+        await assertUsage(store, [...records, late], groupBy, B + 10 * MINUTE, B + 30 * MINUTE);
+      }
+      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, busy: false });
+      assert.equal(await rowCount(sql, 'usage_dirty'), 0);
+      for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
+        await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
+    });
+
+    it('a counter silent in the minute before a range or slice: its previous reading is looked up further back', async (t) => {
+      const { store } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
+      // node-a GPU 0's counter skips minutes 4 and 9: the minute before the range from minute 5,
+      // and before the slice from minute 10.
+      const records = fleetRecords().filter(
+        (r) =>
+          r.metric !== ENERGY ||
+          (bucketOf(r.timestamp) !== B + 4 * MINUTE && bucketOf(r.timestamp) !== B + 9 * MINUTE),
+      );
+      await writeAll(store, records);
+      for (const groupBy of ['namespace', 'gpu'] as const) {
+        await assertUsage(store, records, groupBy, B + 5 * MINUTE, B + 30 * MINUTE);
+        await assertUsage(store, records, groupBy, B + 10 * MINUTE, B + 20 * MINUTE);
+      }
+      await store.rollUpUsage();
+      for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
+        await assertUsage(store, records, groupBy, B, B + HOUR); // usage_1h
+        await assertUsage(store, records, groupBy, B + 10 * MINUTE, B + 20 * MINUTE); // usage_10m
+      }
+    });
+
+    it('the usage job leaves a slice marked less than 30 s ago (writes under its mark may still land)', async (t) => {
       const { store, sql } = await open(t, { foldOnWrite: true });
       await writeAll(store, fleetRecords());
-      assert.deepEqual(await store.rollUpUsage(), { hours: 0, busy: false });
-      assert.equal(await rowCount(sql, 'usage_dirty'), 2);
+      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, busy: false });
+      assert.equal(await markedSlices(sql), 5);
+      assert.equal(await rowCount(sql, 'usage_10m'), 0);
       assert.equal(await rowCount(sql, 'usage_1h'), 0);
     });
 

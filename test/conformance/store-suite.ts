@@ -145,10 +145,11 @@ export function storeConformance(h: StoreHarness): void {
             '012_fleet_changes',
             '013_rollup_hot_updates',
             '014_fleet_rollup_at_sealing',
+            '015_usage_slices',
           ],
-          current: 14,
+          current: 15,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 14 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 15 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -167,6 +168,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 12, name: '012_fleet_changes' },
           { version: 13, name: '013_rollup_hot_updates' },
           { version: 14, name: '014_fleet_rollup_at_sealing' },
+          { version: 15, name: '015_usage_slices' },
         ]);
       });
 
@@ -188,9 +190,10 @@ export function storeConformance(h: StoreHarness): void {
           '012_fleet_changes',
           '013_rollup_hot_updates',
           '014_fleet_rollup_at_sealing',
+          '015_usage_slices',
         ]);
-        assert.ok(results.every((r) => r.current === 14));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 14);
+        assert.ok(results.every((r) => r.current === 15));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 15);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

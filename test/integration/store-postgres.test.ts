@@ -137,6 +137,7 @@ describe('store: PostgreSQL only', () => {
         '012_fleet_changes',
         '013_rollup_hot_updates',
         '014_fleet_rollup_at_sealing',
+        '015_usage_slices',
       ],
     );
 
@@ -160,6 +161,7 @@ describe('store: PostgreSQL only', () => {
       { version: 12, name: '012_fleet_changes' },
       { version: 13, name: '013_rollup_hot_updates' },
       { version: 14, name: '014_fleet_rollup_at_sealing' },
+      { version: 15, name: '015_usage_slices' },
     ]);
   });
   it('the idle and usage reports are planned without JIT (the nested loops they keep are costed as disabled, which would compile them at every run)', async (t) => {

@@ -133,6 +133,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '012_fleet_changes',
       '013_rollup_hot_updates',
       '014_fleet_rollup_at_sealing',
+      '015_usage_slices',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
@@ -253,7 +254,10 @@ describe('upgrade to schema 14: fleet_1m written by the sealing job', () => {
 
     const store = sqlStore(url);
     t.after(() => store.close());
-    assert.deepEqual((await store.migrate()).applied, ['014_fleet_rollup_at_sealing']);
+    assert.deepEqual((await store.migrate()).applied, [
+      '014_fleet_rollup_at_sealing',
+      '015_usage_slices',
+    ]);
     // Readers: exactly the rollup schema 13's fleet_1m held, one row per key.
     assert.deepEqual(await read('fleet_1m_folded'), before);
     // fleet_1m keeps the sealed window's minutes (the late one included), and the open window's

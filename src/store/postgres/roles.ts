@@ -76,6 +76,13 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     gateway: ['SELECT'],
   },
+  // Migration 015: usage by the 10-minute slice, and the slices' marks.
+  { table: 'usage_10m', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
+  {
+    table: 'usage_slices',
+    collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+    gateway: ['SELECT'],
+  },
   {
     table: 'sample_chunks',
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],

@@ -1,0 +1,42 @@
+-- Nexus schema 15: usage kept by the 10-minute slice, so no read and no job computes more than
+-- ten minutes of a fleet's minutes at a time (docs/fleet.md, "Usage and showback"). Schema 11
+-- recomputed a whole hour from the 1-minute tables whenever a write marked it, and readers took
+-- the current hour (always marked) from the minutes: at 100,000 GPUs, a full hour of minutes (12
+-- million rollup rows, 6 million allocation minutes) took 68-108 s, past the 60 s statement
+-- timeout (docs/scaling.md).
+--
+-- `usage_10m` holds what `usage_1h` holds, per 10-minute slice. `usage_slices` tracks each slice
+-- written into: `marked_at` is set by every write into it (and into the minute before it: a
+-- counter's first minute depends on the minute before) and cleared by the usage job when it
+-- recomputes the slice from the minutes (marks at least 30 s old), which sets `computed_at`. An
+-- hour's `usage_1h` rows are the sum of its six slices, rewritten once none is marked and all
+-- have been computed. Readers take whole hours from `usage_1h` when none of their slices is
+-- marked, whole slices from `usage_10m` when computed and not marked, and only the rest (a
+-- range's partial slices, the slices marked since) from the minutes.
+CREATE TABLE usage_10m (
+  gpu_id     integer NOT NULL,
+  slice      timestamptz NOT NULL,
+  namespace  text NOT NULL,
+  pod        text NOT NULL,
+  minutes    double precision NOT NULL,
+  usum       double precision,
+  ucount     double precision,
+  joules     double precision NOT NULL,
+  PRIMARY KEY (slice, gpu_id, namespace, pod)
+);
+
+CREATE TABLE usage_slices (
+  slice        timestamptz PRIMARY KEY,
+  marked_at    timestamptz,
+  computed_at  timestamptz
+);
+CREATE INDEX usage_slices_marked ON usage_slices (marked_at) WHERE marked_at IS NOT NULL;
+
+-- The hours marked for the schema 11 job become their six slices. An earlier release's collector,
+-- running beside this one during an upgrade, still marks hours in `usage_dirty`: the usage job
+-- turns those into slices as well, and readers treat an hour marked there as marked whole.
+INSERT INTO usage_slices (slice, marked_at)
+SELECT d.hour + make_interval(mins => 10 * k), d.marked_at
+FROM usage_dirty d CROSS JOIN generate_series(0, 5) AS k
+ON CONFLICT (slice) DO NOTHING;
+DELETE FROM usage_dirty;
