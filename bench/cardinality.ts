@@ -13,6 +13,7 @@ import { launchChromium } from '../test/helpers/nexus-up.js';
 import { startPostgres, type PgServer } from '../test/helpers/postgres.js';
 import { startGateway } from './gateway.js';
 import { remoteWriteIngest, type RemoteWriteIngest } from './prometheus.js';
+import { measureUsageSlice, USAGE_RUNS, type UsageSliceResult } from './usage-slice.js';
 import {
   autocannonLoad,
   cpuSeconds,
@@ -148,6 +149,8 @@ interface FleetResult {
   readonly gatewayRssMb: number;
   readonly gatewayReadyMs: number;
   readonly dashboard: DashboardResult | undefined;
+  /** The usage report and job over one dense 10-minute slice (undefined: it failed). */
+  readonly usage: UsageSliceResult | undefined;
 }
 
 function parse(line: string): Record<string, unknown> | undefined {
@@ -700,6 +703,20 @@ async function fleetRun(
       gpus >= load.dashboardMinGpus
         ? await dashboard(gw.url, gw.token, searchQuery(spec.hosts))
         : undefined;
+    let usage: UsageSliceResult | undefined;
+    try {
+      usage = await measureUsageSlice({
+        databaseUrl: url,
+        gatewayUrl: gw.url,
+        token: gw.token,
+        cluster: CLUSTER,
+      });
+      log(
+        `  usage, one dense slice (${usage.rollupRows} rollup rows, ${usage.allocationMinutes} allocation minutes): from the minutes ${usage.fromMinutesMs.map((x) => Math.round(x)).join(', ')} ms; the job ${Math.round(usage.jobMs)} ms; from usage_10m ${usage.keptMs.map((x) => Math.round(x)).join(', ')} ms${usage.failures.length > 0 ? `; failures ${usage.failures.join(', ')}` : ''}`,
+      );
+    } catch (err) {
+      log(`  usage slice failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
     const gatewayRssMb = peakRssMb(gw.proc.pid);
     const collectorRssMb = Math.max(ing.collectorRssMb, peakRssMb(ing.collector.pid));
     log(`  peak RSS: gateway ${gatewayRssMb} MB, collector ${collectorRssMb} MB`);
@@ -712,6 +729,7 @@ async function fleetRun(
       gatewayRssMb,
       gatewayReadyMs,
       dashboard: dash,
+      usage,
     };
   } finally {
     for (const p of procs.reverse()) await stopChild(p);
@@ -989,6 +1007,29 @@ export async function benchCardinality(options: {
           if (d === undefined) return [r.spec.label, 'not measured', '-', '-', '-'];
           if (d.failed !== undefined) return [r.spec.label, d.failed, '-', '-', d.search];
           return [r.spec.label, d.firstPaintMs, d.drillMs, d.searchMs, `\`${d.search}\``];
+        }),
+      ),
+      '',
+      `Usage over one 10-minute slice of dense minutes (docs/fleet.md, "Usage and showback"): the bench's file holds a minute or so of readings, which does not load the usage report, so after the endpoints the slice before the fleet's first reading is filled with SQL (every GPU: 10 minutes of \`DCGM_FI_DEV_GPU_UTIL\` and \`DCGM_FI_DEV_POWER_USAGE\` in \`samples_1m\`, and its workload allocated each minute; then \`ANALYZE\`) and marked for the usage job an hour ahead, so the collector's own job leaves it to the bench. Then \`GET /api/v1/clusters/{c}/usage?group_by=namespace\` over the slice, ${USAGE_RUNS} times while it is read from the 1-minute tables; the usage job (\`rollUpUsage\`, in the bench's process) computing it into \`usage_10m\`; the same request ${USAGE_RUNS} times again. Medians:`,
+      '',
+      table(
+        [
+          'fleet',
+          'rows added (rollup + allocation)',
+          'report from the minutes, ms',
+          'the job, ms',
+          'report from usage_10m, ms',
+        ],
+        results.map((r) => {
+          const u = r.usage;
+          if (u === undefined) return [r.spec.label, 'failed', '-', '-', '-'];
+          return [
+            r.spec.label,
+            (u.rollupRows + u.allocationMinutes).toLocaleString('en-US'),
+            fmtNumber(median(u.fromMinutesMs)),
+            fmtNumber(u.jobMs),
+            `${fmtNumber(median(u.keptMs))}${u.failures.length > 0 ? ` (failures: ${u.failures.join(', ')})` : ''}`,
+          ];
         }),
       ),
       '',
