@@ -285,9 +285,13 @@ interface UsageSqlRow {
 
 const HOUR = 3_600_000;
 const SLICE = USAGE_SLICE_MS;
+const DAY = 86_400_000;
 
-/** The kept rows (`usage_1h`, `usage_10m`) of the listed hours or slices ($2, epoch ms). */
-const USAGE_KEPT = (groupBy: UsageGroupBy, table: 'usage_1h' | 'usage_10m'): string => `
+/** The kept tables of usage (migrations 011, 015), and the column each is keyed by. */
+const KEPT = { usage_1d: 'day', usage_1h: 'hour', usage_10m: 'slice' } as const;
+
+/** The kept rows of the listed days, hours or slices ($2, epoch ms). */
+const USAGE_KEPT = (groupBy: UsageGroupBy, table: keyof typeof KEPT): string => `
 WITH g AS (${CLUSTER_GPUS})
 SELECT ${GROUP_KEYS[groupBy].select}, (m.pod = '') AS unallocated,
        coalesce(sum(m.minutes) FILTER (WHERE m.pod <> ''), 0) AS allocated_minutes,
@@ -296,7 +300,7 @@ SELECT ${GROUP_KEYS[groupBy].select}, (m.pod = '') AS unallocated,
        coalesce(sum(m.minutes) FILTER (WHERE m.pod = ''), 0) AS unallocated_minutes,
        coalesce(sum(m.joules) FILTER (WHERE m.pod = ''), 0) AS unallocated_joules
 FROM ${table} m JOIN g ON g.id = m.gpu_id
-WHERE m.${table === 'usage_1h' ? 'hour' : 'slice'} IN (SELECT nexus_ts(t) FROM unnest($2::bigint[]) AS t)
+WHERE m.${KEPT[table]} IN (SELECT nexus_ts(t) FROM unnest($2::bigint[]) AS t)
 GROUP BY ${GROUP_KEYS[groupBy].group}, (m.pod = '')`;
 
 /** What the usage tables hold of the slices of a range (migration 015). */
@@ -305,6 +309,8 @@ interface SliceStates {
   readonly marked: ReadonlySet<number>;
   /** Slices computed and not marked: `usage_10m` holds them. */
   readonly kept: ReadonlySet<number>;
+  /** Days computed and not marked since: `usage_1d` holds them (if none of their slices is marked). */
+  readonly days: ReadonlySet<number>;
 }
 
 async function sliceStates(db: SqlClient, from: number, to: number): Promise<SliceStates> {
@@ -324,26 +330,36 @@ async function sliceStates(db: SqlClient, from: number, to: number): Promise<Sli
     else kept.add(s);
   }
   for (const s of marked) kept.delete(s);
-  return { marked, kept };
+  const days = await db.query<{ d: string }>(
+    `SELECT nexus_ms(day)::text AS d FROM usage_days
+     WHERE day >= nexus_ts($1) AND day < nexus_ts($2) AND marked_at IS NULL AND computed_at IS NOT NULL`,
+    [from, to],
+  );
+  return { marked, kept, days: new Set(days.rows.map((r) => Number(r.d))) };
 }
 
 /**
- * Usage over [from, to): its whole hours from `usage_1h` where none of their slices is marked, its
- * whole slices from `usage_10m` where computed and not marked since, and only the rest (partial
- * slices at the ends, slices marked since: at most ten minutes a statement) from the 1-minute
- * tables; the same figures either way (the conformance suite compares them).
+ * Usage over [from, to): its whole days (UTC) from `usage_1d` where computed and none of their
+ * slices is marked, its whole hours from `usage_1h` where none of their slices is marked, its whole
+ * slices from `usage_10m` where computed and not marked since, and only the rest (partial slices
+ * at the ends, slices marked since: at most ten minutes a statement) from the 1-minute tables;
+ * the same figures either way (the conformance suite compares them).
  */
 export async function usage(db: SqlClient, q: UsageQuery): Promise<UsageRows> {
   const states = await sliceStates(db, Math.floor(q.from / SLICE) * SLICE, q.to);
-  const hourClean = (h: number): boolean => {
-    for (let s = h; s < h + HOUR; s += SLICE) if (states.marked.has(s)) return false;
+  const clean = (from: number, to: number): boolean => {
+    for (let s = from; s < to; s += SLICE) if (states.marked.has(s)) return false;
     return true;
   };
+  const days: number[] = [];
   const hours: number[] = [];
   const slices: number[] = [];
   const minuteRanges: [number, number][] = [];
   for (let t = q.from; t < q.to;) {
-    if (t % HOUR === 0 && t + HOUR <= q.to && hourClean(t)) {
+    if (t % DAY === 0 && t + DAY <= q.to && states.days.has(t) && clean(t, t + DAY)) {
+      days.push(t);
+      t += DAY;
+    } else if (t % HOUR === 0 && t + HOUR <= q.to && clean(t, t + HOUR)) {
       hours.push(t);
       t += HOUR;
     } else if (t % SLICE === 0 && t + SLICE <= q.to && states.kept.has(t)) {
@@ -356,6 +372,10 @@ export async function usage(db: SqlClient, q: UsageQuery): Promise<UsageRows> {
     }
   }
   const rows: UsageSqlRow[] = [];
+  if (days.length > 0)
+    rows.push(
+      ...(await db.query<UsageSqlRow>(USAGE_KEPT(q.groupBy, 'usage_1d'), [q.cluster, days])).rows,
+    );
   if (hours.length > 0)
     rows.push(
       ...(await db.query<UsageSqlRow>(USAGE_KEPT(q.groupBy, 'usage_1h'), [q.cluster, hours])).rows,
@@ -432,7 +452,9 @@ const USAGE_LOCK = "hashtext('nexus_usage_hours')";
  * cleared in its transaction before it is read: a write that marks it meanwhile waits for the
  * transaction, then marks it again. Once none of an hour's six slices is marked, the hour's
  * `usage_1h` rows are rewritten as their sum; a slice never computed (an hour computed whole
- * before migration 015) is marked first, so that the sum misses nothing.
+ * before migration 015) is marked first, so that the sum misses nothing. Rewriting an hour marks
+ * its day (UTC), and once no slice is due, a marked day none of whose slices is marked is summed
+ * from its hours into `usage_1d`, a day a transaction.
  */
 export async function rollUpUsage(
   db: Database,
@@ -443,6 +465,7 @@ export async function rollUpUsage(
   const started = Date.now();
   let slices = 0;
   let hours = 0;
+  let days = 0;
   while (slices < maxSlices && Date.now() - started < budgetMs) {
     const one = await db.transaction(async (tx) => {
       const lock = await tx.query<{ got: boolean }>(
@@ -465,7 +488,7 @@ export async function rollUpUsage(
         [settleMs],
       );
       const row = due.rows[0];
-      if (row === undefined) return 'none' as const;
+      if (row === undefined) return sumDay(tx);
       const s = Number(row.s);
       await reportPlanning(tx);
       await tx.query('DELETE FROM usage_10m WHERE slice = nexus_ts($1)', [s]);
@@ -498,6 +521,11 @@ export async function rollUpUsage(
       if ((open.rows[0]?.n ?? 0) > 0) return 'slice' as const;
       await tx.query('DELETE FROM usage_1h WHERE hour = nexus_ts($1)', [h]);
       await tx.query(
+        `INSERT INTO usage_days (day, marked_at) VALUES (date_bin('1 day', nexus_ts($1), timestamptz 'epoch'), clock_timestamp())
+         ON CONFLICT (day) DO UPDATE SET marked_at = excluded.marked_at`,
+        [h],
+      );
+      await tx.query(
         `INSERT INTO usage_1h (gpu_id, hour, namespace, pod, minutes, usum, ucount, joules)
          SELECT gpu_id, nexus_ts($1), namespace, pod, sum(minutes), sum(usum), sum(ucount), sum(joules)
          FROM usage_10m WHERE slice >= nexus_ts($1) AND slice < nexus_ts($1) + interval '1 hour'
@@ -506,12 +534,41 @@ export async function rollUpUsage(
       );
       return 'hour' as const;
     });
-    if (one === 'busy') return { slices, hours, busy: slices === 0 };
+    if (one === 'busy') return { slices, hours, days, busy: slices + days === 0 };
     if (one === 'none') break;
-    slices++;
+    if (one === 'day') days++;
+    else slices++;
     if (one === 'hour') hours++;
   }
-  return { slices, hours, busy: false };
+  return { slices, hours, days, busy: false };
+}
+
+/**
+ * The usage job's turn when no slice is due: the oldest day marked since an hour of it was
+ * rewritten and none of whose slices is marked, summed from its hours into `usage_1d`.
+ */
+async function sumDay(tx: SqlClient): Promise<'day' | 'none'> {
+  const due = await tx.query<{ d: string }>(
+    `UPDATE usage_days SET marked_at = NULL, computed_at = clock_timestamp()
+     WHERE day = (SELECT d.day FROM usage_days d
+                  WHERE d.marked_at IS NOT NULL
+                    AND NOT EXISTS (SELECT FROM usage_slices u WHERE u.marked_at IS NOT NULL
+                                      AND u.slice >= d.day AND u.slice < d.day + interval '1 day')
+                  ORDER BY d.day LIMIT 1 FOR UPDATE SKIP LOCKED)
+     RETURNING nexus_ms(day)::text AS d`,
+  );
+  const row = due.rows[0];
+  if (row === undefined) return 'none';
+  const d = Number(row.d);
+  await tx.query('DELETE FROM usage_1d WHERE day = nexus_ts($1)', [d]);
+  await tx.query(
+    `INSERT INTO usage_1d (gpu_id, day, namespace, pod, minutes, usum, ucount, joules)
+     SELECT gpu_id, nexus_ts($1), namespace, pod, sum(minutes), sum(usum), sum(ucount), sum(joules)
+     FROM usage_1h WHERE hour >= nexus_ts($1) AND hour < nexus_ts($1) + interval '1 day'
+     GROUP BY gpu_id, namespace, pod`,
+    [d],
+  );
+  return 'day';
 }
 
 /**

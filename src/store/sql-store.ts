@@ -736,6 +736,9 @@ export class SqlStore implements TelemetryStore {
         await this.o.db.query('DELETE FROM usage_slices WHERE slice < nexus_ts($1)', [
           rollupBefore,
         ]);
+        // A day partly past retention loses its sum (readers take its hours that are left).
+        await this.o.db.query('DELETE FROM usage_1d WHERE day < nexus_ts($1)', [rollupBefore]);
+        await this.o.db.query('DELETE FROM usage_days WHERE day < nexus_ts($1)', [rollupBefore]);
       }
       const chunks = await chunkRetention(this.o.db, rawBefore, rollupBefore);
       if (dropped.length > 0 || chunks.converted > 0 || chunks.deleted > 0) {

@@ -168,8 +168,8 @@ export interface TelemetryStore {
   retire(staleAfterMs: number): Promise<RetireResult>;
   /**
    * The usage job (migrations 011, 015): recomputes the 10-minute slices of `usage_10m` marked by
-   * writes since (marks at least 30 s old), and the hours of `usage_1h` from their slices, one
-   * session at a time across processes.
+   * writes since (marks at least 30 s old), the hours of `usage_1h` from their slices and the days
+   * of `usage_1d` from their hours, one session at a time across processes.
    */
   rollUpUsage(): Promise<UsageRollUp>;
   /**
@@ -206,6 +206,8 @@ export interface UsageRollUp {
   readonly slices: number;
   /** Hours rewritten into `usage_1h` from their six slices. */
   readonly hours: number;
+  /** Days rewritten into `usage_1d` from their hours. */
+  readonly days: number;
   /** Another session holds the job's lock: nothing done. */
   readonly busy: boolean;
 }

@@ -325,6 +325,10 @@ async function rowCount(sql: SqlClient, table: string): Promise<number> {
   return res.rows[0]?.n ?? -1;
 }
 
+const DAY = 86_400_000;
+/** The day (UTC) of the fleet's readings. */
+const DAY0 = Math.floor(B / DAY) * DAY;
+
 /** Slices marked for the usage job (migration 015). */
 async function markedSlices(sql: SqlClient): Promise<number> {
   return rowCount(sql, 'usage_slices WHERE marked_at IS NOT NULL');
@@ -473,7 +477,7 @@ export function fleetConformance(h: StoreHarness): void {
         );
       });
 
-    it('usage from the kept tables (usage_1h, usage_10m: migrations 011, 015) equals the minutes, and a late reading marks its slice again', async (t) => {
+    it('usage from the kept tables (usage_1d, usage_1h, usage_10m: migrations 011, 015) equals the minutes, and a late reading marks its slice again', async (t) => {
       // Marks taken as soon as made (the default waits 30 s: writes under a mark have landed).
       const { store, sql } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
       const records = fleetRecords();
@@ -482,27 +486,42 @@ export function fleetConformance(h: StoreHarness): void {
       assert.equal(await markedSlices(sql), 5);
       // The five, and the hour's sixth (10:50, never written: computed so the hour's sum misses
       // nothing), then the hour from them.
-      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, busy: false });
+      // Then the day (UTC) from its hours.
+      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, days: 1, busy: false });
       assert.equal(await markedSlices(sql), 0);
       assert.ok((await rowCount(sql, 'usage_10m')) > 0);
       assert.ok((await rowCount(sql, 'usage_1h')) > 0);
-      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, busy: false });
+      assert.ok((await rowCount(sql, 'usage_1d')) > 0);
+      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, days: 0, busy: false });
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
+        await assertUsage(store, records, groupBy, DAY0, DAY0 + DAY); // the day, from usage_1d
+        await assertUsage(store, records, groupBy, DAY0 - DAY, DAY0 + 2 * DAY); // days around it
         await assertUsage(store, records, groupBy, B, B + HOUR); // the hour, from usage_1h
         await assertUsage(store, records, groupBy, B - HOUR, B + 2 * HOUR); // hours around it
         await assertUsage(store, records, groupBy, B + 10 * MINUTE, B + 30 * MINUTE); // slices
         await assertUsage(store, records, groupBy, B + 5 * MINUTE, B + 2 * HOUR); // partial first
         await assertUsage(store, records, groupBy, B + 12 * MINUTE, B + 17 * MINUTE); // in one
       }
+      // The day is read from usage_1d alone: without the hours its answer is the same.
+      const hoursKept = await sql.query('SELECT * FROM usage_1h');
+      await sql.query('DELETE FROM usage_1h');
+      await assertUsage(store, records, 'pod', DAY0, DAY0 + DAY);
+      await sql.query(
+        `INSERT INTO usage_1h SELECT * FROM json_populate_recordset(NULL::usage_1h, $1::json)`,
+        [JSON.stringify(hoursKept.rows)],
+      );
       // A late reading: a pod on node-b GPU 1 in minute 45, past what was computed.
       const late = lateReading();
       await store.write('fleet', [late]);
       assert.equal(await markedSlices(sql), 1, 'its slice marked again');
       for (const groupBy of ['namespace', 'host'] as const)
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // slices + minutes
-      assert.deepEqual(await store.rollUpUsage(), { slices: 1, hours: 1, busy: false });
+      for (const groupBy of ['namespace', 'host'] as const)
+        await assertUsage(store, [...records, late], groupBy, DAY0, DAY0 + DAY); // not usage_1d
+      assert.deepEqual(await store.rollUpUsage(), { slices: 1, hours: 1, days: 1, busy: false });
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // from usage_1h again
+        await assertUsage(store, [...records, late], groupBy, DAY0, DAY0 + DAY); // usage_1d again
         await assertUsage(store, [...records, late], groupBy, B + 40 * MINUTE, B + HOUR);
       }
     });
@@ -512,9 +531,15 @@ export function fleetConformance(h: StoreHarness): void {
       const records = fleetRecords();
       await writeAll(store, records);
       await store.rollUpUsage();
-      // As a schema 11 store left it: usage_1h, and no slice.
+      // As a schema 11 store left it (usage_1h, and no slice), migrated: its days marked.
       await sql.query('DELETE FROM usage_10m');
       await sql.query('DELETE FROM usage_slices');
+      await sql.query('DELETE FROM usage_1d');
+      await sql.query(
+        `INSERT INTO usage_days (day, marked_at) VALUES (nexus_ts($1), timestamptz 'epoch')
+         ON CONFLICT (day) DO UPDATE SET marked_at = excluded.marked_at, computed_at = NULL`,
+        [DAY0],
+      );
       for (const groupBy of ['namespace', 'gpu'] as const) {
         await assertUsage(store, records, groupBy, B, B + HOUR); // usage_1h
         await assertUsage(store, records, groupBy, B + 10 * MINUTE, B + 30 * MINUTE); // minutes
@@ -522,8 +547,8 @@ export function fleetConformance(h: StoreHarness): void {
       const late = lateReading();
       await store.write('fleet', [late]);
       assert.equal(await markedSlices(sql), 1);
-      // The late slice, then the five never computed: the hour's sum is whole.
-      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, busy: false });
+      // The late slice, then the five never computed: the hour's sum is whole; then the day.
+      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, days: 1, busy: false });
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
       // An earlier release's collector marks the hour (schema 11) during an upgrade: the whole
@@ -538,7 +563,8 @@ export function fleetConformance(h: StoreHarness): void {
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
         await assertUsage(store, [...records, late], groupBy, B + 10 * MINUTE, B + 30 * MINUTE);
       }
-      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, busy: false });
+      await assertUsage(store, [...records, late], 'pod', DAY0, DAY0 + DAY);
+      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, days: 1, busy: false });
       assert.equal(await rowCount(sql, 'usage_dirty'), 0);
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
@@ -568,7 +594,7 @@ export function fleetConformance(h: StoreHarness): void {
     it('the usage job leaves a slice marked less than 30 s ago (writes under its mark may still land)', async (t) => {
       const { store, sql } = await open(t, { foldOnWrite: true });
       await writeAll(store, fleetRecords());
-      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, busy: false });
+      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, days: 0, busy: false });
       assert.equal(await markedSlices(sql), 5);
       assert.equal(await rowCount(sql, 'usage_10m'), 0);
       assert.equal(await rowCount(sql, 'usage_1h'), 0);
@@ -628,10 +654,13 @@ export function fleetConformance(h: StoreHarness): void {
       });
     }
 
-    it('retention drops allocation minutes and the fleet rollup with the 1-minute rollup', async (t) => {
-      const { store, sql } = await open(t, { rollupRetentionDays: 1 });
+    it('retention drops allocation minutes, the fleet rollup and the kept usage with the 1-minute rollup', async (t) => {
+      const { store, sql } = await open(t, { rollupRetentionDays: 1, usageSettleMs: 0 });
       await writeAll(store, fleetRecords());
       await store.rollUp();
+      await store.rollUpUsage();
+      for (const table of ['usage_10m', 'usage_slices', 'usage_1h', 'usage_1d', 'usage_days'])
+        assert.ok((await rowCount(sql, table)) > 0, table);
       assert.equal(
         await rowCount(sql, 'fleet_1m_folded'),
         (4 + 2 + 2 + 1) * MINUTES,
@@ -642,6 +671,8 @@ export function fleetConformance(h: StoreHarness): void {
       await store.maintain(B + 2 * 86_400_000);
       assert.equal(await rowCount(sql, 'gpu_allocations'), 0);
       assert.equal(await rowCount(sql, 'fleet_1m_folded'), 0);
+      for (const table of ['usage_10m', 'usage_slices', 'usage_1h', 'usage_1d', 'usage_days'])
+        assert.equal(await rowCount(sql, table), 0, table);
     });
 
     it('an unknown cluster is NOT_FOUND', async (t) => {

@@ -76,10 +76,16 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     gateway: ['SELECT'],
   },
-  // Migration 015: usage by the 10-minute slice, and the slices' marks.
+  // Migration 015: usage by the 10-minute slice and by the day, and their marks.
   { table: 'usage_10m', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
   {
     table: 'usage_slices',
+    collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+    gateway: ['SELECT'],
+  },
+  { table: 'usage_1d', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
+  {
+    table: 'usage_days',
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     gateway: ['SELECT'],
   },
