@@ -504,12 +504,15 @@ export async function rollUpUsage(
           [c.name, s, s + SLICE],
         );
       }
-      // The hour: each of its slices known (those never computed marked now), and its sum once
-      // none is marked.
+      // The hour: each of its slices known (those past and never computed marked now: an hour
+      // computed whole before schema 15 has readings in them; a slice not begun yet has none, and
+      // its first write marks it), and its sum once none is marked.
       const h = Math.floor(s / HOUR) * HOUR;
       await tx.query(
         `INSERT INTO usage_slices (slice, marked_at)
-         SELECT nexus_ts($1) + make_interval(mins => 10 * k), timestamptz 'epoch' FROM generate_series(0, 5) AS k
+         SELECT t, timestamptz 'epoch'
+         FROM generate_series(nexus_ts($1), nexus_ts($1) + interval '50 minutes', interval '10 minutes') AS t
+         WHERE t <= clock_timestamp()
          ON CONFLICT (slice) DO NOTHING`,
         [h],
       );

@@ -591,6 +591,30 @@ export function fleetConformance(h: StoreHarness): void {
       }
     });
 
+    it('the usage job marks no slice that has not begun (the current hour is summed from the slices written)', async (t) => {
+      const { store, sql } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
+      const now = Date.now();
+      const records = [0, 1, 2].map((k) =>
+        rec(now - (3 - k) * MINUTE, 40, {
+          hostname: 'node-now',
+          gpu: 0,
+          metric: UTIL,
+          pod: 'p',
+          namespace: 'n',
+        }),
+      );
+      await writeAll(store, records);
+      const res = await store.rollUpUsage();
+      // Those written, and the slices before them in their hours (never written: empty).
+      assert.ok(res.slices >= 1 && res.slices <= 7, JSON.stringify(res));
+      const future = await sql.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM usage_slices WHERE slice > clock_timestamp()',
+      );
+      assert.equal(future.rows[0]?.n, 0, 'no slice after now');
+      const h = Math.floor((now - 3 * MINUTE) / HOUR) * HOUR;
+      await assertUsage(store, records, 'pod', h, h + 2 * HOUR);
+    });
+
     it('the usage job leaves a slice marked less than 30 s ago (writes under its mark may still land)', async (t) => {
       const { store, sql } = await open(t, { foldOnWrite: true });
       await writeAll(store, fleetRecords());
