@@ -306,3 +306,91 @@ describe('upgrade to schema 14: fleet_1m written by the sealing job', () => {
     assert.deepEqual(merged.rows, [{ min: 0, count: 3, last_value: 0 }]);
   });
 });
+
+describe('upgrade to schema 15: usage by the 10-minute slice and by the day', () => {
+  it('hours marked for the schema 11 job become their slices, days of usage_1h are marked, and usage reads the same before and after the job', async (t) => {
+    const url = await pg.server.createDatabase(uniqueDatabase('upgrade15'));
+    const db = postgresDatabase(url, 2);
+    t.after(() => db.close());
+    await migrate(
+      db,
+      silentLogger(),
+      loadMigrations().filter((m) => m.version <= 14),
+    );
+    const h1 = Date.UTC(2026, 0, 5, 8); // computed by schema 11's job
+    const h2 = Date.UTC(2026, 0, 5, 9); // written since, marked in usage_dirty
+    await db.query(`INSERT INTO clusters (name, first_seen, last_seen) VALUES ('c', now(), now())`);
+    await db.query(
+      `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen) SELECT id, 'node-a', now(), now() FROM clusters`,
+    );
+    await db.query(
+      `INSERT INTO gpus (host_id, gpu_index, uuid, first_seen, last_seen) SELECT id, 0, 'GPU-a0', now(), now() FROM hosts`,
+    );
+    await db.query(`INSERT INTO metrics (name) VALUES ('DCGM_FI_DEV_GPU_UTIL')`);
+    await db.query('SELECT nexus_ensure_window_partitions($1::bigint[])', [[h1, h2]]);
+    // Two hours of minutes: utilisation 50 % and pod n/p every minute.
+    await db.query(
+      `INSERT INTO samples_1m (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
+       SELECT b, g.id, m.id, 50, 50, 50, 1, b + interval '30 seconds', 50
+       FROM gpus g, metrics m, generate_series(nexus_ts($1), nexus_ts($1) + interval '119 minutes', interval '1 minute') b`,
+      [h1],
+    );
+    await db.query(
+      `INSERT INTO gpu_allocations (gpu_id, bucket, namespace, pod)
+       SELECT g.id, b, 'n', 'p' FROM gpus g, generate_series(nexus_ts($1), nexus_ts($1) + interval '119 minutes', interval '1 minute') b`,
+      [h1],
+    );
+    // What schema 11's job left: the first hour computed, the second marked.
+    await db.query(
+      `INSERT INTO usage_1h (gpu_id, hour, namespace, pod, minutes, usum, ucount, joules)
+       SELECT id, nexus_ts($1), 'n', 'p', 60, 3000, 60, 0 FROM gpus`,
+      [h1],
+    );
+    await db.query(
+      `INSERT INTO usage_dirty (hour, marked_at) VALUES (nexus_ts($1), timestamptz '2026-01-05 10:00:30+00')`,
+      [h2],
+    );
+
+    const store = sqlStore(url, silentLogger(), { usageSettleMs: 0 });
+    t.after(() => store.close());
+    assert.deepEqual((await store.migrate()).applied, ['015_usage_slices']);
+    const rows = async (sql: string): Promise<unknown[]> => (await db.query(sql)).rows;
+    assert.deepEqual(await rows('SELECT * FROM usage_dirty'), []);
+    assert.deepEqual(
+      await rows(
+        `SELECT nexus_ms(slice) AS s, nexus_ms(marked_at) AS m FROM usage_slices ORDER BY slice`,
+      ),
+      [0, 1, 2, 3, 4, 5].map((k) => ({
+        s: String(h2 + k * 600_000),
+        m: String(Date.UTC(2026, 0, 5, 10, 0, 30)),
+      })),
+    );
+    assert.deepEqual(
+      await rows(`SELECT nexus_ms(day) AS d, nexus_ms(marked_at) AS m FROM usage_days`),
+      [{ d: String(Date.UTC(2026, 0, 5)), m: '0' }],
+    );
+    const usage = async (from: number, to: number) =>
+      (await store.reader.usage({ cluster: 'c', groupBy: 'pod', from, to })).groups.map((g) => [
+        g.namespace,
+        g.pod,
+        g.allocated_minutes,
+        g.avg_utilization_percent,
+      ]);
+    const day = Date.UTC(2026, 0, 5);
+    for (const when of ['before the job', 'after the job']) {
+      assert.deepEqual(await usage(h1, h1 + 3_600_000), [['n', 'p', 60, 50]], `${when}: hour 1`);
+      assert.deepEqual(await usage(h2, h2 + 3_600_000), [['n', 'p', 60, 50]], `${when}: hour 2`);
+      assert.deepEqual(await usage(day, day + 86_400_000), [['n', 'p', 120, 50]], `${when}: day`);
+      if (when === 'before the job')
+        assert.deepEqual(await store.rollUpUsage(), {
+          slices: 6,
+          hours: 1,
+          days: 1,
+          busy: false,
+        });
+    }
+    // The day is summed from both hours: read without them, the same.
+    await db.query('DELETE FROM usage_1h');
+    assert.deepEqual(await usage(day, day + 86_400_000), [['n', 'p', 120, 50]]);
+  });
+});
