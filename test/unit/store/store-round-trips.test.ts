@@ -71,13 +71,15 @@ describe('store round trips', () => {
     assert.equal(db.statements.length, 1, db.statements.join('; '));
 
     // Nothing new, but last seen moves: one statement moves every span, then the write, then
-    // the batch's allocation minutes (a new minute: one set-based insert; docs/fleet.md). The
-    // hour's usage mark is made at most every 10 s per hour: not again here.
+    // the batch's allocation minutes (a new minute: one set-based insert; docs/fleet.md). A
+    // 10-minute slice's usage mark is made at most every 10 s per slice: 13:47 is in the slice
+    // marked at 13:42 (not again), 13:37 in the slice before (one mark, migration 015).
     db.reset();
     await store.write('c1', batch(T0 + 5 * MINUTE));
     await store.write('c1', batch(T0 - 5 * MINUTE));
     assert.equal(db.transactions, 0);
-    assert.equal(db.statements.length, 6, db.statements.join('; '));
+    assert.equal(db.statements.length, 7, db.statements.join('; '));
+    assert.equal(db.statements.filter((x) => x === 'INSERT INTO usage_slices').length, 1);
     const spans = await db.query<{ kind: string; first: string; last: string }>(
       `SELECT 'cluster' AS kind, nexus_ms(first_seen)::text AS first, nexus_ms(last_seen)::text AS last FROM clusters
        UNION ALL SELECT 'host', nexus_ms(first_seen)::text, nexus_ms(last_seen)::text FROM hosts
