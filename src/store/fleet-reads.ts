@@ -288,9 +288,20 @@ const SLICE = USAGE_SLICE_MS;
 const DAY = 86_400_000;
 
 /** The kept tables of usage (migrations 011, 015), and the column each is keyed by. */
-const KEPT = { usage_1d: 'day', usage_1h: 'hour', usage_10m: 'slice' } as const;
+const KEPT = {
+  usage_1mo: 'month',
+  usage_1d: 'day',
+  usage_1h: 'hour',
+  usage_10m: 'slice',
+} as const;
 
-/** The kept rows of the listed days, hours or slices ($2, epoch ms). */
+/** The start of the month (UTC) after the one starting at `t`. */
+const nextMonth = (t: number): number => {
+  const d = new Date(t);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+};
+
+/** The kept rows of the listed months, days, hours or slices ($2, epoch ms). */
 const USAGE_KEPT = (groupBy: UsageGroupBy, table: keyof typeof KEPT): string => `
 WITH g AS (${CLUSTER_GPUS})
 SELECT ${GROUP_KEYS[groupBy].select}, (m.pod = '') AS unallocated,
@@ -311,6 +322,10 @@ interface SliceStates {
   readonly kept: ReadonlySet<number>;
   /** Days computed and not marked since: `usage_1d` holds them (if none of their slices is marked). */
   readonly days: ReadonlySet<number>;
+  /** Days marked since they were last summed. */
+  readonly markedDays: ReadonlySet<number>;
+  /** Months computed and not marked since: `usage_1mo` holds them (if none of their days or slices is marked). */
+  readonly months: ReadonlySet<number>;
 }
 
 async function sliceStates(db: SqlClient, from: number, to: number): Promise<SliceStates> {
@@ -330,16 +345,30 @@ async function sliceStates(db: SqlClient, from: number, to: number): Promise<Sli
     else kept.add(s);
   }
   for (const s of marked) kept.delete(s);
-  const days = await db.query<{ d: string }>(
-    `SELECT nexus_ms(day)::text AS d FROM usage_days
-     WHERE day >= nexus_ts($1) AND day < nexus_ts($2) AND marked_at IS NULL AND computed_at IS NOT NULL`,
+  const sums = await db.query<{ t: string; month: boolean; marked: boolean }>(
+    `SELECT nexus_ms(day)::text AS t, false AS month, marked_at IS NOT NULL AS marked FROM usage_days
+     WHERE day >= nexus_ts($1) AND day < nexus_ts($2) AND (marked_at IS NOT NULL OR computed_at IS NOT NULL)
+     UNION ALL
+     SELECT nexus_ms(month)::text, true, marked_at IS NOT NULL FROM usage_months
+     WHERE month >= nexus_ts($1) AND month < nexus_ts($2) AND (marked_at IS NOT NULL OR computed_at IS NOT NULL)`,
     [from, to],
   );
-  return { marked, kept, days: new Set(days.rows.map((r) => Number(r.d))) };
+  const days = new Set<number>();
+  const markedDays = new Set<number>();
+  const months = new Set<number>();
+  for (const r of sums.rows) {
+    const t = Number(r.t);
+    if (r.month) {
+      if (!r.marked) months.add(t);
+    } else if (r.marked) markedDays.add(t);
+    else days.add(t);
+  }
+  return { marked, kept, days, markedDays, months };
 }
 
 /**
- * Usage over [from, to): its whole days (UTC) from `usage_1d` where computed and none of their
+ * Usage over [from, to): its whole months (UTC) from `usage_1mo` where computed and none of their
+ * days or slices is marked, its whole days from `usage_1d` where computed and none of their
  * slices is marked, its whole hours from `usage_1h` where none of their slices is marked, its whole
  * slices from `usage_10m` where computed and not marked since, and only the rest (partial slices
  * at the ends, slices marked since: at most ten minutes a statement) from the 1-minute tables;
@@ -351,12 +380,20 @@ export async function usage(db: SqlClient, q: UsageQuery): Promise<UsageRows> {
     for (let s = from; s < to; s += SLICE) if (states.marked.has(s)) return false;
     return true;
   };
+  const monthClean = (from: number, to: number): boolean => {
+    for (const d of states.markedDays) if (d >= from && d < to) return false;
+    return clean(from, to);
+  };
+  const months: number[] = [];
   const days: number[] = [];
   const hours: number[] = [];
   const slices: number[] = [];
   const minuteRanges: [number, number][] = [];
   for (let t = q.from; t < q.to;) {
-    if (t % DAY === 0 && t + DAY <= q.to && states.days.has(t) && clean(t, t + DAY)) {
+    if (states.months.has(t) && nextMonth(t) <= q.to && monthClean(t, nextMonth(t))) {
+      months.push(t);
+      t = nextMonth(t);
+    } else if (t % DAY === 0 && t + DAY <= q.to && states.days.has(t) && clean(t, t + DAY)) {
       days.push(t);
       t += DAY;
     } else if (t % HOUR === 0 && t + HOUR <= q.to && clean(t, t + HOUR)) {
@@ -372,6 +409,11 @@ export async function usage(db: SqlClient, q: UsageQuery): Promise<UsageRows> {
     }
   }
   const rows: UsageSqlRow[] = [];
+  if (months.length > 0)
+    rows.push(
+      ...(await db.query<UsageSqlRow>(USAGE_KEPT(q.groupBy, 'usage_1mo'), [q.cluster, months]))
+        .rows,
+    );
   if (days.length > 0)
     rows.push(
       ...(await db.query<UsageSqlRow>(USAGE_KEPT(q.groupBy, 'usage_1d'), [q.cluster, days])).rows,
@@ -454,7 +496,8 @@ const USAGE_LOCK = "hashtext('nexus_usage_hours')";
  * `usage_1h` rows are rewritten as their sum; a slice never computed (an hour computed whole
  * before migration 015) is marked first, so that the sum misses nothing. Rewriting an hour marks
  * its day (UTC), and once no slice is due, a marked day none of whose slices is marked is summed
- * from its hours into `usage_1d`, a day a transaction.
+ * from its hours into `usage_1d`, a day a transaction; summing a day marks its month, summed from
+ * its days into `usage_1mo` once no day or slice of it is marked.
  */
 export async function rollUpUsage(
   db: Database,
@@ -466,6 +509,7 @@ export async function rollUpUsage(
   let slices = 0;
   let hours = 0;
   let days = 0;
+  let months = 0;
   while (slices < maxSlices && Date.now() - started < budgetMs) {
     const one = await db.transaction(async (tx) => {
       const lock = await tx.query<{ got: boolean }>(
@@ -488,7 +532,7 @@ export async function rollUpUsage(
         [settleMs],
       );
       const row = due.rows[0];
-      if (row === undefined) return sumDay(tx);
+      if (row === undefined) return (await sumDay(tx)) ?? (await sumMonth(tx)) ?? ('none' as const);
       const s = Number(row.s);
       await reportPlanning(tx);
       await tx.query('DELETE FROM usage_10m WHERE slice = nexus_ts($1)', [s]);
@@ -537,41 +581,77 @@ export async function rollUpUsage(
       );
       return 'hour' as const;
     });
-    if (one === 'busy') return { slices, hours, days, busy: slices + days === 0 };
+    if (one === 'busy') return { slices, hours, days, months, busy: slices + days + months === 0 };
     if (one === 'none') break;
     if (one === 'day') days++;
+    else if (one === 'month') months++;
     else slices++;
     if (one === 'hour') hours++;
   }
-  return { slices, hours, days, busy: false };
+  return { slices, hours, days, months, busy: false };
 }
 
 /**
  * The usage job's turn when no slice is due: the oldest day marked since an hour of it was
  * rewritten and none of whose slices is marked, summed from its hours into `usage_1d`.
  */
-async function sumDay(tx: SqlClient): Promise<'day' | 'none'> {
+async function sumDay(tx: SqlClient): Promise<'day' | undefined> {
   const due = await tx.query<{ d: string }>(
     `UPDATE usage_days SET marked_at = NULL, computed_at = clock_timestamp()
      WHERE day = (SELECT d.day FROM usage_days d
                   WHERE d.marked_at IS NOT NULL
                     AND NOT EXISTS (SELECT FROM usage_slices u WHERE u.marked_at IS NOT NULL
-                                      AND u.slice >= d.day AND u.slice < d.day + interval '1 day')
+                                      AND u.slice >= d.day AND u.slice < d.day + interval '24 hours')
                   ORDER BY d.day LIMIT 1 FOR UPDATE SKIP LOCKED)
      RETURNING nexus_ms(day)::text AS d`,
   );
   const row = due.rows[0];
-  if (row === undefined) return 'none';
+  if (row === undefined) return undefined;
   const d = Number(row.d);
   await tx.query('DELETE FROM usage_1d WHERE day = nexus_ts($1)', [d]);
   await tx.query(
+    `INSERT INTO usage_months (month, marked_at) VALUES (date_trunc('month', nexus_ts($1), 'UTC'), clock_timestamp())
+     ON CONFLICT (month) DO UPDATE SET marked_at = excluded.marked_at`,
+    [d],
+  );
+  await tx.query(
     `INSERT INTO usage_1d (gpu_id, day, namespace, pod, minutes, usum, ucount, joules)
      SELECT gpu_id, nexus_ts($1), namespace, pod, sum(minutes), sum(usum), sum(ucount), sum(joules)
-     FROM usage_1h WHERE hour >= nexus_ts($1) AND hour < nexus_ts($1) + interval '1 day'
+     FROM usage_1h WHERE hour >= nexus_ts($1) AND hour < nexus_ts($1) + interval '24 hours'
      GROUP BY gpu_id, namespace, pod`,
     [d],
   );
   return 'day';
+}
+
+/**
+ * The usage job's turn when no slice or day is due: the oldest month marked since a day of it was
+ * summed, none of whose days or slices is marked, summed from its days into `usage_1mo`.
+ */
+async function sumMonth(tx: SqlClient): Promise<'month' | undefined> {
+  const due = await tx.query<{ m: string }>(
+    `UPDATE usage_months SET marked_at = NULL, computed_at = clock_timestamp()
+     WHERE month = (SELECT m.month FROM usage_months m
+                    WHERE m.marked_at IS NOT NULL
+                      AND NOT EXISTS (SELECT FROM usage_slices u WHERE u.marked_at IS NOT NULL
+                                        AND u.slice >= m.month AND u.slice < nexus_month_end(m.month))
+                      AND NOT EXISTS (SELECT FROM usage_days d WHERE d.marked_at IS NOT NULL
+                                        AND d.day >= m.month AND d.day < nexus_month_end(m.month))
+                    ORDER BY m.month LIMIT 1 FOR UPDATE SKIP LOCKED)
+     RETURNING nexus_ms(month)::text AS m`,
+  );
+  const row = due.rows[0];
+  if (row === undefined) return undefined;
+  const m = Number(row.m);
+  await tx.query('DELETE FROM usage_1mo WHERE month = nexus_ts($1)', [m]);
+  await tx.query(
+    `INSERT INTO usage_1mo (gpu_id, month, namespace, pod, minutes, usum, ucount, joules)
+     SELECT gpu_id, nexus_ts($1), namespace, pod, sum(minutes), sum(usum), sum(ucount), sum(joules)
+     FROM usage_1d WHERE day >= nexus_ts($1) AND day < nexus_month_end(nexus_ts($1))
+     GROUP BY gpu_id, namespace, pod`,
+    [m],
+  );
+  return 'month';
 }
 
 /**

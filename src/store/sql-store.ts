@@ -736,9 +736,13 @@ export class SqlStore implements TelemetryStore {
         await this.o.db.query('DELETE FROM usage_slices WHERE slice < nexus_ts($1)', [
           rollupBefore,
         ]);
-        // A day partly past retention loses its sum (readers take its hours that are left).
+        // A day or month partly past retention loses its sum (readers take what is left of it).
         await this.o.db.query('DELETE FROM usage_1d WHERE day < nexus_ts($1)', [rollupBefore]);
         await this.o.db.query('DELETE FROM usage_days WHERE day < nexus_ts($1)', [rollupBefore]);
+        await this.o.db.query('DELETE FROM usage_1mo WHERE month < nexus_ts($1)', [rollupBefore]);
+        await this.o.db.query('DELETE FROM usage_months WHERE month < nexus_ts($1)', [
+          rollupBefore,
+        ]);
       }
       const chunks = await chunkRetention(this.o.db, rawBefore, rollupBefore);
       if (dropped.length > 0 || chunks.converted > 0 || chunks.deleted > 0) {

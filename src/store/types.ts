@@ -169,7 +169,8 @@ export interface TelemetryStore {
   /**
    * The usage job (migrations 011, 015): recomputes the 10-minute slices of `usage_10m` marked by
    * writes since (marks at least 30 s old), the hours of `usage_1h` from their slices and the days
-   * of `usage_1d` from their hours, one session at a time across processes.
+   * of `usage_1d` from their hours and the months of `usage_1mo` from their days, one session at
+   * a time across processes.
    */
   rollUpUsage(): Promise<UsageRollUp>;
   /**
@@ -208,6 +209,8 @@ export interface UsageRollUp {
   readonly hours: number;
   /** Days rewritten into `usage_1d` from their hours. */
   readonly days: number;
+  /** Months rewritten into `usage_1mo` from their days. */
+  readonly months: number;
   /** Another session holds the job's lock: nothing done. */
   readonly busy: boolean;
 }

@@ -328,6 +328,20 @@ async function rowCount(sql: SqlClient, table: string): Promise<number> {
 const DAY = 86_400_000;
 /** The day (UTC) of the fleet's readings. */
 const DAY0 = Math.floor(B / DAY) * DAY;
+/** The month (UTC) of the fleet's readings, and the next. */
+const MONTH0 = Date.UTC(2025, 6, 1);
+const MONTH1 = Date.UTC(2025, 7, 1);
+
+/** The kept usage and its marks (migrations 011, 015). */
+const USAGE_TABLES = [
+  'usage_10m',
+  'usage_slices',
+  'usage_1h',
+  'usage_1d',
+  'usage_days',
+  'usage_1mo',
+  'usage_months',
+];
 
 /** Slices marked for the usage job (migration 015). */
 async function markedSlices(sql: SqlClient): Promise<number> {
@@ -477,7 +491,7 @@ export function fleetConformance(h: StoreHarness): void {
         );
       });
 
-    it('usage from the kept tables (usage_1d, usage_1h, usage_10m: migrations 011, 015) equals the minutes, and a late reading marks its slice again', async (t) => {
+    it('usage from the kept tables (usage_1mo, usage_1d, usage_1h, usage_10m: migrations 011, 015) equals the minutes, and a late reading marks its slice again', async (t) => {
       // Marks taken as soon as made (the default waits 30 s: writes under a mark have landed).
       const { store, sql } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
       const records = fleetRecords();
@@ -487,25 +501,47 @@ export function fleetConformance(h: StoreHarness): void {
       // The five, and the hour's sixth (10:50, never written: computed so the hour's sum misses
       // nothing), then the hour from them.
       // Then the day (UTC) from its hours.
-      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, days: 1, busy: false });
+      assert.deepEqual(await store.rollUpUsage(), {
+        slices: 6,
+        hours: 1,
+        days: 1,
+        months: 1,
+        busy: false,
+      });
       assert.equal(await markedSlices(sql), 0);
       assert.ok((await rowCount(sql, 'usage_10m')) > 0);
       assert.ok((await rowCount(sql, 'usage_1h')) > 0);
       assert.ok((await rowCount(sql, 'usage_1d')) > 0);
-      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, days: 0, busy: false });
+      assert.deepEqual(await store.rollUpUsage(), {
+        slices: 0,
+        hours: 0,
+        days: 0,
+        months: 0,
+        busy: false,
+      });
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
         await assertUsage(store, records, groupBy, DAY0, DAY0 + DAY); // the day, from usage_1d
         await assertUsage(store, records, groupBy, DAY0 - DAY, DAY0 + 2 * DAY); // days around it
+        await assertUsage(store, records, groupBy, MONTH0, MONTH1); // the month, from usage_1mo
+        await assertUsage(store, records, groupBy, MONTH0 - DAY, MONTH1 + DAY); // and days
         await assertUsage(store, records, groupBy, B, B + HOUR); // the hour, from usage_1h
         await assertUsage(store, records, groupBy, B - HOUR, B + 2 * HOUR); // hours around it
         await assertUsage(store, records, groupBy, B + 10 * MINUTE, B + 30 * MINUTE); // slices
         await assertUsage(store, records, groupBy, B + 5 * MINUTE, B + 2 * HOUR); // partial first
         await assertUsage(store, records, groupBy, B + 12 * MINUTE, B + 17 * MINUTE); // in one
       }
-      // The day is read from usage_1d alone: without the hours its answer is the same.
+      // The day is read from usage_1d alone, the month from usage_1mo: without the hours (and
+      // the days) their answers are the same.
       const hoursKept = await sql.query('SELECT * FROM usage_1h');
       await sql.query('DELETE FROM usage_1h');
       await assertUsage(store, records, 'pod', DAY0, DAY0 + DAY);
+      const daysKept = await sql.query('SELECT * FROM usage_1d');
+      await sql.query('DELETE FROM usage_1d');
+      await assertUsage(store, records, 'pod', MONTH0, MONTH1);
+      await sql.query(
+        `INSERT INTO usage_1d SELECT * FROM json_populate_recordset(NULL::usage_1d, $1::json)`,
+        [JSON.stringify(daysKept.rows)],
+      );
       await sql.query(
         `INSERT INTO usage_1h SELECT * FROM json_populate_recordset(NULL::usage_1h, $1::json)`,
         [JSON.stringify(hoursKept.rows)],
@@ -518,12 +554,26 @@ export function fleetConformance(h: StoreHarness): void {
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // slices + minutes
       for (const groupBy of ['namespace', 'host'] as const)
         await assertUsage(store, [...records, late], groupBy, DAY0, DAY0 + DAY); // not usage_1d
-      assert.deepEqual(await store.rollUpUsage(), { slices: 1, hours: 1, days: 1, busy: false });
+      for (const groupBy of ['namespace', 'host'] as const)
+        await assertUsage(store, [...records, late], groupBy, MONTH0, MONTH1); // not usage_1mo
+      assert.deepEqual(await store.rollUpUsage(), {
+        slices: 1,
+        hours: 1,
+        days: 1,
+        months: 1,
+        busy: false,
+      });
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // from usage_1h again
         await assertUsage(store, [...records, late], groupBy, DAY0, DAY0 + DAY); // usage_1d again
+        await assertUsage(store, [...records, late], groupBy, MONTH0, MONTH1); // usage_1mo again
         await assertUsage(store, [...records, late], groupBy, B + 40 * MINUTE, B + HOUR);
       }
+      // A day marked and not summed again yet (the job between its turns): its month's sum is
+      // stale, and is not read.
+      await sql.query('UPDATE usage_days SET marked_at = clock_timestamp()');
+      await sql.query('UPDATE usage_1mo SET minutes = 0, joules = 0');
+      await assertUsage(store, [...records, late], 'pod', MONTH0, MONTH1);
     });
 
     it('usage of an hour computed whole before migration 015, or marked by an earlier release (usage_dirty), is recomputed by its six slices', async (t) => {
@@ -535,6 +585,8 @@ export function fleetConformance(h: StoreHarness): void {
       await sql.query('DELETE FROM usage_10m');
       await sql.query('DELETE FROM usage_slices');
       await sql.query('DELETE FROM usage_1d');
+      await sql.query('DELETE FROM usage_1mo');
+      await sql.query('DELETE FROM usage_months');
       await sql.query(
         `INSERT INTO usage_days (day, marked_at) VALUES (nexus_ts($1), timestamptz 'epoch')
          ON CONFLICT (day) DO UPDATE SET marked_at = excluded.marked_at, computed_at = NULL`,
@@ -548,7 +600,13 @@ export function fleetConformance(h: StoreHarness): void {
       await store.write('fleet', [late]);
       assert.equal(await markedSlices(sql), 1);
       // The late slice, then the five never computed: the hour's sum is whole; then the day.
-      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, days: 1, busy: false });
+      assert.deepEqual(await store.rollUpUsage(), {
+        slices: 6,
+        hours: 1,
+        days: 1,
+        months: 1,
+        busy: false,
+      });
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
       // An earlier release's collector marks the hour (schema 11) during an upgrade: the whole
@@ -564,7 +622,13 @@ export function fleetConformance(h: StoreHarness): void {
         await assertUsage(store, [...records, late], groupBy, B + 10 * MINUTE, B + 30 * MINUTE);
       }
       await assertUsage(store, [...records, late], 'pod', DAY0, DAY0 + DAY);
-      assert.deepEqual(await store.rollUpUsage(), { slices: 6, hours: 1, days: 1, busy: false });
+      assert.deepEqual(await store.rollUpUsage(), {
+        slices: 6,
+        hours: 1,
+        days: 1,
+        months: 1,
+        busy: false,
+      });
       assert.equal(await rowCount(sql, 'usage_dirty'), 0);
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
@@ -618,7 +682,13 @@ export function fleetConformance(h: StoreHarness): void {
     it('the usage job leaves a slice marked less than 30 s ago (writes under its mark may still land)', async (t) => {
       const { store, sql } = await open(t, { foldOnWrite: true });
       await writeAll(store, fleetRecords());
-      assert.deepEqual(await store.rollUpUsage(), { slices: 0, hours: 0, days: 0, busy: false });
+      assert.deepEqual(await store.rollUpUsage(), {
+        slices: 0,
+        hours: 0,
+        days: 0,
+        months: 0,
+        busy: false,
+      });
       assert.equal(await markedSlices(sql), 5);
       assert.equal(await rowCount(sql, 'usage_10m'), 0);
       assert.equal(await rowCount(sql, 'usage_1h'), 0);
@@ -683,8 +753,7 @@ export function fleetConformance(h: StoreHarness): void {
       await writeAll(store, fleetRecords());
       await store.rollUp();
       await store.rollUpUsage();
-      for (const table of ['usage_10m', 'usage_slices', 'usage_1h', 'usage_1d', 'usage_days'])
-        assert.ok((await rowCount(sql, table)) > 0, table);
+      for (const table of USAGE_TABLES) assert.ok((await rowCount(sql, table)) > 0, table);
       assert.equal(
         await rowCount(sql, 'fleet_1m_folded'),
         (4 + 2 + 2 + 1) * MINUTES,
@@ -695,8 +764,7 @@ export function fleetConformance(h: StoreHarness): void {
       await store.maintain(B + 2 * 86_400_000);
       assert.equal(await rowCount(sql, 'gpu_allocations'), 0);
       assert.equal(await rowCount(sql, 'fleet_1m_folded'), 0);
-      for (const table of ['usage_10m', 'usage_slices', 'usage_1h', 'usage_1d', 'usage_days'])
-        assert.equal(await rowCount(sql, table), 0, table);
+      for (const table of USAGE_TABLES) assert.equal(await rowCount(sql, table), 0, table);
     });
 
     it('an unknown cluster is NOT_FOUND', async (t) => {

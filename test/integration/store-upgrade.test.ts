@@ -386,6 +386,7 @@ describe('upgrade to schema 15: usage by the 10-minute slice and by the day', ()
           slices: 6,
           hours: 1,
           days: 1,
+          months: 1,
           busy: false,
         });
     }

@@ -76,7 +76,7 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     gateway: ['SELECT'],
   },
-  // Migration 015: usage by the 10-minute slice and by the day, and their marks.
+  // Migration 015: usage by the 10-minute slice, the day and the month, and their marks.
   { table: 'usage_10m', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
   {
     table: 'usage_slices',
@@ -86,6 +86,12 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
   { table: 'usage_1d', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
   {
     table: 'usage_days',
+    collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+    gateway: ['SELECT'],
+  },
+  { table: 'usage_1mo', collector: ['SELECT', 'INSERT', 'DELETE'], gateway: ['SELECT'] },
+  {
+    table: 'usage_months',
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     gateway: ['SELECT'],
   },
