@@ -576,7 +576,8 @@ export class Collector {
   private async retire(staleAfterMs: number): Promise<void> {
     try {
       const res = await this.o.store.retire(staleAfterMs);
-      // The hourly usage (docs/fleet.md) on the same beat: hours written into are recomputed.
+      // The usage job (docs/fleet.md) on the same beat: slices written into are recomputed, then
+      // their hours, days and months.
       const usage = await this.o.store.rollUpUsage();
       if (usage.slices > 0) this.logger.debug(usage, 'usage slices recomputed');
       if (this.retireFailures > 0) this.logger.info('retirement job back');

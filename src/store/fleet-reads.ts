@@ -162,7 +162,7 @@ export async function idleGpus(db: SqlClient, q: IdleQuery): Promise<IdleGpu[]> 
   }));
 }
 
-/** A usage statement's grouping: the API's, or per GPU row and workload (the hourly job's). */
+/** A usage statement's grouping: the API's, or per GPU row and workload (the usage job's). */
 type UsageMode = UsageGroupBy | 'row';
 
 const GROUP_KEYS: Record<UsageMode, { select: string; group: string }> = {

@@ -109,7 +109,7 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
   { table: 'nexus_schema_migrations', collector: ['SELECT'], gateway: ['SELECT'] },
   { table: 'samples_1m_all', gateway: ['SELECT'] },
   { table: 'samples_latest_all', gateway: ['SELECT'] },
-  // The fleet reports (src/store/fleet-reads.ts): the gateway's, and the collector's hourly usage.
+  // The fleet reports (src/store/fleet-reads.ts): the gateway's, and the collector's usage job.
   { table: 'fleet_1m_all', collector: ['SELECT'], gateway: ['SELECT'] },
   { table: 'fleet_1m_folded', collector: ['SELECT'], gateway: ['SELECT'] },
   { table: 'nexus_hot_partitions', collector: ['SELECT'] },
