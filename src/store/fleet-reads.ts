@@ -532,7 +532,8 @@ export async function rollUpUsage(
         [settleMs],
       );
       const row = due.rows[0];
-      if (row === undefined) return (await sumDay(tx)) ?? (await sumMonth(tx)) ?? ('none' as const);
+      if (row === undefined)
+        return (await sumDue(tx, 'day')) ?? (await sumDue(tx, 'month')) ?? ('none' as const);
       const s = Number(row.s);
       await reportPlanning(tx);
       await tx.query('DELETE FROM usage_10m WHERE slice = nexus_ts($1)', [s]);
@@ -566,19 +567,7 @@ export async function rollUpUsage(
         [h],
       );
       if ((open.rows[0]?.n ?? 0) > 0) return 'slice' as const;
-      await tx.query('DELETE FROM usage_1h WHERE hour = nexus_ts($1)', [h]);
-      await tx.query(
-        `INSERT INTO usage_days (day, marked_at) VALUES (date_bin('1 day', nexus_ts($1), timestamptz 'epoch'), clock_timestamp())
-         ON CONFLICT (day) DO UPDATE SET marked_at = excluded.marked_at`,
-        [h],
-      );
-      await tx.query(
-        `INSERT INTO usage_1h (gpu_id, hour, namespace, pod, minutes, usum, ucount, joules)
-         SELECT gpu_id, nexus_ts($1), namespace, pod, sum(minutes), sum(usum), sum(ucount), sum(joules)
-         FROM usage_10m WHERE slice >= nexus_ts($1) AND slice < nexus_ts($1) + interval '1 hour'
-         GROUP BY gpu_id, namespace, pod`,
-        [h],
-      );
+      await rewriteSum(tx, 'hour', h);
       return 'hour' as const;
     });
     if (one === 'busy') return { slices, hours, days, months, busy: slices + days + months === 0 };
@@ -592,66 +581,95 @@ export async function rollUpUsage(
 }
 
 /**
- * The usage job's turn when no slice is due: the oldest day marked since an hour of it was
- * rewritten and none of whose slices is marked, summed from its hours into `usage_1d`.
+ * The sums kept above the slices (migrations 011, 015): each level's table and key, the level it
+ * is summed from, its end (days and months are UTC's: 24 hours, and `nexus_month_end`, whatever
+ * the session's time zone), and the level above it that a rewrite marks (its marks table).
  */
-async function sumDay(tx: SqlClient): Promise<'day' | undefined> {
-  const due = await tx.query<{ d: string }>(
-    `UPDATE usage_days SET marked_at = NULL, computed_at = clock_timestamp()
-     WHERE day = (SELECT d.day FROM usage_days d
-                  WHERE d.marked_at IS NOT NULL
-                    AND NOT EXISTS (SELECT FROM usage_slices u WHERE u.marked_at IS NOT NULL
-                                      AND u.slice >= d.day AND u.slice < d.day + interval '24 hours')
-                  ORDER BY d.day LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING nexus_ms(day)::text AS d`,
-  );
-  const row = due.rows[0];
-  if (row === undefined) return undefined;
-  const d = Number(row.d);
-  await tx.query('DELETE FROM usage_1d WHERE day = nexus_ts($1)', [d]);
+const SUMS = {
+  hour: {
+    table: 'usage_1h',
+    from: 'usage_10m',
+    fromKey: 'slice',
+    end: (t: string) => `${t} + interval '1 hour'`,
+    marks: undefined,
+    up: 'day',
+  },
+  day: {
+    table: 'usage_1d',
+    from: 'usage_1h',
+    fromKey: 'hour',
+    end: (t: string) => `${t} + interval '24 hours'`,
+    marks: 'usage_days',
+    up: 'month',
+  },
+  month: {
+    table: 'usage_1mo',
+    from: 'usage_1d',
+    fromKey: 'day',
+    end: (t: string) => `nexus_month_end(${t})`,
+    marks: 'usage_months',
+    up: undefined,
+  },
+} as const;
+
+type SumLevel = keyof typeof SUMS;
+
+/** The start of the day or month holding `t` (epoch ms, $1), as SQL. */
+const START: Record<'day' | 'month', string> = {
+  day: "date_bin('1 day', nexus_ts($1), timestamptz 'epoch')",
+  month: "date_trunc('month', nexus_ts($1), 'UTC')",
+};
+
+/**
+ * Rewrites the `level` sum starting at `t` from the level below it, and marks the level above
+ * (the hour's day, the day's month) for its own sum.
+ */
+async function rewriteSum(tx: SqlClient, level: SumLevel, t: number): Promise<void> {
+  const l = SUMS[level];
+  await tx.query(`DELETE FROM ${l.table} WHERE ${level} = nexus_ts($1)`, [t]);
+  if (l.up !== undefined) {
+    const up = SUMS[l.up];
+    await tx.query(
+      `INSERT INTO ${up.marks} (${l.up}, marked_at) VALUES (${START[l.up]}, clock_timestamp())
+       ON CONFLICT (${l.up}) DO UPDATE SET marked_at = excluded.marked_at`,
+      [t],
+    );
+  }
   await tx.query(
-    `INSERT INTO usage_months (month, marked_at) VALUES (date_trunc('month', nexus_ts($1), 'UTC'), clock_timestamp())
-     ON CONFLICT (month) DO UPDATE SET marked_at = excluded.marked_at`,
-    [d],
-  );
-  await tx.query(
-    `INSERT INTO usage_1d (gpu_id, day, namespace, pod, minutes, usum, ucount, joules)
+    `INSERT INTO ${l.table} (gpu_id, ${level}, namespace, pod, minutes, usum, ucount, joules)
      SELECT gpu_id, nexus_ts($1), namespace, pod, sum(minutes), sum(usum), sum(ucount), sum(joules)
-     FROM usage_1h WHERE hour >= nexus_ts($1) AND hour < nexus_ts($1) + interval '24 hours'
+     FROM ${l.from} WHERE ${l.fromKey} >= nexus_ts($1) AND ${l.fromKey} < ${l.end('nexus_ts($1)')}
      GROUP BY gpu_id, namespace, pod`,
-    [d],
+    [t],
   );
-  return 'day';
 }
 
 /**
- * The usage job's turn when no slice or day is due: the oldest month marked since a day of it was
- * summed, none of whose days or slices is marked, summed from its days into `usage_1mo`.
+ * The usage job's turn when no slice is due: the oldest day marked since an hour of it was
+ * rewritten, none of whose slices is marked; else the oldest month marked since a day of it was
+ * summed, none of whose days or slices is marked. Summed from the level below.
  */
-async function sumMonth(tx: SqlClient): Promise<'month' | undefined> {
-  const due = await tx.query<{ m: string }>(
-    `UPDATE usage_months SET marked_at = NULL, computed_at = clock_timestamp()
-     WHERE month = (SELECT m.month FROM usage_months m
-                    WHERE m.marked_at IS NOT NULL
-                      AND NOT EXISTS (SELECT FROM usage_slices u WHERE u.marked_at IS NOT NULL
-                                        AND u.slice >= m.month AND u.slice < nexus_month_end(m.month))
-                      AND NOT EXISTS (SELECT FROM usage_days d WHERE d.marked_at IS NOT NULL
-                                        AND d.day >= m.month AND d.day < nexus_month_end(m.month))
-                    ORDER BY m.month LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING nexus_ms(month)::text AS m`,
+async function sumDue(tx: SqlClient, level: 'day' | 'month'): Promise<'day' | 'month' | undefined> {
+  const l = SUMS[level];
+  const days =
+    level === 'month'
+      ? `AND NOT EXISTS (SELECT FROM usage_days d WHERE d.marked_at IS NOT NULL
+                           AND d.day >= m.${level} AND d.day < ${l.end(`m.${level}`)})`
+      : '';
+  const due = await tx.query<{ t: string }>(
+    `UPDATE ${l.marks} SET marked_at = NULL, computed_at = clock_timestamp()
+     WHERE ${level} = (SELECT m.${level} FROM ${l.marks} m
+                       WHERE m.marked_at IS NOT NULL
+                         AND NOT EXISTS (SELECT FROM usage_slices u WHERE u.marked_at IS NOT NULL
+                                           AND u.slice >= m.${level} AND u.slice < ${l.end(`m.${level}`)})
+                         ${days}
+                       ORDER BY m.${level} LIMIT 1 FOR UPDATE SKIP LOCKED)
+     RETURNING nexus_ms(${level})::text AS t`,
   );
   const row = due.rows[0];
   if (row === undefined) return undefined;
-  const m = Number(row.m);
-  await tx.query('DELETE FROM usage_1mo WHERE month = nexus_ts($1)', [m]);
-  await tx.query(
-    `INSERT INTO usage_1mo (gpu_id, month, namespace, pod, minutes, usum, ucount, joules)
-     SELECT gpu_id, nexus_ts($1), namespace, pod, sum(minutes), sum(usum), sum(ucount), sum(joules)
-     FROM usage_1d WHERE day >= nexus_ts($1) AND day < nexus_month_end(nexus_ts($1))
-     GROUP BY gpu_id, namespace, pod`,
-    [m],
-  );
-  return 'month';
+  await rewriteSum(tx, level, Number(row.t));
+  return level;
 }
 
 /**
