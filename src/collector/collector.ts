@@ -579,7 +579,7 @@ export class Collector {
       // The usage job (docs/fleet.md) on the same beat: slices written into are recomputed, then
       // their hours, days and months.
       const usage = await this.o.store.rollUpUsage();
-      if (usage.slices > 0) this.logger.debug(usage, 'usage slices recomputed');
+      if (usage.slices > 0 || usage.peaks > 0) this.logger.debug(usage, 'usage slices recomputed');
       if (this.retireFailures > 0) this.logger.info('retirement job back');
       this.retireFailures = 0;
       if (res.stopped > 0) this.o.metrics?.retirements.inc({ change: 'stopped' }, res.stopped);

@@ -41,6 +41,12 @@ const CLUSTER_GPUS = `SELECT gp.id, h.hostname, gp.host_id, gp.gpu_index, gp.gpu
  * (`samples_pending`, which has no index: a few seconds' worth) are read once and grouped (`pd`,
  * `pv`, `pc`), never probed per GPU: at 100,000 GPUs a scan of that table per GPU and probe took
  * 17 s a statement, and the gateway counts idle GPUs every minute.
+ *
+ * The last busy minute is not looked for back through the tenure (for an idle GPU that read every
+ * minute of it: at 100,000 GPUs about 2 s a statement per hour of tenure). The slices the usage
+ * job has merged into `util_peaks` (migration 016) answer with the last slice that reached the
+ * threshold, and only its ten minutes are read; the slices it cannot answer for (the current
+ * one, one marked since by a late reading, one never merged) are read minute by minute (`ur`).
  */
 const IDLE = `
 WITH g AS MATERIALIZED (${CLUSTER_GPUS}
@@ -52,7 +58,8 @@ WITH g AS MATERIALIZED (${CLUSTER_GPUS}
   SELECT g.*, greatest((SELECT max(l.time) FROM samples_latest l WHERE l.gpu_id = g.id), pl.last) AS last
   FROM g LEFT JOIN (SELECT gpu_id, max(time) AS last FROM pd GROUP BY gpu_id) pl ON pl.gpu_id = g.id
 ), cur AS MATERIALIZED (
-  SELECT lt.*, w.namespace, w.pod, w.first_seen, w.container
+  SELECT lt.*, w.namespace, w.pod, w.first_seen, w.container,
+         date_bin('1 minute', w.first_seen, timestamptz 'epoch') AS fs
   FROM lt CROSS JOIN LATERAL (
     SELECT a.namespace, a.pod, x.first_seen, x.container
     FROM gpu_allocations a
@@ -76,28 +83,64 @@ WITH g AS MATERIALIZED (${CLUSTER_GPUS}
          max(date_bin('1 minute', d.time, timestamptz 'epoch'))
            FILTER (WHERE d.value * CASE WHEN d.metric_id = mt.prof THEN 100 ELSE 1 END >= $2) AS busy
   FROM pd d JOIN cur ON cur.id = d.gpu_id CROSS JOIN mt
-  WHERE d.metric_id IN (mt.prof, mt.util) AND d.time >= date_bin('1 minute', cur.first_seen, timestamptz 'epoch')
+  WHERE d.metric_id IN (mt.prof, mt.util) AND d.time >= cur.fs
   GROUP BY 1, 2
-), um AS (
-  SELECT cur.*, m.id AS metric, m.name AS metric_name, CASE WHEN m.id = mt.prof THEN 100 ELSE 1 END AS scale
+), ts AS (
+  -- The slices util_peaks answers for (migration 016): merged since last computed, and not marked
+  -- since (nor their hour by an earlier release's collector), from the oldest tenure on.
+  SELECT u.slice FROM usage_slices u
+  WHERE u.peaks_at >= u.computed_at AND u.marked_at IS NULL
+    AND u.slice >= (SELECT date_bin('10 minutes', min(cur.fs), timestamptz 'epoch') FROM cur)
+    AND NOT EXISTS (SELECT FROM usage_dirty d WHERE d.hour = date_bin('1 hour', u.slice, timestamptz 'epoch'))
+), runs AS (
+  SELECT min(x.slice) AS lo, max(x.slice) + interval '10 minutes' AS hi
+  FROM (SELECT ts.slice, ts.slice - make_interval(mins => 10 * (row_number() OVER (ORDER BY ts.slice))::int) AS run
+        FROM ts) x
+  GROUP BY x.run
+), ur AS MATERIALIZED (
+  -- The rest, as ranges (the current slice, slices marked since, slices never merged): read
+  -- minute by minute.
+  SELECT coalesce(lag(runs.hi) OVER (ORDER BY runs.lo), timestamptz '-infinity') AS lo, runs.lo AS hi FROM runs
+  UNION ALL
+  SELECT coalesce(max(runs.hi), timestamptz '-infinity'), timestamptz 'infinity' FROM runs
+), uc AS MATERIALIZED (
+  -- The utilisation metric of each tenure, chosen once per GPU: joined to \`metrics\` by the
+  -- choice, or read from an inlined subquery, its probe ran for every metric or every use (three
+  -- or four times at 100,000 GPUs).
+  SELECT cur.*, mt.prof, CASE
+    WHEN pp.gpu_id IS NOT NULL OR EXISTS (SELECT FROM fleet_1m_folded f WHERE f.gpu_id = cur.id AND f.metric_id = mt.prof
+                 AND f.bucket >= cur.fs) THEN mt.prof
+    ELSE mt.util END AS metric
   FROM cur CROSS JOIN mt
   LEFT JOIN pc pp ON pp.gpu_id = cur.id AND pp.metric_id = mt.prof
-  JOIN metrics m ON m.id = CASE
-    WHEN pp.gpu_id IS NOT NULL OR EXISTS (SELECT FROM fleet_1m_folded f WHERE f.gpu_id = cur.id AND f.metric_id = mt.prof
-                 AND f.bucket >= date_bin('1 minute', cur.first_seen, timestamptz 'epoch')) THEN mt.prof
-    ELSE mt.util END
-), b AS (
+), um AS (
+  SELECT uc.*, CASE WHEN uc.metric = uc.prof THEN '${PROF}' ELSE '${UTIL}' END AS metric_name,
+         CASE WHEN uc.metric = uc.prof THEN 100 ELSE 1 END AS scale
+  FROM uc WHERE uc.metric IS NOT NULL
+), uk AS (
+  -- The last slice of the tenure util_peaks says reached the threshold.
   SELECT um.*,
-    greatest((SELECT max(f.bucket) FROM fleet_1m_folded f WHERE f.gpu_id = um.id AND f.metric_id = um.metric
-               AND f.bucket >= date_bin('1 minute', um.first_seen, timestamptz 'epoch') AND f.max * um.scale >= $2),
-             pu.busy) AS busy,
-    pu.gpu_id IS NOT NULL OR EXISTS (SELECT FROM fleet_1m_folded f WHERE f.gpu_id = um.id AND f.metric_id = um.metric
-       AND f.bucket >= date_bin('1 minute', um.first_seen, timestamptz 'epoch')) AS measured,
-    CASE WHEN v.time >= l.time OR l.time IS NULL THEN v.value ELSE l.value END * um.scale AS util_now
+    (SELECT max(u.slice) FROM util_peaks u WHERE u.gpu_id = um.id AND u.metric_id = um.metric
+       AND u.slice > um.fs - interval '10 minutes' AND u.max * um.scale >= $2) AS peak
   FROM um
-  LEFT JOIN pc pu ON pu.gpu_id = um.id AND pu.metric_id = um.metric
-  LEFT JOIN pv v ON v.gpu_id = um.id AND v.metric_id = um.metric
-  LEFT JOIN LATERAL (SELECT l.time, l.value FROM samples_latest l WHERE l.gpu_id = um.id AND l.metric_id = um.metric
+), b AS MATERIALIZED (
+  -- The last busy minute: in that slice, in the ranges util_peaks does not answer for, or pending.
+  -- Materialized: inlined, each probe ran twice (in the filter on idle time and in the output).
+  SELECT uk.*,
+    greatest((SELECT max(f.bucket) FROM fleet_1m_folded f WHERE f.gpu_id = uk.id AND f.metric_id = uk.metric
+                AND f.bucket >= greatest(uk.peak, uk.fs) AND f.bucket < uk.peak + interval '10 minutes'
+                AND f.max * uk.scale >= $2),
+             (SELECT max((SELECT max(f.bucket) FROM fleet_1m_folded f WHERE f.gpu_id = uk.id AND f.metric_id = uk.metric
+                            AND f.bucket >= greatest(ur.lo, uk.fs) AND f.bucket < ur.hi AND f.max * uk.scale >= $2))
+              FROM ur WHERE ur.hi > uk.fs),
+             pu.busy) AS busy,
+    pu.gpu_id IS NOT NULL OR EXISTS (SELECT FROM fleet_1m_folded f WHERE f.gpu_id = uk.id AND f.metric_id = uk.metric
+       AND f.bucket >= uk.fs) AS measured,
+    CASE WHEN v.time >= l.time OR l.time IS NULL THEN v.value ELSE l.value END * uk.scale AS util_now
+  FROM uk
+  LEFT JOIN pc pu ON pu.gpu_id = uk.id AND pu.metric_id = uk.metric
+  LEFT JOIN pv v ON v.gpu_id = uk.id AND v.metric_id = uk.metric
+  LEFT JOIN LATERAL (SELECT l.time, l.value FROM samples_latest l WHERE l.gpu_id = uk.id AND l.metric_id = uk.metric
                      ORDER BY l.time DESC LIMIT 1) l ON true
 ), s AS (
   SELECT b.*, greatest(b.busy + interval '1 minute', b.first_seen) AS idle_since FROM b WHERE b.measured
@@ -487,8 +530,56 @@ function mergeRow(prev: UsageRow | undefined, key: object, r: UsageSqlRow): Usag
 const USAGE_LOCK = "hashtext('nexus_usage_hours')";
 
 /**
- * The usage job (migration 015): recomputes the slices marked in `usage_slices` whose mark is at
- * least USAGE_SETTLE_MS old, oldest first, each from the 1-minute tables for every cluster, in a
+ * Merges a slice's highest utilisation readings ([$1, $2), epoch ms) into `util_peaks` (migration
+ * 016), per GPU row and utilisation metric, from the folded minutes and the readings still
+ * pending: the earlier slices it reaches or passes are hidden (deleted), and it is kept unless a
+ * later slice reached it. Run again for a slice (a late reading), it only raises its own maximum.
+ */
+const MERGE_PEAKS = `
+WITH mt AS (SELECT id FROM metrics WHERE name IN ('${PROF}', '${UTIL}')
+), n AS MATERIALIZED (
+  SELECT x.gpu_id, x.metric_id, max(x.max) AS mx FROM (
+    SELECT f.gpu_id, f.metric_id, f.max FROM fleet_1m_folded f
+    WHERE f.bucket >= nexus_ts($1) AND f.bucket < nexus_ts($2) AND f.metric_id IN (SELECT id FROM mt)
+    UNION ALL
+    SELECT p.gpu_id, p.metric_id, p.value FROM samples_pending p
+    WHERE p.time >= nexus_ts($1) AND p.time < nexus_ts($2) AND p.metric_id IN (SELECT id FROM mt)
+  ) x GROUP BY x.gpu_id, x.metric_id
+), hidden AS (
+  DELETE FROM util_peaks u USING n
+  WHERE u.gpu_id = n.gpu_id AND u.metric_id = n.metric_id AND u.slice < nexus_ts($1) AND u.max <= n.mx
+)
+INSERT INTO util_peaks (gpu_id, metric_id, slice, max)
+SELECT n.gpu_id, n.metric_id, nexus_ts($1), n.mx FROM n
+WHERE NOT EXISTS (SELECT FROM util_peaks u WHERE u.gpu_id = n.gpu_id AND u.metric_id = n.metric_id
+                    AND u.slice > nexus_ts($1) AND u.max >= n.mx)
+ON CONFLICT (gpu_id, metric_id, slice) DO UPDATE SET max = greatest(util_peaks.max, excluded.max)`;
+
+/**
+ * The usage job's last turn: the newest slice computed and not merged into `util_peaks` since
+ * (computed before migration 016, or by an earlier release's job during a rolling upgrade) and not
+ * marked since, merged now, so that idle reports stop reading its minutes.
+ */
+async function mergeUnmerged(tx: SqlClient): Promise<'peaks' | undefined> {
+  const due = await tx.query<{ s: string }>(
+    `UPDATE usage_slices SET peaks_at = clock_timestamp()
+     WHERE slice = (SELECT slice FROM usage_slices
+                    WHERE (peaks_at IS NULL OR peaks_at < computed_at) AND marked_at IS NULL
+                    ORDER BY slice DESC LIMIT 1 FOR UPDATE SKIP LOCKED)
+     RETURNING nexus_ms(slice)::text AS s`,
+  );
+  const row = due.rows[0];
+  if (row === undefined) return undefined;
+  const s = Number(row.s);
+  await reportPlanning(tx);
+  await tx.query(MERGE_PEAKS, [s, s + SLICE]);
+  return 'peaks';
+}
+
+/**
+ * The usage job (migrations 015, 016): recomputes the slices marked in `usage_slices` whose mark
+ * is at least USAGE_SETTLE_MS old, oldest first, each from the 1-minute tables for every cluster
+ * (and merges its highest utilisation into `util_peaks`, for the idle report), in a
  * transaction of its own holding an advisory lock (one session at a time; another returns
  * `busy`), until none is due, `maxSlices` are done or `budgetMs` has passed. A slice's mark is
  * cleared in its transaction before it is read: a write that marks it meanwhile waits for the
@@ -497,7 +588,8 @@ const USAGE_LOCK = "hashtext('nexus_usage_hours')";
  * before migration 015) is marked first, so that the sum misses nothing. Rewriting an hour marks
  * its day (UTC), and once no slice is due, a marked day none of whose slices is marked is summed
  * from its hours into `usage_1d`, a day a transaction; summing a day marks its month, summed from
- * its days into `usage_1mo` once no day or slice of it is marked.
+ * its days into `usage_1mo` once no day or slice of it is marked. Last, when nothing else is due,
+ * a slice computed before migration 016 is merged into `util_peaks`, newest first.
  */
 export async function rollUpUsage(
   db: Database,
@@ -510,7 +602,8 @@ export async function rollUpUsage(
   let hours = 0;
   let days = 0;
   let months = 0;
-  while (slices < maxSlices && Date.now() - started < budgetMs) {
+  let peaks = 0;
+  while (slices + peaks < maxSlices && Date.now() - started < budgetMs) {
     const one = await db.transaction(async (tx) => {
       const lock = await tx.query<{ got: boolean }>(
         `SELECT pg_try_advisory_xact_lock(${USAGE_LOCK}) AS got`,
@@ -524,7 +617,8 @@ export async function rollUpUsage(
          ON CONFLICT (slice) DO UPDATE SET marked_at = greatest(u.marked_at, excluded.marked_at)`,
       );
       const due = await tx.query<{ s: string }>(
-        `UPDATE usage_slices SET marked_at = NULL, computed_at = clock_timestamp()
+        `UPDATE usage_slices SET marked_at = NULL, computed_at = c.t, peaks_at = c.t
+         FROM (SELECT clock_timestamp() AS t) c
          WHERE slice = (SELECT slice FROM usage_slices
                         WHERE marked_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
                         ORDER BY slice LIMIT 1 FOR UPDATE SKIP LOCKED)
@@ -533,9 +627,15 @@ export async function rollUpUsage(
       );
       const row = due.rows[0];
       if (row === undefined)
-        return (await sumDue(tx, 'day')) ?? (await sumDue(tx, 'month')) ?? ('none' as const);
+        return (
+          (await sumDue(tx, 'day')) ??
+          (await sumDue(tx, 'month')) ??
+          (await mergeUnmerged(tx)) ??
+          ('none' as const)
+        );
       const s = Number(row.s);
       await reportPlanning(tx);
+      await tx.query(MERGE_PEAKS, [s, s + SLICE]);
       await tx.query('DELETE FROM usage_10m WHERE slice = nexus_ts($1)', [s]);
       const clusters = await tx.query<{ name: string }>('SELECT name FROM clusters ORDER BY name');
       for (const c of clusters.rows) {
@@ -570,14 +670,16 @@ export async function rollUpUsage(
       await rewriteSum(tx, 'hour', h);
       return 'hour' as const;
     });
-    if (one === 'busy') return { slices, hours, days, months, busy: slices + days + months === 0 };
+    if (one === 'busy')
+      return { slices, hours, days, months, peaks, busy: slices + days + months + peaks === 0 };
     if (one === 'none') break;
     if (one === 'day') days++;
     else if (one === 'month') months++;
+    else if (one === 'peaks') peaks++;
     else slices++;
     if (one === 'hour') hours++;
   }
-  return { slices, hours, days, months, busy: false };
+  return { slices, hours, days, months, peaks, busy: false };
 }
 
 /**

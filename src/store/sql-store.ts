@@ -736,6 +736,7 @@ export class SqlStore implements TelemetryStore {
         await this.o.db.query('DELETE FROM usage_slices WHERE slice < nexus_ts($1)', [
           rollupBefore,
         ]);
+        await this.o.db.query('DELETE FROM util_peaks WHERE slice < nexus_ts($1)', [rollupBefore]);
         // A day or month partly past retention loses its sum (readers take what is left of it).
         await this.o.db.query('DELETE FROM usage_1d WHERE day < nexus_ts($1)', [rollupBefore]);
         await this.o.db.query('DELETE FROM usage_days WHERE day < nexus_ts($1)', [rollupBefore]);

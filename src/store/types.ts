@@ -167,10 +167,11 @@ export interface TelemetryStore {
    */
   retire(staleAfterMs: number): Promise<RetireResult>;
   /**
-   * The usage job (migrations 011, 015): recomputes the 10-minute slices of `usage_10m` marked by
-   * writes since (marks at least 30 s old), the hours of `usage_1h` from their slices and the days
-   * of `usage_1d` from their hours and the months of `usage_1mo` from their days, one session at
-   * a time across processes.
+   * The usage job (migrations 011, 015, 016): recomputes the 10-minute slices of `usage_10m`
+   * marked by writes since (marks at least 30 s old) and merges their highest utilisation into
+   * `util_peaks`, then the hours of `usage_1h` from their slices and the days of `usage_1d` from
+   * their hours and the months of `usage_1mo` from their days, one session at a time across
+   * processes.
    */
   rollUpUsage(): Promise<UsageRollUp>;
   /**
@@ -211,6 +212,11 @@ export interface UsageRollUp {
   readonly days: number;
   /** Months rewritten into `usage_1mo` from their days. */
   readonly months: number;
+  /**
+   * Slices computed before migration 016 whose highest utilisation readings were merged into
+   * `util_peaks` (the job's last turn; slices it computes are merged as it computes them).
+   */
+  readonly peaks: number;
   /** Another session holds the job's lock: nothing done. */
   readonly busy: boolean;
 }

@@ -146,10 +146,11 @@ export function storeConformance(h: StoreHarness): void {
             '013_rollup_hot_updates',
             '014_fleet_rollup_at_sealing',
             '015_usage_slices',
+            '016_util_peaks',
           ],
-          current: 15,
+          current: 16,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 15 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 16 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -169,6 +170,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 13, name: '013_rollup_hot_updates' },
           { version: 14, name: '014_fleet_rollup_at_sealing' },
           { version: 15, name: '015_usage_slices' },
+          { version: 16, name: '016_util_peaks' },
         ]);
       });
 
@@ -191,9 +193,10 @@ export function storeConformance(h: StoreHarness): void {
           '013_rollup_hot_updates',
           '014_fleet_rollup_at_sealing',
           '015_usage_slices',
+          '016_util_peaks',
         ]);
-        assert.ok(results.every((r) => r.current === 15));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 15);
+        assert.ok(results.every((r) => r.current === 16));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 16);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

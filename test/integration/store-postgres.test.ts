@@ -138,6 +138,7 @@ describe('store: PostgreSQL only', () => {
         '013_rollup_hot_updates',
         '014_fleet_rollup_at_sealing',
         '015_usage_slices',
+        '016_util_peaks',
       ],
     );
 
@@ -162,6 +163,7 @@ describe('store: PostgreSQL only', () => {
       { version: 13, name: '013_rollup_hot_updates' },
       { version: 14, name: '014_fleet_rollup_at_sealing' },
       { version: 15, name: '015_usage_slices' },
+      { version: 16, name: '016_util_peaks' },
     ]);
   });
   it('the idle and usage reports are planned without JIT (the nested loops they keep are costed as disabled, which would compile them at every run)', async (t) => {

@@ -134,6 +134,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '013_rollup_hot_updates',
       '014_fleet_rollup_at_sealing',
       '015_usage_slices',
+      '016_util_peaks',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
@@ -257,6 +258,7 @@ describe('upgrade to schema 14: fleet_1m written by the sealing job', () => {
     assert.deepEqual((await store.migrate()).applied, [
       '014_fleet_rollup_at_sealing',
       '015_usage_slices',
+      '016_util_peaks',
     ]);
     // Readers: exactly the rollup schema 13's fleet_1m held, one row per key.
     assert.deepEqual(await read('fleet_1m_folded'), before);
@@ -353,7 +355,7 @@ describe('upgrade to schema 15: usage by the 10-minute slice and by the day', ()
 
     const store = sqlStore(url, silentLogger(), { usageSettleMs: 0 });
     t.after(() => store.close());
-    assert.deepEqual((await store.migrate()).applied, ['015_usage_slices']);
+    assert.deepEqual((await store.migrate()).applied, ['015_usage_slices', '016_util_peaks']);
     const rows = async (sql: string): Promise<unknown[]> => (await db.query(sql)).rows;
     assert.deepEqual(await rows('SELECT * FROM usage_dirty'), []);
     assert.deepEqual(
@@ -387,11 +389,84 @@ describe('upgrade to schema 15: usage by the 10-minute slice and by the day', ()
           hours: 1,
           days: 1,
           months: 1,
+          peaks: 0,
           busy: false,
         });
     }
     // The day is summed from both hours: read without them, the same.
     await db.query('DELETE FROM usage_1h');
     assert.deepEqual(await usage(day, day + 86_400_000), [['n', 'p', 120, 50]]);
+  });
+});
+
+describe('upgrade to schema 16: utilisation peaks for the idle report', () => {
+  it('slices computed by the schema 15 job are merged into util_peaks by the usage job once nothing else is due, newest first', async () => {
+    const url = await pg.server.createDatabase(uniqueDatabase('upgrade16'));
+    const db = postgresDatabase(url, 2);
+    try {
+      await migrate(
+        db,
+        silentLogger(),
+        loadMigrations().filter((m) => m.version <= 15),
+      );
+      const h1 = Date.UTC(2026, 0, 5, 8);
+      await db.query(
+        `INSERT INTO clusters (name, first_seen, last_seen) VALUES ('c', now(), now())`,
+      );
+      await db.query(
+        `INSERT INTO hosts (cluster_id, hostname, first_seen, last_seen) SELECT id, 'node-a', now(), now() FROM clusters`,
+      );
+      await db.query(
+        `INSERT INTO gpus (host_id, gpu_index, uuid, first_seen, last_seen) SELECT id, 0, 'GPU-a0', now(), now() FROM hosts`,
+      );
+      await db.query(`INSERT INTO metrics (name) VALUES ('DCGM_FI_DEV_GPU_UTIL')`);
+      await db.query('SELECT nexus_ensure_window_partitions($1::bigint[])', [[h1]]);
+      // Two hours of minutes: 50 % in the first, 1 % in the second; every slice computed by the
+      // schema 15 job.
+      await db.query(
+        `INSERT INTO samples_1m (bucket, gpu_id, metric_id, min, max, sum, count, last_time, last_value)
+         SELECT b, g.id, m.id, v, v, v, 1, b + interval '30 seconds', v
+         FROM gpus g, metrics m, generate_series(nexus_ts($1), nexus_ts($1) + interval '119 minutes', interval '1 minute') b,
+              LATERAL (SELECT CASE WHEN b < nexus_ts($1) + interval '1 hour' THEN 50 ELSE 1 END::float8 AS v) x`,
+        [h1],
+      );
+      await db.query(
+        `INSERT INTO usage_slices (slice, computed_at)
+         SELECT s, now() FROM generate_series(nexus_ts($1), nexus_ts($1) + interval '110 minutes', interval '10 minutes') s`,
+        [h1],
+      );
+      const store = sqlStore(url, silentLogger(), { usageSettleMs: 0 });
+      try {
+        assert.deepEqual((await store.migrate()).applied, ['016_util_peaks']);
+        const unmerged = await db.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM usage_slices WHERE peaks_at IS NULL',
+        );
+        assert.equal(unmerged.rows[0]?.n, 12);
+        assert.deepEqual(await store.rollUpUsage(), {
+          slices: 0,
+          hours: 0,
+          days: 0,
+          months: 0,
+          peaks: 12,
+          busy: false,
+        });
+        // The staircase: the last slice at 50 %, then the last one (1 %).
+        const peaks = await db.query<{ s: string; max: number }>(
+          'SELECT nexus_ms(slice)::text AS s, max FROM util_peaks ORDER BY slice',
+        );
+        assert.deepEqual(
+          peaks.rows.map((r) => [Number(r.s), r.max]),
+          [
+            [h1 + 50 * MINUTE, 50],
+            [h1 + 110 * MINUTE, 1],
+          ],
+        );
+        assert.equal((await store.rollUpUsage()).peaks, 0, 'each slice merged once');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await db.close();
+    }
   });
 });

@@ -95,6 +95,12 @@ export const TABLE_GRANTS: readonly TableGrant[] = [
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     gateway: ['SELECT'],
   },
+  // Migration 016: per GPU and utilisation metric, the slices above every later one (idle report).
+  {
+    table: 'util_peaks',
+    collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+    gateway: ['SELECT'],
+  },
   {
     table: 'sample_chunks',
     collector: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
