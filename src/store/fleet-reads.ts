@@ -45,8 +45,8 @@ const CLUSTER_GPUS = `SELECT gp.id, h.hostname, gp.host_id, gp.gpu_index, gp.gpu
  * The last busy minute is not looked for back through the tenure (for an idle GPU that read every
  * minute of it: at 100,000 GPUs about 2 s a statement per hour of tenure). The slices the usage
  * job has merged into `util_peaks` (migration 016) answer with the last slice that reached the
- * threshold, and only its ten minutes are read; the slices it cannot answer for (the current
- * one, one marked since by a late reading, one never merged) are read minute by minute (`ur`).
+ * threshold, and only its ten minutes are read; the slices it cannot answer for (marked by a
+ * write since they were merged, or never merged) are read minute by minute (`ur`).
  */
 const IDLE = `
 WITH g AS MATERIALIZED (${CLUSTER_GPUS}
@@ -98,7 +98,7 @@ WITH g AS MATERIALIZED (${CLUSTER_GPUS}
         FROM ts) x
   GROUP BY x.run
 ), ur AS MATERIALIZED (
-  -- The rest, as ranges (the current slice, slices marked since, slices never merged): read
+  -- The rest, as ranges (slices marked since they were merged, slices never merged): read
   -- minute by minute.
   SELECT coalesce(lag(runs.hi) OVER (ORDER BY runs.lo), timestamptz '-infinity') AS lo, runs.lo AS hi FROM runs
   UNION ALL

@@ -373,6 +373,10 @@ export class SqlStore implements TelemetryStore {
   ): Promise<WriteResult> {
     const ids = await this.dims.resolve(this.o.db, clusterId, records);
     await this.ensurePartitions(records, forcePartitions);
+    // The usage slices of the batch marked before its readings are written, and again after (at
+    // most every third of the settle time): no reader sees a reading in a slice that is not
+    // marked, as the kept usage and utilisation peaks of a slice do not hold it (migration 016).
+    await this.allocations.markSlices(this.o.db, records);
     // One statement needs no transaction of its own (it is atomic, and it reaches the database in
     // one round trip; on PGlite in a worker, a transaction would hold the only connection across
     // several hops through a busy event loop). The window locks and COPY need one.
@@ -383,6 +387,7 @@ export class SqlStore implements TelemetryStore {
     // The batch's allocation minutes (docs/fleet.md), once its readings are stored: a failure
     // here fails the batch, and its redelivery writes the readings as duplicates and these again.
     await this.allocations.write(this.o.db, records, ids);
+    // Again for a write that took longer than the mark's throttle (a no-op otherwise).
     await this.allocations.markSlices(this.o.db, records);
     // Events (XID, throttle, health) of batches that hold their metrics, after the readings are
     // stored: a crash in between leaves the detection state behind, and the redelivered batch

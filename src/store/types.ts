@@ -213,8 +213,9 @@ export interface UsageRollUp {
   /** Months rewritten into `usage_1mo` from their days. */
   readonly months: number;
   /**
-   * Slices computed before migration 016 whose highest utilisation readings were merged into
-   * `util_peaks` (the job's last turn; slices it computes are merged as it computes them).
+   * Slices computed without their highest utilisation readings merged into `util_peaks` (before
+   * migration 016, or by an earlier release's job since), merged now: the job's last turn (slices
+   * it computes itself are merged as it computes them).
    */
   readonly peaks: number;
   /** Another session holds the job's lock: nothing done. */

@@ -492,146 +492,159 @@ export function fleetConformance(h: StoreHarness): void {
         );
       });
 
-    it('idle GPUs from util_peaks (migration 016): the same answers once the usage job has merged the slices, which are then read from util_peaks, and a late busy reading counts at once', async (t) => {
-      const { store, sql } = await open(t, { foldOnWrite: true, usageSettleMs: 0 });
-      await writeAll(store, fleetRecords());
-      const report = async () => {
-        const out: unknown[] = [];
-        for (const utilPercent of [5, 50, 90])
-          for (const forMs of [9 * MINUTE, 15 * MINUTE])
-            out.push(
-              (await store.reader.idleGpus({ cluster: 'fleet', utilPercent, forMs })).map((g) => [
-                utilPercent,
-                forMs,
-                g.hostname,
-                g.gpu_id,
-                g.pod,
-                g.idle_since,
-                g.utilization_metric,
-              ]),
-            );
-        return out;
-      };
-      // Every slice marked: the minutes are read, as before migration 016.
-      const fromMinutes = await report();
-      const res = await store.rollUpUsage();
-      assert.equal(res.slices, 6);
-      assert.equal(await rowCount(sql, 'usage_slices WHERE peaks_at IS NULL'), 0, 'all merged');
-      assert.ok((await rowCount(sql, 'util_peaks')) > 0);
-      assert.deepEqual(await report(), fromMinutes);
-      // As the schema 15 job left the slices (computed, never merged): read from the minutes,
-      // then merged by the job's last turn, newest first.
-      await sql.query('UPDATE usage_slices SET peaks_at = NULL');
-      await sql.query('DELETE FROM util_peaks');
-      assert.deepEqual(await report(), fromMinutes);
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 0,
-        hours: 0,
-        days: 0,
-        months: 0,
-        peaks: 6,
-        busy: false,
-      });
-      assert.deepEqual(await report(), fromMinutes);
-      // A staircase: per GPU row and metric, each slice kept is above every later one.
-      assert.equal(
-        await rowCount(
-          sql,
-          `(SELECT max <= lead(max) OVER (PARTITION BY gpu_id, metric_id ORDER BY slice) AS up
+    for (const fold of [true, false])
+      it(`idle GPUs from util_peaks (migration 016): the same answers once the usage job has merged the slices, which are then read from util_peaks, and a late busy reading counts at once (foldOnWrite ${fold}: the readings folded, or all pending)`, async (t) => {
+        const { store, sql } = await open(t, { foldOnWrite: fold, usageSettleMs: 0 });
+        await writeAll(store, fleetRecords());
+        const report = async () => {
+          const out: unknown[] = [];
+          for (const utilPercent of [5, 50, 90])
+            for (const forMs of [9 * MINUTE, 15 * MINUTE])
+              out.push(
+                (await store.reader.idleGpus({ cluster: 'fleet', utilPercent, forMs })).map((g) => [
+                  utilPercent,
+                  forMs,
+                  g.hostname,
+                  g.gpu_id,
+                  g.pod,
+                  g.idle_since,
+                  g.utilization_metric,
+                ]),
+              );
+          return out;
+        };
+        // Every slice marked: the minutes are read, as before migration 016.
+        const fromMinutes = await report();
+        const res = await store.rollUpUsage();
+        assert.equal(res.slices, 6);
+        assert.equal(await rowCount(sql, 'usage_slices WHERE peaks_at IS NULL'), 0, 'all merged');
+        assert.ok((await rowCount(sql, 'util_peaks')) > 0);
+        assert.deepEqual(await report(), fromMinutes);
+        // As the schema 15 job left the slices (computed, never merged): read from the minutes,
+        // then merged by the job's last turn, newest first.
+        await sql.query('UPDATE usage_slices SET peaks_at = NULL');
+        await sql.query('DELETE FROM util_peaks');
+        assert.deepEqual(await report(), fromMinutes);
+        assert.deepEqual(await store.rollUpUsage(), {
+          slices: 0,
+          hours: 0,
+          days: 0,
+          months: 0,
+          peaks: 6,
+          busy: false,
+        });
+        assert.deepEqual(await report(), fromMinutes);
+        // A staircase: per GPU row and metric, each slice kept is above every later one.
+        assert.equal(
+          await rowCount(
+            sql,
+            `(SELECT max <= lead(max) OVER (PARTITION BY gpu_id, metric_id ORDER BY slice) AS up
             FROM util_peaks) x WHERE up`,
-        ),
-        0,
-      );
-      // node-a GPU 1 (50 % in minutes 0-9, then 2 %): slices 10:00 and 10:30 (the last one).
-      const a1 = await sql.query<{ s: string; max: number }>(
-        `SELECT nexus_ms(u.slice)::text AS s, u.max FROM util_peaks u
+          ),
+          0,
+        );
+        // node-a GPU 1 (50 % in minutes 0-9, then 2 %): slices 10:00 and 10:30 (the last one).
+        const a1 = await sql.query<{ s: string; max: number }>(
+          `SELECT nexus_ms(u.slice)::text AS s, u.max FROM util_peaks u
          JOIN gpus g ON g.id = u.gpu_id JOIN hosts h ON h.id = g.host_id
          WHERE h.hostname = 'node-a' AND g.gpu_index = 1 ORDER BY u.slice`,
-      );
-      assert.deepEqual(
-        a1.rows.map((r) => [Number(r.s), r.max]),
-        [
-          [B, 50],
-          [B + 30 * MINUTE, 2],
-        ],
-      );
-      // The merged slices' minutes are not read: with util_peaks emptied (as if every merged
-      // slice had stayed under every threshold), the GPUs busy in them are idle since their
-      // pod's first reading.
-      const peaks = await sql.query('SELECT * FROM util_peaks');
-      await sql.query('DELETE FROM util_peaks');
-      const blind = await store.reader.idleGpus({
-        cluster: 'fleet',
-        utilPercent: 5,
-        forMs: 15 * MINUTE,
-      });
-      assert.equal(
-        blind.find((g) => g.hostname === 'node-a' && g.gpu_id === 1)?.idle_since,
-        B + 5 * SECOND,
-        'idle since nb-2 first reading, 10:00:05',
-      );
-      await sql.query(
-        `INSERT INTO util_peaks SELECT * FROM json_populate_recordset(NULL::util_peaks, $1::json)`,
-        [JSON.stringify(peaks.rows)],
-      );
-      assert.deepEqual(await report(), fromMinutes);
-      // A late busy reading of node-a GPU 1 at 10:25:30 (its slice was merged): idle since
-      // 10:26 at once (its slice is marked, and read from the minutes), and after the job.
-      const lateA1 = (at: number, util: number) =>
-        rec(at, util, {
-          hostname: 'node-a',
-          gpu: 1,
-          metric: UTIL,
-          namespace: 'research',
-          pod: 'nb-2',
-          container: 'main',
-        });
-      const a1Since = async () =>
-        (await store.reader.idleGpus({ cluster: 'fleet', utilPercent: 5, forMs: MINUTE })).find(
-          (g) => g.hostname === 'node-a' && g.gpu_id === 1,
-        )?.idle_since;
-      const a1Peaks = async () =>
-        (
-          await sql.query<{ s: string; max: number }>(
-            `SELECT nexus_ms(u.slice)::text AS s, u.max FROM util_peaks u
+        );
+        assert.deepEqual(
+          a1.rows.map((r) => [Number(r.s), r.max]),
+          [
+            [B, 50],
+            [B + 30 * MINUTE, 2],
+          ],
+        );
+        // The merged slices' minutes are not read: with util_peaks emptied (as if every merged
+        // slice had stayed under every threshold), the GPUs busy in them are idle since their
+        // pod's first reading. (Readings not folded in yet are read whatever their slice.)
+        if (fold) {
+          const peaks = await sql.query('SELECT * FROM util_peaks');
+          await sql.query('DELETE FROM util_peaks');
+          const blind = await store.reader.idleGpus({
+            cluster: 'fleet',
+            utilPercent: 5,
+            forMs: 15 * MINUTE,
+          });
+          assert.equal(
+            blind.find((g) => g.hostname === 'node-a' && g.gpu_id === 1)?.idle_since,
+            B + 5 * SECOND,
+            'idle since nb-2 first reading, 10:00:05',
+          );
+          await sql.query(
+            `INSERT INTO util_peaks SELECT * FROM json_populate_recordset(NULL::util_peaks, $1::json)`,
+            [JSON.stringify(peaks.rows)],
+          );
+        }
+        assert.deepEqual(await report(), fromMinutes);
+        // A late busy reading of node-a GPU 1 at 10:25:30 (its slice was merged): idle since
+        // 10:26 at once (its slice is marked, and read from the minutes), and after the job.
+        const lateA1 = (at: number, util: number) =>
+          rec(at, util, {
+            hostname: 'node-a',
+            gpu: 1,
+            metric: UTIL,
+            namespace: 'research',
+            pod: 'nb-2',
+            container: 'main',
+          });
+        const a1Since = async () =>
+          (await store.reader.idleGpus({ cluster: 'fleet', utilPercent: 5, forMs: MINUTE })).find(
+            (g) => g.hostname === 'node-a' && g.gpu_id === 1,
+          )?.idle_since;
+        const a1Peaks = async () =>
+          (
+            await sql.query<{ s: string; max: number }>(
+              `SELECT nexus_ms(u.slice)::text AS s, u.max FROM util_peaks u
              JOIN gpus g ON g.id = u.gpu_id JOIN hosts h ON h.id = g.host_id
              WHERE h.hostname = 'node-a' AND g.gpu_index = 1 ORDER BY u.slice`,
-          )
-        ).rows.map((r) => [Number(r.s), r.max]);
-      await store.write('fleet', [lateA1(B + 25 * MINUTE + 30 * SECOND, 60)]);
-      assert.equal(await a1Since(), B + 26 * MINUTE);
-      assert.equal((await store.rollUpUsage()).slices, 1);
-      assert.equal(await a1Since(), B + 26 * MINUTE);
-      assert.deepEqual(
-        await a1Peaks(),
-        [
-          [B + 20 * MINUTE, 60],
-          [B + 30 * MINUTE, 2],
-        ],
-        'the late slice hides 10:00 (60 % >= 50 %)',
-      );
-      // Another at 10:33:30, its slice then computed by an earlier release's job during a rolling
-      // upgrade (usage, not peaks): read from the minutes until this release's job merges it.
-      await store.write('fleet', [lateA1(B + 33 * MINUTE + 30 * SECOND, 40)]);
-      await sql.query(
-        `UPDATE usage_slices SET marked_at = NULL, computed_at = clock_timestamp()
+            )
+          ).rows.map((r) => [Number(r.s), r.max]);
+        await store.write('fleet', [lateA1(B + 25 * MINUTE + 30 * SECOND, 60)]);
+        assert.equal(await a1Since(), B + 26 * MINUTE);
+        assert.equal((await store.rollUpUsage()).slices, 1);
+        assert.equal(await a1Since(), B + 26 * MINUTE);
+        assert.deepEqual(
+          await a1Peaks(),
+          [
+            [B + 20 * MINUTE, 60],
+            [B + 30 * MINUTE, 2],
+          ],
+          'the late slice hides 10:00 (60 % >= 50 %)',
+        );
+        // Another at 10:33:30, its slice then computed by an earlier release's job during a rolling
+        // upgrade (usage, not peaks): read from the minutes until this release's job merges it.
+        await store.write('fleet', [lateA1(B + 33 * MINUTE + 30 * SECOND, 40)]);
+        await sql.query(
+          `UPDATE usage_slices SET marked_at = NULL, computed_at = clock_timestamp()
          WHERE marked_at IS NOT NULL`,
-      );
-      assert.equal(await a1Since(), B + 34 * MINUTE);
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 0,
-        hours: 0,
-        days: 0,
-        months: 0,
-        peaks: 1,
-        busy: false,
+        );
+        assert.equal(await a1Since(), B + 34 * MINUTE);
+        assert.deepEqual(await store.rollUpUsage(), {
+          slices: 0,
+          hours: 0,
+          days: 0,
+          months: 0,
+          peaks: 1,
+          busy: false,
+        });
+        assert.equal(await a1Since(), B + 34 * MINUTE);
+        assert.deepEqual(await a1Peaks(), [
+          [B + 20 * MINUTE, 60],
+          [B + 30 * MINUTE, 40],
+        ]);
+        // An earlier release's collector marks the hour (usage_dirty): its six slices are marked
+        // as the mark is made, and stay marked when that release's own job deletes the mark.
+        assert.equal(await markedSlices(sql), 0);
+        await sql.query(
+          `INSERT INTO usage_dirty (hour, marked_at) VALUES (nexus_ts($1), clock_timestamp())
+         ON CONFLICT (hour) DO UPDATE SET marked_at = excluded.marked_at`,
+          [B],
+        );
+        await sql.query('DELETE FROM usage_dirty');
+        assert.equal(await markedSlices(sql), 6);
       });
-      assert.equal(await a1Since(), B + 34 * MINUTE);
-      assert.deepEqual(await a1Peaks(), [
-        [B + 20 * MINUTE, 60],
-        [B + 30 * MINUTE, 40],
-      ]);
-    });
 
     it('usage from the kept tables (usage_1mo, usage_1d, usage_1h, usage_10m: migrations 011, 015) equals the minutes, and a late reading marks its slice again', async (t) => {
       // Marks taken as soon as made (the default waits 30 s: writes under a mark have landed).

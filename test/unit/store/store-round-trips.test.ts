@@ -80,6 +80,11 @@ describe('store round trips', () => {
     assert.equal(db.transactions, 0);
     assert.equal(db.statements.length, 7, db.statements.join('; '));
     assert.equal(db.statements.filter((x) => x === 'INSERT INTO usage_slices').length, 1);
+    // The slice is marked before the readings are written (migration 016: no reader may see a
+    // reading in a slice whose kept usage and peaks it trusts).
+    const mark = db.statements.indexOf('INSERT INTO usage_slices');
+    const readings = db.statements.lastIndexOf('WITH src AS');
+    assert.ok(mark >= 0 && mark < readings, db.statements.join('; '));
     const spans = await db.query<{ kind: string; first: string; last: string }>(
       `SELECT 'cluster' AS kind, nexus_ms(first_seen)::text AS first, nexus_ms(last_seen)::text AS last FROM clusters
        UNION ALL SELECT 'host', nexus_ms(first_seen)::text, nexus_ms(last_seen)::text FROM hosts
