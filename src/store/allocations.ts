@@ -55,24 +55,25 @@ export class AllocationMinutes {
   /** Slices this process marked in usage_slices, and when (epoch ms). */
   private readonly marked = new Map<number, number>();
 
-  /**
-   * Marks the 10-minute slices of the batch's readings, and the slice of the minute after each (a
-   * counter's first minute depends on the minute before), for the usage job (migration 015): at
-   * most once per a third of the settle time per slice and process, so a busy slice costs one
-   * statement now and then. The job takes marks older than the settle time: a write under a mark
-   * made at most a third of it before has committed by the time the job reads the slice.
-   */
-  async markSlices(
-    db: SqlClient,
-    records: readonly TelemetryRecord[],
-    now = Date.now(),
-  ): Promise<void> {
+  /** The 10-minute slices a batch marks: its readings', and the slice of the minute after each. */
+  static slicesOf(records: readonly TelemetryRecord[]): Set<number> {
     const slices = new Set<number>();
     for (const r of records) {
       const m = Math.floor(r.timestamp / MINUTE) * MINUTE;
       slices.add(Math.floor(m / USAGE_SLICE_MS) * USAGE_SLICE_MS);
       slices.add(Math.floor((m + MINUTE) / USAGE_SLICE_MS) * USAGE_SLICE_MS);
     }
+    return slices;
+  }
+
+  /**
+   * Marks the 10-minute slices of a batch (slicesOf: its readings', and the slice of the minute
+   * after each, as a counter's first minute depends on the minute before), for the usage job (migration 015): at
+   * most once per a third of the settle time per slice and process, so a busy slice costs one
+   * statement now and then. The job takes marks older than the settle time: a write under a mark
+   * made at most a third of it before has committed by the time the job reads the slice.
+   */
+  async markSlices(db: SqlClient, slices: ReadonlySet<number>, now = Date.now()): Promise<void> {
     const due = [...slices].filter(
       (s) => now - (this.marked.get(s) ?? -Infinity) >= this.markEveryMs,
     );

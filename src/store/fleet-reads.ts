@@ -87,11 +87,10 @@ WITH g AS MATERIALIZED (${CLUSTER_GPUS}
   GROUP BY 1, 2
 ), ts AS (
   -- The slices util_peaks answers for (migration 016): merged since last computed, and not marked
-  -- since (nor their hour by an earlier release's collector), from the oldest tenure on.
+  -- since (an earlier release's hour mark marks its six slices), from the oldest tenure on.
   SELECT u.slice FROM usage_slices u
   WHERE u.peaks_at >= u.computed_at AND u.marked_at IS NULL
     AND u.slice >= (SELECT date_bin('10 minutes', min(cur.fs), timestamptz 'epoch') FROM cur)
-    AND NOT EXISTS (SELECT FROM usage_dirty d WHERE d.hour = date_bin('1 hour', u.slice, timestamptz 'epoch'))
 ), runs AS (
   SELECT min(x.slice) AS lo, max(x.slice) + interval '10 minutes' AS hi
   FROM (SELECT ts.slice, ts.slice - make_interval(mins => 10 * (row_number() OVER (ORDER BY ts.slice))::int) AS run
@@ -374,10 +373,7 @@ interface SliceStates {
 async function sliceStates(db: SqlClient, from: number, to: number): Promise<SliceStates> {
   const res = await db.query<{ s: string; marked: boolean }>(
     `SELECT nexus_ms(u.slice)::text AS s, u.marked_at IS NOT NULL AS marked FROM usage_slices u
-     WHERE u.slice >= nexus_ts($1) AND u.slice < nexus_ts($2) AND (u.marked_at IS NOT NULL OR u.computed_at IS NOT NULL)
-     UNION ALL
-     SELECT nexus_ms(d.hour + make_interval(mins => 10 * k))::text, true FROM usage_dirty d CROSS JOIN generate_series(0, 5) AS k
-     WHERE d.hour >= nexus_ts($1) - interval '1 hour' AND d.hour < nexus_ts($2)`,
+     WHERE u.slice >= nexus_ts($1) AND u.slice < nexus_ts($2) AND (u.marked_at IS NOT NULL OR u.computed_at IS NOT NULL)`,
     [from, to],
   );
   const marked = new Set<number>();
@@ -609,13 +605,9 @@ export async function rollUpUsage(
         `SELECT pg_try_advisory_xact_lock(${USAGE_LOCK}) AS got`,
       );
       if (lock.rows[0]?.got !== true) return 'busy' as const;
-      // Hours marked by an earlier release's collectors (schema 11), as their six slices.
-      await tx.query(
-        `WITH d AS (DELETE FROM usage_dirty RETURNING hour, marked_at)
-         INSERT INTO usage_slices AS u (slice, marked_at)
-         SELECT d.hour + make_interval(mins => 10 * k), d.marked_at FROM d CROSS JOIN generate_series(0, 5) AS k
-         ON CONFLICT (slice) DO UPDATE SET marked_at = greatest(u.marked_at, excluded.marked_at)`,
-      );
+      // Hours marked by an earlier release's collectors (schema 11): their six slices were marked
+      // as each mark was made (migration 016's trigger); the marks themselves are done with.
+      await tx.query('DELETE FROM usage_dirty');
       const due = await tx.query<{ s: string }>(
         `UPDATE usage_slices SET marked_at = NULL, computed_at = c.t, peaks_at = c.t
          FROM (SELECT clock_timestamp() AS t) c

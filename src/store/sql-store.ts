@@ -232,6 +232,24 @@ async function chunkTimes(
  * The telemetry store on SQL: one implementation for PostgreSQL and PGlite (same migrations, same
  * statements); only the bulk-load path differs (COPY where the database has it).
  */
+/**
+ * The fleet features' tables kept as long as the 1-minute rollup (migrations 009, 011, 015, 016),
+ * each with the column retention compares.
+ */
+const ROLLUP_KEPT: readonly (readonly [string, string])[] = [
+  ['gpu_allocations', 'bucket'],
+  ['fleet_1m', 'bucket'],
+  ['usage_1h', 'hour'],
+  ['usage_dirty', 'hour'],
+  ['usage_10m', 'slice'],
+  ['usage_slices', 'slice'],
+  ['util_peaks', 'slice'],
+  ['usage_1d', 'day'],
+  ['usage_days', 'day'],
+  ['usage_1mo', 'month'],
+  ['usage_months', 'month'],
+];
+
 export class SqlStore implements TelemetryStore {
   readonly backend: 'postgres' | 'pglite';
   readonly reader: TelemetryReader;
@@ -376,7 +394,8 @@ export class SqlStore implements TelemetryStore {
     // The usage slices of the batch marked before its readings are written, and again after (at
     // most every third of the settle time): no reader sees a reading in a slice that is not
     // marked, as the kept usage and utilisation peaks of a slice do not hold it (migration 016).
-    await this.allocations.markSlices(this.o.db, records);
+    const slices = AllocationMinutes.slicesOf(records);
+    await this.allocations.markSlices(this.o.db, slices);
     // One statement needs no transaction of its own (it is atomic, and it reaches the database in
     // one round trip; on PGlite in a worker, a transaction would hold the only connection across
     // several hops through a busy event loop). The window locks and COPY need one.
@@ -388,7 +407,7 @@ export class SqlStore implements TelemetryStore {
     // here fails the batch, and its redelivery writes the readings as duplicates and these again.
     await this.allocations.write(this.o.db, records, ids);
     // Again for a write that took longer than the mark's throttle (a no-op otherwise).
-    await this.allocations.markSlices(this.o.db, records);
+    await this.allocations.markSlices(this.o.db, slices);
     // Events (XID, throttle, health) of batches that hold their metrics, after the readings are
     // stored: a crash in between leaves the detection state behind, and the redelivered batch
     // detects them then (src/store/events.ts).
@@ -730,25 +749,10 @@ export class SqlStore implements TelemetryStore {
       });
       if (dropped.length > 0) this.partitions.clear();
       if (rollupBefore !== null) {
-        // The fleet features' tables (migration 009) are kept as long as the rollup.
-        await this.o.db.query('DELETE FROM gpu_allocations WHERE bucket < nexus_ts($1)', [
-          rollupBefore,
-        ]);
-        await this.o.db.query('DELETE FROM fleet_1m WHERE bucket < nexus_ts($1)', [rollupBefore]);
-        await this.o.db.query('DELETE FROM usage_1h WHERE hour < nexus_ts($1)', [rollupBefore]);
-        await this.o.db.query('DELETE FROM usage_dirty WHERE hour < nexus_ts($1)', [rollupBefore]);
-        await this.o.db.query('DELETE FROM usage_10m WHERE slice < nexus_ts($1)', [rollupBefore]);
-        await this.o.db.query('DELETE FROM usage_slices WHERE slice < nexus_ts($1)', [
-          rollupBefore,
-        ]);
-        await this.o.db.query('DELETE FROM util_peaks WHERE slice < nexus_ts($1)', [rollupBefore]);
-        // A day or month partly past retention loses its sum (readers take what is left of it).
-        await this.o.db.query('DELETE FROM usage_1d WHERE day < nexus_ts($1)', [rollupBefore]);
-        await this.o.db.query('DELETE FROM usage_days WHERE day < nexus_ts($1)', [rollupBefore]);
-        await this.o.db.query('DELETE FROM usage_1mo WHERE month < nexus_ts($1)', [rollupBefore]);
-        await this.o.db.query('DELETE FROM usage_months WHERE month < nexus_ts($1)', [
-          rollupBefore,
-        ]);
+        // The fleet features' tables (migration 009) are kept as long as the rollup; a day or
+        // month partly past retention loses its sum (readers take what is left of it).
+        for (const [table, key] of ROLLUP_KEPT)
+          await this.o.db.query(`DELETE FROM ${table} WHERE ${key} < nexus_ts($1)`, [rollupBefore]);
       }
       const chunks = await chunkRetention(this.o.db, rawBefore, rollupBefore);
       if (dropped.length > 0 || chunks.converted > 0 || chunks.deleted > 0) {

@@ -8,7 +8,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { isNexusError } from '../../src/core/errors.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import type { UsageGroupBy, UsageRow } from '../../src/store/reader.js';
-import type { SqlClient, TelemetryStore } from '../../src/store/types.js';
+import type { SqlClient, TelemetryStore, UsageRollUp } from '../../src/store/types.js';
 import { HOUR, MINUTE, SECOND, rec, utc } from './store-fixtures.js';
 import type { StoreHarness, StoreOptions } from './store-suite.js';
 
@@ -344,6 +344,11 @@ const USAGE_TABLES = [
   'usage_months',
 ];
 
+/** What a run of the usage job did: nothing but what is named. */
+function jobRan(did: Partial<UsageRollUp> = {}): UsageRollUp {
+  return { slices: 0, hours: 0, days: 0, months: 0, peaks: 0, busy: false, ...did };
+}
+
 /** Slices marked for the usage job (migration 015). */
 async function markedSlices(sql: SqlClient): Promise<number> {
   return rowCount(sql, 'usage_slices WHERE marked_at IS NOT NULL');
@@ -525,14 +530,7 @@ export function fleetConformance(h: StoreHarness): void {
         await sql.query('UPDATE usage_slices SET peaks_at = NULL');
         await sql.query('DELETE FROM util_peaks');
         assert.deepEqual(await report(), fromMinutes);
-        assert.deepEqual(await store.rollUpUsage(), {
-          slices: 0,
-          hours: 0,
-          days: 0,
-          months: 0,
-          peaks: 6,
-          busy: false,
-        });
+        assert.deepEqual(await store.rollUpUsage(), jobRan({ peaks: 6 }));
         assert.deepEqual(await report(), fromMinutes);
         // A staircase: per GPU row and metric, each slice kept is above every later one.
         assert.equal(
@@ -621,14 +619,7 @@ export function fleetConformance(h: StoreHarness): void {
          WHERE marked_at IS NOT NULL`,
         );
         assert.equal(await a1Since(), B + 34 * MINUTE);
-        assert.deepEqual(await store.rollUpUsage(), {
-          slices: 0,
-          hours: 0,
-          days: 0,
-          months: 0,
-          peaks: 1,
-          busy: false,
-        });
+        assert.deepEqual(await store.rollUpUsage(), jobRan({ peaks: 1 }));
         assert.equal(await a1Since(), B + 34 * MINUTE);
         assert.deepEqual(await a1Peaks(), [
           [B + 20 * MINUTE, 60],
@@ -656,26 +647,15 @@ export function fleetConformance(h: StoreHarness): void {
       // The five, and the hour's sixth (10:50, never written: computed so the hour's sum misses
       // nothing), then the hour from them.
       // Then the day (UTC) from its hours.
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 6,
-        hours: 1,
-        days: 1,
-        months: 1,
-        peaks: 0,
-        busy: false,
-      });
+      assert.deepEqual(
+        await store.rollUpUsage(),
+        jobRan({ slices: 6, hours: 1, days: 1, months: 1 }),
+      );
       assert.equal(await markedSlices(sql), 0);
       assert.ok((await rowCount(sql, 'usage_10m')) > 0);
       assert.ok((await rowCount(sql, 'usage_1h')) > 0);
       assert.ok((await rowCount(sql, 'usage_1d')) > 0);
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 0,
-        hours: 0,
-        days: 0,
-        months: 0,
-        peaks: 0,
-        busy: false,
-      });
+      assert.deepEqual(await store.rollUpUsage(), jobRan());
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
         await assertUsage(store, records, groupBy, DAY0, DAY0 + DAY); // the day, from usage_1d
         await assertUsage(store, records, groupBy, DAY0 - DAY, DAY0 + 2 * DAY); // days around it
@@ -713,14 +693,10 @@ export function fleetConformance(h: StoreHarness): void {
         await assertUsage(store, [...records, late], groupBy, DAY0, DAY0 + DAY); // not usage_1d
       for (const groupBy of ['namespace', 'host'] as const)
         await assertUsage(store, [...records, late], groupBy, MONTH0, MONTH1); // not usage_1mo
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 1,
-        hours: 1,
-        days: 1,
-        months: 1,
-        peaks: 0,
-        busy: false,
-      });
+      assert.deepEqual(
+        await store.rollUpUsage(),
+        jobRan({ slices: 1, hours: 1, days: 1, months: 1 }),
+      );
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const) {
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR); // from usage_1h again
         await assertUsage(store, [...records, late], groupBy, DAY0, DAY0 + DAY); // usage_1d again
@@ -758,14 +734,10 @@ export function fleetConformance(h: StoreHarness): void {
       await store.write('fleet', [late]);
       assert.equal(await markedSlices(sql), 1);
       // The late slice, then the five never computed: the hour's sum is whole; then the day.
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 6,
-        hours: 1,
-        days: 1,
-        months: 1,
-        peaks: 0,
-        busy: false,
-      });
+      assert.deepEqual(
+        await store.rollUpUsage(),
+        jobRan({ slices: 6, hours: 1, days: 1, months: 1 }),
+      );
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
       // An earlier release's collector marks the hour (schema 11) during an upgrade: the whole
@@ -781,14 +753,10 @@ export function fleetConformance(h: StoreHarness): void {
         await assertUsage(store, [...records, late], groupBy, B + 10 * MINUTE, B + 30 * MINUTE);
       }
       await assertUsage(store, [...records, late], 'pod', DAY0, DAY0 + DAY);
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 6,
-        hours: 1,
-        days: 1,
-        months: 1,
-        peaks: 0,
-        busy: false,
-      });
+      assert.deepEqual(
+        await store.rollUpUsage(),
+        jobRan({ slices: 6, hours: 1, days: 1, months: 1 }),
+      );
       assert.equal(await rowCount(sql, 'usage_dirty'), 0);
       for (const groupBy of ['namespace', 'pod', 'host', 'gpu'] as const)
         await assertUsage(store, [...records, late], groupBy, B, B + HOUR);
@@ -842,14 +810,7 @@ export function fleetConformance(h: StoreHarness): void {
     it('the usage job leaves a slice marked less than 30 s ago (writes under its mark may still land)', async (t) => {
       const { store, sql } = await open(t, { foldOnWrite: true });
       await writeAll(store, fleetRecords());
-      assert.deepEqual(await store.rollUpUsage(), {
-        slices: 0,
-        hours: 0,
-        days: 0,
-        months: 0,
-        peaks: 0,
-        busy: false,
-      });
+      assert.deepEqual(await store.rollUpUsage(), jobRan());
       assert.equal(await markedSlices(sql), 5);
       assert.equal(await rowCount(sql, 'usage_10m'), 0);
       assert.equal(await rowCount(sql, 'usage_1h'), 0);

@@ -46,3 +46,9 @@ END $$;
 
 CREATE TRIGGER usage_dirty_slices AFTER INSERT OR UPDATE ON usage_dirty
   FOR EACH ROW EXECUTE FUNCTION nexus_usage_dirty_slices();
+
+-- The marks made since schema 15 and not yet taken: their slices too. Readers and the usage job
+-- then read marks from `usage_slices` alone.
+INSERT INTO usage_slices AS u (slice, marked_at)
+SELECT d.hour + make_interval(mins => 10 * k), d.marked_at FROM usage_dirty d CROSS JOIN generate_series(0, 5) AS k
+ON CONFLICT (slice) DO UPDATE SET marked_at = greatest(u.marked_at, excluded.marked_at);
