@@ -612,7 +612,7 @@ export async function rollUpUsage(
         `UPDATE usage_slices SET marked_at = NULL, computed_at = c.t, peaks_at = c.t
          FROM (SELECT clock_timestamp() AS t) c
          WHERE slice = (SELECT slice FROM usage_slices
-                        WHERE marked_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
+                        WHERE marked_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000)
                         ORDER BY slice LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING nexus_ms(slice)::text AS s`,
         [settleMs],
