@@ -3,7 +3,9 @@
  * cluster's events (XID errors, throttling, health changes, GPUs that stopped reporting or came
  * back), newest first, filtered by type and host, a page of PAGE_SIZE at a time with "older" to
  * page on (GET /api/v1/clusters/{c}/events); events recorded while the page is open appear at the
- * top (it asks for the first page again every NEW_EVERY_MS).
+ * top as the gateway pushes them (a subscription of kind `events` on the live socket, with the
+ * page's filters), and the counts follow. When the socket has been away, or the gateway does not
+ * push (the live client then polls), the first page is asked again and what is new joins.
  */
 import { api, isAbort, message, type EventsResult, type FleetEvent } from './api.js';
 import { h, notice, setText } from './dom.js';
@@ -16,8 +18,6 @@ import type { Context, Crumb, View } from './view.js';
 type EventsRoute = Extract<Route, { view: 'events' }>;
 
 const PAGE_SIZE = 100;
-/** How often the page looks for new events. */
-const NEW_EVERY_MS = 10_000;
 /** Most events the page keeps (live ones push the oldest out). */
 const MAX_SHOWN = 2000;
 const RANGE_MS: Readonly<Record<EventsRoute['range'], number>> = {
@@ -55,7 +55,8 @@ export class EventsView implements View {
   private readonly range: ReturnType<typeof segmented<EventsRoute['range']>>;
   private readonly typeBoxes = new Map<EventType, HTMLInputElement>();
   private ctl: AbortController | undefined;
-  private followTimer: number | undefined;
+  /** Ends the live subscription of the filters shown. */
+  private unfollow: (() => void) | undefined;
   private refreshCtl: AbortController | undefined;
   private cluster: string | undefined;
   private cursor: string | null = null;
@@ -152,7 +153,8 @@ export class EventsView implements View {
   destroy(): void {
     this.ctl?.abort();
     this.refreshCtl?.abort();
-    if (this.followTimer !== undefined) clearInterval(this.followTimer);
+    this.unfollow?.();
+    this.unfollow = undefined;
   }
 
   private go(change: Partial<Omit<EventsRoute, 'view'>>): void {
@@ -262,14 +264,34 @@ export class EventsView implements View {
   }
 
   /**
-   * Events recorded since the page loaded join at the top, and the counts follow: the first page
-   * is asked again every NEW_EVERY_MS (the live socket does not carry events yet).
+   * Events recorded since the page loaded join at the top as they are pushed, and the counts
+   * follow; the live client asks for a re-sync (the first page again, refresh) once the gateway
+   * holds the subscription, after the socket was away, and every few seconds when polling.
    */
   private follow(): void {
-    if (this.followTimer !== undefined) clearInterval(this.followTimer);
-    this.followTimer = window.setInterval(() => {
-      if (!document.hidden) void this.refresh();
-    }, NEW_EVERY_MS);
+    this.unfollow?.();
+    const r = this.route;
+    const cluster = this.cluster;
+    if (cluster === undefined) return;
+    this.unfollow = this.ctx.live.subscribeEvents(
+      {
+        cluster_id: cluster,
+        ...(r.host === undefined ? {} : { host_id: [r.host] }),
+        ...(r.types.length === 0 ? {} : { type: r.types }),
+      },
+      {
+        onEvent: (e) => {
+          // A newer load (other filters) replaced what this subscription was for.
+          if (r !== this.route || cluster !== this.cluster) return;
+          if (parseTime(e.time) < Date.now() - RANGE_MS[r.range]) return;
+          if (!this.add(e, true)) return;
+          this.countsNow = { ...this.countsNow, [e.type]: (this.countsNow[e.type] ?? 0) + 1 };
+          this.showCounts();
+          this.showState();
+        },
+        onResync: () => void this.refresh(),
+      },
+    );
   }
 
   private async refresh(): Promise<void> {
@@ -322,8 +344,9 @@ export class EventsView implements View {
     else this.state.replaceChildren();
   }
 
-  private add(e: FleetEvent, live: boolean): void {
-    if (this.shown.has(e.id)) return;
+  /** Shows an event unless it is shown already; says whether it was new. */
+  private add(e: FleetEvent, live: boolean): boolean {
+    if (this.shown.has(e.id)) return false;
     this.shown.add(e.id);
     const cluster = this.cluster ?? '';
     const t = parseTime(e.time);
@@ -370,5 +393,6 @@ export class EventsView implements View {
       if (last.dataset.id !== undefined) this.shown.delete(last.dataset.id);
       last.remove();
     }
+    return true;
   }
 }

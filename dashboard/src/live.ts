@@ -1,6 +1,7 @@
 /**
  * The live feed: one WebSocket to the gateway's `/ws` (protocol nexus-live/1, docs/api.md) shared
- * by every view. Views subscribe with a filter and get each committed batch's matching readings.
+ * by every view. Views subscribe with a filter and get each committed batch's matching readings
+ * (`subscribe`), or each GPU event as it is recorded (`subscribeEvents`).
  * The socket reconnects with capped exponential backoff and jitter, subscribes again, and tells
  * each subscriber to re-sync from REST (readings committed while it was away were not sent).
  *
@@ -27,6 +28,30 @@ export interface LiveHandlers {
   /** Readings may have been missed (reconnect, or the server dropped some): reload from REST. */
   readonly onResync?: () => void;
 }
+
+/** A GPU event as the socket sends it (the REST event). */
+export type LiveEvent = Extract<ServerMessage, { type: 'event' }>['event'];
+
+/** What an events subscription asks for (absent: any). */
+export interface LiveEventFilter {
+  readonly cluster_id?: string;
+  readonly host_id?: readonly string[];
+  readonly type?: readonly LiveEvent['type'][];
+}
+
+export interface LiveEventHandlers {
+  readonly onEvent: (event: LiveEvent) => void;
+  /**
+   * Events may have been missed: the subscription has just become active (events recorded
+   * before it are not sent), the server dropped some, or (polling) it is time to look again:
+   * reload from REST.
+   */
+  readonly onResync: () => void;
+}
+
+type Sub =
+  | { readonly kind: 'telemetry'; readonly filter: LiveFilter; readonly h: LiveHandlers }
+  | { readonly kind: 'events'; readonly filter: LiveEventFilter; readonly h: LiveEventHandlers };
 
 /** What the live socket needs of the page's API token (auth.ts). */
 export interface LiveAuth {
@@ -59,7 +84,7 @@ export const POLL_MS = 5000;
 
 export class LiveClient {
   private ws: WebSocket | undefined;
-  private readonly subs = new Map<string, { filter: LiveFilter; h: LiveHandlers }>();
+  private readonly subs = new Map<string, Sub>();
   private seq = 0;
   private attempt = 0;
   private retryTimer: number | undefined;
@@ -103,10 +128,23 @@ export class LiveClient {
     return () => this.stateListeners.delete(fn);
   }
 
-  /** Subscribes; returns the function that unsubscribes. */
+  /** Subscribes to committed readings; returns the function that unsubscribes. */
   subscribe(filter: LiveFilter, h: LiveHandlers): () => void {
+    return this.add({ kind: 'telemetry', filter, h });
+  }
+
+  /**
+   * Subscribes to GPU events as they are recorded; returns the function that unsubscribes.
+   * `onResync` is also called once the gateway holds the subscription, so that what was recorded
+   * between the page's REST answer and then is not missed.
+   */
+  subscribeEvents(filter: LiveEventFilter, h: LiveEventHandlers): () => void {
+    return this.add({ kind: 'events', filter, h });
+  }
+
+  private add(sub: Sub): () => void {
     const id = `s${++this.seq}`;
-    this.subs.set(id, { filter, h });
+    this.subs.set(id, sub);
     // Polling needs no socket; undecided, the socket opens once the gateway has said.
     if (this.mode === 'push') {
       if (this.ws === undefined && this.retryTimer === undefined) this.connect();
@@ -175,6 +213,20 @@ export class LiveClient {
   private sendSubscribe(id: string): void {
     const s = this.subs.get(id);
     if (s === undefined) return;
+    if (s.kind === 'events') {
+      const e = s.filter;
+      this.send({
+        type: 'subscribe',
+        id,
+        kind: 'events',
+        filter: {
+          ...(e.cluster_id === undefined ? {} : { cluster_id: e.cluster_id }),
+          ...(e.host_id === undefined ? {} : { host_id: [...e.host_id] }),
+          ...(e.type === undefined ? {} : { type: [...e.type] }),
+        },
+      });
+      return;
+    }
     const f = s.filter;
     this.send({
       type: 'subscribe',
@@ -250,13 +302,27 @@ export class LiveClient {
         this.everConnected = true;
         this.setState({ kind: 'live' });
         for (const id of this.subs.keys()) this.sendSubscribe(id);
-        if (resync) for (const s of this.subs.values()) s.h.onResync?.();
+        // Events subscriptions re-sync once subscribed (below).
+        if (resync)
+          for (const s of this.subs.values()) if (s.kind === 'telemetry') s.h.onResync?.();
         this.armWatchdog();
         return;
       }
-      case 'telemetry':
-        this.subs.get(msg.id)?.h.onReadings(msg.readings, msg.committed_at);
+      case 'telemetry': {
+        const s = this.subs.get(msg.id);
+        if (s?.kind === 'telemetry') s.h.onReadings(msg.readings, msg.committed_at);
         return;
+      }
+      case 'event': {
+        const s = this.subs.get(msg.id);
+        if (s?.kind === 'events') s.h.onEvent(msg.event);
+        return;
+      }
+      case 'subscribed': {
+        const s = this.subs.get(msg.id);
+        if (s?.kind === 'events') s.h.onResync();
+        return;
+      }
       case 'dropped':
         this.subs.get(msg.id)?.h.onResync?.();
         return;
@@ -264,13 +330,9 @@ export class LiveClient {
         // A subscription the server refused: nothing to retry; say so.
         this.setState({ kind: 'error', reason: msg.error });
         return;
-      case 'subscribed':
       case 'unsubscribed':
       case 'heartbeat':
       case 'pong':
-        return;
-      case 'event':
-        // GPU events: the dashboard does not subscribe to them (its events page asks the API).
         return;
     }
   }

@@ -95,6 +95,8 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
   const powerAnswers: SeriesAnswer[] = [];
   /** The JSON answers of the fleet endpoints (idle, events, usage) by path, with their URL. */
   const answers = new Map<string, { url: URL; body: unknown }[]>();
+  /** The ids of the GPU events the gateway pushed to the page on its live socket. */
+  const pushedEvents: string[] = [];
 
   before(async () => {
     mkdirSync(RESULTS, { recursive: true });
@@ -105,6 +107,13 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
     page.on('pageerror', (e) => pageErrors.push(e.message));
     page.on('console', (m) => {
       if (m.type() === 'error') pageErrors.push(m.text());
+    });
+    page.on('websocket', (ws) => {
+      ws.on('framereceived', ({ payload }) => {
+        if (typeof payload !== 'string') return;
+        const msg = JSON.parse(payload) as { type: string; event?: { id: string } };
+        if (msg.type === 'event' && msg.event !== undefined) pushedEvents.push(msg.event.id);
+      });
     });
     page.on('response', (r: Response) => {
       const u = new URL(r.url());
@@ -374,6 +383,7 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       assert.ok(nexus !== undefined);
       assert.ok(await serves('events'), 'the gateway serves GET …/events');
       let before = answers.get('events')?.length ?? 0;
+      const pushedBefore = pushedEvents.length;
       await page.goto(`${nexus.url}/#/events?cluster=${CLUSTER}`);
       await page.waitForSelector('[data-testid="page-events"][data-query]');
       let { body } = await lastAnswer<EventsAnswer>('events', before);
@@ -397,8 +407,9 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       assert.ok(body.events.length > 0, 'the generated fleet has events');
       // Live: the events stored while the page is open join at the top, marked new; in the end
       // the page shows the API's first page, counts included.
+      const asked = answers.get('events')?.length ?? 0;
       await ingested;
-      // The page asks again every 10 s; a GPU retired meanwhile may add a 'stopped' event.
+      // Pushed as they are recorded; a GPU retired meanwhile may add a 'stopped' event.
       let seen = '';
       let final: EventsAnswer | undefined;
       for (let i = 0; i < 60; i++) {
@@ -428,6 +439,20 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       );
       assert.ok((await page.locator('[data-testid="event"].event-new').count()) > 0);
       ids = await shownIds();
+      // They came over the socket, not by asking the API again: every pushed event is shown, and
+      // the page asked for its first page at most once more (when the gateway held the
+      // subscription), where polling every 10 s would have asked several times.
+      const pushed = pushedEvents.slice(pushedBefore);
+      assert.ok(pushed.length > 0, 'the gateway pushed events to the page');
+      assert.deepEqual(
+        pushed.filter((id) => !ids.includes(id)),
+        [],
+        'every pushed event is shown',
+      );
+      assert.ok(
+        (answers.get('events')?.length ?? 0) - asked <= 1,
+        `the page asked the API ${(answers.get('events')?.length ?? 0) - asked} times while events came in`,
+      );
       await page.screenshot({ path: join(RESULTS, 'events.png'), fullPage: true });
       // Older events: the next page joins below.
       if (body.next_cursor !== null) {
