@@ -186,9 +186,24 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
       ? { auth: { username: options.username, password: options.password ?? '' } }
       : {}),
   };
-  const client = new Etcd3(config);
+  const client = members === undefined ? new Etcd3(config) : new GatedEtcd3(config, members);
   identities.set(client, identityOf(options, cert));
   return client;
+}
+
+/** A client of several members: closing it also stops probing the members it took out. */
+class GatedEtcd3 extends Etcd3 {
+  constructor(
+    config: IOptions,
+    private readonly members: MemberGroup,
+  ) {
+    super(config);
+  }
+
+  override close(): void {
+    this.members.close();
+    super.close();
+  }
 }
 
 /** True when etcd said a lease does not exist (it expired or was revoked). */

@@ -63,6 +63,9 @@ export const MEMBER_GATE: MemberGateOptions = {
  */
 export class MemberGroup {
   private out = 0;
+  /** Probes waiting for their time (none are sent once the client is closed). */
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
 
   constructor(
     private readonly members: number,
@@ -84,6 +87,24 @@ export class MemberGroup {
 
   bringBack(): void {
     this.out = Math.max(0, this.out - 1);
+  }
+
+  /** Runs `fn` in `ms` unless the group is closed by then. */
+  later(ms: number, fn: () => void): void {
+    if (this.closed) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.closed) fn();
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  /** The client is closed: no member is probed any more. */
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
   }
 }
 
@@ -194,7 +215,7 @@ export class MemberGate implements IPolicy {
   }
 
   private probeAfter(ms: number): void {
-    setTimeout(() => {
+    this.group.later(ms, () => {
       void this.probe(this.url).then((answered) => {
         const out = this.out;
         if (out === undefined || out.trial !== 'no') return;
@@ -203,7 +224,7 @@ export class MemberGate implements IPolicy {
         else if (Date.now() - out.since >= this.o.maxOutMs) this.answered();
         else this.probeAfter(Math.min(this.o.maxProbeMs, 2 * ms));
       });
-    }, ms).unref();
+    });
   }
 }
 

@@ -28,7 +28,12 @@ function group(
   members = 3,
   answers: (url: string, n: number) => boolean = () => false,
   o: MemberGateOptions = FAST,
-): { gate: (i: number) => MemberGate; gates: MemberGate[]; probes: { url: string; at: number }[] } {
+): {
+  gate: (i: number) => MemberGate;
+  gates: MemberGate[];
+  probes: { url: string; at: number }[];
+  close: () => void;
+} {
   const probes: { url: string; at: number }[] = [];
   const g = new MemberGroup(
     members,
@@ -44,7 +49,7 @@ function group(
     if (found === undefined) throw new Error(`no member ${i}`);
     return found;
   };
-  return { gate, gates, probes };
+  return { gate, gates, probes, close: () => g.close() };
 }
 
 const fail = (err: Error) => (): Promise<never> => Promise.reject(err);
@@ -150,6 +155,23 @@ describe('MemberGate: which requests each etcd member gets', () => {
       const gap = gaps[i] ?? -1;
       assert.ok(gap >= want - 2 && gap < want + 250, `gap ${i}: ${gap} ms, want ${want}`);
     }
+  });
+
+  it('stops probing once the client is closed (a closed client sends nothing)', async () => {
+    // Five members: two may be out at once.
+    const { gate, probes, close } = group(5, () => false);
+    const m = gate(0);
+    await failures(m, refused);
+    while (probes.length < 2) await sleep(2);
+    close();
+    const sent = probes.length;
+    // Probes were due every 10-40 ms: none goes out in 150 ms.
+    await sleep(150);
+    assert.equal(probes.length, sent);
+    // And a member failing after the close is not probed either.
+    await failures(gate(1), refused);
+    await sleep(50);
+    assert.equal(probes.length, sent);
   });
 
   it('brings a member back after maxOutMs even if no probe answers (its requests decide then)', async () => {
