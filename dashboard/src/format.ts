@@ -46,13 +46,17 @@ export function formatDateTime(ms: number): string {
   return Number.isFinite(ms) ? dateTimeFmt.format(ms) : '–';
 }
 
-/** `4 s ago`, `3 min ago`, `2 h ago`, `5 d ago`. */
+/** `4 s ago`, `3 min ago`, `1 h 55 min ago`, `2 h ago`, `5 d 3 h ago`, `12 d ago`. */
 export function formatAgo(ms: number, now = Date.now()): string {
   if (!Number.isFinite(ms)) return '';
   const s = Math.max(0, Math.round((now - ms) / 1000));
   if (s < 60) return `${s} s ago`;
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
+  // Two units (1 h 55 min, not "1 h"), the second left out when it is nought.
+  const two = (big: number, bigUnit: string, small: number, smallUnit: string): string =>
+    `${big} ${bigUnit}${small === 0 ? '' : ` ${small} ${smallUnit}`} ago`;
+  if (s < 86_400) return two(Math.floor(s / 3600), 'h', Math.floor((s % 3600) / 60), 'min');
+  if (s < 7 * 86_400) return two(Math.floor(s / 86_400), 'd', Math.floor((s % 86_400) / 3600), 'h');
   return `${Math.floor(s / 86_400)} d ago`;
 }
 

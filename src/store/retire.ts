@@ -1,7 +1,18 @@
+import { formatDuration } from '../core/duration.js';
 import type { Database, RetireResult } from './types.js';
 
 /** Key of the advisory lock that makes the retirement job one session at a time. */
 const RETIRE_LOCK = "hashtext('nexus_retire')";
+
+/** A SQL number of seconds as people say it: "1 d 2 h", "14 min", "2 h 5 min", "40 s". */
+export function spoken(seconds: string): string {
+  const s = `floor(${seconds})::bigint`;
+  return `concat_ws(' ',
+    CASE WHEN ${s} >= 86400 THEN ${s} / 86400 || ' d' END,
+    CASE WHEN ${s} % 86400 >= 3600 THEN ${s} % 86400 / 3600 || ' h' END,
+    CASE WHEN ${s} < 86400 AND ${s} % 3600 >= 60 THEN ${s} % 3600 / 60 || ' min' END,
+    CASE WHEN ${s} < 60 THEN ${s} || ' s' END)`;
+}
 
 /**
  * The retirement job (docs/fleet.md, "Retired GPU" and "Stopped and reappeared"): in one
@@ -35,14 +46,13 @@ WITH last AS (
     coalesce((SELECT min(s.time) FROM samples s WHERE s.gpu_id = g.id AND s.time > old.retired_at), j.t) AS first
 ), ev AS (
   INSERT INTO gpu_events (gpu_id, type, time, severity, message, details)
-  SELECT id, 'stopped', t, 'warning',
-         'Stopped reporting: its cluster has readings more than STALE_AFTER newer',
+  SELECT id, 'stopped', t, 'warning', $2::text,
          jsonb_build_object('last_seen', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                             'cluster_newest', to_char(newest AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                             'stale_after_seconds', $1::float8 / 1000)
   FROM stopped
   UNION ALL
-  SELECT id, 'reappeared', first, 'info', 'Reporting again after it had stopped',
+  SELECT id, 'reappeared', first, 'info', 'Reporting again after ' || ${spoken('extract(epoch FROM first - since)')} || ' without readings',
          jsonb_build_object('retired_since', to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                             'gap_seconds', extract(epoch FROM first - since)::float8)
   FROM back
@@ -59,7 +69,10 @@ export async function retireStale(db: Database, staleAfterMs: number): Promise<R
       `SELECT pg_try_advisory_xact_lock(${RETIRE_LOCK}) AS got`,
     );
     if (lock.rows[0]?.got !== true) return { stopped: 0, reappeared: 0, busy: true };
-    const res = await tx.query<{ stopped: number; reappeared: number }>(RETIRE, [staleAfterMs]);
+    const res = await tx.query<{ stopped: number; reappeared: number }>(RETIRE, [
+      staleAfterMs,
+      `Stopped reporting: no reading for more than ${formatDuration(staleAfterMs)} (STALE_AFTER) while its cluster went on`,
+    ]);
     return {
       stopped: res.rows[0]?.stopped ?? 0,
       reappeared: res.rows[0]?.reappeared ?? 0,

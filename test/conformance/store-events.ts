@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { it, type TestContext } from 'node:test';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import type { GpuEvent } from '../../src/store/event-reads.js';
+import { spoken } from '../../src/store/retire.js';
 import type { SqlClient, TelemetryStore } from '../../src/store/types.js';
 import { DAY, SECOND, T0, TEMP, rec, type RecordFields } from './store-fixtures.js';
 
@@ -369,6 +370,35 @@ export function retireTests(open: Open): void {
       ],
     );
     assert.equal(events[1]?.details.gap_seconds, 14 * 60);
+    // Said as an operator reads it, with the setting's value.
+    assert.deepEqual(
+      events.map((e) => e.message),
+      [
+        'Stopped reporting: no reading for more than 10m00s (STALE_AFTER) while its cluster went on',
+        'Reporting again after 14 min without readings',
+      ],
+    );
+  });
+
+  it('says how long a GPU was silent as people do (days, hours, minutes; seconds under a minute)', async (t) => {
+    const { sql } = await open(t);
+    const said: string[] = [];
+    for (const s of [0, 59.9, 60, 3599, 3600, 3660, 7325, 86_400, 90_061, 200_000]) {
+      const r = await sql.query<{ t: string }>(`SELECT ${spoken('$1::float8')} AS t`, [s]);
+      said.push(r.rows[0]?.t ?? '');
+    }
+    assert.deepEqual(said, [
+      '0 s',
+      '59 s',
+      '1 min',
+      '59 min',
+      '1 h',
+      '1 h 1 min',
+      '2 h 2 min',
+      '1 d',
+      '1 d 1 h',
+      '2 d 7 h',
+    ]);
   });
 
   it('within STALE_AFTER, or a whole cluster going quiet, retires nothing', async (t) => {
