@@ -18,6 +18,8 @@ import type { Context, Crumb, View } from './view.js';
 type EventsRoute = Extract<Route, { view: 'events' }>;
 
 const PAGE_SIZE = 100;
+/** How long after the last pushed event of a type not listed its count is asked for. */
+const RECOUNT_AFTER_MS = 2000;
 /** Most events the page keeps (live ones push the oldest out). */
 const MAX_SHOWN = 2000;
 const RANGE_MS: Readonly<Record<EventsRoute['range'], number>> = {
@@ -57,6 +59,7 @@ export class EventsView implements View {
   private ctl: AbortController | undefined;
   /** Ends the live subscription of the filters shown. */
   private unfollow: (() => void) | undefined;
+  private recountTimer: number | undefined;
   private refreshCtl: AbortController | undefined;
   private cluster: string | undefined;
   private cursor: string | null = null;
@@ -155,6 +158,7 @@ export class EventsView implements View {
     this.refreshCtl?.abort();
     this.unfollow?.();
     this.unfollow = undefined;
+    if (this.recountTimer !== undefined) clearTimeout(this.recountTimer);
   }
 
   private go(change: Partial<Omit<EventsRoute, 'view'>>): void {
@@ -273,17 +277,18 @@ export class EventsView implements View {
     const r = this.route;
     const cluster = this.cluster;
     if (cluster === undefined) return;
+    // Every type: the counts are of every type, whichever are listed.
     this.unfollow = this.ctx.live.subscribeEvents(
-      {
-        cluster_id: cluster,
-        ...(r.host === undefined ? {} : { host_id: [r.host] }),
-        ...(r.types.length === 0 ? {} : { type: r.types }),
-      },
+      { cluster_id: cluster, ...(r.host === undefined ? {} : { host_id: [r.host] }) },
       {
         onEvent: (e) => {
           // A newer load (other filters) replaced what this subscription was for.
           if (r !== this.route || cluster !== this.cluster) return;
           if (parseTime(e.time) < Date.now() - RANGE_MS[r.range]) return;
+          if (r.types.length > 0 && !r.types.includes(e.type)) {
+            this.recount();
+            return;
+          }
           if (!this.add(e, true)) return;
           this.countsNow = { ...this.countsNow, [e.type]: (this.countsNow[e.type] ?? 0) + 1 };
           this.showCounts();
@@ -292,6 +297,19 @@ export class EventsView implements View {
         onResync: () => void this.refresh(),
       },
     );
+  }
+
+  /**
+   * An event of a type not listed was recorded: it is counted, not shown. The API's counts say
+   * it, asked once a burst of such events is over (the events shown say which they are; these
+   * cannot, so counting them here could count one twice).
+   */
+  private recount(): void {
+    if (this.recountTimer !== undefined) clearTimeout(this.recountTimer);
+    this.recountTimer = window.setTimeout(() => {
+      this.recountTimer = undefined;
+      void this.refresh();
+    }, RECOUNT_AFTER_MS);
   }
 
   private async refresh(): Promise<void> {

@@ -384,6 +384,11 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       assert.ok(await serves('events'), 'the gateway serves GET …/events');
       let before = answers.get('events')?.length ?? 0;
       const pushedBefore = pushedEvents.length;
+      // A second page lists XID and health events only, while throttling arrives too: those are
+      // counted on it, not listed.
+      assert.ok(browser !== undefined);
+      const filtered = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+      await filtered.goto(`${nexus.url}/#/events?cluster=${CLUSTER}&type=xid,health`);
       await page.goto(`${nexus.url}/#/events?cluster=${CLUSTER}`);
       await page.waitForSelector('[data-testid="page-events"][data-query]');
       let { body } = await lastAnswer<EventsAnswer>('events', before);
@@ -437,6 +442,35 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
         final.events.length > body.events.length,
         'events were stored while the page was open',
       );
+      assert.ok(
+        (final.counts.throttle ?? 0) > (body.counts.throttle ?? 0),
+        'throttling was recorded while the pages were open',
+      );
+      // The filtered page: the API's XID and health events, every type's count.
+      let filteredSeen = '';
+      let filteredWant = '';
+      for (let i = 0; i < 30 && (filteredSeen === '' || filteredSeen !== filteredWant); i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 1000));
+        const want = await api<EventsAnswer>(
+          `/api/v1/clusters/${CLUSTER}/events?type=xid,health&from=${encodeURIComponent(body.from)}`,
+        );
+        const counts: Record<string, string> = {};
+        for (const type of Object.keys(want.counts))
+          counts[type] =
+            (await filtered
+              .locator(`[data-testid="events-counts"] [data-type="${type}"]`)
+              .getAttribute('data-count')) ?? '';
+        const listed: string[] = [];
+        for (const el of await filtered.locator('[data-testid="event"]').all())
+          listed.push((await el.getAttribute('data-id')) ?? '');
+        filteredSeen = JSON.stringify({ listed: listed.slice(0, want.events.length), counts });
+        filteredWant = JSON.stringify({
+          listed: want.events.map((e) => e.id),
+          counts: Object.fromEntries(Object.entries(want.counts).map(([k, v]) => [k, String(v)])),
+        });
+      }
+      assert.equal(filteredSeen, filteredWant, 'the filtered page lists and counts as the API');
+      await filtered.close();
       assert.ok((await page.locator('[data-testid="event"].event-new').count()) > 0);
       ids = await shownIds();
       // They came over the socket, not by asking the API again: every pushed event is shown, and
