@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import {
   ensureDashboardBuilt,
   launchChromium,
@@ -24,9 +24,7 @@ const GPUS = 247;
 
 /** `nexus token ARGS --embedded` on the data directory of the nexus up: its output. */
 async function tokenCommand(dir: string, args: readonly string[]): Promise<string> {
-  const res = await run(
-    spawnTs('src/cli/main.ts', ['token', ...args, '--embedded'], { NEXUS_DATA_DIR: dir }),
-  );
+  const res = await run(spawnNexus(['token', ...args, '--embedded'], { NEXUS_DATA_DIR: dir }));
   assert.equal(res.code, 0, res.stderr);
   return res.stdout;
 }

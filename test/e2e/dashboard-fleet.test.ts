@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Locator, Page, Response } from 'playwright-core';
-import { ROOT, run, spawnTs } from '../helpers/child.js';
+import { ROOT, run, spawnNexus } from '../helpers/child.js';
 import {
   ensureDashboardBuilt,
   launchChromium,
@@ -332,7 +332,7 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       const csv = join(dir, 'fleet.csv');
       const start = Math.floor((Date.now() - FLEET_MS) / 60_000) * 60_000;
       const gen = await run(
-        spawnTs('src/cli/main.ts', [
+        spawnNexus([
           'generate',
           '--fleet',
           '--start',

@@ -105,3 +105,8 @@ export function firstLineMatching(
     });
   });
 }
+
+/** Runs `nexus <args>` from the sources (src/cli/main.ts, through tsx), as spawnTs does. */
+export function spawnNexus(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawnTs('src/cli/main.ts', args, env);
+}

@@ -11,7 +11,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { firstLineMatching, killHard, run, spawnTs } from '../helpers/child.js';
+import { firstLineMatching, killHard, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 import { until } from '../helpers/pipeline.js';
@@ -61,11 +61,11 @@ function stderrOf(child: ChildProcess): () => string {
 
 describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () => {
   it('nexus up listens on 127.0.0.1 as its --help says, and says it is up on stderr in plain words as well as in its JSON log', async () => {
-    const help = await run(spawnTs('src/cli/main.ts', ['up', '--help']));
+    const help = await run(spawnNexus(['up', '--help']));
     assert.match(help.stdout, /--host <value>[^-]*\(default:\s+127\.0\.0\.1\)/);
     const port = await freePort();
     const data = join(dir, 'up');
-    const child = spawnTs('src/cli/main.ts', ['up'], {
+    const child = spawnNexus(['up'], {
       NEXUS_DATA_DIR: data,
       PORT: String(port),
       LOG_LEVEL: 'info',
@@ -101,7 +101,7 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
 
       // A second nexus up on the same data directory (a second `make run`) stops at once.
       const second = await runWithin(
-        spawnTs('src/cli/main.ts', ['up'], {
+        spawnNexus(['up'], {
           NEXUS_DATA_DIR: data,
           PORT: String(await freePort()),
         }),
@@ -123,7 +123,7 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
     const missing = join(dir, 'no-such-export.csv');
     for (const command of ['up', 'streamer']) {
       const exit = await runWithin(
-        spawnTs('src/cli/main.ts', [command, '--csv', missing], {
+        spawnNexus([command, '--csv', missing], {
           NEXUS_DATA_DIR: join(dir, `missing-${command}`),
           PORT: String(await freePort()),
           ETCD_ENDPOINTS: etcd.endpoint,
@@ -140,7 +140,7 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
     const csv = join(dir, 'not-dcgm.csv');
     writeFileSync(csv, 'name,age\nada,36\n');
     const exit = await runWithin(
-      spawnTs('src/cli/main.ts', ['up', '--csv', csv], {
+      spawnNexus(['up', '--csv', csv], {
         NEXUS_DATA_DIR: join(dir, 'not-dcgm'),
         PORT: String(await freePort()),
       }),
@@ -152,10 +152,10 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
   });
 
   it('nexus gateway listens on 0.0.0.0 as its --help says, and names only what it serves', async () => {
-    const help = await run(spawnTs('src/cli/main.ts', ['gateway', '--help']));
+    const help = await run(spawnNexus(['gateway', '--help']));
     assert.match(help.stdout, /--host <value>[^-]*\(default:\s+0\.0\.0\.0\)/);
     const port = await freePort();
-    const child = spawnTs('src/cli/main.ts', ['gateway'], {
+    const child = spawnNexus(['gateway'], {
       DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('cli')),
       ENABLE_NEXUS: 'false',
       ENABLE_GRAPHQL: 'false',
@@ -187,7 +187,7 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
       for (const command of ['streamer', 'collector']) {
         const cluster = uniqueCluster('cli');
         const exit = await runWithin(
-          spawnTs('src/cli/main.ts', [command], {
+          spawnNexus([command], {
             ETCD_ENDPOINTS: etcd.endpoint,
             DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('cli')),
             CLUSTER_ID: cluster,
@@ -217,7 +217,7 @@ describe('the nexus command, as a newcomer meets it', { timeout: 240_000 }, () =
     try {
       const cluster = uniqueCluster('cli');
       const exit = await runWithin(
-        spawnTs('src/cli/main.ts', ['gateway'], {
+        spawnNexus(['gateway'], {
           DATABASE_URL: await pg.server.createDatabase(uniqueDatabase('cli')),
           ETCD_ENDPOINTS: etcd.endpoint,
           CLUSTER_ID: cluster,

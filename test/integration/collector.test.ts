@@ -9,7 +9,7 @@ import { Streamer, type StreamerOptions } from '../../src/streamer/streamer.js';
 import type { Queue } from '../../src/queue/types.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { envelope } from '../conformance/queue-suite.js';
-import { killHard, run, spawnTs } from '../helpers/child.js';
+import { killHard, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 import { etcdQueue, TEST_PREFIX } from '../helpers/queues.js';
@@ -304,7 +304,7 @@ describe('collector: etcd queue -> PostgreSQL', () => {
     const total = await generate(file, 200_000, 4);
     assert.equal(total, 200_000);
     const env = collectorEnv(url, cluster);
-    const spawnCollector = () => spawnTs('src/cli/main.ts', ['collector'], env);
+    const spawnCollector = () => spawnNexus(['collector'], env);
     const procs = [spawnCollector(), spawnCollector(), spawnCollector()];
     const queue = etcdQueue(etcd.endpoint, cluster);
     const streaming = new Streamer(
@@ -360,8 +360,7 @@ describe('collector: etcd queue -> PostgreSQL', () => {
     const port = await freePort();
     const readyz = async (): Promise<number> =>
       (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
-    const child = spawnTs(
-      'src/cli/main.ts',
+    const child = spawnNexus(
       ['collector'],
       collectorEnv(url, cluster, { METRICS_PORT: String(port) }),
     );
@@ -415,8 +414,7 @@ describe('collector: etcd queue -> PostgreSQL', () => {
     const total = await generate(file, 20_000, 6);
     const queue = etcdQueue(etcd.endpoint, cluster);
     await new Streamer(streamerOptions(queue, { csvFile: file, batchSize: 100 })).run();
-    const child = spawnTs(
-      'src/cli/main.ts',
+    const child = spawnNexus(
       ['collector'],
       collectorEnv(url, cluster, { COLLECT_BATCH: '2', WORKERS: '1' }),
     );

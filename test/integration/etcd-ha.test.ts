@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { decodeChunk } from '../../src/store/chunks/codec.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { uniqueCluster } from '../helpers/etcd.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
 import { rows, scalar, until } from '../helpers/pipeline.js';
@@ -38,7 +38,7 @@ before(async () => {
   // 118 instants 2 minutes apart: two 2-hour windows, the first one finished early in the run, so
   // the sealing job can move it into chunks while the rest streams (counted from the chunks).
   const gen = await run(
-    spawnTs('src/cli/main.ts', [
+    spawnNexus([
       'generate',
       '--records',
       '300000',
@@ -139,14 +139,14 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
       // The sealing job runs during the run: the file's windows are long closed.
       COMPACT_INTERVAL: '15s',
     };
-    const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+    const migrate = await run(spawnNexus(['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
 
-    const collectors = [0, 1].map(() => spawnTs('src/cli/main.ts', ['collector'], env));
+    const collectors = [0, 1].map(() => spawnNexus(['collector'], env));
     const collectorsDone = collectors.map((c) => run(c));
     // About 3,000 readings a second (the pipeline does much more unpaced): the file takes well over
     // a minute, so every fault lands while readings flow.
-    const streamer = spawnTs('src/cli/main.ts', ['streamer', '--csv', csv], {
+    const streamer = spawnNexus(['streamer', '--csv', csv], {
       ...env,
       LOOP_MODE: 'false',
       BATCH_SIZE: '100',
@@ -281,7 +281,7 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
       const all = await storedGrows(url, 0, fileReadings, 60_000);
       note('streamer done', all);
       const queueStats = async (): Promise<Record<string, number>> => {
-        const q = await run(spawnTs('src/cli/main.ts', ['queue', 'stats', '--json'], env));
+        const q = await run(spawnNexus(['queue', 'stats', '--json'], env));
         assert.equal(q.code, 0, q.stderr);
         return JSON.parse(q.stdout) as Record<string, number>;
       };
@@ -311,7 +311,7 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
       assert.deepEqual([st.ready, st.inFlight, st.delayed], [0, 0, 0], why);
       assert.equal(st.dead, 0, why);
       assert.equal(st.expired, 0, why);
-      const dlq = await run(spawnTs('src/cli/main.ts', ['dlq', 'list', '--json'], env));
+      const dlq = await run(spawnNexus(['dlq', 'list', '--json'], env));
       assert.equal(dlq.code, 0, dlq.stderr);
       assert.deepEqual((JSON.parse(dlq.stdout) as { items: unknown[] }).items, []);
       sampling = false;

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ROOT, run, spawnTs } from '../helpers/child.js';
+import { ROOT, run, spawnNexus } from '../helpers/child.js';
 import { startEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { metricSum } from '../helpers/metrics.js';
 import { scalar, until } from '../helpers/pipeline.js';
@@ -51,7 +51,7 @@ async function start(
   portVar: 'METRICS_PORT' | 'PORT' = 'METRICS_PORT',
 ): Promise<Proc> {
   const port = await freePort();
-  const child = spawnTs('src/cli/main.ts', args, { ...env, [portVar]: String(port) });
+  const child = spawnNexus(args, { ...env, [portVar]: String(port) });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   const done = run(child);
@@ -121,11 +121,11 @@ describe('etcd NOSPACE under the distributed pipeline', () => {
       ETCD_QUOTA_BYTES: String(QUOTA),
     };
     const gen = await run(
-      spawnTs('src/cli/main.ts', ['generate', '--records', String(RECORDS), '--out', csv], env),
+      spawnNexus(['generate', '--records', String(RECORDS), '--out', csv], env),
     );
     assert.equal(gen.code, 0, gen.stderr);
     const readings = readFileSync(csv, 'utf8').trimEnd().split('\n').length - 1;
-    const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+    const migrate = await run(spawnNexus(['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
 
     const status = async (): Promise<{ dbSize: number; alarms: number }> => {

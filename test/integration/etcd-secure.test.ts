@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ROOT, run, spawnTs } from '../helpers/child.js';
+import { ROOT, run, spawnNexus } from '../helpers/child.js';
 import { startFixtureExporter } from '../helpers/dcgm-exporter.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
@@ -49,7 +49,7 @@ async function keys(prefix: string): Promise<string[]> {
  * has not ended in 60 s, so a command that waits instead of failing fails the test.
  */
 async function nexus(args: readonly string[], env: Record<string, string>): Promise<Output> {
-  const child = spawnTs('src/cli/main.ts', args, { CLUSTER_ID: CLUSTER, ...env });
+  const child = spawnNexus(args, { CLUSTER_ID: CLUSTER, ...env });
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   try {
     return await run(child);
@@ -100,7 +100,7 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
     const token = created.stdout.trim().split('\n').at(-1) ?? '';
     assert.match(token, /^nexus_/);
     const auth = { authorization: `Bearer ${token}` };
-    const gateway = spawnTs('src/cli/main.ts', ['gateway'], {
+    const gateway = spawnNexus(['gateway'], {
       ...settings('gateway'),
       ...common,
       CLUSTER_ID: CLUSTER,
@@ -108,7 +108,7 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
       HOST: '127.0.0.1',
       AUTH_MODE: 'token',
     });
-    const collector = spawnTs('src/cli/main.ts', ['collector'], {
+    const collector = spawnNexus(['collector'], {
       ...settings('collector'),
       ...common,
       CLUSTER_ID: CLUSTER,
@@ -176,7 +176,7 @@ describe('make setup-etcd-secure: etcd with TLS and a least-privilege user per c
 
       // nexus scrape as its own etcd user (publishes, reads the depth, writes the lease ledger).
       const exporter = await startFixtureExporter({ tick: true });
-      const scrape = spawnTs('src/cli/main.ts', ['scrape'], {
+      const scrape = spawnNexus(['scrape'], {
         ...settings('scraper'),
         CLUSTER_ID: CLUSTER,
         SCRAPE_TARGETS: exporter.target,

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import {
   expectedIdle,
   expectedUsage,
@@ -65,7 +65,7 @@ function close(actual: unknown, expected: number, what: string): void {
 
 before(async () => {
   const gen = await run(
-    spawnTs('src/cli/main.ts', [
+    spawnNexus([
       'generate',
       '--fleet',
       '--start',

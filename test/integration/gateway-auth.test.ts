@@ -24,7 +24,7 @@ import { MemoryQueue } from '../../src/queue/memory/memory-queue.js';
 import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
 import type { SqlStore } from '../../src/store/sql-store.js';
 import { envelope } from '../conformance/queue-suite.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { DEFAULT_GATEWAY, sampleRecords } from '../helpers/gateway.js';
 import { startNexusUp } from '../helpers/nexus-up.js';
 import { postgresDatabase, sqlStore, until } from '../helpers/pipeline.js';
@@ -606,12 +606,12 @@ describe('acceptance: nexus token create, then curl', { timeout: 240_000 }, () =
       TOKEN_CACHE_TTL: '500ms',
       LOG_LEVEL: 'warn',
     };
-    const gateway = spawnTs('src/cli/main.ts', ['gateway'], env);
+    const gateway = spawnNexus(['gateway'], env);
     const done = run(gateway);
     const http = `http://127.0.0.1:${port}`;
     try {
       const created = await run(
-        spawnTs('src/cli/main.ts', ['token', 'create', '--scope', 'read', '--name', 'curl'], env),
+        spawnNexus(['token', 'create', '--scope', 'read', '--name', 'curl'], env),
       );
       assert.equal(created.code, 0, created.stderr);
       const lines = created.stdout.trimEnd().split('\n');
@@ -635,12 +635,12 @@ describe('acceptance: nexus token create, then curl', { timeout: 240_000 }, () =
         ),
         [CLUSTER],
       );
-      const list = await run(spawnTs('src/cli/main.ts', ['token', 'list'], env));
+      const list = await run(spawnNexus(['token', 'list'], env));
       assert.equal(list.code, 0, list.stderr);
       assert.match(list.stdout, /^id +name +scope +created +expires +revoked +last used$/m);
       assert.match(list.stdout, /^[0-9a-f]{12} +curl +read /m);
       assert.ok(!list.stdout.includes(token) && !list.stdout.includes('nexus_'), list.stdout);
-      const revoked = await run(spawnTs('src/cli/main.ts', ['token', 'revoke', 'curl'], env));
+      const revoked = await run(spawnNexus(['token', 'revoke', 'curl'], env));
       assert.equal(revoked.code, 0, revoked.stderr);
       assert.ok(
         await until(
@@ -667,7 +667,7 @@ describe('acceptance: nexus token create, then curl', { timeout: 240_000 }, () =
       );
       assert.equal((await fetch(`${up.url}/api/v1/clusters`)).status, 401);
       const created = await run(
-        spawnTs('src/cli/main.ts', ['token', 'create', '--embedded', '--scope', 'read'], {
+        spawnNexus(['token', 'create', '--embedded', '--scope', 'read'], {
           NEXUS_DATA_DIR: data,
         }),
       );

@@ -8,7 +8,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { createEtcdClient } from '../../src/etcd/client.js';
 import { EtcdFeed } from '../../src/registry/etcd/etcd-feed.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { metricSum } from '../helpers/metrics.js';
 import { sampleRecords } from '../helpers/gateway.js';
@@ -88,7 +88,7 @@ describe('gateway overload', { timeout: 240_000 }, () => {
 
     const port = await freePort();
     const prefix = `/overload-${cluster}`;
-    const child = spawnTs('src/cli/main.ts', ['gateway'], {
+    const child = spawnNexus(['gateway'], {
       DATABASE_URL: url,
       ETCD_ENDPOINTS: etcd.endpoint,
       REGISTRY_PREFIX: prefix,

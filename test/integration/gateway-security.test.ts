@@ -19,7 +19,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import { createEtcdClient } from '../../src/etcd/client.js';
 import { buildGateway } from '../../src/gateway/app.js';
 import { EtcdFeed } from '../../src/registry/etcd/etcd-feed.js';
-import { ROOT, run, spawnTs } from '../helpers/child.js';
+import { ROOT, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import {
   DEFAULT_GATEWAY,
@@ -205,7 +205,7 @@ describe('nexus gateway over TLS', { timeout: 180_000 }, () => {
   let tg: TestGateway;
   let ca: Buffer;
   let port = 0;
-  let child: ReturnType<typeof spawnTs> | undefined;
+  let child: ReturnType<typeof spawnNexus> | undefined;
   let exited: ReturnType<typeof run> | undefined;
   const cluster = uniqueCluster('tls');
   const prefix = `/tls-${cluster}`;
@@ -216,7 +216,7 @@ describe('nexus gateway over TLS', { timeout: 180_000 }, () => {
     ca = readFileSync(join(dir, 'ca.crt'));
     tg = await sampleGateway();
     port = await freePort();
-    child = spawnTs('src/cli/main.ts', ['gateway'], {
+    child = spawnNexus(['gateway'], {
       DATABASE_URL: tg.url,
       ETCD_ENDPOINTS: etcd.endpoint,
       REGISTRY_PREFIX: prefix,
@@ -328,7 +328,7 @@ describe('nexus gateway over TLS', { timeout: 180_000 }, () => {
 
   it('will not start with a certificate and no key, or an origin that could never match, saying so (exit 2)', async () => {
     const res = await run(
-      spawnTs('src/cli/main.ts', ['gateway'], {
+      spawnNexus(['gateway'], {
         DATABASE_URL: tg.url,
         ENABLE_NEXUS: 'false',
         PORT: String(await freePort()),
@@ -340,7 +340,7 @@ describe('nexus gateway over TLS', { timeout: 180_000 }, () => {
     assert.match(res.stderr, /TLS_CERT_FILE is set but TLS_KEY_FILE is not/);
     const missing = join(dir, 'missing.key');
     const unreadable = await run(
-      spawnTs('src/cli/main.ts', ['gateway'], {
+      spawnNexus(['gateway'], {
         DATABASE_URL: tg.url,
         ENABLE_NEXUS: 'false',
         PORT: String(await freePort()),
@@ -354,7 +354,7 @@ describe('nexus gateway over TLS', { timeout: 180_000 }, () => {
       new RegExp(`TLS_KEY_FILE: cannot read ${missing}: no such file`),
     );
     const badOrigin = await run(
-      spawnTs('src/cli/main.ts', ['gateway'], {
+      spawnNexus(['gateway'], {
         DATABASE_URL: tg.url,
         ENABLE_NEXUS: 'false',
         PORT: String(await freePort()),

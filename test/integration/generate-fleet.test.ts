@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { readDcgmCsv, readHeader } from '../../src/streamer/csv/reader.js';
 import { DEFAULT_FLEET, generateFleetRecords } from '../../src/streamer/sim/fleet.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-generate-fleet-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,7 +27,7 @@ describe('nexus generate --fleet', () => {
     const out = join(dir, 'fleet.csv');
     const start = '2026-03-02T06:00:00Z';
     const gen = await run(
-      spawnTs('src/cli/main.ts', [
+      spawnNexus([
         'generate',
         '--fleet',
         '--start',
@@ -68,14 +68,7 @@ describe('nexus generate --fleet', () => {
 
   it('refuses the uniform generator options that mean nothing to the fleet model', async () => {
     const gen = await run(
-      spawnTs('src/cli/main.ts', [
-        'generate',
-        '--fleet',
-        '--timestamps',
-        '5',
-        '--out',
-        join(dir, 'x.csv'),
-      ]),
+      spawnNexus(['generate', '--fleet', '--timestamps', '5', '--out', join(dir, 'x.csv')]),
     );
     assert.equal(gen.code, 2);
     assert.match(gen.stderr, /--timestamps apply to the uniform generator only/);

@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import { NexusMetrics } from '../../src/core/metrics.js';
 import { Streamer } from '../../src/streamer/streamer.js';
 import { setupTracing } from '../../src/cli/tracing.js';
-import { ROOT, run, spawnTs } from '../helpers/child.js';
+import { ROOT, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { metricSum } from '../helpers/metrics.js';
 import { freePort } from '../helpers/ports.js';
@@ -130,14 +130,14 @@ describe('observability across processes', () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
       OTEL_BSP_SCHEDULE_DELAY: '200',
     };
-    const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+    const migrate = await run(spawnNexus(['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
-    const collectorChild = spawnTs('src/cli/main.ts', ['collector'], {
+    const collectorChild = spawnNexus(['collector'], {
       ...env,
       METRICS_PORT: String(collectorPort),
     });
     const collector = run(collectorChild);
-    const gatewayChild = spawnTs('src/cli/main.ts', ['gateway'], {
+    const gatewayChild = spawnNexus(['gateway'], {
       ...env,
       PORT: String(gatewayPort),
       // What is measured and traced, not who asks (gateway-auth.test.ts tests authentication).
@@ -160,7 +160,7 @@ describe('observability across processes', () => {
       );
       // 25 batches of 100, 100 ms apart: the streamer is still at work when it is scraped.
       streamerDone = run(
-        spawnTs('src/cli/main.ts', ['streamer'], {
+        spawnNexus(['streamer'], {
           ...env,
           CSV_FILE: SAMPLE,
           LOOP_MODE: 'false',
@@ -326,13 +326,13 @@ describe('readiness follows PostgreSQL', () => {
       POLL_TIMEOUT: '500ms',
       DB_CONNECT_TIMEOUT: '1s',
     };
-    const children: ReturnType<typeof spawnTs>[] = [];
+    const children: ReturnType<typeof spawnNexus>[] = [];
     try {
-      const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+      const migrate = await run(spawnNexus(['migrate'], env));
       assert.equal(migrate.code, 0, migrate.stderr);
       children.push(
-        spawnTs('src/cli/main.ts', ['collector'], { ...env, METRICS_PORT: String(collectorPort) }),
-        spawnTs('src/cli/main.ts', ['gateway'], { ...env, PORT: String(gatewayPort) }),
+        spawnNexus(['collector'], { ...env, METRICS_PORT: String(collectorPort) }),
+        spawnNexus(['gateway'], { ...env, PORT: String(gatewayPort) }),
       );
       const done = children.map((c) => run(c));
       const urls = [

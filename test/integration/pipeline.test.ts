@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
@@ -42,14 +42,14 @@ describe('distributed pipeline: streamer, collector and gateway processes', () =
       HOST: '127.0.0.1',
       POLL_TIMEOUT: '500ms',
     };
-    const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+    const migrate = await run(spawnNexus(['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
     const tokens = new SqlTokenStore(postgresDatabase(url, 1));
     const { token } = await tokens.create({ name: 'pipeline', scope: 'read', expiresAt: null });
     await tokens.close();
     const auth = { authorization: `Bearer ${token}` };
-    const gateway = spawnTs('src/cli/main.ts', ['gateway'], env);
-    const collector = spawnTs('src/cli/main.ts', ['collector'], env);
+    const gateway = spawnNexus(['gateway'], env);
+    const collector = spawnNexus(['collector'], env);
     const gatewayDone = run(gateway);
     const collectorDone = run(collector);
     const http = `http://127.0.0.1:${port}`;
@@ -96,7 +96,7 @@ describe('distributed pipeline: streamer, collector and gateway processes', () =
       await new Promise((r) => setTimeout(r, 1000));
 
       const streamer = await run(
-        spawnTs('src/cli/main.ts', ['streamer', '--csv', SAMPLE], {
+        spawnNexus(['streamer', '--csv', SAMPLE], {
           ...env,
           LOOP_MODE: 'false',
           STREAM_INTERVAL: '0',

@@ -17,7 +17,7 @@ import type { TelemetryRecord } from '../../src/core/record.js';
 import type { PostgresDatabase } from '../../src/store/postgres/database.js';
 import { roleNames } from '../../src/store/postgres/roles.js';
 import { SqlStore } from '../../src/store/sql-store.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { sampleGateway, sampleRecords, type TestGateway } from '../helpers/gateway.js';
 import { postgresDatabase, sqlStore } from '../helpers/pipeline.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
@@ -183,9 +183,7 @@ describe(
   { timeout: 180_000 },
   () => {
     it('makes three least-privilege roles, hands the existing schema to the owner, and runs again harmlessly', async () => {
-      const made = await run(
-        spawnTs('src/cli/main.ts', ['migrate', '--create-roles'], CREATE_ROLES_ENV),
-      );
+      const made = await run(spawnNexus(['migrate', '--create-roles'], CREATE_ROLES_ENV));
       assert.equal(made.code, 0, made.stderr + made.stdout);
       assert.match(
         made.stdout,
@@ -226,9 +224,7 @@ describe(
         ),
         'nexus_drop_empty_partition:true:false,nexus_drop_partitions:true:false,nexus_ensure_window_partitions:true:false',
       );
-      const again = await run(
-        spawnTs('src/cli/main.ts', ['migrate', '--create-roles'], CREATE_ROLES_ENV),
-      );
+      const again = await run(spawnNexus(['migrate', '--create-roles'], CREATE_ROLES_ENV));
       assert.equal(again.code, 0, again.stderr);
       assert.match(again.stdout, /"created":\[\]/);
       assert.match(again.stdout, /0 object\(s\) handed over/);
@@ -325,7 +321,7 @@ describe(
     it('nexus compact runs as the collector role', async () => {
       const u = new URL(COLLECTOR);
       const compact = await run(
-        spawnTs('src/cli/main.ts', ['compact'], {
+        spawnNexus(['compact'], {
           DATABASE_URL: '',
           DB_HOST: u.hostname,
           DB_PORT: u.port,
@@ -403,7 +399,7 @@ describe(
       );
       const u = new URL(adminUrl.href);
       const upgrade = await run(
-        spawnTs('src/cli/main.ts', ['migrate'], {
+        spawnNexus(['migrate'], {
           DATABASE_URL: '',
           DB_HOST: u.hostname,
           DB_PORT: u.port,

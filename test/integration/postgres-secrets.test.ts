@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { killHard, run, spawnTs } from '../helpers/child.js';
+import { killHard, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
@@ -56,7 +56,7 @@ describe('database secrets from files', { timeout: 120_000 }, () => {
   it('DB_PASSWORD_FILE and DATABASE_URL_FILE connect (nexus migrate)', async () => {
     const password = decodeURIComponent(url.password);
     const byFile = await run(
-      spawnTs('src/cli/main.ts', ['migrate'], {
+      spawnNexus(['migrate'], {
         ...DB,
         DB_PASSWORD_FILE: secretFile('db-password', password),
       }),
@@ -64,7 +64,7 @@ describe('database secrets from files', { timeout: 120_000 }, () => {
     assert.equal(byFile.code, 0, byFile.stderr);
     assert.match(byFile.stdout, /schema at version \d+/);
     const byUrl = await run(
-      spawnTs('src/cli/main.ts', ['migrate'], {
+      spawnNexus(['migrate'], {
         ...DB,
         DATABASE_URL_FILE: secretFile('database-url', url.href),
       }),
@@ -79,7 +79,7 @@ describe('database secrets from files', { timeout: 120_000 }, () => {
       { ...DB, DB_PASSWORD_FILE: passwordFile },
       { ...DB, DATABASE_URL_FILE: secretFile('wrong-url', wrongUrl.href) },
     ]) {
-      const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+      const migrate = await run(spawnNexus(['migrate'], env));
       assert.equal(migrate.code, 1, migrate.stderr);
       assert.match(migrate.stderr, /password authentication failed for user "nexus"/);
       assertNoSecret(migrate.stdout + migrate.stderr, 'migrate output');
@@ -87,7 +87,7 @@ describe('database secrets from files', { timeout: 120_000 }, () => {
 
     // The long-running components keep trying: their logs, and the gateway's readiness answer.
     const cluster = uniqueCluster('secrets');
-    const collectorChild = spawnTs('src/cli/main.ts', ['collector'], {
+    const collectorChild = spawnNexus(['collector'], {
       ...DB,
       DB_PASSWORD_FILE: passwordFile,
       ETCD_ENDPOINTS: etcd.endpoint,
@@ -97,7 +97,7 @@ describe('database secrets from files', { timeout: 120_000 }, () => {
     });
     const collector = run(collectorChild);
     const port = await freePort();
-    const gatewayChild = spawnTs('src/cli/main.ts', ['gateway'], {
+    const gatewayChild = spawnNexus(['gateway'], {
       ...DB,
       DB_PASSWORD_FILE: passwordFile,
       ENABLE_NEXUS: 'false',
@@ -136,16 +136,14 @@ describe('database secrets from files', { timeout: 120_000 }, () => {
   });
 
   it('no password at all: exit 2 and a message that says what to set', async () => {
-    const none = await run(spawnTs('src/cli/main.ts', ['migrate'], DB));
+    const none = await run(spawnNexus(['migrate'], DB));
     assert.equal(none.code, 2, none.stderr);
     assert.match(
       none.stderr,
       /PostgreSQL asks for a password for user nexus and none is set: set DB_PASSWORD_FILE/,
     );
     const missing = join(dir, 'not-there');
-    const unreadable = await run(
-      spawnTs('src/cli/main.ts', ['migrate'], { ...DB, DB_PASSWORD_FILE: missing }),
-    );
+    const unreadable = await run(spawnNexus(['migrate'], { ...DB, DB_PASSWORD_FILE: missing }));
     assert.equal(unreadable.code, 2, unreadable.stderr);
     assert.match(
       unreadable.stderr,

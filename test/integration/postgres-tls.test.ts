@@ -16,7 +16,7 @@ import { loadConfig } from '../../src/core/config.js';
 import { describeError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { PostgresDatabase } from '../../src/store/postgres/database.js';
-import { ROOT, killHard, run, spawnTs } from '../helpers/child.js';
+import { killHard, ROOT, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 import { startPostgres, type PgServer } from '../helpers/postgres.js';
@@ -206,27 +206,25 @@ describe('TLS to PostgreSQL', { timeout: 120_000 }, () => {
   });
 
   it('every command that connects honours the settings: migrate, compact, gateway, collector', async () => {
-    const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], DB));
+    const migrate = await run(spawnNexus(['migrate'], DB));
     assert.equal(migrate.code, 0, migrate.stderr);
-    const refused = await run(
-      spawnTs('src/cli/main.ts', ['migrate'], { ...DB, DB_SSLROOTCERT: WRONG_CA }),
-    );
+    const refused = await run(spawnNexus(['migrate'], { ...DB, DB_SSLROOTCERT: WRONG_CA }));
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /the server's certificate was refused/);
-    const compact = await run(spawnTs('src/cli/main.ts', ['compact'], DB));
+    const compact = await run(spawnNexus(['compact'], DB));
     assert.equal(compact.code, 0, compact.stderr);
 
     const gatewayPort = await freePort();
     const collectorPort = await freePort();
     const cluster = uniqueCluster('tls');
-    const gateway = spawnTs('src/cli/main.ts', ['gateway'], {
+    const gateway = spawnNexus(['gateway'], {
       ...DB,
       ENABLE_NEXUS: 'false',
       HOST: '127.0.0.1',
       PORT: String(gatewayPort),
       AUTH_MODE: 'none',
     });
-    const collector = spawnTs('src/cli/main.ts', ['collector'], {
+    const collector = spawnNexus(['collector'], {
       ...DB,
       ETCD_ENDPOINTS: etcd.endpoint,
       CLUSTER_ID: cluster,

@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import type { SqlStore } from '../../src/store/sql-store.js';
-import { killHard, spawnTs } from '../helpers/child.js';
+import { killHard, spawnNexus } from '../helpers/child.js';
 import { sampleRecords } from '../helpers/gateway.js';
 import { scalar, sqlStore, until } from '../helpers/pipeline.js';
 import { freePort } from '../helpers/ports.js';
@@ -83,7 +83,7 @@ describe('gateway on a read replica (DATABASE_READ_URL)', () => {
     standbyOrNone = await startStandby(primary());
     const port = await freePort();
     http = `http://127.0.0.1:${port}`;
-    gateway = spawnTs('src/cli/main.ts', ['gateway'], {
+    gateway = spawnNexus(['gateway'], {
       DATABASE_URL: primary().url,
       DATABASE_READ_URL: standby().url,
       ENABLE_NEXUS: 'false',

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { encodeWriteRequest } from '../../src/gateway/remote-write/decoder.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { until } from '../helpers/pipeline.js';
 import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
@@ -33,7 +33,7 @@ function etcdctl(user: string, args: readonly string[]): Promise<Output> {
 }
 
 async function nexus(args: readonly string[], env: Record<string, string>): Promise<Output> {
-  const child = spawnTs('src/cli/main.ts', args, { CLUSTER_ID: CLUSTER, ...env });
+  const child = spawnNexus(args, { CLUSTER_ID: CLUSTER, ...env });
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   try {
     return await run(child);
@@ -54,7 +54,7 @@ describe('remote_write and the gateway etcd role', () => {
     assert.equal(created.code, 0, created.stderr);
     const token = created.stdout.trim().split('\n').at(-1) ?? '';
     const port = await freePort();
-    const gateway = spawnTs('src/cli/main.ts', ['gateway'], {
+    const gateway = spawnNexus(['gateway'], {
       ...settings('gateway'),
       DATABASE_URL: url,
       CLUSTER_ID: CLUSTER,

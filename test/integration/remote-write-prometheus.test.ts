@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SqlTokenStore } from '../../src/gateway/auth/sql-token-store.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { startFixtureExporter, type FixtureExporter } from '../helpers/dcgm-exporter.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { metricSum } from '../helpers/metrics.js';
@@ -74,7 +74,7 @@ describe('remote_write from a real Prometheus', { skip: !existsSync(PROMETHEUS) 
       ENABLE_REMOTE_WRITE: 'true',
       MAX_QUEUE_DEPTH: '3',
     };
-    const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+    const migrate = await run(spawnNexus(['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
     const tokens = new SqlTokenStore(postgresDatabase(url, 1));
     const write = await tokens.create({ name: 'prometheus', scope: 'write', expiresAt: null });
@@ -127,9 +127,9 @@ describe('remote_write from a real Prometheus', { skip: !existsSync(PROMETHEUS) 
     const promMetric = async (name: string): Promise<number> =>
       metricSum(await (await fetch(`${promApi}/metrics`)).text(), name) ?? Number.NaN;
 
-    let gateway = spawnTs('src/cli/main.ts', ['gateway'], env);
+    let gateway = spawnNexus(['gateway'], env);
     let gatewayLog = tail(gateway);
-    let collector = spawnTs('src/cli/main.ts', ['collector'], env);
+    let collector = spawnNexus(['collector'], env);
     let collectorLog = tail(collector);
     t.after(() => Promise.all([stop(gateway), stop(collector)]));
     const dcgmRows = (): Promise<number> =>
@@ -162,7 +162,7 @@ describe('remote_write from a real Prometheus', { skip: !existsSync(PROMETHEUS) 
     await stop(gateway);
     const before = await dcgmRows();
     await new Promise((r) => setTimeout(r, 2000));
-    gateway = spawnTs('src/cli/main.ts', ['gateway'], env);
+    gateway = spawnNexus(['gateway'], env);
     gatewayLog = tail(gateway);
     assert.ok(await ready(), `gateway not ready after the restart${why()}`);
     assert.ok(
@@ -180,7 +180,7 @@ describe('remote_write from a real Prometheus', { skip: !existsSync(PROMETHEUS) 
       ),
       `no 503 while the collector was stopped${why()}`,
     );
-    collector = spawnTs('src/cli/main.ts', ['collector'], env);
+    collector = spawnNexus(['collector'], env);
     collectorLog = tail(collector);
 
     // 4. The exporters stop (Prometheus sends staleness markers, then only `up` and scrape_*):

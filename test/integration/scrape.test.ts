@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { csvFiles } from '../helpers/csv-files.js';
 import { startFixtureExporter } from '../helpers/dcgm-exporter.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
@@ -55,11 +55,11 @@ describe('nexus scrape: fixture exporters -> etcd -> collector -> PostgreSQL', (
       LOG_LEVEL: 'info',
       POLL_TIMEOUT: '500ms',
     };
-    const migrate = await run(spawnTs('src/cli/main.ts', ['migrate'], env));
+    const migrate = await run(spawnNexus(['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
-    const collector = spawnTs('src/cli/main.ts', ['collector'], env);
+    const collector = spawnNexus(['collector'], env);
     const collectorDone = run(collector);
-    const scrape = spawnTs('src/cli/main.ts', ['scrape'], {
+    const scrape = spawnNexus(['scrape'], {
       ...env,
       SCRAPE_TARGETS: `${node1.target},${node2.target}`,
       SCRAPE_INTERVAL: '400ms',
@@ -192,7 +192,7 @@ describe('nexus scrape: fixture exporters -> etcd -> collector -> PostgreSQL', (
           '"2025-07-18T20:42:34Z","DCGM_FI_DEV_GPU_TEMP","0","nvidia0","GPU-5fd4f087-86f3-7a43-b711-4771313afc50","NVIDIA H100 80GB HBM3","fixture-node-1","","","","38",""\n',
       );
       const streamer = await run(
-        spawnTs('src/cli/main.ts', ['streamer', '--csv', csv], {
+        spawnNexus(['streamer', '--csv', csv], {
           ...env,
           LOOP_MODE: 'false',
           STREAM_INTERVAL: '0',

@@ -8,7 +8,7 @@ import { decodeChunk } from '../../src/store/chunks/codec.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
 import type { Database } from '../../src/store/types.js';
-import { firstLineMatching, killHard, run, spawnTs } from '../helpers/child.js';
+import { firstLineMatching, killHard, run, spawnNexus } from '../helpers/child.js';
 import { postgresDatabase, until } from '../helpers/pipeline.js';
 import { pristineDump } from '../helpers/pglite.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
@@ -120,7 +120,7 @@ describe('sealing job: kill -9 in the middle', () => {
     t.after(() => db.close());
     const total = await load(db);
 
-    const child = spawnTs('src/cli/main.ts', ['compact'], {
+    const child = spawnNexus(['compact'], {
       DATABASE_URL: url,
       LOG_LEVEL: 'info',
     });
@@ -183,7 +183,7 @@ describe('sealing job: kill -9 in the middle', () => {
       }
     })();
 
-    const child = spawnTs('src/cli/main.ts', ['compact', '--embedded'], {
+    const child = spawnNexus(['compact', '--embedded'], {
       NEXUS_DATA_DIR: dataDir,
       LOG_LEVEL: 'debug',
     });

@@ -13,7 +13,7 @@ import {
 } from '../conformance/store-suite.js';
 import { B, fleetConformance, fleetRecords, writeAll } from '../conformance/fleet-suite.js';
 import { REPORT_STATEMENTS, withHashJoins } from '../../src/store/fleet-reads.js';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { sharedPostgres, startPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
 const pg = await sharedPostgres();
@@ -107,7 +107,7 @@ describe('store: PostgreSQL only', () => {
     const url = await pg.server.createDatabase(uniqueDatabase('migrate'));
     const results = await Promise.all(
       Array.from({ length: 5 }, () =>
-        run(spawnTs('src/cli/main.ts', ['migrate'], { DATABASE_URL: url, LOG_LEVEL: 'info' })),
+        run(spawnNexus(['migrate'], { DATABASE_URL: url, LOG_LEVEL: 'info' })),
       ),
     );
     for (const r of results) assert.equal(r.code, 0, `nexus migrate failed: ${r.stderr}`);

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { startEtcd, uniqueCluster, type EtcdServer } from '../helpers/etcd.js';
 import { metricSum } from '../helpers/metrics.js';
 import { freePort } from '../helpers/ports.js';
@@ -98,11 +98,7 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
   it('etcd stopped for several seconds mid-file and restarted: the streamer waits, reports not ready, carries on and publishes every record exactly once', async () => {
     const cluster = uniqueCluster('etcd-down');
     const port = await freePort();
-    const child = spawnTs(
-      'src/cli/main.ts',
-      ['streamer', '--csv', SAMPLE],
-      streamerEnv(cluster, port),
-    );
+    const child = spawnNexus(['streamer', '--csv', SAMPLE], streamerEnv(cluster, port));
     const exited = run(child);
     const queue = etcdQueue(etcd.endpoint, cluster);
     assert.ok(
@@ -153,7 +149,7 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     const cluster = uniqueCluster('etcd-late');
     const port = await freePort();
     await etcd.stop();
-    const child = spawnTs('src/cli/main.ts', ['streamer', '--csv', SAMPLE], {
+    const child = spawnNexus(['streamer', '--csv', SAMPLE], {
       ...streamerEnv(cluster, port),
       BATCH_SIZE: '100',
       STREAM_INTERVAL: '0',

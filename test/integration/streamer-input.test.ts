@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parse } from 'csv-parse/sync';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { DCGM_HEADER } from '../fixtures/malformed.js';
 
 /**
@@ -28,7 +28,7 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 function streamer(file: string, extra: Record<string, string> = {}): ReturnType<typeof run> {
-  return run(spawnTs('src/cli/main.ts', ['streamer', '--csv', file], env(extra)));
+  return run(spawnNexus(['streamer', '--csv', file], env(extra)));
 }
 
 function row(i: number, value = String(i)): string {
@@ -113,7 +113,7 @@ describe('nexus streamer: inputs it cannot use, and what it says', () => {
 
   it('in loop mode too: a file with nothing valid ends the run (exit 3) instead of looping for ever', async () => {
     const p = file('all-bad-loop.csv', `${DCGM_HEADER}\n${row(1, 'x')}\n${row(2, 'y')}\n`);
-    const child = spawnTs('src/cli/main.ts', ['streamer', '--csv', p], env({ LOOP_MODE: 'true' }));
+    const child = spawnNexus(['streamer', '--csv', p], env({ LOOP_MODE: 'true' }));
     const exited = run(child);
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     const res = await exited;

@@ -9,7 +9,7 @@ import type { TelemetryRecord } from '../../src/core/record.js';
 import { DEFAULT_GENERATE, generateCsv } from '../../src/streamer/csv/generator.js';
 import { Streamer, type StreamerOptions } from '../../src/streamer/streamer.js';
 import type { Queue } from '../../src/queue/types.js';
-import { run, spawnTs, killHard } from '../helpers/child.js';
+import { killHard, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { drain, etcdQueue, naturalKey, recordsOf, TEST_PREFIX } from '../helpers/queues.js';
 import { SAMPLE, sampleRows } from '../helpers/sample.js';
@@ -229,7 +229,7 @@ describe('streamer into etcd', () => {
       STREAM_INTERVAL: '5ms',
       PUBLISH_CONCURRENCY: '4',
     });
-    const first = spawnTs('src/cli/main.ts', ['streamer'], env);
+    const first = spawnNexus(['streamer'], env);
     const firstDone = run(first);
     while ((await queue.depth()) < 300) await new Promise((r) => setTimeout(r, 50));
     await killHard(first);
@@ -237,9 +237,7 @@ describe('streamer into etcd', () => {
     assert.equal(killed.signal, 'SIGKILL');
     const partial = await queue.depth();
     assert.ok(partial < rows / 50, 'the first run finished before it was killed');
-    const second = await run(
-      spawnTs('src/cli/main.ts', ['streamer', '--stream-interval', '0'], env),
-    );
+    const second = await run(spawnNexus(['streamer', '--stream-interval', '0'], env));
     assert.equal(second.code, 0, second.stderr);
     assert.match(second.stdout, /resuming an interrupted stream/);
     const got = recordsOf(await drain(queue));
@@ -255,16 +253,14 @@ describe('streamer into etcd', () => {
     const cluster = uniqueCluster('sigterm');
     const queue = etcdQueue(etcd.endpoint, cluster);
     const env = cliEnv(cluster, { CSV_FILE: file, BATCH_SIZE: '77', STREAM_INTERVAL: '20ms' });
-    const child = spawnTs('src/cli/main.ts', ['streamer'], env);
+    const child = spawnNexus(['streamer'], env);
     const done = run(child);
     while ((await queue.depth()) < 20) await new Promise((r) => setTimeout(r, 50));
     child.kill('SIGTERM');
     const stopped = await done;
     assert.equal(stopped.code, 0, stopped.stderr);
     assert.match(stopped.stdout, /stopped early \(resumable\)/);
-    const again = await run(
-      spawnTs('src/cli/main.ts', ['streamer', '--stream-interval', '0'], env),
-    );
+    const again = await run(spawnNexus(['streamer', '--stream-interval', '0'], env));
     assert.equal(again.code, 0, again.stderr);
     const got = recordsOf(await drain(queue));
     assert.equal(got.length, rows);
@@ -292,8 +288,7 @@ describe('streamer into etcd', () => {
     const cluster = uniqueCluster('malformed');
     const rejects = join(dir, 'malformed.rejects.csv');
     const res = await run(
-      spawnTs(
-        'src/cli/main.ts',
+      spawnNexus(
         ['streamer', '--csv', file, '--rejects-file', rejects, '--batch-size', '4'],
         cliEnv(cluster),
       ),
@@ -330,11 +325,7 @@ describe('streamer into etcd', () => {
 
   it('reports a file it cannot read, with a non-zero exit', async () => {
     const res = await run(
-      spawnTs(
-        'src/cli/main.ts',
-        ['streamer', '--csv', join(dir, 'missing.csv')],
-        cliEnv(uniqueCluster('missing')),
-      ),
+      spawnNexus(['streamer', '--csv', join(dir, 'missing.csv')], cliEnv(uniqueCluster('missing'))),
     );
     assert.equal(res.code, 2);
     assert.match(res.stderr, /cannot read CSV file .*missing\.csv: no such file/);
@@ -342,11 +333,7 @@ describe('streamer into etcd', () => {
 
   it('rejects bad configuration with exit status 2 and a message naming the variable', async () => {
     const res = await run(
-      spawnTs(
-        'src/cli/main.ts',
-        ['streamer'],
-        cliEnv(uniqueCluster('cfg'), { BATCH_SIZE: 'lots' }),
-      ),
+      spawnNexus(['streamer'], cliEnv(uniqueCluster('cfg'), { BATCH_SIZE: 'lots' })),
     );
     assert.equal(res.code, 2);
     assert.match(res.stderr, /BATCH_SIZE: "lots" is not an integer/);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run, spawnTs } from '../helpers/child.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { SAMPLE_CSV, SIMULATED_FLEET, startNexusUp } from '../helpers/nexus-up.js';
 
 interface OverviewBody {
@@ -75,7 +75,7 @@ describe('nexus up: the simulated fleet by default, real data with a CSV', () =>
     const data = mkdtempSync(join(tmpdir(), 'nexus-up-fleet-flags-'));
     t.after(() => rmSync(data, { recursive: true, force: true }));
     const withCsv = await run(
-      spawnTs('src/cli/main.ts', ['up', '--csv', SAMPLE_CSV, '--fleet-speed', '5'], {
+      spawnNexus(['up', '--csv', SAMPLE_CSV, '--fleet-speed', '5'], {
         NEXUS_DATA_DIR: data,
       }),
     );
@@ -85,7 +85,7 @@ describe('nexus up: the simulated fleet by default, real data with a CSV', () =>
       'nexus: --fleet-speed: for the simulated fleet, which nexus up streams only without a CSV (--csv, CSV_FILE)\n',
     );
     const tooFast = await run(
-      spawnTs('src/cli/main.ts', ['up', '--fleet-speed', '0'], {
+      spawnNexus(['up', '--fleet-speed', '0'], {
         NEXUS_DATA_DIR: data,
         CSV_FILE: '',
       }),

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_GENERATE, generateCsv } from '../../src/streamer/csv/generator.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
-import { spawnTs } from '../helpers/child.js';
+import { spawnNexus } from '../helpers/child.js';
 import { createWriteStream, existsSync } from 'node:fs';
 
 /**
@@ -45,7 +45,7 @@ function start(cluster: string): {
   firstLine: Promise<void>;
   exit: Promise<{ code: number | null; signal: string | null }>;
 } {
-  const child = spawnTs('src/cli/main.ts', ['up', '--csv', csv], {
+  const child = spawnNexus(['up', '--csv', csv], {
     NEXUS_DATA_DIR: dataDir,
     PORT: '0',
     CLUSTER_ID: cluster,
@@ -206,7 +206,7 @@ describe('nexus up on a data directory PGlite cannot open', () => {
     const data = join(dir, 'old-release');
     mkdirSync(join(data, 'pglite'), { recursive: true });
     writeFileSync(join(data, 'pglite', 'PG_VERSION'), '9.6\n');
-    const child = spawnTs('src/cli/main.ts', ['up', '--csv', csv], {
+    const child = spawnNexus(['up', '--csv', csv], {
       NEXUS_DATA_DIR: data,
       PORT: '0',
       LOG_LEVEL: 'warn',

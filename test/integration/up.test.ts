@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { firstLineMatching, run, spawnTs } from '../helpers/child.js';
+import { firstLineMatching, run, spawnNexus } from '../helpers/child.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
 import { metricSum } from '../helpers/metrics.js';
 import { freePort } from '../helpers/ports.js';
@@ -39,7 +39,7 @@ describe('nexus up', () => {
       // The sample (without a CSV, nexus up streams the simulated fleet: up-simulated.test.ts).
       CSV_FILE: 'samples/dcgm_metrics_20250718_134233.csv',
     };
-    const first = spawnTs('src/cli/main.ts', ['up'], env);
+    const first = spawnNexus(['up'], env);
     const firstDone = run(first);
     const up = await firstLineMatching(first, /Nexus is up/, 90_000);
     assert.match(up, /dashboard http:\/\/localhost:\d+\//);
@@ -66,7 +66,7 @@ describe('nexus up', () => {
     const exit = await firstDone;
     assert.equal(exit.code, 0, exit.stderr);
 
-    const second = spawnTs('src/cli/main.ts', ['up'], env);
+    const second = spawnNexus(['up'], env);
     const secondDone = run(second);
     await firstLineMatching(second, /Nexus is up/, 90_000);
     assert.ok(
@@ -88,7 +88,7 @@ describe('nexus up', () => {
       TIMESTAMP_MODE: 'original',
       COMPACT_INTERVAL: '1s',
     };
-    const child = spawnTs('src/cli/main.ts', ['up'], env);
+    const child = spawnNexus(['up'], env);
     const done = run(child);
     await firstLineMatching(child, /Nexus is up/, 90_000);
     assert.ok(
@@ -122,7 +122,7 @@ describe('nexus up', () => {
     assert.equal((await done).code, 0);
 
     // Stopped: the same database on demand, with nothing left to seal.
-    const compact = await run(spawnTs('src/cli/main.ts', ['compact', '--embedded'], env));
+    const compact = await run(spawnNexus(['compact', '--embedded'], env));
     assert.equal(compact.code, 0, compact.stderr);
     assert.match(compact.stdout, /sealed 0 readings of 0 window\(s\)/);
   });
@@ -131,7 +131,7 @@ describe('nexus up', () => {
     const port = await freePort();
     const cluster = uniqueCluster('up');
     const url = await pg.server.createDatabase(uniqueDatabase('up'));
-    const child = spawnTs('src/cli/main.ts', ['up'], {
+    const child = spawnNexus(['up'], {
       NEXUS_DATA_DIR: join(dir, 'real'),
       PORT: String(port),
       LOG_LEVEL: 'info',
@@ -181,7 +181,7 @@ describe('nexus up', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as AddressInfo).port;
     try {
-      const child = spawnTs('src/cli/main.ts', ['up'], {
+      const child = spawnNexus(['up'], {
         NEXUS_DATA_DIR: join(dir, 'port-taken'),
         PORT: String(port),
         HOST: '127.0.0.1',
