@@ -18,8 +18,10 @@ import type { Context, Crumb, View } from './view.js';
 type EventsRoute = Extract<Route, { view: 'events' }>;
 
 const PAGE_SIZE = 100;
-/** How long after the last pushed event of a type not listed its count is asked for. */
+/** How long after a pushed event of a type not listed the counts are asked for. */
 const RECOUNT_AFTER_MS = 2000;
+/** How often the page asks for its first page and counts again, pushed events or not. */
+const RECONCILE_MS = 60_000;
 /** Most events the page keeps (live ones push the oldest out). */
 const MAX_SHOWN = 2000;
 const RANGE_MS: Readonly<Record<EventsRoute['range'], number>> = {
@@ -57,9 +59,14 @@ export class EventsView implements View {
   private readonly range: ReturnType<typeof segmented<EventsRoute['range']>>;
   private readonly typeBoxes = new Map<EventType, HTMLInputElement>();
   private ctl: AbortController | undefined;
-  /** Ends the live subscription of the filters shown. */
-  private unfollow: (() => void) | undefined;
+  /** The live subscription: its cluster and host, and the function that ends it. */
+  private following: { cluster: string; host: string | undefined; stop: () => void } | undefined;
   private recountTimer: number | undefined;
+  private reconcileTimer: number | undefined;
+  /** The first page of the filters shown is on the page (live events and re-syncs join it). */
+  private loaded = false;
+  /** Events pushed while the first page loads, added once it is in (at most MAX_SHOWN). */
+  private held: { cluster: string; host: string | undefined; e: FleetEvent }[] = [];
   private refreshCtl: AbortController | undefined;
   private cluster: string | undefined;
   private cursor: string | null = null;
@@ -156,9 +163,10 @@ export class EventsView implements View {
   destroy(): void {
     this.ctl?.abort();
     this.refreshCtl?.abort();
-    this.unfollow?.();
-    this.unfollow = undefined;
+    this.following?.stop();
+    this.following = undefined;
     if (this.recountTimer !== undefined) clearTimeout(this.recountTimer);
+    if (this.reconcileTimer !== undefined) clearInterval(this.reconcileTimer);
   }
 
   private go(change: Partial<Omit<EventsRoute, 'view'>>): void {
@@ -179,6 +187,14 @@ export class EventsView implements View {
     const r = this.route;
     let res: EventsResult;
     let query = '';
+    if (!older) {
+      // What is shown is for other filters until this page is in.
+      this.loaded = false;
+      this.held = [];
+      this.refreshCtl?.abort();
+      if (this.recountTimer !== undefined) clearTimeout(this.recountTimer);
+      this.recountTimer = undefined;
+    }
     try {
       if (!older) {
         const picked = await pickCluster(
@@ -221,8 +237,11 @@ export class EventsView implements View {
     if (!older) {
       this.list.replaceChildren();
       this.shown.clear();
+      this.loaded = true;
       this.follow();
     }
+    const held = this.held;
+    this.held = [];
     this.cursor = res.next_cursor;
     this.more.hidden = res.next_cursor === null;
     this.countsNow = { ...res.counts };
@@ -232,6 +251,8 @@ export class EventsView implements View {
       `${res.cluster_id} · ${formatDateTime(parseTime(res.from))} – now${r.host === undefined ? '' : ` · host ${r.host}`}`,
     );
     for (const e of res.events) this.add(e, false);
+    // Pushed while the page loaded (the subscription outlives a change of types or range).
+    for (const x of held) this.pushed(x.cluster, x.host, x.e);
     this.showState();
     // What the rows show (tests wait for it).
     this.el.dataset.query = query;
@@ -269,43 +290,65 @@ export class EventsView implements View {
 
   /**
    * Events recorded since the page loaded join at the top as they are pushed, and the counts
-   * follow; the live client asks for a re-sync (the first page again, refresh) once the gateway
-   * holds the subscription, after the socket was away, and every few seconds when polling.
+   * follow. The subscription is the cluster's and host's, of every type (the counts are of every
+   * type, whichever are listed), and outlives a change of types or range. The live client asks for
+   * a re-sync (refresh: the first page again) once the gateway holds the subscription, after the
+   * socket was away or dropped events, and every few seconds while it cannot push; and the page
+   * reconciles every RECONCILE_MS, as its range moves on and the counts of what it was not sent
+   * (an event committed more than the gateway's overlap late) would drift.
    */
   private follow(): void {
-    this.unfollow?.();
-    const r = this.route;
     const cluster = this.cluster;
+    const host = this.route.host;
     if (cluster === undefined) return;
-    // Every type: the counts are of every type, whichever are listed.
-    this.unfollow = this.ctx.live.subscribeEvents(
-      { cluster_id: cluster, ...(r.host === undefined ? {} : { host_id: [r.host] }) },
-      {
-        onEvent: (e) => {
-          // A newer load (other filters) replaced what this subscription was for.
-          if (r !== this.route || cluster !== this.cluster) return;
-          if (parseTime(e.time) < Date.now() - RANGE_MS[r.range]) return;
-          if (r.types.length > 0 && !r.types.includes(e.type)) {
-            this.recount();
-            return;
-          }
-          if (!this.add(e, true)) return;
-          this.countsNow = { ...this.countsNow, [e.type]: (this.countsNow[e.type] ?? 0) + 1 };
-          this.showCounts();
-          this.showState();
+    const old = this.following;
+    if (old === undefined || old.cluster !== cluster || old.host !== host) {
+      const stop = this.ctx.live.subscribeEvents(
+        { cluster_id: cluster, ...(host === undefined ? {} : { host_id: [host] }) },
+        {
+          onEvent: (e) => {
+            this.pushed(cluster, host, e);
+          },
+          onResync: () => void this.refresh(),
         },
-        onResync: () => void this.refresh(),
-      },
-    );
+      );
+      // The new one first: nothing recorded in between is missed.
+      this.following = { cluster, host, stop };
+      old?.stop();
+    }
+    if (this.reconcileTimer === undefined)
+      this.reconcileTimer = window.setInterval(() => {
+        if (!document.hidden) void this.refresh();
+      }, RECONCILE_MS);
+  }
+
+  /** An event pushed to the subscription of `cluster` and `host`. */
+  private pushed(cluster: string, host: string | undefined, e: FleetEvent): void {
+    const r = this.route;
+    // A newer load (other filters) replaced what this subscription was for, or is under way.
+    if (!this.loaded) {
+      if (this.held.length < MAX_SHOWN) this.held.push({ cluster, host, e });
+      return;
+    }
+    if (cluster !== this.cluster || host !== r.host) return;
+    if (parseTime(e.time) < Date.now() - RANGE_MS[r.range]) return;
+    if (r.types.length > 0 && !r.types.includes(e.type)) {
+      this.recount();
+      return;
+    }
+    if (!this.add(e, true)) return;
+    this.countsNow = { ...this.countsNow, [e.type]: (this.countsNow[e.type] ?? 0) + 1 };
+    this.showCounts();
+    this.showState();
   }
 
   /**
    * An event of a type not listed was recorded: it is counted, not shown. The API's counts say
-   * it, asked once a burst of such events is over (the events shown say which they are; these
-   * cannot, so counting them here could count one twice).
+   * it, asked RECOUNT_AFTER_MS after the first of a burst of them (the events shown say which
+   * they are; these cannot, so counting them here could count one twice).
    */
   private recount(): void {
-    if (this.recountTimer !== undefined) clearTimeout(this.recountTimer);
+    if (this.recountTimer !== undefined) return;
     this.recountTimer = window.setTimeout(() => {
       this.recountTimer = undefined;
       void this.refresh();
@@ -314,7 +357,7 @@ export class EventsView implements View {
 
   private async refresh(): Promise<void> {
     const cluster = this.cluster;
-    if (cluster === undefined) return;
+    if (cluster === undefined || !this.loaded) return;
     this.refreshCtl?.abort();
     const ctl = new AbortController();
     this.refreshCtl = ctl;
@@ -335,7 +378,8 @@ export class EventsView implements View {
       return; // The next round tries again; the page keeps what it shows.
     }
     // A newer load (other filters) replaced what this answer was for.
-    if (ctl.signal.aborted || r !== this.route) return;
+    // (A new load aborts it.)
+    if (ctl.signal.aborted || r !== this.route || cluster !== this.cluster) return;
     this.countsNow = { ...res.counts };
     this.showCounts();
     for (const e of [...res.events].reverse()) this.add(e, true);
@@ -396,11 +440,14 @@ export class EventsView implements View {
         ? undefined
         : h('span', { class: 'hint', text: `until ${formatDateTime(parseTime(e.ended_at))}` }),
     );
-    // Newest first: a live event goes above the first older one.
+    // Newest first (time, then id, as the API lists them): a live event goes above the first
+    // event listed after it.
     if (live) {
-      const next = [...this.list.children].find(
-        (c) => parseTime((c as HTMLElement).dataset.time) <= t,
-      );
+      const next = [...this.list.children].find((c) => {
+        const d = (c as HTMLElement).dataset;
+        const ct = parseTime(d.time);
+        return ct < t || (ct === t && !idAfter(d.id ?? '', e.id));
+      });
       this.list.insertBefore(item, next ?? null);
     } else {
       this.list.append(item);
@@ -413,4 +460,9 @@ export class EventsView implements View {
     }
     return true;
   }
+}
+
+/** Whether event id `a` comes after `b` (ids are decimal numbers, of any length). */
+function idAfter(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length > b.length : a > b;
 }

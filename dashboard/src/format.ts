@@ -46,18 +46,25 @@ export function formatDateTime(ms: number): string {
   return Number.isFinite(ms) ? dateTimeFmt.format(ms) : '–';
 }
 
-/** `4 s ago`, `3 min ago`, `1 h 55 min ago`, `2 h ago`, `5 d 3 h ago`, `12 d ago`. */
+/**
+ * A span of seconds as people say it: `40 s`, `14 min`, `2 h 5 min`, `1 d 7 h` (the second unit
+ * left out when nought; seconds only under a minute). The store says the events' spans the same
+ * way (src/store/retire.ts).
+ */
+export function formatSpan(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  const two = (big: number, bigUnit: string, small: number, smallUnit: string): string =>
+    `${big} ${bigUnit}${small === 0 ? '' : ` ${small} ${smallUnit}`}`;
+  if (s < 86_400) return two(Math.floor(s / 3600), 'h', Math.floor((s % 3600) / 60), 'min');
+  return two(Math.floor(s / 86_400), 'd', Math.floor((s % 86_400) / 3600), 'h');
+}
+
+/** `4 s ago`, `3 min ago`, `1 h 55 min ago`, `2 h ago`, `5 d 3 h ago`. */
 export function formatAgo(ms: number, now = Date.now()): string {
   if (!Number.isFinite(ms)) return '';
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  // Two units (1 h 55 min, not "1 h"), the second left out when it is nought.
-  const two = (big: number, bigUnit: string, small: number, smallUnit: string): string =>
-    `${big} ${bigUnit}${small === 0 ? '' : ` ${small} ${smallUnit}`} ago`;
-  if (s < 86_400) return two(Math.floor(s / 3600), 'h', Math.floor((s % 3600) / 60), 'min');
-  if (s < 7 * 86_400) return two(Math.floor(s / 86_400), 'd', Math.floor((s % 86_400) / 3600), 'h');
-  return `${Math.floor(s / 86_400)} d ago`;
+  return `${formatSpan(Math.round((now - ms) / 1000))} ago`;
 }
 
 export function parseTime(iso: string | null | undefined): number {

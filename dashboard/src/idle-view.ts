@@ -6,7 +6,14 @@
 import { api, isAbort, message, type IdleGpu, type IdleResult } from './api.js';
 import { h, notice, setText } from './dom.js';
 import { clusterSelect, pickCluster, problem, table, type Column } from './fleet-page.js';
-import { formatAgo, formatDateTime, formatNumber, parseTime, plural } from './format.js';
+import {
+  formatAgo,
+  formatDateTime,
+  formatNumber,
+  formatSpan,
+  parseTime,
+  plural,
+} from './format.js';
 import { metricShort } from './metrics.js';
 import { poll, type Poller } from './poll.js';
 import { DEFAULT_RANGE, type Route } from './route.js';
@@ -16,15 +23,6 @@ import type { Context, Crumb, View } from './view.js';
 type IdleRoute = Extract<Route, { view: 'idle' }>;
 
 const RELOAD_MS = 30_000;
-
-/** `1 h 30 min`, `45 min`, `2 d 3 h`. */
-export function formatDuration(seconds: number): string {
-  const m = Math.floor(seconds / 60);
-  if (m < 60) return `${m} min`;
-  const hours = Math.floor(m / 60);
-  if (hours < 48) return m % 60 === 0 ? `${hours} h` : `${hours} h ${m % 60} min`;
-  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
-}
 
 export class IdleView implements View {
   readonly el: HTMLElement;
@@ -105,7 +103,7 @@ export class IdleView implements View {
   }
 
   private show(res: IdleResult): void {
-    const rule = `below ${formatNumber(res.threshold_percent)} % for ${formatDuration(res.idle_for_seconds)} or more`;
+    const rule = `below ${formatNumber(res.threshold_percent)} % for ${formatSpan(res.idle_for_seconds)} or more`;
     setText(
       this.sub,
       `${res.cluster_id} · ${plural(res.count, 'GPU')} allocated but idle (${rule}) · ${formatNumber(res.wasted_gpu_hours)} GPU-hours wasted`,
@@ -156,7 +154,7 @@ export class IdleView implements View {
           h('span', {
             title: formatDateTime(parseTime(g.idle_since)),
             'data-time': g.idle_since,
-            text: `${formatDuration(g.idle_seconds)} (${formatAgo(parseTime(g.idle_since))})`,
+            text: `${formatSpan(g.idle_seconds)} (${formatAgo(parseTime(g.idle_since))})`,
           }),
       },
       {

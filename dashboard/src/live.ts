@@ -85,6 +85,8 @@ export const POLL_MS = 5000;
 export class LiveClient {
   private ws: WebSocket | undefined;
   private readonly subs = new Map<string, Sub>();
+  /** Events subscriptions the gateway refused (an `error` naming them): they poll instead. */
+  private readonly refused = new Set<string>();
   private seq = 0;
   private attempt = 0;
   private retryTimer: number | undefined;
@@ -151,6 +153,7 @@ export class LiveClient {
       else this.sendSubscribe(id);
     }
     return () => {
+      this.refused.delete(id);
       if (!this.subs.delete(id)) return;
       this.send({ type: 'unsubscribe', id });
     };
@@ -188,6 +191,14 @@ export class LiveClient {
     this.mode = mode;
     if (mode === 'push') {
       if (this.subs.size > 0) this.connect();
+      // While the socket is away (or the gateway refused one), events subscribers look for
+      // themselves, as they would without push: their pages have no other way to learn of events.
+      window.setInterval(() => {
+        if (document.hidden) return;
+        const away = this.stateValue.kind !== 'live';
+        for (const [id, s] of this.subs)
+          if (s.kind === 'events' && (away || this.refused.has(id))) s.h.onResync();
+      }, POLL_MS);
       return;
     }
     this.setState({ kind: 'polling', everyMs: POLL_MS });
@@ -300,6 +311,7 @@ export class LiveClient {
         this.heartbeatMs = msg.heartbeat_ms > 0 ? msg.heartbeat_ms : this.heartbeatMs;
         const resync = this.everConnected;
         this.everConnected = true;
+        this.refused.clear();
         this.setState({ kind: 'live' });
         for (const id of this.subs.keys()) this.sendSubscribe(id);
         // Events subscriptions re-sync once subscribed (below).
@@ -326,10 +338,17 @@ export class LiveClient {
       case 'dropped':
         this.subs.get(msg.id)?.h.onResync?.();
         return;
-      case 'error':
-        // A subscription the server refused: nothing to retry; say so.
+      case 'error': {
+        // A subscription the server refused: nothing to retry; say so. An events subscription
+        // polls instead.
         this.setState({ kind: 'error', reason: msg.error });
+        const s = msg.id === undefined ? undefined : this.subs.get(msg.id);
+        if (s?.kind === 'events' && msg.id !== undefined) {
+          this.refused.add(msg.id);
+          s.h.onResync();
+        }
         return;
+      }
       case 'unsubscribed':
       case 'heartbeat':
       case 'pong':

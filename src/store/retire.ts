@@ -1,10 +1,12 @@
-import { formatDuration } from '../core/duration.js';
 import type { Database, RetireResult } from './types.js';
 
 /** Key of the advisory lock that makes the retirement job one session at a time. */
 const RETIRE_LOCK = "hashtext('nexus_retire')";
 
-/** A SQL number of seconds as people say it: "1 d 2 h", "14 min", "2 h 5 min", "40 s". */
+/**
+ * A SQL number of seconds as people say it: "40 s", "14 min", "2 h 5 min", "1 d 2 h" (as the
+ * dashboard's formatSpan does). `seconds` is an expression, written here more than once.
+ */
 export function spoken(seconds: string): string {
   const s = `floor(${seconds})::bigint`;
   return `concat_ws(' ',
@@ -46,16 +48,17 @@ WITH last AS (
     coalesce((SELECT min(s.time) FROM samples s WHERE s.gpu_id = g.id AND s.time > old.retired_at), j.t) AS first
 ), ev AS (
   INSERT INTO gpu_events (gpu_id, type, time, severity, message, details)
-  SELECT id, 'stopped', t, 'warning', $2::text,
+  SELECT id, 'stopped', t, 'warning',
+         'Stopped reporting: no reading for more than ' || ${spoken('$1::float8 / 1000')} || ' (STALE_AFTER) while its cluster went on',
          jsonb_build_object('last_seen', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                             'cluster_newest', to_char(newest AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                             'stale_after_seconds', $1::float8 / 1000)
   FROM stopped
   UNION ALL
-  SELECT id, 'reappeared', first, 'info', 'Reporting again after ' || ${spoken('extract(epoch FROM first - since)')} || ' without readings',
+  SELECT id, 'reappeared', first, 'info', 'Reporting again after ' || ${spoken('gap')} || ' without readings',
          jsonb_build_object('retired_since', to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                            'gap_seconds', extract(epoch FROM first - since)::float8)
-  FROM back
+                            'gap_seconds', gap)
+  FROM back, LATERAL (SELECT extract(epoch FROM first - since)::float8 AS gap) g
   ORDER BY 1, 3
   ON CONFLICT (gpu_id, type, time) DO NOTHING
   RETURNING 1
@@ -69,10 +72,7 @@ export async function retireStale(db: Database, staleAfterMs: number): Promise<R
       `SELECT pg_try_advisory_xact_lock(${RETIRE_LOCK}) AS got`,
     );
     if (lock.rows[0]?.got !== true) return { stopped: 0, reappeared: 0, busy: true };
-    const res = await tx.query<{ stopped: number; reappeared: number }>(RETIRE, [
-      staleAfterMs,
-      `Stopped reporting: no reading for more than ${formatDuration(staleAfterMs)} (STALE_AFTER) while its cluster went on`,
-    ]);
+    const res = await tx.query<{ stopped: number; reappeared: number }>(RETIRE, [staleAfterMs]);
     return {
       stopped: res.rows[0]?.stopped ?? 0,
       reappeared: res.rows[0]?.reappeared ?? 0,

@@ -374,7 +374,7 @@ export function retireTests(open: Open): void {
     assert.deepEqual(
       events.map((e) => e.message),
       [
-        'Stopped reporting: no reading for more than 10m00s (STALE_AFTER) while its cluster went on',
+        'Stopped reporting: no reading for more than 10 min (STALE_AFTER) while its cluster went on',
         'Reporting again after 14 min without readings',
       ],
     );

@@ -111,7 +111,12 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
     page.on('websocket', (ws) => {
       ws.on('framereceived', ({ payload }) => {
         if (typeof payload !== 'string') return;
-        const msg = JSON.parse(payload) as { type: string; event?: { id: string } };
+        let msg: { type?: string; event?: { id: string } } = {};
+        try {
+          msg = JSON.parse(payload) as typeof msg;
+        } catch {
+          pageErrors.push(`a live frame that is not JSON: ${payload.slice(0, 100)}`);
+        }
         if (msg.type === 'event' && msg.event !== undefined) pushedEvents.push(msg.event.id);
       });
     });
@@ -388,6 +393,7 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       // counted on it, not listed.
       assert.ok(browser !== undefined);
       const filtered = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+      filtered.on('pageerror', (e) => pageErrors.push(`filtered page: ${e.message}`));
       await filtered.goto(`${nexus.url}/#/events?cluster=${CLUSTER}&type=xid,health`);
       await page.goto(`${nexus.url}/#/events?cluster=${CLUSTER}`);
       await page.waitForSelector('[data-testid="page-events"][data-query]');
@@ -413,6 +419,7 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       // Live: the events stored while the page is open join at the top, marked new; in the end
       // the page shows the API's first page, counts included.
       const asked = answers.get('events')?.length ?? 0;
+      const askedFrom = Date.now();
       await ingested;
       // Pushed as they are recorded; a GPU retired meanwhile may add a 'stopped' event.
       let seen = '';
@@ -472,20 +479,25 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       assert.equal(filteredSeen, filteredWant, 'the filtered page lists and counts as the API');
       await filtered.close();
       assert.ok((await page.locator('[data-testid="event"].event-new').count()) > 0);
-      ids = await shownIds();
-      // They came over the socket, not by asking the API again: every pushed event is shown, and
-      // the page asked for its first page at most once more (when the gateway held the
-      // subscription), where polling every 10 s would have asked several times.
+      // They came over the socket, not by asking the API again: every pushed event is shown
+      // (one pushed just now joins within moments), and the page asked for its first page again
+      // only when the gateway held its subscription, once a minute to reconcile, and (on 2 busy
+      // cores) after one reconnect at most, where polling every 10 s would ask several times.
       const pushed = pushedEvents.slice(pushedBefore);
+      const asking = (answers.get('events')?.length ?? 0) - asked;
+      const allowed = 2 + Math.ceil((Date.now() - askedFrom) / 60_000);
       assert.ok(pushed.length > 0, 'the gateway pushed events to the page');
-      assert.deepEqual(
-        pushed.filter((id) => !ids.includes(id)),
-        [],
-        'every pushed event is shown',
-      );
+      let unseen: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        ids = await shownIds();
+        unseen = pushed.filter((id) => !ids.includes(id));
+        if (unseen.length === 0) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.deepEqual(unseen, [], 'every pushed event is shown');
       assert.ok(
-        (answers.get('events')?.length ?? 0) - asked <= 1,
-        `the page asked the API ${(answers.get('events')?.length ?? 0) - asked} times while events came in`,
+        asking <= allowed,
+        `the page asked the API ${asking} times while events came in (at most ${allowed})`,
       );
       await page.screenshot({ path: join(RESULTS, 'events.png'), fullPage: true });
       // Older events: the next page joins below.

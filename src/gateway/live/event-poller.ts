@@ -58,6 +58,8 @@ export class EventPoller {
   private lastNow: number | undefined;
   private running: Promise<void> | undefined;
   private failures = 0;
+  /** Counts stop()s: a poll started before the last one is void. */
+  private generation = 0;
   /** When the first listener came (this process's clock): the first poll delivers from there. */
   private startedAt = 0;
 
@@ -87,13 +89,19 @@ export class EventPoller {
 
   /** One poll (concurrent calls share it): what is new since the previous one, delivered. */
   poll(): Promise<void> {
-    this.running ??= this.pollOnce().finally(() => {
-      this.running = undefined;
-    });
+    if (this.running === undefined) {
+      const run: Promise<void> = this.pollOnce().finally(() => {
+        if (this.running === run) this.running = undefined;
+      });
+      this.running = run;
+    }
     return this.running;
   }
 
   private async pollOnce(): Promise<void> {
+    // A poll that outlives stop() (the last listener left while it read) delivers nothing and
+    // leaves the state alone: listeners that come next start afresh.
+    const generation = this.generation;
     try {
       const first = this.lastNow === undefined;
       let since = (first ? this.startedAt : (this.lastNow ?? 0)) - this.o.overlapMs;
@@ -101,6 +109,7 @@ export class EventPoller {
       let now: number | undefined;
       for (let page = 0; page < 1000; page++) {
         const res = await this.reader.events.recordedSince(since, afterId, this.o.pageSize);
+        if (generation !== this.generation) return;
         now ??= res.now;
         for (const { event, recorded } of res.events) {
           if (this.seen.has(event.id)) continue;
@@ -118,6 +127,7 @@ export class EventPoller {
       if (this.failures > 0) this.o.logger.info('event poll back');
       this.failures = 0;
     } catch (err) {
+      if (generation !== this.generation) return;
       this.failures++;
       if (this.failures === 1 || this.failures % 30 === 0)
         this.o.logger.warn(
@@ -137,6 +147,8 @@ export class EventPoller {
   }
 
   stop(): void {
+    this.generation++;
+    this.running = undefined;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     this.lastNow = undefined;

@@ -57,6 +57,45 @@ function poller(table: FakeTable, pageSize = 1000): EventPoller {
 }
 
 describe('event poller', () => {
+  it('a poll still reading when the last listener leaves delivers nothing to the listeners that come next', async () => {
+    const table = new FakeTable();
+    table.now = Date.now();
+    // Events recorded a while before anyone listens.
+    table.rows.push({ id: '1', recorded: table.now - 30_000, visible: true });
+    const p = poller(table);
+    // The first listener's poll is held until released.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    const read = table.recordedSince.bind(table);
+    table.recordedSince = async (...args) => {
+      await held;
+      return read(...args);
+    };
+    const first: string[] = [];
+    const stopFirst = p.add((e) => first.push(e.id));
+    const heldPoll = p.poll();
+    stopFirst();
+    // The next listener comes while that poll still reads; its own poll starts afresh.
+    table.recordedSince = read;
+    // Recorded after the next listener comes (stamped ahead of this clock).
+    table.rows.push({ id: '2', recorded: Date.now() + 10_000, visible: true });
+    table.now = Date.now() + 20_000;
+    const next: string[] = [];
+    const stopNext = p.add((e) => next.push(e.id));
+    await p.poll();
+    assert.deepEqual(next, ['2']);
+    // Recorded meanwhile: the void poll, released now, would read it and hand it on.
+    table.rows.push({ id: '3', recorded: Date.now() + 11_000, visible: true });
+    release();
+    await heldPoll;
+    assert.deepEqual(first, []);
+    assert.deepEqual(next, ['2']);
+    // The next listener's own poll delivers it.
+    await p.poll();
+    assert.deepEqual(next, ['2', '3']);
+    stopNext();
+  });
+
   it('delivers an event committed late (stamped before the previous poll) once, and each other event once', async () => {
     const table = new FakeTable();
     table.now = Date.now();
