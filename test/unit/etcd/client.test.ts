@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -136,5 +137,48 @@ describe('etcd client: TLS settings and refusals (src/etcd/client.ts)', () => {
     const err = toQueueError(new Error('14 UNAVAILABLE: No connection established'), 'claim');
     assert.equal(err.code, 'QUEUE_UNAVAILABLE');
     assert.equal(err.retryable, true);
+  });
+});
+
+describe('etcd client of several members: close', () => {
+  it('stops probing a member its gates took out (no probe after close)', async () => {
+    // Three "members" that accept connections and never answer: requests time out, one member
+    // is taken out (a minority), and its probes (HTTP GET /version) arrive here.
+    const probes: number[] = [];
+    const sockets = new Set<Socket>();
+    const servers = await Promise.all(
+      [0, 1, 2].map(
+        () =>
+          new Promise<Server>((resolve) => {
+            const server = createServer((socket) => {
+              sockets.add(socket);
+              socket.once('data', (d: Buffer) => {
+                if (d.toString('latin1').startsWith('GET /version')) probes.push(Date.now());
+              });
+            });
+            server.listen(0, '127.0.0.1', () => resolve(server));
+          }),
+      ),
+    );
+    const endpoints = servers.map((s) => `http://127.0.0.1:${(s.address() as AddressInfo).port}`);
+    const client = createEtcdClient({ endpoints, timeoutMs: 200 });
+    try {
+      for (let i = 0; i < 12 && probes.length === 0; i++) {
+        await client
+          .get('k')
+          .string()
+          .catch(() => undefined);
+        if (i >= 5) await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.ok(probes.length > 0, 'a member was taken out and probed');
+    } finally {
+      client.close();
+    }
+    // Probed after 1 s, then (each probe timing out after 1 s) 2 s and 4 s later: none now.
+    const sent = probes.length;
+    await new Promise((r) => setTimeout(r, 4500));
+    assert.equal(probes.length, sent);
+    for (const s of sockets) s.destroy();
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   });
 });
