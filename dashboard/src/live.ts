@@ -195,7 +195,8 @@ export class LiveClient {
       // themselves, as they would without push: their pages have no other way to learn of events.
       window.setInterval(() => {
         if (document.hidden) return;
-        const away = this.stateValue.kind !== 'live';
+        // (Not the state: a refused subscription says `error` while the socket stays up.)
+        const away = this.ws?.readyState !== WebSocket.OPEN;
         for (const [id, s] of this.subs)
           if (s.kind === 'events' && (away || this.refused.has(id))) s.h.onResync();
       }, POLL_MS);
