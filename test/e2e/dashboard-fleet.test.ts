@@ -177,6 +177,39 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
     return out;
   }
 
+  /**
+   * Waits (up to `tries` seconds) until an events page lists the API's first page for `query` at
+   * its top and shows the API's counts; returns the API's answer, or undefined with what the page
+   * showed last.
+   */
+  async function eventsMatchApi(
+    p: Page,
+    query: string,
+    tries: number,
+  ): Promise<{ answer: EventsAnswer | undefined; seen: string }> {
+    let seen = '';
+    for (let i = 0; i < tries; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 1000));
+      const answer = await api<EventsAnswer>(`/api/v1/clusters/${CLUSTER}/events?${query}`);
+      const counts: Record<string, string> = {};
+      for (const type of Object.keys(answer.counts))
+        counts[type] =
+          (await p
+            .locator(`[data-testid="events-counts"] [data-type="${type}"]`)
+            .getAttribute('data-count')) ?? '';
+      const listed: string[] = [];
+      for (const el of await p.locator('[data-testid="event"]').all())
+        listed.push((await el.getAttribute('data-id')) ?? '');
+      seen = JSON.stringify({ listed: listed.slice(0, answer.events.length), counts });
+      const want = JSON.stringify({
+        listed: answer.events.map((e) => e.id),
+        counts: Object.fromEntries(Object.entries(answer.counts).map(([k, v]) => [k, String(v)])),
+      });
+      if (seen === want) return { answer, seen };
+    }
+    return { answer: undefined, seen };
+  }
+
   /** Whether the gateway serves this fleet endpoint (each lands with another branch). */
   async function serves(name: string): Promise<boolean> {
     assert.ok(nexus !== undefined);
@@ -395,6 +428,18 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       const filtered = await browser.newPage({ viewport: { width: 1400, height: 900 } });
       filtered.on('pageerror', (e) => pageErrors.push(`filtered page: ${e.message}`));
       await filtered.goto(`${nexus.url}/#/events?cluster=${CLUSTER}&type=xid,health`);
+      // A third page's socket is refused (as by a proxy that does not pass WebSockets): it looks
+      // for new events itself, every few seconds.
+      const offline = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+      offline.on('pageerror', (e) => pageErrors.push(`offline page: ${e.message}`));
+      const offlineAsked: number[] = [];
+      offline.on('request', (r) => {
+        if (new URL(r.url()).pathname.endsWith('/events')) offlineAsked.push(Date.now());
+      });
+      await offline.routeWebSocket(/\/ws/, (ws) => {
+        void ws.close({ code: 1011, reason: 'no sockets here' });
+      });
+      await offline.goto(`${nexus.url}/#/events?cluster=${CLUSTER}`);
       await page.goto(`${nexus.url}/#/events?cluster=${CLUSTER}`);
       await page.waitForSelector('[data-testid="page-events"][data-query]');
       let { body } = await lastAnswer<EventsAnswer>('events', before);
@@ -422,28 +467,9 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       const askedFrom = Date.now();
       await ingested;
       // Pushed as they are recorded; a GPU retired meanwhile may add a 'stopped' event.
-      let seen = '';
-      let final: EventsAnswer | undefined;
-      for (let i = 0; i < 60; i++) {
-        final = await api<EventsAnswer>(
-          `/api/v1/clusters/${CLUSTER}/events?from=${encodeURIComponent(body.from)}`,
-        );
-        const head = (await shownIds()).slice(0, final.events.length);
-        const counts: Record<string, string> = {};
-        for (const type of Object.keys(final.counts))
-          counts[type] =
-            (await page
-              .locator(`[data-testid="events-counts"] [data-type="${type}"]`)
-              .getAttribute('data-count')) ?? '';
-        seen = JSON.stringify({ head, counts });
-        const want = JSON.stringify({
-          head: final.events.map((e) => e.id),
-          counts: Object.fromEntries(Object.entries(final.counts).map(([k, v]) => [k, String(v)])),
-        });
-        if (seen === want) break;
-        final = undefined;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
+      const fromQuery = `from=${encodeURIComponent(body.from)}`;
+      const { answer: final, seen } = await eventsMatchApi(page, fromQuery, 60);
+      const matchedAt = Date.now();
       assert.ok(final !== undefined, `the page shows the API's first page and counts: ${seen}`);
       assert.ok(
         final.events.length > body.events.length,
@@ -454,29 +480,22 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
         'throttling was recorded while the pages were open',
       );
       // The filtered page: the API's XID and health events, every type's count.
-      let filteredSeen = '';
-      let filteredWant = '';
-      for (let i = 0; i < 30 && (filteredSeen === '' || filteredSeen !== filteredWant); i++) {
-        if (i > 0) await new Promise((r) => setTimeout(r, 1000));
-        const want = await api<EventsAnswer>(
-          `/api/v1/clusters/${CLUSTER}/events?type=xid,health&from=${encodeURIComponent(body.from)}`,
-        );
-        const counts: Record<string, string> = {};
-        for (const type of Object.keys(want.counts))
-          counts[type] =
-            (await filtered
-              .locator(`[data-testid="events-counts"] [data-type="${type}"]`)
-              .getAttribute('data-count')) ?? '';
-        const listed: string[] = [];
-        for (const el of await filtered.locator('[data-testid="event"]').all())
-          listed.push((await el.getAttribute('data-id')) ?? '');
-        filteredSeen = JSON.stringify({ listed: listed.slice(0, want.events.length), counts });
-        filteredWant = JSON.stringify({
-          listed: want.events.map((e) => e.id),
-          counts: Object.fromEntries(Object.entries(want.counts).map(([k, v]) => [k, String(v)])),
-        });
-      }
-      assert.equal(filteredSeen, filteredWant, 'the filtered page lists and counts as the API');
+      const onFiltered = await eventsMatchApi(filtered, `type=xid,health&${fromQuery}`, 30);
+      assert.ok(onFiltered.answer !== undefined, `the filtered page: ${onFiltered.seen}`);
+      // The page without a socket, by asking.
+      const onOffline = await eventsMatchApi(offline, fromQuery, 30);
+      assert.ok(onOffline.answer !== undefined, `the page without a socket: ${onOffline.seen}`);
+      assert.ok(
+        (await offline.locator('[data-testid="event"].event-new').count()) > 0,
+        'events joined the page without a socket while it was open',
+      );
+      // Every 5 s while its socket is away (the minute's reconcile alone would be once).
+      const whileLive = offlineAsked.filter((t) => t >= askedFrom && t <= matchedAt).length;
+      assert.ok(
+        whileLive >= Math.floor((matchedAt - askedFrom) / 10_000),
+        `the page without a socket asked ${whileLive} times in ${matchedAt - askedFrom} ms`,
+      );
+      await offline.close();
       await filtered.close();
       assert.ok((await page.locator('[data-testid="event"].event-new').count()) > 0);
       // They came over the socket, not by asking the API again: every pushed event is shown
