@@ -3,9 +3,8 @@
  * cluster's events (XID errors, throttling, health changes, GPUs that stopped reporting or came
  * back), newest first, filtered by type and host, a page of PAGE_SIZE at a time with "older" to
  * page on (GET /api/v1/clusters/{c}/events); events recorded while the page is open appear at the
- * top as the gateway pushes them (a subscription of kind `events` on the live socket, with the
- * page's filters), and the counts follow. When the socket has been away, or the gateway does not
- * push (the live client then polls), the first page is asked again and what is new joins.
+ * top as the gateway pushes them (a subscription of kind `events` on the live socket, for the
+ * page's cluster and host: see follow()), and the counts follow.
  */
 import { api, isAbort, message, type EventsResult, type FleetEvent } from './api.js';
 import { h, notice, setText } from './dom.js';

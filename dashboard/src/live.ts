@@ -32,11 +32,10 @@ export interface LiveHandlers {
 /** A GPU event as the socket sends it (the REST event). */
 export type LiveEvent = Extract<ServerMessage, { type: 'event' }>['event'];
 
-/** What an events subscription asks for (absent: any). */
+/** What an events subscription asks for (absent: any); every type (counts need them all). */
 export interface LiveEventFilter {
   readonly cluster_id?: string;
   readonly host_id?: readonly string[];
-  readonly type?: readonly LiveEvent['type'][];
 }
 
 export interface LiveEventHandlers {
@@ -234,7 +233,6 @@ export class LiveClient {
         filter: {
           ...(e.cluster_id === undefined ? {} : { cluster_id: e.cluster_id }),
           ...(e.host_id === undefined ? {} : { host_id: [...e.host_id] }),
-          ...(e.type === undefined ? {} : { type: [...e.type] }),
         },
       });
       return;
