@@ -11,6 +11,7 @@ import { run, spawnNexus } from '../helpers/child.js';
 import { uniqueCluster } from '../helpers/etcd.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
 import { rows, scalar, until } from '../helpers/pipeline.js';
+import { freePort } from '../helpers/ports.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
 /**
@@ -118,6 +119,10 @@ async function storedGrows(url: string, from: number, by: number, ms: number): P
 /** The longest a phase may go without 5,000 more readings stored before the test fails. */
 const PHASE_MS = 60_000;
 
+/** The counters a failure reports for each component (from its /metrics). */
+const FIGURES =
+  /^nexus_(streamer_records_published_total|streamer_backpressure|streamer_queue_unavailable|streamer_publish_errors_total|collector_records_consumed_total|collector_records_stored_total|etcd_errors_total|queue_messages)\b/;
+
 function alive(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
@@ -142,12 +147,18 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
     const migrate = await run(spawnNexus(['migrate'], env));
     assert.equal(migrate.code, 0, migrate.stderr);
 
-    const collectors = [0, 1].map(() => spawnNexus(['collector'], env));
+    // Each component's operations port: a failure says what each was waiting for (/readyz) and how
+    // far it had got (/metrics), twice, 5 s apart (stuck, or only slow).
+    const ports = [await freePort(), await freePort(), await freePort()] as const;
+    const collector = (port: number): ChildProcess =>
+      spawnNexus(['collector'], { ...env, METRICS_PORT: String(port) });
+    const collectors = [collector(ports[0]), collector(ports[1])] as const;
     const collectorsDone = collectors.map((c) => run(c));
     // About 3,000 readings a second (the pipeline does much more unpaced): the file takes well over
     // a minute, so every fault lands while readings flow.
     const streamer = spawnNexus(['streamer', '--csv', csv], {
       ...env,
+      METRICS_PORT: String(ports[2]),
       LOOP_MODE: 'false',
       BATCH_SIZE: '100',
       STREAM_INTERVAL: '30ms',
@@ -161,13 +172,18 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
     };
     // What the components warned about, for a failure's message.
     const warnings: string[] = [];
-    for (const [name, child] of [
-      ['streamer', streamer],
-      ['collector 0', collectors[0]],
-      ['collector 1', collectors[1]],
-    ] as const) {
-      child?.stdout?.on('data', (d: Buffer) => {
+    const components = [
+      ['collector 0', collectors[0], ports[0]],
+      ['collector 1', collectors[1], ports[1]],
+      ['streamer', streamer, ports[2]],
+    ] as const;
+    // Each one's last line, whatever its level.
+    const lastLine = new Map<string, string>();
+    for (const [name, child] of components) {
+      child.stdout?.on('data', (d: Buffer) => {
         for (const line of d.toString().split('\n')) {
+          if (line === '') continue;
+          lastLine.set(name, line.slice(0, 300));
           if (/"level":"(warn|error|fatal)"|lease|lost|retak|took|ambiguous/i.test(line))
             warnings.push(`${name}: ${line.slice(0, 300)}`);
         }
@@ -175,6 +191,42 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
     }
     const story = (): string =>
       `${timeline.join('; ')}\nwarnings (last 40):\n${warnings.slice(-40).join('\n')}`;
+    /** Where each component stands, from its operations port: readiness and its counters. */
+    const standing = async (): Promise<string> => {
+      const parts = await Promise.all(
+        components.map(async ([name, child, port]) => {
+          if (!alive(child)) return `${name} exited`;
+          try {
+            const get = (path: string): Promise<Response> =>
+              fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(3000) });
+            const ready = await get('/readyz');
+            // "records_published_total=120800 queue_messages.ready=3": the counters not at 0.
+            const figures = (await (await get('/metrics')).text())
+              .split('\n')
+              .flatMap((l) => {
+                const m = FIGURES.exec(l);
+                const value = l.slice(l.lastIndexOf(' ') + 1);
+                if (m === null || value === '0') return [];
+                const state = /state="([^"]+)"/.exec(l)?.[1];
+                return [`${m[1] ?? ''}${state === undefined ? '' : `.${state}`}=${value}`];
+              })
+              .join(' ');
+            return `${name}: readyz ${ready.status} ${(await ready.text()).slice(0, 300)} ${figures}`;
+          } catch (err) {
+            return `${name}: operations port unreachable (${String(err)})`;
+          }
+        }),
+      );
+      return `stored ${await stored(url).catch(() => -1)} of ${fileReadings}; ${parts.join('; ')}`;
+    };
+    /** For a failure: the last lines, then where each stood twice 5 s apart (on the last line). */
+    const diagnose = async (): Promise<string> => {
+      const first = await standing();
+      await new Promise((r) => setTimeout(r, 5000));
+      const queue = await run(spawnNexus(['queue', 'stats', '--json'], env));
+      const last = components.map(([name]) => `${name} last said: ${lastLine.get(name) ?? '-'}`);
+      return `${last.join('\n')}\nqueue ${queue.stdout.trim().replace(/\s+/g, ' ')}\nthen: ${first}\nnow (5 s later): ${await standing()}`;
+    };
     // The stored count every 250 ms: the longest time nothing was stored, per phase (reported).
     const samples: { t: number; n: number }[] = [];
     let sampling = true;
@@ -322,6 +374,14 @@ describe('HA etcd: a 3-member cluster under member faults', () => {
           `${longestStall(hungAt, resumedAt)} ms while the follower hung, ${longestStall(t0, killedAt)} ms before the faults\n` +
           `# sealed into chunks: ${await scalar(url, 'SELECT coalesce(sum(count), 0) FROM sample_chunks')} readings\n`,
       );
+    } catch (err) {
+      // What was stuck, on the message's last line (the line a CI summary shows).
+      if (err instanceof Error) {
+        const said = err.message;
+        err.message = `${said}\n${await diagnose().catch((e: unknown) => `no diagnosis: ${String(e)}`)}`;
+        if (err.stack !== undefined) err.stack = err.stack.replace(said, err.message);
+      }
+      throw err;
     } finally {
       sampling = false;
       await sampler;
