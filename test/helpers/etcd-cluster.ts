@@ -31,6 +31,11 @@ export interface EtcdCluster {
   resume(i: number): void;
   /** Starts member i again on its data directory and ports; resolves once it is healthy. */
   restart(i: number): Promise<void>;
+  /**
+   * Waits until member i has applied every entry the leader held when called (a restarted member
+   * catching up on what it missed); resolves with the milliseconds it took.
+   */
+  caughtUp(i: number, timeoutMs?: number): Promise<number>;
   /** Kills every member and deletes the data. */
   destroy(): Promise<void>;
 }
@@ -38,6 +43,9 @@ export interface EtcdCluster {
 interface Status {
   readonly memberId: string;
   readonly leader: string;
+  /** The last raft entry it holds, and the last it has applied. */
+  readonly raftIndex: number;
+  readonly applied: number;
 }
 
 /** A member's status through etcd's JSON gateway (maintenance Status), or undefined if it does not answer. */
@@ -48,11 +56,17 @@ async function status(endpoint: string, timeoutMs = 1500): Promise<Status | unde
       body: '{}',
       signal: AbortSignal.timeout(timeoutMs),
     });
-    const body = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+    const body = (await res.json()) as {
+      header?: { member_id?: string };
+      leader?: string;
+      raftIndex?: string;
+      raftAppliedIndex?: string;
+    };
     const memberId = body.header?.member_id;
     const leader = body.leader;
     if (memberId === undefined || leader === undefined || leader === '0') return undefined;
-    return { memberId, leader };
+    const raftIndex = Number(body.raftIndex ?? 0);
+    return { memberId, leader, raftIndex, applied: Number(body.raftAppliedIndex ?? raftIndex) };
   } catch {
     return undefined;
   }
@@ -250,6 +264,29 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
       }
       spawnMember(s);
       await waitHealthy(s);
+    },
+    caughtUp: async (i, timeoutMs = 60_000) => {
+      const started = Date.now();
+      const deadline = started + timeoutMs;
+      let target: number | undefined;
+      let last: Status | undefined;
+      for (;;) {
+        if (target === undefined) {
+          const seen = await Promise.all(states.map((s) => status(s.endpoint)));
+          const lead = seen.find((x) => x !== undefined && x.memberId === x.leader);
+          target = lead?.raftIndex;
+        }
+        last = await status(member(i).endpoint);
+        if (target !== undefined && last !== undefined && last.applied >= target) {
+          return Date.now() - started;
+        }
+        if (Date.now() > deadline) {
+          throw new Error(
+            `etcd ${member(i).name} had not caught up after ${timeoutMs} ms: applied ${last?.applied ?? '?'} of ${target ?? '? (no leader)'}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
     destroy: async () => {
       killAll();
