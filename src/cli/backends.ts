@@ -54,8 +54,9 @@ export type StoreBackend =
       readonly template?: string;
     };
 
-export function etcdConnection(config: Config): EtcdConnectionOptions {
+export function etcdConnection(config: Config, logger?: Logger): EtcdConnectionOptions {
   return {
+    logger,
     endpoints: config.etcdEndpoints,
     username: config.etcdUsername,
     password: config.etcdPassword,
@@ -67,8 +68,8 @@ export function etcdConnection(config: Config): EtcdConnectionOptions {
 }
 
 /** The etcd backends: one client (ETCD_ENDPOINTS), closed after everything built on it. */
-export function etcdBackends({ config, stack }: Root): Backends {
-  const client = createEtcdClient(etcdConnection(config));
+export function etcdBackends({ config, stack, logger }: Root): Backends {
+  const client = createEtcdClient(etcdConnection(config, logger));
   stack.push('closing the connection to etcd', () => client.close());
   return { kind: 'etcd', client };
 }

@@ -15,7 +15,8 @@ import {
   type IOptions,
 } from 'etcd3';
 import { NexusError, describeError } from '../core/errors.js';
-import { MemberGroup, type MemberProbe } from './member-gate.js';
+import type { Logger } from '../core/logger.js';
+import { MEMBER_GATE, MemberGroup, type MemberProbe } from './member-gate.js';
 
 export interface EtcdConnectionOptions {
   readonly endpoints: readonly string[];
@@ -26,6 +27,8 @@ export interface EtcdConnectionOptions {
   readonly keyFile?: string;
   /** Deadline of every unary request (ms). */
   readonly timeoutMs: number;
+  /** Where a member leaving or rejoining the client's rotation is said (several members only). */
+  readonly logger?: Logger | undefined;
 }
 
 /** Who each client is to etcd, for the errors that name it (see `identityOf`). */
@@ -164,6 +167,8 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
                   ...(credentials.privateKey === undefined ? {} : { key: credentials.privateKey }),
                 },
           ),
+          MEMBER_GATE,
+          options.logger,
         )
       : undefined;
   const config: IOptions = {

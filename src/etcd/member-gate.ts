@@ -6,6 +6,8 @@ import {
   type IPolicy,
   type ISuccessEvent,
 } from 'cockatiel';
+import { describeError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 
 /**
  * A member this client cannot reach: the connection was refused or dropped, or never came up
@@ -71,11 +73,18 @@ export class MemberGroup {
     private readonly members: number,
     private readonly probe: MemberProbe,
     private readonly o: MemberGateOptions = MEMBER_GATE,
+    /** Where a member leaving and rejoining the rotation is said (operators see which, and why). */
+    readonly logger?: Logger,
   ) {}
 
   /** The gate of the member at `url`. */
   gate(url: string): MemberGate {
     return new MemberGate(url, this.o, this, this.probe);
+  }
+
+  /** How many members are out now. */
+  get outNow(): number {
+    return this.out;
   }
 
   /** Takes one member out, if a minority stays out; false if not. */
@@ -132,8 +141,13 @@ export class MemberGate implements IPolicy {
   readonly onSuccess = this.successes.addListener;
   readonly onFailure = this.failuresSeen.addListener;
   private inARow = 0;
-  /** Out of the rotation: since when, and whether a probe answered (one request may then try). */
-  private out: { since: number; trial: 'no' | 'due' | 'running' } | undefined;
+  /**
+   * Out of the rotation: since when, whether a probe answered (one request may then try), and
+   * whether the group counts it as out. Once a probe answered it no longer does: it takes requests
+   * again (a trial), so another member failing meanwhile (a follower hanging just after this one
+   * restarted) may go out instead of holding every request it gets for `ETCD_TIMEOUT`.
+   */
+  private out: { since: number; trial: 'no' | 'due' | 'running'; counted: boolean } | undefined;
 
   constructor(
     private readonly url: string,
@@ -189,11 +203,16 @@ export class MemberGate implements IPolicy {
     }
   }
 
-  private answered(): void {
+  private answered(how = 'a probe answered, then a request went through'): void {
     this.inARow = 0;
-    if (this.out === undefined) return;
+    const out = this.out;
+    if (out === undefined) return;
     this.out = undefined;
-    this.group.bringBack();
+    if (out.counted) this.group.bringBack();
+    this.group.logger?.info(
+      { member: this.url, out_ms: Date.now() - out.since },
+      `etcd member ${this.url} back in the rotation after ${((Date.now() - out.since) / 1000).toFixed(1)} s (${how})`,
+    );
   }
 
   private failed(err: Error, started: number, trial: boolean): void {
@@ -204,13 +223,38 @@ export class MemberGate implements IPolicy {
       reason: { error: err },
     });
     if (trial && this.out !== undefined) {
-      // Its probe answered, its trial did not: out again, probed from the start.
-      this.out.trial = 'no';
-      this.probeAfter(this.o.firstProbeMs);
+      // Its probe answered, its trial did not: out again, probed from the start, if the group lets
+      // it (another member may have gone out meanwhile); if not, it is in the rotation.
+      if (this.group.takeOut()) {
+        this.out.trial = 'no';
+        this.out.counted = true;
+        this.probeAfter(this.o.firstProbeMs);
+        return;
+      }
+      this.out = undefined;
+      this.group.logger?.warn(
+        { member: this.url, err: describeError(err), out: this.group.outNow },
+        `etcd member ${this.url} failed the request that tried it again, but stays in the rotation: ${this.group.outNow} member(s) out already, and a majority must stay in`,
+      );
       return;
     }
-    if (this.out !== undefined || this.inARow < this.o.failures || !this.group.takeOut()) return;
-    this.out = { since: Date.now(), trial: 'no' };
+    if (this.out !== undefined || this.inARow < this.o.failures) return;
+    if (!this.group.takeOut()) {
+      // Said once a run of failures: a majority would be out (an election, no quorum, or another
+      // member out already), so requests keep coming to it.
+      if (this.inARow === this.o.failures) {
+        this.group.logger?.warn(
+          { member: this.url, err: describeError(err), out: this.group.outNow },
+          `etcd member ${this.url} failed ${this.inARow} requests in a row, but stays in the rotation: ${this.group.outNow} member(s) out already, and a majority must stay in`,
+        );
+      }
+      return;
+    }
+    this.out = { since: Date.now(), trial: 'no', counted: true };
+    this.group.logger?.warn(
+      { member: this.url, err: describeError(err) },
+      `etcd member ${this.url} out of the rotation after ${this.inARow} failed requests in a row (${describeError(err)}); probing it`,
+    );
     this.probeAfter(this.o.firstProbeMs);
   }
 
@@ -220,8 +264,12 @@ export class MemberGate implements IPolicy {
         const out = this.out;
         if (out === undefined || out.trial !== 'no') return;
         // It answers: the next request tries it (its gRPC channel may still be stale).
-        if (answered) out.trial = 'due';
-        else if (Date.now() - out.since >= this.o.maxOutMs) this.answered();
+        if (answered) {
+          out.trial = 'due';
+          out.counted = false;
+          this.group.bringBack();
+        } else if (Date.now() - out.since >= this.o.maxOutMs)
+          this.answered(`out for ${this.o.maxOutMs / 1000} s, whatever its probes say`);
         else this.probeAfter(Math.min(this.o.maxProbeMs, 2 * ms));
       });
     });

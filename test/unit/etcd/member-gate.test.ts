@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BrokenCircuitError } from 'cockatiel';
+import { createLogger } from '../../../src/core/logger.js';
 import {
   MemberGroup,
   isMemberFailure,
@@ -33,8 +34,15 @@ function group(
   gates: MemberGate[];
   probes: { url: string; at: number }[];
   close: () => void;
+  /** What the group logged, level and message. */
+  logged: { level: string; msg: string }[];
 } {
   const probes: { url: string; at: number }[] = [];
+  const logged: { level: string; msg: string }[] = [];
+  const logger = createLogger({
+    level: 'info',
+    destination: { write: (line: string) => logged.push(JSON.parse(line) as (typeof logged)[0]) },
+  });
   const g = new MemberGroup(
     members,
     (url) => {
@@ -42,6 +50,7 @@ function group(
       return Promise.resolve(answers(url, probes.filter((p) => p.url === url).length));
     },
     o,
+    logger,
   );
   const gates = Array.from({ length: members }, (_, i) => g.gate(`m${i}`));
   const gate = (i: number): MemberGate => {
@@ -49,7 +58,7 @@ function group(
     if (found === undefined) throw new Error(`no member ${i}`);
     return found;
   };
-  return { gate, gates, probes, close: () => g.close() };
+  return { gate, gates, probes, close: () => g.close(), logged };
 }
 
 const fail = (err: Error) => (): Promise<never> => Promise.reject(err);
@@ -141,6 +150,55 @@ describe('MemberGate: which requests each etcd member gets', () => {
     // Its place is free again: another member may go out now.
     await failures(other, refused);
     assert.equal(other.isOut, true);
+  });
+
+  it('a member whose probe answered no longer counts as out: a follower hanging meanwhile goes out instead; its own trial failing then leaves it in', async () => {
+    // m0 was killed and restarted: its probes answer. m2 hangs just after.
+    const { gate, logged } = group(3, (url) => url === 'm0');
+    const [restarted, hung] = [gate(0), gate(2)];
+    await failures(restarted, refused);
+    assert.equal(restarted.isOut, true);
+    // Before its probe answers, m0 holds the one place: m2 stays in, and says so once.
+    await failures(hung, noAnswer, 3);
+    assert.equal(hung.isOut, false);
+    const kept = logged.filter((l) =>
+      l.msg.startsWith('etcd member m2 failed 2 requests in a row'),
+    );
+    assert.equal(kept.length, 1, JSON.stringify(logged));
+    while (restarted.isOut) await sleep(2);
+    // Its probe answered: a trial is due, and m2 may go out now (it failed again).
+    await failures(hung, noAnswer, 1);
+    assert.equal(hung.isOut, true);
+    assert.equal(await turnedAway(hung), true);
+    // m0's trial fails (its gRPC channel was stale): m2 holds the place, so m0 stays in.
+    await failures(restarted, refused, 1);
+    assert.equal(restarted.isOut, false);
+    assert.equal(await restarted.execute(ok), 'ok');
+    assert.ok(
+      logged.some((l) => l.msg.startsWith('etcd member m0 failed the request that tried it again')),
+      JSON.stringify(logged),
+    );
+  });
+
+  it('says when a member leaves the rotation and when it is back, and why', async () => {
+    const { gate, logged } = group(3, (_url, n) => n >= 2);
+    const m = gate(1);
+    await failures(m, refused);
+    while (m.isOut) await sleep(2);
+    assert.equal(await m.execute(ok), 'ok');
+    assert.deepEqual(
+      logged.map((l) => [l.level, l.msg.replace(/[\d.]+ s /, 'N s ')]),
+      [
+        [
+          'warn',
+          `etcd member m1 out of the rotation after 2 failed requests in a row (${refused.message}); probing it`,
+        ],
+        [
+          'info',
+          'etcd member m1 back in the rotation after N s (a probe answered, then a request went through)',
+        ],
+      ],
+    );
   });
 
   it('probes after 1, 2 and 4 steps, then every 4 at most (the cap)', async () => {
