@@ -24,6 +24,23 @@ function openHandles(): string {
   return [...counts].map(([kind, n]) => (n === 1 ? kind : `${kind} x${n}`)).join(', ');
 }
 
+/**
+ * Called once a command has finished its work and closed what it opened: the process then ends
+ * when nothing is left to run. Should a library leave a handle open all the same (a reconnect timer
+ * of the etcd client after a member failed, say), it exits `ms` later with the status the command
+ * set, saying what was still open (the timer is unreferenced: it fires only if something else
+ * still holds the process).
+ */
+export function exitIfStillRunning(logger: Logger, ms: number = TUNING.exitAfterStopMs): void {
+  setTimeout(() => {
+    logger.warn(
+      { after_ms: ms, open: openHandles() },
+      `stopped, but still running ${ms} ms later: exiting now`,
+    );
+    process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+  }, ms).unref();
+}
+
 /** What the graceful stop is doing now, named so that a forced exit can say what it cut short. */
 export interface ShutdownProgress {
   step(what: string): void;
@@ -36,10 +53,9 @@ export interface ShutdownProgress {
  * and what is lost (`atRisk`), then `process.exit` (pino's destination writes what it holds on
  * exit), 130 after a second signal, 1 after the timeout.
  *
- * Once the graceful stop has finished, the process ends when nothing is left to run. Should a
- * library leave a handle open all the same (a reconnect timer of the etcd client after a member
- * failed, say), the process exits `exitAfterStopMs` later with the status the command set, saying
- * what was still open: a stopped component never lingers, and never exits 1 for a clean stop.
+ * Once the graceful stop has finished, the process ends when nothing is left to run, or
+ * `exitAfterStopMs` later (`exitIfStillRunning`): a stopped component never lingers, and never
+ * exits 1 for a clean stop.
  */
 export function onShutdown(
   logger: Logger,
@@ -83,15 +99,8 @@ export function onShutdown(
         process.exitCode = 1;
       })
       .finally(() => {
-        // Unreferenced: it fires only if something else still holds the process open.
-        setTimeout(() => {
-          clearTimeout(timer);
-          logger.warn(
-            { after_ms: exitAfterStopMs, open: openHandles() },
-            `stopped, but still running ${exitAfterStopMs} ms later: exiting now`,
-          );
-          process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
-        }, exitAfterStopMs).unref();
+        clearTimeout(timer);
+        exitIfStillRunning(logger, exitAfterStopMs);
       });
   };
   process.on('SIGINT', handler);

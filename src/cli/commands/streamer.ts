@@ -17,6 +17,7 @@ import { readiness } from '../observability.js';
 import { queueWatch } from '../etcd-alarms.js';
 import { boundHeapGrowth } from '../heap.js';
 import { resolveInput } from '../paths.js';
+import { exitIfStillRunning } from '../signals.js';
 import { addSettings, configFrom } from '../settings.js';
 
 /**
@@ -148,6 +149,9 @@ export function streamerCommand(): Command {
       process.exitCode = code;
     } finally {
       await stack.close();
+      // The file is done (or the run failed): whoever waits for the process (a Job, a script)
+      // must see it end, whatever a library left open.
+      exitIfStillRunning(logger);
     }
   });
   return cmd;

@@ -62,4 +62,16 @@ describe('two-phase shutdown (src/cli/signals.ts)', () => {
     assert.equal(last?.msg, 'stopped, but still running 300 ms later: exiting now');
     assert.match(last.open ?? '', /Timeout/);
   });
+
+  it('a command that finished its work on its own while a handle still holds the process exits with its status, naming what was open', async () => {
+    // (`nexus streamer` at the end of its file: a Job or a script waits for it to end.)
+    const child = spawnTs('test/helpers/shutdown-child.ts', ['done', '300']);
+    const started = Date.now();
+    const exit = await run(child);
+    assert.equal(exit.code, 3, exit.stdout + exit.stderr);
+    assert.ok(Date.now() - started < 30_000);
+    const last = logLines(exit.stdout).at(-1) as { msg: string; open?: string } | undefined;
+    assert.equal(last?.msg, 'stopped, but still running 300 ms later: exiting now');
+    assert.match(last.open ?? '', /Timeout/);
+  });
 });
