@@ -155,6 +155,51 @@ describe('etcd queue under faults', () => {
       await queue.close();
     }
   });
+  it('a claim Txn applied late, after the consumer gave up on it and released what it had written, is found and released: the message does not stay in flight', async () => {
+    // A member hung with the claim request unread; the consumer saw a deadline and, on its next
+    // claim, released the claim it may have written (there was none yet). Then the member ran
+    // again and applied the request: the claim is on the consumer's live session lease.
+    const cluster = uniqueCluster('late-claim');
+    const queue = etcdQueue(etcd.endpoint, cluster, { orphanScanMs: 300 });
+    await queue.publish(envelope(cluster));
+    const consumer = await queue.consumer();
+    const kv = queue.etcd.kv;
+    const txn = kv.txn.bind(kv);
+    let held: Parameters<typeof txn>[0] | undefined;
+    let applied = false;
+    const touches = (req: Parameters<typeof txn>[0], op: 'request_put' | 'request_delete_range') =>
+      (req.success ?? []).some((o) =>
+        (o[op]?.key?.toString() ?? '').startsWith(queue.layout.claims),
+      );
+    kv.txn = async (req) => {
+      if (held === undefined && touches(req, 'request_put')) {
+        held = req;
+        throw new GRPCDeadlineExceededError('4 DEADLINE_EXCEEDED: Deadline exceeded after 5.000s');
+      }
+      const res = await txn(req);
+      // The consumer released what it may have written; now the hung member applies the claim.
+      if (held !== undefined && !applied && touches(req, 'request_delete_range')) {
+        applied = (await txn(held)).succeeded;
+      }
+      return res;
+    };
+    try {
+      await assert.rejects(consumer.claim(1, { waitMs: 0 }), { code: 'QUEUE_UNAVAILABLE' });
+      assert.deepEqual(await consumer.claim(1, { waitMs: 0 }), []);
+      assert.equal(applied, true, 'the late claim was not applied');
+      assert.equal((await queue.stats()).inFlight, 1);
+      // The same consumer, alive, claims on: its scan finds the claim it does not hold.
+      const got = await consumer.claim(1, { waitMs: 5000 });
+      assert.equal(got.length, 1, 'the message stayed in flight, claimed by nobody working on it');
+      await consumer.ack(got);
+      const stats = await queue.stats();
+      assert.equal(stats.ready + stats.inFlight + stats.delayed, 0);
+    } finally {
+      kv.txn = txn;
+      await consumer.close();
+      await queue.close();
+    }
+  });
   it('one claim Txn of several loses its answer: the others are delivered, its messages come back', async () => {
     const cluster = uniqueCluster('lost-claim-part');
     const queue = etcdQueue(etcd.endpoint, cluster);

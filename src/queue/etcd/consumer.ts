@@ -32,6 +32,8 @@ export interface ConsumerContext {
   maintain(): Promise<void>;
   /** Due time of the earliest delayed retry, if known. */
   nextDue(): number | undefined;
+  /** How often a consumer looks for claims of its own that it does not hold (ms; default 10 s). */
+  readonly orphanScanMs?: number;
   onClose(consumer: EtcdConsumer): void;
 }
 
@@ -50,6 +52,8 @@ interface Held {
 const CLAIM_CHUNK = 4;
 /** Acks per Txn. */
 const ACK_CHUNK = 64;
+/** How often a consumer looks for claims of its own that it does not hold, by default. */
+const ORPHAN_SCAN_MS = 10_000;
 
 /**
  * A consumer of the etcd queue (docs/queue.md, "Claims"). A claim is a key on the consumer's
@@ -59,7 +63,10 @@ const ACK_CHUNK = 64;
  */
 export class EtcdConsumer implements Consumer {
   private readonly held = new Map<string, Held>();
+  /** Messages whose claim Txn is under way (their claims may exist before they are held). */
+  private readonly claiming = new Set<string>();
   private closed = false;
+  private lastOrphanScan = Date.now();
 
   constructor(
     readonly id: string,
@@ -114,9 +121,54 @@ export class EtcdConsumer implements Consumer {
     }
   }
 
+  /**
+   * A claim Txn whose answer was lost can also be applied long after the consumer gave up on it
+   * and released what it had written (`releaseUncertain` found nothing then): a member that hung
+   * with the request unread applies it once it runs again. Its claim then sits on this consumer's
+   * live session lease with nobody working on the message, in flight for as long as the process
+   * lives. Every `orphanScanMs` the consumer lists the claims (one per message in flight, so few)
+   * and deletes those on its own session lease, naming it, that it neither holds nor is claiming.
+   */
+  private async releaseOrphans(leaseId: string): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastOrphanScan < (this.ctx.orphanScanMs ?? ORPHAN_SCAN_MS)) return;
+    this.lastOrphanScan = now;
+    const { kv, layout } = this.ctx;
+    const claims = await kv.range(
+      { key: key(layout.claims), range_end: prefixEnd(layout.claims) },
+      'list claims',
+    );
+    let released = 0;
+    for (const c of claims.kvs) {
+      const name = c.key.toString().slice(layout.claims.length);
+      if (c.lease !== leaseId || this.held.has(name) || this.claiming.has(name)) continue;
+      let owner: unknown;
+      try {
+        owner = (JSON.parse(c.value.toString()) as { consumer?: unknown }).consumer;
+      } catch {
+        continue;
+      }
+      if (owner !== this.id) continue;
+      const res = await kv.txn(
+        [modIs(c.key.toString(), c.mod_revision)],
+        [deleteOp(c.key.toString())],
+        [],
+        'release claim',
+      );
+      if (res.succeeded) released++;
+    }
+    if (released > 0) {
+      this.ctx.logger.warn(
+        { consumer: this.id, released },
+        `released ${released} claim(s) of this consumer that it did not hold (a claim request applied after it had given up on it): their messages are delivered again`,
+      );
+    }
+  }
+
   private async tryClaim(max: number): Promise<Delivery[]> {
     await this.releaseUncertain();
     const leaseId = await this.session.id();
+    await this.releaseOrphans(leaseId);
     const candidates = await this.listUnclaimed(Math.max(4 * max, 32));
     if (candidates.length === 0) return [];
     // Start at a random point of the window so that consumers spread over it instead of racing
@@ -128,12 +180,27 @@ export class EtcdConsumer implements Consumer {
       if (c !== undefined) chosen.push(c);
     }
     const claimValue = JSON.stringify({ consumer: this.id, at: Date.now() });
-    const results: { kv: IKeyValue; revision: string; message: IKeyValue | undefined }[] = [];
     // Small transactions in parallel: a message another consumer won costs only its own chunk,
     // which is skipped (the next claim looks again), never retried one by one.
     const chunks: IKeyValue[][] = [];
     for (let i = 0; i < chosen.length; i += CLAIM_CHUNK)
       chunks.push(chosen.slice(i, i + CLAIM_CHUNK));
+    const names = chosen.map((kv) => kv.key.toString().slice(this.ctx.layout.messages.length));
+    for (const name of names) this.claiming.add(name);
+    try {
+      return await this.claimChunks(chunks, leaseId, claimValue);
+    } finally {
+      for (const name of names) this.claiming.delete(name);
+    }
+  }
+
+  /** Claims the chunks (a Txn each, in parallel) and holds what they won. */
+  private async claimChunks(
+    chunks: readonly IKeyValue[][],
+    leaseId: string,
+    claimValue: string,
+  ): Promise<Delivery[]> {
+    const results: { kv: IKeyValue; revision: string; message: IKeyValue | undefined }[] = [];
     const settled = await Promise.allSettled(
       chunks.map((chunk) => this.claimTxn(chunk, leaseId, claimValue)),
     );

@@ -58,6 +58,8 @@ export interface EtcdQueueOptions extends QueueOptions {
   readonly leaseSweepMs?: number;
   /** Largest message accepted (etcd's default request limit is 1.5 MiB). */
   readonly maxMessageBytes?: number;
+  /** How often each consumer looks for claims of its own that it does not hold (ms). Default 10 s. */
+  readonly orphanScanMs?: number;
 }
 
 /**
@@ -194,6 +196,9 @@ export class EtcdQueue implements Queue {
       maintain: () => this.maintain(),
       nextDue: () => this.maintenance.nextDue,
       onClose: (c) => this.consumers.delete(c),
+      ...(this.options.orphanScanMs === undefined
+        ? {}
+        : { orphanScanMs: this.options.orphanScanMs }),
     };
     const consumer = new EtcdConsumer(id, session, ctx);
     this.consumers.add(consumer);
