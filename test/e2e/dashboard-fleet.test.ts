@@ -422,8 +422,8 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       assert.ok(await serves('events'), 'the gateway serves GET …/events');
       let before = answers.get('events')?.length ?? 0;
       const pushedBefore = pushedEvents.length;
-      // A second page lists XID and health events only, while throttling arrives too: those are
-      // counted on it, not listed.
+      // A second page lists XID and health events only, while a GPU stops (and perhaps
+      // throttling) arrives too: those are counted on it, not listed.
       assert.ok(browser !== undefined);
       const filtered = await browser.newPage({ viewport: { width: 1400, height: 900 } });
       filtered.on('pageerror', (e) => pageErrors.push(`filtered page: ${e.message}`));
@@ -468,6 +468,18 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
       await ingested;
       // Pushed as they are recorded; a GPU retired meanwhile may add a 'stopped' event.
       const fromQuery = `from=${encodeURIComponent(body.from)}`;
+      // The GPU that falls off the bus after its XID 79 (about half way through the file) is
+      // recorded as stopped by the collector's retire job (every 30 s) some time after the file is
+      // in: an event of a type the filtered page does not list, recorded while the pages are open
+      // (throttling, the other unlisted type, comes a few seconds after the first event, which on
+      // a busy machine may be before the pages are in). The pages are judged once it is there.
+      let stoppedSeen = false;
+      for (let i = 0; i < 180 && !stoppedSeen; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 500));
+        const now = await api<EventsAnswer>(`/api/v1/clusters/${CLUSTER}/events?${fromQuery}`);
+        stoppedSeen = (now.counts.stopped ?? 0) > (body.counts.stopped ?? 0);
+      }
+      assert.ok(stoppedSeen, 'no GPU was recorded as stopped within 90 s of the file being in');
       const { answer: final, seen } = await eventsMatchApi(page, fromQuery, 60);
       const matchedAt = Date.now();
       assert.ok(final !== undefined, `the page shows the API's first page and counts: ${seen}`);
@@ -475,9 +487,8 @@ describe('dashboard fleet pages (browser, nexus up)', { timeout: 300_000 }, () =
         final.events.length > body.events.length,
         'events were stored while the page was open',
       );
-      assert.ok(
-        (final.counts.throttle ?? 0) > (body.counts.throttle ?? 0),
-        'throttling was recorded while the pages were open',
+      process.stdout.write(
+        `# events counts when the page came in ${JSON.stringify(body.counts)}, at the end ${JSON.stringify(final.counts)}\n`,
       );
       // The filtered page: the API's XID and health events, every type's count.
       const onFiltered = await eventsMatchApi(filtered, `type=xid,health&${fromQuery}`, 30);
