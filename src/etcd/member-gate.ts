@@ -232,30 +232,32 @@ export class MemberGate implements IPolicy {
         return;
       }
       this.out = undefined;
-      this.group.logger?.warn(
-        { member: this.url, err: describeError(err), out: this.group.outNow },
-        `etcd member ${this.url} failed the request that tried it again, but stays in the rotation: ${this.group.outNow} member(s) out already, and a majority must stay in`,
-      );
+      this.keptIn(err, 'the request that tried it again');
       return;
     }
     if (this.out !== undefined || this.inARow < this.o.failures) return;
     if (!this.group.takeOut()) {
       // Said once a run of failures: a majority would be out (an election, no quorum, or another
       // member out already), so requests keep coming to it.
-      if (this.inARow === this.o.failures) {
-        this.group.logger?.warn(
-          { member: this.url, err: describeError(err), out: this.group.outNow },
-          `etcd member ${this.url} failed ${this.inARow} requests in a row, but stays in the rotation: ${this.group.outNow} member(s) out already, and a majority must stay in`,
-        );
-      }
+      if (this.inARow === this.o.failures) this.keptIn(err, `${this.inARow} requests in a row`);
       return;
     }
     this.out = { since: Date.now(), trial: 'no', counted: true };
+    const why = describeError(err);
     this.group.logger?.warn(
-      { member: this.url, err: describeError(err) },
-      `etcd member ${this.url} out of the rotation after ${this.inARow} failed requests in a row (${describeError(err)}); probing it`,
+      { member: this.url, err: why },
+      `etcd member ${this.url} out of the rotation after ${this.inARow} failed requests in a row (${why}); probing it`,
     );
     this.probeAfter(this.o.firstProbeMs);
+  }
+
+  /** Says that this member failed `what` but stays in: its group has a minority out already. */
+  private keptIn(err: Error, what: string): void {
+    const out = this.group.outNow;
+    this.group.logger?.warn(
+      { member: this.url, err: describeError(err), out },
+      `etcd member ${this.url} failed ${what}, but stays in the rotation: ${out} member(s) out already, and a majority must stay in`,
+    );
   }
 
   private probeAfter(ms: number): void {

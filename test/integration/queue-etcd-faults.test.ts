@@ -5,12 +5,28 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
+import type { EtcdQueue } from '../../src/queue/etcd/etcd-queue.js';
+import type { Consumer } from '../../src/queue/types.js';
 import { Streamer } from '../../src/streamer/streamer.js';
 import { GRPCDeadlineExceededError } from 'etcd3';
 import { envelope } from '../conformance/queue-suite.js';
 import { startEtcd, uniqueCluster, type EtcdServer } from '../helpers/etcd.js';
 import { drain, etcdQueue, naturalKey, recordsOf } from '../helpers/queues.js';
 import { SAMPLE } from '../helpers/sample.js';
+
+/** The consumer claims the queue's one message within `waitMs` and acks it: the queue is empty. */
+async function deliveredAgain(
+  queue: EtcdQueue,
+  consumer: Consumer,
+  waitMs: number,
+  why: string,
+): Promise<void> {
+  const got = await consumer.claim(1, { waitMs });
+  assert.equal(got.length, 1, why);
+  await consumer.ack(got);
+  const stats = await queue.stats();
+  assert.equal(stats.ready + stats.inFlight + stats.delayed, 0);
+}
 
 /** These tests stop and restart etcd, so they have one of their own. */
 let etcd: EtcdServer;
@@ -144,11 +160,12 @@ describe('etcd queue under faults', () => {
       });
       assert.equal(lost, 1);
       // The same consumer, still alive with its session lease, claims again: it gets the message.
-      const got = await consumer.claim(1, { waitMs: 3000 });
-      assert.equal(got.length, 1, 'the message stayed claimed by nobody working on it');
-      await consumer.ack(got);
-      const stats = await queue.stats();
-      assert.equal(stats.ready + stats.inFlight + stats.delayed, 0);
+      await deliveredAgain(
+        queue,
+        consumer,
+        3000,
+        'the message stayed claimed by nobody working on it',
+      );
     } finally {
       kv.txn = txn;
       await consumer.close();
@@ -189,11 +206,12 @@ describe('etcd queue under faults', () => {
       assert.equal(applied, true, 'the late claim was not applied');
       assert.equal((await queue.stats()).inFlight, 1);
       // The same consumer, alive, claims on: its scan finds the claim it does not hold.
-      const got = await consumer.claim(1, { waitMs: 5000 });
-      assert.equal(got.length, 1, 'the message stayed in flight, claimed by nobody working on it');
-      await consumer.ack(got);
-      const stats = await queue.stats();
-      assert.equal(stats.ready + stats.inFlight + stats.delayed, 0);
+      await deliveredAgain(
+        queue,
+        consumer,
+        5000,
+        'the message stayed in flight, claimed by nobody working on it',
+      );
     } finally {
       kv.txn = txn;
       await consumer.close();
