@@ -121,10 +121,31 @@ async function registerPressure(
       metrics?.httpRefused.inc({ reason: 'pressure' });
       throw new NexusError(
         'OVERLOADED',
-        `the gateway is overloaded (${type} ${Math.round(value ?? 0)}); retry shortly`,
+        `the gateway is overloaded (${pressureOf(type, value, p)}); retry shortly`,
       );
     },
   });
+}
+
+/**
+ * What is over its bound, in an operator's words. A loop held through a whole sample has no
+ * measured delay (under-pressure reports Infinity): it is at least the sample interval (1 s).
+ */
+export function pressureOf(
+  type: string,
+  value: number | undefined,
+  p: GatewayOptions['pressure'],
+): string {
+  const v = value ?? 0;
+  if (type === 'eventLoopDelay')
+    return `event-loop delay ${Number.isFinite(v) ? `${Math.round(v)} ms` : 'over 1000 ms'}, MAX_EVENT_LOOP_DELAY ${p.maxEventLoopDelayMs} ms`;
+  if (type === 'heapUsedBytes')
+    return `heap used ${mib(v)}, MAX_HEAP_USED ${mib(p.maxHeapUsedBytes)}`;
+  return `${type} ${Number.isFinite(v) ? Math.round(v) : v}`;
+}
+
+function mib(bytes: number): string {
+  return bytes < 1048576 ? `${bytes} bytes` : `${Math.round(bytes / 1048576)} MiB`;
 }
 
 /** Routes that answer whatever the load. */

@@ -35,8 +35,17 @@ export const NO_AUTH: AuthOptions = {
   rateLimit: { perMinute: 0, anonPerMinute: 0 },
 };
 
-/** The gateway's options from the default configuration (what `nexus gateway` runs with). */
-export const DEFAULT_GATEWAY = gatewaySettings(loadConfig({}));
+/**
+ * The gateway's options from the default configuration (what `nexus gateway` runs with), load
+ * shedding aside: a gateway in a test's process shares its event loop with the test and, on
+ * PGlite outside a worker, with every statement, so a busy neighbour (the harness runs two files
+ * at once) could stall the loop past MAX_EVENT_LOOP_DELAY and turn an answer into a 503. Load
+ * shedding is tested where it is the subject (test/unit/gateway/pressure.test.ts).
+ */
+export const DEFAULT_GATEWAY = {
+  ...gatewaySettings(loadConfig({})),
+  pressure: { maxEventLoopDelayMs: 0, maxHeapUsedBytes: 0 },
+};
 
 export interface TestGateway {
   readonly gateway: Gateway;
