@@ -118,10 +118,21 @@ export class Session {
           return;
         }
       }
+      // Every key is there on our lease (unless it was lost, or a restore began, meanwhile): after a
+      // check that could not reach etcd, that is the news readiness waits for.
+      if (!this.isRestoring && this.alive && this.leaseId === lease && !this.keptInPlace) {
+        this.keptInPlace = true;
+        this.logger.info({ keys: [...this.keptKeys.keys()] }, 'etcd session keys verified again');
+      }
     } catch (err) {
       this.keptInPlace = false;
       this.keptProblem = `session keys unverified: ${describeError(err)}`;
     }
+  }
+
+  /** A restore is running (read after an await, where the narrowing of `restoring` does not hold). */
+  private get isRestoring(): boolean {
+    return this.restoring !== undefined;
   }
 
   get alive(): boolean {
