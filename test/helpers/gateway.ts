@@ -55,13 +55,22 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** A gateway on a fresh database holding the real sample (cluster local-cluster), live feed in memory. */
-export async function sampleGateway(over: Partial<GatewayOptions> = {}): Promise<TestGateway> {
+/**
+ * A gateway on a fresh database holding the real sample (cluster local-cluster), live feed in
+ * memory. `seed` writes what else the test reads before the gateway starts: the gateway's fleet
+ * state loads in the background when it starts and learns of later writes from the commit feed
+ * or its reconciliation, so what is written after it started is not in its answers at once.
+ */
+export async function sampleGateway(
+  over: Partial<GatewayOptions> = {},
+  seed?: (store: SqlStore) => Promise<unknown>,
+): Promise<TestGateway> {
   const pg = await sharedPostgres();
   const url = await pg.server.createDatabase(uniqueDatabase('gw'));
   const store = sqlStore(url);
   await store.migrate();
   await store.write('local-cluster', sampleRecords());
+  await seed?.(store);
   const feed = new MemoryFeed();
   const gateway = await buildGateway({
     reader: store.reader,

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { TelemetryRecord } from '../../src/core/record.js';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import Fastify from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -23,8 +24,7 @@ const util = (i: number, g: number): number => (i + g) % 100;
 let t: TestGateway;
 
 before(async () => {
-  t = await sampleGateway();
-  const records = [];
+  const records: TelemetryRecord[] = [];
   for (let i = 0; i < HOSTS; i++) {
     for (let g = 0; g < 8; g++) {
       records.push(rec(T0, util(i, g), { hostname: host(i), gpu: g, metric: UTIL }));
@@ -33,7 +33,8 @@ before(async () => {
       );
     }
   }
-  await t.store.write(C, records);
+  // Written before the gateway starts: its fleet state's first load holds all of it.
+  t = await sampleGateway({}, (store) => store.write(C, records));
 });
 after(async () => {
   await t.close();
