@@ -11,13 +11,16 @@
  * the CI machine busy (all files: 1,700 s one at a time, about 1,000 s two at a time). Each file
  * is its own process, its own databases, etcd prefixes and ports (test/helpers), so files do not
  * see each other; what a test asserts must hold beside another file's load (a test judging speed
- * belongs in `make bench`). TEST_CONCURRENCY=1 runs them one after another.
+ * belongs in `make bench`). TEST_CONCURRENCY=1 runs them one after another. A file whose claim is
+ * about how its own processes behave under its own load (the gateway answering /healthz within a
+ * second while it is flooded) says `@test-alone` in a comment, with why: such files run after the
+ * others, one at a time, with the machine to themselves.
  *
  * e2e (test/e2e): the dashboard in Debian's Chromium against `nexus up`, which each test starts
  * itself (embedded queue and PGlite): they need no etcd or PostgreSQL.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd.js';
@@ -84,45 +87,74 @@ if (needServices) {
   );
 }
 
-const nodeArgs = [
-  '--import',
-  'tsx',
-  '--test',
-  '--test-timeout=600000',
-  '--test-force-exit',
-  `--test-concurrency=${concurrency}`,
-  '--test-reporter=spec',
-  ...files,
-];
-const command = coverage
-  ? [
-      join(ROOT, 'node_modules/.bin/c8'),
-      '--reporter=text-summary',
-      '--reporter=lcov',
-      '--include=src/**',
-      process.execPath,
-      ...nodeArgs,
-    ]
-  : [process.execPath, ...nodeArgs];
+/** Files that must have the machine to themselves (a comment saying `@test-alone`, and why). */
+const ALONE = '@test-alone';
+const alone = files.filter((f) => readFileSync(join(ROOT, f), 'utf8').includes(ALONE));
+const phases = [
+  { files: files.filter((f) => !alone.includes(f)), concurrency },
+  { files: alone, concurrency: 1 },
+].filter((p) => p.files.length > 0);
+
+// Coverage: every phase's processes write V8 coverage to one directory (what c8 does when it wraps
+// a command), read by one `c8 report` at the end.
+const coverageDir = join(ROOT, 'coverage', 'tmp');
+if (coverage) rmSync(coverageDir, { recursive: true, force: true });
+
+let child: ChildProcess | undefined;
+const forward = (signal: NodeJS.Signals): void => {
+  child?.kill(signal);
+};
+process.on('SIGINT', forward);
+process.on('SIGTERM', forward);
+
+/** Runs a command to its end with the harness's output; its exit status. */
+function runCommand(command: readonly string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<number> {
+  return new Promise<number>((resolve) => {
+    child = spawn(command[0] ?? process.execPath, command.slice(1), {
+      cwd: ROOT,
+      env: { ...env, ...extraEnv },
+      stdio: 'inherit',
+    });
+    child.on('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
+  });
+}
 
 const started = Date.now();
-const code = await new Promise<number>((resolve) => {
-  const child = spawn(command[0] ?? process.execPath, command.slice(1), {
-    cwd: ROOT,
-    env,
-    stdio: 'inherit',
-  });
-  const forward = (signal: NodeJS.Signals): void => {
-    child.kill(signal);
-  };
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
-  child.on('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
-});
+let code = 0;
+for (const phase of phases) {
+  if (phases.length > 1)
+    process.stdout.write(
+      `test harness: ${phase.files.length} files, ${phase.concurrency} at a time${phase.concurrency === 1 && phase.files === alone ? ` (${ALONE}: ${alone.join(', ')})` : ''}\n`,
+    );
+  const status = await runCommand(
+    [
+      process.execPath,
+      '--import',
+      'tsx',
+      '--test',
+      '--test-timeout=600000',
+      '--test-force-exit',
+      `--test-concurrency=${phase.concurrency}`,
+      '--test-reporter=spec',
+      ...phase.files,
+    ],
+    coverage ? { NODE_V8_COVERAGE: coverageDir } : {},
+  );
+  if (code === 0) code = status;
+}
+if (coverage)
+  await runCommand([
+    join(ROOT, 'node_modules/.bin/c8'),
+    'report',
+    `--temp-directory=${coverageDir}`,
+    '--reporter=text-summary',
+    '--reporter=lcov',
+    '--include=src/**',
+  ]);
 
 await Promise.all([etcd?.destroy(), pg?.destroy()]);
 rmSync(cache, { recursive: true, force: true });
 process.stdout.write(
-  `test harness: ${files.length} files (${concurrency} at a time), exit ${code}, ${Math.round((Date.now() - started) / 1000)} s\n`,
+  `test harness: ${files.length} files (${concurrency} at a time, ${alone.length} alone), exit ${code}, ${Math.round((Date.now() - started) / 1000)} s\n`,
 );
 process.exit(code);
