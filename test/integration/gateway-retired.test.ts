@@ -19,19 +19,22 @@ const minutes = (hostname: string, gpu: number, count: number, watts: number) =>
   ]).flat();
 
 before(async () => {
-  t = await sampleGateway({
-    metrics: new NexusMetrics({ component: 'gateway', processMetrics: false }),
-  });
-  // node-a/0 reports 20 minutes; node-b/1 stops after 5; node-a/1 also reports throughout.
-  await t.store.write('retire-1', [
-    ...minutes('node-a', 0, 20, 100),
-    ...minutes('node-a', 1, 20, 150),
-    ...minutes('node-b', 1, 5, 400),
-    rec(T0, 79, { hostname: 'node-a', gpu: 0, metric: 'DCGM_FI_DEV_XID_ERRORS' }),
-    rec(T0, 48, { hostname: 'node-b', gpu: 1, metric: 'DCGM_FI_DEV_XID_ERRORS' }),
-  ]);
-  await t.store.rollUp();
-  assert.deepEqual(await t.store.retire(10 * MIN), { stopped: 1, reappeared: 0, busy: false });
+  // Written (and retired) before the gateway starts: its fleet state's first load holds it all.
+  t = await sampleGateway(
+    { metrics: new NexusMetrics({ component: 'gateway', processMetrics: false }) },
+    async (store) => {
+      // node-a/0 reports 20 minutes; node-b/1 stops after 5; node-a/1 also reports throughout.
+      await store.write('retire-1', [
+        ...minutes('node-a', 0, 20, 100),
+        ...minutes('node-a', 1, 20, 150),
+        ...minutes('node-b', 1, 5, 400),
+        rec(T0, 79, { hostname: 'node-a', gpu: 0, metric: 'DCGM_FI_DEV_XID_ERRORS' }),
+        rec(T0, 48, { hostname: 'node-b', gpu: 1, metric: 'DCGM_FI_DEV_XID_ERRORS' }),
+      ]);
+      await store.rollUp();
+      assert.deepEqual(await store.retire(10 * MIN), { stopped: 1, reappeared: 0, busy: false });
+    },
+  );
 });
 after(async () => {
   await t.close();
