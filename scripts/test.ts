@@ -91,8 +91,8 @@ if (needServices) {
 const ALONE = '@test-alone';
 const alone = files.filter((f) => readFileSync(join(ROOT, f), 'utf8').includes(ALONE));
 const phases = [
-  { files: files.filter((f) => !alone.includes(f)), concurrency },
-  { files: alone, concurrency: 1 },
+  { files: files.filter((f) => !alone.includes(f)), concurrency, why: '' },
+  { files: alone, concurrency: 1, why: ` (${ALONE}: ${alone.join(', ')})` },
 ].filter((p) => p.files.length > 0);
 
 // Coverage: every phase's processes write V8 coverage to one directory (what c8 does when it wraps
@@ -124,7 +124,7 @@ let code = 0;
 for (const phase of phases) {
   if (phases.length > 1)
     process.stdout.write(
-      `test harness: ${phase.files.length} files, ${phase.concurrency} at a time${phase.concurrency === 1 && phase.files === alone ? ` (${ALONE}: ${alone.join(', ')})` : ''}\n`,
+      `test harness: ${phase.files.length} files, ${phase.concurrency} at a time${phase.why}\n`,
     );
   const status = await runCommand(
     [

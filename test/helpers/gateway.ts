@@ -47,6 +47,21 @@ export const DEFAULT_GATEWAY = {
   pressure: { maxEventLoopDelayMs: 0, maxHeapUsedBytes: 0 },
 };
 
+/**
+ * What every test gateway is built with: the default configuration (DEFAULT_GATEWAY), no
+ * authentication, no health checks, a silent logger; a test adds or overrides the rest.
+ */
+export function testGatewayOptions(reader: GatewayOptions['reader']) {
+  return {
+    reader,
+    auth: NO_AUTH,
+    checks: [],
+    logger: silentLogger(),
+    ...DEFAULT_GATEWAY,
+    version: '0.0.0-test',
+  };
+}
+
 export interface TestGateway {
   readonly gateway: Gateway;
   readonly store: SqlStore;
@@ -73,13 +88,9 @@ export async function sampleGateway(
   await seed?.(store);
   const feed = new MemoryFeed();
   const gateway = await buildGateway({
-    reader: store.reader,
-    auth: NO_AUTH,
+    ...testGatewayOptions(store.reader),
     feed,
     checks: [{ name: 'postgres', check: () => store.ping() }],
-    logger: silentLogger(),
-    ...DEFAULT_GATEWAY,
-    version: '0.0.0-test',
     graphql: true,
     websocket: true,
     cors: { enabled: true, origins: ['*'] },

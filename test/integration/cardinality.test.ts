@@ -13,13 +13,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { NexusMetrics } from '../../src/core/metrics.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
-import { silentLogger } from '../../src/core/logger.js';
 import { buildGateway, type Gateway } from '../../src/gateway/app.js';
 import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
 import type { FleetReadCounters } from '../../src/store/reader.js';
 import type { SqlStore } from '../../src/store/sql-store.js';
 import { T0 } from '../conformance/store-fixtures.js';
-import { DEFAULT_GATEWAY, NO_AUTH } from '../helpers/gateway.js';
+import { testGatewayOptions } from '../helpers/gateway.js';
 import { sqlStore } from '../helpers/pipeline.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
@@ -87,16 +86,11 @@ async function serve(hosts: number, starting?: Starting): Promise<Served> {
   await starting?.before(url);
   const feed = new MemoryFeed();
   const gateway = await buildGateway({
-    reader: store.reader,
-    auth: NO_AUTH,
+    ...testGatewayOptions(store.reader),
     feed,
-    checks: [],
-    logger: silentLogger(),
-    ...DEFAULT_GATEWAY,
     // The shared machine's event loop is no measure of this gateway.
     pressure: { maxEventLoopDelayMs: 0, maxHeapUsedBytes: 0 },
     metrics: new NexusMetrics({ component: 'gateway', processMetrics: false }),
-    version: '0.0.0-test',
     graphql: true,
     websocket: false,
     cors: { enabled: false, origins: [] },

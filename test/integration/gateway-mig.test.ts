@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { TelemetryRecord } from '../../src/core/record.js';
-import { silentLogger } from '../../src/core/logger.js';
 import { buildGateway, type Gateway } from '../../src/gateway/app.js';
 import { MemoryFeed } from '../../src/registry/memory/memory-feed.js';
-import { DEFAULT_GATEWAY, NO_AUTH } from '../helpers/gateway.js';
+import { testGatewayOptions } from '../helpers/gateway.js';
 import { sqlStore } from '../helpers/pipeline.js';
 import { sharedPostgres, uniqueDatabase } from '../helpers/postgres.js';
 
@@ -70,13 +69,8 @@ before(async () => {
   const res = await store.write(CLUSTER, RECORDS);
   assert.equal(res.inserted, RECORDS.length);
   gateway = await buildGateway({
-    reader: store.reader,
-    auth: NO_AUTH,
+    ...testGatewayOptions(store.reader),
     feed,
-    checks: [],
-    logger: silentLogger(),
-    ...DEFAULT_GATEWAY,
-    version: '0.0.0-test',
     graphql: true,
     websocket: false,
     cors: { enabled: false, origins: [] },

@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../../../src/core/logger.js';
 import { NexusMetrics } from '../../../src/core/metrics.js';
 import { exportIdleGauge } from '../../../src/gateway/instrumentation.js';
 import { buildGateway, type Gateway } from '../../../src/gateway/app.js';
@@ -18,7 +17,7 @@ import {
   writeAll,
 } from '../../conformance/fleet-suite.js';
 import { HOUR, MINUTE, SECOND, rec } from '../../conformance/store-fixtures.js';
-import { DEFAULT_GATEWAY, NO_AUTH } from '../../helpers/gateway.js';
+import { DEFAULT_GATEWAY, testGatewayOptions } from '../../helpers/gateway.js';
 import { pgliteHarness } from '../../helpers/pglite.js';
 
 const PRICES = {
@@ -52,14 +51,7 @@ before(async () => {
     }),
     rec(B + 5 * SECOND, 100, { hostname: 'h1', metric: 'DCGM_FI_DEV_POWER_USAGE', pod: '@x' }),
   ]);
-  const options = {
-    reader: store.reader,
-    auth: NO_AUTH,
-    checks: [],
-    logger: silentLogger(),
-    ...DEFAULT_GATEWAY,
-    version: '0.0.0-test',
-  };
+  const options = testGatewayOptions(store.reader);
   priced = await buildGateway({ ...options, graphql: true, fleet: PRICES });
   unpriced = await buildGateway(options);
 });
@@ -483,12 +475,7 @@ describe('nexus_gpu_idle_seconds', () => {
 describe('GraphQL cost limits', () => {
   it('usage counts 500 towards GRAPHQL_MAX_COST: over a small limit it is refused before it runs', async () => {
     const small = await buildGateway({
-      reader: store.reader,
-      auth: NO_AUTH,
-      checks: [],
-      logger: silentLogger(),
-      ...DEFAULT_GATEWAY,
-      version: '0.0.0-test',
+      ...testGatewayOptions(store.reader),
       graphql: true,
       graphqlLimits: { ...DEFAULT_GATEWAY.graphqlLimits, maxCost: 400 },
     });

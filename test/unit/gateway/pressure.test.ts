@@ -7,12 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { silentLogger } from '../../../src/core/logger.js';
 import { NexusMetrics } from '../../../src/core/metrics.js';
 import { buildGateway, pressureOf, type Gateway } from '../../../src/gateway/app.js';
 import { RETRY_AFTER_S } from '../../../src/gateway/errors.js';
 import type { TelemetryStore } from '../../../src/store/types.js';
-import { DEFAULT_GATEWAY, NO_AUTH } from '../../helpers/gateway.js';
+import { testGatewayOptions } from '../../helpers/gateway.js';
 import { pgliteHarness } from '../../helpers/pglite.js';
 
 let store: TelemetryStore;
@@ -29,12 +28,7 @@ async function gateway(pressure: {
 }): Promise<{ gw: Gateway; metrics: NexusMetrics }> {
   const metrics = new NexusMetrics({ component: 'gateway', processMetrics: false });
   const gw = await buildGateway({
-    reader: store.reader,
-    auth: NO_AUTH,
-    checks: [],
-    logger: silentLogger(),
-    ...DEFAULT_GATEWAY,
-    version: '0.0.0-test',
+    ...testGatewayOptions(store.reader),
     metrics,
     fleetMetrics: false,
     pressure,
