@@ -5,7 +5,6 @@ import type {
   HostSummary,
   LatestValue,
   Series,
-  SeriesColumns,
 } from '../store/reader.js';
 import { iso } from './params.js';
 
@@ -68,9 +67,8 @@ export function gpuOut(g: GpuSummary) {
   };
 }
 
-/** A stored reading (schemas/telemetry.ts, Reading). */
 /** What names a reading or a series in the API: its cluster, host, GPU and metric. */
-function seriesOfOut(s: Omit<LatestValue, 'timestamp' | 'value'>) {
+export function seriesOfOut(s: Omit<LatestValue, 'timestamp' | 'value'>) {
   return {
     cluster_id: s.cluster_id,
     host_id: s.hostname,
@@ -84,6 +82,7 @@ function seriesOfOut(s: Omit<LatestValue, 'timestamp' | 'value'>) {
   };
 }
 
+/** A stored reading (schemas/telemetry.ts, Reading). */
 export function readingOut(r: LatestValue) {
   return {
     ...seriesOfOut(r),
@@ -99,22 +98,13 @@ export function seriesOut(s: Series) {
   };
 }
 
-/** A page's series as columns (format=columns): epoch-ms timestamps and values. */
-export function columnsOut(s: SeriesColumns) {
-  return {
-    ...seriesOfOut(s),
-    timestamps: Array.from(s.times),
-    values: Array.from(s.values),
-  };
-}
-
 /**
  * ISO 8601 texts of instants, remembered: answers repeat the same instants over and over (the
  * steps of every series of a fleet query, the scrapes of every series of a page), and a lookup
  * costs a fraction of formatting. Bounded: emptied past 100,000 instants.
  */
 const isoTexts = new Map<number, string>();
-function isoOf(ms: number): string {
+export function isoOf(ms: number): string {
   let text = isoTexts.get(ms);
   if (text === undefined) {
     if (isoTexts.size >= 100_000) isoTexts.clear();
@@ -122,41 +112,6 @@ function isoOf(ms: number): string {
     isoTexts.set(ms, text);
   }
   return text;
-}
-
-/** A page's series as readings, one object each (the row form, built straight from the columns). */
-export function rowsOf(series: readonly SeriesColumns[]): ReturnType<typeof readingOut>[] {
-  const out: ReturnType<typeof readingOut>[] = [];
-  for (const s of series) {
-    const id = seriesOfOut(s);
-    for (let i = 0; i < s.times.length; i++) {
-      out.push({
-        ...id,
-        timestamp: isoOf(s.times[i] ?? 0),
-        value: s.values[i] ?? 0,
-      });
-    }
-  }
-  return out;
-}
-
-/** A downsampled series as columns (format=columns with step). */
-export function seriesColumnsOut(s: Series) {
-  const n = s.points.length;
-  const timestamps = new Array<number>(n);
-  const values = new Array<number>(n);
-  const counts = new Array<number>(n);
-  s.points.forEach(([t, v, c], i) => {
-    timestamps[i] = t;
-    values[i] = v;
-    counts[i] = c;
-  });
-  return {
-    ...seriesOfOut(s),
-    timestamps,
-    values,
-    counts,
-  };
 }
 
 /** A reading of the commit feed, as the live WebSocket sends it (schemas/live.ts, LiveReading). */

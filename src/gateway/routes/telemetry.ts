@@ -20,9 +20,15 @@ import {
   TelemetryQuery,
   TelemetryResult,
 } from '../schemas/telemetry.js';
-import { columnsOut, readingOut, rowsOf, seriesColumnsOut, seriesOut } from '../presenters.js';
+import { readingOut } from '../presenters.js';
+import { columnPageJson, readingPageJson, seriesResultJson } from '../telemetry-json.js';
 import { acceptedEncoding } from '../compression.js';
 import { LatestBodies, type LatestBody } from './latest-bodies.js';
+
+/** Sends an answer already written as JSON text (the response schema's serializer is for objects). */
+function sendJson(reply: FastifyReply, text: string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(text);
+}
 
 /** Sends an answer already encoded (the response schema's serializer is for objects). */
 function sendEncoded(reply: FastifyReply, { body, encoding }: LatestBody): FastifyReply {
@@ -83,7 +89,7 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
         },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query;
       const now = Date.now();
       const from = q.from === undefined ? -END_OF_TIME : parseInstant('from', q.from, now);
@@ -106,16 +112,14 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
           agg: q.agg ?? 'avg',
           maxPoints,
         });
-        return {
-          ...(q.format === 'columns'
-            ? { columns: res.series.map(seriesColumnsOut) }
-            : { series: res.series.map(seriesOut) }),
+        const head = {
           step: q.step,
           agg: q.agg ?? 'avg',
           from: iso(from) ?? '',
           to: iso(end) ?? '',
           source: res.source,
         };
+        return sendJson(reply, seriesResultJson(res.series, head, q.format === 'columns'));
       }
       const pageQuery = {
         ...sel,
@@ -126,10 +130,14 @@ export const telemetryRoutes: FastifyPluginAsyncTypebox<{
       };
       const cols = await reader.telemetryColumns(pageQuery);
       const next_cursor = cols.next === undefined ? null : encodeCursor(cols.next);
-      if (q.format === 'columns') {
-        return { columns: cols.series.map(columnsOut), count: cols.count, next_cursor };
-      }
-      return { readings: rowsOf(cols.series), count: cols.count, next_cursor };
+      return sendJson(
+        reply,
+        (q.format === 'columns' ? columnPageJson : readingPageJson)(
+          cols.series,
+          cols.count,
+          next_cursor,
+        ),
+      );
     },
   );
 
