@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { NexusError } from '../core/errors.js';
 import type { NexusMetrics } from '../core/metrics.js';
+import { isUpgrade } from './upgrade.js';
 
 export interface AdmissionLimits {
   /** Requests served at once. */
@@ -148,7 +149,7 @@ export class Admission {
 
 /** Whether a request is an API call that takes a turn (not health, metrics, pages or assets). */
 function admitted(req: FastifyRequest): boolean {
-  if (req.ws) return false;
+  if (isUpgrade(req)) return false;
   const url = req.routeOptions.url ?? '';
   return url.startsWith('/api/') || url === '/graphql';
 }

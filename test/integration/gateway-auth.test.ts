@@ -489,6 +489,81 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
       4401,
     );
   });
+
+  it('a GraphQL upgrade that asks for text/html is a WebSocket like any other: no connection_init, closed with 4401', async () => {
+    // The GraphiQL page is for a browser's GET; an upgrade claiming it used to skip the deadline.
+    const idle = new WebSocket(`${ws}/graphql`, ['graphql-transport-ws'], {
+      headers: { accept: 'text/html' },
+    });
+    assert.equal(await handshake(idle), 'open');
+    assert.equal(
+      await within(
+        new Promise<number>((resolve) => idle.once('close', (code) => resolve(code))),
+        'close',
+      ),
+      4401,
+    );
+  });
+
+  it('open GraphQL WebSockets take no API turn: with every turn held by a socket, a request is served', async () => {
+    // API_MAX_CONCURRENT counts HTTP requests; sockets have their own limits (WS_MAX_*).
+    const { app } = await build({
+      api: { maxConcurrent: 2, maxQueued: 4, queueTimeoutMs: 1000, maxPerAddress: 64 },
+    });
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    const sockets = await Promise.all(
+      [1, 2, 3].map(async () => {
+        const s = new WebSocket(`${base.replace(/^http/, 'ws')}/graphql`, [
+          'graphql-transport-ws',
+          `bearer.${tok.read}`,
+        ]);
+        assert.equal(await handshake(s), 'open');
+        const acked = new Promise((resolve) => s.once('message', resolve));
+        s.send(JSON.stringify({ type: 'connection_init' }));
+        await within(acked, 'connection_ack');
+        return s;
+      }),
+    );
+    try {
+      const res = await fetch(`${base}/api/v1/clusters`, { headers: bearer(tok.read) });
+      assert.equal(res.status, 200, await res.text());
+    } finally {
+      for (const s of sockets) s.terminate();
+    }
+  });
+
+  it('a subscription whose query is not a string (a parsed document) closes the connection with 4400, unrun', async () => {
+    // mercurius would run a parsed document without the checks the text gets (validation,
+    // depth, cost): 20 x 20 aliases of every reading.
+    const aliases = (n: number, body: string) =>
+      Array.from({ length: n }, (_, i) => `a${i}: ${body}`).join(' ');
+    const text = `subscription { telemetryBatch { ${aliases(20, 'readings { ...R }')} } } fragment R on Telemetry { ${aliases(20, 'data')} }`;
+    const { parse } = await import('graphql');
+    const s = new WebSocket(`${ws}/graphql`, ['graphql-transport-ws', `bearer.${tok.read}`]);
+    assert.equal(await handshake(s), 'open');
+    const messages: string[] = [];
+    s.on('message', (m: Buffer) => messages.push(m.toString()));
+    const closed = new Promise<[number, string]>((resolve) =>
+      s.once('close', (code, reason) => resolve([code, reason.toString()])),
+    );
+    s.send(JSON.stringify({ type: 'connection_init' }));
+    const of = (type: string, id?: string) =>
+      messages.find((m) => {
+        const o = JSON.parse(m) as { type?: string; id?: string };
+        return o.type === type && o.id === id;
+      });
+    assert.ok(await until(async () => of('connection_ack') !== undefined, 5000), 'ack');
+    // As text the same query is refused by its cost, and the connection stays.
+    s.send(JSON.stringify({ id: 't', type: 'subscribe', payload: { query: text } }));
+    assert.ok(await until(async () => of('error', 't') !== undefined, 5000), 'refusal');
+    assert.match(of('error', 't') ?? '', /exceeds the maximum/);
+    const doc: unknown = JSON.parse(JSON.stringify(parse(text, { noLocation: true })));
+    s.send(JSON.stringify({ id: 'd', type: 'subscribe', payload: { query: doc } }));
+    const [code, reason] = await within(closed, 'close');
+    assert.equal(code, 4400);
+    assert.match(reason, /query must be a string/);
+    assert.ok(!messages.some((m) => m.includes('"type":"next"')), messages.join('\n'));
+  });
 });
 
 describe('gateway authentication: /metrics and rate limits', () => {

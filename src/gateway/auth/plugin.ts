@@ -1,5 +1,6 @@
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isUpgrade } from '../upgrade.js';
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
 import type { NexusMetrics } from '../../core/metrics.js';
@@ -74,14 +75,6 @@ type Credential =
   | { readonly kind: 'malformed' }
   | { readonly kind: 'bearer'; readonly value: string };
 
-/**
- * Whether a request is a WebSocket upgrade. This hook runs before @fastify/websocket's, which sets
- * `req.ws`: Node.js's own flag says it (the request came by the server's 'upgrade' event).
- */
-function upgrading(req: FastifyRequest): boolean {
-  return req.ws || (req.raw as IncomingMessage & { upgrade?: boolean }).upgrade === true;
-}
-
 /** The bearer credential of a request: the Authorization header, or a `bearer.` subprotocol. */
 function credentialOf(req: FastifyRequest): Credential {
   const header = req.headers.authorization;
@@ -89,7 +82,7 @@ function credentialOf(req: FastifyRequest): Credential {
     const m = /^Bearer +([^\s]+) *$/i.exec(header);
     return m?.[1] === undefined ? { kind: 'malformed' } : { kind: 'bearer', value: m[1] };
   }
-  if (upgrading(req)) {
+  if (isUpgrade(req)) {
     const offered = req.headers['sec-websocket-protocol'];
     if (typeof offered === 'string') {
       for (const p of offered.split(',')) {
@@ -143,7 +136,7 @@ export async function registerAuth(
   // A WebSocket upgrade refused here (401, 403, 429) is answered before @fastify/websocket's own
   // hooks have seen it, so they do not close its socket: close it once the answer is sent.
   app.addHook('onResponse', (req, reply, done) => {
-    if (reply.statusCode !== 101 && !req.ws && upgrading(req)) req.raw.socket.destroy();
+    if (reply.statusCode !== 101 && !req.ws && isUpgrade(req)) req.raw.socket.destroy();
     done();
   });
   app.addHook('onRoute', (r) => {
@@ -278,7 +271,7 @@ export async function registerAuth(
     if (openRequest(req)) return;
     const access = req.routeOptions.config.access ?? 'read';
     const credential = credentialOf(req);
-    if (credential.kind === 'none' && upgrading(req) && req.routeOptions.url === '/graphql') {
+    if (credential.kind === 'none' && isUpgrade(req) && req.routeOptions.url === '/graphql') {
       // graphql-ws may carry the token in connection_init: subscriptionConnect decides then.
       pending.add(req);
       pendingRaw.add(req.raw);
@@ -305,7 +298,7 @@ export async function registerAuth(
       await reply.code(403).send({ error: message, code: 'FORBIDDEN', statusCode: 403 });
       return;
     }
-    if (upgrading(req)) upgrades.set(req.raw, credential.value);
+    if (isUpgrade(req)) upgrades.set(req.raw, credential.value);
   });
   // Only a subscription connection goes on without a token (to connection_init): checked again
   // once @fastify/websocket has said whether this is one.

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createReadStream } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { isUpgrade } from '../upgrade.js';
 
 /**
  * GraphiQL in the browser at GET /graphql (Accept: text/html, no `query`), every file served by
@@ -114,7 +115,7 @@ export function graphiqlAssets(app: FastifyInstance): void {
 
 /** Whether a GET /graphql is a browser asking for the page rather than a query. */
 export function wantsGraphiql(req: FastifyRequest): boolean {
-  if (req.method !== 'GET' || req.ws) return false;
+  if (req.method !== 'GET' || isUpgrade(req)) return false;
   const q: unknown = req.query;
   if (typeof q === 'object' && q !== null && 'query' in q) return false;
   const accept = req.headers.accept ?? '';

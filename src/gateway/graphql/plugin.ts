@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { Kind, parse } from 'graphql';
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
+import { NexusError } from '../../core/errors.js';
 import type { NexusMetrics } from '../../core/metrics.js';
 import { context, trace, tracer } from '../../core/tracing.js';
 import { requestSpan } from '../instrumentation.js';
@@ -73,6 +74,18 @@ const DEFAULT_MAX_POINTS = 100_000;
  * cost, checked for queries and subscriptions alike. Errors carry the HTTP status of what went
  * wrong (errors.ts).
  */
+/** What each subscription's context holds besides mercurius's own. */
+interface SubscriptionContext {
+  readonly nexusLive: ConnectionSlots;
+  readonly nexusSocket: WebSocket;
+  /** Set once the subscription's query text has passed the checks. */
+  nexusChecked?: boolean;
+}
+
+/** graphql-transport-ws's close code for a message that breaks the protocol. */
+const CLOSE_BAD_REQUEST = 4400;
+const NOT_A_STRING = 'subscribe: payload.query must be a string';
+
 export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): Promise<void> {
   const schema = buildGraphqlSchema();
   const live = deps.hub !== undefined;
@@ -108,9 +121,9 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
       return ctx;
     },
     subscription: {
-      context: (socket: WebSocket): { nexusLive: ConnectionSlots } => {
+      context: (socket: WebSocket): SubscriptionContext => {
         closeWhenSlow(socket, limits);
-        return { nexusLive: { active: 0 } };
+        return { nexusLive: { active: 0 }, nexusSocket: socket };
       },
       keepAlive: 30_000,
       ...(deps.subscriptionConnect === undefined
@@ -126,9 +139,19 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
   app.graphql.addHook('preParsing', (_schema, source) => {
     checkLength(source);
   });
-  app.graphql.addHook('preSubscriptionParsing', (s, source) => {
+  app.graphql.addHook('preSubscriptionParsing', (s, source, ctx) => {
     checkLength(source);
     checkSubscription(s, parse(source), limits.maxCost, refused);
+    (ctx as unknown as SubscriptionContext).nexusChecked = true;
+  });
+  // mercurius also takes a subscription's query as a document already parsed (a JSON tree), and
+  // runs it without the hook above: no validation, depth or cost. The protocol's query is a
+  // string, so anything else closes the connection as a bad request.
+  app.graphql.addHook('preSubscriptionExecution', (_s, _document, ctx) => {
+    const c = ctx as unknown as SubscriptionContext;
+    if (c.nexusChecked === true) return;
+    c.nexusSocket.close(CLOSE_BAD_REQUEST, NOT_A_STRING);
+    throw new NexusError('BAD_REQUEST', NOT_A_STRING);
   });
   // Duration by operation type, and a span per operation (child of the HTTP request's span).
   app.graphql.addHook('preExecution', (_schema, document, ctx) => {

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MAX_QUERY_LENGTH } from './limits.js';
+import { isUpgrade } from '../upgrade.js';
 
 /**
  * The shape of a GraphQL request over HTTP, checked before mercurius sees it: POST
@@ -63,7 +64,7 @@ export async function checkGraphqlRequest(
   req: FastifyRequest,
   reply: FastifyReply,
 ): Promise<FastifyReply | undefined> {
-  if (req.ws) return undefined;
+  if (isUpgrade(req)) return undefined;
   const problem = graphqlRequestProblem(req);
   if (problem === undefined) return undefined;
   return reply.status(400).send({

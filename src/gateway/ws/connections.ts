@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { NexusMetrics } from '../../core/metrics.js';
 import type { ClientMistakes } from '../client-log.js';
+import { isUpgrade } from '../upgrade.js';
 
 export interface ConnectionLimits {
   /** WebSocket connections open at once, /ws and GraphQL subscriptions together. */
@@ -43,7 +44,7 @@ export class ConnectionLimiter {
   /** Wires the limiter to the gateway: addresses from Fastify, connections from `ws`. */
   install(app: FastifyInstance): void {
     app.addHook('onRequest', (req, _reply, done) => {
-      if (req.ws) this.addresses.set(req.raw, req.ip);
+      if (isUpgrade(req)) this.addresses.set(req.raw, req.ip);
       done();
     });
     app.addHook('onReady', (done) => {
