@@ -287,3 +287,35 @@ export const SAMPLE_METRICS = [
   'DCGM_FI_DEV_SM_CLOCK',
   'DCGM_FI_DEV_MEM_CLOCK',
 ] as const;
+
+/**
+ * The prefixes a metric name given by a user may leave out, in the order tried: `GPU_TEMP` is
+ * `DCGM_FI_DEV_GPU_TEMP`, `GR_ENGINE_ACTIVE` is `DCGM_FI_PROF_GR_ENGINE_ACTIVE`.
+ */
+const SHORT_NAME_PREFIXES = ['DCGM_FI_DEV_', 'DCGM_FI_PROF_'] as const;
+
+/** The full names a metric name may stand for: itself, then with each left-out prefix. */
+export function metricNameForms(name: string): string[] {
+  return [name, ...SHORT_NAME_PREFIXES.map((p) => `${p}${name}`)];
+}
+
+/** What `lookup` finds for the first of a metric name's forms it knows (metricNameForms). */
+export function resolveMetricName<T>(
+  name: string,
+  lookup: (fullName: string) => T | undefined,
+): T | undefined {
+  for (const form of metricNameForms(name)) {
+    const found = lookup(form);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** The bad request for a metric name none of `known` (full names) stands for. */
+export function unknownMetric(name: string, known: Iterable<string>): NexusError {
+  const list = [...known].sort().join(', ');
+  return new NexusError(
+    'BAD_REQUEST',
+    `unknown metric "${name}"; known metrics: ${list || 'none yet'}`,
+  );
+}

@@ -118,13 +118,14 @@ export interface MetricInfo {
 export interface Selection {
   readonly cluster?: string;
   readonly hosts?: readonly string[];
-  /** GPU indexes on their hosts. */
+  /** GPU indexes on their hosts. With uuids: a GPU named by either is selected. */
   readonly gpus?: readonly number[];
   /**
    * MIG GPU instance ids (-1: the whole GPU), or 'all' (whole GPUs and every instance). Absent:
    * whole GPUs only, so that a GPU's queries never mix its instances' series in.
    */
   readonly instances?: readonly number[] | 'all';
+  /** GPU uuids, in any case. With gpus: a GPU named by either is selected. */
   readonly uuids?: readonly string[];
   readonly metrics?: readonly string[];
   /** Live GPUs only (retired ones left out): the live views, alerts and gauges. */

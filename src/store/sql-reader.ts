@@ -1,4 +1,5 @@
 import { NexusError } from '../core/errors.js';
+import { resolveMetricName, unknownMetric } from '../core/dcgm-fields.js';
 import { EventReads } from './event-reads.js';
 import type { Logger } from '../core/logger.js';
 import { WHOLE_GPU } from '../core/mig.js';
@@ -69,11 +70,19 @@ function gpusOf(dir: FleetDirectory, sel: Selection): readonly DirGpu[] {
   return [...new Set(sel.hosts)].flatMap((h) => c.byName.get(h)?.rows ?? []);
 }
 
+const lower = (s: string): string => s.toLowerCase();
+
 /** The GPUs of the directory a selection names, in id order: it costs what it names. */
 function pickGpus(dir: FleetDirectory, sel: Selection): GpuRef[] {
   const hosts = sel.hosts === undefined ? undefined : new Set(sel.hosts);
   const indexes = sel.gpus === undefined ? undefined : new Set(sel.gpus);
-  const uuids = sel.uuids === undefined ? undefined : new Set(sel.uuids);
+  // Uuids match whatever their case (a uuid's hex is the same number in either).
+  const uuids = sel.uuids === undefined ? undefined : new Set(sel.uuids.map(lower));
+  // GPUs named by index or by uuid: a GPU either names is selected (gpu_id=0,GPU-...).
+  const named = (g: DirGpu): boolean =>
+    (indexes === undefined && uuids === undefined) ||
+    (indexes !== undefined && indexes.has(g.gpu_id)) ||
+    (uuids !== undefined && g.uuid !== null && uuids.has(lower(g.uuid)));
   // Whole GPUs only unless the selection names instances (a GPU's series never mix its own in).
   const instances = sel.instances === 'all' ? undefined : new Set(sel.instances ?? [WHOLE_GPU]);
   return gpusOf(dir, sel)
@@ -81,8 +90,7 @@ function pickGpus(dir: FleetDirectory, sel: Selection): GpuRef[] {
       (g) =>
         (instances === undefined || instances.has(g.gpu_instance_id)) &&
         (hosts === undefined || hosts.has(g.hostname)) &&
-        (indexes === undefined || indexes.has(g.gpu_id)) &&
-        (uuids === undefined || (g.uuid !== null && uuids.has(g.uuid))) &&
+        named(g) &&
         (sel.live !== true || !g.retired),
     )
     .sort((a, b) => a.id - b.id);
@@ -615,7 +623,7 @@ export class SqlReader implements TelemetryReader {
     const byName = new Map(refs.map((m) => [m.name, m]));
     if (
       names !== undefined &&
-      names.some((n) => !byName.has(n) && !byName.has(`DCGM_FI_DEV_${n}`))
+      names.some((n) => resolveMetricName(n, (f) => byName.get(f)) === undefined)
     ) {
       refs = await this.metrics.get(true);
       refs.forEach((m) => byName.set(m.name, m));
@@ -624,13 +632,8 @@ export class SqlReader implements TelemetryReader {
     if (names === undefined) return { ids: null, byId };
     const ids: number[] = [];
     for (const n of names) {
-      const m = byName.get(n) ?? byName.get(`DCGM_FI_DEV_${n}`);
-      if (m === undefined) {
-        throw new NexusError(
-          'BAD_REQUEST',
-          `unknown metric "${n}"; known metrics: ${[...byName.keys()].sort().join(', ') || 'none yet'}`,
-        );
-      }
+      const m = resolveMetricName(n, (f) => byName.get(f));
+      if (m === undefined) throw unknownMetric(n, byName.keys());
       ids.push(m.id);
     }
     return { ids, byId };

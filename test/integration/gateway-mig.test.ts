@@ -222,6 +222,21 @@ describe('MIG instances in the API', () => {
       `${BASE}/gpus/2/metrics?metric=${ENGINE}&from=${from}&to=${to}&step=1m`,
     );
     assert.deepEqual(whole.body.series, []);
+    // A profiling field by its short name (DCGM_FI_PROF_ left out), as DEV_ fields.
+    const short = await get<{ metrics: Reading[] }>(
+      `${BASE}/gpus/2/mig/7/metrics?metric=GR_ENGINE_ACTIVE`,
+    );
+    assert.deepEqual(
+      short.body.metrics.map((r) => [r.metric, r.value]),
+      [[ENGINE, 0.25]],
+    );
+    const telemetry = await get<{ readings: Reading[] }>(
+      `/api/v1/telemetry/latest?cluster_id=${CLUSTER}&host_id=${HOST}&gpu_id=2&gpu_instance=7&metric=GR_ENGINE_ACTIVE`,
+    );
+    assert.deepEqual(
+      telemetry.body.readings.map((r) => r.value),
+      [0.25],
+    );
   });
 
   it('telemetry: a GPU selection reads the whole GPU only; gpu_instance picks instances, all reads both; a bad one is 400', async () => {

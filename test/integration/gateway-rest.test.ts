@@ -138,6 +138,19 @@ describe('gateway REST on the real sample', () => {
       m.body.metrics.map((x) => [x.metric, x.value]),
       [['DCGM_FI_DEV_GPU_TEMP', want.value]],
     );
+    const shortOnRoute = await get<{ metrics: { metric: string }[] }>(
+      `/api/v1/clusters/local-cluster/hosts/${HOST}/gpus/0/metrics?metric=GPU_TEMP`,
+    );
+    assert.deepEqual(
+      shortOnRoute.body.metrics.map((x) => x.metric),
+      ['DCGM_FI_DEV_GPU_TEMP'],
+    );
+    // An unknown metric is a bad request here too, as on /telemetry (it was an empty 200).
+    const unknown = await get<{ error: string }>(
+      `/api/v1/clusters/local-cluster/hosts/${HOST}/gpus/0/metrics?metric=NOPE`,
+    );
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.error, /unknown metric "NOPE"; known metrics: DCGM_FI_DEV_DEC_UTIL/);
   });
 
   it("the average DCGM_FI_DEV_POWER_USAGE of a chosen GPU over the file equals the CSV's", async () => {
@@ -279,6 +292,19 @@ describe('gateway REST on the real sample', () => {
       [1, 'DCGM_FI_DEV_GPU_TEMP'],
       [1, 'DCGM_FI_DEV_POWER_USAGE'],
     ]);
+    // An index and a uuid in one gpu_id list name two GPUs (either names one); uuids in any case.
+    const mixed = await get<{ readings: { gpu_id: number }[] }>(
+      `/api/v1/telemetry/latest?host_id=${HOST}&metric=DCGM_FI_DEV_GPU_TEMP&gpu_id=0,${uuid.toUpperCase()}`,
+    );
+    assert.equal(mixed.status, 200);
+    assert.deepEqual(mixed.body.readings.map((r) => r.gpu_id).sort(), [0, 1]);
+    const lowerCase = await get<{ readings: { gpu_id: number }[] }>(
+      `/api/v1/telemetry/latest?metric=DCGM_FI_DEV_GPU_TEMP&uuid=${uuid.toLowerCase()}`,
+    );
+    assert.deepEqual(
+      lowerCase.body.readings.map((r) => r.gpu_id),
+      [1],
+    );
     const ranged = await get<{ readings: unknown[] }>(
       '/api/v1/telemetry?from=2025-07-18T20:42:36Z&to=2025-07-18T20:42:37Z&limit=10000',
     );

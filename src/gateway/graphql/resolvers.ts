@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { IResolvers } from 'mercurius';
 import { NexusError } from '../../core/errors.js';
+import { resolveMetricName, unknownMetric } from '../../core/dcgm-fields.js';
 import { WHOLE_GPU } from '../../core/mig.js';
 import type {
   Aggregate,
@@ -138,11 +139,8 @@ function slotsOf(ctx: object): ConnectionSlots | undefined {
 async function checkMetrics(scope: RequestScope, names: readonly string[]): Promise<void> {
   const known = new Set((await scope.metrics()).map((m) => m.name));
   for (const n of names) {
-    if (!known.has(n) && !known.has(`DCGM_FI_DEV_${n}`)) {
-      throw bad(
-        `unknown metric "${n}"; known metrics: ${[...known].sort().join(', ') || 'none yet'}`,
-      );
-    }
+    if (resolveMetricName(n, (f) => (known.has(f) ? f : undefined)) === undefined)
+      throw unknownMetric(n, known);
   }
 }
 
@@ -179,9 +177,8 @@ export function createResolvers(deps: ResolverDeps): IResolvers {
     });
     const first = res.series[0];
     if (first !== undefined) return seriesOut(first);
-    const m = (await scope(ctx).metrics()).find(
-      (x) => x.name === a.metric || x.name === `DCGM_FI_DEV_${a.metric}`,
-    );
+    const catalogue = await scope(ctx).metrics();
+    const m = resolveMetricName(a.metric, (f) => catalogue.find((x) => x.name === f));
     return {
       cluster_id: g.cluster_id,
       host_id: g.host_id,

@@ -1,4 +1,5 @@
 import type { Logger } from '../../core/logger.js';
+import { metricNameForms } from '../../core/dcgm-fields.js';
 import type { NexusMetrics } from '../../core/metrics.js';
 import type { FeedBatch, FeedRecord, LiveFeed } from '../../registry/feed.js';
 import { apiReading } from '../presenters.js';
@@ -100,8 +101,7 @@ export function matcher(f: LiveFilter): (clusterId: string, r: FeedRecord) => bo
   const hosts = f.host_id === undefined ? undefined : new Set(f.host_id);
   const gpus = f.gpu_id === undefined ? undefined : new Set(f.gpu_id);
   const uuids = f.uuid === undefined ? undefined : new Set(f.uuid);
-  const metrics =
-    f.metric === undefined ? undefined : new Set(f.metric.flatMap((m) => [m, `DCGM_FI_DEV_${m}`]));
+  const metrics = f.metric === undefined ? undefined : new Set(f.metric.flatMap(metricNameForms));
   // Whole GPUs' readings only, unless the filter names MIG instances (as REST's gpu_instance).
   const instances = f.gpu_instance === undefined ? undefined : new Set(f.gpu_instance);
   return (clusterId, r) =>

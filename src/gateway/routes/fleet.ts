@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { NexusError } from '../../core/errors.js';
+import { metricNameForms, resolveMetricName, unknownMetric } from '../../core/dcgm-fields.js';
 import type { Static } from '@sinclair/typebox';
 import { WHOLE_GPU } from '../../core/mig.js';
 import type {
@@ -318,12 +319,18 @@ export const fleetRoutes: FastifyPluginAsyncTypebox<{
     q: Static<typeof GpuMetricsQuery>,
   ) => {
     const metrics = filterList('metric', q.metric, 128);
-    const latest = latestValues.filter(
-      (l) =>
-        metrics === undefined ||
-        metrics.includes(l.metric) ||
-        metrics.includes(l.metric.replace(/^DCGM_FI_DEV_/, '')),
-    );
+    const wanted = metrics === undefined ? undefined : new Set(metrics.flatMap(metricNameForms));
+    const latest = latestValues.filter((l) => wanted === undefined || wanted.has(l.metric));
+    // A name none of the GPU's values has: unknown anywhere is a bad request, as on /telemetry.
+    const seen = new Set(latest.map((l) => l.metric));
+    const unseen = (metrics ?? []).filter((m) => !metricNameForms(m).some((f) => seen.has(f)));
+    if (unseen.length > 0) {
+      const known = new Set((await reader.metricCatalogue()).map((m) => m.name));
+      for (const m of unseen) {
+        if (resolveMetricName(m, (f) => (known.has(f) ? f : undefined)) === undefined)
+          throw unknownMetric(m, known);
+      }
+    }
     let series: Series[] | undefined;
     if (q.from !== undefined || q.to !== undefined || q.step !== undefined) {
       const now = Date.now();

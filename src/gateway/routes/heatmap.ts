@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { NexusError } from '../../core/errors.js';
+import { metricNameForms } from '../../core/dcgm-fields.js';
 import type { HostHeat, LatestValue, TelemetryReader } from '../../store/reader.js';
 import { MAX_LIST, clip } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
@@ -250,7 +251,7 @@ export const heatmapRoutes: FastifyPluginAsyncTypebox<{
         return answer(aggregateCells(heat.hosts, gpus, q.maxCells, prefix), heat.metric, heat.unit);
     }
     // A cell per GPU, or no figures kept: from the GPUs' latest values.
-    const isTemp = metric === TEMP || `DCGM_FI_DEV_${metric}` === TEMP;
+    const isTemp = metricNameForms(metric).includes(TEMP);
     const under = (h: string): boolean =>
       h.startsWith(prefix) && (from === undefined || h >= from) && (to === undefined || h <= to);
     // The hosts: those of the figures when kept (narrowed already), else the cluster's list.
