@@ -228,27 +228,36 @@ export async function readAggregated(
   },
 ): Promise<SeriesBuckets[]> {
   const step = q.stepMs;
-  // The readings' span: [lo, hi).
-  const from = Math.max(q.from, BEGINNING_OF_TIME);
-  const lo = q.rollup ? Math.floor(from / 60_000) * 60_000 : from;
-  const hi = q.rollup ? Math.ceil(q.to / 60_000) * 60_000 : q.to;
+  // The readings' span: [lo, hi), exactly the query's.
+  const lo = Math.max(q.from, BEGINNING_OF_TIME);
+  const hi = q.to;
+  // With the rollup, its whole minutes inside the span, [innerLo, innerHi); the parts of minutes
+  // at either end from the readings, so that a step counts only the span's readings whatever the
+  // step (a range within one minute: the readings alone).
+  const innerLo = Math.ceil(lo / 60_000) * 60_000;
+  const innerHi = Math.floor(hi / 60_000) * 60_000;
+  const rollup = q.rollup && innerLo < innerHi;
   const first = Math.floor(lo / step) * step;
   const size = Math.max(0, Math.ceil((hi - first) / step));
-  const hot = q.rollup
+  const readings = (where: string): string =>
+    `SELECT 1 AS src, gpu_id, metric_id, nexus_ms(date_bin($6 * interval '1 millisecond', time, timestamptz 'epoch')) AS b,
+              sum(value) AS s, count(*)::bigint AS n, min(value) AS lo, max(value) AS hi,
+              nexus_ms(max(time)) AS lt, (array_agg(value ORDER BY time DESC))[1] AS lv,
+              NULL::bytea AS data, NULL::bytea AS rollup, NULL::bigint AS ws
+       FROM samples
+       WHERE ${SELECTED} AND ${where}
+       GROUP BY 2, 3, 4`;
+  const hot = rollup
     ? `SELECT 1 AS src, gpu_id, metric_id, nexus_ms(date_bin($6 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS b,
               sum(sum) AS s, sum(count)::bigint AS n, min(min) AS lo, max(max) AS hi,
               nexus_ms(max(last_time)) AS lt, (array_agg(last_value ORDER BY last_time DESC))[1] AS lv,
               NULL::bytea AS data, NULL::bytea AS rollup, NULL::bigint AS ws
        FROM samples_1m_all
-       WHERE ${SELECTED} AND bucket >= nexus_ts($3) AND bucket < nexus_ts($4)
-       GROUP BY 2, 3, 4`
-    : `SELECT 1 AS src, gpu_id, metric_id, nexus_ms(date_bin($6 * interval '1 millisecond', time, timestamptz 'epoch')) AS b,
-              sum(value) AS s, count(*)::bigint AS n, min(value) AS lo, max(value) AS hi,
-              nexus_ms(max(time)) AS lt, (array_agg(value ORDER BY time DESC))[1] AS lv,
-              NULL::bytea AS data, NULL::bytea AS rollup, NULL::bigint AS ws
-       FROM samples
-       WHERE ${SELECTED} AND time >= nexus_ts($3) AND time < nexus_ts($4)
-       GROUP BY 2, 3, 4`;
+       WHERE ${SELECTED} AND bucket >= nexus_ts($9) AND bucket < nexus_ts($10)
+       GROUP BY 2, 3, 4
+     UNION ALL
+     ${readings(`((time >= nexus_ts($3) AND time < nexus_ts($9)) OR (time >= nexus_ts($10) AND time < nexus_ts($4)))`)}`
+    : readings(`time >= nexus_ts($3) AND time < nexus_ts($4)`);
   // A window wholly inside the span and inside one step: its aggregates beside the chunk do.
   const whole = step % WINDOW_MS === 0;
   const res = await db.query<AggRow>(
@@ -262,7 +271,17 @@ export async function readAggregated(
        AND last_time >= nexus_ts($3) AND first_time < nexus_ts($4)
      UNION ALL
      ${hot}`,
-    [q.gpus, q.metrics, lo, hi, q.identity, step, whole, windowOf(lo)],
+    [
+      q.gpus,
+      q.metrics,
+      lo,
+      hi,
+      q.identity,
+      step,
+      whole,
+      windowOf(lo),
+      ...(rollup ? [innerLo, innerHi] : []),
+    ],
   );
   const acc = new Map<number, { gpu: number; metric: number; a: Accumulator }>();
   const of = (gpu: number, metric: number): Accumulator => {
@@ -286,7 +305,8 @@ export async function readAggregated(
       const d = decodeChunk(r.data);
       addReadings(a, d.times, d.values, lo, hi, first, step);
     } else if (r.rollup !== null) {
-      addRollup(a, r.rollup, lo, hi, first, step, q.rollup);
+      // Past raw retention only the minutes are left: the end minutes count whole.
+      addRollup(a, r.rollup, Math.floor(lo / 60_000) * 60_000, hi, first, step, q.rollup);
     } else {
       // The window's aggregates (the statement left data out: the window is wholly in the span).
       const i = Math.floor((Number(r.ws) - first) / step);

@@ -1078,6 +1078,58 @@ function sealingTests(open: Open): void {
     assert.deepEqual(again.dropped, []);
   });
 
+  it('series at whole-minute steps over a range that starts and ends inside minutes count the range readings only, hot and sealed', async (t) => {
+    const { store } = await open(t);
+    const records = fleet();
+    await store.write('cluster-1', records);
+    await store.rollUp();
+    // 40 s into a minute to 20 s into another, across a sealed window's edge (10:00) and the
+    // open window; and a range inside one minute.
+    const ranges = [
+      [start + 7 * MINUTE + 40 * SECOND, start + 2 * HOUR + 3 * MINUTE + 20 * SECOND],
+      [start + 4 * HOUR + 9 * MINUTE + 40 * SECOND, start + 4 * HOUR + 9 * MINUTE + 55 * SECOND],
+    ] as const;
+    /** The same steps worked out from the raw readings themselves. */
+    const expected = (from: number, to: number, stepMs: number) => {
+      const steps = new Map<string, { sum: number; n: number }>();
+      for (const r of records) {
+        if (r.timestamp < from || r.timestamp >= to) continue;
+        const k = `${r.hostname}/${r.gpu}/${r.metric}/${Math.floor(r.timestamp / stepMs) * stepMs}`;
+        const e = steps.get(k) ?? { sum: 0, n: 0 };
+        e.sum += r.value;
+        e.n += 1;
+        steps.set(k, e);
+      }
+      return [...steps].map(([k, e]) => [k, e.n, e.sum / e.n] as const).sort();
+    };
+    const answered = async (from: number, to: number, stepMs: number) => {
+      const res = await store.reader.series({ from, to, stepMs, agg: 'avg', maxPoints: 1e6 });
+      return res.series
+        .flatMap((s) =>
+          s.points.map(
+            ([b, v, n]) => [`${s.hostname}/${s.gpu_id}/${s.metric}/${b}`, n, v] as const,
+          ),
+        )
+        .sort();
+    };
+    const check = async (when: string) => {
+      for (const [from, to] of ranges) {
+        for (const stepMs of [MINUTE, 5 * MINUTE, HOUR]) {
+          const got = await answered(from, to, stepMs);
+          const want = expected(from, to, stepMs);
+          assert.equal(got.length, want.length, `${when}: ${stepMs} ms steps`);
+          got.forEach(([k, n, v], i) => {
+            assert.deepEqual([k, n], [want[i]?.[0], want[i]?.[1]], `${when}: ${k}`);
+            assert.ok(Math.abs(v - (want[i]?.[2] ?? 0)) < 1e-9, `${when}: ${k} avg`);
+          });
+        }
+      }
+    };
+    await check('hot');
+    await store.compact({ now });
+    await check('sealed');
+  });
+
   it('a redelivered batch after sealing stores nothing; a late reading is stored, read, and merged into its chunk by the next pass', async (t) => {
     const { store, sql } = await open(t);
     const records = fleet();
