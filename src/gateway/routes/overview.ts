@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { NexusError } from '../../core/errors.js';
 import type { FleetRegistry } from '../../registry/types.js';
 import type { LatestValue, OverviewState, TelemetryReader } from '../../store/reader.js';
 import type { LiveHub } from '../live/hub.js';
 import { iso } from '../params.js';
+import { round6 } from '../usage.js';
 import { ErrorRef } from '../schemas/common.js';
 import { Overview, OverviewQuery, type Alert, type Simulation } from '../schemas/overview.js';
 
@@ -168,6 +170,8 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
         req.query.cluster_id === undefined
           ? all
           : all.filter((c) => c.cluster_id === req.query.cluster_id);
+      if (req.query.cluster_id !== undefined && clusters.length === 0)
+        throw new NexusError('NOT_FOUND', `cluster "${req.query.cluster_id}" not found`);
       const [queue, members] = await Promise.all([
         o.queueStats?.().catch(() => undefined),
         o.registry?.members().catch(() => []),
@@ -183,7 +187,7 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
         cluster_id: c.cluster_id,
         gpus: c.gpus,
         retired_gpus: c.retired_gpus,
-        power_watts: power.get(c.cluster_id) ?? 0,
+        power_watts: round6(power.get(c.cluster_id) ?? 0),
         idle_gpus: idle.get(c.cluster_id) ?? 0,
       }));
       return {
@@ -191,9 +195,9 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<OverviewOptions> = async 
         hosts: clusters.reduce((n, c) => n + c.hosts, 0),
         gpus: clusters.reduce((n, c) => n + c.gpus, 0),
         retired_gpus: clusters.reduce((n, c) => n + c.retired_gpus, 0),
-        power_watts: byCluster.reduce((n, c) => n + c.power_watts, 0),
+        power_watts: round6(byCluster.reduce((n, c) => n + c.power_watts, 0)),
         by_cluster: byCluster,
-        ingest: o.hub === undefined ? null : { records_per_s: o.hub.rate(), window_s: 60 },
+        ingest: o.hub === undefined ? null : { records_per_s: round6(o.hub.rate()), window_s: 60 },
         queue:
           queue === undefined
             ? null

@@ -429,6 +429,10 @@ describe('GraphQL and the overview', () => {
       ]),
       [['evil', 0]],
     );
+    // A cluster that does not exist is a 404, as on every other route (it was a 200 of zeros).
+    const none = await get(priced, '/api/v1/overview?cluster_id=nope');
+    assert.equal(none.status, 404);
+    assert.match(String(none.body.error), /cluster "nope" not found/);
   });
 });
 
