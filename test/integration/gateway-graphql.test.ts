@@ -391,6 +391,57 @@ describe('GraphQL: values', () => {
   });
 });
 
+describe("GraphQL: a page's items are costed by its limit, once", () => {
+  const HOST_FIELDS = 'host_id hostname gpu_count first_seen last_seen';
+  const EVENT_FIELDS = 'id type time host_id gpu_id code message';
+
+  it('hostsPage with the fields of a host list runs, at its default and its largest limit', async () => {
+    for (const limit of ['', ', limit: 1000']) {
+      const d = await ok<{ hostsPage: { total: number; hosts: { host_id: string }[] } }>(
+        `{ hostsPage(cluster_id: "${CLUSTER}"${limit}) { total hosts { ${HOST_FIELDS} } } }`,
+      );
+      assert.equal(d.hostsPage.total, 31);
+      assert.equal(d.hostsPage.hosts.length, 31);
+    }
+  });
+
+  it("a cluster's events run at the default limit and up to the documented 1,000", async () => {
+    for (const limit of ['', '(limit: 500)', '(limit: 1000)']) {
+      const d = await ok<{ cluster: { events: { events: unknown[] } } }>(
+        `{ cluster(cluster_id: "${CLUSTER}") { events${limit} { counts { xid } next_cursor events { ${EVENT_FIELDS} } } } }`,
+      );
+      assert.ok(Array.isArray(d.cluster.events.events));
+    }
+  });
+
+  it('search runs at its largest limit, telemetryPage at its largest', async () => {
+    const s = await ok<{ search: { hits: unknown[] } }>(
+      `{ search(q: "mtv5", limit: 100) { q count truncated hits { kind cluster_id label host_id gpu_id uuid namespace pod gpus } } }`,
+    );
+    assert.ok(s.search.hits.length > 0);
+    const t = await ok<{ telemetryPage: { readings: unknown[] } }>(
+      '{ telemetryPage(limit: 10000) { count next_cursor readings { host_id metric timestamp value } } }',
+    );
+    assert.equal(t.telemetryPage.readings.length, 2470);
+  });
+
+  it('aliases of large pages, and lists nested under their items, are still refused', async () => {
+    const pages = Array.from(
+      { length: 10 },
+      (_, i) =>
+        `p${i}: hostsPage(cluster_id: "${CLUSTER}", limit: 1000) { hosts { ${HOST_FIELDS} } }`,
+    ).join(' ');
+    const aliased = await gql(`{ ${pages} }`);
+    assert.equal(aliased.status, 400);
+    assert.match(aliased.errors?.[0]?.message ?? '', /query cost 50120 exceeds the maximum/);
+    const nested = await gql(
+      `{ hostsPage(cluster_id: "${CLUSTER}", limit: 1000) { hosts { gpus { latest { metric value } } } } }`,
+    );
+    assert.equal(nested.status, 400);
+    assert.match(nested.errors?.[0]?.message ?? '', /query cost \d+ exceeds the maximum/);
+  });
+});
+
 const QUERY_PAD = `{ clusters { cluster_id } }${' '.repeat(20_000)}`;
 const TOO_DEEP =
   '{ clusters { hosts { cluster { hosts { cluster { hosts { cluster { hosts { host_id } } } } } } } } }';
@@ -563,6 +614,66 @@ describe('GraphQL: bad input is a 4xx that says what is wrong', () => {
       assert.ok(a.errors[0]?.extensions?.code !== undefined);
     });
   }
+
+  for (const query of ['{}', '{ }', ' {}\n', '[]', '1', 'null', '"{ clusters { cluster_id } }"']) {
+    it(`query ${JSON.stringify(query)} (JSON, not GraphQL) is a 400 syntax error, over POST and GET`, async () => {
+      const post = await gql(query);
+      const get = await gw.app.inject({
+        method: 'GET',
+        url: `/graphql?query=${encodeURIComponent(query)}`,
+      });
+      for (const [status, errors] of [
+        [post.status, post.errors],
+        [get.statusCode, get.json<{ errors?: GqlError[] }>().errors],
+      ] as const) {
+        assert.equal(status, 400, JSON.stringify(errors));
+        assert.match(errors?.[0]?.message ?? '', /^Syntax Error: /);
+        assert.equal(errors?.[0]?.extensions?.code, 'BAD_REQUEST');
+      }
+    });
+  }
+
+  it('several operations over GET: the operation to run must be named, as over POST', async () => {
+    const query = 'query A { clusters { cluster_id } } query B { metrics { name } }';
+    const get = async (operationName?: string) => {
+      const qs = new URLSearchParams({
+        query,
+        ...(operationName === undefined ? {} : { operationName }),
+      });
+      const res = await gw.app.inject({ method: 'GET', url: `/graphql?${qs.toString()}` });
+      return { status: res.statusCode, body: res.json<unknown>() };
+    };
+    const post = async (operationName?: string) => {
+      const res = await gw.app.inject({
+        method: 'POST',
+        url: '/graphql',
+        payload: { query, ...(operationName === undefined ? {} : { operationName }) },
+      });
+      return { status: res.statusCode, body: res.json<unknown>() };
+    };
+    const errors = (message: string) => ({
+      data: null,
+      errors: [{ message, extensions: { code: 'BAD_REQUEST' } }],
+    });
+    for (const [name, body] of [
+      [undefined, errors('Must provide operation name if query contains multiple operations.')],
+      ['Z', errors('Unknown operation named "Z".')],
+      ['', errors('Unknown operation named "".')],
+    ] as const) {
+      assert.deepEqual(await get(name), { status: 400, body }, `operationName ${name}`);
+      assert.deepEqual(await post(name), { status: 400, body }, `operationName ${name}`);
+    }
+    assert.deepEqual(await get('A'), {
+      status: 200,
+      body: { data: { clusters: [{ cluster_id: CLUSTER }] } },
+    });
+    const b = await get('B');
+    assert.equal(b.status, 200);
+    assert.ok(
+      (b.body as { data: { metrics: unknown[] } }).data.metrics.length > 0,
+      JSON.stringify(b.body),
+    );
+  });
 
   it('a body that is not JSON is a 400', async () => {
     const res = await gw.app.inject({

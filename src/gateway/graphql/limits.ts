@@ -10,6 +10,7 @@ import {
   isInterfaceType,
   isListType,
   isObjectType,
+  parse,
   specifiedRules,
   validate,
   type ASTVisitor,
@@ -37,8 +38,9 @@ export const MAX_COST = 50_000;
 export const DEFAULT_FAN_OUT = 100;
 /**
  * Better estimates for some lists: a few clusters, up to 8 GPUs on a host (DGX/HGX), about 20
- * metrics per GPU, at most 7 MIG instances per GPU (NVIDIA's limit). A page's readings are
- * counted by the page's `limit`.
+ * metrics per GPU, at most 7 MIG instances per GPU (NVIDIA's limit). The items of a page (a field
+ * with a `limit` that returns an object holding the list: hostsPage, telemetryPage, search,
+ * Cluster.events) are counted by the page's `limit`, not estimated here.
  */
 export const FAN_OUT: Readonly<Record<string, number>> = {
   'Query.clusters': 10,
@@ -49,7 +51,6 @@ export const FAN_OUT: Readonly<Record<string, number>> = {
   'MigInstance.latest': 20,
   'MigInstance.workloads': 10,
   'ClusterStats.samples_per_metric': 20,
-  'TelemetryPage.readings': 1,
 };
 
 /**
@@ -88,6 +89,23 @@ export function checkLength(source: string): void {
       `query is ${source.length} characters long; the limit is ${MAX_QUERY_LENGTH}`,
     );
   }
+}
+
+/**
+ * Query text must be GraphQL. mercurius runs a text that is not GraphQL but is JSON as a
+ * document tree, whatever its shape: `{}` (or `1`, `null`, `[]`) reached graphql's validation as a
+ * "document" without definitions and failed there, a 500. No JSON text is a GraphQL document, so
+ * such a text gets the syntax error GraphQL's parser finds in it (a 400), as any other text that
+ * does not parse. GraphQL text fails JSON.parse at its first token or so: it is not parsed twice.
+ */
+export function checkGraphqlText(source: string): void {
+  try {
+    JSON.parse(source);
+  } catch {
+    return; // not JSON: mercurius parses it as GraphQL, and reports its syntax errors itself
+  }
+  parse(source); // throws the syntax error
+  throw new GraphQLError('Syntax Error: the query is JSON, not GraphQL.');
 }
 
 /** Told which limit refused an operation (for the metrics). */
@@ -320,16 +338,23 @@ export function fieldDef(
   return parent.getFields()[name];
 }
 
+/**
+ * The cost of the fields of some selections. `page`: the selections are a page's (a field with a
+ * `limit` returning an object that holds the list, as hostsPage's HostPage), whose lists hold that
+ * many items: the page's own fields (total, next_cursor, counts) run once, its items' `page` times.
+ */
 function costOf(
   sets: readonly { set: SelectionSetNode; type: GraphQLNamedType }[],
   c: CostInput,
   memo: Map<string, number>,
+  page?: number,
 ): number {
   let total = 0;
   for (const group of collect(sets, c.schema, c.fragments).values()) {
     const first = group[0];
     if (first === undefined) continue;
-    const key = groupKey(group);
+    // A fragment's fields may be selected under pages of different limits: cost each apart.
+    const key = page === undefined ? groupKey(group) : `${groupKey(group)}@${page}`;
     const known = memo.get(key);
     if (known !== undefined) {
       total += known;
@@ -342,7 +367,7 @@ function costOf(
     const def = name === '__typename' ? undefined : fieldDef(c.schema, first.parent, name);
     const sub = below(group, c.schema);
     if (def !== undefined && sub.length > 0) {
-      const children = costOf(sub, c, memo);
+      const list = isListType(getNullableType(def.type));
       const limit = def.args.find((a) => a.name === 'limit');
       // A list field's default page (no limit given) is estimated as the fields without one are
       // (a few clusters, 8 GPUs on a host) where an estimate is known: at most its default.
@@ -353,10 +378,12 @@ function costOf(
           ? !given && estimate !== undefined && typeof limit.defaultValue === 'number'
             ? Math.min(estimate, limit.defaultValue)
             : limitArg(first.node, limit.defaultValue, c)
-          : isListType(getNullableType(def.type))
-            ? (c.introspection[field] ?? FAN_OUT[field] ?? DEFAULT_FAN_OUT)
+          : list
+            ? (page ?? estimate ?? DEFAULT_FAN_OUT)
             : 1;
-      cost += times * children;
+      // A page (a `limit`, and an object holding the list): its limit counts the list's items, once.
+      if (limit !== undefined && !list) cost += costOf(sub, c, memo, times);
+      else cost += times * costOf(sub, c, memo);
     }
     memo.set(key, cost);
     total += cost;
@@ -412,8 +439,8 @@ export function queryCosts(
 
 /**
  * Rejects operations whose estimated cost is above `max`. Each field costs 1; the fields under a
- * list are multiplied by its `limit` argument (variables included) or by its estimated size
- * (FAN_OUT, else DEFAULT_FAN_OUT).
+ * list are multiplied by its `limit` argument (variables included), the page's `limit` for the
+ * list of a page, or by its estimated size (FAN_OUT, else DEFAULT_FAN_OUT).
  */
 export function costRule(
   variables: Readonly<Record<string, unknown>> = {},
@@ -455,17 +482,44 @@ export function httpSubscriptionRule(live: boolean): ValidationRule {
   });
 }
 
+/**
+ * The request must name which operation of the document to run when there is not exactly one (or
+ * name one the document holds), with the errors graphql's execution gives. Checked with the
+ * document: mercurius looks up the operation of a GET (to refuse a mutation) without checking it
+ * was found, a 500 (`reading 'operation'` of null) where a POST gets these 400s.
+ */
+export function operationNameRule(operationName: string | null | undefined): ValidationRule {
+  return (context: ValidationContext): ASTVisitor => ({
+    Document: {
+      leave(doc) {
+        const ops = doc.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION);
+        let message: string | undefined;
+        if (operationName === null || operationName === undefined) {
+          if (ops.length > 1)
+            message = 'Must provide operation name if query contains multiple operations.';
+          else if (ops.length === 0) message = 'Must provide an operation.';
+        } else if (!ops.some((op) => op.name?.value === operationName)) {
+          message = `Unknown operation named "${operationName}".`;
+        }
+        if (message !== undefined) context.reportError(new GraphQLError(message));
+      },
+    },
+  });
+}
+
 /** The rules every query over HTTP passes, beyond the specification's. */
 export function httpRules(
   live: boolean,
   variables: Readonly<Record<string, unknown>>,
   maxCost = MAX_COST,
   onRefused?: Refused,
+  operationName?: string | null,
 ): ValidationRule[] {
   return [
     depthRule(MAX_DEPTH, onRefused),
     costRule(variables, maxCost, onRefused),
     httpSubscriptionRule(live),
+    operationNameRule(operationName),
   ];
 }
 

@@ -12,7 +12,13 @@ import type { LiveHub } from '../live/hub.js';
 import { formatErrors } from './errors.js';
 import { graphiqlAssets, graphiqlPage } from './graphiql.js';
 import { Budget, attachBudget, withBudget } from './budget.js';
-import { checkLength, checkSubscription, httpRules, type Refused } from './limits.js';
+import {
+  checkGraphqlText,
+  checkLength,
+  checkSubscription,
+  httpRules,
+  type Refused,
+} from './limits.js';
 import { UnitBook, closeWhenSlow, type ConnectionSlots } from './live.js';
 import { checkGraphqlRequest } from './request.js';
 import { createResolvers } from './resolvers.js';
@@ -108,9 +114,11 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
     ),
     path: '/graphql',
     graphiql: false,
-    // The cost rule reads the variables (a `limit` may be one), which needs the rules per request.
+    // The cost rule reads the variables (a `limit` may be one) and the operation rule the
+    // operationName, which needs the rules per request.
     cache: false,
-    validationRules: ({ variables }) => httpRules(live, variables ?? {}, limits.maxCost, refused),
+    validationRules: ({ variables, operationName }) =>
+      httpRules(live, variables ?? {}, limits.maxCost, refused, operationName),
     errorFormatter: formatErrors,
     context: () => {
       const ctx = {};
@@ -138,6 +146,7 @@ export async function registerGraphql(app: FastifyInstance, deps: GraphqlDeps): 
   });
   app.graphql.addHook('preParsing', (_schema, source) => {
     checkLength(source);
+    checkGraphqlText(source);
   });
   app.graphql.addHook('preSubscriptionParsing', (s, source, ctx) => {
     checkLength(source);

@@ -16,12 +16,55 @@ describe('GraphQL cost estimate', () => {
     assert.equal(cost('{ telemetry { cluster_id timestamp data } }'), 501 + 100 * (1 + 1 + 9));
     assert.equal(cost('{ telemetry(limit: 7) { value } }'), 501 + 7);
     assert.equal(cost('query($n: Int) { telemetry(limit: $n) { value } }', { n: 40 }), 501 + 40);
-    // a page's readings are counted by the page's limit, not again by the list
+    // a page's readings are counted by the page's limit, not again by the list; its count once
     assert.equal(
       cost('{ telemetryPage(limit: 50) { count readings { value } } }'),
-      501 + 50 * (1 + 1 + 1),
+      501 + 1 + (1 + 50 * 1),
     );
     assert.equal(cost('{ hosts(cluster_id: "c") { gpus { gpu_id } } }'), 11 + 100 * (1 + 8 * 1));
+  });
+
+  it("costs every page's items by its limit, once: the largest page fits with a few fields", () => {
+    // hostsPage, Cluster.events, search: limit x the item's fields, plus the page's own fields.
+    const hosts = '{ total hosts { host_id hostname gpu_count first_seen last_seen } }';
+    assert.equal(cost(`{ hostsPage(cluster_id: "c") ${hosts} }`), 11 + 1 + (1 + 100 * 5));
+    assert.equal(cost(`{ hostsPage(cluster_id: "c", limit: 1000) ${hosts} }`), 11 + 1 + 1 + 5000);
+    const events = 'events { id type time host_id gpu_id code message }';
+    assert.equal(
+      cost(`{ cluster(cluster_id: "c") { events { ${events} } } }`),
+      11 + 1 + (1 + 100 * 7),
+    );
+    assert.equal(
+      cost(
+        `{ cluster(cluster_id: "c") { events(limit: 1000) { counts { xid } next_cursor ${events} } } }`,
+      ),
+      11 + 1 + (1 + 1) + 1 + (1 + 1000 * 7),
+    );
+    assert.equal(
+      cost('query($n: Int) { search(q: "a", limit: $n) { count hits { kind label } } }', {
+        n: 100,
+      }),
+      11 + 1 + (1 + 100 * 2),
+    );
+    assert.equal(cost('{ telemetryPage(limit: 10000) { readings { value } } }'), 501 + 1 + 10_000);
+    // What the items select multiplies as under any list: 1,000 hosts x 8 GPUs.
+    assert.equal(
+      cost('{ hostsPage(cluster_id: "c", limit: 1000) { hosts { gpus { gpu_id } } } }'),
+      11 + 1 + 1000 * (1 + 8 * 1),
+    );
+    // One fragment under pages of different limits is costed with each limit.
+    assert.equal(
+      cost(
+        '{ a: hostsPage(cluster_id: "c", limit: 1) { ...P } b: hostsPage(cluster_id: "c", limit: 1000) { ...P } } fragment P on HostPage { hosts { host_id } }',
+      ),
+      11 + (1 + 1) + 11 + (1 + 1000),
+    );
+    // Aliases of the largest page still add up past the maximum.
+    const pages = Array.from(
+      { length: 10 },
+      (_, i) => `p${i}: hostsPage(cluster_id: "c", limit: 1000) ${hosts}`,
+    ).join(' ');
+    assert.ok(cost(`{ ${pages} }`) > 50_000);
   });
 
   it("costs a variable's default as the limit it runs with", () => {
