@@ -188,7 +188,8 @@ describe('bad input: GraphQL', () => {
   }
 });
 
-const ws: [string, (s: Awaited<ReturnType<typeof openSocket>>) => void, RegExp][] = [
+/** What is sent, the error it gets, and the subscription id that error names (when it has one). */
+const ws: [string, (s: Awaited<ReturnType<typeof openSocket>>) => void, RegExp, string?][] = [
   ['not JSON', (s) => s.sendRaw('{"type": "subscribe"'), /message is not JSON/],
   ['binary frame', (s) => s.sendRaw(Buffer.from([1, 2, 3])), /binary messages are not supported/],
   ['unknown message type', (s) => s.send({ type: 'shout' }), /unknown message type "shout"/],
@@ -196,33 +197,49 @@ const ws: [string, (s: Awaited<ReturnType<typeof openSocket>>) => void, RegExp][
     'unknown filter field',
     (s) => s.send({ type: 'subscribe', id: 'a', filter: { colour: 'blue' } }),
     /unknown field "filter.colour"/,
+    'a',
   ],
   [
     'GPU id not a number',
     (s) => s.send({ type: 'subscribe', id: 'a', filter: { gpu_id: 'abc' } }),
     /filter.gpu_id must be a GPU index/,
+    'a',
+  ],
+  [
+    'a filter field with more than 1,000 values',
+    (s) =>
+      s.send({
+        type: 'subscribe',
+        id: 'a',
+        filter: { host_id: Array.from({ length: 1001 }, (_, i) => `h${i}`) },
+      }),
+    /filters too large: 1001 values in filter.host_id; at most 1000 a field/,
+    'a',
   ],
   [
     'bad metric name',
     (s) => s.send({ type: 'subscribe', id: 'a', filter: { metric: 'no spaces allowed' } }),
     /filter.metric must be a metric name/,
+    'a',
   ],
   [
     'unsubscribe of nothing',
     (s) => s.send({ type: 'unsubscribe', id: 'ghost' }),
     /no subscription "ghost"/,
+    'ghost',
   ],
   ['a message without a type', (s) => s.send({ id: 'x' }), /message needs a "type"/],
 ];
 
 describe('bad input: WebSocket', () => {
-  for (const [name, act, message] of ws) {
+  for (const [name, act, message, id] of ws) {
     it(`${name}: an error message, and the connection stays usable`, async () => {
       const s = await openSocket(`${wsBase}/ws?subscribe=none`);
       await s.waitFor((m) => m.type === 'welcome');
       act(s);
       const err = await s.waitFor((m) => m.type === 'error');
       assert.match(String(err.error), message);
+      assert.equal(err.id, id);
       s.send({ type: 'ping' });
       await s.waitFor((m) => m.type === 'pong');
       await s.close();

@@ -7,9 +7,12 @@ import { GpuEvent } from './events.js';
  * (checked with these schemas) and what the gateway sends (the dashboard's types come from them).
  */
 
+/** Values of one filter field at most (WS_MAX_FILTER_VALUES bounds a connection's together). */
+export const MAX_FIELD_VALUES = 1000;
+
 const OneOrMany = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer>>(
   t: T,
-) => Type.Union([t, Type.Array(t, { minItems: 1, maxItems: 1000 })]);
+) => Type.Union([t, Type.Array(t, { minItems: 1, maxItems: MAX_FIELD_VALUES })]);
 
 /** An event type, as literals (these schemas are compiled by TypeBox's TypeCompiler). */
 const EventTypeLiteral = Type.Union(EVENT_TYPES.map((t) => Type.Literal(t)));

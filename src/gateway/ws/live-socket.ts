@@ -6,6 +6,7 @@ import type { NexusMetrics } from '../../core/metrics.js';
 import type { TelemetryReader } from '../../store/reader.js';
 import type { ClientMistakes } from '../client-log.js';
 import {
+  MAX_FIELD_VALUES,
   LiveFilterSchema,
   PingMessage,
   SubscribeMessage,
@@ -114,6 +115,12 @@ function toFilter(f: Static<typeof LiveFilterSchema>): HeldFilter {
   };
 }
 
+/** The id of a client message, when it has a valid one (a string of 1 to 64 characters). */
+function idOf(msg: unknown): string | undefined {
+  const id: unknown = Reflect.get(Object(msg), 'id');
+  return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : undefined;
+}
+
 /** Explains the first problem of an invalid client message or filter, in words. */
 function problem(
   check: { Errors(value: unknown): { First(): { path: string; message: string } | undefined } },
@@ -123,7 +130,13 @@ function problem(
   if (first === undefined) return 'invalid';
   const parts = first.path.replace(/^\//, '').split('/').filter(Boolean);
   const field = parts.find((p) => p in EXPECTED);
-  if (field !== undefined) return `filter.${field} must be ${EXPECTED[field] ?? 'valid'}`;
+  if (field !== undefined) {
+    const filter = parts[0] === 'filter' ? Reflect.get(Object(value), 'filter') : value;
+    const given: unknown = Reflect.get(Object(filter), field);
+    if (Array.isArray(given) && given.length > MAX_FIELD_VALUES)
+      return `filters too large: ${given.length} values in filter.${field}; at most ${MAX_FIELD_VALUES} a field`;
+    return `filter.${field} must be ${EXPECTED[field] ?? 'valid'}`;
+  }
   if (first.message === 'Unexpected property') {
     return parts[0] === 'filter' || (parts.length === 1 && check === filterCheck)
       ? `unknown field "${parts.join('.')}" (a filter takes cluster_id, host_id, gpu_id, uuid, metric, gpu_instance, type)`
@@ -387,7 +400,8 @@ export const liveSocketRoutes: FastifyPluginAsync<{
         );
       }
       const check = checks[type];
-      if (!check.Check(msg)) return error(problem(check, msg));
+      // Refused with the subscription's id when it has one, so the client knows which.
+      if (!check.Check(msg)) return error(problem(check, msg), idOf(msg));
       const m: ClientMessage = msg;
       switch (m.type) {
         case 'subscribe':
