@@ -1,10 +1,29 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { isNexusError, policyOf, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
 /** The HTTP status of an error code, for REST and GraphQL alike (src/core/errors.ts, ERROR_POLICY). */
 export function statusOf(code: ErrorCode): number {
   return policyOf(code).status;
+}
+
+/**
+ * Fastify's own refusals of a request's body, in the API's words (its codes, FST_ERR_..., are
+ * Fastify's internals: every refusal carries one of ours, BAD_REQUEST, with its HTTP status).
+ */
+function requestProblem(err: FastifyError, req: FastifyRequest): string {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `body is too large: at most ${req.routeOptions.bodyLimit} bytes (MAX_BODY)`;
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return 'body is not valid JSON (or holds a __proto__ or constructor.prototype key)';
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'body is empty: send a JSON document';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return `content type "${req.headers['content-type'] ?? ''}" is not accepted here`;
+    default:
+      return err.message;
+  }
 }
 
 /** Seconds a client refused for load (429, 503) should wait before trying again. */
@@ -63,7 +82,7 @@ export function installErrorHandling(app: FastifyInstance, logger: Logger): void
     }
     return reply
       .status(status)
-      .send({ error: err.message, code: err.code || 'BAD_REQUEST', statusCode: status });
+      .send({ error: requestProblem(err, req), code: 'BAD_REQUEST', statusCode: status });
   });
   app.setNotFoundHandler((req, reply) =>
     reply.status(404).send({
