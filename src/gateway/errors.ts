@@ -47,10 +47,23 @@ export function installErrorHandling(app: FastifyInstance, logger: Logger): void
             )?.missingProperty ??
             (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty ??
             '');
+      // A choice among values (a union of literals, an enum): say which values.
+      const allowed = err.validation.flatMap((e) =>
+        e.instancePath !== first?.instancePath
+          ? []
+          : e.keyword === 'const'
+            ? [(e.params as { allowedValue?: unknown }).allowedValue]
+            : e.keyword === 'enum'
+              ? ((e.params as { allowedValues?: unknown[] }).allowedValues ?? [])
+              : [],
+      );
+      const named = `${where}${param === '' ? '' : ` parameter "${param}"`}`;
       const message =
         first?.keyword === 'additionalProperties'
           ? `unknown ${where} parameter "${param}"`
-          : `${where}${param === '' ? '' : ` parameter "${param}"`} ${first?.message ?? 'is invalid'}`;
+          : allowed.length > 0
+            ? `${named} must be one of ${allowed.map(String).join(', ')}`
+            : `${named} ${first?.message ?? 'is invalid'}`;
       return reply.status(400).send({ error: message, code: 'BAD_REQUEST', statusCode: 400 });
     }
     if (isNexusError(err)) {

@@ -94,7 +94,12 @@ const rest: [string, string, number, RegExp][] = [
     400,
     /step: "often" is not a duration/,
   ],
-  ['unknown aggregate', '/api/v1/telemetry?from=-1h&step=1m&agg=median', 400, /agg/],
+  [
+    'unknown aggregate',
+    '/api/v1/telemetry?from=-1h&step=1m&agg=median',
+    400,
+    /querystring parameter "agg" must be one of avg, min, max, last/,
+  ],
   ['agg without step', '/api/v1/telemetry?agg=max', 400, /agg needs a step/],
   ['step without from', '/api/v1/telemetry?step=1m', 400, /step needs from/],
   [
