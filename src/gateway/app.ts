@@ -154,6 +154,37 @@ const EXEMPT = new Set(['/healthz', '/readyz', '/health', '/metrics']);
 /** What a client's x-request-id must look like to be used (and echoed) as the request's id. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Query parameters that take a comma-separated list (docs/api.md): repeated, their values add up. */
+const LIST_PARAMETERS = new Set([
+  'host_id',
+  'gpu_id',
+  'uuid',
+  'metric',
+  'metrics',
+  'gpu_instance',
+  'type',
+]);
+
+/**
+ * A query string's repeated parameters (`?metric=A&metric=B`, which the parser gives as an array):
+ * a list parameter's values joined as if comma-separated; any other is a bad request saying so (the
+ * schema would only say "must be string").
+ */
+function repeatedParameters(query: unknown): NexusError | undefined {
+  if (typeof query !== 'object' || query === null) return undefined;
+  const q = query as Record<string, unknown>;
+  for (const [name, value] of Object.entries(q)) {
+    if (!Array.isArray(value)) continue;
+    if (!LIST_PARAMETERS.has(name))
+      return new NexusError(
+        'BAD_REQUEST',
+        `query parameter "${name}" is given ${value.length} times; give it once`,
+      );
+    q[name] = value.join(',');
+  }
+  return undefined;
+}
+
 export interface GatewayOptions {
   readonly reader: TelemetryReader;
   /** The live events' poll (EVENT_POLLER_DEFAULTS otherwise): tests poll faster. */
@@ -268,6 +299,9 @@ export async function buildGateway(o: GatewayOptions): Promise<Gateway> {
     },
   });
   // Callback hooks, not async ones: no promise per request.
+  app.addHook('preValidation', (req, _reply, done) => {
+    done(repeatedParameters(req.query));
+  });
   app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     done(null, payload);

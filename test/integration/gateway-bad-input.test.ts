@@ -138,6 +138,12 @@ const rest: [string, string, number, RegExp][] = [
     400,
     /unknown querystring parameter "limit"/,
   ],
+  [
+    'a parameter that takes one value, given twice',
+    '/api/v1/telemetry?limit=10000&limit=5',
+    400,
+    /query parameter "limit" is given 2 times; give it once/,
+  ],
   ['unknown route', '/api/v1/nothing-here', 404, /no route GET \/api\/v1\/nothing-here/],
 ];
 

@@ -131,6 +131,16 @@ describe('gateway REST on the real sample', () => {
       `/api/v1/telemetry/latest?host_id=${HOST}&gpu_id=0&metric=GPU_TEMP`,
     );
     assert.equal(short.body.readings[0]?.value, want.value);
+    // A list parameter given more than once, or in both spellings: the names add up.
+    for (const q of ['metric=GPU_TEMP&metric=POWER_USAGE', 'metric=GPU_TEMP&metrics=POWER_USAGE']) {
+      const two = await get<{ readings: { metric: string }[] }>(
+        `/api/v1/telemetry/latest?host_id=${HOST}&gpu_id=0&${q}`,
+      );
+      assert.deepEqual(two.body.readings.map((r) => r.metric).sort(), [
+        'DCGM_FI_DEV_GPU_TEMP',
+        'DCGM_FI_DEV_POWER_USAGE',
+      ]);
+    }
     const m = await get<{ metrics: { metric: string; value: number }[] }>(
       `/api/v1/clusters/local-cluster/hosts/${HOST}/gpus/0/metrics?metric=DCGM_FI_DEV_GPU_TEMP`,
     );

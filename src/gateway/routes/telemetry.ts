@@ -53,7 +53,9 @@ export function selection(q: {
   const hosts = filterList('host_id', q.host_id, 253);
   const ids = gpuIds(filterList('gpu_id', q.gpu_id, 128));
   const uuids = [...(ids.uuids ?? []), ...(filterList('uuid', q.uuid, 128) ?? [])];
-  const metrics = filterList('metric', q.metric ?? q.metrics, 128);
+  // Both spellings may be given: their names add up.
+  const names = [q.metric, q.metrics].filter((v) => v !== undefined);
+  const metrics = filterList('metric', names.length === 0 ? undefined : names.join(','), 128);
   return {
     ...(q.cluster_id === undefined ? {} : { cluster: q.cluster_id }),
     ...(hosts === undefined ? {} : { hosts }),
