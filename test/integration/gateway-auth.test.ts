@@ -330,6 +330,29 @@ describe('gateway authentication: every route of the app', () => {
       page.items.map((d) => d.reason),
       ['poison'],
     );
+    // A body that is neither form is refused as sent, not coerced into one (nothing replayed).
+    for (const [payload, why] of [
+      [{ ids: 'x' }, /\/ids: Expected array/],
+      [{ ids: [1, 2] }, /\/ids\/0: Expected string/],
+      [
+        { all: true, extra: 1 },
+        /give either \{"ids": \[\.\.\.\]\} or \{"all": true\}, nothing else/,
+      ],
+      [{ all: 'yes' }, /"all" must be true/],
+      [{}, /body must be \{"ids"/],
+    ] as const) {
+      const refused = await main.app.inject({
+        method: 'POST',
+        url: '/api/v1/admin/dead-letters/replay',
+        headers: bearer(tok.admin),
+        payload,
+      });
+      assert.equal(refused.statusCode, 400, refused.body);
+      const body = refused.json<{ error: string; code: string }>();
+      assert.match(body.error, why);
+      assert.equal(body.code, 'BAD_REQUEST');
+    }
+    assert.equal((await deadLetters.stats()).dead, 1);
     const replay = await main.app.inject({
       method: 'POST',
       url: '/api/v1/admin/dead-letters/replay',

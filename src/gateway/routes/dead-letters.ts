@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Queue } from '../../queue/types.js';
 import { iso } from '../params.js';
 import { ErrorRef } from '../schemas/common.js';
@@ -30,20 +31,46 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const ReplayBody = Type.Union([
-  Type.Object(
-    {
-      ids: Type.Array(Type.String({ minLength: 1, maxLength: 300 }), {
-        minItems: 1,
-        maxItems: 1000,
-      }),
-    },
-    { additionalProperties: false },
-  ),
-  Type.Object({ all: Type.Literal(true) }, { additionalProperties: false }),
-]);
+const ReplayIds = Type.Object(
+  {
+    ids: Type.Array(Type.String({ minLength: 1, maxLength: 300 }), {
+      minItems: 1,
+      maxItems: 1000,
+    }),
+  },
+  { additionalProperties: false },
+);
+const ReplayAll = Type.Object({ all: Type.Literal(true) }, { additionalProperties: false });
+const ReplayBody = Type.Union([ReplayIds, ReplayAll]);
 
 const errors = { 400: ErrorRef, 401: ErrorRef, 403: ErrorRef, 503: ErrorRef };
+
+const replayChecks = { ids: TypeCompiler.Compile(ReplayIds), all: TypeCompiler.Compile(ReplayAll) };
+
+/**
+ * The replay body checked as sent: the gateway's schema validation coerces types (right for a
+ * query string), which made `{"ids": "x"}` a list and `{"ids": [1]}` strings.
+ */
+function replayValidator(): (body: unknown) => { value: unknown } | { error: Error } {
+  return (body) => {
+    const keys = typeof body === 'object' && body !== null ? Object.keys(body) : [];
+    const form = keys.includes('all') ? 'all' : 'ids';
+    const check = replayChecks[form];
+    if (check.Check(body)) return { value: body };
+    const first = check.Errors(body).First();
+    const why =
+      keys.includes('all') && keys.length > 1
+        ? 'give either {"ids": [...]} or {"all": true}, nothing else'
+        : form === 'all'
+          ? '"all" must be true'
+          : `${first?.path || 'body'}: ${first?.message ?? 'invalid'}`;
+    return {
+      error: new Error(
+        `body must be {"ids": ["<id>", ...]} (1 to 1000 dead letter ids) or {"all": true}: ${why}`,
+      ),
+    };
+  };
+}
 
 /**
  * Dead letters through the API, what `nexus dlq list` and `nexus dlq replay` do: admin scope
@@ -88,6 +115,7 @@ export const deadLetterRoutes: FastifyPluginAsyncTypebox<{ queue: DeadLetterQueu
     '/api/v1/admin/dead-letters/replay',
     {
       config: { access: 'admin' },
+      validatorCompiler: replayValidator,
       schema: {
         tags: ['admin'],
         summary: 'Put dead letters back into the queue, attempts reset (admin scope)',
