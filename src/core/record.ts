@@ -48,6 +48,9 @@ export function isDcgmSentinel(value: number): boolean {
 const TIMESTAMP =
   /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
 
+/** 400 Gregorian years: 146,097 days, the same weekdays and leap years again. */
+const GREGORIAN_CYCLE_MS = 146_097 * 86_400_000;
+
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
 
 function daysIn(year: number, month: number): number {
@@ -57,8 +60,10 @@ function daysIn(year: number, month: number): number {
 
 /**
  * Parses an RFC 3339 / ISO 8601 timestamp (fractions of any length, `Z` or `±hh:mm` offsets; no
- * offset means UTC) or a Unix epoch in seconds (10 digits, optionally with a fraction) or
- * milliseconds (13 digits). Returns epoch milliseconds, truncated to the millisecond, or undefined.
+ * offset means UTC) or a Unix epoch in seconds (9 to 11 digits, optionally with a fraction) or
+ * milliseconds (12 to 14 digits). Returns epoch milliseconds, truncated to the millisecond, or
+ * undefined. Years are read as written, 0000 to 9999 (proleptic Gregorian; 0000 is 1 BC): whether
+ * an instant is acceptable (a reading's window, a query's years 1 to 9999) is for the caller.
  */
 export function parseTimestamp(text: string): number | undefined {
   const s = text.trim();
@@ -89,7 +94,13 @@ export function parseTimestamp(text: string): number | undefined {
     if (oh > 23 || om > 59) return undefined;
     offsetMin = sign * (oh * 60 + om);
   }
-  return Date.UTC(year, month - 1, day, hour, minute, second, millis) - offsetMin * 60_000;
+  // Date.UTC reads years 0 to 99 as 1900 to 1999: those are computed 400 years later (the
+  // Gregorian calendar repeats every 400 years) and moved back.
+  const utc =
+    year < 100
+      ? Date.UTC(year + 400, month - 1, day, hour, minute, second, millis) - GREGORIAN_CYCLE_MS
+      : Date.UTC(year, month - 1, day, hour, minute, second, millis);
+  return utc - offsetMin * 60_000;
 }
 
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;

@@ -10,9 +10,14 @@ export const FIRST_INSTANT = -62_135_596_800_000;
 export const LAST_INSTANT = 253_402_300_799_999;
 
 /**
- * An instant from a query parameter: RFC 3339 (`2025-07-18T20:42:34Z`), epoch milliseconds,
- * `now`, or relative to now (`-15m`, `now-1h`, `-7d`). Absolute instants outside years 1 to 9999
- * are refused; a relative one reaching past them stops at the edge.
+ * An instant from a query parameter: RFC 3339 (`2025-07-18T20:42:34Z`), `now`, relative to now
+ * (`-15m`, `now-1h`, `-7d`), or a bare number, read by its digits: 12 or more are epoch
+ * milliseconds (`1752871354000`, as the API answers them), 9 to 11 are epoch seconds, optionally
+ * with a fraction (`1752871354`, `1752871354.25`, as Prometheus-style clients send them). As
+ * milliseconds, 9 to 11 digits would only name 1970-01-02 to 1973-03-03, long before any reading
+ * (none before 2000 is stored), so they are read as seconds; fewer than 9 digits are refused,
+ * saying what is accepted. Absolute instants outside years 1 to 9999 are refused; a relative one
+ * reaching past them stops at the edge.
  */
 export function parseInstant(name: string, text: string, now = Date.now()): number {
   const s = text.trim();
@@ -27,14 +32,35 @@ export function parseInstant(name: string, text: string, now = Date.now()): numb
     }
     return Math.max(FIRST_INSTANT, now - ms);
   }
-  const t = /^\d{12,16}$/.test(s) ? Number(s) : parseTimestamp(s);
-  if (t === undefined)
+  const t = /^[\d.]+$/.test(s) ? epochInstant(name, text, s) : parseTimestamp(s);
+  if (t === undefined) {
+    // Five or more digits of year: RFC 3339 has four, and the range ends with 9999.
+    if (/^\d{5,}-\d\d-\d\d[Tt ]/.test(s)) throw outOfRange(name, text);
     throw bad(
       `${name}: "${clip(text)}" is not a time (RFC 3339 like 2025-07-18T20:42:34Z, epoch ms, now, or -15m)`,
     );
-  if (t < FIRST_INSTANT || t > LAST_INSTANT)
-    throw bad(`${name}: "${clip(text)}" is out of range (years 1 to 9999)`);
+  }
+  if (t < FIRST_INSTANT || t > LAST_INSTANT) throw outOfRange(name, text);
   return t;
+}
+
+function outOfRange(name: string, text: string): NexusError {
+  return bad(`${name}: "${clip(text)}" is out of range (years 1 to 9999)`);
+}
+
+/**
+ * A bare number as parseInstant reads it (`s` is `text` trimmed, digits and dots only). The two
+ * forms meet at 1973-03-03T09:46:40Z: 100000000 seconds, 100000000000 milliseconds.
+ */
+function epochInstant(name: string, text: string, s: string): number {
+  if (/^\d{12,}$/.test(s)) return Number(s);
+  if (/^\d{9,11}(?:\.\d+)?$/.test(s)) {
+    const t = parseTimestamp(s);
+    if (t !== undefined) return t;
+  }
+  throw bad(
+    `${name}: "${clip(text)}" is not a time: a number is epoch milliseconds, a whole number of 12 or more digits (100000000000 is 1973-03-03T09:46:40Z), or epoch seconds, 9 to 11 digits with an optional fraction; write earlier instants in RFC 3339 (1970-01-01T00:00:00Z)`,
+  );
 }
 
 /** A value quoted back in an error message, cut short (a client's input may be long). */

@@ -36,7 +36,7 @@ const LIVE_FILTERS = `
     gpu_instance: [Int!]`;
 
 const RANGE = `
-    "Start, inclusive: RFC 3339 (2025-07-18T20:42:34Z), epoch milliseconds, now, or relative to now (-15m, now-1h, -7d)."
+    "Start, inclusive: RFC 3339 (2025-07-18T20:42:34Z), epoch milliseconds (12 or more digits) or seconds (9 to 11), now, or relative to now (-15m, now-1h, -7d)."
     from: String
     "End, exclusive: same forms."
     to: String`;
@@ -121,7 +121,7 @@ type Query {
   ): TelemetryPage!
   "Downsampled series, one per GPU and metric, as GET /api/v1/telemetry with step."
   series(${FILTERS}
-    "Start, inclusive: RFC 3339, epoch milliseconds, now, or relative (-15m)."
+    "Start, inclusive: RFC 3339, epoch milliseconds (12 or more digits) or seconds (9 to 11), now, or relative (-15m)."
     from: String!
     "End, exclusive (default now)."
     to: String

@@ -35,7 +35,8 @@ export const EventsQuery = Type.Object(
     ),
     from: Type.Optional(
       Type.String({
-        description: 'Start, inclusive: RFC 3339, epoch ms, now, or -15m (default: to - 24h)',
+        description:
+          'Start, inclusive: RFC 3339, epoch ms (12+ digits) or s (9-11), now, or -15m (default: to - 24h)',
       }),
     ),
     to: Type.Optional(Type.String({ description: 'End, exclusive (default: now)' })),

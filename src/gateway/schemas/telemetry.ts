@@ -154,7 +154,7 @@ export const RangeParams = {
   from: Type.Optional(
     Type.String({
       description:
-        'Start, inclusive: RFC 3339, epoch ms, now, or relative like -15m (default: the beginning)',
+        'Start, inclusive: RFC 3339, epoch ms (12+ digits) or s (9-11), now, or relative like -15m (default: the beginning)',
     }),
   ),
   to: Type.Optional(

@@ -7,6 +7,7 @@ import {
   recordProblem,
   type TelemetryRecord,
 } from '../../../src/core/record.js';
+import { parseHeader, rowToRecord } from '../../../src/streamer/csv/dcgm-row.js';
 
 const NOW = Date.UTC(2025, 6, 18, 21, 0, 0);
 
@@ -104,6 +105,41 @@ describe('recordProblem: the bounds of every record', () => {
     assert.equal(problem({ labels: { job: 'a\u0000b' } }), 'label job holds a NUL character');
     // A newline in a value is Prometheus' own escape (\n): allowed.
     assert.equal(problem({ labels: { help: 'line one\nline two' } }), undefined);
+  });
+
+  it('refuses a CSV row stamped in years 0000 to 0099 naming its year as written, not as 19xx', () => {
+    const header = parseHeader(
+      'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw'.split(
+        ',',
+      ),
+    );
+    const row = (timestamp: string): string[] => [
+      timestamp,
+      'DCGM_FI_DEV_GPU_UTIL',
+      '0',
+      'nvidia0',
+      'GPU-5fd4f087-86f3-7a43-b711-4771313afc50',
+      'NVIDIA H100 80GB HBM3',
+      'mtv5-dgx1-hgpu-031',
+      '',
+      '',
+      '',
+      '37',
+      'gpu="0"',
+    ];
+    const cases: [string, string][] = [
+      ['0050-01-01T00:00:00Z', '0050-01-01T00:00:00.000Z'],
+      ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'],
+      ['0099-12-31T23:59:59Z', '0099-12-31T23:59:59.000Z'],
+      ['0000-12-31T00:00:00Z', '0000-12-31T00:00:00.000Z'],
+    ];
+    for (const [timestamp, shown] of cases) {
+      assert.deepEqual(rowToRecord(header, row(timestamp), NOW), {
+        kind: 'reject',
+        reason: `timestamp out of range "${shown}" (accepted: 2000-01-01 to 24 hours ahead)`,
+      });
+    }
+    assert.equal(rowToRecord(header, row('2025-07-18T20:42:34Z'), NOW).kind, 'record');
   });
 
   it('accepts timestamps from 2000-01-01 to a day ahead of the clock, and nothing outside', () => {

@@ -67,6 +67,64 @@ describe('parseTimestamp: RFC 3339', () => {
     assert.equal(parseTimestamp('1900-02-29T00:00:00Z'), undefined);
   });
 
+  it('reads years 0000 to 0099 as written (Date.UTC alone makes them 1900 to 1999)', () => {
+    const cases: [string, string][] = [
+      ['0000-01-01T00:00:00Z', '0000-01-01T00:00:00.000Z'],
+      ['0000-12-31T00:00:00Z', '0000-12-31T00:00:00.000Z'],
+      ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'],
+      ['0050-01-01T00:00:00Z', '0050-01-01T00:00:00.000Z'],
+      ['0099-12-31T23:59:59.999Z', '0099-12-31T23:59:59.999Z'],
+      ['0100-01-01T00:00:00Z', '0100-01-01T00:00:00.000Z'],
+      ['1999-12-31T23:59:59Z', '1999-12-31T23:59:59.000Z'],
+      ['9999-12-31T23:59:59.999Z', '9999-12-31T23:59:59.999Z'],
+      // Offsets carry across the edges of year 1 and year 100.
+      ['0001-01-01T00:30:00+01:00', '0000-12-31T23:30:00.000Z'],
+      ['0099-12-31T23:30:00-01:00', '0100-01-01T00:30:00.000Z'],
+      ['0100-01-01T00:30:00+01:00', '0099-12-31T23:30:00.000Z'],
+    ];
+    for (const [text, iso] of cases) {
+      const ms = parseTimestamp(text);
+      assert.notEqual(ms, undefined, text);
+      assert.equal(formatTimestamp(ms ?? Number.NaN), iso, text);
+    }
+    assert.equal(parseTimestamp('0001-01-01T00:00:00Z'), -62_135_596_800_000);
+    assert.equal(parseTimestamp('9999-12-31T23:59:59.999Z'), 253_402_300_799_999);
+  });
+
+  it('round-trips every day of years 0 to 101 and 399 to 401', () => {
+    for (const [from, to] of [
+      [0, 101],
+      [399, 401],
+    ] as const) {
+      const end = new Date(0).setUTCFullYear(to + 1, 0, 1);
+      for (let ms = new Date(0).setUTCFullYear(from, 0, 1); ms < end; ms += 86_400_000 + 1_234) {
+        const iso = formatTimestamp(ms);
+        assert.equal(parseTimestamp(iso), ms, iso);
+      }
+    }
+  });
+
+  it('keeps the leap years of the proleptic Gregorian calendar in years 0 to 400', () => {
+    // Year 0 and 4 are leap years, 100 is not (divisible by 100, not by 400), 400 is.
+    for (const year of ['0000', '0004', '0096', '0400']) {
+      const ms = parseTimestamp(`${year}-02-29T12:00:00Z`);
+      assert.equal(formatTimestamp(ms ?? Number.NaN), `${year}-02-29T12:00:00.000Z`, year);
+      assert.equal(
+        formatTimestamp(parseTimestamp(`${year}-03-01T00:00:00Z`) ?? Number.NaN),
+        `${year}-03-01T00:00:00.000Z`,
+      );
+    }
+    for (const year of ['0001', '0003', '0100', '0200', '0300']) {
+      assert.equal(parseTimestamp(`${year}-02-29T00:00:00Z`), undefined, year);
+    }
+  });
+
+  it('has four-digit years only: 10000 and beyond are no RFC 3339 timestamp', () => {
+    for (const s of ['10000-01-01T00:00:00Z', '99999-01-01T00:00:00Z', '+10000-01-01T00:00:00Z']) {
+      assert.equal(parseTimestamp(s), undefined, s);
+    }
+  });
+
   it('rejects impossible dates and times', () => {
     for (const s of [
       '2025-02-30T00:00:00Z',
