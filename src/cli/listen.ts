@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { NexusError, describeError } from '../core/errors.js';
 
 /**
@@ -49,4 +50,50 @@ export function listening(host: string, address: string): string {
   const to = reach(host);
   const where = to === 'all' ? ' (every address)' : to === 'loopback' ? ' (this machine only)' : '';
   return `${host.includes(':') ? `[${host}]` : host}:${port}${where}`;
+}
+
+/** A port held for a server that starts listening on it later (claimPort). */
+export interface PortClaim {
+  /** The port held: the one asked for, or the one the system chose for 0. */
+  readonly port: number;
+  /** Frees the port for the server to listen on it next (called again: nothing more). */
+  release(): Promise<void>;
+}
+
+/**
+ * Holds host:port now for a server built later (`nexus up`'s gateway, which needs the store
+ * first), so that a port in use stops a command before it reads or stores anything. Throws
+ * LISTEN_FAILED as listenFailure says. Connections made while it holds the port are closed at
+ * once (nothing serves yet); it never keeps the process alive. Between release() and the server's
+ * own listen the port is free: only another process binding it in that moment can still take it.
+ */
+export async function claimPort(
+  port: number,
+  host: string,
+  setting: 'PORT' | 'METRICS_PORT' = 'PORT',
+): Promise<PortClaim> {
+  const server = createServer((socket) => socket.destroy());
+  server.unref();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port, host }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    throw listenFailure(err, port, host, setting);
+  }
+  // Held: a failed accept (out of file descriptors) closes that connection only.
+  server.on('error', () => undefined);
+  const address = server.address();
+  let released: Promise<void> | undefined;
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : port,
+    release: () =>
+      (released ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+      })),
+  };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,20 +176,34 @@ describe('nexus up', () => {
     }
   });
 
-  it('exits non-zero, saying so, when its port is taken, instead of running without a gateway', async () => {
+  it('exits non-zero, saying so, when its port is taken, before it reads or stores anything', async () => {
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as AddressInfo).port;
     try {
-      const child = spawnNexus(['up'], {
-        NEXUS_DATA_DIR: join(dir, 'port-taken'),
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-      });
-      const exit = await run(child);
-      assert.notEqual(exit.code, 0);
-      assert.match(exit.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use`));
+      // The simulated fleet and a CSV (the port used to be found taken only once the store was up
+      // and some 1,200 readings of the CSV were stored in the data directory).
+      for (const [name, csv] of [
+        ['port-taken-fleet', ''],
+        ['port-taken-csv', 'samples/dcgm_metrics_20250718_134233.csv'],
+      ] as const) {
+        const data = join(dir, name);
+        const exit = await run(
+          spawnNexus(['up'], {
+            NEXUS_DATA_DIR: data,
+            PORT: String(port),
+            HOST: '127.0.0.1',
+            LOG_LEVEL: 'warn',
+            CSV_FILE: csv,
+          }),
+        );
+        assert.equal(exit.code, 1, exit.stderr);
+        assert.equal(
+          exit.stderr,
+          `nexus: port ${port} on 127.0.0.1 is in use (another nexus?): stop that one, or choose another port with PORT or --port\n`,
+        );
+        assert.equal(existsSync(data), false, `${name}: it wrote into its data directory`);
+      }
     } finally {
       blocker.close();
     }

@@ -33,7 +33,7 @@ import {
 } from '../compose.js';
 import { gatewaySecurity } from '../gateway-security.js';
 import { openToAll } from '../auth.js';
-import { listenFailure, listening, reach } from '../listen.js';
+import { claimPort, listenFailure, listening, reach } from '../listen.js';
 import { lockDirectory } from '../lock.js';
 import { exportStoreMetrics, exportQueueGauges } from '../observability.js';
 import { pgliteDir, resolveInput } from '../paths.js';
@@ -231,13 +231,25 @@ export function upCommand(): Command {
         `${fleetFlags.map((f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}: for the simulated fleet, which nexus up streams only without a CSV (--csv, CSV_FILE)`,
       );
     }
-    // A CSV that cannot be read, or a data directory another nexus up holds (a second `make run`
-    // must not write into it), stops `nexus up` here, before anything starts.
+    // A CSV that cannot be read, a TLS or CORS setting the gateway cannot use, a port in use, or a
+    // data directory another nexus up holds (a second `make run` must not write into it) stops
+    // `nexus up` here, before anything is read, stored or written into its data directory. The
+    // port is held from here on: the gateway listens on it only once the store is up, and the
+    // streamer reads into the queue meanwhile.
     if (fleet === undefined) await readHeader(resolveInput(config.csvFile));
-    if (!postgres) lockDirectory(pgliteDir(config.dataDir), 'nexus up');
     const root = openRoot(config);
     const { logger, stack } = root;
     const tls = gatewaySecurity(cmd, root);
+    const claim = await claimPort(config.port, config.host);
+    stack.push('freeing the port', () => claim.release());
+    if (!postgres) {
+      try {
+        lockDirectory(pgliteDir(config.dataDir), 'nexus up');
+      } catch (err) {
+        await claim.release();
+        throw err;
+      }
+    }
     const t0 = Date.now();
     // The queue: etcd when ETCD_ENDPOINTS is set, in process otherwise (its records die with the
     // process: a forced exit says how many, and the collector stores them all before stopping).
@@ -427,7 +439,10 @@ export function upCommand(): Command {
       }
       let address: string;
       try {
-        address = await gateway.app.listen({ port: config.port, host: config.host });
+        // The port handed over: the gateway ready first, so that it is free only for a moment.
+        await gateway.app.ready();
+        await claim.release();
+        address = await gateway.app.listen({ port: claim.port, host: config.host });
       } catch (err) {
         if (stopRequested()) {
           await stopAll();
