@@ -255,4 +255,32 @@ describe('etcd queue under faults', () => {
       await queue.close();
     }
   });
+
+  it('a consumer that stops claiming (its store down) still rescues messages whose TTL runs out into the dead letters', async () => {
+    // A collector retrying its batch against a PostgreSQL that is down does not claim. The lease
+    // sweep ran only from the claim loop, so messages outliving MESSAGE_TTL were removed by etcd,
+    // uncounted.
+    const c = uniqueCluster('ttl-idle');
+    const queue = etcdQueue(etcd.endpoint, c, { messageTtlMs: 3000, leaseSweepMs: 500 });
+    const consumer = await queue.consumer();
+    try {
+      for (let i = 0; i < 3; i++) await queue.publish(envelope(c));
+      const deadline = Date.now() + 15_000;
+      let stats = await queue.stats();
+      while (stats.dead < 3 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        stats = await queue.stats();
+      }
+      assert.equal(stats.dead, 3, JSON.stringify(stats));
+      assert.equal(stats.expired, 3);
+      const { items } = await queue.listDeadLetters();
+      assert.ok(
+        items.every((d) => /TTL/.test(d.reason)),
+        items.map((d) => d.reason).join('; '),
+      );
+    } finally {
+      await consumer.close();
+      await queue.close();
+    }
+  });
 });

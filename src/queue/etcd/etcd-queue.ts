@@ -41,6 +41,9 @@ import { MessageLeases } from './message-lease.js';
 import { Session } from '../../etcd/session.js';
 import { EtcdStream } from './stream.js';
 
+/** Housekeeping's timer while consumers exist (maintain() itself runs at most every 250 ms). */
+const MAINTAIN_EVERY_MS = 1000;
+
 /** Waits before trying the queue watch again (it was a fixed 2 s); consumers poll meanwhile. */
 const WATCH_RETRY: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
 
@@ -86,6 +89,8 @@ export class EtcdQueue implements Queue {
   private watchAttempts = 0;
   private lastMaintenance = 0;
   private maintaining: Promise<void> | undefined;
+  /** Runs housekeeping while consumers exist, whether or not they claim (maintainWhileConsuming). */
+  private maintenanceTimer: NodeJS.Timeout | undefined;
   /** Housekeeping was refused by etcd for this user (said once). */
   private maintenanceRefused = false;
   private closing: Promise<void> | undefined;
@@ -195,7 +200,10 @@ export class EtcdQueue implements Queue {
       logger: this.logger,
       maintain: () => this.maintain(),
       nextDue: () => this.maintenance.nextDue,
-      onClose: (c) => this.consumers.delete(c),
+      onClose: (c) => {
+        this.consumers.delete(c);
+        if (this.consumers.size === 0) this.stopMaintenance();
+      },
       ...(this.options.orphanScanMs === undefined
         ? {}
         : { orphanScanMs: this.options.orphanScanMs }),
@@ -203,11 +211,32 @@ export class EtcdQueue implements Queue {
     const consumer = new EtcdConsumer(id, session, ctx);
     this.consumers.add(consumer);
     this.startWatch();
+    this.maintainWhileConsuming();
     return consumer;
   }
 
   /**
-   * Housekeeping, run from the claim loop at most every 250 ms, one run at a time. A failure is
+   * Housekeeping on a timer while this process has consumers, besides the claim loop's runs: a
+   * collector whose store is down retries its batch and does not claim, and the lease sweep must
+   * still rescue messages whose TTL is running out (a PostgreSQL outage longer than MESSAGE_TTL
+   * lost them silently, with two collectors up) and promote delayed retries.
+   */
+  private maintainWhileConsuming(): void {
+    if (this.maintenanceTimer !== undefined) return;
+    this.maintenanceTimer = setInterval(() => {
+      this.maintain().catch(() => undefined); // a refusal is logged by maintain, once
+    }, MAINTAIN_EVERY_MS);
+    this.maintenanceTimer.unref();
+  }
+
+  private stopMaintenance(): void {
+    clearInterval(this.maintenanceTimer);
+    this.maintenanceTimer = undefined;
+  }
+
+  /**
+   * Housekeeping, run from the claim loop and every second while consumers exist, at most every
+   * 250 ms, one run at a time. A failure is
    * retried on the next run, except a refusal of this user by etcd (a configuration error), which
    * fails the claim that ran it.
    */
@@ -411,6 +440,7 @@ export class EtcdQueue implements Queue {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.stopMaintenance();
       if (this.watchRetry !== undefined) clearTimeout(this.watchRetry);
       await this.watchStarting;
       await this.watcher?.cancel().catch(() => undefined);
