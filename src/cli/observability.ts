@@ -14,6 +14,7 @@ export function exportQueueGauges(metrics: NexusMetrics, queue: Queue): void {
     metrics.queueMessages.set({ state: 'delayed' }, s.delayed);
     metrics.queueMessages.set({ state: 'dead' }, s.dead);
     metrics.queueExpired.set(s.expired);
+    metrics.queueLostLeases.set(s.lostLeases);
     metrics.queueOldestAge.set(
       s.oldestCreatedAt === undefined ? 0 : Math.max(0, (Date.now() - s.oldestCreatedAt) / 1000),
     );

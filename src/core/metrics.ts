@@ -97,6 +97,11 @@ export class NexusMetrics {
     help: 'Messages the message TTL moved to the dead letters, since the queue began',
     registers: [this.registry],
   });
+  readonly queueLostLeases = new Gauge({
+    name: 'nexus_queue_lost_message_leases',
+    help: 'Message leases that expired with no consumer sweeping them, since the queue began: the messages on them were removed by the TTL, uncounted',
+    registers: [this.registry],
+  });
   readonly messagesRetried = new Counter({
     name: 'nexus_queue_messages_retried_total',
     help: 'Messages delivered again: given back after a failure, or reclaimed from a collector that died',

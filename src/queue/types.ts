@@ -71,6 +71,11 @@ export interface QueueStats {
   readonly dead: number;
   /** Messages the message TTL took out of the queue (moved to the dead letters or lost). */
   readonly expired: number;
+  /**
+   * Message leases that expired with no consumer sweeping them: the messages still on them were
+   * removed by the TTL, how many cannot be known (0 where messages do not expire this way).
+   */
+  readonly lostLeases: number;
   /** Creation time (epoch ms) of the oldest message in the queue, if any. */
   readonly oldestCreatedAt: number | undefined;
 }

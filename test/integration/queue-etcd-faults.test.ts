@@ -267,7 +267,8 @@ describe('etcd queue under faults', () => {
       for (let i = 0; i < 3; i++) await queue.publish(envelope(c));
       const deadline = Date.now() + 15_000;
       let stats = await queue.stats();
-      while (stats.dead < 3 && Date.now() < deadline) {
+      // The sweep moves the messages, then counts them: wait for both.
+      while ((stats.dead < 3 || stats.expired < 3) && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 250));
         stats = await queue.stats();
       }

@@ -37,7 +37,7 @@ export function queueCommand(): Command {
       print(
         o.json === true,
         { cluster: q.clusterId, backend: q.backend, ...s },
-        `cluster ${q.clusterId} (${q.backend}): ${s.ready} ready, ${s.inFlight} in flight, ${s.delayed} waiting to retry, ${s.dead} dead, ${s.expired} expired; head message age ${age}`,
+        `cluster ${q.clusterId} (${q.backend}): ${s.ready} ready, ${s.inFlight} in flight, ${s.delayed} waiting to retry, ${s.dead} dead, ${s.expired} expired${s.lostLeases === 0 ? '' : `, ${s.lostLeases} message leases LOST (expired unswept: docs/operations.md#nexusqueuemessageslost)`}; head message age ${age}`,
       );
     });
   });

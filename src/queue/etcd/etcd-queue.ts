@@ -36,7 +36,7 @@ import {
   rangeOf,
 } from '../../etcd/kv.js';
 import { QueueLayout } from './layout.js';
-import { Maintenance } from './maintenance.js';
+import { LOST_LEASES, Maintenance } from './maintenance.js';
 import { MessageLeases } from './message-lease.js';
 import { Session } from '../../etcd/session.js';
 import { EtcdStream } from './stream.js';
@@ -331,6 +331,7 @@ export class EtcdQueue implements Queue {
         rangeOf(this.layout.dead, { count_only: true }),
         getOp(this.layout.counter('expired')),
         rangeOf(this.layout.messages, { limit: 1 }),
+        getOp(this.layout.counter(LOST_LEASES)),
       ],
       [],
       'stats',
@@ -353,6 +354,7 @@ export class EtcdQueue implements Queue {
       delayed: count(2),
       dead: count(3),
       expired: Number(res.responses[4]?.response_range.kvs[0]?.value.toString() ?? 0),
+      lostLeases: Number(res.responses[6]?.response_range.kvs[0]?.value.toString() ?? 0),
       oldestCreatedAt,
     };
   }

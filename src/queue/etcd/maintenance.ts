@@ -9,6 +9,12 @@ import type { LedgerEntry } from './message-lease.js';
 import { deadLetterValue } from './dead-letter.js';
 
 /**
+ * The stats counter of message leases found expired by a sweep (nobody swept them in time), under
+ * its name since the first release that kept it.
+ */
+export const LOST_LEASES = 'expired_unobserved_leases';
+
+/**
  * The queue's housekeeping, run by any consumer (every step is a compare-guarded Txn, so several
  * running at once is safe):
  * - promote delayed retries whose time has come back into the queue;
@@ -158,7 +164,7 @@ export class Maintenance {
       }
     }
     if (rescued > 0) await this.increment('expired', rescued);
-    if (unobserved > 0) await this.increment('expired_unobserved_leases', unobserved);
+    if (unobserved > 0) await this.increment(LOST_LEASES, unobserved);
     return { rescued, unobserved, revoked };
   }
 

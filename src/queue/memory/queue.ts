@@ -335,6 +335,7 @@ export class MemoryQueue implements Queue {
       delayed: this.delayed.size,
       dead: this.dead.size,
       expired: this.expiredCount,
+      lostLeases: 0,
       oldestCreatedAt: oldest,
     });
   }
