@@ -10,6 +10,8 @@ import type { Consumer } from '../../src/queue/types.js';
 import { Streamer } from '../../src/streamer/streamer.js';
 import { GRPCDeadlineExceededError } from 'etcd3';
 import { envelope } from '../conformance/queue-suite.js';
+import { Kv, key, putOp } from '../../src/etcd/kv.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { startEtcd, uniqueCluster, type EtcdServer } from '../helpers/etcd.js';
 import { drain, etcdQueue, naturalKey, recordsOf } from '../helpers/queues.js';
 import { SAMPLE } from '../helpers/sample.js';
@@ -279,6 +281,62 @@ describe('etcd queue under faults', () => {
         items.every((d) => /TTL/.test(d.reason)),
         items.map((d) => d.reason).join('; '),
       );
+    } finally {
+      await consumer.close();
+      await queue.close();
+    }
+  });
+
+  it('a dead letter this release could not decode (a newer envelope version) is replayed as it was', async () => {
+    // The runbook's answer to "message is not a valid envelope (v=9)": upgrade the collectors,
+    // then replay. Replay skipped every dead letter without a decoded message, so it never could.
+    const c = uniqueCluster('raw-replay');
+    const queue = etcdQueue(etcd.endpoint, c);
+    const kv = new Kv(queue.etcd);
+    const name = '1754352000000_foreign_gpu-0_bad-b';
+    const body = JSON.stringify({
+      v: 9,
+      id: 'bad-b',
+      producer: 'x',
+      cluster: c,
+      createdAt: Date.now(),
+      attempt: 0,
+      records: [],
+    });
+    await kv.txn([], [putOp(queue.layout.message(name), body)]);
+    const consumer = await queue.consumer();
+    try {
+      assert.deepEqual(await consumer.claim(1, { waitMs: 1000 }), []);
+      await consumer.close();
+      const { items } = await queue.listDeadLetters();
+      assert.equal(items.length, 1);
+      assert.match(items[0]?.reason ?? '', /v=9/);
+      // nexus dlq list says where a dead letter's readings came from (the runbook's `source`).
+      await queue.publish(
+        envelope(c, { source: { file: 'export.csv', firstLine: 2, lastLine: 501 } }),
+      );
+      const again = await queue.consumer();
+      const [d] = await again.claim(1, { waitMs: 2000 });
+      assert.ok(d);
+      await again.nack(d, 'poison', { retryable: false });
+      await again.close();
+      const env = { ETCD_ENDPOINTS: etcd.endpoint, CLUSTER_ID: c, LOG_LEVEL: 'error' };
+      const listed = await run(spawnNexus(['dlq', 'list', '--json'], env));
+      assert.equal(listed.code, 0, listed.stderr);
+      const rows = (JSON.parse(listed.stdout) as { items: { id: string; source?: unknown }[] })
+        .items;
+      assert.deepEqual(
+        rows.filter((r) => r.id === d.id).map((r) => r.source),
+        [{ file: 'export.csv', firstLine: 2, lastLine: 501 }],
+      );
+      assert.equal(rows.length, 2);
+      const text = await run(spawnNexus(['dlq', 'list'], env));
+      assert.match(text.stdout, /source=export\.csv:2-501 {2}poison/);
+      await queue.purgeDeadLetters([d.id]);
+      assert.equal(await queue.replayDeadLetters([items[0]?.id ?? '']), 1);
+      const back = await kv.range({ key: key(queue.layout.message(name)) });
+      assert.equal(back.kvs[0]?.value.toString(), body, 'the message, byte for byte');
+      assert.equal((await queue.stats()).dead, 0);
     } finally {
       await consumer.close();
       await queue.close();

@@ -65,6 +65,14 @@ export function dlqCommand(): Command {
         attempts: d.attempts,
         deadAt: formatTimestamp(d.deadAt),
         records: d.records,
+        // Where the readings came from (a CSV file and lines), who published them and when.
+        ...(d.envelope === undefined
+          ? {}
+          : {
+              producer: d.envelope.producer,
+              createdAt: formatTimestamp(d.envelope.createdAt),
+              ...(d.envelope.source === undefined ? {} : { source: d.envelope.source }),
+            }),
       }));
       const text =
         rows.length === 0
@@ -72,7 +80,7 @@ export function dlqCommand(): Command {
           : rows
               .map(
                 (r) =>
-                  `${r.id}  ${r.deadAt}  attempts=${r.attempts}  records=${r.records}  ${r.reason}`,
+                  `${r.id}  ${r.deadAt}  attempts=${r.attempts}  records=${r.records}${r.source === undefined ? '' : `  source=${r.source.file}:${r.source.firstLine}-${r.source.lastLine}`}  ${r.reason}`,
               )
               .join('\n') + (page.next === undefined ? '' : `\n... more: --after ${page.next}`);
       print(o.json === true, { items: rows, next: page.next }, text);

@@ -381,15 +381,19 @@ export class EtcdQueue implements Queue {
     const one = async (deadKey: string, value: Buffer, revision: string): Promise<void> => {
       const name = deadKey.slice(this.layout.dead.length);
       const dl = toDeadLetter(name, value);
-      if (dl.envelope === undefined) {
-        this.logger.warn(
-          { message: name },
-          'dead letter holds no decodable message; cannot replay',
-        );
+      let body: Buffer | undefined;
+      if (dl.envelope !== undefined) {
+        const { lastError: _dropped, ...rest } = dl.envelope;
+        body = encodeEnvelopeVerbatim({ ...rest, attempt: 0 });
+      } else {
+        // A message this release could not decode (another producer's, a newer envelope version):
+        // back as it was, for collectors that can (docs/operations.md: upgrade, then replay).
+        body = rawBodyOf(value);
+      }
+      if (body === undefined) {
+        this.logger.warn({ message: name }, 'dead letter holds no message body; cannot replay');
         return;
       }
-      const { lastError: _dropped, ...rest } = dl.envelope;
-      const body = encodeEnvelopeVerbatim({ ...rest, attempt: 0 });
       const leaseId = await this.leases.id();
       const res = await this.kv.txn(
         [modIs(deadKey, revision), absent(this.layout.message(name))],
@@ -457,6 +461,16 @@ export class EtcdQueue implements Queue {
 
 function rangeDelete(prefix: string) {
   return { request_delete_range: { key: key(prefix), range_end: prefixEnd(prefix) } };
+}
+
+/** The undecodable message body a dead letter keeps (base64 `raw`), if any. */
+function rawBodyOf(value: Buffer): Buffer | undefined {
+  try {
+    const raw = (JSON.parse(value.toString()) as DeadLetterRecord).raw;
+    return raw === undefined ? undefined : Buffer.from(raw, 'base64');
+  } catch {
+    return undefined;
+  }
 }
 
 function toDeadLetter(id: string, value: Buffer): DeadLetter {
