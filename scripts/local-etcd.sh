@@ -2,6 +2,9 @@
 # Starts or stops a local development etcd: client on 127.0.0.1:$port, data in $data/etcd.
 set -euo pipefail
 cmd=$1 data=$2 port=$3 peer=$4
+# etcdctl refuses flags that an ETCDCTL_* variable also sets (the NOSPACE runbook exports
+# ETCDCTL_ENDPOINTS): the health check would fail and a second etcd start on a busy port.
+while read -r v; do unset "$v"; done < <(compgen -e | grep '^ETCDCTL_' || true)
 dir="$data/etcd"
 pidfile="$dir/etcd.pid"
 mkdir -p "$dir"
