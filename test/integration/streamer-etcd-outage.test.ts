@@ -170,6 +170,29 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     await queue.close();
   });
 
+  it('a second streamer on a stream another one holds exits 1, saying why on stderr (its JSON log is on stdout)', async () => {
+    const cluster = uniqueCluster('owned');
+    const first = spawnNexus(['streamer', '--csv', SAMPLE], streamerEnv(cluster, await freePort()));
+    const firstDone = run(first);
+    const queue = etcdQueue(etcd.endpoint, cluster);
+    try {
+      assert.ok(
+        await until(async () => (await queue.depth()) >= 5, 30_000),
+        'the first streamer did not start publishing',
+      );
+      const second = await run(
+        spawnNexus(['streamer', '--csv', SAMPLE], streamerEnv(cluster, await freePort())),
+      );
+      assert.equal(second.code, 1, second.stdout);
+      assert.match(second.stderr, /^nexus streamer: .+/m);
+      assert.match(second.stderr, /stream/);
+    } finally {
+      first.kill('SIGTERM');
+      await exitWithin(first, firstDone, 30_000);
+      await queue.close();
+    }
+  });
+
   it('a stream whose session lease lapsed is taken back by its next write; a stream another streamer took is lost for good', async () => {
     const cluster = uniqueCluster('retake');
     const queue = etcdQueue(etcd.endpoint, cluster);

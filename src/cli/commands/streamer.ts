@@ -145,6 +145,8 @@ export function streamerCommand(): Command {
         process.stderr.write(`nexus streamer: ${describeError(err)}\n`);
       } else {
         logger.error({ err }, `streamer failed: ${describeError(err)}`);
+        // The JSON log goes to stdout; whoever started it (a terminal, a Job) sees why here.
+        process.stderr.write(`nexus streamer: ${describeError(err)}\n`);
       }
       process.exitCode = code;
     } finally {
