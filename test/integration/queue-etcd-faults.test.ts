@@ -332,6 +332,12 @@ describe('etcd queue under faults', () => {
       assert.equal(rows.length, 2);
       const text = await run(spawnNexus(['dlq', 'list'], env));
       assert.match(text.stdout, /source=export\.csv:2-501 {2}poison/);
+      const badLimit = await run(spawnNexus(['dlq', 'list', '--limit', 'abc'], env));
+      assert.notEqual(badLimit.code, 0);
+      assert.match(badLimit.stderr, /--limit must be a whole number from 1 to 1000 \(got "abc"\)/);
+      const unknown = await run(spawnNexus(['dlq', 'replay', 'no-such-id'], env));
+      assert.equal(unknown.code, 1, unknown.stdout);
+      assert.match(unknown.stderr, /replayed 0 of the 1 named/);
       await queue.purgeDeadLetters([d.id]);
       assert.equal(await queue.replayDeadLetters([items[0]?.id ?? '']), 1);
       const back = await kv.range({ key: key(queue.layout.message(name)) });

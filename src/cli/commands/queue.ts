@@ -17,6 +17,20 @@ async function withQueue(cmd: Command, fn: (queue: Queue) => Promise<void>): Pro
   }
 }
 
+/** Dead letters named but not acted on (no such id, or one that cannot be replayed): exit 1. */
+function notAll(
+  done: number,
+  ids: readonly string[],
+  all: boolean | undefined,
+  what: string,
+): void {
+  if (all === true || done >= ids.length) return;
+  process.stderr.write(
+    `nexus dlq: ${what} ${done} of the ${ids.length} named; the others are not dead letters of this cluster, or hold no message (nexus dlq list)\n`,
+  );
+  process.exitCode = 1;
+}
+
 function print(json: boolean, value: unknown, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
 }
@@ -54,9 +68,12 @@ export function dlqCommand(): Command {
     .option('--json', 'print JSON');
   addSettings(list, ['common', 'queue']);
   list.action(async (o: { limit: string; after?: string; json?: boolean }) => {
+    const limit = Number(o.limit);
+    if (!/^\d+$/.test(o.limit) || limit < 1 || limit > 1000)
+      list.error(`--limit must be a whole number from 1 to 1000 (got "${o.limit}")`);
     await withQueue(list, async (q) => {
       const page = await q.listDeadLetters({
-        limit: Number(o.limit),
+        limit,
         ...(o.after === undefined ? {} : { after: o.after }),
       });
       const rows = page.items.map((d) => ({
@@ -98,6 +115,7 @@ export function dlqCommand(): Command {
     await withQueue(replay, async (q) => {
       const n = await q.replayDeadLetters(o.all === true ? 'all' : ids);
       process.stdout.write(`replayed ${n} message(s)\n`);
+      notAll(n, ids, o.all, 'replayed');
     });
   });
   const purge = new Command('purge')
@@ -112,6 +130,7 @@ export function dlqCommand(): Command {
     await withQueue(purge, async (q) => {
       const n = await q.purgeDeadLetters(o.all === true ? 'all' : ids);
       process.stdout.write(`purged ${n} dead letter(s)\n`);
+      notAll(n, ids, o.all, 'purged');
     });
   });
   dlq.addCommand(list);
