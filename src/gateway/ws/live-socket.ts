@@ -131,7 +131,7 @@ function problem(
   const parts = first.path.replace(/^\//, '').split('/').filter(Boolean);
   const field = parts.find((p) => p in EXPECTED);
   if (field !== undefined) {
-    const filter = parts[0] === 'filter' ? Reflect.get(Object(value), 'filter') : value;
+    const filter: unknown = parts[0] === 'filter' ? Reflect.get(Object(value), 'filter') : value;
     const given: unknown = Reflect.get(Object(filter), field);
     if (Array.isArray(given) && given.length > MAX_FIELD_VALUES)
       return `filters too large: ${given.length} values in filter.${field}; at most ${MAX_FIELD_VALUES} a field`;
