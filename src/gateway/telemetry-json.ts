@@ -7,9 +7,9 @@ import { isoOf, seriesOfOut } from './presenters.js';
  * series' name. An object per reading, serialised field by field against the schema, was about
  * half of the gateway's busy time on a 1-hour page of 360 readings (profiled: the serialiser 15 %,
  * building the objects 9 %, garbage collection 13 %, escaping 3 %). Here each series' name is
- * serialised once and each reading adds its time and value to that text: 3.2-4.6 times the
- * requests/s on that page, 8.8 times on a 24-hour page of 8,640 readings (A/B runs on the same
- * database, the machine busy with other work; docs/benchmarks.md has the quiet figures).
+ * serialised once and each reading adds its time and value to that text. A/B on the same database
+ * (120 GPUs, 64 connections): 390-420 -> 1,340-1,490 requests/s on that page, 13 -> 113 on a
+ * 24-hour page of 8,640 readings; the history bench's figures are in docs/benchmarks.md.
  *
  * Numbers are written as JSON.stringify writes them, a value that is not finite as null (the schema
  * serialiser refused NaN with a 500; no store holds one, but an answer must not fail on it).

@@ -247,6 +247,11 @@ export async function readAggregated(
        FROM samples
        WHERE ${SELECTED} AND ${where}
        GROUP BY 2, 3, 4`;
+  // The parts of the end minutes, when the span starts or ends inside a minute.
+  const ends = [
+    ...(lo < innerLo ? ['(time >= nexus_ts($3) AND time < nexus_ts($9))'] : []),
+    ...(innerHi < hi ? ['(time >= nexus_ts($10) AND time < nexus_ts($4))'] : []),
+  ];
   const hot = rollup
     ? `SELECT 1 AS src, gpu_id, metric_id, nexus_ms(date_bin($6 * interval '1 millisecond', bucket, timestamptz 'epoch')) AS b,
               sum(sum) AS s, sum(count)::bigint AS n, min(min) AS lo, max(max) AS hi,
@@ -254,9 +259,7 @@ export async function readAggregated(
               NULL::bytea AS data, NULL::bytea AS rollup, NULL::bigint AS ws
        FROM samples_1m_all
        WHERE ${SELECTED} AND bucket >= nexus_ts($9) AND bucket < nexus_ts($10)
-       GROUP BY 2, 3, 4
-     UNION ALL
-     ${readings(`((time >= nexus_ts($3) AND time < nexus_ts($9)) OR (time >= nexus_ts($10) AND time < nexus_ts($4)))`)}`
+       GROUP BY 2, 3, 4${ends.length === 0 ? '' : `\n     UNION ALL\n     ${readings(`(${ends.join(' OR ')})`)}`}`
     : readings(`time >= nexus_ts($3) AND time < nexus_ts($4)`);
   // A window wholly inside the span and inside one step: its aggregates beside the chunk do.
   const whole = step % WINDOW_MS === 0;
