@@ -5,6 +5,28 @@ import { ROOT } from './child.js';
 
 export const SAMPLE = join(ROOT, 'samples', 'dcgm_metrics_20250718_134233.csv');
 
+/** The bundled export's header, as the CSV reader sees it. */
+export const SAMPLE_HEADER =
+  'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw';
+
+/** The bundled export's first row, as the CSV reader sees it, its labels_raw given by the caller. */
+export function sampleFields(labelsRaw: string, timestamp = '2025-07-18T20:42:34Z'): string[] {
+  return [
+    timestamp,
+    'DCGM_FI_DEV_GPU_UTIL',
+    '0',
+    'nvidia0',
+    'GPU-5fd4f087-86f3-7a43-b711-4771313afc50',
+    'NVIDIA H100 80GB HBM3',
+    'mtv5-dgx1-hgpu-031',
+    '',
+    '',
+    '',
+    '37',
+    labelsRaw,
+  ];
+}
+
 export interface SampleRow {
   timestamp: number;
   metric: string;

@@ -391,6 +391,14 @@ function within<T>(p: Promise<T>, what: string): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/** The code the server closes the socket with. */
+function closeCode(socket: WebSocket): Promise<number> {
+  return within(
+    new Promise<number>((resolve) => socket.once('close', (code) => resolve(code))),
+    'close',
+  );
+}
+
 /** Resolves when the socket opens, or with the HTTP status that refused the handshake. */
 function handshake(ws: WebSocket): Promise<number | 'open'> {
   return within(
@@ -430,10 +438,10 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
     const live = await tokens.create({ scope: 'read', expiresAt: null });
     const socket = new WebSocket(`${ws}/ws`, ['nexus', `bearer.${live.token}`]);
     assert.equal(await handshake(socket), 'open');
-    const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
+    const closed = closeCode(socket);
     await tokens.revoke(live.record.id);
     try {
-      assert.equal(await within(closed, 'close'), 4401);
+      assert.equal(await closed, 4401);
     } finally {
       socket.terminate();
     }
@@ -504,13 +512,7 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
     // A connection that never sends connection_init does not hold its slot for good.
     const idle = new WebSocket(`${ws}/graphql`, ['graphql-transport-ws']);
     assert.equal(await handshake(idle), 'open');
-    assert.equal(
-      await within(
-        new Promise<number>((resolve) => idle.once('close', (code) => resolve(code))),
-        'close',
-      ),
-      4401,
-    );
+    assert.equal(await closeCode(idle), 4401);
   });
 
   it('a GraphQL upgrade that asks for text/html is a WebSocket like any other: no connection_init, closed with 4401', async () => {
@@ -519,13 +521,7 @@ describe('gateway authentication: WebSocket /ws and GraphQL subscriptions', () =
       headers: { accept: 'text/html' },
     });
     assert.equal(await handshake(idle), 'open');
-    assert.equal(
-      await within(
-        new Promise<number>((resolve) => idle.once('close', (code) => resolve(code))),
-        'close',
-      ),
-      4401,
-    );
+    assert.equal(await closeCode(idle), 4401);
   });
 
   it('open GraphQL WebSockets take no API turn: with every turn held by a socket, a request is served', async () => {

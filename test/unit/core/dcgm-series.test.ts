@@ -3,29 +3,15 @@ import { describe, it } from 'node:test';
 import { recordFromSeries, type SeriesSample } from '../../../src/core/dcgm-series.js';
 import { parseLabels } from '../../../src/core/labels.js';
 import { parseHeader, rowToRecord } from '../../../src/streamer/csv/dcgm-row.js';
+import { SAMPLE_HEADER, sampleFields } from '../../helpers/sample.js';
 
 const NOW = Date.UTC(2025, 6, 18, 21, 0, 0);
 const TS = Date.UTC(2025, 6, 18, 20, 42, 34);
 
-/** The first row of the bundled export, as the CSV reader sees it. */
-const HEADER =
-  'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw';
 const LABELS_RAW =
   'DCGM_FI_DRIVER_VERSION="535.129.03",Hostname="mtv5-dgx1-hgpu-031",UUID="GPU-5fd4f087-86f3-7a43-b711-4771313afc50",__name__="DCGM_FI_DEV_GPU_UTIL",device="nvidia0",gpu="0",instance="mtv5-dgx1-hgpu-031:9400",job="dgx_dcgm_exporter",modelName="NVIDIA H100 80GB HBM3"';
-const ROW = [
-  '2025-07-18T20:42:34Z',
-  'DCGM_FI_DEV_GPU_UTIL',
-  '0',
-  'nvidia0',
-  'GPU-5fd4f087-86f3-7a43-b711-4771313afc50',
-  'NVIDIA H100 80GB HBM3',
-  'mtv5-dgx1-hgpu-031',
-  '',
-  '',
-  '',
-  '37',
-  LABELS_RAW,
-];
+/** The first row of the bundled export, as the CSV reader sees it. */
+const ROW = sampleFields(LABELS_RAW);
 
 function labelsOf(raw: string): Record<string, string> {
   const parsed = parseLabels(raw);
@@ -43,7 +29,7 @@ const sample = (over: Partial<SeriesSample> = {}): SeriesSample => ({
 
 describe('recordFromSeries: a dcgm-exporter sample as a record', () => {
   it('gives the record the CSV row of the same reading gives (one series whatever the source)', () => {
-    const csv = rowToRecord(parseHeader(HEADER.split(',')), ROW, NOW);
+    const csv = rowToRecord(parseHeader(SAMPLE_HEADER.split(',')), ROW, NOW);
     const prom = recordFromSeries(sample(), { now: NOW });
     assert.ok(csv.kind === 'record' && prom.kind === 'record');
     assert.deepEqual(

@@ -8,6 +8,7 @@ import {
   type TelemetryRecord,
 } from '../../../src/core/record.js';
 import { parseHeader, rowToRecord } from '../../../src/streamer/csv/dcgm-row.js';
+import { SAMPLE_HEADER, sampleFields } from '../../helpers/sample.js';
 
 const NOW = Date.UTC(2025, 6, 18, 21, 0, 0);
 
@@ -108,25 +109,8 @@ describe('recordProblem: the bounds of every record', () => {
   });
 
   it('refuses a CSV row stamped in years 0000 to 0099 naming its year as written, not as 19xx', () => {
-    const header = parseHeader(
-      'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw'.split(
-        ',',
-      ),
-    );
-    const row = (timestamp: string): string[] => [
-      timestamp,
-      'DCGM_FI_DEV_GPU_UTIL',
-      '0',
-      'nvidia0',
-      'GPU-5fd4f087-86f3-7a43-b711-4771313afc50',
-      'NVIDIA H100 80GB HBM3',
-      'mtv5-dgx1-hgpu-031',
-      '',
-      '',
-      '',
-      '37',
-      'gpu="0"',
-    ];
+    const header = parseHeader(SAMPLE_HEADER.split(','));
+    const row = (timestamp: string): string[] => sampleFields('gpu="0"', timestamp);
     const cases: [string, string][] = [
       ['0050-01-01T00:00:00Z', '0050-01-01T00:00:00.000Z'],
       ['0001-01-01T00:00:00Z', '0001-01-01T00:00:00.000Z'],

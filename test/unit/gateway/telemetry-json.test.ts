@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { seriesOfOut } from '../../../src/gateway/presenters.js';
 import {
   columnPageJson,
   readingPageJson,
@@ -45,21 +46,6 @@ const mig: SeriesColumns = {
 };
 const finite: SeriesColumns = { ...mig, gpu_instance_id: 1, mig_profile: '1g.10gb' };
 
-/** The name fields of the schemas, in their order, as an answer shows them. */
-function name(s: Omit<SeriesColumns, 'times' | 'values'>) {
-  return {
-    cluster_id: s.cluster_id,
-    host_id: s.hostname,
-    gpu_id: s.gpu_id,
-    ...(s.gpu_instance_id === undefined
-      ? {}
-      : { gpu_instance_id: s.gpu_instance_id, mig_profile: s.mig_profile ?? null }),
-    uuid: s.uuid ?? null,
-    metric: s.metric,
-    unit: s.unit,
-  };
-}
-
 const iso = (t: number): string => new Date(t).toISOString();
 
 /** Every key of `o` is a property of `schema`, and every required property is there. */
@@ -77,7 +63,11 @@ describe('telemetry answers as JSON text', () => {
     const text = readingPageJson(series, 10, 'abc"d');
     const expected = {
       readings: series.flatMap((s) =>
-        Array.from(s.times, (t, i) => ({ ...name(s), timestamp: iso(t), value: s.values[i] })),
+        Array.from(s.times, (t, i) => ({
+          ...seriesOfOut(s),
+          timestamp: iso(t),
+          value: s.values[i],
+        })),
       ),
       count: 10,
       next_cursor: 'abc"d',
@@ -112,7 +102,7 @@ describe('telemetry answers as JSON text', () => {
     const text = columnPageJson(series, 10, null);
     const expected = {
       columns: series.map((s) => ({
-        ...name(s),
+        ...seriesOfOut(s),
         timestamps: Array.from(s.times),
         values: Array.from(s.values),
       })),
@@ -140,7 +130,7 @@ describe('telemetry answers as JSON text', () => {
     const asPoints = seriesResultJson(series, head, false);
     const expectedPoints = {
       series: series.map((s) => ({
-        ...name(s),
+        ...seriesOfOut(s),
         points: s.points.map(([t, value, count]) => ({ timestamp: iso(t), value, count })),
       })),
       ...head,
@@ -151,7 +141,7 @@ describe('telemetry answers as JSON text', () => {
     const asColumns = seriesResultJson(series, head, true);
     const expectedColumns = {
       columns: series.map((s) => ({
-        ...name(s),
+        ...seriesOfOut(s),
         timestamps: s.points.map((p) => p[0]),
         values: s.points.map((p) => p[1]),
         counts: s.points.map((p) => p[2]),
