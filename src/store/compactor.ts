@@ -358,7 +358,8 @@ async function sealWindow(
 /**
  * Drops an emptied hot partition, unless a reading arrived in it since (a late one: the next pass
  * merges it) or reads of the table hold it longer than DROP_LOCK_TIMEOUT (the next pass tries
- * again).
+ * again). The function (migration 017) waits longer on the partition itself, for an autovacuum of
+ * it to be cancelled, before it takes the table's lock.
  */
 async function dropIfEmpty(db: Database, p: Partition): Promise<boolean> {
   try {

@@ -147,10 +147,11 @@ export function storeConformance(h: StoreHarness): void {
             '014_fleet_rollup_at_sealing',
             '015_usage_slices',
             '016_util_peaks',
+            '017_partition_drop_lock',
           ],
-          current: 16,
+          current: 17,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 16 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 17 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -171,6 +172,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 14, name: '014_fleet_rollup_at_sealing' },
           { version: 15, name: '015_usage_slices' },
           { version: 16, name: '016_util_peaks' },
+          { version: 17, name: '017_partition_drop_lock' },
         ]);
       });
 
@@ -194,9 +196,10 @@ export function storeConformance(h: StoreHarness): void {
           '014_fleet_rollup_at_sealing',
           '015_usage_slices',
           '016_util_peaks',
+          '017_partition_drop_lock',
         ]);
-        assert.ok(results.every((r) => r.current === 16));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 16);
+        assert.ok(results.every((r) => r.current === 17));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 17);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

@@ -139,6 +139,7 @@ describe('store: PostgreSQL only', () => {
         '014_fleet_rollup_at_sealing',
         '015_usage_slices',
         '016_util_peaks',
+        '017_partition_drop_lock',
       ],
     );
 
@@ -164,6 +165,7 @@ describe('store: PostgreSQL only', () => {
       { version: 14, name: '014_fleet_rollup_at_sealing' },
       { version: 15, name: '015_usage_slices' },
       { version: 16, name: '016_util_peaks' },
+      { version: 17, name: '017_partition_drop_lock' },
     ]);
   });
   it('the idle and usage reports are planned without JIT (the nested loops they keep are costed as disabled, which would compile them at every run)', async (t) => {

@@ -135,6 +135,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '014_fleet_rollup_at_sealing',
       '015_usage_slices',
       '016_util_peaks',
+      '017_partition_drop_lock',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
@@ -259,6 +260,7 @@ describe('upgrade to schema 14: fleet_1m written by the sealing job', () => {
       '014_fleet_rollup_at_sealing',
       '015_usage_slices',
       '016_util_peaks',
+      '017_partition_drop_lock',
     ]);
     // Readers: exactly the rollup schema 13's fleet_1m held, one row per key.
     assert.deepEqual(await read('fleet_1m_folded'), before);
@@ -355,7 +357,11 @@ describe('upgrade to schema 15: usage by the 10-minute slice and by the day', ()
 
     const store = sqlStore(url, silentLogger(), { usageSettleMs: 0 });
     t.after(() => store.close());
-    assert.deepEqual((await store.migrate()).applied, ['015_usage_slices', '016_util_peaks']);
+    assert.deepEqual((await store.migrate()).applied, [
+      '015_usage_slices',
+      '016_util_peaks',
+      '017_partition_drop_lock',
+    ]);
     const rows = async (sql: string): Promise<unknown[]> => (await db.query(sql)).rows;
     assert.deepEqual(await rows('SELECT * FROM usage_dirty'), []);
     assert.deepEqual(
@@ -437,7 +443,10 @@ describe('upgrade to schema 16: utilisation peaks for the idle report', () => {
       );
       const store = sqlStore(url, silentLogger(), { usageSettleMs: 0 });
       try {
-        assert.deepEqual((await store.migrate()).applied, ['016_util_peaks']);
+        assert.deepEqual((await store.migrate()).applied, [
+          '016_util_peaks',
+          '017_partition_drop_lock',
+        ]);
         const unmerged = await db.query<{ n: number }>(
           'SELECT count(*)::int AS n FROM usage_slices WHERE peaks_at IS NULL',
         );
