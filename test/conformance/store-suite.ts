@@ -148,10 +148,11 @@ export function storeConformance(h: StoreHarness): void {
             '015_usage_slices',
             '016_util_peaks',
             '017_partition_drop_lock',
+            '018_inline_time_functions',
           ],
-          current: 17,
+          current: 18,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 17 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 18 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -173,6 +174,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 15, name: '015_usage_slices' },
           { version: 16, name: '016_util_peaks' },
           { version: 17, name: '017_partition_drop_lock' },
+          { version: 18, name: '018_inline_time_functions' },
         ]);
       });
 
@@ -197,9 +199,55 @@ export function storeConformance(h: StoreHarness): void {
           '015_usage_slices',
           '016_util_peaks',
           '017_partition_drop_lock',
+          '018_inline_time_functions',
         ]);
-        assert.ok(results.every((r) => r.current === 17));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 17);
+        assert.ok(results.every((r) => r.current === 18));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 18);
+      });
+
+      it('nexus_ts and nexus_ms (schema 18) are inlined into the statements, and convert as the definitions of schema 1 did, in any session time zone', async (t) => {
+        const { sql } = await migrated(t);
+        const plan = await sql.query<{ 'QUERY PLAN': string }>(
+          'EXPLAIN (VERBOSE) SELECT nexus_ms(nexus_ts(x)) FROM generate_series(1::bigint, 3) x',
+        );
+        const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+        assert.doesNotMatch(text, /nexus_(ts|ms)/, text);
+        // Schema 1's bodies, written out, against the functions: random values over most of the
+        // range a timestamptz holds, and the edges, in three session time zones (one statement:
+        // the pool may run each on another connection).
+        await sql.query(`DO $$
+          DECLARE
+            zone text;
+            bad text;
+          BEGIN
+            FOREACH zone IN ARRAY ARRAY['UTC', 'America/New_York', 'Asia/Kolkata'] LOOP
+              PERFORM set_config('TimeZone', zone, true);
+              WITH v AS (
+                SELECT (random() * 2e13 - 1.2e13)::bigint AS ms FROM generate_series(1, 20000)
+                UNION ALL SELECT unnest(ARRAY[0, 1, -1, 999, -999, -62135596800000, -62135596799877,
+                                             253402300799999, 9007199254740, -210866803200000]::bigint[])
+              ), t AS (
+                SELECT timestamptz 'epoch' + (random() * 2e15 - 1e15)::bigint * interval '1 microsecond' AS t
+                FROM generate_series(1, 20000)
+                UNION ALL SELECT unnest(ARRAY['0001-01-01 00:00:00.000001+00', '1969-12-31 23:59:59.999999+00',
+                                             '4713-01-01 00:00:00+00 BC', '294276-12-31 23:59:59.999999+00']::timestamptz[])
+              )
+              SELECT string_agg(x, ', ') INTO bad FROM (
+                SELECT 'nexus_ts(' || ms || ')' AS x FROM v
+                WHERE nexus_ts(ms) IS DISTINCT FROM 'epoch'::timestamptz + ms * interval '1 millisecond'
+                   OR nexus_ms(nexus_ts(ms)) IS DISTINCT FROM ms
+                UNION ALL
+                SELECT 'nexus_ms(' || t || ')' FROM t
+                WHERE nexus_ms(t) IS DISTINCT FROM floor(extract(epoch FROM t) * 1000)::bigint
+              ) d;
+              IF bad IS NOT NULL THEN
+                RAISE EXCEPTION 'in time zone %: %', zone, left(bad, 500);
+              END IF;
+              IF nexus_ms(NULL) IS NOT NULL OR nexus_ts(NULL) IS NOT NULL THEN
+                RAISE EXCEPTION 'NULL in, not NULL out';
+              END IF;
+            END LOOP;
+          END $$`);
       });
 
       it('ping() rejects on a database that was not migrated and passes after migrate()', async (t) => {

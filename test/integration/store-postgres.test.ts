@@ -140,6 +140,7 @@ describe('store: PostgreSQL only', () => {
         '015_usage_slices',
         '016_util_peaks',
         '017_partition_drop_lock',
+        '018_inline_time_functions',
       ],
     );
 
@@ -166,6 +167,7 @@ describe('store: PostgreSQL only', () => {
       { version: 15, name: '015_usage_slices' },
       { version: 16, name: '016_util_peaks' },
       { version: 17, name: '017_partition_drop_lock' },
+      { version: 18, name: '018_inline_time_functions' },
     ]);
   });
   it('the idle and usage reports are planned without JIT (the nested loops they keep are costed as disabled, which would compile them at every run)', async (t) => {

@@ -136,6 +136,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '015_usage_slices',
       '016_util_peaks',
       '017_partition_drop_lock',
+      '018_inline_time_functions',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
@@ -261,6 +262,7 @@ describe('upgrade to schema 14: fleet_1m written by the sealing job', () => {
       '015_usage_slices',
       '016_util_peaks',
       '017_partition_drop_lock',
+      '018_inline_time_functions',
     ]);
     // Readers: exactly the rollup schema 13's fleet_1m held, one row per key.
     assert.deepEqual(await read('fleet_1m_folded'), before);
@@ -361,6 +363,7 @@ describe('upgrade to schema 15: usage by the 10-minute slice and by the day', ()
       '015_usage_slices',
       '016_util_peaks',
       '017_partition_drop_lock',
+      '018_inline_time_functions',
     ]);
     const rows = async (sql: string): Promise<unknown[]> => (await db.query(sql)).rows;
     assert.deepEqual(await rows('SELECT * FROM usage_dirty'), []);
@@ -446,6 +449,7 @@ describe('upgrade to schema 16: utilisation peaks for the idle report', () => {
         assert.deepEqual((await store.migrate()).applied, [
           '016_util_peaks',
           '017_partition_drop_lock',
+          '018_inline_time_functions',
         ]);
         const unmerged = await db.query<{ n: number }>(
           'SELECT count(*)::int AS n FROM usage_slices WHERE peaks_at IS NULL',
