@@ -54,6 +54,30 @@ describe('allocation minutes', () => {
     assert.equal(inserts.length, 1);
   });
 
+  it('GPUs interleaved and pods alternating within a minute: each row once', async () => {
+    const { db, inserts } = recorder();
+    const a = new AllocationMinutes();
+    // Two GPUs, metric after metric (as an export orders them), GPU 8 switching pods and back.
+    const batch = [
+      r(1000, 'a', 'ns'),
+      r(1000, 'x', 'ns'),
+      r(2000, 'b', 'ns'),
+      r(2000, 'x', 'ns'),
+      r(3000, 'a', 'ns'),
+      r(3000, 'x', 'ns'),
+      r(61_000, 'a', 'ns'),
+      r(61_000, 'x', 'ns'),
+    ];
+    const gpus: ResolvedIds = {
+      ...ids(batch.length),
+      gpu: Int32Array.from(batch, (_, i) => 7 + (i % 2)),
+    };
+    assert.equal(await a.write(db, batch, gpus), 5);
+    assert.deepEqual(inserts, [
+      ['7/0/ns/a', '7/0/ns/b', '7/60000/ns/a', '8/0/ns/x', '8/60000/ns/x'],
+    ]);
+  });
+
   it('remembers at most its limit, forgetting the oldest first (a forgotten row is written again, which the database ignores)', async () => {
     const { db, inserts } = recorder();
     const a = new AllocationMinutes(3);
