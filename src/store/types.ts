@@ -7,11 +7,22 @@ export interface QueryResult<R> {
   readonly rowCount: number;
 }
 
+/** How a statement is run. */
+export interface QueryOptions {
+  /**
+   * The statement is one of a few texts run again and again (a hot read): the database may keep
+   * it prepared on each connection (parsed once, its plan cached) instead of parsing and planning
+   * it at every run.
+   */
+  readonly prepare?: boolean;
+}
+
 /** One connection, or one transaction, that runs SQL. */
 export interface SqlClient {
   query<R = Record<string, unknown>>(
     text: string,
     params?: readonly unknown[],
+    options?: QueryOptions,
   ): Promise<QueryResult<R>>;
 }
 

@@ -6,7 +6,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { parse as parseConnectionString, toClientConfig } from 'pg-connection-string';
 import { NexusError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Database, QueryResult, SqlClient } from '../types.js';
+import type { Database, QueryOptions, QueryResult, SqlClient } from '../types.js';
 import { toStoreError } from './errors.js';
 
 export interface PostgresConnection {
@@ -211,6 +211,8 @@ export class PostgresDatabase implements Database {
   readonly backend = 'postgres' as const;
   private readonly pool: pg.Pool;
   private closing: Promise<void> | undefined;
+  /** Names of the statements kept prepared (node-postgres prepares a name once per connection). */
+  private readonly statements = new Map<string, string>();
 
   constructor(connection: PostgresConnection, logger: Logger) {
     const config = poolConfig(connection);
@@ -221,13 +223,30 @@ export class PostgresDatabase implements Database {
     );
   }
 
-  async query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+  async query<R>(
+    text: string,
+    params?: readonly unknown[],
+    options?: QueryOptions,
+  ): Promise<QueryResult<R>> {
     try {
-      const res = await this.pool.query(text, params as unknown[] | undefined);
+      const values = (params ?? []) as unknown[];
+      const res = await (options?.prepare === true
+        ? this.pool.query({ name: this.statementName(text), text, values })
+        : this.pool.query(text, values));
       return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
     } catch (err) {
       throw toStoreError(err, 'query');
     }
+  }
+
+  /** The name a prepared statement's text goes by: the same on every connection. */
+  private statementName(text: string): string {
+    let name = this.statements.get(text);
+    if (name === undefined) {
+      name = `nexus_${this.statements.size + 1}`;
+      this.statements.set(text, name);
+    }
+    return name;
   }
 
   async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
