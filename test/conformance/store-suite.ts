@@ -149,10 +149,11 @@ export function storeConformance(h: StoreHarness): void {
             '016_util_peaks',
             '017_partition_drop_lock',
             '018_inline_time_functions',
+            '019_identity_plpgsql',
           ],
-          current: 18,
+          current: 19,
         });
-        assert.deepEqual(await store.migrate(), { applied: [], current: 18 });
+        assert.deepEqual(await store.migrate(), { applied: [], current: 19 });
         const rows = await sql.query<{ version: number; name: string }>(
           'SELECT version, name FROM nexus_schema_migrations ORDER BY version',
         );
@@ -175,6 +176,7 @@ export function storeConformance(h: StoreHarness): void {
           { version: 16, name: '016_util_peaks' },
           { version: 17, name: '017_partition_drop_lock' },
           { version: 18, name: '018_inline_time_functions' },
+          { version: 19, name: '019_identity_plpgsql' },
         ]);
       });
 
@@ -200,9 +202,10 @@ export function storeConformance(h: StoreHarness): void {
           '016_util_peaks',
           '017_partition_drop_lock',
           '018_inline_time_functions',
+          '019_identity_plpgsql',
         ]);
-        assert.ok(results.every((r) => r.current === 18));
-        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 18);
+        assert.ok(results.every((r) => r.current === 19));
+        assert.equal(await rowsIn(sql, 'nexus_schema_migrations'), 19);
       });
 
       it('nexus_ts and nexus_ms (schema 18) are inlined into the statements, and convert as the definitions of schema 1 did, in any session time zone', async (t) => {

@@ -141,6 +141,7 @@ describe('store: PostgreSQL only', () => {
         '016_util_peaks',
         '017_partition_drop_lock',
         '018_inline_time_functions',
+        '019_identity_plpgsql',
       ],
     );
 
@@ -168,6 +169,7 @@ describe('store: PostgreSQL only', () => {
       { version: 16, name: '016_util_peaks' },
       { version: 17, name: '017_partition_drop_lock' },
       { version: 18, name: '018_inline_time_functions' },
+      { version: 19, name: '019_identity_plpgsql' },
     ]);
   });
   it('the idle and usage reports are planned without JIT (the nested loops they keep are costed as disabled, which would compile them at every run)', async (t) => {

@@ -137,6 +137,7 @@ describe('upgrade from schema 3 to storage engine v3', () => {
       '016_util_peaks',
       '017_partition_drop_lock',
       '018_inline_time_functions',
+      '019_identity_plpgsql',
     ]);
     assert.equal(await oldWrite(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000), 360 * 8);
     expect(START + 2 * DAY, START + 2 * DAY + 6 * 3_600_000);
@@ -263,6 +264,7 @@ describe('upgrade to schema 14: fleet_1m written by the sealing job', () => {
       '016_util_peaks',
       '017_partition_drop_lock',
       '018_inline_time_functions',
+      '019_identity_plpgsql',
     ]);
     // Readers: exactly the rollup schema 13's fleet_1m held, one row per key.
     assert.deepEqual(await read('fleet_1m_folded'), before);
@@ -364,6 +366,7 @@ describe('upgrade to schema 15: usage by the 10-minute slice and by the day', ()
       '016_util_peaks',
       '017_partition_drop_lock',
       '018_inline_time_functions',
+      '019_identity_plpgsql',
     ]);
     const rows = async (sql: string): Promise<unknown[]> => (await db.query(sql)).rows;
     assert.deepEqual(await rows('SELECT * FROM usage_dirty'), []);
@@ -450,6 +453,7 @@ describe('upgrade to schema 16: utilisation peaks for the idle report', () => {
           '016_util_peaks',
           '017_partition_drop_lock',
           '018_inline_time_functions',
+          '019_identity_plpgsql',
         ]);
         const unmerged = await db.query<{ n: number }>(
           'SELECT count(*)::int AS n FROM usage_slices WHERE peaks_at IS NULL',
