@@ -1,8 +1,8 @@
 /**
- * The sealing job drops a sealed window's emptied hot partitions (schema 17): it waits on the
- * partition itself (long enough for PostgreSQL to cancel an autovacuum of it, which takes the
- * same lock as the one held here: SHARE UPDATE EXCLUSIVE), not on the rest of the table, and it
- * does not hold up reads of the table's other partitions while it waits.
+ * The sealing job drops a sealed window's emptied hot partitions (schema 17): it locks the
+ * partition itself, then the table alone, so an autovacuum of another partition (held here as
+ * autovacuum holds it: SHARE UPDATE EXCLUSIVE) is not in its way; one of the emptied partition is,
+ * for that pass only, within the job's lock timeout.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -42,16 +42,8 @@ async function partitionOf(
   return p;
 }
 
-/** Polls until `check` holds (every 20 ms, up to 15 s). */
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (const deadline = Date.now() + 15_000; !(await check());) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('dropping emptied partitions (schema 17)', () => {
-  it('waits on the emptied partition (an autovacuum of it), not on the rest of the table, and holds up no read of the others meanwhile', async (t) => {
+  it('an autovacuum of another partition is not in its way; one of the emptied partition delays it to the next pass', async (t) => {
     const url = await server.server.createDatabase(uniqueDatabase('drop'));
     const store = sqlStore(url);
     t.after(() => store.close());
@@ -91,39 +83,8 @@ describe('dropping emptied partitions (schema 17)', () => {
     assert.deepEqual([...first.dropped].sort(), [rawA, rollupA].sort());
 
     // 2. An autovacuum of the emptied partition itself (a late reading of A brought it back; its
-    // pass empties it again): the drop waits for it, and reads of the hot partition go on.
-    const late = grid({
-      hosts: ['node-a'],
-      gpus: 1,
-      metrics: [TEMP],
-      times: [A + 45 * MINUTE + 1],
-    });
-    await store.write('drop', late);
-    await store.rollUp();
-    rawA = await partitionOf(admin, 'samples', late[0]?.timestamp ?? 0, 'time');
-    await blocker.query('BEGIN');
-    await blocker.query(`LOCK TABLE ${rawA} IN SHARE UPDATE EXCLUSIVE MODE`);
-    const second = store.compact({ now: NOW, delayMs: 0 });
-    const dropWaiting = async (): Promise<boolean> =>
-      (
-        await admin.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE query LIKE '%nexus_drop_empty_partition%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
-        )
-      ).rows[0]?.n === 1;
-    await until('the drop to wait on the partition', dropWaiting);
-    const read = await admin.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM samples WHERE time >= timestamptz '${new Date(B).toISOString()}'`,
-    );
-    assert.equal(read.rows[0]?.n, inB.length);
-    assert.ok(await dropWaiting(), 'the read of the hot partition waited until the drop gave up');
-    await blocker.query('COMMIT');
-    const merged = await second;
-    assert.equal(merged.readings, 1);
-    assert.ok(merged.dropped.includes(rawA), JSON.stringify(merged.dropped));
-
-    // 3. A lock on the emptied partition that outlasts the wait (deadlock_timeout 1 s + 1 s): the
-    // pass gives up on it, and the next pass, once it is free, drops it.
+    // pass empties it again): the pass gives up on it within the lock timeout, and the next pass,
+    // once it is free, drops it.
     const later = grid({
       hosts: ['node-a'],
       gpus: 1,

@@ -8,14 +8,15 @@
 -- on disk until a later pass happened to find no autovacuum anywhere in the table (the history
 -- bench of 2026-12-07 needed 4 passes, and one pass left 100-360 MB).
 --
--- Now the function locks the partition itself first, waiting up to deadlock_timeout plus a second
--- (so an autovacuum of that partition is cancelled rather than waited out; nothing else uses a
--- partition whose window is sealed), and only then the parent alone (`LOCK TABLE ONLY`: what
--- DROP TABLE of a partition needs), within the caller's lock_timeout, so that reads and writes of
--- the table wait behind it no longer than before. Locking the partition before its parent is the
--- reverse of a query's order; a query of the sealed window that holds the parent and waits for the
--- partition makes the parent's lock wait until the caller's lock_timeout (500 ms), which ends
--- before PostgreSQL's deadlock check would (deadlock_timeout), and the next pass tries again.
+-- Now the function locks the partition itself first, within the caller's lock_timeout: an
+-- autovacuum of another partition no longer stands in its way (one of that partition still does:
+-- the pass gives up and the next one drops it, once the vacuum of an empty table has ended; a
+-- longer wait would hold up every read of the window's range queued behind the lock). Then it
+-- locks the parent alone (`LOCK TABLE ONLY`: what DROP TABLE of a partition needs), within the
+-- caller's lock_timeout but at most half of deadlock_timeout. Locking the partition before its
+-- parent is the reverse of a query's order: a query of the window's range that holds the parent
+-- and waits for the partition makes the parent's lock wait, and this side gives up before
+-- PostgreSQL's deadlock check (after deadlock_timeout) would abort the query instead.
 CREATE OR REPLACE FUNCTION nexus_drop_empty_partition(parent text, name text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -30,13 +31,14 @@ BEGIN
   ) THEN
     RETURN false;
   END IF;
-  -- The partition: long enough for an autovacuum of it to be cancelled (0: the caller waits for ever).
-  IF caller_ms > 0 THEN
-    PERFORM set_config('lock_timeout', greatest(caller_ms, deadlock_ms + 1000)::text, true);
-  END IF;
+  -- The partition, within the caller's lock_timeout.
   EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', name);
-  PERFORM set_config('lock_timeout', caller_timeout, true);
+  -- The parent alone, giving up before a deadlock check could abort a query waiting on this.
+  PERFORM set_config('lock_timeout',
+                     (CASE WHEN caller_ms > 0 THEN least(caller_ms, greatest(deadlock_ms / 2, 1))
+                           ELSE greatest(deadlock_ms / 2, 1) END)::text, true);
   EXECUTE format('LOCK TABLE ONLY %I IN ACCESS EXCLUSIVE MODE', parent);
+  PERFORM set_config('lock_timeout', caller_timeout, true);
   -- Still a partition of `parent` (it may have been dropped or detached while this waited).
   IF NOT EXISTS (
     SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
