@@ -75,5 +75,41 @@ describe('prepared history statements', () => {
       'SELECT sum(custom_plans)::int AS custom, sum(generic_plans)::int AS generic FROM pg_prepared_statements',
     );
     assert.deepEqual(prepared.rows, [{ custom: 36, generic: 36 }]);
+    // The identity guard holds under a cached generic plan too (last: a failed query closes its
+    // connection, and its prepared statements with it).
+    await assert.rejects(
+      readRaw(db, {
+        gpus: [gpus[0] ?? 0],
+        metrics: null,
+        from: START,
+        to: START + HOUR,
+        identity: 'another database',
+      }),
+      /identity/,
+    );
+  });
+
+  it('a prepared statement its connection can no longer run (a migration changed what it returns) runs unprepared, then is prepared afresh', async (t) => {
+    const url = await server.server.createDatabase(uniqueDatabase('prepared_broken'));
+    const db = postgresDatabase(url, 1);
+    t.after(() => db.close());
+    await db.query('CREATE TABLE t (a int)');
+    await db.query('INSERT INTO t VALUES (1)');
+    const read = (): Promise<unknown[]> =>
+      db.query('SELECT a FROM t WHERE a >= $1', [0], { prepare: true }).then((r) => r.rows);
+    assert.deepEqual(await read(), [{ a: 1 }]);
+    // PostgreSQL refuses the cached plan from now on ("cached plan must not change result type"):
+    // the run goes through unprepared, on a new connection (the pool closed the one that failed),
+    // and the statement is prepared there under a new name.
+    await db.query('ALTER TABLE t ALTER a TYPE bigint');
+    assert.deepEqual(await read(), [{ a: '1' }]);
+    assert.deepEqual(await read(), [{ a: '1' }]);
+    const names = await db.query<{ name: string }>(
+      'SELECT name FROM pg_prepared_statements ORDER BY name',
+    );
+    assert.deepEqual(
+      names.rows.map((r) => r.name),
+      ['nexus_2'],
+    );
   });
 });

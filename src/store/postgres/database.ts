@@ -7,7 +7,7 @@ import { parse as parseConnectionString, toClientConfig } from 'pg-connection-st
 import { NexusError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Database, QueryOptions, QueryResult, SqlClient } from '../types.js';
-import { toStoreError } from './errors.js';
+import { sqlState, toStoreError } from './errors.js';
 
 export interface PostgresConnection {
   /** DATABASE_URL; when set it wins over the separate fields (its password over `password`). */
@@ -206,6 +206,13 @@ class TxClient implements SqlClient {
   }
 }
 
+/**
+ * Errors of a prepared statement that leave it unusable on its connection: the result type of its
+ * cached plan changed (a migration altered what it reads), or the statement is gone or named twice
+ * on the server (a pooler that does not keep sessions).
+ */
+const PREPARED_BROKEN = new Set(['0A000', '26000', '42P05']);
+
 /** PostgreSQL through a node-postgres pool; COPY through pg-copy-streams. */
 export class PostgresDatabase implements Database {
   readonly backend = 'postgres' as const;
@@ -213,6 +220,8 @@ export class PostgresDatabase implements Database {
   private closing: Promise<void> | undefined;
   /** Names of the statements kept prepared (node-postgres prepares a name once per connection). */
   private readonly statements = new Map<string, string>();
+  /** Names given so far (a statement prepared again after a failure gets a new one). */
+  private named = 0;
 
   constructor(connection: PostgresConnection, logger: Logger) {
     const config = poolConfig(connection);
@@ -221,6 +230,19 @@ export class PostgresDatabase implements Database {
     this.pool.on('error', (err) =>
       logger.warn({ err: err.message }, 'idle PostgreSQL connection failed'),
     );
+    // Prepared statements (QueryOptions.prepare) are planned for their parameters at every run,
+    // as unnamed ones are: a cached generic plan could not bound the index by a parameter the
+    // statement tests for null (the metrics of a history read), and it locks every partition of a
+    // partitioned table at each run (PostgreSQL 15-17), so a read of recent data would queue
+    // behind the sealing job's lock on an old, emptied partition. Preparing saves the parse.
+    this.pool.on('connect', (client) => {
+      client.query('SET plan_cache_mode = force_custom_plan').catch((err: unknown) =>
+        logger.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'could not set plan_cache_mode on a new PostgreSQL connection',
+        ),
+      );
+    });
   }
 
   async query<R>(
@@ -228,11 +250,21 @@ export class PostgresDatabase implements Database {
     params?: readonly unknown[],
     options?: QueryOptions,
   ): Promise<QueryResult<R>> {
+    const values = (params ?? []) as unknown[];
     try {
-      const values = (params ?? []) as unknown[];
-      const res = await (options?.prepare === true
-        ? this.pool.query({ name: this.statementName(text), text, values })
-        : this.pool.query(text, values));
+      if (options?.prepare === true) {
+        try {
+          const res = await this.pool.query({ name: this.statementName(text), text, values });
+          return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
+        } catch (err) {
+          if (!PREPARED_BROKEN.has(sqlState(err) ?? '')) throw err;
+          // A statement its connection could not run prepared: this run unprepared (on another
+          // connection, as the pool closes one whose query failed), and a new name from now on,
+          // in case a pooler between still holds the old one.
+          this.statements.delete(text);
+        }
+      }
+      const res = await this.pool.query(text, values);
       return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
     } catch (err) {
       throw toStoreError(err, 'query');
@@ -243,7 +275,7 @@ export class PostgresDatabase implements Database {
   private statementName(text: string): string {
     let name = this.statements.get(text);
     if (name === undefined) {
-      name = `nexus_${this.statements.size + 1}`;
+      name = `nexus_${++this.named}`;
       this.statements.set(text, name);
     }
     return name;
