@@ -184,7 +184,7 @@ export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       // Keepalive pings find a dead connection under a long call (a watch, a lease's
       // keepalives) within 15 s. Only then: etcd's server takes a ping on a connection with no
-      // call in progress as abuse (PermitWithoutStream is off), and after two it sends GOAWAY;
+      // call in progress as abuse (PermitWithoutStream is off), and at the third it sends GOAWAY;
       // grpc-js then wrote "rejected by server because of excess pings" on stderr from every
       // client left idle for half a minute. An idle connection's next call finds it dead anyway.
       'grpc.keepalive_time_ms': 10_000,

@@ -215,8 +215,9 @@ export function storeConformance(h: StoreHarness): void {
         );
         const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
         assert.doesNotMatch(text, /nexus_(ts|ms)/, text);
-        // Schema 1's bodies, written out, against the functions: random values over most of the
-        // range a timestamptz holds, and the edges, in three session time zones (one statement:
+        // Schema 1's bodies, written out, against the functions: random values over some 300
+        // years (ms) and 60 years (µs) around 1970, and the edges of the range a timestamptz
+        // holds, in three session time zones (one statement:
         // the pool may run each on another connection).
         await sql.query(`DO $$
           DECLARE

@@ -12,8 +12,8 @@
 -- The same conversions with IMMUTABLE parts only: arithmetic on `timestamp` (no time zone) and
 -- the conversion at UTC. They give the same result for every value (checked on millions of random
 -- values across years 4713 BC to 294276 AD, in several session time zones), and the same errors
--- (out of range, infinity); test/unit/store/time-functions.test.ts checks the results, and that
--- they are inlined.
+-- (out of range, infinity); the store conformance suite (test/conformance/store-suite.ts) checks
+-- the results, and that they are inlined.
 CREATE OR REPLACE FUNCTION nexus_ts(ms bigint) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT ('epoch'::timestamp + ms * interval '1 millisecond') AT TIME ZONE 'UTC' $$;
 

@@ -57,7 +57,7 @@ describe('allocation minutes', () => {
   it('GPUs interleaved and pods alternating within a minute: each row once', async () => {
     const { db, inserts } = recorder();
     const a = new AllocationMinutes();
-    // Two GPUs, metric after metric (as an export orders them), GPU 8 switching pods and back.
+    // Two GPUs, metric after metric (as an export orders them), GPU 7 switching pods and back.
     const batch = [
       r(1000, 'a', 'ns'),
       r(1000, 'x', 'ns'),
