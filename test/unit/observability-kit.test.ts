@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
 import { NexusMetrics } from '../../src/core/metrics.js';
 import type { TelemetryRecord } from '../../src/core/record.js';
+import { loadMigrations } from '../../src/store/migrate.js';
 import { PGliteDatabase } from '../../src/store/pglite/database.js';
 import { SqlStore } from '../../src/store/sql-store.js';
 import { TABLE_GRANTS } from '../../src/store/postgres/roles.js';
@@ -467,8 +468,12 @@ describe('observability kit: docs/operations.md', () => {
 
   it('mentions no nexus_ metric that does not exist', async () => {
     const declared = await declaredMetrics();
-    // The roles table names PostgreSQL relations (nexus_identity...): not metrics.
+    // The roles table names PostgreSQL relations (nexus_identity...), the upgrade notes the
+    // schema's SQL functions (nexus_ts...): not metrics.
     const relations = new Set(TABLE_GRANTS.map((g) => g.table));
+    for (const m of loadMigrations())
+      for (const f of m.sql.matchAll(/\bFUNCTION\s+(nexus_[a-z0-9_]+)\s*\(/gi))
+        relations.add(f[1] ?? '');
     for (const name of nexusNames(operationsMd))
       assert.ok(
         known(name, declared) || relations.has(name) || /^nexus_(process|nodejs)_$/.test(name),
