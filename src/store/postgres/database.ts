@@ -236,12 +236,14 @@ export class PostgresDatabase implements Database {
     // partitioned table at each run (PostgreSQL 15-17), so a read of recent data would queue
     // behind the sealing job's lock on an old, emptied partition. Preparing saves the parse.
     this.pool.on('connect', (client) => {
-      client.query('SET plan_cache_mode = force_custom_plan').catch((err: unknown) =>
-        logger.warn(
-          { err: err instanceof Error ? err.message : String(err) },
-          'could not set plan_cache_mode on a new PostgreSQL connection',
-        ),
-      );
+      client
+        .query('SET plan_cache_mode = force_custom_plan')
+        .catch((err: unknown) =>
+          logger.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            'could not set plan_cache_mode on a new PostgreSQL connection',
+          ),
+        );
     });
   }
 
