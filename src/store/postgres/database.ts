@@ -157,6 +157,16 @@ function poolConfig(connection: PostgresConnection): pg.PoolConfig {
     statement_timeout: connection.statementTimeoutMs,
     application_name: connection.applicationName,
     keepAlive: true,
+    // Prepared statements (QueryOptions.prepare) are planned for their parameters at every run,
+    // as unnamed ones are: a cached generic plan could not bound the index by a parameter the
+    // statement tests for null (the metrics of a history read), and it locks every partition of a
+    // partitioned table at each run (PostgreSQL 15-17), so a read of recent data would queue
+    // behind the sealing job's lock on an old, emptied partition. Preparing saves the parse. Set
+    // before the pool hands the connection out (a failure fails the connection).
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- pg-pool awaits the hook's promise before it hands the client out; @types/pg declares a void return
+    onConnect: async (client: pg.ClientBase): Promise<void> => {
+      await client.query('SET plan_cache_mode = force_custom_plan');
+    },
   };
   const role = connection.role;
   if (role !== undefined && !/^[a-z_][a-z0-9_]*$/.test(role)) {
@@ -230,21 +240,6 @@ export class PostgresDatabase implements Database {
     this.pool.on('error', (err) =>
       logger.warn({ err: err.message }, 'idle PostgreSQL connection failed'),
     );
-    // Prepared statements (QueryOptions.prepare) are planned for their parameters at every run,
-    // as unnamed ones are: a cached generic plan could not bound the index by a parameter the
-    // statement tests for null (the metrics of a history read), and it locks every partition of a
-    // partitioned table at each run (PostgreSQL 15-17), so a read of recent data would queue
-    // behind the sealing job's lock on an old, emptied partition. Preparing saves the parse.
-    this.pool.on('connect', (client) => {
-      client
-        .query('SET plan_cache_mode = force_custom_plan')
-        .catch((err: unknown) =>
-          logger.warn(
-            { err: err instanceof Error ? err.message : String(err) },
-            'could not set plan_cache_mode on a new PostgreSQL connection',
-          ),
-        );
-    });
   }
 
   async query<R>(
