@@ -41,11 +41,10 @@ const seriesKey = (gpu: number, metric: number): number => gpu * 65_536 + metric
 
 /**
  * Selections of at most this many GPUs (a GPU's history, a host's) run their statement prepared:
- * parsed once per connection, and planned from a cached generic plan when PostgreSQL finds that
- * one no dearer than planning each run (measured on the history bench's data by a helper's
- * profile: parse and plan were most of PostgreSQL's time for a 1-hour or a 24-hour 5-minute page;
- * 5-minute pages 44 % more requests/s). Larger ones (a cluster's heatmap, a fleet query) are
- * planned for their own parameters every time: a plan cached from one-GPU runs would not suit them.
+ * parsed once per connection (a helper's profile on the history bench's data: parsing took
+ * 0.1-0.4 ms of a one-GPU page's PostgreSQL time). Every run is still planned for its parameters
+ * (the pool sets plan_cache_mode, src/store/postgres/database.ts); larger selections (a
+ * cluster's heatmap, a fleet query) are not prepared, as they were when a plan could be cached.
  */
 const PREPARED_MAX_GPUS = 64;
 

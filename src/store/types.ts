@@ -11,8 +11,8 @@ export interface QueryResult<R> {
 export interface QueryOptions {
   /**
    * The statement is one of a few texts run again and again (a hot read): the database may keep
-   * it prepared on each connection (parsed once, its plan cached) instead of parsing and planning
-   * it at every run.
+   * it prepared on each connection, parsed once instead of at every run (PostgreSQL; PGlite and
+   * transactions ignore it).
    */
   readonly prepare?: boolean;
 }
