@@ -52,6 +52,18 @@ export function encodeEnvelope(envelope: Envelope): Buffer {
   return Buffer.from(`${h.slice(0, -1)},${compactRecordsJson(records)}}`);
 }
 
+/** encodeEnvelope, for a queue that takes messages of up to `maxBytes` (QUEUE_MESSAGE_TOO_LARGE). */
+export function encodeEnvelopeWithin(envelope: Envelope, maxBytes: number): Buffer {
+  const body = encodeEnvelope(envelope);
+  if (body.length > maxBytes) {
+    throw new NexusError(
+      'QUEUE_MESSAGE_TOO_LARGE',
+      `message of ${body.length} bytes exceeds the ${maxBytes}-byte limit: lower BATCH_SIZE`,
+    );
+  }
+  return body;
+}
+
 const MODEL_FIELDS = new Set<string>([
   'timestamp',
   'metric',

@@ -106,6 +106,17 @@ export interface LaneCheckpoint {
   readonly token: string;
 }
 
+/**
+ * A message made ready for one stream's queue (`StreamHandle.prepare`): in the etcd queue its
+ * encoded bytes. A publish in flight holds this, not the records it was made of.
+ */
+export interface PreparedMessage {
+  /** The envelope's id. */
+  readonly id: string;
+  /** How many records it carries. */
+  readonly records: number;
+}
+
 /** A producer's exclusive, durable handle on one named stream. */
 export interface StreamHandle {
   readonly streamId: string;
@@ -113,13 +124,18 @@ export interface StreamHandle {
   writeMeta(meta: LaneState): Promise<void>;
   readLanes(): Promise<LaneCheckpoint[]>;
   /**
-   * Publishes one message and moves the lane checkpoint in one atomic step, only if the lane is
-   * still at `expectToken` (null: the lane was never written). Returns the new token. Throws a
-   * QueueConflict (src/queue/conflict.ts) with reason 'lane-moved' when the lane moved, so a
-   * message is never published twice.
+   * The message of `envelope`, as this handle's `publish` takes it: encoded once, however many
+   * times it is tried. Throws QUEUE_MESSAGE_TOO_LARGE when it is over the queue's limit.
+   */
+  prepare(envelope: Envelope): PreparedMessage;
+  /**
+   * Publishes one message (made by this handle's `prepare`) and moves the lane checkpoint in one
+   * atomic step, only if the lane is still at `expectToken` (null: the lane was never written).
+   * Returns the new token. Throws a QueueConflict (src/queue/conflict.ts) with reason 'lane-moved'
+   * when the lane moved, so a message is never published twice.
    */
   publish(
-    envelope: Envelope,
+    message: PreparedMessage,
     lane: number,
     expectToken: string | null,
     state: LaneState,

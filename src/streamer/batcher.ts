@@ -1,5 +1,5 @@
 import type { TelemetryRecord } from '../core/record.js';
-import type { Batch } from './lanes.js';
+import { Batch } from './lanes.js';
 
 /**
  * Cuts the records of a pass over the file into batches of BATCH_SIZE, numbered on from batch to
@@ -48,14 +48,14 @@ export class Batcher {
   }
 
   private cut(end: number): Batch {
-    const batch: Batch = {
-      index: this.index++,
-      loop: this.loop,
-      records: this.records,
-      firstLine: this.firstLine,
-      lastLine: this.lastLine,
+    const batch = new Batch(
+      this.index++,
+      this.loop,
+      this.records,
+      this.firstLine,
+      this.lastLine,
       end,
-    };
+    );
     this.records = [];
     return batch;
   }

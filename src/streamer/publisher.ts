@@ -6,7 +6,7 @@ import type { NexusMetrics } from '../core/metrics.js';
 import { traceContextOf, tracer, type Span } from '../core/tracing.js';
 import { isQueueConflict } from '../queue/conflict.js';
 import { ENVELOPE_VERSION, type Envelope } from '../queue/envelope.js';
-import type { LaneState, StreamHandle } from '../queue/types.js';
+import type { LaneState, PreparedMessage, StreamHandle } from '../queue/types.js';
 import { asLane, type LaneRecord } from './checkpoint.js';
 import type { Batch, Lanes } from './lanes.js';
 import type { UntilAnswered } from './queue-outage.js';
@@ -47,27 +47,30 @@ export class Publisher {
         attributes: {
           'messaging.system': 'etcd',
           'nexus.batch.index': batch.index,
-          'nexus.batch.records': batch.records.length,
+          'nexus.batch.records': batch.size,
           'nexus.lane': lane,
         },
       },
       async (span: Span) => {
-        const envelope = this.envelope(batch, traceContextOf(span));
-        span.setAttribute('messaging.message.id', envelope.id);
         const state = {
           batch: batch.index,
           loop: batch.loop,
           end: batch.end,
           line: batch.lastLine,
-          records: batch.records.length,
+          records: batch.size,
           wm: o.lanes.contiguous,
         } satisfies LaneRecord;
         const t0 = performance.now();
+        let id = '';
         let token: string;
         try {
+          // Encoded once, here: the records are not held while the publish is in flight.
+          const message = o.handle.prepare(this.envelope(batch, traceContextOf(span)));
+          id = message.id;
+          span.setAttribute('messaging.message.id', id);
           token = await o.untilAnswered(
             'publish',
-            () => this.attempt(envelope, batch, lane, state),
+            () => this.attempt(message, batch, lane, state),
             5,
           );
         } catch (err) {
@@ -81,16 +84,16 @@ export class Publisher {
         o.lanes.published(batch, token);
         const m = o.metrics;
         if (m !== undefined) {
-          m.recordsPublished.inc(batch.records.length);
+          m.recordsPublished.inc(batch.size);
           m.batchesPublished.inc();
           m.publishDuration.observe(seconds);
         }
         // The batch id is the correlation id: the collector logs the same id when it stores it.
         o.logger.debug(
           {
-            batch: envelope.id,
+            batch: id,
             lines: [batch.firstLine, batch.lastLine],
-            records: batch.records.length,
+            records: batch.size,
             lane,
             ms: Math.round(seconds * 1000),
             trace_id: span.spanContext().traceId,
@@ -103,14 +106,14 @@ export class Publisher {
 
   /** One fenced publish; returns the lane's new token. */
   private async attempt(
-    envelope: Envelope,
+    message: PreparedMessage,
     batch: Batch,
     lane: number,
     state: LaneState,
   ): Promise<string> {
     const o = this.o;
     try {
-      return await o.handle.publish(envelope, lane, o.lanes.token(batch.index), state);
+      return await o.handle.publish(message, lane, o.lanes.token(batch.index), state);
     } catch (err) {
       o.metrics?.publishErrors.inc();
       if (isQueueConflict(err, 'lane-moved')) {
@@ -130,7 +133,7 @@ export class Publisher {
 
   private envelope(batch: Batch, trace: Envelope['trace']): Envelope {
     const o = this.o;
-    let records = batch.records;
+    let records = batch.take();
     if (o.timestampMode === 'live') {
       let min = Number.POSITIVE_INFINITY;
       for (const r of records) if (r.timestamp < min) min = r.timestamp;

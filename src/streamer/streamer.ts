@@ -334,7 +334,7 @@ export class Streamer {
     if (publisher === undefined) throw new NexusError('INTERNAL', 'stream not open');
     if (lanes.alreadyPublished(batch.index)) {
       // Published before the restart.
-      this.summary.skipped += batch.records.length;
+      this.summary.skipped += batch.size;
       lanes.done(batch);
       return;
     }
@@ -349,7 +349,7 @@ export class Streamer {
       publisher
         .publish(batch)
         .then(() => {
-          this.summary.records += batch.records.length;
+          this.summary.records += batch.size;
           this.summary.batches++;
         })
         .catch((err: unknown) => {

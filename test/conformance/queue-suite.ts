@@ -427,17 +427,17 @@ export function queueConformance(h: QueueHarness): void {
       assert.equal(await stream.readMeta(), undefined);
       await stream.writeMeta({ v: 1, hello: 'world' });
       assert.deepEqual(await stream.readMeta(), { v: 1, hello: 'world' });
-      const t1 = await stream.publish(envelope(c), 0, null, { batch: 0 });
+      const t1 = await stream.publish(stream.prepare(envelope(c)), 0, null, { batch: 0 });
       await assert.rejects(
-        stream.publish(envelope(c), 0, null, { batch: 0 }),
+        stream.publish(stream.prepare(envelope(c)), 0, null, { batch: 0 }),
         (err: { code?: string; details?: { reason?: string } }) => {
           assert.equal(err.code, 'QUEUE_CONFLICT');
           assert.equal(err.details?.reason, 'lane-moved');
           return true;
         },
       );
-      const t2 = await stream.publish(envelope(c), 0, t1, { batch: 1 });
-      await stream.publish(envelope(c), 1, null, { batch: 2 });
+      const t2 = await stream.publish(stream.prepare(envelope(c)), 0, t1, { batch: 1 });
+      await stream.publish(stream.prepare(envelope(c)), 1, null, { batch: 2 });
       const lanes = await stream.readLanes();
       assert.deepEqual(lanes.map((l) => [l.lane, l.state]).sort(), [
         [0, { batch: 1 }],

@@ -201,7 +201,7 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     const ownerKey = queue.layout.streamOwner('retake');
     // What etcd does when the lease expires: the owner key goes.
     await queue.etcd.delete().key(ownerKey);
-    const t1 = await stream.publish(envelope(cluster), 0, null, { batch: 0 });
+    const t1 = await stream.publish(stream.prepare(envelope(cluster)), 0, null, { batch: 0 });
     const owner = await queue.etcd.get(ownerKey).string();
     assert.match(owner ?? '', /"owner":"first"/);
     await queue.etcd.delete().key(ownerKey);
@@ -215,9 +215,14 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
       await queue.etcd.delete().key(ownerKey);
       await Promise.all(
         [1, 2, 3, 4, 5, 6, 7].map(async (lane) => {
-          const token = await stream.publish(envelope(cluster), lane, tokens.get(lane) ?? null, {
-            batch: round,
-          });
+          const token = await stream.publish(
+            stream.prepare(envelope(cluster)),
+            lane,
+            tokens.get(lane) ?? null,
+            {
+              batch: round,
+            },
+          );
           tokens.set(lane, token);
         }),
       );
@@ -225,13 +230,16 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     // Now another streamer takes the stream while the first one's key is gone.
     await queue.etcd.delete().key(ownerKey);
     const second = await other.openStream('retake', 'second');
-    await assert.rejects(stream.publish(envelope(cluster), 0, t1, { batch: 1 }), (err: unknown) => {
-      const e = err as { code?: string; retryable?: boolean; message?: string };
-      assert.equal(e.code, 'STREAM_OWNED');
-      assert.equal(e.retryable, false);
-      assert.match(e.message ?? '', /another streamer took it .*second/);
-      return true;
-    });
+    await assert.rejects(
+      stream.publish(stream.prepare(envelope(cluster)), 0, t1, { batch: 1 }),
+      (err: unknown) => {
+        const e = err as { code?: string; retryable?: boolean; message?: string };
+        assert.equal(e.code, 'STREAM_OWNED');
+        assert.equal(e.retryable, false);
+        assert.match(e.message ?? '', /another streamer took it .*second/);
+        return true;
+      },
+    );
     assert.equal(recordsOf(await drain(queue)).length, 1 + 7 * 10);
     await second.release();
     await other.close();
@@ -263,8 +271,8 @@ describe('streamer: etcd outages are a wait, never an exit', () => {
     try {
       await queue.etcd.delete().key(ownerKey);
       const [t1, t2] = await Promise.all([
-        stream.publish(envelope(cluster), 1, null, { batch: 1 }),
-        stream.publish(envelope(cluster), 2, null, { batch: 1 }),
+        stream.publish(stream.prepare(envelope(cluster)), 1, null, { batch: 1 }),
+        stream.publish(stream.prepare(envelope(cluster)), 2, null, { batch: 1 }),
       ]);
       assert.ok(held);
       assert.notEqual(t1, t2);

@@ -2,7 +2,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { backoffDelay, type BackoffPolicy } from '../../core/backoff.js';
 import { NexusError, concernOf, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { decodeEnvelope, encodeEnvelope, encodeEnvelopeVerbatim } from '../envelope.js';
+import { decodeEnvelope, encodeEnvelopeVerbatim, encodeEnvelopeWithin } from '../envelope.js';
 import { QueueConflict } from '../conflict.js';
 import { messageNameOf } from '../names.js';
 import { randomSuffix, type QueueOptions } from '../options.js';
@@ -135,13 +135,7 @@ export class EtcdQueue implements Queue {
   async publish(envelope: Parameters<Queue['publish']>[0]): Promise<PublishReceipt> {
     this.ensureOpen();
     const name = messageNameOf(envelope);
-    const body = encodeEnvelope(envelope);
-    if (body.length > this.maxMessageBytes) {
-      throw new NexusError(
-        'QUEUE_MESSAGE_TOO_LARGE',
-        `message of ${body.length} bytes exceeds the ${this.maxMessageBytes}-byte limit: lower BATCH_SIZE`,
-      );
-    }
+    const body = encodeEnvelopeWithin(envelope, this.maxMessageBytes);
     const k = this.layout.message(name);
     let leaseId = await this.leases.id();
     let res;

@@ -3,9 +3,9 @@ import { NexusError } from '../../core/errors.js';
 import { sleep } from '../../core/backoff.js';
 import { QueueConflict } from '../conflict.js';
 import type { Logger } from '../../core/logger.js';
-import { encodeEnvelope, type Envelope } from '../envelope.js';
+import { encodeEnvelopeWithin, type Envelope } from '../envelope.js';
 import { messageNameOf } from '../names.js';
-import type { LaneCheckpoint, LaneState, StreamHandle } from '../types.js';
+import type { LaneCheckpoint, LaneState, PreparedMessage, StreamHandle } from '../types.js';
 import { isLeaseNotFound } from '../../etcd/client.js';
 import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
@@ -18,6 +18,16 @@ import type { IKeyValue } from 'etcd3';
  * more than every half second, with jitter so that two waiting streamers do not ask in step.
  */
 const OWNER_POLL: BackoffPolicy = { baseMs: 250, capMs: 500, jitter: 0.5 };
+
+/** A message encoded for the etcd queue: its key and its bytes. */
+class EtcdMessage implements PreparedMessage {
+  constructor(
+    readonly id: string,
+    readonly records: number,
+    readonly key: string,
+    readonly body: Buffer,
+  ) {}
+}
 
 /**
  * A producer's exclusive handle on a stream checkpoint (docs/queue.md, "Exactly-once publish").
@@ -200,21 +210,23 @@ export class EtcdStream implements StreamHandle {
     }));
   }
 
+  prepare(envelope: Envelope): PreparedMessage {
+    const key = this.layout.message(messageNameOf(envelope));
+    const body = encodeEnvelopeWithin(envelope, this.maxMessageBytes);
+    return new EtcdMessage(envelope.id, envelope.records.length, key, body);
+  }
+
   async publish(
-    envelope: Envelope,
+    message: PreparedMessage,
     lane: number,
     expectToken: string | null,
     state: LaneState,
     retaken = false,
   ): Promise<string> {
-    const body = encodeEnvelope(envelope);
-    if (body.length > this.maxMessageBytes) {
-      throw new NexusError(
-        'QUEUE_MESSAGE_TOO_LARGE',
-        `message of ${body.length} bytes exceeds the ${this.maxMessageBytes}-byte limit: lower BATCH_SIZE`,
-      );
+    if (!(message instanceof EtcdMessage)) {
+      throw new NexusError('INTERNAL', 'the message was not prepared by this stream');
     }
-    const messageKey = this.layout.message(messageNameOf(envelope));
+    const { key: messageKey, body } = message;
     const laneKey = this.layout.streamLane(this.streamId, lane);
     // The owner revision this write is fenced with: another lane's retake may move
     // this.ownerRevision while it is in flight, and the failure must be judged against the fence.
@@ -247,10 +259,10 @@ export class EtcdStream implements StreamHandle {
     if (owner?.mod_revision !== fenced) {
       // Taken back meanwhile by another lane of this streamer: write again under the new fence.
       if (owner !== undefined && owner.mod_revision === this.ownerRevision)
-        return this.publish(envelope, lane, expectToken, state, retaken);
+        return this.publish(message, lane, expectToken, state, retaken);
       if (retaken) throw this.lost(owner);
       await this.retake(owner);
-      return this.publish(envelope, lane, expectToken, state, true);
+      return this.publish(message, lane, expectToken, state, true);
     }
     const laneNow = res.responses[1]?.response_range.kvs[0];
     if ((laneNow?.mod_revision ?? '0') !== (expectToken ?? '0')) {

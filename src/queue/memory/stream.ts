@@ -1,7 +1,7 @@
 import { NexusError } from '../../core/errors.js';
 import { QueueConflict } from '../conflict.js';
 import type { Envelope } from '../envelope.js';
-import type { LaneCheckpoint, LaneState, StreamHandle } from '../types.js';
+import type { LaneCheckpoint, LaneState, PreparedMessage, StreamHandle } from '../types.js';
 
 /** What a stream asks of its memory queue (src/queue/memory/queue.ts). */
 export interface StreamHost {
@@ -11,6 +11,16 @@ export interface StreamHost {
   nextToken(): number;
   /** Adds a message to the queue; throws QueueConflict 'exists' if one of that name is there. */
   add(envelope: Envelope): void;
+}
+
+/** A message of the memory queue: the envelope itself, which the queue keeps as it is. */
+class MemoryMessage implements PreparedMessage {
+  readonly id: string;
+  readonly records: number;
+  constructor(readonly envelope: Envelope) {
+    this.id = envelope.id;
+    this.records = envelope.records.length;
+  }
 }
 
 /** A stream's owner and checkpoint, as the queue keeps them across the handles opened on it. */
@@ -86,12 +96,19 @@ class MemoryStream implements StreamHandle {
   }
 
   /** Publishes and moves the lane in one step, fenced by ownership and the lane's token. */
+  prepare(envelope: Envelope): PreparedMessage {
+    return new MemoryMessage(envelope);
+  }
+
   async publish(
-    envelope: Envelope,
+    message: PreparedMessage,
     lane: number,
     expectToken: string | null,
     state: LaneState,
   ): Promise<string> {
+    if (!(message instanceof MemoryMessage)) {
+      throw new NexusError('INTERNAL', 'the message was not prepared by this stream');
+    }
     this.host.checkOpen();
     if (!this.owns()) throw new NexusError('STREAM_OWNED', 'lost ownership of the stream');
     const current = this.s.lanes.get(lane);
@@ -101,7 +118,7 @@ class MemoryStream implements StreamHandle {
         token: current === undefined ? undefined : String(current.token),
       });
     }
-    this.host.add(envelope);
+    this.host.add(message.envelope);
     const token = this.host.nextToken();
     this.s.lanes.set(lane, { state, token });
     return String(token);
