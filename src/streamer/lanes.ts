@@ -26,9 +26,9 @@ export class Batch {
   /**
    * The records, once: the publisher encodes them into the message and lets them go, so that a
    * publish in flight holds its encoded bytes only. Held for the round trip, the parsed records of
-   * the PUBLISH_CONCURRENCY batches in flight outlived V8's young generation, every one of them,
-   * and were copied into the old one: 19 % of what the streamer allocated, against 0.6 % released
-   * (docs/benchmarks.md, "Streamer").
+   * the PUBLISH_CONCURRENCY batches in flight outlived V8's young generation and were copied into
+   * the old one: about 18 % of what the streamer allocated on a file of 80 GPUs, now 1.3 %
+   * (docs/benchmarks.md, the eleventh session's paragraph under "Scale to 100,000 GPUs").
    */
   take(): TelemetryRecord[] {
     const records = this.#records;

@@ -60,14 +60,14 @@ export class Publisher {
           records: batch.size,
           wm: o.lanes.contiguous,
         } satisfies LaneRecord;
-        const t0 = performance.now();
-        let id = '';
+        const id = this.idOf(batch);
+        span.setAttribute('messaging.message.id', id);
+        let t0 = 0;
         let token: string;
         try {
           // Encoded once, here: the records are not held while the publish is in flight.
           const message = o.handle.prepare(this.envelope(batch, traceContextOf(span)));
-          id = message.id;
-          span.setAttribute('messaging.message.id', id);
+          t0 = performance.now();
           token = await o.untilAnswered(
             'publish',
             () => this.attempt(message, batch, lane, state),
@@ -131,6 +131,11 @@ export class Publisher {
     }
   }
 
+  /** The message id of `batch`: unique per run of the stream. */
+  private idOf(batch: Batch): string {
+    return `${batch.index}-${this.o.runTag}`;
+  }
+
   private envelope(batch: Batch, trace: Envelope['trace']): Envelope {
     const o = this.o;
     let records = batch.take();
@@ -142,7 +147,7 @@ export class Publisher {
     }
     return {
       v: ENVELOPE_VERSION,
-      id: `${batch.index}-${o.runTag}`,
+      id: this.idOf(batch),
       producer: o.producerId,
       cluster: o.clusterId,
       createdAt: Date.now(),

@@ -445,6 +445,12 @@ export function queueConformance(h: QueueHarness): void {
       ]);
       assert.equal(lanes.find((l) => l.lane === 0)?.token, t2);
       assert.equal(await queue.depth(), 3);
+      // Only a message this kind of queue prepared can be published on it.
+      await assert.rejects(
+        stream.publish({ id: 'foreign', records: 1 }, 2, null, { batch: 3 }),
+        (err: { code?: string }) => err.code === 'INTERNAL',
+      );
+      assert.equal(await queue.depth(), 3);
       await stream.reset();
       assert.deepEqual(await stream.readLanes(), []);
       assert.equal(await stream.readMeta(), undefined);

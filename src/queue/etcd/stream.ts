@@ -224,7 +224,7 @@ export class EtcdStream implements StreamHandle {
     retaken = false,
   ): Promise<string> {
     if (!(message instanceof EtcdMessage)) {
-      throw new NexusError('INTERNAL', 'the message was not prepared by this stream');
+      throw new NexusError('INTERNAL', 'the message was prepared for another kind of queue');
     }
     const { key: messageKey, body } = message;
     const laneKey = this.layout.streamLane(this.streamId, lane);

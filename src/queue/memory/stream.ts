@@ -95,11 +95,11 @@ class MemoryStream implements StreamHandle {
     }));
   }
 
-  /** Publishes and moves the lane in one step, fenced by ownership and the lane's token. */
   prepare(envelope: Envelope): PreparedMessage {
     return new MemoryMessage(envelope);
   }
 
+  /** Publishes and moves the lane in one step, fenced by ownership and the lane's token. */
   async publish(
     message: PreparedMessage,
     lane: number,
@@ -107,7 +107,7 @@ class MemoryStream implements StreamHandle {
     state: LaneState,
   ): Promise<string> {
     if (!(message instanceof MemoryMessage)) {
-      throw new NexusError('INTERNAL', 'the message was not prepared by this stream');
+      throw new NexusError('INTERNAL', 'the message was prepared for another kind of queue');
     }
     this.host.checkOpen();
     if (!this.owns()) throw new NexusError('STREAM_OWNED', 'lost ownership of the stream');
