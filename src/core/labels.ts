@@ -72,19 +72,26 @@ export function parseLabels(raw: string, maxLabels = Number.POSITIVE_INFINITY): 
     }
     if (++count > maxLabels)
       return { ok: false, error: `labels_raw: more than ${maxLabels} labels` };
-    if (name === '__proto__')
-      Object.defineProperty(labels, name, {
-        value,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    else labels[name] = value;
+    setLabel(labels, name, value);
     if (i < end && raw[i] !== ',' && raw[i] !== ' ') {
       return { ok: false, error: `labels_raw: "," expected after the value of ${name}` };
     }
   }
   return { ok: true, labels };
+}
+
+/** Sets a label; one named __proto__ is defined, not assigned, so it is just a label. */
+export function setLabel(labels: Record<string, string>, key: string, value: string): void {
+  if (key === '__proto__') {
+    Object.defineProperty(labels, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else {
+    labels[key] = value;
+  }
 }
 
 /** Renders labels back to the `labels_raw` form, keys sorted, values escaped. */

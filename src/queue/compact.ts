@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { setLabel } from '../core/labels.js';
 import { OPTIONAL_RECORD_FIELDS, type TelemetryRecord } from '../core/record.js';
 import { ENVELOPE_HEADER, GPU_IDENTITY } from './envelope-fields.js';
 
@@ -158,7 +159,7 @@ function labelShape(r: TelemetryRecord): LabelShape {
   if (!Object.isFrozen(labels)) return shapeOf(labels, r);
   let shape = shapes.get(labels);
   if (shape === undefined) {
-    shape = shapeOf(labels, r);
+    shape = keptShape(shapeOf(labels, r));
     shapes.set(labels, shape);
     return shape;
   }
@@ -209,9 +210,23 @@ function identityJson(r: TelemetryRecord, shape: LabelShape): string {
   }
   // Only a frozen (shared, remembered) label set's shape is kept beyond this message: it keeps a
   // copy of the fields sameSeries compares, not the record, whose strings are slices of the CSV
-  // line they came from and would keep each line alive as long as its series is remembered.
-  shape.last = { record: Object.isFrozen(r.labels) ? identityOf(r) : r, json };
+  // line they came from and would keep each line alive as long as its series is remembered. Two
+  // object literals: the kept one's allocation site is not the short-lived one's (keptShape).
+  if (Object.isFrozen(r.labels)) shape.last = { record: identityOf(r), json };
+  else shape.last = { record: r, json };
   return json;
+}
+
+/**
+ * A copy of a shape to keep (with its frozen label set, as long as the label set lives), made by
+ * its own object literal. V8 decides for each allocation site whether to allocate its objects
+ * straight in the old generation, from how many of them survived: the shapes kept while the
+ * streamer's label cache fills would otherwise mark shapeOf's literal long-lived, and on a fleet
+ * the cache cannot hold (it then rests) the shape of every record, garbage within the message,
+ * would go to the old generation (src/streamer/csv/dcgm-row.ts, keptLabels).
+ */
+function keptShape(shape: LabelShape): LabelShape {
+  return { setJson: shape.setJson, impliedMask: shape.impliedMask };
 }
 
 /** A copy of a string that keeps no larger string alive (a slice refers to its parent). */
@@ -337,19 +352,6 @@ function seriesText(s: Series, field: ImpliedField, metric: string): string | un
   if (field === 'metric') return metric;
   if (field === 'gpu') return String(s.gpu);
   return s[field];
-}
-
-function setLabel(labels: Record<string, string>, key: string, value: string): void {
-  if (key === '__proto__') {
-    Object.defineProperty(labels, key, {
-      value,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  } else {
-    labels[key] = value;
-  }
 }
 
 /** The records of a valid compact envelope (compactProblem said nothing), in the record model. */

@@ -270,3 +270,16 @@ describe('rowToRecord', () => {
     assert.equal(rejectOf(fields({ gpu_id: 'x', Hostname: '' })), 'bad gpu_id "x"');
   });
 });
+
+describe('label sets the cache keeps', () => {
+  it('are frozen copies, shared by the rows of a series, with a label named __proto__ kept as a label', () => {
+    const raw = 'Hostname="cache-copy-host",__proto__="p",gpu="3",job="dcgm"';
+    const first = recordOf(fields({ labels_raw: raw }));
+    const second = recordOf(fields({ labels_raw: raw, value: '12' }));
+    assert.equal(second.labels, first.labels);
+    assert.ok(Object.isFrozen(first.labels));
+    assert.equal(Object.getPrototypeOf(first.labels), Object.prototype);
+    assert.deepEqual(Object.keys(first.labels), ['Hostname', '__proto__', 'gpu', 'job']);
+    assert.equal(Object.getOwnPropertyDescriptor(first.labels, '__proto__')?.value, 'p');
+  });
+});
