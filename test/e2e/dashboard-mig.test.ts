@@ -122,7 +122,11 @@ describe(
         timeout: 30_000,
       });
       assert.equal(await page.locator('[data-testid="mig-row"]').count(), 0);
-      assert.equal(await page.getAttribute('[data-testid="page-gpu"]', 'data-instance'), 'gpu');
+      // The page says which charts it draws once the GPU's details are in, which can come after
+      // its first chart (ci61 read the attribute before): waited for, not read at once.
+      await page.waitForSelector('[data-testid="page-gpu"][data-instance="gpu"]', {
+        timeout: 30_000,
+      });
     });
   },
 );

@@ -1,5 +1,5 @@
 import { NexusError } from '../../core/errors.js';
-import { parseLabels, setLabel } from '../../core/labels.js';
+import { parseLabels } from '../../core/labels.js';
 import { LabelCache } from './label-cache.js';
 import {
   identityProblem,
@@ -93,21 +93,6 @@ export function whenLabelCache(on: { full: () => void; emptied: () => void }): v
   labelCache.onFull = on.full;
   labelCache.onEmptied = on.emptied;
 }
-/**
- * A label set for the cache: a frozen copy, made by its own object literal. V8 decides for each
- * allocation site whether to allocate its objects straight in the old generation (pretenuring),
- * from how many of them survived. Kept as parsed, the label sets the cache holds while it fills
- * made parseLabels's object literal long-lived; on a fleet the cache cannot hold (where it then
- * rests) every label set parsed afterwards, garbage once its record is encoded, then went to the
- * old generation. At 100,000 GPUs that was 1.46 GB of the 4.9 GB the streamer allocates, and 25
- * against 19.4 µs a record (the streamer alone on etcd; docs/benchmarks.md, the eleventh session).
- */
-function keptLabels(parsed: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
-  const kept: Record<string, string> = {};
-  for (const k in parsed) if (Object.hasOwn(parsed, k)) setLabel(kept, k, parsed[k] as string);
-  return Object.freeze(kept);
-}
-
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 /** The last timestamp text parsed and its value: an export's rows come a scrape at a time. */
 let lastTsText = '';
@@ -169,7 +154,7 @@ export function rowToRecord(
       // Only a label set the cache keeps is frozen: the envelope encoder remembers the shape of a
       // frozen one (src/queue/compact.ts), which is worth it only for a set that comes back.
       if (labelCache.keeps(rawLabels)) {
-        labels = keptLabels(parsed.labels);
+        labels = Object.freeze(parsed.labels);
         labelCache.set(rawLabels, labels);
       } else labels = parsed.labels;
     }

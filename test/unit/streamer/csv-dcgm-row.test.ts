@@ -272,7 +272,7 @@ describe('rowToRecord', () => {
 });
 
 describe('label sets the cache keeps', () => {
-  it('are frozen copies, shared by the rows of a series, with a label named __proto__ kept as a label', () => {
+  it('are frozen, shared by the rows of a series, with a label named __proto__ kept as a label', () => {
     const raw = 'Hostname="cache-copy-host",__proto__="p",gpu="3",job="dcgm"';
     const first = recordOf(fields({ labels_raw: raw }));
     const second = recordOf(fields({ labels_raw: raw, value: '12' }));
@@ -281,5 +281,11 @@ describe('label sets the cache keeps', () => {
     assert.equal(Object.getPrototypeOf(first.labels), Object.prototype);
     assert.deepEqual(Object.keys(first.labels), ['Hostname', '__proto__', 'gpu', 'job']);
     assert.equal(Object.getOwnPropertyDescriptor(first.labels, '__proto__')?.value, 'p');
+    assert.deepEqual(Object.entries(first.labels), [
+      ['Hostname', 'cache-copy-host'],
+      ['__proto__', 'p'],
+      ['gpu', '3'],
+      ['job', 'dcgm'],
+    ]);
   });
 });
