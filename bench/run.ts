@@ -94,9 +94,9 @@ if (wanted('end-to-end')) {
   );
 }
 if (wanted('cardinality')) {
-  // The same readings for every fleet (hosts x 8 GPUs x 3 fields x instants): 600,000, so the
-  // 100,000-GPU fleet sends 2 instants; --quick 60,000, without the 100,000-GPU fleet. About 8
-  // minutes on 2 cores (less once the gateway's work no longer grows with the fleet).
+  // The same readings for every fleet (hosts x 8 GPUs x 3 fields x instants), twice (first sight,
+  // then known series): 600,000 a file, so the 100,000-GPU fleet sends 2 instants in each; --quick
+  // 60,000, without the 100,000-GPU fleet. About 9 minutes on 2 cores.
   sections.push(
     await timed('cardinality', () =>
       benchCardinality({
