@@ -197,12 +197,14 @@ export class FleetState {
     this.dirtyClusters = new Set();
     this.dirtyHosts = new Set();
     this.dirtyGpus = new Set();
-    const rest = new Set<GpuEntry>();
+    // The oldest dirty GPUs, taken out of the set (a Set iterates in insertion order, and deleting
+    // the entry being visited is safe): a GPU dirtied again goes to the back, so a fleet larger
+    // than `maxLive` is written round-robin, and a flush costs `maxLive`, not the fleet.
     for (const g of this.dirtyLive) {
-      if (now.live.length >= maxLive) rest.add(g);
-      else now.live.push({ ...g.live, metrics: { ...g.live.metrics } });
+      if (now.live.length >= maxLive) break;
+      this.dirtyLive.delete(g);
+      now.live.push({ ...g.live, metrics: { ...g.live.metrics } });
     }
-    this.dirtyLive = rest;
     return now;
   }
 

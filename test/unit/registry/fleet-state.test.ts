@@ -108,4 +108,19 @@ describe('fleet state (what a collector tells the registry)', () => {
     assert.equal(second.hosts.length, 3);
     assert.equal(second.clusters.length, 1);
   });
+
+  it('takes the GPUs that have waited longest first: one dirtied again goes to the back', () => {
+    const s = new FleetState();
+    s.observe(
+      'c1',
+      Array.from({ length: 10 }, (_, i) => reading('h0', i, 'util', 1000, i)),
+    );
+    const gpus = (d: { live: readonly { gpu: number }[] }): number[] => d.live.map((l) => l.gpu);
+    assert.deepEqual(gpus(s.take(4)), [0, 1, 2, 3]);
+    // GPU 0 and 5 report again: 5 keeps its place (still waiting), 0 waits behind the rest.
+    s.observe('c1', [reading('h0', 0, 'util', 2000, 7), reading('h0', 5, 'util', 2000, 8)]);
+    assert.deepEqual(gpus(s.take(4)), [4, 5, 6, 7]);
+    assert.deepEqual(gpus(s.take(4)), [8, 9, 0]);
+    assert.deepEqual(gpus(s.take(4)), []);
+  });
 });
