@@ -78,16 +78,33 @@ describe('allocation minutes', () => {
     ]);
   });
 
-  it('remembers at most its limit, forgetting the oldest first (a forgotten row is written again, which the database ignores)', async () => {
+  it('remembers at most its limit of GPUs, forgetting the least recently written first (a forgotten row is written again, which the database ignores)', async () => {
     const { db, inserts } = recorder();
     const a = new AllocationMinutes(3);
-    const minutes = [0, 1, 2, 3, 4].map((m) => r(m * 60_000, 'p', 'ns'));
-    await a.write(db, minutes, ids(5));
+    const batch = [1, 2, 3, 4, 5].map(() => r(0, 'p', 'ns'));
+    const gpus: ResolvedIds = { ...ids(5), gpu: Int32Array.from([1, 2, 3, 4, 5]) };
+    await a.write(db, batch, gpus);
     assert.equal(a.remembered, 3);
-    // Minutes 0 and 1 were forgotten: written again; 2 to 4 are known.
-    await a.write(db, minutes, ids(5));
+    // GPUs 1 and 2 were forgotten: written again; 3 to 5 are known.
+    await a.write(db, batch, gpus);
+    assert.deepEqual(inserts[1], ['1/0/ns/p', '2/0/ns/p']);
+    assert.equal(a.remembered, 3);
+    // GPU 3 was written least recently now: it goes first.
+    await a.write(db, [r(60_000, 'p', 'ns')], { ...ids(1), gpu: Int32Array.from([9]) });
+    await a.write(db, batch, gpus);
+    assert.deepEqual(inserts[3], ['3/0/ns/p', '4/0/ns/p', '5/0/ns/p']);
+  });
+
+  it("keeps a GPU's newest eight rows: older minutes of it come again as new (the database ignores them)", async () => {
+    const { db, inserts } = recorder();
+    const a = new AllocationMinutes();
+    const minutes = Array.from({ length: 10 }, (_, m) => r(m * 60_000, 'p', 'ns'));
+    assert.equal(await a.write(db, minutes, ids(10)), 10);
+    assert.equal(await a.write(db, minutes, ids(10)), 2);
     assert.deepEqual(inserts[1], ['7/0/ns/p', '7/60000/ns/p']);
-    assert.equal(a.remembered, 3);
+    // The eight kept are the last written: minutes 4 to 9, then 0 and 1; 2 and 3 went out.
+    assert.equal(await a.write(db, minutes.slice(2), ids(8)), 2);
+    assert.deepEqual(inserts[2], ['7/120000/ns/p', '7/180000/ns/p']);
   });
 
   it('forget() drops what it knows (another database)', async () => {
