@@ -22,8 +22,9 @@ export const USAGE_SETTLE_MS = 30_000;
 /** GPUs whose allocation rows written are remembered, at most (the least recently written first). */
 export const ALLOCATION_CACHE_MAX = 250_000;
 /**
- * Rows remembered per GPU, its newest: a GPU has one a minute, a few more when its workloads
- * change within the minute or a batch spans minutes.
+ * Rows remembered per GPU, at most: those of its newest minute and the minute before (older ones a
+ * GPU that keeps reporting does not bring again), the last written first kept. A GPU has one row a
+ * minute, a few more when its workloads change within the minute.
  */
 const ROWS_PER_GPU = 8;
 
@@ -45,10 +46,11 @@ function holds(rows: readonly Row[] | undefined, b: number, ns: string, pod: str
  * (namespace, pod) its readings carry, or pod '' for a minute observed without one. One
  * set-based insert per batch, ON CONFLICT DO NOTHING (a redelivered batch adds nothing), of the
  * rows not already written by this process (a busy GPU costs one row a minute, not one a
- * reading). What was written is remembered per GPU id (its newest ROWS_PER_GPU rows), for at most
- * ALLOCATION_CACHE_MAX GPUs, the least recently written forgotten first: a fleet of 100,000 GPUs
- * is held whole, and a batch looks up numbers, not a key made for each GPU. It is dropped with the
- * dimension ids when the database changes.
+ * reading). What was written is remembered per GPU id (the rows of its newest two minutes, at
+ * most ROWS_PER_GPU), for at most ALLOCATION_CACHE_MAX GPUs, the least recently written forgotten
+ * first: a fleet of 100,000 GPUs is held whole (a row or two per GPU), and a batch looks up
+ * numbers, not a key made for each GPU. It is dropped with the dimension ids when the database
+ * changes.
  */
 export class AllocationMinutes {
   private written = new Map<number, Row[]>();
@@ -146,6 +148,9 @@ export class AllocationMinutes {
       fresh.push({ g, b, ns, pod });
     }
     if (fresh.length === 0) return 0;
+    // What this write remembers goes where the database's rows are remembered now: after a
+    // forget() (another database) during the insert, into the map that was dropped.
+    const written = this.written;
     // Key order: concurrent writers take the index's locks in the same order.
     const rows = fresh.sort(
       (x, y) =>
@@ -168,15 +173,18 @@ export class AllocationMinutes {
     );
     for (const [g, added] of batch) {
       // Renewed: the GPUs written least recently are forgotten first.
-      const kept = this.written.get(g) ?? [];
-      this.written.delete(g);
-      this.written.set(g, kept);
-      kept.push(...added);
-      if (kept.length > ROWS_PER_GPU) kept.splice(0, kept.length - ROWS_PER_GPU);
+      const kept = written.get(g) ?? [];
+      written.delete(g);
+      // Two workers may have written the same row: it is kept once.
+      for (const x of added) if (!holds(kept, x.b, x.ns, x.pod)) kept.push(x);
+      let newest = Number.NEGATIVE_INFINITY;
+      for (const x of kept) if (x.b > newest) newest = x.b;
+      const recent = kept.filter((x) => x.b >= newest - MINUTE).slice(-ROWS_PER_GPU);
+      written.set(g, recent);
     }
-    for (const g of this.written.keys()) {
-      if (this.written.size <= this.max) break;
-      this.written.delete(g);
+    for (const g of written.keys()) {
+      if (written.size <= this.max) break;
+      written.delete(g);
     }
     return fresh.length;
   }

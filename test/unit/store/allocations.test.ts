@@ -48,10 +48,13 @@ describe('allocation minutes', () => {
     ];
     assert.equal(await a.write(db, batch, ids(batch.length)), 4);
     assert.deepEqual(inserts, [['7/0//', '7/60000/ns/p1', '7/60000/ns/p2', '7/120000/ns/p1']]);
-    // The same batch again (a redelivery), or more readings of the same minutes: no statement.
-    assert.equal(await a.write(db, batch, ids(batch.length)), 0);
+    // The same batch again (a redelivery): only the row older than the GPU's newest two minutes
+    // (not remembered) is sent again; more readings of the same minutes: no statement.
+    assert.equal(await a.write(db, batch, ids(batch.length)), 1);
+    assert.deepEqual(inserts[1], ['7/0//']);
     assert.equal(await a.write(db, [r(60_000 + 30_000, 'p2', 'ns')], ids(1)), 0);
-    assert.equal(inserts.length, 1);
+    assert.equal(await a.write(db, [r(120_000 + 30_000, 'p1', 'ns')], ids(1)), 0);
+    assert.equal(inserts.length, 2);
   });
 
   it('GPUs interleaved and pods alternating within a minute: each row once', async () => {
@@ -81,30 +84,36 @@ describe('allocation minutes', () => {
   it('remembers at most its limit of GPUs, forgetting the least recently written first (a forgotten row is written again, which the database ignores)', async () => {
     const { db, inserts } = recorder();
     const a = new AllocationMinutes(3);
-    const batch = [1, 2, 3, 4, 5].map(() => r(0, 'p', 'ns'));
-    const gpus: ResolvedIds = { ...ids(5), gpu: Int32Array.from([1, 2, 3, 4, 5]) };
-    await a.write(db, batch, gpus);
+    const gpu = (...g: number[]): ResolvedIds => ({ ...ids(g.length), gpu: Int32Array.from(g) });
+    const minute0 = (n: number): TelemetryRecord[] =>
+      Array.from({ length: n }, () => r(0, 'p', 'ns'));
+    await a.write(db, minute0(5), gpu(1, 2, 3, 4, 5));
     assert.equal(a.remembered, 3);
-    // GPUs 1 and 2 were forgotten: written again; 3 to 5 are known.
-    await a.write(db, batch, gpus);
+    // GPUs 1 and 2 were forgotten: written again; 3 and 4, written least recently, go.
+    assert.equal(await a.write(db, minute0(5), gpu(1, 2, 3, 4, 5)), 2);
     assert.deepEqual(inserts[1], ['1/0/ns/p', '2/0/ns/p']);
+    // Remembered: 5, 1, 2, from the least recently written. GPU 5 writes a new minute, so 1 is the
+    // least recently written when GPU 6 comes in: 1 goes, 5 stays.
+    await a.write(db, [r(60_000, 'p', 'ns')], gpu(5));
+    await a.write(db, minute0(1), gpu(6));
     assert.equal(a.remembered, 3);
-    // GPU 3 was written least recently now: it goes first.
-    await a.write(db, [r(60_000, 'p', 'ns')], { ...ids(1), gpu: Int32Array.from([9]) });
-    await a.write(db, batch, gpus);
-    assert.deepEqual(inserts[3], ['3/0/ns/p', '4/0/ns/p', '5/0/ns/p']);
+    assert.equal(await a.write(db, minute0(3), gpu(1, 2, 5)), 1);
+    assert.deepEqual(inserts.at(-1), ['1/0/ns/p']);
   });
 
-  it("keeps a GPU's newest eight rows: older minutes of it come again as new (the database ignores them)", async () => {
+  it("keeps the rows of a GPU's newest two minutes, at most eight: older ones come again as new (the database ignores them)", async () => {
     const { db, inserts } = recorder();
     const a = new AllocationMinutes();
     const minutes = Array.from({ length: 10 }, (_, m) => r(m * 60_000, 'p', 'ns'));
     assert.equal(await a.write(db, minutes, ids(10)), 10);
-    assert.equal(await a.write(db, minutes, ids(10)), 2);
-    assert.deepEqual(inserts[1], ['7/0/ns/p', '7/60000/ns/p']);
-    // The eight kept are the last written: minutes 4 to 9, then 0 and 1; 2 and 3 went out.
-    assert.equal(await a.write(db, minutes.slice(2), ids(8)), 2);
-    assert.deepEqual(inserts[2], ['7/120000/ns/p', '7/180000/ns/p']);
+    // Minutes 8 and 9 are known; 0 to 7 are written again.
+    assert.equal(await a.write(db, minutes, ids(10)), 8);
+    assert.equal(await a.write(db, minutes.slice(8), ids(2)), 0);
+    // Ten workloads in one minute: the last eight written are kept.
+    const pods = Array.from({ length: 10 }, (_, i) => r(600_000, `p${i}`, 'ns'));
+    assert.equal(await a.write(db, pods, ids(10)), 10);
+    assert.equal(await a.write(db, pods, ids(10)), 2);
+    assert.deepEqual(inserts.at(-1), ['7/600000/ns/p0', '7/600000/ns/p1']);
   });
 
   it('forget() drops what it knows (another database)', async () => {
