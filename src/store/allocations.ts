@@ -22,8 +22,8 @@ export const USAGE_SETTLE_MS = 30_000;
 /** GPUs whose allocation rows written are remembered, at most (the least recently written first). */
 export const ALLOCATION_CACHE_MAX = 250_000;
 /**
- * Rows remembered per GPU, at most: those of its newest minute and the minute before (older ones a
- * GPU that keeps reporting does not bring again), the last written first kept. A GPU has one row a
+ * Rows remembered per GPU, at most: those of its newest minute and the minute before, the last
+ * written kept first (a GPU that keeps reporting brings no older ones again). A GPU has one row a
  * minute, a few more when its workloads change within the minute.
  */
 const ROWS_PER_GPU = 8;
@@ -148,8 +148,8 @@ export class AllocationMinutes {
       fresh.push({ g, b, ns, pod });
     }
     if (fresh.length === 0) return 0;
-    // What this write remembers goes where the database's rows are remembered now: after a
-    // forget() (another database) during the insert, into the map that was dropped.
+    // Remembered in the map of the database this insert goes to: a forget() meanwhile (another
+    // database) starts a new map, which must not learn these rows.
     const written = this.written;
     // Key order: concurrent writers take the index's locks in the same order.
     const rows = fresh.sort(

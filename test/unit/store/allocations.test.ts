@@ -116,6 +116,29 @@ describe('allocation minutes', () => {
     assert.deepEqual(inserts.at(-1), ['7/600000/ns/p0', '7/600000/ns/p1']);
   });
 
+  it('a forget() while an insert is under way: the rows it wrote are not remembered for the new database', async () => {
+    const inserts: number[] = [];
+    let release: () => void = () => undefined;
+    const db: SqlClient = {
+      query<R>(): Promise<QueryResult<R>> {
+        inserts.push(inserts.length);
+        return new Promise((resolve) => {
+          release = () => resolve({ rows: [], rowCount: 0 });
+        });
+      },
+    };
+    const a = new AllocationMinutes();
+    const first = a.write(db, [r(0, 'p', 'ns')], ids(1));
+    a.forget();
+    release();
+    assert.equal(await first, 1);
+    assert.equal(a.remembered, 0);
+    const again = a.write(db, [r(0, 'p', 'ns')], ids(1));
+    release();
+    assert.equal(await again, 1, 'written again into the new database');
+    assert.equal(inserts.length, 2);
+  });
+
   it('forget() drops what it knows (another database)', async () => {
     const { db, inserts } = recorder();
     const a = new AllocationMinutes();
