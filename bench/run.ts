@@ -96,7 +96,8 @@ if (wanted('end-to-end')) {
 if (wanted('cardinality')) {
   // The same readings for every fleet (hosts x 8 GPUs x 3 fields x instants), twice (first sight,
   // then known series): 600,000 a file, so the 100,000-GPU fleet sends 2 instants in each; --quick
-  // 60,000, without the 100,000-GPU fleet. About 9 minutes on 2 cores.
+  // 60,000, without the 100,000-GPU fleet; the small fleet ingested again before each larger one.
+  // About 10 minutes on 2 cores.
   sections.push(
     await timed('cardinality', () =>
       benchCardinality({
