@@ -664,15 +664,15 @@ interface FleetIngest {
 /**
  * The fleet's two files, one after the other in time, the second ending when they are made (the
  * fleet reports live): the first brings every series for the first time, the second only series
- * the collector knows. The processes started are in `procs` (the collector still running), the
- * etcd server is the caller's to destroy (also when this throws: `etcdOut`).
+ * the collector knows. The processes started are in `procs` (the collector still running); the
+ * etcd server and the database made are in `made` (also when this throws), the caller's to destroy.
  */
 async function ingestFleet(
   server: PgServer,
   spec: FleetSpec,
   readings: number,
   procs: ChildProcess[],
-  etcdOut: { etcd?: EtcdServer },
+  made: { etcd?: EtcdServer; url?: string },
 ): Promise<FleetIngest> {
   const gpus = spec.hosts * GPUS_PER_HOST;
   const instants = readings / (gpus * METRICS.length);
@@ -684,8 +684,9 @@ async function ingestFleet(
   const file = await fleetFile(spec.hosts, instants, now - (2 * instants - 1) * 1000, 'new');
   const knownFile = await fleetFile(spec.hosts, instants, now - (instants - 1) * 1000, 'known');
   const etcd = await startEtcd({ baseDir: BENCH_DIR, quotaBytes: 8 * 2 ** 30 });
-  etcdOut.etcd = etcd;
+  made.etcd = etcd;
   const url = await freshDatabase(server, 'card');
+  made.url = url;
   const env = {
     ETCD_ENDPOINTS: etcd.endpoint,
     CLUSTER_ID: CLUSTER,
@@ -716,27 +717,44 @@ async function ingestFleet(
 
 /**
  * The small fleet's ingest again, just before a larger fleet's: that fleet's ratios are to it, so
- * that a slow or fast phase of the machine (minutes long, on shared cores) moves both alike.
+ * that a slow or fast phase of the machine (minutes long, on shared cores) moves both alike. Its
+ * database is dropped afterwards (not left for the server's background work to take up during
+ * the next fleet's ingest). Undefined when it fails: the larger fleet is measured all the same.
  */
 async function adjacentReference(
   server: PgServer,
   spec: FleetSpec,
   readings: number,
-): Promise<Adjacent> {
+): Promise<Adjacent | undefined> {
   const procs: ChildProcess[] = [];
-  const out: { etcd?: EtcdServer } = {};
+  const made: { etcd?: EtcdServer; url?: string } = {};
   try {
     const f = await ingestFleet(
       server,
       { ...spec, label: `${spec.label} (again)` },
       readings,
       procs,
-      out,
+      made,
     );
     return { ingest: f.ingest, known: f.known };
+  } catch (err) {
+    log(
+      `  the small fleet's run again failed: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    return undefined;
   } finally {
     for (const p of procs.reverse()) await stopChild(p);
-    await out.etcd?.destroy();
+    await made.etcd?.destroy();
+    if (made.url !== undefined) {
+      const client = new pg.Client({ connectionString: server.url });
+      await client.connect();
+      try {
+        const name = decodeURIComponent(new URL(made.url).pathname.slice(1));
+        await client.query(`DROP DATABASE IF EXISTS "${name.replaceAll('"', '""')}" WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    }
   }
 }
 
@@ -754,7 +772,7 @@ async function fleetRun(
   },
 ): Promise<FleetResult> {
   const procs: ChildProcess[] = [];
-  const out: { etcd?: EtcdServer } = {};
+  const made: { etcd?: EtcdServer; url?: string } = {};
   try {
     const {
       gpus,
@@ -764,7 +782,7 @@ async function fleetRun(
       etcd,
       url,
       collector,
-    } = await ingestFleet(server, spec, readings, procs, out);
+    } = await ingestFleet(server, spec, readings, procs, made);
     const t0 = Date.now();
     const gw = await startGateway(
       { DATABASE_URL: url, ETCD_ENDPOINTS: etcd.endpoint, CLUSTER_ID: CLUSTER },
@@ -808,7 +826,7 @@ async function fleetRun(
     };
   } finally {
     for (const p of procs.reverse()) await stopChild(p);
-    await out.etcd?.destroy();
+    await made.etcd?.destroy();
   }
 }
 
@@ -998,7 +1016,7 @@ export async function benchCardinality(options: {
     id: 'cardinality',
     title: 'Cardinality: the same readings from 1,000 to 100,000 GPUs',
     body: [
-      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings twice, in two files made by \`nexus generate\` (more instants for fewer GPUs, one second apart; the second file's instants follow the first's, its last one when the files are made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=${COLLECT_BATCH}\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the first file. Ingest readings/s (first sight, the issue's measure) is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. The rollup job (which the collector runs every second: docs/storage.md) folds the readings into the 1-minute rollup and the latest values behind the ingest: the first table also says how many readings it still had pending when the row count was checked, just after the last message was stored, and when (seconds after that message) it had folded them all. At 100,000 GPUs every reading of the first instant of the first file is a series seen for the first time, so that figure is mostly the cost of new identities. Then the second file goes through the same collector (and a streamer of its own), timed the same way, once the first file's readings are all stored and folded: every series in it is known (to the collector's caches and to the database), which is the steady state of a fleet that keeps reporting. Both ratios are to the small fleet's same figure in the same run: to the section's first fleet, and to the small fleet's two files ingested again (fresh etcd, database and collector, no gateway) just before each larger fleet's, so that a slower or faster phase of the machine, which lasts minutes on shared cores, moves both sides of that ratio alike; the goals below use the latter. The load average (1 minute, \`/proc/loadavg\`) was ${fmtNumber(load0)} when the section started and ${fmtNumber(load1)} when it ended; each fleet's, when its streamer started and when its last message was stored, is in the first table (for the first file). Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors); after an endpoint with a request given up on, the bench waits (up to ${SETTLE_MS / 1000} s) until no statement the gateway started since that endpoint's requests began is left running in PostgreSQL, as a request given up on runs on there until the statement timeout and would slow the next endpoint (the gateway's own background statements, such as its idle-GPU count every minute, are not waited for: they load the database while everything is measured, as they would in use). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`, e.g. \`${searchQuery(largest.spec.hosts)}\`: a prefix of a part of the name, so it matches) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page (pages of up to 1,000), then asked with the default page size; the cluster GPUs page is \`GET /api/v1/clusters/{c}/gpus\` (default page); the heatmap is the whole cluster's \`${HEATMAP_METRIC}\` (default \`max_cells\`); idle GPUs is \`GET /api/v1/clusters/{c}/idle\` with the gateway's default rule (a statement over every allocated GPU: docs/fleet.md, "Idle GPUs"), measured last; what each cold answer held is in the per-fleet tables. An endpoint this build does not have is "n/a (404)". Then, on fleets of ${options.dashboardMinGpus.toLocaleString('en-US')} GPUs or more, the dashboard that gateway serves, in Debian's Chromium (playwright-core, 1440x900, no CPU throttling, on the same 2 cores as the gateway, collector, etcd and PostgreSQL), through \`measureDashboard\` of test/helpers/dashboard-timing.ts: ${DASHBOARD_RUNS} page loads, each in a fresh browser context (empty cache) with the read token; first paint is navigation start to the heatmap's data on screen (the page's \`nexus:heatmap-shown\` mark), drill-down a click on the first aggregated cell to its drilled-down heatmap shown, search the last key of the same \`q\` typed in the header's search box to its hits shown (with the box's 50 ms debounce); the median of the ${DASHBOARD_RUNS} is reported (every run below the per-fleet table). Peak RSS is each process's \`VmHWM\` (the gateway's after the dashboard's loads). Wall time of the section: ${wall} s.`,
+      `Every fleet (hosts x ${GPUS_PER_HOST} GPUs, ${METRICS.length} fields: ${METRICS.map((m) => `\`${m}\``).join(', ')}) sends the same ${options.readings.toLocaleString('en-US')} readings twice, in two files made by \`nexus generate\` (more instants for fewer GPUs, one second apart; the second file's instants follow the first's, its last one when the files are made, so the fleet reports live) through the distributed pipeline, each on a fresh etcd and a fresh PostgreSQL 15 database (one server, data on disk, fsync on): one \`nexus collector\` (\`WORKERS=4\`, \`COLLECT_BATCH=${COLLECT_BATCH}\`, \`COMPACT_INTERVAL=0\`, as the end-to-end section) started first, then one \`nexus streamer\` (\`BATCH_SIZE=${BATCH}\`, \`PUBLISH_CONCURRENCY=${IN_FLIGHT}\`) on the first file. Ingest readings/s (first sight, the issue's measure) is readings / (the last message's \`batch stored\` line of the collector, logged after its commit - the streamer's spawn); the row count is checked. The rollup job (which the collector runs every second: docs/storage.md) folds the readings into the 1-minute rollup and the latest values behind the ingest: the first table also says how many readings it still had pending when the row count was checked, just after the last message was stored, and when (seconds after that message) it had folded them all. At 100,000 GPUs every reading of the first instant of the first file is a series seen for the first time, so that figure is mostly the cost of new identities. Then the second file goes through the same collector (and a streamer of its own), timed the same way, once the first file's readings are all stored and folded: every series in it is known (to the collector's caches and to the database), which is the steady state of a fleet that keeps reporting. Each rate (first sight, known series) is given as a ratio to the small fleet's same rate in the same run twice: to the section's first small fleet, and to the small fleet's two files ingested again (fresh etcd, database and collector, no gateway; the database dropped after) just before each larger fleet's, so that a slower or faster phase of the machine, which lasts minutes on shared cores, moves both sides of that ratio alike; the goals below use the latter. The load average (1 minute, \`/proc/loadavg\`) was ${fmtNumber(load0)} when the section started and ${fmtNumber(load1)} when it ended; each fleet's, when its streamer started and when its last message was stored, is in the first table (for the first file). Then \`nexus gateway\` (\`AUTH_MODE=token\`, every request carries a read token; \`RATE_LIMIT_PER_MINUTE=0\`) is started on that database while the collector stays up: cold is the first request of each endpoint after \`/readyz\` answered (in the order of the table, so the first pays for what the gateway loads first); warm is up to ${options.sequential} sequential requests (or ${options.sequentialSeconds} s, whichever ends first, but at least ${MIN_WARM}); concurrent is autocannon in its own process, ${options.connections} connections for ${options.concurrentSeconds} s, skipped for an endpoint whose warm p50 is over ${MAX_CONCURRENT_P50_MS} ms (the requests would only queue, and outlive autocannon's run, slowing the endpoints measured next). Every request gives up after ${REQUEST_TIMEOUT_MS / 1000} s (counted under timeouts/errors); after an endpoint with a request given up on, the bench waits (up to ${SETTLE_MS / 1000} s) until no statement the gateway started since that endpoint's requests began is left running in PostgreSQL, as a request given up on runs on there until the statement timeout and would slow the next endpoint (the gateway's own background statements, such as its idle-GPU count every minute, are not waited for: they load the database while everything is measured, as they would in use). The host, GPU (index 3), host latest and search (\`q=\` the host's name after \`gpu-\`, e.g. \`${searchQuery(largest.spec.hosts)}\`: a prefix of a part of the name, so it matches) requests are for the host in the middle of the cluster; the middle hosts page is reached by walking \`next_cursor\` from the first page (pages of up to 1,000), then asked with the default page size; the cluster GPUs page is \`GET /api/v1/clusters/{c}/gpus\` (default page); the heatmap is the whole cluster's \`${HEATMAP_METRIC}\` (default \`max_cells\`); idle GPUs is \`GET /api/v1/clusters/{c}/idle\` with the gateway's default rule (a statement over every allocated GPU: docs/fleet.md, "Idle GPUs"), measured last; what each cold answer held is in the per-fleet tables. An endpoint this build does not have is "n/a (404)". Then, on fleets of ${options.dashboardMinGpus.toLocaleString('en-US')} GPUs or more, the dashboard that gateway serves, in Debian's Chromium (playwright-core, 1440x900, no CPU throttling, on the same 2 cores as the gateway, collector, etcd and PostgreSQL), through \`measureDashboard\` of test/helpers/dashboard-timing.ts: ${DASHBOARD_RUNS} page loads, each in a fresh browser context (empty cache) with the read token; first paint is navigation start to the heatmap's data on screen (the page's \`nexus:heatmap-shown\` mark), drill-down a click on the first aggregated cell to its drilled-down heatmap shown, search the last key of the same \`q\` typed in the header's search box to its hits shown (with the box's 50 ms debounce); the median of the ${DASHBOARD_RUNS} is reported (every run below the per-fleet table). Peak RSS is each process's \`VmHWM\` (the gateway's after the dashboard's loads). Wall time of the section: ${wall} s.`,
       '',
       table(
         [
@@ -1009,10 +1027,10 @@ export async function benchCardinality(options: {
           'readings (a file)',
           'seconds (first sight)',
           'readings/s (first sight)',
-          'ratio to small fleet',
+          'ratio to the first small fleet',
           'seconds (known series)',
           'readings/s (known series)',
-          'ratio to small fleet',
+          'ratio to the first small fleet',
           'small fleet run just before: readings/s, first sight / known',
           'ratio to it: first sight / known',
           'load avg at ingest start -> end (first file)',
