@@ -810,7 +810,8 @@ async function fleetRun(
       log(`  usage slice failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     const gatewayRssMb = peakRssMb(gw.proc.pid);
-    const collectorRssMb = Math.max(ing.collectorRssMb, peakRssMb(collector.proc.pid));
+    // VmHWM: the peak over both files and the gateway phase.
+    const collectorRssMb = peakRssMb(collector.proc.pid);
     log(`  peak RSS: gateway ${gatewayRssMb} MB, collector ${collectorRssMb} MB`);
     return {
       spec,

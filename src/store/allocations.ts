@@ -118,7 +118,6 @@ export class AllocationMinutes {
     records: readonly TelemetryRecord[],
     ids: ResolvedIds,
   ): Promise<number> {
-    const fresh: { g: number; b: number; ns: string; pod: string }[] = [];
     /** The batch's new rows by GPU (a row twice in the batch is written once). */
     const batch = new Map<number, Row[]>();
     // The row of each GPU's last reading in the batch: a reading of the same minute and pod (most
@@ -145,19 +144,20 @@ export class AllocationMinutes {
       if (holds(mine, b, ns, pod)) continue;
       if (mine === undefined) batch.set(g, [{ b, ns, pod }]);
       else mine.push({ b, ns, pod });
-      fresh.push({ g, b, ns, pod });
     }
-    if (fresh.length === 0) return 0;
+    if (batch.size === 0) return 0;
     // Remembered in the map of the database this insert goes to: a forget() meanwhile (another
     // database) starts a new map, which must not learn these rows.
     const written = this.written;
     // Key order: concurrent writers take the index's locks in the same order.
-    const rows = fresh.sort(
-      (x, y) =>
-        x.g - y.g ||
-        x.b - y.b ||
-        (x.ns < y.ns ? -1 : x.ns > y.ns ? 1 : x.pod < y.pod ? -1 : x.pod > y.pod ? 1 : 0),
-    );
+    const rows = [...batch]
+      .flatMap(([g, added]) => added.map((x) => ({ g, ...x })))
+      .sort(
+        (x, y) =>
+          x.g - y.g ||
+          x.b - y.b ||
+          (x.ns < y.ns ? -1 : x.ns > y.ns ? 1 : x.pod < y.pod ? -1 : x.pod > y.pod ? 1 : 0),
+      );
     await db.query(
       `INSERT INTO gpu_allocations (gpu_id, bucket, namespace, pod)
        SELECT g, nexus_ts(b), n, p FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[]) AS u(g, b, n, p)
@@ -186,6 +186,6 @@ export class AllocationMinutes {
       if (written.size <= this.max) break;
       written.delete(g);
     }
-    return fresh.length;
+    return rows.length;
   }
 }

@@ -66,7 +66,7 @@ export class Publisher {
         let token: string;
         try {
           // Encoded once, here: the records are not held while the publish is in flight.
-          const message = o.handle.prepare(this.envelope(batch, traceContextOf(span)));
+          const message = o.handle.prepare(this.envelope(batch, id, traceContextOf(span)));
           t0 = performance.now();
           token = await o.untilAnswered(
             'publish',
@@ -136,7 +136,7 @@ export class Publisher {
     return `${batch.index}-${this.o.runTag}`;
   }
 
-  private envelope(batch: Batch, trace: Envelope['trace']): Envelope {
+  private envelope(batch: Batch, id: string, trace: Envelope['trace']): Envelope {
     const o = this.o;
     let records = batch.take();
     if (o.timestampMode === 'live') {
@@ -147,7 +147,7 @@ export class Publisher {
     }
     return {
       v: ENVELOPE_VERSION,
-      id: this.idOf(batch),
+      id,
       producer: o.producerId,
       cluster: o.clusterId,
       createdAt: Date.now(),
