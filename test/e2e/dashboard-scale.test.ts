@@ -237,6 +237,51 @@ describe('dashboard on 20,000 GPUs (browser, in-process gateway)', { timeout: 60
     await hashStartsWith(`#/gpu/${CLUSTER}/gpu-node-0042/3`);
   });
 
+  it('searches at a key at once, and a key typed sooner after it once the interval ends', async (t) => {
+    if (!searchable) {
+      t.skip('this gateway has no GET /api/v1/search yet (the state helper builds it)');
+      return;
+    }
+    await page.keyboard.press('/');
+    // Longer than the box's interval since its last search (SEARCH_INTERVAL_MS, 50 ms).
+    await new Promise((r) => setTimeout(r, 200));
+    // Two keys in one task of the page: the first is searched for before its input event returns,
+    // the second (within the interval) is not, until the interval ends.
+    const sent = await page.evaluate<{ before: number; first: number; second: number }>(`(() => {
+      const input = document.querySelector('[data-testid="search"]');
+      const box = input.parentElement;
+      const count = () => Number(box.dataset.sent ?? '0');
+      const before = count();
+      input.value = 'node-000';
+      input.dispatchEvent(new Event('input'));
+      const first = count();
+      input.value = 'node-0007';
+      input.dispatchEvent(new Event('input'));
+      return { before, first, second: count() };
+    })()`);
+    assert.equal(sent.first, sent.before + 1, 'a key after a pause is searched for at once');
+    assert.equal(sent.second, sent.first, 'a key within the interval waits for it to end');
+    // Then the box holds the hits of what it held when the interval ended, searched for once more.
+    await page.waitForSelector('.search[data-q="node-0007"] [data-testid="search-hit"]', {
+      timeout: 15_000,
+    });
+    const after = await page.evaluate<number>(
+      `Number(document.querySelector('.search').dataset.sent)`,
+    );
+    assert.equal(after, sent.first + 1);
+    const label = await page
+      .locator('[data-testid="search-hit"][data-kind="host"] .search-label')
+      .first()
+      .textContent();
+    assert.equal(label, 'gpu-node-0007');
+    // Enter right after typing opens the first hit of what was typed, whether its search is
+    // still due or already in flight.
+    const box = page.getByTestId('search');
+    await box.fill('node-0042');
+    await box.press('Enter');
+    await hashStartsWith(`#/host/${CLUSTER}/gpu-node-0042`);
+  });
+
   it('logs first paint, drill-down and search times (measured, not asserted)', async () => {
     const timing = await measureDashboard(url, undefined, {
       cluster: CLUSTER,
