@@ -1,6 +1,7 @@
 import { SpanKind, type Span } from '@opentelemetry/api';
 import { recordProblem, type TelemetryRecord } from '../core/record.js';
 import { context, contextFrom, trace, tracer } from '../core/tracing.js';
+import { labelsInBounds } from '../queue/compact.js';
 import type { Delivery, RejectedRecord } from '../queue/types.js';
 import type { Rejection } from './isolate.js';
 
@@ -30,9 +31,10 @@ export function checkBatch(deliveries: readonly Delivery[], now = Date.now()): B
   const refused = new Map<Delivery, RejectedRecord[]>();
   let consumed = 0;
   for (const d of deliveries) {
+    const labelsChecked = labelsInBounds(d.envelope.records);
     d.envelope.records.forEach((r, index) => {
       consumed++;
-      const problem = recordProblem(r, now);
+      const problem = recordProblem(r, now, labelsChecked);
       if (problem !== undefined) {
         refuseIn(refused, d, { index, reason: `record out of bounds: ${problem}` });
         return;

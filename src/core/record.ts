@@ -243,15 +243,21 @@ const goodLabels = new WeakSet<object>();
 
 /**
  * Why a record may not be stored, or undefined: the checks every ingest path and the collector
- * apply (RECORD_LIMITS), beyond what its schema already says.
+ * apply (RECORD_LIMITS), beyond what its schema already says. `labelsChecked`: its labels are
+ * known to be within bounds once its identity is (the compact decoder checks each label set of a
+ * message once: src/queue/compact.ts, labelsInBounds).
  */
-export function recordProblem(r: TelemetryRecord, now: number = Date.now()): string | undefined {
+export function recordProblem(
+  r: TelemetryRecord,
+  now: number = Date.now(),
+  labelsChecked = false,
+): string | undefined {
   const ts = timestampProblem(r.timestamp, now);
   if (ts !== undefined) return ts;
   if (!Number.isFinite(r.value)) return 'value is not a finite number';
   const id = identityProblem(r);
   if (id !== undefined) return id;
-  if (goodLabels.has(r.labels)) return undefined;
+  if (labelsChecked || goodLabels.has(r.labels)) return undefined;
   const labels = labelsProblem(r.labels);
   if (labels === undefined && Object.isFrozen(r.labels)) goodLabels.add(r.labels);
   return labels;

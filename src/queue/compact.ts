@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { setLabel } from '../core/labels.js';
-import { OPTIONAL_RECORD_FIELDS, type TelemetryRecord } from '../core/record.js';
+import { labelsProblem, OPTIONAL_RECORD_FIELDS, type TelemetryRecord } from '../core/record.js';
 import { ENVELOPE_HEADER, GPU_IDENTITY } from './envelope-fields.js';
 
 /**
@@ -319,45 +319,118 @@ export function compactRecordsJson(records: readonly TelemetryRecord[]): string 
   return `"metrics":${JSON.stringify([...metrics.keys()])},"labelSets":[${[...labelSets.keys()].join(',')}],"series":[${seriesParts.join(',')}],"records":[${recordParts.join(',')}]`;
 }
 
-/** Why a parsed value is not a valid compact envelope, or undefined when it is one. */
-export function compactProblem(value: unknown): string | undefined {
+/** A series' string field that a label can name (gpu is a number, always there). */
+type SeriesTextField = Exclude<ImpliedField, 'metric' | 'gpu'>;
+
+/**
+ * What a label set says, worked out once per message (a message's series share a few label sets,
+ * often one): for each label, its value from `values` or the field that gives it, which labels a
+ * series must hold a field for, and whether the names and values are within the bounds of every
+ * record.
+ */
+interface SetPlan {
+  /**
+   * A reading's labels with the values `values` gives, and '' for those a field gives: each
+   * reading's labels start as a copy of it (one copy of an object of the same shape, instead of a
+   * store of each name, which costs a property transition each), then take the fields' values.
+   */
+  readonly template: Readonly<Record<string, string>>;
+  /** The labels a field gives (never `__proto__`: no field implies it), and the field. */
+  readonly implied: readonly (readonly [key: string, field: ImpliedField])[];
+  /**
+   * In key order, the labels a series must give a value for: with the field it must hold, or none
+   * when no field implies the label (every series of the set is then invalid).
+   */
+  readonly needs: readonly { readonly key: string; readonly field: SeriesTextField | undefined }[];
+  /**
+   * Whether the labels of every reading of the set are within bounds (labelsProblem says nothing)
+   * once the reading's own fields are (identityProblem; they are the values the fields give).
+   */
+  readonly inBounds: boolean;
+}
+
+function planOf(set: LabelSet): SetPlan {
+  const template: Record<string, string> = {};
+  const implied: (readonly [string, ImpliedField])[] = [];
+  const needs: { key: string; field: SeriesTextField | undefined }[] = [];
+  for (const key of set.keys) {
+    if (Object.hasOwn(set.values, key)) {
+      setLabel(template, key, set.values[key] as string);
+      continue;
+    }
+    setLabel(template, key, '');
+    const field = impliedField(key);
+    if (field !== undefined) implied.push([key, field]);
+    if (field !== 'metric' && field !== 'gpu') needs.push({ key, field });
+  }
+  // The names, and the values `values` gives; the others are the series' and the reading's own
+  // fields, whose bounds (RECORD_LIMITS) are within a label value's.
+  return { template, implied, needs, inBounds: labelsProblem(template) === undefined };
+}
+
+/** Records of compact messages whose labels were found within bounds as their label sets were. */
+const boundedLabels = new WeakSet<readonly TelemetryRecord[]>();
+
+/**
+ * Whether every record of `records` (an envelope's, as decodeEnvelope gave them) has labels within
+ * the bounds of every record (labelsProblem) once its own fields are: the compact decoder checks
+ * each label set once per message instead of each reading's labels (recordProblem).
+ */
+export function labelsInBounds(records: readonly TelemetryRecord[]): boolean {
+  return boundedLabels.has(records);
+}
+
+/**
+ * The records of a parsed message of version 2 (`v` is COMPACT_VERSION), in the record model, or
+ * why it is not a valid compact envelope (what follows "message is not a valid envelope (v=2)").
+ */
+export function decodeCompact(
+  value: unknown,
+): { readonly records: TelemetryRecord[] } | { readonly problem: string } {
   if (!check.Check(value)) {
     const first = check.Errors(value).First();
-    return first === undefined ? '' : ` at ${first.path || '/'}: ${first.message}`;
+    return { problem: first === undefined ? '' : ` at ${first.path || '/'}: ${first.message}` };
   }
   const e = value;
+  const plans = e.labelSets.map(planOf);
   for (let i = 0; i < e.series.length; i++) {
     const s = e.series[i] as Series;
-    const set = e.labelSets[s.labelSet];
-    if (set === undefined)
-      return ` at /series/${i}/labelSet: label set ${s.labelSet} out of range (${e.labelSets.length} label sets)`;
-    for (let k = 0; k < set.keys.length; k++) {
-      const key = set.keys[k] as string;
-      if (Object.hasOwn(set.values, key)) continue;
-      const field = impliedField(key);
-      if (field === undefined || (field !== 'metric' && seriesText(s, field, '') === undefined))
-        return ` at /series/${i}: label "${key}" of label set ${s.labelSet} has no value and no field implies it`;
-    }
+    const plan = plans[s.labelSet];
+    if (plan === undefined)
+      return {
+        problem: ` at /series/${i}/labelSet: label set ${s.labelSet} out of range (${e.labelSets.length} label sets)`,
+      };
+    for (const { key, field } of plan.needs)
+      if (field === undefined || s[field] === undefined)
+        return {
+          problem: ` at /series/${i}: label "${key}" of label set ${s.labelSet} has no value and no field implies it`,
+        };
   }
   for (let i = 0; i < e.records.length; i++) {
     const [s, m] = e.records[i] as [number, number, number, number];
     if (s >= e.series.length)
-      return ` at /records/${i}/0: series ${s} out of range (${e.series.length} series)`;
+      return {
+        problem: ` at /records/${i}/0: series ${s} out of range (${e.series.length} series)`,
+      };
     if (m >= e.metrics.length)
-      return ` at /records/${i}/1: metric ${m} out of range (${e.metrics.length} metrics)`;
+      return {
+        problem: ` at /records/${i}/1: metric ${m} out of range (${e.metrics.length} metrics)`,
+      };
   }
-  return undefined;
+  const records = expandRecords(e, plans);
+  if (plans.every((p) => p.inBounds)) boundedLabels.add(records);
+  return { records };
 }
 
-/** A series' field as its label would say it (the metric is the reading's). */
-function seriesText(s: Series, field: ImpliedField, metric: string): string | undefined {
+/** A label's value from the field that gives it (the metric is the reading's). */
+function fieldValue(s: Series, field: ImpliedField, metric: string): string {
   if (field === 'metric') return metric;
   if (field === 'gpu') return String(s.gpu);
-  return s[field];
+  return s[field] as string;
 }
 
-/** The records of a valid compact envelope (compactProblem said nothing), in the record model. */
-export function expandRecords(e: CompactEnvelope): TelemetryRecord[] {
+/** The records of a valid compact envelope (decodeCompact checked it), in the record model. */
+function expandRecords(e: CompactEnvelope, plans: readonly SetPlan[]): TelemetryRecord[] {
   const labelSets = new Map<number, Record<string, string>>();
   const out = new Array<TelemetryRecord>(e.records.length);
   for (let i = 0; i < e.records.length; i++) {
@@ -367,22 +440,9 @@ export function expandRecords(e: CompactEnvelope): TelemetryRecord[] {
     const cacheKey = si * e.metrics.length + mi;
     let labels = labelSets.get(cacheKey);
     if (labels === undefined) {
-      labels = {};
-      const set = e.labelSets[s.labelSet] as LabelSet;
-      for (const key of set.keys) {
-        let v: string | undefined;
-        if (Object.hasOwn(set.values, key)) v = set.values[key];
-        else {
-          const field = impliedField(key);
-          v =
-            field === 'metric'
-              ? metric
-              : field === 'gpu'
-                ? String(s.gpu)
-                : (s[field as keyof Series] as string);
-        }
-        setLabel(labels, key, v as string);
-      }
+      const { template, implied } = plans[s.labelSet] as SetPlan;
+      labels = { ...template };
+      for (const [key, field] of implied) labels[key] = fieldValue(s, field, metric);
       labelSets.set(cacheKey, labels);
     }
     const r: { -readonly [K in keyof TelemetryRecord]: TelemetryRecord[K] } = {

@@ -4,9 +4,8 @@ import { NexusError } from '../core/errors.js';
 import { OPTIONAL_RECORD_FIELDS, type TelemetryRecord } from '../core/record.js';
 import {
   COMPACT_VERSION,
-  compactProblem,
   compactRecordsJson,
-  expandRecords,
+  decodeCompact,
   type CompactEnvelope,
 } from './compact.js';
 import { ENVELOPE_HEADER, GPU_IDENTITY } from './envelope-fields.js';
@@ -100,11 +99,14 @@ export function decodeEnvelope(bytes: Buffer | string): Envelope {
     throw new NexusError('ENVELOPE_INVALID', `message is not JSON: ${(err as Error).message}`);
   }
   if (isCompact(parsed)) {
-    const problem = compactProblem(parsed);
-    if (problem !== undefined)
-      throw new NexusError('ENVELOPE_INVALID', `message is not a valid envelope (v=2)${problem}`);
+    const read = decodeCompact(parsed);
+    if ('problem' in read)
+      throw new NexusError(
+        'ENVELOPE_INVALID',
+        `message is not a valid envelope (v=2)${read.problem}`,
+      );
     const { metrics: _m, labelSets: _l, series: _s, records: _r, v: _v, ...head } = parsed;
-    return { v: ENVELOPE_VERSION, ...head, records: expandRecords(parsed) };
+    return { v: ENVELOPE_VERSION, ...head, records: read.records };
   }
   const problem = envelopeProblem(parsed);
   if (problem !== undefined) throw new NexusError('ENVELOPE_INVALID', problem);
