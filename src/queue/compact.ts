@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { detached } from '../core/detached.js';
 import { setLabel } from '../core/labels.js';
 import { labelsProblem, OPTIONAL_RECORD_FIELDS, type TelemetryRecord } from '../core/record.js';
 import { ENVELOPE_HEADER, GPU_IDENTITY } from './envelope-fields.js';
@@ -229,11 +230,6 @@ function identityJson(r: TelemetryRecord, shape: LabelShape): string {
  */
 function keptShape(shape: LabelShape): LabelShape {
   return { setJson: shape.setJson, impliedMask: shape.impliedMask };
-}
-
-/** A copy of a string that keeps no larger string alive (a slice refers to its parent). */
-function detached(s: string): string {
-  return s.length < 13 ? s : (JSON.parse(JSON.stringify(s)) as string);
 }
 
 /** The fields of a record sameSeries compares, and its metric, as detached copies. */

@@ -1,4 +1,6 @@
 import { dcgmField } from '../core/dcgm-fields.js';
+import { detached } from '../core/detached.js';
+import { setLabel } from '../core/labels.js';
 import { NexusError } from '../core/errors.js';
 import { MIG_LABELS, WHOLE_GPU, migInstanceOf, migProfileOf } from '../core/mig.js';
 import { isIdentityChanged } from './identity.js';
@@ -103,7 +105,7 @@ class Cache {
   readonly hosts = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
   readonly gpus = new Map<
     string,
-    { id: number; attrs: string; plain: number; firstSeen: number; lastSeen: number }
+    { id: number; seen: GpuSeen | undefined; firstSeen: number; lastSeen: number }
   >();
   readonly metrics = new Map<string, number>();
   readonly workloads = new Map<string, Span>();
@@ -200,89 +202,101 @@ function outside(span: Span, first: number, last: number): boolean {
 /** Labels of an instance's reading that are not its GPU's (a derived GPU row leaves them out). */
 const INSTANCE_ONLY = new Set([...MIG_LABELS, 'pod', 'namespace', 'container']);
 
+/**
+ * A GPU's attributes as a reading gave them (uuid, model, device, and its labels but `__name__`,
+ * in their order), kept to compare the GPU's next readings with (sameAttrs). Text that is not
+ * well-formed UTF-16 is kept with U+FFFD in its place, as it is stored; every string is a copy
+ * that keeps no larger one alive (a reading's strings may be slices of the line they came from).
+ */
+export interface GpuSeen {
+  readonly uuid: string;
+  readonly model: string;
+  readonly device: string;
+  /** The label names, shared by the GPUs whose labels have the same names in the same order. */
+  readonly keys: readonly string[];
+  readonly values: readonly string[];
+}
+
 /** A GPU row's attributes as gpuAttrs writes them. */
 export interface GpuAttrs {
-  /** One string to compare with the cached one: uuid, model, device and the labels' JSON. */
-  readonly attrs: string;
+  readonly seen: GpuSeen;
+  /** The labels' JSON, for the row. */
   readonly labels: string;
-  /** How many labels, when JSON wrote each name and value as it is (nothing escaped); else -1. */
-  readonly plain: number;
 }
 
 /**
- * A GPU row's attributes, as one string to compare with the cached ones, and its labels' JSON. The
- * labels keep the order they came in (a producer keeps it from scrape to scrape; one that changes
- * it costs one upsert, which writes nothing, as jsonb does not keep key order). Text that is not
- * well-formed UTF-16 (a lone surrogate, which JSON would escape and jsonb refuses) is written
- * with U+FFFD in its place, as it would be stored as text.
+ * Lists of label names in use, shared by the GPUs that have them (a fleet has a few; at most
+ * SHARED_NAMES_MAX are kept, beyond which each GPU keeps its own list).
+ */
+const sharedNames = new Map<string, readonly string[]>();
+const SHARED_NAMES_MAX = 1024;
+
+function shared(keys: string[]): readonly string[] {
+  const key = keys.join('\u0000');
+  const known = sharedNames.get(key);
+  if (known !== undefined) return known;
+  if (sharedNames.size < SHARED_NAMES_MAX) sharedNames.set(key, keys);
+  return keys;
+}
+
+/**
+ * A GPU row's attributes: what later readings are compared with, and its labels' JSON. The labels
+ * keep the order they came in (a producer keeps it from scrape to scrape; one that changes it costs
+ * one upsert, which writes nothing, as jsonb does not keep key order). Text that is not
+ * well-formed UTF-16 (a lone surrogate, which JSON would escape and jsonb refuses) is written with
+ * U+FFFD in its place, as it would be stored as text.
  */
 export function gpuAttrs(r: TelemetryRecord, derived = false): GpuAttrs {
   const labels: Record<string, string> = {};
-  let n = 0;
-  let raw = 1;
-  let exotic = false;
-  const wellFormed = (v: string): string => {
-    if (v.isWellFormed()) return v;
-    exotic = true;
-    return v.toWellFormed();
-  };
-  for (const k in r.labels)
-    if (Object.hasOwn(r.labels, k) && k !== '__name__' && !(derived && INSTANCE_ONLY.has(k))) {
-      const v = wellFormed(r.labels[k] ?? '');
-      // Assigned, `__proto__` would set the prototype instead: compared the long way.
-      if (k === '__proto__') exotic = true;
-      labels[k] = v;
-      n++;
-      raw += k.length + v.length + 6;
+  const keys: string[] = [];
+  const values: string[] = [];
+  for (const k of Object.keys(r.labels))
+    if (k !== '__name__' && !(derived && INSTANCE_ONLY.has(k))) {
+      const v = (r.labels[k] ?? '').toWellFormed();
+      // Assigned, `__proto__` would set the prototype instead.
+      setLabel(labels, k, v);
+      keys.push(k);
+      values.push(detached(v));
     }
-  const json = JSON.stringify(labels);
-  const uuid = wellFormed(r.uuid ?? '');
-  const model = wellFormed(r.model ?? '');
-  const device = wellFormed(r.device ?? '');
   return {
-    attrs: `${uuid}\u0000${model}\u0000${device}\u0000${json}`,
-    labels: json,
-    // `{"k":"v","k2":"v2"}`: escaping only ever lengthens it.
-    plain: !exotic && json.length === (n === 0 ? 2 : raw) ? n : -1,
+    seen: {
+      uuid: detached((r.uuid ?? '').toWellFormed()),
+      model: detached((r.model ?? '').toWellFormed()),
+      device: detached((r.device ?? '').toWellFormed()),
+      keys: shared(keys),
+      values,
+    },
+    labels: JSON.stringify(labels),
   };
 }
 
-/** Whether `attrs` continues at `p` with `part` and then a NUL. */
-function partAt(attrs: string, p: number, part: string): boolean {
-  return attrs.startsWith(part, p) && attrs.charCodeAt(p + part.length) === 0;
+/** Whether a reading's text says what `kept` (well-formed, as gpuAttrs keeps it) says. */
+function sameText(kept: string | undefined, text: string): boolean {
+  return text === kept || (!text.isWellFormed() && text.toWellFormed() === kept);
 }
 
 /**
- * Whether cached attributes (`attrs`, `plain` as gpuAttrs gave them) say what reading `r` says,
- * read in place: the same answer as `attrs === gpuAttrs(r).attrs` without writing a string (a
- * batch compares every GPU it brings with what is cached). Read as plain text, labels match only
- * when they are as many as the cached ones (a value with quotes in it could otherwise span several
- * of them); cached attributes that JSON escaped are compared the long way.
+ * Whether reading `r` says of its GPU what `seen` says (nothing seen: no): the same answer as
+ * comparing gpuAttrs of both, without making them (a batch compares every GPU it brings with what
+ * is cached). Every string compared is a whole one, which is a length and a memory comparison.
  */
-export function sameAttrs(attrs: string, plain: number, r: TelemetryRecord): boolean {
-  if (plain < 0) return attrs === gpuAttrs(r).attrs;
-  const uuid = r.uuid ?? '';
-  const model = r.model ?? '';
-  const device = r.device ?? '';
-  if (!partAt(attrs, 0, uuid)) return false;
-  let p = uuid.length + 1;
-  if (!partAt(attrs, p, model)) return false;
-  p += model.length + 1;
-  if (!partAt(attrs, p, device)) return false;
-  p += device.length + 1;
-  if (attrs.charCodeAt(p++) !== 123 /* { */) return false;
+export function sameAttrs(seen: GpuSeen | undefined, r: TelemetryRecord): boolean {
+  if (seen === undefined) return false;
+  if (
+    !sameText(seen.uuid, r.uuid ?? '') ||
+    !sameText(seen.model, r.model ?? '') ||
+    !sameText(seen.device, r.device ?? '')
+  )
+    return false;
+  const labels = r.labels;
+  const keys = seen.keys;
   let n = 0;
-  for (const k in r.labels) {
-    if (!Object.hasOwn(r.labels, k) || k === '__name__') continue;
-    const v = r.labels[k] ?? '';
-    if (n++ > 0 && attrs.charCodeAt(p++) !== 44 /* , */) return false;
-    if (attrs.charCodeAt(p) !== 34 /* " */ || !attrs.startsWith(k, p + 1)) return false;
-    p += 1 + k.length;
-    if (!attrs.startsWith('":"', p) || !attrs.startsWith(v, p + 3)) return false;
-    p += 3 + v.length;
-    if (attrs.charCodeAt(p++) !== 34) return false;
+  for (const k in labels) {
+    if (k === '__name__' || !Object.hasOwn(labels, k)) continue;
+    if (k !== keys[n] || !sameText(seen.values[n], labels[k] ?? '')) return false;
+    n++;
   }
-  return n === plain && attrs.charCodeAt(p) === 125 /* } */ && p + 1 === attrs.length;
+  return n === keys.length;
 }
 
 /**
@@ -513,7 +527,7 @@ export class Dimensions {
       const gpu = c.gpus.get(key);
       if (gpu === undefined) return 'upsert';
       const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
-      if (!stale && !g.derived && !sameAttrs(gpu.attrs, gpu.plain, g.record)) return 'upsert';
+      if (!stale && !g.derived && !sameAttrs(gpu.seen, g.record)) return 'upsert';
       moved ||= outside(g, gpu.firstSeen, gpu.lastSeen);
       gpus.push({ key, id: gpu.id, span: g });
       gpuIds.set(gk, gpu.id);
@@ -583,8 +597,7 @@ export class Dimensions {
       const known = c.gpus.get(g.key);
       renew(c.gpus, g.key, {
         id: g.id,
-        attrs: known?.attrs ?? '',
-        plain: known?.plain ?? -1,
+        seen: known?.seen,
         ...moved('g', g.id),
       });
     }
@@ -740,7 +753,7 @@ export class Dimensions {
         const known = c.gpus.get(x.key);
         if (
           known === undefined ||
-          (!x.stale && !x.g.derived && !sameAttrs(known.attrs, known.plain, x.g.record)) ||
+          (!x.stale && !x.g.derived && !sameAttrs(known.seen, x.g.record)) ||
           outside(x.g, known.firstSeen, known.lastSeen)
         )
           return true;
@@ -819,8 +832,7 @@ export class Dimensions {
       const fresh = mine !== undefined && !mine.stale && !mine.g.derived;
       out.gpus.set(k, {
         id: row.id,
-        attrs: fresh ? mine.attrs : (known?.attrs ?? ''),
-        plain: fresh ? mine.plain : (known?.plain ?? -1),
+        seen: fresh ? mine.seen : known?.seen,
         firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
       });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PGliteDatabase } from '../../../src/store/pglite/database.js';
 import { Dimensions, gpuAttrs, sameAttrs } from '../../../src/store/dimensions.js';
+import type { TelemetryRecord } from '../../../src/core/record.js';
 import { SECOND, T0, rec } from '../../conformance/store-fixtures.js';
 import { migratedDump } from '../../helpers/pglite.js';
 
@@ -47,16 +48,28 @@ describe('dimension cache bound', () => {
   });
 });
 
-describe('GPU attributes compared in place', () => {
-  it('sameAttrs answers as comparing with gpuAttrs would, whatever differs', () => {
+describe('GPU attributes compared with what was seen', () => {
+  /** What a GPU row says: its uuid, model and device as stored, and its labels' JSON. */
+  const row = (r: TelemetryRecord): string =>
+    JSON.stringify([
+      (r.uuid ?? '').toWellFormed(),
+      (r.model ?? '').toWellFormed(),
+      (r.device ?? '').toWellFormed(),
+      gpuAttrs(r).labels,
+    ]);
+
+  it('sameAttrs answers as comparing the rows gpuAttrs makes would, whatever differs', () => {
     const base = rec(T0, 1, { labels: { job: 'dcgm', instance: 'node-a:9400' } });
     const variants = [
       base,
       { ...base, uuid: 'GPU-other' },
       (({ uuid: _uuid, ...rest }) => rest)(base),
       { ...base, uuid: 'GPU-\ud800-lone' },
+      { ...base, uuid: 'GPU-\udbff-lone' },
       { ...base, labels: { ...base.labels, job: '\udc00' } },
+      { ...base, labels: { ...base.labels, job: '\udfff' } },
       { ...base, labels: JSON.parse('{"__proto__":"x","job":"dcgm"}') as Record<string, string> },
+      { ...base, labels: JSON.parse('{"__proto__":"y","job":"dcgm"}') as Record<string, string> },
       { ...base, model: 'NVIDIA A100' },
       { ...base, device: 'nvidia10' },
       { ...base, device: '' },
@@ -70,26 +83,42 @@ describe('GPU attributes compared in place', () => {
       { ...base, labels: { ...base.labels, job: 'caf\u00e9 \ud83d\ude80 \ud800' } },
       { ...base, labels: { ...base.labels, 'we"ird': 'x' } },
       { ...base, labels: { ...base.labels, job: 'dcgm","instance":"node-a:9400' } },
+      { ...base, labels: { ...base.labels, '0': 'first', '10': 'then' } },
       { ...base, labels: {} },
       { ...base, labels: { __name__: 'M' } },
       { ...base, uuid: 'a\u0000b' },
     ];
     for (const [i, a] of variants.entries()) {
-      const { attrs, plain } = gpuAttrs(a);
+      const { seen } = gpuAttrs(a);
       for (const [j, b] of variants.entries())
-        assert.equal(sameAttrs(attrs, plain, b), attrs === gpuAttrs(b).attrs, `${i} against ${j}`);
-      // A string cut short or run on is not the same.
-      assert.equal(sameAttrs(attrs.slice(0, -1), plain, a), false, `${i} cut`);
-      assert.equal(sameAttrs(`${attrs}}`, plain, a), false, `${i} run on`);
+        assert.equal(sameAttrs(seen, b), row(a) === row(b), `${i} against ${j}`);
+      // A label more or fewer than seen is not the same.
+      if (seen.keys.length > 0)
+        assert.equal(sameAttrs({ ...seen, keys: seen.keys.slice(0, -1) }, a), false, `${i} fewer`);
+      assert.equal(
+        sameAttrs({ ...seen, keys: [...seen.keys, 'x'], values: [...seen.values, ''] }, a),
+        false,
+        `${i} more`,
+      );
     }
-    // A value with quotes that spans what were two labels when cached.
+    // A value with quotes that spans what were two labels when seen.
     const two = rec(T0, 1, { labels: { a: 'x', b: 'y' } });
     const one = { ...two, labels: { ...two.labels, a: 'x","b":"y' } };
     delete (one.labels as Record<string, string>)['b'];
-    const cached = gpuAttrs(two);
-    assert.equal(cached.plain, Object.keys(two.labels).length - 1);
-    assert.equal(sameAttrs(cached.attrs, cached.plain, one), false);
-    assert.equal(gpuAttrs(one).plain, -1);
+    assert.equal(sameAttrs(gpuAttrs(two).seen, one), false);
+    // Nothing seen is never the same.
+    assert.equal(sameAttrs(undefined, two), false);
+  });
+
+  it('keeps what a reading said (sliced strings too), and shares lists of label names', () => {
+    const line = `${'x'.repeat(1000)},GPU-0123456789abcdef,dcgm-exporter-job`;
+    const uuid = line.slice(1001, 1021);
+    const job = line.slice(1022);
+    const a = gpuAttrs(rec(T0, 1, { uuid, labels: { job, instance: 'node-a:9400' } }));
+    const b = gpuAttrs(rec(T0, 2, { uuid, labels: { job, instance: 'node-b:9400' } }));
+    assert.equal(a.seen.uuid, uuid);
+    assert.deepEqual(a.seen.values.slice(-2), [job, 'node-a:9400']);
+    assert.equal(a.seen.keys, b.seen.keys);
   });
 });
 
