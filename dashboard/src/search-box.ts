@@ -18,8 +18,10 @@ import type { Router } from './router.js';
  * costs the gateway well under a millisecond from its in-memory indexes, and a request in flight
  * is aborted by the next), so hits follow each key of someone typing by the time of one request,
  * not of a wait for typing to pause; keys faster than this (a paste, a fast burst) are searched
- * for together when the interval ends. It bounds a typist's searches to 20 a second, well inside
- * the gateway's default rate limit of 1,200 requests a minute.
+ * for together when the interval ends. Keys faster than that still send up to 20 searches a
+ * second, each aborting the last: the gateway's default rate limit (1,200 requests a minute for a
+ * token, the dashboard's other requests included) is that rate, so a burst of a few keys costs a
+ * few of them, and a minute of keys without a pause would meet it (429, shown in the box).
  */
 export const SEARCH_INTERVAL_MS = 50;
 /** Most hits asked for. */
@@ -71,6 +73,10 @@ export class SearchBox {
   private ctl: AbortController | undefined;
   /** The last search sent, until it has shown its answer (or given way to the next). */
   private inFlight: Promise<void> | undefined;
+  /** What the last search sent asked for (cleared when it failed, so asking again retries it). */
+  private sentQ: string | undefined;
+  /** Enter was pressed before the hits of what was typed were shown: they open once they are. */
+  private opening = false;
   private links: HTMLAnchorElement[] = [];
   private routes: Route[] = [];
   private active = -1;
@@ -149,6 +155,8 @@ export class SearchBox {
 
   /** Sends the search for what the box holds; resolves once it is shown (or superseded). */
   private searchNow(): Promise<void> {
+    // Nothing to ask when the box holds what the last search asked (a key and a Backspace).
+    if (this.query() === this.sentQ) return this.inFlight ?? Promise.resolve();
     this.lastSent = performance.now();
     const done = this.search().finally(() => {
       if (this.inFlight === done) this.inFlight = undefined;
@@ -157,8 +165,31 @@ export class SearchBox {
     return done;
   }
 
+  private query(): string {
+    return this.input.value.trim().slice(0, MAX_Q);
+  }
+
+  /**
+   * Resolves once no search is due or in flight: the hits shown are those of what the box holds
+   * (a search aborted by a newer one resolves its promise too, so this waits for the newest).
+   */
+  private async settled(): Promise<void> {
+    for (;;) {
+      if (this.timer !== undefined) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        await this.searchNow();
+        continue;
+      }
+      const pending = this.inFlight;
+      if (pending === undefined) return;
+      await pending;
+    }
+  }
+
   private async search(): Promise<void> {
-    const q = this.input.value.trim().slice(0, MAX_Q);
+    const q = this.query();
+    this.sentQ = q;
     this.ctl?.abort();
     if (q === '') {
       this.show(q, []);
@@ -180,6 +211,7 @@ export class SearchBox {
       this.show(q, res.hits, res.truncated);
     } catch (err) {
       if (isAbort(err, ctl.signal)) return;
+      if (this.sentQ === q) this.sentQ = undefined;
       this.showMessage(q, `Cannot search: ${message(err)}`);
     }
   }
@@ -271,20 +303,16 @@ export class SearchBox {
           this.setActive((this.active - 1 + this.links.length) % this.links.length);
         return true;
       case 'Enter':
-        if (this.timer !== undefined) {
-          // Typed faster than the interval: search now, then open the first hit.
-          clearTimeout(this.timer);
-          this.timer = undefined;
-          void this.searchNow().then(() => {
-            this.go(0);
-          });
-          return true;
-        }
-        if (this.inFlight !== undefined) {
-          // The hits shown are for what the box held before the last key: open the new first one.
-          void this.inFlight.then(() => {
-            this.go(0);
-          });
+        if (this.timer !== undefined || this.inFlight !== undefined) {
+          // The hits shown are not yet those of what was typed (its search is due or in flight,
+          // and keys typed after Enter may come first): open the first hit once they are, once.
+          if (!this.opening) {
+            this.opening = true;
+            void this.settled().then(() => {
+              this.opening = false;
+              this.go(0);
+            });
+          }
           return true;
         }
         this.go(this.active < 0 ? 0 : this.active);

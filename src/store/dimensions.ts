@@ -235,6 +235,7 @@ function shared(keys: string[]): readonly string[] {
   const key = keys.join('\u0000');
   const known = sharedNames.get(key);
   if (known !== undefined) return known;
+  Object.freeze(keys);
   if (sharedNames.size < SHARED_NAMES_MAX) sharedNames.set(key, keys);
   return keys;
 }

@@ -81,6 +81,8 @@ async function lastKeyToHits(
   const box = page.locator('[data-testid="search"]');
   await box.fill(query.slice(0, -1));
   if (pauseMs > 0) await page.waitForTimeout(pauseMs);
+  // This key's mark, not one an earlier measurement left.
+  const previous = await lastMark(page, 'nexus:bench-key');
   await page.evaluate(() => {
     const doc = (
       globalThis as unknown as {
@@ -93,7 +95,7 @@ async function lastKeyToHits(
     });
   });
   await box.press(query.slice(-1));
-  const t0 = await markAfter(page, 'nexus:bench-key', -1, timeout);
+  const t0 = await markAfter(page, 'nexus:bench-key', previous, timeout);
   // The hits of the whole query (not those of the characters before, which may still arrive).
   const handle = await page.waitForFunction(
     ([q, t]) => {
