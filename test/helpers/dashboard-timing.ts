@@ -68,6 +68,24 @@ async function markAfter(
 }
 
 /**
+ * Makes the page mark `name` when it next receives an event of `type` (caught before any handler
+ * of the page), so an interaction is timed from the event, not from Playwright's call.
+ */
+async function markNextEvent(page: Page, type: string, name: string): Promise<void> {
+  await page.evaluate(
+    ([t, n]) => {
+      const doc = (
+        globalThis as unknown as {
+          document: { addEventListener: (t: string, f: () => void, o: object) => void };
+        }
+      ).document;
+      doc.addEventListener(t, () => performance.mark(n), { capture: true, once: true });
+    },
+    [type, name] as const,
+  );
+}
+
+/**
  * Types `query` into the search box, all but its last character at once, then the last after
  * `pauseMs`; the time from that key's event in the page (not from Playwright's call, which adds
  * its own round trip) to the hits for the whole query shown.
@@ -83,17 +101,7 @@ async function lastKeyToHits(
   if (pauseMs > 0) await page.waitForTimeout(pauseMs);
   // This key's mark, not one an earlier measurement left.
   const previous = await lastMark(page, 'nexus:bench-key');
-  await page.evaluate(() => {
-    const doc = (
-      globalThis as unknown as {
-        document: { addEventListener: (t: string, f: () => void, o: object) => void };
-      }
-    ).document;
-    doc.addEventListener('keydown', () => performance.mark('nexus:bench-key'), {
-      capture: true,
-      once: true,
-    });
-  });
+  await markNextEvent(page, 'keydown', 'nexus:bench-key');
   await box.press(query.slice(-1));
   const t0 = await markAfter(page, 'nexus:bench-key', previous, timeout);
   // The hits of the whole query (not those of the characters before, which may still arrive).
@@ -143,17 +151,7 @@ export async function measureDashboard(
       const before = await lastMark(page, 'nexus:heatmap-shown');
       // Timed from the click event the page receives (Playwright's own checks before it clicks,
       // scrolling and waiting for the cell to be stable, are no part of the interaction).
-      await page.evaluate(() => {
-        const doc = (
-          globalThis as unknown as {
-            document: { addEventListener: (t: string, f: () => void, o: object) => void };
-          }
-        ).document;
-        doc.addEventListener('click', () => performance.mark('nexus:bench-click'), {
-          capture: true,
-          once: true,
-        });
-      });
+      await markNextEvent(page, 'click', 'nexus:bench-click');
       await cell.click();
       const t0 = await markAfter(page, 'nexus:bench-click', -1, timeout);
       // The page marks again when the drilled heatmap is in (and at each refresh of the old one:
