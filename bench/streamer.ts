@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import type { TelemetryRecord } from '../src/core/record.js';
-import { encodeEnvelope } from '../src/queue/envelope.js';
+import { encodeEnvelopeWithin } from '../src/queue/envelope.js';
 import { startEtcd } from '../test/helpers/etcd.js';
 import { loadRecords, BENCH_DIR, ROOT, log, logLine, nexus, table, type Section } from './lib.js';
 
@@ -59,7 +59,8 @@ async function etcdCeiling(
       (r): r is TelemetryRecord => r !== undefined,
     ),
   };
-  const body = encodeEnvelope(envelope);
+  // The body as the streamer writes it (compressed: QUEUE_COMPRESSION's default).
+  const body = encodeEnvelopeWithin(envelope, Infinity, 'zlib');
   const client = new Etcd3({ hosts: `http://${endpoint}` });
   let puts = 0;
   const deadline = Date.now() + seconds * 1000;
@@ -176,7 +177,7 @@ export async function benchStreamer(options: { file: string }): Promise<Section>
     id: 'streamer',
     title: 'Streamer: CSV -> etcd',
     body: [
-      "Each run uses a fresh single-member etcd 3.4 with its data on disk (fsync on), `STREAM_INTERVAL=0`, `PUBLISH_CONCURRENCY=8`, no consumer, and the compiled CLI (`node dist/cli/main.js streamer`), which writes the compact envelope (v2, docs/queue.md). Peak RSS is the streamer process's own (`getrusage` max RSS). The ceilings put the same compact envelopes (the first records of the generated file, as many as a message holds) with etcd3 straight from one process; the sample runs are compared with them too, though the sample's messages are smaller (more readings of each GPU per message).",
+      "Each run uses a fresh single-member etcd 3.4 with its data on disk (fsync on), `STREAM_INTERVAL=0`, `PUBLISH_CONCURRENCY=8`, no consumer, and the compiled CLI (`node dist/cli/main.js streamer`), which writes the compact envelope (v2, docs/queue.md), compressed (`QUEUE_COMPRESSION=zlib`, the default). Peak RSS is the streamer process's own (`getrusage` max RSS). The ceilings put the same compact envelopes, compressed (the first records of the generated file, as many as a message holds) with etcd3 straight from one process; the sample runs are compared with them too, though the sample's messages are smaller (more readings of each GPU per message).",
       '',
       table(
         ['run', 'records', 'seconds', 'records/s', 'ratio to raw etcd', 'peak RSS MB'],

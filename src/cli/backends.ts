@@ -116,6 +116,7 @@ export function buildQueue(root: Root, backends: Backends, choice: QueueChoice =
         ...queueOptions(config, logger),
         ...(choice.clusterId === undefined ? {} : { clusterId: choice.clusterId }),
         prefix: config.queuePrefix,
+        compression: config.queueCompression,
         client: backends.client,
         enableWatch: choice.watch ?? config.enableWatchApi,
         ...(choice.instance === undefined ? {} : { instance: choice.instance }),

@@ -151,6 +151,15 @@ export const SETTINGS = {
     help: 'etcd key prefix of the message queue',
     group: 'queue',
   },
+  queueCompression: {
+    env: 'QUEUE_COMPRESSION',
+    flag: 'queue-compression',
+    kind: 'enum',
+    default: 'zlib',
+    choices: ['zlib', 'none'],
+    help: 'How the etcd queue writes messages: zlib (a sixth of the bytes to store and send) or none (JSON, for collectors older than compression; every collector since reads both)',
+    group: 'queue',
+  },
   maxAttempts: {
     env: 'MAX_ATTEMPTS',
     flag: 'max-attempts',

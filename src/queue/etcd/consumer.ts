@@ -2,7 +2,12 @@ import type { IKeyValue, ITxnResponse } from 'etcd3';
 import { backoffDelay } from '../../core/backoff.js';
 import { NexusError, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { decodeEnvelope, encodeEnvelopeVerbatim, type Envelope } from '../envelope.js';
+import {
+  decodeEnvelope,
+  encodeEnvelopeVerbatim,
+  type Envelope,
+  type QueueCompression,
+} from '../envelope.js';
 import type { QueueOptions } from '../options.js';
 import type {
   AckResult,
@@ -26,6 +31,8 @@ export interface ConsumerContext {
   readonly kv: Kv;
   readonly layout: QueueLayout;
   readonly options: QueueOptions;
+  /** How a retry's body is written (the queue's QUEUE_COMPRESSION). */
+  readonly compression: QueueCompression;
   readonly waker: Waker;
   readonly logger: Logger;
   /** Promotes due retries and sweeps expiring leases, at most every few hundred ms. */
@@ -441,11 +448,10 @@ export class EtcdConsumer implements Consumer {
       return ok ? 'dead' : 'lost';
     }
     const due = Date.now() + backoffDelay(retry, attempt);
-    const body = encodeEnvelopeVerbatim({
-      ...h.envelope,
-      attempt,
-      lastError: reason.slice(0, 2000),
-    });
+    const body = encodeEnvelopeVerbatim(
+      { ...h.envelope, attempt, lastError: reason.slice(0, 2000) },
+      this.ctx.compression,
+    );
     const move = (lease: string | undefined): Promise<ITxnResponse> =>
       this.ctx.kv.txn(
         [modIs(h.claimKey, h.claimRevision)],

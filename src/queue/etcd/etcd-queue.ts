@@ -2,7 +2,12 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { backoffDelay, type BackoffPolicy } from '../../core/backoff.js';
 import { NexusError, concernOf, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { decodeEnvelope, encodeEnvelopeVerbatim, encodeEnvelopeWithin } from '../envelope.js';
+import {
+  decodeEnvelope,
+  encodeEnvelopeVerbatim,
+  encodeEnvelopeWithin,
+  type QueueCompression,
+} from '../envelope.js';
 import { QueueConflict } from '../conflict.js';
 import { messageNameOf } from '../names.js';
 import { randomSuffix, type QueueOptions } from '../options.js';
@@ -61,6 +66,8 @@ export interface EtcdQueueOptions extends QueueOptions {
   readonly leaseSweepMs?: number;
   /** Largest message accepted (etcd's default request limit is 1.5 MiB). */
   readonly maxMessageBytes?: number;
+  /** How message bodies are written (QUEUE_COMPRESSION; default `zlib`). Any body is read. */
+  readonly compression?: QueueCompression;
   /** How often each consumer looks for claims of its own that it does not hold (ms). Default 10 s. */
   readonly orphanScanMs?: number;
 }
@@ -82,6 +89,7 @@ export class EtcdQueue implements Queue {
   private readonly consumers = new Set<EtcdConsumer>();
   private readonly instance: string;
   private readonly maxMessageBytes: number;
+  private readonly compression: QueueCompression;
   private producerSession: Session | undefined;
   private watcher: Watcher | undefined;
   private watchStarting: Promise<void> | undefined;
@@ -111,6 +119,7 @@ export class EtcdQueue implements Queue {
     this.logger = options.logger.child({ queue: 'etcd' });
     this.instance = options.instance ?? `nexus-${process.pid}-${randomSuffix()}`;
     this.maxMessageBytes = options.maxMessageBytes ?? 1_400_000;
+    this.compression = options.compression ?? 'zlib';
     this.leases = new MessageLeases(
       this.client,
       this.kv,
@@ -135,7 +144,7 @@ export class EtcdQueue implements Queue {
   async publish(envelope: Parameters<Queue['publish']>[0]): Promise<PublishReceipt> {
     this.ensureOpen();
     const name = messageNameOf(envelope);
-    const body = encodeEnvelopeWithin(envelope, this.maxMessageBytes);
+    const body = encodeEnvelopeWithin(envelope, this.maxMessageBytes, this.compression);
     const k = this.layout.message(name);
     let leaseId = await this.leases.id();
     let res;
@@ -174,6 +183,7 @@ export class EtcdQueue implements Queue {
       logger: this.logger,
       waitMs: this.options.leaseTtlMs + 5000,
       maxMessageBytes: this.maxMessageBytes,
+      compression: this.compression,
     });
   }
 
@@ -190,6 +200,7 @@ export class EtcdQueue implements Queue {
       kv: this.kv,
       layout: this.layout,
       options: this.options,
+      compression: this.compression,
       waker: this.waker,
       logger: this.logger,
       maintain: () => this.maintain(),
@@ -378,7 +389,7 @@ export class EtcdQueue implements Queue {
       let body: Buffer | undefined;
       if (dl.envelope !== undefined) {
         const { lastError: _dropped, ...rest } = dl.envelope;
-        body = encodeEnvelopeVerbatim({ ...rest, attempt: 0 });
+        body = encodeEnvelopeVerbatim({ ...rest, attempt: 0 }, this.compression);
       } else {
         // A message this release could not decode (another producer's, a newer envelope version):
         // back as it was, for collectors that can (docs/operations.md: upgrade, then replay).

@@ -3,7 +3,7 @@ import { NexusError } from '../../core/errors.js';
 import { sleep } from '../../core/backoff.js';
 import { QueueConflict } from '../conflict.js';
 import type { Logger } from '../../core/logger.js';
-import { encodeEnvelopeWithin, type Envelope } from '../envelope.js';
+import { encodeEnvelopeWithin, type Envelope, type QueueCompression } from '../envelope.js';
 import { messageNameOf } from '../names.js';
 import type { LaneCheckpoint, LaneState, PreparedMessage, StreamHandle } from '../types.js';
 import { isLeaseNotFound } from '../../etcd/client.js';
@@ -47,6 +47,7 @@ export class EtcdStream implements StreamHandle {
     private readonly leases: MessageLeases,
     private readonly logger: Logger,
     private readonly maxMessageBytes: number,
+    private readonly compression: QueueCompression,
   ) {}
 
   static async acquire(input: {
@@ -59,6 +60,7 @@ export class EtcdStream implements StreamHandle {
     logger: Logger;
     waitMs: number;
     maxMessageBytes: number;
+    compression: QueueCompression;
   }): Promise<EtcdStream> {
     const { streamId, owner, kv, layout, session } = input;
     if (!/^[A-Za-z0-9._:-]{1,128}$/.test(streamId)) {
@@ -90,6 +92,7 @@ export class EtcdStream implements StreamHandle {
           input.leases,
           input.logger,
           input.maxMessageBytes,
+          input.compression,
         );
       }
       const holder = res.responses[0]?.response_range.kvs[0]?.value.toString() ?? 'unknown';
@@ -212,7 +215,7 @@ export class EtcdStream implements StreamHandle {
 
   prepare(envelope: Envelope): PreparedMessage {
     const key = this.layout.message(messageNameOf(envelope));
-    const body = encodeEnvelopeWithin(envelope, this.maxMessageBytes);
+    const body = encodeEnvelopeWithin(envelope, this.maxMessageBytes, this.compression);
     return new EtcdMessage(envelope.id, envelope.records.length, key, body);
   }
 

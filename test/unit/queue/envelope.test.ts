@@ -5,13 +5,17 @@ import { parseLabels } from '../../../src/core/labels.js';
 import type { TelemetryRecord } from '../../../src/core/record.js';
 import { COMPACT_VERSION } from '../../../src/queue/compact.js';
 import { readDcgmCsv, readHeader } from '../../../src/streamer/csv/reader.js';
+import { deflateSync } from 'node:zlib';
 import { SAMPLE } from '../../helpers/sample.js';
 import {
   ENVELOPE_VERSION,
+  MAX_INFLATED_BYTES,
   decodeEnvelope,
   encodeEnvelope,
   encodeEnvelopeVerbatim,
+  encodeEnvelopeWithin,
   envelopeProblem,
+  isCompressedBody,
   type Envelope,
 } from '../../../src/queue/envelope.js';
 
@@ -52,7 +56,7 @@ function envelope(): Envelope {
 
 /** Decodes `body` and asserts the ENVELOPE_INVALID error it must raise. */
 function assertInvalid(body: unknown, message: RegExp): void {
-  const bytes = typeof body === 'string' ? body : JSON.stringify(body);
+  const bytes = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
   assert.throws(
     () => decodeEnvelope(bytes),
     (err: unknown) => {
@@ -63,6 +67,20 @@ function assertInvalid(body: unknown, message: RegExp): void {
       return true;
     },
   );
+}
+
+/** The real sample's 2,470 readings, as the streamer reads them. */
+async function sampleRecords(): Promise<TelemetryRecord[]> {
+  const { header, end, line } = await readHeader(SAMPLE);
+  const records: TelemetryRecord[] = [];
+  for await (const chunk of readDcgmCsv(header, {
+    path: SAMPLE,
+    startOffset: end,
+    startLine: line,
+  }))
+    for (const r of chunk.records) records.push(r.record);
+  assert.equal(records.length, 2470);
+  return records;
 }
 
 describe('encodeEnvelope / decodeEnvelope', () => {
@@ -176,16 +194,8 @@ describe('encodeEnvelope / decodeEnvelope', () => {
   });
 
   it('carries the real sample exactly (labels in order) in a fraction of the bytes', async () => {
-    const { header, end, line } = await readHeader(SAMPLE);
-    const records: TelemetryRecord[] = [];
-    for await (const chunk of readDcgmCsv(header, {
-      path: SAMPLE,
-      startOffset: end,
-      startLine: line,
-    }))
-      for (const r of chunk.records) records.push(r.record);
-    assert.equal(records.length, 2470);
-    const e: Envelope = { ...envelope(), records };
+    const e: Envelope = { ...envelope(), records: await sampleRecords() };
+    const { records } = e;
     const compact = encodeEnvelope(e);
     const decoded = decodeEnvelope(compact);
     // The reader's label maps have no prototype; JSON's do: compare with the expanded form's.
@@ -256,6 +266,93 @@ describe('encodeEnvelope / decodeEnvelope', () => {
     assert.equal(ENVELOPE_VERSION, 1);
     assert.equal(COMPACT_VERSION, 2);
     assert.equal(envelopeProblem(envelope()), undefined);
+  });
+});
+
+describe('compressed message bodies (QUEUE_COMPRESSION)', () => {
+  const LIMIT = 1_400_000;
+
+  it('writes a batch as a zlib stream a fraction of its JSON, which reads back exactly', async () => {
+    const records = await sampleRecords();
+    for (const size of [100, 500, 2470]) {
+      const e: Envelope = { ...envelope(), records: records.slice(0, size) };
+      const json = encodeEnvelope(e);
+      const body = encodeEnvelopeWithin(e, LIMIT, 'zlib');
+      assert.ok(isCompressedBody(body));
+      assert.equal(body[0], 0x78);
+      assert.ok(body.length * 3 < json.length, `${size}: ${body.length} against ${json.length}`);
+      assert.deepEqual(decodeEnvelope(body), decodeEnvelope(json));
+      // Published again (a retry, a replay): compressed too, and the same envelope.
+      const again = encodeEnvelopeVerbatim(decodeEnvelope(body), 'zlib');
+      assert.ok(isCompressedBody(again));
+      assert.deepEqual(decodeEnvelope(again), decodeEnvelope(json));
+    }
+  });
+
+  it('writes JSON as it is with none, and for a body too small to gain', () => {
+    const e = envelope();
+    const json = encodeEnvelope(e);
+    assert.ok(json.length < 1024);
+    assert.deepEqual(encodeEnvelopeWithin(e, LIMIT, 'zlib'), json);
+    assert.deepEqual(encodeEnvelopeVerbatim(e, 'zlib'), json);
+    const big: Envelope = { ...e, records: Array.from({ length: 50 }, () => e.records).flat() };
+    assert.deepEqual(encodeEnvelopeWithin(big, LIMIT, 'none'), encodeEnvelope(big));
+    assert.equal(encodeEnvelopeWithin(big, LIMIT, 'none')[0], '{'.charCodeAt(0));
+    assert.ok(!isCompressedBody(encodeEnvelopeWithin(big, LIMIT, 'none')));
+  });
+
+  it('keeps fields outside the record model in a compressed expanded form', () => {
+    const e = envelope();
+    const foreign = {
+      ...e,
+      records: Array.from({ length: 20 }, () => ({ ...e.records[0], note: 'kept' })),
+    } as unknown as Envelope;
+    const body = encodeEnvelopeVerbatim(foreign, 'zlib');
+    assert.ok(isCompressedBody(body));
+    const back = decodeEnvelope(body) as Envelope & { records: { note?: unknown }[] };
+    assert.equal(back.v, 1);
+    assert.equal(back.records[19]?.note, 'kept');
+  });
+
+  it('applies the size limit to the body as written', async () => {
+    const records = await sampleRecords();
+    const e: Envelope = { ...envelope(), records };
+    const json = encodeEnvelope(e).length;
+    const zipped = encodeEnvelopeWithin(e, LIMIT, 'zlib').length;
+    // Between the two: refused as JSON, taken compressed.
+    const limit = Math.floor((json + zipped) / 2);
+    assert.throws(() => encodeEnvelopeWithin(e, limit, 'none'), {
+      code: 'QUEUE_MESSAGE_TOO_LARGE',
+    });
+    assert.equal(encodeEnvelopeWithin(e, limit, 'zlib').length, zipped);
+    assert.throws(() => encodeEnvelopeWithin(e, zipped - 1, 'zlib'), {
+      code: 'QUEUE_MESSAGE_TOO_LARGE',
+      message: new RegExp(`message of ${zipped} bytes exceeds the ${zipped - 1}-byte limit`),
+    });
+  });
+
+  it('refuses a stream that does not inflate, inflates to what is not an envelope, or inflates too far', () => {
+    const body = encodeEnvelopeWithin(
+      { ...envelope(), records: Array.from({ length: 40 }, () => envelope().records).flat() },
+      LIMIT,
+      'zlib',
+    );
+    assert.ok(isCompressedBody(body));
+    assertInvalid(body.subarray(0, body.length - 10), /^compressed message does not inflate: /);
+    const flipped = Buffer.from(body);
+    flipped[flipped.length - 1] = (flipped[flipped.length - 1] ?? 0) ^ 0xff; // the Adler-32
+    assertInvalid(flipped, /^compressed message does not inflate: /);
+    assertInvalid(Buffer.from([0x78]), /^compressed message does not inflate/);
+    assertInvalid(deflateSync('{"v":1,'), /^message is not JSON: /);
+    assertInvalid(deflateSync('{"v":9}'), /^message is not a valid envelope \(v=9\)/);
+    // A body that would inflate past the bound (a zlib bomb: 65 MiB of spaces in about 65 KB)
+    // is refused without inflating it whole.
+    const bomb = deflateSync(Buffer.alloc(MAX_INFLATED_BYTES + 1024 * 1024, 0x20), { level: 9 });
+    assert.ok(bomb.length < 200_000, String(bomb.length));
+    assertInvalid(
+      bomb,
+      new RegExp(`^compressed message inflates past ${MAX_INFLATED_BYTES} bytes`),
+    );
   });
 });
 

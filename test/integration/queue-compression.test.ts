@@ -1,0 +1,175 @@
+/**
+ * Compressed message bodies on a real etcd (QUEUE_COMPRESSION, docs/queue.md "Compression"): what
+ * each setting writes, that consumers of either setting read both (a rolling change of the
+ * setting), and that retries, dead letters and replays keep the envelope exact.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import type { TelemetryRecord } from '../../src/core/record.js';
+import { Kv, putOp } from '../../src/etcd/kv.js';
+import { decodeEnvelope, encodeEnvelope, type Envelope } from '../../src/queue/envelope.js';
+import type { EtcdQueue } from '../../src/queue/etcd/etcd-queue.js';
+import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
+import { etcdQueue } from '../helpers/queues.js';
+
+const etcd = await sharedEtcd();
+
+let seq = 0;
+/** A batch of `n` DCGM-like readings (8 GPUs a host), as the streamer would publish. */
+function batch(cluster: string, n: number): Envelope {
+  seq++;
+  const records: TelemetryRecord[] = Array.from({ length: n }, (_, i) => {
+    const host = `gpu-node-${String(Math.floor(i / 8)).padStart(4, '0')}`;
+    const gpu = i % 8;
+    return {
+      timestamp: 1_752_871_354_000 + seq * 1000,
+      metric: 'DCGM_FI_DEV_GPU_UTIL',
+      gpu,
+      hostname: host,
+      value: (i * 7) % 101,
+      device: `nvidia${gpu}`,
+      uuid: `GPU-${String(seq).padStart(8, '0')}-0000-0000-0000-${String(i).padStart(12, '0')}`,
+      model: 'NVIDIA H100 80GB HBM3',
+      labels: {
+        DCGM_FI_DRIVER_VERSION: '535.129.03',
+        Hostname: host,
+        __name__: 'DCGM_FI_DEV_GPU_UTIL',
+        gpu: String(gpu),
+        instance: `${host}:9400`,
+        job: 'dcgm',
+      },
+    };
+  });
+  return {
+    v: 1,
+    id: `${seq}-compression`,
+    producer: 'compression-test',
+    cluster,
+    createdAt: Date.now(),
+    attempt: 0,
+    records,
+  };
+}
+
+/** The stored bodies of the queue's messages, by message name. */
+async function bodies(q: EtcdQueue): Promise<Map<string, Buffer>> {
+  const res = await q.etcd.getAll().prefix(q.layout.messages).exec();
+  return new Map(
+    res.kvs.map((kv) => [kv.key.toString().slice(q.layout.messages.length), kv.value]),
+  );
+}
+
+describe('compressed queue messages on etcd', () => {
+  const open: EtcdQueue[] = [];
+  const queue = (cluster: string, compression?: 'zlib' | 'none'): EtcdQueue => {
+    const q = etcdQueue(etcd.endpoint, cluster, compression === undefined ? {} : { compression });
+    open.push(q);
+    return q;
+  };
+  after(async () => {
+    await Promise.all(open.map((q) => q.close()));
+    await etcd.release();
+  });
+
+  it('writes zlib by default and JSON with none, and a consumer of either setting reads both', async () => {
+    const c = uniqueCluster('zq');
+    const zlib = queue(c);
+    const plain = queue(c, 'none');
+    const a = batch(c, 500);
+    const b = batch(c, 500);
+    await zlib.publish(a);
+    await plain.publish(b);
+    const stored = [...(await bodies(zlib)).values()];
+    assert.equal(stored.length, 2);
+    const json = stored.find((s) => s[0] === '{'.charCodeAt(0));
+    const zipped = stored.find((s) => s[0] === 0x78);
+    assert.ok(json !== undefined && zipped !== undefined);
+    assert.deepEqual(json, encodeEnvelope(b));
+    // The compressed body is a fraction of the JSON it holds.
+    assert.ok(zipped.length * 3 < encodeEnvelope(a).length, `${zipped.length} bytes`);
+    for (const reader of [plain, zlib]) {
+      const consumer = await reader.consumer({ name: 'both' });
+      const got = await consumer.claim(10, { waitMs: 2000 });
+      assert.deepEqual(
+        got.map((d) => d.envelope).sort((x, y) => x.id.localeCompare(y.id)),
+        [a, b]
+          .map((e) => decodeEnvelope(encodeEnvelope(e)))
+          .sort((x, y) => x.id.localeCompare(y.id)),
+      );
+      // Closing revokes the consumer's session: its claims go, and the other reader gets both.
+      await consumer.close();
+    }
+  });
+
+  it('a fenced stream publish, a retry and a replay keep the body compressed and the envelope exact', async () => {
+    const c = uniqueCluster('zs');
+    const q = queue(c);
+    const stream = await q.openStream('compression-stream', 'producer');
+    const e = batch(c, 300);
+    await stream.publish(stream.prepare(e), 0, null, { batch: 0 });
+    await stream.release();
+    const [first] = [...(await bodies(q)).values()];
+    assert.equal(first?.[0], 0x78);
+    const consumer = await q.consumer({ name: 'retry' });
+    const got = await consumer.claim(1, { waitMs: 2000 });
+    assert.equal(got.length, 1);
+    const d = got[0];
+    assert.ok(d !== undefined);
+    assert.equal(await consumer.nack(d, 'database down', { retryable: true }), 'retry');
+    // The delayed retry is compressed, and comes back with its attempt and reason.
+    const delayed = await q.etcd.getAll().prefix(q.layout.delayed).exec();
+    assert.equal(delayed.kvs.length, 1);
+    assert.equal(delayed.kvs[0]?.value[0], 0x78);
+    const again = await consumer.claim(1, { waitMs: 10_000 });
+    assert.equal(again.length, 1);
+    const back = again[0];
+    assert.ok(back !== undefined);
+    assert.equal(back.envelope.attempt, 1);
+    assert.equal(back.envelope.lastError, 'database down');
+    assert.deepEqual(back.envelope.records, decodeEnvelope(encodeEnvelope(e)).records);
+    // Dead-lettered, then replayed: compressed again, from attempt 0 (its first delivery again).
+    assert.equal(await consumer.nack(back, 'bad batch', { retryable: false }), 'dead');
+    assert.equal(await q.replayDeadLetters('all'), 1);
+    const replayed = [...(await bodies(q)).values()];
+    assert.equal(replayed.length, 1);
+    assert.equal(replayed[0]?.[0], 0x78);
+    const last = await consumer.claim(1, { waitMs: 2000 });
+    const [l] = last;
+    assert.ok(l !== undefined);
+    assert.equal(l.attempt, 1);
+    assert.equal(l.envelope.attempt, 0);
+    assert.deepEqual(l.envelope.records, back.envelope.records);
+    await consumer.ack(last);
+    await consumer.close();
+  });
+
+  it('dead-letters a body that does not inflate with its reason, keeping it byte for byte', async () => {
+    const c = uniqueCluster('zd');
+    const q = queue(c);
+    const good = batch(c, 200);
+    await q.publish(good);
+    const [name, body] = [...(await bodies(q)).entries()][0] ?? [];
+    assert.ok(name !== undefined && body !== undefined);
+    const broken = Buffer.from(body.subarray(0, body.length - 20));
+    const badName = name.replace(/compression$/, 'broken');
+    await new Kv(q.etcd).txn([], [putOp(q.layout.message(badName), broken)]);
+    const consumer = await q.consumer({ name: 'bad' });
+    const got = await consumer.claim(10, { waitMs: 2000 });
+    assert.deepEqual(
+      got.map((d) => d.id),
+      [name],
+    );
+    await consumer.ack(got);
+    await consumer.close();
+    const { items } = await q.listDeadLetters();
+    const [item] = items;
+    assert.equal(items.length, 1);
+    assert.ok(item !== undefined);
+    assert.equal(item.id, badName);
+    assert.match(item.reason, /^compressed message does not inflate: /);
+    const dead = await q.etcd.get(q.layout.deadLetter(badName)).buffer();
+    assert.ok(dead !== null);
+    const raw = (JSON.parse(dead.toString()) as { raw?: string }).raw;
+    assert.deepEqual(Buffer.from(raw ?? '', 'base64'), broken);
+  });
+});
