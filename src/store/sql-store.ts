@@ -258,7 +258,6 @@ export class SqlStore implements TelemetryStore {
   private readonly allocations: AllocationMinutes;
   private readonly partitions = new Set<number>();
 
-  /** Dimension ids kept in memory, of each kind (tests). */
   get dimensionsCached(): { hosts: number; gpus: number; workloads: number } {
     return this.dims.cached;
   }

@@ -152,6 +152,8 @@ export interface TelemetryStore {
   readonly backend: 'postgres' | 'pglite';
   /** The read side, for the gateway. */
   readonly reader: TelemetryReader;
+  /** Dimension ids this process keeps in memory, of each kind (DIMENSION_CACHE_MAX). */
+  readonly dimensionsCached: { hosts: number; gpus: number; workloads: number };
   /** Applies pending migrations under an advisory lock (many processes may call it at once). */
   migrate(): Promise<MigrationResult>;
   /**
