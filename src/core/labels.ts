@@ -33,6 +33,9 @@ export function parseLabels(raw: string, maxLabels = Number.POSITIVE_INFINITY): 
     i = 1;
     end = n - 1;
   }
+  // Where the next backslash is (none: -1), looked for again only once passed: a label set
+  // without one (nearly all) is scanned for it once, not once per value.
+  let backslash = raw.indexOf('\\');
   while (i < end) {
     while (i < end && (raw[i] === ' ' || raw[i] === ',')) i++;
     if (i >= end) break;
@@ -52,7 +55,8 @@ export function parseLabels(raw: string, maxLabels = Number.POSITIVE_INFINITY): 
     let closed = false;
     while (i < end) {
       const q = raw.indexOf('"', i);
-      const b = raw.indexOf('\\', i);
+      if (backslash !== -1 && backslash < i) backslash = raw.indexOf('\\', i);
+      const b = backslash;
       if (q === -1 || q >= end) break;
       if (b !== -1 && b < q) {
         value += raw.slice(i, b);

@@ -55,6 +55,15 @@ describe('parseLabels', () => {
     assert.deepEqual(labelsOf(String.raw`a="ends with backslash\\"`), {
       a: 'ends with backslash\\',
     });
+    // Escapes in a later value than the first, and in values after it (the parser looks for the
+    // next backslash once, then again only once it is passed).
+    assert.deepEqual(labelsOf(String.raw`a="plain",b="x\\y",c="z",d="\"q\"",e="w"`), {
+      a: 'plain',
+      b: 'x\\y',
+      c: 'z',
+      d: '"q"',
+      e: 'w',
+    });
   });
 
   it('keeps commas, equals signs, spaces and braces inside quoted values', () => {
