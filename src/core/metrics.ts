@@ -52,6 +52,12 @@ export class NexusMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
+  readonly messageBytes = new Histogram({
+    name: 'nexus_streamer_message_bytes',
+    help: 'Size of each message published, as etcd stores it (compressed unless QUEUE_COMPRESSION=none); a publish refuses one over 1.4 MB',
+    buckets: [4096, 16_384, 65_536, 131_072, 262_144, 524_288, 1_048_576, 1_400_000],
+    registers: [this.registry],
+  });
   readonly backpressure = new Gauge({
     name: 'nexus_streamer_backpressure',
     help: '1 while the streamer waits: the queue at MAX_QUEUE_DEPTH, or etcd short of space (ETCD_QUOTA_BYTES, an alarm)',

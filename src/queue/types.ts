@@ -115,6 +115,8 @@ export interface PreparedMessage {
   readonly id: string;
   /** How many records it carries. */
   readonly records: number;
+  /** Its size as the queue stores it (etcd: the body, compressed or not); none in memory. */
+  readonly bytes?: number;
 }
 
 /** A producer's exclusive, durable handle on one named stream. */

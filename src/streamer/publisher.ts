@@ -64,9 +64,10 @@ export class Publisher {
         span.setAttribute('messaging.message.id', id);
         let t0 = 0;
         let token: string;
+        let message: PreparedMessage;
         try {
           // Encoded once, here: the records are not held while the publish is in flight.
-          const message = o.handle.prepare(this.envelope(batch, id, traceContextOf(span)));
+          message = o.handle.prepare(this.envelope(batch, id, traceContextOf(span)));
           t0 = performance.now();
           token = await o.untilAnswered(
             'publish',
@@ -87,6 +88,7 @@ export class Publisher {
           m.recordsPublished.inc(batch.size);
           m.batchesPublished.inc();
           m.publishDuration.observe(seconds);
+          if (message.bytes !== undefined) m.messageBytes.observe(message.bytes);
         }
         // The batch id is the correlation id: the collector logs the same id when it stores it.
         o.logger.debug(

@@ -187,6 +187,16 @@ describe('observability across processes', () => {
         'nexus_nodejs_eventloop_lag_p99_seconds',
       ])
         sampleSum(streamerMetrics, name);
+      // Each message's size as etcd stores it, compressed: the sample's 100-record batches are
+      // about 220 bytes a record as JSON and 39 compressed.
+      assert.equal(
+        sampleSum(streamerMetrics, 'nexus_streamer_message_bytes_count'),
+        sampleSum(streamerMetrics, 'nexus_streamer_batches_published_total'),
+      );
+      const bytesPerRecord =
+        sampleSum(streamerMetrics, 'nexus_streamer_message_bytes_sum') /
+        sampleSum(streamerMetrics, 'nexus_streamer_records_published_total');
+      assert.ok(bytesPerRecord > 10 && bytesPerRecord < 80, `${bytesPerRecord} bytes a record`);
 
       const streamer = await streamerDone;
       assert.equal(streamer.code, 0, streamer.stderr);

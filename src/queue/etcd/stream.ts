@@ -27,6 +27,10 @@ class EtcdMessage implements PreparedMessage {
     readonly key: string,
     readonly body: Buffer,
   ) {}
+
+  get bytes(): number {
+    return this.body.length;
+  }
 }
 
 /**
