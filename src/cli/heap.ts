@@ -9,9 +9,11 @@ import { setFlagsFromString } from 'node:v8';
  * live data is a few MB and which allocates at full speed (the streamer on a file of a few
  * thousand series): full collections then come every few MB and cost it 20-50 % more CPU a record,
  * measured (the streamer bounds it only while its label cache is full). A
- * `--heap-growing-percent` on node's command line wins (NODE_OPTIONS does not allow the flag).
+ * `--heap-growing-percent` on node's command line wins (NODE_OPTIONS does not allow the flag):
+ * then it returns false.
  */
-export function boundHeapGrowth(percent = 50): void {
-  if (!process.execArgv.some((a) => a.includes('heap-growing-percent')))
-    setFlagsFromString(`--heap-growing-percent=${percent}`);
+export function boundHeapGrowth(percent = 50): boolean {
+  if (process.execArgv.some((a) => a.includes('heap-growing-percent'))) return false;
+  setFlagsFromString(`--heap-growing-percent=${percent}`);
+  return true;
 }

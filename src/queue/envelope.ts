@@ -142,6 +142,22 @@ export function encodeEnvelopeVerbatim(
   return wireBody(json, compression);
 }
 
+/**
+ * encodeEnvelopeVerbatim for a message written again (a retry, a replay) by a queue that takes
+ * messages of up to `maxBytes`: compressed as `compression` says, or compressed all the same when
+ * its JSON is larger than that (a message published compressed can only be written compressed).
+ */
+export function encodeEnvelopeAgain(
+  envelope: Envelope,
+  compression: QueueCompression,
+  maxBytes: number,
+): Buffer {
+  const body = encodeEnvelopeVerbatim(envelope, compression);
+  return body.length > maxBytes && compression === 'none'
+    ? encodeEnvelopeVerbatim(envelope, 'zlib')
+    : body;
+}
+
 /** The JSON text of a message body, inflated if it is compressed. */
 function bodyText(bytes: Buffer | string): string {
   if (typeof bytes === 'string') return bytes;

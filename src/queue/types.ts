@@ -78,6 +78,30 @@ export interface QueueStats {
   readonly lostLeases: number;
   /** Creation time (epoch ms) of the oldest message in the queue, if any. */
   readonly oldestCreatedAt: number | undefined;
+  /** The oldest message in the queue (ready or claimed), if any: what holds the queue's age. */
+  readonly head: HeadMessage | undefined;
+}
+
+/** A message described without its records (`nexus queue stats`, the runbooks). */
+export interface HeadMessage {
+  /** Its name (docs/queue.md, "Message names"). */
+  readonly name: string;
+  readonly id?: string;
+  readonly producer?: string;
+  readonly createdAt?: number;
+  /** Failed deliveries so far. */
+  readonly attempt?: number;
+  /** Why its last delivery failed. */
+  readonly lastError?: string;
+  /** Where its records came from. */
+  readonly source?: {
+    readonly file: string;
+    readonly firstLine: number;
+    readonly lastLine: number;
+  };
+  readonly records?: number;
+  /** Why its body cannot be decoded (then only its name is known; a consumer dead-letters it). */
+  readonly problem?: string;
 }
 
 export interface DeadLetter {

@@ -129,7 +129,7 @@ class Cache {
     }
   }
 
-  /** Entries kept, of each kind (tests). */
+  /** Entries kept, of each kind (tests; the collector bounds its heap by the GPUs). */
   get sizes(): { hosts: number; gpus: number; workloads: number } {
     return { hosts: this.hosts.size, gpus: this.gpus.size, workloads: this.workloads.size };
   }
@@ -432,7 +432,7 @@ export class Dimensions {
   /** `max`: entries kept of each kind (DIMENSION_CACHE_MAX, by default 250,000). */
   constructor(private readonly max = DIMENSION_CACHE_MAX) {}
 
-  /** Entries kept, of each kind (tests). */
+  /** Entries kept, of each kind (tests; the collector bounds its heap by the GPUs). */
   get cached(): { hosts: number; gpus: number; workloads: number } {
     return this.cache.sizes;
   }

@@ -417,6 +417,17 @@ export function queueConformance(h: QueueHarness): void {
       assert.equal(s.dead, 1);
       assert.equal(await queue.depth(), 4);
       assert.ok(s.oldestCreatedAt !== undefined && s.oldestCreatedAt <= Date.now());
+      // The head message (ready or claimed), described without its records.
+      const { head } = s;
+      assert.ok(head !== undefined);
+      assert.equal(head.createdAt, s.oldestCreatedAt);
+      assert.equal(head.producer, 'conformance');
+      assert.equal(head.records, 1);
+      assert.equal(head.attempt, 0);
+      assert.equal(head.problem, undefined);
+      assert.ok(head.id !== undefined && head.name.endsWith(`_${head.id}`), head.name);
+      // Neither the message waiting for its retry nor the dead one is in the queue.
+      assert.ok(head.name !== x.id && head.name !== y.id);
       await consumer.close();
       await queue.close();
     });

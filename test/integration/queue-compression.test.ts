@@ -10,6 +10,7 @@ import { Kv, putOp } from '../../src/etcd/kv.js';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from '../../src/queue/envelope.js';
 import type { EtcdQueue } from '../../src/queue/etcd/etcd-queue.js';
 import { sharedEtcd, uniqueCluster } from '../helpers/etcd.js';
+import { run, spawnNexus } from '../helpers/child.js';
 import { etcdQueue } from '../helpers/queues.js';
 
 const etcd = await sharedEtcd();
@@ -143,6 +144,46 @@ describe('compressed queue messages on etcd', () => {
     await consumer.close();
   });
 
+  it('a batch too large as JSON for one etcd request is published, retried by a queue set to none, dead-lettered and replayed whole', async () => {
+    const c = uniqueCluster('zl');
+    const q = queue(c);
+    const plain = queue(c, 'none');
+    const e = batch(c, 10_000);
+    const json = encodeEnvelope(e).length;
+    assert.ok(json > 1_400_000, `${json} bytes of JSON`);
+    await q.publish(e);
+    const [stored] = [...(await bodies(q)).values()];
+    assert.ok(stored !== undefined && stored.length < 1_400_000, `${stored?.length} bytes`);
+    // A collector set to none writes the retry compressed all the same: as JSON it cannot be.
+    const consumer = await plain.consumer({ name: 'large' });
+    const [d] = await consumer.claim(1, { waitMs: 2000 });
+    assert.ok(d !== undefined);
+    assert.equal(await consumer.nack(d, 'database down', { retryable: true }), 'retry');
+    const delayed = await q.etcd.getAll().prefix(q.layout.delayed).exec();
+    assert.equal(delayed.kvs[0]?.value[0], 0x78);
+    const [again] = await consumer.claim(1, { waitMs: 10_000 });
+    assert.ok(again !== undefined);
+    assert.equal(again.envelope.records.length, 10_000);
+    // Its dead letter keeps the body compressed (the expanded JSON would be several MB).
+    assert.equal(await consumer.nack(again, 'bad batch', { retryable: false }), 'dead');
+    const dead = await q.etcd.get(q.layout.deadLetter(d.id)).buffer();
+    assert.ok(dead !== null && dead.length < 1_400_000, `${dead?.length} bytes`);
+    const record = JSON.parse(dead.toString()) as { envelope?: unknown; body?: string };
+    assert.equal(record.envelope, undefined);
+    assert.equal(typeof record.body, 'string');
+    const [item] = (await q.listDeadLetters()).items;
+    assert.ok(item !== undefined);
+    assert.equal(item.records, 10_000);
+    assert.equal(item.envelope?.lastError, 'database down');
+    assert.equal(await plain.replayDeadLetters([d.id]), 1);
+    const [back] = await consumer.claim(1, { waitMs: 2000 });
+    assert.ok(back !== undefined);
+    assert.equal(back.envelope.attempt, 0);
+    assert.deepEqual(back.envelope.records, decodeEnvelope(encodeEnvelope(e)).records);
+    await consumer.ack([back]);
+    await consumer.close();
+  });
+
   it('dead-letters a body that does not inflate with its reason, keeping it byte for byte', async () => {
     const c = uniqueCluster('zd');
     const q = queue(c);
@@ -150,9 +191,36 @@ describe('compressed queue messages on etcd', () => {
     await q.publish(good);
     const [name, body] = [...(await bodies(q)).entries()][0] ?? [];
     assert.ok(name !== undefined && body !== undefined);
+    assert.deepEqual((await q.stats()).head, {
+      name,
+      id: good.id,
+      producer: 'compression-test',
+      createdAt: good.createdAt,
+      attempt: 0,
+      records: 200,
+    });
+    // What `nexus queue stats` says of it, as text and as JSON (the runbook's `jq .head`).
+    const env = { ETCD_ENDPOINTS: etcd.endpoint, CLUSTER_ID: c, LOG_LEVEL: 'error' };
+    const text = await run(spawnNexus(['queue', 'stats'], env));
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `head message age \\d+s \\(${name}: 200 records from compression-test, attempt 0\\)`,
+      ),
+    );
+    const json = await run(spawnNexus(['queue', 'stats', '--json'], env));
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal((JSON.parse(json.stdout) as { head?: { name?: string } }).head?.name, name);
     const broken = Buffer.from(body.subarray(0, body.length - 20));
     const badName = name.replace(/compression$/, 'broken');
     await new Kv(q.etcd).txn([], [putOp(q.layout.message(badName), broken)]);
+    // nexus queue stats describes the head message: the broken one (its name sorts first), which
+    // cannot be decoded, and before it was put there the good one, from its compressed body.
+    const { head } = await q.stats();
+    assert.ok(head !== undefined);
+    assert.equal(head.name, badName);
+    assert.match(head.problem ?? '', /^compressed message does not inflate: /);
     const consumer = await q.consumer({ name: 'bad' });
     const got = await consumer.claim(10, { waitMs: 2000 });
     assert.deepEqual(
@@ -162,6 +230,7 @@ describe('compressed queue messages on etcd', () => {
     await consumer.ack(got);
     await consumer.close();
     const { items } = await q.listDeadLetters();
+    assert.equal((await q.stats()).head, undefined);
     const [item] = items;
     assert.equal(items.length, 1);
     assert.ok(item !== undefined);

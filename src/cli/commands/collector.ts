@@ -40,8 +40,9 @@ function boundHeapOnLargeFleet({ logger, stack }: Root, gpus: () => number): voi
     const held = gpus();
     if (held < LARGE_FLEET_GPUS) return;
     clearInterval(timer);
-    boundHeapGrowth(100);
-    logger.info({ gpus: held }, 'large fleet: bounding heap growth to the live data');
+    if (boundHeapGrowth(100))
+      logger.info({ gpus: held }, 'large fleet: bounding heap growth to the live data');
+    else logger.info({ gpus: held }, "large fleet: heap growth as node's command line sets it");
   }, 5000);
   timer.unref();
   stack.push('the heap bound check', () => clearInterval(timer));

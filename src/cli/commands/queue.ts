@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { createLogger } from '../../core/logger.js';
 import { formatTimestamp } from '../../core/record.js';
-import type { Queue } from '../../queue/types.js';
+import type { HeadMessage, Queue } from '../../queue/types.js';
 import { buildQueue, configuredBackends } from '../backends.js';
 import { ResourceStack } from '../stack.js';
 import { addSettings, configFrom } from '../settings.js';
@@ -35,6 +35,19 @@ function print(json: boolean, value: unknown, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
 }
 
+/** The head message as `nexus queue stats` says it (its JSON has every field). */
+function headText(head: HeadMessage | undefined): string {
+  if (head === undefined) return '';
+  if (head.problem !== undefined)
+    return ` (${head.name}, which cannot be decoded: ${head.problem})`;
+  const from =
+    head.source === undefined
+      ? ''
+      : `, ${head.source.file}:${head.source.firstLine}-${head.source.lastLine}`;
+  const failed = head.lastError === undefined ? '' : `, last error: ${head.lastError}`;
+  return ` (${head.name}: ${head.records ?? 0} records from ${head.producer ?? '?'}${from}, attempt ${head.attempt ?? 0}${failed})`;
+}
+
 export function queueCommand(): Command {
   const queue = new Command('queue').description('Inspect the message queue');
   const stats = new Command('stats')
@@ -51,7 +64,7 @@ export function queueCommand(): Command {
       print(
         o.json === true,
         { cluster: q.clusterId, backend: q.backend, ...s },
-        `cluster ${q.clusterId} (${q.backend}): ${s.ready} ready, ${s.inFlight} in flight, ${s.delayed} waiting to retry, ${s.dead} dead, ${s.expired} expired${s.lostLeases === 0 ? '' : `, ${s.lostLeases} message leases LOST (expired unswept: docs/operations.md#nexusqueuemessageslost)`}; head message age ${age}`,
+        `cluster ${q.clusterId} (${q.backend}): ${s.ready} ready, ${s.inFlight} in flight, ${s.delayed} waiting to retry, ${s.dead} dead, ${s.expired} expired${s.lostLeases === 0 ? '' : `, ${s.lostLeases} message leases LOST (expired unswept: docs/operations.md#nexusqueuemessageslost)`}; head message age ${age}${headText(s.head)}`,
       );
     });
   });

@@ -4,7 +4,7 @@ import { NexusError, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import {
   decodeEnvelope,
-  encodeEnvelopeVerbatim,
+  encodeEnvelopeAgain,
   type Envelope,
   type QueueCompression,
 } from '../envelope.js';
@@ -33,6 +33,8 @@ export interface ConsumerContext {
   readonly options: QueueOptions;
   /** How a retry's body is written (the queue's QUEUE_COMPRESSION). */
   readonly compression: QueueCompression;
+  /** Largest message the queue writes. */
+  readonly maxMessageBytes: number;
   readonly waker: Waker;
   readonly logger: Logger;
   /** Promotes due retries and sweeps expiring leases, at most every few hundred ms. */
@@ -448,9 +450,10 @@ export class EtcdConsumer implements Consumer {
       return ok ? 'dead' : 'lost';
     }
     const due = Date.now() + backoffDelay(retry, attempt);
-    const body = encodeEnvelopeVerbatim(
+    const body = encodeEnvelopeAgain(
       { ...h.envelope, attempt, lastError: reason.slice(0, 2000) },
       this.ctx.compression,
+      this.ctx.maxMessageBytes,
     );
     const move = (lease: string | undefined): Promise<ITxnResponse> =>
       this.ctx.kv.txn(

@@ -1,4 +1,11 @@
-import type { Envelope } from '../envelope.js';
+import { encodeEnvelopeVerbatim, type Envelope } from '../envelope.js';
+
+/**
+ * A dead letter keeps its message's envelope as JSON up to this size; a larger one as the message
+ * body a queue writes (compact and compressed, base64 `body`): a batch that was a few hundred KB
+ * compressed is several MB as expanded JSON, past what one etcd request takes.
+ */
+const INLINE_ENVELOPE_MAX = 64 * 1024;
 
 /** The value stored under the dead-letter prefix (docs/queue.md, "Dead letters"). */
 export interface DeadLetterRecord {
@@ -6,8 +13,10 @@ export interface DeadLetterRecord {
   readonly attempts: number;
   readonly deadAt: number;
   readonly consumer?: string;
-  /** The message, when it could be decoded. */
+  /** The message, when it could be decoded and is small (INLINE_ENVELOPE_MAX as JSON). */
   readonly envelope?: Envelope;
+  /** The message, when it could be decoded and is larger: its body, compressed, base64. */
+  readonly body?: string;
   /** The undecodable message body, base64. */
   readonly raw?: string;
 }
@@ -28,5 +37,11 @@ export function deadLetterValue(input: {
     ...(input.envelope === undefined ? {} : { envelope: input.envelope }),
     ...(input.raw === undefined ? {} : { raw: input.raw.toString('base64') }),
   };
-  return JSON.stringify(out);
+  const json = JSON.stringify(out);
+  if (input.envelope === undefined || json.length <= INLINE_ENVELOPE_MAX) return json;
+  const { envelope: _inline, ...rest } = out;
+  return JSON.stringify({
+    ...rest,
+    body: encodeEnvelopeVerbatim(input.envelope, 'zlib').toString('base64'),
+  });
 }

@@ -4,11 +4,12 @@ import { NexusError, concernOf, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import {
   decodeEnvelope,
-  encodeEnvelopeVerbatim,
+  encodeEnvelopeAgain,
   encodeEnvelopeWithin,
   type QueueCompression,
 } from '../envelope.js';
 import { QueueConflict } from '../conflict.js';
+import { headMessage } from '../head.js';
 import { messageNameOf } from '../names.js';
 import { randomSuffix, type QueueOptions } from '../options.js';
 import type {
@@ -16,6 +17,7 @@ import type {
   ConsumerOptions,
   DeadLetter,
   DeadLetterPage,
+  HeadMessage,
   PublishReceipt,
   Queue,
   QueueStats,
@@ -201,6 +203,7 @@ export class EtcdQueue implements Queue {
       layout: this.layout,
       options: this.options,
       compression: this.compression,
+      maxMessageBytes: this.maxMessageBytes,
       waker: this.waker,
       logger: this.logger,
       maintain: () => this.maintain(),
@@ -344,13 +347,14 @@ export class EtcdQueue implements Queue {
     const count = (i: number): number => Number(res.responses[i]?.response_range.count ?? 0);
     const messages = count(0);
     const inFlight = Math.min(messages, count(1));
-    const head = res.responses[5]?.response_range.kvs[0];
-    let oldestCreatedAt: number | undefined;
-    if (head !== undefined) {
+    const kv = res.responses[5]?.response_range.kvs[0];
+    let head: HeadMessage | undefined;
+    if (kv !== undefined) {
+      const name = kv.key.toString().slice(this.layout.messages.length);
       try {
-        oldestCreatedAt = decodeEnvelope(head.value).createdAt;
-      } catch {
-        oldestCreatedAt = undefined;
+        head = headMessage(name, decodeEnvelope(kv.value));
+      } catch (err) {
+        head = { name, problem: describeError(err) };
       }
     }
     return {
@@ -360,7 +364,8 @@ export class EtcdQueue implements Queue {
       dead: count(3),
       expired: Number(res.responses[4]?.response_range.kvs[0]?.value.toString() ?? 0),
       lostLeases: Number(res.responses[6]?.response_range.kvs[0]?.value.toString() ?? 0),
-      oldestCreatedAt,
+      oldestCreatedAt: head?.createdAt,
+      head,
     };
   }
 
@@ -389,7 +394,7 @@ export class EtcdQueue implements Queue {
       let body: Buffer | undefined;
       if (dl.envelope !== undefined) {
         const { lastError: _dropped, ...rest } = dl.envelope;
-        body = encodeEnvelopeVerbatim({ ...rest, attempt: 0 }, this.compression);
+        body = encodeEnvelopeAgain({ ...rest, attempt: 0 }, this.compression, this.maxMessageBytes);
       } else {
         // A message this release could not decode (another producer's, a newer envelope version):
         // back as it was, for collectors that can (docs/operations.md: upgrade, then replay).
@@ -494,8 +499,9 @@ function toDeadLetter(id: string, value: Buffer): DeadLetter {
   }
   let envelope;
   try {
-    envelope =
-      record.envelope === undefined ? undefined : decodeEnvelope(JSON.stringify(record.envelope));
+    if (record.envelope !== undefined) envelope = decodeEnvelope(JSON.stringify(record.envelope));
+    else if (record.body !== undefined)
+      envelope = decodeEnvelope(Buffer.from(record.body, 'base64'));
   } catch {
     envelope = undefined;
   }

@@ -3,6 +3,7 @@ import { NexusError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { QueueConflict } from '../conflict.js';
 import { envelopeProblem, type Envelope } from '../envelope.js';
+import { headMessage } from '../head.js';
 import { messageNameOf } from '../names.js';
 import { randomSuffix, type QueueOptions } from '../options.js';
 import type {
@@ -326,7 +327,8 @@ export class MemoryQueue implements Queue {
     let inFlight = 0;
     let oldest: number | undefined;
     this.compact();
-    const head = this.messages.get(this.order[this.head] ?? '');
+    const name = this.order[this.head] ?? '';
+    const head = this.messages.get(name);
     for (const m of this.messages.values()) if (m.claim !== undefined) inFlight++;
     if (head !== undefined) oldest = head.envelope.createdAt;
     return Promise.resolve({
@@ -337,6 +339,7 @@ export class MemoryQueue implements Queue {
       expired: this.expiredCount,
       lostLeases: 0,
       oldestCreatedAt: oldest,
+      head: head === undefined ? undefined : headMessage(name, head.envelope),
     });
   }
 

@@ -12,6 +12,7 @@ import {
   MAX_INFLATED_BYTES,
   decodeEnvelope,
   encodeEnvelope,
+  encodeEnvelopeAgain,
   encodeEnvelopeVerbatim,
   encodeEnvelopeWithin,
   envelopeProblem,
@@ -312,6 +313,16 @@ describe('compressed message bodies (QUEUE_COMPRESSION)', () => {
     const back = decodeEnvelope(body) as Envelope & { records: { note?: unknown }[] };
     assert.equal(back.v, 1);
     assert.equal(back.records[19]?.note, 'kept');
+  });
+
+  it('writes a message again compressed when its JSON is over the limit, whatever the setting', async () => {
+    const e: Envelope = { ...envelope(), records: await sampleRecords() };
+    const json = encodeEnvelope(e);
+    assert.deepEqual(encodeEnvelopeAgain(e, 'none', json.length), json);
+    const again = encodeEnvelopeAgain(e, 'none', json.length - 1);
+    assert.ok(isCompressedBody(again));
+    assert.deepEqual(decodeEnvelope(again), decodeEnvelope(json));
+    assert.ok(isCompressedBody(encodeEnvelopeAgain(e, 'zlib', LIMIT)));
   });
 
   it('applies the size limit to the body as written', async () => {
