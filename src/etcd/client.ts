@@ -319,6 +319,10 @@ export function toQueueError(
   if (err instanceof ClientClosedError) {
     return new NexusError('QUEUE_CLOSED', message, { cause: err });
   }
+  // gRPC says RESOURCE_EXHAUSTED for a request larger than it takes too: not etcd's quota.
+  if (/request is too large|message larger than max/i.test(message)) {
+    return new NexusError('QUEUE_MESSAGE_TOO_LARGE', message, { cause: err });
+  }
   if (err instanceof GRPCResourceExhastedError || /database space exceeded/i.test(message)) {
     return new NexusError(
       'QUEUE_QUOTA_EXCEEDED',
@@ -328,9 +332,6 @@ export function toQueueError(
         cause: err,
       },
     );
-  }
-  if (/request is too large|message larger than max/i.test(message)) {
-    return new NexusError('QUEUE_MESSAGE_TOO_LARGE', message, { cause: err });
   }
   const ambiguous = err instanceof GRPCDeadlineExceededError || /deadline exceeded/i.test(message);
   return new NexusError('QUEUE_UNAVAILABLE', message, {

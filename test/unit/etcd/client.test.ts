@@ -10,7 +10,11 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError } from 'etcd3';
+import {
+  EtcdAuthenticationFailedError,
+  EtcdPermissionDeniedError,
+  GRPCResourceExhastedError,
+} from 'etcd3';
 import { exitStatusOf } from '../../../src/cli/exit.js';
 import { isNexusError } from '../../../src/core/errors.js';
 import { createEtcdClient, toQueueError } from '../../../src/etcd/client.js';
@@ -131,6 +135,25 @@ describe('etcd client: TLS settings and refusals (src/etcd/client.ts)', () => {
       untrusted.message,
       "etcd's server certificate is not trusted (stats): check ETCD_CA_FILE and that the ETCD_ENDPOINTS name is in the certificate (unable to verify the first certificate)",
     );
+  });
+
+  it('a request larger than etcd takes is too large, not etcd over its quota', () => {
+    const big = toQueueError(
+      new GRPCResourceExhastedError(
+        '8 RESOURCE_EXHAUSTED: grpc: received message larger than max (3719766 vs. 2097152)',
+      ),
+      'dead-letter',
+    );
+    assert.equal(big.code, 'QUEUE_MESSAGE_TOO_LARGE');
+    assert.equal(big.retryable, false);
+    const full = toQueueError(
+      new GRPCResourceExhastedError(
+        '8 RESOURCE_EXHAUSTED: etcdserver: mvcc: database space exceeded',
+      ),
+      'publish',
+    );
+    assert.equal(full.code, 'QUEUE_QUOTA_EXCEEDED');
+    assert.equal(full.retryable, true);
   });
 
   it('an unreachable etcd stays an outage to wait out', () => {
