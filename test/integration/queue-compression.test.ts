@@ -184,6 +184,43 @@ describe('compressed queue messages on etcd', () => {
     await consumer.close();
   });
 
+  it('settles a large message whose refused records have 100 reasons in one etcd request', async () => {
+    const c = uniqueCluster('zr');
+    const q = queue(c);
+    await q.publish(batch(c, 10_000));
+    const consumer = await q.consumer({ name: 'settle' });
+    const [d] = await consumer.claim(1, { waitMs: 2000 });
+    assert.ok(d !== undefined);
+    // Every record refused, 100 reasons (timestamps out of range say which): 100 dead letters of
+    // about 55 KB each as JSON, 5.5 MB in one transaction, which etcd refuses; compressed, it fits.
+    const rejected = d.envelope.records.map((_, index) => ({
+      index,
+      reason: `timestamp out of range (${index % 100})`,
+    }));
+    assert.equal(await consumer.settle(d, rejected), 'acked');
+    await consumer.close();
+    // Read 32 at a time (a dead letter can be over a MB), paged as asked.
+    const page = await q.listDeadLetters({ limit: 1000 });
+    assert.equal(page.items.length, 100);
+    assert.equal(page.next, undefined);
+    const first = await q.listDeadLetters({ limit: 40 });
+    assert.deepEqual(
+      first.items.map((i) => i.id),
+      page.items.slice(0, 40).map((i) => i.id),
+    );
+    assert.equal(first.next, page.items[39]?.id);
+    const rest = await q.listDeadLetters({
+      limit: 1000,
+      ...(first.next === undefined ? {} : { after: first.next }),
+    });
+    assert.equal(rest.items.length, 60);
+    assert.equal(
+      page.items.reduce((n, i) => n + i.records, 0),
+      10_000,
+    );
+    assert.equal((await q.stats()).ready, 0);
+  });
+
   it('dead-letters a body that does not inflate with its reason, keeping it byte for byte', async () => {
     const c = uniqueCluster('zd');
     const q = queue(c);

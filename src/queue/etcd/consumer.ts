@@ -59,6 +59,8 @@ interface Held {
  * small, so that losing a race to another consumer costs little.
  */
 const CLAIM_CHUNK = 4;
+/** Bytes of refused records' dead letters written as JSON by one settle, past which compressed. */
+const SETTLE_INLINE_MAX = 512 * 1024;
 /** Acks per Txn. */
 const ACK_CHUNK = 64;
 /** How often a consumer looks for claims of its own that it does not hold, by default. */
@@ -240,27 +242,27 @@ export class EtcdConsumer implements Consumer {
     });
     const deliveries: Delivery[] = [];
     const now = Date.now();
+    // What cannot be delivered (a message gone meanwhile, a body that cannot be decoded) is dealt
+    // with after the rest is held and handed over: an etcd failure there must not lose the
+    // deliveries of this claim (held, claimed, never returned, until the process ends).
+    const leftOver: (() => Promise<unknown>)[] = [];
     for (const { kv, revision, message } of results) {
       const messageKey = kv.key.toString();
       const name = messageKey.slice(this.ctx.layout.messages.length);
       const claimKey = this.ctx.layout.claim(name);
       if (message === undefined) {
-        await this.ctx.kv.txn([modIs(claimKey, revision)], [deleteOp(claimKey)], [], 'drop claim');
+        leftOver.push(() =>
+          this.ctx.kv.txn([modIs(claimKey, revision)], [deleteOp(claimKey)], [], 'drop claim'),
+        );
         continue;
       }
       let envelope: Envelope;
       try {
         envelope = decodeEnvelope(message.value);
       } catch (err) {
-        await this.bury(
-          name,
-          messageKey,
-          claimKey,
-          revision,
-          describeError(err),
-          0,
-          undefined,
-          message.value,
+        const why = describeError(err);
+        leftOver.push(() =>
+          this.bury(name, messageKey, claimKey, revision, why, 0, undefined, message.value),
         );
         continue;
       }
@@ -272,6 +274,18 @@ export class EtcdConsumer implements Consumer {
         envelope,
       });
       deliveries.push({ id: name, envelope, attempt: envelope.attempt + 1, claimedAt: now });
+    }
+    for (const step of leftOver) {
+      try {
+        await step();
+      } catch (err) {
+        // Its claim stays on this consumer's session, held by nobody: the orphan scan releases
+        // it (every ORPHAN_SCAN_MS), and the message is claimed and dealt with again.
+        this.ctx.logger.warn(
+          { consumer: this.id, err: describeError(err) },
+          'could not dead-letter or drop a claimed message; its claim is released and it is tried again',
+        );
+      }
     }
     return deliveries;
   }
@@ -394,9 +408,9 @@ export class EtcdConsumer implements Consumer {
     const h = this.held.get(delivery.id);
     if (h === undefined) return 'lost';
     const now = Date.now();
-    const dead = groupRejected(h.envelope, rejected).map((g) =>
-      putOp(
-        this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`),
+    const groups = groupRejected(h.envelope, rejected);
+    const values = (compressed: boolean): string[] =>
+      groups.map((g) =>
         deadLetterValue({
           reason: g.reason,
           attempts: h.envelope.attempt + 1,
@@ -404,8 +418,17 @@ export class EtcdConsumer implements Consumer {
           consumer: this.id,
           envelope: g.envelope,
           raw: undefined,
+          compressed,
         }),
-      ),
+      );
+    // One transaction for them all, which must fit one etcd request: each group kept as its
+    // compressed body when, kept as JSON, they would not (up to 100 groups: reasons can differ
+    // reading by reading).
+    let written = values(false);
+    if (written.reduce((n, v) => n + Buffer.byteLength(v), 0) > SETTLE_INLINE_MAX)
+      written = values(true);
+    const dead = groups.map((g, i) =>
+      putOp(this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`), written[i] ?? ''),
     );
     const res = await this.ctx.kv.txn(
       [modIs(h.claimKey, h.claimRevision)],

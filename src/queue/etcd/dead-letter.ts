@@ -21,6 +21,10 @@ export interface DeadLetterRecord {
   readonly raw?: string;
 }
 
+/**
+ * The value of a dead letter. `compressed` keeps the envelope as its compressed body whatever its
+ * size: for several dead letters written in one transaction, which must fit one etcd request.
+ */
 export function deadLetterValue(input: {
   reason: string;
   attempts: number;
@@ -28,20 +32,22 @@ export function deadLetterValue(input: {
   consumer?: string;
   envelope: Envelope | undefined;
   raw: Buffer | undefined;
+  compressed?: boolean;
 }): string {
   const out: DeadLetterRecord = {
     reason: input.reason,
     attempts: input.attempts,
     deadAt: input.deadAt,
     ...(input.consumer === undefined ? {} : { consumer: input.consumer }),
-    ...(input.envelope === undefined ? {} : { envelope: input.envelope }),
     ...(input.raw === undefined ? {} : { raw: input.raw.toString('base64') }),
   };
-  const json = JSON.stringify(out);
-  if (input.envelope === undefined || json.length <= INLINE_ENVELOPE_MAX) return json;
-  const { envelope: _inline, ...rest } = out;
+  if (input.envelope === undefined) return JSON.stringify(out);
+  if (input.compressed !== true) {
+    const json = JSON.stringify({ ...out, envelope: input.envelope });
+    if (Buffer.byteLength(json) <= INLINE_ENVELOPE_MAX) return json;
+  }
   return JSON.stringify({
-    ...rest,
+    ...out,
     body: encodeEnvelopeVerbatim(input.envelope, 'zlib').toString('base64'),
   });
 }

@@ -51,6 +51,9 @@ import { EtcdStream } from './stream.js';
 /** Housekeeping's timer while consumers exist (maintain() itself runs at most every 250 ms). */
 const MAINTAIN_EVERY_MS = 1000;
 
+/** Dead letters read in one request (each can be over a MB: the client takes answers of 64 MiB). */
+const DEAD_LETTER_READ = 32;
+
 /** Waits before trying the queue watch again (it was a fixed 2 s); consumers poll meanwhile. */
 const WATCH_RETRY: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
 
@@ -375,15 +378,29 @@ export class EtcdQueue implements Queue {
       options.after === undefined
         ? key(this.layout.dead)
         : Buffer.concat([key(this.layout.deadLetter(options.after)), Buffer.from([0])]);
-    const res = await this.kv.range(
-      { key: start, range_end: prefixEnd(this.layout.dead), limit },
-      'list dead letters',
-    );
-    const items = res.kvs.map((kv) =>
-      toDeadLetter(kv.key.toString().slice(this.layout.dead.length), kv.value),
-    );
+    // Read DEAD_LETTER_READ at a time: a dead letter can be over a MB, and one answer of a
+    // thousand of them would pass what the client takes (64 MiB).
+    const items: DeadLetter[] = [];
+    let from = start;
+    let more = false;
+    while (items.length < limit) {
+      const res = await this.kv.range(
+        {
+          key: from,
+          range_end: prefixEnd(this.layout.dead),
+          limit: Math.min(DEAD_LETTER_READ, limit - items.length),
+        },
+        'list dead letters',
+      );
+      for (const kv of res.kvs)
+        items.push(toDeadLetter(kv.key.toString().slice(this.layout.dead.length), kv.value));
+      more = res.more;
+      const lastKv = res.kvs[res.kvs.length - 1];
+      if (!more || lastKv === undefined) break;
+      from = Buffer.concat([lastKv.key, Buffer.from([0])]);
+    }
     const last = items[items.length - 1];
-    return { items, next: res.more && last !== undefined ? last.id : undefined };
+    return { items, next: more && last !== undefined ? last.id : undefined };
   }
 
   async replayDeadLetters(ids: readonly string[] | 'all'): Promise<number> {
@@ -414,7 +431,7 @@ export class EtcdQueue implements Queue {
       if (res.succeeded) replayed++;
     };
     if (ids === 'all') {
-      for await (const page of this.kv.scan(this.layout.dead, { pageSize: 100 })) {
+      for await (const page of this.kv.scan(this.layout.dead, { pageSize: DEAD_LETTER_READ })) {
         for (const kv of page) await one(kv.key.toString(), kv.value, kv.mod_revision);
       }
     } else {
@@ -473,11 +490,15 @@ function rangeDelete(prefix: string) {
   return { request_delete_range: { key: key(prefix), range_end: prefixEnd(prefix) } };
 }
 
-/** The undecodable message body a dead letter keeps (base64 `raw`), if any. */
+/**
+ * The message body a dead letter keeps as it was, if any: an undecodable one (base64 `raw`), or a
+ * compressed one this release could not decode (`body`, written by a newer one).
+ */
 function rawBodyOf(value: Buffer): Buffer | undefined {
   try {
-    const raw = (JSON.parse(value.toString()) as DeadLetterRecord).raw;
-    return raw === undefined ? undefined : Buffer.from(raw, 'base64');
+    const { raw, body } = JSON.parse(value.toString()) as DeadLetterRecord;
+    const kept = raw ?? body;
+    return kept === undefined ? undefined : Buffer.from(kept, 'base64');
   } catch {
     return undefined;
   }
