@@ -893,14 +893,20 @@ function goals(largest: FleetResult, reference: FleetResult, full: boolean): str
   const d = largest.dashboard;
   const dash = (what: string, goal: string, limit: number, v: number | undefined): void => {
     const measured = d === undefined ? undefined : v;
+    const value =
+      measured === undefined || !Number.isFinite(measured)
+        ? 'not measured'
+        : `${fmtNumber(measured)} ms`;
+    // A run that failed is a miss, whatever the others measured.
+    const failed =
+      d?.failed === undefined
+        ? undefined
+        : `${value} over ${d.runs.length} of ${DASHBOARD_RUNS} runs; the next failed: ${d.failed}`;
     rows.push([
       `dashboard ${what} (Chromium, median of ${DASHBOARD_RUNS})`,
       goal,
-      d?.failed ??
-        (measured === undefined || !Number.isFinite(measured)
-          ? 'not measured'
-          : `${fmtNumber(measured)} ms`),
-      measured !== undefined && measured < limit ? 'met' : 'not met',
+      failed ?? value,
+      failed === undefined && measured !== undefined && measured < limit ? 'met' : 'not met',
     ]);
   };
   dash('first paint', '< 2 s', 2000, d?.firstPaintMs);
@@ -1132,7 +1138,8 @@ export async function benchCardinality(options: {
         results.map((r) => {
           const d = r.dashboard;
           if (d === undefined) return [r.spec.label, 'not measured', '-', '-', '-', '-'];
-          if (d.failed !== undefined) return [r.spec.label, d.failed, '-', '-', '-', d.search];
+          if (d.failed !== undefined && d.runs.length === 0)
+            return [r.spec.label, d.failed, '-', '-', '-', d.search];
           return [
             r.spec.label,
             d.firstPaintMs,

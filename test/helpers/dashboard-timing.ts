@@ -121,6 +121,16 @@ async function lastKeyToHits(
   return ((await handle.jsonValue()) as number) - t0;
 }
 
+/** Runs `fn`, naming `what` in its error (a timeout says which step of a page load it was). */
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new Error(`${what}: ${message}`, { cause: err });
+  }
+}
+
 /** Opens the dashboard at `url` (with `token`, if the gateway wants one) and measures it. */
 export async function measureDashboard(
   url: string,
@@ -142,7 +152,9 @@ export async function measureDashboard(
     }
     const hash = o.cluster === undefined ? '#/' : `#/?cluster=${encodeURIComponent(o.cluster)}`;
     await page.goto(`${url.replace(/\/$/, '')}/${hash}`);
-    const firstPaintMs = await markAfter(page, 'nexus:heatmap-shown', -1, timeout);
+    const firstPaintMs = await step('first paint', () =>
+      markAfter(page, 'nexus:heatmap-shown', -1, timeout),
+    );
 
     // Drill into the first aggregated cell (a small fleet has none: drillMs is then 0).
     let drillMs = 0;
@@ -152,18 +164,24 @@ export async function measureDashboard(
       // Timed from the click event the page receives (Playwright's own checks before it clicks,
       // scrolling and waiting for the cell to be stable, are no part of the interaction).
       await markNextEvent(page, 'click', 'nexus:bench-click');
-      await cell.click();
-      const t0 = await markAfter(page, 'nexus:bench-click', -1, timeout);
+      const t0 = await step('drill-down click', async () => {
+        await cell.click();
+        return markAfter(page, 'nexus:bench-click', -1, timeout);
+      });
       // The page marks again when the drilled heatmap is in (and at each refresh of the old one:
       // wait for the URL to say the drill first). A function, not a string: the page's CSP
       // forbids evaluating strings.
-      await page.waitForFunction(
-        () =>
-          (globalThis as unknown as { location: { hash: string } }).location.hash.includes('in='),
-        undefined,
-        { timeout },
+      await step('drill-down address', () =>
+        page.waitForFunction(
+          () =>
+            (globalThis as unknown as { location: { hash: string } }).location.hash.includes('in='),
+          undefined,
+          { timeout },
+        ),
       );
-      const shown = await markAfter(page, 'nexus:heatmap-shown', Math.max(before, t0), timeout);
+      const shown = await step('drill-down heatmap', () =>
+        markAfter(page, 'nexus:heatmap-shown', Math.max(before, t0), timeout),
+      );
       drillMs = shown - t0;
     }
 
@@ -174,8 +192,12 @@ export async function measureDashboard(
         return (first?.textContent ?? 'node').replace(/…$/, '').slice(0, 12) || 'node';
       })()`));
     await page.keyboard.press('/');
-    const searchMs = await lastKeyToHits(page, query, TYPIST_PAUSE_MS, timeout);
-    const searchBurstMs = await lastKeyToHits(page, query, 0, timeout);
+    const searchMs = await step(`search for "${query}", typed`, () =>
+      lastKeyToHits(page, query, TYPIST_PAUSE_MS, timeout),
+    );
+    const searchBurstMs = await step(`search for "${query}", burst`, () =>
+      lastKeyToHits(page, query, 0, timeout),
+    );
     return { firstPaintMs, drillMs, searchMs, searchBurstMs };
   } finally {
     await context.close();
