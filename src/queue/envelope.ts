@@ -136,10 +136,14 @@ export function encodeEnvelopeVerbatim(
   envelope: Envelope,
   compression: QueueCompression = 'none',
 ): Buffer {
-  const json = inModel(envelope.records)
+  return wireBody(verbatimJson(envelope), compression);
+}
+
+/** The JSON encodeEnvelopeVerbatim writes, before compression. */
+function verbatimJson(envelope: Envelope): Buffer {
+  return inModel(envelope.records)
     ? encodeEnvelope(envelope)
     : Buffer.from(JSON.stringify(envelope));
-  return wireBody(json, compression);
 }
 
 /**
@@ -152,10 +156,9 @@ export function encodeEnvelopeAgain(
   compression: QueueCompression,
   maxBytes: number,
 ): Buffer {
-  const body = encodeEnvelopeVerbatim(envelope, compression);
-  return body.length > maxBytes && compression === 'none'
-    ? encodeEnvelopeVerbatim(envelope, 'zlib')
-    : body;
+  const json = verbatimJson(envelope);
+  const body = wireBody(json, compression);
+  return body.length > maxBytes && compression === 'none' ? wireBody(json, 'zlib') : body;
 }
 
 /** The JSON text of a message body, inflated if it is compressed. */
