@@ -40,17 +40,36 @@ interface GpuSpan extends Span {
   derived: boolean;
   /** Its key in the cache (host id, index, instance), once its host's id is known. */
   key?: string;
+  /** Its cache entry, as `plan` found it (a batch that needs no upsert keeps it to the end). */
+  entry?: GpuEntry;
+  /** The workloads of its readings in the batch (most GPUs have one, or none). */
+  workloads?: WorkloadSpan[];
   /** Its row's id, once resolved (the batch's readings take it from here). */
   id?: number | undefined;
 }
 
+/** A GPU row as a process knows it. */
+interface GpuEntry {
+  readonly id: number;
+  /** Its attributes as last written by this process (undefined: not known here). */
+  readonly seen: GpuSeen | undefined;
+  firstSeen: number;
+  lastSeen: number;
+  /** The newest reading time of it this process has seen (written or not). */
+  newest: number;
+}
+
 interface WorkloadSpan extends Span {
+  /** The GPU row it runs on. */
+  readonly gpu: GpuSpan;
   readonly host: string;
   readonly index: number;
   readonly instance: number;
   readonly ns: string;
   readonly pod: string;
   readonly container: string;
+  /** Its key in the cache, once its GPU's id is known (`plan`). */
+  key?: string;
 }
 
 /** What a batch says about the fleet. */
@@ -62,7 +81,8 @@ interface BatchFleet {
   /** The GPU row of each record (an instance's own row for a MIG instance's reading). */
   readonly rowOf: readonly GpuSpan[];
   readonly metrics: Set<string>;
-  readonly workloads: Map<string, WorkloadSpan>;
+  /** Each (GPU row, namespace, pod, container) once. */
+  readonly workloads: readonly WorkloadSpan[];
 }
 
 /** A batch that only moves the spans of what is known (see `plan`). */
@@ -103,23 +123,15 @@ function renew<V>(m: Map<string, V>, k: string, v: V): void {
 class Cache {
   readonly clusters = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
   readonly hosts = new Map<string, { id: number; firstSeen: number; lastSeen: number }>();
-  readonly gpus = new Map<
-    string,
-    { id: number; seen: GpuSeen | undefined; firstSeen: number; lastSeen: number }
-  >();
+  readonly gpus = new Map<string, GpuEntry>();
   readonly metrics = new Map<string, number>();
   readonly workloads = new Map<string, Span>();
-  /** Newest reading time seen per GPU by this process (written or not). */
-  readonly newest = new Map<string, number>();
   /** Undefined until a statement has read it: the first upsert takes whatever database it finds. */
   constructor(public identity: string | undefined) {}
 
   /** Forgets the oldest entries (in the order they were last written) beyond `max` of each kind. */
   trim(max: number): void {
-    for (const m of [this.hosts, this.gpus, this.workloads, this.newest] as Map<
-      string,
-      unknown
-    >[]) {
+    for (const m of [this.hosts, this.gpus, this.workloads] as Map<string, unknown>[]) {
       if (m.size <= max) continue;
       let extra = m.size - max;
       for (const k of m.keys()) {
@@ -134,7 +146,7 @@ class Cache {
     return { hosts: this.hosts.size, gpus: this.gpus.size, workloads: this.workloads.size };
   }
 
-  /** Takes in what a committed upsert read (`newest` is the writer's own, kept here). */
+  /** Takes in what a committed upsert read. */
   merge(from: Cache): void {
     if (from.identity !== undefined) this.identity = from.identity;
     for (const [k, v] of from.clusters) this.clusters.set(k, v);
@@ -364,13 +376,26 @@ function spanGpu(
   return g;
 }
 
+/** A GPU row's workload of the batch with this namespace, pod and container, if any. */
+function workloadOf(
+  row: GpuSpan,
+  ns: string,
+  pod: string,
+  container: string,
+): WorkloadSpan | undefined {
+  const ws = row.workloads;
+  if (ws === undefined) return undefined;
+  for (const w of ws) if (w.pod === pod && w.ns === ns && w.container === container) return w;
+  return undefined;
+}
+
 function survey(records: readonly TelemetryRecord[]): BatchFleet {
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
   const hosts = new Map<string, Span>();
   const gpus = new Map<string, GpuSpan>();
   const metrics = new Set<string>();
-  const workloads = new Map<string, WorkloadSpan>();
+  const workloads: WorkloadSpan[] = [];
   const rowOf = new Array<GpuSpan>(records.length);
   for (let i = 0; i < records.length; i++) {
     const r = records[i] as TelemetryRecord;
@@ -385,7 +410,8 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
     }
     const instance = migInstanceOf(r.labels);
     const gk = `${r.hostname}\u0000${r.gpu}\u0000${instance}`;
-    rowOf[i] = spanGpu(gpus, gk, r, instance, false);
+    const row = spanGpu(gpus, gk, r, instance, false);
+    rowOf[i] = row;
     // An instance's reading is a reading of its GPU too: the GPU's row spans it.
     if (instance !== WHOLE_GPU)
       spanGpu(gpus, `${r.hostname}\u0000${r.gpu}\u0000${WHOLE_GPU}`, r, WHOLE_GPU, true);
@@ -393,10 +419,11 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
     if (r.pod !== undefined) {
       const ns = r.namespace ?? '';
       const container = r.container ?? '';
-      const wk = `${gk}\u0000${ns}\u0000${r.pod}\u0000${container}`;
-      const w = workloads.get(wk);
-      if (w === undefined)
-        workloads.set(wk, {
+      // Found among its GPU row's (no key made and hashed for each reading).
+      const w = workloadOf(row, ns, r.pod, container);
+      if (w === undefined) {
+        const made: WorkloadSpan = {
+          gpu: row,
           host: r.hostname,
           index: r.gpu,
           instance,
@@ -405,8 +432,10 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
           container,
           first: t,
           last: t,
-        });
-      else {
+        };
+        (row.workloads ??= []).push(made);
+        workloads.push(made);
+      } else {
         if (t < w.first) w.first = t;
         if (t > w.last) w.last = t;
       }
@@ -477,11 +506,15 @@ export class Dimensions {
     // Each GPU row's id, once (the readings take theirs from their row), and the newest reading
     // seen of it. Its key was made by the plan, or by the upsert when the plan stopped short of it
     // (something new came first); without one, `ids` says the row is not cached.
+    // A batch with nothing to write has each GPU's entry from the plan, without looking it up
+    // again (no await since: no other batch has replaced it). After a statement, the entry is the
+    // one cached now.
     for (const g of fleet.gpus.values()) {
       const k = g.key;
       if (k === undefined) continue;
-      g.id = c.gpus.get(k)?.id;
-      if (g.last > (c.newest.get(k) ?? Number.NEGATIVE_INFINITY)) c.newest.set(k, g.last);
+      const e = plan === 'current' ? g.entry : c.gpus.get(k);
+      g.id = e?.id;
+      if (e !== undefined && g.last > e.newest) e.newest = g.last;
     }
     return this.ids(c, records, fleet.rowOf);
   }
@@ -520,29 +553,34 @@ export class Dimensions {
       hosts.push({ key, id: host.id, span });
       hostIds.set(h, host.id);
     }
-    const gpus: { key: string; id: number; span: Span }[] = [];
-    const gpuIds = new Map<string, number>();
-    for (const [gk, g] of fleet.gpus) {
+    // Each GPU's entry and each workload's key are kept on the batch's spans: a batch whose spans
+    // moved lists them from there, and one with nothing to write (the most common) lists nothing.
+    for (const g of fleet.gpus.values()) {
       const key = this.gpuKey(hostIds.get(g.host) ?? -1, g.index, g.instance);
       g.key = key;
       const gpu = c.gpus.get(key);
       if (gpu === undefined) return 'upsert';
-      const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
+      const stale = g.last < gpu.newest;
       if (!stale && !g.derived && !sameAttrs(gpu.seen, g.record)) return 'upsert';
       moved ||= outside(g, gpu.firstSeen, gpu.lastSeen);
-      gpus.push({ key, id: gpu.id, span: g });
-      gpuIds.set(gk, gpu.id);
+      g.entry = gpu;
     }
-    const workloads: { key: string; gpuId: number; w: WorkloadSpan }[] = [];
-    for (const w of fleet.workloads.values()) {
-      const gpuId = gpuIds.get(`${w.host}\u0000${w.index}\u0000${w.instance}`) ?? -1;
-      const key = this.workloadKey(gpuId, w);
+    for (const w of fleet.workloads) {
+      const key = this.workloadKey(w.gpu.entry?.id ?? -1, w);
+      w.key = key;
       const seen = c.workloads.get(key);
       if (seen === undefined) return 'upsert';
       moved ||= outside(w, seen.first, seen.last);
-      workloads.push({ key, gpuId, w });
     }
     if (!moved) return 'current';
+    const gpus: { key: string; id: number; span: Span }[] = [];
+    for (const g of fleet.gpus.values()) {
+      const { key, entry } = g;
+      if (key !== undefined && entry !== undefined) gpus.push({ key, id: entry.id, span: g });
+    }
+    const workloads: { key: string; gpuId: number; w: WorkloadSpan }[] = [];
+    for (const w of fleet.workloads)
+      if (w.key !== undefined) workloads.push({ key: w.key, gpuId: w.gpu.entry?.id ?? -1, w });
     // Key order, as the full upsert takes its row locks.
     const byId = (x: { id: number }, y: { id: number }): number => x.id - y.id;
     return {
@@ -595,11 +633,13 @@ export class Dimensions {
     c.clusters.set(t.clusterName, { id: t.clusterId, ...moved('c', t.clusterId) });
     for (const h of t.hosts) renew(c.hosts, h.key, { id: h.id, ...moved('h', h.id) });
     for (const g of t.gpus) {
+      // As cached now: another batch's upsert may have replaced the entry the plan found.
       const known = c.gpus.get(g.key);
       renew(c.gpus, g.key, {
         id: g.id,
         seen: known?.seen,
         ...moved('g', g.id),
+        newest: known?.newest ?? Number.NEGATIVE_INFINITY,
       });
     }
     for (const { key, w } of t.workloads) {
@@ -747,7 +787,7 @@ export class Dimensions {
         const hostId = hostIds.get(g.host) ?? -1;
         const key = this.gpuKey(hostId, g.index, g.instance);
         g.key = key;
-        const stale = g.last < (c.newest.get(key) ?? Number.NEGATIVE_INFINITY);
+        const stale = g.last < (c.gpus.get(key)?.newest ?? Number.NEGATIVE_INFINITY);
         return { hostId, key, g, stale };
       })
       .filter((x) => {
@@ -836,6 +876,7 @@ export class Dimensions {
         seen: fresh ? mine.seen : known?.seen,
         firstSeen: Number(row.first_seen),
         lastSeen: Number(row.last_seen),
+        newest: known?.newest ?? Number.NEGATIVE_INFINITY,
       });
     }
 
@@ -863,8 +904,8 @@ export class Dimensions {
     }
 
     // Workloads (a composite key, no identity to spare).
-    if (fleet.workloads.size > 0) {
-      const ws = [...fleet.workloads.values()]
+    if (fleet.workloads.length > 0) {
+      const ws = fleet.workloads
         .map((w) => ({
           gpuId: gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index, w.instance)) ?? -1,
           w,

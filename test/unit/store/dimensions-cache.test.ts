@@ -143,3 +143,72 @@ describe('GPU rows with text that is not well-formed', () => {
     assert.equal(again.gpu[0], ids.gpu[0]);
   });
 });
+
+describe('a batch of known GPUs', () => {
+  it('costs no statement while nothing moves, one to move spans, and an older reading keeps what a newer one said', async (t) => {
+    const pglite = new PGliteDatabase('memory://', await migratedDump());
+    t.after(() => pglite.close());
+    let statements = 0;
+    const db = {
+      query: ((...args: Parameters<typeof pglite.query>) => {
+        statements++;
+        return pglite.query(...args);
+      }) as typeof pglite.query,
+      transaction: ((fn: Parameters<typeof pglite.transaction>[0]) => {
+        statements++;
+        return pglite.transaction(fn);
+      }) as typeof pglite.transaction,
+    };
+    const dims = new Dimensions();
+    // Two GPUs of one host, each read for two metrics; GPU 0 runs a pod.
+    const batch = (at: number, over: { uuid0?: string; pod0?: string } = {}) =>
+      [0, 1].flatMap((gpu) =>
+        ['DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_POWER_USAGE'].map((metric) =>
+          rec(at, gpu, {
+            gpu,
+            metric,
+            ...(gpu === 0
+              ? {
+                  pod: over.pod0 ?? 'train-0',
+                  namespace: 'ml',
+                  ...(over.uuid0 === undefined ? {} : { uuid: over.uuid0 }),
+                }
+              : {}),
+          }),
+        ),
+      );
+    const first = await dims.resolve(db, 'c1', batch(T0));
+    assert.ok(statements > 0);
+    const ids = [...first.gpu];
+    const resolveCounting = async (records: TelemetryRecord[]) => {
+      const before = statements;
+      const got = await dims.resolve(db, 'c1', records);
+      assert.deepEqual([...got.gpu], ids);
+      return statements - before;
+    };
+    assert.equal(await resolveCounting(batch(T0 + SECOND)), 0, 'nothing moved: no statement');
+    assert.equal(await resolveCounting(batch(T0 + 2 * 60 * SECOND)), 1, 'spans moved: one touch');
+    assert.equal(await resolveCounting(batch(T0 + 2 * 60 * SECOND + SECOND)), 0);
+    // An older reading with another uuid: the newest seen (kept through the touch) says it is
+    // stale, so nothing is written.
+    assert.equal(await resolveCounting(batch(T0 + 30 * SECOND, { uuid0: 'GPU-older' })), 0);
+    // A pod seen for the first time: the upsert writes its workload row, once for both metrics.
+    assert.ok(
+      (await resolveCounting(batch(T0 + 2 * 60 * SECOND + 2 * SECOND, { pod0: 'train-1' }))) > 0,
+    );
+    const rows = await pglite.query<{ uuid: string; pods: string[]; spans: string[] }>(
+      `SELECT g.uuid, array_agg(w.pod ORDER BY w.pod) AS pods,
+              array_agg(nexus_ms(w.first_seen)::text || '-' || nexus_ms(w.last_seen)::text ORDER BY w.pod) AS spans
+       FROM gpus g JOIN gpu_workloads w ON w.gpu_id = g.id WHERE g.id = $1 GROUP BY g.uuid`,
+      [ids[0]],
+    );
+    assert.deepEqual(rows.rows[0], {
+      uuid: 'GPU-node-a-0',
+      pods: ['train-0', 'train-1'],
+      spans: [
+        `${T0}-${T0 + 2 * 60 * SECOND}`,
+        `${T0 + 2 * 60 * SECOND + 2 * SECOND}-${T0 + 2 * 60 * SECOND + 2 * SECOND}`,
+      ],
+    });
+  });
+});
