@@ -55,7 +55,7 @@ export class NexusMetrics {
   readonly messageBytes = new Histogram({
     name: 'nexus_streamer_message_bytes',
     help: 'Size of each message published, as etcd stores it (compressed unless QUEUE_COMPRESSION=none)',
-    buckets: [4096, 16_384, 65_536, 131_072, 262_144, 524_288, 1_048_576, 1_400_000],
+    buckets: [4096, 16_384, 65_536, 131_072, 262_144, 524_288, 1_048_576, 1_150_000],
     registers: [this.registry],
   });
   readonly backpressure = new Gauge({

@@ -4,6 +4,7 @@
  * setting), and that retries, dead letters and replays keep the envelope exact.
  */
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import type { TelemetryRecord } from '../../src/core/record.js';
 import { Kv, putOp } from '../../src/etcd/kv.js';
@@ -58,6 +59,18 @@ async function bodies(q: EtcdQueue): Promise<Map<string, Buffer>> {
   return new Map(
     res.kvs.map((kv) => [kv.key.toString().slice(q.layout.messages.length), kv.value]),
   );
+}
+
+/** Claims what `q` delivers: only the message `name`, which it acks (the others are buried). */
+async function claimOnly(q: EtcdQueue, consumerName: string, name: string): Promise<void> {
+  const consumer = await q.consumer({ name: consumerName });
+  const got = await consumer.claim(10, { waitMs: 2000 });
+  assert.deepEqual(
+    got.map((d) => d.id),
+    [name],
+  );
+  await consumer.ack(got);
+  await consumer.close();
 }
 
 describe('compressed queue messages on etcd', () => {
@@ -258,14 +271,7 @@ describe('compressed queue messages on etcd', () => {
     assert.ok(head !== undefined);
     assert.equal(head.name, badName);
     assert.match(head.problem ?? '', /^compressed message does not inflate: /);
-    const consumer = await q.consumer({ name: 'bad' });
-    const got = await consumer.claim(10, { waitMs: 2000 });
-    assert.deepEqual(
-      got.map((d) => d.id),
-      [name],
-    );
-    await consumer.ack(got);
-    await consumer.close();
+    await claimOnly(q, 'bad', name);
     const { items } = await q.listDeadLetters();
     assert.equal((await q.stats()).head, undefined);
     const [item] = items;
@@ -277,5 +283,38 @@ describe('compressed queue messages on etcd', () => {
     assert.ok(dead !== null);
     const raw = (JSON.parse(dead.toString()) as { raw?: string }).raw;
     assert.deepEqual(Buffer.from(raw ?? '', 'base64'), broken);
+  });
+
+  it('dead-letters a body too large to keep in one etcd request without it, saying so, instead of failing at each claim', async () => {
+    const c = uniqueCluster('zl');
+    const q = queue(c);
+    const good = batch(c, 100);
+    await q.publish(good);
+    const [name] = [...(await bodies(q)).keys()];
+    assert.ok(name !== undefined);
+    // An earlier release's largest message (1.4 MB), or another producer's: its base64 would not
+    // fit one etcd request. It looks compressed and does not inflate.
+    const big = randomBytes(1_400_000);
+    big[0] = 0x78;
+    const bigName = name.replace(/compression$/, 'big');
+    await new Kv(q.etcd).txn([], [putOp(q.layout.message(bigName), big)]);
+    await claimOnly(q, 'big', name);
+    assert.equal(await q.etcd.get(q.layout.message(bigName)).buffer(), null);
+    const { items } = await q.listDeadLetters();
+    assert.deepEqual(
+      items.map((i) => [i.id, i.records]),
+      [[bigName, 0]],
+    );
+    assert.match(
+      items[0]?.reason ?? '',
+      /^compressed message does not inflate: .* \(its 1400000-byte body was too large to keep in one etcd request and was not kept\)$/,
+    );
+    const dead = await q.etcd.get(q.layout.deadLetter(bigName)).buffer();
+    assert.ok(dead !== null);
+    assert.deepEqual((JSON.parse(dead.toString()) as { omitted?: unknown }).omitted, {
+      field: 'raw',
+      bytes: 1_400_000,
+      sha256: createHash('sha256').update(big).digest('hex'),
+    });
   });
 });

@@ -21,7 +21,7 @@ import type {
 import { groupRejected } from '../rejected.js';
 import type { Waker } from '../waker.js';
 import { isLeaseNotFound } from '../../etcd/client.js';
-import { deadLetterValue } from './dead-letter.js';
+import { deadLetterValue, logOmitted } from './dead-letter.js';
 import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
 import type { Session } from '../../etcd/session.js';
@@ -409,7 +409,7 @@ export class EtcdConsumer implements Consumer {
     if (h === undefined) return 'lost';
     const now = Date.now();
     const groups = groupRejected(h.envelope, rejected);
-    const values = (compressed: boolean): string[] =>
+    const values = (compressed: boolean): ReturnType<typeof deadLetterValue>[] =>
       groups.map((g) =>
         deadLetterValue({
           reason: g.reason,
@@ -425,10 +425,10 @@ export class EtcdConsumer implements Consumer {
     // compressed body when, kept as JSON, they would not (up to 100 groups: reasons can differ
     // reading by reading).
     let written = values(false);
-    if (written.reduce((n, v) => n + Buffer.byteLength(v), 0) > SETTLE_INLINE_MAX)
+    if (written.reduce((n, v) => n + Buffer.byteLength(v.value), 0) > SETTLE_INLINE_MAX)
       written = values(true);
     const dead = groups.map((g, i) =>
-      putOp(this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`), written[i] ?? ''),
+      putOp(this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`), written[i]?.value ?? ''),
     );
     const res = await this.ctx.kv.txn(
       [modIs(h.claimKey, h.claimRevision)],
@@ -447,6 +447,11 @@ export class EtcdConsumer implements Consumer {
         },
         'refused records (out of bounds, or refused by the database) were dead-lettered; the rest of the message was stored',
       );
+      groups.forEach((g, i) => {
+        const omitted = written[i]?.omitted;
+        if (omitted !== undefined)
+          logOmitted(this.ctx.logger, `${delivery.id}${g.suffix}`, omitted);
+      });
     }
     return res.succeeded ? 'acked' : 'lost';
   }
@@ -511,7 +516,7 @@ export class EtcdConsumer implements Consumer {
     envelope: Envelope | undefined,
     raw: Buffer | undefined,
   ): Promise<boolean> {
-    const value = deadLetterValue({
+    const { value, omitted } = deadLetterValue({
       reason,
       attempts,
       deadAt: Date.now(),
@@ -530,6 +535,7 @@ export class EtcdConsumer implements Consumer {
         { consumer: this.id, message: name, reason, attempts },
         'message dead-lettered',
       );
+      if (omitted !== undefined) logOmitted(this.ctx.logger, name, omitted);
     }
     return res.succeeded;
   }

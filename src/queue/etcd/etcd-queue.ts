@@ -57,6 +57,15 @@ const DEAD_LETTER_READ = 32;
 /** Waits before trying the queue watch again (it was a fixed 2 s); consumers poll meanwhile. */
 const WATCH_RETRY: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
 
+/**
+ * Largest message body published, as written (compressed or not): QUEUE_MESSAGE_TOO_LARGE past it.
+ * etcd takes 1.5 MiB a request, and a message must also fit whole in its dead letter, which keeps
+ * the body base64 (4 bytes for every 3) with its reason (dead-letter.ts, DEAD_LETTER_MAX_BYTES):
+ * 1,150,000 bytes are 1,533,336 in base64. Releases before this one took up to 1,400,000; such a
+ * message is stored as any other, and dead-lettered without its body (described: size, SHA-256).
+ */
+export const MAX_MESSAGE_BYTES = 1_150_000;
+
 export interface EtcdQueueOptions extends QueueOptions {
   /** MESSAGE_QUEUE_PREFIX. */
   readonly prefix: string;
@@ -69,7 +78,7 @@ export interface EtcdQueueOptions extends QueueOptions {
   readonly instance?: string;
   /** How often the lease ledger is swept (ms). Default 30 s. */
   readonly leaseSweepMs?: number;
-  /** Largest message accepted (etcd's default request limit is 1.5 MiB). */
+  /** Largest message accepted (MAX_MESSAGE_BYTES by default). */
   readonly maxMessageBytes?: number;
   /** How message bodies are written (QUEUE_COMPRESSION; default `zlib`). Any body is read. */
   readonly compression?: QueueCompression;
@@ -123,7 +132,7 @@ export class EtcdQueue implements Queue {
     this.kv = new Kv(this.client);
     this.logger = options.logger.child({ queue: 'etcd' });
     this.instance = options.instance ?? `nexus-${process.pid}-${randomSuffix()}`;
-    this.maxMessageBytes = options.maxMessageBytes ?? 1_400_000;
+    this.maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.compression = options.compression ?? 'zlib';
     this.leases = new MessageLeases(
       this.client,

@@ -6,7 +6,7 @@ import { isLeaseNotFound, toQueueError } from '../../etcd/client.js';
 import { deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
 import type { LedgerEntry } from './message-lease.js';
-import { deadLetterValue } from './dead-letter.js';
+import { deadLetterValue, logOmitted } from './dead-letter.js';
 
 /**
  * The stats counter of message leases found expired by a sweep (nobody swept them in time), under
@@ -196,7 +196,7 @@ export class Maintenance {
     } catch {
       envelope = undefined;
     }
-    const value = deadLetterValue({
+    const { value, omitted } = deadLetterValue({
       reason: 'message TTL expired before the message was consumed',
       attempts: envelope?.attempt ?? 0,
       deadAt: Date.now(),
@@ -226,6 +226,7 @@ export class Maintenance {
         { message: name },
         'message TTL about to expire: moved to the dead-letter prefix',
       );
+      if (omitted !== undefined) logOmitted(this.logger, name, omitted);
     }
     return res.succeeded;
   }
