@@ -152,7 +152,13 @@ class Cache {
     for (const [k, v] of from.clusters) this.clusters.set(k, v);
     // Written again at the end: the entries of the latest batches are the last to be forgotten.
     for (const [k, v] of from.hosts) renew(this.hosts, k, v);
-    for (const [k, v] of from.gpus) renew(this.gpus, k, v);
+    for (const [k, v] of from.gpus) {
+      // The newest reading seen only moves forward: another batch may have moved it on the entry
+      // cached here since the upsert read it (its statements are awaited).
+      const here = this.gpus.get(k);
+      if (here !== undefined && here.newest > v.newest) v.newest = here.newest;
+      renew(this.gpus, k, v);
+    }
     for (const [k, v] of from.metrics) this.metrics.set(k, v);
     for (const [k, v] of from.workloads) renew(this.workloads, k, v);
   }
