@@ -47,3 +47,25 @@ export function groupRejected(
     };
   });
 }
+
+/**
+ * One group of a whole message, for refused records whose groups would not fit one etcd request
+ * together (each group a message of its own repeats the identities of the series it shares with
+ * the others): the whole envelope, once, its reason saying what was refused. Replayed, the records
+ * stored already are skipped as duplicates.
+ */
+export function wholeMessageGroup(
+  envelope: Envelope,
+  rejected: readonly RejectedRecord[],
+  groups: readonly RejectedGroup[],
+): RejectedGroup {
+  const { lastError: _drop, ...rest } = envelope;
+  const suffix = '.r0';
+  const reasons = new Set(rejected.map((r) => r.reason)).size;
+  const first = groups[0]?.reason ?? '';
+  return {
+    suffix,
+    reason: `whole message dead-lettered: ${rejected.length} of its ${envelope.records.length} records refused, for ${reasons} reasons (its other records are stored, and skipped as duplicates when it is replayed); the first reason: ${first.length > 300 ? `${first.slice(0, 300)}...` : first}`,
+    envelope: { ...rest, id: `${envelope.id}${suffix}`.slice(0, 64) },
+  };
+}

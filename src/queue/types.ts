@@ -112,6 +112,12 @@ export interface DeadLetter {
   readonly records: number;
   /** The message as it was, when it could be decoded. */
   readonly envelope: Envelope | undefined;
+  /** The message body too large to keep in one etcd request, described instead (docs/queue.md). */
+  readonly omitted?: {
+    readonly field: 'raw' | 'body';
+    readonly bytes: number;
+    readonly sha256: string;
+  };
 }
 
 export interface DeadLetterPage {

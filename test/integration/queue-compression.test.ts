@@ -234,6 +234,56 @@ describe('compressed queue messages on etcd', () => {
     assert.equal((await q.stats()).ready, 0);
   });
 
+  it('settles a message whose refused groups would not fit one etcd request together as one dead letter of the whole message', async () => {
+    const c = uniqueCluster('zw');
+    const q = queue(c);
+    // 200 GPUs with identities that do not compress (random uuids and labels), 100 fields each:
+    // refused by field, each of the 100 dead letters would repeat all 200 identities.
+    const gpus = Array.from({ length: 200 }, (_, g) => ({
+      hostname: `gpu-node-${String(Math.floor(g / 8)).padStart(4, '0')}`,
+      gpu: g % 8,
+      uuid: `GPU-${randomBytes(16).toString('hex')}`,
+      note: randomBytes(150).toString('base64'),
+    }));
+    const records: TelemetryRecord[] = gpus.flatMap((g) =>
+      Array.from({ length: 100 }, (_, m) => ({
+        timestamp: 1_752_871_354_000,
+        metric: `DCGM_FI_PROF_TEST_${m}`,
+        gpu: g.gpu,
+        hostname: g.hostname,
+        uuid: g.uuid,
+        value: m,
+        labels: {
+          Hostname: g.hostname,
+          UUID: g.uuid,
+          __name__: `DCGM_FI_PROF_TEST_${m}`,
+          gpu: String(g.gpu),
+          note: g.note,
+        },
+      })),
+    );
+    await q.publish({ ...batch(c, 1), records });
+    const consumer = await q.consumer({ name: 'whole' });
+    const [d] = await consumer.claim(1, { waitMs: 2000 });
+    assert.ok(d !== undefined);
+    const rejected = d.envelope.records.map((r, index) => ({
+      index,
+      reason: `refused: ${r.metric}`,
+    }));
+    assert.equal(await consumer.settle(d, rejected), 'acked');
+    await consumer.close();
+    const { items } = await q.listDeadLetters();
+    assert.deepEqual(
+      items.map((i) => [i.id, i.records]),
+      [[`${d.id}.r0`, 20_000]],
+    );
+    assert.match(
+      items[0]?.reason ?? '',
+      /^whole message dead-lettered: 20000 of its 20000 records refused, for 100 reasons \(its other records are stored, and skipped as duplicates when it is replayed\); the first reason: refused: DCGM_FI_PROF_TEST_0$/,
+    );
+    assert.equal((await q.stats()).ready, 0);
+  });
+
   it('dead-letters a body that does not inflate with its reason, keeping it byte for byte', async () => {
     const c = uniqueCluster('zd');
     const q = queue(c);
@@ -311,10 +361,20 @@ describe('compressed queue messages on etcd', () => {
     );
     const dead = await q.etcd.get(q.layout.deadLetter(bigName)).buffer();
     assert.ok(dead !== null);
-    assert.deepEqual((JSON.parse(dead.toString()) as { omitted?: unknown }).omitted, {
+    const omitted = {
       field: 'raw',
       bytes: 1_400_000,
       sha256: createHash('sha256').update(big).digest('hex'),
-    });
+    };
+    assert.deepEqual((JSON.parse(dead.toString()) as { omitted?: unknown }).omitted, omitted);
+    // What `nexus dlq list --json` shows of it.
+    const env = { ETCD_ENDPOINTS: etcd.endpoint, CLUSTER_ID: c, LOG_LEVEL: 'error' };
+    const listed = await run(spawnNexus(['dlq', 'list', '--json'], env));
+    assert.equal(listed.code, 0, listed.stderr);
+    const shown = JSON.parse(listed.stdout) as { items: { id: string; omitted?: unknown }[] };
+    assert.deepEqual(
+      shown.items.map((i) => [i.id, i.omitted]),
+      [[bigName, omitted]],
+    );
   });
 });

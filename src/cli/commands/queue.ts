@@ -95,6 +95,8 @@ export function dlqCommand(): Command {
         attempts: d.attempts,
         deadAt: formatTimestamp(d.deadAt),
         records: d.records,
+        // A body too large to keep (docs/queue.md, "Dead letters"): its size and SHA-256.
+        ...(d.omitted === undefined ? {} : { omitted: d.omitted }),
         // Where the readings came from (a CSV file and lines), who published them and when.
         ...(d.envelope === undefined
           ? {}

@@ -18,10 +18,10 @@ import type {
   NackOutcome,
   RejectedRecord,
 } from '../types.js';
-import { groupRejected } from '../rejected.js';
+import { groupRejected, wholeMessageGroup } from '../rejected.js';
 import type { Waker } from '../waker.js';
 import { isLeaseNotFound } from '../../etcd/client.js';
-import { deadLetterValue, logOmitted } from './dead-letter.js';
+import { DEAD_LETTER_MAX_BYTES, deadLetterValue, logOmitted } from './dead-letter.js';
 import { absent, deleteOp, getOp, key, modIs, prefixEnd, putOp, type Kv } from '../../etcd/kv.js';
 import type { QueueLayout } from './layout.js';
 import type { Session } from '../../etcd/session.js';
@@ -408,7 +408,7 @@ export class EtcdConsumer implements Consumer {
     const h = this.held.get(delivery.id);
     if (h === undefined) return 'lost';
     const now = Date.now();
-    const groups = groupRejected(h.envelope, rejected);
+    let groups = groupRejected(h.envelope, rejected);
     const values = (compressed: boolean): ReturnType<typeof deadLetterValue>[] =>
       groups.map((g) =>
         deadLetterValue({
@@ -424,12 +424,27 @@ export class EtcdConsumer implements Consumer {
     // One transaction for them all, which must fit one etcd request: each group kept as its
     // compressed body when, kept as JSON, they would not (up to 100 groups: reasons can differ
     // reading by reading).
+    const keyOf = (g: { suffix: string }): string =>
+      this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`);
+    // Bytes of the dead letters' puts in the transaction: values, keys, and each op's framing.
+    const bytes = (vs: readonly { value: string }[]): number =>
+      vs.reduce(
+        (n, v, i) =>
+          n +
+          Buffer.byteLength(v.value) +
+          Buffer.byteLength(keyOf(groups[i] ?? { suffix: '' })) +
+          16,
+        0,
+      );
     let written = values(false);
-    if (written.reduce((n, v) => n + Buffer.byteLength(v.value), 0) > SETTLE_INLINE_MAX)
+    if (bytes(written) > SETTLE_INLINE_MAX) written = values(true);
+    // Still too large (groups sharing many series, each repeating their identities): the whole
+    // message as one dead letter, which fits (MAX_MESSAGE_BYTES).
+    if (bytes(written) > DEAD_LETTER_MAX_BYTES) {
+      groups = [wholeMessageGroup(h.envelope, rejected, groups)];
       written = values(true);
-    const dead = groups.map((g, i) =>
-      putOp(this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`), written[i]?.value ?? ''),
-    );
+    }
+    const dead = groups.map((g, i) => putOp(keyOf(g), written[i]?.value ?? ''));
     const res = await this.ctx.kv.txn(
       [modIs(h.claimKey, h.claimRevision)],
       [deleteOp(h.messageKey), deleteOp(h.claimKey), ...dead],

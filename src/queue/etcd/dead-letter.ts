@@ -12,7 +12,7 @@ const INLINE_ENVELOPE_MAX = 64 * 1024;
 /**
  * Largest dead letter written. etcd takes 1.5 MiB (1,572,864 bytes) a request, and the transaction
  * that writes a dead letter also deletes the message and its claim (their keys, well under the
- * 12 KB left). Every message this release
+ * 12 KB left; a settle, which writes several, counts their keys as well). Every message this release
  * publishes fits whole (MAX_MESSAGE_BYTES, base64: 1,533,336 bytes, and the reason); a larger body
  * (another producer's, or an earlier release's up to 1.4 MB) is not kept: the dead letter says how
  * large it was and its SHA-256 (`omitted`), instead of a write that could never succeed.

@@ -542,5 +542,6 @@ function toDeadLetter(id: string, value: Buffer): DeadLetter {
     deadAt: record.deadAt,
     records: envelope?.records.length ?? 0,
     envelope,
+    ...(record.omitted === undefined ? {} : { omitted: record.omitted }),
   };
 }
