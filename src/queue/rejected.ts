@@ -39,13 +39,14 @@ export function groupRejected(
       .sort((a, b) => a - b)
       .map((i) => envelope.records[i])
       .filter((r): r is Envelope['records'][number] => r !== undefined);
-    const { lastError: _drop, ...rest } = envelope;
-    return {
-      suffix,
-      reason,
-      envelope: { ...rest, id: `${envelope.id}${suffix}`.slice(0, 64), records },
-    };
+    return { suffix, reason, envelope: groupEnvelope(envelope, suffix, records) };
   });
+}
+
+/** A group's envelope: the message's, named `{id}{suffix}`, without its last error. */
+function groupEnvelope(envelope: Envelope, suffix: string, records: Envelope['records']): Envelope {
+  const { lastError: _drop, ...rest } = envelope;
+  return { ...rest, id: `${envelope.id}${suffix}`.slice(0, 64), records };
 }
 
 /**
@@ -59,13 +60,12 @@ export function wholeMessageGroup(
   rejected: readonly RejectedRecord[],
   groups: readonly RejectedGroup[],
 ): RejectedGroup {
-  const { lastError: _drop, ...rest } = envelope;
   const suffix = '.r0';
   const reasons = new Set(rejected.map((r) => r.reason)).size;
   const first = groups[0]?.reason ?? '';
   return {
     suffix,
     reason: `whole message dead-lettered: ${rejected.length} of its ${envelope.records.length} records refused, for ${reasons} reasons (its other records are stored, and skipped as duplicates when it is replayed); the first reason: ${first.length > 300 ? `${first.slice(0, 300)}...` : first}`,
-    envelope: { ...rest, id: `${envelope.id}${suffix}`.slice(0, 64) },
+    envelope: groupEnvelope(envelope, suffix, envelope.records),
   };
 }

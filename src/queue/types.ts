@@ -113,11 +113,14 @@ export interface DeadLetter {
   /** The message as it was, when it could be decoded. */
   readonly envelope: Envelope | undefined;
   /** The message body too large to keep in one etcd request, described instead (docs/queue.md). */
-  readonly omitted?: {
-    readonly field: 'raw' | 'body';
-    readonly bytes: number;
-    readonly sha256: string;
-  };
+  readonly omitted?: OmittedBody;
+}
+
+/** A dead letter's message body (`raw` or `body`) that was not kept: its size and SHA-256. */
+export interface OmittedBody {
+  readonly field: 'raw' | 'body';
+  readonly bytes: number;
+  readonly sha256: string;
 }
 
 export interface DeadLetterPage {

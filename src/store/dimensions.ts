@@ -62,9 +62,6 @@ interface GpuEntry {
 interface WorkloadSpan extends Span {
   /** The GPU row it runs on. */
   readonly gpu: GpuSpan;
-  readonly host: string;
-  readonly index: number;
-  readonly instance: number;
   readonly ns: string;
   readonly pod: string;
   readonly container: string;
@@ -430,9 +427,6 @@ function survey(records: readonly TelemetryRecord[]): BatchFleet {
       if (w === undefined) {
         const made: WorkloadSpan = {
           gpu: row,
-          host: r.hostname,
-          index: r.gpu,
-          instance,
           ns,
           pod: r.pod,
           container,
@@ -511,10 +505,9 @@ export class Dimensions {
     }
     // Each GPU row's id, once (the readings take theirs from their row), and the newest reading
     // seen of it. Its key was made by the plan, or by the upsert when the plan stopped short of it
-    // (something new came first); without one, `ids` says the row is not cached.
-    // A batch with nothing to write has each GPU's entry from the plan, without looking it up
-    // again (no await since: no other batch has replaced it). After a statement, the entry is the
-    // one cached now.
+    // (something new came first); without one, `ids` says the row is not cached. A batch with
+    // nothing to write takes its entry from the plan (no await since: no other batch has replaced
+    // it); after a statement, the entry cached now.
     for (const g of fleet.gpus.values()) {
       const k = g.key;
       if (k === undefined) continue;
@@ -913,7 +906,8 @@ export class Dimensions {
     if (fleet.workloads.length > 0) {
       const ws = fleet.workloads
         .map((w) => ({
-          gpuId: gpuIds.get(this.gpuKey(hostIds.get(w.host) ?? -1, w.index, w.instance)) ?? -1,
+          // Every GPU of the batch has its key from the GPU step above.
+          gpuId: gpuIds.get(w.gpu.key ?? '') ?? -1,
           w,
         }))
         .filter(({ gpuId, w }) => {

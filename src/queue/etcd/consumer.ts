@@ -18,7 +18,7 @@ import type {
   NackOutcome,
   RejectedRecord,
 } from '../types.js';
-import { groupRejected, wholeMessageGroup } from '../rejected.js';
+import { groupRejected, wholeMessageGroup, type RejectedGroup } from '../rejected.js';
 import type { Waker } from '../waker.js';
 import { isLeaseNotFound } from '../../etcd/client.js';
 import { DEAD_LETTER_MAX_BYTES, deadLetterValue, logOmitted } from './dead-letter.js';
@@ -408,10 +408,12 @@ export class EtcdConsumer implements Consumer {
     const h = this.held.get(delivery.id);
     if (h === undefined) return 'lost';
     const now = Date.now();
-    let groups = groupRejected(h.envelope, rejected);
-    const values = (compressed: boolean): ReturnType<typeof deadLetterValue>[] =>
-      groups.map((g) =>
-        deadLetterValue({
+    const groups = groupRejected(h.envelope, rejected);
+    /** Each group's dead letter: its name, its value, and the body it could not keep, if any. */
+    const letters = (of: readonly RejectedGroup[], compressed: boolean) =>
+      of.map((g) => ({
+        name: `${delivery.id}${g.suffix}`,
+        ...deadLetterValue({
           reason: g.reason,
           attempts: h.envelope.attempt + 1,
           deadAt: now,
@@ -420,31 +422,27 @@ export class EtcdConsumer implements Consumer {
           raw: undefined,
           compressed,
         }),
+      }));
+    // Bytes of the dead letters' puts in the transaction: values, keys, and each op's framing.
+    const bytes = (ls: readonly { name: string; value: string }[]): number =>
+      ls.reduce(
+        (n, l) =>
+          n +
+          Buffer.byteLength(l.value) +
+          Buffer.byteLength(this.ctx.layout.deadLetter(l.name)) +
+          16,
+        0,
       );
     // One transaction for them all, which must fit one etcd request: each group kept as its
     // compressed body when, kept as JSON, they would not (up to 100 groups: reasons can differ
     // reading by reading).
-    const keyOf = (g: { suffix: string }): string =>
-      this.ctx.layout.deadLetter(`${delivery.id}${g.suffix}`);
-    // Bytes of the dead letters' puts in the transaction: values, keys, and each op's framing.
-    const bytes = (vs: readonly { value: string }[]): number =>
-      vs.reduce(
-        (n, v, i) =>
-          n +
-          Buffer.byteLength(v.value) +
-          Buffer.byteLength(keyOf(groups[i] ?? { suffix: '' })) +
-          16,
-        0,
-      );
-    let written = values(false);
-    if (bytes(written) > SETTLE_INLINE_MAX) written = values(true);
+    let written = letters(groups, false);
+    if (bytes(written) > SETTLE_INLINE_MAX) written = letters(groups, true);
     // Still too large (groups sharing many series, each repeating their identities): the whole
     // message as one dead letter, which fits (MAX_MESSAGE_BYTES).
-    if (bytes(written) > DEAD_LETTER_MAX_BYTES) {
-      groups = [wholeMessageGroup(h.envelope, rejected, groups)];
-      written = values(true);
-    }
-    const dead = groups.map((g, i) => putOp(keyOf(g), written[i]?.value ?? ''));
+    if (bytes(written) > DEAD_LETTER_MAX_BYTES)
+      written = letters([wholeMessageGroup(h.envelope, rejected, groups)], true);
+    const dead = written.map((l) => putOp(this.ctx.layout.deadLetter(l.name), l.value));
     const res = await this.ctx.kv.txn(
       [modIs(h.claimKey, h.claimRevision)],
       [deleteOp(h.messageKey), deleteOp(h.claimKey), ...dead],
@@ -462,11 +460,8 @@ export class EtcdConsumer implements Consumer {
         },
         'refused records (out of bounds, or refused by the database) were dead-lettered; the rest of the message was stored',
       );
-      groups.forEach((g, i) => {
-        const omitted = written[i]?.omitted;
-        if (omitted !== undefined)
-          logOmitted(this.ctx.logger, `${delivery.id}${g.suffix}`, omitted);
-      });
+      for (const l of written)
+        if (l.omitted !== undefined) logOmitted(this.ctx.logger, l.name, l.omitted);
     }
     return res.succeeded ? 'acked' : 'lost';
   }

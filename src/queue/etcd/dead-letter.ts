@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../core/logger.js';
 import { encodeEnvelopeVerbatim, type Envelope } from '../envelope.js';
+import type { OmittedBody } from '../types.js';
 
 /**
  * A dead letter keeps its message's envelope as JSON up to this size; a larger one as the message
@@ -36,12 +37,6 @@ export interface DeadLetterRecord {
   readonly raw?: string;
   /** The body (`raw` or `body`) too large to keep in one etcd request, described instead. */
   readonly omitted?: OmittedBody;
-}
-
-export interface OmittedBody {
-  readonly field: 'raw' | 'body';
-  readonly bytes: number;
-  readonly sha256: string;
 }
 
 function boundedReason(reason: string): string {
