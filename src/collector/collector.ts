@@ -3,7 +3,7 @@ import { sleep, type BackoffPolicy } from '../core/backoff.js';
 import { NexusError, concernOf, describeError, isNexusError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { NexusMetrics } from '../core/metrics.js';
-import { OUTAGE_BACKOFF, Outage, type RetryOptions } from '../core/outage.js';
+import { OUTAGE_BACKOFF, Outage, isRetryable, type RetryOptions } from '../core/outage.js';
 import type { TelemetryRecord } from '../core/record.js';
 import type { Consumer, Delivery, Queue } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
@@ -429,43 +429,84 @@ export class Collector {
   }
 
   /**
-   * Acks after the commit, retrying while etcd is unreachable: the clean messages together, each
-   * message with refused records settled on its own (its records to the dead letters). A lapsed
-   * claim ends the attempt (counted as lost: the batch is stored and will be redelivered, then
-   * skipped as duplicates). Returns how many acks were lost.
+   * Acks after the commit: the clean messages together, then each message with refused records
+   * settled on its own (its records to the dead letters). Each step is retried while etcd is
+   * unreachable (a retryable error), and a step done is not done again. A lapsed claim ends a step
+   * (counted as lost: the batch is stored and will be redelivered, then skipped as duplicates). A
+   * failure no later attempt can fix (an error not marked retryable: a request etcd refuses, a
+   * fault of this code) gives the step's messages back instead of retrying it for ever: see
+   * `giveBack`. Returns how many acks were lost.
    */
   private async ack(consumer: Consumer, batch: Batch): Promise<number> {
+    const steps: { readonly deliveries: readonly Delivery[]; run(): Promise<number> }[] = [];
     const clean = cleanDeliveries(batch);
-    let lost = 0;
+    if (clean.length > 0)
+      steps.push({ deliveries: clean, run: async () => (await consumer.ack(clean)).lost.length });
+    for (const [d, rejected] of batch.refused) {
+      steps.push({
+        deliveries: [d],
+        run: async () => ((await consumer.settle(d, rejected)) === 'lost' ? 1 : 0),
+      });
+    }
     const options: RetryOptions = {
-      retryIf: (err) => !isNexusError(err, 'QUEUE_CLOSED') && !isFatal(err),
+      retryIf: isRetryable,
       giveUp: (attempt) => this.stopping && attempt > 20,
     };
-    try {
-      await this.queueOutage.retry(
-        'ack',
-        async () => {
-          if (clean.length > 0) {
-            const res = await consumer.ack(clean);
-            lost += res.lost.length;
-          }
-          for (const [d, rejected] of batch.refused) {
-            if ((await consumer.settle(d, rejected)) === 'lost') lost++;
-          }
-        },
-        options,
-      );
-    } catch (err) {
-      if (isFatal(err)) {
-        this.failed(err);
-      } else if (!isNexusError(err, 'QUEUE_CLOSED')) {
-        this.logger.error(
-          { err: describeError(err) },
-          'giving up acking on shutdown: the batch is stored and will be redelivered, then skipped as duplicates',
-        );
+    let lost = 0;
+    for (const step of steps) {
+      try {
+        lost += await this.queueOutage.retry('ack', () => step.run(), options);
+      } catch (err) {
+        if (isFatal(err)) {
+          this.failed(err);
+          return lost;
+        }
+        if (isNexusError(err, 'QUEUE_CLOSED')) return lost;
+        if (isRetryable(err)) {
+          this.logger.error(
+            { err: describeError(err) },
+            'giving up acking on shutdown: the batch is stored and will be redelivered, then skipped as duplicates',
+          );
+          return lost;
+        }
+        lost += await this.giveBack(consumer, step.deliveries, err);
       }
     }
     return lost;
+  }
+
+  /**
+   * Gives back messages whose ack failed with an error no retry can fix (nack): the batch is
+   * stored, so each comes back after its retry delay and its records are skipped as duplicates;
+   * one that fails this way at every delivery is dead-lettered after MAX_ATTEMPTS deliveries, with
+   * the error as its reason. Returns how many could not be given back either (their claims lapse
+   * when this consumer's session ends, or their message TTL takes them).
+   */
+  private async giveBack(
+    consumer: Consumer,
+    deliveries: readonly Delivery[],
+    err: unknown,
+  ): Promise<number> {
+    const reason = `ack failed: ${describeError(err)}`;
+    this.stats.queueErrors++;
+    this.o.metrics?.etcdErrors.inc({ component: 'collector' });
+    this.logger.error(
+      { err: describeError(err), messages: deliveries.map((d) => d.id) },
+      'ack failed with an error a retry cannot fix: the batch is stored; its messages are given back, to be redelivered and skipped as duplicates (dead-lettered after MAX_ATTEMPTS such deliveries)',
+    );
+    let notGivenBack = 0;
+    for (const d of deliveries) {
+      try {
+        if ((await consumer.nack(d, reason)) === 'lost') notGivenBack++;
+      } catch (nackErr) {
+        notGivenBack++;
+        this.logger.error(
+          { err: describeError(nackErr), message: d.id },
+          'could not give the message back either: it returns to the queue when its claim lapses',
+        );
+      }
+    }
+    return notGivenBack;
   }
 
   /** Counts a stored batch (stats, metrics), tells the registry, then `onCommitted`. */
