@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import type { NexusMetrics } from '../core/metrics.js';
 import { OUTAGE_BACKOFF, Outage, isRetryable, type RetryOptions } from '../core/outage.js';
 import type { TelemetryRecord } from '../core/record.js';
-import type { Consumer, Delivery, Queue } from '../queue/types.js';
+import { ACK_BATCH_MAX, type Consumer, type Delivery, type Queue } from '../queue/types.js';
 import type { LiveFeed } from '../registry/feed.js';
 import type { FleetRegistry } from '../registry/types.js';
 import type { TelemetryStore } from '../store/types.js';
@@ -91,6 +91,12 @@ export interface CollectorStats {
 }
 
 const always = (): boolean => true;
+
+/** What acking a batch came to: acks lost (claims that had lapsed), messages dead-lettered. */
+interface AckCounts {
+  readonly lost: number;
+  readonly dead: number;
+}
 
 /**
  * A failure no wait can fix: the configuration (an etcd role that does not allow what the
@@ -353,10 +359,10 @@ export class Collector {
     addRefused(batch, result.rejected);
     this.announce(result.fresh);
     const ackStart = performance.now();
-    const lost = await this.ack(consumer, batch);
+    const acked = await this.ack(consumer, batch);
     const ackMs = performance.now() - ackStart;
     for (const sp of spans.consume) sp.end();
-    this.account(batch, result, lost, commitMs);
+    this.account(batch, result, acked, commitMs);
     // The batch ids are the correlation ids the streamer logged when it published them.
     this.logger.debug(
       {
@@ -429,64 +435,79 @@ export class Collector {
   }
 
   /**
-   * Acks after the commit: the clean messages together, then each message with refused records
-   * settled on its own (its records to the dead letters). Each step is retried while etcd is
-   * unreachable (a retryable error), and a step done is not done again. A lapsed claim ends a step
-   * (counted as lost: the batch is stored and will be redelivered, then skipped as duplicates). A
-   * failure no later attempt can fix (an error not marked retryable: a request etcd refuses, a
-   * fault of this code) gives the step's messages back instead of retrying it for ever: see
-   * `giveBack`. Returns how many acks were lost.
+   * Acks after the commit: the clean messages in steps of at most ACK_BATCH_MAX (what one ack takes
+   * in one transaction), then each message with refused records settled on its own (its records to
+   * the dead letters). Each step is retried while etcd is unreachable (a retryable error), and a
+   * step done is not done again. A lapsed claim ends a step (counted as lost: the batch is stored
+   * and will be redelivered, then skipped as duplicates). A failure no later attempt can fix (an
+   * error not marked retryable: a request over etcd's size limit, a fault of this code) gives the
+   * step's messages back instead of retrying it for ever: see `giveBack`.
    */
-  private async ack(consumer: Consumer, batch: Batch): Promise<number> {
-    const steps: { readonly deliveries: readonly Delivery[]; run(): Promise<number> }[] = [];
+  private async ack(consumer: Consumer, batch: Batch): Promise<AckCounts> {
+    const steps: { readonly deliveries: readonly Delivery[]; run(): Promise<AckCounts> }[] = [];
     const clean = cleanDeliveries(batch);
-    if (clean.length > 0)
-      steps.push({ deliveries: clean, run: async () => (await consumer.ack(clean)).lost.length });
+    for (let i = 0; i < clean.length; i += ACK_BATCH_MAX) {
+      const part = clean.slice(i, i + ACK_BATCH_MAX);
+      steps.push({
+        deliveries: part,
+        run: async () => ({ lost: (await consumer.ack(part)).lost.length, dead: 0 }),
+      });
+    }
     for (const [d, rejected] of batch.refused) {
       steps.push({
         deliveries: [d],
-        run: async () => ((await consumer.settle(d, rejected)) === 'lost' ? 1 : 0),
+        run: async () =>
+          (await consumer.settle(d, rejected)) === 'lost'
+            ? { lost: 1, dead: 0 }
+            : { lost: 0, dead: 1 },
       });
     }
-    const options: RetryOptions = {
-      retryIf: isRetryable,
-      giveUp: (attempt) => this.stopping && attempt > 20,
+    const counts = { lost: 0, dead: 0 };
+    const add = (c: AckCounts): void => {
+      counts.lost += c.lost;
+      counts.dead += c.dead;
     };
-    let lost = 0;
     for (const step of steps) {
       try {
-        lost += await this.queueOutage.retry('ack', () => step.run(), options);
+        add(await this.queueOutage.retry('ack', () => step.run(), this.ackRetry));
       } catch (err) {
         if (isFatal(err)) {
           this.failed(err);
-          return lost;
+          return counts;
         }
-        if (isNexusError(err, 'QUEUE_CLOSED')) return lost;
+        if (isNexusError(err, 'QUEUE_CLOSED')) return counts;
         if (isRetryable(err)) {
           this.logger.error(
             { err: describeError(err) },
             'giving up acking on shutdown: the batch is stored and will be redelivered, then skipped as duplicates',
           );
-          return lost;
+          return counts;
         }
-        lost += await this.giveBack(consumer, step.deliveries, err);
+        add(await this.giveBack(consumer, step.deliveries, err));
       }
     }
-    return lost;
+    return counts;
   }
 
+  /** How acking waits out etcd: retryable errors only; while stopping, 20 attempts at most. */
+  private readonly ackRetry: RetryOptions = {
+    retryIf: isRetryable,
+    giveUp: (attempt) => this.isStopping() && attempt > 20,
+  };
+
   /**
-   * Gives back messages whose ack failed with an error no retry can fix (nack): the batch is
-   * stored, so each comes back after its retry delay and its records are skipped as duplicates;
-   * one that fails this way at every delivery is dead-lettered after MAX_ATTEMPTS deliveries, with
-   * the error as its reason. Returns how many could not be given back either (their claims lapse
-   * when this consumer's session ends, or their message TTL takes them).
+   * Gives back messages whose ack failed with an error no retry can fix (nack, retried while etcd
+   * is unreachable): the batch is stored, so each comes back after its retry delay and its records
+   * are skipped as duplicates; one whose ack fails this way at every delivery is dead-lettered
+   * whole after MAX_ATTEMPTS deliveries, with the error as its reason. A message whose claim had
+   * lapsed is counted as a lost ack; one that cannot be given back either stays claimed by this
+   * collector until its message TTL or the collector's restart.
    */
   private async giveBack(
     consumer: Consumer,
     deliveries: readonly Delivery[],
     err: unknown,
-  ): Promise<number> {
+  ): Promise<AckCounts> {
     const reason = `ack failed: ${describeError(err)}`;
     this.stats.queueErrors++;
     this.o.metrics?.etcdErrors.inc({ component: 'collector' });
@@ -494,25 +515,30 @@ export class Collector {
       { err: describeError(err), messages: deliveries.map((d) => d.id) },
       'ack failed with an error a retry cannot fix: the batch is stored; its messages are given back, to be redelivered and skipped as duplicates (dead-lettered after MAX_ATTEMPTS such deliveries)',
     );
-    let notGivenBack = 0;
+    const counts = { lost: 0, dead: 0 };
     for (const d of deliveries) {
       try {
-        if ((await consumer.nack(d, reason)) === 'lost') notGivenBack++;
+        const outcome = await this.queueOutage.retry(
+          'nack',
+          () => consumer.nack(d, reason),
+          this.ackRetry,
+        );
+        if (outcome === 'lost') counts.lost++;
+        else if (outcome === 'dead') counts.dead++;
       } catch (nackErr) {
-        notGivenBack++;
         this.logger.error(
           { err: describeError(nackErr), message: d.id },
-          'could not give the message back either: it returns to the queue when its claim lapses',
+          'could not give the message back either: it stays claimed by this collector until its message TTL or a restart, then is redelivered and skipped as duplicates',
         );
       }
     }
-    return notGivenBack;
+    return counts;
   }
 
   /** Counts a stored batch (stats, metrics), tells the registry, then `onCommitted`. */
-  private account(batch: Batch, result: IsolatedWrite, lost: number, commitMs: number): void {
+  private account(batch: Batch, result: IsolatedWrite, acked: AckCounts, commitMs: number): void {
     const refused = result.rejected.length + batch.outOfBounds;
-    this.stats.lostAcks += lost;
+    this.stats.lostAcks += acked.lost;
     this.stats.messages += batch.deliveries.length;
     this.stats.records += batch.consumed;
     this.stats.inserted += result.inserted;
@@ -525,8 +551,8 @@ export class Collector {
       m.eventsRecorded.inc(result.events.recorded);
       m.eventReadingsIgnored.inc(result.events.ignored);
       m.recordsRefused.inc(refused);
-      if (batch.refused.size > 0) m.messagesDeadLettered.inc(batch.refused.size);
-      m.lostAcks.inc(lost);
+      if (acked.dead > 0) m.messagesDeadLettered.inc(acked.dead);
+      m.lostAcks.inc(acked.lost);
       m.batchRecords.observe(batch.records.length);
       m.commitDuration.observe(commitMs / 1000);
     }

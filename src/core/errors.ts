@@ -48,6 +48,8 @@ export const ERROR_POLICY = {
   QUEUE_CONFLICT: { status: 500, retryable: false, concerns: 'queue' },
   QUEUE_NOT_HELD: { status: 500, retryable: false, concerns: 'queue' },
   QUEUE_MESSAGE_TOO_LARGE: { status: 500, retryable: false, concerns: 'queue' },
+  /** etcd refused the request as it is (too many operations, a key twice): a retry would too. */
+  QUEUE_REQUEST_REFUSED: { status: 500, retryable: false, concerns: 'queue' },
   QUEUE_CLOSED: { status: 503, retryable: false, concerns: 'queue' },
   QUEUE_QUOTA_EXCEEDED: { status: 500, retryable: true, concerns: 'queue' },
   STREAM_OWNED: { status: 500, retryable: false, concerns: 'queue' },

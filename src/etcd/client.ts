@@ -11,6 +11,7 @@ import {
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
   GRPCDeadlineExceededError,
+  GRPCInvalidArgumentError,
   GRPCResourceExhastedError,
   type IOptions,
 } from 'etcd3';
@@ -322,6 +323,15 @@ export function toQueueError(
   // gRPC says RESOURCE_EXHAUSTED for a request larger than it takes too: not etcd's quota.
   if (/request is too large|message larger than max/i.test(message)) {
     return new NexusError('QUEUE_MESSAGE_TOO_LARGE', message, { cause: err });
+  }
+  // A request etcd cannot take as it is, whenever it is sent (more operations in a transaction
+  // than its --max-txn-ops, a key twice in one, an empty key): no wait changes the answer.
+  if (err instanceof GRPCInvalidArgumentError) {
+    return new NexusError(
+      'QUEUE_REQUEST_REFUSED',
+      `${message} (etcd refuses this request as it is: a retry would be refused too)`,
+      { cause: err },
+    );
   }
   if (err instanceof GRPCResourceExhastedError || /database space exceeded/i.test(message)) {
     return new NexusError(

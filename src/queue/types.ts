@@ -36,11 +36,17 @@ export interface ClaimOptions {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * The most messages one `ack` call deletes in one atomic step (etcd: two operations each, 128 to a
+ * transaction); a longer list is acked in several.
+ */
+export const ACK_BATCH_MAX = 64;
+
 export interface Consumer {
   readonly id: string;
   /** Claims up to `max` ready messages; never two consumers the same one. */
   claim(max: number, options: ClaimOptions): Promise<Delivery[]>;
-  /** Deletes the messages, atomically per call, fenced by this consumer's claims. */
+  /** Deletes the messages, atomically per ACK_BATCH_MAX of them, fenced by this consumer's claims. */
   ack(deliveries: readonly Delivery[]): Promise<AckResult>;
   /**
    * Completes a message some of whose records could not be stored: deletes it and puts the

@@ -9,14 +9,15 @@ import {
   type QueueCompression,
 } from '../envelope.js';
 import type { QueueOptions } from '../options.js';
-import type {
-  AckResult,
-  ClaimOptions,
-  Consumer,
-  Delivery,
-  NackOptions,
-  NackOutcome,
-  RejectedRecord,
+import {
+  ACK_BATCH_MAX,
+  type AckResult,
+  type ClaimOptions,
+  type Consumer,
+  type Delivery,
+  type NackOptions,
+  type NackOutcome,
+  type RejectedRecord,
 } from '../types.js';
 import { groupRejected, wholeMessageGroup, type RejectedGroup } from '../rejected.js';
 import type { Waker } from '../waker.js';
@@ -61,8 +62,6 @@ interface Held {
 const CLAIM_CHUNK = 4;
 /** Bytes of refused records' dead letters written as JSON by one settle, past which compressed. */
 const SETTLE_INLINE_MAX = 512 * 1024;
-/** Acks per Txn. */
-const ACK_CHUNK = 64;
 /** How often a consumer looks for claims of its own that it does not hold, by default. */
 const ORPHAN_SCAN_MS = 10_000;
 
@@ -360,8 +359,8 @@ export class EtcdConsumer implements Consumer {
       if (h === undefined) lost.push(d.id);
       else items.push([d.id, h]);
     }
-    for (let i = 0; i < items.length; i += ACK_CHUNK) {
-      const chunk = items.slice(i, i + ACK_CHUNK);
+    for (let i = 0; i < items.length; i += ACK_BATCH_MAX) {
+      const chunk = items.slice(i, i + ACK_BATCH_MAX);
       const res = await this.ctx.kv.txn(
         chunk.map(([, h]) => modIs(h.claimKey, h.claimRevision)),
         chunk.flatMap(([, h]) => [deleteOp(h.messageKey), deleteOp(h.claimKey)]),
@@ -375,7 +374,9 @@ export class EtcdConsumer implements Consumer {
         }
         continue;
       }
-      const singles = await Promise.all(
+      // Each on its own; every answer is taken into account before a failure is thrown, so that no
+      // message acked here stays held (a retry of the call reports it lost: it was acked).
+      const singles = await Promise.allSettled(
         chunk.map(async ([id, h]) => {
           const one = await this.ctx.kv.txn(
             [modIs(h.claimKey, h.claimRevision)],
@@ -386,10 +387,17 @@ export class EtcdConsumer implements Consumer {
           return { id, ok: one.succeeded };
         }),
       );
-      for (const { id, ok } of singles) {
+      let failure: { reason: unknown } | undefined;
+      for (const single of singles) {
+        if (single.status === 'rejected') {
+          failure ??= { reason: single.reason };
+          continue;
+        }
+        const { id, ok } = single.value;
         (ok ? acked : lost).push(id);
         this.held.delete(id);
       }
+      if (failure !== undefined) throw failure.reason;
     }
     if (lost.length > 0) {
       this.ctx.logger.warn(

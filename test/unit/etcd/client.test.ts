@@ -13,6 +13,7 @@ import { after, describe, it } from 'node:test';
 import {
   EtcdAuthenticationFailedError,
   EtcdPermissionDeniedError,
+  GRPCInvalidArgumentError,
   GRPCResourceExhastedError,
 } from 'etcd3';
 import { exitStatusOf } from '../../../src/cli/exit.js';
@@ -154,6 +155,24 @@ describe('etcd client: TLS settings and refusals (src/etcd/client.ts)', () => {
     );
     assert.equal(full.code, 'QUEUE_QUOTA_EXCEEDED');
     assert.equal(full.retryable, true);
+  });
+
+  it('a request etcd refuses as it is (too many operations, a key twice) is not waited out', () => {
+    for (const text of [
+      '3 INVALID_ARGUMENT: etcdserver: too many operations in txn request',
+      '3 INVALID_ARGUMENT: etcdserver: duplicate key given in txn request',
+    ]) {
+      const err = toQueueError(new GRPCInvalidArgumentError(text), 'ack');
+      assert.equal(err.code, 'QUEUE_REQUEST_REFUSED', text);
+      assert.equal(err.retryable, false);
+      assert.match(err.message, /^etcd ack failed: .*a retry would be refused too\)$/);
+    }
+    // The too-large refusal keeps its own code.
+    const big = toQueueError(
+      new GRPCInvalidArgumentError('3 INVALID_ARGUMENT: etcdserver: request is too large'),
+      'settle',
+    );
+    assert.equal(big.code, 'QUEUE_MESSAGE_TOO_LARGE');
   });
 
   it('an unreachable etcd stays an outage to wait out', () => {
