@@ -25,7 +25,7 @@ import type {
   SeriesResult as SeriesResultSchema,
 } from '../../src/gateway/schemas/telemetry.js';
 import type { Heatmap as HeatmapSchema } from '../../src/gateway/schemas/heatmap.js';
-import { authHeaders, currentToken, requestToken } from './auth.js';
+import { authHeaders, currentToken, requestToken, tokenGiven } from './auth.js';
 
 export type ClusterList = Static<typeof ClusterListSchema>;
 /** What the gateway serves besides REST (GraphQL, live push). */
@@ -182,6 +182,7 @@ export async function getJson<T>(
   signal?: AbortSignal,
 ): Promise<T> {
   for (;;) {
+    await tokenGiven(signal);
     const sent = currentToken();
     const res = await fetchJson(url(path, params), signal);
     if (res.status === 401) {
@@ -243,6 +244,7 @@ export async function download(
   fallback: string,
 ): Promise<{ blob: Blob; filename: string }> {
   for (;;) {
+    await tokenGiven();
     const sent = currentToken();
     let res: Response;
     try {

@@ -76,7 +76,20 @@ export function requestToken(sent: string | undefined, signal?: AbortSignal): Pr
     if (now !== undefined) store(undefined);
     asking = openForm(sent !== undefined);
   }
-  const given = asking.given;
+  return givenOrAborted(asking.given, signal);
+}
+
+/**
+ * Resolves at once, or, while the form is open (the gateway wanted a token, or refused this tab's),
+ * once it gives one: a request sent meanwhile would only meet the same 401 (and a poll would send
+ * one without a token every few seconds while the user looks for theirs). Rejects when `signal`
+ * aborts first.
+ */
+export function tokenGiven(signal?: AbortSignal): Promise<void> {
+  return asking === undefined ? Promise.resolve() : givenOrAborted(asking.given, signal);
+}
+
+function givenOrAborted(given: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
   if (signal === undefined) return given;
   return new Promise<void>((resolve, reject) => {
     if (signal.aborted) {

@@ -150,6 +150,11 @@ describe('the dashboard with AUTH_MODE=token (browser, nexus up)', { timeout: 24
     await error.waitFor({ state: 'visible', timeout: 30_000 });
     assert.match((await error.textContent()) ?? '', /Token refused/);
     assert.equal(await page.evaluate<string | null>('sessionStorage.getItem("nexus.token")'), null);
+    // While the form asks, the page's polls (the overview's every 5 s) wait for it: a request
+    // would only meet the same 401.
+    const asked = sent.length;
+    await page.waitForTimeout(6_000);
+    assert.deepEqual(sent.slice(asked), [], 'requests sent while the form asks for a token');
     token = await readToken(dir, 'dashboard-2');
     const before = sent.length;
     await page.getByTestId('token-input').fill(token);
