@@ -223,7 +223,7 @@ export const SETTINGS = {
     flag: 'csv-file',
     kind: 'string',
     default: 'samples/dcgm_metrics_20250718_134233.csv',
-    help: 'DCGM CSV export to stream',
+    help: "DCGM CSV export to stream (a relative path from the working directory, then the package root; a bare file name also from the package's samples/)",
     group: 'streamer',
   },
   batchSize: {
