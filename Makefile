@@ -102,7 +102,7 @@ image: ## Build the container image (IMAGE, default nexus:<version>) with docker
 	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
 
 deploy-check: setup-dev ## Render the Kubernetes overlays and the Helm chart offline and check every object (schemas, probes, non-root, policies)
-	npx tsx scripts/test.ts unit --no-coverage test/unit/deployments-render.test.ts test/unit/deployments-k8s.test.ts test/unit/chart-schema.test.ts
+	npx tsx scripts/test.ts unit --no-coverage test/unit/deployments-render.test.ts test/unit/deployments-k8s.test.ts test/unit/deployments-seed.test.ts test/unit/chart-schema.test.ts
 
 lint: setup-run ## ESLint, Prettier and dependency-cruiser
 	npx eslint .

@@ -19,9 +19,14 @@ contains "nexus" (a release called nexus gives nexus-etcd, nexus-gateway, ... as
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Labels of every object; call with (dict "ctx" $ "component" "gateway"). */}}
+{{/*
+Labels of every object; call with (dict "ctx" $ "component" "gateway"). `app` is the release's
+name, on every pod too: `kubectl get pods -l app=nexus-pipeline` lists a release's pods (the seed's
+step 4); it is in no selector, so it can change without recreating anything.
+*/}}
 {{- define "nexus.labels" -}}
 {{ include "nexus.selectorLabels" . }}
+app: {{ .ctx.Release.Name }}
 app.kubernetes.io/part-of: nexus
 app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
@@ -30,6 +35,7 @@ helm.sh/chart: {{ include "nexus.chart" .ctx }}
 
 {{/* Labels of an object of no one component (the PrometheusRule, the default deny). */}}
 {{- define "nexus.commonLabels" -}}
+app: {{ .Release.Name }}
 app.kubernetes.io/name: {{ default "nexus" .Values.nameOverride }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/part-of: nexus
