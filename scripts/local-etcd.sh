@@ -10,6 +10,8 @@ pidfile="$dir/etcd.pid"
 mkdir -p "$dir"
 healthy() { ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --dial-timeout 1s endpoint health >/dev/null 2>&1; }
 case "$cmd" in
+  # Whether an etcd serves on the port (exit 0), whoever started it.
+  running) healthy ;;
   start)
     if healthy; then echo "etcd already serving on 127.0.0.1:$port"; exit 0; fi
     # A session of its own: a Ctrl-C in the terminal that started it (make run-nexus-pipeline)
@@ -40,5 +42,5 @@ case "$cmd" in
       "$(dirname "$0")/local-etcd-secure.sh" stop "$data" "$port" "$peer"; stopped=1
     fi
     [ "$stopped" = 1 ] || echo "no local etcd running" ;;
-  *) echo "usage: $0 start|stop data port peer"; exit 2 ;;
+  *) echo "usage: $0 start|stop|running data port peer"; exit 2 ;;
 esac

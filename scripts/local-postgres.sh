@@ -11,6 +11,8 @@ pwfile="$dir/password"
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 ready() { "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; }
 case "$cmd" in
+  # Whether a PostgreSQL serves on the port (exit 0), whoever started it.
+  running) ready ;;
   start)
     if ready; then echo "PostgreSQL already serving on 127.0.0.1:$port"; exit 0; fi
     mkdir -p "$dir"
@@ -35,5 +37,5 @@ case "$cmd" in
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null; echo "PostgreSQL stopped"
     else echo "no local PostgreSQL running"; fi ;;
-  *) echo "usage: $0 start|stop data port"; exit 2 ;;
+  *) echo "usage: $0 start|stop|running data port"; exit 2 ;;
 esac

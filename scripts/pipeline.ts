@@ -2,7 +2,9 @@
  * `make run-nexus-pipeline`: the distributed pipeline on this machine. Starts etcd and PostgreSQL
  * in the data directory (unless ETCD_ENDPOINTS / DB_HOST / DATABASE_URL point elsewhere), applies
  * the migrations, then runs a collector, a gateway and a streamer as separate processes. Ctrl-C
- * stops everything it started, in order: streamer, collector, gateway, then the databases.
+ * stops everything it started, in order: streamer, collector, gateway, then the databases it started
+ * (one already serving on the port, as after make setup-etcd or setup-postgres, is used and left
+ * running).
  *
  * The same settings as the Makefile's setup-etcd and setup-postgres: DATA_DIR (or NEXUS_DATA_DIR,
  * default .data), ETCD_PORT (2379), ETCD_PEER (2380), PG_PORT (5433); the children are given the
@@ -59,21 +61,43 @@ function giveUp(hint: string): never {
   process.exit(1);
 }
 
+/** Whether a local database script says its server already serves (started before this run). */
+function serving(script: string, args: string[]): boolean {
+  try {
+    execFileSync(script, ['running', ...args], { cwd: ROOT, stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 if ((process.env.ETCD_ENDPOINTS ?? '') === '') {
-  if (!step('starting etcd', 'scripts/local-etcd.sh', ['start', DATA, ETCD_PORT, ETCD_PEER]))
-    giveUp(`choose other ports with ETCD_PORT and ETCD_PEER (now ${ETCD_PORT} and ${ETCD_PEER})`);
+  // One already serving (make setup-etcd) is used and left running at the end: only what this
+  // run started is stopped.
+  if (serving('scripts/local-etcd.sh', [DATA, ETCD_PORT, ETCD_PEER])) {
+    process.stdout.write(`pipeline: etcd already serving on 127.0.0.1:${ETCD_PORT}: using it\n`);
+  } else {
+    if (!step('starting etcd', 'scripts/local-etcd.sh', ['start', DATA, ETCD_PORT, ETCD_PEER]))
+      giveUp(`choose other ports with ETCD_PORT and ETCD_PEER (now ${ETCD_PORT} and ${ETCD_PEER})`);
+    started.push('etcd');
+  }
   env.ETCD_ENDPOINTS = `127.0.0.1:${ETCD_PORT}`;
-  started.push('etcd');
 }
 if ((process.env.DATABASE_URL ?? '') === '' && (process.env.DB_HOST ?? '') === '') {
-  if (!step('starting PostgreSQL', 'scripts/local-postgres.sh', ['start', DATA, PG_PORT]))
+  const already = serving('scripts/local-postgres.sh', [DATA, PG_PORT]);
+  if (already) {
+    process.stdout.write(
+      `pipeline: PostgreSQL already serving on 127.0.0.1:${PG_PORT}: using it\n`,
+    );
+  } else if (!step('starting PostgreSQL', 'scripts/local-postgres.sh', ['start', DATA, PG_PORT])) {
     giveUp(`choose another port with PG_PORT (now ${PG_PORT})`);
+  }
   env.DB_HOST = '127.0.0.1';
   env.DB_PORT = PG_PORT;
   // Its password is random, made at its first start (scripts/local-postgres.sh).
   if ((env.DB_PASSWORD ?? '') === '' && (env.DB_PASSWORD_FILE ?? '') === '')
     env.DB_PASSWORD_FILE = resolve(ROOT, DATA, 'postgres', 'password');
-  started.push('postgres');
+  if (!already) started.push('postgres');
 }
 
 const nexus =

@@ -4,7 +4,7 @@
  * detached so that the test can signal that group.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,5 +170,65 @@ describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, 
     assertOneGracefulStop(p.output());
     assert.match(p.output(), /PostgreSQL stopped/);
     assert.match(p.output(), /etcd stopped/);
+  });
+
+  it('uses an etcd and a PostgreSQL already serving (make setup-etcd, setup-postgres) and leaves them running', async () => {
+    const port = await freePort();
+    const etcdPort = String(await freePort());
+    const etcdPeer = String(await freePort());
+    const pgPort = String(await freePort());
+    const data = join(dir, 'setup');
+    const local = (script: string, args: string[]): void => {
+      execFileSync(join(ROOT, 'scripts', script), args, { cwd: ROOT, stdio: 'ignore' });
+    };
+    const serving = (script: string, args: string[]): boolean => {
+      try {
+        local(script, ['running', ...args]);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    local('local-etcd.sh', ['start', data, etcdPort, etcdPeer]);
+    local('local-postgres.sh', ['start', data, pgPort]);
+    try {
+      const p = startPipeline({
+        DATA_DIR: data,
+        ETCD_PORT: etcdPort,
+        ETCD_PEER: etcdPeer,
+        PG_PORT: pgPort,
+        PORT: String(port),
+        COLLECTOR_METRICS_PORT: String(await freePort()),
+        STREAMER_METRICS_PORT: String(await freePort()),
+        STREAM_INTERVAL: '200ms',
+        ETCD_ENDPOINTS: '',
+        DATABASE_URL: '',
+        DB_HOST: '',
+        DB_PORT: '',
+        NEXUS_DATA_DIR: '',
+      });
+      assert.ok(
+        await until(async () => (await samples(p, port, 'local-cluster')) > 0, 120_000),
+        `nothing reached the gateway:\n${p.output().slice(-4000)}`,
+      );
+      ctrlC(p);
+      const exit = await p.exited;
+      assert.equal(exit.code, 0, p.output().slice(-4000));
+      assertOneGracefulStop(p.output());
+      assert.match(
+        p.output(),
+        new RegExp(`etcd already serving on 127\\.0\\.0\\.1:${etcdPort}: using it`),
+      );
+      assert.match(
+        p.output(),
+        new RegExp(`PostgreSQL already serving on 127\\.0\\.0\\.1:${pgPort}: using it`),
+      );
+      assert.doesNotMatch(p.output(), /etcd stopped|PostgreSQL stopped/);
+      assert.equal(serving('local-etcd.sh', [data, etcdPort, etcdPeer]), true, 'etcd was stopped');
+      assert.equal(serving('local-postgres.sh', [data, pgPort]), true, 'PostgreSQL was stopped');
+    } finally {
+      local('local-postgres.sh', ['stop', data, pgPort]);
+      local('local-etcd.sh', ['stop', data, etcdPort, etcdPeer]);
+    }
   });
 });
