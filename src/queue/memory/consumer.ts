@@ -110,11 +110,19 @@ export class MemoryConsumer implements Consumer {
   }
 
   async settle(delivery: Delivery, rejected: readonly RejectedRecord[]): Promise<'acked' | 'lost'> {
-    const envelope = this.letGo(delivery.id);
-    if (envelope === undefined) return 'lost';
+    const token = this.held.get(delivery.id);
+    const held = token === undefined ? undefined : this.host.claimed(delivery.id, token);
+    if (held === undefined) {
+      this.held.delete(delivery.id);
+      return 'lost';
+    }
+    // The dead letters are made before the message is let go of: if making them fails, it is
+    // still held (and can be given back), as with etcd, where one transaction does both.
+    const groups = groupRejected(held, rejected);
+    this.held.delete(delivery.id);
     this.host.remove(delivery.id);
-    for (const g of groupRejected(envelope, rejected)) {
-      this.host.bury(`${delivery.id}${g.suffix}`, g.envelope, g.reason, envelope.attempt + 1);
+    for (const g of groups) {
+      this.host.bury(`${delivery.id}${g.suffix}`, g.envelope, g.reason, held.attempt + 1);
     }
     return 'acked';
   }
