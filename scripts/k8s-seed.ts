@@ -91,7 +91,8 @@ export async function seedFile(path: string): Promise<string> {
     ...spec.templates.flatMap((t) => ['--show-only', t]),
   ]);
   const docs: string[] = [];
-  for (const doc of parseAllDocuments(rendered)) {
+  // As Kubernetes reads YAML (1.1: `defaultMode: 0440` is octal).
+  for (const doc of parseAllDocuments(rendered, { version: '1.1' })) {
     const value: unknown = doc.toJS();
     if (!isObj(value)) continue;
     docs.push(stringify(owned(value), { lineWidth: 0 }));

@@ -81,10 +81,13 @@ export function tool(file: string, args: readonly string[]): string {
   }
 }
 
-/** Every object of a multi-document YAML stream (empty documents skipped, `List`s flattened). */
+/**
+ * Every object of a multi-document YAML stream (empty documents skipped, `List`s flattened), read
+ * as Kubernetes reads it: YAML 1.1 (`defaultMode: 0440` is octal, 288).
+ */
 export function parseManifests(text: string): K8sObject[] {
   const out: K8sObject[] = [];
-  for (const doc of parseAllDocuments(text)) {
+  for (const doc of parseAllDocuments(text, { version: '1.1' })) {
     if (doc.errors.length > 0) throw new Error(`invalid YAML: ${doc.errors[0]?.message ?? ''}`);
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) continue;

@@ -77,6 +77,11 @@ describe('the seed deployment steps: etcd-cluster.yaml, postgresql.yaml, then he
       (o) => o.kind === 'StatefulSet',
     );
     assert.equal((etcd?.spec as { replicas?: number } | undefined)?.replicas, 3);
+    // The certificates' files as the chart mounts them (0440), not 0670: the chart's `0440` is
+    // octal to Kubernetes (YAML 1.1), and the file is written as the number it means.
+    const modes = JSON.stringify(etcd).match(/"defaultMode":(\d+)/g) ?? [];
+    assert.ok(modes.length >= 2, 'the TLS volumes');
+    for (const m of modes) assert.equal(m, `"defaultMode":${String(0o440)}`);
     assert.deepEqual(kinds('deployments/k8s/postgresql.yaml'), ['Cluster']);
   });
 
