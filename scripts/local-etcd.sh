@@ -30,17 +30,18 @@ case "$cmd" in
       sleep 0.1
     done
     echo "etcd did not become healthy; see $dir/etcd.log"; exit 1 ;;
-  stop)
-    # Either kind: this plain one, and the secure one of scripts/local-etcd-secure.sh.
+  stop | stop-plain)
+    # stop: either kind, this plain one and the secure one of scripts/local-etcd-secure.sh;
+    # stop-plain: this plain one only (what scripts/pipeline.ts started).
     stopped=0
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       pid=$(cat "$pidfile"); kill "$pid"
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       rm -f "$pidfile"; echo "etcd stopped"; stopped=1
     fi
-    if [ -f "$data/etcd-secure/etcd.pid" ]; then
+    if [ "$cmd" = stop ] && [ -f "$data/etcd-secure/etcd.pid" ]; then
       "$(dirname "$0")/local-etcd-secure.sh" stop "$data" "$port" "$peer"; stopped=1
     fi
     [ "$stopped" = 1 ] || echo "no local etcd running" ;;
-  *) echo "usage: $0 start|stop|running data port peer"; exit 2 ;;
+  *) echo "usage: $0 start|stop|stop-plain|running data port peer"; exit 2 ;;
 esac

@@ -52,7 +52,7 @@ function stopDatabases(): void {
   if (started.includes('postgres'))
     step('stopping PostgreSQL', 'scripts/local-postgres.sh', ['stop', DATA, PG_PORT]);
   if (started.includes('etcd'))
-    step('stopping etcd', 'scripts/local-etcd.sh', ['stop', DATA, ETCD_PORT, ETCD_PEER]);
+    step('stopping etcd', 'scripts/local-etcd.sh', ['stop-plain', DATA, ETCD_PORT, ETCD_PEER]);
 }
 
 function giveUp(hint: string): never {
