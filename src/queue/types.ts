@@ -110,6 +110,20 @@ export interface HeadMessage {
   readonly problem?: string;
 }
 
+/** A message in the queue as `nexus queue list` shows it: described, without its records. */
+export interface QueuedMessage extends HeadMessage {
+  /** ready: waiting for a consumer; claimed: a consumer holds it; delayed: waiting to be retried. */
+  readonly state: 'ready' | 'claimed' | 'delayed';
+  /** When a delayed message comes back (epoch ms). */
+  readonly due?: number;
+}
+
+export interface MessagePage {
+  readonly items: readonly QueuedMessage[];
+  /** Pass as `after` (with the same `delayed`) to get the next page. */
+  readonly next: string | undefined;
+}
+
 export interface DeadLetter {
   readonly id: string;
   readonly reason: string;
@@ -205,6 +219,17 @@ export interface Queue {
   depth(): Promise<number>;
   stats(): Promise<QueueStats>;
   listDeadLetters(options?: { limit?: number; after?: string }): Promise<DeadLetterPage>;
+  /**
+   * The messages in the queue, described (name, producer, records, source lines, attempt, last
+   * error), in name order (the time of a message's first reading, then its host and GPU): those
+   * ready or claimed, or with `delayed` those waiting to be retried, soonest due first. At most
+   * `limit` (1 to 1,000, default 100) a page.
+   */
+  listMessages(options?: {
+    limit?: number;
+    after?: string;
+    delayed?: boolean;
+  }): Promise<MessagePage>;
   /** Moves dead letters back into the queue with a fresh attempt count; returns how many. */
   replayDeadLetters(ids: readonly string[] | 'all'): Promise<number>;
   purgeDeadLetters(ids: readonly string[] | 'all'): Promise<number>;

@@ -382,6 +382,50 @@ export function queueConformance(h: QueueHarness): void {
       await queue.close();
     });
 
+    it('lists the messages it holds, described: ready or claimed in name order, then the delayed, paged', async () => {
+      const { queue, c } = await open();
+      const consumer = await queue.consumer();
+      const published = [envelope(c, {}, 3), envelope(c, {}, 2), envelope(c, {}, 4)];
+      for (const e of published) await queue.publish(e);
+      const all = await queue.listMessages();
+      assert.equal(all.items.length, 3);
+      assert.equal(all.next, undefined);
+      assert.deepEqual(
+        all.items.map((m) => [m.id, m.records, m.state, m.producer, m.attempt]),
+        published.map((e) => [e.id, e.records.length, 'ready', 'conformance', 0]),
+      );
+      const [held, retried] = await consumer.claim(2, { waitMs: 2000 });
+      assert.ok(held !== undefined && retried !== undefined);
+      assert.equal(await consumer.nack(retried, 'boom'), 'retry');
+      const now = await queue.listMessages();
+      assert.deepEqual(
+        now.items.map((m) => [m.id, m.state]).sort(),
+        published
+          .filter((e) => e.id !== retried.envelope.id)
+          .map((e) => [e.id, e.id === held.envelope.id ? 'claimed' : 'ready'])
+          .sort(),
+      );
+      const delayed = await queue.listMessages({ delayed: true });
+      assert.equal(delayed.items.length, 1);
+      const [d] = delayed.items;
+      assert.ok(d !== undefined);
+      assert.equal(d.id, retried.envelope.id);
+      assert.equal(d.state, 'delayed');
+      assert.equal(d.attempt, 1);
+      assert.equal(d.lastError, 'boom');
+      assert.ok((d.due ?? 0) > Date.now() - 60_000, 'its due time');
+      // Paged: the cursor of one page starts the next.
+      const first = await queue.listMessages({ limit: 1 });
+      assert.equal(first.items.length, 1);
+      assert.ok(first.next !== undefined);
+      const second = await queue.listMessages({ limit: 10, after: first.next });
+      assert.equal(second.items.length, 1);
+      assert.equal(second.next, undefined);
+      assert.notEqual(first.items[0]?.name, second.items[0]?.name);
+      await consumer.close();
+      await queue.close();
+    });
+
     it('a waiting consumer wakes when a message arrives, long before the poll timeout', async () => {
       const { queue, c } = await open({ pollTimeoutMs: 30_000 });
       const consumer = await queue.consumer();

@@ -284,6 +284,50 @@ describe('compressed queue messages on etcd', () => {
     assert.equal((await q.stats()).ready, 0);
   });
 
+  it('nexus queue list shows the compressed messages decoded, paged, and one it cannot decode as such', async () => {
+    const c = uniqueCluster('zl');
+    const q = queue(c);
+    const published = [batch(c, 120), batch(c, 80)];
+    for (const e of published) await q.publish(e);
+    const names = [...(await bodies(q)).keys()].sort();
+    const env = { ETCD_ENDPOINTS: etcd.endpoint, CLUSTER_ID: c, LOG_LEVEL: 'error' };
+    const json = await run(spawnNexus(['queue', 'list', '--json'], env));
+    assert.equal(json.code, 0, json.stderr);
+    const page = JSON.parse(json.stdout) as {
+      items: { name: string; id: string; records: number; state: string; producer: string }[];
+      next?: string;
+    };
+    assert.deepEqual(
+      page.items.map((m) => [m.name, m.id, m.records, m.state, m.producer]),
+      names.map((n, i) => [
+        n,
+        published[i]?.id,
+        published[i]?.records.length,
+        'ready',
+        'compression-test',
+      ]),
+    );
+    assert.equal(page.next, undefined);
+    const text = await run(spawnNexus(['queue', 'list', '--limit', '1'], env));
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^${names[0]}  ready  records=120  producer=compression-test  attempt=0  age=\\d+s\\n\\.\\.\\. more: --after ${names[0]}\\n$`,
+      ),
+    );
+    const rest = await run(spawnNexus(['queue', 'list', '--after', names[0] ?? ''], env));
+    assert.match(rest.stdout, new RegExp(`^${names[1]}  ready  records=80 `));
+    // A body that cannot be decoded is listed, saying why.
+    const badName = `${names[1]}-broken`;
+    await new Kv(q.etcd).txn([], [putOp(q.layout.message(badName), Buffer.from('xx'))]);
+    const withBad = await q.listMessages();
+    assert.match(withBad.items.find((m) => m.name === badName)?.problem ?? '', /./);
+    const bad = await run(spawnNexus(['queue', 'list', '--limit', '0'], env));
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--limit must be a whole number from 1 to 1000/);
+  });
+
   it('dead-letters a body that does not inflate with its reason, keeping it byte for byte', async () => {
     const c = uniqueCluster('zd');
     const q = queue(c);

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { createLogger } from '../../core/logger.js';
 import { formatTimestamp } from '../../core/record.js';
-import type { HeadMessage, Queue } from '../../queue/types.js';
+import type { HeadMessage, Queue, QueuedMessage } from '../../queue/types.js';
 import { buildQueue, configuredBackends } from '../backends.js';
 import { ResourceStack } from '../stack.js';
 import { addSettings, configFrom } from '../settings.js';
@@ -48,6 +48,28 @@ function headText(head: HeadMessage | undefined): string {
   return ` (${head.name}: ${head.records ?? 0} records from ${head.producer ?? '?'}${from}, attempt ${head.attempt ?? 0}${failed})`;
 }
 
+/** The --limit of a list: a whole number from 1 to 1,000 (the command errors otherwise). */
+function limitOf(cmd: Command, text: string): number {
+  const limit = Number(text);
+  if (!/^\d+$/.test(text) || limit < 1 || limit > 1000)
+    cmd.error(`--limit must be a whole number from 1 to 1000 (got "${text}")`);
+  return limit;
+}
+
+/** A queued message as `nexus queue list` prints it, a line each. */
+function messageLine(m: QueuedMessage, now: number): string {
+  if (m.problem !== undefined) return `${m.name}  ${m.state}  cannot be decoded: ${m.problem}`;
+  const from =
+    m.source === undefined
+      ? ''
+      : `  source=${m.source.file}:${m.source.firstLine}-${m.source.lastLine}`;
+  const age = m.createdAt === undefined ? '' : `  age=${Math.round((now - m.createdAt) / 1000)}s`;
+  const due =
+    m.due === undefined ? '' : `  due in ${Math.max(0, Math.round((m.due - now) / 1000))}s`;
+  const failed = m.lastError === undefined ? '' : `  last error: ${m.lastError}`;
+  return `${m.name}  ${m.state}  records=${m.records ?? 0}  producer=${m.producer ?? '?'}${from}  attempt=${m.attempt ?? 0}${age}${due}${failed}`;
+}
+
 export function queueCommand(): Command {
   const queue = new Command('queue').description('Inspect the message queue');
   const stats = new Command('stats')
@@ -69,6 +91,35 @@ export function queueCommand(): Command {
     });
   });
   queue.addCommand(stats);
+  const list = new Command('list')
+    .description(
+      'The messages in the queue, decoded (bodies are compressed), in name order (the time of their first reading), ready or claimed; --delayed: those waiting to be retried',
+    )
+    .option('--limit <n>', 'at most this many', '100')
+    .option('--after <cursor>', 'page after this one (the "more" line of the last page)')
+    .option('--delayed', 'the messages waiting to be retried, soonest due first')
+    .option('--json', 'print JSON');
+  addSettings(list, ['common', 'queue']);
+  list.action(async (o: { limit: string; after?: string; delayed?: boolean; json?: boolean }) => {
+    const limit = limitOf(list, o.limit);
+    await withQueue(list, async (q) => {
+      const page = await q.listMessages({
+        limit,
+        delayed: o.delayed === true,
+        ...(o.after === undefined ? {} : { after: o.after }),
+      });
+      const now = Date.now();
+      const text =
+        page.items.length === 0
+          ? `no ${o.delayed === true ? 'delayed ' : ''}messages`
+          : page.items.map((m) => messageLine(m, now)).join('\n') +
+            (page.next === undefined
+              ? ''
+              : `\n... more: --after ${page.next}${o.delayed === true ? ' --delayed' : ''}`);
+      print(o.json === true, page, text);
+    });
+  });
+  queue.addCommand(list);
   return queue;
 }
 
@@ -81,9 +132,7 @@ export function dlqCommand(): Command {
     .option('--json', 'print JSON');
   addSettings(list, ['common', 'queue']);
   list.action(async (o: { limit: string; after?: string; json?: boolean }) => {
-    const limit = Number(o.limit);
-    if (!/^\d+$/.test(o.limit) || limit < 1 || limit > 1000)
-      list.error(`--limit must be a whole number from 1 to 1000 (got "${o.limit}")`);
+    const limit = limitOf(list, o.limit);
     await withQueue(list, async (q) => {
       const page = await q.listDeadLetters({
         limit,

@@ -1,4 +1,4 @@
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { backoffDelay, type BackoffPolicy } from '../../core/backoff.js';
 import { NexusError, concernOf, describeError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -18,6 +18,7 @@ import type {
   DeadLetter,
   DeadLetterPage,
   HeadMessage,
+  MessagePage,
   PublishReceipt,
   Queue,
   QueueStats,
@@ -51,8 +52,23 @@ import { EtcdStream } from './stream.js';
 /** Housekeeping's timer while consumers exist (maintain() itself runs at most every 250 ms). */
 const MAINTAIN_EVERY_MS = 1000;
 
-/** Dead letters read in one request (each can be over a MB: the client takes answers of 64 MiB). */
-const DEAD_LETTER_READ = 32;
+/**
+ * Dead letters, or messages, read in one request (each can be over a MB: the client takes answers
+ * of 64 MiB).
+ */
+const LARGE_VALUES_READ = 32;
+
+/** After a key: the next one in etcd's order. */
+const AFTER = Buffer.from([0]);
+
+/** A message's description from its body, or why the body cannot be decoded. */
+function described(name: string, body: Buffer): HeadMessage {
+  try {
+    return headMessage(name, decodeEnvelope(body));
+  } catch (err) {
+    return { name, problem: describeError(err) };
+  }
+}
 
 /** Waits before trying the queue watch again (it was a fixed 2 s); consumers poll meanwhile. */
 const WATCH_RETRY: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
@@ -360,15 +376,10 @@ export class EtcdQueue implements Queue {
     const messages = count(0);
     const inFlight = Math.min(messages, count(1));
     const kv = res.responses[5]?.response_range.kvs[0];
-    let head: HeadMessage | undefined;
-    if (kv !== undefined) {
-      const name = kv.key.toString().slice(this.layout.messages.length);
-      try {
-        head = headMessage(name, decodeEnvelope(kv.value));
-      } catch (err) {
-        head = { name, problem: describeError(err) };
-      }
-    }
+    const head =
+      kv === undefined
+        ? undefined
+        : described(kv.key.toString().slice(this.layout.messages.length), kv.value);
     return {
       ready: messages - inFlight,
       inFlight,
@@ -382,34 +393,81 @@ export class EtcdQueue implements Queue {
   }
 
   async listDeadLetters(options: { limit?: number; after?: string } = {}): Promise<DeadLetterPage> {
+    const { items, more } = await this.page(this.layout.dead, options, 'list dead letters', (kv) =>
+      toDeadLetter(kv.key.toString().slice(this.layout.dead.length), kv.value),
+    );
+    const last = items[items.length - 1];
+    return { items, next: more && last !== undefined ? last.id : undefined };
+  }
+
+  async listMessages(
+    options: { limit?: number; after?: string; delayed?: boolean } = {},
+  ): Promise<MessagePage> {
+    const delayed = options.delayed === true;
+    const prefix = delayed ? this.layout.delayed : this.layout.messages;
+    const { items: read, more } = await this.page(prefix, options, 'list messages', (kv) => {
+      const cursor = kv.key.toString().slice(prefix.length);
+      const d = delayed ? this.layout.parseDelayed(kv.key.toString()) : undefined;
+      return { cursor, due: d?.due, message: described(d?.name ?? cursor, kv.value) };
+    });
+    const first = read[0]?.cursor;
+    const last = read[read.length - 1]?.cursor;
+    // Which of the page's messages a consumer holds: their claims, between its first and last
+    // (read after the page: a message claimed or acked meanwhile may show as it was).
+    const claimed = new Set<string>();
+    if (!delayed && first !== undefined && last !== undefined) {
+      const res = await this.kv.range(
+        {
+          key: key(this.layout.claim(first)),
+          range_end: Buffer.concat([key(this.layout.claim(last)), AFTER]),
+          keys_only: true,
+        },
+        'list claims',
+      );
+      for (const c of res.kvs) claimed.add(c.key.toString().slice(this.layout.claims.length));
+    }
+    const items = read.map(({ cursor, due, message }) =>
+      delayed
+        ? { ...message, state: 'delayed' as const, ...(due === undefined ? {} : { due }) }
+        : { ...message, state: claimed.has(cursor) ? ('claimed' as const) : ('ready' as const) },
+    );
+    return { items, next: more ? last : undefined };
+  }
+
+  /**
+   * Up to `limit` (1 to 1,000, default 100) key-values under `prefix` after the key whose suffix is
+   * `after`, read LARGE_VALUES_READ at a time and each made into what `map` makes of it at once
+   * (a page holds no more than one read's bodies); `more` when others follow.
+   */
+  private async page<T>(
+    prefix: string,
+    options: { limit?: number; after?: string },
+    what: string,
+    map: (kv: IKeyValue) => T,
+  ): Promise<{ items: T[]; more: boolean }> {
     const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
-    const start =
+    let from =
       options.after === undefined
-        ? key(this.layout.dead)
-        : Buffer.concat([key(this.layout.deadLetter(options.after)), Buffer.from([0])]);
-    // Read DEAD_LETTER_READ at a time: a dead letter can be over a MB, and one answer of a
-    // thousand of them would pass what the client takes (64 MiB).
-    const items: DeadLetter[] = [];
-    let from = start;
+        ? key(prefix)
+        : Buffer.concat([key(`${prefix}${options.after}`), AFTER]);
+    const items: T[] = [];
     let more = false;
     while (items.length < limit) {
       const res = await this.kv.range(
         {
           key: from,
-          range_end: prefixEnd(this.layout.dead),
-          limit: Math.min(DEAD_LETTER_READ, limit - items.length),
+          range_end: prefixEnd(prefix),
+          limit: Math.min(LARGE_VALUES_READ, limit - items.length),
         },
-        'list dead letters',
+        what,
       );
-      for (const kv of res.kvs)
-        items.push(toDeadLetter(kv.key.toString().slice(this.layout.dead.length), kv.value));
+      for (const kv of res.kvs) items.push(map(kv));
       more = res.more;
       const lastKv = res.kvs[res.kvs.length - 1];
       if (!more || lastKv === undefined) break;
-      from = Buffer.concat([lastKv.key, Buffer.from([0])]);
+      from = Buffer.concat([lastKv.key, AFTER]);
     }
-    const last = items[items.length - 1];
-    return { items, next: more && last !== undefined ? last.id : undefined };
+    return { items, more };
   }
 
   async replayDeadLetters(ids: readonly string[] | 'all'): Promise<number> {
@@ -440,7 +498,7 @@ export class EtcdQueue implements Queue {
       if (res.succeeded) replayed++;
     };
     if (ids === 'all') {
-      for await (const page of this.kv.scan(this.layout.dead, { pageSize: DEAD_LETTER_READ })) {
+      for await (const page of this.kv.scan(this.layout.dead, { pageSize: LARGE_VALUES_READ })) {
         for (const kv of page) await one(kv.key.toString(), kv.value, kv.mod_revision);
       }
     } else {

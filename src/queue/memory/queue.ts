@@ -11,7 +11,9 @@ import type {
   ConsumerOptions,
   DeadLetter,
   DeadLetterPage,
+  MessagePage,
   PublishReceipt,
+  QueuedMessage,
   Queue,
   QueueStats,
   StreamHandle,
@@ -33,6 +35,22 @@ interface Delayed {
   readonly due: number;
   readonly envelope: Envelope;
   readonly expiresAt: number;
+}
+
+/** One page of `all`, in cursor order, after `options.after` (1 to 1,000 items, default 100). */
+function pageOf<T>(
+  all: readonly { readonly cursor: string; readonly item: T }[],
+  options: { limit?: number; after?: string },
+): { items: T[]; next: string | undefined } {
+  const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
+  const rest = all
+    .filter((x) => options.after === undefined || x.cursor > options.after)
+    .sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
+  const page = rest.slice(0, limit);
+  return {
+    items: page.map((x) => x.item),
+    next: rest.length > limit ? page[page.length - 1]?.cursor : undefined,
+  };
 }
 
 /**
@@ -355,15 +373,31 @@ export class MemoryQueue implements Queue {
   }
 
   listDeadLetters(options: { limit?: number; after?: string } = {}): Promise<DeadLetterPage> {
-    const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
-    const ids = [...this.dead.keys()]
-      .sort()
-      .filter((id) => options.after === undefined || id > options.after);
-    const page = ids.slice(0, limit);
-    const items = page
-      .map((id) => this.dead.get(id))
-      .filter((d): d is DeadLetter => d !== undefined);
-    return Promise.resolve({ items, next: ids.length > limit ? page[page.length - 1] : undefined });
+    const { items, next } = pageOf(
+      [...this.dead.entries()].map(([id, d]) => ({ cursor: id, item: d })),
+      options,
+    );
+    return Promise.resolve({ items, next });
+  }
+
+  listMessages(
+    options: { limit?: number; after?: string; delayed?: boolean } = {},
+  ): Promise<MessagePage> {
+    // Cursors as the etcd queue's: the message's name, a delayed one's `{due13}_{name}`.
+    const all: { cursor: string; item: QueuedMessage }[] =
+      options.delayed === true
+        ? [...this.delayed.values()].map((d) => ({
+            cursor: `${String(d.due).padStart(13, '0')}_${d.name}`,
+            item: { ...headMessage(d.name, d.envelope), state: 'delayed', due: d.due },
+          }))
+        : [...this.messages].map(([name, m]) => ({
+            cursor: name,
+            item: {
+              ...headMessage(name, m.envelope),
+              state: m.claim === undefined ? 'ready' : 'claimed',
+            },
+          }));
+    return Promise.resolve(pageOf(all, options));
   }
 
   replayDeadLetters(ids: readonly string[] | 'all'): Promise<number> {
