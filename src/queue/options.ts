@@ -28,3 +28,8 @@ export const DEFAULT_QUEUE_OPTIONS = {
 export function randomSuffix(): string {
   return Math.random().toString(36).slice(2, 8).padEnd(6, '0');
 }
+
+/** The size of a listing's page (dead letters, messages): 1 to 1,000, 100 when not given. */
+export function pageLimit(limit: number | undefined): number {
+  return Math.max(1, Math.min(limit ?? 100, 1000));
+}

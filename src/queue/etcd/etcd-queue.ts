@@ -11,7 +11,7 @@ import {
 import { QueueConflict } from '../conflict.js';
 import { headMessage } from '../head.js';
 import { messageNameOf } from '../names.js';
-import { randomSuffix, type QueueOptions } from '../options.js';
+import { pageLimit, randomSuffix, type QueueOptions } from '../options.js';
 import type {
   Consumer,
   ConsumerOptions,
@@ -445,7 +445,7 @@ export class EtcdQueue implements Queue {
     what: string,
     map: (kv: IKeyValue) => T,
   ): Promise<{ items: T[]; more: boolean }> {
-    const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
+    const limit = pageLimit(options.limit);
     let from =
       options.after === undefined
         ? key(prefix)

@@ -5,7 +5,7 @@ import { QueueConflict } from '../conflict.js';
 import { envelopeProblem, type Envelope } from '../envelope.js';
 import { headMessage } from '../head.js';
 import { messageNameOf } from '../names.js';
-import { randomSuffix, type QueueOptions } from '../options.js';
+import { pageLimit, randomSuffix, type QueueOptions } from '../options.js';
 import type {
   Consumer,
   ConsumerOptions,
@@ -42,7 +42,7 @@ function pageOf<T>(
   all: readonly { readonly cursor: string; readonly item: T }[],
   options: { limit?: number; after?: string },
 ): { items: T[]; next: string | undefined } {
-  const limit = Math.max(1, Math.min(options.limit ?? 100, 1000));
+  const limit = pageLimit(options.limit);
   const rest = all
     .filter((x) => options.after === undefined || x.cursor > options.after)
     .sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
