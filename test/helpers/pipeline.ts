@@ -31,8 +31,20 @@ export function sqlStore(
   logger: Logger = silentLogger(),
   options: Partial<SqlStoreOptions> = {},
 ): SqlStore {
+  return testStore(postgresDatabase(url), logger, options);
+}
+
+/**
+ * A store on `db` as the tests use one: no retention, no partitions ahead, no sealing for an hour
+ * (PostgreSQL or PGlite).
+ */
+export function testStore(
+  db: SqlStoreOptions['db'],
+  logger: Logger = silentLogger(),
+  options: Partial<SqlStoreOptions> = {},
+): SqlStore {
   return new SqlStore({
-    db: postgresDatabase(url),
+    db,
     logger,
     writeMethod: 'unnest',
     retentionDays: 0,

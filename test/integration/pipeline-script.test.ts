@@ -113,6 +113,50 @@ async function flowingPipeline(name: string): Promise<ReturnType<typeof startPip
   return p;
 }
 
+/** Free ports for a pipeline on local servers: etcd's client and peer, PostgreSQL's, the gateway's. */
+interface LocalPorts {
+  readonly etcd: string;
+  readonly peer: string;
+  readonly pg: string;
+  readonly http: number;
+}
+
+async function localPorts(): Promise<LocalPorts> {
+  return {
+    etcd: String(await freePort()),
+    peer: String(await freePort()),
+    pg: String(await freePort()),
+    http: await freePort(),
+  };
+}
+
+/**
+ * The pipeline on the local etcd and PostgreSQL of `data` (scripts/local-*.sh: started by the
+ * script unless already serving), once its readings reach the gateway.
+ */
+async function localPipeline(data: string, ports: LocalPorts): Promise<Pipeline> {
+  const p = startPipeline({
+    DATA_DIR: data,
+    ETCD_PORT: ports.etcd,
+    ETCD_PEER: ports.peer,
+    PG_PORT: ports.pg,
+    PORT: String(ports.http),
+    COLLECTOR_METRICS_PORT: String(await freePort()),
+    STREAMER_METRICS_PORT: String(await freePort()),
+    STREAM_INTERVAL: '200ms',
+    ETCD_ENDPOINTS: '',
+    DATABASE_URL: '',
+    DB_HOST: '',
+    DB_PORT: '',
+    NEXUS_DATA_DIR: '',
+  });
+  assert.ok(
+    await until(async () => (await samples(p, ports.http, 'local-cluster')) > 0, 120_000),
+    `nothing reached the gateway:\n${p.output().slice(-4000)}`,
+  );
+  return p;
+}
+
 describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, () => {
   it('stops every child once and gracefully on Ctrl-C: exit 0, and the streamer prints its summary', async () => {
     const p = await flowingPipeline('signals');
@@ -137,33 +181,15 @@ describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, 
   });
 
   it('starts etcd and PostgreSQL on ETCD_PORT, ETCD_PEER and PG_PORT in DATA_DIR, and the children use them', async () => {
-    const port = await freePort();
-    const etcdPort = await freePort();
-    const etcdPeer = await freePort();
-    const pgPort = await freePort();
+    const ports = await localPorts();
     const data = join(dir, 'local');
-    const p = startPipeline({
-      DATA_DIR: data,
-      ETCD_PORT: String(etcdPort),
-      ETCD_PEER: String(etcdPeer),
-      PG_PORT: String(pgPort),
-      PORT: String(port),
-      COLLECTOR_METRICS_PORT: String(await freePort()),
-      STREAMER_METRICS_PORT: String(await freePort()),
-      STREAM_INTERVAL: '200ms',
-      ETCD_ENDPOINTS: '',
-      DATABASE_URL: '',
-      DB_HOST: '',
-      DB_PORT: '',
-      NEXUS_DATA_DIR: '',
-    });
-    assert.ok(
-      await until(async () => (await samples(p, port, 'local-cluster')) > 0, 120_000),
-      `nothing reached the gateway:\n${p.output().slice(-4000)}`,
-    );
+    const p = await localPipeline(data, ports);
     const output = p.output();
-    assert.match(output, new RegExp(`etcd running on 127\\.0\\.0\\.1:${etcdPort} .*data ${data}`));
-    assert.match(output, new RegExp(`PostgreSQL running on 127\\.0\\.0\\.1:${pgPort} `));
+    assert.match(
+      output,
+      new RegExp(`etcd running on 127\\.0\\.0\\.1:${ports.etcd} .*data ${data}`),
+    );
+    assert.match(output, new RegExp(`PostgreSQL running on 127\\.0\\.0\\.1:${ports.pg} `));
     ctrlC(p);
     const exit = await p.exited;
     assert.equal(exit.code, 0, p.output().slice(-4000));
@@ -173,10 +199,7 @@ describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, 
   });
 
   it('uses an etcd and a PostgreSQL already serving (make setup-etcd, setup-postgres) and leaves them running', async () => {
-    const port = await freePort();
-    const etcdPort = String(await freePort());
-    const etcdPeer = String(await freePort());
-    const pgPort = String(await freePort());
+    const ports = await localPorts();
     const data = join(dir, 'setup');
     const local = (script: string, args: string[]): void => {
       execFileSync(join(ROOT, 'scripts', script), args, { cwd: ROOT, stdio: 'ignore' });
@@ -189,46 +212,32 @@ describe('make run-nexus-pipeline (scripts/pipeline.ts)', { timeout: 240_000 }, 
         return false;
       }
     };
-    local('local-etcd.sh', ['start', data, etcdPort, etcdPeer]);
-    local('local-postgres.sh', ['start', data, pgPort]);
+    local('local-etcd.sh', ['start', data, ports.etcd, ports.peer]);
+    local('local-postgres.sh', ['start', data, ports.pg]);
     try {
-      const p = startPipeline({
-        DATA_DIR: data,
-        ETCD_PORT: etcdPort,
-        ETCD_PEER: etcdPeer,
-        PG_PORT: pgPort,
-        PORT: String(port),
-        COLLECTOR_METRICS_PORT: String(await freePort()),
-        STREAMER_METRICS_PORT: String(await freePort()),
-        STREAM_INTERVAL: '200ms',
-        ETCD_ENDPOINTS: '',
-        DATABASE_URL: '',
-        DB_HOST: '',
-        DB_PORT: '',
-        NEXUS_DATA_DIR: '',
-      });
-      assert.ok(
-        await until(async () => (await samples(p, port, 'local-cluster')) > 0, 120_000),
-        `nothing reached the gateway:\n${p.output().slice(-4000)}`,
-      );
+      const p = await localPipeline(data, ports);
       ctrlC(p);
       const exit = await p.exited;
       assert.equal(exit.code, 0, p.output().slice(-4000));
       assertOneGracefulStop(p.output());
       assert.match(
         p.output(),
-        new RegExp(`etcd already serving on 127\\.0\\.0\\.1:${etcdPort}: using it`),
+        new RegExp(`etcd already serving on 127\\.0\\.0\\.1:${ports.etcd}: using it`),
       );
       assert.match(
         p.output(),
-        new RegExp(`PostgreSQL already serving on 127\\.0\\.0\\.1:${pgPort}: using it`),
+        new RegExp(`PostgreSQL already serving on 127\\.0\\.0\\.1:${ports.pg}: using it`),
       );
       assert.doesNotMatch(p.output(), /etcd stopped|PostgreSQL stopped/);
-      assert.equal(serving('local-etcd.sh', [data, etcdPort, etcdPeer]), true, 'etcd was stopped');
-      assert.equal(serving('local-postgres.sh', [data, pgPort]), true, 'PostgreSQL was stopped');
+      assert.equal(
+        serving('local-etcd.sh', [data, ports.etcd, ports.peer]),
+        true,
+        'etcd was stopped',
+      );
+      assert.equal(serving('local-postgres.sh', [data, ports.pg]), true, 'PostgreSQL was stopped');
     } finally {
-      local('local-postgres.sh', ['stop', data, pgPort]);
-      local('local-etcd.sh', ['stop', data, etcdPort, etcdPeer]);
+      local('local-postgres.sh', ['stop', data, ports.pg]);
+      local('local-etcd.sh', ['stop', data, ports.etcd, ports.peer]);
     }
   });
 });

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { NexusError } from '../../../src/core/errors.js';
-import { ENVELOPE_VERSION } from '../../../src/queue/envelope.js';
 import type { MemoryQueue } from '../../../src/queue/memory/memory-queue.js';
 import { ACK_BATCH_MAX, type Consumer, type Queue } from '../../../src/queue/types.js';
 import type { SqlStore } from '../../../src/store/sql-store.js';
 import { T0, grid } from '../../conformance/store-fixtures.js';
-import { collectorOf, embedded, publish, stored } from './fixtures.js';
+import { collectorOf, embedded, publish, publishMessage, stored } from './fixtures.js';
 
 /**
  * How the collector acks once a batch is committed: each step (the clean messages together, then
@@ -180,18 +179,14 @@ describe('collector ack', () => {
       times: [T0],
     });
     for (let m = 0; m < 3; m++) {
-      await e.queue.publish({
-        v: ENVELOPE_VERSION,
-        id: `${m}-test`,
-        producer: 'test',
-        cluster: 'c1',
-        createdAt: Date.now(),
-        attempt: 0,
-        records: records.map((r, i) => ({
+      await publishMessage(
+        e.queue,
+        m,
+        records.map((r, i) => ({
           ...r,
           timestamp: m === 1 && i === 0 ? Date.now() + 2 * 86_400_000 : r.timestamp + m * 1000,
         })),
-      });
+      );
     }
     const unreachable = new NexusError('QUEUE_UNAVAILABLE', 'etcd settle failed: unavailable', {
       retryable: true,

@@ -5,8 +5,9 @@ import { ENVELOPE_VERSION } from '../../../src/queue/envelope.js';
 import { MemoryQueue } from '../../../src/queue/memory/memory-queue.js';
 import type { Queue } from '../../../src/queue/types.js';
 import { PGliteDatabase } from '../../../src/store/pglite/database.js';
-import { SqlStore } from '../../../src/store/sql-store.js';
+import type { SqlStore } from '../../../src/store/sql-store.js';
 import { T0, grid } from '../../conformance/store-fixtures.js';
+import { testStore } from '../../helpers/pipeline.js';
 import { pristineDump } from '../../helpers/pglite.js';
 
 /** A collector on PGlite and an in-process queue, as `nexus up` runs one, for the unit tests. */
@@ -19,15 +20,7 @@ export async function embedded(): Promise<{
 }> {
   const db = new PGliteDatabase('memory://', await pristineDump());
   await db.ready();
-  const store = new SqlStore({
-    db,
-    logger,
-    writeMethod: 'unnest',
-    retentionDays: 0,
-    rollupRetentionDays: 0,
-    partitionAheadMs: 0,
-    compactDelayMs: 3_600_000,
-  });
+  const store = testStore(db, logger);
   const queue = new MemoryQueue({
     clusterId: 'c1',
     maxAttempts: 5,
@@ -69,17 +62,26 @@ export async function publish(queue: MemoryQueue, messages: number): Promise<Tel
     times: Array.from({ length: Math.ceil((messages * 40) / 16) }, (_, i) => T0 + i * 1000),
   }).slice(0, messages * 40);
   for (let m = 0; m < messages; m++) {
-    await queue.publish({
-      v: ENVELOPE_VERSION,
-      id: `${m}-test`,
-      producer: 'test',
-      cluster: 'c1',
-      createdAt: Date.now(),
-      attempt: 0,
-      records: records.slice(m * 40, (m + 1) * 40),
-    });
+    await publishMessage(queue, m, records.slice(m * 40, (m + 1) * 40));
   }
   return records;
+}
+
+/** Message number `m` of cluster c1, holding `records`. */
+export async function publishMessage(
+  queue: MemoryQueue,
+  m: number,
+  records: TelemetryRecord[],
+): Promise<void> {
+  await queue.publish({
+    v: ENVELOPE_VERSION,
+    id: `${m}-test`,
+    producer: 'test',
+    cluster: 'c1',
+    createdAt: Date.now(),
+    attempt: 0,
+    records,
+  });
 }
 
 export async function stored(db: PGliteDatabase): Promise<number> {
